@@ -1,0 +1,61 @@
+"""The one exception tree of flowsight.
+
+Every error a user can cause says what was wrong and what to do about it.
+Driver exceptions (``sqlite3``, ``psycopg``) are translated at the store's
+boundary, so callers only ever catch these::
+
+    FlowsightError
+     ├── ConfigError              bad option, DSN, environment variable
+     ├── EventError               an event refused by the schema (names the field)
+     ├── TransitionError          a state change the state machine forbids
+     └── StoreError               the database could not do what was asked
+          └── MigrationError      the schema could not be brought up to date
+"""
+
+from __future__ import annotations
+
+
+class FlowsightError(Exception):
+    """Root of every exception flowsight raises on purpose."""
+
+
+class ConfigError(FlowsightError):
+    """A configuration value (flag, environment variable, file) is invalid."""
+
+
+class EventError(FlowsightError, ValueError):
+    """An event was refused. ``field`` names the offending field, ``index`` its
+    position in a batch when it came in one."""
+
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.index = index
+
+
+class TransitionError(FlowsightError):
+    """A state change that the table of allowed transitions forbids."""
+
+    def __init__(self, run_id: str, old: str, new: str) -> None:
+        super().__init__(
+            f"run {run_id!r}: illegal transition {old} -> {new}; "
+            f"allowed from {old}: {_allowed_text(old)}"
+        )
+        self.run_id = run_id
+        self.old_state = old
+        self.new_state = new
+
+
+class StoreError(FlowsightError):
+    """The store failed; the message says which operation and why."""
+
+
+class MigrationError(StoreError):
+    """The schema could not be migrated to the version this code needs."""
+
+
+def _allowed_text(old: str) -> str:
+    from flowsight.model.state import WorkflowState, allowed_next
+
+    nexts = sorted(s.value for s in allowed_next(WorkflowState(old)))
+    return ", ".join(nexts) if nexts else "nothing (terminal state)"

@@ -1,0 +1,32 @@
+"""Domain types and decisions; no I/O. Imports nothing from store/ or server/."""
+
+from __future__ import annotations
+
+from flowsight.model.eta import Eta, estimate_eta
+from flowsight.model.events import Event, EventKind, make_event, parse_event, parse_events
+from flowsight.model.execution import ExecutionMetrics, Outcome, StepRecord, apply_event
+from flowsight.model.history import WorkflowHistory
+from flowsight.model.ids import new_id
+from flowsight.model.stall import StallVerdict, stall_verdict
+from flowsight.model.state import TRANSITIONS, StateTransition, WorkflowState
+
+__all__ = [
+    "TRANSITIONS",
+    "Eta",
+    "Event",
+    "EventKind",
+    "ExecutionMetrics",
+    "Outcome",
+    "StallVerdict",
+    "StateTransition",
+    "StepRecord",
+    "WorkflowHistory",
+    "WorkflowState",
+    "apply_event",
+    "estimate_eta",
+    "make_event",
+    "new_id",
+    "parse_event",
+    "parse_events",
+    "stall_verdict",
+]

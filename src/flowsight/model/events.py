@@ -1,0 +1,224 @@
+"""The one envelope every producer sends: :class:`Event`.
+
+The schema is a msgspec ``Struct``; the same definition validates events from
+the SDK, the HTTP API and the store, so an error message is the same wherever a
+bad event comes from and always names the field.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import msgspec
+
+from flowsight.errors import EventError
+from flowsight.model.ids import new_id
+
+
+class EventKind(str, Enum):
+    """What happened. The first four are the specification's ``ExecutionEvent``."""
+
+    STARTED = "started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    COMPLETED = "completed"
+    STEP_STARTED = "step_started"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    HEARTBEAT = "heartbeat"
+    PROGRESS = "progress"
+
+
+STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED})
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One thing that happened to one run of a workflow.
+
+    ``id``: client-made, unique, time-sortable (see :mod:`flowsight.model.ids`);
+    a second event with an id already stored is a retry and is ignored.
+    ``ts``: seconds since the epoch (the wire also accepts RFC 3339 text).
+    ``step``: required for the step kinds. ``attrs``: JSON values only.
+    Conventional attrs: ``total_steps`` (started), ``error``/``error_type``/
+    ``traceback`` (failures), ``done``/``total`` (progress), ``reason``.
+    """
+
+    id: str
+    ts: float
+    kind: EventKind
+    workflow: str
+    run_id: str
+    step: str | None = None
+    attrs: dict[str, Any] = {}
+
+
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str | None = None
+    ts: float | datetime | None = None
+    kind: EventKind
+    workflow: str
+    run_id: str
+    step: str | None = None
+    attrs: dict[str, Any] = {}
+
+
+_decoder = msgspec.json.Decoder(_WireEvent)
+_list_decoder = msgspec.json.Decoder(list[Any])
+_encoder = msgspec.json.Encoder()
+_KINDS = ", ".join(k.value for k in EventKind)
+
+
+def _finish(wire: _WireEvent) -> Event:
+    """Check what the schema alone cannot, and fill the defaults."""
+    if not wire.run_id:
+        raise EventError("field 'run_id': must not be empty", field="run_id")
+    if not wire.workflow:
+        raise EventError("field 'workflow': must not be empty", field="workflow")
+    if wire.kind in STEP_KINDS and not wire.step:
+        raise EventError(f"field 'step': required for kind {wire.kind.value!r}", field="step")
+    ts = wire.ts
+    if ts is None:
+        ts_f = time.time()
+    elif isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=timezone.utc)
+        ts_f = ts.timestamp()
+    else:
+        ts_f = float(ts)
+        if not math.isfinite(ts_f) or ts_f < 0:
+            raise EventError(f"field 'ts': not a timestamp: {ts!r}", field="ts")
+    return Event(
+        id=wire.id or new_id(int(ts_f * 1e9)),
+        ts=ts_f,
+        kind=wire.kind,
+        workflow=wire.workflow,
+        run_id=wire.run_id,
+        step=wire.step,
+        attrs=wire.attrs,
+    )
+
+
+def _translate(exc: msgspec.ValidationError, index: int | None = None) -> EventError:
+    """Turn msgspec's message into one a person reads, naming the field."""
+    text = str(exc)
+    field = None
+    if " - at `$." in text:
+        text, _, path = text.partition(" - at `$.")
+        field = path.rstrip("`")
+    elif text.startswith("Object missing required field `"):
+        field = text.split("`")[1]
+        text = "missing (required)"
+    elif text.startswith("Object contains unknown field `"):
+        field = text.split("`")[1]
+        text = "unknown field (allowed: id, ts, kind, workflow, run_id, step, attrs)"
+    if field is not None and field.startswith("kind") and "Invalid enum value" in text:
+        text = f"{text}; expected one of: {_KINDS}"
+    if field == "ts":
+        text = f"not a timestamp ({text}); send seconds since the epoch or RFC 3339 text"
+    where = f"event {index}: " if index is not None else ""
+    name = f"field '{field}': " if field else ""
+    return EventError(f"{where}{name}{text}", field=field, index=index)
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> Event:
+    """Validate one event from JSON text or a decoded mapping.
+
+    Raises:
+        EventError: naming the field that is wrong.
+    """
+    try:
+        if isinstance(data, dict):
+            wire = msgspec.convert(data, _WireEvent)
+        else:
+            wire = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _translate(exc) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(f"malformed JSON: {exc}") from None
+    return _finish(wire)
+
+
+def parse_events(items: list[Any]) -> list[Event | EventError]:
+    """Validate a batch item by item: a bad item never costs the good ones."""
+    out: list[Event | EventError] = []
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise EventError(f"event {i}: expected an object, got {type(item).__name__}", index=i)
+            out.append(parse_event(item))
+        except EventError as exc:
+            if exc.index is None:
+                exc = EventError(f"event {i}: {exc}", field=exc.field, index=i)
+            out.append(exc)
+    return out
+
+
+def check_attrs(attrs: dict[str, Any]) -> None:
+    """Refuse attributes that JSON cannot carry, naming the attribute.
+
+    Raises:
+        EventError: ``field 'attrs.<key>': not JSON-serialisable ...``.
+    """
+    for key, value in attrs.items():
+        if not isinstance(key, str):
+            raise EventError(f"field 'attrs': keys must be strings, got {key!r}", field="attrs")
+        try:
+            _encoder.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EventError(
+                f"field 'attrs.{key}': not JSON-serialisable ({type(value).__name__}: {exc})",
+                field=f"attrs.{key}",
+            ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventError(f"field 'attrs.{key}': {value} is not valid JSON", field=f"attrs.{key}")
+
+
+def encode_attrs(attrs: dict[str, Any]) -> str:
+    """JSON text of an attribute mapping (``{}`` for an empty one)."""
+    return _encoder.encode(attrs).decode() if attrs else "{}"
+
+
+_attrs_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def decode_attrs(text: str | bytes | dict[str, Any] | None) -> dict[str, Any]:
+    """Inverse of :func:`encode_attrs` (PostgreSQL's jsonb may hand back a dict)."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return text
+    return _attrs_decoder.decode(text)
+
+
+def make_event(
+    kind: EventKind | str,
+    workflow: str,
+    run_id: str,
+    step: str | None = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    ts: float | None = None,
+    event_id: str | None = None,
+) -> Event:
+    """Build a checked event in code (tests, the CLI, monitors)."""
+    data: dict[str, Any] = {"kind": EventKind(kind).value, "workflow": workflow, "run_id": run_id}
+    if step is not None:
+        data["step"] = step
+    if attrs:
+        check_attrs(attrs)
+        data["attrs"] = attrs
+    if ts is not None:
+        data["ts"] = ts
+    if event_id is not None:
+        data["id"] = event_id
+    return parse_event(data)
+
+
+def to_json(event: Event) -> bytes:
+    return _encoder.encode(event)

@@ -1,0 +1,212 @@
+"""A run's execution metrics and how one event changes them.
+
+:func:`apply_event` is the single place that decides what an event does to a
+run: the state transition it asks for (applied or refused), the step record it
+opens or closes, the counters. It does no I/O; the store and the monitors both
+call it, so a run replayed from its events always ends where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowsight.model.events import Event, EventKind
+from flowsight.model.state import EVENT_STATE, StateTransition, WorkflowState, is_allowed
+
+
+@dataclass(slots=True)
+class ExecutionMetrics:
+    """The specification's ``ExecutionMetrics``: one run of a workflow.
+
+    ``workflow_id`` is the run's id (one execution); ``workflow`` the name of
+    the workflow it is a run of. ``current_step`` is the name of the step that
+    is running, if any. Mutated in place by :func:`apply_event`.
+    """
+
+    workflow_id: str
+    workflow: str
+    state: WorkflowState = WorkflowState.PENDING
+    start_time: float | None = None
+    end_time: float | None = None
+    current_step: str | None = None
+    total_steps: int | None = None
+    completed_steps: int = 0
+    failed_steps: int = 0
+    retries: int = 0
+    last_activity: float = 0.0
+    progress_done: float | None = None
+    progress_total: float | None = None
+    error: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    # step name -> attempts started; step name -> (attempt, started_at) while open
+    step_attempts: dict[str, int] = field(default_factory=dict)
+    open_steps: dict[str, tuple[int, float]] = field(default_factory=dict)
+    completed_names: set[str] = field(default_factory=set)
+    last_step_end: float | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.workflow_id
+
+    @property
+    def percent_done(self) -> float | None:
+        """Share of steps completed (0-100), counting progress inside the running step."""
+        if self.state is WorkflowState.COMPLETED:
+            return 100.0
+        if not self.total_steps:
+            return None
+        done = float(self.completed_steps)
+        if self.current_step and self.progress_total:
+            done += min(1.0, (self.progress_done or 0.0) / self.progress_total)
+        return min(100.0, 100.0 * done / self.total_steps)
+
+    def last_step_end_or_start(self) -> float | None:
+        return self.last_step_end if self.last_step_end is not None else self.start_time
+
+    def duration(self, now: float) -> float | None:
+        if self.start_time is None:
+            return None
+        return (self.end_time if self.end_time is not None else now) - self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One attempt at one step of a run."""
+
+    run_id: str
+    step: str
+    attempt: int
+    status: str  # running | completed | failed
+    started_at: float | None
+    ended_at: float | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at - self.started_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one event did: at most one transition and one step record."""
+
+    transition: StateTransition | None = None
+    step: StepRecord | None = None
+
+
+def new_metrics(event: Event) -> ExecutionMetrics:
+    return ExecutionMetrics(workflow_id=event.run_id, workflow=event.workflow, last_activity=event.ts)
+
+
+def _transition(m: ExecutionMetrics, new: WorkflowState, ev: Event, reason: str | None) -> StateTransition:
+    old = m.state
+    ok = is_allowed(old, new)
+    if ok:
+        m.state = new
+    return StateTransition(
+        workflow_id=m.workflow_id,
+        timestamp=ev.ts,
+        old_state=old,
+        new_state=new,
+        reason=reason,
+        source=str(ev.attrs.get("source", "event")),
+        applied=ok,
+        event_id=ev.id,
+    )
+
+
+def _error_text(ev: Event) -> str | None:
+    err = ev.attrs.get("error")
+    if err is None:
+        return None
+    kind = ev.attrs.get("error_type")
+    return f"{kind}: {err}" if kind else str(err)
+
+
+def apply_event(m: ExecutionMetrics, ev: Event) -> Outcome:
+    """Apply ``ev`` to ``m`` (in place) and say what followed.
+
+    A state-changing event whose transition is illegal changes nothing but is
+    returned as a refused transition. A step event on a Pending run starts it
+    implicitly (its Started event was lost or never sent).
+    """
+    kind = ev.kind
+    if ev.ts > m.last_activity:
+        m.last_activity = ev.ts
+    target = EVENT_STATE.get(kind)
+    if target is not None:
+        reason = ev.attrs.get("reason")
+        tr = _transition(m, target, ev, str(reason) if reason is not None else _error_text(ev))
+        if not tr.applied:
+            return Outcome(transition=tr)
+        if kind is EventKind.STARTED:
+            m.start_time = ev.ts
+            total = ev.attrs.get("total_steps")
+            if isinstance(total, int) and total >= 0:
+                m.total_steps = total
+            m.attrs = dict(ev.attrs)
+        elif target.terminal:
+            m.end_time = ev.ts
+            m.current_step = None
+            if kind is EventKind.FAILED:
+                m.error = _error_text(ev) or m.error
+        return Outcome(transition=tr)
+
+    implicit = None
+    if ev.step is not None and m.state is WorkflowState.PENDING:
+        implicit = _transition(m, WorkflowState.RUNNING, ev, "implicit: first step event")
+        m.start_time = ev.ts
+    step = None
+    if kind is EventKind.STEP_STARTED:
+        step = _open_step(m, ev)
+    elif kind is EventKind.STEP_COMPLETED or kind is EventKind.STEP_FAILED:
+        step = _close_step(m, ev)
+    elif kind is EventKind.PROGRESS:
+        done, total = ev.attrs.get("done"), ev.attrs.get("total")
+        if isinstance(done, (int, float)):
+            m.progress_done = float(done)
+        if isinstance(total, (int, float)) and total > 0:
+            m.progress_total = float(total)
+    return Outcome(transition=implicit, step=step)
+
+
+def _open_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
+    name = ev.step or ""
+    attempt = m.step_attempts.get(name, 0) + 1
+    m.step_attempts[name] = attempt
+    if attempt > 1:
+        m.retries += 1
+    m.open_steps[name] = (attempt, ev.ts)
+    m.current_step = name
+    m.progress_done = m.progress_total = None
+    return StepRecord(m.workflow_id, name, attempt, "running", ev.ts)
+
+
+def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
+    name = ev.step or ""
+    opened = m.open_steps.pop(name, None)
+    if opened is None:
+        # StepCompleted/StepFailed without StepStarted (the specification's
+        # minimal flow): the step ran since the last thing that happened.
+        attempt = m.step_attempts.get(name, 0) + 1
+        m.step_attempts[name] = attempt
+        started: float | None = ev.attrs.get("started_at") or m.last_step_end_or_start()
+    else:
+        attempt, started = opened
+    failed = ev.kind is EventKind.STEP_FAILED
+    if failed:
+        m.failed_steps += 1
+        m.error = _error_text(ev)
+    else:
+        m.completed_steps += 1
+        m.completed_names.add(name)
+    if m.current_step == name:
+        m.current_step = next(reversed(m.open_steps), None) if m.open_steps else None
+        m.progress_done = m.progress_total = None
+    m.last_step_end = ev.ts
+    return StepRecord(
+        m.workflow_id, name, attempt, "failed" if failed else "completed", started, ev.ts, _error_text(ev)
+    )

@@ -1,0 +1,70 @@
+"""Client-made, unique, time-sortable event ids (ULID text form).
+
+``str(uuid.uuid4())`` costs ~4.4 us, too much per event on the hot path, so ids
+are 48 bits of milliseconds plus 80 bits made of a per-process random prefix
+and a counter: unique across processes (the prefix), strictly increasing within
+a process (the counter), and sortable by time as plain strings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+_TABLE2 = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 chars
+
+
+def _b32(value: int, chars: int) -> str:
+    """Encode ``value`` as ``chars`` base32 characters (chars must be even)."""
+    out = []
+    for shift in range(5 * (chars - 2), -1, -10):
+        out.append(_TABLE2[(value >> shift) & 0x3FF])
+    return "".join(out)
+
+
+class IdFactory:
+    """Makes ULID-shaped ids; thread-safe; re-seeds itself after ``fork``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seed()
+        os.register_at_fork(after_in_child=self._seed)
+
+    def _seed(self) -> None:
+        rand = int.from_bytes(os.urandom(10), "big")
+        self._prefix = _b32(rand >> 40, 8)  # 40 random bits per process
+        self._counter = itertools.count(rand & 0xFFFFFFFF)
+        self._last_ms = -1
+        self._time_part = ""
+
+    def new(self, ts_ns: int) -> str:
+        """An id for an event that happened at ``ts_ns`` (ns since the epoch)."""
+        ms = ts_ns // 1_000_000
+        with self._lock:
+            if ms != self._last_ms:
+                self._last_ms = ms
+                self._time_part = _b32(ms, 10)
+            n = next(self._counter) & 0xFFFFFFFFFF
+            return self._time_part + self._prefix + _b32(n, 8)
+
+
+_factory = IdFactory()
+
+
+def new_id(ts_ns: int | None = None) -> str:
+    """A new event id; ``ts_ns`` defaults to now."""
+    if ts_ns is None:
+        import time
+
+        ts_ns = time.time_ns()
+    return _factory.new(ts_ns)
+
+
+def id_time_ms(event_id: str) -> int:
+    """The millisecond timestamp encoded in an id made by :func:`new_id`."""
+    value = 0
+    for ch in event_id[:10]:
+        value = value * 32 + _ALPHABET.index(ch)
+    return value

@@ -1,0 +1,139 @@
+"""Versioned schema migrations, applied at start, never destructive.
+
+Each migration is a list of statements per dialect. A migration is applied
+once, inside one transaction, and recorded in ``schema_migrations``; a new
+version of flowsight only ever appends to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_SQLITE_V1: Final = [
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        step TEXT,
+        attrs TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq)",
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        start_time REAL,
+        end_time REAL,
+        current_step TEXT,
+        total_steps INTEGER,
+        completed_steps INTEGER NOT NULL DEFAULT 0,
+        failed_steps INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        last_activity REAL NOT NULL,
+        progress_done REAL,
+        progress_total REAL,
+        error TEXT,
+        attrs TEXT NOT NULL DEFAULT '{}',
+        step_state TEXT NOT NULL DEFAULT '{}',
+        version INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at)",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        workflow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        error TEXT,
+        PRIMARY KEY (run_id, step, attempt)
+    )""",
+    """CREATE TABLE IF NOT EXISTS transitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        ts REAL NOT NULL,
+        old_state TEXT NOT NULL,
+        new_state TEXT NOT NULL,
+        reason TEXT,
+        source TEXT,
+        applied INTEGER NOT NULL,
+        event_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS transitions_run ON transitions (run_id, id)",
+]
+
+_PG_V1: Final = [
+    """CREATE TABLE IF NOT EXISTS events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        ts DOUBLE PRECISION NOT NULL,
+        kind TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        step TEXT,
+        attrs JSONB NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq)",
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        start_time DOUBLE PRECISION,
+        end_time DOUBLE PRECISION,
+        current_step TEXT,
+        total_steps INTEGER,
+        completed_steps INTEGER NOT NULL DEFAULT 0,
+        failed_steps INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        last_activity DOUBLE PRECISION NOT NULL,
+        progress_done DOUBLE PRECISION,
+        progress_total DOUBLE PRECISION,
+        error TEXT,
+        attrs JSONB NOT NULL DEFAULT '{}',
+        step_state TEXT NOT NULL DEFAULT '{}',
+        version BIGINT NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at)",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        workflow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at DOUBLE PRECISION,
+        ended_at DOUBLE PRECISION,
+        error TEXT,
+        PRIMARY KEY (run_id, step, attempt)
+    )""",
+    """CREATE TABLE IF NOT EXISTS transitions (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        old_state TEXT NOT NULL,
+        new_state TEXT NOT NULL,
+        reason TEXT,
+        source TEXT,
+        applied BOOLEAN NOT NULL,
+        event_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS transitions_run ON transitions (run_id, id)",
+]
+
+#: (version, name, {dialect: statements})
+MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
+    (1, "events, runs, steps, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
+]
+
+LATEST: Final = MIGRATIONS[-1][0]

@@ -1,0 +1,96 @@
+"""PostgreSQL store, for teams and for several ``flowsight serve`` replicas."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from flowsight.errors import ConfigError, MigrationError, StoreError
+from flowsight.store.migrations import MIGRATIONS
+from flowsight.store.sql import SqlStore
+
+_MIGRATION_LOCK = 0x666C6F77  # "flow": one migrator at a time across replicas
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) "
+    "SELECT i, t, k, w, r, s, a::jsonb FROM unnest("
+    "%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS u(i, t, k, w, r, s, a) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL via psycopg 3. ``schema`` (optional) keeps the tables in
+    their own schema, created if missing."""
+
+    dialect = "postgresql"
+    param = "%s"
+    lock_rows = " FOR UPDATE"
+
+    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0) -> None:
+        super().__init__()
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ConfigError(f"PostgreSQL schema {schema!r}: use lower-case letters, digits and _")
+        self.dsn = dsn
+        self.schema = schema
+        try:
+            self._conn = psycopg.connect(dsn, connect_timeout=int(connect_timeout), autocommit=True)
+            if schema:
+                self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                self._conn.execute(f"SET search_path TO {schema}")
+        except psycopg.Error as exc:
+            raise StoreError(f"postgresql store: cannot connect to {_redact(dsn)}: {exc}") from exc
+        self._migrate()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (psycopg.Error,)
+
+    @contextmanager
+    def _write_txn(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            yield cur
+
+    def _insert_events(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> set[str] | None:
+        columns = [list(col) for col in zip(*rows)]
+        cur.execute(_INSERT_EVENTS, columns)
+        inserted = {r[0] for r in cur.fetchall()}
+        return None if len(inserted) == len(rows) else inserted
+
+    def _migrate(self) -> None:
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                cur.execute("SELECT version FROM schema_migrations")
+                have = {r[0] for r in cur.fetchall()}
+                for version, name, stmts in MIGRATIONS:
+                    if version in have:
+                        continue
+                    for stmt in stmts["postgresql"]:
+                        cur.execute(stmt)
+                    cur.execute(
+                        "INSERT INTO schema_migrations VALUES (%s, %s, extract(epoch from now()))", (version, name)
+                    )
+        except psycopg.Error as exc:
+            raise MigrationError(f"postgresql store: migration failed: {exc}") from exc
+
+    def schema_version(self) -> int:
+        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", dsn)

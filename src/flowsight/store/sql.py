@@ -1,0 +1,437 @@
+"""The SQL core shared by the SQLite and PostgreSQL stores.
+
+A batch write is one transaction: events are inserted with their ids as the
+idempotency key (an id seen before is a duplicate and changes nothing), then
+every new event is applied to its run with :func:`flowsight.model.execution.apply_event`
+and the resulting runs, steps and transitions are written beside it. A run's
+row carries a version, so a cached copy is used only while nobody else has
+written that run.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from flowsight.errors import StoreError
+from flowsight.model.events import Event, EventKind, decode_attrs, encode_attrs
+from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
+from flowsight.model.history import WorkflowHistory
+from flowsight.model.state import StateTransition, WorkflowState
+from flowsight.store.base import WriteResult
+
+RUN_COLUMNS = (
+    "run_id, workflow, state, created_at, start_time, end_time, current_step, total_steps, "
+    "completed_steps, failed_steps, retries, last_activity, progress_done, progress_total, "
+    "error, attrs, step_state, version"
+)
+_RUN_UPDATE = ", ".join(
+    f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
+)
+_CACHE_SIZE = 10_000
+
+
+class _StepState(msgspec.Struct, array_like=True):
+    attempts: dict[str, int]
+    open: dict[str, tuple[int, float]]
+    done: list[str]
+    last_end: float | None
+
+
+_step_enc = msgspec.json.Encoder()
+_step_dec = msgspec.json.Decoder(_StepState)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of runs, newest first; ``cursor`` fetches the next (None at the end)."""
+
+    runs: list[ExecutionMetrics]
+    cursor: str | None
+
+
+def _encode_cursor(created_at: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, _, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(created), run_id
+    except (ValueError, UnicodeDecodeError):
+        raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
+
+
+class SqlStore(ABC):
+    """Store over a DB-API connection; subclasses supply the dialect."""
+
+    dialect: str = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        # run_id -> (version, metrics, created_at): valid while the row's version matches
+        self._runs: OrderedDict[str, tuple[int, ExecutionMetrics, float]] = OrderedDict()
+
+    # ---- dialect hooks -------------------------------------------------
+    @abstractmethod
+    def _connection(self) -> Any: ...
+
+    @abstractmethod
+    @contextmanager
+    def _write_txn(self) -> Iterator[Any]:
+        """A cursor inside a write transaction that commits on exit."""
+
+    @abstractmethod
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> set[str] | None:
+        """Insert, skipping ids already stored; the inserted ids (None: all of them)."""
+
+    @abstractmethod
+    def _errors(self) -> tuple[type[BaseException], ...]: ...
+
+    lock_rows = ""  # " FOR UPDATE" where the database needs it
+    param = "?"
+
+    def _sql(self, text: str) -> str:
+        return text if self.param == "?" else text.replace("?", self.param)
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self._errors() as exc:
+            raise StoreError(f"{self.dialect} store: {what} failed: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock, self._guard("query"):
+            conn = self._connection()
+            cur = conn.cursor()
+            try:
+                cur.execute(self._sql(sql), tuple(params))
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+            self._end_read(conn)
+            return rows
+
+    def _end_read(self, conn: Any) -> None:
+        """Finish the implicit read transaction, if the driver opened one."""
+
+    # ---- writes --------------------------------------------------------
+    def write_events(self, events: Sequence[Event]) -> WriteResult:
+        """Store a batch in one transaction; ids seen before are duplicates.
+
+        Returns which ids were accepted and which were duplicates, and every
+        state transition the new events caused (refused ones included).
+
+        Raises:
+            StoreError: nothing of the batch was stored.
+        """
+        result = WriteResult()
+        if not events:
+            return result
+        unique: dict[str, Event] = {}
+        for ev in events:
+            if ev.id in unique:
+                result.duplicates.append(ev.id)
+            else:
+                unique[ev.id] = ev
+        rows = [
+            (e.id, e.ts, e.kind.value, e.workflow, e.run_id, e.step, encode_attrs(e.attrs)) for e in unique.values()
+        ]
+        with self._lock, self._guard("write of events"):
+            try:
+                with self._write_txn() as cur:
+                    inserted = self._insert_events(cur, rows)
+                    new = list(unique.values()) if inserted is None else [e for e in unique.values() if e.id in inserted]
+                    result.duplicates.extend(e.id for e in unique.values() if inserted is not None and e.id not in inserted)
+                    result.accepted = [e.id for e in new]
+                    self._project(cur, new, result)
+            except BaseException:
+                self._runs.clear()  # the cache may hold what was rolled back
+                raise
+        return result
+
+    def _project(self, cur: Any, events: list[Event], result: WriteResult) -> None:
+        metrics = self._load_runs(cur, {e.run_id for e in events})
+        versions = {rid: v for rid, (v, _, _) in metrics.items()}
+        steps: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        transitions: list[StateTransition] = []
+        touched: dict[str, tuple[ExecutionMetrics, float]] = {}
+        for ev in events:
+            entry = metrics.get(ev.run_id)
+            if entry is None:
+                m, created = new_metrics(ev), ev.ts
+                metrics[ev.run_id] = (0, m, created)
+            else:
+                _, m, created = entry
+            out = apply_event(m, ev)
+            touched[ev.run_id] = (m, created)
+            if out.transition is not None:
+                transitions.append(out.transition)
+            if out.step is not None:
+                s = out.step
+                steps[(s.run_id, s.step, s.attempt)] = (
+                    s.run_id, s.step, s.attempt, m.workflow, s.status, s.started_at, s.ended_at, s.error,
+                )
+        if steps:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO steps (run_id, step, attempt, workflow, status, started_at, ended_at, error) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, attempt) DO UPDATE SET "
+                    "status = excluded.status, started_at = COALESCE(steps.started_at, excluded.started_at), "
+                    "ended_at = excluded.ended_at, error = excluded.error"
+                ),
+                list(steps.values()),
+            )
+        if transitions:
+            self._insert_transitions(cur, transitions)
+        self._save_runs(cur, touched, versions)
+        result.transitions = transitions
+
+    def _insert_transitions(self, cur: Any, transitions: list[StateTransition]) -> None:
+        cur.executemany(
+            self._sql(
+                "INSERT INTO transitions (run_id, ts, old_state, new_state, reason, source, applied, event_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            [
+                (t.workflow_id, t.timestamp, t.old_state.value, t.new_state.value, t.reason, t.source,
+                 t.applied, t.event_id)
+                for t in transitions
+            ],
+        )
+
+    def _load_runs(self, cur: Any, run_ids: set[str]) -> dict[str, tuple[int, ExecutionMetrics, float]]:
+        """Current metrics of these runs: from the cache where its version is current."""
+        out: dict[str, tuple[int, ExecutionMetrics, float]] = {}
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(self._sql(f"SELECT run_id, version FROM runs WHERE run_id IN ({marks}){self.lock_rows}"), chunk)
+            stale = []
+            for rid, version in cur.fetchall():
+                cached = self._runs.get(rid)
+                if cached is not None and cached[0] == version:
+                    out[rid] = cached
+                else:
+                    stale.append(rid)
+            if stale:
+                marks = ", ".join("?" * len(stale))
+                cur.execute(self._sql(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})"), stale)
+                for row in cur.fetchall():
+                    out[row[0]] = (int(row[17]), row_to_metrics(row), float(row[3]))
+        return out
+
+    def _save_runs(
+        self, cur: Any, touched: dict[str, tuple[ExecutionMetrics, float]], versions: dict[str, int]
+    ) -> None:
+        rows = []
+        for rid, (m, created) in touched.items():
+            version = versions.get(rid, 0) + 1
+            rows.append(metrics_to_row(m, created, version))
+            self._runs[rid] = (version, m, created)
+            self._runs.move_to_end(rid)
+        while len(self._runs) > _CACHE_SIZE:
+            self._runs.popitem(last=False)
+        marks = ", ".join("?" * 18)
+        cur.executemany(
+            self._sql(
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks}) ON CONFLICT (run_id) DO UPDATE SET {_RUN_UPDATE}"
+            ),
+            rows,
+        )
+
+    def record_transition(self, transition: StateTransition) -> None:
+        """Keep a transition made outside an event (``StateMonitor.monitor_state_change``);
+        an applied one also moves the run's state."""
+        with self._lock, self._guard("write of a transition"):
+            try:
+                with self._write_txn() as cur:
+                    self._insert_transitions(cur, [transition])
+                    if transition.applied:
+                        cur.execute(
+                            self._sql(
+                                "UPDATE runs SET state = ?, version = version + 1, last_activity = "
+                                "CASE WHEN last_activity > ? THEN last_activity ELSE ? END, "
+                                "end_time = CASE WHEN ? THEN ? ELSE end_time END WHERE run_id = ?"
+                            ),
+                            (transition.new_state.value, transition.timestamp, transition.timestamp,
+                             transition.new_state.terminal, transition.timestamp, transition.workflow_id),
+                        )
+            finally:
+                self._runs.pop(transition.workflow_id, None)
+
+    # ---- reads ---------------------------------------------------------
+    def get_run(self, run_id: str) -> ExecutionMetrics | None:
+        rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return row_to_metrics(rows[0]) if rows else None
+
+    def find_runs(self, prefix: str, limit: int = 10) -> list[ExecutionMetrics]:
+        """Runs whose id starts with ``prefix`` (for short ids typed at the CLI)."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT ?",
+            (like, limit),
+        )
+        return [row_to_metrics(r) for r in rows]
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        states: Sequence[WorkflowState | str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Runs newest first (by first event), filtered; pass ``cursor`` for the next page."""
+        where, params = [], []  # type: ignore[var-annotated]
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(WorkflowState(s).value for s in states)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            params.append(until)
+        if cursor:
+            created, rid = _decode_cursor(cursor)
+            where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params.extend([created, created, rid])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor(float(rows[-1][3]), rows[-1][0]) if more and rows else None
+        return Page([row_to_metrics(r) for r in rows], nxt)
+
+    def run_events(self, run_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        rows = self._read(
+            "SELECT id, ts, kind, workflow, run_id, step, attrs FROM events "
+            "WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        )
+        return [
+            Event(id=r[0], ts=r[1], kind=EventKind(r[2]), workflow=r[3], run_id=r[4], step=r[5],
+                  attrs=decode_attrs(r[6]))
+            for r in rows
+        ]
+
+    def run_steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._read(
+            "SELECT run_id, step, attempt, status, started_at, ended_at, error FROM steps "
+            "WHERE run_id = ? ORDER BY COALESCE(started_at, ended_at), attempt",
+            (run_id,),
+        )
+        return [StepRecord(*r) for r in rows]
+
+    def run_transitions(self, run_id: str) -> list[StateTransition]:
+        rows = self._read(
+            "SELECT run_id, ts, old_state, new_state, reason, source, applied, event_id FROM transitions "
+            "WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [
+            StateTransition(r[0], r[1], WorkflowState(r[2]), WorkflowState(r[3]), r[4], r[5], bool(r[6]), r[7])
+            for r in rows
+        ]
+
+    def history(self, workflow: str, runs: int = 20) -> WorkflowHistory:
+        """Durations from the last ``runs`` completed runs of ``workflow``."""
+        done = self._read(
+            "SELECT run_id, start_time, end_time FROM runs WHERE workflow = ? AND state = 'completed' "
+            "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?",
+            (workflow, runs),
+        )
+        if not done:
+            return WorkflowHistory(workflow)
+        starts = {r[0]: r[1] for r in done}
+        marks = ", ".join("?" * len(done))
+        steps = self._read(
+            f"SELECT run_id, step, started_at, ended_at FROM steps WHERE run_id IN ({marks}) "
+            "AND status = 'completed' AND started_at IS NOT NULL AND ended_at IS NOT NULL",
+            list(starts),
+        )
+        durations: dict[str, list[float]] = {}
+        offsets: dict[str, list[float]] = {}
+        for rid, step, started, ended in steps:
+            durations.setdefault(step, []).append(max(0.0, ended - started))
+            offsets.setdefault(step, []).append(started - starts[rid])
+        order = sorted(offsets, key=lambda s: sorted(offsets[s])[len(offsets[s]) // 2])
+        return WorkflowHistory(
+            workflow=workflow,
+            runs=len(done),
+            run_durations=tuple(r[2] - r[1] for r in done),
+            step_order=tuple(order),
+            step_durations={k: tuple(v) for k, v in durations.items()},
+        )
+
+    def workflows(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT workflow FROM runs ORDER BY workflow")]
+
+    def count_events(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
+
+    # ---- retention -----------------------------------------------------
+    def prune(self, older_than: float) -> int:
+        """Delete events with ``ts`` before ``older_than``, and runs that ended
+        before it (with their steps and transitions). Returns events deleted."""
+        with self._lock, self._guard("prune"):
+            with self._write_txn() as cur:
+                cur.execute(self._sql("DELETE FROM events WHERE ts < ?"), (older_than,))
+                deleted = int(cur.rowcount or 0)
+                old = "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ?"
+                cur.execute(self._sql(f"DELETE FROM steps WHERE run_id IN ({old})"), (older_than,))
+                cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
+                cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
+            self._runs.clear()
+            return deleted
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def metrics_to_row(m: ExecutionMetrics, created: float, version: int) -> tuple[Any, ...]:
+    state = _step_enc.encode(
+        _StepState(m.step_attempts, m.open_steps, sorted(m.completed_names), m.last_step_end)
+    ).decode()
+    return (
+        m.workflow_id, m.workflow, m.state.value, created, m.start_time, m.end_time, m.current_step,
+        m.total_steps, m.completed_steps, m.failed_steps, m.retries, m.last_activity, m.progress_done,
+        m.progress_total, m.error, encode_attrs(m.attrs), state, version,
+    )
+
+
+def row_to_metrics(row: Sequence[Any]) -> ExecutionMetrics:
+    st = _step_dec.decode(row[16]) if row[16] and row[16] != "{}" else _StepState({}, {}, [], None)
+    return ExecutionMetrics(
+        workflow_id=row[0], workflow=row[1], state=WorkflowState(row[2]), start_time=row[4], end_time=row[5],
+        current_step=row[6], total_steps=row[7], completed_steps=row[8], failed_steps=row[9], retries=row[10],
+        last_activity=row[11], progress_done=row[12], progress_total=row[13], error=row[14],
+        attrs=decode_attrs(row[15]), step_attempts=dict(st.attempts),
+        open_steps={k: (int(v[0]), float(v[1])) for k, v in st.open.items()},
+        completed_names=set(st.done), last_step_end=st.last_end,
+    )

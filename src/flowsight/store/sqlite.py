@@ -1,0 +1,101 @@
+"""SQLite store: the embedded default (WAL, one file, no server)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flowsight.errors import MigrationError, StoreError
+from flowsight.store.migrations import MIGRATIONS
+from flowsight.store.sql import SqlStore
+
+_INSERT_EVENT = "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+
+
+class SqliteStore(SqlStore):
+    """A SQLite file in WAL mode; several processes may write to it at once
+    (each write waits up to ``busy_timeout`` seconds for the others)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+        super().__init__()
+        self.path = path
+        self._local = threading.local()
+        try:
+            self._conn = sqlite3.connect(
+                str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
+        self._migrate()
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    @contextmanager
+    def _write_txn(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> set[str] | None:
+        # Fast path: one executemany; if every row went in, there was no duplicate.
+        cur.execute("SAVEPOINT ins")
+        cur.executemany(_INSERT_EVENT, rows)
+        if cur.rowcount == len(rows):
+            cur.execute("RELEASE ins")
+            return None
+        cur.execute("ROLLBACK TO ins")
+        cur.execute("RELEASE ins")
+        inserted = set()
+        for row in rows:
+            cur.execute(_INSERT_EVENT, row)
+            if cur.rowcount == 1:
+                inserted.add(row[0])
+        return inserted
+
+    def _migrate(self) -> None:
+        try:
+            with self._write_txn() as cur:
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+                )
+                have = {r[0] for r in cur.execute("SELECT version FROM schema_migrations")}
+                for version, name, stmts in MIGRATIONS:
+                    if version in have:
+                        continue
+                    for stmt in stmts["sqlite"]:
+                        cur.execute(stmt)
+                    cur.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, julianday('now') * 86400 - 210866760000)",
+                        (version, name),
+                    )
+        except sqlite3.Error as exc:
+            raise MigrationError(f"sqlite store {self.path}: migration failed: {exc}") from exc
+
+    def schema_version(self) -> int:
+        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
