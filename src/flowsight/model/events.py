@@ -34,6 +34,9 @@ class EventKind(str, Enum):
     HEARTBEAT = "heartbeat"
     PROGRESS = "progress"
 
+    # Enum's own __hash__ is Python code; str's is C and agrees with __eq__.
+    __hash__ = str.__hash__
+
 
 STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED})
 

@@ -9,7 +9,7 @@ call it, so a run replayed from its events always ends where it was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowsight.model.events import Event, EventKind
 from flowsight.model.state import EVENT_STATE, StateTransition, WorkflowState, is_allowed
@@ -43,6 +43,7 @@ class ExecutionMetrics:
     step_attempts: dict[str, int] = field(default_factory=dict)
     open_steps: dict[str, tuple[int, float]] = field(default_factory=dict)
     completed_names: set[str] = field(default_factory=set)
+    failed_names: set[str] = field(default_factory=set)  # last attempt failed
     last_step_end: float | None = None
 
     @property
@@ -70,9 +71,8 @@ class ExecutionMetrics:
         return (self.end_time if self.end_time is not None else now) - self.start_time
 
 
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """One attempt at one step of a run."""
+class StepRecord(NamedTuple):
+    """One attempt at one step of a run (a NamedTuple: made once per step on the hot path)."""
 
     run_id: str
     step: str
@@ -89,12 +89,14 @@ class StepRecord:
         return max(0.0, self.ended_at - self.started_at)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one event did: at most one transition and one step record."""
 
     transition: StateTransition | None = None
     step: StepRecord | None = None
+
+
+_NOTHING = Outcome()
 
 
 def new_metrics(event: Event) -> ExecutionMetrics:
@@ -170,15 +172,20 @@ def apply_event(m: ExecutionMetrics, ev: Event) -> Outcome:
             m.progress_done = float(done)
         if isinstance(total, (int, float)) and total > 0:
             m.progress_total = float(total)
-    return Outcome(transition=implicit, step=step)
+    if implicit is None and step is None:
+        return _NOTHING
+    return Outcome(implicit, step)
 
 
 def _open_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
     name = ev.step or ""
     attempt = m.step_attempts.get(name, 0) + 1
     m.step_attempts[name] = attempt
-    if attempt > 1:
+    if name in m.failed_names:
+        # started again after failing: a retry (a step run again after
+        # succeeding, as in a loop, is not)
         m.retries += 1
+        m.failed_names.discard(name)
     m.open_steps[name] = (attempt, ev.ts)
     m.current_step = name
     m.progress_done = m.progress_total = None
@@ -199,6 +206,7 @@ def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
     failed = ev.kind is EventKind.STEP_FAILED
     if failed:
         m.failed_steps += 1
+        m.failed_names.add(name)
         m.error = _error_text(ev)
     else:
         m.completed_steps += 1
@@ -208,5 +216,6 @@ def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
         m.progress_done = m.progress_total = None
     m.last_step_end = ev.ts
     return StepRecord(
-        m.workflow_id, name, attempt, "failed" if failed else "completed", started, ev.ts, _error_text(ev)
+        m.workflow_id, name, attempt, "failed" if failed else "completed", started, ev.ts,
+        _error_text(ev) if failed else None,
     )

@@ -25,6 +25,8 @@ class WorkflowState(str, Enum):
     SUSPENDED = "suspended"
     CANCELLED = "cancelled"
 
+    __hash__ = str.__hash__  # C speed in the hot path's dict lookups
+
     @property
     def terminal(self) -> bool:
         return self in TERMINAL

@@ -11,7 +11,7 @@ from typing import Final
 
 _SQLITE_V1: Final = [
     """CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         ts REAL NOT NULL,
         kind TEXT NOT NULL,
@@ -21,7 +21,6 @@ _SQLITE_V1: Final = [
         attrs TEXT NOT NULL DEFAULT '{}'
     )""",
     "CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq)",
-    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
         workflow TEXT NOT NULL,
@@ -45,17 +44,6 @@ _SQLITE_V1: Final = [
     "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at)",
     "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at)",
-    """CREATE TABLE IF NOT EXISTS steps (
-        run_id TEXT NOT NULL,
-        step TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        workflow TEXT NOT NULL,
-        status TEXT NOT NULL,
-        started_at REAL,
-        ended_at REAL,
-        error TEXT,
-        PRIMARY KEY (run_id, step, attempt)
-    )""",
     """CREATE TABLE IF NOT EXISTS transitions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id TEXT NOT NULL,
@@ -82,7 +70,6 @@ _PG_V1: Final = [
         attrs JSONB NOT NULL DEFAULT '{}'
     )""",
     "CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq)",
-    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
         workflow TEXT NOT NULL,
@@ -106,17 +93,6 @@ _PG_V1: Final = [
     "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at)",
     "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at)",
-    """CREATE TABLE IF NOT EXISTS steps (
-        run_id TEXT NOT NULL,
-        step TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        workflow TEXT NOT NULL,
-        status TEXT NOT NULL,
-        started_at DOUBLE PRECISION,
-        ended_at DOUBLE PRECISION,
-        error TEXT,
-        PRIMARY KEY (run_id, step, attempt)
-    )""",
     """CREATE TABLE IF NOT EXISTS transitions (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         run_id TEXT NOT NULL,

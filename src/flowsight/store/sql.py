@@ -37,6 +37,7 @@ _RUN_UPDATE = ", ".join(
     f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
 )
 _CACHE_SIZE = 10_000
+_KIND_TEXT = {k: k.value for k in EventKind}
 
 
 class _StepState(msgspec.Struct, array_like=True):
@@ -44,6 +45,7 @@ class _StepState(msgspec.Struct, array_like=True):
     open: dict[str, tuple[int, float]]
     done: list[str]
     last_end: float | None
+    failed: list[str] = []
 
 
 _step_enc = msgspec.json.Encoder()
@@ -144,7 +146,8 @@ class SqlStore(ABC):
             else:
                 unique[ev.id] = ev
         rows = [
-            (e.id, e.ts, e.kind.value, e.workflow, e.run_id, e.step, encode_attrs(e.attrs)) for e in unique.values()
+            (e.id, e.ts, _KIND_TEXT[e.kind], e.workflow, e.run_id, e.step, encode_attrs(e.attrs) if e.attrs else "{}")
+            for e in unique.values()
         ]
         with self._lock, self._guard("write of events"):
             try:
@@ -162,7 +165,6 @@ class SqlStore(ABC):
     def _project(self, cur: Any, events: list[Event], result: WriteResult) -> None:
         metrics = self._load_runs(cur, {e.run_id for e in events})
         versions = {rid: v for rid, (v, _, _) in metrics.items()}
-        steps: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         transitions: list[StateTransition] = []
         touched: dict[str, tuple[ExecutionMetrics, float]] = {}
         for ev in events:
@@ -172,25 +174,10 @@ class SqlStore(ABC):
                 metrics[ev.run_id] = (0, m, created)
             else:
                 _, m, created = entry
-            out = apply_event(m, ev)
+            tr = apply_event(m, ev).transition
             touched[ev.run_id] = (m, created)
-            if out.transition is not None:
-                transitions.append(out.transition)
-            if out.step is not None:
-                s = out.step
-                steps[(s.run_id, s.step, s.attempt)] = (
-                    s.run_id, s.step, s.attempt, m.workflow, s.status, s.started_at, s.ended_at, s.error,
-                )
-        if steps:
-            cur.executemany(
-                self._sql(
-                    "INSERT INTO steps (run_id, step, attempt, workflow, status, started_at, ended_at, error) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, attempt) DO UPDATE SET "
-                    "status = excluded.status, started_at = COALESCE(steps.started_at, excluded.started_at), "
-                    "ended_at = excluded.ended_at, error = excluded.error"
-                ),
-                list(steps.values()),
-            )
+            if tr is not None:
+                transitions.append(tr)
         if transitions:
             self._insert_transitions(cur, transitions)
         self._save_runs(cur, touched, versions)
@@ -328,30 +315,29 @@ class SqlStore(ABC):
             "WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit),
         )
-        return [
-            Event(id=r[0], ts=r[1], kind=EventKind(r[2]), workflow=r[3], run_id=r[4], step=r[5],
-                  attrs=decode_attrs(r[6]))
-            for r in rows
-        ]
+        return [_row_event(r) for r in rows]
+
+    def _step_events(self, run_ids: Sequence[str]) -> dict[str, list[Event]]:
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._read(
+            f"SELECT id, ts, kind, workflow, run_id, step, attrs FROM events WHERE run_id IN ({marks}) "
+            "AND kind IN ('started', 'step_started', 'step_completed', 'step_failed') ORDER BY seq",
+            list(run_ids),
+        )
+        out: dict[str, list[Event]] = {}
+        for r in rows:
+            out.setdefault(r[4], []).append(_row_event(r))
+        return out
 
     def run_steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._read(
-            "SELECT run_id, step, attempt, status, started_at, ended_at, error FROM steps "
-            "WHERE run_id = ? ORDER BY COALESCE(started_at, ended_at), attempt",
-            (run_id,),
-        )
-        return [StepRecord(*r) for r in rows]
+        """Every step attempt of a run, ended ones and those still running, in start order.
 
-    def run_transitions(self, run_id: str) -> list[StateTransition]:
-        rows = self._read(
-            "SELECT run_id, ts, old_state, new_state, reason, source, applied, event_id FROM transitions "
-            "WHERE run_id = ? ORDER BY id",
-            (run_id,),
-        )
-        return [
-            StateTransition(r[0], r[1], WorkflowState(r[2]), WorkflowState(r[3]), r[4], r[5], bool(r[6]), r[7])
-            for r in rows
-        ]
+        Steps are not a table of their own: they are replayed from the run's
+        step events (the events are the truth; this keeps a write to one row per event).
+        """
+        steps = replay_steps(self._step_events([run_id]).get(run_id, []))
+        steps.sort(key=lambda s: (s.started_at if s.started_at is not None else s.ended_at or 0.0, s.attempt))
+        return steps
 
     def history(self, workflow: str, runs: int = 20) -> WorkflowHistory:
         """Durations from the last ``runs`` completed runs of ``workflow``."""
@@ -363,17 +349,13 @@ class SqlStore(ABC):
         if not done:
             return WorkflowHistory(workflow)
         starts = {r[0]: r[1] for r in done}
-        marks = ", ".join("?" * len(done))
-        steps = self._read(
-            f"SELECT run_id, step, started_at, ended_at FROM steps WHERE run_id IN ({marks}) "
-            "AND status = 'completed' AND started_at IS NOT NULL AND ended_at IS NOT NULL",
-            list(starts),
-        )
         durations: dict[str, list[float]] = {}
         offsets: dict[str, list[float]] = {}
-        for rid, step, started, ended in steps:
-            durations.setdefault(step, []).append(max(0.0, ended - started))
-            offsets.setdefault(step, []).append(started - starts[rid])
+        for rid, events in self._step_events(list(starts)).items():
+            for s in replay_steps(events):
+                if s.status == "completed" and s.duration is not None and s.started_at is not None:
+                    durations.setdefault(s.step, []).append(s.duration)
+                    offsets.setdefault(s.step, []).append(s.started_at - starts[rid])
         order = sorted(offsets, key=lambda s: sorted(offsets[s])[len(offsets[s]) // 2])
         return WorkflowHistory(
             workflow=workflow,
@@ -398,7 +380,6 @@ class SqlStore(ABC):
                 cur.execute(self._sql("DELETE FROM events WHERE ts < ?"), (older_than,))
                 deleted = int(cur.rowcount or 0)
                 old = "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ?"
-                cur.execute(self._sql(f"DELETE FROM steps WHERE run_id IN ({old})"), (older_than,))
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
                 cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
             self._runs.clear()
@@ -416,7 +397,7 @@ class SqlStore(ABC):
 
 def metrics_to_row(m: ExecutionMetrics, created: float, version: int) -> tuple[Any, ...]:
     state = _step_enc.encode(
-        _StepState(m.step_attempts, m.open_steps, sorted(m.completed_names), m.last_step_end)
+        _StepState(m.step_attempts, m.open_steps, sorted(m.completed_names), m.last_step_end, sorted(m.failed_names))
     ).decode()
     return (
         m.workflow_id, m.workflow, m.state.value, created, m.start_time, m.end_time, m.current_step,
@@ -433,5 +414,24 @@ def row_to_metrics(row: Sequence[Any]) -> ExecutionMetrics:
         last_activity=row[11], progress_done=row[12], progress_total=row[13], error=row[14],
         attrs=decode_attrs(row[15]), step_attempts=dict(st.attempts),
         open_steps={k: (int(v[0]), float(v[1])) for k, v in st.open.items()},
-        completed_names=set(st.done), last_step_end=st.last_end,
+        completed_names=set(st.done), last_step_end=st.last_end, failed_names=set(st.failed),
     )
+
+
+def _row_event(r: Sequence[Any]) -> Event:
+    return Event(id=r[0], ts=r[1], kind=EventKind(r[2]), workflow=r[3], run_id=r[4], step=r[5],
+                 attrs=decode_attrs(r[6]))
+
+
+def replay_steps(events: Sequence[Event]) -> list[StepRecord]:
+    """The step attempts a run's events describe (running ones included)."""
+    if not events:
+        return []
+    m = new_metrics(events[0])
+    ended: list[StepRecord] = []
+    for ev in events:
+        step = apply_event(m, ev).step
+        if step is not None and step.status != "running":
+            ended.append(step)
+    running = [StepRecord(m.workflow_id, n, att, "running", t) for n, (att, t) in m.open_steps.items()]
+    return ended + running

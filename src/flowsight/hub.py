@@ -1,0 +1,40 @@
+"""The hub: validate, dedupe by id, persist, publish.
+
+Producers hand events to :meth:`Hub.publish`; the hub stores them (an id seen
+before is a duplicate, stored once), then feeds each new event to the
+execution monitor (and so to its subscribers) and each transition it caused
+to the state monitor's handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from flowsight.model.events import Event
+from flowsight.monitors.execution import ExecutionMonitor
+from flowsight.monitors.state import StateMonitor
+from flowsight.store.base import WriteResult
+from flowsight.store.sql import SqlStore
+
+
+class Hub:
+    def __init__(self, store: SqlStore, *, execution: ExecutionMonitor | None = None,
+                 state: StateMonitor | None = None) -> None:
+        self.store = store
+        self.execution = execution or ExecutionMonitor()
+        self.state = state or StateMonitor(store)
+
+    async def publish(self, events: Sequence[Event]) -> WriteResult:
+        """Store ``events`` (acknowledged once committed), then publish the new ones."""
+        result = await asyncio.to_thread(self.store.write_events, events)
+        accepted = set(result.accepted)
+        for ev in events:
+            if ev.id in accepted:
+                accepted.discard(ev.id)
+                await self.execution.track_execution(ev.run_id, ev)
+        for tr in result.transitions:
+            self.state.observe(tr)
+            if tr.applied:
+                await self.state.notify(tr)
+        return result

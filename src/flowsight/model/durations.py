@@ -1,0 +1,56 @@
+"""Durations people type: ``90s``, ``15m``, ``2h``, ``30d``, ``1h30m``, or plain seconds."""
+
+from __future__ import annotations
+
+import re
+
+from flowsight.errors import ConfigError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
+    """Seconds in ``text``.
+
+    Raises:
+        ConfigError: ``<what>: 'soon' is not a duration; write e.g. 90s, 15m, 2h, 30d``.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise ConfigError(f"{what}: {text} must not be negative")
+        return float(text)
+    s = str(text).strip().lower().replace(" ", "")
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if value < 0:
+            raise ConfigError(f"{what}: {text!r} must not be negative")
+        return value
+    pos, total = 0, 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ConfigError(f"{what}: {text!r} is not a duration; write e.g. 90s, 15m, 2h, 30d")
+    return total
+
+
+def format_duration(seconds: float | None) -> str:
+    """``4m 10s``, ``1h 02m``, ``850ms``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(round(seconds))
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"

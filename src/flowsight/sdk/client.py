@@ -1,0 +1,357 @@
+"""Instrumenting Python code: ``workflow()``, ``step()``, runs and steps.
+
+::
+
+    with flowsight.workflow("nightly-etl", total_steps=3) as run:
+        with run.step("extract"):
+            ...
+        run.progress(40, 100)
+
+    @flowsight.workflow("train")
+    async def train(): ...
+
+    @flowsight.step("load")
+    def load(): ...          # a step of whichever run is current
+
+An exception inside a step records StepFailed (type, message, traceback), one
+leaving the run records Failed; both are re-raised. KeyboardInterrupt and
+asyncio cancellation record Cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import inspect
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from flowsight.model.events import EventKind, check_attrs
+from flowsight.model.ids import new_id
+from flowsight.sdk.transport import BatchWriter
+from flowsight.store.base import open_store, resolve_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current_run: ContextVar[Run | None] = ContextVar("flowsight_run", default=None)
+_current_step: ContextVar[str | None] = ContextVar("flowsight_step", default=None)
+_time_ns = time.time_ns
+_K = EventKind
+
+
+class Client:
+    """Where the SDK's events go: a store (local file or PostgreSQL) through
+    one background writer. Most code uses the default client; tests and
+    embedders make their own."""
+
+    def __init__(self, db: str | None = None, *, batch_size: int = 1000) -> None:
+        self.db = resolve_url(db)
+        self.writer = BatchWriter(lambda: open_store(self.db), batch_size=batch_size)
+        self._put = self.writer.put
+        self._started = False
+
+    def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
+             attrs: dict[str, Any] | None = None) -> None:
+        """Queue one event (the hot path: a clock read and a queue put)."""
+        if not self._started:
+            self._started = True
+            self.writer.start()
+        self._put((_time_ns(), kind, workflow, run_id, step, attrs))
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until everything emitted so far is stored; False on timeout."""
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        self.writer.stop()
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def configure(db: str | None = None) -> Client:
+    """Point the SDK at a store (``db``: a file path, ``sqlite:///...`` or
+    ``postgresql://...``; default ``FLOWSIGHT_DATABASE_URL`` or ``./flowsight.db``).
+    Events queued for the previous store are flushed to it first."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default.close()
+        _default = Client(db)
+        return _default
+
+
+def get_client() -> Client:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Client()
+    return _default
+
+
+def flush(timeout: float | None = 30.0) -> bool:
+    """Store everything the default client has queued."""
+    return _default.flush(timeout) if _default is not None else True
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _default is not None:
+        _default.close()
+
+
+def _error_attrs(exc: BaseException) -> dict[str, Any]:
+    return {
+        "error": str(exc) or type(exc).__name__,
+        "error_type": type(exc).__qualname__,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _cancelling(exc: BaseException) -> bool:
+    return isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+
+
+class Step:
+    """One step of a run: a context manager (sync or async) and a decorator."""
+
+    __slots__ = ("run", "name", "_token")
+
+    def __init__(self, run: Run, name: str) -> None:
+        self.run = run
+        self.name = name
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> Step:
+        run = self.run
+        run._emit(_K.STEP_STARTED, self.name, None)
+        self._token = _current_step.set(self.name)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._token is not None:
+            _current_step.reset(self._token)
+            self._token = None
+        if exc is None:
+            self.run._emit(_K.STEP_COMPLETED, self.name, None)
+        else:
+            self.run._emit(_K.STEP_FAILED, self.name, _error_attrs(exc))
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(et, exc, tb)
+
+
+class Run:
+    """One run of a workflow. Made by :func:`workflow`; ``run_id`` is the
+    specification's ``workflow_id``."""
+
+    def __init__(self, workflow: str, *, run_id: str | None = None, total_steps: int | None = None,
+                 attrs: dict[str, Any] | None = None, client: Client | None = None) -> None:
+        if not workflow:
+            raise ValueError("workflow name must not be empty")
+        self.workflow = workflow
+        self.run_id = run_id or new_id()
+        self.total_steps = total_steps
+        self.attrs = dict(attrs or {})
+        check_attrs(self.attrs)
+        self._client = client or get_client()
+        self._emit_raw = self._client.emit
+        self._token: Token[Run | None] | None = None
+        self.finished = False
+
+    def _emit(self, kind: EventKind, step: str | None, attrs: dict[str, Any] | None) -> None:
+        self._emit_raw(kind, self.workflow, self.run_id, step, attrs)
+
+    # ---- lifecycle -----------------------------------------------------
+    def start(self) -> Run:
+        attrs = {**self.attrs, "pid": os.getpid(), "host": socket.gethostname()}
+        if self.total_steps is not None:
+            attrs["total_steps"] = self.total_steps
+        self._emit(_K.STARTED, None, attrs)
+        return self
+
+    def complete(self) -> None:
+        self._finish(_K.COMPLETED, None)
+
+    def fail(self, error: BaseException | str) -> None:
+        attrs = _error_attrs(error) if isinstance(error, BaseException) else {"error": str(error)}
+        self._finish(_K.FAILED, attrs)
+
+    def cancel(self, reason: str | None = None) -> None:
+        self._finish(_K.CANCELLED, {"reason": reason} if reason else None)
+
+    def _finish(self, kind: EventKind, attrs: dict[str, Any] | None) -> None:
+        if not self.finished:
+            self.finished = True
+            self._emit(kind, None, attrs)
+
+    def suspend(self, reason: str | None = None) -> None:
+        self._emit(_K.SUSPENDED, None, {"reason": reason} if reason else None)
+
+    def resume(self, reason: str | None = None) -> None:
+        self._emit(_K.RESUMED, None, {"reason": reason} if reason else None)
+
+    # ---- inside a run --------------------------------------------------
+    def step(self, name: str) -> Step:
+        """A step of this run: ``with run.step("load"):`` or ``async with``."""
+        return Step(self, name)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Units done (of ``total``) inside the running step."""
+        attrs: dict[str, Any] = {"done": done}
+        if total is not None:
+            attrs["total"] = total
+        self._emit(_K.PROGRESS, _current_step.get(), attrs)
+
+    def heartbeat(self) -> None:
+        """Say the run is alive when no step has ended for a while."""
+        self._emit(_K.HEARTBEAT, _current_step.get(), None)
+
+    def event(self, kind: EventKind | str, step: str | None = None, **attrs: Any) -> None:
+        """Any event kind, with attributes (checked: JSON values only)."""
+        check_attrs(attrs)
+        self._emit(EventKind(kind), step, attrs or None)
+
+    # ---- context manager -----------------------------------------------
+    def __enter__(self) -> Run:
+        self._token = _current_run.set(self)
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._token is not None:
+            _current_run.reset(self._token)
+            self._token = None
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            self.complete()
+        elif _cancelling(exc):
+            self._finish(_K.CANCELLED, {"reason": type(exc).__name__})
+        else:
+            self.fail(exc)
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(et, exc, tb)
+
+
+class _WorkflowSpec:
+    """What :func:`workflow` returns: a context manager making one run, or a
+    decorator making a run per call."""
+
+    def __init__(self, name: str, kwargs: dict[str, Any]) -> None:
+        self.name = name
+        self.kwargs = kwargs
+        self._runs: list[Run] = []
+
+    def new_run(self) -> Run:
+        return Run(self.name, **self.kwargs)
+
+    def __enter__(self) -> Run:
+        run = self.new_run()
+        self._runs.append(run)
+        return run.__enter__()
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._runs.pop().__exit__(et, exc, tb)
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(et, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def arun(*args: Any, **kw: Any) -> Any:
+                with self.new_run():
+                    return await func(*args, **kw)
+
+            return arun  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run(*args: Any, **kw: Any) -> Any:
+            with self.new_run():
+                return func(*args, **kw)
+
+        return run  # type: ignore[return-value]
+
+
+def workflow(name: str, *, total_steps: int | None = None, run_id: str | None = None,
+             client: Client | None = None, **attrs: Any) -> _WorkflowSpec:
+    """A run of workflow ``name``: ``with workflow(...) as run:`` or ``@workflow(...)``.
+
+    ``attrs`` are kept on the run (JSON values only); ``stall_timeout`` (seconds)
+    bounds how long it may go quiet before it counts as stalled.
+    """
+    check_attrs(attrs)
+    kwargs: dict[str, Any] = {"total_steps": total_steps, "run_id": run_id, "attrs": attrs, "client": client}
+    return _WorkflowSpec(name, kwargs)
+
+
+class _StepSpec:
+    """What module-level :func:`step` returns: a step of the current run."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self._steps: list[Step] = []
+
+    def _open(self, name: str) -> Step:
+        run = current_run()
+        if run is None:
+            raise RuntimeError(f"flowsight.step({name!r}) used outside a run: wrap the code in flowsight.workflow(...)")
+        return Step(run, name)
+
+    def __enter__(self) -> Step:
+        s = self._open(self.name or "step")
+        self._steps.append(s)
+        return s.__enter__()
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._steps.pop().__exit__(et, exc, tb)
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(et, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        name = self.name or func.__name__
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def astep(*args: Any, **kw: Any) -> Any:
+                with self._open(name):
+                    return await func(*args, **kw)
+
+            return astep  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def sstep(*args: Any, **kw: Any) -> Any:
+            with self._open(name):
+                return func(*args, **kw)
+
+        return sstep  # type: ignore[return-value]
+
+
+def step(name: str | None = None) -> _StepSpec:
+    """A step of the current run: ``with step("load"):`` or ``@step()`` (the
+    function's name is the step's)."""
+    return _StepSpec(name)
+
+
+def current_run() -> Run | None:
+    return _current_run.get()
