@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Iterator
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _TABLE2 = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 chars
@@ -35,19 +36,33 @@ class IdFactory:
     def _seed(self) -> None:
         rand = int.from_bytes(os.urandom(10), "big")
         self._prefix = _b32(rand >> 40, 8)  # 40 random bits per process
-        self._counter = itertools.count(rand & 0xFFFFFFFF)
+        # 40 bits of counter, starting at a random point; wraps after 2^40 ids
+        self._counter = _wrapping_count(rand & 0xFFFFFFFF)
         self._last_ms = -1
-        self._time_part = ""
+        self._time_part = ""  # time (10 chars) + prefix (8 chars)
 
     def new(self, ts_ns: int) -> str:
         """An id for an event that happened at ``ts_ns`` (ns since the epoch)."""
-        ms = ts_ns // 1_000_000
+        return self.many([ts_ns])[0]
+
+    def many(self, ts_ns: list[int]) -> list[str]:
+        """Ids for a batch of events (one lock, encoding unrolled: the writer's path)."""
+        t = _TABLE2
+        out = []
         with self._lock:
-            if ms != self._last_ms:
-                self._last_ms = ms
-                self._time_part = _b32(ms, 10)
-            n = next(self._counter) & 0xFFFFFFFFFF
-            return self._time_part + self._prefix + _b32(n, 8)
+            last_ms, time_part, prefix, counter = self._last_ms, self._time_part, self._prefix, self._counter
+            for ts in ts_ns:
+                ms = ts // 1_000_000
+                if ms != last_ms:
+                    last_ms, time_part = ms, _b32(ms, 10) + prefix
+                n = next(counter)
+                out.append(time_part + t[n >> 30 & 0x3FF] + t[n >> 20 & 0x3FF] + t[n >> 10 & 0x3FF] + t[n & 0x3FF])
+            self._last_ms, self._time_part = last_ms, time_part
+        return out
+
+
+def _wrapping_count(start: int) -> Iterator[int]:
+    return (n & 0xFFFFFFFFFF for n in itertools.count(start))
 
 
 _factory = IdFactory()
@@ -60,6 +75,11 @@ def new_id(ts_ns: int | None = None) -> str:
 
         ts_ns = time.time_ns()
     return _factory.new(ts_ns)
+
+
+def new_ids(ts_ns: list[int]) -> list[str]:
+    """Ids for a batch of events that happened at ``ts_ns``."""
+    return _factory.many(ts_ns)
 
 
 def id_time_ms(event_id: str) -> int:

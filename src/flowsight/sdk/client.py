@@ -41,9 +41,10 @@ from flowsight.store.base import open_store, resolve_url
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current_run: ContextVar[Run | None] = ContextVar("flowsight_run", default=None)
-_current_step: ContextVar[str | None] = ContextVar("flowsight_step", default=None)
 _time_ns = time.time_ns
 _K = EventKind
+_K_STEP_STARTED = EventKind.STEP_STARTED
+_K_STEP_COMPLETED = EventKind.STEP_COMPLETED
 
 
 class Client:
@@ -57,12 +58,15 @@ class Client:
         self._put = self.writer.put
         self._started = False
 
-    def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
-             attrs: dict[str, Any] | None = None) -> None:
-        """Queue one event (the hot path: a clock read and a queue put)."""
+    def start(self) -> None:
+        """Start the background writer (done by the first run)."""
         if not self._started:
             self._started = True
             self.writer.start()
+
+    def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
+             attrs: dict[str, Any] | None = None) -> None:
+        """Queue one event: a clock read and a queue put."""
         self._put((_time_ns(), kind, workflow, run_id, step, attrs))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -122,29 +126,31 @@ def _cancelling(exc: BaseException) -> bool:
 
 
 class Step:
-    """One step of a run: a context manager (sync or async) and a decorator."""
+    """One step of a run: a context manager (sync or async). Entering and
+    leaving one is the SDK's hot path: a clock read and a queue put each."""
 
-    __slots__ = ("run", "name", "_token")
+    __slots__ = ("run", "name", "_outer")
 
     def __init__(self, run: Run, name: str) -> None:
         self.run = run
         self.name = name
-        self._token: Token[str | None] | None = None
+        self._outer: str | None = None
 
     def __enter__(self) -> Step:
         run = self.run
-        run._emit(_K.STEP_STARTED, self.name, None)
-        self._token = _current_step.set(self.name)
+        run._put((_time_ns(), _K_STEP_STARTED, run.workflow, run.run_id, self.name, None))
+        # a plain attribute, not a ContextVar: half the cost on the hot path
+        self._outer = run.current_step
+        run.current_step = self.name
         return self
 
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self._token is not None:
-            _current_step.reset(self._token)
-            self._token = None
+        run = self.run
+        run.current_step = self._outer
         if exc is None:
-            self.run._emit(_K.STEP_COMPLETED, self.name, None)
+            run._put((_time_ns(), _K_STEP_COMPLETED, run.workflow, run.run_id, self.name, None))
         else:
-            self.run._emit(_K.STEP_FAILED, self.name, _error_attrs(exc))
+            run._put((_time_ns(), _K.STEP_FAILED, run.workflow, run.run_id, self.name, _error_attrs(exc)))
 
     async def __aenter__(self) -> Step:
         return self.__enter__()
@@ -167,9 +173,13 @@ class Run:
         self.attrs = dict(attrs or {})
         check_attrs(self.attrs)
         self._client = client or get_client()
+        self._client.start()
         self._emit_raw = self._client.emit
+        self._put = self._client.writer.put
         self._token: Token[Run | None] | None = None
         self.finished = False
+        #: the innermost step running in this run (for progress, heartbeats, logs)
+        self.current_step: str | None = None
 
     def _emit(self, kind: EventKind, step: str | None, attrs: dict[str, Any] | None) -> None:
         self._emit_raw(kind, self.workflow, self.run_id, step, attrs)
@@ -213,11 +223,11 @@ class Run:
         attrs: dict[str, Any] = {"done": done}
         if total is not None:
             attrs["total"] = total
-        self._emit(_K.PROGRESS, _current_step.get(), attrs)
+        self._emit(_K.PROGRESS, self.current_step, attrs)
 
     def heartbeat(self) -> None:
         """Say the run is alive when no step has ended for a while."""
-        self._emit(_K.HEARTBEAT, _current_step.get(), None)
+        self._emit(_K.HEARTBEAT, self.current_step, None)
 
     def event(self, kind: EventKind | str, step: str | None = None, **attrs: Any) -> None:
         """Any event kind, with attributes (checked: JSON values only)."""

@@ -19,13 +19,16 @@ from typing import Any
 
 from flowsight.errors import FlowsightError
 from flowsight.model.events import Event, EventKind
-from flowsight.model.ids import new_id
+from flowsight.model.ids import new_ids
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.sdk")
 
 # (ts_ns, kind, workflow, run_id, step, attrs)
 Raw = tuple[int, EventKind, str, str, "str | None", "dict[str, Any] | None"]
+
+
+_EMPTY: dict[str, Any] = {}  # shared; events are never mutated
 
 
 class _Flush:
@@ -120,9 +123,10 @@ class BatchWriter:
                 return
 
     def _write(self, batch: list[Raw]) -> None:
+        ids = new_ids([raw[0] for raw in batch])
         events = [
-            Event(id=new_id(ts), ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or {})
-            for ts, kind, wf, run, step, attrs in batch
+            Event(id=eid, ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or _EMPTY)
+            for eid, (ts, kind, wf, run, step, attrs) in zip(ids, batch)
         ]
         delay = 0.05
         while True:

@@ -1,0 +1,85 @@
+"""Shared fixtures: a fresh store on each backend.
+
+PostgreSQL tests use the real server (``FLOWSIGHT_TEST_PG_DSN``, default
+``postgresql://postgres@127.0.0.1:5432/test``), each in a schema of its own
+that is dropped afterwards. Without a server they skip with one line of
+reason, except under ``CI=true``, where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from flowsight.store import SqlStore, open_store
+
+PG_DSN = os.environ.get("FLOWSIGHT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_error: str | None = None
+
+
+def _pg_available() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    global _pg_error
+    if _pg_error is None:
+        try:
+            with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _pg_error = ""
+        except psycopg.Error as exc:
+            _pg_error = f"PostgreSQL not reachable at {PG_DSN}: {str(exc).strip().splitlines()[0]}"
+    return _pg_error or None
+
+
+def require_postgres() -> None:
+    why = _pg_available()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {why}", pytrace=False)
+        pytest.skip(why)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name, dropped after the test."""
+    require_postgres()
+    name = f"fs_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    """A DSN whose search_path is a fresh schema (for subprocesses and the CLI)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_schema}")
+    sep = "&" if "?" in PG_DSN else "?"
+    return f"{PG_DSN}{sep}options=-csearch_path%3D{pg_schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for a fresh store on each backend (for code that opens its own)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "flowsight.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    """A fresh, migrated store on each backend."""
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
+    s = open_store(str(tmp_path / "flowsight.db"))
+    yield s
+    s.close()
