@@ -128,12 +128,14 @@ def _error_text(ev: Event) -> str | None:
     return f"{kind}: {err}" if kind else str(err)
 
 
-def apply_event(m: ExecutionMetrics, ev: Event) -> Outcome:
+def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     """Apply ``ev`` to ``m`` (in place) and say what followed.
 
     A state-changing event whose transition is illegal changes nothing but is
     returned as a refused transition. A step event on a Pending run starts it
-    implicitly (its Started event was lost or never sent).
+    implicitly (its Started event was lost or never sent). ``steps=False``
+    skips building step records (the store's write path needs only the
+    metrics and the transitions).
     """
     kind = ev.kind
     if ev.ts > m.last_activity:
@@ -162,10 +164,10 @@ def apply_event(m: ExecutionMetrics, ev: Event) -> Outcome:
         implicit = _transition(m, WorkflowState.RUNNING, ev, "implicit: first step event")
         m.start_time = ev.ts
     step = None
-    if kind is EventKind.STEP_STARTED:
-        step = _open_step(m, ev)
-    elif kind is EventKind.STEP_COMPLETED or kind is EventKind.STEP_FAILED:
-        step = _close_step(m, ev)
+    if kind is _STEP_STARTED:
+        step = _open_step(m, ev, steps)
+    elif kind is _STEP_COMPLETED or kind is _STEP_FAILED:
+        step = _close_step(m, ev, steps)
     elif kind is EventKind.PROGRESS:
         done, total = ev.attrs.get("done"), ev.attrs.get("total")
         if isinstance(done, (int, float)):
@@ -177,7 +179,10 @@ def apply_event(m: ExecutionMetrics, ev: Event) -> Outcome:
     return Outcome(implicit, step)
 
 
-def _open_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
+_STEP_STARTED, _STEP_COMPLETED, _STEP_FAILED = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED
+
+
+def _open_step(m: ExecutionMetrics, ev: Event, record: bool) -> StepRecord | None:
     name = ev.step or ""
     attempt = m.step_attempts.get(name, 0) + 1
     m.step_attempts[name] = attempt
@@ -189,10 +194,10 @@ def _open_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
     m.open_steps[name] = (attempt, ev.ts)
     m.current_step = name
     m.progress_done = m.progress_total = None
-    return StepRecord(m.workflow_id, name, attempt, "running", ev.ts)
+    return StepRecord(m.workflow_id, name, attempt, "running", ev.ts) if record else None
 
 
-def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
+def _close_step(m: ExecutionMetrics, ev: Event, record: bool) -> StepRecord | None:
     name = ev.step or ""
     opened = m.open_steps.pop(name, None)
     if opened is None:
@@ -203,7 +208,7 @@ def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
         started: float | None = ev.attrs.get("started_at") or m.last_step_end_or_start()
     else:
         attempt, started = opened
-    failed = ev.kind is EventKind.STEP_FAILED
+    failed = ev.kind is _STEP_FAILED
     if failed:
         m.failed_steps += 1
         m.failed_names.add(name)
@@ -215,6 +220,8 @@ def _close_step(m: ExecutionMetrics, ev: Event) -> StepRecord:
         m.current_step = next(reversed(m.open_steps), None) if m.open_steps else None
         m.progress_done = m.progress_total = None
     m.last_step_end = ev.ts
+    if not record:
+        return None
     return StepRecord(
         m.workflow_id, name, attempt, "failed" if failed else "completed", started, ev.ts,
         _error_text(ev) if failed else None,

@@ -8,10 +8,8 @@ a process (the counter), and sortable by time as plain strings.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
-from collections.abc import Iterator
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _TABLE2 = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 chars
@@ -36,8 +34,7 @@ class IdFactory:
     def _seed(self) -> None:
         rand = int.from_bytes(os.urandom(10), "big")
         self._prefix = _b32(rand >> 40, 8)  # 40 random bits per process
-        # 40 bits of counter, starting at a random point; wraps after 2^40 ids
-        self._counter = _wrapping_count(rand & 0xFFFFFFFF)
+        self._n = rand & 0xFFFFFFFF  # the 40-bit counter starts at a random point
         self._last_ms = -1
         self._time_part = ""  # time (10 chars) + prefix (8 chars)
 
@@ -48,21 +45,18 @@ class IdFactory:
     def many(self, ts_ns: list[int]) -> list[str]:
         """Ids for a batch of events (one lock, encoding unrolled: the writer's path)."""
         t = _TABLE2
-        out = []
+        out: list[str] = []
         with self._lock:
-            last_ms, time_part, prefix, counter = self._last_ms, self._time_part, self._prefix, self._counter
+            last_ms, time_part, prefix, n = self._last_ms, self._time_part, self._prefix, self._n
+            append = out.append
             for ts in ts_ns:
                 ms = ts // 1_000_000
                 if ms != last_ms:
                     last_ms, time_part = ms, _b32(ms, 10) + prefix
-                n = next(counter)
-                out.append(time_part + t[n >> 30 & 0x3FF] + t[n >> 20 & 0x3FF] + t[n >> 10 & 0x3FF] + t[n & 0x3FF])
-            self._last_ms, self._time_part = last_ms, time_part
+                n = (n + 1) & 0xFFFFFFFFFF  # 40 bits; wraps after 2^40 ids
+                append(time_part + t[n >> 30 & 0x3FF] + t[n >> 20 & 0x3FF] + t[n >> 10 & 0x3FF] + t[n & 0x3FF])
+            self._last_ms, self._time_part, self._n = last_ms, time_part, n
         return out
-
-
-def _wrapping_count(start: int) -> Iterator[int]:
-    return (n & 0xFFFFFFFFFF for n in itertools.count(start))
 
 
 _factory = IdFactory()

@@ -92,7 +92,7 @@ class StateMonitor:
         name = getattr(handler, "__qualname__", repr(handler))
         try:
             if inspect.iscoroutinefunction(handler):
-                await asyncio.wait_for(handler(tr), self.handler_timeout)  # type: ignore[arg-type]
+                await asyncio.wait_for(handler(tr), self.handler_timeout)
             else:
                 # in a thread, so a hanging sync handler can be cut off too
                 result = await asyncio.wait_for(asyncio.to_thread(handler, tr), self.handler_timeout)

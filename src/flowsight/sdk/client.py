@@ -34,6 +34,7 @@ from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from flowsight.model.events import EventKind, check_attrs
+from flowsight.model.durations import parse_duration
 from flowsight.model.ids import new_id
 from flowsight.sdk.transport import BatchWriter
 from flowsight.store.base import open_store, resolve_url
@@ -52,9 +53,10 @@ class Client:
     one background writer. Most code uses the default client; tests and
     embedders make their own."""
 
-    def __init__(self, db: str | None = None, *, batch_size: int = 1000) -> None:
+    def __init__(self, db: str | None = None, *, batch_size: int = 5000, retention: str | float | None = None) -> None:
         self.db = resolve_url(db)
-        self.writer = BatchWriter(lambda: open_store(self.db), batch_size=batch_size)
+        self.writer = BatchWriter(lambda: open_store(self.db), batch_size=batch_size,
+                                  retention=retention_seconds(retention))
         self._put = self.writer.put
         self._started = False
 
@@ -75,6 +77,25 @@ class Client:
 
     def close(self) -> None:
         self.writer.stop()
+
+
+DEFAULT_RETENTION = "30d"
+ENV_RETENTION = "FLOWSIGHT_RETENTION"
+
+
+def retention_seconds(value: str | float | None) -> float | None:
+    """Seconds events are kept: ``value``, else ``FLOWSIGHT_RETENTION``, else 30 days;
+    ``off`` (or 0) keeps them for ever.
+
+    Raises:
+        ConfigError: not a duration.
+    """
+    if value is None:
+        value = os.environ.get(ENV_RETENTION, DEFAULT_RETENTION)
+    if isinstance(value, str) and value.strip().lower() in ("off", "never", "none", ""):
+        return None
+    seconds = parse_duration(value, what=ENV_RETENTION if isinstance(value, str) else "retention")
+    return seconds or None
 
 
 _default: Client | None = None

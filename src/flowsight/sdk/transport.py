@@ -49,8 +49,10 @@ class BatchWriter:
         self,
         store_factory: Callable[[], SqlStore],
         *,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         max_backoff: float = 5.0,
+        retention: float | None = None,
+        prune_every: float = 3600.0,
     ) -> None:
         self._factory = store_factory
         self._store: SqlStore | None = None
@@ -62,6 +64,11 @@ class BatchWriter:
         self._start_lock = threading.Lock()
         self.written = 0
         self.failed_writes = 0
+        # retention: events older than this many seconds are pruned, at the
+        # first write and then every prune_every seconds, in this thread
+        self._retention = retention
+        self._prune_every = prune_every
+        self._next_prune = 0.0
 
     def start(self) -> None:
         with self._start_lock:
@@ -117,10 +124,22 @@ class BatchWriter:
                     break
             if batch:
                 self._write(batch)
+                self._maybe_prune()
             for m in markers:
                 m.done.set()
             if stop:
                 return
+
+    def _maybe_prune(self) -> None:
+        if self._retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self._prune_every
+        try:
+            n = self.store.prune(time.time() - self._retention)
+            if n:
+                log.info("flowsight: pruned %d events older than %.0fs", n, self._retention)
+        except FlowsightError as exc:
+            log.warning("flowsight: pruning old events failed: %s", exc)
 
     def _write(self, batch: list[Raw]) -> None:
         ids = new_ids([raw[0] for raw in batch])

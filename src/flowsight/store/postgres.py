@@ -36,6 +36,7 @@ class PostgresStore(SqlStore):
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"PostgreSQL schema {schema!r}: use lower-case letters, digits and _")
         self.dsn = dsn
+        self.url = dsn
         self.schema = schema
         try:
             self._conn = psycopg.connect(dsn, connect_timeout=int(connect_timeout), autocommit=True)

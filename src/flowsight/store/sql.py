@@ -76,6 +76,7 @@ class SqlStore(ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""
+    url: str = ""  # what open_store() takes to open this store again
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -117,7 +118,7 @@ class SqlStore(ABC):
             cur = conn.cursor()
             try:
                 cur.execute(self._sql(sql), tuple(params))
-                rows = cur.fetchall()
+                rows: list[Any] = cur.fetchall()
             finally:
                 cur.close()
             self._end_read(conn)
@@ -167,15 +168,18 @@ class SqlStore(ABC):
         versions = {rid: v for rid, (v, _, _) in metrics.items()}
         transitions: list[StateTransition] = []
         touched: dict[str, tuple[ExecutionMetrics, float]] = {}
+        last_rid = None
+        m = None
         for ev in events:
-            entry = metrics.get(ev.run_id)
-            if entry is None:
-                m, created = new_metrics(ev), ev.ts
-                metrics[ev.run_id] = (0, m, created)
-            else:
-                _, m, created = entry
-            tr = apply_event(m, ev).transition
-            touched[ev.run_id] = (m, created)
+            rid = ev.run_id
+            if rid != last_rid:  # batches come in runs of one run's events
+                entry = metrics.get(rid)
+                if entry is None:
+                    entry = metrics[rid] = (0, new_metrics(ev), ev.ts)
+                m = entry[1]
+                touched[rid] = (m, entry[2])
+                last_rid = rid
+            tr = apply_event(m, ev, False).transition  # type: ignore[arg-type]
             if tr is not None:
                 transitions.append(tr)
         if transitions:
@@ -282,7 +286,8 @@ class SqlStore(ABC):
         cursor: str | None = None,
     ) -> Page:
         """Runs newest first (by first event), filtered; pass ``cursor`` for the next page."""
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
@@ -316,6 +321,18 @@ class SqlStore(ABC):
             (run_id, after_seq, limit),
         )
         return [_row_event(r) for r in rows]
+
+    def run_transitions(self, run_id: str) -> list[StateTransition]:
+        """The run's state history, refused transitions included, oldest first."""
+        rows = self._read(
+            "SELECT run_id, ts, old_state, new_state, reason, source, applied, event_id FROM transitions "
+            "WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [
+            StateTransition(r[0], r[1], WorkflowState(r[2]), WorkflowState(r[3]), r[4], r[5], bool(r[6]), r[7])
+            for r in rows
+        ]
 
     def _step_events(self, run_ids: Sequence[str]) -> dict[str, list[Event]]:
         marks = ", ".join("?" * len(run_ids))
@@ -372,18 +389,49 @@ class SqlStore(ABC):
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 
     # ---- retention -----------------------------------------------------
-    def prune(self, older_than: float) -> int:
+    def prune(self, older_than: float, *, chunk: int = 50_000) -> int:
         """Delete events with ``ts`` before ``older_than``, and runs that ended
-        before it (with their steps and transitions). Returns events deleted."""
-        with self._lock, self._guard("prune"):
-            with self._write_txn() as cur:
-                cur.execute(self._sql("DELETE FROM events WHERE ts < ?"), (older_than,))
-                deleted = int(cur.rowcount or 0)
+        before it (with their transitions). Returns the events deleted.
+
+        Events are found by arrival order, not by an index on ``ts`` (which
+        would cost every insert): a binary search over ``seq`` finds the first
+        event at or after the cutoff, everything before it goes, in chunks so
+        writers are never held up long. An event that arrived late with an old
+        timestamp goes in a later prune, once the events around it are old.
+        """
+        deleted = 0
+        with self._guard("prune"):
+            boundary = self._first_seq_at_or_after(older_than)
+            start = int(self._read("SELECT COALESCE(MIN(seq), 0) FROM events")[0][0])
+            while start < boundary:
+                end = min(boundary, start + chunk)
+                with self._lock, self._write_txn() as cur:
+                    cur.execute(self._sql("DELETE FROM events WHERE seq >= ? AND seq < ? AND ts < ?"),
+                                (start, end, older_than))
+                    deleted += int(cur.rowcount or 0)
+                start = end
+            with self._lock, self._write_txn() as cur:
                 old = "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ?"
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
                 cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
             self._runs.clear()
-            return deleted
+        return deleted
+
+    def _first_seq_at_or_after(self, ts: float) -> int:
+        """Binary search over seq for the first event with ``ts`` >= ``ts``
+        (events arrive roughly in time order); past the end when none is."""
+        lo_hi = self._read("SELECT MIN(seq), MAX(seq) FROM events")[0]
+        if lo_hi[0] is None:
+            return 0
+        lo, hi = int(lo_hi[0]), int(lo_hi[1]) + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self._read("SELECT seq, ts FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (mid,))
+            if not row or row[0][1] >= ts:
+                hi = mid
+            else:
+                lo = int(row[0][0]) + 1
+        return lo
 
     @abstractmethod
     def close(self) -> None: ...

@@ -25,6 +25,7 @@ class SqliteStore(SqlStore):
     def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         super().__init__()
         self.path = path
+        self.url = str(path)
         self._local = threading.local()
         try:
             self._conn = sqlite3.connect(
@@ -32,7 +33,8 @@ class SqliteStore(SqlStore):
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+            # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
+            self._conn.execute("PRAGMA cache_size=-65536")
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
         self._migrate()

@@ -1,0 +1,7 @@
+"""The ``flowsight`` command."""
+
+from __future__ import annotations
+
+from flowsight.cli.main import main
+
+__all__ = ["main"]

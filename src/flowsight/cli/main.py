@@ -1,0 +1,161 @@
+"""``flowsight``: demo, runs, show, watch, prune.
+
+Parses arguments, calls the store and the read models, renders. ``--db`` (or
+``FLOWSIGHT_DATABASE_URL``) chooses the store; ``--json`` prints for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from flowsight.errors import FlowsightError
+from flowsight.model.durations import parse_duration
+from flowsight.model.state import WorkflowState
+from flowsight.query import Views
+from flowsight.store.base import ENV_URL, open_store
+from flowsight.store.sql import SqlStore
+
+STATES = [s.value for s in WorkflowState]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except FlowsightError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowsight", description="Workflow observability: runs, states, ETAs.")
+    parser.add_argument("--db", help=f"store: a file path, sqlite:///file.db or postgresql://... "
+                                     f"(default: ${ENV_URL} or ./flowsight.db)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run several real instrumented workflows and show them")
+    demo.add_argument("--no-live", action="store_true", help="print the result only, no live view")
+
+    runs = sub.add_parser("runs", help="list runs with progress, state and ETA")
+    _filters(runs)
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--cursor", help="continue after the page that printed this cursor")
+    runs.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    show = sub.add_parser("show", help="one run: steps with durations, state history")
+    show.add_argument("run", help="run id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true")
+
+    watch = sub.add_parser("watch", help="a live view of runs that updates as events arrive")
+    _filters(watch)
+    watch.add_argument("--limit", type=int, default=20)
+    watch.add_argument("--interval", type=_duration, default=0.5, help="refresh interval (default 0.5s)")
+    watch.add_argument("--for", dest="duration", type=_duration, help="stop after this long (e.g. 30s)")
+
+    prune = sub.add_parser("prune", help="delete events and ended runs older than an age now")
+    prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
+    return parser
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workflow", "-w", help="only runs of this workflow")
+    p.add_argument("--state", "-s", action="append", choices=STATES, help="only runs in this state (repeatable)")
+    p.add_argument("--since", type=_duration, help="only runs started within this long (e.g. 2h)")
+
+
+def _page(store: SqlStore, args: argparse.Namespace, cursor: str | None = None) -> Any:
+    since = time.time() - args.since if args.since else None
+    return store.list_runs(workflow=args.workflow, states=args.state, since=since, limit=args.limit, cursor=cursor)
+
+
+def cmd_runs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.cli.render import runs_table
+
+    page = _page(store, args, args.cursor)
+    views = Views(store, time.time()).views(page.runs)
+    if args.json:
+        print(json.dumps({"runs": [v.to_dict() for v in views], "cursor": page.cursor}, indent=2))
+        return 0
+    out.print(runs_table(views))
+    if page.cursor:
+        out.print(f"[dim]more: flowsight runs --cursor {page.cursor}[/dim]")
+    return 0
+
+
+def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.cli.render import detail_panel
+
+    run = store.get_run(args.run)
+    if run is None:
+        found = store.find_runs(args.run, limit=5)
+        if len(found) > 1:
+            ids = ", ".join(r.workflow_id for r in found)
+            raise FlowsightError(f"run {args.run!r} is ambiguous: it starts {ids}; type more of it")
+        if not found:
+            raise FlowsightError(f"no run {args.run!r} in {store.dialect} store; `flowsight runs` lists them")
+        run = found[0]
+    detail = Views(store, time.time()).detail(run)
+    if args.json:
+        print(json.dumps(detail.to_dict(), indent=2))
+        return 0
+    out.print(detail_panel(detail))
+    return 0
+
+
+def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from rich.live import Live
+
+    from flowsight.cli.render import runs_table
+
+    def frame() -> Any:
+        page = _page(store, args)
+        return runs_table(Views(store, time.time()).views(page.runs),
+                          title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop")
+
+    end = time.monotonic() + args.duration if args.duration else None
+    try:
+        with Live(frame(), console=out, refresh_per_second=4, transient=False) as live:
+            while end is None or time.monotonic() < end:
+                time.sleep(args.interval)
+                live.update(frame())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_prune(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    n = store.prune(time.time() - args.older_than)
+    out.print(f"pruned {n} events")
+    return 0
+
+
+def cmd_demo(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.cli.demo import run_demo
+
+    return run_demo(store, out, live=not args.no_live)
+
+
+COMMANDS = {"runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
+    err = Console(stderr=True)
+    try:
+        with open_store(args.db) as store:
+            return COMMANDS[args.command](store, args, out)
+    except FlowsightError as exc:
+        err.print(f"[bold red]flowsight:[/bold red] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

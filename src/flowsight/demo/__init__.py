@@ -1,0 +1,1 @@
+"""Real instrumented workflows for ``flowsight demo`` (each runs in its own process)."""
