@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowsight.model.eta import Eta, estimate_eta
-from flowsight.model.events import Event, EventKind, make_event, parse_event, parse_events
+from flowsight.model.events import Event, EventKind, ExecutionEvent, make_event, parse_event, parse_events
 from flowsight.model.execution import ExecutionMetrics, Outcome, StepRecord, apply_event
 from flowsight.model.history import WorkflowHistory
 from flowsight.model.ids import new_id
@@ -15,6 +15,7 @@ __all__ = [
     "Eta",
     "Event",
     "EventKind",
+    "ExecutionEvent",
     "ExecutionMetrics",
     "Outcome",
     "StallVerdict",

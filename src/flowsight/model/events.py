@@ -38,6 +38,11 @@ class EventKind(str, Enum):
     __hash__ = str.__hash__
 
 
+#: The specification's ``ExecutionEvent`` (Started, StepCompleted(step),
+#: StepFailed(step, error), Completed) is this enum; step and error travel in
+#: the :class:`Event` that carries the kind.
+ExecutionEvent = EventKind
+
 STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED})
 
 

@@ -1,0 +1,159 @@
+"""The ``flowsight`` command, run as a user runs it: a real process, a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flowsight.model.events import make_event
+from flowsight.store import open_store
+
+FLOWSIGHT = [sys.executable, "-m", "flowsight.cli.main"]
+
+
+def flowsight(*args: str, db: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FLOWSIGHT, "--db", db, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def seed(db: str, now: float) -> str:
+    """Two completed runs of 'etl' (history) and one running, one failed."""
+    with open_store(db) as store:
+        for i, run in enumerate(("old-1", "old-2")):
+            t = now - 1000 + i * 100
+            store.write_events([
+                make_event("started", "etl", run, attrs={"total_steps": 2}, ts=t),
+                make_event("step_started", "etl", run, "extract", ts=t + 1),
+                make_event("step_completed", "etl", run, "extract", ts=t + 11),
+                make_event("step_started", "etl", run, "load", ts=t + 11),
+                make_event("step_completed", "etl", run, "load", ts=t + 31),
+                make_event("completed", "etl", run, ts=t + 31),
+            ])
+        store.write_events([
+            make_event("started", "etl", "live-run", attrs={"total_steps": 2}, ts=now - 5),
+            make_event("step_started", "etl", "live-run", "extract", ts=now - 4),
+            make_event("started", "report", "bad-run", ts=now - 3),
+            make_event("failed", "report", "bad-run", attrs={"error": "disk full", "error_type": "OSError"},
+                       ts=now - 2),
+        ])
+    return db
+
+
+def test_runs_json_lists_runs_with_state_progress_and_eta_from_history(store_url: str) -> None:
+    seed(store_url, time.time())
+    out = flowsight("runs", "--json", db=store_url)
+    assert out.returncode == 0, out.stderr
+    runs = {r["run_id"]: r for r in json.loads(out.stdout)["runs"]}
+    assert set(runs) == {"old-1", "old-2", "live-run", "bad-run"}
+    live = runs["live-run"]
+    assert live["state"] == "running" and live["current_step"] == "extract" and not live["stalled"]
+    assert live["eta"]["basis"] == "history"
+    # extract's median is 10s (4s gone) and load's 20s: about 26s left
+    assert 20 < live["eta"]["seconds"] < 30
+    assert runs["bad-run"]["error"] == "OSError: disk full"
+
+
+def test_runs_filters_by_workflow_and_state(store_url: str) -> None:
+    seed(store_url, time.time())
+    out = flowsight("runs", "--json", "-w", "etl", "-s", "completed", db=store_url)
+    assert sorted(r["run_id"] for r in json.loads(out.stdout)["runs"]) == ["old-1", "old-2"]
+
+
+def test_runs_pages_with_a_cursor(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    first = json.loads(flowsight("runs", "--json", "--limit", "3", db=db).stdout)
+    assert len(first["runs"]) == 3 and first["cursor"]
+    second = json.loads(flowsight("runs", "--json", "--limit", "3", "--cursor", first["cursor"], db=db).stdout)
+    assert len(second["runs"]) == 1 and second["cursor"] is None
+    ids = [r["run_id"] for r in first["runs"] + second["runs"]]
+    assert len(set(ids)) == 4
+
+
+def test_show_prints_steps_and_state_history_by_unique_prefix(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    out = flowsight("show", "old-1", "--json", db=db)
+    detail = json.loads(out.stdout)
+    assert [s["step"] for s in detail["steps"]] == ["extract", "load"]
+    assert [s["duration_seconds"] for s in detail["steps"]] == [10.0, 20.0]
+    assert [(t["old_state"], t["new_state"]) for t in detail["transitions"]] == [
+        ("pending", "running"), ("running", "completed")]
+    text = flowsight("show", "bad", db=db)
+    assert text.returncode == 0 and "disk full" in text.stdout and "state history" in text.stdout
+
+
+def test_show_refuses_an_unknown_or_ambiguous_run_with_a_clear_message(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    unknown = flowsight("show", "nope", db=db)
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+    ambiguous = flowsight("show", "old", db=db)
+    assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "--since", "soon"], "'soon' is not a duration"),
+        (["runs", "--state", "sleeping"], "invalid choice: 'sleeping'"),
+        (["watch", "--interval", "fast"], "'fast' is not a duration"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_what_is_wrong(tmp_path: Path, args: list[str], message: str) -> None:
+    out = flowsight(*args, db=str(tmp_path / "f.db"))
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_an_unknown_store_scheme_is_refused(tmp_path: Path) -> None:
+    out = flowsight("runs", db="mysql://localhost/x")
+    assert out.returncode == 2 and "unknown scheme 'mysql'" in out.stderr
+
+
+def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    open_store(db).close()
+    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--for", "3s", "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    with open_store(db) as store:
+        store.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "arrives-later" in out
+
+
+def test_demo_runs_real_workflows_and_flags_the_stalled_one(store_url: str) -> None:
+    out = flowsight("demo", "--no-live", db=store_url, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = json.loads(flowsight("runs", "--json", db=store_url).stdout)["runs"]
+    by_workflow: dict[str, list[dict[str, object]]] = {}
+    for r in runs:
+        by_workflow.setdefault(str(r["workflow"]), []).append(r)
+    assert [r["state"] for r in by_workflow["nightly-etl"]] == ["completed"] * 3
+    assert by_workflow["ml-training"][0]["state"] == "completed"
+    flaky = by_workflow["flaky-report"][0]
+    assert flaky["state"] == "failed" and flaky["retries"] == 1 and "region_total" in str(flaky["error"])
+    stuck = by_workflow["partner-sync"][0]
+    assert stuck["state"] == "running" and stuck["stalled"] is True
+    invoice = by_workflow["invoice-batch"][0]
+    detail = json.loads(flowsight("show", str(invoice["run_id"]), "--json", db=store_url).stdout)
+    assert [t["new_state"] for t in detail["transitions"]] == ["running", "suspended", "running", "completed"]
+    assert detail["transitions"][1]["reason"] == "waiting for finance approval"
+
+
+def test_prune_deletes_old_events(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    out = flowsight("prune", "--older-than", "10m", db=db)
+    assert out.returncode == 0 and "pruned 12 events" in out.stdout
+    runs = json.loads(flowsight("runs", "--json", db=db).stdout)["runs"]
+    assert {r["run_id"] for r in runs} == {"live-run", "bad-run"}
+
+
+def test_the_environment_variable_chooses_the_store(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "env.db"), time.time())
+    out = subprocess.run([*FLOWSIGHT, "runs", "--json"], capture_output=True, text=True,
+                         env={**os.environ, "FLOWSIGHT_DATABASE_URL": db}, cwd=tmp_path, timeout=60)
+    assert len(json.loads(out.stdout)["runs"]) == 4
