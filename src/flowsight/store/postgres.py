@@ -29,7 +29,6 @@ class PostgresStore(SqlStore):
 
     dialect = "postgresql"
     param = "%s"
-    lock_rows = " FOR UPDATE"
 
     def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0) -> None:
         super().__init__()
@@ -57,6 +56,14 @@ class PostgresStore(SqlStore):
     def _write_txn(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._conn.transaction(), self._conn.cursor() as cur:
             yield cur
+
+    def _lock_runs(self, cur: psycopg.Cursor[Any], run_ids: list[str]) -> None:
+        # Transaction-scoped advisory locks, taken in sorted order (no deadlock):
+        # two replicas writing the same run, even one that has no row yet, take turns.
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(r, 0)) FROM unnest(%s::text[]) AS r ORDER BY r",
+            (run_ids,),
+        )
 
     def _insert_events(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> set[str] | None:
         columns = [list(col) for col in zip(*rows)]

@@ -99,8 +99,10 @@ class SqlStore(ABC):
     @abstractmethod
     def _errors(self) -> tuple[type[BaseException], ...]: ...
 
-    lock_rows = ""  # " FOR UPDATE" where the database needs it
     param = "?"
+
+    def _lock_runs(self, cur: Any, run_ids: list[str]) -> None:
+        """Serialise writers of the same runs (SQLite: BEGIN IMMEDIATE already does)."""
 
     def _sql(self, text: str) -> str:
         return text if self.param == "?" else text.replace("?", self.param)
@@ -203,11 +205,12 @@ class SqlStore(ABC):
     def _load_runs(self, cur: Any, run_ids: set[str]) -> dict[str, tuple[int, ExecutionMetrics, float]]:
         """Current metrics of these runs: from the cache where its version is current."""
         out: dict[str, tuple[int, ExecutionMetrics, float]] = {}
-        ids = list(run_ids)
+        ids = sorted(run_ids)
+        self._lock_runs(cur, ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ", ".join("?" * len(chunk))
-            cur.execute(self._sql(f"SELECT run_id, version FROM runs WHERE run_id IN ({marks}){self.lock_rows}"), chunk)
+            cur.execute(self._sql(f"SELECT run_id, version FROM runs WHERE run_id IN ({marks})"), chunk)
             stale = []
             for rid, version in cur.fetchall():
                 cached = self._runs.get(rid)
