@@ -46,7 +46,7 @@ ExecutionEvent = EventKind
 STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED})
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One thing that happened to one run of a workflow.
 
     ``id``: client-made, unique, time-sortable (see :mod:`flowsight.model.ids`);
@@ -76,6 +76,9 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     attrs: dict[str, Any] = {}
 
 
+#: Ids hold 48 bits of milliseconds: the last second they can carry.
+MAX_TS = 2**48 / 1000
+
 _decoder = msgspec.json.Decoder(_WireEvent)
 _list_decoder = msgspec.json.Decoder(list[Any])
 _encoder = msgspec.json.Encoder()
@@ -90,6 +93,10 @@ def _finish(wire: _WireEvent) -> Event:
         raise EventError("field 'workflow': must not be empty", field="workflow")
     if wire.kind in STEP_KINDS and not wire.step:
         raise EventError(f"field 'step': required for kind {wire.kind.value!r}", field="step")
+    for name, limit in (("id", 128), ("workflow", 512), ("run_id", 512), ("step", 512)):
+        value = getattr(wire, name)
+        if value is not None and len(value) > limit:
+            raise EventError(f"field '{name}': longer than {limit} characters", field=name)
     ts = wire.ts
     if ts is None:
         ts_f = time.time()
@@ -99,8 +106,12 @@ def _finish(wire: _WireEvent) -> Event:
         ts_f = ts.timestamp()
     else:
         ts_f = float(ts)
-        if not math.isfinite(ts_f) or ts_f < 0:
-            raise EventError(f"field 'ts': not a timestamp: {ts!r}", field="ts")
+    if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
+        raise EventError(
+            f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, or RFC 3339 text)",
+            field="ts",
+        )
+    check_attrs(wire.attrs)
     return Event(
         id=wire.id or new_id(int(ts_f * 1e9)),
         ts=ts_f,
@@ -170,21 +181,45 @@ def parse_events(items: list[Any]) -> list[Event | EventError]:
 def check_attrs(attrs: dict[str, Any]) -> None:
     """Refuse attributes that JSON cannot carry, naming the attribute.
 
+    JSON values only: dict with string keys, list (or tuple), str, int, finite
+    float, bool, None; nested as deep as you like.
+
     Raises:
         EventError: ``field 'attrs.<key>': not JSON-serialisable ...``.
     """
+    if not isinstance(attrs, dict):
+        raise EventError(f"field 'attrs': expected an object, got {type(attrs).__name__}", field="attrs")
     for key, value in attrs.items():
         if not isinstance(key, str):
             raise EventError(f"field 'attrs': keys must be strings, got {key!r}", field="attrs")
-        try:
-            _encoder.encode(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise EventError(
-                f"field 'attrs.{key}': not JSON-serialisable ({type(value).__name__}: {exc})",
-                field=f"attrs.{key}",
-            ) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise EventError(f"field 'attrs.{key}': {value} is not valid JSON", field=f"attrs.{key}")
+        problem = _json_problem(value)
+        if problem is not None:
+            raise EventError(f"field 'attrs.{key}': not JSON-serialisable ({problem})", field=f"attrs.{key}")
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` is not a plain JSON value, or None when it is."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not valid JSON: it has no NaN or infinity"
+    if depth > 64:
+        return "nested deeper than 64 levels"
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                return f"object key {k!r} is not a string"
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return f"{type(value).__name__} is not a JSON type"
 
 
 def encode_attrs(attrs: dict[str, Any]) -> str:
@@ -215,11 +250,14 @@ def make_event(
     event_id: str | None = None,
 ) -> Event:
     """Build a checked event in code (tests, the CLI, monitors)."""
-    data: dict[str, Any] = {"kind": EventKind(kind).value, "workflow": workflow, "run_id": run_id}
+    try:
+        kind_text = EventKind(kind).value
+    except ValueError:
+        raise EventError(f"field 'kind': unknown kind {kind!r}; expected one of: {_KINDS}", field="kind") from None
+    data: dict[str, Any] = {"kind": kind_text, "workflow": workflow, "run_id": run_id}
     if step is not None:
         data["step"] = step
     if attrs:
-        check_attrs(attrs)
         data["attrs"] = attrs
     if ts is not None:
         data["ts"] = ts

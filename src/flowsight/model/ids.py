@@ -27,11 +27,12 @@ class IdFactory:
     """Makes ULID-shaped ids; thread-safe; re-seeds itself after ``fork``."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._seed()
         os.register_at_fork(after_in_child=self._seed)
 
     def _seed(self) -> None:
+        # a new lock too: a fork while another thread held the old one leaves it held for ever
+        self._lock = threading.Lock()
         rand = int.from_bytes(os.urandom(10), "big")
         self._prefix = _b32(rand >> 40, 8)  # 40 random bits per process
         self._n = rand & 0xFFFFFFFF  # the 40-bit counter starts at a random point

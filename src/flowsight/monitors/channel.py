@@ -53,8 +53,11 @@ class Subscription:
         try:
             self.queue.put_nowait(None)
         except asyncio.QueueFull:
+            # make room for the end marker: the oldest undelivered event is lost, and counted
             self.queue.get_nowait()
             self.queue.put_nowait(None)
+            self.dropped += 1
+            self._channel.dropped += 1
 
     async def __aenter__(self) -> Subscription:
         return self

@@ -11,8 +11,9 @@ import asyncio
 import inspect
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 from flowsight.errors import TransitionError
@@ -36,7 +37,7 @@ class StateMonitor:
     ``state_notifications``: state -> handlers."""
 
     def __init__(self, store: SqlStore | None = None, *, handler_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 handler_threads: int = 8, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.handler_timeout = handler_timeout
         self.clock = clock
@@ -44,6 +45,9 @@ class StateMonitor:
         self.state_notifications: dict[WorkflowState, list[Handler]] = {}
         self.handler_failures: list[HandlerFailure] = []
         self._states: dict[str, WorkflowState] = {}
+        # sync handlers run here, not in asyncio's default pool: one that hangs
+        # keeps its thread, and must not starve the store calls made through to_thread
+        self._pool = ThreadPoolExecutor(max_workers=handler_threads, thread_name_prefix="flowsight-handler")
 
     def on_state(self, state: WorkflowState, handler: Handler) -> Handler:
         """Call ``handler(transition)`` whenever a run enters ``state``."""
@@ -51,29 +55,41 @@ class StateMonitor:
         return handler
 
     def current_state(self, workflow_id: str) -> WorkflowState:
-        state = self._states.get(workflow_id)
-        if state is None and self.store is not None:
+        """The run's state: the store's when there is one (other writers move
+        runs too), else what this monitor has seen; Pending for an unknown run."""
+        if self.store is not None:
             run = self.store.get_run(workflow_id)
-            state = run.state if run is not None else None
-        return state or WorkflowState.PENDING
+            return run.state if run is not None else WorkflowState.PENDING
+        return self._states.get(workflow_id, WorkflowState.PENDING)
 
     async def monitor_state_change(self, workflow_id: str, new_state: WorkflowState, *,
-                                   reason: str | None = None, source: str | None = None) -> StateTransition:
+                                   reason: str | None = None, source: str | None = None,
+                                   workflow: str | None = None) -> StateTransition:
         """Move a run to ``new_state``: keep the transition, then await every
-        handler registered for that state.
+        handler registered for that state. ``workflow`` names the workflow of a
+        run the store has not seen yet.
 
         Raises:
-            TransitionError: the table forbids it; it is recorded as refused and not applied.
+            TransitionError: the table forbids it (or, with a store, another
+                writer moved the run first); it is recorded as refused and not applied.
         """
         new_state = WorkflowState(new_state)
-        old = self.current_state(workflow_id)
+        old = await asyncio.to_thread(self.current_state, workflow_id) if self.store else self.current_state(
+            workflow_id)
         tr = StateTransition(workflow_id, self.clock(), old, new_state, reason, source,
                              applied=is_allowed(old, new_state))
         if self.store is not None:
-            await asyncio.to_thread(self.store.record_transition, tr)
+            if not tr.applied:
+                tr = await asyncio.to_thread(self.store.record_transition, tr)
+            else:
+                tr = await asyncio.to_thread(self.store.record_transition, tr, workflow=workflow)
+                if not tr.applied and is_allowed(tr.old_state, new_state):
+                    # the run moved under us, but the change is legal from where it is now
+                    tr = await asyncio.to_thread(
+                        self.store.record_transition, replace(tr, applied=True), workflow=workflow)
         self.observe(tr)
         if not tr.applied:
-            raise TransitionError(workflow_id, old.value, new_state.value)
+            raise TransitionError(workflow_id, tr.old_state.value, new_state.value)
         await self.notify(tr)
         return tr
 
@@ -95,7 +111,8 @@ class StateMonitor:
                 await asyncio.wait_for(handler(tr), self.handler_timeout)
             else:
                 # in a thread, so a hanging sync handler can be cut off too
-                result = await asyncio.wait_for(asyncio.to_thread(handler, tr), self.handler_timeout)
+                loop = asyncio.get_running_loop()
+                result = await asyncio.wait_for(loop.run_in_executor(self._pool, handler, tr), self.handler_timeout)
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, self.handler_timeout)
         except asyncio.TimeoutError:

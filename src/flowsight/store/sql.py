@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -244,25 +244,50 @@ class SqlStore(ABC):
             rows,
         )
 
-    def record_transition(self, transition: StateTransition) -> None:
-        """Keep a transition made outside an event (``StateMonitor.monitor_state_change``);
-        an applied one also moves the run's state."""
+    def record_transition(self, transition: StateTransition, *, workflow: str | None = None) -> StateTransition:
+        """Keep a transition made outside an event (``StateMonitor.monitor_state_change``).
+
+        An applied one moves the run's state, but only if the run is still in
+        ``old_state`` (the database settles races: ``UPDATE ... WHERE state = ?``
+        must change one row); otherwise it is kept as refused, with the state
+        the run really was in. A run the store has never seen gets a row
+        (``workflow`` names it; default: the run id). Returns what was kept.
+        """
+        tr = transition
+        rid = tr.workflow_id
         with self._lock, self._guard("write of a transition"):
             try:
                 with self._write_txn() as cur:
-                    self._insert_transitions(cur, [transition])
-                    if transition.applied:
+                    self._lock_runs(cur, [rid])
+                    cur.execute(self._sql("SELECT state FROM runs WHERE run_id = ?"), (rid,))
+                    row = cur.fetchone()
+                    actual = WorkflowState(row[0]) if row else WorkflowState.PENDING
+                    if actual is not tr.old_state:
+                        tr = replace(tr, old_state=actual, applied=False)
+                    if tr.applied and row is None:
+                        m = ExecutionMetrics(workflow_id=rid, workflow=workflow or rid, last_activity=tr.timestamp)
+                        m.state = tr.new_state
+                        if tr.new_state is WorkflowState.RUNNING:
+                            m.start_time = tr.timestamp
+                        self._save_runs(cur, {rid: (m, tr.timestamp)}, {})
+                    elif tr.applied:
                         cur.execute(
                             self._sql(
-                                "UPDATE runs SET state = ?, version = version + 1, last_activity = "
-                                "CASE WHEN last_activity > ? THEN last_activity ELSE ? END, "
-                                "end_time = CASE WHEN ? THEN ? ELSE end_time END WHERE run_id = ?"
+                                "UPDATE runs SET state = ?, version = version + 1, "
+                                "last_activity = CASE WHEN last_activity > ? THEN last_activity ELSE ? END, "
+                                "end_time = CASE WHEN ? THEN ? ELSE end_time END, "
+                                "current_step = CASE WHEN ? THEN NULL ELSE current_step END "
+                                "WHERE run_id = ? AND state = ?"
                             ),
-                            (transition.new_state.value, transition.timestamp, transition.timestamp,
-                             transition.new_state.terminal, transition.timestamp, transition.workflow_id),
+                            (tr.new_state.value, tr.timestamp, tr.timestamp, tr.new_state.terminal, tr.timestamp,
+                             tr.new_state.terminal, rid, tr.old_state.value),
                         )
+                        if cur.rowcount != 1:  # cannot happen under the run lock; kept as a guard
+                            tr = replace(tr, applied=False)
+                    self._insert_transitions(cur, [tr])
             finally:
-                self._runs.pop(transition.workflow_id, None)
+                self._runs.pop(rid, None)
+        return tr
 
     # ---- reads ---------------------------------------------------------
     def get_run(self, run_id: str) -> ExecutionMetrics | None:
