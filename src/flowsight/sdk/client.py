@@ -61,10 +61,12 @@ class Client:
         self._started = False
 
     def start(self) -> None:
-        """Start the background writer (done by the first run)."""
+        """Start the background writer (done by the first run); what it holds
+        is flushed at interpreter exit."""
         if not self._started:
             self._started = True
             self.writer.start()
+            atexit.register(self.close)
 
     def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
              attrs: dict[str, Any] | None = None) -> None:
@@ -76,7 +78,11 @@ class Client:
         return self.writer.flush(timeout)
 
     def close(self) -> None:
+        """Flush and stop the writer (safe to call more than once)."""
         self.writer.stop()
+        if self._started:
+            atexit.unregister(self.close)
+            self._started = False
 
 
 DEFAULT_RETENTION = "30d"
@@ -126,12 +132,6 @@ def get_client() -> Client:
 def flush(timeout: float | None = 30.0) -> bool:
     """Store everything the default client has queued."""
     return _default.flush(timeout) if _default is not None else True
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    if _default is not None:
-        _default.close()
 
 
 def _error_attrs(exc: BaseException) -> dict[str, Any]:

@@ -92,9 +92,6 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise MigrationError(f"postgresql store: migration failed: {exc}") from exc
 
-    def schema_version(self) -> int:
-        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0])
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()

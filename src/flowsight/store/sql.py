@@ -413,6 +413,10 @@ class SqlStore(ABC):
     def workflows(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT workflow FROM runs ORDER BY workflow")]
 
+    def schema_version(self) -> int:
+        """The newest migration applied to this database."""
+        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0])
+
     def count_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 

@@ -95,9 +95,6 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise MigrationError(f"sqlite store {self.path}: migration failed: {exc}") from exc
 
-    def schema_version(self) -> int:
-        return int(self._read("SELECT MAX(version) FROM schema_migrations")[0][0])
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -1,0 +1,226 @@
+"""Several writers on one store at once lose nothing.
+
+SQLite: each worker is a real ``python -c`` process. They all say ``ready``
+and then wait on stdin, so the test lets them go together and their writes
+overlap. PostgreSQL: store objects on their own connections, made to
+interleave in one chosen order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from flowsight.model import StateTransition, WorkflowState, make_event
+from flowsight.store import SqlStore, open_store
+
+WORKER = r"""
+import sys
+from flowsight.model import make_event
+from flowsight.store import open_store
+
+url, worker, runs, steps, shared = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+print("ready", flush=True)
+sys.stdin.readline()  # wait until every worker is ready
+store = open_store(url)
+t = 1000.0
+for r in range(runs):
+    run_id = shared or f"{worker}-run{r}"
+    if not shared:
+        store.write_events([make_event("started", "conc", run_id, ts=t)])
+    for s in range(steps):
+        t += 1.0
+        # one event per transaction: as many chances to interleave as there can be
+        store.write_events([make_event("step_completed", "conc", run_id, f"{worker}-r{r}-s{s}", ts=t)])
+    if not shared:
+        store.write_events([make_event("completed", "conc", run_id, ts=t + 1.0)])
+store.close()
+print("done", flush=True)
+"""
+
+
+def run_workers(url: str, workers: int, runs: int, steps: int, shared: str = "") -> None:
+    """Start the workers, release them together, and wait until each has finished cleanly."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, f"w{i}", str(runs), str(steps), shared],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for i in range(workers)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            assert line == "ready\n", f"worker did not start: {line!r} {p.communicate()[1]}"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=100) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, (out, err) in zip(procs, results):
+        assert (p.returncode, out) == (0, "done\n"), err
+
+
+@pytest.mark.parametrize("fresh_file", [False, True], ids=["existing-file", "new-file-opened-by-all-at-once"])
+def test_processes_writing_their_own_runs_to_one_sqlite_file_lose_nothing(tmp_path: Path, fresh_file: bool) -> None:
+    url = str(tmp_path / "shared.db")
+    if not fresh_file:
+        open_store(url).close()
+    workers, runs, steps = 6, 4, 40
+
+    run_workers(url, workers, runs, steps)
+
+    with open_store(url) as store:
+        assert store.count_events() == workers * runs * (steps + 2)
+        page = store.list_runs(limit=1000)
+        assert len(page.runs) == workers * runs
+        for run in page.runs:
+            assert (run.state, run.completed_steps) == (WorkflowState.COMPLETED, steps)
+
+
+def test_processes_writing_steps_of_one_run_to_one_sqlite_file_keep_its_counts(tmp_path: Path) -> None:
+    # every process has a cached copy of the run; each must notice the others' writes
+    url = str(tmp_path / "shared.db")
+    with open_store(url) as store:
+        store.write_events([make_event("started", "conc", "shared", ts=999.0)])
+    workers, steps = 6, 50
+
+    run_workers(url, workers, 1, steps, shared="shared")
+
+    with open_store(url) as store:
+        assert store.count_events() == 1 + workers * steps
+        run = store.get_run("shared")
+        assert run is not None
+        assert run.completed_steps == workers * steps
+        assert len(run.step_attempts) == workers * steps
+        assert len(store.run_steps("shared")) == workers * steps
+
+
+# ---- PostgreSQL: writers on several connections -----------------------------
+#
+# A gate connection holds a lock, the writers queue up behind it in a chosen
+# order (seen in pg_locks), then the gate lets go: the interleaving is the
+# same on every run, no sleeping on luck.
+
+
+class Writer(threading.Thread):
+    """A store call in a thread; join() re-raises what it raised."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self.call = call
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.call()
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+class Gate:
+    """A connection holding a lock that the writers (tagged by application_name) wait behind."""
+
+    def __init__(self, url: str) -> None:
+        self.app = f"fs-writer-{uuid.uuid4().hex[:8]}"
+        self.writer_url = f"{url}&application_name={self.app}"
+        self.conn = psycopg.connect(url)
+
+    def hold(self, sql: str) -> None:
+        self.conn.execute(sql)
+
+    def wait_for_waiters(self, n: int) -> None:
+        for _ in range(6000):
+            row = self.conn.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE NOT l.granted AND a.application_name = %s",
+                (self.app,),
+            ).fetchone()
+            if row is not None and row[0] >= n:
+                return
+            time.sleep(0.005)
+        pytest.fail(f"{n} writers never queued behind the gate")
+
+    def release(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def gate(pg_url: str) -> Iterator[Gate]:
+    g = Gate(pg_url)
+    yield g
+    g.close()
+
+
+def one_step(store: SqlStore, step: str, ts: float) -> Callable[[], object]:
+    return lambda: store.write_events([make_event("step_completed", "wf", "r1", step, ts=ts)])
+
+
+def test_two_postgres_writers_creating_one_run_at_once_keep_both_steps(gate: Gate) -> None:
+    a, b = open_store(gate.writer_url), open_store(gate.writer_url)
+    try:
+        gate.hold("LOCK TABLE runs IN EXCLUSIVE MODE")  # no run row can be written yet
+        writers = [Writer(one_step(s, f"s{i}", 100.0 + i)) for i, s in enumerate([a, b])]
+        for w in writers:
+            w.start()
+        gate.wait_for_waiters(2)  # neither has written the run's row, both have started
+        gate.release()
+        for w in writers:
+            w.join(60)
+
+        run = a.get_run("r1")
+        assert run is not None
+        assert (run.state, run.completed_steps) == (WorkflowState.RUNNING, 2)
+        assert a.count_events() == 2
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_transition_recorded_while_events_of_the_run_are_written_is_kept(gate: Gate) -> None:
+    events, monitor = open_store(gate.writer_url), open_store(gate.writer_url)
+    try:
+        events.write_events([make_event("started", "wf", "r1", ts=100.0)])
+        gate.hold("SELECT 1 FROM runs WHERE run_id = 'r1' FOR UPDATE")
+        suspend = Writer(lambda: monitor.record_transition(
+            StateTransition("r1", 101.0, WorkflowState.RUNNING, WorkflowState.SUSPENDED, "operator", "monitor")
+        ))
+        suspend.start()
+        gate.wait_for_waiters(1)  # the suspension is first in line for the run's row
+        step = Writer(lambda: events.write_events([make_event("step_completed", "wf", "r1", "load", ts=102.0)]))
+        step.start()
+        gate.wait_for_waiters(2)  # the step event has read the run and waits to write it
+        gate.release()
+        suspend.join(60)
+        step.join(60)
+
+        run = events.get_run("r1")
+        assert run is not None
+        assert (run.state, run.completed_steps) == (WorkflowState.SUSPENDED, 1)
+    finally:
+        events.close()
+        monitor.close()
