@@ -18,20 +18,11 @@ from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.monitors.channel import EventFilter, Subscription
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.store import SqlStore
+from tests.helpers import run
 
 K = EventKind
 S = WorkflowState
 T0 = 1_700_000_000.0
-R = TypeVar("R")
-
-
-def run(make: Callable[[], Awaitable[R]]) -> R:
-    """Run one coroutine to completion (pytest-asyncio is not used here)."""
-
-    async def main() -> R:
-        return await make()
-
-    return asyncio.run(main())
 
 
 def ev(kind: K, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float,

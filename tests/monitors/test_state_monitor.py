@@ -19,19 +19,10 @@ from flowsight.model.events import EventKind, make_event
 from flowsight.model.state import StateTransition, WorkflowState, replay
 from flowsight.monitors.state import StateMonitor
 from flowsight.store import SqlStore
+from tests.helpers import run
 
 S = WorkflowState
 T0 = 1_700_000_000.0
-R = TypeVar("R")
-
-
-def run(make: Callable[[], Awaitable[R]]) -> R:
-    """Run one coroutine to completion (pytest-asyncio is not used here)."""
-
-    async def main() -> R:
-        return await make()
-
-    return asyncio.run(main())
 
 
 class Clock:

@@ -278,47 +278,62 @@ class Run:
         self.__exit__(et, exc, tb)
 
 
-class _WorkflowSpec:
-    """What :func:`workflow` returns: a context manager making one run, or a
-    decorator making a run per call."""
+class _Spec:
+    """A context manager (sync or async) and a decorator that opens a fresh
+    run or step each time it is entered or the decorated function is called."""
 
-    def __init__(self, name: str, kwargs: dict[str, Any]) -> None:
-        self.name = name
-        self.kwargs = kwargs
-        self._runs: list[Run] = []
+    def __init__(self) -> None:
+        self._open_now: list[Run | Step] = []
 
-    def new_run(self) -> Run:
-        return Run(self.name, **self.kwargs)
+    def _open(self, func_name: str | None) -> Run | Step:
+        raise TypeError("use workflow() or step()")  # each kind of spec says what it opens
 
-    def __enter__(self) -> Run:
-        run = self.new_run()
-        self._runs.append(run)
-        return run.__enter__()
+    def __enter__(self) -> Any:
+        item = self._open(None)
+        self._open_now.append(item)
+        return item.__enter__()
 
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self._runs.pop().__exit__(et, exc, tb)
+        self._open_now.pop().__exit__(et, exc, tb)
 
-    async def __aenter__(self) -> Run:
+    async def __aenter__(self) -> Any:
         return self.__enter__()
 
     async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.__exit__(et, exc, tb)
 
     def __call__(self, func: F) -> F:
+        name = func.__name__
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
-            async def arun(*args: Any, **kw: Any) -> Any:
-                with self.new_run():
+            async def awrapped(*args: Any, **kw: Any) -> Any:
+                with self._open(name):
                     return await func(*args, **kw)
 
-            return arun  # type: ignore[return-value]
+            return awrapped  # type: ignore[return-value]
 
         @functools.wraps(func)
-        def run(*args: Any, **kw: Any) -> Any:
-            with self.new_run():
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            with self._open(name):
                 return func(*args, **kw)
 
-        return run  # type: ignore[return-value]
+        return wrapped  # type: ignore[return-value]
+
+
+class _WorkflowSpec(_Spec):
+    """What :func:`workflow` returns: one run per ``with`` or per call."""
+
+    def __init__(self, name: str, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.name = name
+        self.kwargs = kwargs
+
+    def _open(self, func_name: str | None) -> Run:
+        return Run(self.name, **self.kwargs)
+
+    def __enter__(self) -> Run:
+        run: Run = super().__enter__()
+        return run
 
 
 def workflow(name: str, *, total_steps: int | None = None, run_id: str | None = None,
@@ -333,49 +348,24 @@ def workflow(name: str, *, total_steps: int | None = None, run_id: str | None = 
     return _WorkflowSpec(name, kwargs)
 
 
-class _StepSpec:
-    """What module-level :func:`step` returns: a step of the current run."""
+class _StepSpec(_Spec):
+    """What module-level :func:`step` returns: a step of the current run,
+    named ``name`` or after the decorated function."""
 
     def __init__(self, name: str | None) -> None:
+        super().__init__()
         self.name = name
-        self._steps: list[Step] = []
 
-    def _open(self, name: str) -> Step:
+    def _open(self, func_name: str | None) -> Step:
+        name = self.name or func_name or "step"
         run = current_run()
         if run is None:
             raise RuntimeError(f"flowsight.step({name!r}) used outside a run: wrap the code in flowsight.workflow(...)")
         return Step(run, name)
 
     def __enter__(self) -> Step:
-        s = self._open(self.name or "step")
-        self._steps.append(s)
-        return s.__enter__()
-
-    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self._steps.pop().__exit__(et, exc, tb)
-
-    async def __aenter__(self) -> Step:
-        return self.__enter__()
-
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self.__exit__(et, exc, tb)
-
-    def __call__(self, func: F) -> F:
-        name = self.name or func.__name__
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def astep(*args: Any, **kw: Any) -> Any:
-                with self._open(name):
-                    return await func(*args, **kw)
-
-            return astep  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def sstep(*args: Any, **kw: Any) -> Any:
-            with self._open(name):
-                return func(*args, **kw)
-
-        return sstep  # type: ignore[return-value]
+        step: Step = super().__enter__()
+        return step
 
 
 def step(name: str | None = None) -> _StepSpec:

@@ -7,7 +7,8 @@ version of flowsight only ever appends to :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
-from typing import Final
+import time
+from typing import Any, Final
 
 _SQLITE_V1: Final = [
     """CREATE TABLE IF NOT EXISTS events (
@@ -113,3 +114,24 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]
+
+
+def migrate(cur: Any, dialect: str, param: str) -> list[int]:
+    """Apply, inside the caller's transaction, every migration not yet applied;
+    returns the versions applied. The caller holds whatever lock keeps two
+    migrators apart."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+    cur.execute("SELECT version FROM schema_migrations")
+    have = {row[0] for row in cur.fetchall()}
+    applied = []
+    for version, name, stmts in MIGRATIONS:
+        if version in have:
+            continue
+        for stmt in stmts[dialect]:
+            cur.execute(stmt)
+        cur.execute(f"INSERT INTO schema_migrations VALUES ({param}, {param}, {param})", (version, name, time.time()))
+        applied.append(version)
+    return applied

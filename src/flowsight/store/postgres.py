@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from flowsight.errors import ConfigError, MigrationError, StoreError
-from flowsight.store.migrations import MIGRATIONS
+from flowsight.store.migrations import migrate
 from flowsight.store.sql import SqlStore
 
 _MIGRATION_LOCK = 0x666C6F77  # "flow": one migrator at a time across replicas
@@ -75,20 +75,7 @@ class PostgresStore(SqlStore):
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                cur.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                    "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-                )
-                cur.execute("SELECT version FROM schema_migrations")
-                have = {r[0] for r in cur.fetchall()}
-                for version, name, stmts in MIGRATIONS:
-                    if version in have:
-                        continue
-                    for stmt in stmts["postgresql"]:
-                        cur.execute(stmt)
-                    cur.execute(
-                        "INSERT INTO schema_migrations VALUES (%s, %s, extract(epoch from now()))", (version, name)
-                    )
+                migrate(cur, "postgresql", "%s")
         except psycopg.Error as exc:
             raise MigrationError(f"postgresql store: migration failed: {exc}") from exc
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsight.errors import MigrationError, StoreError
-from flowsight.store.migrations import MIGRATIONS
+from flowsight.store.migrations import migrate
 from flowsight.store.sql import SqlStore
 
 _INSERT_EVENT = "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -78,20 +78,7 @@ class SqliteStore(SqlStore):
     def _migrate(self) -> None:
         try:
             with self._write_txn() as cur:
-                cur.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-                )
-                have = {r[0] for r in cur.execute("SELECT version FROM schema_migrations")}
-                for version, name, stmts in MIGRATIONS:
-                    if version in have:
-                        continue
-                    for stmt in stmts["sqlite"]:
-                        cur.execute(stmt)
-                    cur.execute(
-                        "INSERT INTO schema_migrations VALUES (?, ?, julianday('now') * 86400 - 210866760000)",
-                        (version, name),
-                    )
+                migrate(cur, "sqlite", "?")
         except sqlite3.Error as exc:
             raise MigrationError(f"sqlite store {self.path}: migration failed: {exc}") from exc
 
