@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 
 from flowsight.model.events import Event
+from flowsight.monitors.channel import EventChannel
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor
 from flowsight.store.base import WriteResult
@@ -19,20 +20,31 @@ from flowsight.store.sql import SqlStore
 
 
 class Hub:
+    """``track=False`` (the server) leaves run metrics to the store and only
+    publishes on the execution monitor's channel; ``stream`` carries each new
+    event with its store seq, for resumable streams."""
+
     def __init__(self, store: SqlStore, *, execution: ExecutionMonitor | None = None,
-                 state: StateMonitor | None = None) -> None:
+                 state: StateMonitor | None = None, track: bool = True) -> None:
         self.store = store
         self.execution = execution or ExecutionMonitor()
         self.state = state or StateMonitor(store)
+        self.track = track
+        self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
         result = await asyncio.to_thread(self.store.write_events, events)
-        accepted = set(result.accepted)
+        pending = dict(result.seqs)  # each new id once, even if the batch repeats it
         for ev in events:
-            if ev.id in accepted:
-                accepted.discard(ev.id)
+            seq = pending.pop(ev.id, None)
+            if seq is None:
+                continue
+            if self.track:
                 await self.execution.track_execution(ev.run_id, ev)
+            else:
+                self.execution.event_sender.publish(ev)
+            self.stream.publish((seq, ev))
         for tr in result.transitions:
             self.state.observe(tr)
             if tr.applied:

@@ -1,4 +1,4 @@
-"""A broadcast channel: every subscriber gets every event it asked for.
+"""A broadcast channel: every subscriber gets every item it asked for.
 
 Each subscriber has a bounded queue; a subscriber that does not keep up loses
 events (counted in ``dropped``, per subscriber and in total), and the
@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from flowsight.model.events import Event, EventKind
 
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which events a subscriber wants; None means any."""
+    """Which events a subscriber wants; None means any. Takes an event, or a
+    ``(seq, event)`` pair from the server's stream."""
 
     workflow: str | None = None
     run_id: str | None = None
     kinds: frozenset[EventKind] | None = None
 
-    def __call__(self, ev: Event) -> bool:
+    def __call__(self, item: Event | tuple[int, Event]) -> bool:
+        ev = item[1] if isinstance(item, tuple) else item
         return (
             (self.workflow is None or ev.workflow == self.workflow)
             and (self.run_id is None or ev.run_id == self.run_id)
@@ -30,19 +33,22 @@ class EventFilter:
         )
 
 
-class Subscription:
-    """An async iterator over the events a filter lets through."""
+T = TypeVar("T")
 
-    def __init__(self, channel: EventChannel, accept: Callable[[Event], bool], size: int) -> None:
+
+class Subscription(Generic[T]):
+    """An async iterator over the items a filter lets through."""
+
+    def __init__(self, channel: EventChannel[T], accept: Callable[[T], bool], size: int) -> None:
         self._channel = channel
         self.accept = accept
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[T | None] = asyncio.Queue(size)
         self.dropped = 0
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[T]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> T:
         ev = await self.queue.get()
         if ev is None:
             raise StopAsyncIteration
@@ -59,24 +65,24 @@ class Subscription:
             self.dropped += 1
             self._channel.dropped += 1
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Subscription[T]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
 
-class EventChannel:
+class EventChannel(Generic[T]):
     """The specification's ``event_sender``: publish once, deliver to all."""
 
     def __init__(self, queue_size: int = 1000) -> None:
         self.queue_size = queue_size
-        self._subs: set[Subscription] = set()
+        self._subs: set[Subscription[T]] = set()
         self.published = 0
         self.dropped = 0
 
-    def subscribe(self, accept: Callable[[Event], bool] | None = None, *, queue_size: int | None = None) -> Subscription:
-        sub = Subscription(self, accept or (lambda ev: True), queue_size or self.queue_size)
+    def subscribe(self, accept: Callable[[T], bool] | None = None, *, queue_size: int | None = None) -> Subscription[T]:
+        sub = Subscription(self, accept or (lambda item: True), queue_size or self.queue_size)
         self._subs.add(sub)
         return sub
 
@@ -84,12 +90,12 @@ class EventChannel:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, ev: Event) -> None:
+    def publish(self, item: T) -> None:
         self.published += 1
         for sub in self._subs:
-            if sub.accept(ev):
+            if sub.accept(item):
                 try:
-                    sub.queue.put_nowait(ev)
+                    sub.queue.put_nowait(item)
                 except asyncio.QueueFull:
                     sub.dropped += 1
                     self.dropped += 1

@@ -19,7 +19,7 @@ class ExecutionMonitor:
 
     def __init__(self, *, queue_size: int = 1000) -> None:
         self.metrics: dict[str, ExecutionMetrics] = {}
-        self.event_sender = EventChannel(queue_size)
+        self.event_sender: EventChannel[Event] = EventChannel(queue_size)
 
     async def track_execution(self, workflow_id: str, event: Event) -> Outcome:
         """Update the run's metrics with ``event`` and publish it.
@@ -39,7 +39,8 @@ class ExecutionMonitor:
         self.event_sender.publish(event)
         return out
 
-    def subscribe(self, accept: Callable[[Event], bool] | None = None, *, queue_size: int | None = None) -> Subscription:
+    def subscribe(self, accept: Callable[[Event], bool] | None = None, *,
+                  queue_size: int | None = None) -> Subscription[Event]:
         """``async for ev in monitor.subscribe(EventFilter(workflow="etl")):``"""
         return self.event_sender.subscribe(accept, queue_size=queue_size)
 

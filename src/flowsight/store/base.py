@@ -29,6 +29,12 @@ class WriteResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     transitions: list[StateTransition] = field(default_factory=list)
+    #: accepted id -> its place in the store's global order (the stream's resume point)
+    seqs: dict[str, int] = field(default_factory=dict)
+    #: (workflow, step, seconds) of every step attempt these events completed
+    step_durations: list[tuple[str, str, float]] = field(default_factory=list)
+    #: (workflow, final state, seconds) of every run these events ended
+    run_durations: list[tuple[str, str, float]] = field(default_factory=list)
 
     @property
     def refused_transitions(self) -> list[StateTransition]:

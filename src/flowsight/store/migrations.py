@@ -108,9 +108,20 @@ _PG_V1: Final = [
     "CREATE INDEX IF NOT EXISTS transitions_run ON transitions (run_id, id)",
 ]
 
+_V2_TOKENS: Final = [
+    """CREATE TABLE IF NOT EXISTS tokens (
+        name TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL,
+        last_used_at DOUBLE PRECISION
+    )""",
+]
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
-    (1, "events, runs, steps, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
+    (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
+    (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -19,7 +19,7 @@ _INSERT_EVENTS = (
     "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) "
     "SELECT i, t, k, w, r, s, a::jsonb FROM unnest("
     "%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS u(i, t, k, w, r, s, a) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
+    "ON CONFLICT (id) DO NOTHING RETURNING id, seq"
 )
 
 
@@ -65,11 +65,10 @@ class PostgresStore(SqlStore):
             (run_ids,),
         )
 
-    def _insert_events(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> set[str] | None:
+    def _insert_events(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> dict[str, int]:
         columns = [list(col) for col in zip(*rows)]
         cur.execute(_INSERT_EVENTS, columns)
-        inserted = {r[0] for r in cur.fetchall()}
-        return None if len(inserted) == len(rows) else inserted
+        return {r[0]: int(r[1]) for r in cur.fetchall()}
 
     def _migrate(self) -> None:
         try:

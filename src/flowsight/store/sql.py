@@ -24,9 +24,10 @@ import msgspec
 from flowsight.errors import StoreError
 from flowsight.model.events import Event, EventKind, decode_attrs, encode_attrs
 from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory
+from flowsight.model.history import WorkflowHistory, quantile
 from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
+from flowsight.store.tokens import TokenMixin
 
 RUN_COLUMNS = (
     "run_id, workflow, state, created_at, start_time, end_time, current_step, total_steps, "
@@ -38,6 +39,7 @@ _RUN_UPDATE = ", ".join(
 )
 _CACHE_SIZE = 10_000
 _KIND_TEXT = {k: k.value for k in EventKind}
+_STEP_COMPLETED = EventKind.STEP_COMPLETED
 
 
 class _StepState(msgspec.Struct, array_like=True):
@@ -72,7 +74,7 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
 
 
-class SqlStore(ABC):
+class SqlStore(TokenMixin, ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""
@@ -93,8 +95,8 @@ class SqlStore(ABC):
         """A cursor inside a write transaction that commits on exit."""
 
     @abstractmethod
-    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> set[str] | None:
-        """Insert, skipping ids already stored; the inserted ids (None: all of them)."""
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Insert, skipping ids already stored; the inserted ids with their seq."""
 
     @abstractmethod
     def _errors(self) -> tuple[type[BaseException], ...]: ...
@@ -126,6 +128,12 @@ class SqlStore(ABC):
             self._end_read(conn)
             return rows
 
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; the rows it changed."""
+        with self._lock, self._guard("write"), self._write_txn() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            return int(cur.rowcount or 0)
+
     def _end_read(self, conn: Any) -> None:
         """Finish the implicit read transaction, if the driver opened one."""
 
@@ -156,9 +164,13 @@ class SqlStore(ABC):
             try:
                 with self._write_txn() as cur:
                     inserted = self._insert_events(cur, rows)
-                    new = list(unique.values()) if inserted is None else [e for e in unique.values() if e.id in inserted]
-                    result.duplicates.extend(e.id for e in unique.values() if inserted is not None and e.id not in inserted)
+                    if len(inserted) == len(unique):
+                        new = list(unique.values())
+                    else:
+                        new = [e for e in unique.values() if e.id in inserted]
+                        result.duplicates.extend(e.id for e in unique.values() if e.id not in inserted)
                     result.accepted = [e.id for e in new]
+                    result.seqs = inserted
                     self._project(cur, new, result)
             except BaseException:
                 self._runs.clear()  # the cache may hold what was rolled back
@@ -170,8 +182,10 @@ class SqlStore(ABC):
         versions = {rid: v for rid, (v, _, _) in metrics.items()}
         transitions: list[StateTransition] = []
         touched: dict[str, tuple[ExecutionMetrics, float]] = {}
-        last_rid = None
-        m = None
+        step_durations = result.step_durations
+        run_durations = result.run_durations
+        last_rid = ""
+        m = ExecutionMetrics("", "")
         for ev in events:
             rid = ev.run_id
             if rid != last_rid:  # batches come in runs of one run's events
@@ -181,9 +195,14 @@ class SqlStore(ABC):
                 m = entry[1]
                 touched[rid] = (m, entry[2])
                 last_rid = rid
-            tr = apply_event(m, ev, False).transition  # type: ignore[arg-type]
+            opened = m.open_steps.get(ev.step) if ev.kind is _STEP_COMPLETED and ev.step is not None else None
+            tr = apply_event(m, ev, False).transition
+            if opened is not None:
+                step_durations.append((m.workflow, str(ev.step), ev.ts - opened[1]))
             if tr is not None:
                 transitions.append(tr)
+                if tr.applied and tr.new_state.terminal and m.start_time is not None:
+                    run_durations.append((m.workflow, tr.new_state.value, ev.ts - m.start_time))
         if transitions:
             self._insert_transitions(cur, transitions)
         self._save_runs(cur, touched, versions)
@@ -310,10 +329,12 @@ class SqlStore(ABC):
         states: Sequence[WorkflowState | str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        text: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Runs newest first (by first event), filtered; pass ``cursor`` for the next page."""
+        """Runs newest first (by first event), filtered; pass ``cursor`` for the next page.
+        ``text`` matches (case-insensitively) the run id, workflow, current step or error."""
         where: list[str] = []
         params: list[Any] = []
         if workflow is not None:
@@ -328,6 +349,13 @@ class SqlStore(ABC):
         if until is not None:
             where.append("created_at < ?")
             params.append(until)
+        if text:
+            like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
+                "OR LOWER(COALESCE(current_step, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(error, '')) LIKE ? ESCAPE '\\')"
+            )
+            params.extend([like] * 4)
         if cursor:
             created, rid = _decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
@@ -361,6 +389,48 @@ class SqlStore(ABC):
             StateTransition(r[0], r[1], WorkflowState(r[2]), WorkflowState(r[3]), r[4], r[5], bool(r[6]), r[7])
             for r in rows
         ]
+
+    def events_after(self, seq: int, *, workflow: str | None = None, run_id: str | None = None,
+                     limit: int = 1000) -> list[tuple[int, Event]]:
+        """Events stored after ``seq`` in store order, with their seq (the stream's backlog)."""
+        where, params = ["seq > ?"], [seq]  # type: list[str], list[Any]
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        rows = self._read(
+            f"SELECT id, ts, kind, workflow, run_id, step, attrs, seq FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY seq LIMIT ?",
+            [*params, limit],
+        )
+        return [(int(r[7]), _row_event(r)) for r in rows]
+
+    def last_seq(self) -> int:
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def workflow_stats(self, *, recent: int = 500) -> list[dict[str, Any]]:
+        """Per workflow: runs by state, success rate of ended runs, duration
+        p50/p95 of the last ``recent`` completed runs, time of the last run."""
+        counts = self._read("SELECT workflow, state, COUNT(*), MAX(created_at) FROM runs GROUP BY workflow, state")
+        stats: dict[str, dict[str, Any]] = {}
+        for wf, state, n, last in counts:
+            st = stats.setdefault(wf, {"workflow": wf, "runs": 0, "by_state": {}, "last_run_at": None})
+            st["runs"] += int(n)
+            st["by_state"][state] = int(n)
+            st["last_run_at"] = max(st["last_run_at"] or 0.0, float(last))
+        for wf, st in stats.items():
+            by = st["by_state"]
+            ended = sum(by.get(x, 0) for x in ("completed", "failed", "cancelled"))
+            st["success_rate"] = round(by.get("completed", 0) / ended, 4) if ended else None
+            durations = [r[0] for r in self._read(
+                "SELECT end_time - start_time FROM runs WHERE workflow = ? AND state = 'completed' "
+                "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?",
+                (wf, recent))]
+            st["duration_p50_seconds"] = round(quantile(durations, 0.5), 3) if durations else None
+            st["duration_p95_seconds"] = round(quantile(durations, 0.95), 3) if durations else None
+        return [stats[k] for k in sorted(stats)]
 
     def _step_events(self, run_ids: Sequence[str]) -> dict[str, list[Event]]:
         marks = ", ".join("?" * len(run_ids))

@@ -59,20 +59,23 @@ class SqliteStore(SqlStore):
         finally:
             cur.close()
 
-    def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> set[str] | None:
-        # Fast path: one executemany; if every row went in, there was no duplicate.
+    def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        # Fast path: one executemany; if every row went in, there was no duplicate,
+        # and (inside BEGIN IMMEDIATE, no AUTOINCREMENT) the rows took max(seq)-n+1 .. max(seq).
         cur.execute("SAVEPOINT ins")
         cur.executemany(_INSERT_EVENT, rows)
         if cur.rowcount == len(rows):
             cur.execute("RELEASE ins")
-            return None
+            last = cur.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+            first = last - len(rows) + 1
+            return {row[0]: first + i for i, row in enumerate(rows)}
         cur.execute("ROLLBACK TO ins")
         cur.execute("RELEASE ins")
-        inserted = set()
+        inserted = {}
         for row in rows:
             cur.execute(_INSERT_EVENT, row)
             if cur.rowcount == 1:
-                inserted.add(row[0])
+                inserted[row[0]] = int(cur.lastrowid or 0)
         return inserted
 
     def _migrate(self) -> None:
