@@ -59,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="delete events and ended runs older than an age now")
     prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
+
+    serve = sub.add_parser("serve", help="the HTTP API: ingest, query, live stream, /metrics")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                             "needs an API token to exist)")
+    serve.add_argument("--port", type=int, default=8640, help="port (default 8640)")
+    serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
+    serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
+                                                                               "(default 10 MiB)")
+    serve.add_argument("--stall-timeout", type=_duration, default=1800.0,
+                       help="quiet time before a run without history counts as stalled (default 30m)")
+
+    token = sub.add_parser("token", help="API tokens: create, ls, revoke")
+    tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = tsub.add_parser("create", help="make a token (printed once; only its hash is kept)")
+    create.add_argument("--scope", required=True, choices=["ingest", "read", "admin"])
+    create.add_argument("--name", required=True)
+    tsub.add_parser("ls", help="list tokens (names and scopes, never the tokens)")
+    revoke = tsub.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
     return parser
 
 
@@ -140,7 +159,37 @@ def cmd_demo(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return run_demo(store, out, live=not args.no_live)
 
 
-COMMANDS = {"runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo}
+def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.server.ingest import Limits
+    from flowsight.server.serve import serve
+
+    serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
+          stall_timeout=args.stall_timeout)
+    return 0
+
+
+def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    if args.token_command == "create":
+        token, info = store.create_token(args.name, args.scope)
+        print(token)
+        Console(stderr=True).print(f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
+                                   "once; send it as 'Authorization: Bearer <token>' or FLOWSIGHT_TOKEN")
+        return 0
+    if args.token_command == "ls":
+        for t in store.list_tokens():
+            out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
+        return 0
+    if not store.revoke_token(args.name):
+        raise FlowsightError(f"no token named {args.name!r}; `flowsight token ls` lists them")
+    out.print(f"token {args.name!r} revoked")
+    return 0
+
+
+def when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,7 +66,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     attrs: dict[str, Any] = {}
 
 
-class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str | None = None
     ts: float | datetime | None = None
     kind: EventKind
@@ -79,13 +79,13 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 #: Ids hold 48 bits of milliseconds: the last second they can carry.
 MAX_TS = 2**48 / 1000
 
-_decoder = msgspec.json.Decoder(_WireEvent)
+_decoder = msgspec.json.Decoder(WireEvent)
 _list_decoder = msgspec.json.Decoder(list[Any])
 _encoder = msgspec.json.Encoder()
 _KINDS = ", ".join(k.value for k in EventKind)
 
 
-def _finish(wire: _WireEvent) -> Event:
+def finish_wire(wire: WireEvent) -> Event:
     """Check what the schema alone cannot, and fill the defaults."""
     if not wire.run_id:
         raise EventError("field 'run_id': must not be empty", field="run_id")
@@ -153,14 +153,14 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
     """
     try:
         if isinstance(data, dict):
-            wire = msgspec.convert(data, _WireEvent)
+            wire = msgspec.convert(data, WireEvent)
         else:
             wire = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _translate(exc) from None
     except msgspec.DecodeError as exc:
         raise EventError(f"malformed JSON: {exc}") from None
-    return _finish(wire)
+    return finish_wire(wire)
 
 
 def parse_events(items: list[Any]) -> list[Event | EventError]:

@@ -1,0 +1,254 @@
+"""The ASGI app of ``flowsight serve`` (Starlette): ingest, query, stream, metrics.
+
+Handlers parse the request, call the store or the hub, render JSON; the
+decisions live in the model and the read models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from flowsight import __version__
+from flowsight.errors import FlowsightError, StoreError
+from flowsight.hub import Hub
+from flowsight.model.state import WorkflowState
+from flowsight.monitors.channel import EventFilter
+from flowsight.query import Views
+from flowsight.server.auth import Authenticator, AuthError
+from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, gunzip
+from flowsight.server.metrics import Stats, render_metrics
+from flowsight.server.openapi import build_openapi
+from flowsight.server.stream import event_stream
+from flowsight.store.sql import SqlStore
+
+_enc = msgspec.json.Encoder()
+
+
+def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_enc.encode(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def error(status: int, message: str) -> Response:
+    return json({"error": message}, status)
+
+
+@dataclass
+class ServerState:
+    store: SqlStore
+    hub: Hub
+    committer: Committer
+    auth: Authenticator
+    limits: Limits
+    stall_timeout: float
+    stats: Stats = field(default_factory=Stats)
+    events_rejected: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+Handler = Callable[[Request, ServerState], Awaitable[Response]]
+
+
+def endpoint(scope: str | None, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: auth for ``scope``, and every error a caller can cause
+    turned into a JSON answer (a store failure is a 503, never a bare 500)."""
+
+    async def run(request: Request) -> Response:
+        st: ServerState = request.app.state.flowsight
+        try:
+            if scope is not None:
+                await st.auth.require(request, scope)
+            return await handler(request, st)
+        except AuthError as exc:
+            return error(exc.status, exc.message)
+        except BodyError as exc:
+            return error(exc.status, exc.message)
+        except StoreError as exc:
+            return error(503, f"store unavailable: {exc}")
+        except FlowsightError as exc:
+            return error(400, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=499)
+
+    return run
+
+
+# ---- ingest ---------------------------------------------------------------
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"body of {declared} bytes is over the limit of {limit}; send smaller batches")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_events(request: Request, st: ServerState) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        return error(415, f"content type {ctype or '(none)'!r} is not accepted: send application/json")
+    body = await read_body(request, st.limits.max_body_bytes)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = gunzip(body, st.limits.max_body_bytes)
+    elif encoding not in ("identity", ""):
+        return error(415, f"content encoding {encoding!r} is not accepted: send gzip or none")
+    items = decode_batch(body, st.limits)
+    valid = [it for it in items if not isinstance(it, Exception)]
+    result = await st.committer.submit(valid)
+    out = answer(items, result)
+    st.events_rejected += out["rejected"]
+    return json(out)
+
+
+# ---- queries --------------------------------------------------------------
+def _float(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a finite number")
+    return value
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise FlowsightError(f"query parameter {name!r}: {value} is outside {low}..{high}")
+    return value
+
+
+def _states(request: Request) -> list[WorkflowState] | None:
+    raw = request.query_params.getlist("state")
+    try:
+        return [WorkflowState(s) for s in raw] or None
+    except ValueError:
+        allowed = ", ".join(s.value for s in WorkflowState)
+        raise FlowsightError(f"query parameter 'state': {raw!r} has an unknown state; use {allowed}") from None
+
+
+async def get_runs(request: Request, st: ServerState) -> Response:
+    q = request.query_params
+    states = _states(request)
+    since, until = _float(request, "since"), _float(request, "until")
+    limit = _int(request, "limit", 50, 1, 1000)
+
+    def work() -> dict[str, Any]:
+        page = st.store.list_runs(workflow=q.get("workflow"), states=states, since=since, until=until,
+                                  text=q.get("q") or None, limit=limit, cursor=q.get("cursor") or None)
+        views = Views(st.store, time.time(), stall_timeout=st.stall_timeout).views(page.runs)
+        return {"runs": [v.to_dict() for v in views], "cursor": page.cursor}
+
+    return json(await asyncio.to_thread(work))
+
+
+async def get_run(request: Request, st: ServerState) -> Response:
+    run_id = request.path_params["run_id"]
+
+    def work() -> dict[str, Any] | None:
+        run = st.store.get_run(run_id)
+        if run is None:
+            return None
+        return Views(st.store, time.time(), stall_timeout=st.stall_timeout).detail(run).to_dict()
+
+    detail = await asyncio.to_thread(work)
+    return json(detail) if detail is not None else error(404, f"no run {run_id!r}")
+
+
+async def get_run_events(request: Request, st: ServerState) -> Response:
+    run_id = request.path_params["run_id"]
+    after = _int(request, "after", 0, 0, 2**62)
+    limit = _int(request, "limit", 1000, 1, 10_000)
+
+    def work() -> dict[str, Any] | None:
+        if st.store.get_run(run_id) is None:
+            return None
+        rows = st.store.events_after(after, run_id=run_id, limit=limit)
+        events = [{**msgspec.to_builtins(ev), "seq": seq} for seq, ev in rows]
+        return {"events": events, "next_after": rows[-1][0] if len(rows) == limit else None}
+
+    page = await asyncio.to_thread(work)
+    return json(page) if page is not None else error(404, f"no run {run_id!r}")
+
+
+async def get_workflows(request: Request, st: ServerState) -> Response:
+    return json({"workflows": await asyncio.to_thread(st.store.workflow_stats)})
+
+
+async def get_stream(request: Request, st: ServerState) -> Response:
+    last = request.headers.get("last-event-id")
+    last_seq = int(last) if last is not None and last.strip().isdigit() else None
+    flt = EventFilter(workflow=request.query_params.get("workflow"), run_id=request.query_params.get("run_id"))
+    return StreamingResponse(event_stream(st.hub, flt, last_seq), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def get_metrics(request: Request, st: ServerState) -> Response:
+    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"))
+    return Response(body, media_type=ctype)
+
+
+async def get_health(request: Request, st: ServerState) -> Response:
+    return json({"status": "ok", "store": st.store.dialect, "version": __version__})
+
+
+async def get_openapi(request: Request) -> Response:
+    return json(request.app.state.openapi)
+
+
+def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: float = 1800.0,
+               hub: Hub | None = None) -> Starlette:
+    """The app over ``store``; the caller keeps ownership of the store."""
+    hub = hub or Hub(store, track=False)
+    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
+                     limits=limits or Limits(), stall_timeout=stall_timeout)
+    st.committer.on_commit = st.stats.on_commit
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        st.committer.start()
+        try:
+            yield
+        finally:
+            await st.committer.stop()  # everything acknowledged is committed before exit
+
+    routes = [
+        Route("/api/v1/events", endpoint("ingest", post_events), methods=["POST"]),
+        Route("/api/v1/runs", endpoint("read", get_runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", endpoint("read", get_run), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/events", endpoint("read", get_run_events), methods=["GET"]),
+        Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
+        Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),
+        Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
+        Route("/healthz", endpoint(None, get_health), methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.flowsight = st
+    app.state.openapi = build_openapi(__version__)
+    return app

@@ -1,0 +1,69 @@
+"""Bearer tokens with scopes. With no token in the store the API is open —
+which :func:`flowsight.server.serve.check_bind` allows on loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.requests import Request
+
+from flowsight.store.sql import SqlStore
+from flowsight.store.tokens import TokenInfo
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Authenticator:
+    """Checks ``Authorization: Bearer <token>`` against the store's hashes
+    (cached for ``ttl`` seconds, so a revoked token stops working within it)."""
+
+    def __init__(self, store: SqlStore, *, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
+        self._open_until = 0.0
+        self._open = False
+
+    def _tokens_exist(self) -> bool:
+        now = time.monotonic()
+        if now >= self._open_until:
+            self._open = not self.store.has_tokens()
+            self._open_until = now + self.ttl
+        return not self._open
+
+    def _lookup(self, token: str) -> TokenInfo | None:
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info = self.store.verify_token(token)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token] = (now + self.ttl, info)
+        return info
+
+    async def require(self, request: Request, scope: str) -> TokenInfo | None:
+        """The caller's token, if it has ``scope``.
+
+        Raises:
+            AuthError: 401 without a valid token, 403 with one lacking the scope.
+        """
+        if not await asyncio.to_thread(self._tokens_exist):
+            return None
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "missing token: send 'Authorization: Bearer <token>' "
+                                 "(make one with: flowsight token create --scope ingest --name NAME)")
+        info = await asyncio.to_thread(self._lookup, token.strip())
+        if info is None:
+            raise AuthError(401, "unknown or revoked token")
+        if not info.allows(scope):
+            raise AuthError(403, f"token {info.name!r} has scope {info.scope!r}; this needs {scope!r} (or admin)")
+        return info

@@ -1,0 +1,208 @@
+"""``POST /api/v1/events``: read, check, group-commit, answer per event.
+
+A body is one event or a JSON array of them (optionally gzip-compressed). The
+whole array is decoded in one pass when it is all valid; otherwise item by
+item, so a bad event costs only itself. Valid events from concurrent requests
+are committed together (group commit); a request is answered only after its
+events are committed, with each event's fate: accepted, duplicate (its id was
+stored before: a retry), or rejected with the reason and the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from flowsight.errors import EventError
+from flowsight.hub import Hub
+from flowsight.model.events import Event, finish_wire, WireEvent, parse_events
+from flowsight.store.base import WriteResult
+
+
+class BodyError(Exception):
+    """A request body refused as a whole: HTTP status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_events: int = 10_000
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body, refusing one that inflates past ``limit`` (a zip bomb)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BodyError(400, f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyError(413, f"body inflates past the limit of {limit} bytes; send smaller batches")
+    return out
+
+
+_fast = msgspec.json.Decoder(list[WireEvent] | WireEvent)
+_any = msgspec.json.Decoder()
+
+
+def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
+    """Events (or the error of each bad one) in the order they were sent.
+
+    Raises:
+        BodyError: not JSON (400, with the position), not an object or an
+            array of them (400), or too many events (413).
+    """
+    try:
+        wire = _fast.decode(body)
+    except msgspec.ValidationError:
+        pass  # some item is bad: go item by item below
+    except msgspec.DecodeError as exc:
+        raise BodyError(400, f"malformed JSON: {exc}") from None
+    else:
+        items = wire if isinstance(wire, list) else [wire]
+        _check_count(len(items), limits)
+        out: list[Event | EventError] = []
+        for i, w in enumerate(items):
+            try:
+                out.append(finish_wire(w))
+            except EventError as exc:
+                out.append(EventError(f"event {i}: {exc}", field=exc.field, index=i))
+        return out
+    data = _any.decode(body)
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise BodyError(400, f"body must be an event object or an array of them, got {type(data).__name__}")
+    _check_count(len(data), limits)
+    return parse_events(data)
+
+
+def _check_count(n: int, limits: Limits) -> None:
+    if n > limits.max_events:
+        raise BodyError(413, f"{n} events in one request; the limit is {limits.max_events}: send smaller batches")
+
+
+def answer(items: list[Event | EventError], result: WriteResult) -> dict[str, Any]:
+    """The per-event answer (see :class:`flowsight.server.schemas.IngestResponse`)."""
+    refused = {t.event_id: t for t in result.transitions if not t.applied}
+    accepted = set(result.seqs)
+    results: list[dict[str, Any]] = []
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for i, item in enumerate(items):
+        if isinstance(item, EventError):
+            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
+            counts["rejected"] += 1
+            continue
+        if item.id in accepted:
+            accepted.discard(item.id)
+            status = "accepted"
+        else:
+            status = "duplicate"
+        entry: dict[str, Any] = {"index": i, "status": status, "id": item.id}
+        tr = refused.get(item.id) if status == "accepted" else None
+        if tr is not None:
+            entry["warning"] = (f"stored, but the transition {tr.old_state.value} -> {tr.new_state.value} "
+                                "is not allowed and was not applied")
+        results.append(entry)
+        counts[status] += 1
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "results": results}
+
+
+class Committer:
+    """Group commit: events from concurrent requests go to the store in one
+    transaction; each request waits for the commit that holds its events."""
+
+    def __init__(self, hub: Hub, *, max_batch: int = 20_000) -> None:
+        self.hub = hub
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[WriteResult]] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.on_commit: Callable[[WriteResult, float], None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="flowsight-committer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def submit(self, events: list[Event]) -> WriteResult:
+        if not events:
+            return WriteResult()
+        if self._task is None:  # not started (tests, embedded use): commit inline
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            result = await self.hub.publish(events)
+            if self.on_commit is not None:
+                self.on_commit(result, loop.time() - started)
+            return result
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((events, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = False
+        while not stop:
+            item = await self._queue.get()
+            group: list[tuple[list[Event], asyncio.Future[WriteResult]]] = []
+            size = 0
+            while item is not None:
+                group.append(item)
+                size += len(item[0])
+                if size >= self.max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if item is None:
+                stop = True
+            if not group:
+                continue
+            events = [ev for evs, _ in group for ev in evs]
+            started = loop.time()
+            try:
+                result = await self.hub.publish(events)
+            except Exception as exc:  # the store failed: every waiting request hears it
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            if self.on_commit is not None:
+                self.on_commit(result, loop.time() - started)
+            for evs, fut in _split(group, result):
+                if not fut.done():
+                    fut.set_result(evs)
+
+
+def _split(group: list[tuple[list[Event], asyncio.Future[WriteResult]]],
+           result: WriteResult) -> list[tuple[WriteResult, asyncio.Future[WriteResult]]]:
+    """Each request's share of a group commit; an id two requests both sent
+    is accepted for the first and a duplicate for the second."""
+    claimed: set[str] = set()
+    out = []
+    for events, fut in group:
+        ids = {ev.id for ev in events}
+        mine = WriteResult(transitions=[t for t in result.transitions if t.event_id in ids])
+        for ev in events:
+            seq = result.seqs.get(ev.id)
+            if seq is not None and ev.id not in claimed:
+                claimed.add(ev.id)
+                mine.seqs[ev.id] = seq
+                mine.accepted.append(ev.id)
+            else:
+                mine.duplicates.append(ev.id)
+        out.append((mine, fut))
+    return out

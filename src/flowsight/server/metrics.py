@@ -1,0 +1,122 @@
+"""``/metrics``: the Prometheus text format, built at scrape time.
+
+A custom collector reads the live state (runs by workflow and state from the
+store; counters and histograms this server keeps since it started) and
+prometheus-client's exposition code renders it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from flowsight.store.base import WriteResult
+
+if TYPE_CHECKING:
+    from flowsight.server.app import ServerState
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Histogram:
+    """Cumulative-bucket histogram (the exposition's own shape)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts):
+            total += n
+            out.append((bound, float(total)))
+        return out
+
+
+class Stats:
+    """What this server has seen since it started; fed by every commit."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.duplicates = 0
+        self.steps: dict[tuple[str, str], Histogram] = {}
+        self.runs: dict[tuple[str, str], Histogram] = {}
+        self.writes = Histogram(WRITE_BUCKETS)
+
+    def on_commit(self, result: WriteResult, seconds: float) -> None:
+        with self.lock:
+            self.accepted += len(result.accepted)
+            self.duplicates += len(result.duplicates)
+            self.writes.observe(seconds)
+            for wf, step, d in result.step_durations:
+                h = self.steps.get((wf, step))
+                if h is None:
+                    h = self.steps[(wf, step)] = Histogram(DURATION_BUCKETS)
+                h.observe(d)
+            for wf, state, d in result.run_durations:
+                h = self.runs.get((wf, state))
+                if h is None:
+                    h = self.runs[(wf, state)] = Histogram(DURATION_BUCKETS)
+                h.observe(d)
+
+
+class FlowsightCollector(Collector):
+    def __init__(self, st: ServerState) -> None:
+        self.st = st
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.st
+        runs = GaugeMetricFamily("flowsight_runs", "Runs in the store by workflow and state",
+                                 labels=["workflow", "state"])
+        for wf in st.store.workflow_stats():
+            for state, n in sorted(wf["by_state"].items()):
+                runs.add_metric([wf["workflow"], state], n)
+        yield runs
+        stats = st.stats
+        with stats.lock:
+            events = CounterMetricFamily("flowsight_events", "Events received by this server, by outcome",
+                                         labels=["outcome"])
+            events.add_metric(["accepted"], stats.accepted)
+            events.add_metric(["duplicate"], stats.duplicates)
+            events.add_metric(["rejected"], st.events_rejected)
+            yield events
+            steps = HistogramMetricFamily("flowsight_step_duration_seconds",
+                                          "Duration of completed step attempts", labels=["workflow", "step"])
+            for (wf_name, step), h in sorted(stats.steps.items()):
+                steps.add_metric([wf_name, step], h.buckets(), h.sum)
+            yield steps
+            rd = HistogramMetricFamily("flowsight_run_duration_seconds", "Duration of ended runs",
+                                       labels=["workflow", "state"])
+            for (wf_name, state), h in sorted(stats.runs.items()):
+                rd.add_metric([wf_name, state], h.buckets(), h.sum)
+            yield rd
+            writes = HistogramMetricFamily("flowsight_store_write_seconds",
+                                           "Latency of one group commit to the store", labels=[])
+            writes.add_metric([], stats.writes.buckets(), stats.writes.sum)
+            yield writes
+        yield GaugeMetricFamily("flowsight_stream_subscribers", "Live stream (SSE) clients connected",
+                                value=st.hub.stream.subscribers)
+        yield CounterMetricFamily("flowsight_stream_dropped", "Events a slow stream client missed live "
+                                  "(it then resumes from the store)", value=st.hub.stream.dropped)
+
+
+def render_metrics(st: ServerState, accept: str | None) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FlowsightCollector(st))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -1,0 +1,115 @@
+"""The OpenAPI document, generated from the routes' declared schemas
+(:mod:`flowsight.server.schemas`), never written by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from flowsight.server import schemas as S
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # query | path | header
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    summary: str
+    responses: dict[int, tuple[str, type | None]]  # status -> (description, schema type)
+    params: list[Param] = field(default_factory=list)
+    body: Any = None
+    scope: str | None = None
+    content_type: str = "application/json"
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+STATE = {"type": "string", "enum": ["pending", "running", "completed", "failed", "suspended", "cancelled"]}
+
+RUN_FILTERS = [
+    Param("workflow", "query", STR, "only runs of this workflow"),
+    Param("state", "query", {"type": "array", "items": STATE}, "only runs in these states (repeat the parameter)"),
+    Param("since", "query", NUM, "only runs created at or after (seconds since the epoch)"),
+    Param("until", "query", NUM, "only runs created before (seconds since the epoch)"),
+    Param("q", "query", STR, "text in the run id, workflow, current step or error"),
+]
+ERRORS: dict[int, tuple[str, type | None]] = {
+    400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error)}
+
+OPS = [
+    Op("post", "/api/v1/events", "Ingest one event or an array of events", {
+        200: ("each event's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
+        413: ("too many events or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS},
+        body=list[S.EventIn] | S.EventIn, scope="ingest"),
+    Op("get", "/api/v1/runs", "Runs, newest first, filtered, one page at a time",
+       {200: ("a page of runs", S.RunPage), **ERRORS},
+       params=[*RUN_FILTERS, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+               Param("cursor", "query", STR, "the cursor of the previous page")], scope="read"),
+    Op("get", "/api/v1/runs/{run_id}", "One run: steps, state history, ETA, stall flag",
+       {200: ("the run", S.RunDetailOut), 404: ("no such run", S.Error), **ERRORS},
+       params=[Param("run_id", "path", STR, required=True)], scope="read"),
+    Op("get", "/api/v1/runs/{run_id}/events", "A run's events in store order",
+       {200: ("a page of events", S.EventPage), 404: ("no such run", S.Error), **ERRORS},
+       params=[Param("run_id", "path", STR, required=True),
+               Param("after", "query", {"type": "integer", "minimum": 0}, "seq of the last event already seen"),
+               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000})], scope="read"),
+    Op("get", "/api/v1/workflows", "Workflows with runs by state, success rate, duration p50/p95",
+       {200: ("the workflows", S.WorkflowList), **ERRORS}, scope="read"),
+    Op("get", "/api/v1/stream", "Live events as Server-Sent Events; resumes after Last-Event-ID",
+       {200: ("text/event-stream; each event's id is its seq", None), **ERRORS},
+       params=[Param("workflow", "query", STR), Param("run_id", "query", STR),
+               Param("Last-Event-ID", "header", STR, "seq of the last event received")],
+       scope="read", content_type="text/event-stream"),
+    Op("get", "/metrics", "Prometheus metrics (text exposition format)",
+       {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
+    Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),
+]
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    types: list[Any] = []
+    for op in OPS:
+        types.extend(t for _, t in op.responses.values() if t is not None)
+        if op.body is not None:
+            types.append(op.body)
+    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    refs = dict(zip(map(id, types), schemas))
+    paths: dict[str, Any] = {}
+    for op in OPS:
+        entry: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method}_{op.path}", "responses": {}}
+        if op.params:
+            entry["parameters"] = [
+                {"name": p.name, "in": p.where, "required": p.required or p.where == "path", "schema": p.schema,
+                 **({"description": p.description} if p.description else {}),
+                 **({"style": "form", "explode": True} if p.schema.get("type") == "array" else {})}
+                for p in op.params
+            ]
+        if op.body is not None:
+            entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[id(op.body)]}}}
+        for status, (desc, typ) in op.responses.items():
+            ctype = op.content_type if status == 200 else "application/json"
+            schema = refs[id(typ)] if typ is not None else {"type": "string"}
+            entry["responses"][str(status)] = {"description": desc, "content": {ctype: {"schema": schema}}}
+        if op.scope is not None:
+            entry["security"] = [{"bearer": []}, {}]
+            entry["description"] = f"Needs a token with scope '{op.scope}' (or admin) once tokens exist."
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flowsight", "version": version,
+                 "description": "Workflow observability: ingest events, query runs, stream live."},
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
