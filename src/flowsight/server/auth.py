@@ -54,14 +54,21 @@ class Authenticator:
         Raises:
             AuthError: 401 without a valid token, 403 with one lacking the scope.
         """
-        if not await asyncio.to_thread(self._tokens_exist):
+        if time.monotonic() >= self._open_until:  # ask the store at most every ttl seconds
+            await asyncio.to_thread(self._tokens_exist)
+        if self._open:
             return None
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise AuthError(401, "missing token: send 'Authorization: Bearer <token>' "
                                  "(make one with: flowsight token create --scope ingest --name NAME)")
-        info = await asyncio.to_thread(self._lookup, token.strip())
+        token = token.strip()
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] > time.monotonic():
+            info = hit[1]
+        else:
+            info = await asyncio.to_thread(self._lookup, token)
         if info is None:
             raise AuthError(401, "unknown or revoked token")
         if not info.allows(scope):

@@ -60,23 +60,14 @@ class SqliteStore(SqlStore):
             cur.close()
 
     def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
-        # Fast path: one executemany; if every row went in, there was no duplicate,
-        # and (inside BEGIN IMMEDIATE, no AUTOINCREMENT) the rows took max(seq)-n+1 .. max(seq).
-        cur.execute("SAVEPOINT ins")
+        # Inside BEGIN IMMEDIATE, with no AUTOINCREMENT, new rows take seq
+        # max+1, max+2, ... in order: when every row went in, that is their
+        # seq; when some were duplicates, the new ones are those above max.
+        before = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         cur.executemany(_INSERT_EVENT, rows)
         if cur.rowcount == len(rows):
-            cur.execute("RELEASE ins")
-            last = cur.execute("SELECT MAX(seq) FROM events").fetchone()[0]
-            first = last - len(rows) + 1
-            return {row[0]: first + i for i, row in enumerate(rows)}
-        cur.execute("ROLLBACK TO ins")
-        cur.execute("RELEASE ins")
-        inserted = {}
-        for row in rows:
-            cur.execute(_INSERT_EVENT, row)
-            if cur.rowcount == 1:
-                inserted[row[0]] = int(cur.lastrowid or 0)
-        return inserted
+            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
+        return dict(cur.execute("SELECT id, seq FROM events WHERE seq > ?", (before,)).fetchall())
 
     def _migrate(self) -> None:
         try:
