@@ -25,16 +25,23 @@ class Hub:
     event with its store seq, for resumable streams."""
 
     def __init__(self, store: SqlStore, *, execution: ExecutionMonitor | None = None,
-                 state: StateMonitor | None = None, track: bool = True) -> None:
+                 state: StateMonitor | None = None, track: bool = True, inline_max: int = 64) -> None:
         self.store = store
         self.execution = execution or ExecutionMonitor()
         self.state = state or StateMonitor(store)
         self.track = track
+        # A small batch is written on the loop's own thread: the hop to a
+        # worker thread (and the GIL hand-back) would cost more than the write.
+        # Reads use their own connections, so this never waits behind a query.
+        self.inline_max = inline_max
         self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
-        result = await asyncio.to_thread(self.store.write_events, events)
+        if len(events) <= self.inline_max:
+            result = self.store.write_events(events)
+        else:
+            result = await asyncio.to_thread(self.store.write_events, events)
         pending = dict(result.seqs)  # each new id once, even if the batch repeats it
         for ev in events:
             seq = pending.pop(ev.id, None)

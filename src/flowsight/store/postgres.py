@@ -37,14 +37,19 @@ class PostgresStore(SqlStore):
         self.dsn = dsn
         self.url = dsn
         self.schema = schema
+        self._connect_timeout = int(connect_timeout)
         try:
-            self._conn = psycopg.connect(dsn, connect_timeout=int(connect_timeout), autocommit=True)
-            if schema:
-                self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                self._conn.execute(f"SET search_path TO {schema}")
+            self._conn = self._connect()
         except psycopg.Error as exc:
             raise StoreError(f"postgresql store: cannot connect to {_redact(dsn)}: {exc}") from exc
         self._migrate()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.dsn, connect_timeout=self._connect_timeout, autocommit=True)
+        if self.schema:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            conn.execute(f"SET search_path TO {self.schema}")
+        return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
         return self._conn
@@ -80,6 +85,7 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
+            self._close_readers()
             self._conn.close()
 
 

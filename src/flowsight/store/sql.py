@@ -81,13 +81,34 @@ class SqlStore(TokenMixin, ABC):
     url: str = ""  # what open_store() takes to open this store again
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # writers take turns on the one write connection
+        self._readers = threading.local()  # reads: a connection per thread, never behind a write
+        self._all_readers: list[Any] = []
         # run_id -> (version, metrics, created_at): valid while the row's version matches
         self._runs: OrderedDict[str, tuple[int, ExecutionMetrics, float]] = OrderedDict()
 
     # ---- dialect hooks -------------------------------------------------
     @abstractmethod
-    def _connection(self) -> Any: ...
+    def _connection(self) -> Any:
+        """The write connection."""
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new connection to the same database, configured for reading."""
+
+    def _reader(self) -> Any:
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._readers.conn = self._connect()
+            with self._lock:
+                self._all_readers.append(conn)
+        return conn
+
+    def _close_readers(self) -> None:
+        with self._lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
 
     @abstractmethod
     @contextmanager
@@ -117,8 +138,8 @@ class SqlStore(TokenMixin, ABC):
             raise StoreError(f"{self.dialect} store: {what} failed: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock, self._guard("query"):
-            conn = self._connection()
+        with self._guard("query"):
+            conn = self._reader()
             cur = conn.cursor()
             try:
                 cur.execute(self._sql(sql), tuple(params))

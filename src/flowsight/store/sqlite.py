@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,18 +25,24 @@ class SqliteStore(SqlStore):
         super().__init__()
         self.path = path
         self.url = str(path)
-        self._local = threading.local()
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
         try:
-            self._conn = sqlite3.connect(
-                str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            self._conn = self._connect()
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
-            self._conn.execute("PRAGMA cache_size=-65536")
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
         self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        if str(self.path) == ":memory:" and hasattr(self, "_conn"):
+            return self._conn  # one in-memory database: reads share the write connection
+        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
 
     def _connection(self) -> sqlite3.Connection:
         return self._conn
@@ -78,4 +83,5 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
+            self._close_readers()
             self._conn.close()
