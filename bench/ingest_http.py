@@ -6,7 +6,9 @@
    (``Store.write_events``, batches of 500). Goals: >= 0.5x that ceiling and
    >= 50,000 events/s.
 2. Single-event POSTs/s against a bare Starlette endpoint (reads the body,
-   answers ``{}``) under the same uvicorn settings, same load. Goal: >= 0.7.
+   answers ``{}``) under the same uvicorn settings, same load (2 processes x 8
+   keep-alive connections: concurrent senders, as a fleet of scripts would be;
+   concurrent events share commits). Goal: >= 0.7.
 
 Run: ``.venv/bin/python bench/ingest_http.py`` (``--events``, ``--procs``, ``--seconds``).
 """
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,19 +68,31 @@ def batch_loader(port: int, proc: int, n: int, go: mp.Event, out: mp.Queue) -> N
     out.put(time.perf_counter())
 
 
-def single_loader(port: int, path: str, proc: int, seconds: float, go: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    bodies = [json.dumps(e).encode() for e in events_json(proc + 100, 0, 20_000)]
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    go.wait()
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        conn.request("POST", path, bodies[n % len(bodies)], {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 200
-        n += 1
-    out.put(n)
+def single_loader(port: int, path: str, proc: int, seconds: float, conns: int, go: mp.Event,  # type: ignore[type-arg]
+                  out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """``conns`` keep-alive connections (one thread each), one event per POST."""
+    counts = [0] * conns
+
+    def worker(k: int) -> None:
+        bodies = [json.dumps(e).encode() for e in events_json(proc * 100 + k + 1000, 0, 5_000)]
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        go.wait()
+        end = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < end:
+            conn.request("POST", path, bodies[n % len(bodies)], {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200
+            n += 1
+        counts[k] = n
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(sum(counts))
 
 
 def start_server(argv: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -116,6 +131,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--conns", type=int, default=8, help="connections per load process for single-event POSTs")
     args = ap.parse_args()
     per = args.events // args.procs // BATCH * BATCH
     total = per * args.procs
@@ -140,7 +156,7 @@ def main() -> None:
             http_rate = total / (max(ends) - start)  # type: ignore[type-var, operator]
             with open_store(str(tmp / "http.db")) as check:
                 assert check.count_events() == total, "events went missing"
-            counts, _ = run_loaders(single_loader, [(port, "/api/v1/events", p, args.seconds)
+            counts, _ = run_loaders(single_loader, [(port, "/api/v1/events", p, args.seconds, args.conns)
                                                     for p in range(args.procs)])
             fs_single = sum(counts) / args.seconds  # type: ignore[arg-type]
         finally:
@@ -150,14 +166,16 @@ def main() -> None:
         bare = start_server([sys.executable, os.path.join(os.path.dirname(__file__), "bare_starlette.py"),
                              str(bport)], bport)
         try:
-            counts, _ = run_loaders(single_loader, [(bport, "/ingest", p, args.seconds) for p in range(args.procs)])
+            counts, _ = run_loaders(single_loader, [(bport, "/ingest", p, args.seconds, args.conns)
+                                                    for p in range(args.procs)])
             bare_single = sum(counts) / args.seconds  # type: ignore[arg-type]
         finally:
             stop(bare)
 
     print(f"direct into the store (write_events, batches of {BATCH}): {direct:,.0f} events/s")
     print(f"HTTP POST /api/v1/events, batches of {BATCH}, {args.procs} load processes: {http_rate:,.0f} events/s")
-    print(f"single-event POSTs: flowsight {fs_single:,.0f}/s, bare Starlette {bare_single:,.0f}/s")
+    print(f"single-event POSTs, {args.procs} processes x {args.conns} connections: "
+          f"flowsight {fs_single:,.0f}/s, bare Starlette {bare_single:,.0f}/s")
     print(f"ratio single-event flowsight/bare starlette = {fs_single / bare_single:.2f}")
     print(f"ratio http/direct = {http_rate / direct:.2f}")
 

@@ -159,6 +159,10 @@ class Committer:
         stop = False
         while not stop:
             item = await self._queue.get()
+            if item is not None and self._queue.empty():
+                # one turn of the loop lets requests already on the sockets be
+                # parsed and queued, so they share this commit
+                await asyncio.sleep(0)
             group: list[tuple[list[Event], asyncio.Future[WriteResult]]] = []
             size = 0
             while item is not None:
