@@ -70,7 +70,8 @@ class RunDetail:
         out["attrs"] = self.attrs
         out["steps"] = [
             {"step": s.step, "attempt": s.attempt, "status": s.status, "started_at": s.started_at,
-             "ended_at": s.ended_at, "duration_seconds": _round(s.duration), "error": s.error}
+             "ended_at": s.ended_at, "duration_seconds": _round(s.duration), "error": s.error,
+             "traceback": s.traceback}
             for s in self.steps
         ]
         out["transitions"] = [
@@ -107,13 +108,10 @@ class Views:
         if h is not None and h.run_durations:
             ds = sorted(h.run_durations)
             usual = ds[len(ds) // 2]
-        return RunView(
-            run=m,
-            eta=estimate_eta(m, h, self.now) if live else None,
-            stall=stall_verdict(m, h, self.now, timeout=self.stall_timeout) if live else None,
-            usual_duration=usual,
-            now=self.now,
-        )
+        stall = stall_verdict(m, h, self.now, timeout=self.stall_timeout) if live else None
+        # a stalled run has no honest ETA: it will not finish at its past pace
+        eta = estimate_eta(m, h, self.now) if live and not (stall and stall.stalled) else None
+        return RunView(run=m, eta=eta, stall=stall, usual_duration=usual, now=self.now)
 
     def views(self, runs: list[ExecutionMetrics]) -> list[RunView]:
         return [self.view(m) for m in runs]

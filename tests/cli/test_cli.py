@@ -157,3 +157,54 @@ def test_the_environment_variable_chooses_the_store(tmp_path: Path) -> None:
     out = subprocess.run([*FLOWSIGHT, "runs", "--json"], capture_output=True, text=True,
                          env={**os.environ, "FLOWSIGHT_DATABASE_URL": db}, cwd=tmp_path, timeout=60)
     assert len(json.loads(out.stdout)["runs"]) == 4
+
+
+def test_show_prints_the_traceback_of_the_failed_step(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    with open_store(db) as store:
+        store.write_events([
+            make_event("started", "etl", "tb-run", ts=100.0),
+            make_event("step_started", "etl", "tb-run", "load", ts=101.0),
+            make_event("step_failed", "etl", "tb-run", "load", ts=102.0,
+                       attrs={"error": "boom", "error_type": "ValueError",
+                              "traceback": "Traceback (most recent call last):\n  File \"x.py\", line 3\nValueError: boom\n"}),
+        ])
+    out = flowsight("show", "tb-run", db=db)
+    assert "traceback of step 'load'" in out.stdout and 'File "x.py", line 3' in out.stdout
+    detail = json.loads(flowsight("show", "tb-run", "--json", db=db).stdout)
+    assert detail["steps"][0]["traceback"].endswith("ValueError: boom\n")
+
+
+def test_the_next_page_hint_keeps_the_filters(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    out = flowsight("runs", "-w", "etl", "--limit", "1", db=db)
+    hint = [line for line in out.stdout.splitlines() if line.startswith("more:")][0]
+    assert "-w etl" in hint and "--limit 1" in hint and "--cursor" in hint
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["runs", "--limit", "0"], "must be at least 1"),
+    (["runs", "--cursor", "MTc5"], "is not one this store made"),
+])
+def test_edge_values_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    out = flowsight(*args, db=str(tmp_path / "f.db"))
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_a_sqlite_url_with_two_slashes_is_refused_not_written_to_the_root(tmp_path: Path) -> None:
+    out = flowsight("runs", db="sqlite://relative.db")
+    assert out.returncode == 2 and "three slashes" in out.stderr
+    assert not Path("/relative.db").exists()
+
+
+def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    now = time.time()
+    with open_store(db) as store:
+        store.write_events([
+            make_event("started", "w", "quiet", attrs={"total_steps": 3, "stall_timeout": 5}, ts=now - 100),
+            make_event("step_started", "w", "quiet", "a", ts=now - 99),
+            make_event("step_completed", "w", "quiet", "a", ts=now - 98),
+        ])
+    run = json.loads(flowsight("runs", "--json", db=db).stdout)["runs"][0]
+    assert run["stalled"] is True and run["eta"] is None

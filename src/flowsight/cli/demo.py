@@ -34,9 +34,9 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     out.print(f"[bold]flowsight demo[/bold]: {len(procs)} workflows running in their own processes, "
               f"writing to [cyan]{store.url}[/cyan]")
 
-    def frame() -> Table:
+    def frame(title: str = "flowsight demo · live") -> Table:
         page = store.list_runs(since=started - 1, limit=30)
-        return runs_table(Views(store, time.time()).views(page.runs), title="flowsight demo · live")
+        return runs_table(Views(store, time.time()).views(page.runs), title=title)
 
     def done() -> bool:
         if any(p.poll() is None for n, p in procs.items() if n != STALLER):
@@ -47,7 +47,7 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     deadline = time.monotonic() + 120
     try:
         if live:
-            with Live(frame(), console=out, refresh_per_second=4) as view:
+            with Live(frame(), console=out, refresh_per_second=4, transient=True) as view:
                 while not done() and time.monotonic() < deadline:
                     time.sleep(0.25)
                     view.update(frame())
@@ -59,11 +59,13 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
             p.wait()
-    out.print(frame())
+    out.print()
+    out.print(frame("flowsight demo · the runs it made"))
     failed = [n for n, p in procs.items() if n not in (STALLER, "flaky-report") and p.returncode != 0]
     out.print(f"[dim]{STALLER} was killed with SIGKILL after going quiet: it stays 'running' in the store "
               "and is flagged STALLED.[/dim]")
-    out.print("Next: [bold]flowsight runs[/bold], [bold]flowsight show RUN[/bold], [bold]flowsight watch[/bold]")
+    out.print("Next: [bold].venv/bin/flowsight runs[/bold], [bold].venv/bin/flowsight show RUN[/bold], "
+              "[bold].venv/bin/flowsight watch[/bold] (or activate the venv: source .venv/bin/activate)")
     if failed:
         out.print(f"[red]demo workflows exited badly: {', '.join(failed)}[/red]")
         return 1

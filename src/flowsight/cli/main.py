@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +33,16 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowsight", description="Workflow observability: runs, states, ETAs.")
     parser.add_argument("--db", help=f"store: a file path, sqlite:///file.db or postgresql://... "
@@ -43,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list runs with progress, state and ETA")
     _filters(runs)
-    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--limit", type=_positive, default=50)
     runs.add_argument("--cursor", help="continue after the page that printed this cursor")
     runs.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = sub.add_parser("watch", help="a live view of runs that updates as events arrive")
     _filters(watch)
-    watch.add_argument("--limit", type=int, default=20)
+    watch.add_argument("--limit", type=_positive, default=20)
     watch.add_argument("--interval", type=_duration, default=0.5, help="refresh interval (default 0.5s)")
     watch.add_argument("--for", dest="duration", type=_duration, help="stop after this long (e.g. 30s)")
 
@@ -88,7 +99,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 
 def _page(store: SqlStore, args: argparse.Namespace, cursor: str | None = None) -> Any:
-    since = time.time() - args.since if args.since else None
+    since = time.time() - args.since if args.since is not None else None
     return store.list_runs(workflow=args.workflow, states=args.state, since=since, limit=args.limit, cursor=cursor)
 
 
@@ -100,10 +111,31 @@ def cmd_runs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps({"runs": [v.to_dict() for v in views], "cursor": page.cursor}, indent=2))
         return 0
-    out.print(runs_table(views))
+    filtered = bool(args.workflow or args.state or args.since is not None or args.cursor)
+    out.print(runs_table(views, empty="no runs match these filters" if filtered else "no runs yet"))
     if page.cursor:
-        out.print(f"[dim]more: flowsight runs --cursor {page.cursor}[/dim]")
+        out.print(f"[dim]more: {next_page_command(args, page.cursor)}[/dim]", highlight=False)
     return 0
+
+
+def next_page_command(args: argparse.Namespace, cursor: str) -> str:
+    """The same command with the same filters, for the next page."""
+    parts = ["flowsight"]
+    if args.db:
+        parts += ["--db", args.db]
+    parts.append("runs")
+    if args.workflow:
+        parts += ["-w", args.workflow]
+    for state in args.state or []:
+        parts += ["-s", state]
+    if args.since is not None:
+        parts += ["--since", f"{args.since:g}s"]
+    if args.limit != 50:
+        parts += ["--limit", str(args.limit)]
+    if args.json:
+        parts.append("--json")
+    parts += ["--cursor", cursor]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
@@ -114,9 +146,10 @@ def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         found = store.find_runs(args.run, limit=5)
         if len(found) > 1:
             ids = ", ".join(r.workflow_id for r in found)
-            raise FlowsightError(f"run {args.run!r} is ambiguous: it starts {ids}; type more of it")
+            raise FlowsightError(f"run {args.run!r} is ambiguous: it could be any of {ids}; type more of it")
         if not found:
-            raise FlowsightError(f"no run {args.run!r} in {store.dialect} store; `flowsight runs` lists them")
+            raise FlowsightError(f"no run {args.run!r} in the {store.dialect} store {store.url}; "
+                                 "`flowsight runs` lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
         run = found[0]
     detail = Views(store, time.time()).detail(run)
     if args.json:

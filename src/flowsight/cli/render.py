@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from rich.console import Group
 from rich.panel import Panel
@@ -63,7 +64,7 @@ def when(ts: float | None) -> str:
     return dt.strftime("%H:%M:%S") if time.time() - ts < 86400 else dt.strftime("%Y-%m-%d %H:%M")
 
 
-def runs_table(views: list[RunView], title: str | None = None) -> Table:
+def runs_table(views: list[RunView], title: str | None = None, empty: str = "no runs yet") -> Table:
     table = Table(title=title, header_style="bold", expand=False)
     for col in ("run", "workflow", "state", "progress", "step", "duration", "eta", "started"):
         table.add_column(col, no_wrap=col in ("run", "state", "started"))
@@ -76,10 +77,10 @@ def runs_table(views: list[RunView], title: str | None = None) -> Table:
         step = m.current_step or ("" if m.state.terminal else "-")
         if m.state is WorkflowState.FAILED and m.error:
             step = m.error.splitlines()[0][:40]
-        table.add_row(m.workflow_id[:12], m.workflow, state_text(v), progress_cell(v), step, dur_text,
+        table.add_row(m.workflow_id, m.workflow, state_text(v), progress_cell(v), step, dur_text,
                       eta_text(v), when(m.start_time))
     if not views:
-        table.add_row("", Text("no runs yet", style="dim"), "", "", "", "", "", "")
+        table.add_row("", Text(empty, style="dim"), "", "", "", "", "", "")
     return table
 
 
@@ -103,6 +104,11 @@ def detail_panel(d: RunDetail) -> Group:
         head.add_row("retries", str(m.retries))
     if m.error:
         head.add_row("error", Text(m.error, style="red"))
+    shown = {k: v for k, v in d.attrs.items() if k not in ("total_steps", "pid", "host")}
+    if "host" in d.attrs or "pid" in d.attrs:
+        head.add_row("process", f"{d.attrs.get('host', '?')} pid {d.attrs.get('pid', '?')}")
+    if shown:
+        head.add_row("attrs", ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
 
     steps = Table(title="steps", header_style="bold", title_justify="left")
     for col in ("step", "attempt", "status", "started", "duration", "error"):
@@ -111,7 +117,7 @@ def detail_panel(d: RunDetail) -> Group:
         style = {"completed": "green", "failed": "red", "running": "cyan"}.get(s.status, "")
         dur = s.duration if s.duration is not None else (v.now - s.started_at if s.started_at else None)
         steps.add_row(s.step, str(s.attempt), Text(s.status, style=style), when(s.started_at),
-                      format_duration(dur), (s.error or "").splitlines()[0][:60] if s.error else "")
+                      format_duration(dur), (s.error or "").splitlines()[0][:120] if s.error else "")
 
     trans = Table(title="state history", header_style="bold", title_justify="left")
     for col in ("time", "from", "to", "reason", "source", "applied"):
@@ -120,4 +126,10 @@ def detail_panel(d: RunDetail) -> Group:
         trans.add_row(datetime.fromtimestamp(t.timestamp).strftime("%H:%M:%S.%f")[:-3], t.old_state.value,
                       Text(t.new_state.value, style=STATE_STYLE[t.new_state]), t.reason or "", t.source or "",
                       "yes" if t.applied else Text("REFUSED", style="bold red"))
-    return Group(Panel(head, title=f"{m.workflow} run", expand=False), steps, trans)
+    parts: list[Any] = [Panel(head, title=f"{m.workflow} run", expand=False), steps, trans]
+    failed = [s for s in d.steps if s.status == "failed" and s.traceback]
+    if failed:
+        last = failed[-1]
+        parts.append(Panel(Text(last.traceback.rstrip(), style="red"),  # type: ignore[union-attr]
+                           title=f"traceback of step '{last.step}' (attempt {last.attempt})", expand=False))
+    return Group(*parts)

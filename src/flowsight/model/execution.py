@@ -81,6 +81,7 @@ class StepRecord(NamedTuple):
     started_at: float | None
     ended_at: float | None = None
     error: str | None = None
+    traceback: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -125,7 +126,7 @@ def _error_text(ev: Event) -> str | None:
     if err is None:
         return None
     kind = ev.attrs.get("error_type")
-    return f"{kind}: {err}" if kind else str(err)
+    return f"{kind}: {err}" if kind and kind != err else str(err)
 
 
 def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
@@ -222,7 +223,8 @@ def _close_step(m: ExecutionMetrics, ev: Event, record: bool) -> StepRecord | No
     m.last_step_end = ev.ts
     if not record:
         return None
-    return StepRecord(
-        m.workflow_id, name, attempt, "failed" if failed else "completed", started, ev.ts,
-        _error_text(ev) if failed else None,
-    )
+    if not failed:
+        return StepRecord(m.workflow_id, name, attempt, "completed", started, ev.ts)
+    tb = ev.attrs.get("traceback")
+    return StepRecord(m.workflow_id, name, attempt, "failed", started, ev.ts, _error_text(ev),
+                      tb if isinstance(tb, str) else None)

@@ -96,6 +96,7 @@ class StepOut(msgspec.Struct, kw_only=True):
     ended_at: float | None
     duration_seconds: float | None
     error: str | None
+    traceback: str | None = None
 
 
 class TransitionOut(msgspec.Struct, kw_only=True):

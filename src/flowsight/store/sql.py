@@ -68,7 +68,9 @@ def _encode_cursor(created_at: float, run_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     try:
-        created, _, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        created, sep, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        if not sep or not run_id:
+            raise ValueError(cursor)
         return float(created), run_id
     except (ValueError, UnicodeDecodeError):
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
