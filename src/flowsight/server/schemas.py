@@ -8,29 +8,17 @@ from typing import Any, Literal
 
 import msgspec
 
-
-class EventIn(msgspec.Struct, kw_only=True):
-    """An event as sent: ``id`` (recommended: makes a retry safe) and ``ts``
-    (seconds since the epoch or RFC 3339) are filled in when absent."""
-
-    kind: Literal["started", "step_completed", "step_failed", "completed", "step_started", "failed",
-                  "cancelled", "suspended", "resumed", "heartbeat", "progress"]
-    workflow: str
-    run_id: str
-    id: str | None = None
-    ts: float | str | None = None
-    step: str | None = None
-    attrs: dict[str, Any] = {}
+from flowsight.model.events import Event, WireEvent
 
 
-class EventOut(msgspec.Struct, kw_only=True):
-    id: str
-    ts: float
-    kind: str
-    workflow: str
-    run_id: str
-    step: str | None = None
-    attrs: dict[str, Any] = {}
+#: An event as sent: ``id`` (recommended: it makes a retry safe) and ``ts``
+#: (seconds since the epoch or RFC 3339) are filled in when absent.
+EventIn = WireEvent
+
+
+class EventOut(Event, kw_only=True, frozen=True):
+    """An event as stored, with its place in the store's order."""
+
     seq: int | None = None
 
 
