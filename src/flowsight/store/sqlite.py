@@ -42,6 +42,8 @@ class SqliteStore(SqlStore):
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
         conn.execute("PRAGMA cache_size=-65536")
+        # checkpoint the WAL every ~40 MiB rather than every 4 MiB: fewer stalls under bursts
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
         return conn
 
     def _connection(self) -> sqlite3.Connection:
