@@ -1,0 +1,201 @@
+"""Alerts, label matchers, silences and inhibition: the alert manager's
+vocabulary, with Prometheus Alertmanager's meanings. No I/O.
+
+An alert is identified by its labels: the fingerprint is a hash of the sorted
+label pairs, so the same condition raised twice is one alert (deduplication).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+
+from flowsight.errors import ConfigError
+
+
+class Severity(str, Enum):
+    """Ordered: ``Severity.INFO < Severity.CRITICAL``."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    # ordered by rank, not alphabetically as the str mix-in would
+    def __lt__(self, other: object) -> bool:
+        return self.rank < other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        return self.rank <= other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        return self.rank > other.rank if isinstance(other, Severity) else NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        return self.rank >= other.rank if isinstance(other, Severity) else NotImplemented
+
+    __hash__ = str.__hash__
+
+
+_RANK = {s: i for i, s in enumerate(Severity)}
+
+
+class AlertStatus(str, Enum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+    __hash__ = str.__hash__
+
+
+SOURCES = ("execution", "performance", "state", "fault", "log")
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """16 hex digits from the sorted label pairs; the same labels, the same alert."""
+    h = hashlib.blake2b(digest_size=8)
+    for k in sorted(labels):
+        h.update(k.encode())
+        h.update(b"\xff")
+        h.update(str(labels[k]).encode())
+        h.update(b"\xfe")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert. ``labels`` identify it (``alertname`` is conventional);
+    ``annotations`` describe it (``summary``, ``description``)."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    severity: Severity = Severity.WARNING
+    source: str = "execution"
+    starts_at: float = 0.0
+    ends_at: float | None = None
+    status: AlertStatus = AlertStatus.FIRING
+    link: str | None = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+# ---- matchers ----------------------------------------------------------------
+_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
+OPS = ("=", "!=", "=~", "!~")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """``name op value``: ``=`` equal, ``!=`` not equal, ``=~`` regex match,
+    ``!~`` regex non-match. Regexes are anchored at both ends, as in
+    Alertmanager; a missing label counts as the empty string."""
+
+    name: str
+    op: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ConfigError(f"matcher {self}: operator {self.op!r} must be one of {', '.join(OPS)}")
+        if self.op in ("=~", "!~"):
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ConfigError(f"matcher {self}: invalid regex {self.value!r}: {exc}") from None
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return re.compile(f"(?:{self.value})\\Z")
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        hit = self._regex.match(actual) is not None
+        return hit if self.op == "=~" else not hit
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{self.value!r}"
+
+
+def parse_matcher(text: str) -> Matcher:
+    """``workflow=nightly-etl``, ``severity!=info``, ``alertname=~Run.*``;
+    the value may be quoted.
+
+    Raises:
+        ConfigError: says what a matcher looks like.
+    """
+    m = _MATCHER.match(text)
+    if m is None:
+        raise ConfigError(f"matcher {text!r}: write name=value, name!=value, name=~regex or name!~regex")
+    name, op, value = m.groups()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return Matcher(name, op, value)
+
+
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    return all(m.matches(labels) for m in matchers)
+
+
+# ---- silences ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Silence:
+    """Mutes notifications for the alerts its matchers select, from
+    ``starts_at`` until ``ends_at`` (then it expires by itself)."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+
+    def __post_init__(self) -> None:
+        if not self.matchers:
+            raise ConfigError("silence: give at least one matcher (a silence of everything is never meant)")
+        if self.ends_at <= self.starts_at:
+            raise ConfigError("silence: it must end after it starts")
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def mutes(self, labels: Mapping[str, str], now: float) -> bool:
+        return self.active(now) and matches_all(self.matchers, labels)
+
+
+# ---- inhibition ------------------------------------------------------------------
+@dataclass(frozen=True)
+class InhibitRule:
+    """A firing alert matching ``source`` mutes alerts matching ``target``
+    that have the same values for every label in ``equal``."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ()
+
+    def inhibits(self, target_labels: Mapping[str, str], firing: Iterable[Alert]) -> bool:
+        if not matches_all(self.target, target_labels):
+            return False
+        for src in firing:
+            if src.labels is target_labels or not matches_all(self.source, src.labels):
+                continue
+            if all(src.labels.get(k, "") == target_labels.get(k, "") for k in self.equal):
+                return True
+        return False
