@@ -1,0 +1,236 @@
+"""The alert manager's decisions, in memory and with time passed in.
+
+``send_alert`` takes an alert (firing, or resolved when ``ends_at`` is past);
+``tick(now)`` returns the notifications due. Delivery (outbox, retries,
+receivers) is the caller's. What it guarantees beyond Alertmanager:
+
+* **flapping**: an alert that changes state more than ``max_changes`` times in
+  ``window`` is announced once as flapping, then left out until it settles;
+  one notification then says how it ended;
+* **resolved is never lost**: a receiver told "firing" is told "resolved",
+  even when the alert was silenced or inhibited in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence
+from flowsight.model.flapping import FlapPolicy, FlapState, on_change, on_tick
+from flowsight.model.routing import GroupTimer, Route, due, group_key, match_routes
+
+FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to one receiver about one group (or one flapping alert)."""
+
+    receiver: str
+    group_key: str
+    status: str  # "firing" when any alert in it fires, else "resolved"
+    alerts: tuple[Alert, ...]
+    reason: str  # "group" | "flapping" | "settled"
+    route: str
+    at: float
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for the same content: a retried delivery can be recognised."""
+        h = hashlib.blake2b(digest_size=12)
+        h.update(f"{self.receiver}|{self.group_key}|{self.reason}|{self.at!r}".encode())
+        for a in self.alerts:
+            h.update(f"|{a.fingerprint}:{a.status.value}".encode())
+        return h.hexdigest()
+
+
+@dataclass
+class _Entry:
+    alert: Alert
+    flap: FlapState  # shared with AlertManager.flaps: it outlives the entry
+
+
+@dataclass
+class _Group:
+    route: Route
+    key: str
+    timer: GroupTimer
+    members: set[str] = field(default_factory=set)
+
+
+class AlertManager:
+    def __init__(self, route: Route, *, inhibit_rules: Iterable[InhibitRule] = (),
+                 flap_policy: FlapPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.route = route.named()
+        self.inhibit_rules = tuple(inhibit_rules)
+        self.flap_policy = flap_policy or FlapPolicy()
+        self.clock = clock
+        self.alerts: dict[str, _Entry] = {}
+        self.silences: dict[str, Silence] = {}
+        self.groups: dict[str, _Group] = {}
+        # (receiver, fingerprint) told "firing" and not yet told "resolved"
+        self.told_firing: set[tuple[str, str]] = set()
+        # per fingerprint, kept while its changes are recent (a resolved alert
+        # that fires again is the same flapping alert)
+        self.flaps: dict[str, FlapState] = {}
+        self._pending_flap: list[tuple[str, str]] = []  # (fingerprint, "flapping" | "settled")
+
+    # ---- input -------------------------------------------------------------
+    def send_alert(self, alert: Alert) -> None:
+        """Take an alert; the same labels update the same alert (dedup)."""
+        now = self.clock()
+        if alert.ends_at is not None and alert.ends_at <= now and alert.status is not RESOLVED:
+            alert = replace(alert, status=RESOLVED)
+        fp = alert.fingerprint
+        entry = self.alerts.get(fp)
+        if entry is None:
+            if alert.status is RESOLVED:
+                return  # resolving what was never firing: nothing to say
+            flap = self.flaps.get(fp)
+            if flap is None:
+                flap = self.flaps[fp] = FlapState()
+            entry = self.alerts[fp] = _Entry(alert, flap)
+            changed = True
+        else:
+            changed = entry.alert.status is not alert.status
+            if alert.status is FIRING and entry.alert.status is FIRING:
+                alert = replace(alert, starts_at=entry.alert.starts_at)  # a re-send, not a new start
+            entry.alert = alert
+        if changed:
+            if on_change(self.flap_policy, entry.flap, now) == "flapping":
+                self._pending_flap.append((fp, "flapping"))
+        for route in match_routes(self.route, alert.labels):
+            key = group_key(route, alert.labels)
+            g = self.groups.get(key)
+            if g is None:
+                g = self.groups[key] = _Group(route, key, GroupTimer(created_at=now))
+            g.members.add(fp)
+            if changed:
+                g.timer.changed_since_sent = True
+
+    def resolve(self, alert: Alert) -> None:
+        self.send_alert(replace(alert, status=RESOLVED, ends_at=self.clock()))
+
+    def add_silence(self, silence: Silence) -> None:
+        self.silences[silence.id] = silence
+
+    def expire_silence(self, silence_id: str) -> bool:
+        """End a silence now (one not started yet is dropped); False if unknown."""
+        s = self.silences.get(silence_id)
+        if s is None:
+            return False
+        now = self.clock()
+        if s.starts_at >= now:
+            del self.silences[silence_id]
+        elif s.ends_at > now:
+            self.silences[silence_id] = replace(s, ends_at=now)
+        return True
+
+    # ---- state ---------------------------------------------------------------
+    def muted(self, alert: Alert, now: float) -> bool:
+        """Silenced or inhibited right now."""
+        if any(s.mutes(alert.labels, now) for s in self.silences.values()):
+            return True
+        if self.inhibit_rules:
+            firing = [e.alert for e in self.alerts.values() if e.alert.status is FIRING]
+            return any(rule.inhibits(alert.labels, firing) for rule in self.inhibit_rules)
+        return False
+
+    def status_of(self, fp: str) -> str:
+        """firing | pending | resolved | silenced | flapping (for people)."""
+        e = self.alerts[fp]
+        if e.flap.flapping:
+            return "flapping"
+        if e.alert.status is FIRING and self.muted(e.alert, self.clock()):
+            return "silenced"
+        return e.alert.status.value
+
+    # ---- output --------------------------------------------------------------
+    def tick(self, now: float | None = None) -> list[Notification]:
+        """The notifications due at ``now``; call it every second or so."""
+        now = self.clock() if now is None else now
+        out: list[Notification] = []
+        for fp, flap in list(self.flaps.items()):
+            if on_tick(self.flap_policy, flap, now) == "settled" and fp in self.alerts:
+                self._pending_flap.append((fp, "settled"))
+            elif not flap.flapping and fp not in self.alerts and now - flap.last_change > self.flap_policy.window:
+                del self.flaps[fp]
+        out.extend(self._flap_notifications(now))
+        for key, g in list(self.groups.items()):
+            g.timer.firing = any(self.alerts[fp].alert.status is FIRING for fp in g.members if fp in self.alerts)
+            if not due(g.route, g.timer, now):
+                continue
+            note = self._group_notification(g, now)
+            g.timer.last_sent_at = now
+            g.timer.changed_since_sent = False
+            if note is not None:
+                out.append(note)
+            self._forget_resolved(g)
+            if not g.members:
+                del self.groups[key]
+        return out
+
+    def _group_notification(self, g: _Group, now: float) -> Notification | None:
+        receiver = g.route.receiver
+        alerts: list[Alert] = []
+        for fp in sorted(g.members):
+            entry = self.alerts.get(fp)
+            if entry is None or entry.flap.flapping:
+                continue
+            a = entry.alert
+            told = (receiver, fp) in self.told_firing
+            if a.status is RESOLVED:
+                if told:  # resolved is guaranteed, muted or not
+                    alerts.append(a)
+                    self.told_firing.discard((receiver, fp))
+            elif not self.muted(a, now):
+                alerts.append(a)
+                self.told_firing.add((receiver, fp))
+        if not alerts:
+            return None
+        status = "firing" if any(a.status is FIRING for a in alerts) else "resolved"
+        return Notification(receiver, g.key, status, tuple(alerts), "group", g.route.name, now)
+
+    def _flap_notifications(self, now: float) -> list[Notification]:
+        out = []
+        for fp, reason in self._pending_flap:
+            entry = self.alerts.get(fp)
+            if entry is None:
+                continue
+            a = entry.alert
+            for route in match_routes(self.route, a.labels):
+                receiver = route.receiver
+                if reason == "flapping":
+                    if self.muted(a, now) and (receiver, fp) not in self.told_firing:
+                        continue
+                    self.told_firing.add((receiver, fp))
+                    out.append(Notification(receiver, group_key(route, a.labels), "firing", (a,), "flapping",
+                                            route.name, now))
+                else:  # settled: say how it ended
+                    if a.status is RESOLVED and (receiver, fp) not in self.told_firing:
+                        continue
+                    if a.status is FIRING and self.muted(a, now) and (receiver, fp) not in self.told_firing:
+                        continue
+                    if a.status is RESOLVED:
+                        self.told_firing.discard((receiver, fp))
+                    else:
+                        self.told_firing.add((receiver, fp))
+                    out.append(Notification(receiver, group_key(route, a.labels), a.status.value, (a,),
+                                            "settled", route.name, now))
+        self._pending_flap.clear()
+        return out
+
+    def _forget_resolved(self, g: _Group) -> None:
+        """Drop resolved members every receiver has been told about."""
+        for fp in list(g.members):
+            entry = self.alerts.get(fp)
+            if entry is None:
+                g.members.discard(fp)
+            elif entry.alert.status is RESOLVED and not entry.flap.flapping and not any(
+                    f == fp for _, f in self.told_firing):
+                g.members.discard(fp)
+                if not any(fp in other.members for other in self.groups.values()):
+                    del self.alerts[fp]

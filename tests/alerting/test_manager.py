@@ -1,0 +1,167 @@
+"""The alert manager's decisions with injected time: grouping, repeat, dedup,
+silences, inhibition, flapping, and resolved notices that are never lost."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from flowsight.alerting.manager import AlertManager, Notification
+from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence, parse_matcher
+from flowsight.model.flapping import FlapPolicy
+from flowsight.model.routing import Route
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manager(**route: object) -> tuple[AlertManager, Clock]:
+    clock = Clock()
+    opts: dict[str, object] = {"group_by": ("workflow",), "group_wait": 30.0, "group_interval": 300.0,
+                               "repeat_interval": 3600.0, **route}
+    return AlertManager(Route("team", **opts), clock=clock,  # type: ignore[arg-type]
+                        flap_policy=FlapPolicy(max_changes=4, window=600, settle=300)), clock
+
+
+def failed(run: str, workflow: str = "etl") -> Alert:
+    return Alert({"alertname": "RunFailed", "workflow": workflow, "run": run})
+
+
+def fps(notes: list[Notification]) -> list[list[tuple[str, str]]]:
+    return [[(a.labels["run"], a.status.value) for a in n.alerts] for n in notes]
+
+
+def test_a_group_waits_then_sends_its_alerts_together() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    clock.now = 10
+    am.send_alert(failed("2"))
+    assert am.tick(29) == []
+    notes = am.tick(30)
+    assert fps(notes) == [[("1", "firing"), ("2", "firing")]] and notes[0].status == "firing"
+
+
+def test_the_same_alert_sent_again_is_one_alert() -> None:
+    am, clock = manager()
+    for t in (0, 5, 10):
+        clock.now = t
+        am.send_alert(failed("1"))
+    assert fps(am.tick(30)) == [[("1", "firing")]]
+    assert am.alerts[failed("1").fingerprint].alert.starts_at == 0.0
+
+
+def test_an_unchanged_group_repeats_after_repeat_interval_and_a_change_after_group_interval() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    am.tick(30)
+    assert am.tick(30 + 3599) == []
+    assert fps(am.tick(30 + 3600)) == [[("1", "firing")]]
+    clock.now = 4000
+    am.send_alert(failed("2"))
+    assert am.tick(3630 + 299) == []
+    assert fps(am.tick(3630 + 300)) == [[("1", "firing"), ("2", "firing")]]
+
+
+def test_groups_are_separate_per_group_by_value() -> None:
+    am, _ = manager()
+    am.send_alert(failed("1", "etl"))
+    am.send_alert(failed("2", "report"))
+    assert sorted(fps(am.tick(30))) == [[("1", "firing")], [("2", "firing")]]
+
+
+def test_a_resolved_alert_is_told_once_then_forgotten() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    am.tick(30)
+    clock.now = 100
+    am.resolve(failed("1"))
+    notes = am.tick(330)
+    assert fps(notes) == [[("1", "resolved")]] and notes[0].status == "resolved"
+    assert am.tick(330 + 10_000) == [] and am.alerts == {}
+
+
+def test_a_silenced_alert_is_not_sent() -> None:
+    am, clock = manager()
+    am.add_silence(Silence("s", (parse_matcher("workflow=etl"),), 0, 1000, "ana", "maintenance"))
+    am.send_alert(failed("1"))
+    assert am.tick(30) == []
+    assert am.status_of(failed("1").fingerprint) == "silenced"
+
+
+def test_resolved_is_sent_even_when_the_alert_was_silenced_in_between() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    assert fps(am.tick(30)) == [[("1", "firing")]]
+    clock.now = 40
+    am.add_silence(Silence("s", (parse_matcher("workflow=etl"),), 40, 10_000, "ana", "maintenance"))
+    clock.now = 50
+    am.resolve(failed("1"))
+    assert fps(am.tick(330)) == [[("1", "resolved")]]
+
+
+def test_a_silence_expires_by_itself_and_can_be_expired_early() -> None:
+    am, clock = manager()
+    am.add_silence(Silence("s", (parse_matcher("workflow=etl"),), 0, 100, "ana", ""))
+    am.send_alert(failed("1"))
+    assert am.tick(30) == []
+    clock.now = 200
+    am.send_alert(replace(failed("2")))
+    assert fps(am.tick(330)) == [[("1", "firing"), ("2", "firing")]]
+    am2, clock2 = manager()
+    am2.add_silence(Silence("s", (parse_matcher("workflow=etl"),), 0, 10_000, "ana", ""))
+    clock2.now = 5
+    assert am2.expire_silence("s") and not am2.expire_silence("nope")
+    am2.send_alert(failed("1"))
+    assert fps(am2.tick(40)) == [[("1", "firing")]]
+
+
+def test_a_firing_service_alert_inhibits_the_step_failures_that_depend_on_it() -> None:
+    clock = Clock()
+    rule = InhibitRule(source=(parse_matcher("alertname=ServiceUnavailable"),),
+                       target=(parse_matcher("alertname=StepFailed"),), equal=("service",))
+    am = AlertManager(Route("team", group_by=("alertname",), group_wait=0), inhibit_rules=[rule], clock=clock)
+    am.send_alert(Alert({"alertname": "ServiceUnavailable", "service": "postgres-main"}))
+    am.send_alert(Alert({"alertname": "StepFailed", "service": "postgres-main", "run": "1"}))
+    am.send_alert(Alert({"alertname": "StepFailed", "service": "redis", "run": "2"}))
+    names = sorted((a.labels["alertname"], a.labels.get("run", "")) for n in am.tick(0) for a in n.alerts)
+    assert names == [("ServiceUnavailable", ""), ("StepFailed", "2")]
+
+
+def test_a_flapping_alert_is_announced_once_then_quiet_until_it_settles() -> None:
+    am, clock = manager(group_wait=0.0, group_interval=1.0)
+    sent: list[Notification] = []
+    alert = failed("1")
+    for t in range(0, 200, 20):  # firing, resolved, firing, ... every 20 s
+        clock.now = float(t)
+        am.send_alert(alert) if (t // 20) % 2 == 0 else am.resolve(alert)
+        sent += am.tick(float(t))
+        sent += am.tick(float(t) + 1)
+    reasons = [n.reason for n in sent]
+    assert reasons.count("flapping") == 1
+    first_flap = reasons.index("flapping")
+    assert all(r == "flapping" for r in reasons[first_flap:])  # nothing after it until it settles
+    clock.now = 180 + 299
+    assert [n.reason for n in am.tick(180 + 299)] == []
+    settled = am.tick(180 + 300)
+    assert [(n.reason, n.status) for n in settled] == [("settled", "resolved")]
+
+
+def test_the_idempotency_key_is_stable_for_the_same_notification() -> None:
+    am, _ = manager()
+    am.send_alert(failed("1"))
+    note = am.tick(30)[0]
+    assert note.idempotency_key == replace(note).idempotency_key
+    assert note.idempotency_key != replace(note, at=31).idempotency_key
+
+
+def test_alert_with_ends_at_in_the_past_is_a_resolution() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    am.tick(30)
+    clock.now = 60
+    am.send_alert(replace(failed("1"), ends_at=50.0))
+    assert am.alerts[failed("1").fingerprint].alert.status is AlertStatus.RESOLVED
