@@ -8,8 +8,10 @@ boundary, so callers only ever catch these::
      ├── ConfigError              bad option, DSN, environment variable
      ├── EventError               an event refused by the schema (names the field)
      ├── TransitionError          a state change the state machine forbids
-     └── StoreError               the database could not do what was asked
-          └── MigrationError      the schema could not be brought up to date
+     ├── StoreError               the database could not do what was asked
+     │    └── MigrationError      the schema could not be brought up to date
+     └── DeliveryError            a notification could not be delivered
+                                  (permanent=True: retrying will not help)
 """
 
 from __future__ import annotations
@@ -59,3 +61,13 @@ def _allowed_text(old: str) -> str:
 
     nexts = sorted(s.value for s in allowed_next(WorkflowState(old)))
     return ", ".join(nexts) if nexts else "nothing (terminal state)"
+
+
+class DeliveryError(FlowsightError):
+    """A receiver did not take a notification. ``permanent`` errors (a 4xx
+    other than 429, a command that is not there) mark the receiver broken;
+    the others are retried with backoff."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -36,6 +36,7 @@ class Notification:
     reason: str  # "group" | "flapping" | "settled"
     route: str
     at: float
+    group_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def idempotency_key(self) -> str:
@@ -192,7 +193,8 @@ class AlertManager:
         if not alerts:
             return None
         status = "firing" if any(a.status is FIRING for a in alerts) else "resolved"
-        return Notification(receiver, g.key, status, tuple(alerts), "group", g.route.name, now)
+        return Notification(receiver, g.key, status, tuple(alerts), "group", g.route.name, now,
+                            _group_labels(g.route, alerts[0]))
 
     def _flap_notifications(self, now: float) -> list[Notification]:
         out = []
@@ -208,7 +210,7 @@ class AlertManager:
                         continue
                     self.told_firing.add((receiver, fp))
                     out.append(Notification(receiver, group_key(route, a.labels), "firing", (a,), "flapping",
-                                            route.name, now))
+                                            route.name, now, _group_labels(route, a)))
                 else:  # settled: say how it ended
                     if a.status is RESOLVED and (receiver, fp) not in self.told_firing:
                         continue
@@ -219,7 +221,7 @@ class AlertManager:
                     else:
                         self.told_firing.add((receiver, fp))
                     out.append(Notification(receiver, group_key(route, a.labels), a.status.value, (a,),
-                                            "settled", route.name, now))
+                                            "settled", route.name, now, _group_labels(route, a)))
         self._pending_flap.clear()
         return out
 
@@ -234,3 +236,8 @@ class AlertManager:
                 g.members.discard(fp)
                 if not any(fp in other.members for other in self.groups.values()):
                     del self.alerts[fp]
+
+
+def _group_labels(route: Route, alert: Alert) -> tuple[tuple[str, str], ...]:
+    keys = sorted(alert.labels) if "..." in route.group_by else sorted(route.group_by)
+    return tuple((k, alert.labels.get(k, "")) for k in keys)
