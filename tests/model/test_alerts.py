@@ -139,3 +139,12 @@ def test_changes_spread_beyond_the_window_are_not_flapping() -> None:
     policy = FlapPolicy(max_changes=2, window=100, settle=50)
     s = FlapState()
     assert [on_change(policy, s, t) for t in (0, 60, 120, 180, 240)] == [None] * 5
+
+
+@given(st.fixed_dictionaries({}, optional={"service": st.sampled_from(["postgres-main", "redis"]),
+                                           "workflow": st.sampled_from(["nightly-etl", "report", ""]),
+                                           "severity": st.sampled_from(["critical", "info"])}))
+def test_the_compiled_router_routes_exactly_as_the_reference_descent(labels: dict[str, str]) -> None:
+    from flowsight.model.routing import Router
+
+    assert [r.name for r in Router(TREE).match(labels)] == [r.name for r in match_routes(TREE, labels)]

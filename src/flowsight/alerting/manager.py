@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence
 from flowsight.model.flapping import FlapPolicy, FlapState, on_change, on_tick
-from flowsight.model.routing import GroupTimer, Route, due, group_key, match_routes
+from flowsight.model.routing import GroupTimer, Route, Router, due, group_key
 
 FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
 
@@ -66,6 +66,7 @@ class AlertManager:
     def __init__(self, route: Route, *, inhibit_rules: Iterable[InhibitRule] = (),
                  flap_policy: FlapPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
         self.route = route.named()
+        self.router = Router(self.route)
         self.inhibit_rules = tuple(inhibit_rules)
         self.flap_policy = flap_policy or FlapPolicy()
         self.clock = clock
@@ -78,6 +79,10 @@ class AlertManager:
         # that fires again is the same flapping alert)
         self.flaps: dict[str, FlapState] = {}
         self._pending_flap: list[tuple[str, str]] = []  # (fingerprint, "flapping" | "settled")
+        # silences indexed by one of their equality matchers, so muting looks
+        # at the few that can match, not at every silence
+        self._by_label: dict[tuple[str, str], set[str]] = {}
+        self._unindexed: set[str] = set()
 
     # ---- input -------------------------------------------------------------
     def send_alert(self, alert: Alert) -> None:
@@ -103,7 +108,7 @@ class AlertManager:
         if changed:
             if on_change(self.flap_policy, entry.flap, now) == "flapping":
                 self._pending_flap.append((fp, "flapping"))
-        for route in match_routes(self.route, alert.labels):
+        for route in self.router.match(alert.labels):
             key = group_key(route, alert.labels)
             g = self.groups.get(key)
             if g is None:
@@ -116,7 +121,21 @@ class AlertManager:
         self.send_alert(replace(alert, status=RESOLVED, ends_at=self.clock()))
 
     def add_silence(self, silence: Silence) -> None:
+        if silence.id in self.silences:
+            self._unindex(self.silences[silence.id])
         self.silences[silence.id] = silence
+        key = _index_key(silence)
+        if key is None:
+            self._unindexed.add(silence.id)
+        else:
+            self._by_label.setdefault(key, set()).add(silence.id)
+
+    def _unindex(self, silence: Silence) -> None:
+        key = _index_key(silence)
+        if key is None:
+            self._unindexed.discard(silence.id)
+        else:
+            self._by_label.get(key, set()).discard(silence.id)
 
     def expire_silence(self, silence_id: str) -> bool:
         """End a silence now (one not started yet is dropped); False if unknown."""
@@ -125,6 +144,7 @@ class AlertManager:
             return False
         now = self.clock()
         if s.starts_at >= now:
+            self._unindex(s)
             del self.silences[silence_id]
         elif s.ends_at > now:
             self.silences[silence_id] = replace(s, ends_at=now)
@@ -133,7 +153,14 @@ class AlertManager:
     # ---- state ---------------------------------------------------------------
     def muted(self, alert: Alert, now: float) -> bool:
         """Silenced or inhibited right now."""
-        if any(s.mutes(alert.labels, now) for s in self.silences.values()):
+        labels = alert.labels
+        candidates = set(self._unindexed)
+        for item in labels.items():
+            ids = self._by_label.get(item)
+            if ids:
+                candidates |= ids
+        silences = self.silences
+        if any(silences[sid].mutes(labels, now) for sid in candidates):
             return True
         if self.inhibit_rules:
             firing = [e.alert for e in self.alerts.values() if e.alert.status is FIRING]
@@ -203,7 +230,7 @@ class AlertManager:
             if entry is None:
                 continue
             a = entry.alert
-            for route in match_routes(self.route, a.labels):
+            for route in self.router.match(a.labels):
                 receiver = route.receiver
                 if reason == "flapping":
                     if self.muted(a, now) and (receiver, fp) not in self.told_firing:
@@ -241,3 +268,11 @@ class AlertManager:
 def _group_labels(route: Route, alert: Alert) -> tuple[tuple[str, str], ...]:
     keys = sorted(alert.labels) if "..." in route.group_by else sorted(route.group_by)
     return tuple((k, alert.labels.get(k, "")) for k in keys)
+
+
+def _index_key(silence: Silence) -> tuple[str, str] | None:
+    """An ``=`` matcher with a non-empty value: any alert it mutes has that label pair."""
+    for m in silence.matchers:
+        if m.op == "=" and m.value:
+            return (m.name, m.value)
+    return None
