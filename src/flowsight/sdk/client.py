@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import functools
 import inspect
 import os
@@ -31,13 +32,21 @@ import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowsight.model.events import EventKind, check_attrs
 from flowsight.model.durations import parse_duration
 from flowsight.model.ids import new_id
-from flowsight.sdk.transport import BatchWriter
+from flowsight.sdk.transport import BatchWriter, Sink, StoreSink
 from flowsight.store.base import open_store, resolve_url
+
+if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server
+    import httpx
+
+    from flowsight.sdk.http import HttpOptions
+
+#: the server to send to (flowsight.sdk.http.ENV_URL; repeated to keep httpx out of every import)
+ENV_SERVER_URL = "FLOWSIGHT_URL"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,20 +58,54 @@ _K_STEP_COMPLETED = EventKind.STEP_COMPLETED
 
 
 class Client:
-    """Where the SDK's events go: a store (local file or PostgreSQL) through
-    one background writer. Most code uses the default client; tests and
-    embedders make their own."""
+    """Where the SDK's events go, through one background writer: a store
+    (local file or PostgreSQL), or a ``flowsight serve`` over HTTP with a disk
+    spool. Most code uses the default client; tests and embedders make their own.
 
-    def __init__(self, db: str | None = None, *, batch_size: int = 5000, retention: str | float | None = None) -> None:
-        self.db = resolve_url(db)
-        self.writer = BatchWriter(lambda: open_store(self.db), batch_size=batch_size,
-                                  retention=retention_seconds(retention))
+    The target: ``url`` if given (``db`` is then ignored), else ``db`` if given,
+    else ``$FLOWSIGHT_URL``, else the store named by ``$FLOWSIGHT_DATABASE_URL``
+    (default ``./flowsight.db``). With a server, ``token`` defaults to
+    ``$FLOWSIGHT_TOKEN``; ``spool_dir`` (a root: each server URL gets its own
+    directory below it) to ``$FLOWSIGHT_SPOOL_DIR`` or ``~/.cache/flowsight/spool``;
+    ``spool_max_bytes`` to 100 MiB. ``http`` tunes timeouts and retries and
+    ``http_transport`` replaces httpx's (tests).
+
+    Raises:
+        ConfigError: a bad URL or retention, or a spool directory that cannot be used.
+    """
+
+    def __init__(self, db: str | None = None, *, url: str | None = None, token: str | None = None,
+                 batch_size: int | None = None, linger: float | None = None, retention: str | float | None = None,
+                 spool_dir: str | os.PathLike[str] | None = None, spool_max_bytes: int | None = None,
+                 http: HttpOptions | None = None, http_transport: httpx.BaseTransport | None = None) -> None:
+        if url is None and db is None:
+            url = os.environ.get(ENV_SERVER_URL) or None
+        self.url: str | None = None
+        self.db: str | None = None
+        sink: Sink
+        if url is not None:
+            from flowsight.sdk.http import ENV_TOKEN, HttpOptions, HttpSink
+
+            opts = http or HttpOptions()
+            if spool_max_bytes is not None:
+                opts = dataclasses.replace(opts, spool_max_bytes=spool_max_bytes)
+            http_sink = HttpSink(url, token if token is not None else os.environ.get(ENV_TOKEN),
+                                 options=opts, spool_root=spool_dir, transport=http_transport)
+            self.url = http_sink.url
+            sink = http_sink
+            # a request per batch: fewer, bigger ones (the server takes 10,000 events a request by default)
+            batch_size, linger = batch_size or 2000, 0.25 if linger is None else linger
+        else:
+            self.db = db_url = resolve_url(db)
+            sink = StoreSink(lambda: open_store(db_url), retention=retention_seconds(retention))
+        self.writer = BatchWriter(sink, batch_size=batch_size or 5000, linger=linger or 0.0)
         self._put = self.writer.put
         self._started = False
 
     def start(self) -> None:
-        """Start the background writer (done by the first run); what it holds
-        is flushed at interpreter exit."""
+        """Start the background writer (done by the first run, or by
+        :func:`configure` for a server, to send what earlier processes
+        spooled); what it holds is flushed at interpreter exit."""
         if not self._started:
             self._started = True
             self.writer.start()
@@ -74,11 +117,18 @@ class Client:
         self._put((_time_ns(), kind, workflow, run_id, step, attrs))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Block until everything emitted so far is stored; False on timeout."""
+        """Block until everything emitted so far is stored — with a server:
+        acknowledged by it (accepted, duplicate or rejected there). False when
+        ``timeout`` ran out first; for a server, what was not acknowledged is
+        safe in the spool by then (unless the writer was still behind) and is
+        sent when the server answers."""
         return self.writer.flush(timeout)
 
     def close(self) -> None:
-        """Flush and stop the writer (safe to call more than once)."""
+        """Flush and stop the writer (safe to call more than once). With a
+        server: everything goes to the spool, then sending goes on for up to
+        a few seconds while the server answers; the rest is sent by the next
+        process that reports to the same URL."""
         self.writer.stop()
         if self._started:
             atexit.unregister(self.close)
@@ -108,15 +158,25 @@ _default: Client | None = None
 _default_lock = threading.Lock()
 
 
-def configure(db: str | None = None) -> Client:
-    """Point the SDK at a store (``db``: a file path, ``sqlite:///...`` or
-    ``postgresql://...``; default ``FLOWSIGHT_DATABASE_URL`` or ``./flowsight.db``).
-    Events queued for the previous store are flushed to it first."""
+def configure(db: str | None = None, *, url: str | None = None, token: str | None = None,
+              **options: Any) -> Client:
+    """Point the SDK at a store or a server.
+
+    ``db``: a file path, ``sqlite:///...`` or ``postgresql://...``. ``url``: a
+    ``flowsight serve`` (``http://host:8640``), which wins over ``db``; ``token``
+    its API token (default ``FLOWSIGHT_TOKEN``). With neither, ``FLOWSIGHT_URL``,
+    else ``FLOWSIGHT_DATABASE_URL``, else ``./flowsight.db``. ``options`` go to
+    :class:`Client` (``spool_dir``, ``spool_max_bytes``, ``batch_size``, ...).
+    Events queued for the previous target are flushed to it first. A client for
+    a server starts at once, to send what earlier processes left in its spool.
+    """
     global _default
     with _default_lock:
         if _default is not None:
             _default.close()
-        _default = Client(db)
+        _default = Client(db, url=url, token=token, **options)
+        if _default.url is not None:
+            _default.start()
         return _default
 
 

@@ -1,11 +1,13 @@
 """The SDK's background writer: the caller pays one queue put per event.
 
 Events are queued as plain tuples; a daemon thread drains the queue in
-batches, gives each event its id (time-sortable, made from the time the event
-happened, so ids are still client-made and fixed before any write or retry)
-and writes the batch to the store in one transaction. A failed write is
-retried with backoff and the batch is kept; :meth:`BatchWriter.flush` waits
-until everything queued before it is stored.
+batches (by size, and with ``linger`` also by time), gives each event its id
+(time-sortable, made from the time the event happened, so ids are client-made
+and fixed before any write, spool or retry) and hands the batch to a
+:class:`Sink`: the store (:class:`StoreSink`) or a server
+(:class:`flowsight.sdk.http.HttpSink`, which spools to disk first).
+:meth:`BatchWriter.flush` waits until everything queued before it has reached
+the sink's destination.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from flowsight.errors import FlowsightError
 from flowsight.model.events import Event, EventKind
@@ -31,69 +33,47 @@ Raw = tuple[int, EventKind, str, str, "str | None", "dict[str, Any] | None"]
 _EMPTY: dict[str, Any] = {}  # shared; events are never mutated
 
 
-class _Flush:
-    __slots__ = ("done",)
+class Sink(Protocol):
+    """Where the writer's batches go. ``write`` is the one that matters; the
+    other three are its lifecycle (a sink may own a thread and a connection)."""
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def start(self) -> None:
+        """Called from :meth:`BatchWriter.start` (e.g. start sending what a
+        previous process left behind)."""
+
+    def write(self, events: list[Event]) -> None:
+        """Take a batch, on the writer thread. Never raises: a sink keeps
+        retrying, or keeps the batch (spool), or counts and reports a drop."""
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until everything written so far has reached the destination;
+        False when ``timeout`` ran out first."""
+
+    def close(self, timeout: float | None) -> None:
+        """Release resources, waiting at most ``timeout`` for delivery."""
 
 
-class BatchWriter:
-    """Drains queued events into a store from one background thread.
+class StoreSink:
+    """Writes batches to a store in one transaction each; a failed write is
+    retried with backoff (same ids: a write that did commit is not doubled).
+    Also prunes events older than ``retention`` seconds, at the first write and
+    then every ``prune_every`` seconds.
 
-    ``store_factory`` is called in the writer thread on first use, so opening
-    the database never costs the instrumented code anything.
+    ``store_factory`` is called on the writer thread at the first write, so
+    opening the database never costs the instrumented code anything.
     """
 
-    def __init__(
-        self,
-        store_factory: Callable[[], SqlStore],
-        *,
-        batch_size: int = 5000,
-        max_backoff: float = 5.0,
-        retention: float | None = None,
-        prune_every: float = 3600.0,
-    ) -> None:
+    def __init__(self, store_factory: Callable[[], SqlStore], *, max_backoff: float = 5.0,
+                 retention: float | None = None, prune_every: float = 3600.0) -> None:
         self._factory = store_factory
         self._store: SqlStore | None = None
-        self._queue: queue.SimpleQueue[Raw | _Flush | None] = queue.SimpleQueue()
-        self.put = self._queue.put  # the hot path: one bound-method call
-        self._batch_size = batch_size
         self._max_backoff = max_backoff
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self.written = 0
-        self.failed_writes = 0
-        # retention: events older than this many seconds are pruned, at the
-        # first write and then every prune_every seconds, in this thread
         self._retention = retention
         self._prune_every = prune_every
         self._next_prune = 0.0
-
-    def start(self) -> None:
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="flowsight-writer", daemon=True)
-                self._thread.start()
-
-    def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every event queued before this call is stored."""
-        if self._thread is None:
-            return True
-        marker = _Flush()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Flush, then end the thread."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.written = 0
+        self.failed_writes = 0
+        self.dropped = 0  # a store sink never drops: it retries
 
     @property
     def store(self) -> SqlStore:
@@ -101,34 +81,30 @@ class BatchWriter:
             self._store = self._factory()
         return self._store
 
-    def _loop(self) -> None:
-        get = self._queue.get
-        get_nowait = self._queue.get_nowait
+    def start(self) -> None:
+        pass
+
+    def write(self, events: list[Event]) -> None:
+        delay = 0.05
         while True:
-            item = get()
-            batch: list[Raw] = []
-            markers: list[_Flush] = []
-            stop = False
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    markers.append(item)
-                else:
-                    batch.append(item)
-                if len(batch) >= self._batch_size:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
-                self._maybe_prune()
-            for m in markers:
-                m.done.set()
-            if stop:
-                return
+            try:
+                self.store.write_events(events)
+                self.written += len(events)
+                break
+            except FlowsightError as exc:
+                self.failed_writes += 1
+                log.warning("flowsight: writing %d events failed (%s); retrying in %.2fs", len(events), exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+        self._maybe_prune()
+
+    def wait(self, timeout: float | None) -> bool:
+        return True  # write() returns once the batch is committed
+
+    def close(self, timeout: float | None) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _maybe_prune(self) -> None:
         if self._retention is None or time.monotonic() < self._next_prune:
@@ -141,21 +117,131 @@ class BatchWriter:
         except FlowsightError as exc:
             log.warning("flowsight: pruning old events failed: %s", exc)
 
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class BatchWriter:
+    """Drains queued events into a :class:`Sink` from one background thread.
+
+    A batch is cut at ``batch_size`` events, or — with ``linger`` > 0 — once
+    the first event of it has waited ``linger`` seconds (fewer, larger batches
+    for a sink that pays per batch, like a network request). A flush or stop
+    cuts it at once.
+    """
+
+    def __init__(self, sink: Sink, *, batch_size: int = 5000, linger: float = 0.0) -> None:
+        self.sink = sink
+        self._queue: queue.SimpleQueue[Raw | _Flush | None] = queue.SimpleQueue()
+        self.put = self._queue.put  # the hot path: one bound-method call
+        self._batch_size = batch_size
+        self._linger = linger
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        #: events handed to the sink (stored, or spooled for a server)
+        self.written = 0
+        self._lost = 0  # batches a faulty sink raised on
+
+    @property
+    def dropped(self) -> int:
+        """Events lost on purpose (a full spool), each one reported with a warning."""
+        return int(getattr(self.sink, "dropped", 0)) + self._lost
+
+    @property
+    def store(self) -> SqlStore:
+        """The store this writer writes to (opened on first use).
+
+        Raises:
+            AttributeError: the writer sends to a server instead.
+        """
+        if not isinstance(self.sink, StoreSink):
+            raise AttributeError(f"this writer's sink is a {type(self.sink).__name__}, not a store")
+        return self.sink.store
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self.sink.start()
+                self._thread = threading.Thread(target=self._loop, name="flowsight-writer", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every event queued before this call has reached the
+        sink's destination (the store; the server, for an HTTP sink); False
+        when ``timeout`` ran out first."""
+        if self._thread is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        marker = _Flush()
+        self._queue.put(marker)
+        if not marker.done.wait(timeout):
+            return False
+        return self.sink.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Hand everything queued to the sink, end the thread, close the sink."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+        self.sink.close(timeout)
+
+    def _loop(self) -> None:
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        linger = self._linger
+        size = self._batch_size
+        while True:
+            item = get()
+            batch: list[Raw] = []
+            markers: list[_Flush] = []
+            stop = False
+            deadline = 0.0
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, _Flush):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= size:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    if not linger or stop or markers or not batch:
+                        break
+                    if not deadline:
+                        deadline = time.monotonic() + linger
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = get(timeout=remaining)
+                    except queue.Empty:
+                        break
+            if batch:
+                self._write(batch)
+            for m in markers:
+                m.done.set()
+            if stop:
+                return
+
     def _write(self, batch: list[Raw]) -> None:
         ids = new_ids([raw[0] for raw in batch])
         events = [
             Event(id=eid, ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or _EMPTY)
             for eid, (ts, kind, wf, run, step, attrs) in zip(ids, batch)
         ]
-        delay = 0.05
-        while True:
-            try:
-                self.store.write_events(events)
-                self.written += len(events)
-                return
-            except FlowsightError as exc:
-                # Same ids on every retry: a write that did commit is not doubled.
-                self.failed_writes += 1
-                log.warning("flowsight: writing %d events failed (%s); retrying in %.2fs", len(events), exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+        try:
+            self.sink.write(events)
+        except Exception:  # a sink must not raise; if one does, the writer thread must live on
+            self._lost += len(events)
+            log.exception("flowsight: the SDK's sink failed on a batch of %d events; they are lost", len(events))
+            return
+        self.written += len(events)

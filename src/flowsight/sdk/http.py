@@ -1,0 +1,405 @@
+"""Sending the SDK's events to a ``flowsight serve``: spool first, then POST.
+
+The writer thread hands each batch to :meth:`HttpSink.write`, which encodes it
+(JSON array, gzip) and writes it to the disk :class:`~flowsight.sdk.spool.Spool`
+— nothing else, so the writer never waits on the network. A sender thread
+POSTs the spooled segments to ``/api/v1/events``, oldest first, and deletes
+each one only after the server answered 200. Event ids are fixed before
+spooling, so a segment sent again after a crash (of either side) is a
+duplicate on the server, never counted twice.
+
+What an answer means is decided by two pure functions, :func:`verdict` (status
+-> deliver, retry, split, give up) and :func:`retry_delay` (attempt -> seconds,
+exponential with jitter).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from flowsight import __version__
+from flowsight.errors import ConfigError
+from flowsight.model.events import Event
+from flowsight.sdk.spool import DEFAULT_MAX_BYTES, Segment, Spool, count_of, spool_dir_for
+
+log = logging.getLogger("flowsight.sdk")
+
+ENV_URL = "FLOWSIGHT_URL"
+ENV_TOKEN = "FLOWSIGHT_TOKEN"
+EVENTS_PATH = "/api/v1/events"
+
+
+def normalize_url(url: str) -> str:
+    """The server's base URL (``http[s]://host[:port][/prefix]``, no trailing
+    slash; a URL ending in ``/api/v1/events`` is taken for its base).
+
+    Raises:
+        ConfigError: not an http(s) URL with a host.
+    """
+    text = url.strip().rstrip("/")
+    if text.endswith(EVENTS_PATH):
+        text = text[: -len(EVENTS_PATH)]
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"server URL {url!r}: write it as http://host:port (or https://...), "
+                          f"e.g. http://127.0.0.1:8640 for a local `flowsight serve`")
+    return text
+
+
+# ---- decisions --------------------------------------------------------------
+class Verdict(str, Enum):
+    DELIVERED = "delivered"  # the server took the batch (each event accepted, duplicate or rejected)
+    RETRY = "retry"          # try the same batch again later: server busy, down or failing
+    SPLIT = "split"          # too big for the server: send it in halves
+    PERMANENT = "permanent"  # the server refuses the batch as sent: report it, do not send it again
+
+
+def verdict(status: int, count: int) -> Verdict:
+    """What to do with a batch of ``count`` events the server answered ``status`` to."""
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if status == 429 or status >= 500 or status == 408:
+        return Verdict.RETRY
+    if status == 413 and count > 1:
+        return Verdict.SPLIT
+    return Verdict.PERMANENT
+
+
+def retry_delay(attempt: int, rand: float, *, base: float = 0.25, cap: float = 10.0,
+                retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, ...).
+
+    Exponential (``base * 2**(attempt-1)``, at most ``cap``) with "equal
+    jitter": half of it fixed, the other half scaled by ``rand`` in [0, 1), so
+    clients that failed together do not come back together. A server's
+    ``Retry-After`` raises it (still at most ``cap``).
+    """
+    exp = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 62))
+    delay = exp / 2 + exp / 2 * rand
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    return min(delay, cap)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None  # an HTTP date: rare; the backoff applies
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's reason: its JSON ``error``, else the start of the body."""
+    try:
+        data = response.json()
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return str(data["error"])
+    except ValueError:
+        pass
+    return response.text[:300].strip() or response.reason_phrase
+
+
+# ---- the sink ----------------------------------------------------------------
+@dataclass(frozen=True)
+class HttpOptions:
+    """Tuning for :class:`HttpSink`; the defaults suit most programs."""
+
+    timeout: float = 10.0            # seconds for a request (read, write)
+    connect_timeout: float = 3.0
+    retry_base: float = 0.25         # first retry after 0.125-0.25 s, doubling ...
+    retry_max_delay: float = 10.0    # ... up to this
+    max_body_bytes: int = 4 * 1024 * 1024  # uncompressed JSON per request; bigger batches are split
+    gzip_level: int = 1              # fast: the writer thread compresses
+    exit_timeout: float = 5.0        # at exit, how long to keep sending while the server answers
+    rescan_every: float = 2.0        # idle: look for segments other processes left
+    spool_max_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass
+class DeliveryStats:
+    """Counters of one sink (read them for metrics)."""
+
+    requests: int = 0
+    accepted: int = 0      # stored by the server
+    duplicates: int = 0    # the server had them already (a re-send): not counted twice
+    rejected: int = 0      # refused one by one inside a 200 (logged; not re-sent)
+    failed: int = 0        # in batches the server refused as a whole, 4xx (logged; not re-sent)
+    retries: int = 0       # failed attempts that will be tried again
+
+
+_enc = msgspec.json.Encoder()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class _Answer(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[dict[str, Any]] = []
+
+
+_answer = msgspec.json.Decoder(_Answer)
+_NEXT, _RESCAN, _RETRY = "next", "rescan", "retry"  # what the sender does after a segment
+
+
+class HttpSink:
+    """A :class:`~flowsight.sdk.transport.Sink` that delivers to the server at
+    ``url`` through a disk spool (module docstring). ``token`` is sent as
+    ``Authorization: Bearer``. ``spool`` defaults to one in
+    :func:`~flowsight.sdk.spool.spool_dir_for` ``(url, spool_root)``.
+    ``transport`` (an ``httpx`` transport) and ``rand`` are for tests.
+
+    Raises:
+        ConfigError: a bad URL, or a spool directory that cannot be used.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, spool: Spool | None = None,
+                 spool_root: str | os.PathLike[str] | None = None, options: HttpOptions | None = None,
+                 transport: httpx.BaseTransport | None = None, rand: Callable[[], float] = random.random) -> None:
+        self.url = normalize_url(url)
+        self.options = opts = options or HttpOptions()
+        self.spool = spool or Spool(spool_dir_for(self.url, spool_root), max_bytes=opts.spool_max_bytes,
+                                    label=self.url)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                   "User-Agent": f"flowsight-sdk/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._headers = headers
+        self._transport = transport
+        self._rand = rand
+        self._http: httpx.Client | None = None
+        self.stats = DeliveryStats()
+        #: what went wrong last (None once a batch got through again)
+        self.last_error: str | None = None
+        self._cond = threading.Condition()
+        self._outstanding: set[Path] = set()  # this sink's segments not yet known delivered or dropped
+        self._halves: dict[Path, list[Path]] = {}  # segments split on a 413 -> what replaced them
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._failing = False
+        self._retry_after: float | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped by this process to keep the spool in its bound."""
+        return self.spool.dropped
+
+    # ---- the writer thread's side -----------------------------------------
+    def write(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for body, count in self._bodies(events):
+            path = self.spool.put(gzip.compress(body, self.options.gzip_level, mtime=0), count)
+            if path is not None:
+                with self._cond:
+                    self._outstanding.add(path)
+        self._wake.set()
+
+    def _bodies(self, events: list[Event]) -> list[tuple[bytes, int]]:
+        """JSON arrays of at most ``max_body_bytes`` (unless one event alone is bigger)."""
+        body = _enc.encode(events)
+        if len(body) <= self.options.max_body_bytes or len(events) == 1:
+            return [(body, len(events))]
+        half = len(events) // 2
+        return self._bodies(events[:half]) + self._bodies(events[half:])
+
+    # ---- the caller's side ------------------------------------------------
+    def start(self) -> None:
+        """Start sending (also what earlier processes left in the spool)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="flowsight-sender", daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None, *, while_reachable: bool = False) -> bool:
+        """Block until every segment this sink wrote so far is delivered (or
+        dropped: counted and warned about). False on ``timeout``, or — with
+        ``while_reachable`` — as soon as the server is failing."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            pending = set(self._outstanding)
+        while True:
+            with self._cond:  # a segment split in halves is pending as long as its halves are
+                while any(p in self._halves for p in pending):
+                    pending = {h for p in pending for h in self._halves.get(p, (p,))}
+            pending = {p for p in pending if p.exists()}  # another process may have sent some
+            if not pending:
+                return True
+            if while_reachable and self._failing:
+                return False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            with self._cond:
+                self._cond.wait(0.1 if left is None else min(0.1, left))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Keep sending for up to ``exit_timeout`` seconds while the server
+        answers, then stop; what is left stays in the spool for the next
+        process that reports to this URL."""
+        hung = False
+        if self._thread is not None:
+            limit = self.options.exit_timeout if timeout is None else min(timeout, self.options.exit_timeout)
+            self.wait(limit, while_reachable=True)
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(1.0)
+            # still in a request the server does not answer: not worth holding up the exit for;
+            # its segment stays in the spool (deleted only after a 200), the thread is a daemon
+            hung = self._thread.is_alive()
+            self._thread = None
+        with self._cond:
+            left = {p for p in self._outstanding if p.exists()}
+            self._outstanding.clear()
+            self._halves.clear()
+        if left:
+            log.warning("flowsight: %d events not yet delivered to %s stay in the spool %s (%s); the next process "
+                        "that reports to this URL sends them", sum(count_of(p.name) for p in left), self.url,
+                        self.spool.dir, self.last_error or "the server is slow to answer")
+        if self._http is not None and not hung:
+            self._http.close()
+            self._http = None
+
+    # ---- the sender thread ------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                attempt = self._round(attempt)
+            except Exception:  # a bug or a broken spool must not end delivery for the life of the process
+                log.exception("flowsight: the SDK's sender failed; it tries again in %.0fs",
+                              self.options.retry_max_delay)
+                self._stop.wait(self.options.retry_max_delay)
+
+    def _round(self, attempt: int) -> int:
+        """Send the spooled segments, oldest first, until one must wait; then
+        wait (backoff, or until there is something new). The next attempt number."""
+        self._wake.clear()
+        outcome = _NEXT
+        for path in self.spool.segments():
+            if self._stop.is_set():
+                return attempt
+            with self.spool.claim(path) as seg:
+                if seg is None:
+                    continue  # another sender has it, or it is gone
+                outcome = self._deliver(seg)
+            if outcome is _RETRY:
+                break
+            attempt = 0
+            with self._cond:
+                self._outstanding.discard(path)
+                self._cond.notify_all()
+            if outcome is _RESCAN:
+                return attempt  # a split: its halves come next, before younger segments
+        if outcome is _RETRY:
+            attempt += 1
+            self.stats.retries += 1
+            with self._cond:
+                self._cond.notify_all()
+            o = self.options
+            self._stop.wait(retry_delay(attempt, self._rand(), base=o.retry_base, cap=o.retry_max_delay,
+                                        retry_after=self._retry_after))
+        else:
+            with self._cond:  # forget what other processes delivered for us
+                self._outstanding = {p for p in self._outstanding if p.exists()}
+            self._wake.wait(self.options.rescan_every)
+        return attempt
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            o = self.options
+            self._http = httpx.Client(base_url=self.url, headers=self._headers, transport=self._transport,
+                                      timeout=httpx.Timeout(o.timeout, connect=o.connect_timeout))
+        return self._http
+
+    def _deliver(self, seg: Segment) -> str:
+        """Send one claimed segment: _NEXT, _RESCAN (it was split) or _RETRY
+        (kept; ``_retry_after`` holds the server's wish). Deletes it unless
+        it is to be retried."""
+        self.stats.requests += 1
+        self._retry_after = None
+        try:
+            response = self._client().post(EVENTS_PATH, content=seg.body)
+        except httpx.TransportError as exc:
+            self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
+            return _RETRY
+        v = verdict(response.status_code, seg.count)
+        if v is Verdict.RETRY:
+            self._trouble(f"{self.url} answered {response.status_code}: {_message(response)}")
+            self._retry_after = _retry_after(response)
+            return _RETRY
+        if v is Verdict.SPLIT:
+            self._split(seg)
+            return _RESCAN
+        if v is Verdict.DELIVERED:
+            try:
+                self._count(_answer.decode(response.content), seg.count)
+            except msgspec.DecodeError:
+                v = Verdict.PERMANENT  # not flowsight answering: a wrong URL, a proxy
+        if v is Verdict.PERMANENT:
+            self._refused(response, seg.count)
+        self.spool.remove(seg)
+        if self._failing:
+            log.info("flowsight: %s answers again; sending what was spooled", self.url)
+        self._failing = False
+        if v is Verdict.DELIVERED:
+            self.last_error = None
+        return _NEXT
+
+    def _trouble(self, what: str) -> None:
+        if not self._failing:  # once per outage, not once per retry
+            self._failing = True
+            log.warning("flowsight: %s; events are kept in the spool %s and sent when it answers "
+                        "(retrying with backoff)", what, self.spool.dir)
+        self.last_error = what
+
+    def _count(self, answer: _Answer, count: int) -> None:
+        s = self.stats
+        s.accepted += answer.accepted
+        s.duplicates += answer.duplicates
+        s.rejected += answer.rejected
+        if answer.rejected:
+            errors = [str(r.get("error")) for r in answer.results if r.get("status") == "rejected"][:3]
+            more = f" (and {answer.rejected - len(errors)} more)" if answer.rejected > len(errors) else ""
+            log.warning("flowsight: %s rejected %d of %d events; they are not sent again: %s%s",
+                        self.url, answer.rejected, count, "; ".join(errors), more)
+
+    def _refused(self, response: httpx.Response, count: int) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            why = f"answered {status} but not with flowsight's ingest answer: is {self.url} a flowsight server?"
+        else:
+            why = f"refused them: {status} {_message(response)}"
+        if status in (401, 403):
+            why += " (set the token: flowsight.configure(url=..., token=...) or FLOWSIGHT_TOKEN)"
+        self.last_error = why
+        self.stats.failed += count
+        log.warning("flowsight: a batch of %d events was dropped, not sent again: %s %s", count, self.url, why)
+
+    def _split(self, seg: Segment) -> None:
+        items = _raw_list.decode(gzip.decompress(seg.body))
+        half = len(items) // 2
+        bodies = [(gzip.compress(_enc.encode(part), self.options.gzip_level, mtime=0), len(part))
+                  for part in (items[:half], items[half:])]
+        log.info("flowsight: %s found a batch of %d events too big; sending it in halves", self.url, seg.count)
+        new = self.spool.split(seg, (bodies[0], bodies[1]))
+        with self._cond:
+            self._halves[seg.path] = new
+            if seg.path in self._outstanding:
+                self._outstanding.update(new)
