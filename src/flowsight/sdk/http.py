@@ -220,6 +220,9 @@ class HttpSink:
         return self._bodies(events[:half]) + self._bodies(events[half:])
 
     # ---- the caller's side ------------------------------------------------
+    def stopping(self, deadline: float) -> None:
+        """Nothing to cut short: what is not sent by exit stays in the spool."""
+
     def start(self) -> None:
         """Start sending (also what earlier processes left in the spool)."""
         if self._thread is None or not self._thread.is_alive():

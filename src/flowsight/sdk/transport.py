@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from flowsight.errors import FlowsightError
+from flowsight.errors import ConfigError, FlowsightError
 from flowsight.model.events import Event, EventKind
 from flowsight.model.ids import new_ids
 from flowsight.store.sql import SqlStore
@@ -52,6 +52,9 @@ class Sink(Protocol):
     def close(self, timeout: float | None) -> None:
         """Release resources, waiting at most ``timeout`` for delivery."""
 
+    def stopping(self, deadline: float) -> None:
+        """The writer is stopping: stop retrying at ``deadline`` (monotonic)."""
+
 
 class StoreSink:
     """Writes batches to a store in one transaction each; a failed write is
@@ -73,7 +76,14 @@ class StoreSink:
         self._next_prune = 0.0
         self.written = 0
         self.failed_writes = 0
-        self.dropped = 0  # a store sink never drops: it retries
+        #: events given up on: the store cannot be used (a bad URL), or was still
+        #: unreachable when the process was exiting; each loss is logged as an error
+        self.dropped = 0
+        self._broken: str | None = None
+        self._give_up_at: float | None = None
+
+    def stopping(self, deadline: float) -> None:
+        self._give_up_at = deadline
 
     @property
     def store(self) -> SqlStore:
@@ -85,18 +95,39 @@ class StoreSink:
         pass
 
     def write(self, events: list[Event]) -> None:
+        if self._broken is not None:
+            self._lose(events, self._broken)
+            return
         delay = 0.05
+        warned = False
         while True:
             try:
                 self.store.write_events(events)
                 self.written += len(events)
+                if warned:
+                    log.warning("flowsight: the store is back; %d waiting events stored", len(events))
                 break
+            except ConfigError as exc:  # retrying cannot fix a bad URL
+                self._broken = f"the store cannot be used: {exc}"
+                self._lose(events, self._broken)
+                return
             except FlowsightError as exc:
                 self.failed_writes += 1
-                log.warning("flowsight: writing %d events failed (%s); retrying in %.2fs", len(events), exc, delay)
+                if self._give_up_at is not None and time.monotonic() + delay > self._give_up_at:
+                    self._lose(events, f"the store was still failing at exit ({exc})")
+                    return
+                if not warned:  # one warning per outage, not one per retry
+                    log.warning("flowsight: writing %d events failed (%s); retrying with backoff "
+                                "(up to %.0fs apart) until it works", len(events), exc, self._max_backoff)
+                    warned = True
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
         self._maybe_prune()
+
+    def _lose(self, events: list[Event], why: str) -> None:
+        self.dropped += len(events)
+        log.error("flowsight: %d events NOT stored, %s; %d lost in all (set --db / FLOWSIGHT_DATABASE_URL, "
+                  "or flowsight.configure(db=...))", len(events), why, self.dropped)
 
     def wait(self, timeout: float | None) -> bool:
         return True  # write() returns once the batch is committed
@@ -186,6 +217,8 @@ class BatchWriter:
         """Hand everything queued to the sink, end the thread, close the sink."""
         if self._thread is None:
             return
+        # a sink still retrying gives up after a few seconds rather than hold the exit
+        self.sink.stopping(time.monotonic() + min(5.0, timeout if timeout is not None else 5.0))
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
