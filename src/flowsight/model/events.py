@@ -90,7 +90,9 @@ def finish_wire(wire: WireEvent) -> Event:
     ingest's hot path: one combined test for the common case)."""
     wf, rid, step, eid, ts = wire.workflow, wire.run_id, wire.step, wire.id, wire.ts
     if (not wf or not rid or len(wf) > 512 or len(rid) > 512 or (step is not None and len(step) > 512)
-            or (eid is not None and len(eid) > 128) or (not step and wire.kind in STEP_KINDS)):
+            or (eid is not None and len(eid) > 128) or (not step and wire.kind in STEP_KINDS)
+            or "\x00" in wf or "\x00" in rid or (step is not None and "\x00" in step)
+            or (eid is not None and "\x00" in eid)):
         _explain_fields(wire)
     if ts.__class__ is float and 0 <= ts < MAX_TS:
         ts_f: float = ts
@@ -114,6 +116,8 @@ def _explain_fields(wire: WireEvent) -> None:
         value = getattr(wire, name)
         if value is not None and len(value) > limit:
             raise EventError(f"field '{name}': longer than {limit} characters", field=name)
+        if value is not None and "\x00" in value:
+            raise EventError(f"field '{name}': {_NUL}", field=name)
 
 
 def _timestamp(ts: float | datetime | None) -> float:
@@ -203,14 +207,23 @@ def check_attrs(attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         if not isinstance(key, str):
             raise EventError(f"field 'attrs': keys must be strings, got {key!r}", field="attrs")
+        if "\x00" in key:
+            raise EventError(f"field 'attrs': key {key!r}: {_NUL}", field="attrs")
         problem = _json_problem(value)
         if problem is not None:
             raise EventError(f"field 'attrs.{key}': not JSON-serialisable ({problem})", field=f"attrs.{key}")
 
 
+# PostgreSQL keeps no NUL in text or jsonb: refused here, so an event is the
+# same on both stores and one such event never fails the batch it came in.
+_NUL = "contains a NUL character (\\u0000), which the PostgreSQL store cannot keep"
+
+
 def _json_problem(value: Any, depth: int = 0) -> str | None:
-    """Why ``value`` is not a plain JSON value, or None when it is."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """Why ``value`` is not a plain JSON value (that both stores keep), or None when it is."""
+    if isinstance(value, str):
+        return _NUL if "\x00" in value else None
+    if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{value} is not valid JSON: it has no NaN or infinity"
@@ -226,6 +239,8 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
         for k, item in value.items():
             if not isinstance(k, str):
                 return f"object key {k!r} is not a string"
+            if "\x00" in k:
+                return f"object key {k!r}: {_NUL}"
             problem = _json_problem(item, depth + 1)
             if problem is not None:
                 return problem

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -30,8 +31,8 @@ from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, gunzip
 from flowsight.server.metrics import Stats, render_metrics
 from flowsight.server.openapi import build_openapi
-from flowsight.server.stream import event_stream
-from flowsight.store.sql import SqlStore
+from flowsight.server.stream import Streams, event_stream
+from flowsight.store.sql import SqlStore, decode_cursor
 
 _enc = msgspec.json.Encoder()
 
@@ -53,6 +54,7 @@ class ServerState:
     limits: Limits
     stall_timeout: float
     stats: Stats = field(default_factory=Stats)
+    streams: Streams = field(default_factory=Streams)
     events_rejected: int = 0
     started_at: float = field(default_factory=time.time)
 
@@ -143,6 +145,15 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _text(request: Request, name: str) -> str | None:
+    """A text query parameter; one with a NUL is refused (PostgreSQL cannot
+    compare with it, and no stored name holds one)."""
+    raw = request.query_params.get(name)
+    if raw is not None and "\x00" in raw:
+        raise FlowsightError(f"query parameter {name!r}: contains a NUL character (%00), which no name holds")
+    return raw
+
+
 def _states(request: Request) -> list[WorkflowState] | None:
     raw = request.query_params.getlist("state")
     try:
@@ -157,10 +168,19 @@ async def get_runs(request: Request, st: ServerState) -> Response:
     states = _states(request)
     since, until = _float(request, "since"), _float(request, "until")
     limit = _int(request, "limit", 50, 1, 1000)
+    workflow, text, cursor = _text(request, "workflow"), _text(request, "q") or None, q.get("cursor") or None
+    if cursor is not None:
+        try:
+            made_here = "\x00" not in decode_cursor(cursor)[1]
+        except StoreError:
+            made_here = False
+        if not made_here:  # the caller's mistake, not a store failure: 400, not 503
+            raise FlowsightError(f"query parameter 'cursor': {cursor!r} is not a cursor this server made; "
+                                 "start from the first page")
 
     def work() -> dict[str, Any]:
-        page = st.store.list_runs(workflow=q.get("workflow"), states=states, since=since, until=until,
-                                  text=q.get("q") or None, limit=limit, cursor=q.get("cursor") or None)
+        page = st.store.list_runs(workflow=workflow, states=states, since=since, until=until,
+                                  text=text, limit=limit, cursor=cursor)
         views = Views(st.store, time.time(), stall_timeout=st.stall_timeout).views(page.runs)
         return {"runs": [v.to_dict() for v in views], "cursor": page.cursor}
 
@@ -169,6 +189,8 @@ async def get_runs(request: Request, st: ServerState) -> Response:
 
 async def get_run(request: Request, st: ServerState) -> Response:
     run_id = request.path_params["run_id"]
+    if "\x00" in run_id:  # no run has one (ingest refuses it), and PostgreSQL cannot look it up
+        return error(404, f"no run {run_id!r}")
 
     def work() -> dict[str, Any] | None:
         run = st.store.get_run(run_id)
@@ -182,6 +204,8 @@ async def get_run(request: Request, st: ServerState) -> Response:
 
 async def get_run_events(request: Request, st: ServerState) -> Response:
     run_id = request.path_params["run_id"]
+    if "\x00" in run_id:
+        return error(404, f"no run {run_id!r}")
     after = _int(request, "after", 0, 0, 2**62)
     limit = _int(request, "limit", 1000, 1, 10_000)
 
@@ -200,11 +224,23 @@ async def get_workflows(request: Request, st: ServerState) -> Response:
     return json({"workflows": await asyncio.to_thread(st.store.workflow_stats)})
 
 
+def _last_event_id(raw: str | None) -> int | None:
+    """The seq in a ``Last-Event-ID`` header; None (start live) for anything
+    that is not one (an id is a seq this server sent: 0 up to a 63-bit integer)."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:  # '²' is a digit to isdigit(), not to int()
+        return None
+    value = int(raw)
+    return value if value < 2**63 else None
+
+
 async def get_stream(request: Request, st: ServerState) -> Response:
-    last = request.headers.get("last-event-id")
-    last_seq = int(last) if last is not None and last.strip().isdigit() else None
-    flt = EventFilter(workflow=request.query_params.get("workflow"), run_id=request.query_params.get("run_id"))
-    return StreamingResponse(event_stream(st.hub, flt, last_seq), media_type="text/event-stream",
+    last_seq = _last_event_id(request.headers.get("last-event-id"))
+    flt = EventFilter(workflow=_text(request, "workflow"), run_id=_text(request, "run_id"))
+    return StreamingResponse(event_stream(st.hub, flt, last_seq, streams=st.streams),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -219,6 +255,14 @@ async def get_health(request: Request, st: ServerState) -> Response:
 
 async def get_openapi(request: Request) -> Response:
     return json(request.app.state.openapi)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The router's own 404 and 405, as JSON like every other error."""
+    assert isinstance(exc, HTTPException)
+    message = (f"no such path {request.url.path!r}; the API is described at /openapi.json"
+               if exc.status_code == 404 else f"method {request.method} is not allowed on {request.url.path!r}")
+    return json({"error": message}, exc.status_code, headers=dict(exc.headers or {}))
 
 
 def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: float = 1800.0,
@@ -240,15 +284,18 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     routes = [
         Route("/api/v1/events", endpoint("ingest", post_events), methods=["POST"]),
         Route("/api/v1/runs", endpoint("read", get_runs), methods=["GET"]),
-        Route("/api/v1/runs/{run_id}", endpoint("read", get_run), methods=["GET"]),
-        Route("/api/v1/runs/{run_id}/events", endpoint("read", get_run_events), methods=["GET"]),
+        # ':path': a run id may hold a '/' (sent as %2F, which routing sees decoded);
+        # a run whose id ends in '/events' is then reached through the events route only
+        Route("/api/v1/runs/{run_id:path}/events", endpoint("read", get_run_events), methods=["GET"]),
+        Route("/api/v1/runs/{run_id:path}", endpoint("read", get_run), methods=["GET"]),
         Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
         Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),
         Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
         Route("/healthz", endpoint(None, get_health), methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: http_error, 405: http_error})
     app.state.flowsight = st
     app.state.openapi = build_openapi(__version__)
     return app

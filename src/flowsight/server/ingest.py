@@ -67,7 +67,7 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
     except msgspec.ValidationError:
         pass  # some item is bad: go item by item below
     except msgspec.DecodeError as exc:
-        raise BodyError(400, f"malformed JSON: {exc}") from None
+        raise _malformed(exc, body) from None
     else:
         items = wire if isinstance(wire, list) else [wire]
         _check_count(len(items), limits)
@@ -78,13 +78,25 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
             except EventError as exc:
                 out.append(EventError(f"event {i}: {exc}", field=exc.field, index=i))
         return out
-    data = _any.decode(body)
+    try:
+        # the typed pass stops at the first bad item, before it sees the rest
+        # of the text: the body may still be malformed further on
+        data = _any.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _malformed(exc, body) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
         raise BodyError(400, f"body must be an event object or an array of them, got {type(data).__name__}")
     _check_count(len(data), limits)
     return parse_events(data)
+
+
+def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
+    text = str(exc)
+    if "truncated" in text:  # msgspec names no position for this one: it is the end
+        text = f"{text} (at byte {len(body)}, the end of the body)"
+    return BodyError(400, f"malformed JSON: {text}")
 
 
 def _check_count(n: int, limits: Limits) -> None:

@@ -45,7 +45,8 @@ RUN_FILTERS = [
     Param("q", "query", STR, "text in the run id, workflow, current step or error"),
 ]
 ERRORS: dict[int, tuple[str, type | None]] = {
-    400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error)}
+    400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error),
+    503: ("the store is unavailable (retry later)", S.Error)}
 
 OPS = [
     Op("post", "/api/v1/events", "Ingest one event or an array of events", {
@@ -62,7 +63,8 @@ OPS = [
     Op("get", "/api/v1/runs/{run_id}/events", "A run's events in store order",
        {200: ("a page of events", S.EventPage), 404: ("no such run", S.Error), **ERRORS},
        params=[Param("run_id", "path", STR, required=True),
-               Param("after", "query", {"type": "integer", "minimum": 0}, "seq of the last event already seen"),
+               Param("after", "query", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                     "seq of the last event already seen"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000})], scope="read"),
     Op("get", "/api/v1/workflows", "Workflows with runs by state, success rate, duration p50/p95",
        {200: ("the workflows", S.WorkflowList), **ERRORS}, scope="read"),

@@ -6,14 +6,19 @@ requests in flight; the lifespan then commits what is queued; exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
 from flowsight.server.ingest import Limits
+from flowsight.server.stream import Streams
 from flowsight.store.sql import SqlStore
 
 DEFAULT_HOST = "127.0.0.1"
@@ -53,4 +58,40 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     app = create_app(store, limits=limits, stall_timeout=stall_timeout)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False)
-    uvicorn.Server(config).run()
+    with _stop_signals_end_cleanly():
+        _Server(config, app.state.flowsight.streams).run()
+
+
+class _Server(uvicorn.Server):
+    """Ends the live streams when it starts to shut down: uvicorn waits for
+    every connection to finish its response, and a stream never does."""
+
+    def __init__(self, config: uvicorn.Config, streams: Streams) -> None:
+        super().__init__(config)
+        self.streams = streams
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.streams.close_all()
+        await super().shutdown(sockets)
+
+
+@contextlib.contextmanager
+def _stop_signals_end_cleanly() -> Iterator[None]:
+    """After a graceful shutdown uvicorn re-raises the SIGTERM/SIGINT it caught
+    at the handler it found installed; by default that kills the process
+    (exit -15) or raises KeyboardInterrupt. A signal is how a server is asked to
+    stop, and a clean stop exits 0: the handler it finds exits with 0 (as does
+    a signal that comes before uvicorn has installed its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(sig: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

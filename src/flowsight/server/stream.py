@@ -5,7 +5,8 @@ reconnects with ``Last-Event-ID`` first gets what it missed, read back from the
 store, then the live feed; nothing is sent twice (the live feed is subscribed
 to before the backlog is read, and anything at or below the last seq sent is
 skipped). A subscriber too slow for the live feed is told with an ``overflow``
-event and resumes from the store.
+event and resumes from the store. A server shutting down ends its streams
+(:class:`Streams`); clients reconnect with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 
 from flowsight.hub import Hub
 from flowsight.model.events import Event
-from flowsight.monitors.channel import EventFilter
+from flowsight.monitors.channel import EventFilter, Subscription
 
 _enc = msgspec.json.Encoder()
 KEEPALIVE_SECONDS = 15.0
@@ -29,13 +30,49 @@ def sse(seq: int, ev: Event) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, ev.kind.value.encode(), body)
 
 
+class Streams:
+    """The open streams of one server. They never end on their own, so a
+    shutdown ends them (:meth:`close_all`); otherwise it would wait for every
+    connected client to leave."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._subs: set[Subscription[tuple[int, Event]]] = set()
+
+    def add(self, sub: Subscription[tuple[int, Event]]) -> None:
+        self._subs.add(sub)
+
+    def discard(self, sub: Subscription[tuple[int, Event]]) -> bool:
+        """Forget ``sub``; whether it was still open (not closed by :meth:`close_all`)."""
+        if sub in self._subs:
+            self._subs.discard(sub)
+            return True
+        return False
+
+    def close_all(self) -> None:
+        """End every stream after what it has queued. Call on the event loop's thread."""
+        self.closing = True
+        subs, self._subs = self._subs, set()
+        for sub in subs:
+            sub.close()
+
+
 async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
-                       keepalive: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
-    sub = hub.stream.subscribe(flt, queue_size=10_000)
+                       keepalive: float = KEEPALIVE_SECONDS, queue_size: int = 10_000,
+                       streams: Streams | None = None) -> AsyncIterator[bytes]:
+    streams = streams or Streams()
+    sub = hub.stream.subscribe(flt, queue_size=queue_size)
+    streams.add(sub)
     try:
-        yield b"retry: 2000\n\n"
+        # Where a new client starts is settled before it hears anything: an
+        # event it posts once connected has a higher seq and is not skipped.
         sent = last_seq if last_seq is not None else await asyncio.to_thread(hub.store.last_seq)
-        while True:
+        yield b"retry: 2000\n\n"
+        while not streams.closing:
+            # Taken before the backlog is read: an event dropped from the live
+            # queue while the store is read (perhaps after the last page was)
+            # sends the stream back to the store instead of being lost.
+            dropped = sub.dropped
             # the backlog, from the store, in pages
             while True:
                 page = await asyncio.to_thread(hub.store.events_after, sent, workflow=flt.workflow,
@@ -46,7 +83,6 @@ async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
                     sent = seq
                 if len(page) < 1000:
                     break
-            dropped = sub.dropped
             # then live, until the subscriber falls behind
             while sub.dropped == dropped:
                 try:
@@ -64,4 +100,5 @@ async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
             while not sub.queue.empty():
                 sub.queue.get_nowait()
     finally:
-        sub.close()
+        if streams.discard(sub):
+            sub.close()

@@ -66,7 +66,7 @@ def _encode_cursor(created_at: float, run_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         created, sep, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         if not sep or not run_id:
@@ -380,7 +380,7 @@ class SqlStore(TokenMixin, ABC):
             )
             params.extend([like] * 4)
         if cursor:
-            created, rid = _decode_cursor(cursor)
+            created, rid = decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params.extend([created, created, rid])
         clause = f"WHERE {' AND '.join(where)}" if where else ""

@@ -1,0 +1,173 @@
+"""What ``POST /api/v1/events`` does with bad input: a partly bad batch is
+answered event by event; a body refused as a whole gets the right status and
+a message that says what to fix."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server.conftest import Server, event, post, sql_rows, start_server
+
+GOOD = event("started", "etl", "r1", id="e0")
+BAD_BATCH: list[tuple[Any, str | None]] = [  # (item, the field its error names; None: accepted or duplicate)
+    (GOOD, None),
+    ({"kind": "started", "workflow": "etl"}, "run_id"),
+    (event("exploded", "etl", "r1"), "kind"),
+    ({**event("heartbeat", "etl", "r1"), "ts": "yesterday"}, "ts"),
+    ({**event("heartbeat", "etl", "r1"), "attrs": [1, 2]}, "attrs"),
+    (event("step_completed", "etl", "r1"), "step"),
+    ({**event("heartbeat", "etl", "r1"), "colour": "red"}, "colour"),
+    (event("step_started", "etl", "r1", "extract", id="e7"), None),
+    (GOOD, None),  # the same id again in the same batch: a duplicate
+    (event("started", "", "r9"), "workflow"),
+    (event("started", "etl", "r9", id="x" * 200), "id"),
+    (event("started", "etl", "r9", ts=-5), "ts"),
+    ({**event("heartbeat", "etl", "r1", id="e12"), "attrs": {"nested": {"deep": [1, {"x": None}]}, "n": 1.5}}, None),
+]
+
+
+def test_a_partly_bad_batch_stores_the_good_events_and_names_each_bad_field(server: Server,
+                                                                            store_url: str) -> None:
+    c = server.client()
+    body = [item for item, _ in BAD_BATCH]
+    out = post(c, body)
+    assert (out["accepted"], out["duplicates"], out["rejected"]) == (3, 1, 9)
+    assert [r["index"] for r in out["results"]] == list(range(len(BAD_BATCH)))
+    for res, (item, field) in zip(out["results"], BAD_BATCH):
+        if field is None:
+            continue
+        assert res["status"] == "rejected", res
+        assert res["field"] == field, res
+        assert res["error"].startswith(f"event {res['index']}: field '{field}'"), res
+    assert [r["status"] for r in out["results"][:1] + out["results"][7:9]] == ["accepted", "accepted", "duplicate"]
+    assert out["results"][8]["id"] == "e0"
+    kind_error = out["results"][2]["error"]
+    assert "'exploded'" in kind_error and "step_completed" in kind_error  # what was wrong, and what is allowed
+
+    stored = sorted(r[0] for r in sql_rows(store_url, "SELECT id FROM events"))
+    assert stored == ["e0", "e12", "e7"]
+
+    # the client retries the whole batch: nothing is stored twice
+    again = post(c, body)
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 4, 9)
+    assert len(sql_rows(store_url, "SELECT id FROM events")) == 3
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    (event("started", "etl\x00", "r1"), "workflow"),
+    (event("started", "etl", "r\x00"), "run_id"),
+    (event("step_started", "etl", "r1", "s\x00"), "step"),
+    (event("started", "etl", "r1", id="e\x00"), "id"),
+    (event("started", "etl", "r1", note="a\x00b"), "attrs.note"),
+    (event("started", "etl", "r1", deep={"x": ["\x00"]}), "attrs.deep"),
+    ({**event("started", "etl", "r1"), "attrs": {"k\x00": 1}}, "attrs"),
+])
+def test_an_event_with_a_nul_character_is_rejected_alone(limited: httpx.Client, module_store_url: str,
+                                                         bad: dict[str, Any], field: str) -> None:
+    """PostgreSQL keeps no NUL in text or jsonb: such an event once failed
+    its whole batch with a 503; now it is refused, and only it, on both stores."""
+    before = len(sql_rows(module_store_url, "SELECT id FROM events"))
+    good = f"good-{field}"
+    out = post(limited, [event("started", "etl", "good", id=good), bad])
+    assert [r["status"] for r in out["results"]] == ["accepted", "rejected"]
+    assert out["results"][1]["field"] == field and "NUL character" in out["results"][1]["error"]
+    assert len(sql_rows(module_store_url, "SELECT id FROM events")) == before + 1
+    assert sql_rows(module_store_url, f"SELECT id FROM events WHERE id = '{good}'") == [(good,)]
+
+
+def test_an_item_that_is_not_an_object_is_rejected_alone(server: Server) -> None:
+    out = post(server.client(), [5, GOOD, "text", None])
+    assert [r["status"] for r in out["results"]] == ["rejected", "accepted", "rejected", "rejected"]
+    assert "expected an object, got int" in out["results"][0]["error"]
+
+
+def test_a_refused_transition_is_stored_with_a_warning(server: Server, store_url: str) -> None:
+    c = server.client()
+    post(c, [event("started", "etl", "r2", id="t1", ts=100.0), event("completed", "etl", "r2", id="t2", ts=110.0)])
+    out = post(c, event("started", "etl", "r2", id="t3", ts=120.0))
+    (res,) = out["results"]
+    assert res["status"] == "accepted" and res["id"] == "t3"
+    assert "completed -> running" in res["warning"] and "not applied" in res["warning"]
+    run = c.get("/api/v1/runs/r2").json()
+    assert run["state"] == "completed"
+    assert [(t["old_state"], t["new_state"], t["applied"]) for t in run["transitions"]] == [
+        ("pending", "running", True), ("running", "completed", True), ("completed", "running", False)]
+    assert {r[0] for r in sql_rows(store_url, "SELECT id FROM events")} == {"t1", "t2", "t3"}
+
+
+# ---- bodies refused as a whole (one server per store, with small limits) ----
+MAX_EVENTS, MAX_BODY = 5, 4096
+
+
+@pytest.fixture(scope="module")
+def limited(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    s = start_server(module_store_url, "--max-events", str(MAX_EVENTS), "--max-body", str(MAX_BODY),
+                     log_dir=tmp_path_factory.mktemp("logs"))
+    yield s.client()
+    assert s.stop() == 0, s.output()
+
+
+JSON = {"content-type": "application/json"}
+GZIP = {**JSON, "content-encoding": "gzip"}
+
+
+def events(n: int) -> bytes:
+    return json.dumps([event("heartbeat", "etl", f"b{i}") for i in range(n)]).encode()
+
+
+def chunks(data: bytes, size: int = 1000) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "says"), [
+    ({"content-type": "text/plain"}, events(1), 415, "send application/json"),
+    ({}, events(1), 415, "'(none)'"),
+    ({"content-type": "application/x-www-form-urlencoded"}, b"a=b", 415, "send application/json"),
+    ({"content-type": "application/json; charset=utf-8"}, events(1), 200, '"accepted":1'),
+    ({"content-type": "Application/JSON"}, events(1), 200, '"accepted":1'),
+    ({**JSON, "content-encoding": "br"}, events(1), 415, "send gzip or none"),
+    (JSON, b'{"kind": "started", ', 400, "malformed JSON"),
+    (JSON, b'{"kind": "started"} trailing', 400, "malformed JSON"),
+    (JSON, b"[1, 2", 400, "(at byte 5, the end of the body)"),  # a bad item first, then truncated
+    (JSON, b'[{"kind": 1}, {]', 400, "malformed JSON"),
+    (JSON, b"\xff\xfe", 400, "malformed JSON"),
+    (JSON, b"", 400, "malformed JSON"),
+    (JSON, b'"an event"', 400, "must be an event object or an array of them, got str"),
+    (JSON, b"42", 400, "got int"),
+    (JSON, b"null", 400, "got NoneType"),
+    (JSON, b"true", 400, "got bool"),
+    (JSON, b"[]", 200, '"accepted":0'),
+    (JSON, events(MAX_EVENTS), 200, f'"accepted":{MAX_EVENTS}'),
+    (JSON, events(MAX_EVENTS + 1), 413, f"6 events in one request; the limit is {MAX_EVENTS}"),
+    (JSON, b"[" + b"1," * (MAX_EVENTS + 1) + b"1]", 413, "the limit is 5"),  # bad items count too
+    (JSON, b" " * (MAX_BODY + 1), 413, f"over the limit of {MAX_BODY}"),
+    (GZIP, gzip.compress(events(3)), 200, '"accepted":3'),
+    (GZIP, gzip.compress(b" " * 3_000_000 + b"[]"), 413, "inflates past the limit"),  # 3 MB from ~3 KB
+    (GZIP, gzip.compress(events(MAX_EVENTS + 1)), 413, "the limit is 5"),
+    (GZIP, b"not gzip at all", 400, "not valid gzip"),
+    (GZIP, gzip.compress(b"[1, 2"), 400, "malformed JSON"),
+])
+def test_a_body_refused_as_a_whole_says_why(limited: httpx.Client, headers: dict[str, str], body: bytes,
+                                            status: int, says: str) -> None:
+    r = limited.post("/api/v1/events", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert says in r.text
+    if status != 200:
+        assert set(r.json()) == {"error"}
+
+
+def test_a_streamed_body_without_length_is_cut_off_at_the_limit(limited: httpx.Client) -> None:
+    body = json.dumps([event("heartbeat", "etl", "big", pad="x" * 1000) for _ in range(5)]).encode()
+    assert len(body) > MAX_BODY
+    r = limited.post("/api/v1/events", content=chunks(body), headers=JSON)  # chunked: no content-length
+    assert r.status_code == 413 and f"over the limit of {MAX_BODY} bytes" in r.json()["error"]
+    # and the server is fine afterwards
+    assert limited.post("/api/v1/events", content=events(1), headers=JSON).status_code == 200

@@ -1,0 +1,86 @@
+"""Stopping ``flowsight serve`` with a signal, as a process manager does:
+it stops accepting, finishes what is in flight, commits, and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import event, sql_rows, start_server
+
+POSTERS, BATCH = 3, 20
+
+
+def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(store_url: str,
+                                                                               tmp_path: Path) -> None:
+    server = start_server(store_url, log_dir=tmp_path)
+    acked: list[str] = []
+    sent: list[str] = []
+    refused: list[str] = []  # how each poster's requests ended
+    lock = threading.Lock()
+
+    def poster(k: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for i in range(100_000):
+                ids = [f"p{k}-{i}-{j}" for j in range(BATCH)]
+                with lock:
+                    sent.extend(ids)
+                try:
+                    r = c.post("/api/v1/events", json=[event("heartbeat", "etl", f"run-{k}", id=x) for x in ids])
+                except httpx.TransportError as exc:  # the server has stopped accepting
+                    with lock:
+                        refused.append(type(exc).__name__)
+                    return
+                if r.status_code != 200:
+                    with lock:
+                        refused.append(f"HTTP {r.status_code}: {r.text}")
+                    return
+                assert r.json()["accepted"] == BATCH
+                with lock:
+                    acked.extend(ids)
+
+    threads = [threading.Thread(target=poster, args=(k,)) for k in range(POSTERS)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 50 * BATCH:
+        assert time.monotonic() < deadline, "the posters got too few answers"
+        time.sleep(0.01)
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    rc = server.stop(timeout=30)
+    stopped = time.monotonic() - signalled
+    for t in threads:
+        t.join(30)
+    assert rc == 0, server.output()
+    assert stopped < 10, f"took {stopped:.1f}s to stop"
+    assert len(refused) == POSTERS and not any(r.startswith("HTTP") for r in refused), refused
+    stored = {r[0] for r in sql_rows(store_url, "SELECT id FROM events")}
+    missing = set(acked) - stored
+    assert not missing, f"{len(missing)} acknowledged events are not in the store, e.g. {sorted(missing)[:5]}"
+    assert stored <= set(sent)
+    assert "Finished server process" in server.output()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_server_at_once_with_a_stream_client_connected(store_url: str, tmp_path: Path,
+                                                                          sig: int) -> None:
+    """The stream never ends by itself, and uvicorn waits for every response
+    to end: without the server ending its streams a stop took 30 s."""
+    server = start_server(store_url, log_dir=tmp_path)
+    with httpx.Client(base_url=server.url, timeout=10) as c, c.stream("GET", "/api/v1/stream") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        signalled = time.monotonic()
+        server.proc.send_signal(sig)
+        rest = list(lines)  # the server ends the response cleanly
+        rc = server.stop(timeout=20)
+        took = time.monotonic() - signalled
+    assert rc == 0, server.output()
+    assert took < 5, f"took {took:.1f}s to stop"
+    assert all(line == "" or line.startswith(":") for line in rest), rest
