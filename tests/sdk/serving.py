@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import wait_healthy
+
 FLOWSIGHT = [sys.executable, "-m", "flowsight.cli.main"]
 
 
@@ -45,16 +47,10 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [*FLOWSIGHT, "--db", str(self.db), "serve", "--port", str(self.port), *self.flags],
                 stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if wait_healthy(self.proc, self.url, timeout):
+            return self
+        if self.proc.poll() is not None:
+            pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
         self.kill()
         pytest.fail(f"server not up within {timeout}s:\n{self.output()}")
 

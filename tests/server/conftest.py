@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_DSN, require_postgres
+from tests.helpers import wait_healthy
 
 FLOWSIGHT = [sys.executable, "-m", "flowsight.cli.main"]
 STARTUP_SECONDS = 20.0
@@ -107,16 +108,8 @@ def start_server(db: str, *flags: str, log_dir: Path, host: str = "127.0.0.1") -
             proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "serve", "--host", host, "--port", str(port), *flags],
                                     stdout=out, stderr=subprocess.STDOUT)
         server = Server(proc, port, log)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if wait_healthy(proc, server.url, STARTUP_SECONDS):
+            return server
         if proc.poll() is None:
             server.stop(signal.SIGKILL)
             pytest.fail(f"server not up within {STARTUP_SECONDS}s:\n{server.output()}")
