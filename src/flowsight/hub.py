@@ -42,8 +42,9 @@ class Hub:
             result = self.store.write_events(events)
         else:
             result = await asyncio.to_thread(self.store.write_events, events)
-        pending = dict(result.seqs)  # each new id once, even if the batch repeats it
-        for ev in events:
+        listeners = self.track or self.execution.event_sender.subscribers or self.stream.subscribers
+        pending = dict(result.seqs) if listeners else {}  # each new id once, even if the batch repeats it
+        for ev in events if pending else ():
             seq = pending.pop(ev.id, None)
             if seq is None:
                 continue

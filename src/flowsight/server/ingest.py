@@ -207,6 +207,8 @@ def _split(group: list[tuple[list[Event], asyncio.Future[WriteResult]]],
            result: WriteResult) -> list[tuple[WriteResult, asyncio.Future[WriteResult]]]:
     """Each request's share of a group commit; an id two requests both sent
     is accepted for the first and a duplicate for the second."""
+    if len(group) == 1:
+        return [(result, group[0][1])]
     claimed: set[str] = set()
     out = []
     for events, fut in group:
