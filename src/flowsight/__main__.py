@@ -1,0 +1,9 @@
+"""``python -m flowsight``: the same as the ``flowsight`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from flowsight.cli.main import main
+
+sys.exit(main())
