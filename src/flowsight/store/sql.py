@@ -19,39 +19,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgspec
-
 from flowsight.errors import StoreError
-from flowsight.model.events import Event, EventKind, decode_attrs, encode_attrs
+from flowsight.model.events import Event, EventKind, encode_attrs
 from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
 from flowsight.model.history import WorkflowHistory, quantile
 from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
+from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
 from flowsight.store.tokens import TokenMixin
 
-RUN_COLUMNS = (
-    "run_id, workflow, state, created_at, start_time, end_time, current_step, total_steps, "
-    "completed_steps, failed_steps, retries, last_activity, progress_done, progress_total, "
-    "error, attrs, step_state, version"
-)
 _RUN_UPDATE = ", ".join(
     f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
 )
 _CACHE_SIZE = 10_000
 _KIND_TEXT = {k: k.value for k in EventKind}
 _STEP_COMPLETED = EventKind.STEP_COMPLETED
-
-
-class _StepState(msgspec.Struct, array_like=True):
-    attempts: dict[str, int]
-    open: dict[str, tuple[int, float]]
-    done: list[str]
-    last_end: float | None
-    failed: list[str] = []
-
-
-_step_enc = msgspec.json.Encoder()
-_step_dec = msgspec.json.Decoder(_StepState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +381,7 @@ class SqlStore(TokenMixin, ABC):
             "WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit),
         )
-        return [_row_event(r) for r in rows]
+        return [row_event(r) for r in rows]
 
     def run_transitions(self, run_id: str) -> list[StateTransition]:
         """The run's state history, refused transitions included, oldest first."""
@@ -428,7 +410,7 @@ class SqlStore(TokenMixin, ABC):
             "ORDER BY seq LIMIT ?",
             [*params, limit],
         )
-        return [(int(r[7]), _row_event(r)) for r in rows]
+        return [(int(r[7]), row_event(r)) for r in rows]
 
     def last_seq(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
@@ -464,7 +446,7 @@ class SqlStore(TokenMixin, ABC):
         )
         out: dict[str, list[Event]] = {}
         for r in rows:
-            out.setdefault(r[4], []).append(_row_event(r))
+            out.setdefault(r[4], []).append(row_event(r))
         return out
 
     def run_steps(self, run_id: str) -> list[StepRecord]:
@@ -566,45 +548,3 @@ class SqlStore(TokenMixin, ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def metrics_to_row(m: ExecutionMetrics, created: float, version: int) -> tuple[Any, ...]:
-    state = _step_enc.encode(
-        _StepState(m.step_attempts, m.open_steps, sorted(m.completed_names), m.last_step_end, sorted(m.failed_names))
-    ).decode()
-    return (
-        m.workflow_id, m.workflow, m.state.value, created, m.start_time, m.end_time, m.current_step,
-        m.total_steps, m.completed_steps, m.failed_steps, m.retries, m.last_activity, m.progress_done,
-        m.progress_total, m.error, encode_attrs(m.attrs), state, version,
-    )
-
-
-def row_to_metrics(row: Sequence[Any]) -> ExecutionMetrics:
-    st = _step_dec.decode(row[16]) if row[16] and row[16] != "{}" else _StepState({}, {}, [], None)
-    return ExecutionMetrics(
-        workflow_id=row[0], workflow=row[1], state=WorkflowState(row[2]), start_time=row[4], end_time=row[5],
-        current_step=row[6], total_steps=row[7], completed_steps=row[8], failed_steps=row[9], retries=row[10],
-        last_activity=row[11], progress_done=row[12], progress_total=row[13], error=row[14],
-        attrs=decode_attrs(row[15]), step_attempts=dict(st.attempts),
-        open_steps={k: (int(v[0]), float(v[1])) for k, v in st.open.items()},
-        completed_names=set(st.done), last_step_end=st.last_end, failed_names=set(st.failed),
-    )
-
-
-def _row_event(r: Sequence[Any]) -> Event:
-    return Event(id=r[0], ts=r[1], kind=EventKind(r[2]), workflow=r[3], run_id=r[4], step=r[5],
-                 attrs=decode_attrs(r[6]))
-
-
-def replay_steps(events: Sequence[Event]) -> list[StepRecord]:
-    """The step attempts a run's events describe (running ones included)."""
-    if not events:
-        return []
-    m = new_metrics(events[0])
-    ended: list[StepRecord] = []
-    for ev in events:
-        step = apply_event(m, ev).step
-        if step is not None and step.status != "running":
-            ended.append(step)
-    running = [StepRecord(m.workflow_id, n, att, "running", t) for n, (att, t) in m.open_steps.items()]
-    return ended + running
