@@ -30,15 +30,18 @@ class Hub:
         self.execution = execution or ExecutionMonitor()
         self.state = state or StateMonitor(store)
         self.track = track
-        # A small batch is written on the loop's own thread: the hop to a
-        # worker thread (and the GIL hand-back) would cost more than the write.
-        # Reads use their own connections, so this never waits behind a query.
+        # SQLite is written on the loop's own thread: its writes are CPU work
+        # under the GIL, so a worker thread buys no parallelism and the hop
+        # and GIL hand-backs cost more (bench/ingest_http.py: 140k vs 104k
+        # events/s in batches of 500). A store that waits on the network
+        # (PostgreSQL) gets a worker thread for anything but a small batch.
+        # Reads use their own connections, so a write never waits behind a query.
         self.inline_max = inline_max
         self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
-        if len(events) <= self.inline_max:
+        if self.store.writes_inline or len(events) <= self.inline_max:
             result = self.store.write_events(events)
         else:
             result = await asyncio.to_thread(self.store.write_events, events)

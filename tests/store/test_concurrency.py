@@ -112,6 +112,23 @@ def test_processes_writing_steps_of_one_run_to_one_sqlite_file_keep_its_counts(t
         assert len(store.run_steps("shared")) == workers * steps
 
 
+def test_two_sqlite_stores_alternating_on_one_run_each_see_the_others_writes(tmp_path: Path) -> None:
+    # each keeps the run cached; a write by the other connection must be seen
+    # (PRAGMA data_version), while a store's own writes keep its cache valid
+    url = str(tmp_path / "alt.db")
+    with open_store(url) as a, open_store(url) as b:
+        a.write_events([make_event("started", "alt", "r", ts=1.0)])
+        for i in range(20):
+            store = a if i % 2 else b
+            store.write_events([make_event("step_completed", "alt", "r", step=f"s{i}", ts=2.0 + i)])
+            store.write_events([make_event("progress", "alt", "r", ts=2.5 + i, attrs={"done": i + 1})])
+        a.write_events([make_event("completed", "alt", "r", ts=100.0)])
+        for store in (a, b):
+            run = store.get_run("r")
+            assert run is not None
+            assert (run.completed_steps, run.state) == (20, WorkflowState.COMPLETED)
+
+
 # ---- PostgreSQL: writers on several connections -----------------------------
 #
 # A gate connection holds a lock, the writers queue up behind it in a chosen

@@ -11,6 +11,7 @@ stored before: a retry), or rejected with the reason and the field.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,9 +136,10 @@ class Committer:
     """Group commit: events from concurrent requests go to the store in one
     transaction; each request waits for the commit that holds its events."""
 
-    def __init__(self, hub: Hub, *, max_batch: int = 20_000) -> None:
+    def __init__(self, hub: Hub, *, max_batch: int = 20_000, max_turns: int = 4) -> None:
         self.hub = hub
         self.max_batch = max_batch
+        self.max_turns = max_turns
         self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[WriteResult]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[WriteResult, float], None] | None = None
@@ -156,25 +158,30 @@ class Committer:
         if not events:
             return WriteResult()
         if self._task is None:  # not started (tests, embedded use): commit inline
-            loop = asyncio.get_running_loop()
-            started = loop.time()
+            started = time.perf_counter()
             result = await self.hub.publish(events)
             if self.on_commit is not None:
-                self.on_commit(result, loop.time() - started)
+                self.on_commit(result, time.perf_counter() - started)
             return result
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         await self._queue.put((events, fut))
         return await fut
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         stop = False
         while not stop:
             item = await self._queue.get()
-            if item is not None and self._queue.empty():
-                # one turn of the loop lets requests already on the sockets be
-                # parsed and queued, so they share this commit
-                await asyncio.sleep(0)
+            if item is not None:
+                # turns of the loop let requests already on the sockets be
+                # parsed and queued, so they share this commit; keep turning
+                # while more arrive (a request takes a few turns from its
+                # bytes to the queue), a few turns at most
+                seen = -1
+                for _ in range(self.max_turns):
+                    if self._queue.qsize() == seen:
+                        break
+                    seen = self._queue.qsize()
+                    await asyncio.sleep(0)
             group: list[tuple[list[Event], asyncio.Future[WriteResult]]] = []
             size = 0
             while item is not None:
@@ -188,7 +195,7 @@ class Committer:
             if not group:
                 continue
             events = [ev for evs, _ in group for ev in evs]
-            started = loop.time()
+            started = time.perf_counter()
             try:
                 result = await self.hub.publish(events)
             except Exception as exc:  # the store failed: every waiting request hears it
@@ -197,7 +204,7 @@ class Committer:
                         fut.set_exception(exc)
                 continue
             if self.on_commit is not None:
-                self.on_commit(result, loop.time() - started)
+                self.on_commit(result, time.perf_counter() - started)
             for evs, fut in _split(group, result):
                 if not fut.done():
                     fut.set_result(evs)

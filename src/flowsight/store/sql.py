@@ -31,6 +31,10 @@ from flowsight.store.tokens import TokenMixin
 _RUN_UPDATE = ", ".join(
     f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
 )
+# every column but run_id, workflow and created_at, which never change
+_RUN_SET = "UPDATE runs SET " + ", ".join(
+    f"{c} = ?" for c in RUN_COLUMNS.replace(" ", "").split(",") if c not in ("run_id", "workflow", "created_at")
+) + " WHERE run_id = ?"
 _CACHE_SIZE = 10_000
 _KIND_TEXT = {k: k.value for k in EventKind}
 _STEP_COMPLETED = EventKind.STEP_COMPLETED
@@ -63,6 +67,7 @@ class SqlStore(TokenMixin, ABC):
 
     dialect: str = ""
     url: str = ""  # what open_store() takes to open this store again
+    writes_inline: bool = False  # True: a write is CPU work (no network wait); see Hub
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # writers take turns on the one write connection
@@ -231,6 +236,15 @@ class SqlStore(TokenMixin, ABC):
         out: dict[str, tuple[int, ExecutionMetrics, float]] = {}
         ids = sorted(run_ids)
         self._lock_runs(cur, ids)
+        if not self._others_wrote(cur):  # nobody else wrote: every cached run is current
+            uncached = []
+            for rid in ids:
+                hit = self._runs.get(rid)
+                if hit is None:
+                    uncached.append(rid)
+                else:
+                    out[rid] = hit
+            ids = uncached
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ", ".join("?" * len(chunk))
@@ -249,24 +263,37 @@ class SqlStore(TokenMixin, ABC):
                     out[row[0]] = (int(row[17]), row_to_metrics(row), float(row[3]))
         return out
 
+    def _others_wrote(self, cur: Any) -> bool:
+        """Whether another connection may have written since this one last
+        did (then cached runs are checked against their stored version)."""
+        return True
+
     def _save_runs(
         self, cur: Any, touched: dict[str, tuple[ExecutionMetrics, float]], versions: dict[str, int]
     ) -> None:
-        rows = []
+        new, known = [], []
         for rid, (m, created) in touched.items():
-            version = versions.get(rid, 0) + 1
-            rows.append(metrics_to_row(m, created, version))
-            self._runs[rid] = (version, m, created)
+            old = versions.get(rid, 0)
+            row = metrics_to_row(m, created, old + 1)
+            if old:  # stored before: a plain UPDATE, cheaper than an upsert's failed insert
+                known.append(row[2:3] + row[4:] + (rid,))
+            else:
+                new.append(row)
+            self._runs[rid] = (old + 1, m, created)
             self._runs.move_to_end(rid)
         while len(self._runs) > _CACHE_SIZE:
             self._runs.popitem(last=False)
-        marks = ", ".join("?" * 18)
-        cur.executemany(
-            self._sql(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks}) ON CONFLICT (run_id) DO UPDATE SET {_RUN_UPDATE}"
-            ),
-            rows,
-        )
+        if known:
+            cur.executemany(self._sql(_RUN_SET), known)
+        if new:
+            marks = ", ".join("?" * 18)
+            cur.executemany(
+                self._sql(
+                    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks}) "
+                    f"ON CONFLICT (run_id) DO UPDATE SET {_RUN_UPDATE}"
+                ),
+                new,
+            )
 
     def record_transition(self, transition: StateTransition, *, workflow: str | None = None) -> StateTransition:
         """Keep a transition made outside an event (``StateMonitor.monitor_state_change``).

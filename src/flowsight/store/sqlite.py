@@ -20,6 +20,7 @@ class SqliteStore(SqlStore):
     (each write waits up to ``busy_timeout`` seconds for the others)."""
 
     dialect = "sqlite"
+    writes_inline = True
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         super().__init__()
@@ -27,6 +28,7 @@ class SqliteStore(SqlStore):
         self.url = str(path)
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
+        self._data_version: int | None = None
         try:
             self._conn = self._connect()
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -65,6 +67,14 @@ class SqliteStore(SqlStore):
             cur.execute("COMMIT")
         finally:
             cur.close()
+
+    def _others_wrote(self, cur: sqlite3.Cursor) -> bool:
+        # data_version changes when another connection (another process, the
+        # CLI) commits, never for this connection's own commits
+        version = int(cur.execute("PRAGMA data_version").fetchone()[0])
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
 
     def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
         # Inside BEGIN IMMEDIATE, with no AUTOINCREMENT, new rows take seq
