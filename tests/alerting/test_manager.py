@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flowsight.alerting.manager import AlertManager, Notification
-from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence, parse_matcher
+from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Severity, Silence, parse_matcher
 from flowsight.model.flapping import FlapPolicy
 from flowsight.model.routing import Route
 
@@ -165,3 +165,65 @@ def test_alert_with_ends_at_in_the_past_is_a_resolution() -> None:
     clock.now = 60
     am.send_alert(replace(failed("1"), ends_at=50.0))
     assert am.alerts[failed("1").fingerprint].alert.status is AlertStatus.RESOLVED
+
+
+# ---- dependencies ------------------------------------------------------------
+def _outage(service: str = "postgres-main") -> Alert:
+    return Alert({"alertname": "ServiceUnavailable", "service": service}, source="fault", severity=Severity.CRITICAL)
+
+
+def _step_alert(workflow: str) -> Alert:
+    return Alert({"alertname": "StepFailedRepeatedly", "workflow": workflow, "step": "load"}, source="execution")
+
+
+def test_an_outage_of_a_declared_dependency_mutes_the_workflows_step_alerts_only() -> None:
+    clock = Clock()
+    am = AlertManager(Route("team", group_by=("...",), group_wait=0.0), clock=clock,
+                      dependencies={"nightly-etl": ["postgres-main"], "report": ["s3"]})
+    am.send_alert(_outage())
+    am.send_alert(_step_alert("nightly-etl"))
+    am.send_alert(_step_alert("report"))
+    sent = {a.labels["alertname"] + ":" + a.labels.get("workflow", "") for n in am.tick(0) for a in n.alerts}
+    assert sent == {"ServiceUnavailable:", "StepFailedRepeatedly:report"}
+    assert am.status_of(_step_alert("nightly-etl").fingerprint) == "inhibited"
+    assert "postgres-main is down" in str(am.mute_reason(_step_alert("nightly-etl"), 0))
+    # the outage ends: the step alert is no longer muted and goes out
+    clock.now = 10
+    am.resolve(_outage())
+    assert am.mute_reason(_step_alert("nightly-etl"), 10) is None
+
+
+def test_a_fault_for_a_service_nobody_depends_on_mutes_nothing() -> None:
+    am = AlertManager(Route("team"), dependencies={"nightly-etl": ["postgres-main"]})
+    am.send_alert(_outage("redis"))
+    assert am.mute_reason(_step_alert("nightly-etl"), am.clock()) is None
+
+
+# ---- restart -------------------------------------------------------------------
+def test_a_restored_manager_still_owes_resolved_and_does_not_repeat_firing() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    assert fps(am.tick(30)) == [[("1", "firing")]]
+    snap = am.snapshot()
+    assert [s.told for s in snap] == [("team",)]
+
+    again, clock2 = manager()
+    clock2.now = 100
+    again.restore(snap)
+    assert again.tick(100) == [] and again.tick(100 + 299) == []  # told before the restart: no repeat
+    again.send_alert(replace(failed("1"), status=AlertStatus.RESOLVED))
+    assert fps(again.tick(100 + 300)) == [[("1", "resolved")]]
+    assert again.snapshot() == []
+
+
+def test_a_restored_silenced_alert_is_still_told_resolved() -> None:
+    am, clock = manager()
+    am.send_alert(failed("1"))
+    am.tick(30)
+    am.add_silence(Silence("s1", (parse_matcher("run=1"),), 0, 10_000, "me", "quiet"))
+    again, clock2 = manager()
+    again.restore(am.snapshot())
+    again.add_silence(Silence("s1", (parse_matcher("run=1"),), 0, 10_000, "me", "quiet"))
+    assert again.status_of(failed("1").fingerprint) == "silenced"
+    again.resolve(failed("1"))
+    assert fps(again.tick(300)) == [[("1", "resolved")]]

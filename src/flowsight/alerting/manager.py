@@ -8,14 +8,21 @@ receivers) is the caller's. What it guarantees beyond Alertmanager:
   ``window`` is announced once as flapping, then left out until it settles;
   one notification then says how it ended;
 * **resolved is never lost**: a receiver told "firing" is told "resolved",
-  even when the alert was silenced or inhibited in between.
+  even when the alert was silenced or inhibited in between;
+* **dependencies**: a workflow that declares it depends on a service
+  (``depends_on``) has its run and step alerts (sources execution and state)
+  muted while a fault alert for that service (source ``fault``, label
+  ``service``) fires: the outage is the news, not its echoes.
+
+Its state can be taken (:meth:`snapshot`) and put back (:meth:`restore`), so
+a restarted server still owes every receiver the "resolved" it promised.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence
@@ -48,6 +55,15 @@ class Notification:
         return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class AlertState:
+    """One alert as kept across restarts: the alert and the receivers told
+    "firing" that are still owed a "resolved"."""
+
+    alert: Alert
+    told: tuple[str, ...] = ()
+
+
 @dataclass
 class _Entry:
     alert: Alert
@@ -64,8 +80,11 @@ class _Group:
 
 class AlertManager:
     def __init__(self, route: Route, *, inhibit_rules: Iterable[InhibitRule] = (),
-                 flap_policy: FlapPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+                 flap_policy: FlapPolicy | None = None, clock: Callable[[], float] = time.time,
+                 dependencies: Mapping[str, Collection[str]] | None = None) -> None:
         self.route = route.named()
+        # workflow -> the services it depends on
+        self.dependencies = {wf: frozenset(svcs) for wf, svcs in (dependencies or {}).items() if svcs}
         self.router = Router(self.route)
         self.inhibit_rules = tuple(inhibit_rules)
         self.flap_policy = flap_policy or FlapPolicy()
@@ -153,6 +172,11 @@ class AlertManager:
     # ---- state ---------------------------------------------------------------
     def muted(self, alert: Alert, now: float) -> bool:
         """Silenced or inhibited right now."""
+        return self.mute_reason(alert, now) is not None
+
+    def mute_reason(self, alert: Alert, now: float) -> str | None:
+        """Why ``alert`` is muted now (``silenced by ID``, ``inhibited by
+        FINGERPRINT``), or None."""
         labels = alert.labels
         candidates = set(self._unindexed)
         for item in labels.items():
@@ -160,21 +184,69 @@ class AlertManager:
             if ids:
                 candidates |= ids
         silences = self.silences
-        if any(silences[sid].mutes(labels, now) for sid in candidates):
-            return True
+        for sid in sorted(candidates):
+            if silences[sid].mutes(labels, now):
+                return f"silenced by {sid}"
         if self.inhibit_rules:
             firing = [e.alert for e in self.alerts.values() if e.alert.status is FIRING]
-            return any(rule.inhibits(alert.labels, firing) for rule in self.inhibit_rules)
-        return False
+            for rule in self.inhibit_rules:
+                src = rule.inhibitor(labels, firing)
+                if src is not None:
+                    return f"inhibited by {src.fingerprint}"
+        if self.dependencies and alert.source in ("execution", "state"):
+            services = self.dependencies.get(labels.get("workflow", ""))
+            if services:
+                for e in self.alerts.values():
+                    a = e.alert
+                    if a.status is FIRING and a.source == "fault" and a.labels.get("service") in services:
+                        return f"inhibited by {a.fingerprint} ({a.labels['service']} is down)"
+        return None
 
     def status_of(self, fp: str) -> str:
-        """firing | pending | resolved | silenced | flapping (for people)."""
+        """firing | pending | resolved | silenced | inhibited | flapping (for people)."""
         e = self.alerts[fp]
         if e.flap.flapping:
             return "flapping"
-        if e.alert.status is FIRING and self.muted(e.alert, self.clock()):
-            return "silenced"
+        if e.alert.status is FIRING:
+            reason = self.mute_reason(e.alert, self.clock())
+            if reason is not None:
+                return reason.split()[0]
         return e.alert.status.value
+
+    def snapshot(self) -> list[AlertState]:
+        """Every alert with the receivers still owed its "resolved"."""
+        owed: dict[str, list[str]] = {}
+        for receiver, fp in self.told_firing:
+            owed.setdefault(fp, []).append(receiver)
+        return [AlertState(e.alert, tuple(sorted(owed.get(fp, ())))) for fp, e in self.alerts.items()]
+
+    def restore(self, states: Iterable[AlertState]) -> None:
+        """Take back a :meth:`snapshot` (after a restart): the alerts rejoin
+        their groups, which count as sent now (no repeat of what receivers
+        were told before), and what receivers were told is remembered."""
+        now = self.clock()
+        touched: set[str] = set()
+        for st in states:
+            fp = st.alert.fingerprint
+            if st.alert.status is RESOLVED and not st.told:
+                continue
+            flap = self.flaps.setdefault(fp, FlapState())
+            self.alerts[fp] = _Entry(st.alert, flap)
+            self.told_firing.update((r, fp) for r in st.told)
+            for route in self.router.match(st.alert.labels):
+                key = group_key(route, st.alert.labels)
+                if key not in self.groups:
+                    self.groups[key] = _Group(route, key, GroupTimer(created_at=now))
+                self.groups[key].members.add(fp)
+                touched.add(key)
+        for key in touched:
+            g = self.groups[key]
+            told = [fp for fp in g.members if (g.route.receiver, fp) in self.told_firing]
+            if told:  # the receiver heard from this group: next is group_interval / repeat_interval
+                g.timer.last_sent_at = now
+            # something to say: a firing alert not told yet, or a told one now resolved
+            g.timer.changed_since_sent = any(
+                (self.alerts[fp].alert.status is RESOLVED) == (fp in told) for fp in g.members)
 
     # ---- output --------------------------------------------------------------
     def tick(self, now: float | None = None) -> list[Notification]:

@@ -191,11 +191,15 @@ class InhibitRule:
     equal: tuple[str, ...] = ()
 
     def inhibits(self, target_labels: Mapping[str, str], firing: Iterable[Alert]) -> bool:
+        return self.inhibitor(target_labels, firing) is not None
+
+    def inhibitor(self, target_labels: Mapping[str, str], firing: Iterable[Alert]) -> Alert | None:
+        """The first firing alert that mutes ``target_labels`` under this rule."""
         if not matches_all(self.target, target_labels):
-            return False
+            return None
         for src in firing:
             if src.labels is target_labels or not matches_all(self.source, src.labels):
                 continue
             if all(src.labels.get(k, "") == target_labels.get(k, "") for k in self.equal):
-                return True
-        return False
+                return src
+        return None
