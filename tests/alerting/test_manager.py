@@ -227,3 +227,14 @@ def test_a_restored_silenced_alert_is_still_told_resolved() -> None:
     assert again.status_of(failed("1").fingerprint) == "silenced"
     again.resolve(failed("1"))
     assert fps(again.tick(300)) == [[("1", "resolved")]]
+
+
+def test_a_firing_alert_resolves_by_itself_when_its_end_passes() -> None:
+    am, clock = manager()
+    am.send_alert(replace(failed("1"), ends_at=300.0))  # e.g. now + resolve_timeout, not sent again
+    assert fps(am.tick(30)) == [[("1", "firing")]]
+    clock.now = 200
+    am.send_alert(replace(failed("1"), ends_at=500.0))  # sent again: its end moves on
+    assert am.tick(330) == []
+    clock.now = 500
+    assert fps(am.tick(500)) == [[("1", "resolved")]]

@@ -25,8 +25,8 @@ from flowsight.model.routing import Route
 
 
 class Recorder(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
         self.bodies: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
         self.status = 200

@@ -250,9 +250,15 @@ class AlertManager:
 
     # ---- output --------------------------------------------------------------
     def tick(self, now: float | None = None) -> list[Notification]:
-        """The notifications due at ``now``; call it every second or so."""
+        """The notifications due at ``now``; call it every second or so.
+        A firing alert whose ``ends_at`` has passed (one sent with an end, or
+        given ``resolve_timeout`` and not sent again) resolves here."""
         now = self.clock() if now is None else now
         out: list[Notification] = []
+        ended = [e.alert for e in self.alerts.values()
+                 if e.alert.status is FIRING and e.alert.ends_at is not None and e.alert.ends_at <= now]
+        for alert in ended:
+            self.send_alert(replace(alert, status=RESOLVED))
         for fp, flap in list(self.flaps.items()):
             if on_tick(self.flap_policy, flap, now) == "settled" and fp in self.alerts:
                 self._pending_flap.append((fp, "settled"))

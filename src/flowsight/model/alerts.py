@@ -180,6 +180,29 @@ class Silence:
         return self.active(now) and matches_all(self.matchers, labels)
 
 
+def new_silence(matchers: Iterable[str], *, now: float, duration: float | None = None,
+                starts_at: float | None = None, ends_at: float | None = None,
+                created_by: str = "", comment: str = "", silence_id: str | None = None) -> Silence:
+    """A silence from matcher texts (``workflow=nightly-etl``), starting at
+    ``starts_at`` (default now) and ending at ``ends_at`` or after ``duration``.
+    What the CLI and the API both make.
+
+    Raises:
+        ConfigError: a bad matcher, no end, an end not after the start, no comment.
+    """
+    from flowsight.model.ids import new_id
+
+    parsed = tuple(parse_matcher(m) for m in matchers)
+    start = now if starts_at is None else starts_at
+    if ends_at is None:
+        if duration is None:
+            raise ConfigError("silence: say how long (a duration such as 2h) or until when")
+        ends_at = start + duration
+    if not comment.strip():
+        raise ConfigError("silence: give a comment (why is this quiet?): the next person on call will ask")
+    return Silence(silence_id or new_id(), parsed, start, ends_at, created_by or "unknown", comment.strip())
+
+
 # ---- inhibition ------------------------------------------------------------------
 @dataclass(frozen=True)
 class InhibitRule:

@@ -1,0 +1,85 @@
+"""Forwards alerts to a Prometheus Alertmanager, as Prometheus does:
+``POST {url}/api/v2/alerts`` with the alerts of the notification (its
+OpenAPI v2 ``postableAlerts``), so an existing Alertmanager setup — its
+routes, receivers, silences, UI — takes over delivery.
+
+End times: a resolved alert carries its ``ends_at`` (in the past), which
+resolves it in Alertmanager. A firing alert carries its own ``ends_at`` when
+that is later than the notification, else the notification's time plus
+``FIRING_VALIDITY``. Without an end time Alertmanager would resolve it by
+itself after its ``resolve_timeout`` (5 minutes by default), while flowsight
+sends a still-firing group again only after the route's ``repeat_interval``
+(hours); flowsight always sends the "resolved" it owes (also across
+restarts), so a long validity is safe, and it still ends the alert if
+flowsight goes away for good.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+
+from flowsight.alerting.manager import Notification
+from flowsight.alerting.payload import alert_json, rfc3339
+from flowsight.errors import DeliveryError
+from flowsight.model.alerts import Alert, AlertStatus
+
+# longer than any sensible repeat_interval (Alertmanager's default is 4h)
+FIRING_VALIDITY = 3 * 24 * 3600.0
+
+
+class AlertmanagerNotifier:
+    """POSTs the alerts of each notification to the Alertmanager at ``url``
+    (its base URL, e.g. ``http://alertmanager:9093``)."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, external_url: str = "",
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.external_url = external_url
+        self.transport = transport
+
+    def alerts(self, note: Notification) -> list[dict[str, Any]]:
+        """The ``postableAlerts`` body for ``note``."""
+        return [self._postable(a, note) for a in note.alerts]
+
+    def _postable(self, a: Alert, note: Notification) -> dict[str, Any]:
+        j = alert_json(a, self.external_url)
+        out: dict[str, Any] = {"labels": j["labels"], "annotations": j["annotations"]}
+        if a.starts_at:
+            out["startsAt"] = j["startsAt"]
+        if a.status is AlertStatus.RESOLVED:
+            out["endsAt"] = rfc3339(a.ends_at if a.ends_at is not None else note.at)
+        else:
+            # from the notification's time, not the clock's: a retried
+            # delivery sends the same body (never before the start, which
+            # Alertmanager refuses)
+            since = max(note.at, a.starts_at)
+            out["endsAt"] = rfc3339(a.ends_at if a.ends_at is not None and a.ends_at > since
+                                    else since + FIRING_VALIDITY)
+        if j["generatorURL"]:
+            out["generatorURL"] = j["generatorURL"]
+        return out
+
+    async def send(self, note: Notification) -> None:
+        """Deliver ``note``'s alerts: a 2xx answer is success.
+
+        Raises:
+            DeliveryError: temporary on network errors, 429, 3xx and 5xx;
+                permanent on other 4xx (Alertmanager refusing the alerts,
+                e.g. an invalid label name; a wrong path).
+        """
+        endpoint = f"{self.url}/api/v2/alerts"
+        body = msgspec.json.encode(self.alerts(note))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": note.idempotency_key}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
+                resp = await client.post(endpoint, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"alertmanager {endpoint}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
+            raise DeliveryError(f"alertmanager {endpoint}: HTTP {resp.status_code}: {resp.text[:200]}",
+                                permanent=permanent)

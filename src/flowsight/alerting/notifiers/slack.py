@@ -1,0 +1,99 @@
+"""Slack (and Slack-compatible: Mattermost, Rocket.Chat) incoming webhooks.
+
+The message is Alertmanager's Slack message: ``text`` (the title, which is
+also what notifications and clients without attachments show) and one
+attachment coloured by status — ``danger`` (red) while firing, ``good``
+(green) once resolved, as Alertmanager's default — with the title, linked to
+``external_url``, and the body from the templates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+
+from flowsight.alerting.manager import Notification
+from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
+from flowsight.errors import DeliveryError
+
+COLORS = {"firing": "danger", "resolved": "good"}
+
+
+class SlackNotifier:
+    """POSTs to a Slack incoming-webhook ``url``.
+
+    ``title`` and ``text`` are Jinja2 template sources (see
+    :mod:`flowsight.alerting.templates`); ``None`` takes the defaults.
+    ``channel`` and ``username`` override the webhook's own, where the
+    workspace allows it.
+
+    Raises:
+        ConfigError: ``title`` or ``text`` is not a valid template.
+    """
+
+    def __init__(self, url: str, *, channel: str | None = None, username: str | None = None,
+                 title: str | None = None, text: str | None = None, timeout: float = 10.0,
+                 external_url: str = "", transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.channel = channel
+        self.username = username
+        self.title = compile_template(DEFAULT_TITLE if title is None else title, where="slack field 'title'")
+        self.text = compile_template(DEFAULT_BODY if text is None else text, where="slack field 'text'")
+        self.timeout = timeout
+        self.external_url = external_url
+        self.transport = transport
+
+    def message(self, note: Notification) -> dict[str, Any]:
+        """The JSON body for ``note``.
+
+        Raises:
+            DeliveryError: permanent — a template failed on it.
+        """
+        title = render(self.title, note, self.external_url).strip()
+        attachment: dict[str, Any] = {
+            "color": COLORS.get(note.status, "warning"),
+            "title": title,
+            "text": render(self.text, note, self.external_url),
+            "fallback": title,
+            "mrkdwn_in": ["text"],
+        }
+        if self.external_url:
+            attachment["title_link"] = self.external_url
+        body: dict[str, Any] = {"text": title, "attachments": [attachment]}
+        if self.channel:
+            body["channel"] = self.channel
+        if self.username:
+            body["username"] = self.username
+        return body
+
+    async def send(self, note: Notification) -> None:
+        """Deliver ``note``: a 2xx answer is success.
+
+        Raises:
+            DeliveryError: temporary on network errors, 429, 3xx and 5xx;
+                permanent on other 4xx (a revoked webhook, an archived
+                channel) and on a template that fails.
+        """
+        body = msgspec.json.encode(self.message(note))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": note.idempotency_key}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
+                resp = await client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"slack {_redact(self.url)}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
+            raise DeliveryError(f"slack {_redact(self.url)}: HTTP {resp.status_code}: {resp.text[:200]}",
+                                permanent=permanent)
+
+
+def _redact(url: str) -> str:
+    # A Slack webhook URL is a secret (its path is the credential): errors are
+    # logged and stored, so they show the host and only the path's start.
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if not sep or not path:
+        return url
+    return f"{scheme}://{host}/{path[:12]}…" if len(path) > 12 else url

@@ -1,0 +1,327 @@
+"""The built-in alert rules, run against the store: :class:`RuleEngine`.
+
+The decisions are :mod:`flowsight.model.rules`' pure functions; this class
+only feeds them runs, histories and step failures, and remembers what it has
+fired so that each alert is sent firing once and resolved once.
+
+* :meth:`RuleEngine.observe` is called after the hub stored a batch. It keeps
+  step failures and completions from the events themselves, and reads a run
+  (``store.get_run``, at most once per run per batch) only when one of its
+  events can change a verdict: ``failed`` (RunFailed), ``completed`` while its
+  workflow has a failure firing ("green again"), and any of ``started``,
+  ``step_failed``, ``step_completed``, ``failed``, ``completed``,
+  ``cancelled``, ``resumed`` for a run that has an alert firing.
+* :meth:`RuleEngine.tick` is called every few seconds: it checks the Running
+  and Suspended runs for stalls and slowness (``store.list_runs``), with each
+  workflow's history cached for ``history_ttl`` seconds, and reads again the
+  runs whose stall or slowness alert fires but that are no longer live.
+
+After a restart the engine rebuilds what fires from the store at its first
+call: failed runs of the last ``lookback`` seconds not followed by a
+completion of their workflow, the live runs, and the step failures within the
+rules' windows. Re-sending those is harmless (the alert manager dedups by
+fingerprint). Alerts fired before a restart whose condition ended while the
+engine was down are not in the store any more; hand them over with
+:meth:`RuleEngine.restore` (e.g. from the alert manager's snapshot) and the
+engine resolves them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+
+from flowsight.model.alerts import Alert, AlertStatus
+from flowsight.model.events import Event, EventKind
+from flowsight.model.execution import ExecutionMetrics
+from flowsight.model.history import WorkflowHistory
+from flowsight.model.rules import (
+    ALERT_NAMES,
+    RUN_FAILED,
+    RUN_SLOW,
+    RUN_STALLED,
+    STEP_FAILED_REPEATEDLY,
+    AlertKey,
+    RuleSettings,
+    StepFailure,
+    StepFailures,
+    WorkflowSettings,
+    alert_key,
+    evaluate_run,
+    evaluate_step,
+    green_again,
+    resolve,
+    rules_for,
+    step_failure,
+)
+from flowsight.model.stall import DEFAULT_TIMEOUT
+from flowsight.model.state import WorkflowState
+from flowsight.store.sql import SqlStore
+
+K, S = EventKind, WorkflowState
+_LOOKUP_KINDS = frozenset({K.STARTED, K.STEP_FAILED, K.STEP_COMPLETED, K.FAILED, K.COMPLETED, K.CANCELLED,
+                           K.RESUMED})
+_LIVE = (S.RUNNING, S.SUSPENDED)
+_NO_WORKFLOWS: Mapping[str, WorkflowSettings] = MappingProxyType({})
+_PAGE = 500
+
+
+class RuleEngine:
+    """Runs the built-in rules and hands each alert to ``send`` (firing once,
+    resolved once). ``send`` is called with the engine's lock held: it must
+    not call back into the engine.
+
+    ``settings``: the global rules; ``workflows``: per-workflow settings whose
+    ``rules`` win over them. ``clock``: the time used when none is passed.
+    ``external_url``: the base of each alert's link (``{external_url}/runs/{run_id}``).
+    ``stall_timeout``: the stall bound for a run without history or its own.
+    ``history_ttl``: how long a workflow's history is reused. ``lookback``:
+    how far back a restart looks for failed runs. ``max_runs``: at most this
+    many runs are read per scan (live runs per tick, runs at a rebuild).
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        send: Callable[[Alert], None],
+        settings: RuleSettings = RuleSettings(),
+        workflows: Mapping[str, WorkflowSettings] = _NO_WORKFLOWS,
+        *,
+        clock: Callable[[], float] = time.time,
+        external_url: str = "",
+        stall_timeout: float = DEFAULT_TIMEOUT,
+        history_ttl: float = 30.0,
+        lookback: float = 7 * 86400.0,
+        max_runs: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.settings = settings
+        self.workflows = dict(workflows)
+        self.clock = clock
+        self.external_url = external_url
+        self.stall_timeout = stall_timeout
+        self.history_ttl = history_ttl
+        self.lookback = lookback
+        self.max_runs = max_runs
+        #: what this engine has sent firing and not yet resolved
+        self.firing: dict[AlertKey, Alert] = {}
+        self._steps: dict[tuple[str, str], StepFailures] = {}
+        self._history: dict[str, tuple[float, WorkflowHistory]] = {}
+        self._lock = threading.Lock()
+        self._rebuilt = False
+
+    # ---- input ----------------------------------------------------------------
+    def observe(self, events: Sequence[Event]) -> None:
+        """Take a batch the store has just written (duplicates are harmless)."""
+        if not events:
+            return
+        with self._lock:
+            now = self.clock()
+            self._rebuild(now)
+            touched: set[tuple[str, str]] = set()
+            # per run of the batch: its workflow, the kinds that may matter, its `failed` event
+            lookups: dict[str, tuple[str, set[EventKind], list[Event]]] = {}
+            for ev in events:
+                kind = ev.kind
+                if (kind is K.STEP_FAILED or kind is K.STEP_COMPLETED) and ev.step:
+                    if self._track_step(ev):
+                        touched.add((ev.workflow, ev.step))
+                if kind in _LOOKUP_KINDS:
+                    entry = lookups.get(ev.run_id)
+                    if entry is None:
+                        entry = lookups[ev.run_id] = (ev.workflow, set(), [])
+                    entry[1].add(kind)
+                    if kind is K.FAILED:
+                        entry[2][:] = [ev]  # it carries the traceback
+            for wf, step in sorted(touched):
+                self._evaluate_step(wf, step, now)
+            for rid, (wf, kinds, failed) in lookups.items():
+                if K.COMPLETED in kinds:
+                    self._history.pop(wf, None)  # one more completed run: the usual duration moves
+                if self._worth_reading(rid, wf, kinds):
+                    self._evaluate_run_id(rid, now, failed[0] if failed else None)
+
+    def tick(self, now: float | None = None) -> None:
+        """Check the live runs for stalls and slowness; resolve what ended unseen."""
+        with self._lock:
+            now = self.clock() if now is None else now
+            self._rebuild(now)
+            self._tick(now)
+
+    def restore(self, alerts: Iterable[Alert]) -> None:
+        """Take alerts fired before a restart (e.g. the alert manager's
+        snapshot): the firing ones this engine's rules made are remembered,
+        so they are resolved when their condition has ended. Others are ignored."""
+        with self._lock:
+            for a in alerts:
+                if a.status is AlertStatus.FIRING and a.labels.get("alertname") in ALERT_NAMES:
+                    self.firing.setdefault(alert_key(a), a)
+
+    # ---- the work --------------------------------------------------------------------
+    def _emit(self, alerts: Iterable[Alert]) -> None:
+        """Send what changes: a firing alert not yet firing, a resolution of one that is."""
+        for a in alerts:
+            key = alert_key(a)
+            if a.status is AlertStatus.RESOLVED:
+                if self.firing.pop(key, None) is None:
+                    continue
+            elif key in self.firing:
+                continue
+            else:
+                self.firing[key] = a
+            self.send(a)
+
+    def _rules(self, workflow: str) -> RuleSettings:
+        return rules_for(workflow, self.settings, self.workflows)
+
+    def _run_alerts(self, run_id: str) -> list[Alert]:
+        return [a for (name, _, rid), a in self.firing.items() if rid == run_id and name != STEP_FAILED_REPEATEDLY]
+
+    def _worth_reading(self, run_id: str, workflow: str, kinds: set[EventKind]) -> bool:
+        """Whether the run's verdicts may change with events of ``kinds``: only
+        a failure fires from an event; anything else can only resolve what fires."""
+        if K.FAILED in kinds:
+            return True
+        if K.COMPLETED in kinds and any(name == RUN_FAILED and wf == workflow for name, wf, _ in self.firing):
+            return True
+        return bool(self._run_alerts(run_id))
+
+    def _evaluate_run_id(self, run_id: str, now: float, ev: Event | None = None) -> None:
+        m = self.store.get_run(run_id)
+        if m is None:  # pruned (or never stored): nothing of it can still fire
+            self._emit(resolve(a, now, "the run is no longer in the store") for a in self._run_alerts(run_id))
+            return
+        tb = ev.attrs.get("traceback") if ev is not None and ev.kind is K.FAILED else None
+        self._evaluate_run(m, now, tb if isinstance(tb, str) else None)
+
+    def _evaluate_run(self, m: ExecutionMetrics, now: float, traceback: str | None = None) -> None:
+        history = None if m.state.terminal else self._history_of(m.workflow, now)
+        self._emit(evaluate_run(m, history, self._rules(m.workflow), now, self._run_alerts(m.run_id),
+                                traceback=traceback, timeout=self.stall_timeout, external_url=self.external_url))
+        if m.state is S.COMPLETED:
+            failed = [a for (name, wf, _), a in self.firing.items() if name == RUN_FAILED and wf == m.workflow]
+            self._emit(green_again(m, failed, now))
+
+    def _history_of(self, workflow: str, now: float) -> WorkflowHistory:
+        hit = self._history.get(workflow)
+        if hit is not None and now - hit[0] < self.history_ttl:
+            return hit[1]
+        runs = max(20, self._rules(workflow).run_slow.min_runs)
+        h = self.store.history(workflow, runs)
+        self._history[workflow] = (now, h)
+        return h
+
+    def _track_step(self, ev: Event) -> bool:
+        """Note a step failure or completion; True when it may change a verdict."""
+        key = (ev.workflow, ev.step or "")
+        known = self._steps.get(key)
+        if ev.kind is K.STEP_COMPLETED:
+            if known is None:
+                if (STEP_FAILED_REPEATEDLY, key[0], key[1]) not in self.firing:
+                    return False  # nothing counted, nothing firing: a completion changes nothing
+                known = self._steps[key] = StepFailures()  # firing since before a restart
+            known.completed(ev.ts)
+            return True
+        if known is None:
+            known = self._steps[key] = StepFailures()
+        return known.failed(step_failure(ev))
+
+    def _evaluate_step(self, workflow: str, step: str, now: float) -> None:
+        key = (workflow, step)
+        known = self._steps.get(key)
+        if known is None:
+            return
+        rule = self._rules(workflow).step_failed
+        known.prune(now, rule.window)
+        firing = self.firing.get((STEP_FAILED_REPEATEDLY, workflow, step))
+        self._emit(evaluate_step(workflow, step, known, rule, now, firing, external_url=self.external_url))
+        if not known.failures and (STEP_FAILED_REPEATEDLY, workflow, step) not in self.firing:
+            del self._steps[key]  # nothing left to count or resolve
+
+    def _tick(self, now: float) -> None:
+        seen: set[str] = set()
+        for m in self._runs(states=_LIVE):
+            seen.add(m.run_id)
+            self._evaluate_run(m, now)
+        # a stalled or slow run that ended (or was suspended and then ended)
+        # between ticks without an event this engine saw
+        gone = {rid for (name, _, rid), _a in self.firing.items() if name in (RUN_STALLED, RUN_SLOW)} - seen
+        for rid in sorted(gone):
+            self._evaluate_run_id(rid, now)
+        for wf, step in list(self._steps):
+            self._evaluate_step(wf, step, now)  # prunes failures out of the window
+        for wf, (at, _h) in list(self._history.items()):
+            if now - at >= self.history_ttl:
+                del self._history[wf]
+
+    def _runs(self, *, states: Sequence[WorkflowState] | None = None, since: float | None = None,
+              workflow: str | None = None, limit: int | None = None) -> Iterator[ExecutionMetrics]:
+        """Runs newest first, page by page, up to ``limit`` (default ``max_runs``)."""
+        left = self.max_runs if limit is None else limit
+        cursor: str | None = None
+        while left > 0:
+            page = self.store.list_runs(workflow=workflow, states=states, since=since, limit=min(_PAGE, left),
+                                        cursor=cursor)
+            yield from page.runs
+            left -= len(page.runs)
+            cursor = page.cursor
+            if cursor is None:
+                break
+
+    # ---- after a restart ---------------------------------------------------------------
+    def _rebuild(self, now: float) -> None:
+        """Once, at the first call: what should fire now, from the store."""
+        if self._rebuilt:
+            return
+        self._rebuilt = True
+        self._rebuild_failed_runs(now)
+        self._rebuild_steps(now)
+        self._tick(now)
+
+    def _rebuild_failed_runs(self, now: float) -> None:
+        failed = list(self._runs(states=(S.FAILED,), since=now - self.lookback))
+        latest_ok: dict[str, float] = {}
+        for wf in sorted({m.workflow for m in failed}):
+            ends = [m.end_time for m in self._runs(workflow=wf, states=(S.COMPLETED,), limit=20)
+                    if m.end_time is not None]
+            latest_ok[wf] = max(ends, default=float("-inf"))
+        for m in reversed(failed):  # oldest first, as they happened
+            fire = [a for a in evaluate_run(m, None, self._rules(m.workflow), now, (),
+                                            timeout=self.stall_timeout, external_url=self.external_url)
+                    if a.starts_at >= latest_ok[m.workflow]]  # not already green again
+            self._emit(fire)
+
+    def _rebuild_steps(self, now: float) -> None:
+        """Step failures within each workflow's window, and the completions of
+        those steps after them, from the step records of the runs concerned."""
+        rules = [self.settings, *(w.rules for w in self.workflows.values() if w.rules is not None)]
+        window = max((r.step_failed.window for r in rules if r.step_failed.enabled), default=0.0)
+        if window <= 0:
+            return
+        runs = {m.run_id: m for m in self._runs(since=now - window)}
+        runs.update((m.run_id, m) for m in self._runs(states=_LIVE))  # started earlier, failing lately
+        failing = {(m.workflow, name) for m in runs.values() if m.failed_steps for name in m.step_attempts}
+        wanted = [m for m in runs.values()
+                  if m.failed_steps or any((m.workflow, name) in failing for name in m.completed_names)]
+        failures: list[tuple[tuple[str, str], StepFailure]] = []
+        completions: list[tuple[tuple[str, str], float]] = []
+        for m in wanted:
+            # the events, not the step records: their ids match what observe() may see again
+            for ev in self.store.run_events(m.run_id):
+                key = (ev.workflow, ev.step or "")
+                if key not in failing:
+                    continue
+                if ev.kind is K.STEP_FAILED and now - ev.ts <= window:
+                    failures.append((key, step_failure(ev)))
+                elif ev.kind is K.STEP_COMPLETED:
+                    completions.append((key, ev.ts))
+        for key, f in failures:
+            self._steps.setdefault(key, StepFailures()).failed(f)
+        for key, ts in completions:  # after all failures: the order runs were read in does not matter
+            if key in self._steps:
+                self._steps[key].completed(ts)
+        for wf, step in sorted(self._steps):
+            self._evaluate_step(wf, step, now)
