@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("ls", help="list tokens (names and scopes, never the tokens)")
     revoke = tsub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
+
+    check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
+    check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
     return parser
 
 
@@ -222,6 +226,38 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """0: the file is valid; 1: it has problems (each printed as FILE:LINE: FIELD: message);
+    2: there is no file to check. Needs no store."""
+    from flowsight.config import ConfigFileError, default_config_path, load_config
+
+    path = Path(args.config) if args.config else default_config_path()
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        print(f"flowsight: {path} {what}; give the configuration file with --config PATH or "
+              f"$FLOWSIGHT_CONFIG (docs/flowsight.example.toml shows every setting)", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(path)
+    except ConfigFileError as exc:
+        # plain print, not rich: "[alerting.route]" in a message is not markup
+        for problem in exc.problems:
+            print(problem)
+        n = len(exc.problems)
+        print(f"{path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    except FlowsightError as exc:
+        print(f"flowsight: {exc}", file=sys.stderr)
+        return 2
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    print(f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
+          f"{count(len(cfg.inhibit_rules), 'inhibit rule')})")
+    return 0
+
+
 COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo}
 
 
@@ -231,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not out.is_terminal:
         out = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
     err = Console(stderr=True)
+    if args.command == "check":
+        return cmd_check(args)
     try:
         with open_store(args.db) as store:
             return COMMANDS[args.command](store, args, out)

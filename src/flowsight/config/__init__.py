@@ -1,0 +1,32 @@
+"""``flowsight.toml``: loading and checking the configuration.
+
+>>> cfg = load_config("flowsight.toml")          # raises ConfigFileError listing every problem
+>>> notifiers = {rc.name: build_notifier(rc, cfg.external_url) for rc in cfg.receivers}
+
+Modules: :mod:`~flowsight.config.schema` (:class:`Config` and the reading of
+each section), :mod:`~flowsight.config.receivers` (each receiver kind's
+fields, :func:`build_notifier`), :mod:`~flowsight.config.fields` (field
+converters and problem collection), :mod:`~flowsight.config.locate` (the
+line of every field, which :mod:`tomllib` does not keep).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flowsight.config.fields import Problem
+from flowsight.config.receivers import KINDS, ReceiverConfig, build_notifier
+from flowsight.config.schema import Config, ConfigFileError, load_config, parse_config
+
+CONFIG_ENV = "FLOWSIGHT_CONFIG"
+DEFAULT_FILE = "flowsight.toml"
+
+
+def default_config_path() -> Path:
+    """``$FLOWSIGHT_CONFIG`` when set, else ``./flowsight.toml`` (which may not exist)."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_FILE)
+
+
+__all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "Problem", "ReceiverConfig",
+           "build_notifier", "default_config_path", "load_config", "parse_config"]

@@ -1,0 +1,70 @@
+"""``flowsight check``, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "flowsight.example.toml"
+
+
+def check(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "FLOWSIGHT_CONFIG"}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "flowsight", "check", *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd, env=environ)
+
+
+def test_check_accepts_the_example_and_says_what_it_holds(tmp_path: Path) -> None:
+    out = check("--config", str(EXAMPLE), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout == f"{EXAMPLE}: OK (6 receivers, 5 routes, 1 inhibit rule)\n"
+    assert not (tmp_path / "flowsight.db").exists()  # checking a file needs no store
+
+
+def test_check_prints_every_problem_as_file_line_field_message_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "flowsight.toml").write_text(
+        "[alerting.route]\n"
+        "receiver = 'team'\n"
+        "group_wait = 'soon'\n"
+        "[[alerting.recievers]]\n"
+        "name = 'team'\n"
+    )
+    out = check(cwd=tmp_path)  # ./flowsight.toml by default
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines() == [
+        "flowsight.toml:2: alerting.route.receiver: unknown receiver 'team'; no receivers are defined "
+        "(add [[alerting.receivers]])",
+        'flowsight.toml:3: alerting.route.group_wait: expected a duration such as "30s", "5m", "2h" or a number '
+        "of seconds, got string 'soon'",
+        "flowsight.toml:4: alerting.recievers: unknown field 'recievers'; did you mean 'receivers'?",
+    ]
+    assert "Traceback" not in out.stderr and "3 problems" in out.stderr
+
+
+def test_check_reports_a_toml_syntax_error_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nexternal_url = http://x\n")
+    out = check("--config", str(bad), cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stdout.startswith(f"{bad}:2: TOML syntax error: ")
+    assert "Traceback" not in out.stderr
+
+
+def test_check_reads_the_file_named_by_flowsight_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "conf" / "alerts.toml"
+    cfg.parent.mkdir()
+    cfg.write_text("[rules.run_failed]\nseverity = 'critical'\n")
+    out = check(cwd=tmp_path, env={"FLOWSIGHT_CONFIG": str(cfg)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout == f"{cfg}: OK (1 receiver, 1 route, 0 inhibit rules)\n"
+
+
+def test_check_without_a_file_exits_2_and_says_how_to_give_one(tmp_path: Path) -> None:
+    out = check(cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert "flowsight.toml does not exist" in out.stderr and "--config" in out.stderr
+    assert "Traceback" not in out.stderr
