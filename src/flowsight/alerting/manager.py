@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Silence
+from flowsight.model.alerts import Alert, AlertState, AlertStatus, InhibitRule, Silence
 from flowsight.model.flapping import FlapPolicy, FlapState, on_change, on_tick
 from flowsight.model.routing import GroupTimer, Route, Router, due, group_key
 
@@ -53,15 +53,6 @@ class Notification:
         for a in self.alerts:
             h.update(f"|{a.fingerprint}:{a.status.value}".encode())
         return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """One alert as kept across restarts: the alert and the receivers told
-    "firing" that are still owed a "resolved"."""
-
-    alert: Alert
-    told: tuple[str, ...] = ()
 
 
 @dataclass

@@ -17,6 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
+from flowsight.cli.alerts import add_parsers as add_alert_parsers
+from flowsight.cli.alerts import cmd_alerts, cmd_silence
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
     serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
                                                                                "(default 10 MiB)")
+    serve.add_argument("--config", help="flowsight.toml: alert routes, receivers, rules (default: "
+                                        "$FLOWSIGHT_CONFIG or ./flowsight.toml if present; else alerts go to the log)")
     serve.add_argument("--stall-timeout", type=_duration, default=1800.0,
                        help="quiet time before a run without history counts as stalled (default 30m)")
 
@@ -90,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("ls", help="list tokens (names and scopes, never the tokens)")
     revoke = tsub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
+
+    add_alert_parsers(sub, _duration)
 
     check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
     check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
@@ -197,11 +203,12 @@ def cmd_demo(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.config import config_for
     from flowsight.server.ingest import Limits
     from flowsight.server.serve import serve
 
     serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
-          stall_timeout=args.stall_timeout)
+          stall_timeout=args.stall_timeout, config=config_for(args.config))
     return 0
 
 
@@ -258,7 +265,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo}
+COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
+            "alerts": cmd_alerts, "silence": cmd_silence}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

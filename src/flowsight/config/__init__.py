@@ -28,5 +28,19 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_FILE)
 
 
+def config_for(given: str | None) -> Config:
+    """The configuration to run with: the file given (``--config``), else
+    ``$FLOWSIGHT_CONFIG``, else ``./flowsight.toml`` if there is one, else
+    :meth:`Config.default`. A file named but missing is an error.
+
+    Raises:
+        ConfigError: the file is missing or invalid (every problem listed).
+    """
+    if given or os.environ.get(CONFIG_ENV):
+        return load_config(Path(given) if given else default_config_path())
+    default = Path(DEFAULT_FILE)
+    return load_config(default) if default.is_file() else Config.default()
+
+
 __all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "Problem", "ReceiverConfig",
-           "build_notifier", "default_config_path", "load_config", "parse_config"]
+           "build_notifier", "config_for", "default_config_path", "load_config", "parse_config"]

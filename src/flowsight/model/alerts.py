@@ -93,6 +93,15 @@ class Alert:
         return self.labels.get("alertname", "")
 
 
+@dataclass(frozen=True)
+class AlertState:
+    """One alert as kept across restarts: the alert and the receivers told
+    "firing" that are still owed a "resolved"."""
+
+    alert: Alert
+    told: tuple[str, ...] = ()
+
+
 # ---- matchers ----------------------------------------------------------------
 _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
 OPS = ("=", "!=", "=~", "!~")
@@ -170,7 +179,7 @@ class Silence:
     def __post_init__(self) -> None:
         if not self.matchers:
             raise ConfigError("silence: give at least one matcher (a silence of everything is never meant)")
-        if self.ends_at <= self.starts_at:
+        if self.ends_at < self.starts_at:  # equal: one expired before it started
             raise ConfigError("silence: it must end after it starts")
 
     def active(self, now: float) -> bool:
@@ -198,6 +207,8 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
         if duration is None:
             raise ConfigError("silence: say how long (a duration such as 2h) or until when")
         ends_at = start + duration
+    if ends_at <= start:
+        raise ConfigError("silence: it must end after it starts")
     if not comment.strip():
         raise ConfigError("silence: give a comment (why is this quiet?): the next person on call will ask")
     return Silence(silence_id or new_id(), parsed, start, ends_at, created_by or "unknown", comment.strip())

@@ -22,6 +22,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from flowsight import __version__
+from flowsight.alerting.service import AlertingService
+from flowsight.config import Config
 from flowsight.errors import FlowsightError, StoreError
 from flowsight.hub import Hub
 from flowsight.model.state import WorkflowState
@@ -29,7 +31,8 @@ from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, gunzip
-from flowsight.server.metrics import Stats, render_metrics
+from flowsight.server import alerts_api
+from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
 from flowsight.server.stream import Streams, event_stream
 from flowsight.store.sql import SqlStore, decode_cursor
@@ -53,6 +56,7 @@ class ServerState:
     auth: Authenticator
     limits: Limits
     stall_timeout: float
+    alerting: AlertingService
     stats: Stats = field(default_factory=Stats)
     streams: Streams = field(default_factory=Streams)
     events_rejected: int = 0
@@ -82,6 +86,16 @@ def endpoint(scope: str | None, handler: Handler) -> Callable[[Request], Awaitab
             return error(400, str(exc))
         except ClientDisconnect:
             return Response(status_code=499)
+
+    return run
+
+
+def by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """One route, a handler (and so a scope) per method: the 405's ``Allow``
+    then lists every method of the path."""
+
+    async def run(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
 
     return run
 
@@ -245,7 +259,7 @@ async def get_stream(request: Request, st: ServerState) -> Response:
 
 
 async def get_metrics(request: Request, st: ServerState) -> Response:
-    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"))
+    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"), alert_counts(st))
     return Response(body, media_type=ctype)
 
 
@@ -266,20 +280,27 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: float = 1800.0,
-               hub: Hub | None = None) -> Starlette:
-    """The app over ``store``; the caller keeps ownership of the store."""
+               hub: Hub | None = None, config: Config | None = None,
+               alerting: AlertingService | None = None) -> Starlette:
+    """The app over ``store``; the caller keeps ownership of the store.
+    Alerting follows ``config`` (default: built-in rules, alerts to the log)."""
     hub = hub or Hub(store, track=False)
+    alerting = alerting or AlertingService(store, config or Config.default())
+    hub.observers.append(alerting.observe)
     st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
-                     limits=limits or Limits(), stall_timeout=stall_timeout)
+                     limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
     st.committer.on_commit = st.stats.on_commit
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         st.committer.start()
+        alerting.load()
+        alerting.start()
         try:
             yield
         finally:
             await st.committer.stop()  # everything acknowledged is committed before exit
+            await alerting.stop()  # then the rules see the last events, and the outbox is saved
 
     routes = [
         Route("/api/v1/events", endpoint("ingest", post_events), methods=["POST"]),
@@ -290,6 +311,13 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/api/v1/runs/{run_id:path}", endpoint("read", get_run), methods=["GET"]),
         Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
         Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),
+        Route("/api/v1/alerts", by_method(GET=endpoint("read", alerts_api.get_alerts),
+                                          POST=endpoint("ingest", alerts_api.post_alerts)), methods=["GET", "POST"]),
+        Route("/api/v1/silences", by_method(GET=endpoint("read", alerts_api.get_silences),
+                                            POST=endpoint("admin", alerts_api.post_silence)),
+              methods=["GET", "POST"]),
+        Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence),
+              methods=["DELETE"]),
         Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
         Route("/healthz", endpoint(None, get_health), methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),

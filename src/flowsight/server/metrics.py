@@ -76,8 +76,10 @@ class Stats:
 
 
 class FlowsightCollector(Collector):
-    def __init__(self, st: ServerState) -> None:
+    def __init__(self, st: ServerState, alerts: dict[tuple[str, str], int] | None = None) -> None:
         self.st = st
+        # (status, severity) -> count, taken on the event loop (the manager lives there)
+        self.alerts = alerts or {}
 
     def collect(self) -> Iterator[Metric]:
         st = self.st
@@ -113,10 +115,35 @@ class FlowsightCollector(Collector):
                                 value=st.hub.stream.subscribers)
         yield CounterMetricFamily("flowsight_stream_dropped", "Events a slow stream client missed live "
                                   "(it then resumes from the store)", value=st.hub.stream.dropped)
+        alerts = GaugeMetricFamily("flowsight_alerts", "Alerts held by the alert manager, by status "
+                                   "(firing, silenced, inhibited, flapping, resolved) and severity",
+                                   labels=["status", "severity"])
+        for (status, severity), n in sorted(self.alerts.items()):
+            alerts.add_metric([status, severity], n)
+        yield alerts
+        pending = GaugeMetricFamily("flowsight_notifications_pending", "Notifications in the outbox, not yet "
+                                    "delivered", labels=["receiver"])
+        broken = st.store.broken_receivers()
+        for receiver in sorted(st.alerting.notifiers):
+            pending.add_metric([receiver], st.store.pending_count(receiver))
+        yield pending
+        yield GaugeMetricFamily("flowsight_receivers_broken", "Receivers whose last delivery failed for good",
+                                value=len(broken))
 
 
-def render_metrics(st: ServerState, accept: str | None) -> tuple[bytes, str]:
+def alert_counts(st: ServerState) -> dict[tuple[str, str], int]:
+    """Alerts by (status, severity); call it on the event loop."""
+    am = st.alerting.manager
+    counts: dict[tuple[str, str], int] = {}
+    for fp, entry in am.alerts.items():
+        key = (am.status_of(fp), entry.alert.severity.value)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def render_metrics(st: ServerState, accept: str | None,
+                   alerts: dict[tuple[str, str], int] | None = None) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FlowsightCollector(st))
+    registry.register(FlowsightCollector(st, alerts))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type

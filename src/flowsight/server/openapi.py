@@ -10,6 +10,8 @@ import msgspec
 
 from flowsight.server import schemas as S
 
+ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
+
 
 @dataclass(frozen=True)
 class Param:
@@ -73,6 +75,21 @@ OPS = [
        params=[Param("workflow", "query", STR), Param("run_id", "query", STR),
                Param("Last-Event-ID", "header", STR, "seq of the last event received")],
        scope="read", content_type="text/event-stream"),
+    Op("get", "/api/v1/alerts", "Alerts the manager holds: firing, pending, resolved, silenced, inhibited, flapping",
+       {200: ("the alerts, newest first", S.AlertList), **ERRORS},
+       params=[Param("status", "query", {"type": "string", "enum": list(ALERT_STATUSES)}, "only this status")],
+       scope="read"),
+    Op("post", "/api/v1/alerts", "Send one alert or an array (same labels = same alert; ends_at past = resolved)",
+       {200: ("taken", S.AlertsAccepted), **ERRORS}, body=list[S.AlertIn] | S.AlertIn, scope="ingest"),
+    Op("get", "/api/v1/silences", "Active and pending silences (all=true: expired too)",
+       {200: ("the silences", S.SilenceList), **ERRORS},
+       params=[Param("all", "query", {"type": "string", "enum": ["true", "false"]}, "expired ones too")],
+       scope="read"),
+    Op("post", "/api/v1/silences", "Mute the alerts matchers select, for a while",
+       {201: ("the silence", S.SilenceOut), **ERRORS}, body=S.SilenceIn, scope="admin"),
+    Op("delete", "/api/v1/silences/{silence_id}", "End a silence now",
+       {200: ("expired", S.Expired), 404: ("no such active or pending silence", S.Error), **ERRORS},
+       params=[Param("silence_id", "path", STR, required=True)], scope="admin"),
     Op("get", "/metrics", "Prometheus metrics (text exposition format)",
        {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),

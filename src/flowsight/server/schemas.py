@@ -4,11 +4,11 @@ wire form."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from flowsight.model.events import Event, WireEvent
+from flowsight.model.events import MAX_TS, Event, WireEvent
 
 
 #: An event as sent: ``id`` (recommended: it makes a retry safe) and ``ts``
@@ -125,3 +125,83 @@ class Health(msgspec.Struct, kw_only=True):
     status: Literal["ok"]
     store: str
     version: str
+
+
+# ---- alerting ------------------------------------------------------------------
+Severity = Literal["info", "warning", "error", "critical"]
+Source = Literal["execution", "performance", "state", "fault", "log"]
+
+
+class AlertOut(msgspec.Struct, kw_only=True):
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    severity: Severity
+    source: Source
+    #: firing | pending | resolved, or why a firing one is quiet: silenced |
+    #: inhibited | flapping
+    status: Literal["firing", "pending", "resolved", "silenced", "inhibited", "flapping"]
+    muted_by: str | None
+    starts_at: float
+    ends_at: float | None
+    link: str | None
+    receivers_told: list[str]
+
+
+class AlertList(msgspec.Struct, kw_only=True):
+    alerts: list[AlertOut]
+
+
+#: Prometheus' label names; values and annotations any text but NUL
+LabelName = Annotated[str, msgspec.Meta(pattern="^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=256)]
+Text = Annotated[str, msgspec.Meta(pattern="^[^\\x00]*$", max_length=16_384)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, lt=MAX_TS)]
+
+
+class AlertIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An alert from outside (a script, another monitor): the same labels
+    update the same alert; ``ends_at`` in the past resolves it; without it,
+    the alert ends ``resolve_timeout`` after it was last sent."""
+
+    labels: Annotated[dict[LabelName, Text], msgspec.Meta(min_length=1, max_length=64)]
+    annotations: Annotated[dict[LabelName, Text], msgspec.Meta(max_length=64)] = {}
+    severity: Severity = "warning"
+    source: Source = "fault"
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    link: Text | None = None
+
+
+class AlertsAccepted(msgspec.Struct, kw_only=True):
+    accepted: int
+    fingerprints: list[str]
+
+
+class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``matchers`` like ``workflow=nightly-etl``, ``severity!=info``,
+    ``alertname=~Run.*``; give ``duration`` (``2h``) or ``ends_at``."""
+
+    matchers: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=64)]
+    comment: Annotated[str, msgspec.Meta(pattern="\\S", max_length=16_384)]
+    created_by: Text = ""
+    duration: Annotated[str, msgspec.Meta(pattern="^ *([0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w) *)+$")] | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+
+
+class SilenceOut(msgspec.Struct, kw_only=True):
+    id: str
+    matchers: list[str]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    state: Literal["active", "pending", "expired"]
+
+
+class SilenceList(msgspec.Struct, kw_only=True):
+    silences: list[SilenceOut]
+
+
+class Expired(msgspec.Struct, kw_only=True):
+    expired: str

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
 from flowsight.server.ingest import Limits
@@ -53,13 +54,13 @@ def check_bind(host: str, store: SqlStore) -> None:
 
 
 def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: Limits | None = None,
-          stall_timeout: float = 1800.0, log_level: str = "info") -> None:
+          stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None) -> None:
     check_bind(host, store)
-    app = create_app(store, limits=limits, stall_timeout=stall_timeout)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+    app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config)
+    uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False)
     with _stop_signals_end_cleanly():
-        _Server(config, app.state.flowsight.streams).run()
+        _Server(uv_config, app.state.flowsight.streams).run()
 
 
 class _Server(uvicorn.Server):

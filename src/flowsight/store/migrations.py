@@ -118,10 +118,75 @@ _V2_TOKENS: Final = [
     )""",
 ]
 
+
+def _v3_alerting(serial: str, bigint: str) -> list[str]:
+    """Alerting: the manager's alerts (with who is owed "resolved"), silences,
+    the outbox, the log of delivery attempts, broken receivers. ``serial``:
+    an id that only grows and is never reused (per receiver, outbox order is
+    id order; log rows point at outbox ids)."""
+    return [
+        """CREATE TABLE IF NOT EXISTS alerts (
+            fingerprint TEXT PRIMARY KEY,
+            labels TEXT NOT NULL,
+            annotations TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            source TEXT NOT NULL,
+            status TEXT NOT NULL,
+            starts_at DOUBLE PRECISION NOT NULL,
+            ends_at DOUBLE PRECISION,
+            link TEXT,
+            told TEXT NOT NULL DEFAULT '[]',
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS silences (
+            id TEXT PRIMARY KEY,
+            matchers TEXT NOT NULL,
+            starts_at DOUBLE PRECISION NOT NULL,
+            ends_at DOUBLE PRECISION NOT NULL,
+            created_by TEXT NOT NULL,
+            comment TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS silences_updated ON silences (updated_at)",
+        f"""CREATE TABLE IF NOT EXISTS outbox (
+            id {serial},
+            receiver TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+            last_error TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, receiver, id)",
+        f"""CREATE TABLE IF NOT EXISTS notification_log (
+            id {serial},
+            outbox_id {bigint} NOT NULL,
+            receiver TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            fingerprints TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            attempt INTEGER NOT NULL,
+            result TEXT NOT NULL CHECK (result IN ('ok', 'temporary', 'permanent')),
+            error TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS notification_log_receiver ON notification_log (receiver, id)",
+        """CREATE TABLE IF NOT EXISTS receivers (
+            name TEXT PRIMARY KEY,
+            broken_since DOUBLE PRECISION NOT NULL,
+            broken_reason TEXT NOT NULL
+        )""",
+    ]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
+    (3, "alerts, silences, outbox, notification log, receivers",
+     {"sqlite": _v3_alerting("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+      "postgresql": _v3_alerting("BIGSERIAL PRIMARY KEY", "BIGINT")}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

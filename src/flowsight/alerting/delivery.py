@@ -1,0 +1,277 @@
+"""Delivery through the outbox: written before sent, in order per receiver,
+retried with backoff, every attempt logged.
+
+:meth:`Dispatcher.enqueue` commits notifications to the outbox; once it has
+returned they are not lost, whatever happens to the process.
+:meth:`Dispatcher.run_once` sends what is due: receivers side by side, each
+receiver's notifications one after another, oldest first. A notification is
+claimed in the store before it is sent, so two servers sharing a store never
+send it at the same time, and a server killed in the middle of a send leaves
+it to be sent again once the claim's lease has passed (at least once: the
+receiver can tell a repeat by the idempotency key every payload carries).
+
+What happens after an attempt:
+
+* **delivered**: the row is ``sent``, the log says ``ok``; if the receiver
+  was broken it is not any more (``on_recovered``);
+* **temporary failure** (network, timeout, 5xx, 429, a program that exited
+  non-zero, any unexpected exception): tried again after
+  :meth:`Backoff.delay` (1 s, 2 s, 4 s, ... at most 5 min, with jitter); the
+  receiver's later notifications wait behind it, so they still arrive in
+  order;
+* **permanent failure** (``DeliveryError(permanent=True)``: a 4xx other than
+  429, a refused login, a missing program): retrying cannot help. The row is
+  ``failed``, the receiver is marked broken and ``on_broken`` is called once
+  (the server raises a ``ReceiverBroken`` alert for the other receivers).
+  The receiver's next notification is still tried: one success clears the mark;
+* **too old**: a notification still failing ``give_up_after`` (a day) after it
+  was written fails the same way, with the receiver marked broken. A day late,
+  an alert is history rather than news; holding it longer would hold back
+  every later notification of that receiver too. Each notification gets its
+  own day, counted from when it was written;
+* **no such receiver** (the configuration changed): the row is ``failed``
+  with an error saying so; no receiver is marked broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from flowsight.alerting.codec import decode_notification, encode_notification
+from flowsight.alerting.manager import Notification
+from flowsight.alerting.notifiers import Notifier
+from flowsight.errors import ConfigError, DeliveryError
+from flowsight.store.alerting import About, OutboxItem, Outgoing, Settled
+from flowsight.store.sql import SqlStore
+
+log = logging.getLogger("flowsight.alerts")
+
+GIVE_UP_AFTER = 86_400.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: attempt ``n`` failed, wait about
+    ``min(cap, base * factor ** (n - 1))`` seconds, give or take ``jitter``
+    of it (so the retries of many servers spread out)."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (self.base > 0 and self.factor >= 1 and self.cap >= self.base and 0 <= self.jitter < 1):
+            raise ConfigError(f"backoff {self}: need base > 0, factor >= 1, cap >= base and 0 <= jitter < 1")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...);
+        ``rand`` is uniform in [0, 1) (0.5: no jitter)."""
+        try:
+            d = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # attempt 1100 of a receiver down for days
+            d = self.cap
+        return d * (1.0 + self.jitter * (2.0 * rand - 1.0))
+
+
+class Dispatcher:
+    """Sends the outbox. ``notifiers``: receiver name -> its notifier.
+
+    ``send_timeout`` bounds one send (longer: a temporary failure); ``lease``
+    (default ``send_timeout + 30``) is how long a claimed notification is
+    nobody else's: after a crash it is sent again once that has passed.
+    ``clock`` and ``rand`` are the world, passed in.
+    """
+
+    def __init__(self, store: SqlStore, notifiers: Mapping[str, Notifier], *,
+                 clock: Callable[[], float] = time.time, backoff: Backoff = Backoff(),
+                 on_broken: Callable[[str, str], None] | None = None,
+                 on_recovered: Callable[[str], None] | None = None,
+                 rand: Callable[[], float] = random.random, give_up_after: float = GIVE_UP_AFTER,
+                 send_timeout: float = 30.0, lease: float | None = None, batch: int = 100) -> None:
+        self.store = store
+        self.notifiers = notifiers
+        self.clock = clock
+        self.backoff = backoff
+        self.on_broken = on_broken
+        self.on_recovered = on_recovered
+        self.rand = rand
+        self.give_up_after = give_up_after
+        self.send_timeout = send_timeout
+        self.lease = send_timeout + 30.0 if lease is None else lease
+        if self.lease <= send_timeout:
+            raise ConfigError(f"delivery lease {self.lease:g} s must be longer than the send timeout "
+                              f"{send_timeout:g} s, or a slow send could be sent twice at once")
+        self.batch = batch
+        # what this dispatcher settled (rows that took the new state: never twice)
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+
+    def enqueue(self, notes: Sequence[Notification]) -> list[int]:
+        """Write ``notes`` to the outbox; committed when this returns (the
+        acknowledgement point). The same notification twice is one row.
+        Returns their outbox ids.
+
+        Raises:
+            StoreError: nothing was written.
+        """
+        return self.store.enqueue_notifications(
+            [Outgoing(n.receiver, n.idempotency_key, encode_notification(n)) for n in notes], self.clock())
+
+    async def run_once(self, now: float | None = None, *, stop: asyncio.Event | None = None) -> int:
+        """Send everything due at ``now``; returns how many were delivered.
+
+        Receivers are served side by side; each one's notifications go one
+        after another, until one fails for now or none is due. With ``stop``
+        set, no new send starts; those in flight finish and are recorded
+        before this returns.
+
+        Raises:
+            StoreError: the store failed (after every send in flight finished).
+        """
+        now = self.clock() if now is None else now
+        heads = await asyncio.to_thread(self.store.due_notifications, now, self.batch)
+        results = await asyncio.gather(*(self._drain(h, now, stop) for h in heads), return_exceptions=True)
+        delivered = 0
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            delivered += r
+        return delivered
+
+    async def _drain(self, head: OutboxItem, now: float, stop: asyncio.Event | None) -> int:
+        """One receiver's due notifications, in order."""
+        delivered = 0
+        item: OutboxItem | None = head
+        while item is not None and not (stop is not None and stop.is_set()):
+            outcome = await self._attempt(item, now)
+            if outcome is None or outcome == "temporary":
+                break  # taken by someone else, or failing: the rest waits behind it
+            delivered += outcome == "ok"
+            nxt = await asyncio.to_thread(self.store.due_notifications, now, 1, receiver=head.receiver)
+            item = nxt[0] if nxt else None
+        return delivered
+
+    async def _attempt(self, due: OutboxItem, now: float) -> str | None:
+        """Claim, send and record one notification; its result (ok,
+        temporary, permanent), or None when someone else had claimed it."""
+        item = await asyncio.to_thread(self.store.claim_notification, due, now, now + self.lease)
+        if item is None:
+            return None
+        try:
+            note = decode_notification(item.body)
+        except ValueError as exc:
+            await self._settle_failed(item, now, f"outbox row {item.id}: {exc}", About(""), broken=False)
+            return "permanent"
+        about = About(note.group_key, tuple(a.fingerprint for a in note.alerts))
+        notifier = self.notifiers.get(item.receiver)
+        if notifier is None:
+            await self._settle_failed(item, now, f"no receiver named {item.receiver!r} is configured (any more): "
+                                                 "add it back to the configuration to deliver its later "
+                                                 "notifications", about, broken=False)
+            return "permanent"
+        try:
+            await asyncio.wait_for(notifier.send(note), self.send_timeout)
+        except DeliveryError as exc:
+            return await self._failed(item, now, str(exc), exc.permanent, about)
+        except TimeoutError:
+            return await self._failed(item, now, f"no answer within {self.send_timeout:g} s", False, about)
+        except Exception as exc:  # a receiver's bug is a failed attempt, retried, not the end of delivery
+            log.warning("receiver %r: unexpected error sending notification %d", item.receiver, item.id,
+                        exc_info=True)
+            return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
+        settled = await asyncio.to_thread(self.store.mark_sent, item, now, about)
+        self.sent += settled.moved
+        if settled.recovered:
+            log.warning("receiver %r delivers again", item.receiver)
+            self._call(self.on_recovered, item.receiver)
+        return "ok"
+
+    async def _failed(self, item: OutboxItem, now: float, error: str, permanent: bool, about: About) -> str:
+        age = now - item.created_at
+        if permanent:
+            await self._settle_failed(item, now, error, about, broken=True)
+            return "permanent"
+        if age >= self.give_up_after:
+            await self._settle_failed(item, now, f"gave up after {item.attempts} attempts over {age / 3600:.1f} h; "
+                                                 f"last error: {error}", about, broken=True)
+            return "permanent"
+        next_at = now + self.backoff.delay(item.attempts, self.rand())
+        settled = await asyncio.to_thread(self.store.mark_retry, item, now, next_at, error, about)
+        self.retried += settled.moved
+        return "temporary"
+
+    async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *,
+                             broken: bool) -> Settled:
+        settled = await asyncio.to_thread(self.store.mark_failed, item, now, error, about, break_receiver=broken)
+        self.failed += settled.moved
+        log.error("notification %d to %r failed for good: %s", item.id, item.receiver, error)
+        if settled.broke:
+            self._call(self.on_broken, item.receiver, error)
+        return settled
+
+    @staticmethod
+    def _call(callback: Callable[..., None] | None, *args: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:  # the outcome is recorded already; a failing hook must not undo delivery
+            log.exception("alerting: the receiver status hook failed")
+
+
+class DeliveryWorker:
+    """Runs :meth:`Dispatcher.run_once` every ``interval`` seconds in a
+    background task (or at once after :meth:`wake`). :meth:`stop` (what a
+    SIGTERM handler awaits) lets the sends in flight finish and be recorded,
+    starts no new one, and returns; what is left stays in the outbox for the
+    next start."""
+
+    def __init__(self, dispatcher: Dispatcher, interval: float = 1.0) -> None:
+        self.dispatcher = dispatcher
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._kick = asyncio.Event()
+
+    def start(self) -> None:
+        """Start the loop (call it on the running event loop)."""
+        if self._task is not None:
+            return
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name="flowsight-delivery")
+
+    def wake(self) -> None:
+        """Run a round now rather than at the next interval (e.g. after enqueue)."""
+        self._kick.set()
+
+    async def stop(self) -> None:
+        """Finish the sends in flight, then stop."""
+        if self._task is None:
+            return
+        self._stop.set()
+        self._kick.set()
+        try:
+            await self._task
+        finally:
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.dispatcher.run_once(stop=self._stop)
+            except Exception:  # a bad round (the database away) must not end delivery; the next one tries
+                log.exception("delivery round failed")
+            if self._stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._kick.clear()

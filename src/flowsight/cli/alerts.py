@@ -1,0 +1,128 @@
+"""``flowsight alerts`` and ``flowsight silence add|ls|expire``.
+
+They work on the store, like the other commands: a silence added here is
+picked up by a running server within a second; the alerts shown are the
+server's last saved state, with silences and inhibition applied as the
+server's configuration says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from flowsight.errors import FlowsightError
+from flowsight.model.alerts import new_silence
+from flowsight.server.alerts_api import alert_rows, silence_row
+from flowsight.server.openapi import ALERT_STATUSES
+from flowsight.store.sql import SqlStore
+
+def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
+    alerts = sub.add_parser("alerts", help="alerts: firing, pending, silenced, inhibited, flapping")
+    alerts.add_argument("--status", choices=ALERT_STATUSES, help="only alerts in this status")
+    alerts.add_argument("--config", help="flowsight.toml (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
+    alerts.add_argument("--json", action="store_true")
+
+    silence = sub.add_parser("silence", help="silences: add, ls, expire")
+    ssub = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    add = ssub.add_parser("add", help="mute the alerts these matchers select, for a while")
+    add.add_argument("matchers", nargs="+", metavar="MATCHER",
+                     help="name=value, name!=value, name=~regex or name!~regex (all must match)")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--for", dest="duration", type=duration, help="how long, e.g. 2h")
+    when.add_argument("--until", type=float, help="until this time (seconds since the epoch)")
+    add.add_argument("-c", "--comment", required=True, help="why (the next person on call will ask)")
+    add.add_argument("--author", default=None, help="who (default: your user name)")
+    ls = ssub.add_parser("ls", help="active and pending silences")
+    ls.add_argument("--all", action="store_true", help="expired ones too")
+    ls.add_argument("--json", action="store_true")
+    expire = ssub.add_parser("expire", help="end a silence now")
+    expire.add_argument("id")
+
+
+def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    from flowsight.alerting.manager import AlertManager
+    from flowsight.config import config_for
+
+    cfg = config_for(args.config)
+    am = AlertManager(cfg.route, inhibit_rules=cfg.inhibit_rules, flap_policy=cfg.flap_policy,
+                      dependencies=cfg.dependencies())
+    am.restore(store.load_alerts())
+    for s in store.list_silences():
+        am.add_silence(s)
+    rows = alert_rows(am, args.status)
+    if args.json:
+        print(json.dumps({"alerts": rows}, indent=2))
+        return 0
+    if not rows:
+        out.print("no alerts" + (f" in status {args.status}" if args.status else ""))
+        return 0
+    table = Table(title=f"{len(rows)} alert{'s' if len(rows) != 1 else ''}")
+    for col in ("status", "severity", "alert", "workflow / run / step", "since", "summary"):
+        table.add_column(col)
+    colors = {"firing": "red", "resolved": "green", "silenced": "dim", "inhibited": "dim", "flapping": "yellow"}
+    for r in rows:
+        labels = r["labels"]
+        where = " / ".join(labels[k] for k in ("workflow", "run_id", "step", "service", "receiver") if k in labels)
+        status = f"[{colors.get(r['status'], 'white')}]{r['status']}[/]"
+        if r["muted_by"]:
+            status += f"\n[dim]{r['muted_by']}[/dim]"
+        table.add_row(status, r["severity"], labels.get("alertname", r["fingerprint"]), where,
+                      _ago(r["starts_at"]), r["annotations"].get("summary", ""))
+    out.print(table)
+    return 0
+
+
+def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    now = time.time()
+    if args.silence_command == "add":
+        s = new_silence(args.matchers, now=now, duration=args.duration, ends_at=args.until,
+                        created_by=args.author or _user(), comment=args.comment)
+        store.add_silence(s, now)
+        out.print(f"silence {s.id} until {time.strftime('%Y-%m-%d %H:%M', time.localtime(s.ends_at))}: "
+                  f"{' '.join(silence_row(s, now)['matchers'])}", highlight=False)
+        return 0
+    if args.silence_command == "ls":
+        rows = [silence_row(s, now) for s in store.list_silences() if args.all or s.ends_at > now]
+        if args.json:
+            print(json.dumps({"silences": rows}, indent=2))
+            return 0
+        if not rows:
+            out.print("no silences" if args.all else "no active or pending silences (--all shows expired ones)")
+            return 0
+        table = Table()
+        for col in ("id", "state", "matchers", "ends", "by", "comment"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["id"], r["state"], " ".join(r["matchers"]),
+                          time.strftime("%Y-%m-%d %H:%M", time.localtime(r["ends_at"])), r["created_by"],
+                          r["comment"])
+        out.print(table)
+        return 0
+    if not store.expire_silence(args.id, now):
+        raise FlowsightError(f"no active or pending silence {args.id!r}; `flowsight silence ls` lists them")
+    out.print(f"silence {args.id} expired")
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _ago(ts: float) -> str:
+    secs = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit} ago"
+    return f"{secs:.0f}s ago"
+

@@ -1,0 +1,169 @@
+"""Alerting end to end: a real ``flowsight serve`` with a flowsight.toml, real
+events, the built-in rules, a real webhook receiver on 127.0.0.1; silences
+from the API and the CLI; an outbox that survives ``kill -9``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.alerting.test_notifiers import Recorder
+from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows
+
+
+def config(tmp_path: Path, hook_port: int) -> Path:
+    path = tmp_path / "flowsight.toml"
+    path.write_text(f"""
+[alerting.route]
+receiver = "team"
+group_by = ["alertname", "workflow"]
+group_wait = "0s"
+group_interval = "1s"
+repeat_interval = "1h"
+
+[[alerting.receivers]]
+name = "team"
+kind = "webhook"
+url = "http://127.0.0.1:{hook_port}/hook"
+timeout = "2s"
+""")
+    return path
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    srv = Recorder()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"waited {timeout}s for {what}")
+
+
+def failed_run(run_id: str, workflow: str = "etl") -> list[dict[str, Any]]:
+    return [event("started", workflow, run_id), event("step_started", workflow, run_id, "load"),
+            event("step_failed", workflow, run_id, "load", error="disk full"),
+            event("failed", workflow, run_id, error="load failed")]
+
+
+def bodies(rec: Recorder, alertname: str, status: str) -> list[dict[str, Any]]:
+    return [b for b in rec.bodies
+            if b["status"] == status and any(a["labels"].get("alertname") == alertname for a in b["alerts"])]
+
+
+def test_a_failed_run_reaches_the_webhook_and_its_resolution_beats_a_silence(
+        serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+    server = serve("--config", str(config(tmp_path, receiver.server_address[1])))
+    c = server.client()
+    post(c, failed_run("r1"))
+
+    firing = wait_for("the RunFailed notification", lambda: bodies(receiver, "RunFailed", "firing"))
+    alert = firing[0]["alerts"][0]
+    assert alert["labels"]["workflow"] == "etl" and alert["labels"]["run_id"] == "r1"
+    assert firing[0]["version"] == "4" and firing[0]["idempotencyKey"]
+    listed = c.get("/api/v1/alerts").json()["alerts"]
+    mine = [a for a in listed if a["labels"]["alertname"] == "RunFailed"]
+    assert mine and mine[0]["status"] == "firing" and mine[0]["receivers_told"] == ["team"]
+
+    r = c.post("/api/v1/silences", json={"matchers": ["workflow=etl"], "duration": "1h", "comment": "maintenance"})
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "active"
+    wait_for("the alert to show as silenced", lambda: any(
+        a["status"] == "silenced" for a in c.get("/api/v1/alerts", params={"status": "silenced"}).json()["alerts"]))
+
+    # a newer run of the workflow completes: RunFailed resolves, and the
+    # receiver that heard "firing" hears "resolved" though the alert is silenced
+    post(c, [event("started", "etl", "r2"), event("completed", "etl", "r2")])
+    wait_for("the resolved notification", lambda: bodies(receiver, "RunFailed", "resolved"))
+
+
+def test_silences_from_the_cli_are_seen_by_the_server_and_listed(
+        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    server = serve("--config", str(config(tmp_path, receiver.server_address[1])))
+    c = server.client()
+    post(c, failed_run("r1", "nightly-etl"))
+    wait_for("the RunFailed notification", lambda: bodies(receiver, "RunFailed", "firing"))
+
+    out = flowsight("silence", "add", "workflow=nightly-etl", "--for", "2h", "-c", "maintenance", db=store_url)
+    assert out.returncode == 0, out.stderr
+    sid = out.stdout.split()[1]
+    wait_for("the server to apply the CLI's silence", lambda: [
+        a for a in c.get("/api/v1/alerts", params={"status": "silenced"}).json()["alerts"]
+        if a["muted_by"] == f"silenced by {sid}"])
+
+    ls = flowsight("silence", "ls", "--json", db=store_url)
+    assert ls.returncode == 0, ls.stderr
+    assert sid in ls.stdout and "maintenance" in ls.stdout
+    shown = flowsight("alerts", "--config", str(tmp_path / "flowsight.toml"), db=store_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "RunFailed" in shown.stdout and "silenced" in shown.stdout
+
+    assert flowsight("silence", "expire", sid, db=store_url).returncode == 0
+    wait_for("the silence to end on the server", lambda: [
+        a for a in c.get("/api/v1/alerts", params={"status": "firing"}).json()["alerts"]
+        if a["labels"]["alertname"] == "RunFailed"])
+    api = c.get("/api/v1/silences", params={"all": "true"}).json()["silences"]
+    assert [s["state"] for s in api if s["id"] == sid] == ["expired"]
+
+
+def test_bad_silences_are_refused_with_the_reason(serve: Serve) -> None:
+    c = serve().client()
+    for body, words in [({"matchers": ["workflow=~("], "duration": "1h", "comment": "x"}, "regex"),
+                        ({"matchers": ["workflow=etl"], "comment": "x"}, "how long"),
+                        ({"matchers": ["workflow=etl"], "duration": "1h", "comment": " "}, "comment"),
+                        ({"matchers": [], "duration": "1h", "comment": "x"}, "matcher"),
+                        ({"matchers": ["workflow=etl"], "duration": "soon", "comment": "x"}, "duration")]:
+        r = c.post("/api/v1/silences", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert words in r.json()["error"], r.text
+    assert c.delete("/api/v1/silences/nope").status_code == 404
+
+
+def test_notifications_in_the_outbox_of_a_killed_server_are_sent_after_restart(
+        serve: Serve, store_url: str, tmp_path: Path) -> None:
+    hook_port = free_port()  # nothing listens there yet: every delivery fails and stays in the outbox
+    cfg = str(config(tmp_path, hook_port))
+    server = serve("--config", cfg)
+    post(server.client(), failed_run("r1"))
+    wait_for("a failed delivery attempt", lambda: sql_rows(
+        store_url, "SELECT count(*) FROM notification_log WHERE result = 'temporary'")[0][0] > 0)
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    rec = Recorder(port=hook_port)
+    thread = threading.Thread(target=rec.serve_forever, daemon=True)
+    thread.start()
+    try:
+        serve("--config", cfg)
+        got = wait_for("the notification from the outbox", lambda: bodies(rec, "RunFailed", "firing"), 40.0)
+        wait_for("an empty outbox", lambda: sql_rows(
+            store_url, "SELECT count(*) FROM outbox WHERE state = 'pending'")[0][0] == 0)
+        assert len(bodies(rec, "RunFailed", "firing")) == 1, rec.bodies  # sent once, not again after restart
+        assert got[0]["alerts"][0]["labels"]["run_id"] == "r1"
+    finally:
+        rec.shutdown()
+        rec.server_close()
+
+
+def test_metrics_count_alerts_by_status_and_severity(serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+    server = serve("--config", str(config(tmp_path, receiver.server_address[1])))
+    c = server.client()
+    post(c, failed_run("r1"))
+    text = wait_for("the alert in /metrics", lambda: (
+        t if 'flowsight_alerts{severity="error",status="firing"} 1.0' in (t := c.get("/metrics").text) else None))
+    assert 'flowsight_notifications_pending{receiver="team"}' in text
