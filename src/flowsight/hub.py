@@ -9,7 +9,7 @@ to the state monitor's handlers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from flowsight.model.events import Event
 from flowsight.monitors.channel import EventChannel
@@ -38,8 +38,6 @@ class Hub:
         # Reads use their own connections, so a write never waits behind a query.
         self.inline_max = inline_max
         self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
-        # called with the new events of each stored batch (the alert rules)
-        self.observers: list[Callable[[Sequence[Event]], None]] = []
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
@@ -48,22 +46,16 @@ class Hub:
         else:
             result = await asyncio.to_thread(self.store.write_events, events)
         listeners = self.track or self.execution.event_sender.subscribers or self.stream.subscribers
-        pending = dict(result.seqs) if listeners or self.observers else {}  # each new id once
-        new: list[Event] = []
+        pending = dict(result.seqs) if listeners else {}  # each new id once, even if the batch repeats it
         for ev in events if pending else ():
             seq = pending.pop(ev.id, None)
             if seq is None:
-                continue
-            new.append(ev)
-            if not listeners:
                 continue
             if self.track:
                 await self.execution.track_execution(ev.run_id, ev)
             else:
                 self.execution.event_sender.publish(ev)
             self.stream.publish((seq, ev))
-        for observe in self.observers if new else ():
-            observe(new)
         for tr in result.transitions:
             self.state.observe(tr)
             if tr.applied:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from flowsight.model.events import make_event
+from flowsight.store import open_store
 from tests.alerting.test_notifiers import Recorder
 from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows
 
@@ -167,3 +169,15 @@ def test_metrics_count_alerts_by_status_and_severity(serve: Serve, tmp_path: Pat
     text = wait_for("the alert in /metrics", lambda: (
         t if 'flowsight_alerts{severity="error",status="firing"} 1.0' in (t := c.get("/metrics").text) else None))
     assert 'flowsight_notifications_pending{receiver="team"}' in text
+
+
+def test_a_run_written_straight_into_the_store_is_alerted_on_too(
+        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    # the SDK's embedded mode writes to the store, not over HTTP: the server's rules read the store
+    serve("--config", str(config(tmp_path, receiver.server_address[1])))
+    with open_store(store_url) as store:
+        store.write_events([make_event("started", "local-etl", "L1"),
+                            make_event("failed", "local-etl", "L1", attrs={"error": "boom"})])
+    got = wait_for("the RunFailed of a run the SDK wrote", lambda: bodies(receiver, "RunFailed", "firing"))
+    assert got[0]["alerts"][0]["labels"]["workflow"] == "local-etl"
+    assert "boom" in got[0]["alerts"][0]["annotations"]["description"]

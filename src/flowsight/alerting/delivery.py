@@ -36,11 +36,14 @@ What happens after an attempt:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flowsight.alerting.codec import decode_notification, encode_notification
 from flowsight.alerting.manager import Notification
@@ -50,6 +53,7 @@ from flowsight.store.alerting import About, OutboxItem, Outgoing, Settled
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.alerts")
+R = TypeVar("R")
 
 GIVE_UP_AFTER = 86_400.0
 
@@ -86,6 +90,10 @@ class Dispatcher:
     (default ``send_timeout + 30``) is how long a claimed notification is
     nobody else's: after a crash it is sent again once that has passed.
     ``clock`` and ``rand`` are the world, passed in.
+
+    Store calls run on a thread of the dispatcher's own (never blocking the
+    event loop on the database): one thread, so one reader connection
+    however many event loops drive it.
     """
 
     def __init__(self, store: SqlStore, notifiers: Mapping[str, Notifier], *,
@@ -108,6 +116,7 @@ class Dispatcher:
             raise ConfigError(f"delivery lease {self.lease:g} s must be longer than the send timeout "
                               f"{send_timeout:g} s, or a slow send could be sent twice at once")
         self.batch = batch
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-outbox")
         # what this dispatcher settled (rows that took the new state: never twice)
         self.sent = 0
         self.retried = 0
@@ -124,6 +133,13 @@ class Dispatcher:
         return self.store.enqueue_notifications(
             [Outgoing(n.receiver, n.idempotency_key, encode_notification(n)) for n in notes], self.clock())
 
+    def close(self) -> None:
+        """Let the store thread go (after the last :meth:`run_once`)."""
+        self._db_thread.shutdown(wait=True)
+
+    async def _db(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args, **kw))
+
     async def run_once(self, now: float | None = None, *, stop: asyncio.Event | None = None) -> int:
         """Send everything due at ``now``; returns how many were delivered.
 
@@ -136,7 +152,7 @@ class Dispatcher:
             StoreError: the store failed (after every send in flight finished).
         """
         now = self.clock() if now is None else now
-        heads = await asyncio.to_thread(self.store.due_notifications, now, self.batch)
+        heads = await self._db(self.store.due_notifications, now, self.batch)
         results = await asyncio.gather(*(self._drain(h, now, stop) for h in heads), return_exceptions=True)
         delivered = 0
         for r in results:
@@ -154,14 +170,14 @@ class Dispatcher:
             if outcome is None or outcome == "temporary":
                 break  # taken by someone else, or failing: the rest waits behind it
             delivered += outcome == "ok"
-            nxt = await asyncio.to_thread(self.store.due_notifications, now, 1, receiver=head.receiver)
+            nxt = await self._db(self.store.due_notifications, now, 1, receiver=head.receiver)
             item = nxt[0] if nxt else None
         return delivered
 
     async def _attempt(self, due: OutboxItem, now: float) -> str | None:
         """Claim, send and record one notification; its result (ok,
         temporary, permanent), or None when someone else had claimed it."""
-        item = await asyncio.to_thread(self.store.claim_notification, due, now, now + self.lease)
+        item = await self._db(self.store.claim_notification, due, now, now + self.lease)
         if item is None:
             return None
         try:
@@ -186,7 +202,7 @@ class Dispatcher:
             log.warning("receiver %r: unexpected error sending notification %d", item.receiver, item.id,
                         exc_info=True)
             return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
-        settled = await asyncio.to_thread(self.store.mark_sent, item, now, about)
+        settled = await self._db(self.store.mark_sent, item, now, about)
         self.sent += settled.moved
         if settled.recovered:
             log.warning("receiver %r delivers again", item.receiver)
@@ -203,13 +219,13 @@ class Dispatcher:
                                                  f"last error: {error}", about, broken=True)
             return "permanent"
         next_at = now + self.backoff.delay(item.attempts, self.rand())
-        settled = await asyncio.to_thread(self.store.mark_retry, item, now, next_at, error, about)
+        settled = await self._db(self.store.mark_retry, item, now, next_at, error, about)
         self.retried += settled.moved
         return "temporary"
 
     async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *,
                              broken: bool) -> Settled:
-        settled = await asyncio.to_thread(self.store.mark_failed, item, now, error, about, break_receiver=broken)
+        settled = await self._db(self.store.mark_failed, item, now, error, about, break_receiver=broken)
         self.failed += settled.moved
         log.error("notification %d to %r failed for good: %s", item.id, item.receiver, error)
         if settled.broke:

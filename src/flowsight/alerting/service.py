@@ -2,7 +2,8 @@
 
 The built-in rules and the API feed alerts in; every ``interval`` one step
 runs: silences written by other processes (the CLI) are picked up, the rules
-look at running runs, the manager says which notifications are due, they are
+read the new events from the store (so runs written by the SDK straight into
+the store are seen as well as those sent over HTTP) and look at running runs, the manager says which notifications are due, they are
 written to the outbox (before anything is sent), the manager's state is saved,
 and the outbox is delivered. Everything it must not forget lives in the
 store, so a restarted server carries on: the notifications still in the
@@ -18,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping
 
 from flowsight.alerting.delivery import Dispatcher
 from flowsight.alerting.manager import AlertManager
@@ -31,7 +33,9 @@ from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.alerts")
 
-MAX_QUEUED = 200_000  # events waiting for the rules between two steps
+SETTLE = 2.0  # seconds a PostgreSQL insert may take to commit, for the rules' reading window
+#: what the rules react to (step_completed only for workflows with failing steps)
+RULE_KINDS = ("started", "step_failed", "failed", "completed", "cancelled", "resumed")
 
 
 class AlertingService:
@@ -55,8 +59,8 @@ class AlertingService:
         self.rules = RuleEngine(store, self._raised.append, config.rules, config.workflows, clock=clock,
                                 external_url=config.external_url)
         self._silences_seen = 0.0
-        self._events: list[Event] = []
-        self.events_dropped = 0
+        self._last_seq = 0  # events up to here have been read by the rules
+        self._marks: deque[tuple[float, int]] = deque()
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in start(), on the running loop
@@ -64,6 +68,8 @@ class AlertingService:
     # ---- input ---------------------------------------------------------------
     def load(self) -> None:
         """Take back what the store kept: alerts (with who was told) and silences."""
+        # what happened before now the rules rebuild from the runs themselves
+        self._last_seq = self.store.last_seq()
         states = self.store.load_alerts()
         self.manager.restore(states)
         self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
@@ -74,15 +80,26 @@ class AlertingService:
         self.manager.send_alert(alert)
         self._dirty = True
 
-    def observe(self, events: Sequence[Event]) -> None:
-        """New events, just stored (the hub calls this on the ingest path, so
-        it only queues them): the rules look at them at the next step."""
-        self._events.extend(events)
-        if len(self._events) > MAX_QUEUED:  # alerting is far behind: keep the newest, say so
-            dropped = len(self._events) - MAX_QUEUED
-            del self._events[:dropped]
-            self.events_dropped += dropped
-            log.warning("alert rules are behind: %d events not looked at", dropped)
+    def _read_events(self, now: float) -> list[Event]:
+        """The events stored since the last round that the rules react to,
+        whoever wrote them (this server, the SDK writing to the store
+        directly, another replica). On PostgreSQL, ids are taken at insert
+        and commits may land out of order, so the window stops at the
+        highest id seen ``SETTLE`` seconds ago."""
+        self._marks.append((now, self.store.last_seq()))
+        if self.store.dialect == "sqlite":
+            upto = self._marks[-1][1]
+        else:
+            while len(self._marks) > 1 and self._marks[1][0] <= now - SETTLE:
+                self._marks.popleft()
+            upto = self._marks[0][1] if self._marks[0][0] <= now - SETTLE else self._last_seq
+        events: list[Event] = []
+        while self._last_seq < upto:
+            page = self.store.rule_events(self._last_seq, upto, RULE_KINDS,
+                                          step_completed_of=sorted(self.rules.step_workflows()))
+            events.extend(ev for _, ev in page)
+            self._last_seq = page[-1][0] if len(page) == 10_000 else upto
+        return events
 
     def add_silence(self, silence: Silence) -> None:
         self.store.add_silence(silence, self.clock())
@@ -118,8 +135,7 @@ class AlertingService:
         """One round; returns the notifications delivered."""
         now = self.clock() if now is None else now
         self._sync_silences()
-        events, self._events = self._events, []
-        await asyncio.to_thread(self._rules_round, events, now)
+        await asyncio.to_thread(self._rules_round, now)
         raised = self._raised[:]
         self._raised.clear()
         for alert in raised:
@@ -132,7 +148,8 @@ class AlertingService:
             self._dirty = False
         return await self.dispatcher.run_once(now)
 
-    def _rules_round(self, events: list[Event], now: float) -> None:
+    def _rules_round(self, now: float) -> None:
+        events = self._read_events(now)
         if events:
             self.rules.observe(events)
         self.rules.tick(now)

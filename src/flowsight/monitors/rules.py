@@ -114,6 +114,15 @@ class RuleEngine:
         self._rebuilt = False
 
     # ---- input ----------------------------------------------------------------
+    def step_workflows(self) -> set[str]:
+        """Workflows whose step completions matter now (a step with failures
+        counted, or a StepFailedRepeatedly firing): a reader of the store
+        need fetch ``step_completed`` events of these only."""
+        with self._lock:
+            out = {wf for wf, _ in self._steps}
+            out.update(key[1] for key in self.firing if key[0] == STEP_FAILED_REPEATEDLY)
+            return out
+
     def observe(self, events: Sequence[Event]) -> None:
         """Take a batch the store has just written (duplicates are harmless)."""
         if not events:
