@@ -9,7 +9,7 @@ to the state monitor's handlers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from flowsight.model.events import Event
 from flowsight.monitors.channel import EventChannel
@@ -38,6 +38,8 @@ class Hub:
         # Reads use their own connections, so a write never waits behind a query.
         self.inline_max = inline_max
         self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
+        # told of every committed batch with its new ids' seqs (the alert rules)
+        self.hooks: list[Callable[[Sequence[Event], Mapping[str, int]], None]] = []
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
@@ -45,6 +47,8 @@ class Hub:
             result = self.store.write_events(events)
         else:
             result = await asyncio.to_thread(self.store.write_events, events)
+        for hook in self.hooks if result.seqs else ():
+            hook(events, result.seqs)
         listeners = self.track or self.execution.event_sender.subscribers or self.stream.subscribers
         pending = dict(result.seqs) if listeners else {}  # each new id once, even if the batch repeats it
         for ev in events if pending else ():

@@ -60,7 +60,8 @@ class Hook(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/hook"
 
     def start(self) -> Hook:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # a short poll: shutdown() returns at once rather than in half a second
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
         return self
 

@@ -111,3 +111,29 @@ def test_a_broken_receiver_raises_an_alert_of_its_own(sqlite_store: SqlStore) ->
     run(lambda: svc.step())  # the broken alert itself goes out; the success clears the mark
     assert ("ReceiverBroken", "firing") in inbox.names()
     assert sqlite_store.broken_receivers() == {}
+
+
+def test_seq_bookkeeping_scans_only_what_this_server_did_not_commit() -> None:
+    from flowsight.alerting.service import merge_ranges, seq_ranges, uncovered
+
+    assert seq_ranges([9, 3, 4, 5]) == [(3, 5), (9, 9)]
+    assert merge_ranges([(10, 12), (3, 5), (6, 9), (20, 20)]) == [(3, 12), (20, 20)]
+    assert merge_ranges([(6, 8), (3, 5), (10, 12)]) == [(3, 8), (10, 12)]
+    covered = merge_ranges([(3, 5), (9, 12)])
+    assert uncovered(0, 15, covered) == [(1, 2), (6, 8), (13, 15)]
+    assert uncovered(5, 12, covered) == [(6, 8)]
+    assert uncovered(2, 5, covered) == []
+    assert uncovered(0, 0, covered) == []
+
+
+def test_events_committed_through_the_hub_are_not_read_back_but_others_are(sqlite_store: SqlStore) -> None:
+    clock, inbox = Clock(), Inbox()
+    svc = service(sqlite_store, clock, inbox)
+    mine = [make_event("started", "etl", "h1", ts=clock.now), make_event("failed", "etl", "h1", ts=clock.now + 1)]
+    result = sqlite_store.write_events(mine)
+    svc.observe(mine, result.seqs)  # as the hub does after its commit
+    fail_run(sqlite_store, svc, "d1", clock.now, workflow="direct")  # written by someone else
+    events = svc._read_events(clock.now)
+    assert [(e.run_id, e.kind.value) for e in events] == [
+        ("h1", "started"), ("h1", "failed"), ("d1", "started"), ("d1", "step_failed"), ("d1", "failed")]
+    assert svc._read_events(clock.now + 1) == []  # each once

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from flowsight.alerting.delivery import Dispatcher
 from flowsight.alerting.manager import AlertManager
 from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
-from flowsight.model.events import Event
+from flowsight.model.events import Event, EventKind
 from flowsight.monitors.rules import RuleEngine
 from flowsight.store.sql import SqlStore
 
@@ -36,6 +37,47 @@ log = logging.getLogger("flowsight.alerts")
 SETTLE = 2.0  # seconds a PostgreSQL insert may take to commit, for the rules' reading window
 #: what the rules react to (step_completed only for workflows with failing steps)
 RULE_KINDS = ("started", "step_failed", "failed", "completed", "cancelled", "resumed")
+RULE_KIND_SET = frozenset(EventKind(k) for k in RULE_KINDS)
+STEP_COMPLETED = EventKind.STEP_COMPLETED
+MAX_GAPS = 50
+PAGE = 10_000
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, inclusive runs of consecutive seqs: 3, 4, 5, 9 -> (3, 5), (9, 9)."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def uncovered(after: int, upto: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The inclusive stretches of ``after < seq <= upto`` outside the merged ``covered``."""
+    gaps, nxt = [], after + 1
+    for lo, hi in covered:
+        if hi < nxt:
+            continue
+        if lo > upto:
+            break
+        if lo > nxt:
+            gaps.append((nxt, lo - 1))
+        nxt = max(nxt, hi + 1)
+    if nxt <= upto:
+        gaps.append((nxt, upto))
+    return gaps
 
 
 class AlertingService:
@@ -61,6 +103,10 @@ class AlertingService:
         self._silences_seen = 0.0
         self._last_seq = 0  # events up to here have been read by the rules
         self._marks: deque[tuple[float, int]] = deque()
+        self._seen_lock = threading.Lock()
+        self._seen: list[tuple[int, Event]] = []  # committed here, not yet read by the rules
+        self._covered: list[tuple[int, int]] = []  # seq ranges committed here (no need to scan them)
+        self._step_workflows: set[str] = set()
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in start(), on the running loop
@@ -80,12 +126,26 @@ class AlertingService:
         self.manager.send_alert(alert)
         self._dirty = True
 
+    def observe(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
+        """A batch this server just committed (the hub's hook, on the ingest
+        path: it only keeps what the rules react to). Those seqs need not be
+        read back from the store."""
+        wanted, steps = RULE_KIND_SET, self._step_workflows
+        got = [(seq, ev) for ev in events
+               if (ev.kind in wanted or (ev.kind is STEP_COMPLETED and ev.workflow in steps))
+               and (seq := seqs.get(ev.id)) is not None]
+        with self._seen_lock:
+            self._seen.extend(got)
+            self._covered.extend(seq_ranges(seqs.values()))
+
     def _read_events(self, now: float) -> list[Event]:
         """The events stored since the last round that the rules react to,
-        whoever wrote them (this server, the SDK writing to the store
-        directly, another replica). On PostgreSQL, ids are taken at insert
-        and commits may land out of order, so the window stops at the
-        highest id seen ``SETTLE`` seconds ago."""
+        whoever wrote them: this server's own from :meth:`observe`, the rest
+        (the SDK writing to the store directly, another replica) read back
+        from the store, where only the stretches of seqs this server did not
+        commit are scanned. On PostgreSQL, seqs are taken at insert and
+        commits may land out of order, so the window stops at the highest seq
+        seen ``SETTLE`` seconds ago."""
         self._marks.append((now, self.store.last_seq()))
         if self.store.dialect == "sqlite":
             upto = self._marks[-1][1]
@@ -93,13 +153,26 @@ class AlertingService:
             while len(self._marks) > 1 and self._marks[1][0] <= now - SETTLE:
                 self._marks.popleft()
             upto = self._marks[0][1] if self._marks[0][0] <= now - SETTLE else self._last_seq
-        events: list[Event] = []
-        while self._last_seq < upto:
-            page = self.store.rule_events(self._last_seq, upto, RULE_KINDS,
-                                          step_completed_of=sorted(self.rules.step_workflows()))
-            events.extend(ev for _, ev in page)
-            self._last_seq = page[-1][0] if len(page) == 10_000 else upto
-        return events
+        with self._seen_lock:
+            seen = [p for p in self._seen if self._last_seq < p[0] <= upto]
+            self._seen = [p for p in self._seen if p[0] > upto]
+            covered = merge_ranges(self._covered)
+            self._covered = [(max(lo, upto + 1), hi) for lo, hi in covered if hi > upto]
+        gaps = uncovered(self._last_seq, upto, covered)
+        if len(gaps) > MAX_GAPS:  # many writers interleaved: one scan is cheaper than many
+            gaps, seen = [(self._last_seq + 1, upto)], []
+        self._step_workflows = self.rules.step_workflows()
+        found = list(seen)
+        for lo, hi in gaps:
+            after = lo - 1
+            while after < hi:
+                page = self.store.rule_events(after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows),
+                                              limit=PAGE)
+                found.extend(page)
+                after = page[-1][0] if len(page) == PAGE else hi
+        self._last_seq = max(self._last_seq, upto)
+        found.sort(key=lambda p: p[0])
+        return [ev for _, ev in found]
 
     def add_silence(self, silence: Silence) -> None:
         self.store.add_silence(silence, self.clock())
@@ -146,7 +219,8 @@ class AlertingService:
         if notes or self._dirty:
             self.store.save_alerts(self.manager.snapshot(), now)
             self._dirty = False
-        return await self.dispatcher.run_once(now)
+        # on stop, only the sends in flight are finished, not a whole backlog
+        return await self.dispatcher.run_once(now, stop=self._stop)
 
     def _rules_round(self, now: float) -> None:
         events = self._read_events(now)
@@ -166,6 +240,7 @@ class AlertingService:
         await self._task
         self._task = None
         self.store.save_alerts(self.manager.snapshot(), self.clock())
+        self.dispatcher.close()
 
     async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -286,6 +286,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     Alerting follows ``config`` (default: built-in rules, alerts to the log)."""
     hub = hub or Hub(store, track=False)
     alerting = alerting or AlertingService(store, config or Config.default())
+    hub.hooks.append(alerting.observe)
     st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
                      limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
     st.committer.on_commit = st.stats.on_commit
