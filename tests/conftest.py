@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from flowsight.store import SqlStore, open_store
+from tests.helpers import Recorder, recording
 
 PG_DSN = os.environ.get("FLOWSIGHT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_error: str | None = None
@@ -83,3 +84,10 @@ def sqlite_store(tmp_path: Path) -> Iterator[SqlStore]:
     s = open_store(str(tmp_path / "flowsight.db"))
     yield s
     s.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    """A real webhook receiver on 127.0.0.1 that records what it is sent."""
+    with recording() as srv:
+        yield srv

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import json
 import subprocess
-from typing import TypeVar
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
 R = TypeVar("R")
 
@@ -37,3 +41,42 @@ def wait_healthy(proc: "subprocess.Popen[bytes]", url: str, timeout: float) -> b
             pass
         time.sleep(0.05)
     return False
+
+
+# ---- a real webhook receiver -------------------------------------------------
+class Recorder(ThreadingHTTPServer):
+    """An HTTP receiver on 127.0.0.1 that keeps every POSTed JSON body and its
+    headers, and answers with ``status``."""
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.bodies: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self.status = 200
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.bodies.append(json.loads(body))
+        self.server.headers_seen.append(dict(self.headers))
+        self.send_response(self.server.status)
+        self.end_headers()
+        self.wfile.write(b"nope" if self.server.status >= 300 else b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def recording(port: int = 0) -> Iterator[Recorder]:
+    """A :class:`Recorder` serving on 127.0.0.1 (``port`` 0: a free one) until the block ends."""
+    srv = Recorder(port)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

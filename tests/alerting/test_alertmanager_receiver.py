@@ -8,7 +8,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from flowsight.alerting.payload import alert_json, rfc3339
 from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert, AlertStatus
 from tests.alerting.test_email import free_port
-from tests.alerting.test_notifiers import Recorder
+from tests.helpers import Recorder
 from tests.alerting.test_templates import T0, make_alert, make_note
 
 NAMES = ("alertmanager", "prometheus-alertmanager")
@@ -140,13 +139,8 @@ def test_an_unreachable_alertmanager_is_temporary() -> None:
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    srv = Recorder()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def recorder(receiver: Recorder) -> Recorder:
+    return receiver
 
 
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (429, False), (500, False),

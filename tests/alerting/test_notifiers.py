@@ -7,11 +7,7 @@ import asyncio
 import json
 import logging
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,39 +18,7 @@ from flowsight.alerting.notifiers.webhook import WebhookNotifier
 from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert
 from flowsight.model.routing import Route
-
-
-class Recorder(ThreadingHTTPServer):
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.bodies: list[dict[str, Any]] = []
-        self.headers_seen: list[dict[str, str]] = []
-        self.status = 200
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Recorder
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.bodies.append(json.loads(body))
-        self.server.headers_seen.append(dict(self.headers))
-        self.send_response(self.server.status)
-        self.end_headers()
-        self.wfile.write(b"nope" if self.server.status >= 300 else b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    srv = Recorder()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+from tests.helpers import Recorder
 
 
 def note() -> Notification:

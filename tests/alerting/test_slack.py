@@ -4,26 +4,18 @@ what a Slack incoming webhook would get."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
 
 import pytest
 
 from flowsight.alerting.notifiers.slack import SlackNotifier
 from flowsight.errors import ConfigError, DeliveryError
-from tests.alerting.test_notifiers import Recorder
+from tests.helpers import Recorder
 from tests.alerting.test_templates import make_alert, make_note
 
 
 @pytest.fixture
-def slack() -> Iterator[Recorder]:
-    srv = Recorder()
-    # a short poll interval: shutdown() waits for one
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def slack(receiver: Recorder) -> Recorder:
+    return receiver
 
 
 def url(srv: Recorder) -> str:

@@ -5,9 +5,8 @@ from the API and the CLI; an outbox that survives ``kill -9``."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from flowsight.model.events import make_event
 from flowsight.store import open_store
-from tests.alerting.test_notifiers import Recorder
+from tests.helpers import Recorder, recording
 from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows
 
 
@@ -36,16 +35,6 @@ url = "http://127.0.0.1:{hook_port}/hook"
 timeout = "2s"
 """)
     return path
-
-
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    srv = Recorder()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -147,19 +136,13 @@ def test_notifications_in_the_outbox_of_a_killed_server_are_sent_after_restart(
         store_url, "SELECT count(*) FROM notification_log WHERE result = 'temporary'")[0][0] > 0)
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
 
-    rec = Recorder(port=hook_port)
-    thread = threading.Thread(target=rec.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with recording(hook_port) as rec:
         serve("--config", cfg)
         got = wait_for("the notification from the outbox", lambda: bodies(rec, "RunFailed", "firing"), 40.0)
         wait_for("an empty outbox", lambda: sql_rows(
             store_url, "SELECT count(*) FROM outbox WHERE state = 'pending'")[0][0] == 0)
         assert len(bodies(rec, "RunFailed", "firing")) == 1, rec.bodies  # sent once, not again after restart
         assert got[0]["alerts"][0]["labels"]["run_id"] == "r1"
-    finally:
-        rec.shutdown()
-        rec.server_close()
 
 
 def test_metrics_count_alerts_by_status_and_severity(serve: Serve, tmp_path: Path, receiver: Recorder) -> None:

@@ -22,8 +22,8 @@ import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
+from flowsight.alerting.notifiers.http import post_json
 from flowsight.alerting.payload import alert_json, rfc3339
-from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert, AlertStatus
 
 # longer than any sensible repeat_interval (Alertmanager's default is 4h)
@@ -73,13 +73,5 @@ class AlertmanagerNotifier:
         """
         endpoint = f"{self.url}/api/v2/alerts"
         body = msgspec.json.encode(self.alerts(note))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": note.idempotency_key}
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
-                resp = await client.post(endpoint, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"alertmanager {endpoint}: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 300:
-            permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
-            raise DeliveryError(f"alertmanager {endpoint}: HTTP {resp.status_code}: {resp.text[:200]}",
-                                permanent=permanent)
+        await post_json(endpoint, body, idempotency_key=note.idempotency_key, label=f"alertmanager {endpoint}",
+                        timeout=self.timeout, transport=self.transport)

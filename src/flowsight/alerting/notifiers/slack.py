@@ -15,8 +15,8 @@ import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
+from flowsight.alerting.notifiers.http import post_json
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
-from flowsight.errors import DeliveryError
 
 COLORS = {"firing": "danger", "resolved": "good"}
 
@@ -77,16 +77,8 @@ class SlackNotifier:
                 channel) and on a template that fails.
         """
         body = msgspec.json.encode(self.message(note))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": note.idempotency_key}
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
-                resp = await client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"slack {_redact(self.url)}: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 300:
-            permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
-            raise DeliveryError(f"slack {_redact(self.url)}: HTTP {resp.status_code}: {resp.text[:200]}",
-                                permanent=permanent)
+        await post_json(self.url, body, idempotency_key=note.idempotency_key, label=f"slack {_redact(self.url)}",
+                        timeout=self.timeout, transport=self.transport)
 
 
 def _redact(url: str) -> str:

@@ -7,7 +7,7 @@ import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
-from flowsight.errors import DeliveryError
+from flowsight.alerting.notifiers.http import post_json
 
 
 class WebhookNotifier:
@@ -21,12 +21,5 @@ class WebhookNotifier:
 
     async def send(self, note: Notification) -> None:
         body = msgspec.json.encode(webhook_payload(note, self.external_url))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": note.idempotency_key, **self.headers}
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
-                resp = await client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"webhook {self.url}: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 300:
-            permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
-            raise DeliveryError(f"webhook {self.url}: HTTP {resp.status_code}: {resp.text[:200]}", permanent=permanent)
+        await post_json(self.url, body, idempotency_key=note.idempotency_key, label=f"webhook {self.url}",
+                        timeout=self.timeout, transport=self.transport, headers=self.headers)
