@@ -108,6 +108,7 @@ class AlertingService:
         self._covered: list[tuple[int, int]] = []  # seq ranges committed here (no need to scan them)
         self._step_workflows: set[str] = set()
         self._dirty = True
+        self.failed_rounds = 0
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in start(), on the running loop
 
@@ -243,11 +244,18 @@ class AlertingService:
         self.dispatcher.close()
 
     async def _run(self, stop: asyncio.Event) -> None:
+        last_said = ("", 0.0)
         while not stop.is_set():
             try:
                 await self.step()
-            except Exception:  # a bad round must not end alerting; the next one tries again
-                log.exception("alerting round failed")
+            except Exception as exc:  # a bad round must not end alerting; the next one tries again
+                # said once, then once a minute while it lasts (a store that is down fails every round)
+                said, when = last_said
+                now = time.monotonic()
+                if str(exc) != said or now - when >= 60:
+                    log.exception("alerting round failed (retrying every %gs)", self.interval)
+                    last_said = (str(exc), now)
+                self.failed_rounds += 1
             try:
                 await asyncio.wait_for(stop.wait(), self.interval)
             except asyncio.TimeoutError:
