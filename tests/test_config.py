@@ -23,7 +23,6 @@ from flowsight.alerting.notifiers import (
     WebhookNotifier,
 )
 from flowsight.config import Config, ConfigFileError, Problem, ReceiverConfig, build_notifier, load_config, parse_config
-from flowsight.config.locate import format_path, locate
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Matcher, Severity
 from flowsight.model.flapping import FlapPolicy
@@ -221,6 +220,12 @@ BAD = [
                  id="bad-duration"),
     pytest.param(_RECEIVER + "[rules.step_failed]\nwindow = -60\n", 8, "rules.step_failed.window",
                  "expected a duration that is not negative, got integer -60", id="negative-duration"),
+    pytest.param(_RECEIVER + "[alerting.flapping]\nsettle = nan\n", 8, "alerting.flapping.settle",
+                 "got float nan", id="nan-duration"),
+    pytest.param(_RECEIVER.replace('receiver = "team"', 'receiver = "team"\nrepeat_interval = "inf"'), 4,
+                 "alerting.route.repeat_interval", "got string 'inf'", id="infinite-duration"),
+    pytest.param(_RECEIVER + "[rules.run_slow]\nfactor = inf\n", 8, "rules.run_slow.factor",
+                 "expected a number, got float inf", id="infinite-factor"),
     pytest.param(_RECEIVER + "[[alerting.route.routes]]\nmatchers = [\n  'a=\"b\"',\n  'workflow=~\"(nightly\"',\n]\n",
                  10, "alerting.route.routes[0].matchers[1]", "invalid regex '(nightly'", id="bad-matcher-regex"),
     pytest.param(_RECEIVER + "[[alerting.inhibit_rules]]\nsource_matchers = ['nonsense']\n"
@@ -369,30 +374,7 @@ kind = "log"
     assert cfg.route.routes[0].matchers[0].matches({name: label}) == (op in ("=", "=~"))
 
 
-# ---- where fields are -----------------------------------------------------------------
-def test_locate_counts_arrays_of_tables_and_skips_multiline_strings() -> None:
-    text = textwrap.dedent('''\
-        [alerting.route]
-        receiver = "a"
-        [[alerting.route.routes]]
-        text = """
-        fake = 1
-        [not.a.header]
-        """
-        [[alerting.route.routes]]
-        x = { y = 'z', "q.r" = [1,
-          2] }
-        [[alerting.route.routes.routes]]
-        w = 1  # comment [x]
-        ''')
-    lines = locate(text)
-    assert lines[("alerting", "route", "routes", 1)] == 8
-    assert lines[("alerting", "route", "routes", 1, "x", "q.r", 1)] == 10
-    assert lines[("alerting", "route", "routes", 1, "routes", 0, "w")] == 12
-    assert ("not",) not in lines and ("alerting", "route", "routes", 0, "fake") not in lines
-    assert format_path(("workflows", "a.b", "rules", 2)) == 'workflows."a.b".rules[2]'
-
-
+# ---- what only the notifier checks, and line endings ----------------------------------
 def test_what_only_the_notifier_checks_is_reported_at_load_at_its_field(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("not a certificate\n")
     text = textwrap.dedent("""\
@@ -411,6 +393,15 @@ def test_what_only_the_notifier_checks_is_reported_at_load_at_its_field(tmp_path
     [p] = info.value.problems
     assert (p.line, p.field) == (9, "alerting.receivers[0].ca_file")
     assert "receiver 'mail'" in p.message and "cannot load" in p.message
+
+
+def test_a_byte_order_mark_before_the_first_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "flowsight.toml"
+    path.write_bytes(b"\xef\xbb\xbf[server]\nexternal_url = 'http://h:8640'\n[rules.run_slow]\nfactr = 1\n")
+    with pytest.raises(ConfigFileError) as info:
+        load_config(path)
+    assert [str(p) for p in info.value.problems] == \
+        [f"{path}:4: rules.run_slow.factr: unknown field 'factr'; did you mean 'factor'?"]
 
 
 def test_windows_line_endings_and_inline_route_tables_are_located() -> None:

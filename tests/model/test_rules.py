@@ -22,9 +22,11 @@ from flowsight.model.rules import (
     StepFailures,
     WorkflowSettings,
     alert_key,
+    answered_by,
     error_line,
     evaluate_run,
     evaluate_step,
+    expire_failures,
     green_again,
     rules_for,
     step_failure,
@@ -212,6 +214,42 @@ def test_only_a_completed_run_makes_its_workflow_green_again() -> None:
     also_failed = failed_run(run="r-3", at=400)
     assert green_again(still, [a], T0 + 500) == []
     assert green_again(also_failed, [a], T0 + 500) == []
+
+
+@pytest.mark.parametrize(
+    ("other", "answers"),
+    [
+        (completed_run(run="r-2", start=260.0, end=400.0), True),
+        (completed_run(run="r-2", start=0.0, end=250.0), False),     # not after the failure
+        (completed_run(run="r-2", workflow="other", end=400.0), False),
+        (completed_run(run="r-1", start=0.0, end=400.0), False),     # the failed run itself
+        (run_of(ev(K.STARTED, t=260, run="r-2")), False),            # still running
+        (failed_run(run="r-2", at=400.0), False),
+    ],
+)
+def test_only_a_later_completion_of_the_workflow_answers_a_failure(other: ExecutionMetrics, answers: bool) -> None:
+    [a] = evaluate_run(failed_run(), None, RULES, T0 + 300)
+    assert answered_by(a, other) is answers
+
+
+@pytest.mark.parametrize(
+    ("age", "expires"),
+    [(0.0, False), (86_400.0, False), (7 * 86_400.0, False), (7 * 86_400.0 + 0.1, True), (30 * 86_400.0, True)],
+)
+def test_run_failed_expires_max_age_after_the_failure(age: float, expires: bool) -> None:
+    [a] = evaluate_run(failed_run(), None, RULES, T0 + 300)  # failed at +250
+    got = expire_failures([a], T0 + 250 + age, 7 * 86_400.0)
+    assert names(got) == ([("RunFailed", "resolved")] if expires else [])
+    if expires:
+        assert got[0].annotations["resolution"] == (
+            "expired: failed more than 7d 00h ago and no later run of etl has completed since")
+
+
+def test_only_firing_run_failed_alerts_expire() -> None:
+    [failed] = evaluate_run(failed_run(), None, RULES, T0 + 300)
+    [stalled] = evaluate_run(running({"stall_timeout": 60}), None, RULES, T0 + 400)
+    long_ago = T0 + 100 * 86_400.0
+    assert expire_failures([stalled, replace(failed, status=RESOLVED)], long_ago, 86_400.0) == []
 
 
 # ---- RunStalled ---------------------------------------------------------------------------

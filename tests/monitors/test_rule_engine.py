@@ -4,6 +4,7 @@ injected (nothing sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.events import Event, EventKind, make_event
-from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, StepFailed, WorkflowSettings
+from flowsight.hub import Hub
+from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, StepFailed, WorkflowSettings, alert_key
 from flowsight.monitors.rules import RuleEngine
 from flowsight.store import SqlStore
 
@@ -300,3 +302,136 @@ def test_severity_and_link_follow_the_settings(store: SqlStore) -> None:
     rig.write(*failing_run("r-1", 0))
     [a] = rig.sent
     assert a.severity is Severity.CRITICAL and a.labels["severity"] == "critical"
+
+
+# ---- alerts handed over after a restart, whose condition ended while no engine ran -------------
+def fired_before(store: SqlStore, *batches: list[Event], settings: RuleSettings = RuleSettings()) -> list[Alert]:
+    """The alerts an engine fired for ``batches`` (and did not resolve)."""
+    before = Rig(store, settings)
+    for batch in batches:
+        before.write(*batch)
+    return list(before.engine.firing.values())
+
+
+def test_a_restored_run_failed_is_resolved_when_its_workflow_went_green_meanwhile(store: SqlStore) -> None:
+    fired = fired_before(store, failing_run("r-1", 0), failing_run("r-9", 0, workflow="report"))
+    store.write_events(ok_run("r-2", 100))  # while no engine runs
+    after = Rig(store)
+    after.engine.restore(fired)
+    after.tick(300)
+    [r] = after.sent
+    assert r.annotations["resolution"] == "etl is green again: run r-2 completed"
+    assert after.got() == [("RunFailed", "r-1", "resolved")]  # report's r-9 still fires
+    assert set(after.engine.firing) == {("RunFailed", "report", "r-9")}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("rule turned off", "the RunFailed rule was turned off"),
+        ("run pruned", "the run is no longer in the store"),
+    ],
+)
+def test_a_restored_run_failed_is_resolved_when_it_no_longer_holds(store: SqlStore, change: str, why: str) -> None:
+    fired = fired_before(store, failing_run("r-1", 0))
+    settings = RuleSettings()
+    if change == "rule turned off":
+        settings = RuleSettings(run_failed=RunFailed(enabled=False))
+    else:
+        store.prune(T0 + 1000)
+    after = Rig(store, settings)
+    after.engine.restore(fired)
+    after.write(e(K.HEARTBEAT, "other", 1000))  # the first call of any kind checks them
+    assert after.got() == [("RunFailed", "r-1", "resolved")]
+    assert after.engine.firing == {}
+
+
+def test_a_restored_run_failed_still_failing_stays_firing_and_is_not_sent_again(store: SqlStore) -> None:
+    fired = fired_before(store, failing_run("r-1", 0))
+    store.write_events(ok_run("r-0", -500, took=10))  # completed before the failure: not green again
+    after = Rig(store)
+    after.engine.restore(fired)
+    after.tick(300)
+    assert after.got() == []
+    after.write(*ok_run("r-2", 400))
+    assert after.got() == [("RunFailed", "r-1", "resolved")]
+
+
+def test_a_restored_step_alert_is_resolved_when_the_step_completed_meanwhile(store: SqlStore) -> None:
+    rules = RuleSettings(step_failed=StepFailed(times=2, window=600))
+    fired = fired_before(store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2),
+                                 e(K.FAILED, "r-1", 3)], settings=rules)
+    assert ("StepFailedRepeatedly", "etl", "load") in {alert_key(a) for a in fired}
+    store.write_events(ok_run("r-2", 2000))  # long after the window: the failures alone are not read again
+    after = Rig(store, rules)
+    after.engine.restore(fired)
+    after.tick(2500)
+    assert sorted(after.got()) == [("RunFailed", "r-1", "resolved"), ("StepFailedRepeatedly", "load", "resolved")]
+
+
+def test_a_restored_step_alert_whose_step_did_not_complete_stays_firing(store: SqlStore) -> None:
+    rules = RuleSettings(step_failed=StepFailed(times=2, window=600))
+    # live runs, with a stall_timeout long enough not to stall
+    fired = fired_before(store, [e(K.STARTED, "r-1", 0, stall_timeout=86_400), step_fail("r-1", 1),
+                                 step_fail("r-1", 2)], settings=rules)
+    store.write_events([e(K.STEP_COMPLETED, "r-1", 5, "other"), e(K.STARTED, "r-2", 100, stall_timeout=86_400),
+                        e(K.STEP_COMPLETED, "r-2", 101, "extract")])
+    after = Rig(store, rules)
+    after.engine.restore(fired)
+    after.tick(2000)
+    assert after.got() == []
+    after.write(e(K.STEP_COMPLETED, "r-2", 2100, "load"))
+    assert after.got() == [("StepFailedRepeatedly", "load", "resolved")]
+
+
+def test_a_restored_step_alert_is_resolved_when_its_rule_was_turned_off(store: SqlStore) -> None:
+    fired = fired_before(store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2)],
+                         settings=RuleSettings(step_failed=StepFailed(times=2)))
+    after = Rig(store, RuleSettings(step_failed=StepFailed(enabled=False)))
+    after.engine.restore(fired)
+    after.tick(10)
+    assert after.got() == [("StepFailedRepeatedly", "load", "resolved")]
+
+
+# ---- old news ---------------------------------------------------------------------------------
+def test_a_failure_arriving_after_a_later_run_completed_does_not_fire(rig: Rig) -> None:
+    rig.write(*ok_run("r-2", 100))
+    rig.write(*failing_run("r-1", 0), at=T0 + 300)  # failed at +5, delivered late
+    assert rig.got() == []
+    rig.write(*failing_run("r-3", 400))  # a failure after the completion is news
+    assert rig.got() == [("RunFailed", "r-3", "firing")]
+
+
+def test_a_failed_batch_seen_again_after_its_workflow_went_green_does_not_fire_again(rig: Rig) -> None:
+    batch = failing_run("r-1", 0)
+    rig.write(*batch)
+    rig.write(*ok_run("r-2", 20))
+    assert rig.got() == [("RunFailed", "r-1", "firing"), ("RunFailed", "r-1", "resolved")]
+    rig.engine.observe(batch)
+    assert rig.got() == []
+
+
+@pytest.mark.parametrize(("age", "expired"), [(86_400.0, False), (7 * 86_400.0 - 5, False), (7 * 86_400.0 + 1, True)])
+def test_run_failed_expires_lookback_after_the_failure_and_a_restart_does_not_revive_it(
+        store: SqlStore, age: float, expired: bool) -> None:
+    rig = Rig(store, lookback=7 * 86_400.0)
+    rig.write(*failing_run("r-1", 0))  # failed at +5
+    rig.got()
+    rig.tick(5 + age)
+    assert rig.got() == ([("RunFailed", "r-1", "resolved")] if expired else [])
+    again = Rig(store, lookback=7 * 86_400.0)
+    again.tick(5 + age)
+    assert again.got() == ([] if expired else [("RunFailed", "r-1", "firing")])
+
+
+# ---- through the hub --------------------------------------------------------------------------
+def test_the_engine_on_the_hubs_hook_alerts_on_what_the_hub_stored(store: SqlStore) -> None:
+    rig = Rig(store)
+    hub = Hub(store)
+    hub.hooks.append(lambda events, seqs: rig.engine.observe([ev for ev in events if ev.id in seqs]))
+    batch = failing_run("r-1", 0)
+    rig.clock.t = T0 + 10
+    asyncio.run(hub.publish(batch))
+    asyncio.run(hub.publish(batch))  # a retry: all duplicates, the hook is not even called
+    asyncio.run(hub.publish(ok_run("r-2", 20)))
+    assert rig.got() == [("RunFailed", "r-1", "firing"), ("RunFailed", "r-1", "resolved")]

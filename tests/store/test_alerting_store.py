@@ -3,6 +3,7 @@ owed "resolved", silences, the outbox, the notification log, broken receivers.""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
 from flowsight.store import SqlStore, open_store
 from flowsight.store.alerting import About, Outgoing, matcher_text
@@ -71,6 +73,27 @@ def test_saving_a_snapshot_replaces_the_stored_set_and_an_upsert_only_adds(store
     assert store.load_alerts() == []
 
 
+def test_asking_for_alerts_in_a_status_that_does_not_exist_says_which_do(store: SqlStore) -> None:
+    with pytest.raises(ConfigError, match="alert status 'fring': use one of pending, firing, resolved"):
+        store.list_alerts("fring")
+
+
+def test_free_text_with_a_nul_character_is_kept_readable_on_both_backends(store: SqlStore) -> None:
+    # PostgreSQL text cannot hold NUL; labels and annotations are JSON and keep it exactly
+    a = AlertState(Alert({"alertname": "x", "k": "a\x00b"}, {"description": "c\x00d"}, Severity.INFO, "lo\x00g",
+                         NOW, None, AlertStatus.FIRING, "http://x/\x00"), ("team",))
+    store.save_alerts([a], NOW)
+    (back,) = store.load_alerts()
+    assert back.alert.labels == a.alert.labels and back.alert.annotations == a.alert.annotations
+    assert (back.alert.source, back.alert.link) == ("lo\ufffdg", "http://x/\ufffd")
+    s = Silence("s", (Matcher("k", "=", "a\x00b"),), NOW, NOW + 60, "an\x00a", "why\x00not")
+    store.add_silence(s, NOW)
+    (sb,) = store.list_silences()
+    assert sb.matchers == s.matchers and (sb.created_by, sb.comment) == ("an\ufffda", "why\ufffdnot")
+    assert store.set_receiver_broken("team", "HTTP 400: \x00", NOW)
+    assert store.broken_receivers() == {"team": (NOW, "HTTP 400: \ufffd")}
+
+
 # ---- silences -----------------------------------------------------------------------
 def test_silences_round_trip_and_are_listed_when_active(store: SqlStore) -> None:
     now_one = silence("now", NOW - 10, NOW + 3600, 'workflow="nightly-etl"', "severity!=info", "alertname=~Run.*")
@@ -120,7 +143,7 @@ def test_a_server_sees_the_silences_another_process_changed_since_it_last_looked
     assert store.silences_changed_since(NOW + 11) == []
 
 
-_VALUE = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=12)
+_VALUE = st.text(st.characters(blacklist_characters="\n", blacklist_categories=["Cs"]), max_size=12)
 
 
 @given(st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True), st.sampled_from(["=", "!="]), _VALUE)
@@ -133,6 +156,24 @@ def test_a_matcher_written_for_the_store_reads_back_equal(name: str, op: str, va
                                   'a=" padded "', "a=", 'a="', "a=\"'", "a!~", "a!=~b"])
 def test_matchers_people_write_survive_the_store(text: str) -> None:
     m = parse_matcher(text)
+    assert parse_matcher(matcher_text(m)) == m
+
+
+_REGEX_WITH_QUOTES = ['msg=~".*can\'t.*"', "msg=~'say \"hi\".*'", 'msg!~"\\"quoted\\""', "a=~'\"'",
+                      'a=~.*"', "a=~\"x|'y'\"", 'a!~"~x"', "a=~'\\s+'"]
+
+
+@pytest.mark.parametrize("text", _REGEX_WITH_QUOTES)
+def test_a_silence_whose_regex_has_quotes_comes_back_from_the_store_equal(store: SqlStore, text: str) -> None:
+    s = silence("s", NOW, NOW + 60, text, 'workflow="nightly-etl"')
+    store.add_silence(s, NOW)
+    (back,) = store.list_silences()
+    assert back == s and back.matchers[0] == parse_matcher(text)
+
+
+@given(st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True), st.sampled_from(["=~", "!~"]), _VALUE)
+def test_a_regex_matcher_written_for_the_store_reads_back_equal(name: str, op: str, text: str) -> None:
+    m = Matcher(name, op, re.escape(text))  # any text made a valid regex: quotes, ~, spaces and all
     assert parse_matcher(matcher_text(m)) == m
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -194,7 +195,7 @@ def integer(minimum: int | None = None) -> Converter[int]:
 
 def number(*, above: float | None = None) -> Converter[float]:
     def conv(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise Invalid(f"expected a number, got {found(value)}")
         if above is not None and not value > above:
             raise Invalid(f"expected a number greater than {above:g}, got {value!r}")
@@ -206,8 +207,9 @@ DURATION_HINT = 'a duration such as "30s", "5m", "2h" or a number of seconds'
 
 
 def duration(*, positive: bool = False) -> Converter[float]:
-    """Seconds, from ``"30s"``/``"1h30m"`` or a number; never negative, and
-    more than zero when ``positive``."""
+    """Seconds, from ``"30s"``/``"1h30m"`` or a number; finite (``inf`` and
+    ``nan`` are numbers to TOML and to :func:`float`, never a duration),
+    never negative, and more than zero when ``positive``."""
     def conv(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise Invalid(f"expected {DURATION_HINT}, got {found(value)}")
@@ -217,6 +219,8 @@ def duration(*, positive: bool = False) -> Converter[float]:
             if "negative" in str(exc):
                 raise Invalid(f"expected a duration that is not negative, got {found(value)}") from None
             raise Invalid(f"expected {DURATION_HINT}, got {found(value)}") from None
+        if not math.isfinite(seconds):
+            raise Invalid(f"expected {DURATION_HINT}, got {found(value)}")
         if positive and seconds <= 0:
             raise Invalid(f"expected a duration greater than zero, got {found(value)}")
         return seconds

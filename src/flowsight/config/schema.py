@@ -154,6 +154,7 @@ def parse_config(text: str, *, file: str = "<string>", base_dir: str | FsPath | 
     Raises:
         ConfigFileError: every problem found, TOML syntax first of all.
     """
+    text = text.removeprefix("\ufeff")  # a byte order mark (Windows editors write one) is not TOML
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

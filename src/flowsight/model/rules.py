@@ -18,7 +18,16 @@ The rules and when they fire and resolve:
     state table makes Failed terminal today, so this is the rarer path), and
     when another run of the same workflow completes *after* the failure
     (:func:`green_again`: the workflow's latest outcome is a success, "it is
-    green again"). A run that completed before the failure resolves nothing.
+    green again"). A run that completed before the failure resolves nothing,
+    and a failure already answered that way when it reaches the engine (its
+    events arrived late, or again) does not fire at all (:func:`answered_by`).
+    The alert carries no ``ends_at`` (the alert manager's ``resolve_timeout``
+    applies to alerts posted to the API without one, not to these): a failure
+    nobody fixed stays firing until its workflow runs green or the rule is
+    turned off, for at most ``max_age`` after the failure
+    (:func:`expire_failures`; the engine's ``lookback``, 7 days, the same
+    horizon it rebuilds from after a restart, so a restart neither revives
+    nor forgets one).
 
 ``RunStalled`` (source ``execution``)
     Fires when :func:`flowsight.model.stall.stall_verdict` says the run is
@@ -221,18 +230,32 @@ def run_failed_alert(m: ExecutionMetrics, rule: RunFailed, now: float, *, traceb
     )
 
 
+def answered_by(alert: Alert, m: ExecutionMetrics) -> bool:
+    """Whether ``m`` makes the RunFailed ``alert`` old news: ``m`` is another
+    run of the same workflow that completed *after* the failure (its
+    ``starts_at``). A run that completed before it, or at the same instant,
+    says nothing about it."""
+    return (m.state is _COMPLETED and m.end_time is not None
+            and alert.labels.get("alertname") == RUN_FAILED
+            and alert.labels.get("workflow") == m.workflow and alert.labels.get("run_id") != m.run_id
+            and alert.starts_at < m.end_time)
+
+
 def green_again(m: ExecutionMetrics, firing: Iterable[Alert], now: float) -> list[Alert]:
     """RunFailed alerts of other runs of ``m``'s workflow that ``m``, Completed,
-    resolves: those whose failure (``starts_at``) came before ``m`` completed."""
-    if m.state is not _COMPLETED or m.end_time is None:
-        return []
-    out = []
-    for a in firing:
-        if (a.status is _FIRING and a.labels.get("alertname") == RUN_FAILED
-                and a.labels.get("workflow") == m.workflow and a.labels.get("run_id") != m.run_id
-                and a.starts_at < m.end_time):
-            out.append(resolve(a, now, f"{m.workflow} is green again: run {m.run_id} completed"))
-    return out
+    resolves (:func:`answered_by`): those whose failure came before ``m`` completed."""
+    return [resolve(a, now, f"{m.workflow} is green again: run {m.run_id} completed")
+            for a in firing if a.status is _FIRING and answered_by(a, m)]
+
+
+def expire_failures(firing: Iterable[Alert], now: float, max_age: float) -> list[Alert]:
+    """RunFailed alerts of ``firing`` whose failure is more than ``max_age``
+    seconds old, resolved: no run of the workflow completed since, and nobody
+    turned the rule off; they are not news any more."""
+    return [resolve(a, now, f"expired: failed more than {format_duration(max_age)} ago and no later run of "
+                            f"{a.labels.get('workflow', '?')} has completed since")
+            for a in firing if a.status is _FIRING and a.labels.get("alertname") == RUN_FAILED
+            and now - a.starts_at > max_age]
 
 
 # ---- RunStalled -----------------------------------------------------------------

@@ -16,14 +16,20 @@ fired so that each alert is sent firing once and resolved once.
   workflow's history cached for ``history_ttl`` seconds, and reads again the
   runs whose stall or slowness alert fires but that are no longer live.
 
-After a restart the engine rebuilds what fires from the store at its first
-call: failed runs of the last ``lookback`` seconds not followed by a
-completion of their workflow, the live runs, and the step failures within the
-rules' windows. Re-sending those is harmless (the alert manager dedups by
-fingerprint). Alerts fired before a restart whose condition ended while the
-engine was down are not in the store any more; hand them over with
-:meth:`RuleEngine.restore` (e.g. from the alert manager's snapshot) and the
-engine resolves them.
+What fires converges on what a fresh engine would fire from the store: after
+a restart the engine rebuilds it at its first call from failed runs of the
+last ``lookback`` seconds not followed by a completion of their workflow, the
+live runs, and the step failures within the rules' windows. Re-sending those
+is harmless (the alert manager dedups by fingerprint). Alerts fired before a
+restart whose condition ended while the engine was down are not in the store
+any more; hand them over with :meth:`RuleEngine.restore` (e.g. from the alert
+manager's snapshot) and the next call checks each against the store and
+resolves those that ended: a RunFailed whose run is gone, turned off, or
+answered by a completion of its workflow after it; a StepFailedRepeatedly
+whose step completed after it fired (in a run started within the rule's
+window before it, or still live), or turned off; a RunStalled or RunSlow
+whose run is no longer live (the tick). For the same reason a RunFailed
+expires ``lookback`` after its failure.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ from flowsight.model.rules import (
     StepFailures,
     WorkflowSettings,
     alert_key,
+    answered_by,
     evaluate_run,
     evaluate_step,
+    expire_failures,
     green_again,
     resolve,
     rules_for,
@@ -112,6 +120,7 @@ class RuleEngine:
         self._history: dict[str, tuple[float, WorkflowHistory]] = {}
         self._lock = threading.Lock()
         self._rebuilt = False
+        self._restored: set[AlertKey] = set()  # handed over by restore(), not yet checked
 
     # ---- input ----------------------------------------------------------------
     def step_workflows(self) -> set[str]:
@@ -130,6 +139,7 @@ class RuleEngine:
         with self._lock:
             now = self.clock()
             self._rebuild(now)
+            self._catch_up(now)
             touched: set[tuple[str, str]] = set()
             # per run of the batch: its workflow, the kinds that may matter, its `failed` event
             lookups: dict[str, tuple[str, set[EventKind], list[Event]]] = {}
@@ -158,16 +168,22 @@ class RuleEngine:
         with self._lock:
             now = self.clock() if now is None else now
             self._rebuild(now)
+            self._catch_up(now)
             self._tick(now)
 
     def restore(self, alerts: Iterable[Alert]) -> None:
         """Take alerts fired before a restart (e.g. the alert manager's
         snapshot): the firing ones this engine's rules made are remembered,
-        so they are resolved when their condition has ended. Others are ignored."""
+        and the next :meth:`observe` or :meth:`tick` resolves those whose
+        condition ended meanwhile (then the rest as their condition ends).
+        Others are ignored."""
         with self._lock:
             for a in alerts:
                 if a.status is AlertStatus.FIRING and a.labels.get("alertname") in ALERT_NAMES:
-                    self.firing.setdefault(alert_key(a), a)
+                    key = alert_key(a)
+                    if key not in self.firing:
+                        self.firing[key] = a
+                        self._restored.add(key)
 
     # ---- the work --------------------------------------------------------------------
     def _emit(self, alerts: Iterable[Alert]) -> None:
@@ -206,13 +222,34 @@ class RuleEngine:
         tb = ev.attrs.get("traceback") if ev is not None and ev.kind is K.FAILED else None
         self._evaluate_run(m, now, tb if isinstance(tb, str) else None)
 
-    def _evaluate_run(self, m: ExecutionMetrics, now: float, traceback: str | None = None) -> None:
+    def _evaluate_run(self, m: ExecutionMetrics, now: float, traceback: str | None = None,
+                      last_ok: dict[str, ExecutionMetrics | None] | None = None) -> None:
+        """Send what ``m`` calls for. ``last_ok``: a cache of :meth:`_last_completed` by workflow."""
         history = None if m.state.terminal else self._history_of(m.workflow, now)
-        self._emit(evaluate_run(m, history, self._rules(m.workflow), now, self._run_alerts(m.run_id),
-                                traceback=traceback, timeout=self.stall_timeout, external_url=self.external_url))
+        out = evaluate_run(m, history, self._rules(m.workflow), now, self._run_alerts(m.run_id),
+                           traceback=traceback, timeout=self.stall_timeout, external_url=self.external_url)
+        if any(a.status is AlertStatus.FIRING and a.name == RUN_FAILED for a in out):
+            # a failure reaching us after a later run of its workflow completed
+            # (events delivered late, or seen again) is old news: as at a rebuild
+            if last_ok is None:
+                last_ok = {}
+            if m.workflow not in last_ok:
+                last_ok[m.workflow] = self._last_completed(m.workflow)
+            done = last_ok[m.workflow]
+            if done is not None:
+                out = [a for a in out if not (a.status is AlertStatus.FIRING and answered_by(a, done))]
+        self._emit(out)
         if m.state is S.COMPLETED:
             failed = [a for (name, wf, _), a in self.firing.items() if name == RUN_FAILED and wf == m.workflow]
             self._emit(green_again(m, failed, now))
+
+    def _last_completed(self, workflow: str) -> ExecutionMetrics | None:
+        """The completed run of ``workflow`` that ended last (among its 20 newest)."""
+        best: ExecutionMetrics | None = None
+        for m in self._runs(workflow=workflow, states=(S.COMPLETED,), limit=20):
+            if m.end_time is not None and (best is None or best.end_time is None or m.end_time > best.end_time):
+                best = m
+        return best
 
     def _history_of(self, workflow: str, now: float) -> WorkflowHistory:
         hit = self._history.get(workflow)
@@ -262,6 +299,8 @@ class RuleEngine:
             self._evaluate_run_id(rid, now)
         for wf, step in list(self._steps):
             self._evaluate_step(wf, step, now)  # prunes failures out of the window
+        self._emit(expire_failures([a for (name, _, _r), a in self.firing.items() if name == RUN_FAILED],
+                                   now, self.lookback))
         for wf, (at, _h) in list(self._history.items()):
             if now - at >= self.history_ttl:
                 del self._history[wf]
@@ -291,17 +330,61 @@ class RuleEngine:
         self._tick(now)
 
     def _rebuild_failed_runs(self, now: float) -> None:
-        failed = list(self._runs(states=(S.FAILED,), since=now - self.lookback))
-        latest_ok: dict[str, float] = {}
-        for wf in sorted({m.workflow for m in failed}):
-            ends = [m.end_time for m in self._runs(workflow=wf, states=(S.COMPLETED,), limit=20)
-                    if m.end_time is not None]
-            latest_ok[wf] = max(ends, default=float("-inf"))
-        for m in reversed(failed):  # oldest first, as they happened
-            fire = [a for a in evaluate_run(m, None, self._rules(m.workflow), now, (),
-                                            timeout=self.stall_timeout, external_url=self.external_url)
-                    if a.starts_at >= latest_ok[m.workflow]]  # not already green again
-            self._emit(fire)
+        """RunFailed for the runs that failed within the last ``lookback``
+        seconds and that no later completion of their workflow answered. Runs
+        are read by creation, so one created before that horizon and failed
+        after it is not fired again here (what fired is handed over by
+        :meth:`restore`)."""
+        last_ok: dict[str, ExecutionMetrics | None] = {}
+        for m in reversed(list(self._runs(states=(S.FAILED,), since=now - self.lookback))):  # oldest first
+            if m.end_time is None or now - m.end_time <= self.lookback:
+                self._evaluate_run(m, now, last_ok=last_ok)
+
+    def _catch_up(self, now: float) -> None:
+        """Check the alerts :meth:`restore` handed over against the store and
+        resolve those whose condition ended while no engine ran. RunStalled
+        and RunSlow need nothing here: the tick reads their runs."""
+        if not self._restored:
+            return
+        keys, self._restored = sorted(self._restored), set()
+        last_ok: dict[str, ExecutionMetrics | None] = {}
+        for key in keys:
+            name, wf, which = key
+            if key not in self.firing:
+                continue
+            if name == RUN_FAILED:
+                self._evaluate_run_id(which, now)  # gone from the store, no longer Failed, rule turned off
+                alert = self.firing.get(key)
+                if alert is not None:
+                    if wf not in last_ok:
+                        last_ok[wf] = self._last_completed(wf)
+                    done = last_ok[wf]
+                    if done is not None:
+                        self._emit(green_again(done, [alert], now))
+            elif name == STEP_FAILED_REPEATEDLY:
+                self._catch_up_step(wf, which, self.firing[key], now)
+
+    def _catch_up_step(self, workflow: str, step: str, alert: Alert, now: float) -> None:
+        """Whether ``step`` completed since ``alert`` fired, from the step records
+        of the workflow's live runs and those started within the rule's window
+        before the alert (a run started earlier and ended since is missed: the
+        alert then resolves at the step's next completion)."""
+        key = (workflow, step)
+        known = self._steps.setdefault(key, StepFailures())
+        rule = self._rules(workflow).step_failed
+        if rule.enabled:
+            runs = {m.run_id: m for m in self._runs(workflow=workflow, states=_LIVE)}
+            runs.update((m.run_id, m) for m in self._runs(workflow=workflow, since=alert.starts_at - rule.window))
+            for m in runs.values():
+                if step not in m.completed_names or (m.end_time is not None and m.end_time < alert.starts_at):
+                    continue
+                ends = [s.ended_at for s in self.store.run_steps(m.run_id)
+                        if s.step == step and s.status == "completed" and s.ended_at is not None
+                        and s.ended_at >= alert.starts_at]
+                if ends:
+                    known.completed(max(ends))
+                    break
+        self._evaluate_step(workflow, step, now)
 
     def _rebuild_steps(self, now: float) -> None:
         """Step failures within each workflow's window, and the completions of

@@ -19,6 +19,13 @@ claim's attempt number fences the outcome (a retry or failure is recorded
 only by the holder of the latest claim). A receiver becomes broken, or
 recovers, by an ``INSERT ... ON CONFLICT DO NOTHING`` / ``DELETE`` that
 changed one row, so it is announced once however many servers share the store.
+
+Free text kept as it is (error messages, a broken receiver's reason, a
+silence's author and comment, an alert's source and link, a group key) has
+any NUL character replaced by U+FFFD on both backends: PostgreSQL text cannot
+hold NUL, and a receiver answering with a binary error page must not make its
+attempt unrecordable (the notification would then hold back its receiver
+for ever). Labels, annotations, matchers and bodies are JSON, kept exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
 
 _enc = msgspec.json.Encoder()
@@ -111,6 +119,15 @@ class LogRow:
     error: str | None
 
 
+def _text(value: str) -> str:
+    """``value`` as PostgreSQL text can keep it (see the module docstring)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
 def matcher_text(m: Matcher) -> str:
     """``m`` as text that :func:`parse_matcher` reads back to an equal matcher:
     the value is quoted only when it must be to stay whole: it starts with a
@@ -163,8 +180,8 @@ class AlertingMixin(ABC):
         exactly ``states``: alerts the manager has forgotten are deleted."""
         now = time.time() if now is None else now
         rows = [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
-                 _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, s.alert.source,
-                 s.alert.status.value, s.alert.starts_at, s.alert.ends_at, s.alert.link,
+                 _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
+                 s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
                  _enc.encode(list(s.told)).decode(), now) for s in states]
         with self._txn("save of alerts") as cur:
             if replace:
@@ -194,13 +211,21 @@ class AlertingMixin(ABC):
         return self.list_alerts()
 
     def list_alerts(self, status: AlertStatus | str | None = None) -> list[AlertState]:
-        """Stored alerts, oldest start first; only those in ``status`` if given."""
+        """Stored alerts, oldest start first; only those in ``status`` if given.
+
+        Raises:
+            ConfigError: ``status`` is not an alert status.
+        """
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
         if status is None:
             rows = self._read(sql + " ORDER BY starts_at, fingerprint")
         else:
-            rows = self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint",
-                              (AlertStatus(status).value,))
+            try:
+                wanted = AlertStatus(status).value
+            except ValueError:
+                raise ConfigError(f"alert status {status!r}: use one of "
+                                  f"{', '.join(s.value for s in AlertStatus)}") from None
+            rows = self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,))
         return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), Severity(r[3]), r[4], float(r[6]),
                                  None if r[7] is None else float(r[7]), AlertStatus(r[5]), r[8]),
                            tuple(_str_list.decode(r[9]))) for r in rows]
@@ -216,7 +241,8 @@ class AlertingMixin(ABC):
             "ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, starts_at = excluded.starts_at, "
             "ends_at = excluded.ends_at, created_by = excluded.created_by, comment = excluded.comment, "
             "updated_at = excluded.updated_at",
-            (silence.id, matchers, silence.starts_at, silence.ends_at, silence.created_by, silence.comment, now))
+            (silence.id, matchers, silence.starts_at, silence.ends_at, _text(silence.created_by),
+             _text(silence.comment), now))
 
     def list_silences(self, *, active_at: float | None = None) -> list[Silence]:
         """Every silence, expired ones included (or only those active at
@@ -317,7 +343,7 @@ class AlertingMixin(ABC):
         with self._txn("update of the outbox") as cur:
             cur.execute(self._sql("UPDATE outbox SET next_attempt_at = ?, last_error = ? "
                                   "WHERE id = ? AND state = 'pending' AND attempts = ?"),
-                        (next_at, error, item.id, item.attempts))
+                        (next_at, _text(error), item.id, item.attempts))
             moved = cur.rowcount == 1
             self._log(cur, item, now, "temporary", error, about)
             return Settled(moved)
@@ -330,7 +356,7 @@ class AlertingMixin(ABC):
         with self._txn("update of the outbox") as cur:
             cur.execute(self._sql("UPDATE outbox SET state = 'failed', last_error = ? "
                                   "WHERE id = ? AND state = 'pending' AND attempts = ?"),
-                        (error, item.id, item.attempts))
+                        (_text(error), item.id, item.attempts))
             moved = cur.rowcount == 1
             self._log(cur, item, now, "permanent", error, about)
             broke = moved and break_receiver and self._break(cur, item.receiver, error, now)
@@ -340,8 +366,8 @@ class AlertingMixin(ABC):
         cur.execute(self._sql(
             "INSERT INTO notification_log (outbox_id, receiver, group_key, fingerprints, at, attempt, result, "
             "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (item.id, item.receiver, about.group_key, _enc.encode(list(about.fingerprints)).decode(), now,
-             item.attempts, result, error))
+            (item.id, item.receiver, _text(about.group_key), _enc.encode(list(about.fingerprints)).decode(), now,
+             item.attempts, result, _opt_text(error)))
 
     def pending_count(self, receiver: str | None = None) -> int:
         """Notifications not yet delivered nor given up (in all, or for ``receiver``)."""
@@ -395,10 +421,10 @@ class AlertingMixin(ABC):
 
     def _break(self, cur: Any, name: str, reason: str, now: float) -> bool:
         cur.execute(self._sql("INSERT INTO receivers (name, broken_since, broken_reason) VALUES (?, ?, ?) "
-                              "ON CONFLICT (name) DO NOTHING"), (name, now, reason))
+                              "ON CONFLICT (name) DO NOTHING"), (name, now, _text(reason)))
         if cur.rowcount == 1:
             return True
-        cur.execute(self._sql("UPDATE receivers SET broken_reason = ? WHERE name = ?"), (reason, name))
+        cur.execute(self._sql("UPDATE receivers SET broken_reason = ? WHERE name = ?"), (_text(reason), name))
         return False
 
     def clear_receiver_broken(self, name: str) -> bool:
