@@ -8,8 +8,8 @@ import flowsight
 def test_the_public_api_is_sorted_and_pinned() -> None:
     assert flowsight.__all__ == sorted(flowsight.__all__)
     assert flowsight.__all__ == [
-        "Client", "Event", "EventKind", "ExecutionMonitor", "FlowsightError", "Run", "StateMonitor", "Step",
-        "WorkflowState", "configure", "current_run", "flush", "step", "workflow",
+        "Client", "Event", "EventKind", "ExecutionMonitor", "FlowsightError", "LogHandler", "Run", "StateMonitor",
+        "Step", "WorkflowState", "configure", "current_run", "flush", "step", "workflow",
     ]
     for name in flowsight.__all__:
         assert getattr(flowsight, name) is not None

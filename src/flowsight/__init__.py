@@ -12,6 +12,7 @@ from flowsight.model.state import WorkflowState
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor
 from flowsight.sdk.client import Client, Run, Step, configure, current_run, flush, step, workflow
+from flowsight.sdk.logs import LogHandler
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "EventKind",
     "ExecutionMonitor",
     "FlowsightError",
+    "LogHandler",
     "Run",
     "StateMonitor",
     "Step",

@@ -164,3 +164,36 @@ def test_a_run_written_straight_into_the_store_is_alerted_on_too(
     got = wait_for("the RunFailed of a run the SDK wrote", lambda: bodies(receiver, "RunFailed", "firing"))
     assert got[0]["alerts"][0]["labels"]["workflow"] == "local-etl"
     assert "boom" in got[0]["alerts"][0]["annotations"]["description"]
+
+
+def test_log_lines_sent_to_the_server_are_templated_and_alerted_on(
+        serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+    cfg = config(tmp_path, receiver.server_address[1])
+    cfg.write_text(cfg.read_text() + """
+[[log_rules]]
+name = "DatabaseUnreachable"
+kind = "match"
+pattern = 'connection refused'
+level = "error"
+severity = "critical"
+group_by = ["run_id"]
+""")
+    server = serve("--config", str(cfg))
+    c = server.client()
+    r = c.post("/api/v1/logs", json=[
+        {"id": "l1", "line": "2024-05-01 12:00:00,250 INFO [main] etl: user 1 logged in", "run_id": "r7"},
+        {"id": "l2", "line": "2024-05-01 12:00:01,250 INFO [main] etl: user 2 logged in", "run_id": "r7"},
+        {"id": "l3", "line": "2024-05-01 12:00:02,000 ERROR [main] db: connection refused", "run_id": "r7"}])
+    assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
+
+    firing = wait_for("the log rule's notification", lambda: bodies(receiver, "DatabaseUnreachable", "firing"))
+    alert = firing[0]["alerts"][0]
+    assert alert["labels"]["run_id"] == "r7" and alert["labels"]["severity"] == "critical"
+    assert "connection refused" in alert["annotations"]["description"]
+    logs = wait_for("templates on the stored lines", lambda: [
+        e for e in c.get("/api/v1/logs", params={"run_id": "r7"}).json()["logs"] if e["template_id"]] or None)
+    by_id = {e["id"]: e["template_id"] for e in c.get("/api/v1/logs", params={"run_id": "r7"}).json()["logs"]}
+    assert logs and by_id["l1"] == by_id["l2"] != by_id["l3"]
+    # a template's lines, by its id
+    same = c.get("/api/v1/logs", params={"template": by_id["l1"]}).json()["logs"]
+    assert sorted(e["id"] for e in same) == ["l1", "l2"]

@@ -23,6 +23,9 @@ ENDPOINTS = [  # (method, path, scope it needs; None: open to all)
     ("GET", "/api/v1/runs", "read"),
     ("GET", "/api/v1/runs/r1", "read"),
     ("GET", "/api/v1/runs/r1/events", "read"),
+    ("POST", "/api/v1/logs", "ingest"),
+    ("GET", "/api/v1/logs", "read"),
+    ("GET", "/api/v1/runs/r1/logs", "read"),
     ("GET", "/api/v1/workflows", "read"),
     ("GET", "/api/v1/stream", "read"),
     ("GET", "/metrics", "read"),
@@ -41,6 +44,8 @@ def expected(caller: str, scope: str | None) -> int:
 
 
 def call(c: httpx.Client, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    if method == "POST" and path == "/api/v1/logs":
+        return c.post(path, json={"id": "tok-l1", "message": "hello", "run_id": "r1"}, headers=headers)
     if method == "POST":
         return c.post(path, json=event("started", "etl", "r1", id="tok-e1"), headers=headers)
     with c.stream(method, path, headers=headers) as r:  # the stream never ends: status and head only
@@ -80,9 +85,25 @@ def test_each_endpoint_answers_each_caller_by_scope(guarded: tuple[httpx.Client,
         if caller == "wrong":
             assert msg == "unknown or revoked token"
         else:
-            assert "Authorization: Bearer <token>" in msg and "flowsight token create" in msg
+            assert "Authorization: Bearer <token>" in msg
+            assert f"flowsight token create --scope {scope} --name NAME" in msg  # the scope this endpoint needs
     if want == 403:
         assert r.json()["error"] == f"token 'm-{caller}' has scope '{caller}'; this needs '{scope}' (or admin)"
+
+
+@pytest.mark.parametrize(("method", "path", "scope"), [
+    ("GET", "/api/v1/alerts", "read"),
+    ("POST", "/api/v1/alerts", "ingest"),
+    ("POST", "/api/v1/silences", "admin"),
+    ("DELETE", "/api/v1/silences/s1", "admin"),
+])
+def test_a_call_without_a_token_is_told_how_to_make_one_with_the_scope_it_needs(
+        guarded: tuple[httpx.Client, dict[str, dict[str, str]]], method: str, path: str, scope: str) -> None:
+    c, _ = guarded
+    r = c.request(method, path, json={} if method == "POST" else None)
+    assert r.status_code == 401
+    assert r.json()["error"] == ("missing token: send 'Authorization: Bearer <token>' "
+                                 f"(make one with: flowsight token create --scope {scope} --name NAME)")
 
 
 def test_the_api_is_open_on_loopback_until_the_first_token_exists(server: Server, store_url: str) -> None:

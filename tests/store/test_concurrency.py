@@ -9,6 +9,7 @@ interleave in one chosen order.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from flowsight.model import StateTransition, WorkflowState, make_event
 from flowsight.store import SqlStore, open_store
+from flowsight.store.sqlite import retry_locked
 
 WORKER = r"""
 import sys
@@ -92,6 +94,74 @@ def test_processes_writing_their_own_runs_to_one_sqlite_file_lose_nothing(tmp_pa
         assert len(page.runs) == workers * runs
         for run in page.runs:
             assert (run.state, run.completed_steps) == (WorkflowState.COMPLETED, steps)
+
+
+class FakeTime:
+    """A clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def locked_error(tmp_path: Path) -> Iterator[sqlite3.OperationalError]:
+    """The error SQLite itself raises for a file another connection has locked."""
+    path = str(tmp_path / "locked.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database is locked") as caught:
+            other.execute("PRAGMA journal_mode=WAL")
+        yield caught.value
+    finally:
+        other.close()
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+class Failing:
+    """A statement that raises ``error`` on its first ``times`` calls."""
+
+    def __init__(self, times: int, error: BaseException) -> None:
+        self.times, self.error, self.calls = times, error, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error
+
+
+def test_a_statement_refused_as_locked_is_retried_with_short_sleeps_until_it_runs(
+        locked_error: sqlite3.OperationalError) -> None:
+    t, statement = FakeTime(), Failing(5, locked_error)
+    retry_locked(statement, 30.0, clock=t.clock, sleep=t.sleep)
+    assert statement.calls == 6
+    assert len(t.slept) == 5 and all(0 < s <= 0.05 for s in t.slept)
+
+
+def test_a_lock_still_held_when_the_busy_timeout_has_passed_is_raised(
+        locked_error: sqlite3.OperationalError) -> None:
+    t, statement = FakeTime(), Failing(10**6, locked_error)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        retry_locked(statement, 2.0, clock=t.clock, sleep=t.sleep)
+    assert 2.0 <= t.now <= 2.0 + 1e-9  # waited the whole timeout, and not beyond it
+    assert max(t.slept) <= 0.05
+
+
+def test_an_error_that_is_not_about_a_lock_is_raised_at_once() -> None:
+    t, statement = FakeTime(), Failing(1, sqlite3.OperationalError("no such table: nope"))
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_locked(statement, 30.0, clock=t.clock, sleep=t.sleep)
+    assert t.slept == []
 
 
 def test_processes_writing_steps_of_one_run_to_one_sqlite_file_keep_its_counts(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
 from flowsight.model.events import Event, EventKind
+from flowsight.model.loganalyzer import LogAnalyzer
+from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rules import RuleEngine
 from flowsight.store.sql import SqlStore
 
@@ -41,6 +43,9 @@ RULE_KIND_SET = frozenset(EventKind(k) for k in RULE_KINDS)
 STEP_COMPLETED = EventKind.STEP_COMPLETED
 MAX_GAPS = 50
 PAGE = 10_000
+LOG_PAGE = 20_000  # log entries analyzed per store read
+LOG_ROUND = 5  # reads per round at most, so a backlog does not hold up the alerts
+SAVE_ANALYZER = 30.0  # seconds between saves of the log analyzer's templates
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -100,6 +105,10 @@ class AlertingService:
         self._raised: list[Alert] = []
         self.rules = RuleEngine(store, self._raised.append, config.rules, config.workflows, clock=clock,
                                 external_url=config.external_url)
+        self.logs = LogMonitor(log_analyzer=LogAnalyzer(), alert_rules=config.make_log_rules(),
+                               send_alert=self._raised.append, clock=clock, external_url=config.external_url)
+        self._analyzer_saved = 0.0
+        self._analyzer_dirty = False
         self._silences_seen = 0.0
         self._last_seq = 0  # events up to here have been read by the rules
         self._marks: deque[tuple[float, int]] = deque()
@@ -121,6 +130,12 @@ class AlertingService:
         self.manager.restore(states)
         self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
         self._sync_silences()
+        saved = self.store.load_state(ANALYZER_STATE)
+        if saved is not None:
+            try:
+                self.logs.log_analyzer = LogAnalyzer.from_state(saved)
+            except (ValueError, KeyError, TypeError) as exc:  # a state from an incompatible version: start afresh
+                log.warning("the saved log templates cannot be read (%s); templates are learnt again", exc)
 
     def send_alert(self, alert: Alert) -> None:
         """``AlertManager.send_alert``, remembered for saving at the next step."""
@@ -228,6 +243,25 @@ class AlertingService:
         if events:
             self.rules.observe(events)
         self.rules.tick(now)
+        self._logs_round(now)
+
+    def _logs_round(self, now: float) -> None:
+        """Templates and log rules for the stored log entries without a
+        template yet (whoever wrote them), then the rules' timers."""
+        for _ in range(LOG_ROUND):
+            n = self.logs.analyze_stored(self.store, limit=LOG_PAGE, now=now)
+            self._analyzer_dirty |= n > 0
+            if n < LOG_PAGE:
+                break
+        self.logs.tick(now)
+        if self._analyzer_dirty and now - self._analyzer_saved >= SAVE_ANALYZER:
+            self._save_analyzer(now)
+
+    def _save_analyzer(self, now: float) -> None:
+        analyzer = self.logs.log_analyzer
+        if analyzer is not None:
+            self.store.save_state(ANALYZER_STATE, analyzer.state())
+        self._analyzer_saved, self._analyzer_dirty = now, False
 
     def start(self) -> None:
         self._stop = asyncio.Event()
@@ -241,6 +275,8 @@ class AlertingService:
         await self._task
         self._task = None
         self.store.save_alerts(self.manager.snapshot(), self.clock())
+        if self._analyzer_dirty:
+            self._save_analyzer(self.clock())
         self.dispatcher.close()
 
     async def _run(self, stop: asyncio.Event) -> None:

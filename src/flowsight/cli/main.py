@@ -1,4 +1,4 @@
-"""``flowsight``: demo, runs, show, watch, prune.
+"""``flowsight``: demo, runs, show, watch, logs, prune, serve, ...
 
 Parses arguments, calls the store and the read models, renders. ``--db`` (or
 ``FLOWSIGHT_DATABASE_URL``) chooses the store; ``--json`` prints for scripts.
@@ -19,6 +19,9 @@ from rich.console import Console
 
 from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
+from flowsight.cli.logs import add_parser as add_logs_parser
+from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
+from flowsight.cli.render import print_error, stderr_console
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
@@ -34,6 +37,10 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except FlowsightError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _retention(text: str) -> float | None:
+    return None if text.strip().lower() == "off" else _duration(text)
 
 
 def _positive(text: str) -> int:
@@ -71,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_duration, default=0.5, help="refresh interval (default 0.5s)")
     watch.add_argument("--for", dest="duration", type=_duration, help="stop after this long (e.g. 30s)")
 
+    add_logs_parser(sub, _duration, _positive)
+
     prune = sub.add_parser("prune", help="delete events and ended runs older than an age now")
     prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
 
@@ -85,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "$FLOWSIGHT_CONFIG or ./flowsight.toml if present; else alerts go to the log)")
     serve.add_argument("--stall-timeout", type=_duration, default=1800.0,
                        help="quiet time before a run without history counts as stalled (default 30m)")
+    serve.add_argument("--log-retention", type=_retention, default=argparse.SUPPRESS,
+                       help="log entries older than this are purged hourly (default: [logs] retention of "
+                            "flowsight.toml, else 14d; off: keep them)")
 
     token = sub.add_parser("token", help="API tokens: create, ls, revoke")
     tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -207,8 +219,10 @@ def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     from flowsight.server.ingest import Limits
     from flowsight.server.serve import serve
 
+    config = config_for(args.config)
+    retention = args.log_retention if "log_retention" in vars(args) else config.logs.retention
     serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
-          stall_timeout=args.stall_timeout, config=config_for(args.config))
+          stall_timeout=args.stall_timeout, config=config, log_retention=retention)
     return 0
 
 
@@ -216,7 +230,7 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     if args.token_command == "create":
         token, info = store.create_token(args.name, args.scope)
         print(token)
-        Console(stderr=True).print(f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
+        stderr_console().print(f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
                                    "once; send it as 'Authorization: Bearer <token>' or FLOWSIGHT_TOKEN")
         return 0
     if args.token_command == "ls":
@@ -266,22 +280,26 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
-            "alerts": cmd_alerts, "silence": cmd_silence}
+            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logs_sub = subcommand(argv)  # `flowsight logs watch ...`: a command of its own
+    if logs_sub is not None:
+        return run_subcommand(*logs_sub)
     args = build_parser().parse_args(argv)
     out = Console()
     if not out.is_terminal:
         out = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
-    err = Console(stderr=True)
+    err = stderr_console()
     if args.command == "check":
         return cmd_check(args)
     try:
         with open_store(args.db) as store:
             return COMMANDS[args.command](store, args, out)
     except FlowsightError as exc:
-        err.print(f"[bold red]flowsight:[/bold red] {exc}", highlight=False)
+        print_error(err, str(exc))
         return 2
 
 

@@ -1,12 +1,13 @@
-"""Rich renderings of runs: the table, the live view, one run in detail."""
+"""Rich renderings of runs: the table, the live view, one run in detail;
+the console for messages on stderr."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -24,6 +25,26 @@ STATE_STYLE = {
     WorkflowState.SUSPENDED: "bold yellow",
     WorkflowState.CANCELLED: "magenta",
 }
+
+
+def stderr_console(file: IO[str] | None = None) -> Console:
+    """The console for messages on stderr (``file`` instead, for tests).
+
+    On a terminal it wraps long lines for people. Anywhere else (a pipe, a
+    file, a CI log) it never wraps: rich would break lines at 80 columns
+    there, and a ``FILE:LINE: FIELD: message`` line must stay one line for
+    grep, editors and CI annotations.
+    """
+    console = Console(stderr=True, file=file)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
+
+
+def print_error(console: Console, message: str) -> None:
+    """``flowsight: MESSAGE`` -- the message as plain text, never as markup, so
+    ``[[alerting.receivers]]`` in it is printed as written."""
+    console.print(Text.assemble(("flowsight:", "bold red"), " ", message), highlight=False)
 
 
 def state_text(v: RunView) -> Text:

@@ -81,11 +81,15 @@ Identity = tuple[int, int]
 class RawLine:
     """One line, or one joined multi-line entry (lines joined by ``"\\n"``),
     without its newline. ``offset`` is the byte offset in the file where it
-    starts; ``path`` is the file's path when it was read."""
+    starts; ``path`` is the file's path when it was read. ``file``: for a
+    line of a file, its identity (device, inode, and how many times it was
+    seen truncated), so that (``file``, ``offset``, ``text``) names the line
+    across a restart; empty for other streams."""
 
     path: str
     text: str
     offset: int
+    file: str = field(default="", compare=False)
 
 
 @dataclass(slots=True)
@@ -485,7 +489,8 @@ class FileTail:
         return [self._item(f, j) for j in joined]
 
     def _item(self, f: _File, j: Joined) -> _Item:
-        return _Item(RawLine(f.path, j.text, j.offset), f, f.generation, j.end)
+        return _Item(RawLine(f.path, j.text, j.offset, f"{f.key[0]}:{f.key[1]}:{f.generation}"), f, f.generation,
+                     j.end)
 
     def _warn(self, f: _File, kind: str, what: str) -> None:
         if kind not in f.warned:

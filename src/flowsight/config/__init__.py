@@ -5,7 +5,9 @@
 
 Modules: :mod:`~flowsight.config.schema` (:class:`Config` and the reading of
 each section), :mod:`~flowsight.config.receivers` (each receiver kind's
-fields, :func:`build_notifier`), :mod:`~flowsight.config.fields` (field
+fields, :func:`build_notifier`), :mod:`~flowsight.config.logs` (``[logs]``
+and ``[[log_rules]]``: ``cfg.make_log_rules()`` gives ready
+:class:`~flowsight.model.logrules.LogAlertRule` objects), :mod:`~flowsight.config.fields` (field
 converters and problem collection), :mod:`~flowsight.config.locate` (the
 line of every field, which :mod:`tomllib` does not keep).
 """
@@ -16,6 +18,7 @@ import os
 from pathlib import Path
 
 from flowsight.config.fields import Problem
+from flowsight.config.logs import LogRuleConfig, LogSettings, LogSource
 from flowsight.config.receivers import KINDS, ReceiverConfig, build_notifier
 from flowsight.config.schema import Config, ConfigFileError, load_config, parse_config
 
@@ -42,5 +45,6 @@ def config_for(given: str | None) -> Config:
     return load_config(default) if default.is_file() else Config.default()
 
 
-__all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "Problem", "ReceiverConfig",
-           "build_notifier", "config_for", "default_config_path", "load_config", "parse_config"]
+__all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "LogRuleConfig", "LogSettings",
+           "LogSource", "Problem", "ReceiverConfig", "build_notifier", "config_for", "default_config_path",
+           "load_config", "parse_config"]

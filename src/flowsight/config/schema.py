@@ -35,10 +35,12 @@ from flowsight.config.fields import (
     url,
 )
 from flowsight.config.locate import Path, format_path, locate
+from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
 from flowsight.config.receivers import ReceiverConfig, build_notifier, read_receivers
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.flapping import FlapPolicy
+from flowsight.model.logrules import LogAlertRule
 from flowsight.model.routing import Route
 from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
 
@@ -65,6 +67,8 @@ class Config:
     receivers: tuple[ReceiverConfig, ...] = field(default_factory=lambda: (ReceiverConfig("log", "log"),))
     rules: RuleSettings = field(default_factory=RuleSettings)
     workflows: dict[str, WorkflowSettings] = field(default_factory=dict)
+    logs: LogSettings = field(default_factory=LogSettings)
+    log_rules: tuple[LogRuleConfig, ...] = ()
 
     @classmethod
     def default(cls) -> Config:
@@ -74,6 +78,11 @@ class Config:
     def dependencies(self) -> dict[str, tuple[str, ...]]:
         """workflow -> the services it depends on (for ``AlertManager(dependencies=...)``)."""
         return {name: w.depends_on for name, w in self.workflows.items() if w.depends_on}
+
+    def make_log_rules(self) -> list[LogAlertRule]:
+        """The ``[[log_rules]]`` as new rules (empty windows and timers), in file order;
+        hand them to :class:`~flowsight.model.logruleset.LogRuleSet`."""
+        return [rc.build() for rc in self.log_rules]
 
     def receiver(self, name: str) -> ReceiverConfig | None:
         return next((r for r in self.receivers if r.name == name), None)
@@ -86,7 +95,8 @@ class Config:
 
 
 # ---- the schema -----------------------------------------------------------------
-TOP = ("server", "alerting", "rules", "workflows")
+TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules")
+LOGS = ("retention", "sources")
 SERVER = ("external_url",)
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
 FLAPPING: dict[str, Converter[Any]] = {"max_changes": integer(1), "window": duration(positive=True),
@@ -194,6 +204,12 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
 
     if "workflows" in top:
         cfg = replace(cfg, workflows=_workflows(reader, top, cfg.rules))
+
+    logs = top.sub("logs", LOGS)
+    if logs is not None:
+        cfg = replace(cfg, logs=read_logs(reader, logs, base_dir))
+    if "log_rules" in top:
+        cfg = replace(cfg, log_rules=read_log_rules(reader, top))
 
     if not reader.problems:
         _build_receivers(reader, cfg)

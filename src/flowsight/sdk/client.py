@@ -32,17 +32,21 @@ import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowsight.model.events import EventKind, check_attrs
 from flowsight.model.durations import parse_duration
 from flowsight.model.ids import new_id
-from flowsight.sdk.transport import BatchWriter, Sink, StoreSink
+from flowsight.model.events import Event
+from flowsight.sdk.transport import BatchWriter, Raw, Sink, StoreSink, build_events, prune_events, write_events
 from flowsight.store.base import open_store, resolve_url
 
-if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server
+if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server; logging's parts on first use
     import httpx
 
+    from flowsight.model.logrecords import LogRecord
+    from flowsight.model.logs import LogEntry
     from flowsight.sdk.http import HttpOptions
 
 #: the server to send to (flowsight.sdk.http.ENV_URL; repeated to keep httpx out of every import)
@@ -61,6 +65,8 @@ class Client:
     """Where the SDK's events go, through one background writer: a store
     (local file or PostgreSQL), or a ``flowsight serve`` over HTTP with a disk
     spool. Most code uses the default client; tests and embedders make their own.
+    Log entries (:class:`flowsight.LogHandler`, :meth:`emit_log`) go to the
+    same place through a second writer, made when the first entry comes.
 
     The target: ``url`` if given (``db`` is then ignored), else ``db`` if given,
     else ``$FLOWSIGHT_URL``, else the store named by ``$FLOWSIGHT_DATABASE_URL``
@@ -82,34 +88,88 @@ class Client:
             url = os.environ.get(ENV_SERVER_URL) or None
         self.url: str | None = None
         self.db: str | None = None
-        sink: Sink
+        sink: Sink[Event]
+        make_log_sink: Callable[[], Sink[LogRecord]]
         if url is not None:
             from flowsight.sdk.http import ENV_TOKEN, HttpOptions, HttpSink
 
             opts = http or HttpOptions()
             if spool_max_bytes is not None:
                 opts = dataclasses.replace(opts, spool_max_bytes=spool_max_bytes)
-            http_sink = HttpSink(url, token if token is not None else os.environ.get(ENV_TOKEN),
-                                 options=opts, spool_root=spool_dir, transport=http_transport)
-            self.url = http_sink.url
+            token = token if token is not None else os.environ.get(ENV_TOKEN)
+            http_sink: HttpSink[Event] = HttpSink(url, token, options=opts, spool_root=spool_dir,
+                                                  transport=http_transport)
+            self.url = server = http_sink.url
             sink = http_sink
             # a request per batch: fewer, bigger ones (the server takes 10,000 events a request by default)
             batch_size, linger = batch_size or 2000, 0.25 if linger is None else linger
+
+            def make_log_sink() -> Sink[LogRecord]:
+                from flowsight.sdk.logs import server_log_sink
+
+                return server_log_sink(server, token, options=opts, spool_root=spool_dir, transport=http_transport)
+
+            from flowsight.sdk.spool import log_spool_dir
+
+            self._log_spool: Path | None = log_spool_dir(server, spool_dir)
         else:
             self.db = db_url = resolve_url(db)
-            sink = StoreSink(lambda: open_store(db_url), retention=retention_seconds(retention))
-        self.writer = BatchWriter(sink, batch_size=batch_size or 5000, linger=linger or 0.0)
+            keep = retention_seconds(retention)
+            sink = StoreSink(lambda: open_store(db_url), write=write_events, prune=prune_events, retention=keep)
+
+            def make_log_sink() -> Sink[LogRecord]:
+                from flowsight.sdk.logs import store_log_sink
+
+                return store_log_sink(db_url, keep)
+
+            self._log_spool = None
+        self._batch_size = batch_size or 5000
+        self._linger = linger or 0.0
+        self.writer: BatchWriter[Raw, Event] = BatchWriter(sink, build=build_events, batch_size=self._batch_size,
+                                                           linger=self._linger)
         self._put = self.writer.put
+        self._make_log_sink = make_log_sink
+        self._logs: BatchWriter[LogEntry, LogRecord] | None = None
+        self._logs_lock = threading.Lock()
         self._started = False
 
     def start(self) -> None:
         """Start the background writer (done by the first run, or by
         :func:`configure` for a server, to send what earlier processes
-        spooled); what it holds is flushed at interpreter exit."""
+        spooled — log entries too); what it holds is flushed at interpreter exit."""
         if not self._started:
             self._started = True
             self.writer.start()
             atexit.register(self.close)
+            if self._log_spool is not None and _has_segments(self._log_spool):
+                self._open_logs()
+        if self._logs is not None:
+            self._logs.start()
+
+    @property
+    def log_writer(self) -> BatchWriter[LogEntry, LogRecord]:
+        """The writer of log entries, made (and the client started) on first use."""
+        logs = self._logs
+        if logs is None:
+            logs = self._open_logs()
+            self.start()
+        return logs
+
+    def _open_logs(self) -> BatchWriter[LogEntry, LogRecord]:
+        with self._logs_lock:
+            if self._logs is None:
+                from flowsight.sdk.logs import build_log_records
+
+                self._logs = BatchWriter(self._make_log_sink(), build=build_log_records, batch_size=self._batch_size,
+                                         linger=self._linger, name="flowsight-log-writer")
+            return self._logs
+
+    def emit_log(self, entry: LogEntry) -> None:
+        """Queue one log entry (it gets its id on the writer thread, from its
+        time); never blocks on I/O but the first time, which opens the spool
+        directory of a server."""
+        logs = self._logs
+        (logs if logs is not None else self.log_writer).put(entry)
 
     def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
              attrs: dict[str, Any] | None = None) -> None:
@@ -117,22 +177,41 @@ class Client:
         self._put((_time_ns(), kind, workflow, run_id, step, attrs))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Block until everything emitted so far is stored — with a server:
-        acknowledged by it (accepted, duplicate or rejected there). False when
-        ``timeout`` ran out first; for a server, what was not acknowledged is
-        safe in the spool by then (unless the writer was still behind) and is
-        sent when the server answers."""
-        return self.writer.flush(timeout)
+        """Block until everything emitted so far (events, then log entries) is
+        stored — with a server: acknowledged by it (accepted, duplicate or
+        rejected there). False when ``timeout`` ran out first; for a server,
+        what was not acknowledged is safe in the spool by then (unless the
+        writer was still behind) and is sent when the server answers."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.writer.flush(timeout)
+        logs = self._logs
+        if logs is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done = logs.flush(left) and done
+        return done
 
     def close(self) -> None:
-        """Flush and stop the writer (safe to call more than once). With a
+        """Flush and stop the writers (safe to call more than once). With a
         server: everything goes to the spool, then sending goes on for up to
         a few seconds while the server answers; the rest is sent by the next
         process that reports to the same URL."""
         self.writer.stop()
+        if self._logs is not None:
+            self._logs.stop()
         if self._started:
             atexit.unregister(self.close)
             self._started = False
+
+
+def _has_segments(directory: Path) -> bool:
+    """Whether an earlier process left spooled batches in ``directory``."""
+    from flowsight.sdk.spool import SUFFIX
+
+    try:
+        with os.scandir(directory) as entries:
+            return any(e.name.endswith(SUFFIX) for e in entries)
+    except OSError:
+        return False
 
 
 DEFAULT_RETENTION = "30d"

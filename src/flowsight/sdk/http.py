@@ -8,6 +8,10 @@ each one only after the server answered 200. Event ids are fixed before
 spooling, so a segment sent again after a crash (of either side) is a
 duplicate on the server, never counted twice.
 
+Log entries travel the same way, through a sink of their own
+(``path=LOGS_PATH``, their own encoder, their own spool directory
+``<spool>/logs``): see :mod:`flowsight.sdk.logs`.
+
 What an answer means is decided by two pure functions, :func:`verdict` (status
 -> deliver, retry, split, give up) and :func:`retry_delay` (attempt -> seconds,
 exponential with jitter).
@@ -25,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,14 +37,15 @@ import msgspec
 
 from flowsight import __version__
 from flowsight.errors import ConfigError
-from flowsight.model.events import Event
 from flowsight.sdk.spool import DEFAULT_MAX_BYTES, Segment, Spool, count_of, spool_dir_for
+from flowsight.sdk.transport import sdk_thread
 
 log = logging.getLogger("flowsight.sdk")
 
 ENV_URL = "FLOWSIGHT_URL"
 ENV_TOKEN = "FLOWSIGHT_TOKEN"
 EVENTS_PATH = "/api/v1/events"
+LOGS_PATH = "/api/v1/logs"
 
 
 def normalize_url(url: str) -> str:
@@ -156,13 +161,19 @@ class _Answer(msgspec.Struct):
 _answer = msgspec.json.Decoder(_Answer)
 _NEXT, _RESCAN, _RETRY = "next", "rescan", "retry"  # what the sender does after a segment
 
+T = TypeVar("T")
 
-class HttpSink:
+
+class HttpSink(Generic[T]):
     """A :class:`~flowsight.sdk.transport.Sink` that delivers to the server at
     ``url`` through a disk spool (module docstring). ``token`` is sent as
     ``Authorization: Bearer``. ``spool`` defaults to one in
     :func:`~flowsight.sdk.spool.spool_dir_for` ``(url, spool_root)``.
     ``transport`` (an ``httpx`` transport) and ``rand`` are for tests.
+
+    What it sends: by default events (msgspec structs) to ``/api/v1/events``;
+    ``path`` names another ingest endpoint that answers like it, ``encode``
+    turns a batch into its JSON array, ``what`` names the items in messages.
 
     Raises:
         ConfigError: a bad URL, or a spool directory that cannot be used.
@@ -170,11 +181,17 @@ class HttpSink:
 
     def __init__(self, url: str, token: str | None = None, *, spool: Spool | None = None,
                  spool_root: str | os.PathLike[str] | None = None, options: HttpOptions | None = None,
-                 transport: httpx.BaseTransport | None = None, rand: Callable[[], float] = random.random) -> None:
+                 transport: httpx.BaseTransport | None = None, rand: Callable[[], float] = random.random,
+                 path: str = EVENTS_PATH, encode: Callable[[list[T]], bytes] | None = None, what: str = "events",
+                 thread_name: str = "flowsight-sender") -> None:
         self.url = normalize_url(url)
         self.options = opts = options or HttpOptions()
+        self.path = path
+        self.what = what
+        self._encode: Callable[[list[T]], bytes] = encode or _enc.encode
+        self._thread_name = thread_name
         self.spool = spool or Spool(spool_dir_for(self.url, spool_root), max_bytes=opts.spool_max_bytes,
-                                    label=self.url)
+                                    label=self.url, what=what)
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
                    "User-Agent": f"flowsight-sdk/{__version__}"}
         if token:
@@ -201,23 +218,23 @@ class HttpSink:
         return self.spool.dropped
 
     # ---- the writer thread's side -----------------------------------------
-    def write(self, events: list[Event]) -> None:
-        if not events:
+    def write(self, items: list[T]) -> None:
+        if not items:
             return
-        for body, count in self._bodies(events):
+        for body, count in self._bodies(items):
             path = self.spool.put(gzip.compress(body, self.options.gzip_level, mtime=0), count)
             if path is not None:
                 with self._cond:
                     self._outstanding.add(path)
         self._wake.set()
 
-    def _bodies(self, events: list[Event]) -> list[tuple[bytes, int]]:
-        """JSON arrays of at most ``max_body_bytes`` (unless one event alone is bigger)."""
-        body = _enc.encode(events)
-        if len(body) <= self.options.max_body_bytes or len(events) == 1:
-            return [(body, len(events))]
-        half = len(events) // 2
-        return self._bodies(events[:half]) + self._bodies(events[half:])
+    def _bodies(self, items: list[T]) -> list[tuple[bytes, int]]:
+        """JSON arrays of at most ``max_body_bytes`` (unless one item alone is bigger)."""
+        body = self._encode(items)
+        if len(body) <= self.options.max_body_bytes or len(items) == 1:
+            return [(body, len(items))]
+        half = len(items) // 2
+        return self._bodies(items[:half]) + self._bodies(items[half:])
 
     # ---- the caller's side ------------------------------------------------
     def stopping(self, deadline: float) -> None:
@@ -227,7 +244,7 @@ class HttpSink:
         """Start sending (also what earlier processes left in the spool)."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="flowsight-sender", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
             self._thread.start()
 
     def wait(self, timeout: float | None, *, while_reachable: bool = False) -> bool:
@@ -272,15 +289,16 @@ class HttpSink:
             self._outstanding.clear()
             self._halves.clear()
         if left:
-            log.warning("flowsight: %d events not yet delivered to %s stay in the spool %s (%s); the next process "
-                        "that reports to this URL sends them", sum(count_of(p.name) for p in left), self.url,
-                        self.spool.dir, self.last_error or "the server is slow to answer")
+            log.warning("flowsight: %d %s not yet delivered to %s stay in the spool %s (%s); the next process "
+                        "that reports to this URL sends them", sum(count_of(p.name) for p in left), self.what,
+                        self.url, self.spool.dir, self.last_error or "the server is slow to answer")
         if self._http is not None and not hung:
             self._http.close()
             self._http = None
 
     # ---- the sender thread ------------------------------------------------
     def _run(self) -> None:
+        sdk_thread.active = True
         attempt = 0
         while not self._stop.is_set():
             try:
@@ -338,7 +356,7 @@ class HttpSink:
         self.stats.requests += 1
         self._retry_after = None
         try:
-            response = self._client().post(EVENTS_PATH, content=seg.body)
+            response = self._client().post(self.path, content=seg.body)
         except httpx.TransportError as exc:
             self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
             return _RETRY
@@ -368,8 +386,8 @@ class HttpSink:
     def _trouble(self, what: str) -> None:
         if not self._failing:  # once per outage, not once per retry
             self._failing = True
-            log.warning("flowsight: %s; events are kept in the spool %s and sent when it answers "
-                        "(retrying with backoff)", what, self.spool.dir)
+            log.warning("flowsight: %s; %s are kept in the spool %s and sent when it answers "
+                        "(retrying with backoff)", what, self.what, self.spool.dir)
         self.last_error = what
 
     def _count(self, answer: _Answer, count: int) -> None:
@@ -380,8 +398,8 @@ class HttpSink:
         if answer.rejected:
             errors = [str(r.get("error")) for r in answer.results if r.get("status") == "rejected"][:3]
             more = f" (and {answer.rejected - len(errors)} more)" if answer.rejected > len(errors) else ""
-            log.warning("flowsight: %s rejected %d of %d events; they are not sent again: %s%s",
-                        self.url, answer.rejected, count, "; ".join(errors), more)
+            log.warning("flowsight: %s rejected %d of %d %s; they are not sent again: %s%s",
+                        self.url, answer.rejected, count, self.what, "; ".join(errors), more)
 
     def _refused(self, response: httpx.Response, count: int) -> None:
         status = response.status_code
@@ -393,14 +411,14 @@ class HttpSink:
             why += " (set the token: flowsight.configure(url=..., token=...) or FLOWSIGHT_TOKEN)"
         self.last_error = why
         self.stats.failed += count
-        log.warning("flowsight: a batch of %d events was dropped, not sent again: %s %s", count, self.url, why)
+        log.warning("flowsight: a batch of %d %s was dropped, not sent again: %s %s", count, self.what, self.url, why)
 
     def _split(self, seg: Segment) -> None:
         items = _raw_list.decode(gzip.decompress(seg.body))
         half = len(items) // 2
         bodies = [(gzip.compress(_enc.encode(part), self.options.gzip_level, mtime=0), len(part))
                   for part in (items[:half], items[half:])]
-        log.info("flowsight: %s found a batch of %d events too big; sending it in halves", self.url, seg.count)
+        log.info("flowsight: %s found a batch of %d %s too big; sending it in halves", self.url, seg.count, self.what)
         new = self.spool.split(seg, (bodies[0], bodies[1]))
         with self._cond:
             self._halves[seg.path] = new

@@ -68,6 +68,13 @@ def spool_dir_for(url: str, root: str | os.PathLike[str] | None = None,
     return Path(root) / digest
 
 
+def log_spool_dir(url: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """The spool directory of log entries for the server at ``url``: ``logs``
+    below its events' one, bounded on its own (a flood of log lines never
+    pushes events out)."""
+    return spool_dir_for(url, root) / "logs"
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A spooled batch, claimed (locked) by the caller until the ``with`` ends."""
@@ -106,11 +113,12 @@ class Spool:
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 label: str | None = None) -> None:
+                 label: str | None = None, what: str = "events") -> None:
         if max_bytes <= 0:
             raise ConfigError(f"spool bound must be a positive number of bytes, got {max_bytes}")
         self.dir = Path(directory)
         self.max_bytes = max_bytes
+        self.what = what  # names the items in messages ("events", "log entries")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             if label is not None:
@@ -169,12 +177,13 @@ class Spool:
                 freed_events += seg.count
         if freed_events:
             self._drop(freed_events, f"the spool {str(self.dir)!r} reached its bound of {self.max_bytes} bytes "
-                                     "while the server could not take them (oldest events go first)")
+                                     f"while the server could not take them (oldest {self.what} go first)")
         return True  # at most the segments in flight over the bound
 
     def _drop(self, count: int, why: str) -> None:
         self.dropped += count
-        log.warning("flowsight: dropped %d events: %s; %d dropped by this process so far", count, why, self.dropped)
+        log.warning("flowsight: dropped %d %s: %s; %d dropped by this process so far", count, self.what, why,
+                    self.dropped)
 
     # ---- reading -----------------------------------------------------------
     def _entries(self) -> list[tuple[Path, int]]:

@@ -8,6 +8,11 @@ and fixed before any write, spool or retry) and hands the batch to a
 (:class:`flowsight.sdk.http.HttpSink`, which spools to disk first).
 :meth:`BatchWriter.flush` waits until everything queued before it has reached
 the sink's destination.
+
+The same pieces carry log entries (:mod:`flowsight.sdk.logs`): a second
+writer, whose ``build`` makes :class:`~flowsight.model.logrecords.LogRecord` s,
+with a sink of its own to the same destination, so a flood of log lines
+never delays events nor pushes them out of a full spool.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from flowsight.errors import ConfigError, FlowsightError
 from flowsight.model.events import Event, EventKind
@@ -29,11 +34,39 @@ log = logging.getLogger("flowsight.sdk")
 # (ts_ns, kind, workflow, run_id, step, attrs)
 Raw = tuple[int, EventKind, str, str, "str | None", "dict[str, Any] | None"]
 
+Q = TypeVar("Q")  # what the caller queues
+T = TypeVar("T")  # what a sink takes
 
 _EMPTY: dict[str, Any] = {}  # shared; events are never mutated
 
+#: set on the SDK's own threads (writers, senders): what is logged there is
+#: not shipped by :class:`flowsight.sdk.logs.LogHandler` (no feedback loop)
+sdk_thread = threading.local()
 
-class Sink(Protocol):
+
+def in_sdk_thread() -> bool:
+    """True on a thread of the SDK's delivery machinery."""
+    return getattr(sdk_thread, "active", False)
+
+
+def build_events(batch: list[Raw]) -> list[Event]:
+    """The events of queued tuples, each with its id (made from its time)."""
+    ids = new_ids([raw[0] for raw in batch])
+    return [
+        Event(id=eid, ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or _EMPTY)
+        for eid, (ts, kind, wf, run, step, attrs) in zip(ids, batch)
+    ]
+
+
+def write_events(store: SqlStore, events: list[Event]) -> object:
+    return store.write_events(events)
+
+
+def prune_events(store: SqlStore, before: float) -> int:
+    return store.prune(before)
+
+
+class Sink(Protocol[T]):
     """Where the writer's batches go. ``write`` is the one that matters; the
     other three are its lifecycle (a sink may own a thread and a connection)."""
 
@@ -41,7 +74,7 @@ class Sink(Protocol):
         """Called from :meth:`BatchWriter.start` (e.g. start sending what a
         previous process left behind)."""
 
-    def write(self, events: list[Event]) -> None:
+    def write(self, items: list[T]) -> None:
         """Take a batch, on the writer thread. Never raises: a sink keeps
         retrying, or keeps the batch (spool), or counts and reports a drop."""
 
@@ -56,19 +89,24 @@ class Sink(Protocol):
         """The writer is stopping: stop retrying at ``deadline`` (monotonic)."""
 
 
-class StoreSink:
-    """Writes batches to a store in one transaction each; a failed write is
-    retried with backoff (same ids: a write that did commit is not doubled).
-    Also prunes events older than ``retention`` seconds, at the first write and
-    then every ``prune_every`` seconds.
+class StoreSink(Generic[T]):
+    """Writes batches to a store in one transaction each (``write``: e.g.
+    :func:`write_events`); a failed write is retried with backoff (same ids:
+    a write that did commit is not doubled). With ``prune``, also deletes
+    what is older than ``retention`` seconds, at the first write and then
+    every ``prune_every`` seconds. ``what`` names the items in messages.
 
     ``store_factory`` is called on the writer thread at the first write, so
     opening the database never costs the instrumented code anything.
     """
 
-    def __init__(self, store_factory: Callable[[], SqlStore], *, max_backoff: float = 5.0,
-                 retention: float | None = None, prune_every: float = 3600.0) -> None:
+    def __init__(self, store_factory: Callable[[], SqlStore], *, write: Callable[[SqlStore, list[T]], object],
+                 prune: Callable[[SqlStore, float], int] | None = None, what: str = "events",
+                 max_backoff: float = 5.0, retention: float | None = None, prune_every: float = 3600.0) -> None:
         self._factory = store_factory
+        self._write_to = write
+        self._prune = prune
+        self.what = what
         self._store: SqlStore | None = None
         self._max_backoff = max_backoff
         self._retention = retention
@@ -76,7 +114,7 @@ class StoreSink:
         self._next_prune = 0.0
         self.written = 0
         self.failed_writes = 0
-        #: events given up on: the store cannot be used (a bad URL), or was still
+        #: items given up on: the store cannot be used (a bad URL), or was still
         #: unreachable when the process was exiting; each loss is logged as an error
         self.dropped = 0
         self._broken: str | None = None
@@ -94,40 +132,40 @@ class StoreSink:
     def start(self) -> None:
         pass
 
-    def write(self, events: list[Event]) -> None:
+    def write(self, items: list[T]) -> None:
         if self._broken is not None:
-            self._lose(events, self._broken)
+            self._lose(items, self._broken)
             return
         delay = 0.05
         warned = False
         while True:
             try:
-                self.store.write_events(events)
-                self.written += len(events)
+                self._write_to(self.store, items)
+                self.written += len(items)
                 if warned:
-                    log.warning("flowsight: the store is back; %d waiting events stored", len(events))
+                    log.warning("flowsight: the store is back; %d waiting %s stored", len(items), self.what)
                 break
             except ConfigError as exc:  # retrying cannot fix a bad URL
                 self._broken = f"the store cannot be used: {exc}"
-                self._lose(events, self._broken)
+                self._lose(items, self._broken)
                 return
             except FlowsightError as exc:
                 self.failed_writes += 1
                 if self._give_up_at is not None and time.monotonic() + delay > self._give_up_at:
-                    self._lose(events, f"the store was still failing at exit ({exc})")
+                    self._lose(items, f"the store was still failing at exit ({exc})")
                     return
                 if not warned:  # one warning per outage, not one per retry
-                    log.warning("flowsight: writing %d events failed (%s); retrying with backoff "
-                                "(up to %.0fs apart) until it works", len(events), exc, self._max_backoff)
+                    log.warning("flowsight: writing %d %s failed (%s); retrying with backoff "
+                                "(up to %.0fs apart) until it works", len(items), self.what, exc, self._max_backoff)
                     warned = True
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
         self._maybe_prune()
 
-    def _lose(self, events: list[Event], why: str) -> None:
-        self.dropped += len(events)
-        log.error("flowsight: %d events NOT stored, %s; %d lost in all (set --db / FLOWSIGHT_DATABASE_URL, "
-                  "or flowsight.configure(db=...))", len(events), why, self.dropped)
+    def _lose(self, items: list[T], why: str) -> None:
+        self.dropped += len(items)
+        log.error("flowsight: %d %s NOT stored, %s; %d lost in all (set --db / FLOWSIGHT_DATABASE_URL, "
+                  "or flowsight.configure(db=...))", len(items), self.what, why, self.dropped)
 
     def wait(self, timeout: float | None) -> bool:
         return True  # write() returns once the batch is committed
@@ -138,15 +176,15 @@ class StoreSink:
             self._store = None
 
     def _maybe_prune(self) -> None:
-        if self._retention is None or time.monotonic() < self._next_prune:
+        if self._prune is None or self._retention is None or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + self._prune_every
         try:
-            n = self.store.prune(time.time() - self._retention)
+            n = self._prune(self.store, time.time() - self._retention)
             if n:
-                log.info("flowsight: pruned %d events older than %.0fs", n, self._retention)
+                log.info("flowsight: pruned %d %s older than %.0fs", n, self.what, self._retention)
         except FlowsightError as exc:
-            log.warning("flowsight: pruning old events failed: %s", exc)
+            log.warning("flowsight: pruning old %s failed: %s", self.what, exc)
 
 
 class _Flush:
@@ -156,24 +194,29 @@ class _Flush:
         self.done = threading.Event()
 
 
-class BatchWriter:
-    """Drains queued events into a :class:`Sink` from one background thread.
+class BatchWriter(Generic[Q, T]):
+    """Drains queued items into a :class:`Sink` from one background thread;
+    ``build`` turns a batch of what was queued into what the sink takes
+    (:func:`build_events`: tuples into events with their ids).
 
-    A batch is cut at ``batch_size`` events, or — with ``linger`` > 0 — once
-    the first event of it has waited ``linger`` seconds (fewer, larger batches
+    A batch is cut at ``batch_size`` items, or — with ``linger`` > 0 — once
+    the first item of it has waited ``linger`` seconds (fewer, larger batches
     for a sink that pays per batch, like a network request). A flush or stop
     cuts it at once.
     """
 
-    def __init__(self, sink: Sink, *, batch_size: int = 5000, linger: float = 0.0) -> None:
+    def __init__(self, sink: Sink[T], *, build: Callable[[list[Q]], list[T]], batch_size: int = 5000,
+                 linger: float = 0.0, name: str = "flowsight-writer") -> None:
         self.sink = sink
-        self._queue: queue.SimpleQueue[Raw | _Flush | None] = queue.SimpleQueue()
+        self._build = build
+        self._name = name
+        self._queue: queue.SimpleQueue[Q | _Flush | None] = queue.SimpleQueue()
         self.put = self._queue.put  # the hot path: one bound-method call
         self._batch_size = batch_size
         self._linger = linger
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        #: events handed to the sink (stored, or spooled for a server)
+        #: items handed to the sink (stored, or spooled for a server)
         self.written = 0
         self._lost = 0  # batches a faulty sink raised on
 
@@ -197,7 +240,7 @@ class BatchWriter:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
                 self.sink.start()
-                self._thread = threading.Thread(target=self._loop, name="flowsight-writer", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -224,14 +267,19 @@ class BatchWriter:
         self._thread = None
         self.sink.close(timeout)
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def _loop(self) -> None:
+        sdk_thread.active = True
         get = self._queue.get
         get_nowait = self._queue.get_nowait
         linger = self._linger
         size = self._batch_size
         while True:
             item = get()
-            batch: list[Raw] = []
+            batch: list[Q] = []
             markers: list[_Flush] = []
             stop = False
             deadline = 0.0
@@ -265,16 +313,12 @@ class BatchWriter:
             if stop:
                 return
 
-    def _write(self, batch: list[Raw]) -> None:
-        ids = new_ids([raw[0] for raw in batch])
-        events = [
-            Event(id=eid, ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or _EMPTY)
-            for eid, (ts, kind, wf, run, step, attrs) in zip(ids, batch)
-        ]
+    def _write(self, batch: list[Q]) -> None:
         try:
-            self.sink.write(events)
+            items = self._build(batch)
+            self.sink.write(items)
         except Exception:  # a sink must not raise; if one does, the writer thread must live on
-            self._lost += len(events)
-            log.exception("flowsight: the SDK's sink failed on a batch of %d events; they are lost", len(events))
+            self._lost += len(batch)
+            log.exception("flowsight: the SDK's sink failed on a batch of %d items; they are lost", len(batch))
             return
-        self.written += len(events)
+        self.written += len(items)

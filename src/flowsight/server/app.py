@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,10 +29,14 @@ from flowsight.model.state import WorkflowState
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
-from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, gunzip
-from flowsight.server import alerts_api
+from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, read_json_body
+from flowsight.server import alerts_api, logs_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
+from flowsight.server.params import float_param as _float
+from flowsight.server.params import int_param as _int
+from flowsight.server.params import text_param as _text
+from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogRetention
 from flowsight.server.stream import Streams, event_stream
 from flowsight.store.sql import SqlStore, decode_cursor
 
@@ -60,6 +63,10 @@ class ServerState:
     stats: Stats = field(default_factory=Stats)
     streams: Streams = field(default_factory=Streams)
     events_rejected: int = 0
+    logs_rejected: int = 0
+    #: told of the log entries each POST /api/v1/logs stored (see flowsight.server.logs_api)
+    on_logs: logs_api.OnLogs | None = None
+    log_retention: LogRetention | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -101,29 +108,8 @@ def by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[
 
 
 # ---- ingest ---------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, f"body of {declared} bytes is over the limit of {limit}; send smaller batches")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def post_events(request: Request, st: ServerState) -> Response:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        return error(415, f"content type {ctype or '(none)'!r} is not accepted: send application/json")
-    body = await read_body(request, st.limits.max_body_bytes)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "gzip":
-        body = gunzip(body, st.limits.max_body_bytes)
-    elif encoding not in ("identity", ""):
-        return error(415, f"content encoding {encoding!r} is not accepted: send gzip or none")
+    body = await read_json_body(request, st.limits)
     items = decode_batch(body, st.limits)
     valid = [it for it in items if not isinstance(it, Exception)]
     result = await st.committer.submit(valid)
@@ -133,41 +119,6 @@ async def post_events(request: Request, st: ServerState) -> Response:
 
 
 # ---- queries --------------------------------------------------------------
-def _float(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a finite number")
-    return value
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise FlowsightError(f"query parameter {name!r}: {value} is outside {low}..{high}")
-    return value
-
-
-def _text(request: Request, name: str) -> str | None:
-    """A text query parameter; one with a NUL is refused (PostgreSQL cannot
-    compare with it, and no stored name holds one)."""
-    raw = request.query_params.get(name)
-    if raw is not None and "\x00" in raw:
-        raise FlowsightError(f"query parameter {name!r}: contains a NUL character (%00), which no name holds")
-    return raw
-
-
 def _states(request: Request) -> list[WorkflowState] | None:
     raw = request.query_params.getlist("state")
     try:
@@ -281,33 +232,51 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: float = 1800.0,
                hub: Hub | None = None, config: Config | None = None,
-               alerting: AlertingService | None = None) -> Starlette:
+               alerting: AlertingService | None = None, on_logs: logs_api.OnLogs | None = None,
+               log_retention: float | None = DEFAULT_RETENTION,
+               log_purge_interval: float = DEFAULT_INTERVAL) -> Starlette:
     """The app over ``store``; the caller keeps ownership of the store.
-    Alerting follows ``config`` (default: built-in rules, alerts to the log)."""
+    Alerting follows ``config`` (default: built-in rules, alerts to the log).
+
+    ``on_logs``: called with the log entries each ``POST /api/v1/logs``
+    stored, after the commit (see :mod:`flowsight.server.logs_api`).
+    ``log_retention``: log entries older than this many seconds are purged
+    in the background at start and every ``log_purge_interval`` seconds
+    (None: kept for ever)."""
     hub = hub or Hub(store, track=False)
     alerting = alerting or AlertingService(store, config or Config.default())
     hub.hooks.append(alerting.observe)
     st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
                      limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
     st.committer.on_commit = st.stats.on_commit
+    st.on_logs = on_logs
+    if log_retention is not None:
+        st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         st.committer.start()
         alerting.load()
         alerting.start()
+        if st.log_retention is not None:
+            st.log_retention.start()
         try:
             yield
         finally:
             await st.committer.stop()  # everything acknowledged is committed before exit
             await alerting.stop()  # then the rules see the last events, and the outbox is saved
+            if st.log_retention is not None:
+                await st.log_retention.stop()
 
     routes = [
         Route("/api/v1/events", endpoint("ingest", post_events), methods=["POST"]),
+        Route("/api/v1/logs", by_method(GET=endpoint("read", logs_api.get_logs),
+                                        POST=endpoint("ingest", logs_api.post_logs)), methods=["GET", "POST"]),
         Route("/api/v1/runs", endpoint("read", get_runs), methods=["GET"]),
         # ':path': a run id may hold a '/' (sent as %2F, which routing sees decoded);
-        # a run whose id ends in '/events' is then reached through the events route only
+        # a run whose id ends in '/events' or '/logs' is then reached through that route only
         Route("/api/v1/runs/{run_id:path}/events", endpoint("read", get_run_events), methods=["GET"]),
+        Route("/api/v1/runs/{run_id:path}/logs", endpoint("read", logs_api.get_run_logs), methods=["GET"]),
         Route("/api/v1/runs/{run_id:path}", endpoint("read", get_run), methods=["GET"]),
         Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
         Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),

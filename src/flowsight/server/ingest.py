@@ -2,7 +2,9 @@
 
 A body is one event or a JSON array of them (optionally gzip-compressed). The
 whole array is decoded in one pass when it is all valid; otherwise item by
-item, so a bad event costs only itself. Valid events from concurrent requests
+item, so a bad event costs only itself. ``POST /api/v1/logs``
+(:mod:`flowsight.server.logs_api`) takes its body through the same
+:func:`read_json_body` and :func:`decode_items`, so both answer bad bodies alike. Valid events from concurrent requests
 are committed together (group commit); a request is answered only after its
 events are committed, with each event's fate: accepted, duplicate (its id was
 stored before: a retry), or rejected with the reason and the field.
@@ -13,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+from starlette.requests import Request
 
 from flowsight.errors import EventError
 from flowsight.hub import Hub
@@ -52,6 +55,43 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"body of {declared} bytes is over the limit of {limit}; send smaller batches")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request, limits: Limits) -> bytes:
+    """The body of an ingest POST, inflated.
+
+    Raises:
+        BodyError: 415 (not ``application/json``, or an encoding other than
+            gzip), 413 (over ``limits.max_body_bytes``, before or after
+            inflating), 400 (not valid gzip).
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise BodyError(415, f"content type {ctype or '(none)'!r} is not accepted: send application/json")
+    body = await read_body(request, limits.max_body_bytes)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = gunzip(body, limits.max_body_bytes)
+    elif encoding not in ("identity", ""):
+        raise BodyError(415, f"content encoding {encoding!r} is not accepted: send gzip or none")
+    return body
+
+
+W = TypeVar("W")
+T = TypeVar("T")
+
 _fast = msgspec.json.Decoder(list[WireEvent] | WireEvent)
 _any = msgspec.json.Decoder()
 
@@ -63,21 +103,38 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
         BodyError: not JSON (400, with the position), not an object or an
             array of them (400), or too many events (413).
     """
+    return decode_items(body, limits, fast=_fast, finish=finish_wire, parse=parse_events, noun="event",
+                        plural="events")
+
+
+def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any], finish: Callable[[W], T],
+                 parse: Callable[[list[Any]], Sequence[T | EventError]], noun: str,
+                 plural: str) -> list[T | EventError]:
+    """Items (or the error of each bad one) in the order they were sent.
+
+    ``fast`` decodes a list of wire items or one item in one pass, ``finish``
+    turns one into an item (raising :class:`EventError`), ``parse`` is the
+    slow path, item by item, for a batch with a bad item in it.
+
+    Raises:
+        BodyError: not JSON (400, with the position), not an object or an
+            array of them (400), or too many items (413).
+    """
     try:
-        wire = _fast.decode(body)
+        wire = fast.decode(body)
     except msgspec.ValidationError:
         pass  # some item is bad: go item by item below
     except msgspec.DecodeError as exc:
         raise _malformed(exc, body) from None
     else:
         items = wire if isinstance(wire, list) else [wire]
-        _check_count(len(items), limits)
-        out: list[Event | EventError] = []
+        _check_count(len(items), limits, plural)
+        out: list[T | EventError] = []
         for i, w in enumerate(items):
             try:
-                out.append(finish_wire(w))
+                out.append(finish(w))
             except EventError as exc:
-                out.append(EventError(f"event {i}: {exc}", field=exc.field, index=i))
+                out.append(type(exc)(f"{noun} {i}: {exc}", field=exc.field, index=i))
         return out
     try:
         # the typed pass stops at the first bad item, before it sees the rest
@@ -88,9 +145,10 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise BodyError(400, f"body must be an event object or an array of them, got {type(data).__name__}")
-    _check_count(len(data), limits)
-    return parse_events(data)
+        article = "an" if noun[0] in "aeiou" else "a"
+        raise BodyError(400, f"body must be {article} {noun} object or an array of them, got {type(data).__name__}")
+    _check_count(len(data), limits, plural)
+    return list(parse(data))
 
 
 def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
@@ -100,9 +158,10 @@ def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
     return BodyError(400, f"malformed JSON: {text}")
 
 
-def _check_count(n: int, limits: Limits) -> None:
+def _check_count(n: int, limits: Limits, plural: str = "events") -> None:
     if n > limits.max_events:
-        raise BodyError(413, f"{n} events in one request; the limit is {limits.max_events}: send smaller batches")
+        raise BodyError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: "
+                             "send smaller batches")
 
 
 def answer(items: list[Event | EventError], result: WriteResult) -> dict[str, Any]:

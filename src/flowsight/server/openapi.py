@@ -46,6 +46,22 @@ RUN_FILTERS = [
     Param("until", "query", NUM, "only runs created before (seconds since the epoch)"),
     Param("q", "query", STR, "text in the run id, workflow, current step or error"),
 ]
+LEVEL = {"type": "string", "enum": ["trace", "debug", "info", "warn", "error", "fatal"]}
+LOG_FILTERS = [
+    Param("workflow", "query", STR, "only entries of this workflow"),
+    Param("step", "query", STR, "only entries of this step"),
+    Param("level", "query", LEVEL, "only entries at this level or above"),
+    Param("template", "query", STR, "only entries with this template id"),
+    Param("q", "query", STR, "text in the message (case-insensitive)"),
+    Param("since", "query", NUM, "only entries at or after (seconds since the epoch)"),
+    Param("until", "query", NUM, "only entries before (seconds since the epoch)"),
+    Param("after", "query", {"type": "integer", "minimum": 0, "maximum": 2**62},
+          "only entries stored after this seq (to follow: the last seq seen)"),
+    Param("order", "query", {"type": "string", "enum": ["asc", "desc"]},
+          "asc: oldest first (default); desc: newest first"),
+    Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    Param("cursor", "query", STR, "the cursor of the previous page (keeps its order)"),
+]
 ERRORS: dict[int, tuple[str, type | None]] = {
     400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error),
     503: ("the store is unavailable (retry later)", S.Error)}
@@ -55,6 +71,17 @@ OPS = [
         200: ("each event's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
         413: ("too many events or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS},
         body=list[S.EventIn] | S.EventIn, scope="ingest"),
+    Op("post", "/api/v1/logs", "Ingest one log entry or an array (structured, or raw lines to parse)", {
+        200: ("each entry's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
+        413: ("too many entries or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS},
+        body=list[S.LogIn] | S.LogIn, scope="ingest"),
+    Op("get", "/api/v1/logs", "Log entries, filtered, one page at a time",
+       {200: ("a page of log entries", S.LogPage), **ERRORS},
+       params=[Param("run_id", "query", STR, "only entries of this run"), *LOG_FILTERS], scope="read"),
+    Op("get", "/api/v1/runs/{run_id}/logs", "A run's log entries, filtered, one page at a time",
+       {200: ("a page of log entries (empty for a run with none)", S.LogPage),
+        404: ("no such path: a run id with a line break is no path; use /api/v1/logs?run_id=", S.Error), **ERRORS},
+       params=[Param("run_id", "path", STR, required=True), *LOG_FILTERS], scope="read"),
     Op("get", "/api/v1/runs", "Runs, newest first, filtered, one page at a time",
        {200: ("a page of runs", S.RunPage), **ERRORS},
        params=[*RUN_FILTERS, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
@@ -127,7 +154,7 @@ def build_openapi(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "flowsight", "version": version,
-                 "description": "Workflow observability: ingest events, query runs, stream live."},
+                 "description": "Workflow observability: ingest events and logs, query runs and logs, stream live."},
         "paths": paths,
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from flowsight.model.events import MAX_TS, Event, WireEvent
+from flowsight.model.logrecords import WireLog
 
 
 #: An event as sent: ``id`` (recommended: it makes a retry safe) and ``ts``
@@ -125,6 +126,35 @@ class Health(msgspec.Struct, kw_only=True):
     status: Literal["ok"]
     store: str
     version: str
+
+
+# ---- logs ----------------------------------------------------------------------
+#: A log entry as sent: structured (``message``, with ``level``, ``ts``,
+#: ``fields``) or a raw ``line`` read like a log file's (see
+#: :mod:`flowsight.model.logrecords`). ``id`` makes a retry safe.
+LogIn = WireLog
+
+
+class LogOut(msgspec.Struct, kw_only=True):
+    """A stored log entry; ``seq`` is its place in the store's order."""
+
+    seq: int
+    id: str
+    ts: float
+    level: Literal["trace", "debug", "info", "warn", "error", "fatal"]
+    message: str
+    source: str
+    workflow: str | None
+    run_id: str | None
+    step: str | None
+    template_id: str | None
+    fields: dict[str, str | int | float | bool | None]
+
+
+class LogPage(msgspec.Struct, kw_only=True):
+    logs: list[LogOut]
+    #: the next page, in the same order (None: nothing more now)
+    cursor: str | None
 
 
 # ---- alerting ------------------------------------------------------------------

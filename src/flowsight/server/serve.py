@@ -19,6 +19,8 @@ from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
 from flowsight.server.ingest import Limits
+from flowsight.server.logs_api import OnLogs
+from flowsight.server.retention import DEFAULT_RETENTION
 from flowsight.server.stream import Streams
 from flowsight.store.sql import SqlStore
 
@@ -54,9 +56,13 @@ def check_bind(host: str, store: SqlStore) -> None:
 
 
 def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: Limits | None = None,
-          stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None) -> None:
+          stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None,
+          on_logs: OnLogs | None = None, log_retention: float | None = DEFAULT_RETENTION) -> None:
+    """Serve until SIGTERM/SIGINT. ``on_logs`` and ``log_retention``: see
+    :func:`flowsight.server.app.create_app`."""
     check_bind(host, store)
-    app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config)
+    app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
+                     log_retention=log_retention)
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False)
     with _stop_signals_end_cleanly():

@@ -180,6 +180,45 @@ def _v3_alerting(serial: str, bigint: str) -> list[str]:
     ]
 
 
+def _v4_logs(seq: str, real: str, small: str) -> list[str]:
+    """Log entries (see :mod:`flowsight.store.logs`). ``seq`` only grows and
+    is never reused, even after every row was purged: it is the cursor of
+    readers that come back later. ``level`` is the level's rank (0 trace ..
+    5 fatal), so "at least warn" is a range on a small integer. The run and
+    template indexes are partial: lines from no run, and lines not yet
+    given a template, cost no entry in them."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS logs (
+            seq {seq},
+            id TEXT NOT NULL UNIQUE,
+            ts {real} NOT NULL,
+            level {small} NOT NULL,
+            message TEXT NOT NULL,
+            source TEXT NOT NULL,
+            workflow TEXT,
+            run_id TEXT,
+            step TEXT,
+            template_id TEXT,
+            fields TEXT NOT NULL DEFAULT '{{}}'
+        )""",
+        "CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id, seq) WHERE run_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS logs_ts ON logs (ts)",
+        "CREATE INDEX IF NOT EXISTS logs_level ON logs (level, ts)",
+        "CREATE INDEX IF NOT EXISTS logs_template ON logs (template_id, seq) WHERE template_id IS NOT NULL",
+        # what the server's analyzer has still to read: small, it only holds the newest lines
+        "CREATE INDEX IF NOT EXISTS logs_untemplated ON logs (seq) WHERE template_id IS NULL",
+    ]
+
+
+_V5_STATE = [
+    """CREATE TABLE IF NOT EXISTS kept_state (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -187,6 +226,10 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (3, "alerts, silences, outbox, notification log, receivers",
      {"sqlite": _v3_alerting("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
       "postgresql": _v3_alerting("BIGSERIAL PRIMARY KEY", "BIGINT")}),
+    (4, "log entries",
+     {"sqlite": _v4_logs("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"),
+      "postgresql": _v4_logs("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "SMALLINT")}),
+    (5, "kept state (the log analyzer's templates)", {"sqlite": _V5_STATE, "postgresql": _V5_STATE}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

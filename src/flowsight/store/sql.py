@@ -27,6 +27,8 @@ from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
 from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
 from flowsight.store.alerting import AlertingMixin
+from flowsight.store.logs import LogsMixin
+from flowsight.store.state import StateMixin
 from flowsight.store.tokens import TokenMixin
 
 _RUN_UPDATE = ", ".join(
@@ -63,7 +65,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
 
 
-class SqlStore(TokenMixin, AlertingMixin, ABC):
+class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""

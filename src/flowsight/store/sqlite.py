@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import random
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,43 @@ from flowsight.store.migrations import migrate
 from flowsight.store.sql import SqlStore
 
 _INSERT_EVENT = "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+
+
+def is_locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
+def retry_locked(statement: Callable[[], object], timeout: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run ``statement`` again while it fails with "database is locked", for up
+    to ``timeout`` seconds, sleeping a few milliseconds (jittered, growing to
+    50 ms) in between.
+
+    ``busy_timeout`` does not cover every lock: SQLite answers BUSY at once,
+    without waiting, to a connection that must upgrade its lock while another
+    is upgrading (a deadlock otherwise) -- as ``PRAGMA journal_mode=WAL`` does
+    when several processes open a new file together.
+
+    Raises:
+        sqlite3.Error: the last error, once ``timeout`` has passed, or at once
+            when it is not about a lock.
+    """
+    deadline = clock() + timeout
+    delay = 0.002
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or clock() >= deadline:
+                raise
+        # jitter: processes that collided should not retry in step
+        sleep(min(delay * random.uniform(0.5, 1.0), max(0.0, deadline - clock())))
+        delay = min(delay * 2, 0.05)
 
 
 class SqliteStore(SqlStore):
@@ -30,9 +70,15 @@ class SqliteStore(SqlStore):
         self._synchronous = synchronous
         self._data_version: int | None = None
         try:
-            self._conn = self._connect()
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = conn = self._connect()
         except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
+        try:
+            # busy_timeout does not wait here (see retry_locked): several processes
+            # opening a new file at once would otherwise fail with "database is locked"
+            retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchall(), busy_timeout)
+        except sqlite3.Error as exc:
+            conn.close()
             raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
         self._migrate()
 
@@ -41,11 +87,19 @@ class SqliteStore(SqlStore):
             return self._conn  # one in-memory database: reads share the write connection
         conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
-        conn.execute("PRAGMA cache_size=-65536")
-        # checkpoint the WAL every ~40 MiB rather than every 4 MiB: fewer stalls under bursts
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        setup = (
+            f"PRAGMA synchronous={self._synchronous}",
+            # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
+            "PRAGMA cache_size=-65536",
+            # checkpoint the WAL every ~40 MiB rather than every 4 MiB: fewer stalls under bursts
+            "PRAGMA wal_autocheckpoint=10000",
+        )
+        try:
+            for sql in setup:  # cache_size reads the schema (a shared lock): a file being set up may be busy
+                retry_locked(functools.partial(conn.execute, sql), self._busy_timeout)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _connection(self) -> sqlite3.Connection:

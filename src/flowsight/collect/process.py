@@ -1,0 +1,193 @@
+"""Log lines from a program's stdout and stderr, as it writes them.
+
+`ProcessOutput` starts a program (``flowsight logs watch -- CMD``) and hands
+out its output as `RawLine` s, with the rules of
+`flowsight.collect.lines.LineSplitter` applied to each stream on its own:
+a traceback on stderr is joined into one entry however the program
+interleaves it with stdout; a last line without a newline is handed out when
+the stream ends; long lines are cut, invalid UTF-8 and NUL bytes replaced
+(each said once per stream). The lines of one stream keep their order; the
+two streams are merged in the order their bytes arrive. A line's ``path``
+says where it came from: ``process:NAME:stdout`` or ``process:NAME:stderr``.
+
+The program gets its own process group (and ``/dev/null`` as stdin), so that
+ending it reaches the processes it started too: when the iteration is stopped
+before the program ended (the consumer's task cancelled, the generator
+closed), the group is sent SIGTERM, then SIGKILL after ``kill_after``
+seconds. With ``forward_signals``, the signals a wrapper should pass on
+(SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded to the
+group while the program runs — a terminal's Ctrl-C no longer reaches a
+program in a group of its own otherwise — and the program decides when to
+stop; the previous handlers are put back when the iteration ends.
+
+The program's output is read as it comes; a program that buffers its output
+when it goes to a pipe (Python without ``-u``/``PYTHONUNBUFFERED=1``, C stdio)
+shows its lines when it flushes them. A consumer that falls behind makes the
+program wait on its writes (the pipes fill up) rather than this process's
+memory grow. The iteration ends when both streams are closed and the program
+has exited (a background process it left holding the pipes keeps it going).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+
+from flowsight.collect.lines import LineSplitter
+from flowsight.collect.stream import Chunk, pump, read_stream
+from flowsight.collect.tail import RawLine
+from flowsight.errors import ConfigError
+
+__all__ = ["FORWARDED_SIGNALS", "ProcessOutput"]
+
+_log = logging.getLogger(__name__)
+
+#: what ``forward_signals=True`` passes on to the program's process group
+FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+)
+
+
+class ProcessOutput:
+    """Run ``argv`` and iterate over the lines of its stdout and stderr.
+
+    ``name`` labels the lines (default: the program's file name); ``env``
+    replaces the environment (None: this process's), ``cwd`` the working
+    directory. ``max_line``, ``multiline`` and ``multiline_idle`` are
+    `FileTail` 's; ``on_problem`` receives one readable sentence per problem
+    (logged as a warning by default); ``clock`` (monotonic seconds) times the
+    multi-line flush. Iterate once; `returncode` is set when the program has
+    ended (negative: killed by that signal).
+
+    Raises (when the iteration starts):
+        ConfigError: the program cannot be started (not found, not
+            executable, no such working directory).
+    """
+
+    def __init__(self, argv: Sequence[str], *, name: str | None = None, env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None, max_line: int = 1 << 20, multiline: bool = True,
+                 multiline_idle: float = 1.0, forward_signals: bool = False, kill_after: float = 5.0,
+                 on_problem: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(argv, str):
+            raise TypeError("argv is a list of arguments (['python', '-u', 'job.py']), not one string")
+        if not argv:
+            raise ValueError("argv must name a program to run")
+        self.argv = [os.fspath(a) for a in argv]
+        self.name = name or os.path.basename(self.argv[0])
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
+        self._problem = on_problem if on_problem is not None else _log.warning
+        self._splitters = [
+            LineSplitter(f"process:{self.name}:{stream}", max_line=max_line, multiline=multiline,
+                         idle=multiline_idle, on_problem=self._problem)
+            for stream in ("stdout", "stderr")
+        ]
+        self._idle = multiline_idle
+        self._forward = forward_signals
+        self._kill_after = kill_after
+        self._clock = clock
+        self._proc: asyncio.subprocess.Process | None = None
+        self._used = False
+
+    @property
+    def pid(self) -> int | None:
+        """The program's process id (also its process group's), once started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The program's exit status once it ended (``-N``: killed by signal N), else None."""
+        return self._proc.returncode if self._proc is not None else None
+
+    def __aiter__(self) -> AsyncGenerator[RawLine, None]:
+        """Start the program and follow its output until both streams end and
+        it exited. Close the generator (``contextlib.aclosing``) to stop early:
+        the program is ended then."""
+        if self._used:
+            raise RuntimeError(f"ProcessOutput({self.name!r}) was iterated already; it runs its program once")
+        self._used = True
+        return self._run()
+
+    async def _run(self) -> AsyncGenerator[RawLine, None]:
+        proc = self._proc = await self._spawn()
+        assert proc.stdout is not None and proc.stderr is not None
+        queue: asyncio.Queue[Chunk] = asyncio.Queue(8)
+        readers = [
+            asyncio.create_task(read_stream(stream, i, queue, self._problem, self._splitters[i].label))
+            for i, stream in enumerate((proc.stdout, proc.stderr))
+        ]
+        restore = self._forward_signals(proc) if self._forward else []
+        try:
+            async for line in pump(queue.get, self._splitters, idle=self._idle, clock=self._clock):
+                yield line
+            await proc.wait()
+        finally:
+            for task in readers:
+                task.cancel()
+            for undo in restore:
+                undo()
+            if proc.returncode is None:
+                await self._end(proc)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        program = self.argv[0]
+        try:
+            return await asyncio.create_subprocess_exec(
+                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=self._env, cwd=self._cwd, process_group=0)
+        except FileNotFoundError as exc:
+            if self._cwd is not None and not os.path.isdir(self._cwd):
+                raise ConfigError(f"cannot start {program!r}: working directory {os.fspath(self._cwd)!r} "
+                                  "does not exist") from None
+            raise ConfigError(f"cannot start {program!r}: no such program (is it installed, and on PATH?)") from exc
+        except PermissionError:
+            raise ConfigError(f"cannot start {program!r}: permission denied (is it an executable file?)") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot start {program!r}: {exc.strerror or exc}") from None
+
+    async def _end(self, proc: asyncio.subprocess.Process) -> None:
+        """The iteration stopped first: SIGTERM to the group, SIGKILL after ``kill_after`` s."""
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self._kill_after):
+                await proc.wait()
+        except TimeoutError:
+            self._problem(f"process:{self.name}: still running {self._kill_after:g}s after SIGTERM; killed (SIGKILL)")
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        except BaseException:  # cancelled again while waiting: no more waiting, but no orphan either
+            _signal_group(proc.pid, signal.SIGKILL)
+            raise
+
+    def _forward_signals(self, proc: asyncio.subprocess.Process) -> list[Callable[[], None]]:
+        """Forward `FORWARDED_SIGNALS` to the program's group; the undo actions."""
+        loop = asyncio.get_running_loop()
+        undo: list[Callable[[], None]] = []
+        for sig in FORWARDED_SIGNALS:
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, _signal_group, proc.pid, sig)
+            except (RuntimeError, ValueError) as exc:  # not the main thread, or a loop without signals
+                self._problem(f"process:{self.name}: signals are not forwarded to the program ({exc})")
+                break
+
+            def put_back(sig: signal.Signals = sig, previous: object = previous) -> None:
+                loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)  # type: ignore[arg-type]
+
+            undo.append(put_back)
+        return undo
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # the group is gone already

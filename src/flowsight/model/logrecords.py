@@ -1,0 +1,216 @@
+"""Log entries as they are kept and sent: :class:`LogRecord` (an entry with
+its id, the dedupe key, and its template), :class:`StoredLog` (a record with
+its place in the store), and the wire form of ``POST /api/v1/logs``. No I/O.
+
+An item on the wire is either structured::
+
+    {"id"?, "ts"?, "level"?, "message", "source"?, "workflow"?, "run_id"?, "step"?, "fields"?}
+
+or a raw line, read with :func:`flowsight.model.logparse.parse_line` (level,
+time and structure come from the text)::
+
+    {"id"?, "line", "ts"?, "source"?, "workflow"?, "run_id"?, "step"?}
+
+``ts`` of a raw line is the time given to a line whose text holds none (default:
+when it arrived); ``workflow``/``run_id``/``step`` given with it win over what
+the line says. Level words are read case-insensitively
+(:func:`flowsight.model.logs.level_from_word`: ``warning``, ``ERR``, ``E``...).
+
+NUL characters: the names (``id``, ``workflow``, ``run_id``, ``step``) are
+refused with one, as in events; free text (``message``, ``line``, ``source``)
+keeps its place and has the NUL replaced by U+FFFD by the store (on both
+backends: PostgreSQL text cannot hold NUL); ``fields`` are kept as JSON, exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from flowsight.errors import LogEntryError
+from flowsight.model.events import MAX_TS
+from flowsight.model.ids import new_id
+from flowsight.model.logparse import parse_line
+from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
+
+#: where entries sent over HTTP come from, unless they say
+HTTP_SOURCE = "http"
+_LEVELS = ", ".join(level.value for level in LogLevel)
+_ALLOWED = "id, ts, level, message, line, source, workflow, run_id, step, fields"
+_NAME_LIMITS = (("id", 128), ("workflow", 512), ("run_id", 512), ("step", 512))
+_NUL = "contains a NUL character (\\u0000), which no name may hold"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log entry as the store keeps it. ``id``: unique, the dedupe key (an
+    entry whose id is stored already is a retry); ``template_id``: the
+    template the analyzer gave the message, if it has one yet."""
+
+    id: str
+    entry: LogEntry
+    template_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLog:
+    """A stored record and ``seq``, its place in the store's order (only
+    grows, never reused: the cursor of readers)."""
+
+    seq: int
+    record: LogRecord
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def entry(self) -> LogEntry:
+        return self.record.entry
+
+    @property
+    def template_id(self) -> str | None:
+        return self.record.template_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``GET /api/v1/logs``, ``flowsight logs --json``)."""
+        e = self.record.entry
+        return {"seq": self.seq, "id": self.record.id, "ts": e.timestamp, "level": e.level.value,
+                "message": e.message, "source": e.source, "workflow": e.workflow, "run_id": e.run_id,
+                "step": e.step, "template_id": self.record.template_id, "fields": dict(e.fields)}
+
+
+class WireLog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One log entry as sent: either ``message`` (with ``level``, default info;
+    ``ts``, default now; ``fields``) or a raw ``line`` whose level, time and
+    fields are read from its text (``ts``: the time of a line that holds
+    none). Send an ``id`` with each: a retry then counts once."""
+
+    id: str | None = None
+    ts: float | datetime | None = None
+    level: str | None = None
+    message: str | None = None
+    line: str | None = None
+    source: str | None = None
+    workflow: str | None = None
+    run_id: str | None = None
+    step: str | None = None
+    fields: dict[str, Any] = {}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
+    """Check what the schema alone cannot, parse a raw line, fill the
+    defaults (time: ``now``; level: info; source: ``http``; id: a new
+    time-sortable one).
+
+    Raises:
+        LogEntryError: naming the field that is wrong.
+    """
+    names = _names(wire)
+    if wire.line is not None:
+        if wire.message is not None:
+            raise LogEntryError("field 'line': send 'message' or 'line', not both", field="line")
+        for name in ("level", "fields"):
+            if getattr(wire, name):
+                raise LogEntryError(f"field '{name}': not with 'line': a raw line's {name} is read from its text",
+                                    field=name)
+        at = now if wire.ts is None else _timestamp(wire.ts)
+        entry = parse_line(wire.line, source=wire.source or HTTP_SOURCE, now=at)
+        workflow, run_id, step = names
+        entry = LogEntry(entry.timestamp, entry.level, entry.message, entry.source,
+                         workflow if workflow is not None else entry.workflow,
+                         run_id if run_id is not None else entry.run_id,
+                         step if step is not None else entry.step, entry.fields, entry.raw)
+    elif wire.message is None:
+        raise LogEntryError("field 'message': missing (required; or send the raw text as 'line')", field="message")
+    else:
+        level = LogLevel.INFO
+        if wire.level is not None:
+            found = level_from_word(wire.level)
+            if found is None:
+                raise LogEntryError(f"field 'level': {wire.level!r} is not a level; use one of {_LEVELS} "
+                                    "(any case; warning, err, critical... are read too)", field="level")
+            level = found
+        entry = LogEntry(now if wire.ts is None else _timestamp(wire.ts), level, wire.message,
+                         wire.source or HTTP_SOURCE, *names, _fields(wire.fields))
+    ts = entry.timestamp
+    eid = wire.id or new_id(int(ts * 1e9) if 0 <= ts < MAX_TS else time.time_ns())
+    return LogRecord(eid, entry)
+
+
+def _names(wire: WireLog) -> tuple[str | None, str | None, str | None]:
+    """workflow, run_id, step (empty: not given), after checking every name."""
+    for name, limit in _NAME_LIMITS:
+        value = getattr(wire, name)
+        if value is not None and len(value) > limit:
+            raise LogEntryError(f"field '{name}': longer than {limit} characters", field=name)
+        if value is not None and "\x00" in value:
+            raise LogEntryError(f"field '{name}': {_NUL}", field=name)
+    return wire.workflow or None, wire.run_id or None, wire.step or None
+
+
+def _timestamp(ts: float | datetime) -> float:
+    if isinstance(ts, datetime):
+        ts_f = (ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)).timestamp()
+    else:
+        ts_f = float(ts)
+    if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
+        raise LogEntryError(f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, "
+                            "or RFC 3339 text)", field="ts")
+    return ts_f
+
+
+def _fields(fields: dict[str, Any]) -> Mapping[str, FieldValue]:
+    """Flat values as they are; a nested object or array as its JSON text
+    (as :func:`~flowsight.model.logparse.parse_line` keeps them)."""
+    if not fields:
+        return {}
+    out: dict[str, FieldValue] = {}
+    for key, value in fields.items():
+        out[key] = _encoder.encode(value).decode() if isinstance(value, (dict, list)) else value
+    return out
+
+
+def translate(exc: msgspec.ValidationError, index: int | None = None) -> LogEntryError:
+    """msgspec's message as one a person reads, naming the field."""
+    text = str(exc)
+    field = None
+    if " - at `$." in text:
+        text, _, path = text.partition(" - at `$.")
+        field = path.rstrip("`")
+    elif text.startswith("Object contains unknown field `"):
+        field = text.split("`")[1]
+        text = f"unknown field (allowed: {_ALLOWED})"
+    if field == "ts":
+        text = f"not a timestamp ({text}); send seconds since the epoch or RFC 3339 text"
+    where = f"log {index}: " if index is not None else ""
+    name = f"field '{field}': " if field else ""
+    return LogEntryError(f"{where}{name}{text}", field=field, index=index)
+
+
+def parse_log_items(items: list[Any], now: float) -> list[LogRecord | LogEntryError]:
+    """Validate a batch item by item: a bad item never costs the good ones."""
+    out: list[LogRecord | LogEntryError] = []
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise LogEntryError(f"log {i}: expected an object, got {type(item).__name__}", index=i)
+            try:
+                wire = msgspec.convert(item, WireLog)
+            except msgspec.ValidationError as exc:
+                raise translate(exc, i) from None
+            out.append(finish_wire_log(wire, now))
+        except LogEntryError as exc:
+            if exc.index is None:
+                exc = LogEntryError(f"log {i}: {exc}", field=exc.field, index=i)
+            out.append(exc)
+    return out

@@ -1,0 +1,186 @@
+"""``POST /api/v1/logs`` (ingest) and ``GET /api/v1/logs``,
+``GET /api/v1/runs/{run_id}/logs`` (read).
+
+A POST body goes through the same checks as events
+(:func:`flowsight.server.ingest.read_json_body`, :func:`~flowsight.server.ingest.decode_items`):
+415, 413 and 400 for a body refused as a whole, and an answer per entry
+otherwise: accepted, duplicate (its id was stored before: a retry) or
+rejected with the reason and the field. Entries are written in one
+transaction and acknowledged only once it committed.
+
+After the commit, and before the answer, the app's ``on_logs`` hook (if any)
+is called with the entries newly stored (duplicates left out), in order, on
+the event loop; it may return an awaitable, which is awaited. It should be
+quick (hand the entries to a queue): the client waits for it. An exception
+from it is logged and changes nothing of the answer: the entries are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowsight.errors import EventError, FlowsightError, LogEntryError
+from flowsight.model.logrecords import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
+from flowsight.model.logs import LogLevel, level_from_word
+from flowsight.server.ingest import decode_items, read_json_body
+from flowsight.server.params import float_param, int_param, text_param
+
+if TYPE_CHECKING:
+    from flowsight.server.app import ServerState
+
+log = logging.getLogger("flowsight.logs")
+
+#: called with the entries each request stored (see the module docstring)
+OnLogs = Callable[[Sequence[StoredLog]], "None | Awaitable[None]"]
+
+_fast = msgspec.json.Decoder(list[WireLog] | WireLog)
+_enc = msgspec.json.Encoder()
+INLINE_MAX = 64  # as the hub: a store that waits on the network gets a thread for bigger batches
+LEVEL_NAMES = [level.value for level in LogLevel]
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(_enc.encode(data), status_code=status, media_type="application/json")
+
+
+def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog | None]) -> dict[str, Any]:
+    """The per-entry answer (:class:`flowsight.server.schemas.IngestResponse`);
+    ``stored`` holds one value per valid item, in order."""
+    results: list[dict[str, Any]] = []
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    fates = iter(stored)
+    for i, item in enumerate(items):
+        if isinstance(item, EventError):
+            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
+            counts["rejected"] += 1
+            continue
+        status = "accepted" if next(fates) is not None else "duplicate"
+        results.append({"index": i, "status": status, "id": item.id})
+        counts[status] += 1
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "results": results}
+
+
+async def post_logs(request: Request, st: ServerState) -> Response:
+    body = await read_json_body(request, st.limits)
+    now = time.time()
+
+    def finish(wire: WireLog) -> LogRecord:
+        return finish_wire_log(wire, now)
+
+    def parse(data: list[Any]) -> list[LogRecord | LogEntryError]:
+        return parse_log_items(data, now)
+
+    items = decode_items(body, st.limits, fast=_fast, finish=finish, parse=parse, noun="log",
+                         plural="log entries")
+    valid = [it for it in items if isinstance(it, LogRecord)]
+    stored: list[StoredLog | None] = []
+    if valid:
+        if st.store.writes_inline or len(valid) <= INLINE_MAX:
+            stored = st.store.write_logs(valid)
+        else:
+            stored = await asyncio.to_thread(st.store.write_logs, valid)
+    out = answer(items, stored)
+    st.logs_rejected += out["rejected"]
+    new = [s for s in stored if s is not None]
+    if new and st.on_logs is not None:
+        try:
+            pending = st.on_logs(new)
+            if inspect.isawaitable(pending):
+                await pending
+        except Exception:  # the entries are committed: the client is told so whatever the hook did
+            log.exception("the on_logs hook failed on %d stored entries", len(new))
+    return _json(out)
+
+
+# ---- queries --------------------------------------------------------------
+def encode_cursor(descending: bool, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{'d' if descending else 'a'}{seq}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[bool, int]:
+    """(descending, seq) of a cursor this server made.
+
+    Raises:
+        FlowsightError: it is not one (400).
+    """
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if text[:1] not in ("a", "d") or not text[1:].isascii() or not text[1:].isdigit() or len(text) > 20:
+            raise ValueError(cursor)
+        return text[0] == "d", int(text[1:])
+    except (ValueError, UnicodeError):
+        raise FlowsightError(f"query parameter 'cursor': {cursor!r} is not a cursor this server made; "
+                             "start from the first page") from None
+
+
+def _level(request: Request) -> LogLevel | None:
+    raw = request.query_params.get("level")
+    if raw is None or raw == "":
+        return None
+    level = level_from_word(raw)
+    if level is None:
+        raise FlowsightError(f"query parameter 'level': {raw!r} is not a level; use one of {', '.join(LEVEL_NAMES)}")
+    return level
+
+
+def _page(request: Request, run_id: str | None) -> dict[str, Any]:
+    """Parse the filters (raising FlowsightError for a bad one) and return the work to do."""
+    q = request.query_params
+    order = q.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise FlowsightError(f"query parameter 'order': {order!r} must be asc (oldest first) or desc (newest first)")
+    descending = order == "desc"
+    after = int_param(request, "after", -1, 0, 2**62)
+    cursor = q.get("cursor") or None
+    seq: int | None = None
+    if cursor is not None:
+        descending, seq = decode_cursor(cursor)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    after_seq = after if after >= 0 else None
+    before_seq = None
+    if seq is not None and descending:
+        before_seq = seq
+    elif seq is not None:
+        after_seq = max(seq, after_seq or 0)
+    return {"run_id": run_id if run_id is not None else text_param(request, "run_id"),
+            "workflow": text_param(request, "workflow"), "step": text_param(request, "step"),
+            "min_level": _level(request), "template_id": text_param(request, "template"),
+            "text": text_param(request, "q") or None, "since": float_param(request, "since"),
+            "until": float_param(request, "until"), "after_seq": after_seq, "before_seq": before_seq,
+            "newest_first": descending, "limit": limit}
+
+
+async def _logs(request: Request, st: ServerState, run_id: str | None) -> Response:
+    args = _page(request, run_id)
+    limit = args["limit"]
+    args["limit"] = limit + 1
+    rows = await asyncio.to_thread(lambda: st.store.query_logs(**args))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(args["newest_first"], rows[-1].seq) if more and rows else None
+    return _json({"logs": [r.to_dict() for r in rows], "cursor": nxt})
+
+
+async def get_logs(request: Request, st: ServerState) -> Response:
+    return await _logs(request, st, None)
+
+
+async def get_run_logs(request: Request, st: ServerState) -> Response:
+    """A run's logs; an empty page (not a 404) for a run the store has no
+    events of: its logs may come before its events, or without them."""
+    run_id = request.path_params["run_id"]
+    if "\x00" in run_id:
+        raise FlowsightError(f"run id {run_id!r}: contains a NUL character, which no run id holds")
+    return await _logs(request, st, run_id)

@@ -1,0 +1,277 @@
+"""Log entries, kept per run and step (migration 4): :class:`LogsMixin`.
+
+A write is one transaction, its rows inserted in one statement (SQLite:
+``executemany``; PostgreSQL: ``unnest``) with the entry's id as the
+idempotency key: an id stored before is a duplicate and changes nothing.
+Each stored entry gets ``seq``, its place in the store's order, which only
+grows and is never reused (SQLite: ``AUTOINCREMENT``; PostgreSQL: an
+identity), so a reader's cursor stays good across purges.
+
+On PostgreSQL, writers of logs take turns (a transaction-scoped advisory
+lock), so entries commit in ``seq`` order: a reader going forward by seq
+(:meth:`LogsMixin.logs_after`) never sees a gap that fills in later and never
+skips an entry. (SQLite has one writer at a time anyway.)
+
+Text: NUL characters in the message, source and names are replaced by
+U+FFFD on both backends (PostgreSQL text cannot hold NUL; one such line must
+not cost the batch), and so are lone surrogates, which no database encoding
+takes (a tailer reading undecodable bytes with ``surrogateescape`` makes
+them). ``fields`` are JSON text, kept exactly. The search (``text``) is a
+case-insensitive substring of the message: ``LIKE`` on SQLite (which folds
+ASCII letters only), ``ILIKE`` on PostgreSQL; ``%`` and ``_`` match themselves.
+
+Raises (every method):
+    StoreError: the database failed; nothing of the call was written.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from flowsight.model.logrecords import LogRecord, StoredLog
+from flowsight.model.logs import FieldValue, LogEntry, LogLevel
+
+__all__ = ["LogRecord", "LogsMixin", "StoredLog"]
+
+_COLUMNS = "seq, id, ts, level, message, source, workflow, run_id, step, template_id, fields"
+_BY_RANK = list(LogLevel)
+_RANK = {level: level.rank for level in LogLevel}
+_SQLITE_INSERT = ("INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+_PG_INSERT = (
+    "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
+    "SELECT * FROM unnest(%s::text[], %s::float8[], %s::int2[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq"
+)
+_PG_TEMPLATES = ("UPDATE logs SET template_id = u.t FROM unnest(%s::bigint[], %s::text[]) AS u(s, t) "
+                 "WHERE logs.seq = u.s")
+_LOGS_LOCK = 0x6C6F6773  # "logs": PostgreSQL writers of logs take turns, so seqs commit in order
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NO_FIELDS: MappingProxyType[str, FieldValue] = MappingProxyType({})
+_fields_enc = msgspec.json.Encoder()
+_fields_dec = msgspec.json.Decoder(dict[str, str | int | float | bool | None])
+
+
+def _clean(text: str, surrogates: bool) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return _SURROGATE.sub("\ufffd", text) if surrogates else text
+
+
+def _clean_opt(text: str | None, surrogates: bool) -> str | None:
+    return None if text is None else _clean(text, surrogates)
+
+
+def _storable(rec: LogRecord, surrogates: bool) -> LogRecord:
+    """``rec`` as the store keeps it (itself when nothing needs replacing)."""
+    e = rec.entry
+    if not surrogates and "\x00" not in e.message and "\x00" not in e.source and "\x00" not in rec.id and not (
+            (e.run_id and "\x00" in e.run_id) or (e.workflow and "\x00" in e.workflow)
+            or (e.step and "\x00" in e.step) or (rec.template_id and "\x00" in rec.template_id)):
+        return rec
+    entry = replace(e, message=_clean(e.message, surrogates), source=_clean(e.source, surrogates),
+                    workflow=_clean_opt(e.workflow, surrogates), run_id=_clean_opt(e.run_id, surrogates),
+                    step=_clean_opt(e.step, surrogates))
+    if surrogates and e.fields:
+        entry = replace(entry, fields={_clean(k, True): _clean(v, True) if isinstance(v, str) else v
+                                       for k, v in e.fields.items()})
+    return LogRecord(_clean(rec.id, surrogates), entry, _clean_opt(rec.template_id, surrogates))
+
+
+def _row(rec: LogRecord) -> tuple[Any, ...]:
+    e = rec.entry
+    fields = e.fields
+    return (rec.id, e.timestamp, _RANK[e.level], e.message, e.source, e.workflow, e.run_id, e.step,
+            rec.template_id,
+            _fields_enc.encode(fields if type(fields) is dict else dict(fields)).decode() if fields else "{}")
+
+
+def row_to_stored(r: Sequence[Any]) -> StoredLog:
+    """A ``logs`` row (columns as ``_COLUMNS``) as a :class:`StoredLog`."""
+    fields = _NO_FIELDS if r[10] == "{}" else _fields_dec.decode(r[10])
+    entry = LogEntry(float(r[2]), _BY_RANK[r[3]], r[4], r[5], r[6], r[7], r[8], fields)
+    return StoredLog(int(r[0]), LogRecord(r[1], entry, r[9]))
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class LogsMixin(ABC):
+    """Log methods of :class:`flowsight.store.sql.SqlStore`."""
+
+    _lock: threading.RLock
+    dialect: str
+
+    @abstractmethod
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    @abstractmethod
+    def _write_txn(self) -> AbstractContextManager[Any]: ...
+
+    @abstractmethod
+    def _guard(self, what: str) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _sql(self, text: str) -> str: ...
+
+    # ---- writes ----------------------------------------------------------
+    def write_logs(self, items: Sequence[LogRecord]) -> list[StoredLog | None]:
+        """Store ``items`` in one transaction. Per item, in order: the
+        stored entry with its seq, or None when its id was stored before
+        (a retry; also the second of two items with one id in ``items``).
+        The stored entry has NUL and lone surrogates replaced (see the module
+        docstring); otherwise it is the item given."""
+        if not items:
+            return []
+        try:
+            records = [_storable(r, False) for r in items]
+            rows = [_row(r) for r in records]
+            seqs = self._insert_logs(rows)
+        except UnicodeEncodeError:  # a lone surrogate somewhere (rare): clean every text and try again
+            records = [_storable(r, True) for r in items]
+            rows = [_row(r) for r in records]
+            seqs = self._insert_logs(rows)
+        out: list[StoredLog | None] = []
+        for rec in records:
+            seq = seqs.pop(rec.id, None)  # popped: a second item with the same id is a duplicate
+            out.append(None if seq is None else StoredLog(seq, rec))
+        return out
+
+    def save_logs(self, items: Sequence[LogRecord]) -> list[bool]:
+        """Store ``items`` in one transaction; per item: True = stored,
+        False = a duplicate id. See :meth:`write_logs`."""
+        return [s is not None for s in self.write_logs(items)]
+
+    def _insert_logs(self, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Insert, skipping ids stored before; the inserted ids with their seq."""
+        with self._lock, self._guard("write of logs"), self._write_txn() as cur:
+            if self.dialect == "postgresql":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOGS_LOCK,))
+                cur.execute(_PG_INSERT, [list(col) for col in zip(*rows)])
+                return {r[0]: int(r[1]) for r in cur.fetchall()}
+            # Inside BEGIN IMMEDIATE new rows take the seqs after the highest
+            # ever given, in order: when every row went in, those are theirs;
+            # when some were duplicates, the new rows are those above it.
+            cur.execute("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
+                        "COALESCE((SELECT MAX(seq) FROM logs), 0))")
+            before = int(cur.fetchone()[0])
+            cur.executemany(_SQLITE_INSERT, rows)
+            if cur.rowcount == len(rows):
+                return {row[0]: before + 1 + i for i, row in enumerate(rows)}
+            cur.execute("SELECT id, seq FROM logs WHERE seq > ?", (before,))
+            return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+    def set_log_templates(self, pairs: Sequence[tuple[int, str]]) -> None:
+        """Give the entries at these seqs these template ids (one transaction;
+        a seq no longer stored is skipped)."""
+        if not pairs:
+            return
+        with self._lock, self._guard("write of log templates"), self._write_txn() as cur:
+            if self.dialect == "postgresql":
+                cur.execute(_PG_TEMPLATES, ([int(s) for s, _ in pairs], [_clean(t, True) for _, t in pairs]))
+            else:
+                cur.executemany("UPDATE logs SET template_id = ? WHERE seq = ?",
+                                [(_clean(t, True), int(s)) for s, t in pairs])
+
+    def purge_logs(self, before_ts: float, *, chunk: int = 5000, stop: threading.Event | None = None) -> int:
+        """Delete the entries with ``ts`` before ``before_ts`` (retention);
+        returns how many. Deletes ``chunk`` rows per transaction, so writers
+        wait for one chunk at most; ``stop`` set ends it between chunks."""
+        total = 0
+        sql = self._sql("DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE ts < ? ORDER BY ts LIMIT ?)")
+        while stop is None or not stop.is_set():
+            with self._lock, self._guard("purge of logs"), self._write_txn() as cur:
+                cur.execute(sql, (before_ts, chunk))
+                n = int(cur.rowcount or 0)
+            total += n
+            if n < chunk:
+                break
+        return total
+
+    # ---- reads -----------------------------------------------------------
+    def query_logs(
+        self,
+        *,
+        run_id: str | None = None,
+        workflow: str | None = None,
+        step: str | None = None,
+        min_level: LogLevel | None = None,
+        template_id: str | None = None,
+        text: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
+        limit: int = 100,
+    ) -> list[StoredLog]:
+        """Entries matching every filter given, at most ``limit``.
+
+        ``min_level``: that level or above; ``text``: a case-insensitive
+        substring of the message; ``since``/``until``: ``since <= ts < until``.
+        Order and cursor: by seq, ascending from ``after_seq`` (exclusive);
+        descending ("latest first") from ``before_seq`` (exclusive) or with
+        ``newest_first``. Both seqs given: the entries between them, ascending
+        unless ``newest_first``.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("run_id", run_id), ("workflow", workflow), ("step", step),
+                              ("template_id", template_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(_clean(value, True))
+        if min_level is not None and min_level is not LogLevel.TRACE:
+            where.append("level >= ?")
+            params.append(_RANK[LogLevel(min_level)])
+        if text:
+            op = "ILIKE" if self.dialect == "postgresql" else "LIKE"
+            where.append(f"message {op} ? ESCAPE '\\'")
+            params.append(_like(_clean(text, True)))
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(after_seq)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        descending = newest_first or (before_seq is not None and after_seq is None)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._read(f"SELECT {_COLUMNS} FROM logs {clause}ORDER BY seq {'DESC' if descending else 'ASC'} "
+                          "LIMIT ?", [*params, max(0, limit)])
+        return [row_to_stored(r) for r in rows]
+
+    def logs_after(self, seq: int, limit: int = 1000) -> list[StoredLog]:
+        """Entries stored after ``seq``, in store order (for readers of what
+        others wrote, e.g. a server-side analyzer). See the module docstring:
+        on PostgreSQL no entry commits below a seq already visible."""
+        return self.query_logs(after_seq=seq, limit=limit)
+
+    def unanalyzed_logs(self, limit: int = 1000) -> list[StoredLog]:
+        """The oldest ``limit`` entries that have no template yet (the
+        server's analyzer gives every entry one, whoever wrote it)."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM logs WHERE template_id IS NULL ORDER BY seq LIMIT ?",
+                          [max(0, limit)])
+        return [row_to_stored(r) for r in rows]
+
+    def count_logs(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM logs")[0][0])
+
+    def last_log_seq(self) -> int:
+        """The highest seq stored (0: none)."""
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM logs")[0][0])
