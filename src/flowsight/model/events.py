@@ -138,8 +138,9 @@ def _timestamp(ts: float | datetime | None) -> float:
     return ts_f
 
 
-def _translate(exc: msgspec.ValidationError, index: int | None = None) -> EventError:
-    """Turn msgspec's message into one a person reads, naming the field."""
+def explain(exc: msgspec.ValidationError, allowed: str) -> tuple[str, str | None]:
+    """msgspec's message as one a person reads, and the field it is about.
+    ``allowed``: the fields to list for an unknown one."""
     text = str(exc)
     field = None
     if " - at `$." in text:
@@ -150,11 +151,17 @@ def _translate(exc: msgspec.ValidationError, index: int | None = None) -> EventE
         text = "missing (required)"
     elif text.startswith("Object contains unknown field `"):
         field = text.split("`")[1]
-        text = "unknown field (allowed: id, ts, kind, workflow, run_id, step, attrs)"
-    if field is not None and field.startswith("kind") and "Invalid enum value" in text:
-        text = f"{text}; expected one of: {_KINDS}"
+        text = f"unknown field (allowed: {allowed})"
     if field == "ts":
         text = f"not a timestamp ({text}); send seconds since the epoch or RFC 3339 text"
+    return text, field
+
+
+def _translate(exc: msgspec.ValidationError, index: int | None = None) -> EventError:
+    """Turn msgspec's message into one a person reads, naming the field."""
+    text, field = explain(exc, "id, ts, kind, workflow, run_id, step, attrs")
+    if field is not None and field.startswith("kind") and "Invalid enum value" in text:
+        text = f"{text}; expected one of: {_KINDS}"
     where = f"event {index}: " if index is not None else ""
     name = f"field '{field}': " if field else ""
     return EventError(f"{where}{name}{text}", field=field, index=index)

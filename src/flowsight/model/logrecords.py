@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import LogEntryError
-from flowsight.model.events import MAX_TS
+from flowsight.model.events import MAX_TS, explain
 from flowsight.model.ids import new_id
 from flowsight.model.logparse import parse_line
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
@@ -182,16 +182,7 @@ def _fields(fields: dict[str, Any]) -> Mapping[str, FieldValue]:
 
 def translate(exc: msgspec.ValidationError, index: int | None = None) -> LogEntryError:
     """msgspec's message as one a person reads, naming the field."""
-    text = str(exc)
-    field = None
-    if " - at `$." in text:
-        text, _, path = text.partition(" - at `$.")
-        field = path.rstrip("`")
-    elif text.startswith("Object contains unknown field `"):
-        field = text.split("`")[1]
-        text = f"unknown field (allowed: {_ALLOWED})"
-    if field == "ts":
-        text = f"not a timestamp ({text}); send seconds since the epoch or RFC 3339 text"
+    text, field = explain(exc, _ALLOWED)
     where = f"log {index}: " if index is not None else ""
     name = f"field '{field}': " if field else ""
     return LogEntryError(f"{where}{name}{text}", field=field, index=index)
