@@ -296,8 +296,27 @@ def main() -> int:
     for size in (20, 100):
         print(f"{size} rules: " + ", ".join(
             f"{e}/{peer} = {rates[size, e] / rates[size, peer]:.2f}" for e in runs for peer in ("grep", "re loop")))
+    print(end_to_end(lines[:200_000]))
     print(f"ratio flowsight/grep lines/s = {rates[20, best] / rates[20, 'grep']:.2f}")
     return 0
+
+
+def end_to_end(lines: list[str]) -> str:
+    """Tail + parse + ids + store, then template + 20 rules + template ids
+    written back (bench/log_pipeline.py), on the first lines of the same data."""
+    import asyncio
+
+    from log_pipeline import analyze, collect  # the script beside this one
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, db = Path(tmp) / "e2e.log", str(Path(tmp) / "fs.db")
+        path.write_text("\n".join(lines) + "\n")
+        t0 = time.perf_counter()
+        asyncio.run(collect(path, db))
+        analyze(db)
+        elapsed = time.perf_counter() - t0
+    return (f"end to end (tail + parse + template + 20 rules + store, {len(lines):,} lines): "
+            f"{len(lines) / elapsed:,.0f} lines/s")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,6 @@ group_by = ["run_id"]
     # a template's lines, by its id
     same = c.get("/api/v1/logs", params={"template": by_id["l1"]}).json()["logs"]
     assert sorted(e["id"] for e in same) == ["l1", "l2"]
+    # and the analyzer's counts per template
+    top = c.get("/api/v1/logs/templates", params={"since": 0}).json()["templates"]
+    assert top[0] == {"template_id": by_id["l1"], "template": "user <*> logged in", "count": 2}, top

@@ -29,7 +29,7 @@ from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
 from flowsight.model.events import Event, EventKind
-from flowsight.model.loganalyzer import LogAnalyzer
+from flowsight.model.loganalyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rules import RuleEngine
 from flowsight.store.sql import SqlStore
@@ -109,6 +109,7 @@ class AlertingService:
                                send_alert=self._raised.append, clock=clock, external_url=config.external_url)
         self._analyzer_saved = 0.0
         self._analyzer_dirty = False
+        self._logs_lock = threading.Lock()  # the analyzer works in a thread; the API reads its counts
         self._silences_seen = 0.0
         self._last_seq = 0  # events up to here have been read by the rules
         self._marks: deque[tuple[float, int]] = deque()
@@ -248,14 +249,25 @@ class AlertingService:
     def _logs_round(self, now: float) -> None:
         """Templates and log rules for the stored log entries without a
         template yet (whoever wrote them), then the rules' timers."""
-        for _ in range(LOG_ROUND):
-            n = self.logs.analyze_stored(self.store, limit=LOG_PAGE, now=now)
-            self._analyzer_dirty |= n > 0
-            if n < LOG_PAGE:
-                break
-        self.logs.tick(now)
-        if self._analyzer_dirty and now - self._analyzer_saved >= SAVE_ANALYZER:
-            self._save_analyzer(now)
+        with self._logs_lock:
+            for _ in range(LOG_ROUND):
+                n = self.logs.analyze_stored(self.store, limit=LOG_PAGE, now=now)
+                self._analyzer_dirty |= n > 0
+                if n < LOG_PAGE:
+                    break
+            self.logs.tick(now)
+            if self._analyzer_dirty and now - self._analyzer_saved >= SAVE_ANALYZER:
+                self._save_analyzer(now)
+
+    def template_counts(self, n: int, *, since: float | None = None, until: float | None = None,
+                        workflow: str | None = None) -> list[TemplateCount]:
+        """The ``n`` templates with the most lines in [since, until), with
+        their counts (the analyzer's per-minute counts, kept 24 h)."""
+        analyzer = self.logs.log_analyzer
+        if analyzer is None:
+            return []
+        with self._logs_lock:
+            return analyzer.top(n, since=since, until=until, workflow=workflow)
 
     def _save_analyzer(self, now: float) -> None:
         analyzer = self.logs.log_analyzer
@@ -276,7 +288,8 @@ class AlertingService:
         self._task = None
         self.store.save_alerts(self.manager.snapshot(), self.clock())
         if self._analyzer_dirty:
-            self._save_analyzer(self.clock())
+            with self._logs_lock:
+                self._save_analyzer(self.clock())
         self.dispatcher.close()
 
     async def _run(self, stop: asyncio.Event) -> None:

@@ -277,6 +277,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         # a run whose id ends in '/events' or '/logs' is then reached through that route only
         Route("/api/v1/runs/{run_id:path}/events", endpoint("read", get_run_events), methods=["GET"]),
         Route("/api/v1/runs/{run_id:path}/logs", endpoint("read", logs_api.get_run_logs), methods=["GET"]),
+        Route("/api/v1/logs/templates", endpoint("read", logs_api.get_log_templates), methods=["GET"]),
         Route("/api/v1/runs/{run_id:path}", endpoint("read", get_run), methods=["GET"]),
         Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
         Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),

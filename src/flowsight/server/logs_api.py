@@ -1,5 +1,5 @@
 """``POST /api/v1/logs`` (ingest) and ``GET /api/v1/logs``,
-``GET /api/v1/runs/{run_id}/logs`` (read).
+``GET /api/v1/runs/{run_id}/logs``, ``GET /api/v1/logs/templates`` (read).
 
 A POST body goes through the same checks as events
 (:func:`flowsight.server.ingest.read_json_body`, :func:`~flowsight.server.ingest.decode_items`):
@@ -184,3 +184,18 @@ async def get_run_logs(request: Request, st: ServerState) -> Response:
     if "\x00" in run_id:
         raise FlowsightError(f"run id {run_id!r}: contains a NUL character, which no run id holds")
     return await _logs(request, st, run_id)
+
+
+async def get_log_templates(request: Request, st: ServerState) -> Response:
+    """The templates with the most lines in a time range (default: the last
+    hour), optionally of one workflow, with their counts."""
+    now = time.time()
+    since = float_param(request, "since")
+    until = float_param(request, "until")
+    since = now - 3600 if since is None else since
+    workflow = text_param(request, "workflow")
+    limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
+    top = await asyncio.to_thread(st.alerting.template_counts, limit, since=since, until=until, workflow=workflow)
+    return _json({"since": since, "until": until, "workflow": workflow,
+                  "templates": [{"template_id": t.template_id, "template": t.template, "count": t.count}
+                                for t in top]})

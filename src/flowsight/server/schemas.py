@@ -157,6 +157,20 @@ class LogPage(msgspec.Struct, kw_only=True):
     cursor: str | None
 
 
+class TemplateCountOut(msgspec.Struct, kw_only=True):
+    template_id: str
+    #: the message shape, variables as <*>
+    template: str
+    count: int
+
+
+class TemplatePage(msgspec.Struct, kw_only=True):
+    since: float
+    until: float | None
+    workflow: str | None
+    templates: list[TemplateCountOut]
+
+
 # ---- alerting ------------------------------------------------------------------
 Severity = Literal["info", "warning", "error", "critical"]
 Source = Literal["execution", "performance", "state", "fault", "log"]
