@@ -19,7 +19,7 @@ from tests.cli.test_cli import FLOWSIGHT, flowsight
 def _entries(db: str) -> list[tuple[LogLevel, str, str | None, str | None]]:
     with open_store(db) as store:
         return [(s.entry.level, s.entry.message, s.entry.workflow, s.entry.run_id)
-                for s in store.query_logs(limit=10_000)]
+                for s in store.query_logs(limit=100_000)]
 
 
 def test_watch_once_reads_a_file_and_a_second_watch_only_what_was_added(tmp_path: Path) -> None:
@@ -83,3 +83,27 @@ def test_nothing_to_watch_is_said_plainly(tmp_path: Path) -> None:
     out = flowsight("logs", "watch", db=str(tmp_path / "f.db"))
     assert out.returncode == 2
     assert "nothing to watch" in out.stderr
+
+
+def test_a_watcher_killed_mid_file_and_restarted_stores_every_line_exactly_once(tmp_path: Path) -> None:
+    db, log = str(tmp_path / "f.db"), tmp_path / "app.log"
+    n = 60_000
+    log.write_text("".join(f"INFO line {i}\n" for i in range(n)))
+    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "logs", "watch", "--from-beginning", str(log)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill -9 once some batches are in, before the end
+            if os.path.exists(db):
+                with open_store(db) as store:
+                    if store.count_logs() > 0:
+                        break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    with open_store(db) as store:
+        assert 0 < store.count_logs() < n  # killed in the middle
+    out = flowsight("logs", "watch", "--once", "--from-beginning", str(log), db=db)
+    assert out.returncode == 0, out.stderr
+    assert [m for _, m, _, _ in _entries(db)] == [f"line {i}" for i in range(n)]
