@@ -167,6 +167,22 @@ def test_alert_with_ends_at_in_the_past_is_a_resolution() -> None:
     assert am.alerts[failed("1").fingerprint].alert.status is AlertStatus.RESOLVED
 
 
+def test_a_resolution_sent_without_the_start_keeps_when_the_alert_started() -> None:
+    """A client resolving an alert (the API fills a missing start with now)
+    need not remember when it started; a later firing is a new start."""
+    am, clock = manager()
+    clock.now = 100
+    am.send_alert(replace(failed("1"), starts_at=100.0))
+    am.tick(130)
+    clock.now = 200
+    am.send_alert(replace(failed("1"), starts_at=200.0, ends_at=200.0))
+    kept = am.alerts[failed("1").fingerprint].alert
+    assert (kept.status, kept.starts_at, kept.ends_at) == (AlertStatus.RESOLVED, 100.0, 200.0)
+    clock.now = 300
+    am.send_alert(replace(failed("1"), starts_at=300.0))
+    assert am.alerts[failed("1").fingerprint].alert.starts_at == 300.0
+
+
 # ---- dependencies ------------------------------------------------------------
 def _outage(service: str = "postgres-main") -> Alert:
     return Alert({"alertname": "ServiceUnavailable", "service": service}, source="fault", severity=Severity.CRITICAL)

@@ -135,6 +135,11 @@ def test_make_event_accepts_the_kind_as_text() -> None:
         pytest.param(with_(attrs={"note": "a\x00b"}), "attrs.note", "NUL", id="NUL in an attr"),
         pytest.param(with_(attrs={"deep": {"k\x00": 1}}), "attrs.deep", "NUL", id="NUL in a nested key"),
         pytest.param(with_(attrs={"k\x00": 1}), "attrs", "NUL", id="NUL in an attr name"),
+        # half a UTF-16 pair is no character: no store can keep it
+        pytest.param(with_(workflow="e\ud800tl"), "workflow", "lone UTF-16 surrogate (\\ud800)", id="lone surrogate"),
+        pytest.param(with_(id="x\udc00"), "id", "surrogate", id="lone surrogate in id"),
+        pytest.param(with_(attrs={"deep": ["\udfff"]}), "attrs.deep", "surrogate", id="lone surrogate in an attr"),
+        pytest.param(with_(attrs={"\ud83d": 1}), "attrs", "surrogate", id="lone surrogate in an attr name"),
     ],
 )
 def test_bad_event_is_refused_naming_the_field(data: dict[str, Any], field: str, words: str) -> None:

@@ -7,6 +7,7 @@ for ``/healthz``; ``flowsight(*args, db=...)`` runs any other command.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -187,8 +188,9 @@ def event(kind: str, workflow: str, run_id: str, step: str | None = None, *, ts:
 
 
 def post(client: httpx.Client, body: Any) -> dict[str, Any]:
-    """POST events; asserts a 200 and returns the per-event answer."""
-    r = client.post("/api/v1/events", json=body)
+    """POST events; asserts a 200 and returns the per-event answer. (JSON
+    with ASCII escapes, as most clients send it: half a UTF-16 pair can be sent.)"""
+    r = client.post("/api/v1/events", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
     return out

@@ -81,6 +81,26 @@ def test_an_event_with_a_nul_character_is_rejected_alone(limited: httpx.Client, 
     assert sql_rows(module_store_url, f"SELECT id FROM events WHERE id = '{good}'") == [(good,)]
 
 
+@pytest.mark.parametrize(("bad", "field"), [
+    (event("started", "etl\ud800", "r1"), "workflow"),
+    (event("started", "etl", "r1", id="e\udfff"), "id"),
+    (event("started", "etl", "r1", note="half a pair \ud83d"), "attrs.note"),
+    ({**event("started", "etl", "r1"), "attrs": {"k\udc00": [1]}}, "attrs"),
+])
+def test_an_event_with_a_lone_surrogate_is_rejected_alone(limited: httpx.Client, module_store_url: str,
+                                                          bad: dict[str, Any], field: str) -> None:
+    """JSON can escape half a UTF-16 pair (``"\\ud800"``), which is no
+    character: the batch it came in once got a 400 "truncated"; now only that
+    event is refused, and a good pair beside it is kept."""
+    good = f"pair-{field}"
+    out = post(limited, [event("started", "etl", good, id=good, emoji="\U0001f600"), bad])
+    assert [r["status"] for r in out["results"]] == ["accepted", "rejected"]
+    assert out["results"][1]["field"] == field and "lone UTF-16 surrogate" in out["results"][1]["error"]
+    assert sql_rows(module_store_url, f"SELECT id FROM events WHERE id = '{good}'") == [(good,)]
+    (stored,) = limited.get(f"/api/v1/runs/{good}/events").json()["events"]
+    assert stored["attrs"] == {"emoji": "\U0001f600"}
+
+
 def test_an_item_that_is_not_an_object_is_rejected_alone(server: Server) -> None:
     out = post(server.client(), [5, GOOD, "text", None])
     assert [r["status"] for r in out["results"]] == ["rejected", "accepted", "rejected", "rejected"]

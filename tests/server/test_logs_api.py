@@ -27,7 +27,7 @@ from tests.server.conftest import Server, free_port, sql_rows, start_server
 
 
 def post_logs(c: httpx.Client, body: Any) -> dict[str, Any]:
-    r = c.post("/api/v1/logs", json=body)
+    r = c.post("/api/v1/logs", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
     return out
@@ -114,6 +114,15 @@ def test_one_entry_without_an_id_gets_a_time_sortable_one(server: Server) -> Non
     assert res["status"] == "accepted" and len(res["id"]) == 26
     from flowsight.model.ids import id_time_ms
     assert id_time_ms(res["id"]) == 1700000000000
+
+
+def test_a_lone_surrogate_in_a_message_is_kept_as_a_replacement_character(server: Server) -> None:
+    """JSON can escape half a UTF-16 pair; the body is not refused as
+    malformed: the line is kept, the half pair replaced by U+FFFD."""
+    c = server.client()
+    out = post_logs(c, [{"id": "u1", "message": "half \ud800 pair"}, {"id": "u2", "message": "pair \U0001f600"}])
+    assert [r["status"] for r in out["results"]] == ["accepted", "accepted"]
+    assert messages(c) == ["half \ufffd pair", "pair \U0001f600"]
 
 
 # ---- queries over one seeded server per store ---------------------------------

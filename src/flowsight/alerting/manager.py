@@ -112,8 +112,10 @@ class AlertManager:
             changed = True
         else:
             changed = entry.alert.status is not alert.status
-            if alert.status is FIRING and entry.alert.status is FIRING:
-                alert = replace(alert, starts_at=entry.alert.starts_at)  # a re-send, not a new start
+            if entry.alert.status is FIRING and entry.alert.starts_at < alert.starts_at:
+                # a re-send or the resolution of what fires: it started when it first fired
+                # (a client resolving it need not remember when that was)
+                alert = replace(alert, starts_at=entry.alert.starts_at)
             entry.alert = alert
         if changed:
             if on_change(self.flap_policy, entry.flap, now) == "flapping":

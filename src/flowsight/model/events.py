@@ -8,6 +8,7 @@ bad event comes from and always names the field.
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime, timezone
 from enum import Enum
@@ -92,7 +93,10 @@ def finish_wire(wire: WireEvent) -> Event:
     if (not wf or not rid or len(wf) > 512 or len(rid) > 512 or (step is not None and len(step) > 512)
             or (eid is not None and len(eid) > 128) or (not step and wire.kind in STEP_KINDS)
             or "\x00" in wf or "\x00" in rid or (step is not None and "\x00" in step)
-            or (eid is not None and "\x00" in eid)):
+            or (eid is not None and "\x00" in eid)
+            or (not (wf.isascii() and rid.isascii() and (step is None or step.isascii())
+                     and (eid is None or eid.isascii()))
+                and any(_bad_text(v) for v in (wf, rid, step, eid) if v))):
         _explain_fields(wire)
     if ts.__class__ is float and 0 <= ts < MAX_TS:
         ts_f: float = ts
@@ -116,8 +120,9 @@ def _explain_fields(wire: WireEvent) -> None:
         value = getattr(wire, name)
         if value is not None and len(value) > limit:
             raise EventError(f"field '{name}': longer than {limit} characters", field=name)
-        if value is not None and "\x00" in value:
-            raise EventError(f"field '{name}': {_NUL}", field=name)
+        problem = None if value is None else _bad_text(value)
+        if problem is not None:
+            raise EventError(f"field '{name}': {problem}", field=name)
 
 
 def _timestamp(ts: float | datetime | None) -> float:
@@ -214,8 +219,9 @@ def check_attrs(attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         if not isinstance(key, str):
             raise EventError(f"field 'attrs': keys must be strings, got {key!r}", field="attrs")
-        if "\x00" in key:
-            raise EventError(f"field 'attrs': key {key!r}: {_NUL}", field="attrs")
+        problem = _bad_text(key)
+        if problem is not None:
+            raise EventError(f"field 'attrs': key {key!r}: {problem}", field="attrs")
         problem = _json_problem(value)
         if problem is not None:
             raise EventError(f"field 'attrs.{key}': not JSON-serialisable ({problem})", field=f"attrs.{key}")
@@ -224,12 +230,27 @@ def check_attrs(attrs: dict[str, Any]) -> None:
 # PostgreSQL keeps no NUL in text or jsonb: refused here, so an event is the
 # same on both stores and one such event never fails the batch it came in.
 _NUL = "contains a NUL character (\\u0000), which the PostgreSQL store cannot keep"
+# A lone UTF-16 surrogate (JSON "\\ud800" unpaired) is no Unicode character:
+# no database encoding takes it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE = "contains a lone UTF-16 surrogate ({}), which is not a Unicode character"
+
+
+def _bad_text(text: str) -> str | None:
+    """Why neither store can keep ``text``, or None when both can."""
+    if "\x00" in text:
+        return _NUL
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found is not None:
+            return _LONE.format(ascii(found.group())[1:-1])
+    return None
 
 
 def _json_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` is not a plain JSON value (that both stores keep), or None when it is."""
     if isinstance(value, str):
-        return _NUL if "\x00" in value else None
+        return _bad_text(value)
     if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
@@ -246,8 +267,9 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
         for k, item in value.items():
             if not isinstance(k, str):
                 return f"object key {k!r} is not a string"
-            if "\x00" in k:
-                return f"object key {k!r}: {_NUL}"
+            problem = _bad_text(k)
+            if problem is not None:
+                return f"object key {k!r}: {problem}"
             problem = _json_problem(item, depth + 1)
             if problem is not None:
                 return problem

@@ -13,6 +13,8 @@ stored before: a retry), or rejected with the reason and the field.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -125,7 +127,8 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
     except msgspec.ValidationError:
         pass  # some item is bad: go item by item below
     except msgspec.DecodeError as exc:
-        raise _malformed(exc, body) from None
+        if not _ESCAPED_SURROGATE.search(body):
+            raise _malformed(exc, body) from None
     else:
         items = wire if isinstance(wire, list) else [wire]
         _check_count(len(items), limits, plural)
@@ -136,12 +139,9 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
             except EventError as exc:
                 out.append(type(exc)(f"{noun} {i}: {exc}", field=exc.field, index=i))
         return out
-    try:
-        # the typed pass stops at the first bad item, before it sees the rest
-        # of the text: the body may still be malformed further on
-        data = _any.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _malformed(exc, body) from None
+    # the typed pass stops at the first bad item, before it sees the rest of
+    # the text: the body may still be malformed further on
+    data = _decode_any(body)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -149,6 +149,27 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
         raise BodyError(400, f"body must be {article} {noun} object or an array of them, got {type(data).__name__}")
     _check_count(len(data), limits, plural)
     return list(parse(data))
+
+
+def _decode_any(body: bytes) -> Any:
+    """The body as plain JSON values.
+
+    msgspec refuses a lone UTF-16 surrogate escape (``"\\ud800"`` unpaired)
+    as malformed; the standard library's decoder keeps it, so the item that
+    holds one is refused by itself and the rest of the batch is kept.
+    """
+    try:
+        return _any.decode(body)
+    except msgspec.DecodeError as exc:
+        if not _ESCAPED_SURROGATE.search(body):
+            raise _malformed(exc, body) from None
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise _malformed(exc, body) from None
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\[uU][dD][89abcdefABCDEF]")
 
 
 def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
