@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from flowsight.model.events import make_event
+from flowsight.model.ids import new_id
 from flowsight.store import open_store
 
 BATCH = 500
@@ -74,13 +75,17 @@ def single_loader(port: int, path: str, proc: int, seconds: float, conns: int, g
     counts = [0] * conns
 
     def worker(k: int) -> None:
-        bodies = [json.dumps(e).encode() for e in events_json(proc * 100 + k + 1000, 0, 5_000)]
+        # each event gets its id when it is sent, as the SDK gives one when
+        # the event happens (time-sortable: see flowsight.model.ids)
+        tails = [json.dumps({**e, "id": ""})[len('{"id": ""'):].encode()
+                 for e in events_json(proc * 100 + k + 1000, 0, 5_000)]
         conn = http.client.HTTPConnection("127.0.0.1", port)
         go.wait()
         end = time.perf_counter() + seconds
         n = 0
         while time.perf_counter() < end:
-            conn.request("POST", path, bodies[n % len(bodies)], {"Content-Type": "application/json"})
+            body = b'{"id": "' + new_id().encode() + b'"' + tails[n % len(tails)]
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             resp.read()
             assert resp.status == 200

@@ -178,10 +178,10 @@ def test_run_slow_fires_past_factor_times_the_median_and_resolves_when_the_run_e
     for i in range(4):
         rig.write(*ok_run(f"old-{i}", i * 200, took=100))
     rig.write(e(K.STARTED, "r-new", 1000, stall_timeout=10_000))
-    rig.tick(1000 + 500)
+    rig.tick(1000 + 190)
     assert rig.got() == []  # only 4 completed runs
     rig.write(*ok_run("old-4", 1100, took=100))
-    rig.tick(1000 + 200)  # history is re-read after a completion; exactly 2 x the median is not over
+    rig.tick(1000 + 200)  # history is re-read after a completion (5 s on); exactly 2 x the median is not over
     assert rig.got() == []
     rig.tick(1000 + 201)
     [a] = rig.sent
@@ -203,6 +203,23 @@ def test_history_is_read_once_per_workflow_while_cached(store: SqlStore) -> None
     assert sorted(c[0] for c in calls) == ["etl", "report"]  # read at the first call (t=0), then cached
     rig.tick(31)
     assert len(calls) == 4
+
+
+def test_runs_completing_all_the_time_refresh_their_workflows_history_at_most_every_few_seconds(
+        store: SqlStore) -> None:
+    rig = Rig(store, history_ttl=30.0, history_refresh=5.0)
+    calls = count_calls(store, "history")
+    rig.write(e(K.STARTED, "live", 0))
+    rig.tick(0)
+    assert len(calls) == 1
+    for i in range(1, 9):  # a run of the workflow completes every second
+        rig.write(*ok_run(f"done-{i}", i - 0.5, took=0.4))
+        rig.tick(i)
+    assert len(calls) == 2  # read at 0, then again at 5 (not at each completion)
+    rig.tick(9.5)
+    assert len(calls) == 2
+    rig.tick(10)
+    assert len(calls) == 3
 
 
 # ---- StepFailedRepeatedly ---------------------------------------------------------------

@@ -13,7 +13,8 @@ fired so that each alert is sent firing once and resolved once.
   ``cancelled``, ``resumed`` for a run that has an alert firing.
 * :meth:`RuleEngine.tick` is called every few seconds: it checks the Running
   and Suspended runs for stalls and slowness (``store.list_runs``), with each
-  workflow's history cached for ``history_ttl`` seconds, and reads again the
+  workflow's history cached for ``history_ttl`` seconds (``history_refresh``
+  once one of its runs completes), and reads again the
   runs whose stall or slowness alert fires but that are no longer live.
 
 What fires converges on what a fresh engine would fire from the store: after
@@ -85,7 +86,10 @@ class RuleEngine:
     ``rules`` win over them. ``clock``: the time used when none is passed.
     ``external_url``: the base of each alert's link (``{external_url}/runs/{run_id}``).
     ``stall_timeout``: the stall bound for a run without history or its own.
-    ``history_ttl``: how long a workflow's history is reused. ``lookback``:
+    ``history_ttl``: how long a workflow's history is reused;
+    ``history_refresh``: how long at most once a run of it has completed (a
+    workflow that completes runs all the time is not read again for each
+    one: one more run barely moves the median of twenty). ``lookback``:
     how far back a restart looks for failed runs. ``max_runs``: at most this
     many runs are read per scan (live runs per tick, runs at a rebuild).
     """
@@ -101,6 +105,7 @@ class RuleEngine:
         external_url: str = "",
         stall_timeout: float = DEFAULT_TIMEOUT,
         history_ttl: float = 30.0,
+        history_refresh: float = 5.0,
         lookback: float = 7 * 86400.0,
         max_runs: int = 10_000,
     ) -> None:
@@ -112,12 +117,14 @@ class RuleEngine:
         self.external_url = external_url
         self.stall_timeout = stall_timeout
         self.history_ttl = history_ttl
+        self.history_refresh = history_refresh
         self.lookback = lookback
         self.max_runs = max_runs
         #: what this engine has sent firing and not yet resolved
         self.firing: dict[AlertKey, Alert] = {}
         self._steps: dict[tuple[str, str], StepFailures] = {}
-        self._history: dict[str, tuple[float, WorkflowHistory]] = {}
+        # workflow -> (read at, reuse until, history)
+        self._history: dict[str, tuple[float, float, WorkflowHistory]] = {}
         self._lock = threading.Lock()
         self._rebuilt = False
         self._restored: set[AlertKey] = set()  # handed over by restore(), not yet checked
@@ -158,8 +165,9 @@ class RuleEngine:
             for wf, step in sorted(touched):
                 self._evaluate_step(wf, step, now)
             for rid, (wf, kinds, failed) in lookups.items():
-                if K.COMPLETED in kinds:
-                    self._history.pop(wf, None)  # one more completed run: the usual duration moves
+                if K.COMPLETED in kinds and wf in self._history:  # one more completed run: the usual duration moves
+                    at, until, h = self._history[wf]
+                    self._history[wf] = (at, min(until, at + self.history_refresh), h)
                 if self._worth_reading(rid, wf, kinds):
                     self._evaluate_run_id(rid, now, failed[0] if failed else None)
 
@@ -253,11 +261,11 @@ class RuleEngine:
 
     def _history_of(self, workflow: str, now: float) -> WorkflowHistory:
         hit = self._history.get(workflow)
-        if hit is not None and now - hit[0] < self.history_ttl:
-            return hit[1]
+        if hit is not None and hit[0] <= now < hit[1]:
+            return hit[2]
         runs = max(20, self._rules(workflow).run_slow.min_runs)
         h = self.store.history(workflow, runs)
-        self._history[workflow] = (now, h)
+        self._history[workflow] = (now, now + self.history_ttl, h)
         return h
 
     def _track_step(self, ev: Event) -> bool:
@@ -301,8 +309,8 @@ class RuleEngine:
             self._evaluate_step(wf, step, now)  # prunes failures out of the window
         self._emit(expire_failures([a for (name, _, _r), a in self.firing.items() if name == RUN_FAILED],
                                    now, self.lookback))
-        for wf, (at, _h) in list(self._history.items()):
-            if now - at >= self.history_ttl:
+        for wf, (at, until, _h) in list(self._history.items()):
+            if not at <= now < until:
                 del self._history[wf]
 
     def _runs(self, *, states: Sequence[WorkflowState] | None = None, since: float | None = None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from flowsight.errors import EventError
 from flowsight.hub import Hub
@@ -57,18 +57,32 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused (413) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, f"body of {declared} bytes is over the limit of {limit}; send smaller batches")
+async def read_body(request: Request, limit: int, declared: bytes | None = None) -> bytes:
+    """The raw body, refused (413) as soon as it passes ``limit`` bytes.
+    ``declared``: the Content-Length header, when the caller has it at hand."""
+    if declared is None:
+        declared = request.headers.get("content-length", "").encode()
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"body of {declared.decode()} bytes is over the limit of {limit}; send smaller batches")
+    # straight from the ASGI messages (Starlette's stream() adds an async
+    # generator per request on the ingest path)
+    receive = request.receive
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json_body(request: Request, limits: Limits) -> bytes:
@@ -79,15 +93,25 @@ async def read_json_body(request: Request, limits: Limits) -> bytes:
             gzip), 413 (over ``limits.max_body_bytes``, before or after
             inflating), 400 (not valid gzip).
     """
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise BodyError(415, f"content type {ctype or '(none)'!r} is not accepted: send application/json")
-    body = await read_body(request, limits.max_body_bytes)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "gzip":
-        body = gunzip(body, limits.max_body_bytes)
-    elif encoding not in ("identity", ""):
-        raise BodyError(415, f"content encoding {encoding!r} is not accepted: send gzip or none")
+    ctype = length = encoding = b""
+    for name, value in request.scope["headers"]:  # one pass, not a scan per header
+        if name == b"content-type":
+            ctype = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"content-encoding":
+            encoding = value
+    if ctype != b"application/json":
+        ctype_text = ctype.decode("latin-1").split(";")[0].strip().lower()
+        if ctype_text != "application/json":
+            raise BodyError(415, f"content type {ctype_text or '(none)'!r} is not accepted: send application/json")
+    body = await read_body(request, limits.max_body_bytes, length)
+    if encoding:
+        enc = encoding.decode("latin-1").strip().lower()
+        if enc == "gzip":
+            body = gunzip(body, limits.max_body_bytes)
+        elif enc not in ("identity", ""):
+            raise BodyError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
     return body
 
 

@@ -7,6 +7,7 @@ requests in flight; the lifespan then commits what is queued; exit 0.
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import signal
 import socket
@@ -55,6 +56,17 @@ def check_bind(host: str, store: SqlStore) -> None:
         )
 
 
+def _tune_gc() -> None:
+    """What is loaded at start is never garbage: keep the collector off it
+    (``gc.freeze``), and let it run after 20,000 new objects rather than 700.
+    A request makes a few hundred short-lived objects that reference counting
+    frees; the young collections were ~6% of the server's CPU under single-
+    event POSTs (bench/ingest_http.py: 74 -> 70 us per request)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: Limits | None = None,
           stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None,
           on_logs: OnLogs | None = None, log_retention: float | None = DEFAULT_RETENTION) -> None:
@@ -63,6 +75,7 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     check_bind(host, store)
     app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
                      log_retention=log_retention)
+    _tune_gc()
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False)
     with _stop_signals_end_cleanly():
