@@ -190,7 +190,7 @@ def test_a_lease_not_longer_than_a_send_is_refused(store: SqlStore) -> None:
 # ---- the promise ----------------------------------------------------------------------
 @pytest.mark.parametrize("outage", ["HTTP 503", "port closed"])
 def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
-        store: SqlStore, hooks: Callable[..., Hook], outage: str) -> None:
+        store: SqlStore, hooks: Callable[..., Hook], outage: str, caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     team: Hook | None = None
     if outage == "HTTP 503":
@@ -233,6 +233,11 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
     assert all(outage.split()[-1] in str(r.error) or "ConnectError" in str(r.error) for r in log[:7])
     assert store.pending_count() == 0 and store.broken_receivers() == {}
     assert (d.sent, d.retried, d.failed) == (12, 7, 0)  # nothing retried counted twice
+    # the operator hears of the outage once, not per retry, and of its end
+    said = [r.getMessage() for r in caplog.records if r.name == "flowsight.alerts"]
+    assert [m.split(":")[0] if "not delivered" in m else m for m in said] == [
+        "receiver 'team'", "receiver 'team' delivers again"]
+    assert "retrying with backoff, next in 1 s" in said[0]
 
 
 def test_retries_back_off_to_five_minutes_apart_at_most(store: SqlStore, hooks: Callable[..., Hook]) -> None:

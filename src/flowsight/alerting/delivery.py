@@ -121,6 +121,8 @@ class Dispatcher:
         self.sent = 0
         self.retried = 0
         self.failed = 0
+        # receivers whose last attempt failed for now: warned once per outage
+        self._failing: set[str] = set()
 
     def enqueue(self, notes: Sequence[Notification]) -> list[int]:
         """Write ``notes`` to the outbox; committed when this returns (the
@@ -204,7 +206,8 @@ class Dispatcher:
             return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
         settled = await self._db(self.store.mark_sent, item, now, about)
         self.sent += settled.moved
-        if settled.recovered:
+        if settled.recovered or item.receiver in self._failing:
+            self._failing.discard(item.receiver)
             log.warning("receiver %r delivers again", item.receiver)
             self._call(self.on_recovered, item.receiver)
         return "ok"
@@ -221,6 +224,10 @@ class Dispatcher:
         next_at = now + self.backoff.delay(item.attempts, self.rand())
         settled = await self._db(self.store.mark_retry, item, now, next_at, error, about)
         self.retried += settled.moved
+        if item.receiver not in self._failing:  # once per outage, not once per retry
+            self._failing.add(item.receiver)
+            log.warning("receiver %r: notification %d not delivered (%s); retrying with backoff, next in %.0f s "
+                        "(its notifications wait in the outbox)", item.receiver, item.id, error, next_at - now)
         return "temporary"
 
     async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *,

@@ -65,7 +65,7 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         out.print("no alerts" + (f" in status {args.status}" if args.status else ""))
         return 0
     table = Table(title=f"{len(rows)} alert{'s' if len(rows) != 1 else ''}")
-    for col in ("status", "severity", "alert", "workflow / run / step", "since", "summary"):
+    for col in ("status", "severity", "alert", "about", "since", "summary"):
         table.add_column(col)
     colors = {"firing": "red", "resolved": "green", "silenced": "dim", "inhibited": "dim", "flapping": "yellow"}
     for r in rows:
@@ -74,8 +74,11 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         status = f"[{colors.get(r['status'], 'white')}]{r['status']}[/]"
         if r["muted_by"]:
             status += f"\n[dim]{r['muted_by']}[/dim]"
-        table.add_row(status, r["severity"], labels.get("alertname", r["fingerprint"]), where,
-                      _ago(r["starts_at"]), r["annotations"].get("summary", ""))
+        when = _ago(r["starts_at"])
+        if r["status"] == "resolved" and r["ends_at"] is not None:
+            when += f"\n[dim]resolved {_ago(r['ends_at'])}[/dim]"
+        table.add_row(status, r["severity"], labels.get("alertname", r["fingerprint"]), where, when,
+                      r["annotations"].get("summary", ""))
     out.print(table)
     return 0
 

@@ -189,6 +189,9 @@ class AlertOut(msgspec.Struct, kw_only=True):
     starts_at: float
     ends_at: float | None
     link: str | None
+    #: receivers a "firing" notification of it was queued for (each will be
+    #: told "resolved" too); whether it reached them is in the notification
+    #: log and in /metrics (flowsight_notifications_pending)
     receivers_told: list[str]
 
 
