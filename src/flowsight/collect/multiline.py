@@ -22,14 +22,23 @@ A line continues the open entry when
    boom`` after the logback line that reported it);
 6. it is blank and the entry holds a Python traceback (the blank lines
    around chained exceptions);
-7. the entry's first line starts "like a log entry" (a timestamp, a level
-   word, or ``{`` of a JSON record) and this line does not: in a log whose
-   entries carry a prefix, an unprefixed line belongs to the entry above it.
+7. the entry's first line is a log record (`starts_like_entry`) and this
+   line is not: in a log whose entries carry a level or a time, a line with
+   neither belongs to the entry above it.
+
+`starts_like_entry` is the parser's own judgement
+(:func:`flowsight.model.logparse.carries_level_or_time`: a level or a time
+in any format flowsight parses — ``2024-05-01 12:00:00 INFO``, ``ERROR:``,
+logfmt's ``level=error``, JSON with a level, syslog ...), after a quick look
+for the common prefixes (a timestamp, an upper-case level word, ``{``). So a
+logfmt or JSON record after a prefixed line starts an entry of its own.
 
 Anything else starts a new entry, so a plain log without prefixes is passed
-through line by line (only rules 1-6 can join in it). Known limit of rule 7:
-in a file mixing prefixed log records with unprefixed ``print`` output, the
-printed lines are attached to the record above them.
+through line by line (only rules 1-6 can join in it). Known limits of rule
+7: in a file mixing log records with unprefixed ``print`` output, the
+printed lines are attached to the record above them; and a continuation line
+that begins with a level word (Node's ``Error: boom`` under the line that
+logged it) counts as a record of its own.
 
 An open entry is flushed when the next entry starts, when it would grow past
 ``max_chars``, or by `Joiner.flush_idle` once no line has arrived for
@@ -41,6 +50,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from flowsight.model.logparse import carries_level_or_time
 
 __all__ = ["Joined", "Joiner", "starts_like_entry"]
 
@@ -65,8 +76,10 @@ _JAVA_EXCEPTION = re.compile(r"(?:[A-Za-z_$][\w$]*\.)+[\w$]*(?:Exception|Error|T
 
 
 def starts_like_entry(line: str) -> bool:
-    """True when ``line`` begins with a timestamp, a level word or ``{``."""
-    return _ENTRY_START.match(line) is not None
+    """True when ``line`` is a log record of its own: it begins with a
+    timestamp, a level word or ``{``, or the parser finds a level or a time
+    in it (logfmt's ``level=``, syslog's priority, ...)."""
+    return _ENTRY_START.match(line) is not None or (line[:1] not in (" ", "\t", "") and carries_level_or_time(line))
 
 
 @dataclass(slots=True)
@@ -75,14 +88,23 @@ class _Open:
     offset: int
     end: int
     chars: int
-    prefixed: bool  # first line starts like a log entry (rule 7)
+    prefixed: bool | None  # first line starts like a log entry (rule 7); None: not looked at yet
     in_traceback: bool  # inside Python frames, waiting for the exception line
     has_traceback: bool
     last_seen: float
 
 
-def _continues(line: str, entry: _Open) -> bool:
-    """Whether ``line`` continues ``entry`` (rules 1-7 of the module docstring)."""
+def _prefixed(entry: _Open) -> bool:
+    """Whether the entry's first line is a log record (looked at once, when
+    first needed: in a plain log most entries never need it)."""
+    if entry.prefixed is None:
+        entry.prefixed = starts_like_entry(entry.lines[0])
+    return entry.prefixed
+
+
+def _continues(line: str, entry: _Open) -> bool | None:
+    """Whether ``line`` continues ``entry`` (rules 1-7 of the module
+    docstring); None for "no, and the line is a log record of its own"."""
     if line[:1] in (" ", "\t"):
         return True
     if line.startswith(_PY_TB_HEADER) or _CHAIN.match(line) is not None:
@@ -92,8 +114,10 @@ def _continues(line: str, entry: _Open) -> bool:
     if _JAVA_EXCEPTION.match(line) is not None:
         return True
     if not line.strip():
-        return entry.has_traceback or entry.prefixed
-    return entry.prefixed and not starts_like_entry(line)
+        return entry.has_traceback or _prefixed(entry)
+    if not _prefixed(entry):
+        return False
+    return None if starts_like_entry(line) else True
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +148,8 @@ class Joiner:
         ``[offset, end)``; return the entries it completes (0 or 1)."""
         done: list[Joined] = []
         entry = self._open
-        if entry is not None and _continues(line, entry) and entry.chars + 1 + len(line) <= self._max_chars:
+        continues = _continues(line, entry) if entry is not None else False
+        if entry is not None and continues and entry.chars + 1 + len(line) <= self._max_chars:
             entry.lines.append(line)
             entry.end = end
             entry.chars += len(line) + 1
@@ -138,7 +163,7 @@ class Joiner:
             offset=offset,
             end=end,
             chars=len(line),
-            prefixed=starts_like_entry(line),
+            prefixed=True if continues is None else None,  # rule 7 said it is a record
             in_traceback=False,
             has_traceback=False,
             last_seen=now,

@@ -34,7 +34,7 @@ class FaultKind(str, Enum):
     __hash__ = str.__hash__
 
     @property
-    def title(self) -> str:
+    def alertname(self) -> str:
         """The specification's name: ``ServiceUnavailable``, ... (the alert's name too)."""
         return _TITLES[self]
 

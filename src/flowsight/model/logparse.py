@@ -59,8 +59,9 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
-# Tuple of (level, message, fields, workflow, run_id, step, timestamp or None).
-_Parsed = tuple[LogLevel, str, dict[str, FieldValue], str | None, str | None, str | None, float | None]
+# Tuple of (level or None, message, fields, workflow, run_id, step, timestamp or None);
+# the level is None when the line names none (JSON or logfmt without a level key).
+_Parsed = tuple[LogLevel | None, str, dict[str, FieldValue], str | None, str | None, str | None, float | None]
 
 
 def parse_line(line: str, *, source: str, now: float, default_year: int | None = None) -> LogEntry:
@@ -75,7 +76,20 @@ def parse_line(line: str, *, source: str, now: float, default_year: int | None =
     if parsed is None:
         return LogEntry(now, _INFO, line.strip(), source, None, None, None, {}, line)
     level, message, fields, workflow, run_id, step, ts = parsed
-    return LogEntry(now if ts is None else ts, level, message, source, workflow, run_id, step, fields, line)
+    return LogEntry(now if ts is None else ts, level or _INFO, message, source, workflow, run_id, step, fields, line)
+
+
+def carries_level_or_time(line: str) -> bool:
+    """True when one of the formats :func:`parse_line` knows finds a level or
+    a time in ``line`` itself (``2024-05-01 12:00:00 ...``, ``ERROR: ...``,
+    ``level=error msg=...``, ``{"level": "warn", ...}``, syslog, ...): the
+    line is a record of its own, not the continuation of the one above it
+    (see :mod:`flowsight.collect.multiline`). Never raises."""
+    try:  # a leap year, so that "Feb 29" without a year is a date
+        parsed = _dispatch(line, 0.0, 2000)
+    except Exception:  # as parse_line: a parser bug costs the line its structure only
+        return False
+    return parsed is not None and (parsed[0] is not None or parsed[6] is not None)
 
 
 def _dispatch(line: str, now: float, default_year: int | None) -> _Parsed | None:
@@ -604,7 +618,7 @@ def _structured(data: dict[str, Any], line: str, now: float, decode_values: bool
             fields[key] = value
         elif decode_values:
             fields[key] = _json_encode(value).decode()
-    return level or _INFO, (line if message is None else message).strip(), fields, workflow, run_id, step, ts
+    return level, (line if message is None else message).strip(), fields, workflow, run_id, step, ts
 
 
 def _json(line: str, now: float) -> _Parsed | None:
