@@ -219,6 +219,39 @@ _V5_STATE = [
 ]
 
 
+def _v6_faults(serial: str, real: str) -> list[str]:
+    """The fault history: one row per fault from its declaration to its
+    resolution; at most one open row per fault (``fault_key``: detector,
+    kind, target), which the partial unique index settles. ``fault_runs``:
+    the runs each fault hurt."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS faults (
+            id {serial},
+            fault_key TEXT NOT NULL,
+            detector TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            message TEXT NOT NULL,
+            evidence TEXT NOT NULL DEFAULT '{{}}',
+            workflows TEXT NOT NULL DEFAULT '[]',
+            runs TEXT NOT NULL DEFAULT '[]',
+            severity TEXT NOT NULL,
+            opened_at {real} NOT NULL,
+            last_seen_at {real} NOT NULL,
+            resolved_at {real}
+        )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS faults_open ON faults (fault_key) WHERE resolved_at IS NULL",
+        "CREATE INDEX IF NOT EXISTS faults_opened ON faults (opened_at)",
+        "CREATE INDEX IF NOT EXISTS faults_key ON faults (fault_key, opened_at)",
+        """CREATE TABLE IF NOT EXISTS fault_runs (
+            fault_id BIGINT NOT NULL,
+            run_id TEXT NOT NULL,
+            PRIMARY KEY (fault_id, run_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS fault_runs_run ON fault_runs (run_id)",
+    ]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -230,6 +263,9 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
      {"sqlite": _v4_logs("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"),
       "postgresql": _v4_logs("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "SMALLINT")}),
     (5, "kept state (the log analyzer's templates)", {"sqlite": _V5_STATE, "postgresql": _V5_STATE}),
+    (6, "fault history",
+     {"sqlite": _v6_faults("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
+      "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION")}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -29,6 +29,7 @@ from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row
 from flowsight.store.alerting import AlertingMixin
 from flowsight.store.logs import LogsMixin
 from flowsight.store.state import StateMixin
+from flowsight.store.faults import FaultsMixin
 from flowsight.store.tokens import TokenMixin
 
 _RUN_UPDATE = ", ".join(
@@ -65,7 +66,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
 
 
-class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, ABC):
+class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""
