@@ -1,0 +1,364 @@
+"""The fault monitor: every detector on its own schedule, faults declared,
+assessed, recorded, alerted and resolved.
+
+:meth:`FaultMonitor.monitor_faults` runs each detector in its own task at a
+fixed rate (``Schedule.interval`` from one start to the next, never drifting
+with the check's own duration), under a watchdog: a slow or hung detector
+never delays the others. A failed check is not yet a fault: ``retries``
+failures in a row are tolerated (one blip is not a fault); the next one
+declares it (:meth:`FaultMonitor.handle_fault`): the running runs of the
+workflows that depend on its target are added, its severity assessed
+(:func:`~flowsight.model.faults.assess_severity`), a record written to the
+store, an alert sent. While it lasts its severity is assessed again (it rises
+with the duration); a change re-alerts. When the detector passes again, the
+fault resolves: the record gets its end, the alert is resolved.
+
+A detector that raises or outlives its watchdog is *broken* (after the same
+retries): it is reported as such (a ``DetectorBroken`` alert, its state in
+:attr:`FaultMonitor.states`), never as a fault of its target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from flowsight.detectors.base import FaultDetector, Schedule
+from flowsight.model.alerts import Alert, AlertStatus, Severity
+from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
+from flowsight.model.state import WorkflowState
+from flowsight.store.sql import SqlStore
+
+log = logging.getLogger("flowsight.faults")
+
+#: how far back repeated openings of one fault count (assess_severity's ``repeats``)
+REPEAT_WINDOW = 24 * 3600.0
+#: an unchanged open fault is written back to the store at most this often
+TOUCH_EVERY = 60.0
+DETECTOR_BROKEN = "DetectorBroken"
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where fault alerts go: the alert manager (or the server's alerting service)."""
+
+    def send_alert(self, alert: Alert) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check: the fault found (None: all well), or ``error`` when the
+    detector could not look (it raised, or outlived its watchdog)."""
+
+    detector: str
+    fault: Fault | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.fault is None and self.error is None
+
+
+@dataclass
+class DetectorState:
+    """What the monitor knows of one detector. ``status``: pending (not
+    checked yet), ok, failing (failed, within its retries), fault (a fault
+    is open), broken (it cannot look)."""
+
+    name: str
+    schedule: Schedule
+    status: str = "pending"
+    failures: int = 0
+    errors: int = 0
+    checks: int = 0
+    last_check: float | None = None
+    last_duration: float | None = None
+    last_error: str | None = None
+    last_fault: Fault | None = None
+    record: FaultRecord | None = None
+    broken_alert: Alert | None = None
+    touched_at: float = 0.0
+    #: the worst delay of a check's start past its scheduled time, in seconds
+    max_lateness: float = 0.0
+    lateness: list[float] = field(default_factory=list)
+
+
+class FaultMonitor:
+    """The specification's ``FaultMonitor{fault_detectors, alert_manager, fault_history}``.
+
+    ``fault_detectors``: the detectors (names unique); ``schedules``: per
+    detector name (default :class:`Schedule`'s). ``alert_manager``: where
+    alerts go (anything with ``send_alert(alert)``, or a callable).
+    ``store``: where records go (None: kept in :attr:`fault_history` only).
+    ``dependencies``: workflow -> the services it depends on (a fault's
+    target or its detector's name). ``clock``: the time.
+    """
+
+    def __init__(self, fault_detectors: Sequence[FaultDetector],
+                 alert_manager: AlertSink | Callable[[Alert], None] | None = None, *,
+                 store: SqlStore | None = None, schedules: Mapping[str, Schedule] | None = None,
+                 dependencies: Mapping[str, Sequence[str]] | None = None, clock: Callable[[], float] = time.time,
+                 external_url: str = "", history: int = 1000, keep_lateness: bool = False) -> None:
+        names = [d.name for d in fault_detectors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"detector names must be unique: {', '.join(map(repr, dupes))} given twice")
+        self.fault_detectors = list(fault_detectors)
+        self.alert_manager = alert_manager
+        self.store = store
+        self.dependencies = {wf: tuple(s) for wf, s in (dependencies or {}).items() if s}
+        self.clock = clock
+        self.external_url = external_url
+        self.fault_history: deque[FaultRecord] = deque(maxlen=history)
+        self.keep_lateness = keep_lateness
+        schedules = schedules or {}
+        self.states = {d.name: DetectorState(d.name, schedules.get(d.name, Schedule())) for d in fault_detectors}
+        self._ids = 0
+
+    # ---- checking ---------------------------------------------------------------
+    async def check(self, detector: FaultDetector) -> CheckResult:
+        """Run ``detector`` once under its watchdog; never raises (but for cancellation)."""
+        schedule = self.states[detector.name].schedule if detector.name in self.states else Schedule()
+        started = self.clock()
+        t0 = time.monotonic()
+        try:
+            fault = await asyncio.wait_for(detector.detect(), schedule.watchdog)
+        except TimeoutError:
+            return CheckResult(detector.name, error=f"no result within {schedule.watchdog:g} s (hung)",
+                               started_at=started, duration=time.monotonic() - t0)
+        except Exception as exc:  # the detector's own failure: it is broken, its target is not at fault
+            text = str(exc) or type(exc).__name__
+            return CheckResult(detector.name, error=f"{type(exc).__name__}: {text}" if str(exc) else text,
+                               started_at=started, duration=time.monotonic() - t0)
+        if fault is not None and fault.detector != detector.name:
+            fault = Fault(fault.type, fault.message, detector.name, fault.evidence, fault.workflows, fault.runs)
+        return CheckResult(detector.name, fault=fault, started_at=started, duration=time.monotonic() - t0)
+
+    async def check_once(self) -> list[CheckResult]:
+        """Every detector once, side by side (``flowsight detectors check``): no state kept, nothing recorded."""
+        return list(await asyncio.gather(*(self.check(d) for d in self.fault_detectors)))
+
+    async def monitor_faults(self, stop: asyncio.Event | None = None) -> None:
+        """Run every detector on its schedule until ``stop`` is set (or the
+        task is cancelled); each in its own task, so none waits for another."""
+        stop = stop or asyncio.Event()
+        tasks = [asyncio.create_task(self._loop(d, stop), name=f"flowsight-detector-{d.name}")
+                 for d in self.fault_detectors]
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _loop(self, detector: FaultDetector, stop: asyncio.Event) -> None:
+        state = self.states[detector.name]
+        interval = state.schedule.interval
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not stop.is_set():
+            late = loop.time() - due
+            state.max_lateness = max(state.max_lateness, late)
+            if self.keep_lateness:
+                state.lateness.append(late)
+            result = await self.check(detector)
+            try:
+                await self.observe(result)
+            except Exception:  # the store failed: logged; the schedule goes on
+                log.exception("fault monitor: recording the check of %r failed", detector.name)
+            due += interval
+            now = loop.time()
+            if due < now:  # the check took longer than the interval: skip the missed starts
+                due += ((now - due) // interval + 1) * interval
+            await asyncio.sleep(due - now)
+
+    # ---- deciding -------------------------------------------------------------------
+    async def observe(self, result: CheckResult) -> None:
+        """Take one check's result: count it against the retries; declare,
+        update or resolve the detector's fault; mark it broken or mended."""
+        state = self.states[result.detector]
+        now = self.clock()
+        state.checks += 1
+        state.last_check, state.last_duration = result.started_at or now, result.duration
+        retries = state.schedule.retries
+        if result.error is not None:
+            state.errors += 1
+            state.last_error = result.error
+            if state.errors > retries and state.status != "broken":
+                state.status = "broken"
+                log.warning("detector %r is broken: %s", state.name, result.error)
+                state.broken_alert = self._broken_alert(state, now)
+                self._send(state.broken_alert)
+            return
+        if state.status == "broken" or state.errors:
+            if state.broken_alert is not None:
+                log.warning("detector %r works again", state.name)
+                self._send(_resolved(state.broken_alert, now))
+                state.broken_alert = None
+            state.errors, state.last_error = 0, None
+            state.status = "fault" if state.record is not None else "ok"
+        if result.fault is None:
+            state.failures, state.last_fault = 0, None
+            if state.record is not None:
+                await self._resolve(state, now)
+            state.status = "ok"
+            return
+        state.failures += 1
+        state.last_fault = result.fault
+        if state.record is None:
+            if state.failures > retries:
+                state.record = await self.handle_fault(result.fault)
+                state.touched_at = now
+                state.status = "fault"
+            else:
+                state.status = "failing"
+            return
+        await self._again(state, result.fault, now)
+
+    async def handle_fault(self, fault: Fault) -> FaultRecord:
+        """Declare ``fault``: add the running runs it hurts, assess its
+        severity, record it (open) and send its alert. Returns the record
+        (the one already open when another monitor declared it first)."""
+        now = self.clock()
+        fault = await self._with_victims(fault)
+        repeats = 1
+        if self.store is not None:
+            repeats += await asyncio.to_thread(self.store.fault_openings, fault.key, now - REPEAT_WINDOW)
+        severity = assess_severity(fault, lasted=0.0, dependents=len(fault.runs), repeats=repeats)
+        if self.store is not None:
+            record, opened = await asyncio.to_thread(self.store.open_fault, fault, severity, now)
+        else:
+            self._ids += 1
+            record, opened = FaultRecord(fault, now, severity, id=self._ids), True
+        if opened:
+            log.warning("fault: %s %s: %s (%s)", fault.kind.alertname, fault.target, fault.message, severity.value)
+        self.fault_history.append(record)
+        self._send(self._alert(record))
+        return record
+
+    async def _again(self, state: DetectorState, fault: Fault, now: float) -> None:
+        """The open fault seen again: re-assess; write back on a change (or
+        now and then); a new severity is a new alert (the old one resolved)."""
+        record = state.record
+        assert record is not None
+        fault = await self._with_victims(fault)
+        repeats = 1
+        if self.store is not None:
+            repeats = await asyncio.to_thread(self.store.fault_openings, fault.key, now - REPEAT_WINDOW)
+        runs = tuple(dict.fromkeys((*record.fault.runs, *fault.runs)))
+        severity = assess_severity(fault, lasted=now - record.timestamp, dependents=len(runs), repeats=repeats)
+        changed = severity is not record.severity or fault.message != record.fault.message or runs != record.fault.runs
+        if not changed and now - state.touched_at < TOUCH_EVERY:
+            return
+        old = record
+        if self.store is not None and record.id is not None:
+            state.record = await asyncio.to_thread(self.store.update_fault, record, fault, severity, now)
+        else:
+            merged = Fault(fault.type, fault.message, fault.detector, fault.evidence,
+                           tuple(dict.fromkeys((*record.fault.workflows, *fault.workflows))), runs)
+            state.record = FaultRecord(merged, record.timestamp, severity, id=record.id)
+        state.touched_at = now
+        if severity is not old.severity:
+            log.warning("fault: %s %s is now %s (lasting %.0f s)", fault.kind.alertname, fault.target,
+                        severity.value, now - record.timestamp)
+            self._send(_resolved(self._alert(old), now))
+            self._send(self._alert(state.record))
+
+    async def _resolve(self, state: DetectorState, now: float) -> None:
+        record = state.record
+        assert record is not None
+        state.record = None
+        if self.store is not None and record.id is not None:
+            done = await asyncio.to_thread(self.store.resolve_fault, record, now)
+        else:
+            done = None
+        if done is None:
+            done = FaultRecord(record.fault, record.timestamp, record.severity, FaultStatus.RESOLVED, now, record.id)
+        log.warning("fault resolved: %s %s after %.0f s", record.fault.kind.alertname, record.fault.target,
+                    done.duration(now))
+        self.fault_history.append(done)
+        self._send(_resolved(self._alert(record), now))
+
+    async def _with_victims(self, fault: Fault) -> Fault:
+        """``fault`` with the workflows that depend on its target, and their running runs."""
+        names = {fault.target, fault.detector}
+        workflows = [wf for wf, services in self.dependencies.items() if names & set(services)]
+        if not workflows:
+            return fault
+        runs: list[str] = []
+        if self.store is not None:
+            store = self.store
+
+            def running() -> list[str]:
+                out: list[str] = []
+                for wf in workflows:
+                    page = store.list_runs(workflow=wf, states=[WorkflowState.RUNNING], limit=200)
+                    out.extend(m.workflow_id for m in page.runs)
+                return out
+
+            runs = await asyncio.to_thread(running)
+        return Fault(fault.type, fault.message, fault.detector, fault.evidence,
+                     tuple(dict.fromkeys((*fault.workflows, *workflows))),
+                     tuple(dict.fromkeys((*fault.runs, *runs))))
+
+    # ---- alerts ---------------------------------------------------------------------
+    def _send(self, alert: Alert) -> None:
+        sink = self.alert_manager
+        if sink is None:
+            return
+        if isinstance(sink, AlertSink):
+            sink.send_alert(alert)
+        else:
+            sink(alert)
+
+    def _alert(self, record: FaultRecord) -> Alert:
+        return fault_alert(record, external_url=self.external_url)
+
+    def _broken_alert(self, state: DetectorState, now: float) -> Alert:
+        return Alert(
+            labels={"alertname": DETECTOR_BROKEN, "detector": state.name, "severity": Severity.WARNING.value},
+            annotations={"summary": f"detector {state.name!r} cannot check: {state.last_error}",
+                         "description": f"{state.errors} checks in a row failed to run; its target's state is "
+                                        f"unknown until it works again. Last error: {state.last_error}"},
+            severity=Severity.WARNING, source="fault", starts_at=now)
+
+
+def service_of(fault: Fault) -> str:
+    """The ``service`` label of a fault's alert (what workflows name in
+    ``depends_on``): the service id of a ServiceUnavailable, else the
+    detector's name."""
+    if fault.kind is FaultKind.SERVICE_UNAVAILABLE or not fault.detector:
+        return fault.target
+    return fault.detector
+
+
+def fault_alert(record: FaultRecord, *, external_url: str = "") -> Alert:
+    """The alert for a fault record (firing; see :func:`_resolved`)."""
+    f = record.fault
+    first = f.message.strip().splitlines()[0] if f.message.strip() else f.kind.alertname
+    facts = [f.message.strip()]
+    if f.evidence:
+        facts.append("evidence: " + ", ".join(f"{k}={v}" for k, v in f.evidence.items()))
+    if f.runs:
+        shown = ", ".join(f.runs[:10]) + (f" and {len(f.runs) - 10} more" if len(f.runs) > 10 else "")
+        facts.append(f"running runs hurt: {shown}")
+    labels = {"alertname": f.kind.alertname, "service": service_of(f), "target": f.target,
+              "severity": record.severity.value}
+    if f.detector:
+        labels["detector"] = f.detector
+    link = f"{external_url.rstrip('/')}/faults/{record.id}" if external_url and record.id is not None else None
+    return Alert(labels=labels,
+                 annotations={"summary": f"{f.kind.alertname} {f.target}: {first}", "description": "\n".join(facts)},
+                 severity=record.severity, source="fault", starts_at=record.timestamp, link=link)
+
+
+def _resolved(alert: Alert, now: float) -> Alert:
+    return Alert(alert.labels, alert.annotations, alert.severity, alert.source, alert.starts_at, now,
+                 AlertStatus.RESOLVED, alert.link)
