@@ -253,19 +253,76 @@ def test_forwarded_signals_reach_the_program_and_our_handlers_come_back() -> Non
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.fixture
+def scripts(tmp_path: Path) -> Path:
+    """A directory with job scripts that cannot run: not executable, an
+    interpreter that is not installed; and a directory."""
+    (tmp_path / "plain.sh").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "lost.sh").write_text("#!/usr/bin/flowsight-no-such-shell\necho hi\n")
+    (tmp_path / "lost.sh").chmod(0o755)
+    (tmp_path / "adir").mkdir()
+    return tmp_path
+
+
 @pytest.mark.parametrize(("argv", "cwd", "says"), [
     (["flowsight-no-such-program"], None, "no such program (is it installed, and on PATH?)"),
-    ([__file__], None, "permission denied"),
+    ([__file__], None, f"not executable: {__file__} (chmod +x it"),
     (["true"], "/nonexistent/dir", "working directory '/nonexistent/dir' does not exist"),
+    (["./job.sh"], "SCRIPTS", "no such file: ./job.sh (in "),
+    (["./plain.sh"], "SCRIPTS", "not executable: ./plain.sh"),
+    (["./lost.sh"], "SCRIPTS", "its interpreter (#!/usr/bin/flowsight-no-such-shell) was not found"),
+    (["./adir"], "SCRIPTS", "permission denied"),
 ])
-def test_a_program_that_cannot_start_says_why(argv: list[str], cwd: str | None, says: str) -> None:
+def test_a_program_that_cannot_start_says_why(argv: list[str], cwd: str | None, says: str, scripts: Path) -> None:
     async def main() -> None:
-        async for _ in ProcessOutput(argv, cwd=cwd):
+        async for _ in ProcessOutput(argv, cwd=scripts if cwd == "SCRIPTS" else cwd):
             pass
 
     with pytest.raises(ConfigError, match="cannot start") as info:
         run(main)
     assert says in str(info.value)
+
+
+def test_a_path_without_cwd_is_looked_for_in_the_current_directory(scripts: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(scripts)
+
+    async def main() -> None:
+        async for _ in ProcessOutput(["./job.sh"]):
+            pass
+
+    with pytest.raises(ConfigError, match=r"no such file: \./job\.sh \(in ") as info:
+        run(main)
+    assert str(scripts) in str(info.value)
+
+
+def test_tee_copies_each_stream_as_it_comes_and_the_lines_are_still_collected(tmp_path: Path) -> None:
+    out_copy, err_copy = open(tmp_path / "out", "wb"), open(tmp_path / "err", "wb")
+    with out_copy, err_copy:
+        lines, _, problems = collect(script("""
+            import sys
+            print("INFO to stdout")
+            sys.stdout.write("WARN no newline at the end")
+            print("ERROR to stderr", file=sys.stderr)
+        """), tee=(out_copy, err_copy))
+    assert (tmp_path / "out").read_bytes() == b"INFO to stdout\nWARN no newline at the end"
+    assert (tmp_path / "err").read_bytes() == b"ERROR to stderr\n"
+    assert of(lines, "stdout") == ["INFO to stdout", "WARN no newline at the end"]
+    assert of(lines, "stderr") == ["ERROR to stderr"] and problems == []
+
+
+def test_a_tee_that_breaks_is_said_once_and_collecting_goes_on(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: writing fails with a broken pipe
+    broken = os.fdopen(w, "wb")
+    lines, _, problems = collect(script("""
+        for i in range(3):
+            print(f"line {i}")
+    """), tee=(broken, None))
+    with contextlib.suppress(OSError):
+        broken.close()
+    assert of(lines, "stdout") == ["line 0", "line 1", "line 2"]
+    assert len(problems) == 1 and "can no longer be copied out" in problems[0]
 
 
 def test_env_and_cwd_are_the_programs(tmp_path: Path) -> None:

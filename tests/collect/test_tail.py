@@ -427,10 +427,39 @@ def test_multiline_off_passes_every_line_through(tmp_path: Path) -> None:
         ("  File x", False),
         ("KeyError: 'rows'", False),
         ("hello", False),
+        # the rest is the parser's judgement (tests/model/test_logparse.py has it format by format)
+        ('level=error msg="connection reset by peer" host=db1', True),
+        ("<11>May  1 12:00:01 host app: disk gone", True),
+        ("user=bob action=login", False),
+        ("", False),
     ],
 )
 def test_what_starts_like_a_log_entry(line: str, starts: bool) -> None:
     assert starts_like_entry(line) is starts
+
+
+@pytest.mark.parametrize("record", [
+    'level=error msg="connection reset by peer" host=db1',
+    '{"level": "error", "msg": "connection reset by peer"}',
+    "<11>May  1 12:00:01 db1 app: connection reset by peer",
+    "ERROR: connection reset by peer",
+    "[2024-05-01 12:00:01] ERROR connection reset by peer",
+])
+def test_a_line_with_its_own_level_or_time_after_a_prefixed_line_is_an_entry_of_its_own(
+        tmp_path: Path, record: str) -> None:
+    log = tmp_path / "app.log"
+    tail, clock, _ = make_tail(str(log))
+    append(log, f"2024-05-01 12:00:00 INFO starting\nplain text of the info line\n{record}\nits own plain line\n")
+    assert drain(tail, clock) == ["2024-05-01 12:00:00 INFO starting\nplain text of the info line",
+                                  f"{record}\nits own plain line"]
+
+
+def test_a_traceback_after_a_logfmt_record_is_joined_to_it(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    tail, clock, _ = make_tail(str(log))
+    record = 'level=error msg="load failed"\n' + BARE_TRACEBACK
+    append(log, "level=info msg=start\n" + record + "\nlevel=info msg=next\n")
+    assert drain(tail, clock) == ["level=info msg=start", record, "level=info msg=next"]
 
 
 def test_joiner_keeps_entries_below_max_chars() -> None:
@@ -503,6 +532,25 @@ def test_a_deleted_file_is_read_to_its_end_reported_and_followed_again(tmp_path:
     assert problems.matching("no such file yet") == []
     append(log, numbered(4, 5))
     assert drain(tail) == texts(4, 5)
+
+
+def test_a_missing_path_is_waited_for_and_said_once(tmp_path: Path) -> None:
+    tail, _, problems = make_tail(str(tmp_path / "app.log"), multiline=False)
+    assert drain(tail) == [] and drain(tail) == []
+    assert problems == [f"{tmp_path / 'app.log'}: no such file yet; waiting for it to appear"]
+    assert tail.missing == [str(tmp_path / "app.log")]
+    append(tmp_path / "app.log", "x\n")
+    assert drain(tail) == ["x"] and tail.missing == []
+
+
+def test_without_waiting_a_missing_path_is_no_such_file_and_an_empty_glob_a_warning(tmp_path: Path) -> None:
+    append(tmp_path / "there.log", "x\n")
+    patterns = [str(tmp_path / "gone.log"), str(tmp_path / "there.log"), str(tmp_path / "*.txt")]
+    tail, _, problems = make_tail(patterns, wait=False, multiline=False)
+    assert drain(tail) == ["x"]
+    assert problems == [f"{tmp_path / 'gone.log'}: no such file",
+                        f"{tmp_path / '*.txt'}: matches no file (a glob; nothing to read)"]
+    assert tail.missing == [str(tmp_path / "gone.log")]
 
 
 def test_the_glob_picks_up_new_files_from_their_start_and_skips_directories(tmp_path: Path) -> None:

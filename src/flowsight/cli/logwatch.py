@@ -15,7 +15,14 @@ watcher stopped or killed carries on where it was, without losing or
 repeating a line. Templates and rules are the server's job: it analyzes
 every stored line that has no template yet.
 
-With ``-- CMD``, the exit status is the program's.
+With ``-- CMD``, the program's stdout and stderr also go to ours (as
+``tee`` does; ``--quiet``: not), and the exit status is the program's. With
+``--once``, a named file (not a glob) that does not exist is an error: the
+others are read, and the exit status is 1.
+
+The last line on stderr says what became of the lines: how many were
+collected into the store, or read, delivered to the server and kept in the
+spool for later.
 """
 
 from __future__ import annotations
@@ -65,9 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"send to this flowsight server instead of the store (default: ${ENV_SERVER})")
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
     p.add_argument("--once", action="store_true",
-                   help="read what the files hold now, then stop (default: follow until Ctrl-C)")
-    p.add_argument("--quiet", action="store_true", help="no summary on stderr")
+                   help="read what the files hold now, then stop (default: follow until Ctrl-C); a named "
+                        "file that does not exist is then an error (exit status 1)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="do not copy the program's stdout and stderr to ours (-- CMD), and no summary on stderr")
     return p
+
+
+def _say(what: str) -> None:
+    """A problem of a source, told as it happens (the watch goes on)."""
+    print(f"flowsight: {what}", file=sys.stderr, flush=True)
+
+
+def lines(n: int) -> str:
+    """``1 log line``, ``3 log lines``."""
+    return f"{n} log line{'' if n == 1 else 's'}"
 
 
 def cmd_logs_watch(argv: list[str], db: str | None) -> int:
@@ -100,21 +119,25 @@ def _feeds(args: argparse.Namespace, command: list[str], state: Path) -> tuple[l
     names = dict(workflow=args.workflow, run_id=args.run_id, step=args.step)
     multiline = not args.no_multiline
     start: Literal["end", "beginning"] = "beginning" if args.from_beginning else "end"
+    wait = not args.once  # with --once nothing waits for a file to appear
     feeds: list[Feed] = []
     paths = [p for p in args.paths if p != "-"]
     if "-" in args.paths:
-        feeds.append(Feed(StreamSource(multiline=multiline), **names))
+        feeds.append(Feed(StreamSource(multiline=multiline, on_problem=_say), **names))
     config = config_for(args.config) if (args.config is not None or Path("flowsight.toml").exists()) else None
     sources = list(config.logs.sources) if config is not None else []
     if paths:
-        feeds.append(Feed(FileTail(paths, state_path=state, start=start, multiline=multiline), **names))
+        feeds.append(Feed(FileTail(paths, state_path=state, start=start, multiline=multiline, wait=wait,
+                                   on_problem=_say), **names))
     for i, src in enumerate(sources):
         tail = FileTail([src.path], state_path=state.with_name(f"{state.stem}.source{i}{state.suffix}"),
-                        start="beginning" if src.start == "beginning" else "end", multiline=src.multiline)
+                        start="beginning" if src.start == "beginning" else "end", multiline=src.multiline,
+                        wait=wait, on_problem=_say)
         feeds.append(Feed(tail, workflow=src.workflow or args.workflow, run_id=args.run_id, step=args.step))
     process = None
     if command:
-        process = ProcessOutput(command, forward_signals=True, multiline=multiline)
+        tee = None if args.quiet else (sys.stdout.buffer, sys.stderr.buffer)
+        process = ProcessOutput(command, forward_signals=True, multiline=multiline, on_problem=_say, tee=tee)
         feeds.append(Feed(process, **names))
     if not feeds:
         raise FlowsightError("nothing to watch: name files, - for stdin, or -- CMD (or [[logs.sources]] in "
@@ -132,22 +155,25 @@ async def _watch(args: argparse.Namespace, command: list[str], db: str | None) -
     if process is None:  # with a program, its end ends the watch; signals go to it
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    only_streams = all(not isinstance(f.source, FileTail) for f in feeds)
+    tails = [f.source for f in feeds if isinstance(f.source, FileTail)]
     sink, close = _sink(args, db)
+    summary = ""
     try:
-        if args.once and not only_streams:
+        if args.once and tails:
             await _once(monitor, sink, stop)
-        elif process is not None and not only_streams:
+        elif process is not None and tails:
             await _with_program(monitor, sink, stop, process)
         else:
             await monitor.monitor_logs(sink, stop=stop)
     finally:
-        close()
+        summary = close(monitor.collected)
     if not args.quiet:
-        where = args.url or db or os.environ.get(ENV_URL) or "flowsight.db"
-        print(f"flowsight: {monitor.collected} log lines collected into {where}", file=sys.stderr)
+        print(f"flowsight: {summary}", file=sys.stderr)
     if process is not None and process.returncode is not None:
         return process.returncode if process.returncode >= 0 else 128 - process.returncode
+    missing = [path for tail in tails for path in tail.missing]
+    if args.once and missing:  # each was said when it was looked for ("PATH: no such file")
+        return 1
     return 0
 
 
@@ -164,7 +190,9 @@ async def _with_program(monitor: LogMonitor, sink: Sink, stop: asyncio.Event, pr
     await task
 
 
-def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[], None]]:
+def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[int], str]]:
+    """Where the lines go, and how to close it: given how many lines were
+    read, it closes and returns what became of them (the summary line)."""
     if args.url:
         http = server_log_sink(args.url, args.token, options=HttpOptions(), spool_root=None, transport=None)
         http.start()
@@ -172,11 +200,12 @@ def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[], 
         async def send(records: list[LogRecord]) -> None:
             await asyncio.to_thread(http.write, records)  # in the spool on disk when it returns
 
-        def close_http() -> None:
-            if not http.wait(30.0):
-                print("flowsight: the server did not take every line yet; they stay in the spool and go "
-                      "out with the next watch or SDK process for this server", file=sys.stderr)
-            http.close(5.0)
+        def close_http(read: int) -> str:
+            # a server that does not answer is not waited for: the summary says where the lines are
+            http.wait(30.0, while_reachable=True)
+            http.close(5.0, report=False)
+            return delivery_summary(read, http.url, kept=http.left_in_spool, spool=str(http.spool.dir),
+                                    refused=http.stats.failed + http.stats.rejected)
 
         return send, close_http
     store = open_store(db)
@@ -184,4 +213,21 @@ def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[], 
     async def save(records: list[LogRecord]) -> None:
         await asyncio.to_thread(store.save_logs, records)
 
-    return save, store.close
+    def close_store(read: int) -> str:
+        store.close()
+        return f"{lines(read)} collected into {db or os.environ.get(ENV_URL) or 'flowsight.db'}"
+
+    return save, close_store
+
+
+def delivery_summary(read: int, url: str, *, kept: int, spool: str, refused: int = 0) -> str:
+    """What became of ``read`` lines sent to ``url``: delivered, refused by
+    the server (each refusal was told as it came), kept in the spool."""
+    delivered = max(0, read - kept - refused)
+    text = f"{lines(read)} read; {delivered} delivered to {url}"
+    if refused:
+        text += f", {refused} refused by the server (see above)"
+    if kept:
+        text += (f", {kept} kept in the spool at {spool} (sent when the server is back, by the next "
+                 "`flowsight logs watch` or SDK process for it)")
+    return text

@@ -20,6 +20,13 @@ group while the program runs — a terminal's Ctrl-C no longer reaches a
 program in a group of its own otherwise — and the program decides when to
 stop; the previous handlers are put back when the iteration ends.
 
+With ``tee``, the bytes of each stream are also written, as they are read,
+to a binary file of its own (``flowsight logs watch -- CMD`` passes
+``sys.stdout.buffer`` and ``sys.stderr.buffer``: the program's output shows
+in the terminal as without the wrapper, as ``tee`` does); a file that can no
+longer be written (a closed pipe) is told once and dropped, the collecting
+goes on.
+
 The program's output is read as it comes; a program that buffers its output
 when it goes to a pipe (Python without ``-u``/``PYTHONUNBUFFERED=1``, C stdio)
 shows its lines when it flushes them. A consumer that falls behind makes the
@@ -37,6 +44,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import BinaryIO
 
 from flowsight.collect.lines import LineSplitter
 from flowsight.collect.stream import Chunk, pump, read_stream
@@ -61,8 +69,9 @@ class ProcessOutput:
     directory. ``max_line``, ``multiline`` and ``multiline_idle`` are
     `FileTail` 's; ``on_problem`` receives one readable sentence per problem
     (logged as a warning by default); ``clock`` (monotonic seconds) times the
-    multi-line flush. Iterate once; `returncode` is set when the program has
-    ended (negative: killed by that signal).
+    multi-line flush. ``tee``: where to copy the stdout and the stderr bytes
+    as they come (None: nowhere). Iterate once; `returncode` is set when the
+    program has ended (negative: killed by that signal).
 
     Raises (when the iteration starts):
         ConfigError: the program cannot be started (not found, not
@@ -73,7 +82,8 @@ class ProcessOutput:
                  cwd: str | os.PathLike[str] | None = None, max_line: int = 1 << 20, multiline: bool = True,
                  multiline_idle: float = 1.0, forward_signals: bool = False, kill_after: float = 5.0,
                  on_problem: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tee: tuple[BinaryIO | None, BinaryIO | None] | None = None) -> None:
         if isinstance(argv, str):
             raise TypeError("argv is a list of arguments (['python', '-u', 'job.py']), not one string")
         if not argv:
@@ -92,6 +102,7 @@ class ProcessOutput:
         self._forward = forward_signals
         self._kill_after = kill_after
         self._clock = clock
+        self._tee = tee or (None, None)
         self._proc: asyncio.subprocess.Process | None = None
         self._used = False
 
@@ -119,7 +130,8 @@ class ProcessOutput:
         assert proc.stdout is not None and proc.stderr is not None
         queue: asyncio.Queue[Chunk] = asyncio.Queue(8)
         readers = [
-            asyncio.create_task(read_stream(stream, i, queue, self._problem, self._splitters[i].label))
+            asyncio.create_task(read_stream(stream, i, queue, self._problem, self._splitters[i].label,
+                                            self._copier(self._tee[i], self._splitters[i].label)))
             for i, stream in enumerate((proc.stdout, proc.stderr))
         ]
         restore = self._forward_signals(proc) if self._forward else []
@@ -135,6 +147,24 @@ class ProcessOutput:
             if proc.returncode is None:
                 await self._end(proc)
 
+    def _copier(self, out: BinaryIO | None, label: str) -> Callable[[bytes], None] | None:
+        """Write-and-flush to ``out`` until it fails once (told, then dropped)."""
+        if out is None:
+            return None
+        target: list[BinaryIO] = [out]
+
+        def copy(data: bytes) -> None:
+            if not target:
+                return
+            try:
+                target[0].write(data)
+                target[0].flush()
+            except (OSError, ValueError) as exc:  # a closed pipe (| head), a closed file
+                target.clear()
+                self._problem(f"{label}: can no longer be copied out ({exc}); its lines are still collected")
+
+        return copy
+
     async def _spawn(self) -> asyncio.subprocess.Process:
         program = self.argv[0]
         try:
@@ -145,11 +175,37 @@ class ProcessOutput:
             if self._cwd is not None and not os.path.isdir(self._cwd):
                 raise ConfigError(f"cannot start {program!r}: working directory {os.fspath(self._cwd)!r} "
                                   "does not exist") from None
-            raise ConfigError(f"cannot start {program!r}: no such program (is it installed, and on PATH?)") from exc
+            if "/" not in program:
+                raise ConfigError(f"cannot start {program!r}: no such program (is it installed, and on "
+                                  "PATH?)") from exc
+            raise ConfigError(f"cannot start {program!r}: {self._missing_file(program)}") from None
         except PermissionError:
+            if "/" in program and os.path.isfile(self._where(program)):
+                raise ConfigError(f"cannot start {program!r}: not executable: {program} (chmod +x it, or run "
+                                  f"it with its interpreter, e.g. -- sh {program})") from None
             raise ConfigError(f"cannot start {program!r}: permission denied (is it an executable file?)") from None
         except OSError as exc:
             raise ConfigError(f"cannot start {program!r}: {exc.strerror or exc}") from None
+
+    def _where(self, program: str) -> str:
+        """``program`` (a path) as the program is looked for: against ``cwd``."""
+        return os.path.join(os.fspath(self._cwd), program) if self._cwd is not None else program
+
+    def _missing_file(self, program: str) -> str:
+        """Why the file ``program`` (a path) could not be run, it being "not found"."""
+        where = self._where(program)
+        if not os.path.exists(where):
+            base = os.path.abspath(self._cwd) if self._cwd is not None else os.getcwd()
+            return f"no such file: {program}" + ("" if os.path.isabs(program) else f" (in {base})")
+        try:
+            with open(where, "rb") as f:  # there, yet "not found": the interpreter its #! line names is missing
+                first = f.readline(256)
+        except OSError:
+            first = b""
+        if first.startswith(b"#!"):
+            shebang = first[2:].decode(errors="replace").strip()
+            return f"its interpreter (#!{shebang}) was not found"
+        return f"{program} is there, but what it needs to run (its loader or interpreter) is not"
 
     async def _end(self, proc: asyncio.subprocess.Process) -> None:
         """The iteration stopped first: SIGTERM to the group, SIGKILL after ``kill_after`` s."""

@@ -79,10 +79,14 @@ async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSpli
 
 
 async def read_stream(reader: asyncio.StreamReader, index: int, queue: asyncio.Queue[Chunk],
-                      problem: Callable[[str], None], label: str) -> None:
-    """Copy ``reader`` into ``queue`` as ``(index, chunk)`` until its end, then ``(index, b"")``."""
+                      problem: Callable[[str], None], label: str,
+                      copy: Callable[[bytes], None] | None = None) -> None:
+    """Copy ``reader`` into ``queue`` as ``(index, chunk)`` until its end, then
+    ``(index, b"")``; each chunk goes to ``copy`` too, as it is read."""
     try:
         while data := await reader.read(CHUNK):
+            if copy is not None:
+                copy(data)
             await queue.put((index, data))
     except OSError as exc:
         problem(f"{label}: read failed ({exc.strerror or exc}); taking it as the end of the stream")

@@ -34,6 +34,10 @@ How files are followed
 * A file that disappears (deleted, or renamed out of the patterns) is read
   to its end through the open descriptor, then closed; when its path is gone
   ``on_problem`` is told, and a file appearing there later is new.
+* A plain path that names no file is waited for (``on_problem`` is told
+  once); with ``wait=False`` (one pass, nothing to wait for) it is reported
+  as ``PATH: no such file`` and a glob that matches no file as a warning.
+  `missing` lists the plain paths that named no file at the last poll.
 
 Every line is handed out exactly once and in order per file: the saved
 offset of a file is the end of the last entry handed out, so a partial line
@@ -130,7 +134,8 @@ class FileTail:
     the iteration ends), or call `read_available` for one synchronous pass.
     ``clock`` (monotonic seconds) times the ``multiline_idle`` flush.
     ``on_problem`` receives one readable sentence per problem; by default it
-    is logged as a warning.
+    is logged as a warning. ``wait``: a plain path that names no file is
+    waited for (the default) or, False, reported as missing (`missing`).
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class FileTail:
         on_problem: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         save_interval: float = 5.0,
+        wait: bool = True,
     ) -> None:
         if isinstance(patterns, str):
             patterns = [patterns]
@@ -166,6 +172,8 @@ class FileTail:
         self._files: dict[Identity, _File] = {}
         self._first_poll = True
         self._waiting: set[str] = set()  # paths already reported missing / unreadable
+        self._wait = wait
+        self._missing: list[str] = []  # plain paths that named no file at the last scan
         self._saved: dict[Identity, _Saved] = {}
         self._resuming = False
         # A poll may run in a worker thread (async iteration) while the loop
@@ -176,6 +184,13 @@ class FileTail:
             self._load_state(state_path)
 
     # -- public -----------------------------------------------------------
+
+    @property
+    def missing(self) -> list[str]:
+        """The plain paths (not globs) that named no file at the last poll, in
+        the order given (not counting one that disappeared while followed, on
+        the poll that read it to its end)."""
+        return list(self._missing)
 
     def read_available(self) -> list[RawLine]:
         """One polling pass: everything complete that can be read now (up to
@@ -311,18 +326,22 @@ class FileTail:
     def _scan(self) -> dict[Identity, str]:
         found: dict[Identity, str] = {}
         followed = {f.path for f in self._files.values()}  # reported as "disappeared" instead
+        missing: list[str] = []
         for pattern in self._patterns:
             if glob.has_magic(pattern):
                 paths: Iterable[str] = sorted(glob.glob(pattern))
+                if not paths and not self._wait:
+                    self._report_path(pattern, "matches no file (a glob; nothing to read)")
             else:
                 paths = [pattern]
             for path in paths:
                 try:
                     st = os.stat(path)
                 except FileNotFoundError:
-                    if not glob.has_magic(pattern) and path not in self._waiting and path not in followed:
-                        self._waiting.add(path)
-                        self._problem(f"{path}: no such file yet; waiting for it to appear")
+                    if not glob.has_magic(pattern) and path not in followed:
+                        missing.append(path)
+                        self._report_path(path, "no such file yet; waiting for it to appear" if self._wait
+                                          else "no such file")
                     continue
                 except OSError as exc:
                     self._report_path(path, f"cannot be examined ({exc.strerror}); skipped until it can")
@@ -331,6 +350,7 @@ class FileTail:
                     self._report_path(path, "is not a regular file; skipped")
                     continue
                 found.setdefault((st.st_dev, st.st_ino), path)
+        self._missing = missing
         return found
 
     def _report_path(self, path: str, what: str) -> None:

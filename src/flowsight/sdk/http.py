@@ -203,6 +203,8 @@ class HttpSink(Generic[T]):
         self.stats = DeliveryStats()
         #: what went wrong last (None once a batch got through again)
         self.last_error: str | None = None
+        #: how many items this sink wrote were still in the spool when it closed
+        self.left_in_spool = 0
         self._cond = threading.Condition()
         self._outstanding: set[Path] = set()  # this sink's segments not yet known delivered or dropped
         self._halves: dict[Path, list[Path]] = {}  # segments split on a 413 -> what replaced them
@@ -269,10 +271,11 @@ class HttpSink(Generic[T]):
             with self._cond:
                 self._cond.wait(0.1 if left is None else min(0.1, left))
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, *, report: bool = True) -> None:
         """Keep sending for up to ``exit_timeout`` seconds while the server
         answers, then stop; what is left stays in the spool for the next
-        process that reports to this URL."""
+        process that reports to this URL, counted in `left_in_spool` and
+        warned about (unless not ``report``: the caller says it)."""
         hung = False
         if self._thread is not None:
             limit = self.options.exit_timeout if timeout is None else min(timeout, self.options.exit_timeout)
@@ -288,9 +291,10 @@ class HttpSink(Generic[T]):
             left = {p for p in self._outstanding if p.exists()}
             self._outstanding.clear()
             self._halves.clear()
-        if left:
+        self.left_in_spool = sum(count_of(p.name) for p in left)
+        if left and report:
             log.warning("flowsight: %d %s not yet delivered to %s stay in the spool %s (%s); the next process "
-                        "that reports to this URL sends them", sum(count_of(p.name) for p in left), self.what,
+                        "that reports to this URL sends them", self.left_in_spool, self.what,
                         self.url, self.spool.dir, self.last_error or "the server is slow to answer")
         if self._http is not None and not hung:
             self._http.close()
