@@ -275,7 +275,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return f"{n} {what}{'s' if n != 1 else ''}"
 
     print(f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
-          f"{count(len(cfg.inhibit_rules), 'inhibit rule')})")
+          f"{count(len(cfg.inhibit_rules), 'inhibit rule')}, {count(len(cfg.log_rules), 'log rule')}, "
+          f"{count(len(cfg.logs.sources), 'log source')})")
     return 0
 
 

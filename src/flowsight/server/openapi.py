@@ -37,6 +37,9 @@ class Op:
 STR = {"type": "string"}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
+#: a time: epoch seconds, RFC 3339, or a duration ago (flowsight.model.durations.parse_time)
+TIME = {"anyOf": [NUM, {"type": "string", "format": "date-time"},
+                  {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"}]}
 STATE = {"type": "string", "enum": ["pending", "running", "completed", "failed", "suspended", "cancelled"]}
 
 RUN_FILTERS = [
@@ -53,8 +56,8 @@ LOG_FILTERS = [
     Param("level", "query", LEVEL, "only entries at this level or above"),
     Param("template", "query", STR, "only entries with this template id"),
     Param("q", "query", STR, "text in the message (case-insensitive)"),
-    Param("since", "query", NUM, "only entries at or after (seconds since the epoch)"),
-    Param("until", "query", NUM, "only entries before (seconds since the epoch)"),
+    Param("since", "query", TIME, "only entries at or after: epoch seconds, RFC 3339, or a duration ago (2h)"),
+    Param("until", "query", TIME, "only entries before: epoch seconds, RFC 3339, or a duration ago (30m)"),
     Param("after", "query", {"type": "integer", "minimum": 0, "maximum": 2**62},
           "only entries stored after this seq (to follow: the last seq seen)"),
     Param("order", "query", {"type": "string", "enum": ["asc", "desc"]},
@@ -84,8 +87,9 @@ OPS = [
        params=[Param("run_id", "path", STR, required=True), *LOG_FILTERS], scope="read"),
     Op("get", "/api/v1/logs/templates", "The log templates with the most lines in a time range, with counts",
        {200: ("templates by lines, most first", S.TemplatePage), **ERRORS},
-       params=[Param("since", "query", NUM, "from (seconds since the epoch; default: an hour ago)"),
-               Param("until", "query", NUM, "until (seconds since the epoch)"),
+       params=[Param("since", "query", TIME, "from: epoch seconds, RFC 3339, or a duration ago (2h); "
+                                             "default: an hour ago"),
+               Param("until", "query", TIME, "until: epoch seconds, RFC 3339, or a duration ago"),
                Param("workflow", "query", STR, "only lines of this workflow"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
     Op("get", "/api/v1/runs", "Runs, newest first, filtered, one page at a time",
