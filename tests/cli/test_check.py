@@ -20,7 +20,7 @@ def check(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
 def test_check_accepts_the_example_and_says_what_it_holds(tmp_path: Path) -> None:
     out = check("--config", str(EXAMPLE), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout == f"{EXAMPLE}: OK (6 receivers, 5 routes, 1 inhibit rule)\n"
+    assert out.stdout.startswith(f"{EXAMPLE}: OK (6 receivers, 5 routes, 1 inhibit rule, 5 log rules, 2 log sources")
     assert not (tmp_path / "flowsight.db").exists()  # checking a file needs no store
 
 
@@ -59,7 +59,17 @@ def test_check_reads_the_file_named_by_flowsight_config(tmp_path: Path) -> None:
     cfg.write_text("[rules.run_failed]\nseverity = 'critical'\n")
     out = check(cwd=tmp_path, env={"FLOWSIGHT_CONFIG": str(cfg)})
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout == f"{cfg}: OK (1 receiver, 1 route, 0 inhibit rules)\n"
+    assert out.stdout.startswith(f"{cfg}: OK (1 receiver, 1 route, 0 inhibit rules, 0 log rules, 0 log sources")
+
+
+def test_check_counts_log_rules_and_log_sources(tmp_path: Path) -> None:
+    (tmp_path / "flowsight.toml").write_text(
+        "[[logs.sources]]\npath = 'app.log'\n"
+        "[[log_rules]]\nname = 'DbDown'\nkind = 'match'\ncontains = 'connection refused'\n"
+        "[[log_rules]]\nname = 'Quiet'\nkind = 'absence'\ncontains = 'backup finished'\nwithin = '1h'\n")
+    out = check(cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("flowsight.toml: OK (1 receiver, 1 route, 0 inhibit rules, 2 log rules, 1 log source")
 
 
 def test_check_without_a_file_exits_2_and_says_how_to_give_one(tmp_path: Path) -> None:

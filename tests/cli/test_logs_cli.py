@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -79,10 +80,17 @@ def test_json_prints_one_object_per_entry(store_url: str) -> None:
     (["--limit", "2"], ["a3", "a4"]),  # the last two, oldest first
     (["--level", "info", "--limit", "1"], ["a3"]),
     (["nightly-7"], ["a5", "a1", "a2", "a3", "a4"]),  # a unique prefix of a stored run
+    (["other-r"], ["b1"]),  # ... or of a run id that only the logs have
+    (["--since", "SINCE_RFC3339"], ["a1", "a2", "a3", "a4"]),
+    (["--since", "SINCE_EPOCH"], ["a1", "a2", "a3", "a4"]),
 ])
 def test_filters_select_what_they_say(tmp_path: Any, args: list[str], expected: list[str]) -> None:
     db = str(tmp_path / "f.db")
-    seed(db, time.time())
+    now = time.time()
+    seed(db, now)
+    an_hour_ago = now - 3600
+    args = [{"SINCE_RFC3339": datetime.fromtimestamp(an_hour_ago, timezone.utc).isoformat(),
+             "SINCE_EPOCH": f"{an_hour_ago:.3f}"}.get(a, a) for a in args]
     run = [] if args and not args[0].startswith("-") else ["nightly-7f3a"]
     out = flowsight("logs", *run, *args, "--json", db=db)
     assert out.returncode == 0, out.stderr
@@ -93,7 +101,7 @@ def test_filters_select_what_they_say(tmp_path: Any, args: list[str], expected: 
     (["nightly"], "ambiguous: it could be any of"),
     (["no-such-run"], "no run 'no-such-run' and no log entries of one"),
     (["nightly-7f3a", "--level", "loud"], "'loud' is not a level"),
-    (["nightly-7f3a", "--since", "soon"], "'soon' is not a duration"),
+    (["nightly-7f3a", "--since", "soon"], "'soon' is not a time; write a duration ago (2h, 30m, 7d), an RFC 3339"),
     (["watch"], "nothing to watch"),
 ])
 def test_bad_input_is_refused_with_exit_2_saying_what_was_wrong(tmp_path: Any, args: list[str], says: str) -> None:
@@ -102,6 +110,28 @@ def test_bad_input_is_refused_with_exit_2_saying_what_was_wrong(tmp_path: Any, a
     out = flowsight("logs", *args, db=db)
     assert out.returncode == 2, out
     assert says in out.stderr
+
+
+def test_a_prefix_finds_runs_that_only_the_logs_have_and_lists_them_when_ambiguous(store_url: str) -> None:
+    now = time.time()
+    with open_store(store_url) as store:  # lines shipped with `logs watch --run ...`: no events of these runs
+        store.save_logs([LogRecord(f"{run}-{i}", LogEntry(now, L.INFO, f"line {i} of {run}", "t", run_id=run))
+                         for run in ("nightly-42", "nightly-43", "weekly_1", "wee%kly") for i in range(3)])
+        store.write_events([make_event("started", "etl", "nightly-44", ts=now)])
+    out = flowsight("logs", "nightly-42"[:9], db=store_url)
+    assert out.returncode == 2
+    assert "'nightly-4' is ambiguous: it could be any of" in out.stderr
+    assert all(run in out.stderr for run in ("nightly-42", "nightly-43", "nightly-44"))
+    for prefix, run in (("nightly-43", "nightly-43"), ("week", "weekly_1"), ("wee%", "wee%kly")):
+        out = flowsight("logs", prefix, "--json", db=store_url)
+        assert out.returncode == 0, out.stderr
+        assert [r["message"] for r in json_lines(out.stdout)] == [f"line {i} of {run}" for i in range(3)]
+
+
+def test_help_says_limit_shows_the_last_entries() -> None:
+    out = subprocess.run([*FLOWSIGHT, "logs", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert "only the LAST N entries (the newest, shown oldest first" in " ".join(out.stdout.split())
 
 
 def test_a_run_named_like_a_subcommand_is_reached_after_double_dash(tmp_path: Any) -> None:

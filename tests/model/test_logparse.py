@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowsight.model.logparse import parse_line
+from flowsight.model.logparse import carries_level_or_time, parse_line, parse_timestamp
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -273,6 +273,60 @@ def test_any_text_parses_without_raising(line: str) -> None:
        st.text(max_size=200))
 def test_any_text_after_a_known_prefix_parses_without_raising(prefix: str, rest: str) -> None:
     assert parse(prefix + rest).raw.startswith(prefix)
+
+
+@given(st.one_of(st.text(max_size=200),
+                 st.tuples(st.sampled_from(["level=", "lvl=", "time=", "msg=", "<13>", "ERROR", "Error: ", "{",
+                                            "2024-05-01 ", "May  1 "]), st.text(max_size=100)).map("".join)))
+def test_a_line_said_to_carry_no_level_or_time_parses_as_info_at_now(line: str) -> None:
+    """The multi-line joiner's test (a line with neither continues the entry
+    above it) agrees with the parser: such a line gets the defaults."""
+    if "\n" in line or "\r" in line or carries_level_or_time(line):
+        return
+    entry = parse(line)
+    assert (entry.level, entry.timestamp) == (LogLevel.INFO, NOW)
+
+
+@pytest.mark.parametrize(("line", "carries"), [
+    ('level=error msg="connection reset by peer" host=db1', True),
+    ("level=info", True),
+    ('ts=1714564800 msg="x"', True),
+    ("time=2024-05-01T12:00:01Z msg=done", True),
+    ('{"severity": "WARNING", "message": "x"}', True),
+    ("2024-05-01 12:00:00 anything", True),
+    ("<11>May  1 12:00:01 host app: disk gone", True),
+    ("<27>1 2024-05-01T12:00:01Z host app - - - boom", True),
+    ("[Sun Dec 04 04:47:44 2005] [error] mod_jk", True),
+    ("nova-api.log.1 2017-05-16 00:00:00.008 INFO x", True),
+    ("ERROR: boom", True),
+    ("warning: disk almost full", True),
+    ("Error: connect ECONNREFUSED", True),  # a level word, even as Node's exception line: a known limit
+    ('msg="no level here" host=db1', False),
+    ("user=bob action=login", False),
+    ('{"msg": "no level"}', False),
+    ("ValueError: boom", False),
+    ("java.lang.IllegalStateException: bad state", False),
+    ("Caused by: java.io.IOException: disk gone", False),
+    ("12 rows skipped", False),
+    ("just words", False),
+    ("", False),
+])
+def test_carries_level_or_time(line: str, carries: bool) -> None:
+    assert carries_level_or_time(line) is carries
+
+
+@pytest.mark.parametrize(("text", "ts"), [
+    ("2024-05-01T12:00:00Z", utc(2024, 5, 1, 12)),
+    ("2024-05-01t12:00:00z", utc(2024, 5, 1, 12)),
+    ("2024-05-01 12:00:00.25+02:00", utc(2024, 5, 1, 12, s=0.25, offset_h=2)),
+    ("2016-12-31T23:59:60Z", utc(2017, 1, 1)),
+    ("2024-05-01", utc(2024, 5, 1)),
+    ("1714564800", 1714564800.0),
+    ("yesterday", None),
+    ("2024-13-01T00:00:00Z", None),
+])
+def test_parse_timestamp_reads_rfc_3339_and_epoch_text(text: str, ts: float | None) -> None:
+    assert parse_timestamp(text) == (None if ts is None else pytest.approx(ts))
 
 
 # ---- Loghub evaluation -----------------------------------------------------------------------

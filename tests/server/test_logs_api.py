@@ -167,6 +167,9 @@ def seeded(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     ({"q": "connection refused"}, ["s3", "s5"]),
     ({"q": "95%"}, ["s2"]),
     ({"since": T0 + 2, "until": T0 + 4}, ["s2", "s3"]),
+    ({"since": "2023-11-14T22:13:22Z", "until": "2023-11-14T23:13:24+01:00"}, ["s2", "s3"]),  # T0+2, T0+4
+    ({"since": "2h"}, []),  # the seeded lines say they are from 2023
+    ({"until": "1h"}, ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]),
     ({"order": "desc", "limit": 2}, ["s7", "s6"]),
     ({"level": "error", "run_id": "run-a", "q": "again"}, ["s5"]),
 ])
@@ -211,7 +214,9 @@ def test_after_follows_from_the_last_seq_seen(seeded: httpx.Client) -> None:
     ({"order": "sideways"}, "'order'"),
     ({"limit": "0"}, "'limit'"),
     ({"limit": "many"}, "'limit'"),
-    ({"since": "yesterday"}, "'since'"),
+    ({"since": "yesterday"}, "query parameter 'since': 'yesterday' is not a time; write a duration ago (2h, 30m, "
+                             "7d), an RFC 3339 time (2024-05-01T12:00:00Z) or epoch seconds"),
+    ({"until": "2024-13-01T00:00:00Z"}, "query parameter 'until': '2024-13-01T00:00:00Z' is not a valid RFC 3339"),
     ({"after": "-3"}, "'after'"),
     ({"run_id": "a\x00b"}, "'run_id'"),
 ])
@@ -220,6 +225,36 @@ def test_bad_query_parameters_are_400_naming_the_parameter(seeded: httpx.Client,
     r = seeded.get("/api/v1/logs", params=params)
     assert r.status_code == 400, r.text
     assert says in r.json()["error"]
+
+
+def test_the_readmes_lines_are_found_by_since_and_counted_by_template(server: Server) -> None:
+    """The README's curl example: lines that say no time are stamped with
+    their arrival, so ``since=2h`` finds them and the template counts (by
+    each line's own time) hold them; a line dated 2024 is found at its date."""
+    c = server.client()
+    out = post_logs(c, [
+        {"id": "deploy-42-l1", "message": "build started", "level": "info", "run_id": "deploy-42", "step": "build"},
+        {"id": "deploy-42-l2", "line": "ERROR:db:connection refused", "run_id": "deploy-42"},
+        {"id": "deploy-42-old", "line": "2024-05-01 12:00:00,250 ERROR [main] db: connection refused",
+         "run_id": "deploy-42"},
+    ])
+    assert out["accepted"] == 3, out
+    r = c.get("/api/v1/logs", params={"run_id": "deploy-42", "since": "2h"})
+    assert r.status_code == 200, r.text
+    assert [(e["level"], e["message"]) for e in r.json()["logs"]] == [("info", "build started"),
+                                                                      ("error", "connection refused")]
+    dated = c.get("/api/v1/logs", params={"run_id": "deploy-42", "since": "2024-05-01T00:00:00Z",
+                                          "until": "2024-05-02T00:00:00Z"}).json()["logs"]
+    assert [e["id"] for e in dated] == ["deploy-42-old"]
+    deadline = time.monotonic() + 20  # the server's analyzer counts them within a second or two
+    while True:
+        r = c.get("/api/v1/logs/templates", params={"since": "24h"})
+        assert r.status_code == 200, r.text
+        counts = {t["template"]: t["count"] for t in r.json()["templates"]}
+        if counts == {"build started": 1, "connection refused": 1}:
+            break
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.1)
 
 
 # ---- bodies refused as a whole ---------------------------------------------------

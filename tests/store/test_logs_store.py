@@ -236,6 +236,20 @@ def test_concurrent_retries_of_one_batch_count_each_entry_once(store_url: str) -
 
 
 # ---- retention -------------------------------------------------------------------
+def test_find_log_runs_lists_the_run_ids_of_the_logs_that_start_with_a_prefix(store: SqlStore) -> None:
+    runs = ["nightly-42", "nightly-43", "nightly-5", "nightly_x", "night%", "nightlyé", "other", "Nightly-1"]
+    store.save_logs([rec(f"{run}-{i}", 1.0, run_id=run) for run in runs for i in range(50)]
+                    + [rec("none", 1.0, run_id=None)])
+    assert store.find_log_runs("nightly-4") == ["nightly-42", "nightly-43"]
+    assert store.find_log_runs("nightly") == ["nightly-42", "nightly-43", "nightly-5", "nightly_x", "nightlyé"]
+    assert store.find_log_runs("nightly", limit=2) == ["nightly-42", "nightly-43"]
+    assert store.find_log_runs("night%") == ["night%"]  # no wildcard: % and _ are themselves
+    assert store.find_log_runs("nightly_") == ["nightly_x"]
+    assert store.find_log_runs("nightlyé") == ["nightlyé"]
+    assert store.find_log_runs("nightly-42") == ["nightly-42"]
+    assert store.find_log_runs("nope") == [] and store.find_log_runs("nightly-42x") == []
+
+
 def test_purge_deletes_what_is_older_in_chunks_and_seqs_are_never_reused(store: SqlStore) -> None:
     store.save_logs([rec(f"old-{i}", float(i)) for i in range(25)] + [rec("new", 1000.0)])
     top = store.last_log_seq()

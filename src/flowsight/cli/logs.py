@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from flowsight.errors import FlowsightError
+from flowsight.model.durations import parse_time
 from flowsight.model.logrecords import StoredLog
 from flowsight.model.logs import LogLevel, level_from_word
 from flowsight.store.sql import SqlStore
@@ -80,15 +81,27 @@ def _level(text: str) -> LogLevel:
     return level
 
 
+def _time(text: str) -> float:
+    """A time as the API's ``since`` reads it (:func:`parse_time`), in epoch seconds."""
+    try:
+        return parse_time(text, now=time.time())
+    except FlowsightError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_parser(sub: Any, duration: Callable[[str], float], positive: Callable[[str], int]) -> None:
     p = sub.add_parser("logs", help="a run's log entries: time, level, step, message")
-    p.add_argument("run", help="run id (a unique prefix of a stored run's id is enough)")
+    p.add_argument("run", help="run id (a unique prefix is enough: of a run's id, or of a run id in the logs)")
     p.add_argument("--level", "-l", type=_level, help="only entries at this level or above (e.g. warn)")
     p.add_argument("--step", help="only entries of this step")
     p.add_argument("--template", help="only entries with this template id")
     p.add_argument("--grep", "-g", metavar="TEXT", help="only entries whose message holds TEXT (any case)")
-    p.add_argument("--since", type=duration, help="only entries from the last ... (e.g. 15m)")
-    p.add_argument("--limit", "-n", type=positive, help="only the last N entries (default: all)")
+    p.add_argument("--since", type=_time, metavar="WHEN",
+                   help="only entries from then on: a duration ago (15m, 2h), an RFC 3339 time "
+                        "(2024-05-01T12:00:00Z) or epoch seconds; by the time written in the line "
+                        "(its arrival when it has none)")
+    p.add_argument("--limit", "-n", type=positive, metavar="N",
+                   help="only the LAST N entries (the newest, shown oldest first; default: all)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
     p.add_argument("--interval", type=duration, default=0.5, help="--follow: how often to look (default 0.5s)")
     p.add_argument("--for", dest="duration", type=duration, help="--follow: stop after this long (e.g. 30s)")
@@ -97,7 +110,8 @@ def add_parser(sub: Any, duration: Callable[[str], float], positive: Callable[[s
 
 def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
     """The run id ``run`` names: itself when the store has it (as a run or
-    in logs), else the one stored run it is a prefix of.
+    in logs), else the one run id it is a prefix of, among the stored runs
+    and the run ids of log lines (a run may have lines and no events).
 
     Raises:
         FlowsightError: it is a prefix of several runs; or nothing has it
@@ -105,12 +119,14 @@ def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
     """
     if store.get_run(run) is not None or store.query_logs(run_id=run, limit=1):
         return run
-    found = store.find_runs(run, limit=5)
+    shown = 5
+    found = list(dict.fromkeys([r.workflow_id for r in store.find_runs(run, limit=shown + 1)]
+                               + store.find_log_runs(run, limit=shown + 1)))
     if len(found) > 1:
-        ids = ", ".join(r.workflow_id for r in found)
+        ids = ", ".join(found[:shown]) + (", ..." if len(found) > shown else "")
         raise FlowsightError(f"run {run!r} is ambiguous: it could be any of {ids}; type more of it")
     if found:
-        return found[0].workflow_id
+        return found[0]
     if follow:
         return run  # its first lines may be on their way
     raise FlowsightError(f"no run {run!r} and no log entries of one in the {store.dialect} store {store.url}; "
@@ -140,7 +156,7 @@ def entry_text(s: StoredLog, today: str) -> Text:
 
 def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     run = resolve_run(store, args.run, follow=args.follow)
-    since = time.time() - args.since if args.since is not None else None
+    since = args.since
     filters: dict[str, Any] = {"run_id": run, "step": args.step, "min_level": args.level,
                                "template_id": args.template, "text": args.grep or None, "since": since}
     today = datetime.now().strftime("%Y-%m-%d")

@@ -1,7 +1,10 @@
-"""Durations people type: ``90s``, ``15m``, ``2h``, ``30d``, ``1h30m``, or plain seconds."""
+"""Durations people type: ``90s``, ``15m``, ``2h``, ``30d``, ``1h30m``, or plain
+seconds; and times (:func:`parse_time`): epoch seconds, RFC 3339, or a
+duration ago."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from flowsight.errors import ConfigError
@@ -54,3 +57,41 @@ def format_duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60:02d}m"
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+TIME_FORMS = "a duration ago (2h, 30m, 7d), an RFC 3339 time (2024-05-01T12:00:00Z) or epoch seconds (1714564800)"
+
+
+def parse_time(text: str, *, now: float, what: str | None = None) -> float:
+    """Epoch seconds of a time people type: epoch seconds (``1714564800.5``),
+    RFC 3339 / ISO 8601 text (``2024-05-01T12:00:00Z``, ``2024-05-01
+    12:00:00+02:00``; without a zone: UTC, as in log lines), or a duration
+    before ``now`` (``2h``, ``30m``, ``1h30m``, ``7d``). A plain number is a
+    time, not a duration: ``3600`` is an hour after the epoch.
+
+    Raises:
+        ConfigError: ``[<what>: ]'soon' is not a time; write a duration ago ...``.
+    """
+    where = f"{what}: " if what else ""
+    s = text.strip()
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}{text!r} is not a finite number; write {TIME_FORMS}")
+        return value
+    if s[:4].isdigit() and s[4:5] == "-":
+        # the reader of the times in log lines, so RFC 3339 is read one way; imported here, as the
+        # SDK imports this module and needs no log parser
+        from flowsight.model.logparse import parse_timestamp
+
+        ts = parse_timestamp(s)
+        if ts is None:
+            raise ConfigError(f"{where}{text!r} is not a valid RFC 3339 time; write {TIME_FORMS}")
+        return ts
+    try:
+        return now - parse_duration(s)
+    except ConfigError:
+        raise ConfigError(f"{where}{text!r} is not a time; write {TIME_FORMS}") from None

@@ -164,7 +164,7 @@ def _century(yy: str) -> int:
     return y + (2000 if y < 70 else 1900)
 
 
-_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(?: ?(Z|z|[+-]\d\d:?\d\d)(?![\d:]))?")
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(?: ?(Z|z|[+-]\d\d:?\d\d)(?![\d:]))?")
 _SLASH4 = re.compile(r"(\d{4})/(\d\d)/(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _SLASH2 = re.compile(r"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _ANDROID = re.compile(r"(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
@@ -214,6 +214,14 @@ def _leading_time(line: str, pos: int, now: float, default_year: int | None) -> 
     if ts is None or (end < len(line) and not line[end].isspace()):
         return None
     return ts, end
+
+
+def parse_timestamp(text: str) -> float | None:
+    """Epoch seconds of a time written as log lines and JSON records write
+    it: RFC 3339 / ISO 8601 text (``2024-05-01T12:00:00.25Z``, ``2024-05-01
+    12:00:00+02:00``, ``2024-05-01``; without a zone: UTC) or epoch seconds
+    (ms, us or ns by magnitude); None when it is neither."""
+    return _parse_time_value(text, 0.0)
 
 
 def _parse_time_value(value: Any, now: float) -> float | None:

@@ -33,7 +33,7 @@ from flowsight.errors import EventError, FlowsightError, LogEntryError
 from flowsight.model.logrecords import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
 from flowsight.model.logs import LogLevel, level_from_word
 from flowsight.server.ingest import decode_items, read_json_body
-from flowsight.server.params import float_param, int_param, text_param
+from flowsight.server.params import int_param, text_param, time_param
 
 if TYPE_CHECKING:
     from flowsight.server.app import ServerState
@@ -138,6 +138,7 @@ def _level(request: Request) -> LogLevel | None:
 def _page(request: Request, run_id: str | None) -> dict[str, Any]:
     """Parse the filters (raising FlowsightError for a bad one) and return the work to do."""
     q = request.query_params
+    now = time.time()
     order = q.get("order", "asc")
     if order not in ("asc", "desc"):
         raise FlowsightError(f"query parameter 'order': {order!r} must be asc (oldest first) or desc (newest first)")
@@ -157,8 +158,8 @@ def _page(request: Request, run_id: str | None) -> dict[str, Any]:
     return {"run_id": run_id if run_id is not None else text_param(request, "run_id"),
             "workflow": text_param(request, "workflow"), "step": text_param(request, "step"),
             "min_level": _level(request), "template_id": text_param(request, "template"),
-            "text": text_param(request, "q") or None, "since": float_param(request, "since"),
-            "until": float_param(request, "until"), "after_seq": after_seq, "before_seq": before_seq,
+            "text": text_param(request, "q") or None, "since": time_param(request, "since", now),
+            "until": time_param(request, "until", now), "after_seq": after_seq, "before_seq": before_seq,
             "newest_first": descending, "limit": limit}
 
 
@@ -190,8 +191,8 @@ async def get_log_templates(request: Request, st: ServerState) -> Response:
     """The templates with the most lines in a time range (default: the last
     hour), optionally of one workflow, with their counts."""
     now = time.time()
-    since = float_param(request, "since")
-    until = float_param(request, "until")
+    since = time_param(request, "since", now)
+    until = time_param(request, "until", now)
     since = now - 3600 if since is None else since
     workflow = text_param(request, "workflow")
     limit = int_param(request, "limit", 20, 1, MAX_LIMIT)

@@ -8,6 +8,7 @@ import math
 from starlette.requests import Request
 
 from flowsight.errors import FlowsightError
+from flowsight.model.durations import parse_time
 
 
 def float_param(request: Request, name: str) -> float | None:
@@ -21,6 +22,15 @@ def float_param(request: Request, name: str) -> float | None:
     if not math.isfinite(value):
         raise FlowsightError(f"query parameter {name!r}: {raw!r} is not a finite number")
     return value
+
+
+def time_param(request: Request, name: str, now: float) -> float | None:
+    """A time: epoch seconds, RFC 3339 text, or a duration before ``now``
+    (``2h``), as the command line's ``--since`` reads it; None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    return parse_time(raw, now=now, what=f"query parameter {name!r}")  # its ConfigError is a 400
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

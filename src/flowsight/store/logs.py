@@ -256,6 +256,31 @@ class LogsMixin(ABC):
                           "LIMIT ?", [*params, max(0, limit)])
         return [row_to_stored(r) for r in rows]
 
+    def find_log_runs(self, prefix: str, limit: int = 10) -> list[str]:
+        """Run ids in the logs that start with ``prefix``, in order, at most
+        ``limit`` (for short ids typed at the CLI: a run may have log lines
+        and no events). Each id is one index seek (``run_id >= prefix AND
+        run_id < prefix + U+10FFFF``, the next id after the last found), so
+        a run with millions of lines costs what one with one line does.
+        Under a linguistic collation (PostgreSQL) the range may hold ids that
+        merely sort near the prefix; those are skipped."""
+        prefix = _clean(prefix, True)
+        high = prefix + "\U0010ffff"  # above every id that starts with the prefix
+        # the MIN of a range is the first entry of the index on run_id; the
+        # partial index (run_id IS NOT NULL) applies, as a range implies it
+        next_id = "SELECT MIN(run_id) FROM logs WHERE run_id {} ? AND run_id < ?"
+        found: list[str] = []
+        low, op = prefix, ">="
+        while len(found) < limit:
+            row = self._read(next_id.format(op), [low, high])
+            run_id = row[0][0] if row else None
+            if run_id is None:
+                break
+            if run_id.startswith(prefix):
+                found.append(run_id)
+            low, op = run_id, ">"
+        return found
+
     def logs_after(self, seq: int, limit: int = 1000) -> list[StoredLog]:
         """Entries stored after ``seq``, in store order (for readers of what
         others wrote, e.g. a server-side analyzer). See the module docstring:
