@@ -26,6 +26,7 @@ ENDPOINTS = [  # (method, path, scope it needs; None: open to all)
     ("POST", "/api/v1/logs", "ingest"),
     ("GET", "/api/v1/logs", "read"),
     ("GET", "/api/v1/logs/templates", "read"),
+    ("GET", "/api/v1/faults", "read"),
     ("GET", "/api/v1/runs/r1/logs", "read"),
     ("GET", "/api/v1/workflows", "read"),
     ("GET", "/api/v1/stream", "read"),

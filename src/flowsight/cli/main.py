@@ -19,6 +19,8 @@ from rich.console import Console
 
 from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
+from flowsight.cli.faults import add_parsers as add_fault_parsers
+from flowsight.cli.faults import cmd_detectors, cmd_faults
 from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("name")
 
     add_alert_parsers(sub, _duration)
+    add_fault_parsers(sub, _duration)
 
     check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
     check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
@@ -276,12 +279,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     print(f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
           f"{count(len(cfg.inhibit_rules), 'inhibit rule')}, {count(len(cfg.log_rules), 'log rule')}, "
-          f"{count(len(cfg.logs.sources), 'log source')})")
+          f"{count(len(cfg.logs.sources), 'log source')}, {count(len(cfg.detectors), 'detector')})")
     return 0
 
 
 COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
-            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs}
+            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs, "faults": cmd_faults}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = stderr_console()
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "detectors":
+        return cmd_detectors(args)
     try:
         with open_store(args.db) as store:
             return COMMANDS[args.command](store, args, out)

@@ -35,6 +35,7 @@ from flowsight.config.fields import (
     url,
 )
 from flowsight.config.locate import Path, format_path, locate
+from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
 from flowsight.config.receivers import ReceiverConfig, build_notifier, read_receivers
 from flowsight.errors import ConfigError
@@ -69,6 +70,7 @@ class Config:
     workflows: dict[str, WorkflowSettings] = field(default_factory=dict)
     logs: LogSettings = field(default_factory=LogSettings)
     log_rules: tuple[LogRuleConfig, ...] = ()
+    detectors: tuple[DetectorConfig, ...] = ()
 
     @classmethod
     def default(cls) -> Config:
@@ -95,7 +97,7 @@ class Config:
 
 
 # ---- the schema -----------------------------------------------------------------
-TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules")
+TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors")
 LOGS = ("retention", "sources")
 SERVER = ("external_url",)
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
@@ -210,6 +212,8 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
         cfg = replace(cfg, logs=read_logs(reader, logs, base_dir))
     if "log_rules" in top:
         cfg = replace(cfg, log_rules=read_log_rules(reader, top))
+    if "detectors" in top:
+        cfg = replace(cfg, detectors=tuple(read_detectors(reader, top, base_dir)))
 
     if not reader.problems:
         _build_receivers(reader, cfg)

@@ -157,6 +157,13 @@ class FaultMonitor:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for d in self.fault_detectors:  # a detector may hold connections (an HTTP client)
+                close = getattr(d, "aclose", None)
+                if close is not None:
+                    try:
+                        await close()
+                    except Exception:
+                        log.exception("closing detector %r failed", d.name)
 
     async def _loop(self, detector: FaultDetector, stop: asyncio.Event) -> None:
         state = self.states[detector.name]

@@ -30,7 +30,8 @@ from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, read_json_body
-from flowsight.server import alerts_api, logs_api
+from flowsight.monitors.fault import FaultMonitor
+from flowsight.server import alerts_api, faults_api, logs_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
 from flowsight.server.params import float_param as _float
@@ -67,6 +68,8 @@ class ServerState:
     #: told of the log entries each POST /api/v1/logs stored (see flowsight.server.logs_api)
     on_logs: logs_api.OnLogs | None = None
     log_retention: LogRetention | None = None
+    #: the [[detectors]] of the configuration at work (None without any)
+    fault_monitor: FaultMonitor | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -252,6 +255,8 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     st.on_logs = on_logs
     if log_retention is not None:
         st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
+    st.fault_monitor = faults_api.make_fault_monitor(config or Config.default(), store, alerting)
+    faults_stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,9 +265,16 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         alerting.start()
         if st.log_retention is not None:
             st.log_retention.start()
+        faults_task = None
+        if st.fault_monitor is not None:
+            faults_stop.clear()
+            faults_task = asyncio.create_task(st.fault_monitor.monitor_faults(faults_stop), name="flowsight-faults")
         try:
             yield
         finally:
+            if faults_task is not None:
+                faults_stop.set()
+                await faults_task
             await st.committer.stop()  # everything acknowledged is committed before exit
             await alerting.stop()  # then the rules see the last events, and the outbox is saved
             if st.log_retention is not None:
@@ -288,6 +300,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
               methods=["GET", "POST"]),
         Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence),
               methods=["DELETE"]),
+        Route("/api/v1/faults", endpoint("read", faults_api.get_faults), methods=["GET"]),
         Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
         Route("/healthz", endpoint(None, get_health), methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),

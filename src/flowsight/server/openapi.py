@@ -8,9 +8,11 @@ from typing import Any
 
 import msgspec
 
+from flowsight.model.faults import FaultKind
 from flowsight.server import schemas as S
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
+FAULT_KINDS = tuple(k.value for k in FaultKind)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ OPS = [
     Op("delete", "/api/v1/silences/{silence_id}", "End a silence now",
        {200: ("expired", S.Expired), 404: ("no such active or pending silence", S.Error), **ERRORS},
        params=[Param("silence_id", "path", STR, required=True)], scope="admin"),
+    Op("get", "/api/v1/faults", "Faults: open ones and resolved ones, newest first; the detectors' states",
+       {200: ("the faults and the detectors", S.FaultList), **ERRORS},
+       params=[Param("status", "query", {"type": "string", "enum": ["open", "resolved"]}, "only this status"),
+               Param("since", "query", TIME, "open faults, and resolved ones that ended at or after this: "
+                                             "epoch seconds, RFC 3339, or a duration ago (24h)"),
+               Param("kind", "query", {"type": "string", "enum": list(FAULT_KINDS)}, "only this kind"),
+               Param("detector", "query", STR, "only faults this detector found"),
+               Param("run_id", "query", STR, "only faults that hurt this run"),
+               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
     Op("get", "/metrics", "Prometheus metrics (text exposition format)",
        {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),

@@ -252,3 +252,45 @@ class SilenceList(msgspec.Struct, kw_only=True):
 
 class Expired(msgspec.Struct, kw_only=True):
     expired: str
+
+
+# ---- faults --------------------------------------------------------------------
+FaultKindName = Literal["service_unavailable", "network_timeout", "resource_exhaustion", "data_corruption",
+                        "configuration_error"]
+
+
+class FaultOut(msgspec.Struct, kw_only=True):
+    id: int | None
+    status: Literal["open", "resolved"]
+    severity: Severity
+    kind: FaultKindName
+    #: the specification's name of the kind (the alert's name): ServiceUnavailable, ...
+    alertname: str
+    #: what it is about: a service id, an endpoint, a resource, a data id or a config key
+    target: str
+    detector: str
+    message: str
+    evidence: dict[str, Any]
+    workflows: list[str]
+    #: the runs it hurt (running runs of workflows that depend on its target)
+    runs: list[str]
+    opened_at: float
+    resolved_at: float | None
+    duration_s: float
+
+
+class DetectorOut(msgspec.Struct, kw_only=True):
+    name: str
+    #: pending | ok | failing (failed, within its retries) | fault | broken (cannot check)
+    status: Literal["pending", "ok", "failing", "fault", "broken"]
+    checks: int
+    last_check: float | None
+    last_duration_s: float | None
+    last_error: str | None
+    interval_s: float
+
+
+class FaultList(msgspec.Struct, kw_only=True):
+    faults: list[FaultOut]
+    #: the detectors this server runs (empty when it runs none)
+    detectors: list[DetectorOut]

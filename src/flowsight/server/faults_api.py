@@ -1,0 +1,69 @@
+"""``GET /api/v1/faults`` (read), and the fault monitor the server runs when
+``flowsight.toml`` has ``[[detectors]]``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowsight.config import Config
+from flowsight.errors import FlowsightError
+from flowsight.model.faults import FaultKind, FaultRecord, FaultStatus
+from flowsight.monitors.fault import AlertSink, FaultMonitor
+from flowsight.server.params import int_param, text_param, time_param
+from flowsight.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from flowsight.server.app import ServerState
+
+FAULT_STATUSES = tuple(s.value for s in FaultStatus)
+FAULT_KINDS = tuple(k.value for k in FaultKind)
+
+
+def fault_row(r: FaultRecord, now: float) -> dict[str, Any]:
+    """A fault record as JSON for people and programs (the API's and the CLI's)."""
+    f = r.fault
+    return {"id": r.id, "status": r.status.value, "severity": r.severity.value, "kind": f.kind.value,
+            "alertname": f.kind.alertname, "target": f.target, "detector": f.detector, "message": f.message,
+            "evidence": dict(f.evidence), "workflows": list(f.workflows), "runs": list(f.runs),
+            "opened_at": r.timestamp, "resolved_at": r.resolved_at, "duration_s": r.duration(now)}
+
+
+def make_fault_monitor(config: Config, store: SqlStore, alerts: AlertSink) -> FaultMonitor | None:
+    """The monitor of the configuration's detectors (None without any);
+    its faults go to ``store`` and its alerts to ``alerts``."""
+    if not config.detectors:
+        return None
+    from flowsight.config.detectors import build_detector
+
+    return FaultMonitor([build_detector(dc) for dc in config.detectors], alerts, store=store,
+                        schedules={dc.name: dc.schedule for dc in config.detectors},
+                        dependencies=config.dependencies(), external_url=config.external_url)
+
+
+async def get_faults(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    status = text_param(request, "status")
+    if status is not None and status not in FAULT_STATUSES:
+        raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(FAULT_STATUSES)}")
+    kind = text_param(request, "kind")
+    if kind is not None and kind not in FAULT_KINDS:
+        raise FlowsightError(f"query parameter 'kind': {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+    now = time.time()
+    since = time_param(request, "since", now)
+    detector, run_id = text_param(request, "detector"), text_param(request, "run_id")
+    limit = int_param(request, "limit", 100, 1, 1000)
+    records = await asyncio.to_thread(
+        st.store.list_faults, status=FaultStatus(status) if status else None, since=since, detector=detector,
+        kind=kind, run_id=run_id, limit=limit)
+    monitor = st.fault_monitor
+    detectors = [] if monitor is None else [
+        {"name": s.name, "status": s.status, "checks": s.checks, "last_check": s.last_check,
+         "last_duration_s": s.last_duration, "last_error": s.last_error, "interval_s": s.schedule.interval}
+        for s in monitor.states.values()]
+    return json({"faults": [fault_row(r, now) for r in records], "detectors": detectors})
