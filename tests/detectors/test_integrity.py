@@ -334,7 +334,7 @@ def test_a_directory_where_a_file_was_listed_is_corrupt(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("options", "error"), [
-    ({}, "needs manifest .* or expected"),
+    ({}, "needs manifest .* or registered = true"),
     ({"manifest": ""}, "manifest must be the path of a sha256sum or JSON file"),
     ({"manifest": "m", "paths": "data/"}, "paths must be a list of files or folders"),
     ({"expected": {"a": "xyz"}}, r"expected\['a'\]: sha256 must be 64 hex digits"),

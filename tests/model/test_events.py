@@ -90,7 +90,8 @@ def test_given_id_is_kept() -> None:
 
 @pytest.mark.parametrize("kind", list(EventKind))
 def test_every_kind_parses_with_a_step(kind: EventKind) -> None:
-    ev = parse_event(with_(kind=kind.value, step="extract"))
+    attrs = {"path": "/data/out.csv", "sha256": "0" * 64} if kind is EventKind.OUTPUT else {}
+    ev = parse_event(with_(kind=kind.value, step="extract", attrs=attrs))
     assert ev.kind is kind
     assert ev.step == "extract"
 

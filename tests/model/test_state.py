@@ -226,13 +226,20 @@ specs = st.builds(
 )
 
 
+def with_output(kind: EventKind, attrs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``attrs``, with the file an ``output`` event must name."""
+    if kind is not K.OUTPUT:
+        return attrs
+    return {**(attrs or {}), "path": "/data/out.csv", "sha256": "0" * 64}
+
+
 def build(run_id: str, seq: list[Spec]) -> list[Event]:
     """Events of one run at increasing times (step kinds always get a step)."""
     out, t = [], T0
     for s in seq:
         t += s.gap_ms / 1000
         step = s.step or ("extract" if s.kind in STEP_KINDS else None)
-        out.append(make_event(s.kind, "etl", run_id, step, s.attrs, ts=t))
+        out.append(make_event(s.kind, "etl", run_id, step, with_output(s.kind, s.attrs), ts=t))
     return out
 
 
@@ -282,7 +289,8 @@ class EventSequences(RuleBasedStateMachine):
     def send(self, kind: K, step: str, attrs: dict[str, Any], gap: float) -> None:
         self.t += gap
         before = self.m.state
-        tr = apply_event(self.m, make_event(kind, "etl", "run-1", step, attrs, ts=self.t)).transition
+        tr = apply_event(self.m, make_event(kind, "etl", "run-1", step, with_output(kind, attrs),
+                                            ts=self.t)).transition
         if tr is not None:
             assert tr.old_state is before
             self.history.append(tr)

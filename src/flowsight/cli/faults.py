@@ -94,7 +94,12 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         print(f"flowsight: no [[detectors]] in {where}; docs/flowsight.example.toml shows each kind",
               file=sys.stderr)
         return 2
-    detectors = [build_detector(dc) for dc in cfg.detectors]
+    store = None
+    if any(dc.options.get("registered") for dc in cfg.detectors):  # the outputs runs registered are in the store
+        from flowsight.store import open_store
+
+        store = open_store(args.db)
+    detectors = [build_detector(dc, store) for dc in cfg.detectors]
     monitor = FaultMonitor(detectors, schedules={dc.name: dc.schedule for dc in cfg.detectors})
 
     async def run() -> list[Any]:
@@ -106,7 +111,11 @@ def cmd_detectors(args: argparse.Namespace) -> int:
                 if close is not None:
                     await close()
 
-    results = asyncio.run(run())
+    try:
+        results = asyncio.run(run())
+    finally:
+        if store is not None:
+            store.close()
     kinds = {dc.name: dc.kind for dc in cfg.detectors}
     rows = [{"detector": r.detector, "kind": kinds[r.detector],
              "result": "ok" if r.ok else "fault" if r.fault is not None else "broken",

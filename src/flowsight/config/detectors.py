@@ -23,6 +23,7 @@ from flowsight.config.fields import (
     Reader,
     Table,
     array,
+    boolean,
     choice,
     duration,
     found,
@@ -123,7 +124,7 @@ FIELDS: dict[str, dict[str, Opt]] = {
                  "path": Opt(nonempty_string, path=True), "pid": Opt(_pid), "min_free_bytes": Opt(size),
                  "min_free_percent": Opt(_percent), "max_load_per_core": Opt(number(above=0)),
                  "max_used_percent": Opt(_percent)},
-    "integrity": {"manifest": Opt(nonempty_string, path=True),
+    "integrity": {"manifest": Opt(nonempty_string, path=True), "registered": Opt(boolean),
                   "paths": Opt(array(nonempty_string, nonempty=True), path=True)},
     "config": {"path": Opt(nonempty_string, required=True, path=True),
                "format": Opt(choice(("toml", "yaml", "json", "ini", "env"))),
@@ -191,8 +192,10 @@ def read_detectors(reader: Reader, top: Table, base_dir: FsPath) -> list[Detecto
     return out
 
 
-def build_detector(dc: DetectorConfig) -> FaultDetector:
-    """The detector ``dc`` describes (its class imported only now).
+def build_detector(dc: DetectorConfig, store: Any = None) -> FaultDetector:
+    """The detector ``dc`` describes (its class imported only now); a class
+    that takes ``store`` (the integrity detector's registered outputs) gets
+    ``store``.
 
     Raises:
         ConfigError: the class refused the options; the message names the detector.
@@ -210,6 +213,8 @@ def build_detector(dc: DetectorConfig) -> FaultDetector:
         params = {}  # type: ignore[assignment]
     if "timeout" in params and "timeout" not in kwargs:
         kwargs["timeout"] = dc.schedule.timeout
+    if "store" in params and store is not None:
+        kwargs["store"] = store
     try:
         detector: FaultDetector = cls(name=dc.name, **kwargs)
     except (ConfigError, ValueError, TypeError) as exc:

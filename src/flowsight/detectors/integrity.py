@@ -276,6 +276,7 @@ class IntegrityDetector:
     def __init__(self, name: str, *, manifest: str | os.PathLike[str] | None = None,
                  paths: Iterable[str | os.PathLike[str]] | None = None,
                  expected: Mapping[str, Expected | str] | None = None, large: int = LARGE,
+                 registered: bool = False, store: Any = None,
                  hash_file: Callable[[str], str] = sha256_file, clock: Callable[[], float] = time.time) -> None:
         self.name = check_name(name)
         if manifest is not None and (not isinstance(manifest, (str, os.PathLike)) or not os.fspath(manifest)):
@@ -283,9 +284,16 @@ class IntegrityDetector:
                              f"got {manifest!r}")
         self.manifest = os.fspath(manifest) if manifest is not None else None
         self.expected = self._check_expected(expected)
-        if self.manifest is None and not self.expected:
-            raise ValueError(f"detector {name!r}: needs manifest (a sha256sum or JSON file) or expected "
-                             f"(path -> sha256), to know what the files must be")
+        if not isinstance(registered, bool):
+            raise ValueError(f"detector {name!r}: registered must be true or false, got {registered!r}")
+        # registered: the files runs registered (Run.output), read from the
+        # store (anything with registered_outputs(under)), given by the server
+        self.registered = registered
+        self.store = store
+        if self.manifest is None and not self.expected and not registered:
+            raise ValueError(f"detector {name!r}: needs manifest (a sha256sum or JSON file), expected "
+                             f"(path -> sha256) or registered = true (the outputs runs registered), to know "
+                             f"what the files must be")
         if paths is not None and (isinstance(paths, (str, bytes, os.PathLike))
                                   or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in paths)):
             raise ValueError(f"detector {name!r}: paths must be a list of files or folders, got {paths!r}")
@@ -356,17 +364,26 @@ class IntegrityDetector:
         return out
 
     def _entries(self) -> dict[str, Expected]:
-        entries = {**self._read_manifest(), **self.expected}
+        entries = {**self._read_manifest(), **self._registered(), **self.expected}
         if self.paths is None:
             return entries
         chosen: dict[str, Expected] = {}
         absolute = {os.path.abspath(f): f for f in entries}
         for p in self.paths:
             under = [f for a, f in absolute.items() if a == p or a.startswith(p.rstrip(os.sep) + os.sep)]
-            if not under and not os.path.isdir(p):
+            if not under and not os.path.isdir(p) and not self.registered:
                 raise ValueError(f"{p}: in paths, but neither the manifest nor expected lists it")
             chosen.update((f, entries[f]) for f in under)
         return chosen
+
+    def _registered(self) -> dict[str, Expected]:
+        if not self.registered:
+            return {}
+        if self.store is None:
+            raise ValueError("registered = true needs the store of the runs' outputs: it is given when the "
+                             "detector runs in flowsight serve or flowsight detectors check")
+        return {path: Expected(digest, size, mtime)
+                for path, (digest, size, mtime) in self.store.registered_outputs(self.paths).items()}
 
     def _read_manifest(self) -> dict[str, Expected]:
         if self.manifest is None:

@@ -34,6 +34,10 @@ class EventKind(str, Enum):
     RESUMED = "resumed"
     HEARTBEAT = "heartbeat"
     PROGRESS = "progress"
+    #: a file the run wrote, registered with its sum (``Run.output``): attrs
+    #: ``path`` (absolute), ``sha256`` (64 hex digits), ``size``, ``mtime``;
+    #: the integrity detector checks it later (``registered = true``)
+    OUTPUT = "output"
 
     # Enum's own __hash__ is Python code; str's is C and agrees with __eq__.
     __hash__ = str.__hash__
@@ -104,6 +108,8 @@ def finish_wire(wire: WireEvent) -> Event:
         ts_f = _timestamp(ts)
     if wire.attrs:
         check_attrs(wire.attrs)
+    if wire.kind is EventKind.OUTPUT:
+        check_output(wire.attrs)
     return Event(id=eid or new_id(int(ts_f * 1e9)), ts=ts_f, kind=wire.kind, workflow=wf, run_id=rid, step=step,
                  attrs=wire.attrs)
 
@@ -203,6 +209,29 @@ def parse_events(items: list[Any]) -> list[Event | EventError]:
                 exc = EventError(f"event {i}: {exc}", field=exc.field, index=i)
             out.append(exc)
     return out
+
+
+_HEX = frozenset("0123456789abcdef")
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
+def check_output(attrs: dict[str, Any]) -> None:
+    """The attributes an ``output`` event must carry.
+
+    Raises:
+        EventError: naming the attribute.
+    """
+    path, digest = attrs.get("path"), attrs.get("sha256")
+    if not isinstance(path, str) or not (path.startswith("/") or _DRIVE.match(path)):
+        raise EventError(f"field 'attrs.path': an output event needs the absolute path of the file, got {path!r}",
+                         field="attrs.path")
+    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+        raise EventError("field 'attrs.sha256': an output event needs the file's sha256 as 64 lower-case hex "
+                         f"digits, got {digest!r}", field="attrs.sha256")
+    for key in ("size", "mtime"):
+        value = attrs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise EventError(f"field 'attrs.{key}': a number of 0 or more, got {value!r}", field=f"attrs.{key}")
 
 
 def check_attrs(attrs: dict[str, Any]) -> None:

@@ -389,6 +389,24 @@ class Run:
         """Say the run is alive when no step has ended for a while."""
         self._emit(_K.HEARTBEAT, self.current_step, None)
 
+    def output(self, path: str | os.PathLike[str]) -> str:
+        """Register a file this run (its running step) wrote: its sha256, size
+        and mtime go to flowsight as an ``output`` event, and an integrity
+        detector with ``registered = true`` reports it as DataCorruption if
+        it later changes, shrinks or disappears. Hashes the file here (call it
+        once the file is complete). Returns the sum.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        from flowsight.detectors.integrity import record_output
+
+        full = os.path.abspath(os.fspath(path))
+        rec = record_output(full)
+        attrs: dict[str, Any] = {"path": full, "sha256": rec.sha256, "size": rec.size, "mtime": rec.mtime}
+        self._emit(_K.OUTPUT, self.current_step, attrs)
+        return rec.sha256
+
     def event(self, kind: EventKind | str, step: str | None = None, **attrs: Any) -> None:
         """Any event kind, with attributes (checked: JSON values only)."""
         check_attrs(attrs)

@@ -40,7 +40,7 @@ def make_fault_monitor(config: Config, store: SqlStore, alerts: AlertSink) -> Fa
         return None
     from flowsight.config.detectors import build_detector
 
-    return FaultMonitor([build_detector(dc) for dc in config.detectors], alerts, store=store,
+    return FaultMonitor([build_detector(dc, store) for dc in config.detectors], alerts, store=store,
                         schedules={dc.name: dc.schedule for dc in config.detectors},
                         dependencies=config.dependencies(), external_url=config.external_url)
 

@@ -1,11 +1,14 @@
-"""The fault history (migration 6): :class:`FaultsMixin`.
+"""The fault history (migration 6) and the registered outputs (migration 7):
+:class:`FaultsMixin`.
 
 One row per fault from the moment it is declared until its detector passes
 again (``resolved_at`` set, then the row is history). At most one row per
 fault (detector, kind, target) is open at a time: a partial unique index
 settles two monitors declaring the same fault at once; the second gets the
 first's record. ``fault_runs`` ties a fault to the runs it hurt, so a run's
-view can say what broke around it.
+view can say what broke around it. ``outputs`` keeps, per path, the last
+registration of a file a run wrote (an ``output`` event, ``Run.output``):
+the integrity detector checks the file against it.
 
 Raises (every method):
     StoreError: the database failed; nothing of the call was written.
@@ -21,6 +24,7 @@ from typing import Any
 import msgspec
 
 from flowsight.model.alerts import Severity
+from flowsight.model.events import Event
 from flowsight.model.faults import Fault, FaultRecord, FaultStatus, fault_type
 
 _enc = msgspec.json.Encoder()
@@ -137,3 +141,31 @@ class FaultsMixin(ABC):
         if runs:
             cur.executemany(self._sql("INSERT INTO fault_runs (fault_id, run_id) VALUES (?, ?) "
                                       "ON CONFLICT DO NOTHING"), [(fault_id, r) for r in runs])
+
+    # ---- registered outputs ---------------------------------------------------------
+    def _save_outputs(self, cur: Any, events: Sequence[Event]) -> None:
+        """Inside the events' transaction: each ``output`` event's file, a
+        later registration of a path replacing an earlier one."""
+        rows = [(e.attrs["path"], e.attrs["sha256"], _num(e.attrs.get("size")), _num(e.attrs.get("mtime")),
+                 e.workflow, e.run_id, e.step, e.ts, e.id) for e in events]
+        cur.executemany(self._sql(
+            "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
+            "size = excluded.size, mtime = excluded.mtime, workflow = excluded.workflow, "
+            "run_id = excluded.run_id, step = excluded.step, recorded_at = excluded.recorded_at, "
+            "event_id = excluded.event_id WHERE excluded.recorded_at >= outputs.recorded_at"), rows)
+
+    def registered_outputs(self, under: Sequence[str] | None = None) -> dict[str, tuple[str, int | None,
+                                                                                       float | None]]:
+        """path -> (sha256, size, mtime) of the registered outputs (those
+        under one of the folders or files ``under`` when given)."""
+        rows = self._read("SELECT path, sha256, size, mtime FROM outputs ORDER BY path")
+        out: dict[str, tuple[str, int | None, float | None]] = {}
+        for path, digest, size, mtime in rows:
+            if under is None or any(path == u or path.startswith(u.rstrip("/") + "/") for u in under):
+                out[path] = (digest, None if size is None else int(size), None if mtime is None else float(mtime))
+        return out
+
+
+def _num(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

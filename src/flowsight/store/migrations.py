@@ -252,6 +252,25 @@ def _v6_faults(serial: str, real: str) -> list[str]:
     ]
 
 
+def _v7_outputs(real: str) -> list[str]:
+    """Files runs registered as their outputs (``output`` events), the last
+    registration of each path: what the integrity detector checks them
+    against (``registered = true``)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS outputs (
+            path TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            size BIGINT,
+            mtime {real},
+            workflow TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            step TEXT,
+            recorded_at {real} NOT NULL,
+            event_id TEXT NOT NULL
+        )""",
+    ]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -266,6 +285,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (6, "fault history",
      {"sqlite": _v6_faults("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
       "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION")}),
+    (7, "registered outputs", {"sqlite": _v7_outputs("REAL"), "postgresql": _v7_outputs("DOUBLE PRECISION")}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

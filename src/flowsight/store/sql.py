@@ -42,6 +42,7 @@ _RUN_SET = "UPDATE runs SET " + ", ".join(
 _CACHE_SIZE = 10_000
 _KIND_TEXT = {k: k.value for k in EventKind}
 _STEP_COMPLETED = EventKind.STEP_COMPLETED
+_OUTPUT = EventKind.OUTPUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, AB
                     result.accepted = [e.id for e in new]
                     result.seqs = inserted
                     self._project(cur, new, result)
+                    outputs = [e for e in new if e.kind is _OUTPUT]
+                    if outputs:
+                        self._save_outputs(cur, outputs)
             except BaseException:
                 self._runs.clear()  # the cache may hold what was rolled back
                 raise
