@@ -167,6 +167,17 @@ def test_the_running_runs_of_dependent_workflows_are_hurt_and_raise_the_severity
     assert [f.id for f in store.list_faults(run_id="run-2")] == [record.id]
 
 
+def test_a_run_that_declares_its_own_dependency_is_hurt(store: SqlStore) -> None:
+    """The SDK's ``workflow("adhoc", depends_on=[...])`` keeps it in the run's attributes."""
+    rig = Rig(store, retries=0)
+    store.write_events([make_event("started", "adhoc", "a-1", ts=900.0, attrs={"depends_on": ["postgres-main"]}),
+                        make_event("started", "adhoc", "a-2", ts=900.0, attrs={"depends_on": ["redis"]})])
+    rig.det.fault = DOWN
+    rig.step()
+    [record] = store.open_faults()
+    assert record.fault.runs == ("a-1",) and record.fault.workflows == ("adhoc",)
+
+
 def test_a_fault_that_keeps_coming_back_is_rated_higher(store: SqlStore) -> None:
     rig = Rig(store, retries=0)
     bad = Fault(DataCorruption("/data/out.csv"), "changed", "pg")

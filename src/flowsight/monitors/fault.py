@@ -294,26 +294,36 @@ class FaultMonitor:
         self._send(_resolved(self._alert(record), now))
 
     async def _with_victims(self, fault: Fault) -> Fault:
-        """``fault`` with the workflows that depend on its target, and their running runs."""
+        """``fault`` with the workflows that depend on its target and their
+        running runs: workflows that declare it in ``[workflows.NAME]
+        depends_on``, and running runs that declare it themselves (the SDK's
+        ``workflow(..., depends_on=[...])``, kept in the run's attributes)."""
         names = {fault.target, fault.detector}
         workflows = [wf for wf, services in self.dependencies.items() if names & set(services)]
-        if not workflows:
+        if self.store is None:
+            if not workflows:
+                return fault
+            return Fault(fault.type, fault.message, fault.detector, fault.evidence,
+                         tuple(dict.fromkeys((*fault.workflows, *workflows))), fault.runs)
+        store = self.store
+
+        def running() -> list[tuple[str, str]]:
+            out: list[tuple[str, str]] = []
+            for wf in workflows:
+                page = store.list_runs(workflow=wf, states=[WorkflowState.RUNNING], limit=200)
+                out.extend((m.workflow, m.workflow_id) for m in page.runs)
+            for m in store.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
+                declared = m.attrs.get("depends_on")
+                if isinstance(declared, list) and names & {d for d in declared if isinstance(d, str)}:
+                    out.append((m.workflow, m.workflow_id))
+            return out
+
+        hurt = await asyncio.to_thread(running)
+        if not hurt and not workflows:
             return fault
-        runs: list[str] = []
-        if self.store is not None:
-            store = self.store
-
-            def running() -> list[str]:
-                out: list[str] = []
-                for wf in workflows:
-                    page = store.list_runs(workflow=wf, states=[WorkflowState.RUNNING], limit=200)
-                    out.extend(m.workflow_id for m in page.runs)
-                return out
-
-            runs = await asyncio.to_thread(running)
         return Fault(fault.type, fault.message, fault.detector, fault.evidence,
-                     tuple(dict.fromkeys((*fault.workflows, *workflows))),
-                     tuple(dict.fromkeys((*fault.runs, *runs))))
+                     tuple(dict.fromkeys((*fault.workflows, *workflows, *(wf for wf, _ in hurt)))),
+                     tuple(dict.fromkeys((*fault.runs, *(r for _, r in hurt)))))
 
     # ---- alerts ---------------------------------------------------------------------
     def _send(self, alert: Alert) -> None:
