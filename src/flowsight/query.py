@@ -11,6 +11,7 @@ from typing import Any
 
 from flowsight.model.eta import Eta, estimate_eta
 from flowsight.model.execution import ExecutionMetrics, StepRecord
+from flowsight.model.faults import FaultRecord
 from flowsight.model.history import WorkflowHistory
 from flowsight.model.stall import DEFAULT_TIMEOUT, StallVerdict, stall_verdict
 from flowsight.model.state import StateTransition
@@ -64,6 +65,8 @@ class RunDetail:
     steps: list[StepRecord]
     transitions: list[StateTransition]
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: faults that hurt this run (it was running when they were declared), newest first
+    faults: list[FaultRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.view.to_dict()
@@ -73,6 +76,12 @@ class RunDetail:
              "ended_at": s.ended_at, "duration_seconds": _round(s.duration), "error": s.error,
              "traceback": s.traceback}
             for s in self.steps
+        ]
+        out["faults"] = [
+            {"id": f.id, "status": f.status.value, "severity": f.severity.value, "kind": f.fault.kind.value,
+             "alertname": f.fault.kind.alertname, "target": f.fault.target, "detector": f.fault.detector,
+             "message": f.fault.message, "opened_at": f.timestamp, "resolved_at": f.resolved_at}
+            for f in self.faults
         ]
         out["transitions"] = [
             {"timestamp": t.timestamp, "old_state": t.old_state.value, "new_state": t.new_state.value,
@@ -122,4 +131,5 @@ class Views:
             steps=self.store.run_steps(m.workflow_id),
             transitions=self.store.run_transitions(m.workflow_id),
             attrs=m.attrs,
+            faults=self.store.list_faults(run_id=m.workflow_id, limit=20),
         )

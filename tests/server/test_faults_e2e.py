@@ -73,6 +73,13 @@ def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it
     assert [(d["name"], d["status"]) for d in state] == [("postgres-main", "fault")]
     assert [f["id"] for f in faults(c, run_id="n-1")] == [fault["id"]] and faults(c, run_id="r-1") == []
 
+    run = c.get("/api/v1/runs/n-1").json()  # the run says what broke around it
+    assert [(f["id"], f["alertname"], f["status"]) for f in run["faults"]] == [
+        (fault["id"], "ServiceUnavailable", "open")]
+    assert c.get("/api/v1/runs/r-1").json()["faults"] == []
+    show = flowsight("show", "n-1", db=store_url)
+    assert show.returncode == 0 and "faults around this run" in show.stdout and "postgres-main" in show.stdout
+
     shown = flowsight("faults", db=store_url)
     assert shown.returncode == 0, shown.stderr
     assert "ServiceUnavailable" in shown.stdout and "postgres-main" in shown.stdout and "open" in shown.stdout

@@ -148,6 +148,16 @@ def detail_panel(d: RunDetail) -> Group:
                       Text(t.new_state.value, style=STATE_STYLE[t.new_state]), t.reason or "", t.source or "",
                       "yes" if t.applied else Text("REFUSED", style="bold red"))
     parts: list[Any] = [Panel(head, title=f"{m.workflow} run", expand=False), steps, trans]
+    if d.faults:
+        hurt = Table(title="faults around this run", header_style="bold", title_justify="left")
+        for col in ("fault", "target", "severity", "opened", "resolved", "message"):
+            hurt.add_column(col)
+        for f in d.faults:
+            hurt.add_row(Text(f.fault.kind.alertname, style="red" if f.resolved_at is None else ""),
+                         f.fault.target, f.severity.value, when(f.timestamp),
+                         when(f.resolved_at) if f.resolved_at is not None else Text("open", style="red"),
+                         f.fault.message.splitlines()[0][:120] if f.fault.message else "")
+        parts.append(hurt)
     failed = [s for s in d.steps if s.status == "failed" and s.traceback]
     if failed:
         last = failed[-1]

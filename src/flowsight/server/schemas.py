@@ -97,10 +97,25 @@ class TransitionOut(msgspec.Struct, kw_only=True):
     applied: bool
 
 
+class RunFaultOut(msgspec.Struct, kw_only=True):
+    id: int | None
+    status: Literal["open", "resolved"]
+    severity: Literal["info", "warning", "error", "critical"]
+    kind: str
+    alertname: str
+    target: str
+    detector: str
+    message: str
+    opened_at: float
+    resolved_at: float | None
+
+
 class RunDetailOut(RunOut, kw_only=True):
     attrs: dict[str, Any]
     steps: list[StepOut]
     transitions: list[TransitionOut]
+    #: faults that hurt this run (declared while it ran and depended on their target), newest first
+    faults: list[RunFaultOut]
 
 
 class EventPage(msgspec.Struct, kw_only=True):
