@@ -36,6 +36,7 @@ from flowsight.config.fields import (
 )
 from flowsight.config.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
+from flowsight.config.thresholds import read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
 from flowsight.config.receivers import ReceiverConfig, build_notifier, read_receivers
 from flowsight.errors import ConfigError
@@ -43,6 +44,7 @@ from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.flapping import FlapPolicy
 from flowsight.model.logrules import LogAlertRule
 from flowsight.model.routing import Route
+from flowsight.model.thresholds import Baseline, Threshold
 from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
 
 
@@ -71,6 +73,9 @@ class Config:
     logs: LogSettings = field(default_factory=LogSettings)
     log_rules: tuple[LogRuleConfig, ...] = ()
     detectors: tuple[DetectorConfig, ...] = ()
+    #: the performance monitor's alert_thresholds, and its baselines
+    thresholds: tuple[Threshold, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
 
     @classmethod
     def default(cls) -> Config:
@@ -97,7 +102,7 @@ class Config:
 
 
 # ---- the schema -----------------------------------------------------------------
-TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors")
+TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors", "thresholds")
 LOGS = ("retention", "sources")
 SERVER = ("external_url",)
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
@@ -214,6 +219,9 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
         cfg = replace(cfg, log_rules=read_log_rules(reader, top))
     if "detectors" in top:
         cfg = replace(cfg, detectors=tuple(read_detectors(reader, top, base_dir)))
+    if "thresholds" in top:
+        thresholds, baselines = read_thresholds(reader, top)
+        cfg = replace(cfg, thresholds=tuple(thresholds), baselines=tuple(baselines))
 
     if not reader.problems:
         _build_receivers(reader, cfg)
