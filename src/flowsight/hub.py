@@ -40,6 +40,9 @@ class Hub:
         self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
         # told of every committed batch with its new ids' seqs (the alert rules)
         self.hooks: list[Callable[[Sequence[Event], Mapping[str, int]], None]] = []
+        # told of what the store made of every committed batch (step and run
+        # durations: the performance monitor)
+        self.result_hooks: list[Callable[[WriteResult], None]] = []
 
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
@@ -49,6 +52,9 @@ class Hub:
             result = await asyncio.to_thread(self.store.write_events, events)
         for hook in self.hooks if result.seqs else ():
             hook(events, result.seqs)
+        if result.step_durations or result.run_durations:
+            for result_hook in self.result_hooks:
+                result_hook(result)
         listeners = self.track or self.execution.event_sender.subscribers or self.stream.subscribers
         pending = dict(result.seqs) if listeners else {}  # each new id once, even if the batch repeats it
         for ev in events if pending else ():

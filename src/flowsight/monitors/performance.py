@@ -119,15 +119,23 @@ class PerformanceMonitor:
             s = table[key] = QuantileSketch()
         return s
 
-    def _durations(self, workflow: str, step: str, keep: int) -> deque[float]:
+    def _durations(self, workflow: str, step: str, keep: int, current: float) -> deque[float]:
+        """The durations before ``current`` of a workflow's runs (or of one
+        step), newest last. The first time, read from the store (after a
+        restart the history is there); hooks run after the commit, so the
+        store already holds ``current``: it is left out of what is read."""
         key = (workflow, step)
         past = self._history.get(key)
         if past is None:
             past = self._history[key] = deque(maxlen=keep)
-            if self.store is not None:  # after a restart, the history is in the store
-                h = self.store.history(workflow, keep)
-                seeded = h.step_durations.get(step, ()) if step else h.run_durations
-                past.extend(reversed(seeded))  # the store gives newest first
+            if self.store is not None:
+                h = self.store.history(workflow, keep + 1)
+                seeded = list(reversed(h.step_durations.get(step, ()) if step else h.run_durations))
+                if current in seeded:  # the store gives newest first: reversed, the newest is last
+                    seeded.reverse()
+                    seeded.remove(current)
+                    seeded.reverse()
+                past.extend(seeded[-keep:])
         return past
 
     def _check_baselines(self, metric: str, workflow: str, step: str, seconds: float, now: float) -> None:
@@ -136,7 +144,7 @@ class PerformanceMonitor:
         if not rules:
             return
         keep = max(b.runs for b in rules)
-        past = self._durations(workflow, step, keep)
+        past = self._durations(workflow, step, keep, seconds)
         what = f"step '{step}' of {workflow}" if step else f"a run of {workflow}"
         for rule in rules:
             verdict = evaluate_baseline(rule, seconds, list(past), what=what)

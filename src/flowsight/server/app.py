@@ -31,6 +31,7 @@ from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, read_json_body
 from flowsight.monitors.fault import FaultMonitor
+from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.server import alerts_api, faults_api, logs_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
@@ -70,6 +71,8 @@ class ServerState:
     log_retention: LogRetention | None = None
     #: the [[detectors]] of the configuration at work (None without any)
     fault_monitor: FaultMonitor | None = None
+    #: throughput, latency and the [[thresholds]] of the configuration
+    performance: PerformanceMonitor | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -255,7 +258,11 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     st.on_logs = on_logs
     if log_retention is not None:
         st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
-    st.fault_monitor = faults_api.make_fault_monitor(config or Config.default(), store, alerting)
+    cfg = config or Config.default()
+    st.fault_monitor = faults_api.make_fault_monitor(cfg, store, alerting)
+    perf = st.performance = PerformanceMonitor(None, cfg.thresholds, baselines=cfg.baselines, alert_manager=alerting,
+                                               store=store)
+    hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
     faults_stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
