@@ -7,12 +7,14 @@ when the port accepts again. ``flowsight detectors check`` runs each once."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import Recorder
-from tests.server.conftest import Serve, event, flowsight, free_port, post
+from tests.server.conftest import FLOWSIGHT, Serve, event, flowsight, free_port, post
 from tests.server.test_alerting_e2e import bodies, wait_for
 
 
@@ -72,6 +74,10 @@ def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it
     state = c.get("/api/v1/faults").json()["detectors"]
     assert [(d["name"], d["status"]) for d in state] == [("postgres-main", "fault")]
     assert [f["id"] for f in faults(c, run_id="n-1")] == [fault["id"]] and faults(c, run_id="r-1") == []
+    assert [f["id"] for f in faults(c, kind="ServiceUnavailable")] == [fault["id"]]  # the alert's name works too
+    assert faults(c, kind="data_corruption") == []
+    by_prefix = json.loads(flowsight("faults", "--run", "n-", "--json", db=store_url).stdout)["faults"]
+    assert [f["id"] for f in by_prefix] == [fault["id"]]  # a unique prefix of the run id, as for `show`
 
     run = c.get("/api/v1/runs/n-1").json()  # the run says what broke around it
     assert [(f["id"], f["alertname"], f["status"]) for f in run["faults"]] == [
@@ -123,6 +129,10 @@ timeout = "2s"
     none.write_text("")
     out = flowsight("detectors", "check", "--config", str(none), db=str(tmp_path / "x.db"))
     assert out.returncode == 2 and "no [[detectors]]" in out.stderr
+    (tmp_path / "elsewhere").mkdir()
+    nowhere = subprocess.run([*FLOWSIGHT, "detectors", "check"], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path / "elsewhere", env={k: v for k, v in os.environ.items() if k != "FLOWSIGHT_CONFIG"})
+    assert nowhere.returncode == 2 and "no configuration file" in nowhere.stderr
 
 
 def test_a_bad_detector_is_refused_by_check_with_its_line(tmp_path: Path) -> None:

@@ -41,8 +41,16 @@ def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
 
 def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
+    run_id = args.run_id
+    if run_id is not None and store.get_run(run_id) is None:  # a unique prefix is enough, as for `show`
+        found = store.find_runs(run_id, limit=5)
+        if len(found) > 1:
+            ids = ", ".join(r.workflow_id for r in found)
+            raise FlowsightError(f"run {run_id!r} is ambiguous: it could be any of {ids}; type more of it")
+        if found:
+            run_id = found[0].workflow_id
     records = store.list_faults(status=FaultStatus.OPEN if args.open else None, since=now - args.since,
-                                detector=args.detector, run_id=args.run_id, limit=args.limit)
+                                detector=args.detector, run_id=run_id, limit=args.limit)
     rows = [fault_row(r, now) for r in records]
     if args.json:
         print(json.dumps({"faults": rows}, indent=2))
@@ -60,13 +68,17 @@ def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         if r["runs"]:
             status += f"\n[dim]{len(r['runs'])} run{'s' if len(r['runs']) != 1 else ''} hurt[/dim]"
         lasted = format_duration(r["duration_s"])
-        when = (f"since {_ago(r['opened_at'], now)}\n[dim]for {lasted}[/dim]" if r["status"] == "open"
-                else f"{_ago(r['resolved_at'], now)}\n[dim]lasted {lasted}[/dim]")
+        when = (f"for {lasted}\n[dim]since {_clock(r['opened_at'])}[/dim]" if r["status"] == "open"
+                else f"resolved {_ago(r['resolved_at'], now)}\n[dim]lasted {lasted}[/dim]")
         sev = r["severity"]
         table.add_row(status, f"[{colors.get(sev, 'white')}]{sev}[/]", r["alertname"], escape(r["target"]),
                       escape(r["detector"]), when, escape(r["message"].splitlines()[0] if r["message"] else ""))
     out.print(table)
     return 0
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def _ago(ts: float, now: float) -> str:
@@ -89,9 +101,13 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     except FlowsightError as exc:
         print(f"flowsight: {exc}", file=sys.stderr)
         return 2
+    if not cfg.file:
+        print("flowsight: no configuration file: ./flowsight.toml does not exist and $FLOWSIGHT_CONFIG is not "
+              "set; give it with --config PATH (docs/flowsight.example.toml shows each detector kind)",
+              file=sys.stderr)
+        return 2
     if not cfg.detectors:
-        where = cfg.file or (args.config or "flowsight.toml")
-        print(f"flowsight: no [[detectors]] in {where}; docs/flowsight.example.toml shows each kind",
+        print(f"flowsight: no [[detectors]] in {cfg.file}; docs/flowsight.example.toml shows each kind",
               file=sys.stderr)
         return 2
     store = None

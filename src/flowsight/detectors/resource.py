@@ -303,7 +303,14 @@ class ResourceDetector:
 
     def _look_fds(self) -> Usage:
         base = os.path.join(self.proc, str(self.pid))
-        used = len(os.listdir(os.path.join(base, "fd")))
+        try:
+            used = len(os.listdir(os.path.join(base, "fd")))
+        except FileNotFoundError:
+            raise LookupError(f"process {self.pid} does not exist (no {base}): give the pid of a running "
+                              "process, or \"self\"") from None
+        except PermissionError:
+            raise PermissionError(f"process {self.pid}: not allowed to list {base}/fd (run flowsight as its "
+                                  "user, or as root)") from None
         with open(os.path.join(base, "limits"), encoding="ascii", errors="replace") as f:
             limit = parse_open_files_limit(f.read())
         return Usage(f"fds:{self.pid}", f"fds of process {self.pid}", used, limit)

@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from flowsight.detectors.base import FaultDetector, Schedule
 from flowsight.model.alerts import Alert, AlertStatus, Severity
+from flowsight.model.durations import format_duration
 from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
 from flowsight.model.state import WorkflowState
 from flowsight.store.sql import SqlStore
@@ -273,8 +274,9 @@ class FaultMonitor:
             state.record = FaultRecord(merged, record.timestamp, severity, id=record.id)
         state.touched_at = now
         if severity is not old.severity:
-            log.warning("fault: %s %s is now %s (lasting %.0f s)", fault.kind.alertname, fault.target,
-                        severity.value, now - record.timestamp)
+            log.warning("fault: %s %s is now %s (lasting %s; %d running runs hurt; opened %d times in 24 h)",
+                        fault.kind.alertname, fault.target, severity.value, format_duration(now - record.timestamp),
+                        len(runs), repeats)
             self._send(_resolved(self._alert(old), now))
             self._send(self._alert(state.record))
 

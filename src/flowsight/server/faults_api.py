@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 FAULT_STATUSES = tuple(s.value for s in FaultStatus)
 FAULT_KINDS = tuple(k.value for k in FaultKind)
+_BY_ALERTNAME = {k.alertname: k.value for k in FaultKind}
 
 
 def fault_row(r: FaultRecord, now: float) -> dict[str, Any]:
@@ -52,6 +53,7 @@ async def get_faults(request: Request, st: ServerState) -> Response:
     if status is not None and status not in FAULT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(FAULT_STATUSES)}")
     kind = text_param(request, "kind")
+    kind = _BY_ALERTNAME.get(kind, kind) if kind is not None else None  # ServiceUnavailable as well
     if kind is not None and kind not in FAULT_KINDS:
         raise FlowsightError(f"query parameter 'kind': {kind!r} is not one of {', '.join(FAULT_KINDS)}")
     now = time.time()

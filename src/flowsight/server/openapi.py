@@ -134,7 +134,8 @@ OPS = [
        params=[Param("status", "query", {"type": "string", "enum": ["open", "resolved"]}, "only this status"),
                Param("since", "query", TIME, "open faults, and resolved ones that ended at or after this: "
                                              "epoch seconds, RFC 3339, or a duration ago (24h)"),
-               Param("kind", "query", {"type": "string", "enum": list(FAULT_KINDS)}, "only this kind"),
+               Param("kind", "query", {"type": "string", "enum": [*FAULT_KINDS, *(k.alertname for k in FaultKind)]},
+                     "only this kind (service_unavailable or ServiceUnavailable, ...)"),
                Param("detector", "query", STR, "only faults this detector found"),
                Param("run_id", "query", STR, "only faults that hurt this run"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
