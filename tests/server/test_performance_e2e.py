@@ -4,6 +4,10 @@ than usual reaches the webhook with a sentence a person reads."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +59,40 @@ def test_a_run_far_slower_than_its_workflows_history_is_alerted(serve: Serve, tm
     alert = firing[0]["alerts"][0]
     assert alert["labels"]["workflow"] == "nightly-etl" and alert["labels"]["metric"] == "run_duration"
     assert alert["annotations"]["summary"].startswith("a run of nightly-etl took 15m 00s; p95 of the last 12 runs is")
+
+
+def test_a_run_whose_process_tree_passes_a_threshold_is_alerted_and_resolves_when_it_ends(
+        serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+    path = config(tmp_path, receiver.server_address[1])
+    path.write_text(path.read_text() + """
+[performance]
+interval = "0.2s"
+
+[[thresholds]]
+name = "BigRun"
+metric = "memory_bytes"
+scope = "run"
+above = 104857600
+""")
+    child = subprocess.Popen([sys.executable, "-c", "import time\nb = bytearray(200 << 20)\n"
+                              "for i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\n"
+                              "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        server = serve("--config", str(path))
+        c = server.client()
+        # what the SDK sends when a run starts: its pid and host
+        post(c, [event("started", "train", "big-1", pid=child.pid, host=socket.gethostname()),
+                 event("started", "train", "small-1", pid=os.getpid(), host="another-host")])
+        firing = wait_for("the threshold alert", lambda: bodies(receiver, "BigRun", "firing"))
+        alert = firing[0]["alerts"][0]
+        assert alert["labels"]["run_id"] == "big-1" and alert["labels"]["workflow"] == "train"
+        assert alert["annotations"]["summary"].startswith("memory_bytes of run big-1 of train is 2")
+        child.kill()
+        child.wait()
+        wait_for("the resolution once the process is gone", lambda: bodies(receiver, "BigRun", "resolved"))
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

@@ -36,7 +36,7 @@ from flowsight.config.fields import (
 )
 from flowsight.config.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
-from flowsight.config.thresholds import read_thresholds
+from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
 from flowsight.config.receivers import ReceiverConfig, build_notifier, read_receivers
 from flowsight.errors import ConfigError
@@ -76,6 +76,8 @@ class Config:
     #: the performance monitor's alert_thresholds, and its baselines
     thresholds: tuple[Threshold, ...] = ()
     baselines: tuple[Baseline, ...] = ()
+    #: how often the server samples the host and the process trees of its runs (seconds)
+    performance_interval: float = 5.0
 
     @classmethod
     def default(cls) -> Config:
@@ -102,7 +104,7 @@ class Config:
 
 
 # ---- the schema -----------------------------------------------------------------
-TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors", "thresholds")
+TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors", "thresholds", "performance")
 LOGS = ("retention", "sources")
 SERVER = ("external_url",)
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
@@ -222,6 +224,9 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
     if "thresholds" in top:
         thresholds, baselines = read_thresholds(reader, top)
         cfg = replace(cfg, thresholds=tuple(thresholds), baselines=tuple(baselines))
+    interval = read_performance(reader, top)
+    if interval is not None:
+        cfg = replace(cfg, performance_interval=interval)
 
     if not reader.problems:
         _build_receivers(reader, cfg)

@@ -132,3 +132,13 @@ def _baseline(t: Table, name: str | None, severity: Severity, workflow: str | No
     except ValueError as exc:
         t.reader.error(t.path, str(exc).removeprefix(f"baseline {name!r}: "))
         return None
+
+
+PERFORMANCE = ("interval",)
+
+
+def read_performance(reader: Reader, top: Table) -> float | None:
+    """``[performance] interval``: how often the server samples the host and
+    its runs' process trees (None: not given)."""
+    t = top.sub("performance", PERFORMANCE)
+    return None if t is None else t.get("interval", duration(positive=True))

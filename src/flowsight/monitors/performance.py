@@ -15,6 +15,8 @@ a scope. Alerts go to the alert manager.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +38,7 @@ from flowsight.model.thresholds import (
 from flowsight.model.throughput import RateWindow
 from flowsight.store.sql import SqlStore
 
+log = logging.getLogger("flowsight.performance")
 K = TypeVar("K")
 ALL = "*"  # every workflow together
 #: a baseline alert is about a run or step that ended: it resolves by itself after this long
@@ -265,6 +268,32 @@ class PerformanceMonitor:
             send(alert)
         elif callable(sink):
             sink(alert)
+
+    async def monitor_performance(self, live_runs: Callable[[], Mapping[str, tuple[int, str]]], interval: float,
+                                  stop: asyncio.Event) -> None:
+        """Every ``interval`` seconds until ``stop``: sample the host and the
+        process trees of ``live_runs()`` (run id -> (root pid, workflow)),
+        then check the thresholds. Sampling and the listing run in a thread
+        (psutil and the store block); a failed round is logged, not fatal."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not stop.is_set():
+            try:
+                runs = await asyncio.to_thread(live_runs)
+                host, trees = await asyncio.to_thread(self._sample_now, {r: p for r, (p, _) in runs.items()})
+                self.take(host, trees, workflows={r: wf for r, (_, wf) in runs.items()})
+            except Exception:
+                log.exception("performance sampling round failed")
+            due += interval
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
+            except TimeoutError:
+                pass
+
+    def _sample_now(self, runs: Mapping[str, int]) -> tuple[ResourceUsage, dict[str, ResourceUsage]]:
+        if self.metrics_collector is None:
+            raise RuntimeError("this performance monitor has no metrics collector")
+        return self.metrics_collector.sample(runs)
 
     # ---- the summary ----------------------------------------------------------------------
     def collect_metrics(self, scope: Scope) -> PerformanceMetrics:

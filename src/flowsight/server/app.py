@@ -31,6 +31,7 @@ from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, read_json_body
 from flowsight.monitors.fault import FaultMonitor
+from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.server import alerts_api, faults_api, logs_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
@@ -260,8 +261,19 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
     cfg = config or Config.default()
     st.fault_monitor = faults_api.make_fault_monitor(cfg, store, alerting)
-    perf = st.performance = PerformanceMonitor(None, cfg.thresholds, baselines=cfg.baselines, alert_manager=alerting,
-                                               store=store)
+    collector = MetricsCollector()
+    perf = st.performance = PerformanceMonitor(collector, cfg.thresholds, baselines=cfg.baselines,
+                                               alert_manager=alerting, store=store, hostname=collector.host.id)
+    perf_stop = asyncio.Event()
+
+    def live_runs() -> dict[str, tuple[int, str]]:
+        """The running runs of this host (the SDK reports its pid and host): run id -> (pid, workflow)."""
+        out = {}
+        for m in store.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
+            pid = m.attrs.get("pid")
+            if m.attrs.get("host") == collector.host.id and isinstance(pid, int) and pid > 0:
+                out[m.workflow_id] = (pid, m.workflow)
+        return out
     hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
     faults_stop = asyncio.Event()
 
@@ -272,6 +284,9 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         alerting.start()
         if st.log_retention is not None:
             st.log_retention.start()
+        perf_stop.clear()
+        perf_task = asyncio.create_task(perf.monitor_performance(live_runs, cfg.performance_interval, perf_stop),
+                                        name="flowsight-performance")
         faults_task = None
         if st.fault_monitor is not None:
             faults_stop.clear()
@@ -279,6 +294,8 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         try:
             yield
         finally:
+            perf_stop.set()
+            await perf_task
             if faults_task is not None:
                 faults_stop.set()
                 await faults_task
