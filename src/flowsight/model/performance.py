@@ -5,6 +5,7 @@
 says what a sample or a query is about: the host, one run, or one workflow.
 :class:`PerformanceMetrics` is the specification's summary of a scope:
 throughput, latency, CPU, memory, disk I/O and network I/O.
+:class:`SamplePoint` is one point of a stored metric's time series.
 """
 
 from __future__ import annotations
@@ -117,3 +118,16 @@ class PerformanceMetrics:
     memory_usage: int | None = None
     disk_io: tuple[float, float] | None = None
     network_io: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SamplePoint:
+    """One point of a metric's stored time series: a raw sample at ``ts``
+    (``avg`` = ``min`` = ``max`` = its value, ``count`` 1), or a bucket of
+    samples starting at ``ts`` (``avg``: their mean; ``count``: how many)."""
+
+    ts: float
+    avg: float
+    min: float
+    max: float
+    count: int

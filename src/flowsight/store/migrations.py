@@ -271,6 +271,37 @@ def _v7_outputs(real: str) -> list[str]:
     ]
 
 
+def _v8_perf(real: str) -> list[str]:
+    """Performance samples (see :mod:`flowsight.store.perf`): the raw samples
+    of each scope's metrics, and their 1-minute rollups (``minute``: the
+    minute's start, whole seconds since the epoch). The ``ts`` and ``minute``
+    indexes serve retention (and the scopes listing): without them a purge
+    scans the table."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS perf_samples (
+            ts {real} NOT NULL,
+            scope_kind TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value {real} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS perf_samples_series ON perf_samples (scope_kind, scope_id, metric, ts)",
+        "CREATE INDEX IF NOT EXISTS perf_samples_ts ON perf_samples (ts)",
+        f"""CREATE TABLE IF NOT EXISTS perf_rollups (
+            minute BIGINT NOT NULL,
+            scope_kind TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            sum {real} NOT NULL,
+            min {real} NOT NULL,
+            max {real} NOT NULL,
+            PRIMARY KEY (scope_kind, scope_id, metric, minute)
+        )""",
+        "CREATE INDEX IF NOT EXISTS perf_rollups_minute ON perf_rollups (minute)",
+    ]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -286,6 +317,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
      {"sqlite": _v6_faults("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
       "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION")}),
     (7, "registered outputs", {"sqlite": _v7_outputs("REAL"), "postgresql": _v7_outputs("DOUBLE PRECISION")}),
+    (8, "performance samples", {"sqlite": _v8_perf("REAL"), "postgresql": _v8_perf("DOUBLE PRECISION")}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

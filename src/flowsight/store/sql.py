@@ -30,6 +30,7 @@ from flowsight.store.alerting import AlertingMixin
 from flowsight.store.logs import LogsMixin
 from flowsight.store.state import StateMixin
 from flowsight.store.faults import FaultsMixin
+from flowsight.store.perf import PerfMixin
 from flowsight.store.tokens import TokenMixin
 
 _RUN_UPDATE = ", ".join(
@@ -67,7 +68,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
 
 
-class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, ABC):
+class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, PerfMixin, ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""
