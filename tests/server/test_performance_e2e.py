@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import Recorder
-from tests.server.conftest import Serve, event, post
+from tests.server.conftest import Serve, event, flowsight, post
 from tests.server.test_alerting_e2e import bodies, wait_for
 
 
@@ -62,7 +62,7 @@ def test_a_run_far_slower_than_its_workflows_history_is_alerted(serve: Serve, tm
 
 
 def test_a_run_whose_process_tree_passes_a_threshold_is_alerted_and_resolves_when_it_ends(
-        serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
     path = config(tmp_path, receiver.server_address[1])
     path.write_text(path.read_text() + """
 [performance]
@@ -88,6 +88,23 @@ above = 104857600
         alert = firing[0]["alerts"][0]
         assert alert["labels"]["run_id"] == "big-1" and alert["labels"]["workflow"] == "train"
         assert alert["annotations"]["summary"].startswith("memory_bytes of run big-1 of train is 2")
+        # the samples are kept: listed, summarised, as a series, and in the CLI
+        scopes = c.get("/api/v1/metrics").json()["scopes"]
+        assert any(x["scope"] == "run:big-1" and "memory_bytes" in x["metrics"] for x in scopes)
+        assert any(x["scope"].startswith("host:") for x in scopes) and not any("small-1" in x["scope"] for x in scopes)
+        summary = c.get("/api/v1/metrics/summary", params={"scope": "run:big-1"}).json()
+        assert summary["latest"]["memory_bytes"]["value"] > 150 * 2**20
+        series = c.get("/api/v1/metrics/series", params={"scope": "run:big-1", "metric": "memory_bytes"}).json()
+        assert series["resolution"] == "raw" and series["points"] and series["points"][-1]["max"] > 150 * 2**20
+        rolled = c.get("/api/v1/metrics/series", params={"scope": "run:big-1", "metric": "memory_bytes",
+                                                         "step": "60"}).json()
+        assert rolled["resolution"] == "60s" and rolled["points"][-1]["count"] >= 1
+        bad = c.get("/api/v1/metrics/series", params={"scope": "moon:1", "metric": "memory_bytes"})
+        assert bad.status_code == 400 and "host:NAME" in bad.json()["error"]
+        shown = flowsight("perf", "run:big-1", db=store_url)
+        assert shown.returncode == 0 and "memory_bytes" in shown.stdout and "MiB" in shown.stdout
+        spark = flowsight("perf", "big-", "--metric", "memory_bytes", db=store_url)  # a run-id prefix
+        assert spark.returncode == 0 and "run:big-1 memory_bytes:" in spark.stdout
         child.kill()
         child.wait()
         wait_for("the resolution once the process is gone", lambda: bodies(receiver, "BigRun", "resolved"))

@@ -21,6 +21,8 @@ from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
 from flowsight.cli.faults import add_parsers as add_fault_parsers
 from flowsight.cli.faults import cmd_detectors, cmd_faults
+from flowsight.cli.perf import add_parser as add_perf_parser
+from flowsight.cli.perf import cmd_perf
 from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_alert_parsers(sub, _duration)
     add_fault_parsers(sub, _duration)
+    add_perf_parser(sub, _duration)
 
     check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
     check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
@@ -285,7 +288,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
-            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs, "faults": cmd_faults}
+            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs, "faults": cmd_faults,
+            "perf": cmd_perf}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,9 @@ class Config:
     baselines: tuple[Baseline, ...] = ()
     #: how often the server samples the host and the process trees of its runs (seconds)
     performance_interval: float = 5.0
+    #: how long every sample is kept, and the 1-minute rollups (seconds)
+    performance_raw_retention: float = 6 * 3600.0
+    performance_rollup_retention: float = 14 * 86400.0
 
     @classmethod
     def default(cls) -> Config:
@@ -224,9 +227,11 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
     if "thresholds" in top:
         thresholds, baselines = read_thresholds(reader, top)
         cfg = replace(cfg, thresholds=tuple(thresholds), baselines=tuple(baselines))
-    interval = read_performance(reader, top)
-    if interval is not None:
-        cfg = replace(cfg, performance_interval=interval)
+    perf = read_performance(reader, top)
+    if perf:
+        cfg = replace(cfg, performance_interval=perf.get("interval", cfg.performance_interval),
+                      performance_raw_retention=perf.get("raw_retention", cfg.performance_raw_retention),
+                      performance_rollup_retention=perf.get("rollup_retention", cfg.performance_rollup_retention))
 
     if not reader.problems:
         _build_receivers(reader, cfg)

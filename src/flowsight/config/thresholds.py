@@ -134,11 +134,15 @@ def _baseline(t: Table, name: str | None, severity: Severity, workflow: str | No
         return None
 
 
-PERFORMANCE = ("interval",)
+PERFORMANCE = ("interval", "raw_retention", "rollup_retention")
 
 
-def read_performance(reader: Reader, top: Table) -> float | None:
-    """``[performance] interval``: how often the server samples the host and
-    its runs' process trees (None: not given)."""
+def read_performance(reader: Reader, top: Table) -> dict[str, float]:
+    """``[performance]``: ``interval`` (how often the server samples the host
+    and its runs' process trees), ``raw_retention`` (how long every sample is
+    kept) and ``rollup_retention`` (how long the 1-minute rollups are kept):
+    those given, in seconds."""
     t = top.sub("performance", PERFORMANCE)
-    return None if t is None else t.get("interval", duration(positive=True))
+    if t is None:
+        return {}
+    return {k: v for k in PERFORMANCE if (v := t.get(k, duration(positive=True))) is not None}

@@ -270,18 +270,29 @@ class PerformanceMonitor:
             sink(alert)
 
     async def monitor_performance(self, live_runs: Callable[[], Mapping[str, tuple[int, str]]], interval: float,
-                                  stop: asyncio.Event) -> None:
+                                  stop: asyncio.Event, *, raw_retention: float | None = None,
+                                  rollup_retention: float | None = None) -> None:
         """Every ``interval`` seconds until ``stop``: sample the host and the
         process trees of ``live_runs()`` (run id -> (root pid, workflow)),
-        then check the thresholds. Sampling and the listing run in a thread
-        (psutil and the store block); a failed round is logged, not fatal."""
+        check the thresholds, and keep the samples in the store (when there
+        is one), purging those past the retentions once an hour. Sampling,
+        listing and storing run in a thread (psutil and the store block); a
+        failed round is logged, not fatal."""
         loop = asyncio.get_running_loop()
         due = loop.time()
+        purged = 0.0
         while not stop.is_set():
             try:
                 runs = await asyncio.to_thread(live_runs)
                 host, trees = await asyncio.to_thread(self._sample_now, {r: p for r, (p, _) in runs.items()})
-                self.take(host, trees, workflows={r: wf for r, (_, wf) in runs.items()})
+                now = self.clock()
+                self.take(host, trees, workflows={r: wf for r, (_, wf) in runs.items()}, now=now)
+                if self.store is not None:
+                    rows = self.sample_rows(now)
+                    await asyncio.to_thread(self.store.save_samples, rows)
+                    if raw_retention is not None and rollup_retention is not None and now - purged >= 3600:
+                        purged = now
+                        await asyncio.to_thread(self.store.purge_samples, now - raw_retention, now - rollup_retention)
             except Exception:
                 log.exception("performance sampling round failed")
             due += interval
@@ -289,6 +300,26 @@ class PerformanceMonitor:
                 await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
             except TimeoutError:
                 pass
+
+    def sample_rows(self, now: float) -> list[tuple[float, str, str, str, float]]:
+        """The latest samples as store rows ``(ts, scope kind, scope id,
+        metric, value)``: the host, each run, and each workflow (its live runs summed)."""
+        rows: list[tuple[float, str, str, str, float]] = []
+        if self.host_usage is not None:
+            rows += [(now, "host", self.hostname, k, v) for k, v in self.host_usage.as_metrics().items()]
+        sums: dict[str, dict[str, float]] = {}
+        for run_id, usage in self.run_usage.items():
+            metrics = usage.as_metrics()
+            rows += [(now, "run", run_id, k, v) for k, v in metrics.items()]
+            wf = self.run_workflows.get(run_id)
+            if wf is not None:
+                total = sums.setdefault(wf, {})
+                for k in ("cpu_percent", "memory_bytes", "disk_read_bytes_per_s", "disk_write_bytes_per_s"):
+                    if k in metrics:
+                        total[k] = total.get(k, 0.0) + metrics[k]
+        for wf, total in sums.items():
+            rows += [(now, "workflow", wf, k, v) for k, v in total.items()]
+        return rows
 
     def _sample_now(self, runs: Mapping[str, int]) -> tuple[ResourceUsage, dict[str, ResourceUsage]]:
         if self.metrics_collector is None:

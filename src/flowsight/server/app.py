@@ -33,7 +33,7 @@ from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
-from flowsight.server import alerts_api, faults_api, logs_api
+from flowsight.server import alerts_api, faults_api, logs_api, perf_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
 from flowsight.server.params import float_param as _float
@@ -74,6 +74,8 @@ class ServerState:
     fault_monitor: FaultMonitor | None = None
     #: throughput, latency and the [[thresholds]] of the configuration
     performance: PerformanceMonitor | None = None
+    #: how long every resource sample is kept (older ranges are read from the 1-minute rollups)
+    performance_raw_retention: float = 6 * 3600.0
     started_at: float = field(default_factory=time.time)
 
 
@@ -265,6 +267,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     perf = st.performance = PerformanceMonitor(collector, cfg.thresholds, baselines=cfg.baselines,
                                                alert_manager=alerting, store=store, hostname=collector.host.id)
     perf_stop = asyncio.Event()
+    st.performance_raw_retention = cfg.performance_raw_retention
 
     def live_runs() -> dict[str, tuple[int, str]]:
         """The running runs of this host (the SDK reports its pid and host): run id -> (pid, workflow)."""
@@ -285,8 +288,9 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         if st.log_retention is not None:
             st.log_retention.start()
         perf_stop.clear()
-        perf_task = asyncio.create_task(perf.monitor_performance(live_runs, cfg.performance_interval, perf_stop),
-                                        name="flowsight-performance")
+        perf_task = asyncio.create_task(perf.monitor_performance(
+            live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
+            rollup_retention=cfg.performance_rollup_retention), name="flowsight-performance")
         faults_task = None
         if st.fault_monitor is not None:
             faults_stop.clear()
@@ -325,6 +329,9 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence),
               methods=["DELETE"]),
         Route("/api/v1/faults", endpoint("read", faults_api.get_faults), methods=["GET"]),
+        Route("/api/v1/metrics", endpoint("read", perf_api.get_scopes), methods=["GET"]),
+        Route("/api/v1/metrics/summary", endpoint("read", perf_api.get_summary), methods=["GET"]),
+        Route("/api/v1/metrics/series", endpoint("read", perf_api.get_series), methods=["GET"]),
         Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
         Route("/healthz", endpoint(None, get_health), methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from flowsight.model.faults import FaultKind
+from flowsight.model.performance import RESOURCE_METRICS
 from flowsight.server import schemas as S
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
@@ -42,6 +43,7 @@ NUM = {"type": "number"}
 #: a time: epoch seconds, RFC 3339, or a duration ago (flowsight.model.durations.parse_time)
 TIME = {"anyOf": [NUM, {"type": "string", "format": "date-time"},
                   {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"}]}
+SCOPE = {"type": "string", "pattern": "^(host|run|workflow):.+"}
 STATE = {"type": "string", "enum": ["pending", "running", "completed", "failed", "suspended", "cancelled"]}
 
 RUN_FILTERS = [
@@ -139,6 +141,21 @@ OPS = [
                Param("detector", "query", STR, "only faults this detector found"),
                Param("run_id", "query", STR, "only faults that hurt this run"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
+    Op("get", "/api/v1/metrics", "The scopes (host, runs, workflows) with resource samples, and their metrics",
+       {200: ("scopes and metrics", S.MetricScopes), **ERRORS},
+       params=[Param("since", "query", TIME, "with samples since (default 24h)")], scope="read"),
+    Op("get", "/api/v1/metrics/summary", "A scope's throughput, latency quantiles and latest resources",
+       {200: ("the summary", S.PerfSummary), **ERRORS},
+       params=[Param("scope", "query", SCOPE, "host:NAME, run:RUN_ID or workflow:NAME", required=True)],
+       scope="read"),
+    Op("get", "/api/v1/metrics/series", "One resource metric of a scope over a time range",
+       {200: ("the points, oldest first", S.Series), **ERRORS},
+       params=[Param("scope", "query", SCOPE, "host:NAME, run:RUN_ID or workflow:NAME", required=True),
+               Param("metric", "query", {"type": "string", "enum": list(RESOURCE_METRICS)}, required=True),
+               Param("since", "query", TIME, "from (default 1h ago)"), Param("until", "query", TIME, "until"),
+               Param("step", "query", {"type": "number", "minimum": 60, "multipleOf": 60},
+                     "bucket width in seconds (rollups); default: every sample within the raw retention")],
+       scope="read"),
     Op("get", "/metrics", "Prometheus metrics (text exposition format)",
        {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),

@@ -309,3 +309,58 @@ class FaultList(msgspec.Struct, kw_only=True):
     faults: list[FaultOut]
     #: the detectors this server runs (empty when it runs none)
     detectors: list[DetectorOut]
+
+
+# ---- performance ---------------------------------------------------------------
+class MetricScopeOut(msgspec.Struct, kw_only=True):
+    #: host:NAME, run:RUN_ID or workflow:NAME
+    scope: str
+    metrics: list[str]
+
+
+class MetricScopes(msgspec.Struct, kw_only=True):
+    scopes: list[MetricScopeOut]
+
+
+class QuantilesOut(msgspec.Struct, kw_only=True):
+    count: int
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+
+
+class LatestOut(msgspec.Struct, kw_only=True):
+    ts: float
+    value: float
+
+
+class PerfSummary(msgspec.Struct, kw_only=True):
+    scope: str
+    ts: float
+    #: steps_per_s_1m, runs_per_s_5m, ...
+    throughput: dict[str, float]
+    #: "run" and "step:NAME" (for the host: "step:WORKFLOW/NAME"): duration quantiles in seconds
+    latency: dict[str, QuantilesOut]
+    cpu_usage: float | None
+    memory_usage: int | None
+    disk_io: dict[str, float] | None
+    network_io: dict[str, float] | None
+    #: the newest stored sample of each metric
+    latest: dict[str, LatestOut]
+
+
+class PointOut(msgspec.Struct, kw_only=True):
+    ts: float
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class Series(msgspec.Struct, kw_only=True):
+    scope: str
+    metric: str
+    #: raw (every sample) or the bucket width of the rollups ("60s", "300s", ...)
+    resolution: str
+    points: list[PointOut]

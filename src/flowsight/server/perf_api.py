@@ -1,0 +1,113 @@
+"""``GET /api/v1/metrics`` (what has samples), ``/api/v1/metrics/summary``
+(a scope's throughput, latency and latest resources) and
+``/api/v1/metrics/series`` (one metric of a scope over a time range: every
+sample within the raw retention, else 1-minute rollups in ``step`` buckets).
+
+A scope is written ``host:NAME``, ``run:RUN_ID`` or ``workflow:NAME``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowsight.errors import FlowsightError
+from flowsight.model.events import MAX_TS
+from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, ScopeKind
+from flowsight.server.params import float_param, text_param, time_param
+
+if TYPE_CHECKING:
+    from flowsight.server.app import ServerState
+
+SCOPE_KINDS = tuple(k.value for k in ScopeKind)
+
+
+def parse_scope(raw: str | None) -> Scope:
+    """``host:NAME``, ``run:RUN_ID`` or ``workflow:NAME``.
+
+    Raises:
+        FlowsightError: naming the parameter and the accepted forms.
+    """
+    kind, sep, ident = (raw or "").partition(":")
+    if not sep or kind not in SCOPE_KINDS or not ident:
+        raise FlowsightError(f"query parameter 'scope': {raw!r} is not a scope; write host:NAME, run:RUN_ID or "
+                             "workflow:NAME")
+    return Scope(ScopeKind(kind), ident)
+
+
+def _when(request: Request, name: str, now: float, default: float | None) -> float | None:
+    """A time parameter within the years a store keeps (0 .. the year 10889); 400 otherwise."""
+    value = time_param(request, name, now)
+    if value is None:
+        return default
+    if not 0 <= value < MAX_TS:
+        raise FlowsightError(f"query parameter {name!r}: {request.query_params.get(name)!r} is outside the times "
+                             "flowsight keeps (1970 to the year 10889)")
+    return value
+
+
+def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    return {
+        "scope": str(m.scope), "ts": m.ts, "throughput": m.throughput,
+        "latency": {k: asdict(q) for k, q in m.latency.items()},
+        "cpu_usage": m.cpu_usage, "memory_usage": m.memory_usage,
+        "disk_io": None if m.disk_io is None else {"read_bytes_per_s": m.disk_io[0], "write_bytes_per_s": m.disk_io[1]},
+        "network_io": None if m.network_io is None else {"sent_bytes_per_s": m.network_io[0],
+                                                         "recv_bytes_per_s": m.network_io[1]},
+        "latest": {k: {"ts": ts, "value": v} for k, (ts, v) in sorted(latest.items())},
+    }
+
+
+async def get_scopes(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    now = time.time()
+    since = _when(request, "since", now, now - 86400)
+    assert since is not None
+    rows = await asyncio.to_thread(st.store.sample_scopes, since)
+    scopes: dict[tuple[str, str], list[str]] = {}
+    for kind, ident, metric in rows:
+        scopes.setdefault((kind, ident), []).append(metric)
+    return json({"scopes": [{"scope": f"{k}:{i}", "metrics": m} for (k, i), m in sorted(scopes.items())]})
+
+
+async def get_summary(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    scope = parse_scope(text_param(request, "scope"))
+    latest = await asyncio.to_thread(st.store.latest_samples, scope.kind.value, scope.id)
+    perf = st.performance
+    metrics = perf.collect_metrics(scope) if perf is not None else PerformanceMetrics(scope, time.time())
+    return json(summary_dict(metrics, latest))
+
+
+async def get_series(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    now = time.time()
+    scope = parse_scope(text_param(request, "scope"))
+    metric = text_param(request, "metric")
+    if metric not in RESOURCE_METRICS:
+        raise FlowsightError(f"query parameter 'metric': {metric!r} is not one of {', '.join(RESOURCE_METRICS)}")
+    since = _when(request, "since", now, now - 3600)
+    assert since is not None
+    until = _when(request, "until", now, None)
+    step = float_param(request, "step")
+    if step is not None and not 60 <= step <= 366 * 86400:
+        raise FlowsightError(f"query parameter 'step': {step:g} s is not a bucket width from 60 s to a year "
+                             "(a multiple of 60)")
+    raw_since = now - st.performance_raw_retention
+    try:
+        points = await asyncio.to_thread(st.store.query_samples, scope.kind.value, scope.id, metric, since, until,
+                                         step, raw_since=raw_since)
+    except ValueError as exc:
+        raise FlowsightError(f"query parameter 'step': {exc}") from None
+    raw = step is None and since >= raw_since
+    return json({"scope": str(scope), "metric": metric, "resolution": "raw" if raw else f"{int(step or 60)}s",
+                 "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count}
+                            for p in points]})
