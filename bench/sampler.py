@@ -10,7 +10,10 @@ and, inside ``oneshot()``, cpu_percent, memory_info, io_counters, num_fds and
 num_threads of each process, the Process objects kept from one second to
 the next (so that cpu_percent has something to compare with). Printed: the
 CPU each used (share of one core, this process only: ``time.process_time``),
-and last the ratio. Goals: ratio <= 1.3, flowsight under 2% of one core.
+then the quantile sketch's error against exact percentiles over 1,000,000
+latencies and its memory (:func:`sketch.accuracy_report`), and last the
+ratio. Goals: ratio <= 1.3, flowsight under 2% of one core; sketch error <= 1%
+with memory independent of the count.
 
 Run: ``.venv/bin/python bench/sampler.py`` (``--seconds 60``, ``--trees 50``).
 """
@@ -27,6 +30,9 @@ import time
 from collections.abc import Callable
 
 import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sketch import accuracy_report  # noqa: E402  (bench/sketch.py beside this file)
 
 from flowsight.collect.resources import MetricsCollector
 
@@ -101,6 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--trees", type=int, default=50)
+    ap.add_argument("--latencies", type=int, default=1_000_000, help="latencies for the sketch's accuracy")
     args = ap.parse_args()
     trees = start_trees(args.trees)
     try:
@@ -125,6 +132,10 @@ def main() -> None:
           f"{max(on_host)} processes on the host, {os.cpu_count()} cores")
     print(f"flowsight MetricsCollector.sample: CPU {100 * fs_cpu / args.seconds:.2f}% of one core")
     print(f"bare psutil (children(recursive=True) per tree): CPU {100 * bare_cpu / args.seconds:.2f}% of one core")
+    # the latency side of the performance monitor: the quantile sketch against
+    # exact percentiles over 1,000,000 latencies (bench/sketch.py has the detail)
+    for line in accuracy_report(args.latencies)[:-1]:
+        print(line)
     print(f"ratio flowsight/bare psutil = {fs_cpu / bare_cpu:.2f}")
 
 
