@@ -26,6 +26,7 @@ from flowsight.cli.perf import cmd_perf
 from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
+from flowsight.cli.run import cmd_run, early_dispatch
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("ls", help="list tokens (names and scopes, never the tokens)")
     revoke = tsub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
+
+    sub.add_parser("run", help="run a command as a monitored run: flowsight run [--workflow NAME] -- CMD ARGS...",
+                   add_help=False)  # parsed by flowsight.cli.run (early_dispatch), which has the --help
 
     add_alert_parsers(sub, _duration)
     add_fault_parsers(sub, _duration)
@@ -294,6 +298,9 @@ COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cm
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    run_args = early_dispatch(argv)  # `flowsight run ... -- CMD`: the command's options stay its own
+    if run_args is not None:
+        return cmd_run(run_args)
     logs_sub = subcommand(argv)  # `flowsight logs watch ...`: a command of its own
     if logs_sub is not None:
         return run_subcommand(*logs_sub)

@@ -1,0 +1,339 @@
+"""``flowsight run``: any command as a monitored run of a workflow.
+
+::
+
+    flowsight run -- ./nightly.sh --full           # workflow "nightly.sh"
+    flowsight run --workflow etl --run-id etl-42 -- make all
+
+The run is Started as the command is launched (attrs ``command``, and the SDK's
+``pid`` and ``host``: flowsight's pid, whose process tree holds the command),
+Completed when it exits 0, Failed when it exits non-zero ("exited with status
+3") or dies of a signal ("killed by signal SIGKILL"), and Cancelled when
+flowsight itself gets SIGINT or SIGTERM: the signal is forwarded to the
+command's process group (SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded
+too, without cancelling), the group is sent SIGKILL if it is still there
+``--kill-after`` seconds later, and the command's exit is the cancellation.
+The exit status is the command's (128 + N when it died of signal N, as shells
+say it), so ``flowsight run --`` can be put in front of any script or cron line.
+
+The command's stdout and stderr go to ours byte for byte, and each line is
+stored as a log line of the run, in the same store or server as the events
+(``--db``, ``--url``/``FLOWSIGHT_URL``; a server that is down: the SDK's
+spool). Stderr lines are stored at warn unless they name their own level.
+
+Steps come from marker lines on stdout: ``::step NAME::`` completes the open
+step and starts NAME; ``::step-end::`` completes the open step. At exit an
+open step completes (exit 0) or fails (otherwise). Output before the first
+marker, or of a command that prints none, belongs to an implicit step named
+after the workflow, started with that first line: a script that starts with
+its markers has just its own steps, a command without markers is one step,
+and a silent command without markers has none (the run says it all). Marker
+lines pass through to the terminal but are not stored as log lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from flowsight.collect import ProcessOutput
+from flowsight.collect.process import FORWARDED_SIGNALS
+from flowsight.errors import FlowsightError
+from flowsight.model.events import EventKind
+from flowsight.model.logparse import parse_line
+from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
+
+__all__ = ["Outcome", "StepTracker", "cmd_run", "early_dispatch", "is_marker", "outcome", "stored_level"]
+
+ENV_TOKEN = "FLOWSIGHT_TOKEN"
+
+_log = logging.getLogger(__name__)
+
+#: the signals to flowsight that cancel the run (the others are only forwarded)
+CANCELLING = (signal.SIGINT, signal.SIGTERM)
+
+_MARKER = re.compile(r"::step(?: +(?P<name>\S.*?)|(?P<end>-end))::")
+# parse_line says Info both for "INFO: x" and for a line with no level: a stderr line keeps Info only when it says so
+_SAYS_INFO = re.compile(r"\b(?:info|information|informational|notice)\b", re.IGNORECASE)
+
+StepAction = tuple[Literal["start", "complete", "fail"], str]
+_STEP_EVENTS = {"start": EventKind.STEP_STARTED, "complete": EventKind.STEP_COMPLETED, "fail": EventKind.STEP_FAILED}
+
+
+# ---- decisions (pure) --------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: its final event, what it says, and our exit status."""
+
+    kind: EventKind
+    message: str | None
+    exit_status: int
+
+
+def outcome(returncode: int, cancelled_by: int | None) -> Outcome:
+    """The end of a run whose command ended with ``returncode`` (``-N``:
+    killed by signal N), ``cancelled_by`` the signal flowsight got first
+    (SIGINT/SIGTERM), if any."""
+    if returncode < 0:
+        what, status = f"killed by signal {_signal_name(-returncode)}", 128 - returncode
+    else:
+        what, status = f"exited with status {returncode}", returncode
+    if cancelled_by is not None:
+        return Outcome(EventKind.CANCELLED, f"flowsight got {_signal_name(cancelled_by)}; the command {what}", status)
+    if returncode == 0:
+        return Outcome(EventKind.COMPLETED, None, 0)
+    return Outcome(EventKind.FAILED, what, status)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def is_marker(line: str) -> bool:
+    """Whether ``line`` is a step marker (``::step NAME::``, ``::step-end::``)."""
+    return _MARKER.fullmatch(line.strip()) is not None
+
+
+class StepTracker:
+    """The steps of a run, from its stdout lines: each call returns the step
+    events to emit, in order; `current` is the open step (lines belong to it)."""
+
+    def __init__(self, implicit: str) -> None:
+        self.implicit = implicit
+        self.current: str | None = None
+        self._marked = False  # a marker was seen: no implicit step any more
+
+    def marker(self, line: str) -> list[StepAction] | None:
+        """The events of ``line`` when it is a marker, else None."""
+        m = _MARKER.fullmatch(line.strip())
+        if m is None:
+            return None
+        self._marked = True
+        actions = self._close("complete")
+        name = m.group("name")
+        if name is not None:
+            self.current = name.strip()
+            actions.append(("start", self.current))
+        return actions
+
+    def output(self) -> list[StepAction]:
+        """A line of output (not a marker) came: the implicit step starts
+        with the first one, unless a marker came before it."""
+        if self.current is None and not self._marked:
+            self._marked = True
+            self.current = self.implicit
+            return [("start", self.implicit)]
+        return []
+
+    def finish(self, ok: bool) -> list[StepAction]:
+        """The command ended: the open step completes (``ok``) or fails."""
+        return self._close("complete" if ok else "fail")
+
+    def _close(self, how: Literal["complete", "fail"]) -> list[StepAction]:
+        if self.current is None:
+            return []
+        name, self.current = self.current, None
+        return [(how, name)]
+
+
+def stored_level(level: LogLevel, text: str, stream: str) -> LogLevel:
+    """The level a line is stored at: a stderr line that names no level is a warning."""
+    if stream == "stderr" and level is LogLevel.INFO and _SAYS_INFO.search(text[:200]) is None:
+        return LogLevel.WARN
+    return level
+
+
+# ---- the command line ----------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flowsight run",
+        description="Run a command as a monitored run of a workflow: its state, steps (::step NAME:: lines "
+                    "on stdout) and output lines go to the store or a server; the exit status is the command's.")
+    p.add_argument("--workflow", "-w", help="the workflow (default: the command's file name)")
+    p.add_argument("--run-id", help="the run's id (default: a new one)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", help="store: a file path, sqlite:///file.db or postgresql://... "
+                                    "(default: $FLOWSIGHT_DATABASE_URL or ./flowsight.db)")
+    where.add_argument("--url", help=f"send to this flowsight server instead (default: ${ENV_SERVER_URL})")
+    p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
+    p.add_argument("--kill-after", type=float, default=10.0, metavar="SECONDS",
+                   help="after flowsight is interrupted, SIGKILL the command's process group if it is still "
+                        "there this long after the forwarded signal (default 10)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    return p
+
+
+def early_dispatch(argv: Sequence[str]) -> list[str] | None:
+    """The arguments for `run` 's own parser when ``argv`` is ``[--db X] run
+    ...`` (the ``--db`` kept: that parser has it too), else None. `run` is
+    parsed before the main parser sees it, so the command's options stay its own."""
+    for at in (0, 1, 2):
+        head = list(argv[:at])
+        db_only = len(head) == at and (at == 0 or (at == 1 and head[0].startswith("--db="))
+                                      or (at == 2 and head[0] == "--db"))
+        if argv[at:at + 1] == ["run"] and db_only:
+            return head + list(argv[at + 1:])
+    return None
+
+
+def cmd_run(argv: list[str]) -> int:
+    """``flowsight run``; returns the exit status (the command's; 2 for a
+    usage problem, 127 when the command cannot be started)."""
+    args = build_parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("flowsight: name the command to run: flowsight run [--workflow NAME] -- COMMAND ARGS...",
+              file=sys.stderr)
+        return 2
+    try:
+        client = Client(args.db, url=args.url, token=args.token)
+    except FlowsightError as exc:
+        print(f"flowsight: {exc}", file=sys.stderr)
+        return 2
+    workflow = args.workflow or os.path.basename(command[0]) or command[0]
+    run = Run(workflow, run_id=args.run_id, attrs={"command": shlex.join(command)}, client=client)
+    try:
+        return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after).supervise())
+    finally:
+        client.flush(30.0)
+        client.close()
+
+
+# ---- the supervisor ------------------------------------------------------------------
+class Supervisor:
+    """Runs ``command`` as ``run``: its events and steps go to the run, its
+    log lines to ``emit_log``; signals to us are forwarded to it."""
+
+    def __init__(self, run: Run, command: list[str], emit_log: Callable[[LogEntry], None], *,
+                 kill_after: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        self.run = run
+        self.emit_log = emit_log
+        self.steps = StepTracker(run.workflow)
+        self.kill_after = kill_after
+        self.clock = clock
+        self.cancelled_by: int | None = None
+        self.output = ProcessOutput(command, name=run.workflow, multiline_idle=0.25, on_problem=_quiet,
+                                    tee=(sys.stdout.buffer, sys.stderr.buffer))
+        self._unsent: list[int] = []  # signals that came before the command had a pid
+
+    async def supervise(self) -> int:
+        """Start the run and the command, follow it to its end; the exit status."""
+        self.run.start()
+        loop = asyncio.get_running_loop()
+        for sig in FORWARDED_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        pending = asyncio.create_task(self._forward_pending())
+        try:
+            async with aclosing(aiter(self.output)) as lines:
+                async for raw in lines:
+                    self._line(raw.text, raw.path.rpartition(":")[2], raw.path)
+        except FlowsightError as exc:  # the command could not be started
+            print(f"flowsight: {exc}", file=sys.stderr)
+            self.run.fail(str(exc))
+            return 127
+        finally:
+            pending.cancel()
+            for sig in FORWARDED_SIGNALS:
+                loop.remove_signal_handler(sig)
+        returncode = self.output.returncode
+        assert returncode is not None  # the iteration ends when the command has exited
+        end = outcome(returncode, self.cancelled_by)
+        self._steps(self.steps.finish(end.kind is EventKind.COMPLETED), end.message)
+        if end.kind is EventKind.COMPLETED:
+            self.run.complete()
+        elif end.kind is EventKind.CANCELLED:
+            self.run.cancel(end.message)
+        else:
+            self.run.fail(end.message or "failed")
+        return end.exit_status
+
+    def _line(self, text: str, stream: str, source: str) -> None:
+        """One entry of output: markers (stdout only; an entry that joined
+        lines is looked at line by line) and log lines of the open step."""
+        if stream != "stdout" or "::step" not in text:
+            self._store(text, stream, source)
+            return
+        held: list[str] = []
+        for part in text.split("\n"):
+            if not is_marker(part):
+                held.append(part)
+                continue
+            if held:  # the lines before the marker belong to the step it ends
+                self._store("\n".join(held), stream, source)
+                held = []
+            self._steps(self.steps.marker(part) or [], None)
+        if held:
+            self._store("\n".join(held), stream, source)
+
+    def _store(self, text: str, stream: str, source: str) -> None:
+        self._steps(self.steps.output(), None)
+        run = self.run
+        entry = parse_line(text, source=source, now=self.clock())
+        entry = replace(entry, level=stored_level(entry.level, text, stream),
+                        workflow=entry.workflow or run.workflow, run_id=entry.run_id or run.run_id,
+                        step=entry.step or self.steps.current)
+        self.emit_log(entry)
+
+    def _steps(self, actions: list[StepAction], error: str | None) -> None:
+        for how, name in actions:
+            if how == "fail":
+                self.run.event(_STEP_EVENTS[how], step=name, error=error or "failed")
+            else:
+                self.run.event(_STEP_EVENTS[how], step=name)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if sig in CANCELLING:
+            if self.cancelled_by is None:
+                self.cancelled_by = sig
+                asyncio.get_running_loop().call_later(self.kill_after, self._kill)
+        pid = self.output.pid
+        if pid is None:
+            self._unsent.append(sig)
+        else:
+            _signal_group(pid, sig)
+
+    async def _forward_pending(self) -> None:
+        """Signals that came before the command was started reach it once it is."""
+        while self.output.pid is None:
+            await asyncio.sleep(0.01)
+        for sig in self._unsent:
+            _signal_group(self.output.pid, sig)
+        self._unsent.clear()
+
+    def _kill(self) -> None:
+        pid = self.output.pid
+        if pid is not None and self.output.returncode is None:
+            _say(f"{self.run.workflow}: still running {self.kill_after:g}s after "
+                 f"{_signal_name(self.cancelled_by or 0)}; killed (SIGKILL)")
+            _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # the group is gone already
+
+
+def _say(what: str) -> None:
+    print(f"flowsight: {what}", file=sys.stderr, flush=True)
+
+
+def _quiet(what: str) -> None:
+    # how a line was stored (binary data, a long line cut) is not said on stderr: that is the command's own
+    _log.info("%s", what)

@@ -1,0 +1,228 @@
+"""``flowsight run``: real commands run through the real command line, into a
+real SQLite store; signals sent from outside, pids checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from flowsight.cli.run import StepTracker, early_dispatch, outcome, stored_level
+from flowsight.model.events import EventKind
+from flowsight.model.logs import LogLevel
+from flowsight.model.state import WorkflowState
+from flowsight.store import open_store
+
+#: ``python -m flowsight``: not ``-m flowsight.cli.main``, whose runpy warning on stderr would spoil the byte comparisons
+FLOWSIGHT = [sys.executable, "-m", "flowsight"]
+
+
+def _run(db: str, *command: str, run_id: str = "r-1", workflow: str = "job") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*FLOWSIGHT, "--db", db, "run", "--workflow", workflow, "--run-id", run_id, "--",
+                           *command], capture_output=True, timeout=60)
+
+
+def _start(db: str, script: str, *options: str) -> subprocess.Popen[bytes]:
+    """``flowsight run`` of a bash script as run r-1, its output in pipes (use it in a ``with``)."""
+    return subprocess.Popen([*FLOWSIGHT, "run", "--db", db, "--run-id", "r-1", *options, "--", "bash", "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _pids(stream: IO[bytes] | None, n: int) -> list[int]:
+    assert stream is not None
+    return [int(stream.readline()) for _ in range(n)]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"  # a zombie is dead, only not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not all(_gone(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if not _gone(p)]
+
+
+def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_steps_and_lines(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    # the two pipes are merged as their bytes arrive (each line held up to 0.25s for a traceback's continuation):
+    # a stderr line belongs to the step that is open when it comes, so each is given time before the next marker
+    script = ("echo '::step extract::'; echo 'extracting'; echo 'oops' >&2; sleep 0.6; echo '::step load::'; "
+              "echo 'ERROR: disk slow' >&2; echo 'INFO: loaded'; sleep 0.6; echo '::step-end::'; "
+              "echo 'after the steps'")
+    out = _run(db, "bash", "-c", script)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (b"::step extract::\nextracting\n::step load::\nINFO: loaded\n::step-end::\n"
+                          b"after the steps\n")
+    assert out.stderr == b"oops\nERROR: disk slow\n"
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.COMPLETED and run.workflow == "job"
+        assert run.attrs["command"] == f"bash -c {__import__('shlex').quote(script)}"
+        assert run.attrs["pid"] != os.getpid() and run.attrs["host"]
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
+                                                                         ("load", "completed")]
+        logs = {(e.entry.message, e.entry.level, e.entry.step, e.entry.workflow)
+                for e in store.query_logs(run_id="r-1", limit=100)}
+    assert logs == {("extracting", LogLevel.INFO, "extract", "job"), ("oops", LogLevel.WARN, "extract", "job"),
+                    ("disk slow", LogLevel.ERROR, "load", "job"), ("loaded", LogLevel.INFO, "load", "job"),
+                    ("after the steps", LogLevel.INFO, None, "job")}
+
+
+def test_a_command_that_exits_3_fails_the_run_and_its_step_and_flowsight_exits_3(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    out = _run(db, "bash", "-c", "echo '::step build::'; echo 'compiling'; exit 3")
+    assert out.returncode == 3, out.stderr
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.FAILED
+        assert run.error == "exited with status 3"
+        [step] = store.run_steps("r-1")
+        assert (step.step, step.status, step.error) == ("build", "failed", "exited with status 3")
+
+
+def test_a_command_without_markers_is_one_step_named_after_the_workflow(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    out = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", sys.executable, "-c",
+                          "print('hello')"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    workflow = os.path.basename(sys.executable)
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.workflow == workflow and run.state is WorkflowState.COMPLETED
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [(workflow, "completed")]
+
+
+def test_a_command_killed_by_sigkill_from_outside_fails_the_run_and_flowsight_exits_137(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    with _start(db, "echo $$; exec sleep 300") as proc:
+        [child] = _pids(proc.stdout, 1)
+        os.kill(child, signal.SIGKILL)
+        assert proc.wait(timeout=30) == 137
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.FAILED
+        assert run.error == "killed by signal SIGKILL"
+
+
+def test_sigterm_to_flowsight_ends_the_commands_whole_tree_and_cancels_the_run(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    with _start(db, "sleep 300 & echo $!; sleep 300 & echo $!; echo $$; wait") as proc:
+        tree = _pids(proc.stdout, 3)
+        assert not any(_gone(p) for p in tree)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert _wait_gone(tree) == []
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.CANCELLED
+        kinds = [e.kind for e in store.run_events("r-1")]
+    assert kinds[-1] is EventKind.CANCELLED
+
+
+def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    with _start(db, "trap '' TERM; echo $$; while :; do sleep 0.1; done", "--kill-after", "0.5") as proc:
+        [child] = _pids(proc.stdout, 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+        assert proc.stderr is not None and b"still running 0.5s after SIGTERM; killed" in proc.stderr.read()
+    assert _wait_gone([child]) == []
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.CANCELLED
+
+
+def test_stdout_and_stderr_pass_through_byte_exact_binary_included(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    blob = bytes(range(256)) * 64 + b"\r\n\x00 a last line without newline \xff\xfe"
+    code = ("import sys; b = bytes(range(256)) * 64 + b'\\r\\n\\x00 a last line without newline \\xff\\xfe'; "
+            "sys.stdout.buffer.write(b); sys.stderr.buffer.write(b[::-1])")
+    out = _run(db, sys.executable, "-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == blob
+    assert out.stderr == blob[::-1]
+
+
+def test_a_command_that_cannot_start_fails_the_run_and_says_why(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    out = _run(db, "no-such-program-flowsight")
+    assert out.returncode == 127
+    assert b"no such program" in out.stderr
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.state is WorkflowState.FAILED
+
+
+# ---- the decisions, without processes ----------------------------------------------------
+@pytest.mark.parametrize(("returncode", "cancelled_by", "kind", "message", "status"), [
+    (0, None, EventKind.COMPLETED, None, 0),
+    (3, None, EventKind.FAILED, "exited with status 3", 3),
+    (-9, None, EventKind.FAILED, "killed by signal SIGKILL", 137),
+    (-15, signal.SIGTERM, EventKind.CANCELLED, "flowsight got SIGTERM; the command killed by signal SIGTERM", 143),
+    (0, signal.SIGINT, EventKind.CANCELLED, "flowsight got SIGINT; the command exited with status 0", 0),
+])
+def test_how_a_run_ends_follows_the_exit_and_the_signal_flowsight_got(
+        returncode: int, cancelled_by: int | None, kind: EventKind, message: str | None, status: int) -> None:
+    end = outcome(returncode, cancelled_by)
+    assert (end.kind, end.message, end.exit_status) == (kind, message, status)
+
+
+def test_markers_start_and_end_steps_and_an_open_step_fails_at_a_bad_exit() -> None:
+    steps = StepTracker("job")
+    assert steps.marker("not a marker") is None
+    assert steps.marker("::step extract::") == [("start", "extract")]
+    assert steps.output() == []
+    assert steps.marker("  ::step load data::  ") == [("complete", "extract"), ("start", "load data")]
+    assert steps.marker("::step-end::") == [("complete", "load data")]
+    assert steps.output() == [] and steps.current is None  # no implicit step once markers were seen
+    assert steps.marker("::step last::") == [("start", "last")]
+    assert steps.finish(ok=False) == [("fail", "last")]
+
+
+def test_output_before_any_marker_opens_the_implicit_step() -> None:
+    steps = StepTracker("job")
+    assert steps.output() == [("start", "job")]
+    assert steps.output() == []
+    assert steps.marker("::step a::") == [("complete", "job"), ("start", "a")]
+    assert StepTracker("job").finish(ok=True) == []
+
+
+@pytest.mark.parametrize(("level", "text", "stream", "stored"), [
+    (LogLevel.INFO, "plain text", "stderr", LogLevel.WARN),
+    (LogLevel.INFO, "plain text", "stdout", LogLevel.INFO),
+    (LogLevel.INFO, "INFO: said so", "stderr", LogLevel.INFO),
+    (LogLevel.INFO, 'level=info msg="said so"', "stderr", LogLevel.INFO),
+    (LogLevel.ERROR, "ERROR: bad", "stderr", LogLevel.ERROR),
+    (LogLevel.DEBUG, "DEBUG: detail", "stderr", LogLevel.DEBUG),
+])
+def test_stderr_lines_are_warnings_unless_they_name_their_level(level: LogLevel, text: str, stream: str,
+                                                                 stored: LogLevel) -> None:
+    assert stored_level(level, text, stream) is stored
+
+
+@pytest.mark.parametrize(("argv", "found"), [
+    (["run", "--", "ls", "-l"], ["--", "ls", "-l"]),
+    (["--db", "x.db", "run", "ls"], ["--db", "x.db", "ls"]),
+    (["--db=x.db", "run"], ["--db=x.db"]),
+    (["--db", "run", "run", "ls"], ["--db", "run", "ls"]),
+    (["runs", "--limit", "3"], None),
+    (["logs", "run"], None),
+    (["--db", "run"], None),
+    (["--json", "run"], None),
+    ([], None),
+])
+def test_run_is_dispatched_before_the_main_parser_sees_the_commands_options(argv: list[str],
+                                                                            found: list[str] | None) -> None:
+    assert early_dispatch(argv) == found
