@@ -66,13 +66,13 @@ def test_thresholds_and_baselines_are_read_into_the_model() -> None:
 
 
 BAD = [
-    ('metric = "cpu"', 'thresholds[0].metric: expected one of'),
-    ('above = "ninety"', "thresholds[0].above: expected a number, got string 'ninety'"),
+    ('metric = "cpu"', "thresholds[0].metric: threshold 'HighCPU': expected one of"),
+    ('above = "ninety"', "thresholds[0].above: threshold 'HighCPU': expected a number, got string 'ninety'"),
     ('for = "soon"', "thresholds[0].for: "),
-    ('scope = "planet"', "thresholds[0].scope: expected one of"),
+    ('scope = "planet"', "thresholds[0].scope: threshold 'HighCPU': expected one of"),
     ('below = 5', "give exactly one of 'above' and 'below'"),
     ('resolve = 95', "resolve (95.0) must be at or below the value (90.0)"),
-    ('colour = "red"', "thresholds[0].colour: unknown field 'colour'"),
+    ('colour = "red"', "thresholds[0].colour: threshold 'HighCPU': unknown field 'colour'"),
 ]
 
 
@@ -96,8 +96,9 @@ def test_a_bad_threshold_names_the_file_line_threshold_and_field(line: str, word
 
 
 @pytest.mark.parametrize(("body", "words"), [
-    ('kind = "baseline"\nmetric = "cpu_percent"', "thresholds[0].metric: expected one of"),
-    ('kind = "baseline"\nmetric = "run_duration"\nquantile = "p150"', "thresholds[0].quantile: expected a quantile"),
+    ('kind = "baseline"\nmetric = "cpu_percent"', "thresholds[0].metric: threshold 'B': expected one of"),
+    ('kind = "baseline"\nmetric = "run_duration"\nquantile = "p150"',
+     "thresholds[0].quantile: threshold 'B': expected a quantile"),
     ('kind = "baseline"\nmetric = "run_duration"\nstep = "load"', "only a step_duration baseline names a step"),
     ('kind = "baseline"\nmetric = "run_duration"\nfactor = 0.5', "factor must be 1 or more"),
     ('kind = "guess"', "thresholds[0].kind: expected one of"),

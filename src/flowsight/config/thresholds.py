@@ -11,6 +11,7 @@ the file, the line, the threshold and the field.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flowsight.config.fields import (
@@ -81,6 +82,11 @@ def read_thresholds(reader: Reader, top: Table) -> tuple[list[Threshold], list[B
             made = _threshold(reader, t, name, severity, workflow)
         else:
             continue
+        if len(reader.problems) > before and name is not None:
+            # "thresholds[2].for: ..." says where; the name says which one to a reader of the file
+            reader.problems[before:] = [replace(p, message=f"threshold {name!r}: {p.message}")
+                                        if not p.message.startswith("threshold ") else p
+                                        for p in reader.problems[before:]]
         if made is None or len(reader.problems) > before or name is None:
             continue
         (baselines if isinstance(made, Baseline) else thresholds).append(made)
