@@ -113,3 +113,33 @@ above = 104857600
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_a_wrapped_commands_child_is_sampled_as_the_run(serve: Serve, tmp_path: Path, receiver: Recorder) -> None:
+    """``flowsight run`` reports its own pid; the command is its child, so
+    the server's sampler finds the command in the run's process tree."""
+    path = config(tmp_path, receiver.server_address[1])
+    path.write_text(path.read_text() + """
+[performance]
+interval = "0.2s"
+
+[[thresholds]]
+name = "BigRun"
+metric = "memory_bytes"
+scope = "run"
+above = 104857600
+""")
+    server = serve("--config", str(path))
+    script = ("import time\nb = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+              "print('allocated', flush=True)\ntime.sleep(120)")
+    wrapped = subprocess.Popen([sys.executable, "-m", "flowsight.cli.main", "run", "--url", server.url, "--run-id",
+                                "wrapped-1", "-w", "train", "--", sys.executable, "-c", script],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        firing = wait_for("the wrapped command's threshold alert", lambda: bodies(receiver, "BigRun", "firing"),
+                          timeout=60)
+        assert firing[0]["alerts"][0]["labels"]["run_id"] == "wrapped-1"
+    finally:
+        wrapped.terminate()  # flowsight run forwards it to the command and cancels the run
+        wrapped.wait(30)
+    assert server.client().get("/api/v1/runs/wrapped-1").json()["state"] == "cancelled"
