@@ -226,3 +226,45 @@ def test_stderr_lines_are_warnings_unless_they_name_their_level(level: LogLevel,
 def test_run_is_dispatched_before_the_main_parser_sees_the_commands_options(argv: list[str],
                                                                             found: list[str] | None) -> None:
     assert early_dispatch(argv) == found
+
+
+def test_progress_markers_give_the_open_steps_progress_and_are_not_stored_as_lines(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    done = _run(db, "bash", "-c", "echo '::step load::'; echo '::progress 3/10::'; echo working; sleep 0.3")
+    assert done.returncode == 0, done.stderr
+    assert b"::progress 3/10::" in done.stdout  # it passes through to the terminal
+    with open_store(db) as store:
+        progress = [e.attrs for e in store.run_events("r-1") if e.kind is EventKind.PROGRESS]
+        assert progress == [{"done": 3.0, "total": 10.0}]
+        assert [e.step for e in store.run_events("r-1") if e.kind is EventKind.PROGRESS] == ["load"]
+        messages = [e.entry.message for e in store.query_logs(run_id="r-1", limit=100)]
+    assert messages == ["working"]
+
+
+def test_a_stopped_command_suspends_the_run_and_sigcont_resumes_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+
+    def state() -> WorkflowState | None:
+        with open_store(db) as store:
+            run = store.get_run("r-1")
+            return None if run is None else run.state
+
+    def wait_state(want: WorkflowState) -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and state() is not want:
+            time.sleep(0.05)
+        assert state() is want
+
+    with _start(db, "echo $$; exec sleep 300") as proc:
+        [pid] = _pids(proc.stdout, 1)
+        wait_state(WorkflowState.RUNNING)
+        os.kill(pid, signal.SIGSTOP)
+        wait_state(WorkflowState.SUSPENDED)
+        os.kill(pid, signal.SIGCONT)
+        wait_state(WorkflowState.RUNNING)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    with open_store(db) as store:
+        moves = [(t.old_state.value, t.new_state.value) for t in store.run_transitions("r-1") if t.applied]
+    assert moves == [("pending", "running"), ("running", "suspended"), ("suspended", "running"),
+                     ("running", "cancelled")]

@@ -22,7 +22,10 @@ stored as a log line of the run, in the same store or server as the events
 spool). Stderr lines are stored at warn unless they name their own level.
 
 Steps come from marker lines on stdout: ``::step NAME::`` completes the open
-step and starts NAME; ``::step-end::`` completes the open step. At exit an
+step and starts NAME; ``::step-end::`` completes the open step;
+``::progress 3/10::`` is the open step's progress. The run is Suspended while
+the command is stopped (SIGSTOP, SIGTSTP) and Running again when it is
+continued (SIGCONT). At exit an
 open step completes (exit 0) or fails (otherwise). Output before the first
 marker, or of a command that prints none, belongs to an implicit step named
 after the workflow, started with that first line: a script that starts with
@@ -55,7 +58,8 @@ from flowsight.model.logparse import parse_line
 from flowsight.model.logs import LogEntry, LogLevel
 from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
 
-__all__ = ["Outcome", "StepTracker", "cmd_run", "early_dispatch", "is_marker", "outcome", "stored_level"]
+__all__ = ["Outcome", "StepTracker", "cmd_run", "early_dispatch", "is_marker", "outcome", "progress_of", "stopped",
+           "stored_level"]
 
 ENV_TOKEN = "FLOWSIGHT_TOKEN"
 
@@ -65,6 +69,9 @@ _log = logging.getLogger(__name__)
 CANCELLING = (signal.SIGINT, signal.SIGTERM)
 
 _MARKER = re.compile(r"::step(?: +(?P<name>\S.*?)|(?P<end>-end))::")
+_PROGRESS = re.compile(r"::progress +(?P<done>\d+(?:\.\d+)?)(?: */ *(?P<total>\d+(?:\.\d+)?))?::")
+#: how often the command's state is looked at (stopped by SIGSTOP/SIGTSTP, continued by SIGCONT)
+STATE_POLL = 0.2
 # parse_line says Info both for "INFO: x" and for a line with no level: a stderr line keeps Info only when it says so
 _SAYS_INFO = re.compile(r"\b(?:info|information|informational|notice)\b", re.IGNORECASE)
 
@@ -105,8 +112,29 @@ def _signal_name(number: int) -> str:
 
 
 def is_marker(line: str) -> bool:
-    """Whether ``line`` is a step marker (``::step NAME::``, ``::step-end::``)."""
-    return _MARKER.fullmatch(line.strip()) is not None
+    """Whether ``line`` is a marker: ``::step NAME::``, ``::step-end::`` or ``::progress N/M::``."""
+    text = line.strip()
+    return _MARKER.fullmatch(text) is not None or _PROGRESS.fullmatch(text) is not None
+
+
+def progress_of(line: str) -> tuple[float, float | None] | None:
+    """``(done, total)`` of a ``::progress 3/10::`` line (total None for ``::progress 3::``), else None."""
+    m = _PROGRESS.fullmatch(line.strip())
+    if m is None:
+        return None
+    total = m.group("total")
+    return float(m.group("done")), float(total) if total is not None else None
+
+
+def stopped(pid: int, proc_root: str = "/proc") -> bool | None:
+    """Whether process ``pid`` is stopped (state T: SIGSTOP, SIGTSTP, ...);
+    None when it is gone or cannot be read."""
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
+    return state in (b"T", b"t")
 
 
 class StepTracker:
@@ -238,6 +266,7 @@ class Supervisor:
         for sig in FORWARDED_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         pending = asyncio.create_task(self._forward_pending())
+        watching = asyncio.create_task(self._watch_state())
         try:
             async with aclosing(aiter(self.output)) as lines:
                 async for raw in lines:
@@ -248,6 +277,7 @@ class Supervisor:
             return 127
         finally:
             pending.cancel()
+            watching.cancel()
             for sig in FORWARDED_SIGNALS:
                 loop.remove_signal_handler(sig)
         returncode = self.output.returncode
@@ -265,7 +295,7 @@ class Supervisor:
     def _line(self, text: str, stream: str, source: str) -> None:
         """One entry of output: markers (stdout only; an entry that joined
         lines is looked at line by line) and log lines of the open step."""
-        if stream != "stdout" or "::step" not in text:
+        if stream != "stdout" or ("::step" not in text and "::progress" not in text):
             self._store(text, stream, source)
             return
         held: list[str] = []
@@ -276,7 +306,13 @@ class Supervisor:
             if held:  # the lines before the marker belong to the step it ends
                 self._store("\n".join(held), stream, source)
                 held = []
-            self._steps(self.steps.marker(part) or [], None)
+            progress = progress_of(part)
+            if progress is not None:  # the open step's
+                done, total = progress
+                extra = {"total": total} if total is not None else {}
+                self.run.event(EventKind.PROGRESS, step=self.steps.current, done=done, **extra)
+            else:
+                self._steps(self.steps.marker(part) or [], None)
         if held:
             self._store("\n".join(held), stream, source)
 
@@ -295,6 +331,25 @@ class Supervisor:
                 self.run.event(_STEP_EVENTS[how], step=name, error=error or "failed")
             else:
                 self.run.event(_STEP_EVENTS[how], step=name)
+
+    async def _watch_state(self) -> None:
+        """Suspended while the command is stopped (SIGSTOP, SIGTSTP from
+        anywhere), Running again when it is continued (SIGCONT): its state
+        is looked at every ``STATE_POLL`` seconds (Linux /proc)."""
+        was = False
+        while True:
+            await asyncio.sleep(STATE_POLL)
+            pid = self.output.pid
+            if pid is None:
+                continue
+            now = stopped(pid)
+            if now is None:
+                continue
+            if now and not was:
+                self.run.suspend("the command was stopped (SIGSTOP or SIGTSTP)")
+            elif was and not now:
+                self.run.resume("the command was continued (SIGCONT)")
+            was = now
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if sig in CANCELLING:
