@@ -268,3 +268,28 @@ def test_a_stopped_command_suspends_the_run_and_sigcont_resumes_it(tmp_path: Pat
         moves = [(t.old_state.value, t.new_state.value) for t in store.run_transitions("r-1") if t.applied]
     assert moves == [("pending", "running"), ("running", "suspended"), ("suspended", "running"),
                      ("running", "cancelled")]
+
+
+def test_a_step_regex_names_the_steps_of_a_script_without_markers(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    script = "echo '==> extract'; echo rows; sleep 0.3; echo '==> load'; echo loaded; sleep 0.3"
+    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--steps", "2", "--step-regex",
+                           "^==> (.+)$", "--", "bash", "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and run.total_steps == 2 and run.completed_steps == 2
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
+                                                                         ("load", "completed")]
+        by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
+    assert by_step == {"==> extract": "extract", "rows": "extract", "==> load": "load", "loaded": "load"}
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (["--step-regex", "(unclosed"], "--step-regex: '(unclosed' is not a regular expression"),
+    (["--steps", "-1"], "--steps: -1 is not a number of steps"),
+])
+def test_bad_run_options_are_refused_with_exit_2(tmp_path: Path, options: list[str], words: str) -> None:
+    done = subprocess.run([*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "run", *options, "--", "true"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 2 and words in done.stderr.decode()

@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(default: $FLOWSIGHT_DATABASE_URL or ./flowsight.db)")
     where.add_argument("--url", help=f"send to this flowsight server instead (default: ${ENV_SERVER_URL})")
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
+    p.add_argument("--steps", type=int, metavar="N", help="how many steps the run has (for its progress and ETA)")
+    p.add_argument("--step-regex", metavar="REGEX",
+                   help="a stdout line matching it starts the next step, named by the regex's first group (or "
+                        "the whole match), e.g. '^==> (.+)$' or \"Entering directory '(.+)'\"; markers still work")
     p.add_argument("--kill-after", type=float, default=10.0, metavar="SECONDS",
                    help="after flowsight is interrupted, SIGKILL the command's process group if it is still "
                         "there this long after the forwarded signal (default 10)")
@@ -233,10 +237,20 @@ def cmd_run(argv: list[str]) -> int:
     except FlowsightError as exc:
         print(f"flowsight: {exc}", file=sys.stderr)
         return 2
-    workflow = args.workflow or os.path.basename(command[0]) or command[0]
-    run = Run(workflow, run_id=args.run_id, attrs={"command": shlex.join(command)}, client=client)
+    if args.steps is not None and args.steps < 0:
+        print(f"flowsight: --steps: {args.steps} is not a number of steps (0 or more)", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after).supervise())
+        step_regex = re.compile(args.step_regex) if args.step_regex else None
+    except re.error as exc:
+        print(f"flowsight: --step-regex: {args.step_regex!r} is not a regular expression: {exc}", file=sys.stderr)
+        return 2
+    workflow = args.workflow or os.path.basename(command[0]) or command[0]
+    run = Run(workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)},
+              client=client)
+    try:
+        return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after,
+                                      step_regex=step_regex).supervise())
     finally:
         client.flush(30.0)
         client.close()
@@ -248,8 +262,10 @@ class Supervisor:
     log lines to ``emit_log``; signals to us are forwarded to it."""
 
     def __init__(self, run: Run, command: list[str], emit_log: Callable[[LogEntry], None], *,
-                 kill_after: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+                 kill_after: float = 10.0, clock: Callable[[], float] = time.time,
+                 step_regex: re.Pattern[str] | None = None) -> None:
         self.run = run
+        self.step_regex = step_regex
         self.emit_log = emit_log
         self.steps = StepTracker(run.workflow)
         self.kill_after = kill_after
@@ -295,6 +311,12 @@ class Supervisor:
     def _line(self, text: str, stream: str, source: str) -> None:
         """One entry of output: markers (stdout only; an entry that joined
         lines is looked at line by line) and log lines of the open step."""
+        if stream == "stdout" and self.step_regex is not None:
+            first = text.split("\n", 1)[0]
+            m = self.step_regex.search(first)
+            if m is not None:  # this line starts the next step, and belongs to it
+                name = (m.group(1) if m.re.groups and m.group(1) else m.group(0)).strip() or first.strip()
+                self._steps(self.steps.marker(f"::step {name}::") or [], None)
         if stream != "stdout" or ("::step" not in text and "::progress" not in text):
             self._store(text, stream, source)
             return
