@@ -293,3 +293,36 @@ def test_bad_run_options_are_refused_with_exit_2(tmp_path: Path, options: list[s
     done = subprocess.run([*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "run", *options, "--", "true"],
                           capture_output=True, timeout=60)
     assert done.returncode == 2 and words in done.stderr.decode()
+
+
+def test_with_the_server_down_the_command_runs_as_usual_and_its_run_is_delivered_later(tmp_path: Path) -> None:
+    """The SDK's spool: ``flowsight run --url`` to a server that is down keeps
+    the command's exit status and output; the next run against the server,
+    once it is up, delivers what waited (events and log lines)."""
+    from tests.sdk.serving import ServerProcess
+
+    server = ServerProcess(tmp_path / "server.db", log_dir=tmp_path)  # not started: its port is closed
+    env = {**os.environ, "FLOWSIGHT_SPOOL_DIR": str(tmp_path / "spool")}
+    env.pop("FLOWSIGHT_URL", None)
+
+    def wrapped(run_id: str, script: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*FLOWSIGHT, "run", "--url", server.url, "--run-id", run_id, "-w", "offline", "--",
+                               "bash", "-c", script], capture_output=True, timeout=120, env=env)
+
+    first = wrapped("down-1", "echo '::step work::'; echo hello; exit 3")
+    assert first.returncode == 3 and first.stdout == b"::step work::\nhello\n"
+    server.start()
+    try:
+        second = wrapped("up-1", "echo again")
+        assert second.returncode == 0, second.stderr
+        with open_store(str(server.db)) as store:
+            end = time.monotonic() + 30
+            while time.monotonic() < end and store.get_run("down-1") is None:
+                time.sleep(0.1)
+            run = store.get_run("down-1")
+            assert run is not None and run.state is WorkflowState.FAILED and run.error is not None
+            assert "exited with status 3" in run.error
+            assert [e.entry.message for e in store.query_logs(run_id="down-1", limit=10)] == ["hello"]
+            assert store.get_run("up-1") is not None
+    finally:
+        server.stop()

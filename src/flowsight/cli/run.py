@@ -252,7 +252,9 @@ def cmd_run(argv: list[str]) -> int:
         return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after,
                                       step_regex=step_regex).supervise())
     finally:
-        client.flush(30.0)
+        # close: everything to the store, or with a server to its spool and then
+        # sent while the server answers (a server that is down costs no wait:
+        # the next process that reports to it sends the rest)
         client.close()
 
 
