@@ -25,14 +25,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
 
 from flowsight.detectors.base import FaultDetector, Schedule
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
 from flowsight.model.state import WorkflowState
+from flowsight.monitors.sink import Sink, send
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.faults")
@@ -42,13 +42,6 @@ REPEAT_WINDOW = 24 * 3600.0
 #: an unchanged open fault is written back to the store at most this often
 TOUCH_EVERY = 60.0
 DETECTOR_BROKEN = "DetectorBroken"
-
-
-@runtime_checkable
-class AlertSink(Protocol):
-    """Where fault alerts go: the alert manager (or the server's alerting service)."""
-
-    def send_alert(self, alert: Alert) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +96,7 @@ class FaultMonitor:
     """
 
     def __init__(self, fault_detectors: Sequence[FaultDetector],
-                 alert_manager: AlertSink | Callable[[Alert], None] | None = None, *,
+                 alert_manager: Sink | None = None, *,
                  store: SqlStore | None = None, schedules: Mapping[str, Schedule] | None = None,
                  dependencies: Mapping[str, Sequence[str]] | None = None, clock: Callable[[], float] = time.time,
                  external_url: str = "", history: int = 1000, keep_lateness: bool = False) -> None:
@@ -329,13 +322,7 @@ class FaultMonitor:
 
     # ---- alerts ---------------------------------------------------------------------
     def _send(self, alert: Alert) -> None:
-        sink = self.alert_manager
-        if sink is None:
-            return
-        if isinstance(sink, AlertSink):
-            sink.send_alert(alert)
-        else:
-            sink(alert)
+        send(self.alert_manager, alert)
 
     def _alert(self, record: FaultRecord) -> Alert:
         return fault_alert(record, external_url=self.external_url)
@@ -379,5 +366,4 @@ def fault_alert(record: FaultRecord, *, external_url: str = "") -> Alert:
 
 
 def _resolved(alert: Alert, now: float) -> Alert:
-    return Alert(alert.labels, alert.annotations, alert.severity, alert.source, alert.starts_at, now,
-                 AlertStatus.RESOLVED, alert.link)
+    return replace(alert, status=AlertStatus.RESOLVED, ends_at=now)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -36,6 +37,7 @@ from flowsight.model.thresholds import (
     evaluate_threshold,
 )
 from flowsight.model.throughput import RateWindow
+from flowsight.monitors.sink import Sink, send
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.performance")
@@ -64,7 +66,7 @@ class PerformanceMonitor:
 
     def __init__(self, metrics_collector: MetricsCollector | None = None,
                  alert_thresholds: Mapping[str, Threshold] | Sequence[Threshold] = (), *,
-                 baselines: Sequence[Baseline] = (), alert_manager: object | None = None,
+                 baselines: Sequence[Baseline] = (), alert_manager: Sink | None = None,
                  store: SqlStore | None = None, hostname: str = "localhost",
                  clock: Callable[[], float] = time.time) -> None:
         self.metrics_collector = metrics_collector
@@ -234,8 +236,7 @@ class PerformanceMonitor:
         elif change == "resolved":
             fired = self._firing.pop(key, None)
             if fired is not None:
-                self._send(Alert(fired.labels, fired.annotations, fired.severity, fired.source, fired.starts_at,
-                                 now, AlertStatus.RESOLVED, fired.link))
+                self._send(replace(fired, status=AlertStatus.RESOLVED, ends_at=now))
 
     def _threshold_alert(self, rule: Threshold, scope: Scope, value: float, now: float) -> Alert:
         labels = {"alertname": rule.name, "metric": rule.metric, "severity": rule.severity.value}
@@ -260,14 +261,7 @@ class PerformanceMonitor:
                      rule.severity, "performance", now)
 
     def _send(self, alert: Alert) -> None:
-        sink = self.alert_manager
-        if sink is None:
-            return
-        send = getattr(sink, "send_alert", None)
-        if send is not None:
-            send(alert)
-        elif callable(sink):
-            sink(alert)
+        send(self.alert_manager, alert)
 
     async def monitor_performance(self, live_runs: Callable[[], Mapping[str, tuple[int, str]]], interval: float,
                                   stop: asyncio.Event, *, raw_retention: float | None = None,

@@ -13,7 +13,8 @@ from starlette.responses import Response
 from flowsight.config import Config
 from flowsight.errors import FlowsightError
 from flowsight.model.faults import FaultKind, FaultRecord, FaultStatus
-from flowsight.monitors.fault import AlertSink, FaultMonitor
+from flowsight.monitors.fault import FaultMonitor
+from flowsight.monitors.sink import AlertSink
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.sql import SqlStore
 
