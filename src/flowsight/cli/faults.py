@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flowsight.cli.render import find_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import FaultStatus
@@ -42,13 +43,8 @@ def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
 def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     run_id = args.run_id
-    if run_id is not None and store.get_run(run_id) is None:  # a unique prefix is enough, as for `show`
-        found = store.find_runs(run_id, limit=5)
-        if len(found) > 1:
-            ids = ", ".join(r.workflow_id for r in found)
-            raise FlowsightError(f"run {run_id!r} is ambiguous: it could be any of {ids}; type more of it")
-        if found:
-            run_id = found[0].workflow_id
+    if run_id is not None:  # a unique prefix is enough, as for `show`
+        run_id = find_run_id(store, run_id) or run_id
     records = store.list_faults(status=FaultStatus.OPEN if args.open else None, since=now - args.since,
                                 detector=args.detector, run_id=run_id, limit=args.limit)
     rows = [fault_row(r, now) for r in records]

@@ -171,18 +171,13 @@ def next_page_command(args: argparse.Namespace, cursor: str) -> str:
 
 
 def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
-    from flowsight.cli.render import detail_panel
+    from flowsight.cli.render import detail_panel, find_run_id
 
-    run = store.get_run(args.run)
+    run_id = find_run_id(store, args.run)
+    run = store.get_run(run_id) if run_id is not None else None
     if run is None:
-        found = store.find_runs(args.run, limit=5)
-        if len(found) > 1:
-            ids = ", ".join(r.workflow_id for r in found)
-            raise FlowsightError(f"run {args.run!r} is ambiguous: it could be any of {ids}; type more of it")
-        if not found:
-            raise FlowsightError(f"no run {args.run!r} in the {store.dialect} store {store.url}; "
-                                 "`flowsight runs` lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
-        run = found[0]
+        raise FlowsightError(f"no run {args.run!r} in the {store.dialect} store {store.url}; "
+                             "`flowsight runs` lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
     detail = Views(store, time.time()).detail(run)
     if args.json:
         print(json.dumps(detail.to_dict(), indent=2))

@@ -13,9 +13,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flowsight.cli.render import find_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
-from flowsight.model.performance import RESOURCE_METRICS, Scope, ScopeKind
+from flowsight.model.performance import RESOURCE_METRICS, Scope, ScopeKind, format_metric, parse_scope
 from flowsight.model.thresholds import quantile_of
 from flowsight.store.sql import SqlStore
 
@@ -33,32 +34,14 @@ def add_parser(sub: Any, duration: Callable[[str], float]) -> None:
 
 
 def _scope(store: SqlStore, raw: str) -> Scope:
-    kind, sep, ident = raw.partition(":")
-    if sep and kind in ("host", "run", "workflow") and ident:
-        scope = Scope(ScopeKind(kind), ident)
-    else:
+    """A scope as written, or a bare run id (a unique prefix is enough)."""
+    try:
+        scope = parse_scope(raw)
+    except ValueError:
         scope = Scope.run(raw)
-    if scope.kind is ScopeKind.RUN and store.get_run(scope.id) is None:
-        found = store.find_runs(scope.id, limit=5)
-        if len(found) > 1:
-            raise FlowsightError(f"run {scope.id!r} is ambiguous: it could be any of "
-                                 f"{', '.join(r.workflow_id for r in found)}; type more of it")
-        if found:
-            scope = Scope.run(found[0].workflow_id)
+    if scope.kind is ScopeKind.RUN:
+        scope = Scope.run(find_run_id(store, scope.id) or scope.id)
     return scope
-
-
-def _show(metric: str, value: float) -> str:
-    if "bytes" in metric:
-        size = value
-        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(size) < 1024 or unit == "TiB":
-                text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-                return text + ("/s" if metric.endswith("_per_s") else "")
-            size /= 1024
-    if metric.endswith("percent"):
-        return f"{value:.1f}%"
-    return f"{value:g}"
 
 
 def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
@@ -101,7 +84,7 @@ def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         for metric in RESOURCE_METRICS:
             if metric in latest:
                 ts, value = latest[metric]
-                table.add_row(metric, _show(metric, value), f"{format_duration(max(0.0, now - ts))} ago")
+                table.add_row(metric, format_metric(metric, value), f"{format_duration(max(0.0, now - ts))} ago")
         out.print(table)
     if durations is not None:
         out.print(f"{scope}: last {durations['runs']} completed runs took p50 "
@@ -135,7 +118,7 @@ def _series(store: SqlStore, scope: Scope, args: argparse.Namespace, now: float,
         return 0
     top = max(p.max for p in points) or 1.0
     spark = "".join(_BLOCKS[min(8, int(8 * p.avg / top + 0.5))] if top > 0 else " " for p in points[-120:])
-    out.print(f"{scope} {args.metric}: {len(points)} points, last {_show(args.metric, points[-1].avg)}, "
-              f"max {_show(args.metric, top)}")
+    out.print(f"{scope} {args.metric}: {len(points)} points, last {format_metric(args.metric, points[-1].avg)}, "
+              f"max {format_metric(args.metric, top)}")
     out.print(spark)
     return 0

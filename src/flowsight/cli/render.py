@@ -13,9 +13,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.state import WorkflowState
 from flowsight.query import RunDetail, RunView
+from flowsight.store.sql import SqlStore
 
 STATE_STYLE = {
     WorkflowState.PENDING: "dim",
@@ -164,3 +166,19 @@ def detail_panel(d: RunDetail) -> Group:
         parts.append(Panel(Text(last.traceback.rstrip(), style="red"),  # type: ignore[union-attr]
                            title=f"traceback of step '{last.step}' (attempt {last.attempt})", expand=False))
     return Group(*parts)
+
+
+def find_run_id(store: SqlStore, given: str) -> str | None:
+    """The id of the run ``given`` names: itself, or the one run whose id it
+    begins (a short id typed at the command line); None when no run has it.
+
+    Raises:
+        FlowsightError: the prefix fits several runs (they are listed).
+    """
+    if store.get_run(given) is not None:
+        return given
+    found = store.find_runs(given, limit=5)
+    if len(found) > 1:
+        ids = ", ".join(r.workflow_id for r in found)
+        raise FlowsightError(f"run {given!r} is ambiguous: it could be any of {ids}; type more of it")
+    return found[0].workflow_id if found else None

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from flowsight.model.durations import format_duration
+
 
 class ScopeKind(str, Enum):
     HOST = "host"
@@ -131,3 +133,32 @@ class SamplePoint:
     min: float
     max: float
     count: int
+
+
+def format_metric(metric: str, value: float) -> str:
+    """``value`` of ``metric`` for people: bytes in B/KiB/MiB/GiB/TiB (``/s``
+    for a rate), percentages, durations, else the plain number."""
+    if metric.endswith("_bytes") or metric.endswith("bytes_per_s"):
+        unit = "/s" if metric.endswith("_per_s") else ""
+        size = value
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(size) < 1024 or suffix == "TiB":
+                return f"{size:.0f} {suffix}{unit}" if suffix == "B" else f"{size:.1f} {suffix}{unit}"
+            size /= 1024
+    if metric.endswith("_percent"):
+        return f"{value:.1f}%"
+    if metric.endswith("duration_s"):
+        return format_duration(value)
+    return f"{value:g}"
+
+
+def parse_scope(text: str) -> Scope:
+    """``host:NAME``, ``run:RUN_ID`` or ``workflow:NAME`` as a :class:`Scope`.
+
+    Raises:
+        ValueError: it is none of these.
+    """
+    kind, sep, ident = text.partition(":")
+    if not sep or kind not in {k.value for k in ScopeKind} or not ident:
+        raise ValueError(f"{text!r} is not a scope; write host:NAME, run:RUN_ID or workflow:NAME")
+    return Scope(ScopeKind(kind), ident)

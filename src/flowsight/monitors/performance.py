@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 
 from flowsight.model.alerts import Alert, AlertStatus
 from flowsight.model.durations import format_duration
-from flowsight.model.performance import PerformanceMetrics, Quantiles, ResourceUsage, Scope, ScopeKind
+from flowsight.model.performance import PerformanceMetrics, format_metric, Quantiles, ResourceUsage, Scope, ScopeKind
 from flowsight.model.sketch import QuantileSketch
 from flowsight.model.thresholds import (
     QUIET,
@@ -255,9 +255,9 @@ class PerformanceMonitor:
             where = f"workflow {scope.id}"
         side = "over" if rule.direction is Direction.ABOVE else "under"
         held = f" for {format_duration(rule.for_)}" if rule.for_ else ""
-        sentence = f"{rule.metric} of {where} is {_show(rule.metric, value)}, {side} {_show(rule.metric, rule.value)}{held}"
+        sentence = f"{rule.metric} of {where} is {format_metric(rule.metric, value)}, {side} {format_metric(rule.metric, rule.value)}{held}"
         return Alert(labels, {"summary": sentence,
-                              "description": f"{sentence}; it resolves once back at {_show(rule.metric, rule.resolve_at)}"},
+                              "description": f"{sentence}; it resolves once back at {format_metric(rule.metric, rule.resolve_at)}"},
                      rule.severity, "performance", now)
 
     def _send(self, alert: Alert) -> None:
@@ -377,18 +377,3 @@ def _merged(sketches: Iterable[QuantileSketch]) -> QuantileSketch | None:
             out = QuantileSketch()
         out.merge(s)
     return out
-
-
-def _show(metric: str, value: float) -> str:
-    if metric.endswith("_bytes") or metric.endswith("bytes_per_s"):
-        unit = "/s" if metric.endswith("_per_s") else ""
-        size = value
-        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(size) < 1024 or suffix == "TiB":
-                return f"{size:.0f} {suffix}{unit}" if suffix == "B" else f"{size:.1f} {suffix}{unit}"
-            size /= 1024
-    if metric.endswith("_percent"):
-        return f"{value:.1f}%"
-    if metric.endswith("duration_s"):
-        return format_duration(value)
-    return f"{value:g}"

@@ -18,26 +18,18 @@ from starlette.responses import Response
 
 from flowsight.errors import FlowsightError
 from flowsight.model.events import MAX_TS
-from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, ScopeKind
+from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, parse_scope
 from flowsight.server.params import float_param, text_param, time_param
 
 if TYPE_CHECKING:
     from flowsight.server.app import ServerState
 
-SCOPE_KINDS = tuple(k.value for k in ScopeKind)
-
-
-def parse_scope(raw: str | None) -> Scope:
-    """``host:NAME``, ``run:RUN_ID`` or ``workflow:NAME``.
-
-    Raises:
-        FlowsightError: naming the parameter and the accepted forms.
-    """
-    kind, sep, ident = (raw or "").partition(":")
-    if not sep or kind not in SCOPE_KINDS or not ident:
-        raise FlowsightError(f"query parameter 'scope': {raw!r} is not a scope; write host:NAME, run:RUN_ID or "
-                             "workflow:NAME")
-    return Scope(ScopeKind(kind), ident)
+def _scope(request: Request) -> Scope:
+    raw = text_param(request, "scope")
+    try:
+        return parse_scope(raw or "")
+    except ValueError as exc:
+        raise FlowsightError(f"query parameter 'scope': {exc}") from None
 
 
 def _when(request: Request, name: str, now: float, default: float | None) -> float | None:
@@ -79,7 +71,7 @@ async def get_scopes(request: Request, st: ServerState) -> Response:
 async def get_summary(request: Request, st: ServerState) -> Response:
     from flowsight.server.app import json
 
-    scope = parse_scope(text_param(request, "scope"))
+    scope = _scope(request)
     latest = await asyncio.to_thread(st.store.latest_samples, scope.kind.value, scope.id)
     perf = st.performance
     metrics = perf.collect_metrics(scope) if perf is not None else PerformanceMetrics(scope, time.time())
@@ -90,7 +82,7 @@ async def get_series(request: Request, st: ServerState) -> Response:
     from flowsight.server.app import json
 
     now = time.time()
-    scope = parse_scope(text_param(request, "scope"))
+    scope = _scope(request)
     metric = text_param(request, "metric")
     if metric not in RESOURCE_METRICS:
         raise FlowsightError(f"query parameter 'metric': {metric!r} is not one of {', '.join(RESOURCE_METRICS)}")
