@@ -79,6 +79,8 @@ class PerformanceMonitor:
         self.clock = clock
         self.host_usage: ResourceUsage | None = None
         self.run_usage: dict[str, ResourceUsage] = {}
+        self._host_metrics: dict[str, float] = {}
+        self._run_metrics: dict[str, dict[str, float]] = {}
         self.run_workflows: dict[str, str] = {}
         self._steps: dict[str, RateWindow] = {}
         self._runs: dict[str, RateWindow] = {}
@@ -183,14 +185,17 @@ class PerformanceMonitor:
         self.host_usage = host
         gone = set(self.run_usage) - set(trees)
         self.run_usage = dict(trees)
+        # each sample as metric -> value, once per round (every rule and the store read them)
+        self._host_metrics = {} if host is None else host.as_metrics()
+        self._run_metrics = {run_id: usage.as_metrics() for run_id, usage in trees.items()}
         for rule in self.alert_thresholds.values():
             if rule.scope is ScopeKind.HOST:
                 self._judge(rule, Scope.host(self.hostname),
-                            None if host is None else host.as_metrics().get(rule.metric), now)
+                            None if host is None else self._host_metrics.get(rule.metric), now)
             elif rule.scope is ScopeKind.RUN:
-                for run_id, usage in trees.items():
+                for run_id, metrics in self._run_metrics.items():
                     if rule.workflow is None or self.run_workflows.get(run_id) == rule.workflow:
-                        self._judge(rule, Scope.run(run_id), usage.as_metrics().get(rule.metric), now)
+                        self._judge(rule, Scope.run(run_id), metrics.get(rule.metric), now)
                 for run_id in gone:
                     self._judge(rule, Scope.run(run_id), None, now)
             else:
@@ -217,8 +222,7 @@ class PerformanceMonitor:
             worst = [s.quantile(0.95) for (wf, _), s in self._step_latency.items() if wf == workflow and s]
             return max((w for w in worst if w is not None), default=None)
         # a resource metric of a workflow: the sum over its live runs
-        values = [u.as_metrics().get(metric) for rid, u in self.run_usage.items()
-                  if self.run_workflows.get(rid) == workflow]
+        values = [m.get(metric) for rid, m in self._run_metrics.items() if self.run_workflows.get(rid) == workflow]
         present = [v for v in values if v is not None]
         return sum(present) if present else None
 
@@ -299,11 +303,9 @@ class PerformanceMonitor:
         """The latest samples as store rows ``(ts, scope kind, scope id,
         metric, value)``: the host, each run, and each workflow (its live runs summed)."""
         rows: list[tuple[float, str, str, str, float]] = []
-        if self.host_usage is not None:
-            rows += [(now, "host", self.hostname, k, v) for k, v in self.host_usage.as_metrics().items()]
+        rows += [(now, "host", self.hostname, k, v) for k, v in self._host_metrics.items()]
         sums: dict[str, dict[str, float]] = {}
-        for run_id, usage in self.run_usage.items():
-            metrics = usage.as_metrics()
+        for run_id, metrics in self._run_metrics.items():
             rows += [(now, "run", run_id, k, v) for k, v in metrics.items()]
             wf = self.run_workflows.get(run_id)
             if wf is not None:
