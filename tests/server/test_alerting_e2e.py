@@ -18,12 +18,13 @@ from tests.helpers import Recorder, recording
 from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows
 
 
-def config(tmp_path: Path, hook_port: int) -> Path:
+def config(tmp_path: Path, hook_port: int, more: str = "", group_by: str = '["alertname", "workflow"]') -> Path:
+    """flowsight.toml: every alert to a webhook at ``hook_port`` at once, then ``more``."""
     path = tmp_path / "flowsight.toml"
     path.write_text(f"""
 [alerting.route]
 receiver = "team"
-group_by = ["alertname", "workflow"]
+group_by = {group_by}
 group_wait = "0s"
 group_interval = "1s"
 repeat_interval = "1h"
@@ -33,7 +34,7 @@ name = "team"
 kind = "webhook"
 url = "http://127.0.0.1:{hook_port}/hook"
 timeout = "2s"
-""")
+""" + more)
     return path
 
 

@@ -16,24 +16,11 @@ from typing import Any
 from tests.helpers import Recorder
 from tests.server.conftest import FLOWSIGHT, Serve, event, flowsight, free_port, post
 from tests.server.test_alerting_e2e import bodies, wait_for
+from tests.server.test_alerting_e2e import config as alerting_config
 
 
 def config(tmp_path: Path, hook_port: int, db_port: int) -> Path:
-    path = tmp_path / "flowsight.toml"
-    path.write_text(f"""
-[alerting.route]
-receiver = "team"
-group_by = ["alertname"]
-group_wait = "0s"
-group_interval = "1s"
-repeat_interval = "1h"
-
-[[alerting.receivers]]
-name = "team"
-kind = "webhook"
-url = "http://127.0.0.1:{hook_port}/hook"
-timeout = "2s"
-
+    return alerting_config(tmp_path, hook_port, f"""
 [workflows.nightly-etl]
 depends_on = ["postgres-main"]
 
@@ -45,8 +32,7 @@ port = {db_port}
 interval = "0.2s"
 timeout = "1s"
 retries = 1
-""")
-    return path
+""", group_by='["alertname"]')
 
 
 def faults(c: Any, **params: str) -> list[dict[str, Any]]:

@@ -14,24 +14,11 @@ from typing import Any
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, event, flowsight, post
 from tests.server.test_alerting_e2e import bodies, wait_for
+from tests.server.test_alerting_e2e import config as alerting_config
 
 
 def config(tmp_path: Path, hook_port: int) -> Path:
-    path = tmp_path / "flowsight.toml"
-    path.write_text(f"""
-[alerting.route]
-receiver = "team"
-group_by = ["alertname"]
-group_wait = "0s"
-group_interval = "1s"
-repeat_interval = "1h"
-
-[[alerting.receivers]]
-name = "team"
-kind = "webhook"
-url = "http://127.0.0.1:{hook_port}/hook"
-timeout = "2s"
-
+    return alerting_config(tmp_path, hook_port, """
 [[thresholds]]
 name = "SlowRun"
 kind = "baseline"
@@ -40,8 +27,19 @@ quantile = "p95"
 factor = 2.0
 runs = 20
 min_runs = 10
-""")
-    return path
+""", group_by='["alertname"]')
+
+
+BIG_RUN = """
+[performance]
+interval = "0.2s"
+
+[[thresholds]]
+name = "BigRun"
+metric = "memory_bytes"
+scope = "run"
+above = 104857600
+"""
 
 
 def run_events(run_id: str, start: float, took: float) -> list[dict[str, Any]]:
@@ -64,16 +62,7 @@ def test_a_run_far_slower_than_its_workflows_history_is_alerted(serve: Serve, tm
 def test_a_run_whose_process_tree_passes_a_threshold_is_alerted_and_resolves_when_it_ends(
         serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
     path = config(tmp_path, receiver.server_address[1])
-    path.write_text(path.read_text() + """
-[performance]
-interval = "0.2s"
-
-[[thresholds]]
-name = "BigRun"
-metric = "memory_bytes"
-scope = "run"
-above = 104857600
-""")
+    path.write_text(path.read_text() + BIG_RUN)
     child = subprocess.Popen([sys.executable, "-c", "import time\nb = bytearray(200 << 20)\n"
                               "for i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\n"
                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
@@ -119,16 +108,7 @@ def test_a_wrapped_commands_child_is_sampled_as_the_run(serve: Serve, tmp_path: 
     """``flowsight run`` reports its own pid; the command is its child, so
     the server's sampler finds the command in the run's process tree."""
     path = config(tmp_path, receiver.server_address[1])
-    path.write_text(path.read_text() + """
-[performance]
-interval = "0.2s"
-
-[[thresholds]]
-name = "BigRun"
-metric = "memory_bytes"
-scope = "run"
-above = 104857600
-""")
+    path.write_text(path.read_text() + BIG_RUN)
     server = serve("--config", str(path))
     script = ("import time\nb = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
               "print('allocated', flush=True)\ntime.sleep(120)")
