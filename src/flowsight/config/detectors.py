@@ -155,13 +155,7 @@ def read_detectors(reader: Reader, top: Table, base_dir: FsPath) -> list[Detecto
         fields = FIELDS.get(kind or "", {})
         known = (*COMMON, *fields) if kind and not plugin else tuple(raw)
         t = Table(reader, path, raw, known)
-        name = t.get("name", nonempty_string, required=True)
-        if name is not None:
-            if name in names:
-                reader.error(t.at("name"), f"duplicate detector name {name!r} (first defined on line {names[name]}); "
-                                           "names must be unique")
-            else:
-                names[name] = reader.line(path)
+        name = t.unique_name(names, "detector")
         interval = t.get("interval", duration(positive=True))
         timeout = t.get("timeout", duration(positive=True))
         retries = t.get("retries", integer(0))

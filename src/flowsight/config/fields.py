@@ -145,6 +145,21 @@ class Table:
             return None
         return self.reader.convert(self.at(key), self.data[key], conv)
 
+    def unique_name(self, names: dict[str, int], what: str, *, say_name: bool = True) -> str | None:
+        """The table's required ``name``; a problem when one before it (in
+        ``names``: name -> line, to which it is added) has it already.
+        ``what`` names the kind ("receiver"); ``say_name``: the message repeats the name."""
+        name = self.get("name", nonempty_string, required=True)
+        if name is None:
+            return None
+        if name in names:
+            shown = f" {name!r}" if say_name else ""
+            self.reader.error(self.at("name"), f"duplicate {what} name{shown} (first defined on line {names[name]}); "
+                                               "names must be unique")
+        else:
+            names[name] = self.reader.line(self.path)
+        return name
+
     def sub(self, key: str, known: Iterable[str]) -> Table | None:
         """A sub-table; None when absent or not a table (a problem)."""
         if key not in self.data:

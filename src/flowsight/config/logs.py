@@ -239,13 +239,7 @@ def _read_rule(reader: Reader, path: Path, raw: Any, names: dict[str, int]) -> L
     fields = {**COMMON, **KIND_FIELDS[kind]} if kind else {}
     # with an unknown kind the other fields cannot be judged: only name is read
     t = Table(reader, path, raw, ("name", "kind", *fields) if kind else tuple(raw))
-    name = t.get("name", nonempty_string, required=True)
-    if name is not None:
-        if name in names:
-            reader.error(t.at("name"), f"duplicate log rule name (first defined on line {names[name]}); "
-                                       "names must be unique")
-        else:
-            names[name] = reader.line(path)
+    name = t.unique_name(names, "log rule", say_name=False)
     if kind is None or name is None:
         return None
     before = len(reader.problems)

@@ -170,13 +170,7 @@ def _read_one(reader: Reader, path: Path, raw: Any, base_dir: FsPath, names: dic
     known = ("name", "kind", *fields) if kind else tuple(raw)
     t = Table(reader, path, raw, known)
 
-    name = t.get("name", nonempty_string, required=True)
-    if name is not None:
-        if name in names:
-            reader.error(t.at("name"), f"duplicate receiver name {name!r} (first defined on line {names[name]}); "
-                                       "names must be unique")
-        else:
-            names[name] = reader.line(path)
+    name = t.unique_name(names, "receiver")
     if kind is None:
         return None
 

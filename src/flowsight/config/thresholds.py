@@ -67,13 +67,7 @@ def read_thresholds(reader: Reader, top: Table) -> tuple[list[Threshold], list[B
         before = len(reader.problems)
         kind = reader.convert((*path, "kind"), raw.get("kind", "threshold"), choice(KINDS))
         t = Table(reader, path, raw, THRESHOLD_FIELDS if kind != "baseline" else BASELINE_FIELDS)
-        name = t.get("name", nonempty_string, required=True)
-        if name is not None:
-            if name in names:
-                reader.error(t.at("name"), f"duplicate threshold name {name!r} (first defined on line "
-                                           f"{names[name]}); names must be unique")
-            else:
-                names[name] = reader.line(path)
+        name = t.unique_name(names, "threshold")
         severity = t.get("severity", _severity) or Severity.WARNING
         workflow = t.get("workflow", nonempty_string)
         if kind == "baseline":
