@@ -33,9 +33,10 @@ from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
-from flowsight.server import alerts_api, faults_api, logs_api, perf_api
+from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, perf_api
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
+from flowsight.server.pages import dashboard_routes
 from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
@@ -332,9 +333,12 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/api/v1/metrics", endpoint("read", perf_api.get_scopes), methods=["GET"]),
         Route("/api/v1/metrics/summary", endpoint("read", perf_api.get_summary), methods=["GET"]),
         Route("/api/v1/metrics/series", endpoint("read", perf_api.get_series), methods=["GET"]),
+        Route("/api/v1/overview", endpoint("read", dashboard_api.get_overview), methods=["GET"]),
+        Route("/api/v1/performance", endpoint("read", dashboard_api.get_performance), methods=["GET"]),
         Route("/metrics", endpoint("read", get_metrics), methods=["GET"]),
         Route("/healthz", endpoint(None, get_health), methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
+        *dashboard_routes(),  # the dashboard's page and assets (no data, no token)
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: http_error, 405: http_error})

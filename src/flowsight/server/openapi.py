@@ -10,6 +10,7 @@ import msgspec
 
 from flowsight.model.faults import FaultKind
 from flowsight.model.performance import RESOURCE_METRICS
+from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
@@ -156,6 +157,17 @@ OPS = [
                Param("step", "query", {"type": "number", "minimum": 60, "multipleOf": 60},
                      "bucket width in seconds (rollups); default: every sample within the raw retention")],
        scope="read"),
+    Op("get", "/api/v1/overview", "The dashboard's overview: runs per state, stalled runs, alerts per status, "
+       "open faults; per workflow its success rate, runs per state, duration p50/p95 and trend",
+       {200: ("the aggregates", D.Overview), **ERRORS},
+       params=[Param("trend", "query", {"type": "integer", "minimum": 0, "maximum": 200},
+                     "ended runs per workflow in its duration trend (default 30)")], scope="read"),
+    Op("get", "/api/v1/performance", "Per workflow and step over a time range: runs and steps per hour, "
+       "duration percentiles",
+       {200: ("the figures, per workflow", D.PerfPage), **ERRORS},
+       params=[Param("since", "query", TIME, "runs started at or after (default 24h ago)"),
+               Param("until", "query", TIME, "runs started before (default now)"),
+               Param("workflow", "query", STR, "only this workflow")], scope="read"),
     Op("get", "/metrics", "Prometheus metrics (text exposition format)",
        {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),

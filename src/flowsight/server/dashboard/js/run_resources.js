@@ -1,0 +1,41 @@
+// A run's CPU, memory and I/O charts (its process tree, as the server
+// sampled it), with its steps drawn as bands behind the curves.
+
+import {api} from './api.js';
+import {lineChart} from './charts.js';
+import {bytes, h, now, num} from './dom.js';
+
+const CHARTS = [
+  {title: 'CPU', metrics: [['cpu_percent', 'CPU %', 'cpu']], format: (v) => `${num(v, 0)}%`},
+  {title: 'Memory (RSS)', metrics: [['memory_bytes', 'RSS', 'mem']], format: bytes},
+  {title: 'Disk I/O', metrics: [['disk_read_bytes_per_s', 'read/s', 'read'], ['disk_write_bytes_per_s', 'write/s', 'write']],
+    format: (v) => `${bytes(v)}/s`},
+];
+
+/** The charts of run:<runId> from since to until (null: now). */
+export async function resourceCharts(runId, since, until, steps, width = 600) {
+  const to = until ?? now();
+  const bands = steps.filter((st) => st.started_at !== null).map((st, i) => ({
+    from: st.started_at, to: st.ended_at ?? to, label: `${st.step} (${st.status})`,
+    cls: `${i % 2 ? 'odd' : 'even'} state-${st.status}`}));
+  const wanted = CHARTS.flatMap((c) => c.metrics.map(([m]) => m));
+  let results;
+  try {
+    results = await Promise.all(wanted.map((metric) => api('/api/v1/metrics/series', {params: {
+      scope: `run:${runId}`, metric, since: since.toFixed(3), ...(until ? {until: until.toFixed(3)} : {})}})));
+  } catch (err) {
+    if (err.status === 401) return h('div');
+    return h('p', {class: 'muted'}, `No resource samples: ${err.message}`);
+  }
+  const byMetric = Object.fromEntries(wanted.map((m, i) => [m, results[i].points]));
+  if (!wanted.some((m) => byMetric[m].length)) {
+    return h('p', {class: 'muted'}, 'No resource samples for this run. The server samples the process trees of runs ',
+      'on its own machine that reported their pid (the SDK and flowsight run do).');
+  }
+  return h('div', {class: 'charts'}, CHARTS.map((c) => h('figure', {class: 'card'},
+    h('figcaption', {}, c.title, c.metrics.length > 1 ? c.metrics.map(([, label, cls]) =>
+      h('span', {class: `key ${cls}`}, label)) : ''),
+    lineChart(c.metrics.map(([m, label, cls]) => ({name: label, cls,
+      points: byMetric[m].map((p) => ({ts: p.ts, value: p.avg}))})),
+    {from: since, to, format: c.format, bands, width, label: `${c.title} of run ${runId} over time`}))));
+}

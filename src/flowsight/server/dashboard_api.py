@@ -1,0 +1,232 @@
+"""Read endpoints the dashboard's pages need beyond the rest of the API:
+
+- ``GET /api/v1/overview``: the overview page's aggregates in one answer —
+  runs per state, how many running runs are stalled, alerts per status, open
+  faults, and per workflow its success rate, runs per state, duration p50/p95
+  and the durations of its latest ended runs (the trend sparkline);
+- ``GET /api/v1/performance``: per workflow and step over a time range, from
+  the store: runs and steps per hour and duration percentiles.
+
+Every query is bounded (LIMIT) and goes through the store's indexed reads;
+where a bound cuts the data short the answer says so (``sampled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowsight.errors import FlowsightError
+from flowsight.model.faults import FaultStatus
+from flowsight.model.history import quantile
+from flowsight.model.state import WorkflowState
+from flowsight.query import Views
+from flowsight.server import schemas as S
+from flowsight.server.params import int_param, text_param, time_param
+from flowsight.store.runsteps import steps_of_runs
+from flowsight.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from flowsight.server.app import ServerState
+
+State = Literal["pending", "running", "completed", "failed", "suspended", "cancelled"]
+#: running runs looked at for the stalled count (newest first)
+STALL_SCAN = 500
+#: workflows given a duration trend (those with the latest runs first)
+TREND_WORKFLOWS = 100
+#: runs per workflow read for the performance page, and of those the newest whose steps are read
+RUN_SAMPLE, STEP_SAMPLE = 1000, 200
+_ENDED = (WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED)
+
+
+# ---- schemas -------------------------------------------------------------------
+class TrendPoint(msgspec.Struct, kw_only=True):
+    run_id: str
+    state: State
+    start_time: float | None
+    end_time: float | None
+    duration_seconds: float | None
+
+
+class WorkflowOverview(S.WorkflowOut, kw_only=True):
+    #: its latest ended runs, oldest first (the duration trend)
+    trend: list[TrendPoint]
+
+
+class Overview(msgspec.Struct, kw_only=True):
+    now: float
+    runs: int
+    by_state: dict[str, int]
+    #: running runs quiet beyond their bound (of the newest 500 running)
+    stalled: int
+    #: alerts the manager holds, by status (firing, pending, resolved, silenced, ...)
+    alerts: dict[str, int]
+    faults_open: int
+    workflows: list[WorkflowOverview]
+
+
+class StepPerf(msgspec.Struct, kw_only=True):
+    step: str
+    attempts: int
+    failed: int
+    #: completed attempts per hour over the window the sample covers
+    per_hour: float
+    #: durations of completed attempts, seconds
+    duration: S.QuantilesOut
+
+
+class DurationPoint(msgspec.Struct, kw_only=True):
+    run_id: str
+    start_time: float
+    duration_seconds: float
+    state: State
+
+
+class WorkflowPerf(msgspec.Struct, kw_only=True):
+    workflow: str
+    #: runs started in the range (of the sample)
+    runs: int
+    by_state: dict[str, int]
+    #: runs ended per hour over ``window_seconds``
+    per_hour: float
+    #: the span the figures cover: the range, or less when the sample was cut short
+    window_seconds: float
+    #: more runs started in the range than were read (the newest 1,000 were)
+    sampled: bool
+    #: durations of completed runs, seconds
+    duration: S.QuantilesOut
+    #: steps of the newest 200 runs read
+    steps: list[StepPerf]
+    #: ended runs: start and duration (the scatter chart), oldest first
+    points: list[DurationPoint]
+
+
+class PerfPage(msgspec.Struct, kw_only=True):
+    since: float
+    until: float
+    workflows: list[WorkflowPerf]
+
+
+# ---- overview ------------------------------------------------------------------
+def overview(store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeout: float,
+             trend: int) -> dict[str, Any]:
+    """The overview page's aggregates (see the module docstring)."""
+    stats = store.workflow_stats()
+    by_state: dict[str, int] = {}
+    for wf in stats:
+        for state, n in wf["by_state"].items():
+            by_state[state] = by_state.get(state, 0) + n
+    with_trend = {wf["workflow"] for wf in sorted(stats, key=lambda w: w["last_run_at"] or 0.0,
+                                                   reverse=True)[:TREND_WORKFLOWS]}
+    workflows = []
+    for wf in stats:
+        points: list[dict[str, Any]] = []
+        if trend and wf["workflow"] in with_trend:
+            page = store.list_runs(workflow=wf["workflow"], states=list(_ENDED), limit=trend)
+            points = [{"run_id": m.run_id, "state": m.state.value, "start_time": m.start_time,
+                       "end_time": m.end_time, "duration_seconds": _round(m.duration(now))}
+                      for m in reversed(page.runs)]
+        workflows.append({**wf, "trend": points})
+    running = store.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
+    views = Views(store, now, stall_timeout=stall_timeout).views(running)
+    faults_open = len(store.list_faults(status=FaultStatus.OPEN, limit=1000))
+    return {"now": now, "runs": sum(by_state.values()), "by_state": by_state,
+            "stalled": sum(1 for v in views if v.stalled), "alerts": alerts, "faults_open": faults_open,
+            "workflows": workflows}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _alerts_by_status(st: ServerState) -> dict[str, int]:
+    """Call on the event loop: the manager's alerts belong to it."""
+    am = st.alerting.manager
+    counts: dict[str, int] = {}
+    for fp in am.alerts:
+        status = am.status_of(fp)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+async def get_overview(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    trend = int_param(request, "trend", 30, 0, 200)
+    alerts = _alerts_by_status(st)
+    out = await asyncio.to_thread(overview, st.store, alerts, now=time.time(), stall_timeout=st.stall_timeout,
+                                  trend=trend)
+    return json(out)
+
+
+# ---- performance ---------------------------------------------------------------
+def _quantiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None}
+    return {"count": len(values), **{f"p{int(q * 100)}": round(quantile(values, q), 3)
+                                     for q in (0.5, 0.9, 0.95, 0.99)}}
+
+
+def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) -> dict[str, Any]:
+    """One workflow's figures over ``since``..``until`` (runs by when they started)."""
+    page = store.list_runs(workflow=workflow, since=since, until=until, limit=RUN_SAMPLE)
+    runs = page.runs
+    sampled = page.cursor is not None
+
+    def window(of: list[Any], cut: bool) -> float:
+        starts = [m.start_time for m in of if m.start_time is not None]
+        return max(1.0, until - (min(starts) if cut and starts else since))
+
+    span = window(runs, sampled)
+    by_state: dict[str, int] = {}
+    for m in runs:
+        by_state[m.state.value] = by_state.get(m.state.value, 0) + 1
+    ended = [m for m in runs if m.state in _ENDED and m.end_time is not None and m.start_time is not None]
+    done = [m.duration(until) or 0.0 for m in ended if m.state is WorkflowState.COMPLETED]
+    step_runs = runs[:STEP_SAMPLE]
+    step_span = window(step_runs, sampled or len(runs) > STEP_SAMPLE)
+    per_step: dict[str, dict[str, Any]] = {}
+    for steps in steps_of_runs(store, [m.run_id for m in step_runs]).values():
+        for s in steps:
+            entry = per_step.setdefault(s.step, {"attempts": 0, "failed": 0, "durations": []})
+            entry["attempts"] += 1
+            if s.status == "failed":
+                entry["failed"] += 1
+            elif s.status == "completed" and s.duration is not None:
+                entry["durations"].append(s.duration)
+    return {
+        "workflow": workflow, "runs": len(runs), "by_state": by_state,
+        "per_hour": round(len(ended) * 3600 / span, 3), "window_seconds": round(span, 3), "sampled": sampled,
+        "duration": _quantiles(done),
+        "steps": [{"step": name, "attempts": e["attempts"], "failed": e["failed"],
+                   "per_hour": round(len(e["durations"]) * 3600 / step_span, 3),
+                   "duration": _quantiles(e["durations"])} for name, e in per_step.items()],
+        "points": [{"run_id": m.run_id, "start_time": m.start_time, "duration_seconds": _round(m.duration(until)),
+                    "state": m.state.value} for m in reversed(ended)],
+    }
+
+
+async def get_performance(request: Request, st: ServerState) -> Response:
+    from flowsight.server.app import json
+
+    now = time.time()
+    since = time_param(request, "since", now)
+    until = time_param(request, "until", now)
+    since = now - 86400 if since is None else since
+    until = now if until is None else until
+    if until <= since:
+        raise FlowsightError(f"query parameters 'since' and 'until': the range is empty ({since:g} .. {until:g}); "
+                             "'until' must come after 'since'")
+    workflow = text_param(request, "workflow")
+
+    def work() -> dict[str, Any]:
+        names = [workflow] if workflow else st.store.workflows()[:TREND_WORKFLOWS]
+        rows = [workflow_perf(st.store, name, since, until) for name in names]
+        return {"since": since, "until": until, "workflows": [r for r in rows if r["runs"] or workflow]}
+
+    return json(await asyncio.to_thread(work))
