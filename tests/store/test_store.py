@@ -554,6 +554,50 @@ def test_history_keeps_only_the_latest_runs(store: SqlStore) -> None:
     assert h.run_durations == (6.0, 5.0)
 
 
+def test_history_follows_a_newly_completed_run_and_a_late_step_event(store: SqlStore) -> None:
+    store.write_events(a_completed_run("r1", 100.0, {"load": 5.0}))
+    assert store.history("etl").step_durations == {"load": (5.0,)}
+    assert store.history("etl") is store.history("etl")  # nothing written: the same answer, kept
+
+    store.write_events(a_completed_run("r2", 200.0, {"load": 7.0}))
+    assert sorted(store.history("etl").step_durations["load"]) == [5.0, 7.0]
+
+    # a step event of a completed run that arrives late changes what it teaches
+    store.write_events([ev("step_started", "r1", 106.5, "check"), ev("step_completed", "r1", 107.0, "check")])
+    assert store.history("etl").step_durations["check"] == (0.5,)
+
+
+def test_history_written_by_another_connection_is_seen(store_url: str) -> None:
+    with open_store(store_url) as reader, open_store(store_url) as writer:
+        writer.write_events(a_completed_run("r1", 100.0, {"load": 5.0}))
+        assert reader.history("etl").step_durations == {"load": (5.0,)}
+        writer.write_events([ev("step_started", "r1", 106.5, "check"), ev("step_completed", "r1", 107.0, "check")])
+        assert reader.history("etl").step_durations == {"load": (5.0,), "check": (0.5,)}
+
+
+def test_history_forgets_what_prune_deleted(store: SqlStore) -> None:
+    store.write_events([ev("started", "r1", 100.0), ev("step_started", "r1", 100.0, "a"),
+                        ev("step_completed", "r1", 101.0, "a"), ev("step_started", "r1", 900.0, "b"),
+                        ev("step_completed", "r1", 902.0, "b"), ev("completed", "r1", 903.0)])
+    assert set(store.history("etl").step_durations) == {"a", "b"}
+
+    store.prune(older_than=500.0)  # the run ended after the cutoff: it stays, its early events go
+
+    assert set(store.history("etl").step_durations) == {"b"}
+
+
+def test_paging_runs_of_several_states_merges_them_newest_first(many_runs: SqlStore) -> None:
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = many_runs.list_runs(states=["failed", S.COMPLETED, "failed"], limit=2, cursor=cursor)
+        seen.extend(r.run_id for r in page.runs)
+        if (cursor := page.cursor) is None:
+            break
+
+    assert seen == newest_first([r for i, r in enumerate(RUNS) if state_of(i) in (S.COMPLETED, S.FAILED)])
+
+
 def test_history_of_a_workflow_without_completed_runs_is_empty(store: SqlStore) -> None:
     store.write_events([ev("started", "r1", 100.0), ev("step_completed", "r1", 101.0, "load")])
 

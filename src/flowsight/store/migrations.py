@@ -302,6 +302,22 @@ def _v8_perf(real: str) -> list[str]:
     ]
 
 
+_V9_RUN_READS: Final = [
+    # the overview's reads (see flowsight.store.runstats): runs counted by
+    # workflow and state, and a workflow's latest completed runs, from this
+    # index alone
+    "CREATE INDEX IF NOT EXISTS runs_workflow_state_end ON runs (workflow, state, end_time, start_time, run_id)",
+]
+# SQLite: the runs list's search (list_runs' text) scans this index instead
+# of the rows; it serves the newest-first order as runs_created did, which it
+# replaces. (Not on PostgreSQL: a long error would not fit a btree entry.)
+_SQLITE_V9: Final = [
+    *_V9_RUN_READS,
+    "CREATE INDEX IF NOT EXISTS runs_search ON runs (created_at, run_id, workflow, current_step, error)",
+    "DROP INDEX IF EXISTS runs_created",
+]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -318,6 +334,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
       "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION")}),
     (7, "registered outputs", {"sqlite": _v7_outputs("REAL"), "postgresql": _v7_outputs("DOUBLE PRECISION")}),
     (8, "performance samples", {"sqlite": _v8_perf("REAL"), "postgresql": _v8_perf("DOUBLE PRECISION")}),
+    (9, "indexes for the overview's reads", {"sqlite": _SQLITE_V9, "postgresql": _V9_RUN_READS}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -29,6 +29,8 @@ class PostgresStore(SqlStore):
 
     dialect = "postgresql"
     param = "%s"
+    _text_match = ("(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
+                   "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')")
 
     def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0) -> None:
         super().__init__()

@@ -22,7 +22,6 @@ from typing import Any
 from flowsight.errors import StoreError
 from flowsight.model.events import Event, EventKind, encode_attrs
 from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory, quantile
 from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
 from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
@@ -31,6 +30,7 @@ from flowsight.store.logs import LogsMixin
 from flowsight.store.state import StateMixin
 from flowsight.store.faults import FaultsMixin
 from flowsight.store.perf import PerfMixin
+from flowsight.store.runstats import RunStatsMixin
 from flowsight.store.tokens import TokenMixin
 
 _RUN_UPDATE = ", ".join(
@@ -68,7 +68,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
 
 
-class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, PerfMixin, ABC):
+class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, PerfMixin, RunStatsMixin, ABC):
     """Store over a DB-API connection; subclasses supply the dialect."""
 
     dialect: str = ""
@@ -81,6 +81,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         self._all_readers: list[Any] = []
         # run_id -> (version, metrics, created_at): valid while the row's version matches
         self._runs: OrderedDict[str, tuple[int, ExecutionMetrics, float]] = OrderedDict()
+        self._init_run_stats()
 
     # ---- dialect hooks -------------------------------------------------
     @abstractmethod
@@ -118,6 +119,11 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
     def _errors(self) -> tuple[type[BaseException], ...]: ...
 
     param = "?"
+    #: ``text`` of list_runs: a case-insensitive substring of the run id, the
+    #: workflow, the current step or the error (SQLite's LIKE ignores ASCII case,
+    #: as its LOWER() folds only ASCII: LOWER() would only cost time)
+    _text_match = ("(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
+                   "OR error LIKE ? ESCAPE '\\')")
 
     def _lock_runs(self, cur: Any, run_ids: list[str]) -> None:
         """Serialise writers of the same runs (SQLite: BEGIN IMMEDIATE already does)."""
@@ -381,9 +387,6 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(WorkflowState(s).value for s in states)
         if since is not None:
             where.append("created_at >= ?")
             params.append(since)
@@ -392,20 +395,38 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             params.append(until)
         if text:
             like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append(
-                "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
-                "OR LOWER(COALESCE(current_step, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(error, '')) LIKE ? ESCAPE '\\')"
-            )
+            where.append(self._text_match)
             params.extend([like] * 4)
         if cursor:
             created, rid = decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params.extend([created, created, rid])
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
-            [*params, limit + 1],
-        )
+        wanted = list(dict.fromkeys(WorkflowState(s).value for s in states)) if states else []
+        order = "ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        if len(wanted) <= 1:
+            if wanted:
+                where.insert(0, "state = ?")
+                params.insert(0, wanted[0])
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            if text:
+                # the search reads every run it does not match: the ids are
+                # found in an index that holds the searched columns (SQLite:
+                # runs_search), and only the page's rows are read whole
+                rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT run_id FROM runs "
+                                  f"{clause} {order}) ORDER BY created_at DESC, run_id DESC", [*params, limit + 1])
+            else:
+                rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs {clause} {order}", [*params, limit + 1])
+        else:
+            # One newest-first walk of the (state, created_at) index per state,
+            # each stopping at the page's size, then merged: with state IN (...)
+            # the database would read and sort every run of those states.
+            clause = "".join(f" AND {w}" for w in where)
+            parts = [f"SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE state = ?{clause} {order}) AS s{i}"
+                     for i in range(len(wanted))]
+            args: list[Any] = []
+            for state in wanted:
+                args.extend([state, *params, limit + 1])
+            rows = self._read(f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS u {order}", [*args, limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = _encode_cursor(float(rows[-1][3]), rows[-1][0]) if more and rows else None
@@ -467,28 +488,6 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
     def last_seq(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
 
-    def workflow_stats(self, *, recent: int = 500) -> list[dict[str, Any]]:
-        """Per workflow: runs by state, success rate of ended runs, duration
-        p50/p95 of the last ``recent`` completed runs, time of the last run."""
-        counts = self._read("SELECT workflow, state, COUNT(*), MAX(created_at) FROM runs GROUP BY workflow, state")
-        stats: dict[str, dict[str, Any]] = {}
-        for wf, state, n, last in counts:
-            st = stats.setdefault(wf, {"workflow": wf, "runs": 0, "by_state": {}, "last_run_at": None})
-            st["runs"] += int(n)
-            st["by_state"][state] = int(n)
-            st["last_run_at"] = max(st["last_run_at"] or 0.0, float(last))
-        for wf, st in stats.items():
-            by = st["by_state"]
-            ended = sum(by.get(x, 0) for x in ("completed", "failed", "cancelled"))
-            st["success_rate"] = round(by.get("completed", 0) / ended, 4) if ended else None
-            durations = [r[0] for r in self._read(
-                "SELECT end_time - start_time FROM runs WHERE workflow = ? AND state = 'completed' "
-                "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?",
-                (wf, recent))]
-            st["duration_p50_seconds"] = round(quantile(durations, 0.5), 3) if durations else None
-            st["duration_p95_seconds"] = round(quantile(durations, 0.95), 3) if durations else None
-        return [stats[k] for k in sorted(stats)]
-
     def _step_events(self, run_ids: Sequence[str]) -> dict[str, list[Event]]:
         marks = ", ".join("?" * len(run_ids))
         rows = self._read(
@@ -510,32 +509,6 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         steps = replay_steps(self._step_events([run_id]).get(run_id, []))
         steps.sort(key=lambda s: (s.started_at if s.started_at is not None else s.ended_at or 0.0, s.attempt))
         return steps
-
-    def history(self, workflow: str, runs: int = 20) -> WorkflowHistory:
-        """Durations from the last ``runs`` completed runs of ``workflow``."""
-        done = self._read(
-            "SELECT run_id, start_time, end_time FROM runs WHERE workflow = ? AND state = 'completed' "
-            "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?",
-            (workflow, runs),
-        )
-        if not done:
-            return WorkflowHistory(workflow)
-        starts = {r[0]: r[1] for r in done}
-        durations: dict[str, list[float]] = {}
-        offsets: dict[str, list[float]] = {}
-        for rid, events in self._step_events(list(starts)).items():
-            for s in replay_steps(events):
-                if s.status == "completed" and s.duration is not None and s.started_at is not None:
-                    durations.setdefault(s.step, []).append(s.duration)
-                    offsets.setdefault(s.step, []).append(s.started_at - starts[rid])
-        order = sorted(offsets, key=lambda s: sorted(offsets[s])[len(offsets[s]) // 2])
-        return WorkflowHistory(
-            workflow=workflow,
-            runs=len(done),
-            run_durations=tuple(r[2] - r[1] for r in done),
-            step_order=tuple(order),
-            step_durations={k: tuple(v) for k, v in durations.items()},
-        )
 
     def workflows(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT workflow FROM runs ORDER BY workflow")]
@@ -574,6 +547,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
                 cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
             self._runs.clear()
+            self._forget_histories()  # their runs' step events may be gone
         return deleted
 
     def _first_seq_at_or_after(self, ts: float) -> int:
