@@ -28,7 +28,7 @@ from flowsight.model.state import WorkflowState
 from flowsight.query import Views
 from flowsight.server import schemas as S
 from flowsight.server.params import int_param, text_param, time_param
-from flowsight.store.runsteps import steps_of_runs
+from flowsight.store.dashboard import RunTimes, latest_ended, runs_created, step_spans
 from flowsight.store.sql import SqlStore
 
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ STALL_SCAN = 500
 TREND_WORKFLOWS = 100
 #: runs per workflow read for the performance page, and of those the newest whose steps are read
 RUN_SAMPLE, STEP_SAMPLE = 1000, 200
-_ENDED = (WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED)
+#: ended runs per workflow in the duration scatter (evenly thinned beyond)
+POINTS = 300
+_ENDED_NAMES = frozenset(s.value for s in (WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED))
 
 
 # ---- schemas -------------------------------------------------------------------
@@ -102,7 +104,7 @@ class WorkflowPerf(msgspec.Struct, kw_only=True):
     duration: S.QuantilesOut
     #: steps of the newest 200 runs read
     steps: list[StepPerf]
-    #: ended runs: start and duration (the scatter chart), oldest first
+    #: ended runs: start and duration (the scatter chart), oldest first; at most 300, evenly thinned
     points: list[DurationPoint]
 
 
@@ -127,10 +129,10 @@ def overview(store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeo
     for wf in stats:
         points: list[dict[str, Any]] = []
         if trend and wf["workflow"] in with_trend:
-            page = store.list_runs(workflow=wf["workflow"], states=list(_ENDED), limit=trend)
-            points = [{"run_id": m.run_id, "state": m.state.value, "start_time": m.start_time,
-                       "end_time": m.end_time, "duration_seconds": _round(m.duration(now))}
-                      for m in reversed(page.runs)]
+            points = [{"run_id": r.run_id, "state": r.state, "start_time": r.start_time, "end_time": r.end_time,
+                       "duration_seconds": None if r.start_time is None or r.end_time is None
+                       else round(_took(r), 3)}
+                      for r in reversed(latest_ended(store, wf["workflow"], trend))]
         workflows.append({**wf, "trend": points})
     running = store.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
     views = Views(store, now, stall_timeout=stall_timeout).views(running)
@@ -172,33 +174,40 @@ def _quantiles(values: list[float]) -> dict[str, Any]:
                                      for q in (0.5, 0.9, 0.95, 0.99)}}
 
 
+def _took(r: RunTimes) -> float:
+    """How long an ended run took (both times known)."""
+    return max(0.0, (r.end_time or 0.0) - (r.start_time or 0.0))
+
+
 def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) -> dict[str, Any]:
     """One workflow's figures over ``since``..``until`` (runs by when they started)."""
-    page = store.list_runs(workflow=workflow, since=since, until=until, limit=RUN_SAMPLE)
-    runs = page.runs
-    sampled = page.cursor is not None
+    runs = runs_created(store, workflow, since, until, RUN_SAMPLE + 1)
+    sampled = len(runs) > RUN_SAMPLE
+    runs = runs[:RUN_SAMPLE]
 
-    def window(of: list[Any], cut: bool) -> float:
-        starts = [m.start_time for m in of if m.start_time is not None]
+    def window(of: list[RunTimes], cut: bool) -> float:
+        starts = [r.start_time for r in of if r.start_time is not None]
         return max(1.0, until - (min(starts) if cut and starts else since))
 
     span = window(runs, sampled)
     by_state: dict[str, int] = {}
-    for m in runs:
-        by_state[m.state.value] = by_state.get(m.state.value, 0) + 1
-    ended = [m for m in runs if m.state in _ENDED and m.end_time is not None and m.start_time is not None]
-    done = [m.duration(until) or 0.0 for m in ended if m.state is WorkflowState.COMPLETED]
+    for r in runs:
+        by_state[r.state] = by_state.get(r.state, 0) + 1
+    ended = [r for r in runs if r.state in _ENDED_NAMES and r.start_time is not None and r.end_time is not None]
+    done = [_took(r) for r in ended if r.state == "completed"]
     step_runs = runs[:STEP_SAMPLE]
     step_span = window(step_runs, sampled or len(runs) > STEP_SAMPLE)
     per_step: dict[str, dict[str, Any]] = {}
-    for steps in steps_of_runs(store, [m.run_id for m in step_runs]).values():
-        for s in steps:
-            entry = per_step.setdefault(s.step, {"attempts": 0, "failed": 0, "durations": []})
-            entry["attempts"] += 1
-            if s.status == "failed":
-                entry["failed"] += 1
-            elif s.status == "completed" and s.duration is not None:
-                entry["durations"].append(s.duration)
+    for st in step_spans(store, [r.run_id for r in step_runs]):
+        entry = per_step.setdefault(st.step, {"attempts": 0, "failed": 0, "durations": []})
+        entry["attempts"] += 1
+        if st.status == "failed":
+            entry["failed"] += 1
+        elif st.status == "completed" and st.duration is not None:
+            entry["durations"].append(st.duration)
+    shown = ended[::-1]
+    if len(shown) > POINTS:  # evenly thinned: the chart's shape, not every dot
+        shown = [shown[i * len(shown) // POINTS] for i in range(POINTS)]
     return {
         "workflow": workflow, "runs": len(runs), "by_state": by_state,
         "per_hour": round(len(ended) * 3600 / span, 3), "window_seconds": round(span, 3), "sampled": sampled,
@@ -206,8 +215,8 @@ def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) ->
         "steps": [{"step": name, "attempts": e["attempts"], "failed": e["failed"],
                    "per_hour": round(len(e["durations"]) * 3600 / step_span, 3),
                    "duration": _quantiles(e["durations"])} for name, e in per_step.items()],
-        "points": [{"run_id": m.run_id, "start_time": m.start_time, "duration_seconds": _round(m.duration(until)),
-                    "state": m.state.value} for m in reversed(ended)],
+        "points": [{"run_id": r.run_id, "start_time": r.start_time, "state": r.state,
+                    "duration_seconds": round(_took(r), 3)} for r in shown],
     }
 
 

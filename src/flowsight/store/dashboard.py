@@ -1,27 +1,79 @@
-"""Step attempts of many runs in few queries (the dashboard's performance page).
+"""Reads for the dashboard's pages, over the store's own tables and indexes:
+the step attempts of many runs in few queries, and a workflow's runs (their
+ids, states and times, without decoding whole run rows): the latest ended ones,
+and those created in a time range.
 
-:meth:`SqlStore.run_steps` reads one run; this reads the step events of up to
-``CHUNK`` runs per query (through the ``events_run`` index) and replays them.
+Kept out of :mod:`flowsight.store.sql` (one module per concern); they use its
+connection handling (``_read``). Every query is bounded and uses an index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from flowsight.model.execution import StepRecord
-from flowsight.store.codec import replay_steps
 from flowsight.store.sql import SqlStore
 
 CHUNK = 500
 
 
-def steps_of_runs(store: SqlStore, run_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
-    """Run id -> its step attempts in start order (runs without steps left out)."""
-    out: dict[str, list[StepRecord]] = {}
+class StepSpan(NamedTuple):
+    step: str
+    #: completed | failed | running
+    status: str
+    duration: float | None
+
+
+def step_spans(store: SqlStore, run_ids: Sequence[str]) -> list[StepSpan]:
+    """Every step attempt of these runs with how it ended and how long it took,
+    from the step events' kinds and times only (no attributes decoded), ``CHUNK``
+    runs per query (index ``events_run``). An attempt is a ``step_started``
+    closed by the next ``step_completed`` or ``step_failed`` of its step."""
+    out: list[StepSpan] = []
     ids = list(dict.fromkeys(run_ids))
     for i in range(0, len(ids), CHUNK):
-        for rid, events in store._step_events(ids[i:i + CHUNK]).items():
-            steps = replay_steps(events)
-            steps.sort(key=lambda s: (s.started_at if s.started_at is not None else s.ended_at or 0.0, s.attempt))
-            out[rid] = steps
+        chunk = ids[i:i + CHUNK]
+        rows = store._read(
+            f"SELECT run_id, step, kind, ts FROM events WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+            "AND kind IN ('step_started', 'step_completed', 'step_failed') ORDER BY seq", chunk)
+        open_at: dict[tuple[str, str], float] = {}
+        for run_id, step, kind, ts in rows:
+            if step is None:
+                continue
+            key = (run_id, step)
+            if kind == "step_started":
+                if key in open_at:  # started again without an end: the earlier attempt never ended
+                    out.append(StepSpan(step, "running", None))
+                open_at[key] = float(ts)
+                continue
+            began = open_at.pop(key, None)
+            status = "completed" if kind == "step_completed" else "failed"
+            out.append(StepSpan(step, status, None if began is None else max(0.0, float(ts) - began)))
+        out.extend(StepSpan(step, "running", None) for (_, step) in open_at)
     return out
+
+
+class RunTimes(NamedTuple):
+    run_id: str
+    state: str
+    start_time: float | None
+    end_time: float | None
+
+
+def latest_ended(store: SqlStore, workflow: str, limit: int) -> list[RunTimes]:
+    """The ``limit`` newest (by first event) ended runs of ``workflow``, newest
+    first: completed, failed or cancelled (index ``runs_workflow``)."""
+    rows = store._read(
+        "SELECT run_id, state, start_time, end_time FROM runs WHERE workflow = ? "
+        "AND state IN ('completed', 'failed', 'cancelled') ORDER BY created_at DESC, run_id DESC LIMIT ?",
+        (workflow, limit))
+    return [RunTimes(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+
+
+def runs_created(store: SqlStore, workflow: str, since: float, until: float, limit: int) -> list[RunTimes]:
+    """Up to ``limit`` runs of ``workflow`` created in ``since`` .. ``until``
+    (its first event), newest first (index ``runs_workflow``)."""
+    rows = store._read(
+        "SELECT run_id, state, start_time, end_time FROM runs WHERE workflow = ? AND created_at >= ? "
+        "AND created_at < ? ORDER BY created_at DESC, run_id DESC LIMIT ?", (workflow, since, until, limit))
+    return [RunTimes(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]

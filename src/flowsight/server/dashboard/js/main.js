@@ -44,6 +44,7 @@ function render() {
     return;
   }
   view.replaceChildren();
+  refreshBadges();
   cleanup = found.page.mount(view, found.params, new URLSearchParams(window.location.search)) || null;
 }
 
@@ -75,9 +76,10 @@ function showLogin(message) {
   const had = Boolean(getToken());
   const input = h('input', {id: 'token', name: 'token', type: 'password', autocomplete: 'current-password',
     required: true, spellcheck: 'false'});
-  const err = h('p', {class: 'error', role: 'alert', id: 'login-error'}, had ? 'That token was refused: ' + message : '');
+  const err = h('p', {class: 'error', role: 'alert', id: 'login-error'}, had ? `That token was refused: ${message}` : '');
   const form = h('form', {class: 'login card', 'data-testid': 'login', 'aria-labelledby': 'login-title'},
     h('h1', {id: 'login-title'}, 'Sign in'),
+    h('input', {type: 'text', name: 'username', autocomplete: 'username', value: 'flowsight', hidden: true}),
     h('p', {}, 'This flowsight server needs an API token (scope read; admin to silence alerts). ',
       'Make one with ', h('code', {}, 'flowsight token create --scope read --name dashboard'), '.'),
     h('label', {for: 'token'}, 'API token'), input, err,
@@ -99,6 +101,8 @@ function showLogin(message) {
     }
   });
   replace(view, form);
+  live.dataset.state = 'off';
+  live.textContent = LIVE_TEXT.off;
   input.focus();
 }
 onUnauthorized(showLogin);
@@ -148,4 +152,3 @@ setInterval(refreshBadges, 15000);
 
 updateSignOut();
 render();
-refreshBadges();
