@@ -13,7 +13,7 @@ from typing import IO
 
 import pytest
 
-from flowsight.cli.run import StepTracker, early_dispatch, outcome, stored_level
+from flowsight.cli.run import StepTracker, early_dispatch, group_level, outcome, stored_level
 from flowsight.model.events import EventKind
 from flowsight.model.logs import LogLevel
 from flowsight.model.state import WorkflowState
@@ -283,6 +283,56 @@ def test_a_step_regex_names_the_steps_of_a_script_without_markers(tmp_path: Path
                                                                          ("load", "completed")]
         by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
     assert by_step == {"==> extract": "extract", "rows": "extract", "==> load": "load", "loaded": "load"}
+
+
+def _stored_text(db: str, run_id: str = "r-1") -> list[tuple[str, int]]:
+    """(message, lines in it) of the run's stored entries, in order."""
+    with open_store(db) as store:
+        rows = store.query_logs(run_id=run_id, limit=1_000_000)
+    return [(r.entry.message, r.entry.message.count("\n") + 1) for r in sorted(rows, key=lambda r: r.seq)]
+
+
+def test_a_flood_of_output_passes_through_and_is_stored_whole_in_groups_of_lines(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    done = _run(db, "seq", "1", "200000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"".join(b"%d\n" % i for i in range(1, 200_001))
+    stored = _stored_text(db)
+    assert "\n".join(m for m, _ in stored).split("\n") == [str(i) for i in range(1, 200_001)]
+    assert len(stored) < 200_000 and max(n for _, n in stored) <= 1000  # grouped, 1000 lines an entry at most
+
+
+def test_markers_and_levels_inside_a_flood_still_count(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    code = ("import sys\n"
+            "for step in ('extract', 'load'):\n"
+            "    print(f'::step {step}::')\n"
+            "    for i in range(50000): print(f'{step} row {i}')\n"
+            "    print(f'2026-11-29 08:00:00 ERROR {step} had a bad row')\n")
+    done = _run(db, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    with open_store(db) as store:
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
+                                                                         ("load", "completed")]
+        rows = store.query_logs(run_id="r-1", limit=1_000_000)
+    text = "\n".join(r.entry.message for r in sorted(rows, key=lambda r: r.seq))
+    assert "::step" not in text and text.count("\n") + 1 == 100_002
+    errors = [r for r in rows if r.entry.level is LogLevel.ERROR]
+    assert {r.entry.step for r in errors} == {"extract", "load"}  # each group holding the ERROR line is an error
+    assert all("had a bad row" in r.entry.message for r in errors)
+
+
+@pytest.mark.parametrize(("text", "level"), [
+    ("a\nb\nc", LogLevel.INFO),
+    ("a\n2026-11-29 08:00:00 WARNING disk 91%\nc", LogLevel.WARN),
+    ("a\n[ERROR] no\nE FATAL: gone", LogLevel.FATAL),
+    ('a\n{"level":"error","msg":"x"}', LogLevel.ERROR),
+    ("a\nts=1 level=warn msg=x", LogLevel.WARN),
+    ("a\n" + "x" * 100 + " ERROR far into the line", LogLevel.INFO),
+    ("a\nerrors: 0", LogLevel.INFO),
+])
+def test_a_group_of_lines_is_stored_at_the_highest_level_its_lines_name(text: str, level: LogLevel) -> None:
+    assert group_level(LogLevel.INFO, text) is level
 
 
 @pytest.mark.parametrize(("options", "words"), [

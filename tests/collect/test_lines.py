@@ -112,3 +112,45 @@ def test_how_the_bytes_are_chunked_never_changes_the_lines(data: bytes, cuts: li
 def test_valid_lines_come_out_as_they_went_in(texts: list[str]) -> None:
     lines, problems = split(["".join(t + "\n" for t in texts).encode()])
     assert [x.text for x in lines] == texts and problems == []
+
+
+def _grouped(chunks: list[bytes], size: int, max_line: int = 1 << 20) -> list[RawLine]:
+    s = LineSplitter("stdin", max_line=max_line, multiline=False, on_problem=Problems())
+    out: list[RawLine] = []
+    for chunk in chunks:
+        out += s.feed(chunk, 0.0, group=size)
+    return out + s.finish(0.0)
+
+
+def test_a_chunk_fed_as_groups_gives_its_lines_in_groups_of_at_most_n_with_their_offsets() -> None:
+    out = _grouped([b"a\r\nbb\nccc\nd\ne\npartial", b" end\n"], 2)
+    assert [(x.text, x.offset, x.lines) for x in out] == [
+        ("a\nbb", 0, 2), ("ccc\nd", 6, 2), ("e", 12, 1), ("partial end", 14, 1)]
+
+
+def test_an_entry_being_joined_goes_out_before_the_groups() -> None:
+    s = LineSplitter("stdin", multiline=True, on_problem=Problems())
+    held = s.feed(b"ERROR boom\nTraceback (most recent call last):\n", 0.0)
+    assert held == [] and s.holding
+    out = s.feed(b'  File "x.py", line 1\nnext\nother\n', 0.0, group=10)
+    assert [(x.text, x.lines) for x in out] == [
+        ("ERROR boom\nTraceback (most recent call last):", 1), ('  File "x.py", line 1\nnext\nother', 3)]
+
+
+def test_a_line_too_long_for_a_group_is_cut_line_by_line_as_always() -> None:
+    out = _grouped([b"short\n" + b"x" * 40 + b"\n"], 10, max_line=16)
+    assert [x.text for x in out] == ["short", "x" * 16, "x" * 16, "x" * 8]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=8), size=st.integers(2, 5))
+def test_grouping_changes_only_the_grain_never_the_text(data: bytes, cuts: list[int], size: int) -> None:
+    points = sorted({c for c in cuts if c <= len(data)})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    lines, _ = split(chunks, max_line=1 << 20)
+    groups = _grouped(chunks, size)
+    assert "\n".join(g.text for g in groups) == "\n".join(x.text for x in lines)
+    assert sum(g.lines for g in groups) == len(lines)
+    assert all(g.lines <= size for g in groups)
+    starts = {x.offset for x in lines}
+    assert all(g.offset in starts for g in groups)

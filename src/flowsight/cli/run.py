@@ -20,6 +20,12 @@ The command's stdout and stderr go to ours byte for byte, and each line is
 stored as a log line of the run, in the same store or server as the events
 (``--db``, ``--url``/``FLOWSIGHT_URL``; a server that is down: the SDK's
 spool). Stderr lines are stored at warn unless they name their own level.
+A flood of output (more than ``--group-above`` lines a second, 10,000 by
+default, or more than the store takes) is stored in groups of up to 1,000
+lines an entry, each at the highest level a line of it names, and read from
+a wider pipe at most every 20 ms: nothing is lost, the command is not slowed
+down, and flowsight's own work per line drops to a fraction (markers and
+``--step-regex`` lines inside a group still count, line by line).
 
 Steps come from marker lines on stdout: ``::step NAME::`` completes the open
 step and starts NAME; ``::step-end::`` completes the open step;
@@ -70,10 +76,24 @@ CANCELLING = (signal.SIGINT, signal.SIGTERM)
 
 _MARKER = re.compile(r"::step(?: +(?P<name>\S.*?)|(?P<end>-end))::")
 _PROGRESS = re.compile(r"::progress +(?P<done>\d+(?:\.\d+)?)(?: */ *(?P<total>\d+(?:\.\d+)?))?::")
+#: log lines waiting for the store beyond which output is stored in groups of lines (see `Supervisor`)
+BEHIND_AT = 20_000
+#: lines/s of output above which it is stored in groups of lines (``--group-above``)
+GROUP_ABOVE = 10_000.0
 #: how often the command's state is looked at (stopped by SIGSTOP/SIGTSTP, continued by SIGCONT)
 STATE_POLL = 0.2
 # parse_line says Info both for "INFO: x" and for a line with no level: a stderr line keeps Info only when it says so
 _SAYS_INFO = re.compile(r"\b(?:info|information|informational|notice)\b", re.IGNORECASE)
+
+# a level word in a line of a group: upper case (ERROR, [WARN], FATAL:) or logfmt/JSON's level=error, "level":"error"
+_LEVEL_WORD = re.compile(r"\b(WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL|PANIC|EMERG|ALERT)\b"
+                         r"|level\"?[=:] ?\"?(warn|warning|error|err|critical|crit|fatal|panic)\b")
+_WORD_LEVEL = {"warn": LogLevel.WARN, "warning": LogLevel.WARN, "error": LogLevel.ERROR, "err": LogLevel.ERROR,
+               "critical": LogLevel.FATAL, "crit": LogLevel.FATAL, "fatal": LogLevel.FATAL,
+               "panic": LogLevel.FATAL, "emerg": LogLevel.FATAL, "alert": LogLevel.FATAL}
+_LEVEL_HINTS = ("WARN", "ERR", "CRIT", "FATAL", "PANIC", "EMERG", "ALERT", "level")
+#: how far into a line of a group its level word may be
+_LEVEL_WITHIN = 80
 
 StepAction = tuple[Literal["start", "complete", "fail"], str]
 _STEP_EVENTS = {"start": EventKind.STEP_STARTED, "complete": EventKind.STEP_COMPLETED, "fail": EventKind.STEP_FAILED}
@@ -179,6 +199,19 @@ class StepTracker:
         return [(how, name)]
 
 
+def group_level(level: LogLevel, text: str) -> LogLevel:
+    """The level of a group of lines stored as one entry: ``level`` (its
+    first line's) or the highest level a line of it names within its first
+    80 characters (``... ERROR ...``, ``[WARN]``, ``FATAL:``, ``level=error``)."""
+    if not any(word in text for word in _LEVEL_HINTS):  # most groups: no level word at all, found at C speed
+        return level
+    for m in _LEVEL_WORD.finditer(text):
+        if m.start() - text.rfind("\n", 0, m.start()) - 1 <= _LEVEL_WITHIN:
+            found = _WORD_LEVEL[(m.group(1) or m.group(2)).lower()]
+            level = max(level, found)
+    return level
+
+
 def stored_level(level: LogLevel, text: str, stream: str) -> LogLevel:
     """The level a line is stored at: a stderr line that names no level is a warning."""
     if stream == "stderr" and level is LogLevel.INFO and _SAYS_INFO.search(text[:200]) is None:
@@ -203,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-regex", metavar="REGEX",
                    help="a stdout line matching it starts the next step, named by the regex's first group (or "
                         "the whole match), e.g. '^==> (.+)$' or \"Entering directory '(.+)'\"; markers still work")
+    p.add_argument("--group-above", type=float, default=GROUP_ABOVE, metavar="LINES_PER_S",
+                   help="while the command prints more lines a second than this (or faster than the store takes "
+                        "them), store its lines in groups (up to 1000 lines an entry) instead of one entry a line: "
+                        f"nothing is lost and the command is not slowed down (default {GROUP_ABOVE:g})")
     p.add_argument("--kill-after", type=float, default=10.0, metavar="SECONDS",
                    help="after flowsight is interrupted, SIGKILL the command's process group if it is still "
                         "there this long after the forwarded signal (default 10)")
@@ -249,8 +286,10 @@ def cmd_run(argv: list[str]) -> int:
     run = Run(workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)},
               client=client)
     try:
+        logs = client.log_writer
         return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after,
-                                      step_regex=step_regex).supervise())
+                                      step_regex=step_regex, backlog=lambda: logs.backlog,
+                                      group_above=args.group_above).supervise())
     finally:
         # close: everything to the store, or with a server to its spool and then
         # sent while the server answers (a server that is down costs no wait:
@@ -265,16 +304,23 @@ class Supervisor:
 
     def __init__(self, run: Run, command: list[str], emit_log: Callable[[LogEntry], None], *,
                  kill_after: float = 10.0, clock: Callable[[], float] = time.time,
-                 step_regex: re.Pattern[str] | None = None) -> None:
+                 step_regex: re.Pattern[str] | None = None, backlog: Callable[[], int] = lambda: 0,
+                 group_above: float = GROUP_ABOVE, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.run = run
+        self.backlog = backlog
+        self.group_above = group_above
+        self._monotonic = monotonic
+        self._window = (monotonic(), 0)  # (start, lines since) of the current second
+        self._rate = 0.0  # lines/s in the last full second
         self.step_regex = step_regex
         self.emit_log = emit_log
         self.steps = StepTracker(run.workflow)
         self.kill_after = kill_after
         self.clock = clock
         self.cancelled_by: int | None = None
+        self._step_any = re.compile(step_regex.pattern, step_regex.flags | re.MULTILINE) if step_regex else None
         self.output = ProcessOutput(command, name=run.workflow, multiline_idle=0.25, on_problem=_quiet,
-                                    tee=(sys.stdout.buffer, sys.stderr.buffer))
+                                    tee=(sys.stdout.buffer, sys.stderr.buffer), behind=self._behind)
         self._unsent: list[int] = []  # signals that came before the command had a pid
 
     async def supervise(self) -> int:
@@ -288,7 +334,7 @@ class Supervisor:
         try:
             async with aclosing(aiter(self.output)) as lines:
                 async for raw in lines:
-                    self._line(raw.text, raw.path.rpartition(":")[2], raw.path)
+                    self._line(raw.text, raw.path.rpartition(":")[2], raw.path, raw.lines)
         except FlowsightError as exc:  # the command could not be started
             print(f"flowsight: {exc}", file=sys.stderr)
             self.run.fail(str(exc))
@@ -310,26 +356,29 @@ class Supervisor:
             self.run.fail(end.message or "failed")
         return end.exit_status
 
-    def _line(self, text: str, stream: str, source: str) -> None:
-        """One entry of output: markers (stdout only; an entry that joined
-        lines is looked at line by line) and log lines of the open step."""
-        if stream == "stdout" and self.step_regex is not None:
-            first = text.split("\n", 1)[0]
-            m = self.step_regex.search(first)
-            if m is not None:  # this line starts the next step, and belongs to it
-                name = (m.group(1) if m.re.groups and m.group(1) else m.group(0)).strip() or first.strip()
-                self._steps(self.steps.marker(f"::step {name}::") or [], None)
-        if stream != "stdout" or ("::step" not in text and "::progress" not in text):
-            self._store(text, stream, source)
+    def _line(self, text: str, stream: str, source: str, lines: int = 1) -> None:
+        """One entry of output: markers and step-regex lines (stdout only; an
+        entry of several lines is looked at line by line) and log lines of
+        the open step."""
+        start, seen = self._window
+        self._window = (start, seen + lines)
+        if stream != "stdout" or not (
+                "::step" in text or "::progress" in text
+                or (self._step_any is not None and self._step_any.search(text) is not None)):
+            self._store(text, stream, source, lines)
             return
         held: list[str] = []
         for part in text.split("\n"):
-            if not is_marker(part):
+            begins = self._step_begun(part)
+            if not begins and not is_marker(part):
                 held.append(part)
                 continue
-            if held:  # the lines before the marker belong to the step it ends
-                self._store("\n".join(held), stream, source)
+            if held:  # the lines before belong to the step it ends
+                self._store("\n".join(held), stream, source, len(held) if lines > 1 else 1)
                 held = []
+            if begins:  # the line starts the next step, and belongs to it
+                held.append(part)
+                continue
             progress = progress_of(part)
             if progress is not None:  # the open step's
                 done, total = progress
@@ -338,13 +387,38 @@ class Supervisor:
             else:
                 self._steps(self.steps.marker(part) or [], None)
         if held:
-            self._store("\n".join(held), stream, source)
+            self._store("\n".join(held), stream, source, len(held) if lines > 1 else 1)
 
-    def _store(self, text: str, stream: str, source: str) -> None:
+    def _behind(self) -> bool:
+        """Whether output comes faster than it is worth storing line by line:
+        more than ``group_above`` lines/s in the last second, or more than
+        `BEHIND_AT` lines waiting for the store."""
+        start, lines = self._window
+        now = self._monotonic()
+        if now - start >= 1.0:
+            self._rate = lines / (now - start)
+            self._window = (now, 0)
+        return self._rate > self.group_above or self.backlog() > BEHIND_AT
+
+    def _step_begun(self, line: str) -> bool:
+        """Whether ``line`` matches ``--step-regex``; if so, its step is started."""
+        if self.step_regex is None:
+            return False
+        m = self.step_regex.search(line)
+        if m is None:
+            return False
+        name = (m.group(1) if m.re.groups and m.group(1) else m.group(0)).strip() or line.strip()
+        self._steps(self.steps.marker(f"::step {name}::") or [], None)
+        return True
+
+    def _store(self, text: str, stream: str, source: str, lines: int = 1) -> None:
         self._steps(self.steps.output(), None)
         run = self.run
         entry = parse_line(text, source=source, now=self.clock())
-        entry = replace(entry, level=stored_level(entry.level, text, stream),
+        level = stored_level(entry.level, text, stream)
+        if lines > 1:  # a group of lines stored as one entry: at the highest level any of them names
+            level = group_level(level, text)
+        entry = replace(entry, level=level,
                         workflow=entry.workflow or run.workflow, run_id=entry.run_id or run.run_id,
                         step=entry.step or self.steps.current)
         self.emit_log(entry)

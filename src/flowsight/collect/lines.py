@@ -14,6 +14,12 @@ read and hands back lines (or joined multi-line entries, see
 * at the end of the stream (`finish`), a last line without ``\\n`` is
   handed out as it is.
 
+A consumer that falls behind a flood of lines can ask `feed` for groups
+(``group=N``): the complete lines of the chunk go out as entries of up to N
+lines each (``RawLine.lines``), split and decoded a chunk at a time instead
+of a line at a time, with no multi-line joining (an entry being joined is
+handed out first). Nothing is dropped; only the grain of the entries changes.
+
 Each kind of trouble is reported once per stream through ``on_problem``,
 prefixed by the stream's label. ``RawLine.offset`` is the byte offset of the
 line in the stream; ``RawLine.path`` is the label. Time (``now``, monotonic
@@ -55,13 +61,17 @@ class LineSplitter:
         `flush_idle` again after the idle time."""
         return self._joiner is not None and self._joiner.pending_offset is not None
 
-    def feed(self, data: bytes, now: float) -> list[RawLine]:
-        """Add the next bytes of the stream; the lines (entries) they complete."""
+    def feed(self, data: bytes, now: float, *, group: int = 0) -> list[RawLine]:
+        """Add the next bytes of the stream; the lines (entries) they
+        complete. ``group`` > 1: the complete lines as groups of up to that
+        many (see the module docstring)."""
         self._buf += data
         out: list[RawLine] = []
         buf = self._buf
         limit = self._max_line
         i = 0
+        if group > 1 and not self._cutting:
+            i = self._groups(out, group)
         while True:
             nl = buf.find(b"\n", i, i + limit + 1)
             if nl >= 0:
@@ -108,6 +118,29 @@ class LineSplitter:
         return out
 
     # ---- helpers -----------------------------------------------------------
+    def _groups(self, out: list[RawLine], size: int) -> int:
+        """Hand out the buffer's complete lines as groups of up to ``size``;
+        how many bytes they took (0: none, or a line too long for a group:
+        the line-by-line path cuts it)."""
+        buf = self._buf
+        end = buf.rfind(b"\n") + 1
+        if end == 0:
+            return 0
+        raw_lines = bytes(buf[:end - 1]).split(b"\n")
+        if end > self._max_line and max(map(len, raw_lines)) > self._max_line:
+            return 0
+        if self._joiner is not None:
+            out += self._joined(self._joiner.flush())
+        offset = self._base
+        for at in range(0, len(raw_lines), size):
+            part = raw_lines[at:at + size]
+            raw = b"\n".join(part)
+            if b"\r" in raw:
+                raw = b"\n".join(line.removesuffix(b"\r") for line in part)
+            out.append(RawLine(self.label, self._decode(raw, offset), offset, lines=len(part)))
+            offset += sum(map(len, part)) + len(part)
+        return end
+
     def _line(self, raw: bytes, offset: int, end: int, now: float) -> list[RawLine]:
         text = self._decode(raw.removesuffix(b"\r"), offset)
         if self._joiner is None:

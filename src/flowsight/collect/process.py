@@ -38,6 +38,7 @@ has exited (a background process it left holding the pipes keeps it going).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -47,7 +48,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import BinaryIO
 
 from flowsight.collect.lines import LineSplitter
-from flowsight.collect.stream import Chunk, pump, read_stream
+from flowsight.collect.stream import CHUNK, READ_AHEAD, Chunk, pump, read_stream
 from flowsight.collect.tail import RawLine
 from flowsight.errors import ConfigError
 
@@ -61,6 +62,15 @@ FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
 )
 
 
+#: once behind, lines stay grouped this long (seconds) after the last time it was
+GROUP_FOR = 1.0
+#: while lines are grouped, each stream is read at most this often (seconds),
+#: in chunks of up to FLOOD_CHUNK bytes: the output gathers in the pipe
+#: (made FLOOD_CHUNK big, where the system allows) meanwhile
+FLOOD_PAUSE = 0.02
+FLOOD_CHUNK = 1 << 20
+
+
 class ProcessOutput:
     """Run ``argv`` and iterate over the lines of its stdout and stderr.
 
@@ -70,7 +80,13 @@ class ProcessOutput:
     `FileTail` 's; ``on_problem`` receives one readable sentence per problem
     (logged as a warning by default); ``clock`` (monotonic seconds) times the
     multi-line flush. ``tee``: where to copy the stdout and the stderr bytes
-    as they come (None: nowhere). Iterate once; `returncode` is set when the
+    as they come (None: nowhere). ``behind``: asked at each chunk whether
+    the consumer has fallen behind; while it has, or while reads keep
+    find the pipe half full or more (two such chunks in a row),
+    or the chunks read but not yet split fill half the read-ahead, lines are handed out in
+    groups of up to ``group_size`` (`RawLine.lines`), and for `GROUP_FOR`
+    seconds after, so a flood of output
+    costs a chunk's work, not a line's (None: always line by line). Iterate once; `returncode` is set when the
     program has ended (negative: killed by that signal).
 
     Raises (when the iteration starts):
@@ -83,7 +99,8 @@ class ProcessOutput:
                  multiline_idle: float = 1.0, forward_signals: bool = False, kill_after: float = 5.0,
                  on_problem: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 tee: tuple[BinaryIO | None, BinaryIO | None] | None = None) -> None:
+                 tee: tuple[BinaryIO | None, BinaryIO | None] | None = None,
+                 behind: Callable[[], bool] | None = None, group_size: int = 1000) -> None:
         if isinstance(argv, str):
             raise TypeError("argv is a list of arguments (['python', '-u', 'job.py']), not one string")
         if not argv:
@@ -103,6 +120,9 @@ class ProcessOutput:
         self._kill_after = kill_after
         self._clock = clock
         self._tee = tee or (None, None)
+        self._behind = behind
+        self._until = [0.0]  # grouping lines until then (monotonic)
+        self._group_size = group_size
         self._proc: asyncio.subprocess.Process | None = None
         self._used = False
 
@@ -128,15 +148,22 @@ class ProcessOutput:
     async def _run(self) -> AsyncGenerator[RawLine, None]:
         proc = self._proc = await self._spawn()
         assert proc.stdout is not None and proc.stderr is not None
-        queue: asyncio.Queue[Chunk] = asyncio.Queue(8)
+        if self._behind is not None:
+            for fd in (1, 2):
+                _widen_pipe(proc, fd, FLOOD_CHUNK)
+        queue: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
         readers = [
             asyncio.create_task(read_stream(stream, i, queue, self._problem, self._splitters[i].label,
-                                            self._copier(self._tee[i], self._splitters[i].label)))
+                                            self._copier(self._tee[i], self._splitters[i].label),
+                                            size=FLOOD_CHUNK if self._behind is not None else CHUNK,
+                                            pause=self._pause if self._behind is not None else None,
+                                            transport=_pipe(proc, i + 1)))
             for i, stream in enumerate((proc.stdout, proc.stderr))
         ]
         restore = self._forward_signals(proc) if self._forward else []
         try:
-            async for line in pump(queue.get, self._splitters, idle=self._idle, clock=self._clock):
+            async for line in pump(queue.get, self._splitters, idle=self._idle, clock=self._clock,
+                                   group=self._grouping(queue)):
                 yield line
             await proc.wait()
         finally:
@@ -146,6 +173,27 @@ class ProcessOutput:
                 undo()
             if proc.returncode is None:
                 await self._end(proc)
+
+    def _pause(self) -> float:
+        return FLOOD_PAUSE if self._clock() < self._until[0] else 0.0
+
+    def _grouping(self, queue: asyncio.Queue[Chunk]) -> Callable[[int], int] | None:
+        behind = self._behind
+        if behind is None:
+            return None
+        size = self._group_size
+        clock = self._clock
+        until = self._until
+        full = [0]  # big chunks in a row: each read found the pipe (64 KiB on Linux) filling up
+
+        def group(chunk: int) -> int:
+            now = clock()
+            full[0] = full[0] + 1 if chunk >= CHUNK // 2 else 0
+            if full[0] >= 2 or queue.qsize() >= READ_AHEAD // 2 or behind():
+                until[0] = now + GROUP_FOR  # a flood comes in waves: stay grouped a while
+            return size if now < until[0] else 0
+
+        return group
 
     def _copier(self, out: BinaryIO | None, label: str) -> Callable[[bytes], None] | None:
         """Write-and-flush to ``out`` until it fails once (told, then dropped)."""
@@ -170,7 +218,8 @@ class ProcessOutput:
         try:
             return await asyncio.create_subprocess_exec(
                 *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=self._env, cwd=self._cwd, process_group=0)
+                env=self._env, cwd=self._cwd, process_group=0,
+                limit=FLOOD_CHUNK if self._behind is not None else CHUNK)
         except FileNotFoundError as exc:
             if self._cwd is not None and not os.path.isdir(self._cwd):
                 raise ConfigError(f"cannot start {program!r}: working directory {os.fspath(self._cwd)!r} "
@@ -240,6 +289,28 @@ class ProcessOutput:
 
             undo.append(put_back)
         return undo
+
+
+def _pipe(proc: asyncio.subprocess.Process, fd: int) -> asyncio.ReadTransport | None:
+    """The transport reading the program's ``fd`` (1, 2), if it can be had."""
+    transport = getattr(proc, "_transport", None)  # asyncio has no public way to it
+    pipe = transport.get_pipe_transport(fd) if isinstance(transport, asyncio.SubprocessTransport) else None
+    return pipe if isinstance(pipe, asyncio.ReadTransport) else None
+
+
+def _widen_pipe(proc: asyncio.subprocess.Process, fd: int, size: int) -> None:
+    """Let the pipe of the program's ``fd`` hold ``size`` bytes (Linux; as
+    much as the system allows, else as it is), so that a program printing
+    faster than it is read goes on while its output waits in the pipe."""
+    pipe = _pipe(proc, fd)
+    end = pipe.get_extra_info("pipe") if pipe is not None else None
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if end is None or setter is None:
+        return
+    try:
+        fcntl.fcntl(end.fileno(), setter, size)
+    except (OSError, ValueError):  # above /proc/sys/fs/pipe-max-size for this user, or closed already
+        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -42,17 +42,19 @@ __all__ = ["StreamSource", "pump", "read_stream"]
 _log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
-_READ_AHEAD = 8  # chunks a reader may hold before the consumer takes them
+READ_AHEAD = 8  # chunks a reader may hold before the consumer takes them
 
 #: (index of the stream, bytes); ``b""`` says that stream ended
 Chunk = tuple[int, bytes]
 
 
 async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSplitter], *, idle: float,
-               clock: Callable[[], float]) -> AsyncGenerator[RawLine, None]:
+               clock: Callable[[], float], group: Callable[[int], int] | None = None) -> AsyncGenerator[RawLine, None]:
     """Lines of several streams, each in its own order, as their chunks come
     from ``get``; ends once every stream has sent its ``b""``. An entry held
-    for joining goes out after ``idle`` seconds without a new line."""
+    for joining goes out after ``idle`` seconds without a new line.
+    ``group``, asked at each chunk with its size: split it into groups of
+    that many lines (`LineSplitter.feed`), 0 for line by line."""
     open_streams = len(splitters)
     while open_streams:
         holding = any(s.holding for s in splitters)
@@ -67,7 +69,7 @@ async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSpli
             continue
         now = clock()
         if data:
-            lines = splitters[index].feed(data, now)
+            lines = splitters[index].feed(data, now, group=group(len(data)) if group is not None else 0)
         else:
             lines = splitters[index].finish(now)
             open_streams -= 1
@@ -80,14 +82,25 @@ async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSpli
 
 async def read_stream(reader: asyncio.StreamReader, index: int, queue: asyncio.Queue[Chunk],
                       problem: Callable[[str], None], label: str,
-                      copy: Callable[[bytes], None] | None = None) -> None:
-    """Copy ``reader`` into ``queue`` as ``(index, chunk)`` until its end, then
-    ``(index, b"")``; each chunk goes to ``copy`` too, as it is read."""
+                      copy: Callable[[bytes], None] | None = None, *, size: int = CHUNK,
+                      pause: Callable[[], float] | None = None,
+                      transport: asyncio.ReadTransport | None = None) -> None:
+    """Copy ``reader`` into ``queue`` as ``(index, chunk)`` (up to ``size``
+    bytes each) until its end, then ``(index, b"")``; each chunk goes to
+    ``copy`` too, as it is read. ``pause``, asked after each chunk: seconds
+    for which ``transport`` (the reader's) stops reading, so that the output
+    gathers in the pipe meanwhile and a flood costs fewer, bigger chunks."""
     try:
-        while data := await reader.read(CHUNK):
+        while data := await reader.read(size):
             if copy is not None:
                 copy(data)
             await queue.put((index, data))
+            if pause is not None and transport is not None and (wait := pause()) > 0:
+                transport.pause_reading()
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    transport.resume_reading()
     except OSError as exc:
         problem(f"{label}: read failed ({exc.strerror or exc}); taking it as the end of the stream")
     await queue.put((index, b""))
@@ -133,7 +146,7 @@ class StreamSource:
         return self._from_file(stream)
 
     async def _from_reader(self, reader: asyncio.StreamReader) -> AsyncGenerator[RawLine, None]:
-        queue: asyncio.Queue[Chunk] = asyncio.Queue(_READ_AHEAD)
+        queue: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
         task = asyncio.create_task(read_stream(reader, 0, queue, self._problem, self.source))
         try:
             async for line in pump(queue.get, [self._splitter], idle=self._idle, clock=self._clock):
@@ -144,7 +157,7 @@ class StreamSource:
     async def _from_file(self, stream: Any) -> AsyncGenerator[RawLine, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk] = asyncio.Queue()
-        slots = threading.Semaphore(_READ_AHEAD)  # bounds the queue: the thread waits for a free slot
+        slots = threading.Semaphore(READ_AHEAD)  # bounds the queue: the thread waits for a free slot
         stop = threading.Event()
         read: Callable[[int], bytes | None]
         try:

@@ -88,12 +88,14 @@ class RawLine:
     starts; ``path`` is the file's path when it was read. ``file``: for a
     line of a file, its identity (device, inode, and how many times it was
     seen truncated), so that (``file``, ``offset``, ``text``) names the line
-    across a restart; empty for other streams."""
+    across a restart; empty for other streams. ``lines``: how many lines
+    of a stream a group holds (`LineSplitter.feed` with ``group``), else 1."""
 
     path: str
     text: str
     offset: int
     file: str = field(default="", compare=False)
+    lines: int = field(default=1, compare=False)
 
 
 @dataclass(slots=True)

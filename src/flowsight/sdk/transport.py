@@ -221,6 +221,11 @@ class BatchWriter(Generic[Q, T]):
         self._lost = 0  # batches a faulty sink raised on
 
     @property
+    def backlog(self) -> int:
+        """Items put and not yet taken by the writer thread (about: for pacing)."""
+        return self._queue.qsize()
+
+    @property
     def dropped(self) -> int:
         """Events lost on purpose (a full spool), each one reported with a warning."""
         return int(getattr(self.sink, "dropped", 0)) + self._lost
