@@ -2,7 +2,7 @@
 // worst first, each with its evidence; the detectors and how they are doing.
 
 import {api, setLiveStatus} from './api.js';
-import {ago, dur, failure, h, replace, runHref, severityBadge, time} from './dom.js';
+import {ago, dur, failure, h, now, replace, runHref, severityBadge, time} from './dom.js';
 
 const RANK = {critical: 0, error: 1, warning: 2, info: 3};
 const RANGES = [['24h', 'last 24 hours'], ['7d', 'last 7 days'], ['30d', 'last 30 days']];
@@ -24,8 +24,8 @@ export function faultRow(f) {
     h('span', {class: `badge status-${open ? 'firing' : 'resolved'}`}, f.status)),
   h('p', {}, f.message),
   h('p', {class: 'small muted'}, `detector ${f.detector} · opened `, h('span', {title: time(f.opened_at)}, ago(f.opened_at)),
-    open ? ` · open for ${dur(f.duration_s ?? 0)}`
-      : ` · resolved ${ago(f.resolved_at)} after ${dur(f.duration_s ?? (f.resolved_at - f.opened_at))}`,
+    open ? ` · open for ${dur(f.duration_s ?? now() - f.opened_at)}`
+      : ` · resolved ${ago(f.resolved_at)} after ${dur(f.duration_s ?? f.resolved_at - f.opened_at)}`,
     f.workflows && f.workflows.length ? ` · workflows: ${f.workflows.join(', ')}` : ''),
   runs.length ? h('p', {class: 'small'}, `Hurt ${runs.length} run${runs.length > 1 ? 's' : ''}: `,
     runs.slice(0, 10).map((r, i) => [i ? ', ' : '', h('a', {href: runHref(r)}, r)]), runs.length > 10 ? ' …' : '') : null,

@@ -50,7 +50,7 @@ export function mount(root, _params, query) {
   const table = h('table', {class: 'runs', 'data-testid': 'runs'},
     h('caption', {class: 'sr-only'}, 'Runs, newest first'),
     h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'State', 'Progress', 'Duration', 'ETA', 'Started']
-      .map((c) => h('th', {scope: 'col'}, c)))), tbody);
+      .map((c) => h('th', {scope: 'col', class: c === 'Duration' || c === 'ETA' ? 'num' : null}, c)))), tbody);
   const status = h('div', {role: 'status', class: 'sr-only'});
 
   root.append(

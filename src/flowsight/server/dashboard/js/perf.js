@@ -32,7 +32,7 @@ export function mount(root, _params, query) {
     h('div', {class: 'table-wrap'}, h('table', {class: 'perf', 'data-testid': 'perf'},
       h('caption', {class: 'sr-only'}, 'Throughput and duration percentiles per workflow and step'),
       h('thead', {}, h('tr', {}, ['Workflow / step', 'Runs', 'Per hour', 'Failed', 'p50', 'p90', 'p95', 'p99']
-        .map((c) => h('th', {scope: 'col'}, c)))), tbody)),
+        .map((c, i) => h('th', {scope: 'col', class: i ? 'num' : null}, c)))), tbody)),
     h('h2', {}, 'Durations'), charts);
 
   async function load() {
