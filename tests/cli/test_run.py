@@ -376,3 +376,12 @@ def test_with_the_server_down_the_command_runs_as_usual_and_its_run_is_delivered
             assert store.get_run("up-1") is not None
     finally:
         server.stop()
+
+
+def test_piped_stdin_reaches_the_command(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", "cat"], input=b"a\nb\n",
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"a\nb\n"
+    assert [m for m, _ in _stored_text(db)] == ["a", "b"]

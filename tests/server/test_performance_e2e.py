@@ -123,3 +123,28 @@ def test_a_wrapped_commands_child_is_sampled_as_the_run(serve: Serve, tmp_path: 
         wrapped.terminate()  # flowsight run forwards it to the command and cancels the run
         wrapped.wait(30)
     assert server.client().get("/api/v1/runs/wrapped-1").json()["state"] == "cancelled"
+
+
+def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(serve: Serve, tmp_path: Path,
+                                                                          receiver: Recorder) -> None:
+    """``flowsight run -- bash -c 'burn & burn & wait'``: the CPU is spent by
+    grandchildren of flowsight (bash's children), and is the run's."""
+    path = config(tmp_path, receiver.server_address[1])
+    path.write_text(path.read_text() + "\n[performance]\ninterval = \"0.2s\"\n")
+    server = serve("--config", str(path))
+    burn = f"{sys.executable} -c 'while True: pass'"
+    wrapped = subprocess.Popen([sys.executable, "-m", "flowsight", "run", "--url", server.url, "--run-id", "grand-1",
+                                "-w", "crunch", "--", "bash", "-c", f"{burn} & {burn} & wait"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = server.client()
+
+    def busy() -> list[float]:
+        points = client.get("/api/v1/metrics/series", params={"scope": "run:grand-1", "metric": "cpu_percent"})
+        values = [p["max"] for p in points.json().get("points", [])] if points.status_code == 200 else []
+        return [v for v in values if v >= 50.0]  # two busy grandchildren: most of a core at least, whatever the load
+
+    try:
+        wait_for("the grandchildren's CPU as the run's", busy, timeout=60)
+    finally:
+        wrapped.terminate()
+        wrapped.wait(30)

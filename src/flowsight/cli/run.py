@@ -16,7 +16,10 @@ too, without cancelling), the group is sent SIGKILL if it is still there
 The exit status is the command's (128 + N when it died of signal N, as shells
 say it), so ``flowsight run --`` can be put in front of any script or cron line.
 
-The command's stdout and stderr go to ours byte for byte, and each line is
+The command reads our stdin when it is a pipe or a file (``... | flowsight
+run -- import.sh``); a terminal is not handed on (the command has a process
+group of its own, which the terminal would stop at its first read): it gets
+/dev/null. The command's stdout and stderr go to ours byte for byte, and each line is
 stored as a log line of the run, in the same store or server as the events
 (``--db``, ``--url``/``FLOWSIGHT_URL``; a server that is down: the SDK's
 spool). Stderr lines are stored at warn unless they name their own level.
@@ -49,6 +52,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +60,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from flowsight.cli.runrules import RunRules, rules_config
 from flowsight.collect import ProcessOutput
 from flowsight.collect.process import FORWARDED_SIGNALS
 from flowsight.errors import FlowsightError
@@ -236,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-regex", metavar="REGEX",
                    help="a stdout line matching it starts the next step, named by the regex's first group (or "
                         "the whole match), e.g. '^==> (.+)$' or \"Entering directory '(.+)'\"; markers still work")
+    p.add_argument("--rules", metavar="FILE",
+                   help="check the command's lines against the [[log_rules]] of FILE (flowsight.toml's format) "
+                        "and send their alerts (default, for a local store: $FLOWSIGHT_CONFIG or ./flowsight.toml "
+                        "when it has log rules; with --url the server's rules apply)")
     p.add_argument("--group-above", type=float, default=GROUP_ABOVE, metavar="LINES_PER_S",
                    help="while the command prints more lines a second than this (or faster than the store takes "
                         "them), store its lines in groups (up to 1000 lines an entry) instead of one entry a line: "
@@ -282,6 +291,14 @@ def cmd_run(argv: list[str]) -> int:
     except re.error as exc:
         print(f"flowsight: --step-regex: {args.step_regex!r} is not a regular expression: {exc}", file=sys.stderr)
         return 2
+    try:
+        config = rules_config(args.rules, to_server=client.url is not None)
+        rules = (RunRules(config, server=client.url, token=args.token, db_url=client.db)
+                 if config is not None else None)
+    except FlowsightError as exc:
+        print(f"flowsight: --rules: {exc}", file=sys.stderr)
+        client.close()
+        return 2
     workflow = args.workflow or os.path.basename(command[0]) or command[0]
     run = Run(workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)},
               client=client)
@@ -289,7 +306,7 @@ def cmd_run(argv: list[str]) -> int:
         logs = client.log_writer
         return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after,
                                       step_regex=step_regex, backlog=lambda: logs.backlog,
-                                      group_above=args.group_above).supervise())
+                                      group_above=args.group_above, rules=rules).supervise())
     finally:
         # close: everything to the store, or with a server to its spool and then
         # sent while the server answers (a server that is down costs no wait:
@@ -305,8 +322,10 @@ class Supervisor:
     def __init__(self, run: Run, command: list[str], emit_log: Callable[[LogEntry], None], *,
                  kill_after: float = 10.0, clock: Callable[[], float] = time.time,
                  step_regex: re.Pattern[str] | None = None, backlog: Callable[[], int] = lambda: 0,
-                 group_above: float = GROUP_ABOVE, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 group_above: float = GROUP_ABOVE, monotonic: Callable[[], float] = time.monotonic,
+                 rules: RunRules | None = None) -> None:
         self.run = run
+        self.rules = rules
         self.backlog = backlog
         self.group_above = group_above
         self._monotonic = monotonic
@@ -320,7 +339,8 @@ class Supervisor:
         self.cancelled_by: int | None = None
         self._step_any = re.compile(step_regex.pattern, step_regex.flags | re.MULTILINE) if step_regex else None
         self.output = ProcessOutput(command, name=run.workflow, multiline_idle=0.25, on_problem=_quiet,
-                                    tee=(sys.stdout.buffer, sys.stderr.buffer), behind=self._behind)
+                                    tee=(sys.stdout.buffer, sys.stderr.buffer), behind=self._behind,
+                                    stdin=None if not _terminal(0) else subprocess.DEVNULL)
         self._unsent: list[int] = []  # signals that came before the command had a pid
 
     async def supervise(self) -> int:
@@ -331,6 +351,22 @@ class Supervisor:
             loop.add_signal_handler(sig, self._on_signal, sig)
         pending = asyncio.create_task(self._forward_pending())
         watching = asyncio.create_task(self._watch_state())
+        rules_done = asyncio.Event()
+        checking = asyncio.create_task(self.rules.run(rules_done)) if self.rules is not None else None
+        try:
+            return await self._follow()
+        finally:
+            pending.cancel()
+            watching.cancel()
+            for sig in FORWARDED_SIGNALS:
+                loop.remove_signal_handler(sig)
+            if self.rules is not None and checking is not None:
+                rules_done.set()
+                await checking
+                await self.rules.close()
+
+    async def _follow(self) -> int:
+        """The command's output, to its end; the exit status."""
         try:
             async with aclosing(aiter(self.output)) as lines:
                 async for raw in lines:
@@ -339,11 +375,6 @@ class Supervisor:
             print(f"flowsight: {exc}", file=sys.stderr)
             self.run.fail(str(exc))
             return 127
-        finally:
-            pending.cancel()
-            watching.cancel()
-            for sig in FORWARDED_SIGNALS:
-                loop.remove_signal_handler(sig)
         returncode = self.output.returncode
         assert returncode is not None  # the iteration ends when the command has exited
         end = outcome(returncode, self.cancelled_by)
@@ -422,6 +453,8 @@ class Supervisor:
                         workflow=entry.workflow or run.workflow, run_id=entry.run_id or run.run_id,
                         step=entry.step or self.steps.current)
         self.emit_log(entry)
+        if self.rules is not None:
+            self.rules.observe(entry)
 
     def _steps(self, actions: list[StepAction], error: str | None) -> None:
         for how, name in actions:
@@ -474,6 +507,13 @@ class Supervisor:
             _say(f"{self.run.workflow}: still running {self.kill_after:g}s after "
                  f"{_signal_name(self.cancelled_by or 0)}; killed (SIGKILL)")
             _signal_group(pid, signal.SIGKILL)
+
+
+def _terminal(fd: int) -> bool:
+    # A terminal is not handed on: the command runs in a process group of its
+    # own (so signals reach its whole tree), and a read from the terminal by a
+    # group that is not in the foreground would stop it (SIGTTIN).
+    return os.isatty(fd)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -86,7 +86,9 @@ class ProcessOutput:
     or the chunks read but not yet split fill half the read-ahead, lines are handed out in
     groups of up to ``group_size`` (`RawLine.lines`), and for `GROUP_FOR`
     seconds after, so a flood of output
-    costs a chunk's work, not a line's (None: always line by line). Iterate once; `returncode` is set when the
+    costs a chunk's work, not a line's (None: always line by line).
+    ``stdin``: the program's standard input (default: nothing, /dev/null;
+    None: this process's). Iterate once; `returncode` is set when the
     program has ended (negative: killed by that signal).
 
     Raises (when the iteration starts):
@@ -100,7 +102,8 @@ class ProcessOutput:
                  on_problem: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  tee: tuple[BinaryIO | None, BinaryIO | None] | None = None,
-                 behind: Callable[[], bool] | None = None, group_size: int = 1000) -> None:
+                 behind: Callable[[], bool] | None = None, group_size: int = 1000,
+                 stdin: int | None = subprocess.DEVNULL) -> None:
         if isinstance(argv, str):
             raise TypeError("argv is a list of arguments (['python', '-u', 'job.py']), not one string")
         if not argv:
@@ -120,6 +123,7 @@ class ProcessOutput:
         self._kill_after = kill_after
         self._clock = clock
         self._tee = tee or (None, None)
+        self._stdin = stdin
         self._behind = behind
         self._until = [0.0]  # grouping lines until then (monotonic)
         self._group_size = group_size
@@ -217,7 +221,7 @@ class ProcessOutput:
         program = self.argv[0]
         try:
             return await asyncio.create_subprocess_exec(
-                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                *self.argv, stdin=self._stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=self._env, cwd=self._cwd, process_group=0,
                 limit=FLOOD_CHUNK if self._behind is not None else CHUNK)
         except FileNotFoundError as exc:
