@@ -147,3 +147,14 @@ def test_on_the_loghub_samples_templates_are_the_miners_and_every_line_is_counte
         assert a.counts() == len(messages)
         assert sum(t.count for t in a.top(10_000)) == len(messages)
         assert {t.template_id for t in a.top(10_000)} == set(miner.templates())
+
+
+def test_an_entry_of_several_lines_is_templated_by_its_first_line() -> None:
+    analyzer = LogAnalyzer()
+
+    def entry(message: str) -> LogEntry:
+        return LogEntry(1000.0, LogLevel.ERROR, message, "x", None, None, None, {})
+
+    one = analyzer.analyze(entry("job 1 failed\nTraceback (most recent call last):\n  File \"a.py\"\nValueError: 1"))
+    two = analyzer.analyze(entry("job 2 failed\n" + "\n".join(f"row {i}" for i in range(500))))
+    assert one.template_id == two.template_id and "row" not in two.template and "\n" not in two.template

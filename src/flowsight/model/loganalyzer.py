@@ -3,7 +3,9 @@
 :class:`LogAnalyzer` is the specification's ``log_analyzer``. For each
 :class:`~flowsight.model.logs.LogEntry` :meth:`LogAnalyzer.analyze` gives
 
-* the entry's template (its message with the variable parts as ``<*>``) and
+* the entry's template (its message with the variable parts as ``<*>``; of
+  a message of several lines -- a traceback joined to the line that logged
+  it, a group of lines stored as one entry -- its first line) and
   the template's id, from :class:`~flowsight.model.logtemplates.TemplateMiner`
   (masking, then a Drain-style fixed-depth tree). The id is a hash of the
   template text, so it is the same in every process and after a restart;
@@ -96,7 +98,11 @@ class LogAnalyzer:
     # ---- the hot path ---------------------------------------------------------------
     def analyze(self, entry: LogEntry, now: float | None = None) -> Analysis:
         """Template ``entry`` and count it (see the module docstring for which bucket)."""
-        m = self.miner.add(entry.message)
+        message = entry.message
+        cut = message.find("\n")
+        # a record's shape is its first line: the frames below it, or the other lines of a group, would
+        # make every entry a template of its own (and hold its whole text)
+        m = self.miner.add(message if cut < 0 else message[:cut])
         ts = entry.timestamp
         if now is not None and ts > now:
             ts = now
