@@ -586,6 +586,35 @@ def test_history_forgets_what_prune_deleted(store: SqlStore) -> None:
     assert set(store.history("etl").step_durations) == {"b"}
 
 
+def _counted(store: SqlStore) -> dict[tuple[str, str], int]:
+    return {(wf["workflow"], state): n for wf in store.workflow_stats() for state, n in wf["by_state"].items()}
+
+
+def _actual(store: SqlStore) -> dict[tuple[str, str], int]:
+    rows = store._read("SELECT workflow, state, COUNT(*) FROM runs GROUP BY workflow, state")
+    return {(wf, state): int(n) for wf, state, n in rows}
+
+
+def test_runs_per_workflow_and_state_stay_counted_through_every_write(store_url: str) -> None:
+    with open_store(store_url) as store, open_store(store_url) as other:
+        store.write_events(a_completed_run("done", 100.0, {"load": 5.0}))
+        store.write_events([ev("started", "live", 110.0), ev("started", "t1", 111.0, workflow="train"),
+                            ev("step_started", "t1", 112.0, "fit", workflow="train")])
+        assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "running"): 1,
+                                                     ("train", "running"): 1}
+        # one batch moving a run twice, a refused transition, another writer, a transition made outside events
+        store.write_events([ev("suspended", "live", 120.0), ev("resumed", "live", 121.0), ev("failed", "live", 122.0),
+                            ev("started", "done", 123.0)])
+        other.write_events([ev("completed", "t1", 130.0, workflow="train")])
+        store.record_transition(StateTransition("nobody", 140.0, S.PENDING, S.RUNNING, "operator", "monitor"),
+                                workflow="etl")
+        store.record_transition(StateTransition("nobody", 141.0, S.RUNNING, S.CANCELLED, "operator", "monitor"))
+        assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "failed"): 1,
+                                                     ("etl", "cancelled"): 1, ("train", "completed"): 1}
+        store.prune(older_than=125.0)  # "done" (ended 107) and "live" (ended 122) go
+        assert _counted(store) == _actual(store) == {("etl", "cancelled"): 1, ("train", "completed"): 1}
+
+
 def test_paging_runs_of_several_states_merges_them_newest_first(many_runs: SqlStore) -> None:
     seen: list[str] = []
     cursor: str | None = None
@@ -673,3 +702,14 @@ def test_sqlite_urls_name_the_same_file_as_a_plain_path(tmp_path: Path) -> None:
 def test_open_store_with_an_unknown_scheme_raises_config_error(url: str, scheme: str) -> None:
     with pytest.raises(ConfigError, match=f"unknown scheme '{scheme}'"):
         open_store(url)
+
+
+def test_the_run_counts_are_made_from_the_runs_stored_before_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    with open_store(path) as store:
+        store.write_events(a_completed_run("a", 100.0, {"load": 1.0}) + [ev("started", "b", 100.0, workflow="x")])
+        store._write("DROP TABLE run_counts")  # as a store from before migration 10
+        store._write("DELETE FROM schema_migrations WHERE version = 10")
+
+    with open_store(path) as store:
+        assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("x", "running"): 1}

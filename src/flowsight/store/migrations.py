@@ -318,6 +318,19 @@ _SQLITE_V9: Final = [
 ]
 
 
+_V10_RUN_COUNTS: Final = [
+    # runs per workflow and state, kept by the transactions that write the
+    # runs (flowsight.store.sql): the overview reads it instead of counting
+    """CREATE TABLE IF NOT EXISTS run_counts (
+        workflow TEXT NOT NULL,
+        state TEXT NOT NULL,
+        runs BIGINT NOT NULL,
+        PRIMARY KEY (workflow, state)
+    )""",
+    "INSERT INTO run_counts (workflow, state, runs) SELECT workflow, state, COUNT(*) FROM runs GROUP BY workflow, state",
+]
+
+
 #: (version, name, {dialect: statements})
 MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -335,6 +348,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (7, "registered outputs", {"sqlite": _v7_outputs("REAL"), "postgresql": _v7_outputs("DOUBLE PRECISION")}),
     (8, "performance samples", {"sqlite": _v8_perf("REAL"), "postgresql": _v8_perf("DOUBLE PRECISION")}),
     (9, "indexes for the overview's reads", {"sqlite": _SQLITE_V9, "postgresql": _V9_RUN_READS}),
+    (10, "runs counted per workflow and state", {"sqlite": _V10_RUN_COUNTS, "postgresql": _V10_RUN_COUNTS}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

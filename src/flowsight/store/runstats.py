@@ -6,7 +6,8 @@ it, over stores of 100,000s of runs, so each is a bounded number of index
 reads (migration 9's ``runs_workflow_state_end``: workflow, state, end_time,
 start_time, run_id):
 
-* runs by workflow and state are counted in that index alone (no row read);
+* runs by workflow and state are kept counted (``run_counts``, migration 10,
+  changed by the same transactions that change the runs);
 * a workflow's latest completed runs are its newest entries there;
 * a workflow's history replays the step events of its last completed runs;
   the result is kept, keyed by those runs' ids and row versions (a run's
@@ -55,7 +56,7 @@ class RunStatsMixin(ABC):
     def workflow_stats(self, *, recent: int = 500) -> list[dict[str, Any]]:
         """Per workflow: runs by state, success rate of ended runs, duration
         p50/p95 of the last ``recent`` completed runs, time of the last run."""
-        counts = self._read("SELECT workflow, state, COUNT(*) FROM runs GROUP BY workflow, state")
+        counts = self._read("SELECT workflow, state, runs FROM run_counts WHERE runs > 0 ORDER BY workflow, state")
         stats: dict[str, dict[str, Any]] = {}
         for wf, state, n in counts:
             st = stats.setdefault(wf, {"workflow": wf, "runs": 0, "by_state": {}, "last_run_at": None})

@@ -207,6 +207,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         versions = {rid: v for rid, (v, _, _) in metrics.items()}
         transitions: list[StateTransition] = []
         touched: dict[str, tuple[ExecutionMetrics, float]] = {}
+        before: dict[str, WorkflowState | None] = {}  # each run's state before this batch (None: a new run)
         step_durations = result.step_durations
         run_durations = result.run_durations
         last_rid = ""
@@ -217,6 +218,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 entry = metrics.get(rid)
                 if entry is None:
                     entry = metrics[rid] = (0, new_metrics(ev), ev.ts)
+                    before.setdefault(rid, None)
+                else:
+                    before.setdefault(rid, entry[1].state)
                 m = entry[1]
                 touched[rid] = (m, entry[2])
                 last_rid = rid
@@ -230,7 +234,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                     run_durations.append((m.workflow, tr.new_state.value, ev.ts - m.start_time))
         if transitions:
             self._insert_transitions(cur, transitions)
-        self._save_runs(cur, touched, versions)
+        self._save_runs(cur, touched, versions, before)
         result.transitions = transitions
 
     def _insert_transitions(self, cur: Any, transitions: list[StateTransition]) -> None:
@@ -284,10 +288,18 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         return True
 
     def _save_runs(
-        self, cur: Any, touched: dict[str, tuple[ExecutionMetrics, float]], versions: dict[str, int]
+        self, cur: Any, touched: dict[str, tuple[ExecutionMetrics, float]], versions: dict[str, int],
+        before: dict[str, WorkflowState | None],
     ) -> None:
+        """Write the touched runs; ``before``: each one's state before (None: a new run)."""
         new, known = [], []
+        moved: dict[tuple[str, str], int] = {}
         for rid, (m, created) in touched.items():
+            was = before.get(rid)
+            if was is not m.state:
+                if was is not None:
+                    moved[(m.workflow, was.value)] = moved.get((m.workflow, was.value), 0) - 1
+                moved[(m.workflow, m.state.value)] = moved.get((m.workflow, m.state.value), 0) + 1
             old = versions.get(rid, 0)
             row = metrics_to_row(m, created, old + 1)
             if old:  # stored before: a plain UPDATE, cheaper than an upsert's failed insert
@@ -309,6 +321,17 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 ),
                 new,
             )
+        self._count_runs(cur, moved)
+
+    def _count_runs(self, cur: Any, moved: dict[tuple[str, str], int]) -> None:
+        """Keep ``run_counts`` (runs per workflow and state, migration 10) in
+        step with the runs, in the same transaction. In key order, so two
+        writers of the same counts lock them in the same order."""
+        rows = [(wf, state, n) for (wf, state), n in sorted(moved.items()) if n]
+        if rows:
+            cur.executemany(self._sql(
+                "INSERT INTO run_counts (workflow, state, runs) VALUES (?, ?, ?) "
+                "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs"), rows)
 
     def record_transition(self, transition: StateTransition, *, workflow: str | None = None) -> StateTransition:
         """Keep a transition made outside an event (``StateMonitor.monitor_state_change``).
@@ -325,7 +348,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             try:
                 with self._write_txn() as cur:
                     self._lock_runs(cur, [rid])
-                    cur.execute(self._sql("SELECT state FROM runs WHERE run_id = ?"), (rid,))
+                    cur.execute(self._sql("SELECT state, workflow FROM runs WHERE run_id = ?"), (rid,))
                     row = cur.fetchone()
                     actual = WorkflowState(row[0]) if row else WorkflowState.PENDING
                     if actual is not tr.old_state:
@@ -335,7 +358,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                         m.state = tr.new_state
                         if tr.new_state is WorkflowState.RUNNING:
                             m.start_time = tr.timestamp
-                        self._save_runs(cur, {rid: (m, tr.timestamp)}, {})
+                        self._save_runs(cur, {rid: (m, tr.timestamp)}, {}, {rid: None})
                     elif tr.applied:
                         cur.execute(
                             self._sql(
@@ -350,6 +373,8 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                         )
                         if cur.rowcount != 1:  # cannot happen under the run lock; kept as a guard
                             tr = replace(tr, applied=False)
+                        elif tr.new_state is not tr.old_state:
+                            self._count_runs(cur, {(row[1], tr.old_state.value): -1, (row[1], tr.new_state.value): 1})
                     self._insert_transitions(cur, [tr])
             finally:
                 self._runs.pop(rid, None)
@@ -545,6 +570,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             with self._lock, self._write_txn() as cur:
                 old = "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ?"
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
+                cur.execute(self._sql("SELECT workflow, state, COUNT(*) FROM runs WHERE end_time IS NOT NULL "
+                                      "AND end_time < ? GROUP BY workflow, state"), (older_than,))
+                self._count_runs(cur, {(wf, state): -int(n) for wf, state, n in cur.fetchall()})
                 cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
             self._runs.clear()
             self._forget_histories()  # their runs' step events may be gone
