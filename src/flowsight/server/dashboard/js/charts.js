@@ -88,9 +88,11 @@ export function gantt(steps, {start, end, now, width = 800}) {
   const x = (t) => labelW + ((t - t0) / (t1 - t0)) * (width - labelW - 28);
   const svg = s('svg', {class: 'gantt', viewBox: `0 0 ${width} ${height}`, 'data-testid': 'timeline', role: 'img',
     'aria-label': `timeline of ${rows.length} step attempts over ${dur(t1 - t0)}`});
-  for (const t of ticks(t0, t1, 5)) {
+  for (const [i, t] of ticks(t0, t1, 5).entries()) {
     svg.append(s('line', {class: 'grid', x1: x(t), x2: x(t), y1: top, y2: height - axisH}));
-    svg.append(s('text', {class: 'axis', x: x(t), y: height - 6, 'text-anchor': 'middle'}, `+${dur(t - t0)}`));
+    // the last label ends at its line: centred, it would run past the right edge
+    svg.append(s('text', {class: 'axis', x: x(t), y: height - 6, 'text-anchor': i === 5 ? 'end' : 'middle'},
+      `+${dur(t - t0)}`));
   }
   if (!rows.length) {
     svg.append(s('text', {class: 'axis', x: labelW, y: top + 17}, 'no steps yet'));
