@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from flowsight.cli.main import main
+from flowsight.cli import main
 
 sys.exit(main())

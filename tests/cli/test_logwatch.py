@@ -66,9 +66,11 @@ def test_watch_runs_a_program_collects_its_output_and_exits_with_its_status(tmp_
 def test_a_followed_file_is_collected_as_it_grows_and_sigterm_ends_cleanly(tmp_path: Path) -> None:
     db, log = str(tmp_path / "f.db"), tmp_path / "app.log"
     log.write_text("")
-    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "logs", "watch", str(log)], stderr=subprocess.PIPE, text=True)
+    # --from-beginning: however slow the watcher's start, lines written before it opened the file count too
+    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "logs", "watch", "--from-beginning", str(log)],
+                            stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)  # the watcher opens the file at its end
+        time.sleep(0.5)  # most of the lines come while it follows the file
         with log.open("a") as f:
             for i in range(50):
                 f.write(f"INFO line {i}\n")

@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
-from flowsight.cli.main import main
+import sys
+from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``flowsight`` command. ``flowsight run`` starts without loading the
+    rest of the command line (it runs in front of cron lines: its start is
+    every run's cost)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "run" in args[:3]:
+        from flowsight.cli.run import cmd_run, early_dispatch
+
+        run_args = early_dispatch(args)
+        if run_args is not None:
+            return cmd_run(run_args)
+    from flowsight.cli.main import main as full
+
+    return full(args)

@@ -58,9 +58,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from flowsight.cli.runrules import RunRules, rules_config
 from flowsight.collect import ProcessOutput
 from flowsight.collect.process import FORWARDED_SIGNALS
 from flowsight.errors import FlowsightError
@@ -68,6 +67,9 @@ from flowsight.model.events import EventKind
 from flowsight.model.logparse import parse_line
 from flowsight.model.logs import LogEntry, LogLevel
 from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
+
+if TYPE_CHECKING:
+    from flowsight.cli.runrules import RunRules
 
 __all__ = ["Outcome", "StepTracker", "cmd_run", "early_dispatch", "is_marker", "outcome", "progress_of", "stopped",
            "stored_level"]
@@ -292,9 +294,7 @@ def cmd_run(argv: list[str]) -> int:
         print(f"flowsight: --step-regex: {args.step_regex!r} is not a regular expression: {exc}", file=sys.stderr)
         return 2
     try:
-        config = rules_config(args.rules, to_server=client.url is not None)
-        rules = (RunRules(config, server=client.url, token=args.token, db_url=client.db)
-                 if config is not None else None)
+        rules = _rules(args.rules, client, args.token)
     except FlowsightError as exc:
         print(f"flowsight: --rules: {exc}", file=sys.stderr)
         client.close()
@@ -312,6 +312,19 @@ def cmd_run(argv: list[str]) -> int:
         # sent while the server answers (a server that is down costs no wait:
         # the next process that reports to it sends the rest)
         client.close()
+
+
+def _rules(rules_file: str | None, client: Client, token: str | None) -> RunRules | None:
+    """The log rules the run is checked against, if any (see `flowsight.cli.runrules`)."""
+    from flowsight.config import CONFIG_ENV, DEFAULT_FILE
+
+    if rules_file is None and (client.url is not None
+                               or not (os.environ.get(CONFIG_ENV) or os.path.isfile(DEFAULT_FILE))):
+        return None  # nothing to check: the rules' machinery is not even loaded
+    from flowsight.cli.runrules import RunRules, rules_config
+
+    config = rules_config(rules_file, to_server=client.url is not None)
+    return RunRules(config, server=client.url, token=token, db_url=client.db) if config is not None else None
 
 
 # ---- the supervisor ------------------------------------------------------------------
