@@ -3,7 +3,7 @@
 
 import {api} from './api.js';
 import {lineChart} from './charts.js';
-import {bytes, h, now, num} from './dom.js';
+import {badge, bytes, h, now, num} from './dom.js';
 
 const CHARTS = [
   {title: 'CPU', metrics: [['cpu_percent', 'CPU %', 'cpu']], format: (v) => `${num(v, 0)}%`},
@@ -32,10 +32,39 @@ export async function resourceCharts(runId, since, until, steps, width = 600) {
     return h('p', {class: 'muted'}, 'No resource samples for this run. The server samples the process trees of runs ',
       'on its own machine that reported their pid (the SDK and flowsight run do).');
   }
-  return h('div', {class: 'charts'}, CHARTS.map((c) => h('figure', {class: 'card'},
+  return h('div', {}, h('div', {class: 'charts'}, CHARTS.map((c) => h('figure', {class: 'card'},
     h('figcaption', {}, c.title, c.metrics.length > 1 ? c.metrics.map(([, label, cls]) =>
       h('span', {class: `key ${cls}`}, label)) : ''),
     lineChart(c.metrics.map(([m, label, cls]) => ({name: label, cls,
       points: byMetric[m].map((p) => ({ts: p.ts, value: p.avg}))})),
-    {from: since, to, format: c.format, bands, width, label: `${c.title} of run ${runId} over time`}))));
+    {from: since, to, format: c.format, bands, width, label: `${c.title} of run ${runId} over time`})))),
+  stepTable(steps, byMetric, to));
+}
+
+/** Per step: CPU mean and peak, peak RSS, bytes read and written, from the samples taken while it ran. */
+function stepTable(steps, byMetric, to) {
+  const rows = steps.filter((st) => st.started_at !== null).map((st) => {
+    const end = st.ended_at ?? to;
+    const within = (m) => byMetric[m].filter((p) => p.ts >= st.started_at && p.ts <= end);
+    const cpu = within('cpu_percent');
+    const mem = within('memory_bytes');
+    const moved = (m) => within(m).reduce((sum, p, i, all) =>
+      sum + p.avg * (i ? p.ts - all[i - 1].ts : 0), 0); // rate x the time since the sample before
+    return {st, cpu, mem, read: moved('disk_read_bytes_per_s'), write: moved('disk_write_bytes_per_s')};
+  });
+  if (!rows.some((r) => r.cpu.length || r.mem.length)) return h('p', {class: 'muted small'}, 'No samples fell within a step.');
+  const mean = (ps) => ps.reduce((a, p) => a + p.avg, 0) / ps.length;
+  const peak = (ps) => Math.max(...ps.map((p) => p.max ?? p.avg));
+  return h('div', {class: 'table-wrap'}, h('table', {class: 'steps-resources', 'data-testid': 'step-resources'},
+    h('caption', {}, 'Resources per step (from the samples taken while each step ran)'),
+    h('thead', {}, h('tr', {}, ['step', 'samples', 'CPU mean', 'CPU peak', 'RSS peak', 'read', 'written']
+      .map((t, i) => h('th', {scope: 'col', class: i > 0 ? 'num' : ''}, t)))),
+    h('tbody', {}, rows.map(({st, cpu, mem, read, write}) => h('tr', {'data-step': st.step},
+      h('th', {scope: 'row'}, st.step, ' ', badge(st.status)),
+      h('td', {class: 'num'}, String(cpu.length)),
+      h('td', {class: 'num'}, cpu.length ? `${num(mean(cpu), 0)}%` : '–'),
+      h('td', {class: 'num'}, cpu.length ? `${num(peak(cpu), 0)}%` : '–'),
+      h('td', {class: 'num'}, mem.length ? bytes(peak(mem)) : '–'),
+      h('td', {class: 'num'}, bytes(read)),
+      h('td', {class: 'num'}, bytes(write)))))));
 }
