@@ -1,7 +1,7 @@
 """The dashboard as the server ships it: the page at ``/`` and at each of its
 routes, its assets with their content types, and the read endpoints made for
 it (``/api/v1/overview``, ``/api/v1/performance``) on real data in SQLite and
-PostgreSQL. (The pages in a browser are tested in tests/browser.)"""
+PostgreSQL. (The pages in a real browser: test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
