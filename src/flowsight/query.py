@@ -123,6 +123,9 @@ class Views:
         return RunView(run=m, eta=eta, stall=stall, usual_duration=usual, now=self.now)
 
     def views(self, runs: list[ExecutionMetrics]) -> list[RunView]:
+        live = [m.workflow for m in runs if not m.state.terminal and m.workflow not in self._history]
+        if live:  # every history these runs need, checked in one read
+            self._history.update(self.store.histories(live))
         return [self.view(m) for m in runs]
 
     def detail(self, m: ExecutionMetrics) -> RunDetail:

@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flowsight.server.app import create_app
 from flowsight.server.timing import ServerTiming, app_duration
+from flowsight.store import SqlStore
 
 
 async def _hello(request: Request) -> JSONResponse:
@@ -44,3 +46,15 @@ def test_every_answer_carries_the_apps_time_and_keeps_its_headers() -> None:
 ])
 def test_app_duration_reads_the_app_metric(header: str | None, ms: float | None) -> None:
     assert app_duration(header) == ms
+
+
+def test_the_servers_app_tells_its_time_on_api_answers_and_pages(store: SqlStore) -> None:
+    app = create_app(store, log_retention=None)
+
+    async def get(*paths: str) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [await client.get(p) for p in paths]
+
+    for r in asyncio.run(get("/api/v1/runs", "/api/v1/overview", "/healthz", "/", "/no-such-path")):
+        assert app_duration(r.headers.get("server-timing")) is not None, r.request.url

@@ -586,6 +586,110 @@ def test_history_forgets_what_prune_deleted(store: SqlStore) -> None:
     assert set(store.history("etl").step_durations) == {"b"}
 
 
+def test_histories_follow_a_completed_run_and_a_late_step_event_as_history_does(store_url: str) -> None:
+    with open_store(store_url) as reader, open_store(store_url) as writer:
+        writer.write_events(a_completed_run("r1", 100.0, {"load": 5.0}) + [ev("started", "live", 150.0)])
+        first = reader.histories(["etl", "nobody"])
+        assert first["etl"].step_durations == {"load": (5.0,)}
+        assert first["nobody"] == reader.history("nobody")
+        assert reader.histories(["etl"])["etl"] is first["etl"]  # nothing changed: kept
+
+        writer.write_events([ev("step_completed", "live", 151.0, "load")])  # a live run: not what a history reads
+        assert reader.histories(["etl"])["etl"] is first["etl"]
+
+        writer.write_events([ev("step_started", "r1", 106.5, "check"), ev("step_completed", "r1", 107.0, "check")])
+        assert reader.histories(["etl"])["etl"].step_durations == {"load": (5.0,), "check": (0.5,)}
+
+        writer.write_events(a_completed_run("r2", 200.0, {"load": 7.0}))
+        assert sorted(reader.histories(["etl"])["etl"].step_durations["load"]) == [5.0, 7.0]
+        for wf in ("etl", "nobody"):
+            assert reader.histories([wf])[wf] == reader.history(wf)
+
+
+def test_workflow_figures_and_trends_follow_every_change_of_the_runs_they_read(store_url: str) -> None:
+    with open_store(store_url) as reader, open_store(store_url) as writer:
+        writer.write_events(a_completed_run("r1", 100.0, {"load": 5.0}))
+        [st] = reader.workflow_stats()
+        assert (st["duration_p50_seconds"], st["last_run_at"]) == (6.0, 100.0)
+        assert reader.latest_ended(["etl"], 5) == {"etl": [("r1", "completed", 100.0, 106.0)]}
+
+        writer.write_events([ev("started", "r2", 300.0)])  # a new run: the last run's time moves
+        assert reader.workflow_stats()[0]["last_run_at"] == 300.0
+        assert reader.latest_ended(["etl"], 5) == {"etl": [("r1", "completed", 100.0, 106.0)]}
+
+        writer.write_events([ev("completed", "r2", 310.0)])
+        [st] = reader.workflow_stats()
+        assert (st["duration_p50_seconds"], st["by_state"]) == (8.0, {"completed": 2})
+        assert [r[0] for r in reader.latest_ended(["etl"], 5)["etl"]] == ["r2", "r1"]
+
+        # a transition to the state a run is in, from outside an event: its end time moves
+        writer.record_transition(StateTransition("r2", 320.0, S.COMPLETED, S.COMPLETED, "again", "test"))
+        expected = writer._read("SELECT end_time - start_time FROM runs WHERE run_id = 'r2'")[0][0]
+        assert expected == 20.0
+        assert reader.workflow_stats()[0]["duration_p95_seconds"] == round(6.0 + 14.0 * 0.95, 3)
+        assert reader.latest_ended(["etl"], 1)["etl"][0][3] == writer.get_run("r2").end_time  # type: ignore[union-attr]
+
+        writer.prune(older_than=200.0)
+        [st] = reader.workflow_stats()
+        assert st["by_state"] == {"completed": 1} and st["last_run_at"] == 300.0
+        assert [r[0] for r in reader.latest_ended(["etl"], 5)["etl"]] == ["r2"]
+
+
+def _searched(store: SqlStore, text: str) -> list[str]:
+    return [m.workflow_id for m in store.list_runs(text=text, limit=1000).runs]
+
+
+@pytest.mark.parametrize("text", [
+    "run", "RUN-00", "un-0001", "etl", "ETL-NIGHT", "load", "LOAD", "disk full", "Disk Full", "k fu", "100%",
+    "50_", "a\\b", 'say "hi"', "ünï", "ÜNÏ", "nobody has this", "ab", "x", "é",
+])
+def test_a_search_through_the_trigram_index_finds_exactly_what_the_scan_finds(store: SqlStore, text: str) -> None:
+    batch: list[Event] = []
+    for i, (workflow, step, error) in enumerate([
+        ("etl-nightly", "load", None), ("ETL-Nightly", "LOAD-all", "Disk full"), ("report", None, "disk FULL"),
+        ("p-100%", "50_percent", "a\\b"), ("quotes", 'say "hi" now', None), ("ünïcode", "ÜNÏ", "é É"),
+        ("tiny", "ab", "x"),
+    ]):
+        rid = f"run-{i:04d}"
+        batch.append(ev("started", rid, 100.0 + i, workflow=workflow))
+        if step:
+            batch.append(ev("step_started", rid, 101.0 + i, step, workflow=workflow))
+        if error:
+            batch.append(ev("failed", rid, 102.0 + i, workflow=workflow, error=error))
+    store.write_events(batch)
+
+    found = _searched(store, text)
+    store._text_index = False  # type: ignore[attr-defined]  # the exact scan every store has
+    assert found == _searched(store, text)
+
+
+def test_the_search_index_follows_a_runs_step_and_error_and_forgets_pruned_runs(store: SqlStore) -> None:
+    store.write_events([ev("started", "r1", 100.0), ev("step_started", "r1", 101.0, "extract")])
+    assert _searched(store, "extract") == ["r1"]
+
+    store.write_events([ev("step_completed", "r1", 102.0, "extract"), ev("step_started", "r1", 103.0, "publish")])
+    assert (_searched(store, "extract"), _searched(store, "publish")) == ([], ["r1"])
+
+    store.write_events([ev("failed", "r1", 104.0, error="quota exceeded")])
+    assert (_searched(store, "publish"), _searched(store, "quota")) == ([], ["r1"])
+
+    store.prune(older_than=1000.0)
+    assert _searched(store, "quota") == [] and _searched(store, "r1") == []
+
+
+def test_a_common_search_text_walks_the_runs_newest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flowsight.store.sqlite as sqlite_store
+
+    with open_store(str(tmp_path / "s.db")) as store:
+        store.write_events([ev("started", f"r{i}", 100.0 + i, workflow="common" if i % 2 else "rare")
+                            for i in range(20)])
+        monkeypatch.setattr(sqlite_store, "_DRIVE", 3)  # more candidates than this: the walk, not the read
+        page = store.list_runs(text="common", limit=4)
+        assert [m.workflow_id for m in page.runs] == ["r19", "r17", "r15", "r13"]
+        rest = store.list_runs(text="common", limit=100, cursor=page.cursor)
+        assert [m.workflow_id for m in rest.runs] == ["r11", "r9", "r7", "r5", "r3", "r1"]
+
+
 def _counted(store: SqlStore) -> dict[tuple[str, str], int]:
     return {(wf["workflow"], state): n for wf in store.workflow_stats() for state, n in wf["by_state"].items()}
 
@@ -709,7 +813,7 @@ def test_the_run_counts_are_made_from_the_runs_stored_before_them(tmp_path: Path
     with open_store(path) as store:
         store.write_events(a_completed_run("a", 100.0, {"load": 1.0}) + [ev("started", "b", 100.0, workflow="x")])
         store._write("DROP TABLE run_counts")  # as a store from before migration 10
-        store._write("DELETE FROM schema_migrations WHERE version = 10")
+        store._write("DELETE FROM schema_migrations WHERE version >= 10")
 
     with open_store(path) as store:
         assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("x", "running"): 1}

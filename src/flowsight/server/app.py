@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from flowsight import __version__
@@ -42,6 +43,7 @@ from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
 from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogRetention
 from flowsight.server.stream import Streams, event_stream
+from flowsight.server.timing import ServerTiming
 from flowsight.store.sql import SqlStore, decode_cursor
 
 _enc = msgspec.json.Encoder()
@@ -279,6 +281,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
                 out[m.workflow_id] = (pid, m.workflow)
         return out
     hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
+    warmer = dashboard_api.OverviewWarmer(store)
     faults_stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -288,6 +291,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         alerting.start()
         if st.log_retention is not None:
             st.log_retention.start()
+        warmer.start()
         perf_stop.clear()
         perf_task = asyncio.create_task(perf.monitor_performance(
             live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
@@ -299,6 +303,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         try:
             yield
         finally:
+            warmer.stop()
             perf_stop.set()
             await perf_task
             if faults_task is not None:
@@ -340,8 +345,8 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/openapi.json", get_openapi, methods=["GET"]),
         *dashboard_routes(),  # the dashboard's page and assets (no data, no token)
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: http_error, 405: http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error},
+                    middleware=[Middleware(ServerTiming)])  # the server's time in the browser's devtools
     app.state.flowsight = st
     app.state.openapi = build_openapi(__version__)
     return app

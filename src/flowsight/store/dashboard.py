@@ -1,7 +1,6 @@
 """Reads for the dashboard's pages, over the store's own tables and indexes:
-the step attempts of many runs in few queries, and a workflow's runs (their
-ids, states and times, without decoding whole run rows): the latest ended ones,
-and those created in a time range.
+the step attempts of many runs in few queries, and a workflow's runs created
+in a time range (their ids, states and times, without decoding whole run rows).
 
 Kept out of :mod:`flowsight.store.sql` (one module per concern); they use its
 connection handling (``_read``). Every query is bounded and uses an index.
@@ -58,16 +57,6 @@ class RunTimes(NamedTuple):
     state: str
     start_time: float | None
     end_time: float | None
-
-
-def latest_ended(store: SqlStore, workflow: str, limit: int) -> list[RunTimes]:
-    """The ``limit`` newest (by first event) ended runs of ``workflow``, newest
-    first: completed, failed or cancelled (index ``runs_workflow``)."""
-    rows = store._read(
-        "SELECT run_id, state, start_time, end_time FROM runs WHERE workflow = ? "
-        "AND state IN ('completed', 'failed', 'cancelled') ORDER BY created_at DESC, run_id DESC LIMIT ?",
-        (workflow, limit))
-    return [RunTimes(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
 
 
 def runs_created(store: SqlStore, workflow: str, since: float, until: float, limit: int) -> list[RunTimes]:

@@ -8,7 +8,8 @@ version of flowsight only ever appends to :data:`MIGRATIONS`.
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeAlias
 
 _SQLITE_V1: Final = [
     """CREATE TABLE IF NOT EXISTS events (
@@ -331,8 +332,92 @@ _V10_RUN_COUNTS: Final = [
 ]
 
 
-#: (version, name, {dialect: statements})
-MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
+_V11_RUN_CHANGES: Final = [
+    # grows with every transaction that changes which runs of a workflow are
+    # in a state, or writes to an ended run: what the overview, the trends and
+    # the workflow histories computed from those runs are cached against
+    # (flowsight.store.runstats)
+    "ALTER TABLE run_counts ADD COLUMN changes BIGINT NOT NULL DEFAULT 0",
+]
+
+# SQLite: the runs list's search (list_runs' text) finds its candidates in a
+# trigram index (FTS5, SQLite >= 3.34) of the searched columns, kept by
+# triggers that fire only when a searched column really changes; the rows are
+# then checked with the exact match. runs_search, scanned by the search
+# before and rewritten at every write of a run, goes; runs_created (whose
+# columns never change) serves the newest-first order again.
+_SQLITE_V12_TEXT: Final = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS runs_text USING fts5(run_id, workflow, current_step, error, "
+    "content='runs', content_rowid='rowid', tokenize='trigram')",
+    """CREATE TRIGGER IF NOT EXISTS runs_text_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO runs_text (rowid, run_id, workflow, current_step, error)
+        VALUES (new.rowid, new.run_id, new.workflow, new.current_step, new.error);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS runs_text_delete AFTER DELETE ON runs BEGIN
+        INSERT INTO runs_text (runs_text, rowid, run_id, workflow, current_step, error)
+        VALUES ('delete', old.rowid, old.run_id, old.workflow, old.current_step, old.error);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS runs_text_update AFTER UPDATE OF current_step, error ON runs
+    WHEN old.current_step IS NOT new.current_step OR old.error IS NOT new.error BEGIN
+        INSERT INTO runs_text (runs_text, rowid, run_id, workflow, current_step, error)
+        VALUES ('delete', old.rowid, old.run_id, old.workflow, old.current_step, old.error);
+        INSERT INTO runs_text (rowid, run_id, workflow, current_step, error)
+        VALUES (new.rowid, new.run_id, new.workflow, new.current_step, new.error);
+    END""",
+    "INSERT INTO runs_text (runs_text) VALUES ('rebuild')",
+    "DROP INDEX IF EXISTS runs_search",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
+]
+
+
+def sqlite_has_trigram(cur: Any) -> bool:
+    """Whether this SQLite has FTS5 with the trigram tokenizer (3.34 and newer)."""
+    try:
+        cur.execute("CREATE VIRTUAL TABLE temp.flowsight_probe USING fts5(x, tokenize='trigram')")
+        cur.execute("DROP TABLE temp.flowsight_probe")
+    except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no fts5, or no trigram tokenizer
+        return False
+    return True
+
+
+def _sqlite_v12(cur: Any) -> None:
+    """Without FTS5's trigram tokenizer the search keeps scanning (runs_search stays)."""
+    if sqlite_has_trigram(cur):
+        for stmt in _SQLITE_V12_TEXT:
+            cur.execute(stmt)
+
+
+#: PostgreSQL: the searched columns, lower-cased and joined, in a pg_trgm GIN
+#: index; list_runs' text adds ``PG_TEXT LIKE pattern`` so the index finds the
+#: candidates (the concatenation holds every column's match)
+PG_TEXT = ("LOWER(run_id || chr(1) || workflow || chr(1) || COALESCE(current_step, '') || chr(1) "
+           "|| COALESCE(error, ''))")
+
+
+def _pg_v12(cur: Any) -> None:
+    """pg_trgm is a trusted extension (PostgreSQL 13+: a database owner may
+    create it); where it cannot be created, the search keeps scanning."""
+    cur.execute("SAVEPOINT flowsight_trgm")
+    try:
+        cur.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                    "WHERE e.extname = 'pg_trgm'")
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+            schema = "public"
+        else:
+            schema = row[0]
+        cur.execute(f'CREATE INDEX IF NOT EXISTS runs_text ON runs USING gin ({PG_TEXT} "{schema}".gin_trgm_ops)')
+    except Exception:  # noqa: BLE001 - psycopg.Error: not available or not allowed
+        cur.execute("ROLLBACK TO SAVEPOINT flowsight_trgm")
+    cur.execute("RELEASE SAVEPOINT flowsight_trgm")
+
+
+Statement: TypeAlias = str | Callable[[Any], None]
+
+#: (version, name, {dialect: statements}); a statement is SQL, or a function
+#: of the cursor for what depends on the database's features
+MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
     (3, "alerts, silences, outbox, notification log, receivers",
@@ -349,6 +434,8 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, list[str]]]]] = [
     (8, "performance samples", {"sqlite": _v8_perf("REAL"), "postgresql": _v8_perf("DOUBLE PRECISION")}),
     (9, "indexes for the overview's reads", {"sqlite": _SQLITE_V9, "postgresql": _V9_RUN_READS}),
     (10, "runs counted per workflow and state", {"sqlite": _V10_RUN_COUNTS, "postgresql": _V10_RUN_COUNTS}),
+    (11, "changes of the runs counted", {"sqlite": _V11_RUN_CHANGES, "postgresql": _V11_RUN_CHANGES}),
+    (12, "trigram index of the runs' searched text", {"sqlite": [_sqlite_v12], "postgresql": [_pg_v12]}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]
@@ -369,7 +456,10 @@ def migrate(cur: Any, dialect: str, param: str) -> list[int]:
         if version in have:
             continue
         for stmt in stmts[dialect]:
-            cur.execute(stmt)
+            if callable(stmt):
+                stmt(cur)
+            else:
+                cur.execute(stmt)
         cur.execute(f"INSERT INTO schema_migrations VALUES ({param}, {param}, {param})", (version, name, time.time()))
         applied.append(version)
     return applied

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from flowsight.errors import ConfigError, MigrationError, StoreError
-from flowsight.store.migrations import migrate
+from flowsight.store.migrations import PG_TEXT, migrate
 from flowsight.store.sql import SqlStore
 
 _MIGRATION_LOCK = 0x666C6F77  # "flow": one migrator at a time across replicas
@@ -45,6 +45,16 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"postgresql store: cannot connect to {_redact(dsn)}: {exc}") from exc
         self._migrate()
+        # migration 12 makes it where pg_trgm could be created
+        self._text_index = bool(self._read(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'runs_text'"))
+
+    def _text_condition(self, text: str) -> tuple[str, list[Any]]:
+        exact, params = super()._text_condition(text)
+        if not self._text_index or len(text) < 3:  # pg_trgm would read its whole index for less
+            return exact, params
+        # the joined columns hold every column's match: the index's candidates, then the exact match
+        return f"({PG_TEXT} LIKE ? AND {exact})", [params[0], *params]
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, connect_timeout=self._connect_timeout, autocommit=True)

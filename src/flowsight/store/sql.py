@@ -125,6 +125,13 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
     _text_match = ("(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
                    "OR error LIKE ? ESCAPE '\\')")
 
+    def _text_condition(self, text: str) -> tuple[str, list[Any]]:
+        """The condition of list_runs' (lower-cased) ``text``, with its
+        parameters: the exact match, which a dialect with a trigram index
+        puts behind a condition the index serves."""
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._text_match, [like] * 4
+
     def _lock_runs(self, cur: Any, run_ids: list[str]) -> None:
         """Serialise writers of the same runs (SQLite: BEGIN IMMEDIATE already does)."""
 
@@ -300,6 +307,8 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 if was is not None:
                     moved[(m.workflow, was.value)] = moved.get((m.workflow, was.value), 0) - 1
                 moved[(m.workflow, m.state.value)] = moved.get((m.workflow, m.state.value), 0) + 1
+            elif m.state.terminal:  # an ended run written again (a late event): counted as a change
+                moved.setdefault((m.workflow, was.value), 0)
             old = versions.get(rid, 0)
             row = metrics_to_row(m, created, old + 1)
             if old:  # stored before: a plain UPDATE, cheaper than an upsert's failed insert
@@ -325,13 +334,16 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
 
     def _count_runs(self, cur: Any, moved: dict[tuple[str, str], int]) -> None:
         """Keep ``run_counts`` (runs per workflow and state, migration 10) in
-        step with the runs, in the same transaction. In key order, so two
-        writers of the same counts lock them in the same order."""
-        rows = [(wf, state, n) for (wf, state), n in sorted(moved.items()) if n]
+        step with the runs, in the same transaction, and count a change of
+        every (workflow, state) named (migration 11), a net move of 0
+        included: its runs changed. In key order, so two writers of the same
+        counts lock them in the same order."""
+        rows = [(wf, state, n) for (wf, state), n in sorted(moved.items())]
         if rows:
             cur.executemany(self._sql(
-                "INSERT INTO run_counts (workflow, state, runs) VALUES (?, ?, ?) "
-                "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs"), rows)
+                "INSERT INTO run_counts (workflow, state, runs, changes) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs, "
+                "changes = run_counts.changes + 1"), rows)
 
     def record_transition(self, transition: StateTransition, *, workflow: str | None = None) -> StateTransition:
         """Keep a transition made outside an event (``StateMonitor.monitor_state_change``).
@@ -375,6 +387,8 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                             tr = replace(tr, applied=False)
                         elif tr.new_state is not tr.old_state:
                             self._count_runs(cur, {(row[1], tr.old_state.value): -1, (row[1], tr.new_state.value): 1})
+                        else:  # the same state again: its times changed
+                            self._count_runs(cur, {(row[1], tr.new_state.value): 0})
                     self._insert_transitions(cur, [tr])
             finally:
                 self._runs.pop(rid, None)
@@ -419,9 +433,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             where.append("created_at < ?")
             params.append(until)
         if text:
-            like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append(self._text_match)
-            params.extend([like] * 4)
+            cond, text_params = self._text_condition(text.lower())
+            where.append(cond)
+            params.extend(text_params)
         if cursor:
             created, rid = decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")

@@ -15,6 +15,8 @@ from flowsight.errors import MigrationError, StoreError
 from flowsight.store.migrations import migrate
 from flowsight.store.sql import SqlStore
 
+#: a search with up to this many candidates reads them; with more it walks the runs newest first
+_DRIVE = 2000
 _INSERT_EVENT = "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 
 
@@ -81,6 +83,9 @@ class SqliteStore(SqlStore):
             conn.close()
             raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
         self._migrate()
+        # migration 12 makes it where SQLite has FTS5's trigram tokenizer
+        self._text_index = bool(conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall())
 
     def _connect(self) -> sqlite3.Connection:
         if str(self.path) == ":memory:" and hasattr(self, "_conn"):
@@ -104,6 +109,22 @@ class SqliteStore(SqlStore):
 
     def _connection(self) -> sqlite3.Connection:
         return self._conn
+
+    def _text_condition(self, text: str) -> tuple[str, list[Any]]:
+        exact, params = super()._text_condition(text)
+        if not self._text_index or len(text) < 3:  # a trigram index finds nothing shorter than 3 characters
+            return exact, params
+        # the runs whose text holds the phrase (FTS5 folds case beyond ASCII,
+        # so these are at least the exact matches), then the exact match
+        phrase = '"' + text.replace('"', '""') + '"'
+        found = self._read("SELECT COUNT(*) FROM (SELECT rowid FROM runs_text WHERE runs_text MATCH ? LIMIT ?)",
+                           (phrase, _DRIVE + 1))[0][0]
+        # few: the query reads those runs and sorts them; many (a common
+        # text): it walks the runs newest first and keeps those in the set
+        # ('+' keeps the set from driving), stopping when the page is full
+        column = "rowid" if found <= _DRIVE else "+rowid"
+        return (f"({column} IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?) AND {exact})",
+                [phrase, *params])
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
