@@ -13,14 +13,15 @@ then ``VACUUM ANALYZE``d once, as autovacuum would have).
 The real app (:func:`flowsight.server.app.create_app`, with its background
 work: the alerting loop and the resource sampler) runs in this process with
 its lifespan; requests go through ``httpx.ASGITransport``. Server time is
-what :class:`flowsight.server.timing.ServerTiming` measures inside the app
+what :class:`flowsight.server.timing.ServerTiming` (part of the app) measures
 (arrival to the answer's start: the handler, the store, the JSON), read from
 each answer's ``Server-Timing`` header.
 
-* the overview: ``GET /api/v1/overview`` (when the app has it), ``GET
-  /api/v1/workflows`` and the first page of ``GET /api/v1/runs``, in turn
-  unfiltered, by workflow, by state (failed; running) and with a search
-  (a workflow's name, a run id's start, an error's text, a text nobody has);
+* the overview page: exactly what its script (``dashboard/js/overview.js``)
+  fetches when it loads: ``GET /api/v1/overview`` and the first page of
+  ``GET /api/v1/runs?limit=50`` with the filters the address bar holds, in
+  turn none, a workflow, a state (failed; running) and a search (a
+  workflow's name, a run id's start, an error's text, a text nobody has);
 * a run page, of a random run (a fifth of them live: running or suspended):
   ``GET /api/v1/runs/{id}``, its ``/events`` (up to 1,000), its ``/logs``
   (first 100), ``/api/v1/faults?run_id=``, ``/api/v1/alerts``, and
@@ -28,8 +29,12 @@ each answer's ``Server-Timing`` header.
   page visited twice: first visit (nothing of the run read before), and again.
 
 A page's time is the SUM of its requests' server times (as if it fetched them
-one after another; a browser fetching in parallel waits less). The ratio
-printed last is the slowest page's p95 on either store over the 100 ms goal.
+one after another; a browser fetching in parallel waits less). The first
+overview page, loaded at once after the app started (nothing read yet; the
+server's start-up reads still going on), is reported on its own line and left
+out of the overview's figures, which are those of the pages after it. The
+ratio printed last is the slowest page's p95 on either store over the 100 ms
+goal.
 
 Run: ``.venv/bin/python bench/dashboard.py`` (``--quick``: 10,000 runs and
 1,000,000 events, 50 visits; ``--no-pg``; ``--pg DSN`` the server to make the
@@ -56,7 +61,7 @@ import psycopg
 from flowsight.config import Config
 from flowsight.demo.generate import GENERATOR_VERSION, Params, dataset_of, generate, holds
 from flowsight.server.app import create_app
-from flowsight.server.timing import ServerTiming, app_duration
+from flowsight.server.timing import app_duration
 from flowsight.store import SqlStore, open_store
 
 GOAL_MS = 100.0
@@ -148,25 +153,22 @@ def pick_runs(store: SqlStore, n: int, rng: random.Random) -> list[str]:
 async def bench_store(store: SqlStore, iterations: int, seed: int) -> dict[str, list[float]]:
     rng = random.Random(seed)
     app = create_app(store, config=Config.default(), log_retention=None)
-    has_overview = any(getattr(r, "path", "") == "/api/v1/overview" for r in app.routes)
-    timed = ServerTiming(app)
     workflows = store.workflows()
     some = rng.sample(store.list_runs(limit=1000).runs, 10)
     searches = [workflows[0].split("-")[0], some[0].run_id[:8], "MemoryError", "no-such-text"]
     run_ids = pick_runs(store, iterations, rng)
     pages: dict[str, list[float]] = defaultdict(list)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=timed)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             t = Timer(client)
-            for i in range(iterations):
-                total = 0.0
-                if has_overview:
-                    total += (await t.get("GET /api/v1/overview", "/api/v1/overview"))[0]
-                total += (await t.get("GET /api/v1/workflows", "/api/v1/workflows"))[0]
+
+            async def overview_page(i: int, cold: bool = False) -> float:
+                tag = " (first, cold)" if cold else ""
+                total, _ = await t.get(f"GET /api/v1/overview{tag}", "/api/v1/overview")
                 variant = i % 5
                 if variant == 0:
-                    ms, _ = await t.get("GET /api/v1/runs", "/api/v1/runs?limit=50")
+                    ms, _ = await t.get(f"GET /api/v1/runs{tag}", "/api/v1/runs?limit=50")
                 elif variant == 1:
                     wf = rng.choice(workflows)
                     ms, _ = await t.get("GET /api/v1/runs?workflow=", f"/api/v1/runs?limit=50&workflow={quote(wf)}")
@@ -176,8 +178,12 @@ async def bench_store(store: SqlStore, iterations: int, seed: int) -> dict[str, 
                     ms, _ = await t.get("GET /api/v1/runs?state=running", "/api/v1/runs?limit=50&state=running")
                 else:
                     q = searches[(i // 5) % len(searches)]
-                    ms, _ = await t.get("GET /api/v1/runs?q=", f"/api/v1/runs?limit=50&q={quote(q)}")
-                pages["overview"].append(total + ms)
+                    ms, _ = await t.get(f"GET /api/v1/runs?q= ({q})", f"/api/v1/runs?limit=50&q={quote(q)}")
+                return total + ms
+
+            pages["overview, first after the start"].append(await overview_page(0, cold=True))
+            for i in range(iterations):
+                pages["overview"].append(await overview_page(i))
             for rid in run_ids:
                 for visit in ("first visit", "again"):
                     total = 0.0
@@ -216,7 +222,8 @@ def report(name: str, times: dict[str, list[float]]) -> float:
         if not label.startswith("PAGE "):
             continue
         p95 = pct(values, 0.95)
-        worst = max(worst, p95)
+        if len(values) > 1:  # the first page after the start is one page: shown, not a p95
+            worst = max(worst, p95)
         print(f"  {label[5] .upper() + label[6:] + ' (sum)':<46} {len(values):>5} {statistics.median(values):>8.1f} "
               f"{p95:>8.1f} {max(values):>8.1f}")
     print(f"  {name}: slowest page p95 {worst:.1f} ms (goal < {GOAL_MS:.0f} ms)", flush=True)
