@@ -52,7 +52,9 @@ RUN_FILTERS = [
     Param("state", "query", {"type": "array", "items": STATE}, "only runs in these states (repeat the parameter)"),
     Param("since", "query", NUM, "only runs created at or after (seconds since the epoch)"),
     Param("until", "query", NUM, "only runs created before (seconds since the epoch)"),
-    Param("q", "query", STR, "text in the run id, workflow, current step or error"),
+    Param("q", "query", STR, "text in the run id, workflow, current step or error (case-insensitive, every run "
+          "searched; from 3 characters the runs holding it are found in a trigram index, shorter texts are "
+          "looked for in the runs newest first until the page is full)"),
 ]
 LEVEL = {"type": "string", "enum": ["trace", "debug", "info", "warn", "error", "fatal"]}
 LOG_FILTERS = [

@@ -420,7 +420,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         cursor: str | None = None,
     ) -> Page:
         """Runs newest first (by first event), filtered; pass ``cursor`` for the next page.
-        ``text`` matches (case-insensitively) the run id, workflow, current step or error."""
+        ``text`` matches (case-insensitively) the run id, workflow, current step or error, in
+        every run: from 3 characters through the dialect's trigram index where it has one
+        (migration 12), else by reading the runs newest first until the page is full."""
         where: list[str] = []
         params: list[Any] = []
         if workflow is not None:
