@@ -153,6 +153,7 @@ export function progress(run) {
 export function eta(run) {
   if (TERMINAL.has(run.state)) return '';
   if (run.stalled) return 'stalled';
+  if (run.state === 'suspended') return 'suspended'; // its clock stands still until it is resumed
   if (!run.eta) return '—';
   const left = run.eta.finish_at - now();
   const conf = run.eta.confidence !== undefined ? ` (${pct(run.eta.confidence)} sure)` : '';

@@ -88,7 +88,8 @@ export function mount(root, _params, query) {
     const firing = (o.alerts.firing || 0) + (o.alerts.flapping || 0);
     replace(extra, `${o.runs} runs · `,
       h('span', {class: o.stalled ? 'warn-text' : '', 'data-testid': 'count-stalled'}, `${o.stalled} stalled`), ' · ',
-      h('a', {href: '/alerts'}, `${firing} alerts firing`), ' · ', h('a', {href: '/faults'}, `${o.faults_open} open faults`));
+      h('a', {href: '/alerts'}, `${firing} ${firing === 1 ? 'alert' : 'alerts'} firing`), ' · ',
+      h('a', {href: '/faults'}, `${o.faults_open} open ${o.faults_open === 1 ? 'fault' : 'faults'}`));
     const current = wfSelect.value;
     replace(wfSelect, h('option', {value: ''}, 'All workflows'),
       o.workflows.map((w) => h('option', {value: w.workflow}, w.workflow)));
