@@ -50,7 +50,10 @@ def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it
     c = server.client()
     post(c, [event("started", "nightly-etl", "n-1"), event("started", "report", "r-1")])
 
-    [fault] = wait_for("the fault to be declared", lambda: faults(c, status="open"))
+    # the detector's first check may come before the runs are stored: the fault takes in a dependent's
+    # running run at its next failing check (and its severity rises with it)
+    [fault] = wait_for("the fault to be declared, hurting n-1",
+                       lambda: [f for f in faults(c, status="open") if f["runs"] == ["n-1"] and f["severity"] == "error"])
     assert (fault["alertname"], fault["target"], fault["detector"]) == (
         "ServiceUnavailable", "postgres-main", "postgres-main")
     assert fault["evidence"]["port"] == db_port and fault["runs"] == ["n-1"]
