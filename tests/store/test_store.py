@@ -719,6 +719,37 @@ def test_runs_per_workflow_and_state_stay_counted_through_every_write(store_url:
         assert _counted(store) == _actual(store) == {("etl", "cancelled"): 1, ("train", "completed"): 1}
 
 
+def test_a_run_another_connection_moved_is_never_written_back_from_the_cache(store_url: str) -> None:
+    """The other writer's commit is seen once (SQLite: data_version); every
+    cached run must be read again then, not only the runs of that batch."""
+    with open_store(store_url) as store, open_store(store_url) as other:
+        store.write_events([ev("started", "r1", 100.0), ev("started", "r2", 101.0)])
+        other.write_events([ev("failed", "r1", 110.0, error="boom")])
+        store.write_events([ev("heartbeat", "r2", 120.0)])  # sees that someone wrote; r1 is not in this batch
+        store.write_events([ev("heartbeat", "r1", 121.0)])  # a late heartbeat of the failed run
+        r1 = store.get_run("r1")
+        assert r1 is not None and r1.state is S.FAILED and r1.error == "boom"
+        assert _counted(store) == _actual(store) == {("etl", "failed"): 1, ("etl", "running"): 1}
+
+
+def test_recount_heals_counts_no_writer_kept(store: SqlStore) -> None:
+    store.write_events(a_completed_run("done", 100.0, {"load": 5.0}))
+    store.write_events([ev("started", "live", 110.0), ev("started", "t1", 111.0, workflow="train")])
+    assert store.recount_runs() == 0  # nothing off
+    with store._write_txn() as cur:  # as an older version writing to this store would leave them
+        cur.execute("UPDATE run_counts SET runs = runs + 3 WHERE workflow = 'etl' AND state = 'running'")
+        cur.execute("DELETE FROM run_counts WHERE workflow = 'train'")
+        cur.execute("INSERT INTO run_counts (workflow, state, runs, changes) VALUES ('gone', 'failed', 2, 1)")
+    before = dict(((wf, st), ch) for wf, st, ch in store._read("SELECT workflow, state, changes FROM run_counts"))
+
+    assert store.recount_runs() == 3
+    assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "running"): 1,
+                                                 ("train", "running"): 1}
+    after = dict(((wf, st), ch) for wf, st, ch in store._read("SELECT workflow, state, changes FROM run_counts"))
+    assert after[("etl", "running")] > before[("etl", "running")]  # what the overview keeps is made again
+    assert after[("etl", "completed")] == before[("etl", "completed")]
+
+
 def test_paging_runs_of_several_states_merges_them_newest_first(many_runs: SqlStore) -> None:
     seen: list[str] = []
     cursor: str | None = None

@@ -144,9 +144,14 @@ def overview(store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeo
             "workflows": workflows}
 
 
+#: how often the server recounts runs per workflow and state (healing counts no writer kept)
+RECOUNT_EVERY = 3600.0
+
+
 class OverviewWarmer:
-    """Makes what the overview reads once, in a thread, when the server
-    starts: the histories of the workflows with live runs (the ETAs and the
+    """Recounts the runs per workflow and state (then hourly: see
+    :meth:`flowsight.store.sql.SqlStore.recount_runs`), and makes what the
+    overview reads once, in a thread, when the server starts: the histories of the workflows with live runs (the ETAs and the
     stall flags need them; each replays the step events of 20 runs, ~25 ms
     of reads at 100,000 runs), the workflows' figures and trends. Without
     it the first overview after a start made them all while its user waited.
@@ -173,9 +178,15 @@ class OverviewWarmer:
 
     def _run(self) -> None:
         try:
+            self.store.recount_runs()  # first: the figures made next rest on the counts
             self.warm()
         except Exception as exc:  # noqa: BLE001 - a store failing or closing: the requests will tell
             log.debug("overview warm-up stopped: %s", exc)
+        while not self._stop.wait(RECOUNT_EVERY):
+            try:
+                self.store.recount_runs()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("recount of the runs per workflow and state failed: %s", exc)
 
     def warm(self) -> None:
         counts = self.store.run_counts()

@@ -11,6 +11,7 @@ written that run.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -32,6 +33,8 @@ from flowsight.store.faults import FaultsMixin
 from flowsight.store.perf import PerfMixin
 from flowsight.store.runstats import RunStatsMixin
 from flowsight.store.tokens import TokenMixin
+
+_log = logging.getLogger("flowsight.store")
 
 _RUN_UPDATE = ", ".join(
     f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
@@ -345,6 +348,27 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs, "
                 "changes = run_counts.changes + 1"), rows)
 
+    def recount_runs(self) -> int:
+        """Set ``run_counts`` to the runs as they are, counting a change of each
+        (workflow, state) that was off; returns how many were. Heals what no
+        writer of this code counted (an older version writing to the store, a
+        lost race); the server runs it at start and hourly. Writers of counts
+        wait for it (PostgreSQL: the table is locked first, so a writer's move
+        lands on the recounted figure, never under it)."""
+        with self._lock, self._guard("recount of runs"), self._write_txn() as cur:
+            if self.dialect == "postgresql":
+                cur.execute("LOCK TABLE run_counts IN EXCLUSIVE MODE")
+            cur.execute("SELECT workflow, state, COUNT(*) FROM runs GROUP BY workflow, state")
+            actual = {(wf, state): int(n) for wf, state, n in cur.fetchall()}
+            cur.execute("SELECT workflow, state, runs FROM run_counts")
+            kept = {(wf, state): int(n) for wf, state, n in cur.fetchall()}
+            off = {key: actual.get(key, 0) - kept.get(key, 0) for key in {*actual, *kept}
+                   if actual.get(key, 0) != kept.get(key, 0)}
+            self._count_runs(cur, off)
+        if off:
+            _log.warning("run counts were off for %d (workflow, state) pairs; recounted", len(off))
+        return len(off)
+
     def record_transition(self, transition: StateTransition, *, workflow: str | None = None) -> StateTransition:
         """Keep a transition made outside an event (``StateMonitor.monitor_state_change``).
 
@@ -586,10 +610,14 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             with self._lock, self._write_txn() as cur:
                 old = "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ?"
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
-                cur.execute(self._sql("SELECT workflow, state, COUNT(*) FROM runs WHERE end_time IS NOT NULL "
-                                      "AND end_time < ? GROUP BY workflow, state"), (older_than,))
-                self._count_runs(cur, {(wf, state): -int(n) for wf, state, n in cur.fetchall()})
-                cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ?"), (older_than,))
+                # the runs counted off are exactly those deleted (one statement: a run committed meanwhile
+                # with an old end is either both or neither), and its rows locked before the counts, as writers do
+                cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ? "
+                                      "RETURNING workflow, state"), (older_than,))
+                gone: dict[tuple[str, str], int] = {}
+                for wf, state in cur.fetchall():
+                    gone[(wf, state)] = gone.get((wf, state), 0) - 1
+                self._count_runs(cur, gone)
             self._runs.clear()
             self._forget_histories()  # their runs' step events may be gone
         return deleted

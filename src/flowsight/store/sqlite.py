@@ -149,6 +149,8 @@ class SqliteStore(SqlStore):
         version = int(cur.execute("PRAGMA data_version").fetchone()[0])
         changed = version != self._data_version
         self._data_version = version
+        if changed:  # the signal is used up now: no cached run may be trusted on a later write either
+            self._runs.clear()
         return changed
 
     def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
