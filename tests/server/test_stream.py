@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Iterator
@@ -279,3 +281,21 @@ def test_closing_the_streams_ends_one_waiting_for_live_events(store: SqlStore) -
         return frames
 
     assert run(main) == [b"retry: 2000\n\n"]
+
+
+def test_events_written_straight_to_the_store_by_another_process_reach_the_stream_once(api: Api) -> None:
+    """``flowsight run --db`` beside the server (the demo, a cron line): its
+    events reach a live client from the store; the server's own ingest is
+    not sent twice."""
+    run_id = api.id("local")
+    with stream(api.server, workflow="outside") as s:
+        done = subprocess.run([sys.executable, "-m", "flowsight", "--db", api.db, "run", "-w", "outside",
+                               "--run-id", run_id, "--", "bash", "-c", "echo '::step only::'; echo hi"],
+                              capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        post(api.client, event("heartbeat", "outside", run_id, id=api.id("posted")))
+        got = s.events(5)  # started, step_started, step_completed, completed -- and the posted one
+    kinds = [e.event for e in got if e.data["id"] != api.id("posted")]
+    assert kinds == ["started", "step_started", "step_completed", "completed"]
+    assert [e.data["id"] for e in got].count(api.id("posted")) == 1
+    assert len({e.id for e in got}) == len(got)

@@ -38,6 +38,7 @@ from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, pe
 from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
 from flowsight.server.pages import dashboard_routes
+from flowsight.server.follow import StoreFollower
 from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
@@ -282,6 +283,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         return out
     hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
     warmer = dashboard_api.OverviewWarmer(store)
+    follower = StoreFollower(hub)
     faults_stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -292,6 +294,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         if st.log_retention is not None:
             st.log_retention.start()
         warmer.start()
+        await follower.start()
         perf_stop.clear()
         perf_task = asyncio.create_task(perf.monitor_performance(
             live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
@@ -303,6 +306,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         try:
             yield
         finally:
+            await follower.stop()
             warmer.stop()
             perf_stop.set()
             await perf_task

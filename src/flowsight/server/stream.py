@@ -3,9 +3,11 @@
 Every event is sent with ``id: <seq>`` (its place in the store). A client that
 reconnects with ``Last-Event-ID`` first gets what it missed, read back from the
 store, then the live feed; nothing is sent twice (the live feed is subscribed
-to before the backlog is read, and anything at or below the last seq sent is
-skipped). A subscriber too slow for the live feed is told with an ``overflow``
-event and resumes from the store. A server shutting down ends its streams
+to before the backlog is read, anything at or below the backlog's last seq is
+skipped, and each live seq goes once). Live events may come out of seq order:
+those other processes commit to the store reach the stream a moment after
+this server's own (:mod:`flowsight.server.follow`). A subscriber too slow
+for the live feed is told with an ``overflow`` event and resumes from the store. A server shutting down ends its streams
 (:class:`Streams`); clients reconnect with ``Last-Event-ID``.
 """
 
@@ -22,6 +24,8 @@ from flowsight.monitors.channel import EventFilter, Subscription
 
 _enc = msgspec.json.Encoder()
 KEEPALIVE_SECONDS = 15.0
+#: live seqs a stream remembers having sent (an event published twice goes once)
+LIVE_SEEN = 10_000
 
 
 def sse(seq: int, ev: Event) -> bytes:
@@ -83,7 +87,11 @@ async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
                     sent = seq
                 if len(page) < 1000:
                     break
-            # then live, until the subscriber falls behind
+            # then live, until the subscriber falls behind. What the backlog
+            # sent is skipped; above it, each seq once, in the order it comes:
+            # events other processes wrote (flowsight.server.follow) come a
+            # moment after this server's own, with lower seqs.
+            floor, live = sent, set()
             while sub.dropped == dropped:
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), keepalive)
@@ -93,9 +101,13 @@ async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
                 if item is None:
                     return
                 seq, ev = item
-                if seq > sent:
+                if seq > floor and seq not in live:
                     yield sse(seq, ev)
-                    sent = seq
+                    live.add(seq)
+                    if len(live) > LIVE_SEEN:  # bounded: the oldest half becomes the floor
+                        kept = sorted(live)[LIVE_SEEN // 2:]
+                        floor, live = kept[0] - 1, set(kept)
+                sent = max(sent, seq)
             yield b"event: overflow\ndata: {}\n\n"
             while not sub.queue.empty():
                 sub.queue.get_nowait()

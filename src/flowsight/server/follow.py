@@ -1,0 +1,90 @@
+"""Events other processes commit to the store, into the server's live stream.
+
+The SDK, ``flowsight run`` and ``flowsight logs watch`` may write to the
+store directly (``./flowsight.db``, a shared PostgreSQL), and another replica
+commits what it ingests: none of that passes through this server's
+:meth:`flowsight.hub.Hub.publish`. :class:`StoreFollower` reads what was
+committed after the last seq it saw, every ``interval`` seconds while anyone
+listens to the stream (the dashboard, ``GET /api/v1/stream``), and publishes
+the events this server did not commit itself (those are on the stream
+already) -- so a run written straight to the store shows on the dashboard
+within about a second, as one sent over HTTP does.
+
+They come a moment after this server's own events, so a live stream gets
+them out of seq order (:mod:`flowsight.server.stream` sends each seq once,
+whatever the order). Limit: on PostgreSQL, seqs are taken at insert and a
+commit that lands after a higher seq was read is not followed (a page shows
+it at its next refresh; a reconnecting client reads it from the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from flowsight.hub import Hub
+from flowsight.model.events import Event
+
+log = logging.getLogger("flowsight.server")
+
+#: events read per round at most (the rest in the next round)
+PAGE = 2000
+
+
+class StoreFollower:
+    """``start()`` on the running loop, ``await stop()``."""
+
+    def __init__(self, hub: Hub, *, interval: float = 0.5) -> None:
+        self.hub = hub
+        self.interval = interval
+        self.followed = 0  # outside events published
+        self._last = 0
+        self._mine: set[int] = set()  # seqs this server committed, above _last
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        hub.hooks.append(self._committed)
+
+    def _committed(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
+        self._mine.update(seqs.values())
+
+    async def start(self) -> None:
+        self._last = await asyncio.to_thread(self.hub.store.last_seq)
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name="flowsight-store-follower")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def step(self) -> int:
+        """One round: publish what others committed since the last; how many."""
+        store = self.hub.store
+        if not self.hub.stream.subscribers:  # nobody listens: only keep up
+            self._last = max(self._last, await asyncio.to_thread(store.last_seq))
+            self._mine = {s for s in self._mine if s > self._last}
+            return 0
+        page = await asyncio.to_thread(store.events_after, self._last, limit=PAGE)
+        published = 0
+        for seq, ev in page:
+            if seq not in self._mine:
+                self.hub.stream.publish((seq, ev))
+                published += 1
+        if page:
+            self._last = page[-1][0]
+            self._mine = {s for s in self._mine if s > self._last}
+        self.followed += published
+        return published
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.step()
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: the next round reads again
+                log.debug("following the store: %s", exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+            except TimeoutError:
+                pass
