@@ -7,8 +7,9 @@ to before the backlog is read, anything at or below the backlog's last seq is
 skipped, and each live seq goes once). Live events may come out of seq order:
 those other processes commit to the store reach the stream a moment after
 this server's own (:mod:`flowsight.server.follow`). A subscriber too slow
-for the live feed is told with an ``overflow`` event and resumes from the store. A server shutting down ends its streams
-(:class:`Streams`); clients reconnect with ``Last-Event-ID``.
+for the live feed is told with an ``overflow`` event and resumes from the
+store. A server shutting down ends its streams (:class:`Streams`); clients
+reconnect with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
