@@ -23,10 +23,12 @@ each answer's ``Server-Timing`` header.
   turn none, a workflow, a state (failed; running) and a search (a
   workflow's name, a run id's start, an error's text, a text nobody has);
 * a run page, of a random run (a fifth of them live: running or suspended):
-  ``GET /api/v1/runs/{id}``, its ``/events`` (up to 1,000), its ``/logs``
-  (first 100), ``/api/v1/faults?run_id=``, ``/api/v1/alerts``, and
-  ``/api/v1/metrics/series`` of the run for its four resource metrics, each
-  page visited twice: first visit (nothing of the run read before), and again.
+  what its scripts (``run.js``, ``run_logs.js``, ``run_resources.js``)
+  fetch when it loads: ``GET /api/v1/runs/{id}`` (the faults that hurt it
+  included), its newest 500 log entries (``/logs?order=desc&limit=500``),
+  ``/api/v1/alerts``, and ``/api/v1/metrics/series`` of the run for its four
+  resource metrics, each page visited twice: first visit (nothing of the run
+  read before), and again.
 
 A page's time is the SUM of its requests' server times (as if it fetched them
 one after another; a browser fetching in parallel waits less). The first
@@ -190,10 +192,10 @@ async def bench_store(store: SqlStore, iterations: int, seed: int) -> dict[str, 
                     base = f"/api/v1/runs/{quote(rid, safe='')}"
                     ms, run = await t.get(f"GET /api/v1/runs/{{id}} ({visit})", base)
                     total += ms
-                    total += (await t.get(f"GET /api/v1/runs/{{id}}/events ({visit})", base + "/events?limit=1000"))[0]
-                    total += (await t.get(f"GET /api/v1/runs/{{id}}/logs ({visit})", base + "/logs?limit=100"))[0]
-                    total += (await t.get(f"GET /api/v1/faults?run_id= ({visit})",
-                                          f"/api/v1/faults?run_id={quote(rid)}"))[0]
+                    # as run.js and run_logs.js: the run (its faults inside), its newest 500 log entries,
+                    # the alerts, and below the four resource series
+                    total += (await t.get(f"GET /api/v1/runs/{{id}}/logs ({visit})",
+                                          base + "/logs?order=desc&limit=500"))[0]
                     total += (await t.get(f"GET /api/v1/alerts ({visit})", "/api/v1/alerts"))[0]
                     since = run["start_time"] or time.time() - 3600
                     until = run["end_time"] or time.time()

@@ -300,6 +300,9 @@ def test_a_flood_of_output_passes_through_and_is_stored_whole_in_groups_of_lines
     stored = _stored_text(db)
     assert "\n".join(m for m, _ in stored).split("\n") == [str(i) for i in range(1, 200_001)]
     assert len(stored) < 200_000 and max(n for _, n in stored) <= 1000  # grouped, 1000 lines an entry at most
+    with open_store(db) as store:
+        rows = store.query_logs(run_id="r-1", limit=1_000_000)
+    assert all(r.entry.fields.get("lines", 1) == r.entry.message.count("\n") + 1 for r in rows)  # each says so
 
 
 def test_markers_and_levels_inside_a_flood_still_count(tmp_path: Path) -> None:
@@ -385,3 +388,17 @@ def test_piped_stdin_reaches_the_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"a\nb\n"
     assert [m for m, _ in _stored_text(db)] == ["a", "b"]
+
+
+def test_with_steps_given_output_before_the_first_marker_is_no_step_of_its_own(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    script = "echo 'args: --full'; echo '::step extract::'; echo rows; echo '::step load::'; echo loaded"
+    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--steps", "2", "--", "bash", "-c",
+                           script], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with open_store(db) as store:
+        run = store.get_run("r-1")
+        assert run is not None and (run.completed_steps, run.total_steps) == (2, 2)
+        assert [s.step for s in store.run_steps("r-1")] == ["extract", "load"]
+        by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
+    assert by_step == {"args: --full": None, "rows": "extract", "loaded": "load"}

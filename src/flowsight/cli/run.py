@@ -39,7 +39,9 @@ open step completes (exit 0) or fails (otherwise). Output before the first
 marker, or of a command that prints none, belongs to an implicit step named
 after the workflow, started with that first line: a script that starts with
 its markers has just its own steps, a command without markers is one step,
-and a silent command without markers has none (the run says it all). Marker
+and a silent command without markers has none (the run says it all). With
+``--steps N`` there is no implicit step: the command says it has N steps of
+its own, and what it prints before the first belongs to the run alone. Marker
 lines pass through to the terminal but are not stored as log lines.
 """
 
@@ -87,6 +89,8 @@ _PROGRESS = re.compile(r"::progress +(?P<done>\d+(?:\.\d+)?)(?: */ *(?P<total>\d
 BEHIND_AT = 20_000
 #: lines/s of output above which it is stored in groups of lines (``--group-above``)
 GROUP_ABOVE = 10_000.0
+#: how long an output line waits for continuation lines (a traceback's) before it is stored
+JOIN_IDLE = 0.05
 #: how often the command's state is looked at (stopped by SIGSTOP/SIGTSTP, continued by SIGCONT)
 STATE_POLL = 0.2
 # parse_line says Info both for "INFO: x" and for a line with no level: a stderr line keeps Info only when it says so
@@ -168,8 +172,8 @@ class StepTracker:
     """The steps of a run, from its stdout lines: each call returns the step
     events to emit, in order; `current` is the open step (lines belong to it)."""
 
-    def __init__(self, implicit: str) -> None:
-        self.implicit = implicit
+    def __init__(self, implicit: str | None) -> None:
+        self.implicit = implicit  # None: output before the first marker belongs to no step
         self.current: str | None = None
         self._marked = False  # a marker was seen: no implicit step any more
 
@@ -191,6 +195,8 @@ class StepTracker:
         with the first one, unless a marker came before it."""
         if self.current is None and not self._marked:
             self._marked = True
+            if self.implicit is None:
+                return []
             self.current = self.implicit
             return [("start", self.implicit)]
         return []
@@ -346,12 +352,15 @@ class Supervisor:
         self._rate = 0.0  # lines/s in the last full second
         self.step_regex = step_regex
         self.emit_log = emit_log
-        self.steps = StepTracker(run.workflow)
+        # with --steps N the command names its N steps: what it prints before the first is the run's, no step's
+        self.steps = StepTracker(run.workflow if run.total_steps is None else None)
         self.kill_after = kill_after
         self.clock = clock
         self.cancelled_by: int | None = None
         self._step_any = re.compile(step_regex.pattern, step_regex.flags | re.MULTILINE) if step_regex else None
-        self.output = ProcessOutput(command, name=run.workflow, multiline_idle=0.25, on_problem=_quiet,
+        # a traceback comes in one burst: a short wait for continuation lines keeps each line's time (and a
+        # step marker's) within 50 ms of when it was printed
+        self.output = ProcessOutput(command, name=run.workflow, multiline_idle=JOIN_IDLE, on_problem=_quiet,
                                     tee=(sys.stdout.buffer, sys.stderr.buffer), behind=self._behind,
                                     stdin=None if not _terminal(0) else subprocess.DEVNULL)
         self._unsent: list[int] = []  # signals that came before the command had a pid
@@ -460,9 +469,11 @@ class Supervisor:
         run = self.run
         entry = parse_line(text, source=source, now=self.clock())
         level = stored_level(entry.level, text, stream)
+        fields = entry.fields
         if lines > 1:  # a group of lines stored as one entry: at the highest level any of them names
             level = group_level(level, text)
-        entry = replace(entry, level=level,
+            fields = {**fields, "lines": lines}
+        entry = replace(entry, level=level, fields=fields,
                         workflow=entry.workflow or run.workflow, run_id=entry.run_id or run.run_id,
                         step=entry.step or self.steps.current)
         self.emit_log(entry)
