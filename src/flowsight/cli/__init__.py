@@ -21,4 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(run_args)
     from flowsight.cli.main import main as full
 
-    return full(args)
+    try:
+        return full(args)
+    except BrokenPipeError:  # `flowsight runs --json | head`: the reader left; so do we, without a traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

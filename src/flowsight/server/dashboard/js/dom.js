@@ -139,7 +139,8 @@ export function severityBadge(sev) {
 export function progress(run) {
   const p = run.state === 'completed' ? 100 : run.percent_done;
   const total = run.total_steps ? `/${run.total_steps}` : '';
-  const label = `${run.completed_steps}${total} steps${p !== null ? ` · ${Math.round(p)}%` : ''}`;
+  const word = (run.total_steps || run.completed_steps) === 1 ? 'step' : 'steps';
+  const label = `${run.completed_steps}${total} ${word}${p !== null ? ` · ${Math.round(p)}%` : ''}`;
   const bar = h('div', {class: `bar state-${run.state}`, role: 'progressbar', 'aria-label': `progress of ${run.run_id}`,
     'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': p === null ? null : Math.round(p),
     'aria-valuetext': label});

@@ -85,7 +85,7 @@ export function mount(root, [runId]) {
         ' ', stallFlag(r)),
       h('p', {}, 'Workflow ', h('a', {href: `/?workflow=${encodeURIComponent(r.workflow)}`}, r.workflow),
         r.current_step && !TERMINAL.has(r.state) ? [' · running step ', h('strong', {}, r.current_step)] : '',
-        r.retries ? ` · ${r.retries} retries` : ''),
+        r.retries ? ` · ${r.retries} ${r.retries === 1 ? 'retry' : 'retries'}` : ''),
       progress(r),
       h('dl', {class: 'facts'},
         h('div', {}, h('dt', {}, 'Started'), h('dd', {title: time(r.start_time)}, ago(r.start_time))),
