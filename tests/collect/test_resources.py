@@ -291,3 +291,28 @@ def test_the_rates_are_per_second_of_the_injected_clock(spawn: Callable[..., Chi
     host, trees = collector.sample({"run": busy.pid})
     assert host.ts == trees["run"].ts == 1_100.0
     assert 0.2 < trees["run"].cpu_percent < 5.0
+
+
+def test_children_that_live_and_end_between_two_samples_are_the_trees_cpu(spawn: Callable[..., Child]) -> None:
+    """``make``, a shell loop: each child ends before the next sample and is
+    never seen alive; its parent, having waited for it, counts its CPU."""
+    parent = spawn(f"""
+        import subprocess, sys
+        print('ready', flush=True)
+        for line in sys.stdin:
+            # a child busy for about 0.3 s of CPU, waited for
+            subprocess.run([{sys.executable!r}, '-c', 'import time\\nend = time.process_time() + 0.3\\n'
+                            'while time.process_time() < end: pass'], check=True)
+            print('done', flush=True)
+    """)
+    parent.expect()
+    collector = MetricsCollector()
+    _, first = collector.sample({"run": parent.pid})
+    for _ in range(3):  # 0.9 s of CPU in all, by children the sampler never sees
+        parent.send("go")
+        assert parent.expect() == "done"
+    _, later = collector.sample({"run": parent.pid})
+    elapsed = later["run"].ts - first["run"].ts
+    seen = later["run"].cpu_percent * elapsed / 100  # CPU seconds the sample says the tree used
+    assert seen >= 0.8, f"{later['run'].cpu_percent:.0f}% over {elapsed:.2f} s: {seen:.2f} CPU s, not ~0.9"
+    assert later["run"].processes == 1  # none of the children was there to be seen

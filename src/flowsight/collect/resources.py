@@ -72,6 +72,8 @@ class _Reading:
     io: IOPair
     fds: int | None
     threads: int
+    #: CPU seconds of its children that ended and were waited for (they are gone from the tree)
+    cpu_reaped: float = 0.0
 
 
 @dataclass(slots=True)
@@ -83,6 +85,10 @@ class _Tree:
     ts: float
     counters: dict[Ident, tuple[float, IOPair]]
     gone: bool = False
+    #: CPU seconds of the tree as a whole: its processes' own and what their ended children used
+    cpu_total: float = 0.0
+    #: a fall of cpu_total not yet made up (a child gone from the tree and not yet waited for)
+    cpu_short: float = 0.0
 
 
 def _rates(now: IOPair, before: IOPair, elapsed: float) -> tuple[float, float]:
@@ -193,10 +199,19 @@ class MetricsCollector:
             return None
         procs = self._descendants(root, kids, memo)
         counters = {r.ident: (r.cpu_seconds, r.io) for r in procs}
-        self._trees[pid] = _Tree(root.ident, now, counters)
+        # A child that lived and ended between two samples was never seen, but its parent, once it waited
+        # for it, counts its CPU seconds among its children's: the tree's CPU is its processes' own and that.
+        # A child seen before and gone now leaves the sum; its parent's count rises by all it ever used.
+        total = sum(r.cpu_seconds + r.cpu_reaped for r in procs)
+        new = self._trees[pid] = _Tree(root.ident, now, counters, cpu_total=total)
         cpu, io = 0.0, (0.0, 0.0)
         if tree is not None:
-            cpu, io = self._since(tree, procs, now)
+            io = self._io_since(tree, procs, now)
+            elapsed = now - tree.ts
+            used = total - tree.cpu_total + tree.cpu_short
+            # gone and not yet waited for (a zombie for a moment): made up at the next sample, not later
+            new.cpu_short = min(0.0, used) if tree.cpu_short == 0.0 else 0.0
+            cpu = 100.0 * max(0.0, used) / elapsed if elapsed > 0 else 0.0
         rss = sum(r.rss for r in procs)
         fds = [r.fds for r in procs if r.fds is not None]
         return ResourceUsage(ts=now, cpu_percent=cpu, memory_bytes=rss,
@@ -226,19 +241,18 @@ class MetricsCollector:
         return out
 
     @staticmethod
-    def _since(tree: _Tree, procs: list[_Reading], now: float) -> tuple[float, tuple[float, float]]:
-        """CPU percent and (read, write) bytes/s of ``procs`` since ``tree``'s sample."""
+    def _io_since(tree: _Tree, procs: list[_Reading], now: float) -> tuple[float, float]:
+        """(read, write) bytes/s of ``procs`` since ``tree``'s sample."""
         elapsed = now - tree.ts
         if elapsed <= 0:
-            return 0.0, (0.0, 0.0)
-        cpu, read, write = 0.0, 0, 0
+            return 0.0, 0.0
+        read, write = 0, 0
         for r in procs:
-            cpu_before, io_before = tree.counters.get(r.ident, (0.0, (0, 0)))  # new: all it did is since
-            cpu += max(0.0, r.cpu_seconds - cpu_before)
+            _, io_before = tree.counters.get(r.ident, (0.0, (0, 0)))  # new: all it did is since
             if r.io is not None and io_before is not None:
                 read += max(0, r.io[0] - io_before[0])
                 write += max(0, r.io[1] - io_before[1])
-        return 100.0 * cpu / elapsed, (read / elapsed, write / elapsed)
+        return read / elapsed, write / elapsed
 
     def _read(self, pid: int, memo: dict[int, _Reading | None]) -> _Reading | None:
         """The process ``pid`` now, read once per sample however many trees
@@ -256,9 +270,10 @@ class MetricsCollector:
                 if proc.status() == ps.STATUS_ZOMBIE:
                     return None
                 t = proc.cpu_times()
+                reaped = float(getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0))
                 return _Reading(ident=(pid, float(proc.create_time())), cpu_seconds=float(t.user + t.system),
                                 rss=int(proc.memory_info().rss), io=self._io(proc), fds=self._fds(proc),
-                                threads=int(proc.num_threads()))
+                                threads=int(proc.num_threads()), cpu_reaped=reaped)
         except ps.Error:  # NoSuchProcess (ZombieProcess included), AccessDenied
             return None
 

@@ -48,8 +48,9 @@ function stepTable(steps, byMetric, to) {
     const within = (m) => byMetric[m].filter((p) => p.ts >= st.started_at && p.ts <= end);
     const cpu = within('cpu_percent');
     const mem = within('memory_bytes');
-    const moved = (m) => within(m).reduce((sum, p, i, all) =>
-      sum + p.avg * (i ? p.ts - all[i - 1].ts : 0), 0); // rate x the time since the sample before
+    // bytes: each sample's rate over the time since the sample before it (in the whole series)
+    const moved = (m) => byMetric[m].reduce((sum, p, i, all) =>
+      (i && p.ts >= st.started_at && p.ts <= end ? sum + p.avg * (p.ts - all[i - 1].ts) : sum), 0);
     return {st, cpu, mem, read: moved('disk_read_bytes_per_s'), write: moved('disk_write_bytes_per_s')};
   });
   if (!rows.some((r) => r.cpu.length || r.mem.length)) return h('p', {class: 'muted small'}, 'No samples fell within a step.');
