@@ -19,9 +19,11 @@ export function matchersOf(labels) {
 }
 
 async function silence(alert, duration, matchers, comment) {
-  return api('/api/v1/silences', {method: 'POST', body: {
+  const made = await api('/api/v1/silences', {method: 'POST', body: {
     matchers, duration, created_by: 'dashboard',
     comment: comment || `silenced from the dashboard: ${alert.labels.alertname || alert.fingerprint}`}});
+  window.dispatchEvent(new Event('flowsight:alerts-changed')); // the bar's badges count again
+  return made;
 }
 
 /** One alert as a row; onChange() after it was silenced. */
@@ -124,7 +126,10 @@ export function mount(root) {
     const expire = h('button', {type: 'button', 'aria-label': `Expire silence ${sl.id}`}, 'Expire');
     expire.addEventListener('click', async () => {
       expire.disabled = true;
-      try { await api(`/api/v1/silences/${encodeURIComponent(sl.id)}`, {method: 'DELETE'}); } catch (err) {
+      try {
+        await api(`/api/v1/silences/${encodeURIComponent(sl.id)}`, {method: 'DELETE'});
+        window.dispatchEvent(new Event('flowsight:alerts-changed'));
+      } catch (err) {
         replace(status, h('p', {class: 'error', role: 'alert'}, err.status === 403
           ? `Expiring needs an admin token: ${err.message}` : err.message));
       }

@@ -149,6 +149,7 @@ function setBadge(id, n, label) {
   el.setAttribute('aria-label', label);
 }
 setInterval(refreshBadges, 15000);
+window.addEventListener('flowsight:alerts-changed', () => { refreshBadges(); });
 
 updateSignOut();
 render();
