@@ -848,3 +848,17 @@ def test_the_run_counts_are_made_from_the_runs_stored_before_them(tmp_path: Path
 
     with open_store(path) as store:
         assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("x", "running"): 1}
+
+
+def test_a_store_with_the_trigram_index_opened_by_a_sqlite_without_it_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flowsight.store.sqlite as sqlite_store
+
+    path = str(tmp_path / "s.db")
+    with open_store(path) as store:
+        store.write_events([ev("started", "r1", 100.0)])
+        if not store._text_index:  # type: ignore[attr-defined]
+            pytest.skip("this SQLite has no FTS5 trigram tokenizer: the index was never made")
+    monkeypatch.setattr(sqlite_store, "sqlite_has_trigram", lambda cur: False)  # as an older SQLite would find
+    with pytest.raises(StoreError, match=r"made by a SQLite with FTS5's trigram tokenizer \(3.34 or newer\)"):
+        open_store(path)

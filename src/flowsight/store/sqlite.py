@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsight.errors import MigrationError, StoreError
-from flowsight.store.migrations import migrate
+from flowsight.store.migrations import migrate, sqlite_has_trigram
 from flowsight.store.sql import SqlStore
 
 #: a search with up to this many candidates reads them; with more it walks the runs newest first
@@ -86,6 +86,12 @@ class SqliteStore(SqlStore):
         # migration 12 makes it where SQLite has FTS5's trigram tokenizer
         self._text_index = bool(conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall())
+        if self._text_index and not sqlite_has_trigram(conn.cursor()):
+            # its triggers would fail every write of a run: say so now, plainly
+            conn.close()
+            raise StoreError(f"sqlite store: {path} was made by a SQLite with FTS5's trigram tokenizer (3.34 or "
+                             f"newer); this Python's SQLite is {sqlite3.sqlite_version} and cannot write to it. "
+                             "Use a Python whose SQLite is 3.34 or newer")
 
     def _connect(self) -> sqlite3.Connection:
         if str(self.path) == ":memory:" and hasattr(self, "_conn"):
