@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -16,39 +15,21 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from flowsight.server.app import create_app
 from flowsight.server.pages import ROOT
 from flowsight.store.sql import SqlStore
-from tests.server.conftest import event, free_port, post
+from tests.server.conftest import event, post
+from tests.server.test_logs_api import InProcess as LogsInProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class InProcess:
+class InProcess(LogsInProcess):
     """``create_app(store)`` under a real uvicorn on 127.0.0.1, in a thread."""
 
     def __init__(self, store: SqlStore, **kwargs: Any) -> None:
-        self.port = free_port()
-        app = create_app(store, log_retention=None, **kwargs)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on",
-                                                    log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> httpx.Client:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(30)
+        super().__init__(create_app(store, log_retention=None, **kwargs))
 
 
 @pytest.fixture
