@@ -24,7 +24,6 @@ At the command's end, what the rules still owe is sent before flowsight exits.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,6 +31,7 @@ from dataclasses import replace
 import httpx
 
 from flowsight.alerting.delivery import Dispatcher
+from flowsight.cli.run import _say
 from flowsight.alerting.manager import AlertManager
 from flowsight.config import Config, build_notifier, config_for, load_config
 from flowsight.model.alerts import Alert
@@ -43,7 +43,6 @@ from flowsight.store.base import open_store
 
 __all__ = ["RunRules", "rules_config"]
 
-_log = logging.getLogger(__name__)
 
 #: how often time-based rules (absence) are looked at and due notifications sent
 TICK = 1.0
@@ -167,6 +166,3 @@ class RunRules:
             _say(f"log rules: {len(alerts)} alert(s) refused by {self._server}: HTTP {response.status_code} "
                  f"{response.text[:200]}")
 
-
-def _say(what: str) -> None:
-    print(f"flowsight: {what}", file=__import__("sys").stderr, flush=True)
