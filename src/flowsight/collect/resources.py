@@ -14,9 +14,11 @@ What counts for a tree:
   another process starts from zero rather than making a nonsense delta.
 - Processes that appeared in the tree since the previous sample (a step
   started) count all they did since they started: none of it was counted yet.
-- Processes that exited since the previous sample: what they did between
-  that sample and their exit is not counted (their counters went with
-  them); their CPU and I/O simply stop counting. A process whose parent in
+- Processes that exited since the previous sample, or lived and ended
+  between two samples: their CPU counts once their parent in the tree has
+  waited for them (the kernel adds it to the parent's count of its ended
+  children); their I/O between the last sample and their exit is not
+  counted (its counters went with them). A process whose parent in
   the tree exited is adopted by init (or a subreaper) and leaves the tree.
 - Disk I/O is the storage layer's count (``read_bytes``/``write_bytes`` of
   ``/proc/PID/io``): a write counts when it dirties the page cache, before
@@ -83,7 +85,7 @@ class _Tree:
 
     root: Ident
     ts: float
-    counters: dict[Ident, tuple[float, IOPair]]
+    io: dict[Ident, IOPair]  # each process's (read, write) bytes
     gone: bool = False
     #: CPU seconds of the tree as a whole: its processes' own and what their ended children used
     cpu_total: float = 0.0
@@ -198,12 +200,11 @@ class MetricsCollector:
         if root is None:
             return None
         procs = self._descendants(root, kids, memo)
-        counters = {r.ident: (r.cpu_seconds, r.io) for r in procs}
         # A child that lived and ended between two samples was never seen, but its parent, once it waited
         # for it, counts its CPU seconds among its children's: the tree's CPU is its processes' own and that.
         # A child seen before and gone now leaves the sum; its parent's count rises by all it ever used.
         total = sum(r.cpu_seconds + r.cpu_reaped for r in procs)
-        new = self._trees[pid] = _Tree(root.ident, now, counters, cpu_total=total)
+        new = self._trees[pid] = _Tree(root.ident, now, {r.ident: r.io for r in procs}, cpu_total=total)
         cpu, io = 0.0, (0.0, 0.0)
         if tree is not None:
             io = self._io_since(tree, procs, now)
@@ -248,7 +249,7 @@ class MetricsCollector:
             return 0.0, 0.0
         read, write = 0, 0
         for r in procs:
-            _, io_before = tree.counters.get(r.ident, (0.0, (0, 0)))  # new: all it did is since
+            io_before = tree.io.get(r.ident, (0, 0))  # new: all it did is since
             if r.io is not None and io_before is not None:
                 read += max(0, r.io[0] - io_before[0])
                 write += max(0, r.io[1] - io_before[1])
