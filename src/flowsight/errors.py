@@ -8,9 +8,11 @@ boundary, so callers only ever catch these::
      ├── ConfigError              bad option, DSN, environment variable
      ├── EventError               an event refused by the schema (names the field)
      │    └── LogEntryError       a log entry refused (names the field)
+     ├── NoSuchRun                a command named a run the store does not have
      ├── TransitionError          a state change the state machine forbids
      ├── StoreError               the database could not do what was asked
-     │    └── MigrationError      the schema could not be brought up to date
+     │    ├── MigrationError      the schema could not be brought up to date
+     │    └── NoStoreError        a command that only reads found no store there
      └── DeliveryError            a notification could not be delivered
                                   (permanent=True: retrying will not help)
 """
@@ -41,6 +43,10 @@ class LogEntryError(EventError):
     ``index`` as for :class:`EventError` (the ingest code treats both alike)."""
 
 
+class NoSuchRun(FlowsightError):
+    """A command named a run that is not in the store (the CLI exits 1)."""
+
+
 class TransitionError(FlowsightError):
     """A state change that the table of allowed transitions forbids."""
 
@@ -60,6 +66,11 @@ class StoreError(FlowsightError):
 
 class MigrationError(StoreError):
     """The schema could not be migrated to the version this code needs."""
+
+
+class NoStoreError(StoreError):
+    """A store opened only to read (``create=False``) is not there, or is
+    older than this code and would need migrating: nothing was created."""
 
 
 def _allowed_text(old: str) -> str:

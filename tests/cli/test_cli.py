@@ -89,7 +89,7 @@ def test_show_prints_steps_and_state_history_by_unique_prefix(tmp_path: Path) ->
 def test_show_refuses_an_unknown_or_ambiguous_run_with_a_clear_message(tmp_path: Path) -> None:
     db = seed(str(tmp_path / "f.db"), time.time())
     unknown = flowsight("show", "nope", db=db)
-    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+    assert unknown.returncode == 1 and "no run 'nope'" in unknown.stderr  # not there: 1, as grep
     ambiguous = flowsight("show", "old", db=db)
     assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr
 
@@ -187,6 +187,7 @@ def test_the_next_page_hint_keeps_the_filters(tmp_path: Path) -> None:
     (["runs", "--cursor", "MTc5"], "is not one this store made"),
 ])
 def test_edge_values_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    assert flowsight("init", db=str(tmp_path / "f.db")).returncode == 0
     out = flowsight(*args, db=str(tmp_path / "f.db"))
     assert out.returncode == 2 and message in out.stderr
 
@@ -208,3 +209,126 @@ def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
         ])
     run = json.loads(flowsight("runs", "--json", db=db).stdout)["runs"][0]
     assert run["stalled"] is True and run["eta"] is None
+
+
+def at_width(columns: int, *args: str, db: str) -> subprocess.CompletedProcess[str]:
+    """``flowsight --db DB ARGS`` printing to a pipe as wide as a terminal of ``columns``."""
+    return subprocess.run([*FLOWSIGHT, "--db", db, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": str(columns)})
+
+
+def seed_ulid_runs(db: str, now: float) -> list[str]:
+    """Four runs with real (time-sortable, so alike at the start) ids, one failed with a long message."""
+    from flowsight.model.ids import new_id
+
+    ids = []
+    with open_store(db) as store:
+        for i in range(4):
+            rid = new_id()
+            ids.append(rid)
+            store.write_events([make_event("started", "nightly-etl-warehouse", rid, attrs={"total_steps": 4},
+                                           ts=now - 100 + i),
+                                make_event("step_started", "nightly-etl-warehouse", rid, "transform-orders",
+                                           ts=now - 99 + i)])
+        store.write_events([make_event("failed", "nightly-etl-warehouse", ids[2], ts=now - 90, attrs={
+            "error": "connection refused while loading the orders table into the warehouse",
+            "error_type": "ConnectionError"})])
+    return ids
+
+
+def test_the_runs_table_fits_80_columns_with_short_unique_ids_and_the_whole_message(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    ids = seed_ulid_runs(db, time.time())
+    out = at_width(80, "runs", db=db)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), out.stdout
+    assert "…" not in out.stdout.split("\n", 1)[0]  # no header collapsed to 'w…'
+    shown = [line.split()[0] for line in lines if line[:2] == ids[0][:2]]
+    assert len(shown) == 4 and len(set(shown)) == 4  # one each, unique among the rows
+    # ids made in one millisecond by one process differ only at their end: head…tail
+    for short in shown:
+        head, _, tail = short.partition("…")
+        assert 8 <= len(short) <= 13 and len([i for i in ids if i.startswith(head) and i.endswith(tail)]) == 1
+    assert "nightly-etl" in out.stdout and "failed" in out.stdout
+    # the message folds at words: every word of it is there whole
+    words = " ".join(line[40:] for line in lines).split()
+    for word in "ConnectionError: connection refused while loading the orders table into the warehouse".split():
+        assert word in words, out.stdout
+    # and the short id is what `show` takes
+    failed_row = next(line for line in lines if "failed" in line)
+    assert at_width(80, "show", failed_row.split()[0], db=db).returncode == 0
+
+
+def test_the_runs_table_at_160_columns_keeps_whole_ids_and_the_start_time(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    ids = seed_ulid_runs(db, time.time())
+    out = at_width(160, "runs", db=db)
+    assert out.returncode == 0, out.stderr
+    assert all(len(line) <= 160 for line in out.stdout.splitlines())
+    assert all(rid in out.stdout for rid in ids) and "started" in out.stdout
+    assert "nightly-etl-warehouse" in out.stdout and "ConnectionError: connection refused" in out.stdout
+
+
+@pytest.mark.parametrize("args", [["runs"], ["show", "x"], ["watch", "--for", "0.1s"], ["faults"],
+                                  ["perf"], ["alerts"], ["silence", "ls"], ["token", "ls"], ["logs", "x"],
+                                  ["prune", "--older-than", "1d"]])
+def test_a_command_that_reads_never_creates_a_mistyped_store(tmp_path: Path, args: list[str]) -> None:
+    db = str(tmp_path / "flowsigth.db")
+    out = flowsight(*args, db=db)
+    assert out.returncode == 2 and f"no flowsight store at {db}" in out.stderr, out.stderr
+    assert "flowsight --db" in out.stderr and "init" in out.stderr  # says how to make one
+    assert not Path(db).exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_command_that_reads_never_creates_tables_in_postgresql(pg_url: str) -> None:
+    import psycopg
+
+    out = flowsight("runs", db=pg_url)
+    assert out.returncode == 2 and "no flowsight store at" in out.stderr
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()
+    assert tables == (0,)
+    made = flowsight("init", db=pg_url)
+    assert made.returncode == 0 and "schema version" in made.stdout
+    empty = flowsight("runs", db=pg_url)
+    assert empty.returncode == 0 and "no runs yet in postgresql store" in empty.stdout
+
+
+def test_empty_answers_name_the_store_they_read(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    assert flowsight("init", db=db).returncode == 0
+    out = flowsight("runs", db=db)
+    assert out.returncode == 0 and f"no runs yet in sqlite store {db}" in " ".join(out.stdout.split())
+    faults = flowsight("faults", db=db)
+    assert faults.returncode == 0 and f"in sqlite store {db}" in " ".join(faults.stdout.split())
+
+
+def test_an_older_store_is_not_migrated_by_a_command_that_reads(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = str(tmp_path / "f.db")
+    assert flowsight("init", db=db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)")
+    out = flowsight("runs", db=db)
+    assert out.returncode == 2 and "made by an older flowsight" in out.stderr
+    assert flowsight("init", db=db).returncode == 0 and flowsight("runs", db=db).returncode == 0
+
+
+def test_db_is_taken_after_the_command_too_and_version_is_printed(tmp_path: Path) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    out = subprocess.run([*FLOWSIGHT, "runs", "--json", "--db", db], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert {r["run_id"] for r in json.loads(out.stdout)["runs"]} == {"old-1", "old-2", "live-run", "bad-run"}
+    nested = subprocess.run([*FLOWSIGHT, "silence", "ls", "--db", db], capture_output=True, text=True, timeout=120)
+    assert nested.returncode == 0, nested.stderr
+    version = subprocess.run([*FLOWSIGHT, "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("flowsight ")
+
+
+@pytest.mark.parametrize("args", [["faults", "--run", "nosuch"], ["perf", "run:nosuch"], ["show", "nosuch"]])
+def test_a_run_that_does_not_exist_is_said_with_exit_1(tmp_path: Path, args: list[str]) -> None:
+    db = seed(str(tmp_path / "f.db"), time.time())
+    out = flowsight(*args, db=db)
+    assert out.returncode == 1 and "no run 'nosuch'" in out.stderr and db in out.stderr, out

@@ -85,7 +85,7 @@ def test_a_file_whose_bytes_changed_is_corrupt_until_restored(tmp_path: Path) ->
     assert fault is not None and fault.type == DataCorruption(str(target)) and fault.detector == "outputs"
     assert fault.evidence == {"file": str(target), "problem": "changed", "expected_sha256": good,
                               "actual_sha256": bad, "files": [str(target)]}
-    assert fault.message == f"{target}: content changed: sha256 {bad[:12]}..., expected {good[:12]}..."
+    assert fault.message == f"content changed: sha256 {bad[:12]}..., expected {good[:12]}..."
 
     target.write_bytes(b"id,value\n2,20\n")
     assert check(detector) is None
@@ -104,7 +104,7 @@ def test_a_truncated_file_is_found_by_its_size_without_hashing(tmp_path: Path) -
     assert fault is not None and fault.type == DataCorruption(str(files["model.bin"]))
     assert fault.evidence == {"file": str(files["model.bin"]), "problem": "truncated", "expected_size": 5000,
                               "actual_size": 1200, "files": [str(files["model.bin"])]}
-    assert fault.message == f"{files['model.bin']}: truncated: 1,200 bytes, expected 5,000"
+    assert fault.message == "truncated: 1,200 bytes, expected 5,000"
     assert hasher.calls == []
 
     files["model.bin"].write_bytes(b"x" * 5001)
@@ -122,7 +122,7 @@ def test_a_listed_file_that_is_missing_is_corrupt(tmp_path: Path) -> None:
     detector = IntegrityDetector(name="lake", manifest=manifest)
     fault = check(detector)
     assert fault is not None and fault.type == DataCorruption(str(tmp_path / "b.parquet"))
-    assert fault.message == f"{tmp_path / 'b.parquet'}: missing"
+    assert fault.message == "missing"  # the file is the target, not repeated in the message
     assert fault.evidence == {"file": str(tmp_path / "b.parquet"), "problem": "missing",
                               "files": [str(tmp_path / "b.parquet")]}
     (tmp_path / "b.parquet").write_bytes(b"bbb")
@@ -137,7 +137,7 @@ def test_several_corrupt_files_make_one_fault_about_the_first_in_path_order(tmp_
     fault = check(IntegrityDetector(name="x", manifest=manifest))
     assert fault is not None and fault.target == str(tmp_path / "b.txt")
     assert fault.evidence["files"] == [str(tmp_path / n) for n in ("b.txt", "c.txt", "d.txt")]
-    assert fault.message == f"3 files corrupt; the first: {tmp_path / 'b.txt'}: missing"
+    assert fault.message == f"missing; 2 more files corrupt: {tmp_path / 'c.txt'}, {tmp_path / 'd.txt'}"
     assert fault.evidence["problem"] == "missing"
 
 

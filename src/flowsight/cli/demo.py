@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
-from rich.table import Table
 
 from flowsight.cli.render import runs_table
 from flowsight.demo.workflows import WORKFLOWS
@@ -34,9 +33,9 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     out.print(f"[bold]flowsight demo[/bold]: {len(procs)} workflows running in their own processes, "
               f"writing to [cyan]{store.url}[/cyan]")
 
-    def frame(title: str = "flowsight demo · live") -> Table:
+    def frame(title: str = "flowsight demo · live") -> RenderableType:
         page = store.list_runs(since=started - 1, limit=30)
-        return runs_table(Views(store, time.time()).views(page.runs), title=title)
+        return runs_table(Views(store, time.time()).views(page.runs), title=title, width=out.width)
 
     def done() -> bool:
         if any(p.poll() is None for n, p in procs.items() if n != STALLER):

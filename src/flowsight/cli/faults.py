@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flowsight.cli.render import find_run_id
+from flowsight.cli.render import require_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import FaultStatus
 from flowsight.server.faults_api import fault_row
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 
 def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
@@ -44,7 +44,7 @@ def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     run_id = args.run_id
     if run_id is not None:  # a unique prefix is enough, as for `show`
-        run_id = find_run_id(store, run_id) or run_id
+        run_id = require_run_id(store, run_id)
     records = store.list_faults(status=FaultStatus.OPEN if args.open else None, since=now - args.since,
                                 detector=args.detector, run_id=run_id, limit=args.limit)
     rows = [fault_row(r, now) for r in records]
@@ -53,7 +53,9 @@ def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         return 0
     if not rows:
         out.print("no open faults" + ("" if args.open else f" and none resolved in the last "
-                                      f"{format_duration(args.since)}"))
+                                      f"{format_duration(args.since)}")
+                  + (f" for run {run_id}" if run_id else "") + f" in {store.dialect} store {safe_url(store.url)}",
+                  highlight=False)
         return 0
     table = Table(title=f"{len(rows)} fault{'s' if len(rows) != 1 else ''}")
     for col in ("status", "severity", "fault", "target", "detector", "when", "message"):

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/flowsight/watch-offsets.json for a server)")
     p.add_argument("--no-multiline", action="store_true",
                    help="do not join tracebacks and stack traces to the line they belong to")
+    p.add_argument("--db", help="the store (as flowsight --db; the later one counts)")
     p.add_argument("--url", default=os.environ.get(ENV_SERVER),
                    help=f"send to this flowsight server instead of the store (default: ${ENV_SERVER})")
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
@@ -96,6 +97,7 @@ def cmd_logs_watch(argv: list[str], db: str | None) -> int:
         argv, command = argv[:i], argv[i + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
+    db = args.db or db
     try:
         return asyncio.run(_watch(args, command, db))
     except FlowsightError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from flowsight import __version__
 from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
 from flowsight.cli.faults import add_parsers as add_fault_parsers
@@ -27,12 +29,12 @@ from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
 from flowsight.cli.run import cmd_run, early_dispatch
-from flowsight.errors import FlowsightError
+from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
 from flowsight.query import Views
 from flowsight.store.base import ENV_URL, open_store
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 STATES = [s.value for s in WorkflowState]
 
@@ -61,7 +63,8 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowsight", description="Workflow observability: runs, states, ETAs.")
     parser.add_argument("--db", help=f"store: a file path, sqlite:///file.db or postgresql://... "
-                                     f"(default: ${ENV_URL} or ./flowsight.db)")
+                                     f"(default: ${ENV_URL} or ./flowsight.db); also after the command")
+    parser.add_argument("--version", action="version", version=f"flowsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run several real instrumented workflows and show them")
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--for", dest="duration", type=_duration, help="stop after this long (e.g. 30s)")
 
     add_logs_parser(sub, _duration, _positive)
+
+    sub.add_parser("init", help="create the store (or bring it up to date) and say where it is")
 
     prune = sub.add_parser("prune", help="delete events and ended runs older than an age now")
     prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
@@ -121,7 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
     check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
+    _db_after_command(sub)
     return parser
+
+
+def _db_after_command(sub: Any) -> None:
+    """``--db`` after any command too (``flowsight runs --db X``), as ``flowsight run --db`` has it;
+    given both before and after the command, the later one counts."""
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for action in nested:
+                _db_after_command(action)
+        elif not any("--db" in a.option_strings for a in parser._actions):
+            parser.add_argument("--db", default=argparse.SUPPRESS, help="the store (as flowsight --db)")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -144,9 +162,11 @@ def cmd_runs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         print(json.dumps({"runs": [v.to_dict() for v in views], "cursor": page.cursor}, indent=2))
         return 0
     filtered = bool(args.workflow or args.state or args.since is not None or args.cursor)
-    out.print(runs_table(views, empty="no runs match these filters" if filtered else "no runs yet"))
+    where = f"in {store.dialect} store {store.url}"
+    empty = f"no runs match these filters {where}" if filtered else f"no runs yet {where}"
+    out.print(runs_table(views, empty=empty, width=out.width))
     if page.cursor:
-        out.print(f"[dim]more: {next_page_command(args, page.cursor)}[/dim]", highlight=False)
+        out.print(f"[dim]more: {next_page_command(args, page.cursor)}[/dim]", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -171,13 +191,11 @@ def next_page_command(args: argparse.Namespace, cursor: str) -> str:
 
 
 def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
-    from flowsight.cli.render import detail_panel, find_run_id
+    from flowsight.cli.render import detail_panel, require_run_id
 
-    run_id = find_run_id(store, args.run)
-    run = store.get_run(run_id) if run_id is not None else None
-    if run is None:
-        raise FlowsightError(f"no run {args.run!r} in the {store.dialect} store {store.url}; "
-                             "`flowsight runs` lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
+    run = store.get_run(require_run_id(store, args.run))
+    if run is None:  # pruned between the two reads
+        raise NoSuchRun(f"no run {args.run!r} in the {store.dialect} store {safe_url(store.url)}")
     detail = Views(store, time.time()).detail(run)
     if args.json:
         print(json.dumps(detail.to_dict(), indent=2))
@@ -194,7 +212,8 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     def frame() -> Any:
         page = _page(store, args)
         return runs_table(Views(store, time.time()).views(page.runs),
-                          title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop")
+                          title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop",
+                          empty=f"no runs yet in {store.dialect} store {store.url}", width=out.width)
 
     end = time.monotonic() + args.duration if args.duration else None
     try:
@@ -204,6 +223,12 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
                 live.update(frame())
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+    out.print(f"flowsight store at {safe_url(store.url)} ({store.dialect}, schema version {store.schema_version()}, "
+              "up to date)", highlight=False)
     return 0
 
 
@@ -239,8 +264,12 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
                                    "once; send it as 'Authorization: Bearer <token>' or FLOWSIGHT_TOKEN")
         return 0
     if args.token_command == "ls":
-        for t in store.list_tokens():
+        tokens = store.list_tokens()
+        for t in tokens:
             out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
+        if not tokens:
+            out.print(f"no tokens in {store.dialect} store {store.url} (flowsight token create makes one)",
+                      highlight=False)
         return 0
     if not store.revoke_token(args.name):
         raise FlowsightError(f"no token named {args.name!r}; `flowsight token ls` lists them")
@@ -286,7 +315,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
+def writes(args: argparse.Namespace) -> bool:
+    """Whether the command writes to the store (and so may create or migrate
+    it); every other command refuses a store that is not there."""
+    if args.command in ("serve", "demo", "init"):
+        return True
+    if args.command == "token":
+        return bool(args.token_command != "ls")
+    if args.command == "silence":
+        return bool(args.silence_command != "ls")
+    return False
+
+
+COMMANDS = {"init": cmd_init, "serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
             "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs, "faults": cmd_faults,
             "perf": cmd_perf}
 
@@ -302,15 +343,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Console()
     if not out.is_terminal:
-        out = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
+        # piped or captured: do not squeeze the tables into 80 columns, unless COLUMNS says how wide
+        columns = os.environ.get("COLUMNS", "")
+        out = Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else 160)
     err = stderr_console()
     if args.command == "check":
         return cmd_check(args)
     if args.command == "detectors":
         return cmd_detectors(args)
     try:
-        with open_store(args.db) as store:
+        with open_store(args.db, create=writes(args)) as store:
             return COMMANDS[args.command](store, args, out)
+    except NoSuchRun as exc:
+        print_error(err, str(exc))
+        return 1
     except FlowsightError as exc:
         print_error(err, str(exc))
         return 2

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flowsight.cli.render import find_run_id
+from flowsight.cli.render import require_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.performance import RESOURCE_METRICS, Scope, ScopeKind, format_metric, parse_scope
@@ -40,7 +40,7 @@ def _scope(store: SqlStore, raw: str) -> Scope:
     except ValueError:
         scope = Scope.run(raw)
     if scope.kind is ScopeKind.RUN:
-        scope = Scope.run(find_run_id(store, scope.id) or scope.id)
+        scope = Scope.run(require_run_id(store, scope.id))
     return scope
 
 

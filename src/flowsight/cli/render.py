@@ -7,17 +7,18 @@ import time
 from datetime import datetime
 from typing import IO, Any
 
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from flowsight.errors import FlowsightError
+from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import format_duration
 from flowsight.model.state import WorkflowState
 from flowsight.query import RunDetail, RunView
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 STATE_STYLE = {
     WorkflowState.PENDING: "dim",
@@ -49,8 +50,11 @@ def print_error(console: Console, message: str) -> None:
     console.print(Text.assemble(("flowsight:", "bold red"), " ", message), highlight=False)
 
 
-def state_text(v: RunView) -> Text:
+def state_text(v: RunView, short: bool = False) -> Text:
+    """The run's state, STALLED after it; ``short``: STALLED alone (only a running run stalls)."""
     m = v.run
+    if short and v.stalled:
+        return Text("STALLED", style="bold white on red")
     text = Text(m.state.value, style=STATE_STYLE[m.state])
     if v.stalled:
         text.append(" STALLED", style="bold white on red")
@@ -72,6 +76,15 @@ def progress_cell(v: RunView) -> Table:
     return grid
 
 
+def progress_text(v: RunView) -> Text:
+    """Progress without its bar: ``3/5 60%`` (``3 steps`` with no total)."""
+    m = v.run
+    if m.total_steps:
+        pct = f" {m.percent_done:.0f}%" if m.percent_done is not None else ""
+        return Text(f"{m.completed_steps}/{m.total_steps}{pct}")
+    return Text(f"{m.completed_steps} steps", style="dim")
+
+
 def eta_text(v: RunView) -> Text:
     if v.eta is None:
         return Text("-", style="dim")
@@ -87,10 +100,59 @@ def when(ts: float | None) -> str:
     return dt.strftime("%H:%M:%S") if time.time() - ts < 86400 else dt.strftime("%Y-%m-%d %H:%M")
 
 
-def runs_table(views: list[RunView], title: str | None = None, empty: str = "no runs yet") -> Table:
-    table = Table(title=title, header_style="bold", expand=False)
-    for col in ("run", "workflow", "state", "progress", "step", "duration", "eta", "started"):
-        table.add_column(col, no_wrap=col in ("run", "state", "started"))
+#: below this many columns the runs table shows short run ids and a narrower progress bar
+NARROW = 120
+
+
+#: what stands between the head and the tail of a shortened run id (``flowsight show`` takes ``..`` too)
+ELLIPSIS = "…"
+
+
+def short_ids(ids: list[str], least: int = 8, most: int = 12) -> dict[str, str]:
+    """Each id cut to the shortest prefix (at least ``least`` characters) that
+    no other id in ``ids`` begins with, as git shortens hashes. Where that
+    would pass ``most`` characters (ids made in the same millisecond by one
+    process differ only at their end) it is the first ``least`` characters,
+    an ellipsis and the shortest tail that tells it apart. ``flowsight show``
+    takes either form back."""
+    out = {}
+    for rid in ids:
+        n = min(least, len(rid))
+        while n < len(rid) and any(o != rid and o.startswith(rid[:n]) for o in ids):
+            n += 1
+        if n <= most or len(rid) <= most:
+            out[rid] = rid[:n]
+            continue
+        head, alike = rid[:least], [o for o in ids if o != rid and o.startswith(rid[:least])]
+        k = 4
+        while k < len(rid) - least and any(o.endswith(rid[-k:]) for o in alike):
+            k += 1
+        out[rid] = head + ELLIPSIS + rid[-k:]
+    return out
+
+
+def clip(text: str, most: int) -> str:
+    """``text`` cut to ``most`` characters at a word's end, with an ellipsis."""
+    if len(text) <= most:
+        return text
+    cut = text[:most - 1].rsplit(" ", 1)[0] if " " in text[:most - 1] else text[:most - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def runs_table(views: list[RunView], title: str | None = None, empty: str = "no runs yet",
+               width: int | None = None) -> RenderableType:
+    """The runs, one a row. ``width``: the console's columns; below
+    :data:`NARROW` the run ids are shortened to a prefix unique among the
+    rows (``flowsight show`` takes it), progress is written without its bar,
+    the start time is left out, and the step or error column takes what is
+    left and folds, so no other column collapses to an ellipsis. No runs:
+    the ``empty`` line alone (under the title)."""
+    if not views:
+        line = Text(empty, style="dim")
+        return Group(Text(title, style="italic"), line) if title else line
+    narrow = width is not None and width < NARROW
+    ids = short_ids([v.run.workflow_id for v in views]) if narrow else {}
+    rows: list[list[Any]] = []
     for v in views:
         m = v.run
         dur = m.duration(v.now)
@@ -99,11 +161,36 @@ def runs_table(views: list[RunView], title: str | None = None, empty: str = "no 
             dur_text.stylize("yellow")
         step = m.current_step or ("" if m.state.terminal else "-")
         if m.state is WorkflowState.FAILED and m.error:
-            step = m.error.splitlines()[0][:40]
-        table.add_row(m.workflow_id, m.workflow, state_text(v), progress_cell(v), step, dur_text,
-                      eta_text(v), when(m.start_time))
-    if not views:
-        table.add_row("", Text(empty, style="dim"), "", "", "", "", "", "")
+            step = clip(m.error.splitlines()[0], 120 if narrow else 60)
+        if narrow:
+            rows.append([ids[m.workflow_id], Text(m.workflow), state_text(v, short=True), progress_text(v), step, dur_text,
+                         eta_text(v)])
+        else:
+            rows.append([m.workflow_id, m.workflow, state_text(v), progress_cell(v), step, dur_text, eta_text(v),
+                         when(m.start_time)])
+    columns = ("run", "workflow", "state", "progress", "step", "duration", "eta", "started")[:7 if narrow else 8]
+    if not narrow:
+        table = Table(title=title, header_style="bold", expand=False)
+        for col in columns:
+            table.add_column(col, no_wrap=col in ("run", "state", "started"))
+    else:
+        # every column but the step keeps its text whole, the workflow's name as much
+        # of it as leaves the step 20 columns; the step or error takes the rest and folds
+        table = Table(title=title, header_style="bold", expand=True, box=box.SIMPLE_HEAD, show_edge=False,
+                      padding=(0, 1, 0, 0))
+        fits = [max([len(col), *(c.cell_len if isinstance(c, Text) else len(c) for c in (r[i] for r in rows))])
+                for i, col in enumerate(columns)]
+        others = sum(f for col, f in zip(columns, fits) if col not in ("workflow", "step"))
+        room = (width or NARROW) - 2 * (len(columns) - 1) - others - 20
+        for col, fit in zip(columns, fits):
+            if col == "step":
+                table.add_column(col, ratio=1, min_width=8, overflow="fold")
+            elif col == "workflow":
+                table.add_column(col, no_wrap=True, width=max(12, min(fit, room)), overflow="ellipsis")
+            else:
+                table.add_column(col, no_wrap=True, min_width=fit)
+    for cells in rows:
+        table.add_row(*cells)
     return table
 
 
@@ -168,6 +255,20 @@ def detail_panel(d: RunDetail) -> Group:
     return Group(*parts)
 
 
+def require_run_id(store: SqlStore, given: str) -> str:
+    """The id of the run ``given`` names (itself or a unique prefix).
+
+    Raises:
+        NoSuchRun: no run has it (the store is named).
+        FlowsightError: the prefix fits several runs.
+    """
+    found = find_run_id(store, given)
+    if found is None:
+        raise NoSuchRun(f"no run {given!r} in the {store.dialect} store {safe_url(store.url)}; `flowsight runs` "
+                        "lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
+    return found
+
+
 def find_run_id(store: SqlStore, given: str) -> str | None:
     """The id of the run ``given`` names: itself, or the one run whose id it
     begins (a short id typed at the command line); None when no run has it.
@@ -177,7 +278,13 @@ def find_run_id(store: SqlStore, given: str) -> str | None:
     """
     if store.get_run(given) is not None:
         return given
-    found = store.find_runs(given, limit=5)
+    for mark in (ELLIPSIS, ".."):  # a shortened id: its head and its tail
+        if mark in given:
+            head, _, tail = given.partition(mark)
+            found = store.find_runs(head, limit=5, suffix=tail)
+            break
+    else:
+        found = store.find_runs(given, limit=5)
     if len(found) > 1:
         ids = ", ".join(r.workflow_id for r in found)
         raise FlowsightError(f"run {given!r} is ambiguous: it could be any of {ids}; type more of it")

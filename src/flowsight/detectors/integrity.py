@@ -216,20 +216,21 @@ def judge(file: str, expected: Expected, st: os.stat_result | OSError | None,
     """Whether ``file`` is what ``expected`` says: None, or the problem (a
     message, the evidence). ``st``: its stat (an OSError: it could not be
     stat'ed; None: missing); ``digest``: its sum when it has been computed
-    (needed only when :func:`needs_hash`)."""
+    (needed only when :func:`needs_hash`). The message leaves the file out:
+    it is the fault's target, shown beside it."""
     if st is None:
-        return f"{file}: missing", {"file": file, "problem": "missing"}
+        return "missing", {"file": file, "problem": "missing"}
     if isinstance(st, OSError):
-        return f"{file}: unreadable ({st.strerror})", {"file": file, "problem": "unreadable", "error": str(st)}
+        return f"unreadable ({st.strerror})", {"file": file, "problem": "unreadable", "error": str(st)}
     if not stat.S_ISREG(st.st_mode):
-        return f"{file}: not a regular file", {"file": file, "problem": "not a regular file"}
+        return "not a regular file", {"file": file, "problem": "not a regular file"}
     if expected.size is not None and st.st_size != expected.size:
         what = "truncated" if st.st_size < expected.size else "grown"
-        return (f"{file}: {what}: {st.st_size:,} bytes, expected {expected.size:,}",
+        return (f"{what}: {st.st_size:,} bytes, expected {expected.size:,}",
                 {"file": file, "problem": what, "expected_size": expected.size, "actual_size": st.st_size})
     if digest is None or digest == expected.sha256:
         return None
-    return (f"{file}: content changed: sha256 {digest[:12]}..., expected {expected.sha256[:12]}...",
+    return (f"content changed: sha256 {digest[:12]}..., expected {expected.sha256[:12]}...",
             {"file": file, "problem": "changed", "expected_sha256": expected.sha256, "actual_sha256": digest})
 
 
@@ -344,9 +345,10 @@ class IntegrityDetector:
         if not problems:
             return None
         message, evidence = problems[0]
-        if len(problems) > 1:
-            message = f"{len(problems)} files corrupt; the first: {message}"
         files = [e["file"] for _, e in problems]
+        if len(problems) > 1:  # the target is the first; the others are named here
+            others = ", ".join(files[1:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+            message = f"{message}; {len(problems) - 1} more file{'s' if len(problems) > 2 else ''} corrupt: {others}"
         return Fault(DataCorruption(evidence["file"]), message, detector=self.name,
                      evidence={**evidence, "files": files})
 

@@ -11,7 +11,7 @@ import psycopg
 
 from flowsight.errors import ConfigError, MigrationError, StoreError
 from flowsight.store.migrations import PG_TEXT, migrate
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 _MIGRATION_LOCK = 0x666C6F77  # "flow": one migrator at a time across replicas
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -32,7 +32,8 @@ class PostgresStore(SqlStore):
     _text_match = ("(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
                    "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')")
 
-    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0,
+                 create: bool = True) -> None:
         super().__init__()
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"PostgreSQL schema {schema!r}: use lower-case letters, digits and _")
@@ -40,11 +41,20 @@ class PostgresStore(SqlStore):
         self.url = dsn
         self.schema = schema
         self._connect_timeout = int(connect_timeout)
+        self._create = create
         try:
             self._conn = self._connect()
         except psycopg.Error as exc:
-            raise StoreError(f"postgresql store: cannot connect to {_redact(dsn)}: {exc}") from exc
-        self._migrate()
+            raise StoreError(f"postgresql store: cannot connect to {safe_url(dsn)}: {exc}") from exc
+        if create:
+            self._migrate()
+        else:
+            try:
+                found = self._conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+                self._require_current(found is not None and found[0] is not None)
+            except BaseException:
+                self._conn.close()
+                raise
         # migration 12 makes it where pg_trgm could be created
         self._text_index = bool(self._read(
             "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'runs_text'"))
@@ -59,7 +69,8 @@ class PostgresStore(SqlStore):
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, connect_timeout=self._connect_timeout, autocommit=True)
         if self.schema:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            if self._create:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             conn.execute(f"SET search_path TO {self.schema}")
         return conn
 
@@ -101,5 +112,3 @@ class PostgresStore(SqlStore):
             self._conn.close()
 
 
-def _redact(dsn: str) -> str:
-    return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", dsn)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
+import shlex
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -20,11 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flowsight.errors import StoreError
+from flowsight.errors import NoStoreError, StoreError
 from flowsight.model.events import Event, EventKind, encode_attrs
 from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
 from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
+from flowsight.store.migrations import LATEST
 from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
 from flowsight.store.alerting import AlertingMixin
 from flowsight.store.logs import LogsMixin
@@ -69,6 +72,18 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(created), run_id
     except (ValueError, UnicodeDecodeError):
         raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
+
+
+def safe_url(url: str) -> str:
+    """A store URL fit to print: a PostgreSQL password masked."""
+    return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", url)
+
+
+def no_store_message(url: str) -> str:
+    """What a command that only reads says where there is no store."""
+    shown = safe_url(url)
+    return (f"no flowsight store at {shown} (create one with: flowsight --db {shlex.quote(shown)} init; "
+            "or check --db and $FLOWSIGHT_DATABASE_URL)")
 
 
 class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, PerfMixin, RunStatsMixin, ABC):
@@ -423,9 +438,12 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return row_to_metrics(rows[0]) if rows else None
 
-    def find_runs(self, prefix: str, limit: int = 10) -> list[ExecutionMetrics]:
-        """Runs whose id starts with ``prefix`` (for short ids typed at the CLI)."""
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    def find_runs(self, prefix: str, limit: int = 10, *, suffix: str = "") -> list[ExecutionMetrics]:
+        """Runs whose id starts with ``prefix`` (and ends with ``suffix``): for short ids typed at the CLI."""
+        def escape(text: str) -> str:
+            return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+        like = escape(prefix) + "%" + escape(suffix)
         rows = self._read(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT ?",
             (like, limit),
@@ -577,6 +595,21 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
 
     def workflows(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT workflow FROM runs ORDER BY workflow")]
+
+    def _require_current(self, has_migrations: bool) -> None:
+        """For a store opened only to read: it must be there and up to date
+        (migrating it would be a write).
+
+        Raises:
+            NoStoreError: no flowsight store there, or one this code would have to migrate.
+        """
+        if not has_migrations:
+            raise NoStoreError(no_store_message(self.url))
+        version = self.schema_version()
+        if version < LATEST:
+            raise NoStoreError(f"the flowsight store at {safe_url(self.url)} was made by an older flowsight (schema "
+                               f"version {version}; this one needs {LATEST}); `flowsight init` or any command that "
+                               "writes to it (flowsight serve, flowsight run) brings it up to date")
 
     def schema_version(self) -> int:
         """The newest migration applied to this database."""

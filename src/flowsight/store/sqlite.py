@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flowsight.errors import MigrationError, StoreError
+from flowsight.errors import MigrationError, NoStoreError, StoreError
 from flowsight.store.migrations import migrate, sqlite_has_trigram
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, no_store_message
 
 #: a search with up to this many candidates reads them; with more it walks the runs newest first
 _DRIVE = 2000
@@ -64,8 +64,11 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
     writes_inline = True
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL",
+                 create: bool = True) -> None:
         super().__init__()
+        if not create and str(path) != ":memory:" and not Path(path).is_file():
+            raise NoStoreError(no_store_message(str(path)))
         self.path = path
         self.url = str(path)
         self._busy_timeout = busy_timeout
@@ -82,7 +85,17 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"sqlite store: cannot open {path}: {exc}") from exc
-        self._migrate()
+        if create:
+            self._migrate()
+        else:
+            try:
+                self._require_current(bool(conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchall()))
+            except (NoStoreError, sqlite3.Error) as exc:
+                conn.close()
+                if isinstance(exc, NoStoreError):
+                    raise
+                raise StoreError(f"sqlite store: cannot read {path}: {exc}") from exc
         # migration 12 makes it where SQLite has FTS5's trigram tokenizer
         self._text_index = bool(conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall())
