@@ -105,3 +105,39 @@ def test_a_bad_rules_file_is_refused_with_its_line_before_the_command_runs(tmp_p
     assert done.returncode == 2
     assert "rules.toml:4: log_rules[0].pattern: rule 'x': invalid regex" in done.stderr, done.stderr
     assert not marker.exists()
+
+
+BROKEN = '[[log_rules]]\nname = "x"\nkind = "match"\npattern = "(unclosed"\n'
+
+
+def test_a_broken_flowsight_toml_here_warns_and_the_command_still_runs(tmp_path: Path) -> None:
+    (tmp_path / "flowsight.toml").write_text(BROKEN)
+    marker = tmp_path / "ran"
+    done = subprocess.run([*FLOWSIGHT, "run", "--db", str(tmp_path / "f.db"), "--", "touch", str(marker)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and marker.exists(), done.stderr  # a config typo never stops a cron job
+    assert "warning: flowsight.toml cannot be used; going on without its log rules" in done.stderr
+    assert "flowsight.toml:4: log_rules[0].pattern: rule 'x': invalid regex" in done.stderr
+    assert "--rules" not in done.stderr  # no --rules was given
+    with open_store(str(tmp_path / "f.db")) as store:
+        assert [r.state for r in store.list_runs().runs] == [WorkflowState.COMPLETED]
+
+
+def test_a_broken_flowsight_toml_here_warns_in_alerts_and_logs_watch_too(tmp_path: Path) -> None:
+    (tmp_path / "flowsight.toml").write_text(BROKEN)
+    (tmp_path / "app.log").write_text("hello\n")
+    db = str(tmp_path / "f.db")
+    subprocess.run([*FLOWSIGHT, "--db", db, "init"], check=True, capture_output=True, timeout=60)
+    alerts = subprocess.run([*FLOWSIGHT, "--db", db, "alerts"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert alerts.returncode == 0 and "no alerts" in alerts.stdout
+    assert "warning: flowsight.toml cannot be used" in alerts.stderr
+    watch = subprocess.run([*FLOWSIGHT, "--db", db, "logs", "watch", "--once", "--from-beginning", "app.log"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert watch.returncode == 0 and "warning: flowsight.toml cannot be used" in watch.stderr, watch.stderr
+    with open_store(db) as store:
+        assert [r.entry.message for r in store.query_logs(limit=10)] == ["hello"]
+    # named on the command line, the same file is refused
+    named = subprocess.run([*FLOWSIGHT, "--db", db, "alerts", "--config", "flowsight.toml"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert named.returncode == 2 and "invalid regex" in named.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,9 +50,10 @@ def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
 
 def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.config import config_for
+    from flowsight.config import config_or_default
 
-    cfg = config_for(args.config)
+    cfg = config_or_default(args.config, lambda what: print(f"flowsight: {what}", file=sys.stderr),
+                            "its routes and inhibit rules")
     am = AlertManager(cfg.route, inhibit_rules=cfg.inhibit_rules, flap_policy=cfg.flap_policy,
                       dependencies=cfg.dependencies())
     am.restore(store.load_alerts())

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowsight.collect import FileTail, ProcessOutput, StreamSource
-from flowsight.config import config_for
+from flowsight.config import config_or_default
 from flowsight.errors import FlowsightError
 from flowsight.model.logrecords import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor, Sink
@@ -126,7 +126,8 @@ def _feeds(args: argparse.Namespace, command: list[str], state: Path) -> tuple[l
     paths = [p for p in args.paths if p != "-"]
     if "-" in args.paths:
         feeds.append(Feed(StreamSource(multiline=multiline, on_problem=_say), **names))
-    config = config_for(args.config) if (args.config is not None or Path("flowsight.toml").exists()) else None
+    config = (config_or_default(args.config, _say, "its [[logs.sources]]")
+              if (args.config is not None or Path("flowsight.toml").exists()) else None)
     sources = list(config.logs.sources) if config is not None else []
     if paths:
         feeds.append(Feed(FileTail(paths, state_path=state, start=start, multiline=multiline, wait=wait,

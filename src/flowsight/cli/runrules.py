@@ -3,7 +3,8 @@
 Where the rules come from: ``--rules FILE`` (a file in ``flowsight.toml`` 's
 format: its ``[[log_rules]]``, and for a local store its ``[[receivers]]``,
 ``[route]`` and ``[[inhibit_rules]]``); without it, when the run goes to a
-local store, ``$FLOWSIGHT_CONFIG`` or ``./flowsight.toml`` if it has log rules.
+local store, ``$FLOWSIGHT_CONFIG`` or ``./flowsight.toml`` if it has log rules
+(one that cannot be read is a warning: the command runs, unchecked).
 A run sent to a server (``--url``) is checked by the server's own rules, so
 there only an explicit ``--rules`` is checked here as well.
 
@@ -33,7 +34,7 @@ import httpx
 from flowsight.alerting.delivery import Dispatcher
 from flowsight.cli.run import _say
 from flowsight.alerting.manager import AlertManager
-from flowsight.config import Config, build_notifier, config_for, load_config
+from flowsight.config import Config, build_notifier, config_or_default, load_config
 from flowsight.model.alerts import Alert
 from flowsight.model.loganalyzer import LogAnalyzer
 from flowsight.model.logs import LogEntry
@@ -55,13 +56,13 @@ def rules_config(rules_file: str | None, *, to_server: bool) -> Config | None:
     (see the module docstring).
 
     Raises:
-        ConfigError: the file is missing or invalid (every problem listed).
+        ConfigError: ``rules_file`` is missing or invalid (every problem listed).
     """
     if rules_file is not None:
         return load_config(rules_file)
     if to_server:
         return None
-    config = config_for(None)
+    config = config_or_default(None, _say, "its log rules")
     return config if config.log_rules else None
 
 

@@ -15,7 +15,10 @@ line of every field, which :mod:`tomllib` does not keep).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from flowsight.errors import ConfigError
 
 from flowsight.config.fields import Problem
 from flowsight.config.logs import LogRuleConfig, LogSettings, LogSource
@@ -45,6 +48,28 @@ def config_for(given: str | None) -> Config:
     return load_config(default) if default.is_file() else Config.default()
 
 
+def config_or_default(given: str | os.PathLike[str] | None, warn: Callable[[str], None],
+                      without: str = "its settings") -> Config:
+    """As :func:`config_for`, but a configuration nobody named on the command
+    line (``$FLOWSIGHT_CONFIG`` or ``./flowsight.toml``) that cannot be read
+    is told to ``warn`` and replaced by :meth:`Config.default`: a typo there
+    must not stop a wrapped command or a cron job. ``without``: what the
+    warning says is done without.
+
+    Raises:
+        ConfigError: ``given`` (named on the command line) is missing or invalid.
+    """
+    if given:
+        return config_for(str(given))
+    try:
+        return config_for(None)
+    except ConfigError as exc:
+        warn(f"warning: {default_config_path()} cannot be used; going on without {without} "
+             f"(flowsight check lists its problems):\n{exc}")
+        return Config.default()
+
+
 __all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "LogRuleConfig", "LogSettings",
-           "LogSource", "Problem", "ReceiverConfig", "build_notifier", "config_for", "default_config_path",
+           "LogSource", "Problem", "ReceiverConfig", "build_notifier", "config_for", "config_or_default",
+           "default_config_path",
            "load_config", "parse_config"]
