@@ -60,6 +60,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 1 to 65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowsight", description="Workflow observability: runs, states, ETAs.")
     parser.add_argument("--db", help=f"store: a file path, sqlite:///file.db or postgresql://... "
@@ -96,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the HTTP API: ingest, query, live stream, /metrics")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                                                              "needs an API token to exist)")
-    serve.add_argument("--port", type=int, default=8640, help="port (default 8640)")
+    serve.add_argument("--port", type=_port, default=8640, help="port (default 8640)")
     serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
     serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
                                                                                "(default 10 MiB)")
