@@ -80,8 +80,8 @@ def test_retry_delay_never_shrinks_as_attempts_grow() -> None:
     (413, 10, Verdict.SPLIT),
     (413, 1, Verdict.PERMANENT),   # one event too big: halving cannot help
     (400, 10, Verdict.PERMANENT),
-    (401, 10, Verdict.PERMANENT),
-    (403, 10, Verdict.PERMANENT),
+    (401, 10, Verdict.UNAUTHORIZED),
+    (403, 10, Verdict.UNAUTHORIZED),
     (404, 10, Verdict.PERMANENT),
     (415, 10, Verdict.PERMANENT),
     (301, 10, Verdict.PERMANENT),  # httpx does not follow redirects for a POST: the URL is wrong
@@ -183,29 +183,30 @@ def test_events_made_while_the_server_is_down_are_spooled_and_delivered_when_it_
     assert sink.spool.segments() == [] and sink.last_error is None
 
 
-def test_a_bad_token_is_reported_with_the_servers_reason_and_the_batch_is_not_retried(
+def test_a_bad_token_is_one_error_and_the_events_are_kept_for_a_good_one(
         server: ServerProcess, make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good = server.token("ingest", "ci")
-    bad = make_client(server.url, token="not-a-token", spool_dir=tmp_path / "bad")
+    bad = make_client(server.url, token="not-a-token", spool_dir=tmp_path / "spool")
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
-        with flowsight.workflow("guarded", client=bad):
+        with flowsight.workflow("guarded", client=bad) as run:
             pass
-        assert bad.flush(timeout=20) is True  # nothing left to send: the batch was refused for good
-    sink = sink_of(bad)
-    assert (sink.stats.requests, sink.stats.failed, sink.stats.accepted) == (1, 2, 0)
+        sink = sink_of(bad)
+        wait_until(lambda: sink.stats.requests >= 3, what="retries with the bad token")
+        bad.close()
+    assert sink.stats.failed == 0 and sink.stats.accepted == 0
     assert sink.last_error is not None and "401" in sink.last_error
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "a batch of 2 events was dropped, not sent again" in warning
-    assert "401 unknown or revoked token" in warning
-    assert "FLOWSIGHT_TOKEN" in warning
-    assert sink.spool.segments() == []
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, said  # one error for the outage, not one per retry or per close
+    assert "refuses the token: 401 unknown or revoked token" in said[0] and "Nothing is dropped" in said[0]
+    assert "FLOWSIGHT_TOKEN" in said[0] and f"flowsight spool send --url {server.url}" in said[0]
+    assert len(sink.spool.segments()) == 1  # kept, not dropped
     assert server.rows("SELECT COUNT(*) FROM events") == [(0,)]
 
-    good_client = make_client(server.url, token=good, spool_dir=tmp_path / "good")
-    with flowsight.workflow("guarded", client=good_client) as run:
-        pass
+    # the token fixed: the next process reporting there sends them, each once
+    good_client = make_client(server.url, token=good, spool_dir=tmp_path / "spool")
     assert good_client.flush(timeout=20) is True
-    assert stored(server, run.run_id) == [("started", None), ("completed", None)]
+    wait_until(lambda: stored(server, run.run_id) == [("started", None), ("completed", None)],
+               what="the kept events delivered with the good token")
 
 
 def test_the_token_comes_from_flowsight_token(server: ServerProcess, make_client: MakeClient,

@@ -29,6 +29,8 @@ from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
 from flowsight.cli.run import cmd_run, early_dispatch
+from flowsight.cli.spool import add_parser as add_spool_parser
+from flowsight.cli.spool import cmd_spool
 from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_parsers(sub, _duration)
     add_fault_parsers(sub, _duration)
     add_perf_parser(sub, _duration)
+
+    add_spool_parser(sub)
 
     check = sub.add_parser("check", help="check flowsight.toml: every problem with its line and field")
     check.add_argument("--config", help="the file (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
@@ -361,6 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args)
     if args.command == "detectors":
         return cmd_detectors(args)
+    if args.command == "spool":
+        try:
+            return cmd_spool(args)
+        except FlowsightError as exc:
+            print_error(err, str(exc))
+            return 2
     try:
         with open_store(args.db, create=writes(args)) as store:
             return COMMANDS[args.command](store, args, out)

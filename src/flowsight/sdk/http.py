@@ -13,7 +13,7 @@ Log entries travel the same way, through a sink of their own
 ``<spool>/logs``): see :mod:`flowsight.sdk.logs`.
 
 What an answer means is decided by two pure functions, :func:`verdict` (status
--> deliver, retry, split, give up) and :func:`retry_delay` (attempt -> seconds,
+-> deliver, retry, split, keep for a good token, give up) and :func:`retry_delay` (attempt -> seconds,
 exponential with jitter).
 """
 
@@ -70,6 +70,7 @@ class Verdict(str, Enum):
     DELIVERED = "delivered"  # the server took the batch (each event accepted, duplicate or rejected)
     RETRY = "retry"          # try the same batch again later: server busy, down or failing
     SPLIT = "split"          # too big for the server: send it in halves
+    UNAUTHORIZED = "unauthorized"  # 401/403: the token is wrong, not the data: keep it, say so, try again
     PERMANENT = "permanent"  # the server refuses the batch as sent: report it, do not send it again
 
 
@@ -81,6 +82,8 @@ def verdict(status: int, count: int) -> Verdict:
         return Verdict.RETRY
     if status == 413 and count > 1:
         return Verdict.SPLIT
+    if status in (401, 403):
+        return Verdict.UNAUTHORIZED
     return Verdict.PERMANENT
 
 
@@ -160,6 +163,8 @@ class _Answer(msgspec.Struct):
 
 _answer = msgspec.json.Decoder(_Answer)
 _NEXT, _RESCAN, _RETRY = "next", "rescan", "retry"  # what the sender does after a segment
+#: the servers whose refusal of the token this process has told (once each: one error per outage)
+_told_unauthorized: set[str] = set()
 
 T = TypeVar("T")
 
@@ -211,6 +216,7 @@ class HttpSink(Generic[T]):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._failing = False
+        self._refused_token = False  # the last answer was a 401 or 403
         self._retry_after: float | None = None
         self._thread: threading.Thread | None = None
 
@@ -239,6 +245,16 @@ class HttpSink(Generic[T]):
         return self._bodies(items[:half]) + self._bodies(items[half:])
 
     # ---- the caller's side ------------------------------------------------
+    def adopt_spooled(self) -> int:
+        """Count every segment now in the spool (others' left-overs too) as
+        this sink's own, so :meth:`wait` and :meth:`close` wait for them;
+        the items they hold."""
+        found = self.spool.segments()
+        with self._cond:
+            self._outstanding.update(found)
+        self._wake.set()
+        return sum(count_of(p.name) for p in found)
+
     def stopping(self, deadline: float) -> None:
         """Nothing to cut short: what is not sent by exit stays in the spool."""
 
@@ -292,7 +308,7 @@ class HttpSink(Generic[T]):
             self._outstanding.clear()
             self._halves.clear()
         self.left_in_spool = sum(count_of(p.name) for p in left)
-        if left and report:
+        if left and report and not self._refused_token:  # that error said where they are and how to send them
             log.warning("flowsight: %d %s not yet delivered to %s stay in the spool %s (%s); the next process "
                         "that reports to this URL sends them", self.left_in_spool, self.what,
                         self.url, self.spool.dir, self.last_error or "the server is slow to answer")
@@ -365,6 +381,9 @@ class HttpSink(Generic[T]):
             self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
             return _RETRY
         v = verdict(response.status_code, seg.count)
+        if v is Verdict.UNAUTHORIZED:
+            self._unauthorized(response)
+            return _RETRY
         if v is Verdict.RETRY:
             self._trouble(f"{self.url} answered {response.status_code}: {_message(response)}")
             self._retry_after = _retry_after(response)
@@ -382,7 +401,7 @@ class HttpSink(Generic[T]):
         self.spool.remove(seg)
         if self._failing:
             log.info("flowsight: %s answers again; sending what was spooled", self.url)
-        self._failing = False
+        self._failing = self._refused_token = False
         if v is Verdict.DELIVERED:
             self.last_error = None
         return _NEXT
@@ -393,6 +412,22 @@ class HttpSink(Generic[T]):
             log.warning("flowsight: %s; %s are kept in the spool %s and sent when it answers "
                         "(retrying with backoff)", what, self.what, self.spool.dir)
         self.last_error = what
+
+    def _unauthorized(self, response: httpx.Response) -> None:
+        """A 401 or 403: a configuration problem to fix, not data to throw
+        away. The batch stays in the spool (retried with backoff, so a token
+        made on the server later lets it through); one error per process and
+        server says why, where the items are and how to send them."""
+        why = f"{self.url} refuses the token: {response.status_code} {_message(response)}"
+        self._failing = self._refused_token = True
+        self.last_error = why
+        if self.url not in _told_unauthorized:
+            _told_unauthorized.add(self.url)
+            log.error("flowsight: %s. Nothing is dropped: what this process sends is kept in the spool %s; set the "
+                      "right token (FLOWSIGHT_TOKEN, or flowsight.configure(url=..., token=...)) and send it with: "
+                      "flowsight spool send --url %s (any later process reporting there with a good token sends "
+                      "it too)", why, self.spool.dir.parent if self.spool.dir.name == "logs" else self.spool.dir,
+                      self.url)
 
     def _count(self, answer: _Answer, count: int) -> None:
         s = self.stats
@@ -411,8 +446,6 @@ class HttpSink(Generic[T]):
             why = f"answered {status} but not with flowsight's ingest answer: is {self.url} a flowsight server?"
         else:
             why = f"refused them: {status} {_message(response)}"
-        if status in (401, 403):
-            why += " (set the token: flowsight.configure(url=..., token=...) or FLOWSIGHT_TOKEN)"
         self.last_error = why
         self.stats.failed += count
         log.warning("flowsight: a batch of %d %s was dropped, not sent again: %s %s", count, self.what, self.url, why)
