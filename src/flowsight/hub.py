@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
-from flowsight.model.events import Event
+from flowsight.model.events import Event, EventKind
 from flowsight.monitors.channel import EventChannel
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor
@@ -44,6 +44,23 @@ class Hub:
         # durations: the performance monitor)
         self.result_hooks: list[Callable[[WriteResult], None]] = []
 
+    async def observe_followed(self, page: Sequence[tuple[int, Event]]) -> None:
+        """Events another process committed to the store (read back by
+        :class:`~flowsight.server.follow.StoreFollower`): told to the hooks
+        and the result hooks (durations read back from the store) as this
+        hub's own commits are, and published to the stream."""
+        events = [ev for _, ev in page]
+        seqs = {ev.id: seq for seq, ev in page}
+        for hook in self.hooks:
+            hook(events, seqs)
+        if self.result_hooks:
+            result = await asyncio.to_thread(durations_of, self.store, events)
+            if result.step_durations or result.run_durations:
+                for result_hook in self.result_hooks:
+                    result_hook(result)
+        for item in page if self.stream.subscribers else ():
+            self.stream.publish(item)
+
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
         if self.store.writes_inline or len(events) <= self.inline_max:
@@ -71,3 +88,30 @@ class Hub:
             if tr.applied:
                 await self.state.notify(tr)
         return result
+
+
+_STEP_END = EventKind.STEP_COMPLETED
+_RUN_END = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED})
+
+
+def durations_of(store: SqlStore, events: Sequence[Event]) -> WriteResult:
+    """The step and run durations ``events`` completed, read back from the
+    store (as :meth:`SqlStore.write_events` reports them for its own
+    writes): a completed step attempt that ended at its event's time, a
+    run that ended in a terminal state."""
+    result = WriteResult()
+    wanted = {ev.run_id for ev in events if ev.kind is _STEP_END or ev.kind in _RUN_END}
+    for run_id in wanted:
+        run = store.get_run(run_id)
+        if run is None:
+            continue
+        mine = [ev for ev in events if ev.run_id == run_id]
+        ended = {(ev.step, ev.ts) for ev in mine if ev.kind is _STEP_END}
+        if ended:
+            for rec in store.run_steps(run_id):
+                if rec.status == "completed" and (rec.step, rec.ended_at) in ended and rec.duration is not None:
+                    result.step_durations.append((run.workflow, rec.step, rec.duration))
+        if any(ev.kind in _RUN_END for ev in mine) and run.state.terminal and run.start_time is not None \
+                and run.end_time is not None:
+            result.run_durations.append((run.workflow, run.state.value, run.end_time - run.start_time))
+    return result

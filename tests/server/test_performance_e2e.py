@@ -148,3 +148,57 @@ def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(serve: 
     finally:
         wrapped.terminate()
         wrapped.wait(30)
+
+
+BUSY_THEN_SLEEP = (f"echo '::step busy::'; {sys.executable} -c 'import time\nend = time.time() + 3\n"
+                   "while time.time() < end: pass'; echo '::step sleep::'; sleep 3")
+
+
+def test_each_steps_cpu_comes_from_its_own_interval_at_the_default_sampling(serve: Serve, tmp_path: Path) -> None:
+    """At the default 5 s sampling a 3 s busy step and a 3 s sleeping one
+    would share one sample; the server samples the run at each step's start
+    and end (and the run's), stamped there, so each has its own."""
+    server = serve()
+    done = subprocess.run([sys.executable, "-m", "flowsight", "run", "--url", server.url, "--run-id", "steps-1",
+                           "-w", "crunch", "--", "bash", "-c", BUSY_THEN_SLEEP], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    client = server.client()
+    steps = {s["step"]: s for s in client.get("/api/v1/runs/steps-1").json()["steps"]}
+
+    def points() -> list[dict[str, Any]]:
+        answer = client.get("/api/v1/metrics/series", params={"scope": "run:steps-1", "metric": "cpu_percent"})
+        got = answer.json()["points"]
+        return got if any(abs(p["ts"] - steps["sleep"]["ended_at"]) < 0.01 for p in got) else []
+
+    series = wait_for("a sample at the end of the last step", points)
+    at = {round(p["ts"], 3): p["avg"] for p in series}
+    busy_end, sleep_end = round(steps["busy"]["ended_at"], 3), round(steps["sleep"]["ended_at"], 3)
+    assert busy_end in at and sleep_end in at  # stamped at the boundaries
+    # the sample ending the busy step measured the busy loop, the one ending the sleep measured sleep
+    assert at[busy_end] > 20.0 and at[sleep_end] < at[busy_end] / 3, series
+
+
+def test_runs_written_straight_to_the_store_feed_throughput_and_latency(serve: Serve, store_url: str) -> None:
+    """The SDK's default, flowsight run --db and the demo write to the store:
+    the server follows those events into its performance monitor too."""
+    server = serve()
+    from flowsight.model.events import make_event
+    from flowsight.store import open_store
+
+    with open_store(store_url) as store:  # another process's writes, as far as the server knows
+        for i in range(3):
+            t = 1_700_000_000.0 + i * 100
+            store.write_events([make_event("started", "direct", f"d{i}", ts=t),
+                                make_event("step_started", "direct", f"d{i}", "load", ts=t + 1),
+                                make_event("step_completed", "direct", f"d{i}", "load", ts=t + 11),
+                                make_event("completed", "direct", f"d{i}", ts=t + 12)])
+    client = server.client()
+
+    def summary() -> dict[str, Any]:
+        got = client.get("/api/v1/metrics/summary", params={"scope": "workflow:direct"}).json()
+        return got if got.get("latency") else {}
+
+    got = wait_for("the workflow's latency from the followed events",
+                   lambda: (g := summary()) and g["latency"]["run"]["count"] == 3 and g)
+    assert got["latency"]["run"]["count"] == 3 and abs(got["latency"]["run"]["p50"] - 12.0) < 0.5, got
+    assert got["latency"]["step:load"]["count"] == 3 and abs(got["latency"]["step:load"]["p50"] - 10.0) < 0.5

@@ -52,6 +52,8 @@ class MetricsCollector(Protocol):
 
     def sample(self, runs: Mapping[str, int]) -> tuple[ResourceUsage, dict[str, ResourceUsage]]: ...
 
+    def sample_tree(self, pid: int) -> ResourceUsage | None: ...
+
 
 class PerformanceMonitor:
     """The specification's ``PerformanceMonitor{metrics_collector, alert_thresholds}``.
@@ -89,6 +91,10 @@ class PerformanceMonitor:
         self._history: dict[tuple[str, str], deque[float]] = {}  # (workflow, step or "") -> durations, newest last
         self.states: dict[tuple[str, str], ThresholdState] = {}  # (threshold, scope) -> state
         self._firing: dict[tuple[str, str], Alert] = {}
+        #: run id -> the time of its latest step start or end (or its end) not yet sampled
+        self._boundaries: dict[str, float] = {}
+        self._boundary_wake: asyncio.Event | None = None
+        self._sampled_at: dict[str, float] = {}  # run id -> its tree's latest sample's ts
 
     # ---- execution: throughput, latency, baselines ------------------------------------
     def observe(self, step_durations: Iterable[tuple[str, str, float]] = (),
@@ -267,23 +273,48 @@ class PerformanceMonitor:
     def _send(self, alert: Alert) -> None:
         send(self.alert_manager, alert)
 
+    def note_boundary(self, run_id: str, ts: float) -> None:
+        """A step of ``run_id`` started or ended at ``ts`` (or the run
+        ended): its tree is sampled at once, so each step's figures come from
+        its own interval (see :meth:`monitor_performance`). Call it on the loop."""
+        self._boundaries[run_id] = max(ts, self._boundaries.get(run_id, ts))
+        if self._boundary_wake is not None:
+            self._boundary_wake.set()
+
     async def monitor_performance(self, live_runs: Callable[[], Mapping[str, tuple[int, str]]], interval: float,
                                   stop: asyncio.Event, *, raw_retention: float | None = None,
-                                  rollup_retention: float | None = None) -> None:
+                                  rollup_retention: float | None = None,
+                                  run_process: Callable[[str], tuple[int, str] | None] | None = None) -> None:
         """Every ``interval`` seconds until ``stop``: sample the host and the
         process trees of ``live_runs()`` (run id -> (root pid, workflow)),
         check the thresholds, and keep the samples in the store (when there
         is one), purging those past the retentions once an hour. Sampling,
         listing and storing run in a thread (psutil and the store block); a
-        failed round is logged, not fatal."""
+        failed round is logged, not fatal.
+
+        Between rounds, a run told of with :meth:`note_boundary` whose
+        process is on this host (``run_process(run_id)``: (root pid,
+        workflow), or None) is sampled at once and its sample stored with the
+        boundary's time: the interval it measures (since the tree's sample
+        before) ends there, so a step's CPU is not counted to the next one."""
         loop = asyncio.get_running_loop()
         due = loop.time()
         purged = 0.0
+        wake = self._boundary_wake = asyncio.Event()
         while not stop.is_set():
+            if loop.time() < due:  # woken between rounds by step boundaries
+                wake.clear()
+                try:
+                    await self._sample_boundaries(run_process)
+                except Exception:
+                    log.exception("sampling runs at their step boundaries failed")
+                await self._wait(stop, wake, due - loop.time())
+                continue
             try:
                 runs = await asyncio.to_thread(live_runs)
                 host, trees = await asyncio.to_thread(self._sample_now, {r: p for r, (p, _) in runs.items()})
                 now = self.clock()
+                self._sampled_at = {r: now for r in trees}
                 self.take(host, trees, workflows={r: wf for r, (_, wf) in runs.items()}, now=now)
                 if self.store is not None:
                     rows = self.sample_rows(now)
@@ -294,10 +325,43 @@ class PerformanceMonitor:
             except Exception:
                 log.exception("performance sampling round failed")
             due += interval
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
-            except TimeoutError:
-                pass
+            await self._wait(stop, wake, due - loop.time())
+        self._boundary_wake = None
+
+    @staticmethod
+    async def _wait(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+        """Until ``stop`` or ``wake`` is set, or ``seconds`` have passed."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _sample_boundaries(self, run_process: Callable[[str], tuple[int, str] | None] | None) -> None:
+        """Sample the trees of the runs whose steps started or ended since
+        the last round; store each sample at its boundary's time."""
+        pending, self._boundaries = self._boundaries, {}
+        if run_process is None or self.metrics_collector is None:
+            return
+        collector = self.metrics_collector
+
+        def work() -> list[tuple[float, str, str, str, float]]:
+            rows: list[tuple[float, str, str, str, float]] = []
+            for run_id, ts in pending.items():
+                if ts <= self._sampled_at.get(run_id, 0.0):
+                    continue  # a round sampled it after the boundary already
+                found = run_process(run_id)
+                usage = collector.sample_tree(found[0]) if found is not None else None
+                if usage is None:
+                    continue
+                self._sampled_at[run_id] = ts
+                rows += [(ts, "run", run_id, k, v) for k, v in usage.as_metrics().items()]
+            return rows
+
+        rows = await asyncio.to_thread(work)
+        if rows and self.store is not None:
+            await asyncio.to_thread(self.store.save_samples, rows)
 
     def sample_rows(self, now: float) -> list[tuple[float, str, str, str, float]]:
         """The latest samples as store rows ``(ts, scope kind, scope id,

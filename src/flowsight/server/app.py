@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from flowsight.alerting.service import AlertingService
 from flowsight.config import Config
 from flowsight.errors import FlowsightError, StoreError
 from flowsight.hub import Hub
+from flowsight.model.events import Event, EventKind
 from flowsight.model.state import WorkflowState
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
@@ -48,6 +49,9 @@ from flowsight.server.timing import ServerTiming
 from flowsight.store.sql import SqlStore, decode_cursor
 
 _enc = msgspec.json.Encoder()
+#: the events at which a run's process tree is sampled at once (a step's start or end, the run's end)
+BOUNDARIES = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED,
+                        EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED})
 
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -281,7 +285,21 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
             if m.attrs.get("host") == collector.host.id and isinstance(pid, int) and pid > 0:
                 out[m.workflow_id] = (pid, m.workflow)
         return out
+    def run_process(run_id: str) -> tuple[int, str] | None:
+        """A run's root pid and workflow, when its process is on this host."""
+        m = store.get_run(run_id)
+        pid = m.attrs.get("pid") if m is not None else None
+        if m is None or m.attrs.get("host") != collector.host.id or not isinstance(pid, int) or pid <= 0:
+            return None
+        return pid, m.workflow
+
+    def boundaries(events: Sequence[Event], seqs: Mapping[str, int]) -> None:
+        for ev in events:
+            if ev.kind in BOUNDARIES:
+                perf.note_boundary(ev.run_id, ev.ts)
+
     hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
+    hub.hooks.append(boundaries)
     warmer = dashboard_api.OverviewWarmer(store)
     follower = StoreFollower(hub)
     faults_stop = asyncio.Event()
@@ -298,7 +316,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         perf_stop.clear()
         perf_task = asyncio.create_task(perf.monitor_performance(
             live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
-            rollup_retention=cfg.performance_rollup_retention), name="flowsight-performance")
+            rollup_retention=cfg.performance_rollup_retention, run_process=run_process), name="flowsight-performance")
         faults_task = None
         if st.fault_monitor is not None:
             faults_stop.clear()

@@ -1,14 +1,18 @@
-"""Events other processes commit to the store, into the server's live stream.
+"""Events other processes commit to the store, into the server's live stream
+and its monitors.
 
 The SDK, ``flowsight run`` and ``flowsight logs watch`` may write to the
 store directly (``./flowsight.db``, a shared PostgreSQL), and another replica
 commits what it ingests: none of that passes through this server's
 :meth:`flowsight.hub.Hub.publish`. :class:`StoreFollower` reads what was
-committed after the last seq it saw, every ``interval`` seconds while anyone
-listens to the stream (the dashboard, ``GET /api/v1/stream``), and publishes
-the events this server did not commit itself (those are on the stream
-already) -- so a run written straight to the store shows on the dashboard
-within about a second, as one sent over HTTP does.
+committed after the last seq it saw, every ``interval`` seconds, and hands the
+events this server did not commit itself to
+:meth:`~flowsight.hub.Hub.observe_followed`: the live stream (the dashboard,
+``GET /api/v1/stream``), the alert rules and the performance monitor
+(throughput, latency, baselines, step-boundary samples) then see them as they
+see events sent over HTTP -- so a run written straight to the store shows on
+the dashboard within about a second. When every seq since the last is one
+this server committed, nothing is read.
 
 They come a moment after this server's own events, so a live stream gets
 them out of seq order (:mod:`flowsight.server.stream` sends each seq once,
@@ -60,23 +64,24 @@ class StoreFollower:
             self._task = None
 
     async def step(self) -> int:
-        """One round: publish what others committed since the last; how many."""
+        """One round: what others committed since the last, published to the
+        stream and told to the hub's hooks (the alert rules, the performance
+        monitor: :meth:`Hub.observe_followed`); how many."""
         store = self.hub.store
-        if not self.hub.stream.subscribers:  # nobody listens: only keep up
-            self._last = max(self._last, await asyncio.to_thread(store.last_seq))
+        top = await asyncio.to_thread(store.last_seq)
+        if top - self._last == sum(1 for s in self._mine if self._last < s <= top):
+            self._last = max(self._last, top)  # all of it this server's own: nothing to read
             self._mine = {s for s in self._mine if s > self._last}
             return 0
         page = await asyncio.to_thread(store.events_after, self._last, limit=PAGE)
-        published = 0
-        for seq, ev in page:
-            if seq not in self._mine:
-                self.hub.stream.publish((seq, ev))
-                published += 1
+        theirs = [(seq, ev) for seq, ev in page if seq not in self._mine]
         if page:
             self._last = page[-1][0]
             self._mine = {s for s in self._mine if s > self._last}
-        self.followed += published
-        return published
+        if theirs:
+            await self.hub.observe_followed(theirs)
+        self.followed += len(theirs)
+        return len(theirs)
 
     async def _run(self) -> None:
         while not self._stop.is_set():

@@ -56,6 +56,7 @@ export function mount(root, [runId]) {
     }
     if (!alive) return;
     const first = run === null;
+    const ended = run !== null && !TERMINAL.has(run.state) && TERMINAL.has(detail.state);
     run = detail;
     if (first) {
       loadUsual();
@@ -63,6 +64,8 @@ export function mount(root, [runId]) {
       loadResources();
       loadAlerts();
     }
+    // the run just ended: its last samples (the one at its end among them) complete the per-step figures
+    if (ended) setTimeout(() => { if (alive) loadResources(); }, 1500);
     logsCtl.update(run);
     draw();
   }

@@ -41,20 +41,28 @@ export async function resourceCharts(runId, since, until, steps, width = 600) {
   stepTable(steps, byMetric, to));
 }
 
-/** Per step: CPU mean and peak, peak RSS, bytes read and written, from the samples taken while it ran. */
+/**
+ * Per step: CPU mean and peak, peak RSS, bytes read and written. A sample
+ * measures the time since the sample before it, so it counts to a step for
+ * the part of that interval inside the step (the server samples a run at each
+ * step boundary, so that is usually all or nothing); the mean is weighted by time.
+ */
 function stepTable(steps, byMetric, to) {
+  const overlap = (p, prev, from, end) => Math.max(0, Math.min(p.ts, end) - Math.max(prev.ts, from));
   const rows = steps.filter((st) => st.started_at !== null).map((st) => {
     const end = st.ended_at ?? to;
-    const within = (m) => byMetric[m].filter((p) => p.ts >= st.started_at && p.ts <= end);
+    // the samples whose interval lies in the step, each with the seconds of it inside
+    const within = (m) => byMetric[m].flatMap((p, i, all) => {
+      const secs = i ? overlap(p, all[i - 1], st.started_at, end) : 0;
+      return secs > 0 ? [{...p, secs}] : [];
+    });
     const cpu = within('cpu_percent');
     const mem = within('memory_bytes');
-    // bytes: each sample's rate over the time since the sample before it (in the whole series)
-    const moved = (m) => byMetric[m].reduce((sum, p, i, all) =>
-      (i && p.ts >= st.started_at && p.ts <= end ? sum + p.avg * (p.ts - all[i - 1].ts) : sum), 0);
+    const moved = (m) => within(m).reduce((sum, p) => sum + p.avg * p.secs, 0);
     return {st, cpu, mem, read: moved('disk_read_bytes_per_s'), write: moved('disk_write_bytes_per_s')};
   });
   if (!rows.some((r) => r.cpu.length || r.mem.length)) return h('p', {class: 'muted small'}, 'No samples fell within a step.');
-  const mean = (ps) => ps.reduce((a, p) => a + p.avg, 0) / ps.length;
+  const mean = (ps) => ps.reduce((a, p) => a + p.avg * p.secs, 0) / ps.reduce((a, p) => a + p.secs, 0);
   const peak = (ps) => Math.max(...ps.map((p) => p.max ?? p.avg));
   return h('div', {class: 'table-wrap'}, h('table', {class: 'steps-resources', 'data-testid': 'step-resources'},
     h('caption', {}, 'Resources per step (from the samples taken while each step ran)'),
