@@ -206,3 +206,49 @@ def test_to_a_server_that_is_down_the_summary_says_the_lines_wait_in_the_spool_t
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_once_from_beginning_reads_the_configurations_sources_too(tmp_path: Path) -> None:
+    """A source's own ``start = "end"`` does not hide what --from-beginning asks for."""
+    (tmp_path / "app.log").write_text("2024-05-01 10:00:00,000 WARNING disk at 91%\n")
+    (tmp_path / "flowsight.toml").write_text('[[logs.sources]]\npath = "app.log"\nworkflow = "etl"\n')
+    db = str(tmp_path / "f.db")
+    out = subprocess.run([*FLOWSIGHT, "--db", db, "logs", "watch", "--once", "--from-beginning"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [(lv, m, wf) for lv, m, wf, _ in _entries(db)] == [(LogLevel.WARN, "disk at 91%", "etl")]
+
+
+def test_serve_follows_the_configurations_sources(store_url: str, tmp_path: Path) -> None:
+    from tests.server.conftest import start_server
+
+    log = tmp_path / "app.log"
+    log.write_text("before the server\n")  # no time of its own: read now, so kept by the retention
+    config = tmp_path / "flowsight.toml"
+    config.write_text(f'[[logs.sources]]\npath = "{log}"\nworkflow = "etl"\nstart = "beginning"\n')
+    server = start_server(store_url, "--config", str(config), log_dir=tmp_path)
+    try:
+        client = server.client()
+
+        def messages() -> list[str]:
+            return [e["message"] for e in client.get("/api/v1/logs", params={"workflow": "etl"}).json()["logs"]]
+
+        deadline = time.monotonic() + 30
+        while messages() != ["before the server"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert messages() == ["before the server"]
+        with log.open("a") as f:
+            f.write("while it serves\n")
+        while len(messages()) < 2 and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        assert sorted(messages()) == ["before the server", "while it serves"]
+    finally:
+        server.stop()
+    # restarted, it goes on from its offsets: nothing read twice
+    server = start_server(store_url, "--config", str(config), log_dir=tmp_path)
+    try:
+        time.sleep(1.0)  # a round of the tail, which would re-read the file if offsets were lost
+        got = server.client().get("/api/v1/logs", params={"workflow": "etl"}).json()["logs"]
+        assert sorted(e["message"] for e in got) == ["before the server", "while it serves"]
+    finally:
+        server.stop()

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowsight.collect import FileTail, ProcessOutput, StreamSource
-from flowsight.config import config_or_default
+from flowsight.config import CONFIG_ENV, DEFAULT_FILE, config_or_default
 from flowsight.errors import FlowsightError
 from flowsight.model.logrecords import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor, Sink
@@ -127,14 +127,15 @@ def _feeds(args: argparse.Namespace, command: list[str], state: Path) -> tuple[l
     if "-" in args.paths:
         feeds.append(Feed(StreamSource(multiline=multiline, on_problem=_say), **names))
     config = (config_or_default(args.config, _say, "its [[logs.sources]]")
-              if (args.config is not None or Path("flowsight.toml").exists()) else None)
+              if args.config is not None or os.environ.get(CONFIG_ENV) or Path(DEFAULT_FILE).exists() else None)
     sources = list(config.logs.sources) if config is not None else []
     if paths:
         feeds.append(Feed(FileTail(paths, state_path=state, start=start, multiline=multiline, wait=wait,
                                    on_problem=_say), **names))
     for i, src in enumerate(sources):
         tail = FileTail([src.path], state_path=state.with_name(f"{state.stem}.source{i}{state.suffix}"),
-                        start="beginning" if src.start == "beginning" else "end", multiline=src.multiline,
+                        start="beginning" if args.from_beginning or src.start == "beginning" else "end",
+                        multiline=src.multiline,
                         wait=wait, on_problem=_say)
         feeds.append(Feed(tail, workflow=src.workflow or args.workflow, run_id=args.run_id, step=args.step))
     process = None

@@ -40,6 +40,7 @@ from flowsight.server.metrics import Stats, alert_counts, render_metrics
 from flowsight.server.openapi import build_openapi
 from flowsight.server.pages import dashboard_routes
 from flowsight.server.follow import StoreFollower
+from flowsight.server.sources import SourceFollower
 from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
@@ -302,6 +303,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     hub.hooks.append(boundaries)
     warmer = dashboard_api.OverviewWarmer(store)
     follower = StoreFollower(hub)
+    sources = SourceFollower(store, cfg.logs.sources)
     faults_stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -313,6 +315,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
             st.log_retention.start()
         warmer.start()
         await follower.start()
+        sources.start()
         perf_stop.clear()
         perf_task = asyncio.create_task(perf.monitor_performance(
             live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
@@ -324,6 +327,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         try:
             yield
         finally:
+            await sources.stop()
             await follower.stop()
             warmer.stop()
             perf_stop.set()
