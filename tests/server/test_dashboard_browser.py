@@ -393,6 +393,59 @@ def test_the_faults_page_shows_the_open_fault_with_its_evidence(tab: Tab, worklo
     tab.shot(workload.shots, "faults")
 
 
+def test_a_faults_alert_link_opens_its_own_page(tab: Tab, workload: Workload) -> None:
+    """The link of a fault's alert (generatorURL) is /faults/ID: a page, not a 404."""
+    from playwright.sync_api import expect
+
+    [fault] = workload.client.get("/api/v1/faults", params={"status": "open"}).json()["faults"]
+    one = workload.client.get(f"/api/v1/faults/{fault['id']}")
+    assert one.status_code == 200 and one.json()["target"] == fault["target"]
+    assert workload.client.get("/api/v1/faults/999999").status_code == 404
+    assert workload.client.get("/api/v1/faults/x").status_code == 404
+    tab.goto(f"/faults/{fault['id']}")
+    shown = tab.page.get_by_test_id("fault")
+    expect(shown.locator('[data-testid="fault-row"]')).to_have_count(1)
+    expect(shown).to_contain_text("warehouse-db")
+    expect(shown.locator("details")).to_have_attribute("open", "")
+
+
+def test_a_workflow_in_the_address_bar_is_kept_and_a_state_picked_after_it_too(tab: Tab, workload: Workload) -> None:
+    from playwright.sync_api import expect
+
+    tab.goto("/?workflow=report")
+    expect(tab.page.locator("#f-workflow")).to_have_value("report")
+    wait_until("only report's runs", lambda: rows(tab) and all(r.startswith("report-") for r in rows(tab)))
+    tab.page.locator("#f-state").select_option("completed")
+    wait_until("the state filter beside the workflow", lambda: "workflow=report" in tab.page.url
+               and "state=completed" in tab.page.url)
+    expect(tab.page.locator("#f-workflow")).to_have_value("report")
+    wait_until("report's completed runs", lambda: rows(tab) and set(rows(tab).values()) == {"completed"}
+               and all(r.startswith("report-") for r in rows(tab)))
+
+
+def test_durations_read_as_the_command_line_writes_them_and_no_empty_log_box(tab: Tab, workload: Workload) -> None:
+    from playwright.sync_api import expect
+
+    tab.goto("/runs/report-0")
+    expect(tab.page.get_by_test_id("run-duration")).to_contain_text("s")
+    text = tab.page.get_by_test_id("run-duration").inner_text()
+    assert re.search(r"\b\d+(\.\d)?s\b|\b\d+m \d\ds\b", text) and not re.search(r"\d [ms]\b", text), text
+    expect(tab.page.get_by_text("No log lines for this run.")).to_be_visible()
+    logs = tab.page.get_by_test_id("logs")
+    expect(logs).to_be_hidden()  # no empty bordered box under the message
+
+
+def test_a_chart_of_tiny_values_has_no_repeated_axis_labels(tab: Tab, workload: Workload) -> None:
+    tab.goto("/")
+    labels = tab.page.evaluate("""async () => {
+      const {lineChart} = await import('/ui/js/charts.js');
+      const svg = lineChart([{name: 'cpu', points: [{ts: 1, value: 0.4}, {ts: 2, value: 1.2}]}],
+        {from: 0, to: 3, format: (v) => `${v.toFixed(0)}%`});
+      return [...svg.querySelectorAll('text.axis')].map((t) => t.textContent).filter((t) => t.endsWith('%'));
+    }""")
+    assert labels and len(labels) == len(set(labels)), labels
+
+
 def test_the_performance_page_gives_each_workflow_and_step_its_percentiles(tab: Tab, workload: Workload) -> None:
     from playwright.sync_api import expect
 

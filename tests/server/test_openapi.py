@@ -95,7 +95,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server:
     assert out.returncode == 0, f"{' '.join(cmd)}\n{report[-6000:]}\n--- server log ---\n{server.output()[-3000:]}"
     generated = re.search(r"(\d+) generated", report)
     assert generated is not None and int(generated.group(1)) >= 200, report[-2000:]
-    assert "Operations:       21 selected" in report
+    assert "Operations:       22 selected" in report
     assert "Exception in ASGI application" not in server.output(), server.output()[-3000:]
 
 
@@ -110,7 +110,8 @@ def test_the_document_describes_every_route(server: Server) -> None:
         ("GET", "/api/v1/silences"), ("POST", "/api/v1/silences"), ("DELETE", "/api/v1/silences/{silence_id}"),
         ("POST", "/api/v1/logs"), ("GET", "/api/v1/logs"), ("GET", "/api/v1/runs/{run_id}/logs"),
         ("GET", "/api/v1/logs/templates"),
-        ("GET", "/api/v1/faults"), ("GET", "/api/v1/metrics"), ("GET", "/api/v1/metrics/summary"),
+        ("GET", "/api/v1/faults"), ("GET", "/api/v1/faults/{fault_id}"), ("GET", "/api/v1/metrics"),
+        ("GET", "/api/v1/metrics/summary"),
         ("GET", "/api/v1/metrics/series"), ("GET", "/api/v1/overview"), ("GET", "/api/v1/performance"),
     }
     text = httpx.get(f"{server.url}/openapi.json").text

@@ -361,6 +361,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence),
               methods=["DELETE"]),
         Route("/api/v1/faults", endpoint("read", faults_api.get_faults), methods=["GET"]),
+        Route("/api/v1/faults/{fault_id}", endpoint("read", faults_api.get_fault), methods=["GET"]),
         Route("/api/v1/metrics", endpoint("read", perf_api.get_scopes), methods=["GET"]),
         Route("/api/v1/metrics/summary", endpoint("read", perf_api.get_summary), methods=["GET"]),
         Route("/api/v1/metrics/series", endpoint("read", perf_api.get_series), methods=["GET"]),

@@ -70,3 +70,16 @@ async def get_faults(request: Request, st: ServerState) -> Response:
          "last_duration_s": s.last_duration, "last_error": s.last_error, "interval_s": s.schedule.interval}
         for s in monitor.states.values()]
     return json({"faults": [fault_row(r, now) for r in records], "detectors": detectors})
+
+
+async def get_fault(request: Request, st: ServerState) -> Response:
+    """One fault by its id (the link of its alert: ``/faults/ID``)."""
+    from flowsight.server.app import error, json
+
+    raw = request.path_params["fault_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return error(404, f"no fault {raw!r}: a fault's id is a whole number (GET /api/v1/faults lists them)")
+    record = await asyncio.to_thread(st.store.get_fault, int(raw))
+    if record is None:
+        return error(404, f"no fault {raw!r}")
+    return json(fault_row(record, time.time()))

@@ -1,6 +1,6 @@
 """The dashboard's files (``flowsight/server/dashboard/``, shipped as package
 data): the page at ``/`` and at each of its routes (``/runs/{run_id}``,
-``/alerts``, ``/faults``, ``/performance``, so a link such as an alert's
+``/alerts``, ``/faults``, ``/faults/{id}``, ``/performance``, so a link such as an alert's
 ``{external_url}/runs/{run_id}`` opens the run), and its assets under
 ``/ui/``. They hold no data, so they need no token: the page asks for one
 when the API answers 401.
@@ -26,7 +26,7 @@ TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
          ".ico": "image/x-icon", ".json": "application/json"}
 #: the routes of the single-page app; each answers index.html
-PAGE_PATHS = ("/", "/alerts", "/faults", "/performance", "/runs/{run_id:path}")
+PAGE_PATHS = ("/", "/alerts", "/faults", "/faults/{fault_id}", "/performance", "/runs/{run_id:path}")
 #: scripts and styles from this server only; the page talks to this server only
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")

@@ -132,6 +132,11 @@ class FaultsMixin(ABC):
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         return [_row_to_record(r) for r in self._read(sql, (*params, limit))]
 
+    def get_fault(self, fault_id: int) -> FaultRecord | None:
+        """The fault with this id, open or resolved; None when there is none."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM faults WHERE id = ?", (fault_id,))
+        return _row_to_record(rows[0]) if rows else None
+
     def fault_openings(self, key: str, since: float) -> int:
         """How many times the fault ``key`` was declared since ``since``."""
         return int(self._read("SELECT COUNT(*) FROM faults WHERE fault_key = ? AND opened_at >= ?",

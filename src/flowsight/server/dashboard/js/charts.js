@@ -31,6 +31,19 @@ function ticks(lo, hi, n) {
 }
 
 /**
+ * The y axis from 0 to vmax: up to n + 1 values whose labels all differ (a
+ * chart of tiny values reads 0%, 1%, not 1%, 1%, 0%); 0 alone when even 0 and
+ * vmax read alike.
+ */
+function valueTicks(vmax, n, format) {
+  for (let k = n; k >= 1; k -= 1) {
+    const values = ticks(0, vmax, k);
+    if (new Set(values.map((v) => format(v))).size === values.length) return values;
+  }
+  return [0];
+}
+
+/**
  * A chart of one or more series over time: series = [{name, points: [{ts, value}], cls}].
  * bands = [{from, to, label, cls}] drawn behind (the run's steps); format(value) labels the y axis.
  */
@@ -54,7 +67,7 @@ export function lineChart(series, {from, to, format = String, label = 'chart', b
     svg.append(s('rect', {class: `band ${b.cls || ''}`, x: x0.toFixed(1), y: top, width: (x1 - x0).toFixed(1),
       height: height - top - bottom}, s('title', {}, b.label)));
   }
-  for (const v of ticks(0, vmax, 2)) {
+  for (const v of valueTicks(vmax, 2, format)) {
     svg.append(s('line', {class: 'grid', x1: left, x2: width - right, y1: y(v), y2: y(v)}));
     svg.append(s('text', {class: 'axis', x: left - 6, y: y(v) + 4, 'text-anchor': 'end'}, format(v)));
   }
@@ -125,7 +138,7 @@ export function scatter(points, {from, to, label = 'durations', height = 140, wi
   const x = (t) => left + ((t - lo) / (hi - lo)) * (width - left - 10);
   const y = (v) => top + (1 - v / vmax) * (height - top - bottom);
   const svg = s('svg', {class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label});
-  for (const v of ticks(0, vmax, 2)) {
+  for (const v of valueTicks(vmax, 2, dur)) {
     svg.append(s('line', {class: 'grid', x1: left, x2: width - 10, y1: y(v), y2: y(v)}));
     svg.append(s('text', {class: 'axis', x: left - 6, y: y(v) + 4, 'text-anchor': 'end'}, dur(v)));
   }

@@ -61,15 +61,16 @@ export function now() {
 // ---- formatting -----------------------------------------------------------------
 /** 0.4 s, 12 s, 3 m 05 s, 2 h 10 m, 3 d 4 h */
 export function dur(seconds) {
+  // the command line's form (flowsight.model.durations.format_duration): 850ms, 5.0s, 4m 57s, 1h 02m, 2d 03h
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return '—';
   const sec = Math.max(0, seconds);
-  if (sec < 10) return `${sec.toFixed(1)} s`;
-  if (sec < 60) return `${Math.round(sec)} s`;
-  const m = Math.floor(sec / 60);
-  if (m < 60) return `${m} m ${String(Math.floor(sec % 60)).padStart(2, '0')} s`;
-  const hr = Math.floor(m / 60);
-  if (hr < 48) return `${hr} h ${String(m % 60).padStart(2, '0')} m`;
-  return `${Math.floor(hr / 24)} d ${hr % 24} h`;
+  if (sec < 1) return `${Math.round(sec * 1000)}ms`;
+  if (sec < 60) return `${sec.toFixed(1)}s`;
+  const s = Math.round(sec);
+  const pad = (n) => String(n).padStart(2, '0');
+  if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86400)}d ${pad(Math.floor((s % 86400) / 3600))}h`;
 }
 
 /** "5 m ago", "in 2 m" */

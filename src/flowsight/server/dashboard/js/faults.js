@@ -37,6 +37,31 @@ export function sortFaults(faults) {
     || RANK[a.severity] - RANK[b.severity] || b.opened_at - a.opened_at);
 }
 
+/** One fault (/faults/<id>, where its alert links): the same row, its evidence open. */
+export function mountOne(root, [id]) {
+  let alive = true;
+  setLiveStatus('polling');
+  const body = h('div', {'data-testid': 'fault'}, h('p', {class: 'muted'}, 'Loading…'));
+  root.append(h('p', {class: 'crumbs'}, h('a', {href: '/faults'}, 'Faults'), ' › fault ', id), body);
+
+  async function load() {
+    let f;
+    try { f = await api(`/api/v1/faults/${encodeURIComponent(id)}`); } catch (err) {
+      if (!alive || err.status === 401) return;
+      replace(body, h('h1', {}, `Fault ${id}`), err.status === 404 ? h('p', {}, 'No such fault.') : failure(err));
+      return;
+    }
+    if (!alive) return;
+    replace(body, h('h1', {}, f.alertname, ' ', h('code', {}, f.target)), h('ul', {class: 'faults'}, faultRow(f)));
+    const details = body.querySelector('details');
+    if (details) details.open = true;
+  }
+
+  load();
+  const timer = setInterval(load, 10000);
+  return () => { alive = false; clearInterval(timer); };
+}
+
 export function mount(root) {
   let alive = true;
   setLiveStatus('polling');

@@ -16,6 +16,7 @@ const ROUTES = [
   [/^\/runs\/(.+)$/, run, 'overview'],
   [/^\/alerts\/?$/, alerts, 'alerts'],
   [/^\/faults\/?$/, faults, 'faults'],
+  [/^\/faults\/([0-9]+)$/, {mount: faults.mountOne}, 'faults'],
   [/^\/performance\/?$/, perf, 'performance'],
 ];
 

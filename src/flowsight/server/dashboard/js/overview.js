@@ -29,6 +29,8 @@ export function mount(root, _params, query) {
     STATES.map((st) => h('option', {value: st}, title(st))));
   const search = h('input', {id: 'f-q', name: 'q', type: 'search', placeholder: 'run id, workflow, step, error',
     autocomplete: 'off'});
+  // the workflow from the address bar is an option before the list of workflows comes
+  if (filters.workflow) wfSelect.append(h('option', {value: filters.workflow}, filters.workflow));
   wfSelect.value = filters.workflow;
   stateSelect.value = filters.state;
   search.value = filters.q;
@@ -90,7 +92,7 @@ export function mount(root, _params, query) {
       h('span', {class: o.stalled ? 'warn-text' : '', 'data-testid': 'count-stalled'}, `${o.stalled} stalled`), ' · ',
       h('a', {href: '/alerts'}, `${firing} ${firing === 1 ? 'alert' : 'alerts'} firing`), ' · ',
       h('a', {href: '/faults'}, `${o.faults_open} open ${o.faults_open === 1 ? 'fault' : 'faults'}`));
-    const current = wfSelect.value;
+    const current = wfSelect.value || filters.workflow;
     replace(wfSelect, h('option', {value: ''}, 'All workflows'),
       o.workflows.map((w) => h('option', {value: w.workflow}, w.workflow)));
     if (current && !o.workflows.some((w) => w.workflow === current)) wfSelect.append(h('option', {value: current}, current));

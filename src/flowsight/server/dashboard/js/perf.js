@@ -88,7 +88,11 @@ export function mount(root, _params, query) {
     api('/api/v1/metrics/summary', {params: {scope: `workflow:${name}`}}).then((m) => {
       const t = m.throughput || {};
       const lat = (m.latency || {}).run;
-      if (!Object.keys(t).length && !(lat && lat.count)) { replace(box, 'Nothing ended since the server started.'); return; }
+      if (!Object.keys(t).length && !(lat && lat.count)) {
+        // the chart above reads the store; these live figures count what ended while this server ran
+        replace(box, 'Live: no run or step has ended since this server started (the chart above is from the store).');
+        return;
+      }
       replace(box, `Now: ${num(t.runs_per_s_5m !== undefined ? t.runs_per_s_5m * 3600 : null)} runs/h (5 m), `,
         `${num(t.steps_per_s_1m !== undefined ? t.steps_per_s_1m * 60 : null)} steps/min (1 m)`,
         lat && lat.count ? ` · since the server started: p50 ${dur(lat.p50)}, p99 ${dur(lat.p99)} over ${lat.count} runs` : '');

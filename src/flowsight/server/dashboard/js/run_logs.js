@@ -101,6 +101,11 @@ export function mountLogs(root, runId) {
     const f = filters();
     replace(info, lines.length ? `${lines.length} line${lines.length > 1 ? 's' : ''}${olderCursor ? ' (the latest)' : ''}`
       : f.level || f.q ? 'No lines match.' : 'No log lines for this run.');
+    if (!lines.length) { // the message says so; no empty box under it
+      list.hidden = true;
+      groups.hidden = true;
+      return;
+    }
     if (grouped.checked) {
       list.hidden = true;
       groups.hidden = false;
