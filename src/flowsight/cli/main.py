@@ -33,6 +33,7 @@ from flowsight.model.state import WorkflowState
 from flowsight.query import Views
 from flowsight.store.base import ENV_URL, open_store
 from flowsight.store.sql import SqlStore
+from flowsight.store.tokens import TokenInfo
 
 STATES = [s.value for s in WorkflowState]
 
@@ -242,10 +243,27 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         for t in store.list_tokens():
             out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
         return 0
-    if not store.revoke_token(args.name):
+    revoked = next((t for t in store.list_tokens() if t.name == args.name), None)
+    if revoked is None or not store.revoke_token(args.name):
         raise FlowsightError(f"no token named {args.name!r}; `flowsight token ls` lists them")
     out.print(f"token {args.name!r} revoked")
+    warning = after_revoke(revoked, store.list_tokens())
+    if warning is not None:
+        print_error(stderr_console(), f"warning: {warning}")
     return 0
+
+
+def after_revoke(revoked: TokenInfo, left: Sequence[TokenInfo]) -> str | None:
+    """What revoking ``revoked`` leaves ``left`` unable to do, when it is
+    something: no token at all, or no admin token."""
+    make = "flowsight token create --scope admin --name NAME"
+    if not left:
+        return ("that was the last token. A running server stays closed (it never falls back to open): every "
+                f"call but /healthz is refused until you make one: {make}. A server started again with no token "
+                "is open to every process and browser on its machine, and refuses to listen beyond loopback")
+    if revoked.scope == "admin" and not any(t.scope == "admin" for t in left):
+        return f"that was the last admin token: nobody can add or end silences until you make one: {make}"
+    return None
 
 
 def when(ts: float) -> str:

@@ -247,7 +247,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
                hub: Hub | None = None, config: Config | None = None,
                alerting: AlertingService | None = None, on_logs: logs_api.OnLogs | None = None,
                log_retention: float | None = DEFAULT_RETENTION,
-               log_purge_interval: float = DEFAULT_INTERVAL) -> Starlette:
+               log_purge_interval: float = DEFAULT_INTERVAL, may_be_open: bool = True) -> Starlette:
     """The app over ``store``; the caller keeps ownership of the store.
     Alerting follows ``config`` (default: built-in rules, alerts to the log).
 
@@ -255,11 +255,13 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     stored, after the commit (see :mod:`flowsight.server.logs_api`).
     ``log_retention``: log entries older than this many seconds are purged
     in the background at start and every ``log_purge_interval`` seconds
-    (None: kept for ever)."""
+    (None: kept for ever). ``may_be_open``: the API is open while the store
+    holds no token and none has been seen (see :class:`Authenticator`); a
+    server listening beyond loopback passes False."""
     hub = hub or Hub(store, track=False)
     alerting = alerting or AlertingService(store, config or Config.default())
     hub.hooks.append(alerting.observe)
-    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
+    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store, may_be_open=may_be_open),
                      limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
     st.committer.on_commit = st.stats.on_commit
     st.on_logs = on_logs

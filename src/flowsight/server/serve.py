@@ -74,7 +74,7 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     :func:`flowsight.server.app.create_app`."""
     check_bind(host, store)
     app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
-                     log_retention=log_retention)
+                     log_retention=log_retention, may_be_open=is_loopback(host))
     _tune_gc()
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False)
