@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                                                              "needs an API token to exist)")
     serve.add_argument("--port", type=int, default=8640, help="port (default 8640)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a name the server is reached by, besides its own (repeatable; '*.example.com', "
+                            "'*' for any): requests with any other Host header are refused")
     serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
     serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
                                                                                "(default 10 MiB)")
@@ -228,7 +231,8 @@ def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     config = config_for(args.config)
     retention = args.log_retention if "log_retention" in vars(args) else config.logs.retention
     serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
-          stall_timeout=args.stall_timeout, config=config, log_retention=retention)
+          stall_timeout=args.stall_timeout, config=config, log_retention=retention,
+          allowed_hosts=[*config.allowed_hosts, *args.allowed_host])
     return 0
 
 
