@@ -10,7 +10,8 @@ boundary, so callers only ever catch these::
      │    └── LogEntryError       a log entry refused (names the field)
      ├── TransitionError          a state change the state machine forbids
      ├── StoreError               the database could not do what was asked
-     │    └── MigrationError      the schema could not be brought up to date
+     │    ├── MigrationError      the schema could not be brought up to date
+     │    └── StoreFullError      no room left to write (a full disk)
      └── DeliveryError            a notification could not be delivered
                                   (permanent=True: retrying will not help)
 """
@@ -60,6 +61,11 @@ class StoreError(FlowsightError):
 
 class MigrationError(StoreError):
     """The schema could not be migrated to the version this code needs."""
+
+
+class StoreFullError(StoreError):
+    """A write failed for want of space: the disk under the database is full
+    (SQLite's "database or disk is full", PostgreSQL's ``DiskFull``)."""
 
 
 def _allowed_text(old: str) -> str:

@@ -7,11 +7,13 @@ requests in flight; the lifespan then commits what is queued; exit 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import signal
 import socket
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
@@ -44,6 +46,15 @@ def check_bind(host: str, store: SqlStore) -> None:
         )
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with flowsight's loggers on its handler at ``level``:
+    their INFO lines (a full disk that clears, a purge) reach the server's
+    log as uvicorn's do, not only their warnings."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["flowsight"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def _tune_gc() -> None:
     """What is loaded at start is never garbage: keep the collector off it
     (``gc.freeze``), and let it run after 20,000 new objects rather than 700.
@@ -72,7 +83,7 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
                      allowed_hosts=hosts_for(host, allowed_hosts))
     _tune_gc()
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=30, access_log=False)
+                            timeout_graceful_shutdown=30, access_log=False, log_config=_log_config(log_level))
     with _stop_signals_end_cleanly():
         _Server(uv_config, app.state.flowsight.streams).run()
 
