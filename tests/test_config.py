@@ -251,7 +251,8 @@ BAD = [
                  "alerting.receivers[1].kind", "expected one of 'alertmanager', 'command', 'email', 'log', "
                  "'slack', 'webhook', got string 'pagerduty'", id="unknown-kind"),
     pytest.param(_RECEIVER + "[[alerting.receivers]]\nname = 'w'\nkind = 'webhook'\nurl = 'ftp://x'\n", 10,
-                 "alerting.receivers[1].url", "expected an http:// or https:// URL with a host, got string 'ftp://x'",
+                 "alerting.receivers[1].url",  # a URL may hold its credentials: never shown
+                 "expected an http:// or https:// URL with a host, got a string (a secret: not shown)",
                  id="bad-url"),
     pytest.param(_RECEIVER + "[[alerting.receivers]]\nname = 'c'\nkind = 'command'\nargv = ['ok', 3]\n", 10,
                  "alerting.receivers[1].argv[1]", "expected a string, got integer 3", id="bad-argv"),

@@ -12,7 +12,8 @@ boundary, so callers only ever catch these::
      ├── TransitionError          a state change the state machine forbids
      ├── StoreError               the database could not do what was asked
      │    ├── MigrationError      the schema could not be brought up to date
-     │    └── NoStoreError        a command that only reads found no store there
+     │    ├── NoStoreError        a command that only reads found no store there
+     │    └── StoreFullError      no room left to write (a full disk)
      └── DeliveryError            a notification could not be delivered
                                   (permanent=True: retrying will not help)
 """
@@ -71,6 +72,11 @@ class MigrationError(StoreError):
 class NoStoreError(StoreError):
     """A store opened only to read (``create=False``) is not there, or is
     older than this code and would need migrating: nothing was created."""
+
+
+class StoreFullError(StoreError):
+    """A write failed for want of space: the disk under the database is full
+    (SQLite's "database or disk is full", PostgreSQL's ``DiskFull``)."""
 
 
 def _allowed_text(old: str) -> str:

@@ -78,3 +78,32 @@ def test_check_without_a_file_exits_2_and_says_how_to_give_one(tmp_path: Path) -
     assert out.stdout == ""
     assert "flowsight.toml does not exist" in out.stderr and "--config" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_check_never_echoes_the_value_of_a_secret_field(tmp_path: Path) -> None:
+    (tmp_path / "flowsight.toml").write_text(
+        "[alerting.route]\nreceiver = 'hook'\n"
+        "[[alerting.receivers]]\nname = 'hook'\nkind = 'webhook'\n"
+        "url = 'htps://user:hunter2@hooks.example.com/x?token=s3cr3t'\n"
+        "headers = { Authorization = 12345678, X-Team = 'ops' }\n"
+        "[[alerting.receivers]]\nname = 'mail'\nkind = 'email'\nsmarthost = 'smtp.example.com:587'\n"
+        "from = 'fs@example.com'\nto = ['ops@example.com']\nusername = 'fs'\npassword = 87654321\n"
+        "[[alerting.receivers]]\nname = 'chat'\nkind = 'slack'\nurl = 'hooks.slack.com/services/T0/B0/XXXXSECRET'\n"
+        "[[alerting.receivers]]\nname = 'am'\nkind = 'alertmanager'\nurl = ['http://am:pw@x']\n"
+        "[[detectors]]\nname = 'api'\nkind = 'http'\nurl = 'http://api.example.com/health'\n"
+        "headers = { Authorization = 24681357 }\n")
+    out = check(cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    secret = "(a secret: not shown)"
+    assert out.stdout.splitlines() == [
+        f"flowsight.toml:6: alerting.receivers[0].url: expected an http:// or https:// URL with a host, got a string "
+        f"{secret}",
+        f"flowsight.toml:7: alerting.receivers[0].headers.Authorization: expected a string, got an integer {secret}",
+        f"flowsight.toml:15: alerting.receivers[1].password: expected a string, got an integer {secret}",
+        f"flowsight.toml:19: alerting.receivers[2].url: expected an http:// or https:// URL with a host, got a string "
+        f"{secret}",
+        f"flowsight.toml:23: alerting.receivers[3].url: expected a string, got an array {secret}",
+        f"flowsight.toml:28: detectors[0].headers.Authorization: expected a string, got an integer {secret}",
+    ]
+    for value in ("hunter2", "s3cr3t", "12345678", "87654321", "XXXXSECRET", "am:pw", "24681357"):
+        assert value not in out.stdout + out.stderr

@@ -191,3 +191,57 @@ def test_serving_beyond_loopback_starts_once_a_token_exists(store_url: str, tmp_
         assert server.client(token).get("/api/v1/runs").status_code == 200
     finally:
         assert server.stop() == 0, server.output()
+
+
+@pytest.mark.parametrize(("host", "first_token"), [
+    ("127.0.0.1", "before start"),
+    ("0.0.0.0", "before start"),
+    ("127.0.0.1", "while open"),  # open at start, closed by the first token
+])
+def test_revoking_the_last_token_never_opens_the_api(store_url: str, tmp_path: Path, host: str,
+                                                     first_token: str) -> None:
+    token = create_token(store_url, "admin", "me") if first_token == "before start" else ""
+    server = start_server(store_url, log_dir=tmp_path, host=host)
+    try:
+        anyone = server.client()
+        if not token:
+            assert anyone.get("/api/v1/runs").status_code == 200
+            token = create_token(store_url, "admin", "me")
+            wait_for_status(anyone, 401, "the first token closed the API")
+        me = server.client(token)
+        assert me.get("/api/v1/runs").status_code == 200
+        out = flowsight("token", "revoke", "me", db=store_url)
+        assert out.returncode == 0, out.stderr
+        assert "that was the last token" in " ".join(out.stderr.split())
+        wait_for_status(me, 401, "the revoked token refused")
+        assert me.get("/api/v1/runs").json()["error"] == "unknown or revoked token"
+        assert anyone.get("/api/v1/runs").status_code == 401
+        assert anyone.post("/api/v1/events", json=event("started", "etl", "r1")).status_code == 401
+        assert anyone.post("/api/v1/silences", json={"matchers": ["alertname=X"], "duration": "1h"}).status_code == 401
+        assert anyone.delete("/api/v1/silences/s1").status_code == 401
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+def wait_for_status(c: httpx.Client, status: int, what: str, timeout: float = AUTH_TTL + 25) -> None:
+    """Poll ``GET /api/v1/runs`` until it answers ``status``."""
+    deadline = time.monotonic() + timeout
+    while (got := c.get("/api/v1/runs").status_code) != status:
+        assert time.monotonic() < deadline, f"{what}: still {got} after {timeout:g} s"
+        time.sleep(0.1)
+
+
+def test_token_revoke_warns_when_it_takes_the_last_admin_token_and_the_last_token(store_url: str) -> None:
+    for name, scope in (("me", "admin"), ("you", "admin"), ("dash", "read")):
+        create_token(store_url, scope, name)
+    said = []
+    for name in ("me", "you", "dash"):
+        out = flowsight("token", "revoke", name, db=store_url)
+        assert out.returncode == 0 and f"token {name!r} revoked" in out.stdout, out.stderr
+        said.append(" ".join(out.stderr.split()))
+    assert said[0] == ""
+    assert said[1] == ("flowsight: warning: that was the last admin token: nobody can add or end silences until "
+                       "you make one: flowsight token create --scope admin --name NAME")
+    assert said[2].startswith("flowsight: warning: that was the last token. A running server stays closed "
+                              "(it never falls back to open)")
+    assert "flowsight token create --scope admin --name NAME" in said[2]

@@ -40,6 +40,7 @@ import functools
 import logging
 import random
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from flowsight.alerting.codec import decode_notification, encode_notification
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.notifiers import Notifier
 from flowsight.errors import ConfigError, DeliveryError
+from flowsight.redact import redact
 from flowsight.store.alerting import About, OutboxItem, Outgoing, Settled
 from flowsight.store.sql import SqlStore
 
@@ -201,8 +203,8 @@ class Dispatcher:
         except TimeoutError:
             return await self._failed(item, now, f"no answer within {self.send_timeout:g} s", False, about)
         except Exception as exc:  # a receiver's bug is a failed attempt, retried, not the end of delivery
-            log.warning("receiver %r: unexpected error sending notification %d", item.receiver, item.id,
-                        exc_info=True)
+            log.warning("receiver %r: unexpected error sending notification %d\n%s", item.receiver, item.id,
+                        redact("".join(traceback.format_exception(exc))).rstrip())
             return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
         settled = await self._db(self.store.mark_sent, item, now, about)
         self.sent += settled.moved
@@ -213,6 +215,8 @@ class Dispatcher:
         return "ok"
 
     async def _failed(self, item: OutboxItem, now: float, error: str, permanent: bool, about: About) -> str:
+        # whatever a notifier said: it goes to the log, the outbox and a ReceiverBroken alert's description
+        error = redact(error)
         age = now - item.created_at
         if permanent:
             await self._settle_failed(item, now, error, about, broken=True)

@@ -37,6 +37,7 @@ from flowsight.model.state import WorkflowState
 from flowsight.query import Views
 from flowsight.store.base import ENV_URL, open_store
 from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.tokens import TokenInfo
 
 STATES = [s.value for s in WorkflowState]
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                                                              "needs an API token to exist)")
     serve.add_argument("--port", type=_port, default=8640, help="port (default 8640)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a name the server is reached by, besides its own (repeatable; '*.example.com', "
+                            "'*' for any): requests with any other Host header are refused")
     serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
     serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
                                                                                "(default 10 MiB)")
@@ -266,7 +270,8 @@ def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     config = config_for(args.config)
     retention = args.log_retention if "log_retention" in vars(args) else config.logs.retention
     serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
-          stall_timeout=args.stall_timeout, config=config, log_retention=retention)
+          stall_timeout=args.stall_timeout, config=config, log_retention=retention,
+          allowed_hosts=[*config.allowed_hosts, *args.allowed_host])
     return 0
 
 
@@ -285,10 +290,27 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
             out.print(f"no tokens in {store.dialect} store {store.url} (flowsight token create makes one)",
                       highlight=False)
         return 0
-    if not store.revoke_token(args.name):
+    revoked = next((t for t in store.list_tokens() if t.name == args.name), None)
+    if revoked is None or not store.revoke_token(args.name):
         raise FlowsightError(f"no token named {args.name!r}; `flowsight token ls` lists them")
     out.print(f"token {args.name!r} revoked")
+    warning = after_revoke(revoked, store.list_tokens())
+    if warning is not None:
+        print_error(stderr_console(), f"warning: {warning}")
     return 0
+
+
+def after_revoke(revoked: TokenInfo, left: Sequence[TokenInfo]) -> str | None:
+    """What revoking ``revoked`` leaves ``left`` unable to do, when it is
+    something: no token at all, or no admin token."""
+    make = "flowsight token create --scope admin --name NAME"
+    if not left:
+        return ("that was the last token. A running server stays closed (it never falls back to open): every "
+                f"call but /healthz is refused until you make one: {make}. A server started again with no token "
+                "is open to every process and browser on its machine, and refuses to listen beyond loopback")
+    if revoked.scope == "admin" and not any(t.scope == "admin" for t in left):
+        return f"that was the last admin token: nobody can add or end silences until you make one: {make}"
+    return None
 
 
 def when(ts: float) -> str:

@@ -109,17 +109,18 @@ class Opt:
     conv: Converter[Any]
     required: bool = False
     path: bool = False  # relative to the configuration file
+    secret: bool = False  # its value is never shown in a problem (a header or variable holding a token)
 
 
 _SERVICE = Opt(nonempty_string)
 FIELDS: dict[str, dict[str, Opt]] = {
     "http": {"url": Opt(url, required=True), "method": Opt(choice(("GET", "HEAD"))),
              "keyword": Opt(nonempty_string), "expect_status": Opt(array(_status, nonempty=True)),
-             "headers": Opt(string_table), "slow": Opt(duration(positive=True)), "service": _SERVICE},
+             "headers": Opt(string_table, secret=True), "slow": Opt(duration(positive=True)), "service": _SERVICE},
     "tcp": {"host": Opt(nonempty_string, required=True), "port": Opt(_port, required=True), "service": _SERVICE},
     "command": {"argv": Opt(array(nonempty_string, nonempty=True), required=True),
                 "fault": Opt(choice(k.value for k in FaultKind)), "target": Opt(nonempty_string),
-                "cwd": Opt(nonempty_string, path=True), "env": Opt(string_table)},
+                "cwd": Opt(nonempty_string, path=True), "env": Opt(string_table, secret=True)},
     "resource": {"resource": Opt(choice(("disk", "inodes", "memory", "swap", "fds", "cpu")), required=True),
                  "path": Opt(nonempty_string, path=True), "pid": Opt(_pid), "min_free_bytes": Opt(size),
                  "min_free_percent": Opt(_percent), "max_load_per_core": Opt(number(above=0)),
@@ -165,7 +166,7 @@ def read_detectors(reader: Reader, top: Table, base_dir: FsPath) -> list[Detecto
         if plugin:
             options = {k: v for k, v in raw.items() if k not in COMMON}
         for key, opt in fields.items():
-            value = t.get(key, opt.conv, required=opt.required)
+            value = t.get(key, opt.conv, required=opt.required, secret=opt.secret)
             if value is None:
                 continue
             if opt.path:

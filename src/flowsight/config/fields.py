@@ -71,6 +71,45 @@ def found(value: Any) -> str:
     return type(value).__name__
 
 
+def kind_of(value: Any) -> str:
+    """How a TOML value is named where its value must not be shown: ``a string``."""
+    if isinstance(value, bool):
+        return "a boolean"
+    for types, name in ((int, "an integer"), (float, "a float"), (str, "a string"), (list, "an array"),
+                        (dict, "a table"), ((dt.datetime, dt.date, dt.time), "a date/time")):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+def hidden(conv: Converter[T]) -> Converter[T]:
+    """``conv`` for a field whose value is a secret (a password, a webhook URL
+    that is its own credential, a header holding a token): its problems say
+    what was expected and what kind of value was found, never the value."""
+    def conv_secret(value: Any) -> T:
+        try:
+            return conv(value)
+        except Invalid as exc:
+            raise Invalid(problems=[(at, _unshown(msg, _part(value, at))) for at, msg in exc.problems]) from None
+    return conv_secret
+
+
+def _part(value: Any, at: Path) -> Any:
+    """The element of ``value`` at the sub-path ``at`` (a problem's place in it)."""
+    for key in at:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return value
+    return value
+
+
+def _unshown(message: str, value: Any) -> str:
+    # every converter's message ends with ", got <the value>"
+    expected, sep, _ = message.rpartition(", got ")
+    return f"{expected}, got {kind_of(value)} (a secret: not shown)" if sep else "invalid (a secret: not shown)"
+
+
 def suggest(key: str, known: Iterable[str]) -> str:
     """``; did you mean 'receivers'?`` or ``; expected one of: a, b``."""
     known = sorted(known)
@@ -136,14 +175,14 @@ class Table:
     def at(self, key: str | int) -> Path:
         return (*self.path, key)
 
-    def get(self, key: str, conv: Converter[T], *, required: bool = False) -> T | None:
+    def get(self, key: str, conv: Converter[T], *, required: bool = False, secret: bool = False) -> T | None:
         """The field converted; None when it is absent (a problem when ``required``)
-        or invalid (a problem)."""
+        or invalid (a problem, which never shows the value when it is a ``secret``)."""
         if key not in self.data:
             if required:
                 self.reader.error(self.at(key), "missing; this field is required")
             return None
-        return self.reader.convert(self.at(key), self.data[key], conv)
+        return self.reader.convert(self.at(key), self.data[key], hidden(conv) if secret else conv)
 
     def unique_name(self, names: dict[str, int], what: str, *, say_name: bool = True) -> str | None:
         """The table's required ``name``; a problem when one before it (in

@@ -112,25 +112,31 @@ def log_level(value: Any) -> int:
 @dataclass(frozen=True)
 class Opt:
     """One field of a kind: its converter, whether it is required, the keyword
-    it becomes, and whether it is a template (compiled at load)."""
+    it becomes, whether it is a template (compiled at load), and whether its
+    value is a secret (never shown in a problem)."""
 
     conv: Converter[Any]
     required: bool = False
     keyword: str | None = None
     template: bool = False
+    secret: bool = False
 
 
 _TIMEOUT = Opt(duration(positive=True))
 _TEMPLATE = Opt(string, template=True)
+# a receiver's URL may hold its credentials (user info, a token in the query;
+# a Slack webhook's path is one), a header a token: secrets, like a password
+_URL = Opt(url, required=True, secret=True)
 FIELDS: dict[str, dict[str, Opt]] = {
-    "webhook": {"url": Opt(url, required=True), "headers": Opt(string_table), "timeout": _TIMEOUT},
-    "slack": {"url": Opt(url, required=True), "channel": Opt(nonempty_string), "username": Opt(nonempty_string),
+    "webhook": {"url": _URL, "headers": Opt(string_table, secret=True), "timeout": _TIMEOUT},
+    "slack": {"url": _URL, "channel": Opt(nonempty_string), "username": Opt(nonempty_string),
               "title": _TEMPLATE, "text": _TEMPLATE, "timeout": _TIMEOUT},
     "email": {"smarthost": Opt(smarthost, required=True), "from": Opt(address, required=True, keyword="sender"),
               "to": Opt(array(address, nonempty=True), required=True), "security": Opt(choice(SECURITY)),
-              "username": Opt(nonempty_string), "password": Opt(string), "password_file": Opt(nonempty_string),
+              "username": Opt(nonempty_string), "password": Opt(string, secret=True),
+              "password_file": Opt(nonempty_string),
               "subject": _TEMPLATE, "body": _TEMPLATE, "ca_file": Opt(nonempty_string), "timeout": _TIMEOUT},
-    "alertmanager": {"url": Opt(url, required=True), "timeout": _TIMEOUT},
+    "alertmanager": {"url": _URL, "timeout": _TIMEOUT},
     "command": {"argv": Opt(array(nonempty_string, nonempty=True), required=True), "timeout": _TIMEOUT},
     "log": {"level": Opt(log_level)},
 }
@@ -177,7 +183,7 @@ def _read_one(reader: Reader, path: Path, raw: Any, base_dir: FsPath, names: dic
     options: dict[str, Any] = {}
     compile_template = _template_compiler()
     for key, opt in fields.items():
-        value = t.get(key, opt.conv, required=opt.required)
+        value = t.get(key, opt.conv, required=opt.required, secret=opt.secret)
         if value is None:
             continue
         if opt.template and compile_template is not None:

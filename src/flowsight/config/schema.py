@@ -31,6 +31,7 @@ from flowsight.config.fields import (
     matcher,
     nonempty_string,
     number,
+    string,
     suggest,
     url,
 )
@@ -42,6 +43,7 @@ from flowsight.config.receivers import ReceiverConfig, build_notifier, read_rece
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.flapping import FlapPolicy
+from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
 from flowsight.model.logrules import LogAlertRule
 from flowsight.model.routing import Route
 from flowsight.model.thresholds import Baseline, Threshold
@@ -63,6 +65,8 @@ class Config:
 
     file: str = ""
     external_url: str = ""
+    #: names the server answers to besides its own ([server] allowed_hosts; see flowsight.server.hosts)
+    allowed_hosts: tuple[str, ...] = ()
     resolve_timeout: float = 300.0
     flap_policy: FlapPolicy = field(default_factory=FlapPolicy)
     route: Route = field(default_factory=lambda: Route("log"))
@@ -109,7 +113,7 @@ class Config:
 # ---- the schema -----------------------------------------------------------------
 TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors", "thresholds", "performance")
 LOGS = ("retention", "sources")
-SERVER = ("external_url",)
+SERVER = ("external_url", "allowed_hosts")
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
 FLAPPING: dict[str, Converter[Any]] = {"max_changes": integer(1), "window": duration(positive=True),
                                        "settle": duration()}
@@ -140,6 +144,13 @@ def group_by(value: Any) -> tuple[str, ...]:
     if "..." in labels and len(labels) > 1:
         raise Invalid('expected "..." (every label) alone or a list of label names, got both')
     return tuple(labels)
+
+
+def allowed_host(value: Any) -> str:
+    try:
+        return allowed_pattern(string(value))
+    except ConfigError:
+        raise Invalid(f"expected {PATTERN_HINT}, got {found(value)}") from None
 
 
 nonempty_matchers = array(matcher, nonempty=True)
@@ -204,7 +215,8 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
 
     server = top.sub("server", SERVER)
     if server is not None:
-        cfg = replace(cfg, external_url=server.get("external_url", url) or "")
+        cfg = replace(cfg, external_url=server.get("external_url", url) or "",
+                      allowed_hosts=tuple(server.get("allowed_hosts", array(allowed_host)) or ()))
 
     alerting = top.sub("alerting", ALERTING)
     if alerting is not None:

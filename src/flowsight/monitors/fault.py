@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from flowsight.detectors.base import FaultDetector, Schedule
+from flowsight.errors import StoreFullError
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
@@ -172,6 +173,8 @@ class FaultMonitor:
             result = await self.check(detector)
             try:
                 await self.observe(result)
+            except StoreFullError:
+                pass  # said once per full-disk episode by the store, not once per check
             except Exception:  # the store failed: logged; the schedule goes on
                 log.exception("fault monitor: recording the check of %r failed", detector.name)
             due += interval

@@ -23,6 +23,7 @@ from dataclasses import replace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
+from flowsight.errors import StoreFullError
 from flowsight.model.alerts import Alert, AlertStatus
 from flowsight.model.durations import format_duration
 from flowsight.model.performance import PerformanceMetrics, format_metric, Quantiles, ResourceUsage, Scope, ScopeKind
@@ -322,6 +323,8 @@ class PerformanceMonitor:
                     if raw_retention is not None and rollup_retention is not None and now - purged >= 3600:
                         purged = now
                         await asyncio.to_thread(self.store.purge_samples, now - raw_retention, now - rollup_retention)
+            except StoreFullError:
+                pass  # said once per full-disk episode by the store, not once per round
             except Exception:
                 log.exception("performance sampling round failed")
             due += interval

@@ -28,6 +28,7 @@ from flowsight.errors import FlowsightError, StoreError
 from flowsight.hub import Hub
 from flowsight.model.events import Event, EventKind
 from flowsight.model.state import WorkflowState
+from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
@@ -41,6 +42,7 @@ from flowsight.server.openapi import build_openapi
 from flowsight.server.pages import dashboard_routes
 from flowsight.server.follow import StoreFollower
 from flowsight.server.sources import SourceFollower
+from flowsight.server.hosts import HostCheck
 from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
@@ -252,7 +254,8 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
                hub: Hub | None = None, config: Config | None = None,
                alerting: AlertingService | None = None, on_logs: logs_api.OnLogs | None = None,
                log_retention: float | None = DEFAULT_RETENTION,
-               log_purge_interval: float = DEFAULT_INTERVAL) -> Starlette:
+               log_purge_interval: float = DEFAULT_INTERVAL, may_be_open: bool = True,
+               allowed_hosts: AllowedHosts | None = None) -> Starlette:
     """The app over ``store``; the caller keeps ownership of the store.
     Alerting follows ``config`` (default: built-in rules, alerts to the log).
 
@@ -260,11 +263,15 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     stored, after the commit (see :mod:`flowsight.server.logs_api`).
     ``log_retention``: log entries older than this many seconds are purged
     in the background at start and every ``log_purge_interval`` seconds
-    (None: kept for ever)."""
+    (None: kept for ever). ``may_be_open``: the API is open while the store
+    holds no token and none has been seen (see :class:`Authenticator`); a
+    server listening beyond loopback passes False. ``allowed_hosts``: a
+    request with any other ``Host`` is refused (see :mod:`flowsight.server.hosts`;
+    None: no check, for an app served in-process)."""
     hub = hub or Hub(store, track=False)
     alerting = alerting or AlertingService(store, config or Config.default())
     hub.hooks.append(alerting.observe)
-    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store),
+    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store, may_be_open=may_be_open),
                      limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
     st.committer.on_commit = st.stats.on_commit
     st.on_logs = on_logs
@@ -372,8 +379,11 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/openapi.json", get_openapi, methods=["GET"]),
         *dashboard_routes(),  # the dashboard's page and assets (no data, no token)
     ]
+    middleware = [Middleware(ServerTiming)]  # the server's time in the browser's devtools
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(HostCheck, allowed=allowed_hosts))  # before anything else sees the request
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error},
-                    middleware=[Middleware(ServerTiming)])  # the server's time in the browser's devtools
+                    middleware=middleware)
     app.state.flowsight = st
     app.state.openapi = build_openapi(__version__)
     return app

@@ -1,5 +1,7 @@
 """Bearer tokens with scopes. With no token in the store the API is open —
-which :func:`flowsight.server.serve.check_bind` allows on loopback only."""
+which :func:`flowsight.server.serve.check_bind` allows on loopback only —
+until the first token is made; from then on it stays closed for the life of
+the server, even when every token is revoked again."""
 
 from __future__ import annotations
 
@@ -21,20 +23,26 @@ class AuthError(Exception):
 
 class Authenticator:
     """Checks ``Authorization: Bearer <token>`` against the store's hashes
-    (cached for ``ttl`` seconds, so a revoked token stops working within it)."""
+    (cached for ``ttl`` seconds, so a revoked token stops working within it).
 
-    def __init__(self, store: SqlStore, *, ttl: float = 5.0) -> None:
+    ``may_be_open``: whether the API may be open while the store holds no
+    token (a server on loopback); False (beyond loopback) closes it from the
+    start. Once a token has been seen it is closed for good: revoking the
+    last token must not hand the API, admin routes included, to anyone."""
+
+    def __init__(self, store: SqlStore, *, ttl: float = 5.0, may_be_open: bool = True) -> None:
         self.store = store
         self.ttl = ttl
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
-        self._open_until = 0.0
+        self._open_until = float("inf") if not may_be_open else 0.0
         self._open = False
 
     def _tokens_exist(self) -> bool:
         now = time.monotonic()
         if now >= self._open_until:
             self._open = not self.store.has_tokens()
-            self._open_until = now + self.ttl
+            # closed once is closed for good: the store is not asked again
+            self._open_until = now + self.ttl if self._open else float("inf")
         return not self._open
 
     def _lookup(self, token: str) -> TokenInfo | None:

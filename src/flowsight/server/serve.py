@@ -7,18 +7,21 @@ requests in flight; the lifespan then commits what is queued; exit 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
-import ipaddress
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
 from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
+from flowsight.server.hosts import allowed_hosts as hosts_for
+from flowsight.server.hosts import is_loopback
 from flowsight.server.ingest import Limits
 from flowsight.server.logs_api import OnLogs
 from flowsight.server.retention import DEFAULT_RETENTION
@@ -27,19 +30,6 @@ from flowsight.store.sql import SqlStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8640
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback
-                       for info in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
 
 
 def check_bind(host: str, store: SqlStore) -> None:
@@ -56,6 +46,15 @@ def check_bind(host: str, store: SqlStore) -> None:
         )
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with flowsight's loggers on its handler at ``level``:
+    their INFO lines (a full disk that clears, a purge) reach the server's
+    log as uvicorn's do, not only their warnings."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["flowsight"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def _tune_gc() -> None:
     """What is loaded at start is never garbage: keep the collector off it
     (``gc.freeze``), and let it run after 20,000 new objects rather than 700.
@@ -69,15 +68,22 @@ def _tune_gc() -> None:
 
 def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: Limits | None = None,
           stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None,
-          on_logs: OnLogs | None = None, log_retention: float | None = DEFAULT_RETENTION) -> None:
+          on_logs: OnLogs | None = None, log_retention: float | None = DEFAULT_RETENTION,
+          allowed_hosts: Sequence[str] = ()) -> None:
     """Serve until SIGTERM/SIGINT. ``on_logs`` and ``log_retention``: see
-    :func:`flowsight.server.app.create_app`."""
+    :func:`flowsight.server.app.create_app`; ``allowed_hosts``: the names the
+    server answers to besides its own (see :mod:`flowsight.server.hosts`).
+
+    Raises:
+        ConfigError: no token beyond loopback; an allowed host that is not one.
+    """
     check_bind(host, store)
     app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
-                     log_retention=log_retention)
+                     log_retention=log_retention, may_be_open=is_loopback(host),
+                     allowed_hosts=hosts_for(host, allowed_hosts))
     _tune_gc()
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=30, access_log=False)
+                            timeout_graceful_shutdown=30, access_log=False, log_config=_log_config(log_level))
     with _stop_signals_end_cleanly():
         _Server(uv_config, app.state.flowsight.streams).run()
 

@@ -80,6 +80,9 @@ class PostgresStore(SqlStore):
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (psycopg.Error,)
 
+    def _disk_full(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.DiskFull)
+
     @contextmanager
     def _write_txn(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._conn.transaction(), self._conn.cursor() as cur:

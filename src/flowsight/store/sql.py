@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flowsight.errors import NoStoreError, StoreError
+from flowsight.errors import NoStoreError, StoreError, StoreFullError
+from flowsight.redact import redact_url
 from flowsight.model.events import Event, EventKind, encode_attrs
 from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
 from flowsight.model.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
 from flowsight.store.migrations import LATEST
+from flowsight.store.diskfull import DiskFull
 from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
 from flowsight.store.alerting import AlertingMixin
 from flowsight.store.logs import LogsMixin
@@ -100,6 +102,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         # run_id -> (version, metrics, created_at): valid while the row's version matches
         self._runs: OrderedDict[str, tuple[int, ExecutionMetrics, float]] = OrderedDict()
         self._init_run_stats()
+        self._full = DiskFull(lambda: f"{self.dialect} store {redact_url(self.url)}")
 
     # ---- dialect hooks -------------------------------------------------
     @abstractmethod
@@ -156,15 +159,26 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
     def _sql(self, text: str) -> str:
         return text if self.param == "?" else text.replace("?", self.param)
 
+    def _disk_full(self, exc: BaseException) -> bool:
+        """Whether the driver's ``exc`` says there is no room left to write."""
+        return False
+
     @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
+    def _guard(self, what: str, *, write: bool = True) -> Iterator[None]:
+        """Driver errors as :class:`StoreError` (:class:`StoreFullError` for a
+        full disk, said once per episode); a ``write`` that succeeds ends one."""
         try:
             yield
         except self._errors() as exc:
+            if self._disk_full(exc):
+                self._full.failed(what, exc)
+                raise StoreFullError(f"{self.dialect} store: {what} failed: {exc}") from exc
             raise StoreError(f"{self.dialect} store: {what} failed: {exc}") from exc
+        if write:
+            self._full.wrote()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._guard("query"):
+        with self._guard("query", write=False):
             conn = self._reader()
             cur = conn.cursor()
             try:

@@ -148,6 +148,9 @@ class SqliteStore(SqlStore):
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
 
+    def _disk_full(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
     @contextmanager
     def _write_txn(self) -> Iterator[sqlite3.Cursor]:
         cur = self._conn.cursor()

@@ -17,6 +17,7 @@ flowsight goes away for good.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -37,6 +38,9 @@ class AlertmanagerNotifier:
     def __init__(self, url: str, *, timeout: float = 10.0, external_url: str = "",
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
+        # the API's path goes after the base URL's path, before its query (?key=... of a proxy in front)
+        parts = urlsplit(url)
+        self.endpoint = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/api/v2/alerts"))
         self.timeout = timeout
         self.external_url = external_url
         self.transport = transport
@@ -71,7 +75,6 @@ class AlertmanagerNotifier:
                 permanent on other 4xx (Alertmanager refusing the alerts,
                 e.g. an invalid label name; a wrong path).
         """
-        endpoint = f"{self.url}/api/v2/alerts"
         body = msgspec.json.encode(self.alerts(note))
-        await post_json(endpoint, body, idempotency_key=note.idempotency_key, label=f"alertmanager {endpoint}",
+        await post_json(self.endpoint, body, idempotency_key=note.idempotency_key, kind="alertmanager",
                         timeout=self.timeout, transport=self.transport)

@@ -7,22 +7,28 @@ from __future__ import annotations
 import httpx
 
 from flowsight.errors import DeliveryError
+from flowsight.redact import redact, redact_url
 
 
-async def post_json(url: str, body: bytes, *, idempotency_key: str, label: str, timeout: float,
+async def post_json(url: str, body: bytes, *, idempotency_key: str, kind: str, timeout: float,
                     transport: httpx.AsyncBaseTransport | None = None,
-                    headers: dict[str, str] | None = None) -> None:
-    """POST ``body``; ``label`` names the receiver in errors (it may hide a secret URL).
+                    headers: dict[str, str] | None = None, secret_path: bool = False) -> None:
+    """POST ``body``. Errors name the receiver by ``kind`` and its URL without
+    credentials (:func:`flowsight.redact.redact_url`; ``secret_path``: the
+    path is one too), and every URL or query in their text is redacted.
 
     Raises:
         DeliveryError: permanent for a 4xx other than 429, else temporary.
     """
+    label = f"{kind} {redact_url(url, secret_path=secret_path)}"
     sent = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key, **(headers or {})}
     try:
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
             resp = await client.post(url, content=body, headers=sent)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"{label}: {type(exc).__name__}: {exc}") from exc
+        raise DeliveryError(f"{label}: {type(exc).__name__}: {redact(str(exc))}") from exc
     if resp.status_code >= 300:
         permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
-        raise DeliveryError(f"{label}: HTTP {resp.status_code}: {resp.text[:200]}", permanent=permanent)
+        # the answer may quote the URL: redacted whole (as far as it is read), then cut
+        raise DeliveryError(f"{label}: HTTP {resp.status_code}: {redact(resp.text[:10_000])[:200]}",
+                            permanent=permanent)

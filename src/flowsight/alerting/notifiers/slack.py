@@ -77,15 +77,6 @@ class SlackNotifier:
                 channel) and on a template that fails.
         """
         body = msgspec.json.encode(self.message(note))
-        await post_json(self.url, body, idempotency_key=note.idempotency_key, label=f"slack {_redact(self.url)}",
+        # a Slack webhook's path is its credential
+        await post_json(self.url, body, idempotency_key=note.idempotency_key, kind="slack", secret_path=True,
                         timeout=self.timeout, transport=self.transport)
-
-
-def _redact(url: str) -> str:
-    # A Slack webhook URL is a secret (its path is the credential): errors are
-    # logged and stored, so they show the host and only the path's start.
-    scheme, sep, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    if not sep or not path:
-        return url
-    return f"{scheme}://{host}/{path[:12]}…" if len(path) > 12 else url

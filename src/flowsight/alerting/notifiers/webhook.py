@@ -21,5 +21,5 @@ class WebhookNotifier:
 
     async def send(self, note: Notification) -> None:
         body = msgspec.json.encode(webhook_payload(note, self.external_url))
-        await post_json(self.url, body, idempotency_key=note.idempotency_key, label=f"webhook {self.url}",
+        await post_json(self.url, body, idempotency_key=note.idempotency_key, kind="webhook",
                         timeout=self.timeout, transport=self.transport, headers=self.headers)
