@@ -7,7 +7,8 @@ boundary, so callers only ever catch these::
     FlowsightError
      ├── ConfigError              bad option, DSN, environment variable
      ├── EventError               an event refused by the schema (names the field)
-     │    └── LogEntryError       a log entry refused (names the field)
+     │    ├── LogEntryError       a log entry refused (names the field)
+     │    └── AlertError          an alert sent from outside refused (names the field)
      ├── NoSuchRun                a command named a run the store does not have
      ├── TransitionError          a state change the state machine forbids
      ├── StoreError               the database could not do what was asked
@@ -42,6 +43,11 @@ class EventError(FlowsightError, ValueError):
 class LogEntryError(EventError):
     """A log entry sent to ``POST /api/v1/logs`` was refused; ``field`` and
     ``index`` as for :class:`EventError` (the ingest code treats both alike)."""
+
+
+class AlertError(EventError):
+    """An alert sent to ``POST /api/v1/alerts`` was refused; ``field`` and
+    ``index`` as for :class:`EventError` (the ingest code treats all alike)."""
 
 
 class NoSuchRun(FlowsightError):

@@ -381,6 +381,40 @@ def test_silencing_an_alert_from_the_page_takes_it_out_of_firing(tab: Tab, workl
     assert sorted(mine[0]["matchers"]) == ["alertname=QueueBacklog", "queue=render", "workflow=report"]
 
 
+def test_an_alert_link_is_an_href_only_when_it_is_http_or_https(browser: Browser, tmp_path: Path) -> None:
+    """Alerts stored with a ``javascript:`` link (by a flowsight from before
+    the ingest refused them): the page shows no href for those, only for
+    http(s) links (until now only the CSP stopped the script)."""
+    from playwright.sync_api import expect
+
+    from flowsight.model.alerts import Alert, AlertState, Severity
+    from flowsight.store import open_store
+
+    db = str(tmp_path / "flowsight.db")
+    now = time.time()
+    links = {"Scripted": "javascript:document.title='pwned'", "Spaced": " JavaScript:alert(1)",
+             "Data": "data:text/html,<b>x</b>", "Safe": "https://ci.example.com/job/7"}
+    with open_store(db) as store:
+        store.save_alerts([AlertState(Alert({"alertname": name}, severity=Severity.ERROR, source="fault",
+                                            starts_at=now - 60, ends_at=now + 3600, link=link))
+                           for name, link in links.items()], now)
+    server = start_server(db, log_dir=tmp_path)
+    t, ctx = open_tab(browser, server.url)
+    try:
+        t.goto("/alerts")
+        page = t.page
+        expect(page.get_by_test_id("alert-row")).to_have_count(len(links))
+        expect(page.get_by_test_id("alert-link")).to_have_count(1)
+        expect(page.get_by_test_id("alert-link")).to_have_attribute("href", links["Safe"])
+        hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))")
+        assert not [h for h in hrefs if not h.startswith(("/", "#", "http://", "https://"))], hrefs
+    finally:
+        ctx.close()
+        rc = server.stop()
+    assert rc == 0, server.output()
+    assert t.errors == [], "\n".join(t.errors)
+
+
 # ---- the other pages ------------------------------------------------------------------------
 def test_the_faults_page_shows_the_open_fault_with_its_evidence(tab: Tab, workload: Workload) -> None:
     from playwright.sync_api import expect

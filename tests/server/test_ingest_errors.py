@@ -4,14 +4,17 @@ a message that says what to fix."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from flowsight.server.ingest import INLINE_BODY, decode_off_loop
 from tests.server.conftest import Server, event, post, sql_rows, start_server
 
 GOOD = event("started", "etl", "r1", id="e0")
@@ -191,3 +194,65 @@ def test_a_streamed_body_without_length_is_cut_off_at_the_limit(limited: httpx.C
     assert r.status_code == 413 and f"over the limit of {MAX_BODY} bytes" in r.json()["error"]
     # and the server is fine afterwards
     assert limited.post("/api/v1/events", content=events(1), headers=JSON).status_code == 200
+
+
+# ---- numbers no float holds, JSON too deep to read ------------------------------------
+@pytest.mark.parametrize(("bad", "field"), [
+    ('{"kind": "started", "workflow": "etl", "run_id": "r1", "ts": 1e999}', "ts"),
+    ('{"kind": "started", "workflow": "etl", "run_id": "r1", "attrs": {"size": -1e999}}', "attrs.size"),
+    ('{"kind": "started", "workflow": "etl", "run_id": "r1", "attrs": {"deep": [[1e400]]}}', "attrs.deep"),
+])
+def test_a_number_no_float_holds_costs_only_its_event(limited: httpx.Client, module_store_url: str, bad: str,
+                                                      field: str) -> None:
+    """``1e999`` once refused the whole batch as malformed JSON."""
+    good = f"big-{field}"
+    r = limited.post("/api/v1/events", content=f'[{json.dumps(event("started", "etl", good, id=good))}, {bad}]',
+                     headers=JSON)
+    assert r.status_code == 200, r.text
+    assert [x["status"] for x in r.json()["results"]] == ["accepted", "rejected"]
+    assert r.json()["results"][1]["field"] == field
+    assert sql_rows(module_store_url, f"SELECT id FROM events WHERE id = '{good}'") == [(good,)]
+
+
+def test_attrs_nested_deeper_than_64_levels_cost_only_their_event(limited: httpx.Client) -> None:
+    deep: Any = 1
+    for _ in range(70):
+        deep = {"d": deep}
+    out = post(limited, [event("started", "etl", "shallow", id="shallow"), event("started", "etl", "r1", x=deep)])
+    assert [x["status"] for x in out["results"]] == ["accepted", "rejected"]
+    assert "nested deeper than 64 levels" in out["results"][1]["error"]
+
+
+@pytest.mark.parametrize(("head", "tail"), [
+    ('[{"kind": "started", "workflow": "etl", "run_id": "r1", "attrs": {"a": ', "}}]"),
+    ("", ""),
+    ('{"kind": "started", "workflow": "etl", "run_id": "r1", "attrs": {"a": {"b": ', "}}}"),
+])
+def test_a_body_nested_too_deep_to_read_is_a_400_naming_where(limited: httpx.Client, head: str, tail: str) -> None:
+    """Nested ~1000 deep, a body was a bare 500 with a traceback each time."""
+    body = head + "[" * 1500 + "]" * 1500 + tail
+    levels = head.count("[") + head.count("{")
+    r = limited.post("/api/v1/events", content=body, headers=JSON)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": f"JSON nested deeper than 64 levels (at byte {len(head) + 64 - levels}); "
+                                 "values nest 64 levels at most"}
+    assert limited.get("/healthz").status_code == 200
+
+
+def test_a_big_body_is_decoded_off_the_event_loop() -> None:
+    """Other requests go on while a big batch is decoded: its decoding runs
+    in a worker thread; a small one stays on the loop (no thread hop)."""
+    seen: dict[int, int] = {}
+
+    def decode(body: bytes) -> int:
+        seen[len(body)] = threading.get_ident()
+        return len(body)
+
+    async def both() -> int:
+        await decode_off_loop(b"x" * INLINE_BODY, decode)
+        await decode_off_loop(b"x" * (INLINE_BODY + 1), decode)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(both())
+    assert seen[INLINE_BODY] == loop_thread
+    assert seen[INLINE_BODY + 1] != loop_thread

@@ -55,7 +55,7 @@ BATCH: list[tuple[Any, str | None]] = [  # (item, the field its error names; Non
     ({"id": "g11", "message": "disk low", "level": "WARNING", "run_id": "r1", "fields": {"free": 3, "nested": {"a": 1}}},
      None),
     (GOOD, None),  # the same id again in the same batch: a duplicate
-    ({"id": "g13", "message": "nul \x00 in text", "run_id": "r1", "source": "s\x00"}, None),
+    ({"id": "g13", "message": "nul \x00 in text", "run_id": "r1"}, "message"),
     (5, None),
 ]
 
@@ -64,26 +64,25 @@ def test_a_partly_bad_batch_keeps_the_good_entries_and_names_each_bad_field(serv
     c = server.client()
     body = [item for item, _ in BATCH]
     out = post_logs(c, body)
-    assert (out["accepted"], out["duplicates"], out["rejected"]) == (3, 1, 11)
+    assert (out["accepted"], out["duplicates"], out["rejected"]) == (2, 1, 12)
     assert [r["index"] for r in out["results"]] == list(range(len(BATCH)))
     for res, (item, field) in zip(out["results"], BATCH):
         if field is not None:
             assert res["status"] == "rejected" and res["field"] == field, res
             assert res["error"].startswith(f"log {res['index']}: field '{field}'"), res
-    assert [out["results"][i]["status"] for i in (0, 11, 12, 13)] == ["accepted", "accepted", "duplicate", "accepted"]
+    assert [out["results"][i]["status"] for i in (0, 11, 12)] == ["accepted", "accepted", "duplicate"]
     assert "expected an object, got int" in out["results"][14]["error"]
     assert "'loud' is not a level" in out["results"][2]["error"]
-    assert "NUL" in out["results"][8]["error"]
+    assert "NUL" in out["results"][8]["error"] and "NUL" in out["results"][13]["error"]
 
-    assert sorted(r[0] for r in sql_rows(store_url, "SELECT id FROM logs")) == ["g0", "g11", "g13"]
+    assert sorted(r[0] for r in sql_rows(store_url, "SELECT id FROM logs")) == ["g0", "g11"]
     logs = {e["id"]: e for e in c.get("/api/v1/logs").json()["logs"]}
     assert logs["g11"]["level"] == "warn" and logs["g11"]["fields"] == {"free": 3, "nested": '{"a":1}'}
-    assert logs["g13"]["message"] == "nul \ufffd in text" and logs["g13"]["source"] == "s\ufffd"
     assert logs["g0"]["source"] == "http" and logs["g0"]["step"] == "extract"
 
     again = post_logs(c, body)  # the client retries the whole batch: nothing is stored twice
-    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 4, 11)
-    assert len(sql_rows(store_url, "SELECT id FROM logs")) == 3
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 3, 12)
+    assert len(sql_rows(store_url, "SELECT id FROM logs")) == 2
 
 
 def test_raw_lines_are_parsed_for_level_time_and_run(server: Server) -> None:
@@ -114,15 +113,6 @@ def test_one_entry_without_an_id_gets_a_time_sortable_one(server: Server) -> Non
     assert res["status"] == "accepted" and len(res["id"]) == 26
     from flowsight.model.ids import id_time_ms
     assert id_time_ms(res["id"]) == 1700000000000
-
-
-def test_a_lone_surrogate_in_a_message_is_kept_as_a_replacement_character(server: Server) -> None:
-    """JSON can escape half a UTF-16 pair; the body is not refused as
-    malformed: the line is kept, the half pair replaced by U+FFFD."""
-    c = server.client()
-    out = post_logs(c, [{"id": "u1", "message": "half \ud800 pair"}, {"id": "u2", "message": "pair \U0001f600"}])
-    assert [r["status"] for r in out["results"]] == ["accepted", "accepted"]
-    assert messages(c) == ["half \ufffd pair", "pair \U0001f600"]
 
 
 # ---- queries over one seeded server per store ---------------------------------
@@ -297,6 +287,82 @@ def test_a_body_refused_as_a_whole_says_why(limited: httpx.Client, headers: dict
     assert says in r.text
     if status != 200:
         assert set(r.json()) == {"error"}
+
+
+# ---- bad items on the limited server (after the seeded queries: the same store) ----------
+NUL, HALF = "NUL character", "lone UTF-16 surrogate"
+
+
+@pytest.mark.parametrize(("bad", "field", "says"), [
+    ({"message": "half \ud800 pair"}, "message", HALF),
+    ({"message": "nul \x00 byte"}, "message", NUL),
+    ({"line": "2024-05-01 12:00:00 ERROR half \udfff"}, "line", HALF),
+    ({"line": '{"msg": "escaped \\u0000 in the line"}'}, "line", NUL),  # read out of the line
+    ({"message": "m", "source": "app\x00.log"}, "source", NUL),
+    ({"message": "m", "level": "warn\ud83d"}, "level", HALF),
+    ({"message": "m", "run_id": "r\udc00"}, "run_id", HALF),
+    ({"message": "m", "id": "i\ud800"}, "id", HALF),
+    ({"message": "m", "fields": {"who": "a\x00b"}}, "fields.who", NUL),
+    ({"message": "m", "fields": {"deep": [{"x": "\ud800"}]}}, "fields.deep", HALF),
+    ({"message": "m", "fields": {"k\x00": 1}}, "fields", NUL),
+])
+def test_an_entry_with_a_nul_or_a_lone_surrogate_is_rejected_alone(limited: httpx.Client, module_store_url: str,
+                                                                  bad: dict[str, Any], field: str, says: str) -> None:
+    """One rule for events and log entries: text no store keeps exactly is
+    refused, naming the field (in logs it was silently replaced by U+FFFD)."""
+    good = f"kept-{field}-{says[:3]}-{len(bad)}"
+    out = post_logs(limited, [{"id": good, "message": "pair \U0001f600"}, bad])
+    assert [r["status"] for r in out["results"]] == ["accepted", "rejected"], out
+    assert out["results"][1]["field"] == field and says in out["results"][1]["error"], out
+    assert sql_rows(module_store_url, f"SELECT message FROM logs WHERE id = '{good}'") == [("pair \U0001f600",)]
+
+
+def test_a_time_no_clock_reads_is_refused_or_not_taken_from_the_line(limited: httpx.Client) -> None:
+    """A JSON line's ``"ts": 1e300`` was stored as 2001 (divided by 1000 until
+    it looked like seconds), and an entry dated 9999 outlived every retention."""
+    now = time.time()
+    out = post_logs(limited, [
+        {"id": "t-huge", "line": '{"ts": 1e300, "msg": "from nowhere"}'},
+        {"id": "t-9999", "line": '{"ts": "9999-12-31T23:59:59Z", "msg": "from the far future"}'},
+        {"id": "t-ms", "line": '{"ts": 1700000000123, "msg": "epoch ms"}'},
+        {"id": "t-given", "line": "2099-01-01 00:00:00 WARN late", "ts": 1_700_000_000.0},
+    ])
+    assert [r["status"] for r in out["results"]] == ["accepted"] * 4, out
+    out = post_logs(limited, [{"id": "t-field", "message": "structured", "ts": "9999-12-31T23:59:59Z"},
+                              {"id": "t-inf", "message": "structured", "ts": 1e300}])
+    assert [r["status"] for r in out["results"]] == ["rejected"] * 2, out
+    assert out["results"][0]["field"] == "ts" and "ahead of the server's clock" in out["results"][0]["error"]
+    assert out["results"][1]["field"] == "ts" and "not a timestamp" in out["results"][1]["error"]
+    got = {e["id"]: e for e in limited.get("/api/v1/logs", params={"limit": 1000}).json()["logs"]
+           if e["id"].startswith("t-")}
+    for eid in ("t-huge", "t-9999"):  # the line is kept, with its arrival time, its text whole
+        assert now <= got[eid]["ts"] <= time.time(), got[eid]
+    assert got["t-huge"]["fields"]["ts"] == 1e300
+    assert got["t-ms"]["ts"] == 1700000000.123
+    assert got["t-given"]["ts"] == 1_700_000_000.0  # the time given for a line whose own time is not taken
+
+
+def test_a_number_no_float_holds_costs_only_its_entry(limited: httpx.Client) -> None:
+    body = ('[{"id": "n-ok", "message": "kept"}, {"id": "n-ts", "message": "x", "ts": 1e999}, '
+            '{"id": "n-field", "message": "x", "fields": {"size": -1e999}}]')
+    r = limited.post("/api/v1/logs", content=body, headers=JSON)
+    assert r.status_code == 200, r.text
+    assert [(x["status"], x.get("field")) for x in r.json()["results"]] == [
+        ("accepted", None), ("rejected", "ts"), ("rejected", "fields.size")]
+    assert "no NaN or infinity" in r.json()["results"][2]["error"]
+
+
+def test_fields_nested_too_deep_cost_their_entry_and_a_body_too_deep_to_read_is_named(limited: httpx.Client) -> None:
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = [deep]
+    out = post_logs(limited, [{"id": "d-ok", "message": "kept"}, {"message": "x", "fields": {"deep": deep}}])
+    assert [(x["status"], x.get("field")) for x in out["results"]] == [("accepted", None), ("rejected", "fields.deep")]
+    assert "nested deeper than 64 levels" in out["results"][1]["error"]
+    head = '[{"message": "x", "fields": {"deep": '  # 3 levels
+    r = limited.post("/api/v1/logs", content=head + "[" * 1500 + "]" * 1500 + "}}]", headers=JSON)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(f"JSON nested deeper than 64 levels (at byte {len(head) + 61})"), r.text
 
 
 # ---- the app in this process: the on_logs hook and retention ----------------------

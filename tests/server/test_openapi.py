@@ -46,6 +46,12 @@ include-path = "/api/v1/logs"
 include-method = "POST"
 checks.negative_data_rejection.enabled = false
 
+# And for alerts.
+[[operations]]
+include-path = "/api/v1/alerts"
+include-method = "POST"
+checks.negative_data_rejection.enabled = false
+
 # Logs: the cursor is opaque (as for runs), and a level filter is read like
 # a level word in a log line, any spelling (WARNING, Err, E), which the
 # document's enum of the six level names does not list.

@@ -91,7 +91,7 @@ def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         s = new_silence(args.matchers, now=now, duration=args.duration, ends_at=args.until,
                         created_by=args.author or _user(), comment=args.comment)
         store.add_silence(s, now)
-        out.print(f"silence {s.id} until {time.strftime('%Y-%m-%d %H:%M', time.localtime(s.ends_at))}: "
+        out.print(f"silence {s.id} until {_date(s.ends_at)}: "
                   f"{' '.join(silence_row(s, now)['matchers'])}", highlight=False)
         return 0
     if args.silence_command == "ls":
@@ -106,8 +106,7 @@ def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         for col in ("id", "state", "matchers", "ends", "by", "comment"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["id"], r["state"], " ".join(r["matchers"]),
-                          time.strftime("%Y-%m-%d %H:%M", time.localtime(r["ends_at"])), r["created_by"],
+            table.add_row(r["id"], r["state"], " ".join(r["matchers"]), _date(r["ends_at"]), r["created_by"],
                           r["comment"])
         out.print(table)
         return 0
@@ -122,6 +121,15 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _date(ts: float) -> str:
+    """Local date and time; the number itself for one past what the platform's
+    calendar holds (a silence stored before ends were capped)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:g}"
 
 
 def _ago(ts: float) -> str:

@@ -197,8 +197,11 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
     What the CLI and the API both make.
 
     Raises:
-        ConfigError: a bad matcher, no end, an end not after the start, no comment.
+        ConfigError: a bad matcher, no end, an end not after the start or
+            past the last time kept (:data:`~flowsight.model.events.MAX_TS`,
+            as for an alert's end), no comment.
     """
+    from flowsight.model.events import MAX_TS
     from flowsight.model.ids import new_id
 
     parsed = tuple(parse_matcher(m) for m in matchers)
@@ -209,6 +212,9 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
         ends_at = start + duration
     if ends_at <= start:
         raise ConfigError("silence: it must end after it starts")
+    if not ends_at < MAX_TS:  # NaN too
+        raise ConfigError(f"silence: it would end at {ends_at:g}, past the year 10889, the last time flowsight "
+                          "keeps; give a shorter duration or an earlier end")
     if not comment.strip():
         raise ConfigError("silence: give a comment (why is this quiet?): the next person on call will ask")
     return Silence(silence_id or new_id(), parsed, start, ends_at, created_by or "unknown", comment.strip())

@@ -83,6 +83,8 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 #: Ids hold 48 bits of milliseconds: the last second they can carry.
 MAX_TS = 2**48 / 1000
+#: How deep a JSON value (an attribute, a log entry's field) may nest.
+MAX_DEPTH = 64
 
 _decoder = msgspec.json.Decoder(WireEvent)
 _list_decoder = msgspec.json.Decoder(list[Any])
@@ -100,7 +102,7 @@ def finish_wire(wire: WireEvent) -> Event:
             or (eid is not None and "\x00" in eid)
             or (not (wf.isascii() and rid.isascii() and (step is None or step.isascii())
                      and (eid is None or eid.isascii()))
-                and any(_bad_text(v) for v in (wf, rid, step, eid) if v))):
+                and any(text_problem(v) for v in (wf, rid, step, eid) if v))):
         _explain_fields(wire)
     if ts.__class__ is float and 0 <= ts < MAX_TS:
         ts_f: float = ts
@@ -126,7 +128,7 @@ def _explain_fields(wire: WireEvent) -> None:
         value = getattr(wire, name)
         if value is not None and len(value) > limit:
             raise EventError(f"field '{name}': longer than {limit} characters", field=name)
-        problem = None if value is None else _bad_text(value)
+        problem = None if value is None else text_problem(value)
         if problem is not None:
             raise EventError(f"field '{name}': {problem}", field=name)
 
@@ -234,26 +236,29 @@ def check_output(attrs: dict[str, Any]) -> None:
             raise EventError(f"field 'attrs.{key}': a number of 0 or more, got {value!r}", field=f"attrs.{key}")
 
 
-def check_attrs(attrs: dict[str, Any]) -> None:
+def check_attrs(attrs: dict[str, Any], *, field: str = "attrs", error: type[EventError] = EventError) -> None:
     """Refuse attributes that JSON cannot carry, naming the attribute.
 
     JSON values only: dict with string keys, list (or tuple), str, int, finite
-    float, bool, None; nested as deep as you like.
+    float, bool, None; nested :data:`MAX_DEPTH` levels at most; no text that
+    a store cannot keep (:func:`text_problem`). ``field``: the name of the
+    mapping in messages (a log entry's ``fields`` are checked alike);
+    ``error``: the class raised.
 
     Raises:
         EventError: ``field 'attrs.<key>': not JSON-serialisable ...``.
     """
     if not isinstance(attrs, dict):
-        raise EventError(f"field 'attrs': expected an object, got {type(attrs).__name__}", field="attrs")
+        raise error(f"field '{field}': expected an object, got {type(attrs).__name__}", field=field)
     for key, value in attrs.items():
         if not isinstance(key, str):
-            raise EventError(f"field 'attrs': keys must be strings, got {key!r}", field="attrs")
-        problem = _bad_text(key)
+            raise error(f"field '{field}': keys must be strings, got {key!r}", field=field)
+        problem = text_problem(key)
         if problem is not None:
-            raise EventError(f"field 'attrs': key {key!r}: {problem}", field="attrs")
+            raise error(f"field '{field}': key {key!r}: {problem}", field=field)
         problem = _json_problem(value)
         if problem is not None:
-            raise EventError(f"field 'attrs.{key}': not JSON-serialisable ({problem})", field=f"attrs.{key}")
+            raise error(f"field '{field}.{key}': not JSON-serialisable ({problem})", field=f"{field}.{key}")
 
 
 # PostgreSQL keeps no NUL in text or jsonb: refused here, so an event is the
@@ -265,8 +270,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _LONE = "contains a lone UTF-16 surrogate ({}), which is not a Unicode character"
 
 
-def _bad_text(text: str) -> str | None:
-    """Why neither store can keep ``text``, or None when both can."""
+def text_problem(text: str) -> str | None:
+    """Why neither store can keep ``text`` (a NUL, a lone surrogate), or None
+    when both can. The one rule for every text of an event or a log entry:
+    such an item is refused, naming the field."""
     if "\x00" in text:
         return _NUL
     if not text.isascii():
@@ -279,13 +286,13 @@ def _bad_text(text: str) -> str | None:
 def _json_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` is not a plain JSON value (that both stores keep), or None when it is."""
     if isinstance(value, str):
-        return _bad_text(value)
+        return text_problem(value)
     if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{value} is not valid JSON: it has no NaN or infinity"
-    if depth > 64:
-        return "nested deeper than 64 levels"
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, (list, tuple)):
         for item in value:
             problem = _json_problem(item, depth + 1)
@@ -296,7 +303,7 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
         for k, item in value.items():
             if not isinstance(k, str):
                 return f"object key {k!r} is not a string"
-            problem = _bad_text(k)
+            problem = text_problem(k)
             if problem is not None:
                 return f"object key {k!r}: {problem}"
             problem = _json_problem(item, depth + 1)

@@ -33,8 +33,13 @@ Info with its text as the message and ``now`` as its time. Times without a
 zone are UTC; times without a year take ``default_year``, or else the year of
 ``now`` (the previous year when that would put the line more than a day after
 ``now``: December's lines read in January). Two-digit years are 2000-2069
-and 1970-1999. The message is stripped of surrounding whitespace; ``raw``
-keeps the line as given, minus its line ending.
+and 1970-1999. A number is epoch seconds, ms, us or ns by its magnitude (up
+to the year 5138 in each); a bigger one (``1e300``) is no time. A time
+before 1970 or more than :data:`MAX_AHEAD` after ``now`` is not taken as the
+line's: a line dated 9999 would outlive every retention. Such a line, like
+one without a time, gets ``now`` (or the ``default_ts`` given), its text
+kept. The message is stripped of surrounding whitespace; ``raw`` keeps the
+line as given, minus its line ending.
 
 Speed: about 210,000 lines/s on the HDFS layout on the development machine (one
 core of a shared 2-core VM, CPython 3.11); ``tests/model/test_logparse.py``
@@ -64,19 +69,30 @@ _MONTHS = {m: i for i, m in enumerate(
 _Parsed = tuple[LogLevel | None, str, dict[str, FieldValue], str | None, str | None, str | None, float | None]
 
 
-def parse_line(line: str, *, source: str, now: float, default_year: int | None = None) -> LogEntry:
+#: How far after ``now`` a time in a line may be (clocks of different
+#: machines disagree) and still be taken as the line's time.
+MAX_AHEAD = 86400.0
+
+
+def parse_line(line: str, *, source: str, now: float, default_year: int | None = None,
+               default_ts: float | None = None) -> LogEntry:
     """Parse one line (see the module docstring for the formats). Never raises:
-    a line no format fits is an Info entry whose message is the line."""
+    a line no format fits is an Info entry whose message is the line.
+    ``default_ts``: the time of a line whose text holds none (or none that
+    can be its time); default ``now``."""
     if line[-1:] == "\n":
         line = line[:-2] if line[-2:] == "\r\n" else line[:-1]
+    at = now if default_ts is None else default_ts
     try:
         parsed = _dispatch(line, now, default_year)
     except Exception:  # the contract is "never raises": a parser bug costs one line its structure, not the stream
         parsed = None
     if parsed is None:
-        return LogEntry(now, _INFO, line.strip(), source, None, None, None, {}, line)
+        return LogEntry(at, _INFO, line.strip(), source, None, None, None, {}, line)
     level, message, fields, workflow, run_id, step, ts = parsed
-    return LogEntry(now if ts is None else ts, level or _INFO, message, source, workflow, run_id, step, fields, line)
+    if ts is None or not 0 <= ts <= now + MAX_AHEAD:
+        ts = at
+    return LogEntry(ts, level or _INFO, message, source, workflow, run_id, step, fields, line)
 
 
 def carries_level_or_time(line: str) -> bool:
@@ -230,9 +246,11 @@ def _parse_time_value(value: Any, now: float) -> float | None:
         ts = float(value)
         if not math.isfinite(ts) or ts < 0:
             return None
-        while ts > 1e11:  # past the year 5138 in seconds: a finer unit
+        for _ in range(3):  # past the year 5138 in seconds: ms, then us, then ns
+            if ts <= 1e11:
+                return ts
             ts /= 1000
-        return ts
+        return ts if ts <= 1e11 else None  # past the year 5138 in ns: no time
     if isinstance(value, str):
         if value.isascii() and value[:1].isdigit() and value.replace(".", "", 1).isdigit():
             return _parse_time_value(float(value), now)

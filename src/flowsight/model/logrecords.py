@@ -16,16 +16,19 @@ when it arrived); ``workflow``/``run_id``/``step`` given with it win over what
 the line says. Level words are read case-insensitively
 (:func:`flowsight.model.logs.level_from_word`: ``warning``, ``ERR``, ``E``...).
 
-NUL characters: the names (``id``, ``workflow``, ``run_id``, ``step``) are
-refused with one, as in events; free text (``message``, ``line``, ``source``)
-keeps its place and has the NUL replaced by U+FFFD by the store (on both
-backends: PostgreSQL text cannot hold NUL); ``fields`` are kept as JSON, exactly.
+Text that no store keeps exactly (a NUL character, a lone UTF-16 surrogate:
+:func:`flowsight.model.events.text_problem`) is refused, in any field
+(``fields`` keys and values too, as an event's ``attrs``): the entry is
+rejected naming the field, the rest of its batch kept. ``fields`` nest
+:data:`~flowsight.model.events.MAX_DEPTH` levels at most. ``ts`` is refused
+before 1970 or more than :data:`~flowsight.model.logparse.MAX_AHEAD` ahead of
+the server's clock (an entry dated 9999 would outlive every retention); a
+raw line's own time out of that range is not taken (the line keeps ``ts``).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,9 +37,9 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import LogEntryError
-from flowsight.model.events import MAX_TS, explain
+from flowsight.model.events import MAX_TS, check_attrs, explain, text_problem
 from flowsight.model.ids import new_id
-from flowsight.model.logparse import parse_line
+from flowsight.model.logparse import MAX_AHEAD, parse_line
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
 
 #: where entries sent over HTTP come from, unless they say
@@ -44,7 +47,7 @@ HTTP_SOURCE = "http"
 _LEVELS = ", ".join(level.value for level in LogLevel)
 _ALLOWED = "id, ts, level, message, line, source, workflow, run_id, step, fields"
 _NAME_LIMITS = (("id", 128), ("workflow", 512), ("run_id", 512), ("step", 512))
-_NUL = "contains a NUL character (\\u0000), which no name may hold"
+_TEXTS = ("level", "message", "line", "source")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
         LogEntryError: naming the field that is wrong.
     """
     names = _names(wire)
+    _check_texts(wire)
     if wire.line is not None:
         if wire.message is not None:
             raise LogEntryError("field 'line': send 'message' or 'line', not both", field="line")
@@ -123,8 +127,9 @@ def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
             if getattr(wire, name):
                 raise LogEntryError(f"field '{name}': not with 'line': a raw line's {name} is read from its text",
                                     field=name)
-        at = now if wire.ts is None else _timestamp(wire.ts)
-        entry = parse_line(wire.line, source=wire.source or HTTP_SOURCE, now=at)
+        at = None if wire.ts is None else _timestamp(wire.ts, now)
+        entry = parse_line(wire.line, source=wire.source or HTTP_SOURCE, now=now, default_ts=at)
+        _check_read(entry)
         workflow, run_id, step = names
         entry = LogEntry(entry.timestamp, entry.level, entry.message, entry.source,
                          workflow if workflow is not None else entry.workflow,
@@ -140,11 +145,11 @@ def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
                 raise LogEntryError(f"field 'level': {wire.level!r} is not a level; use one of {_LEVELS} "
                                     "(any case; warning, err, critical... are read too)", field="level")
             level = found
-        entry = LogEntry(now if wire.ts is None else _timestamp(wire.ts), level, wire.message,
+        if wire.fields:
+            check_attrs(wire.fields, field="fields", error=LogEntryError)
+        entry = LogEntry(now if wire.ts is None else _timestamp(wire.ts, now), level, wire.message,
                          wire.source or HTTP_SOURCE, *names, _fields(wire.fields))
-    ts = entry.timestamp
-    eid = wire.id or new_id(int(ts * 1e9) if 0 <= ts < MAX_TS else time.time_ns())
-    return LogRecord(eid, entry)
+    return LogRecord(wire.id or new_id(int(entry.timestamp * 1e9)), entry)
 
 
 def _names(wire: WireLog) -> tuple[str | None, str | None, str | None]:
@@ -153,12 +158,32 @@ def _names(wire: WireLog) -> tuple[str | None, str | None, str | None]:
         value = getattr(wire, name)
         if value is not None and len(value) > limit:
             raise LogEntryError(f"field '{name}': longer than {limit} characters", field=name)
-        if value is not None and "\x00" in value:
-            raise LogEntryError(f"field '{name}': {_NUL}", field=name)
+        problem = None if value is None else text_problem(value)
+        if problem is not None:
+            raise LogEntryError(f"field '{name}': {problem}", field=name)
     return wire.workflow or None, wire.run_id or None, wire.step or None
 
 
-def _timestamp(ts: float | datetime) -> float:
+def _check_texts(wire: WireLog) -> None:
+    """Refuse free text that no store keeps exactly, as the names and as events do."""
+    for name in _TEXTS:
+        value = getattr(wire, name)
+        problem = None if value is None else text_problem(value)
+        if problem is not None:
+            raise LogEntryError(f"field '{name}': {problem}", field=name)
+
+
+def _check_read(entry: LogEntry) -> None:
+    """The same rule for what was read out of a raw line (a JSON line can
+    write a NUL as ``\\u0000``)."""
+    for text in (entry.message, entry.workflow, entry.run_id, entry.step, *entry.fields.keys(),
+                 *(v for v in entry.fields.values() if isinstance(v, str))):
+        problem = None if not text else text_problem(text)
+        if problem is not None:
+            raise LogEntryError(f"field 'line': a value read from it {problem}", field="line")
+
+
+def _timestamp(ts: float | datetime, now: float) -> float:
     if isinstance(ts, datetime):
         ts_f = (ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)).timestamp()
     else:
@@ -166,6 +191,10 @@ def _timestamp(ts: float | datetime) -> float:
     if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
         raise LogEntryError(f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, "
                             "or RFC 3339 text)", field="ts")
+    if ts_f > now + MAX_AHEAD:
+        raise LogEntryError(f"field 'ts': {ts!r} is more than a day ahead of the server's clock; an entry's time "
+                            "is when it was written (an entry from the future would outlive every retention)",
+                            field="ts")
     return ts_f
 
 

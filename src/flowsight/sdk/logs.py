@@ -191,28 +191,33 @@ def _plain(fields: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
 
 
 def encode_logs(records: list[LogRecord]) -> bytes:
-    """A batch as the JSON array ``POST /api/v1/logs`` takes. Lone surrogates
-    (text decoded with ``surrogateescape``: file names, bytes of a child's
-    output), which UTF-8 cannot carry, become U+FFFD rather than cost the batch."""
+    """A batch as the JSON array ``POST /api/v1/logs`` takes. Text that the
+    server refuses, as no store keeps it, becomes U+FFFD rather than cost its
+    entry, as the log tailers do: a NUL, a lone surrogate (text decoded with
+    ``surrogateescape``: file names, bytes of a child's output; UTF-8 cannot
+    carry one either)."""
     items = [
         _WireLog(id=r.id, ts=e.timestamp, level=e.level.value, message=e.message, source=e.source,
                  workflow=e.workflow, run_id=e.run_id, step=e.step, fields=_plain(e.fields))
         for r in records for e in (r.entry,)
     ]
     try:
-        return _enc.encode(items)
+        body = _enc.encode(items)
     except UnicodeEncodeError:  # rare: clean every text and encode again
-        return _enc.encode([_no_surrogates(item) for item in items])
+        return _enc.encode([_cleaned(item) for item in items])
+    if b"\\u0000" in body:  # rare too: a NUL (or a text that says \\u0000: cleaning changes nothing then)
+        return _enc.encode([_cleaned(item) for item in items])
+    return body
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNKEPT = re.compile("[\x00\ud800-\udfff]")
 
 
 def _text(value: str) -> str:
-    return _SURROGATE.sub("\ufffd", value)
+    return _UNKEPT.sub("\ufffd", value)
 
 
-def _no_surrogates(item: _WireLog) -> _WireLog:
+def _cleaned(item: _WireLog) -> _WireLog:
     return _WireLog(
         id=_text(item.id), ts=item.ts, level=item.level, message=_text(item.message), source=_text(item.source),
         workflow=None if item.workflow is None else _text(item.workflow),

@@ -1,5 +1,14 @@
 """``/api/v1/alerts`` and ``/api/v1/silences``: what fires, what is quiet and
-why; silences made and ended (admin scope for writes)."""
+why; silences made and ended (admin scope for writes).
+
+A POST body goes through the ingest's reader
+(:func:`flowsight.server.ingest.read_json_body`), as events and log entries
+do: only ``application/json`` (a web page cannot send that to a local server
+without the browser asking it first), ``--max-body``, gzip, malformed or too
+deeply nested JSON refused as a whole. An alerts body is one alert or an
+array of them (at most ``--max-events``), answered alert by alert: a bad
+one is rejected with the reason and the field, the others are taken.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +19,20 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flowsight.errors import FlowsightError
+from flowsight.errors import AlertError, EventError, FlowsightError
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence, new_silence
 from flowsight.model.durations import parse_duration
+from flowsight.model.events import explain
 from flowsight.server import schemas as S
+from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body
 from flowsight.server.openapi import ALERT_STATUSES
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
     from flowsight.server.app import ServerState
 
+_fast = msgspec.json.Decoder(list[S.AlertIn] | S.AlertIn)
+_ALLOWED = "labels, annotations, severity, source, starts_at, ends_at, link"
 
 
 def alert_rows(am: AlertManager, status: str | None = None) -> list[dict[str, Any]]:
@@ -51,13 +64,72 @@ def silence_row(s: Silence, now: float) -> dict[str, Any]:
             "ends_at": s.ends_at, "created_by": s.created_by, "comment": s.comment, "state": state}
 
 
-def _decode(body: bytes, typ: Any) -> Any:
-    try:
-        return msgspec.json.decode(body, type=typ)
-    except msgspec.ValidationError as exc:
-        raise FlowsightError(f"body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise FlowsightError(f"malformed JSON: {exc}") from None
+def finish_alert(wire: S.AlertIn, now: float, resolve_timeout: float) -> Alert:
+    """The alert a valid wire item stands for. Without ``ends_at``, it ends
+    ``resolve_timeout`` from now unless it is sent again (Alertmanager's meaning)."""
+    ends_at = wire.ends_at if wire.ends_at is not None else now + resolve_timeout
+    alert = Alert(wire.labels, wire.annotations, Severity(wire.severity), wire.source,
+                  wire.starts_at if wire.starts_at is not None else now, ends_at,
+                  AlertStatus.RESOLVED if ends_at <= now else AlertStatus.FIRING, wire.link)
+    _ = alert.fingerprint  # hashed here, off the event loop for a big batch
+    return alert
+
+
+def parse_alerts(items: list[Any], now: float, resolve_timeout: float) -> list[Alert | EventError]:
+    """Validate a batch item by item: a bad alert never costs the good ones."""
+    out: list[Alert | EventError] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            out.append(AlertError(f"alert {i}: expected an object, got {type(item).__name__}", index=i))
+            continue
+        try:
+            wire = msgspec.convert(item, S.AlertIn)
+        except msgspec.ValidationError as exc:
+            text, field = _explain(exc, _ALLOWED)
+            out.append(AlertError(f"alert {i}: {text}", field=field, index=i))
+            continue
+        out.append(finish_alert(wire, now, resolve_timeout))
+    return out
+
+
+def _explain(exc: msgspec.ValidationError, allowed: str) -> tuple[str, str | None]:
+    """msgspec's message about an alert or a silence as one a person reads
+    (``field 'x': ...``), and the field it names."""
+    text, field = explain(exc, allowed)
+    if " - at `key` in `$." in text:  # a label or annotation name
+        field = text.partition(" - at `key` in `$.")[2].rstrip("`")
+        text = "a name must be letters, digits and _, not first a digit (as Prometheus' label names)"
+    elif field is not None:
+        field = field.split("[", 1)[0]  # labels[...]: the label is not named
+        if "matching regex" in text:
+            text = _PATTERN_MEANS.get(field, _UNKEPT)
+        elif field == "labels" and "length >= 1" in text:
+            text = "give at least one label (alertname=...)"
+    return (f"field '{field}': {text}" if field else text), field
+
+
+_UNKEPT = "contains a NUL character or a lone UTF-16 surrogate, which no store can keep"
+_SILENCE_FIELDS = "matchers, comment, created_by, duration, starts_at, ends_at"
+#: what a field's pattern (in flowsight.server.schemas) asks for, in words
+_PATTERN_MEANS = {
+    "link": "not an http:// or https:// URL with a host (a link of another kind, such as javascript:, is refused)",
+    "duration": "not a duration; write e.g. 90s, 15m, 2h, 30d, 1h30m",
+    "comment": "give a comment (why is this quiet?), with no NUL character or lone UTF-16 surrogate",
+}
+
+
+def answer_alerts(items: list[Alert | EventError]) -> dict[str, Any]:
+    """The per-alert answer (:class:`flowsight.server.schemas.AlertsAccepted`)."""
+    results: list[dict[str, Any]] = []
+    fingerprints: list[str] = []
+    for i, item in enumerate(items):
+        if isinstance(item, EventError):
+            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
+        else:
+            fingerprints.append(item.fingerprint)
+            results.append({"index": i, "status": "accepted", "fingerprint": item.fingerprint})
+    return {"accepted": len(fingerprints), "rejected": len(items) - len(fingerprints),
+            "fingerprints": fingerprints, "results": results}
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -72,22 +144,24 @@ async def get_alerts(request: Request, st: ServerState) -> Response:
 
 
 async def post_alerts(request: Request, st: ServerState) -> Response:
-    body = await request.body()
-    items = _decode(body, list[S.AlertIn] | S.AlertIn)
-    items = items if isinstance(items, list) else [items]
+    body = await read_json_body(request, st.limits)
     now = time.time()
-    alerts = []
-    for i, a in enumerate(items):
-        if not a.labels:
-            raise FlowsightError(f"alert {i}: field 'labels': give at least one label (alertname=...)")
-        # no end given: it ends resolve_timeout from now unless it is sent again (Alertmanager's meaning)
-        ends_at = a.ends_at if a.ends_at is not None else now + st.alerting.config.resolve_timeout
-        alerts.append(Alert(a.labels, a.annotations, Severity(a.severity), a.source,
-                            a.starts_at if a.starts_at is not None else now, ends_at,
-                            AlertStatus.RESOLVED if ends_at <= now else AlertStatus.FIRING, a.link))
-    for alert in alerts:
-        st.alerting.send_alert(alert)
-    return _json({"accepted": len(alerts), "fingerprints": [a.fingerprint for a in alerts]})
+    timeout = st.alerting.config.resolve_timeout
+
+    def finish(wire: S.AlertIn) -> Alert:
+        return finish_alert(wire, now, timeout)
+
+    def parse(data: list[Any]) -> list[Alert | EventError]:
+        return parse_alerts(data, now, timeout)
+
+    def decode(raw: bytes) -> list[Alert | EventError]:
+        return decode_items(raw, st.limits, fast=_fast, finish=finish, parse=parse, noun="alert", plural="alerts")
+
+    items = await decode_off_loop(body, decode)
+    for alert in items:
+        if isinstance(alert, Alert):
+            st.alerting.send_alert(alert)
+    return _json(answer_alerts(items))
 
 
 async def get_silences(request: Request, st: ServerState) -> Response:
@@ -102,7 +176,11 @@ async def get_silences(request: Request, st: ServerState) -> Response:
 
 
 async def post_silence(request: Request, st: ServerState) -> Response:
-    body = _decode(await request.body(), S.SilenceIn)
+    data = await decode_off_loop(await read_json_body(request, st.limits), decode_any)
+    try:
+        body = msgspec.convert(data, S.SilenceIn)
+    except msgspec.ValidationError as exc:
+        raise FlowsightError(f"silence: {_explain(exc, _SILENCE_FIELDS)[0]}") from None
     now = time.time()
     duration = parse_duration(body.duration, what="field 'duration'") if body.duration is not None else None
     silence = new_silence(body.matchers, now=now, duration=duration, starts_at=body.starts_at,
@@ -113,6 +191,7 @@ async def post_silence(request: Request, st: ServerState) -> Response:
 
 async def delete_silence(request: Request, st: ServerState) -> Response:
     sid = request.path_params["silence_id"]
-    if not st.alerting.expire_silence(sid):
+    # no silence has a NUL in its id (they are made here), and PostgreSQL cannot look one up
+    if "\x00" in sid or not st.alerting.expire_silence(sid):
         return _json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
     return _json({"expired": sid})

@@ -32,7 +32,8 @@ from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
-from flowsight.server.ingest import BodyError, Committer, Limits, answer, decode_batch, read_json_body
+from flowsight.server.ingest import (BodyError, Committer, Limits, answer, decode_batch, decode_off_loop,
+                                     read_json_body)
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
@@ -130,7 +131,7 @@ def by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[
 # ---- ingest ---------------------------------------------------------------
 async def post_events(request: Request, st: ServerState) -> Response:
     body = await read_json_body(request, st.limits)
-    items = decode_batch(body, st.limits)
+    items = await decode_off_loop(body, lambda raw: decode_batch(raw, st.limits))
     valid = [it for it in items if not isinstance(it, Exception)]
     result = await st.committer.submit(valid)
     out = answer(items, result)

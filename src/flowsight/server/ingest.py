@@ -2,12 +2,16 @@
 
 A body is one event or a JSON array of them (optionally gzip-compressed). The
 whole array is decoded in one pass when it is all valid; otherwise item by
-item, so a bad event costs only itself. ``POST /api/v1/logs``
-(:mod:`flowsight.server.logs_api`) takes its body through the same
-:func:`read_json_body` and :func:`decode_items`, so both answer bad bodies alike. Valid events from concurrent requests
-are committed together (group commit); a request is answered only after its
-events are committed, with each event's fate: accepted, duplicate (its id was
-stored before: a retry), or rejected with the reason and the field.
+item, so a bad event costs only itself. Every write route takes its body
+through the same :func:`read_json_body` and :func:`decode_items` (``POST
+/api/v1/logs``, ``/api/v1/alerts``, ``/api/v1/silences``), so all answer bad
+bodies alike: the content type, the size and count limits, gzip, malformed
+or too deeply nested JSON. A big body is decoded in a worker thread
+(:func:`decode_off_loop`), so it never holds up the event loop. Valid events
+from concurrent requests are committed together (group commit); a request is
+answered only after its events are committed, with each event's fate:
+accepted, duplicate (its id was stored before: a retry), or rejected with the
+reason and the field.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from flowsight.errors import EventError
 from flowsight.hub import Hub
-from flowsight.model.events import Event, finish_wire, WireEvent, parse_events
+from flowsight.model.events import MAX_DEPTH, Event, finish_wire, WireEvent, parse_events
 from flowsight.store.base import WriteResult
 
 
@@ -118,6 +122,18 @@ async def read_json_body(request: Request, limits: Limits) -> bytes:
 W = TypeVar("W")
 T = TypeVar("T")
 
+#: a body up to this size is decoded on the event loop (a few milliseconds at
+#: most); a bigger one in a worker thread, so other requests go on meanwhile
+INLINE_BODY = 256 * 1024
+
+
+async def decode_off_loop(body: bytes, decode: Callable[[bytes], T]) -> T:
+    """``decode(body)``, in a worker thread when the body is big enough to hold up the event loop."""
+    if len(body) <= INLINE_BODY:
+        return decode(body)
+    return await asyncio.to_thread(decode, body)
+
+
 _fast = msgspec.json.Decoder(list[WireEvent] | WireEvent)
 _any = msgspec.json.Decoder()
 
@@ -148,8 +164,8 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
     """
     try:
         wire = fast.decode(body)
-    except msgspec.ValidationError:
-        pass  # some item is bad: go item by item below
+    except (msgspec.ValidationError, RecursionError):
+        pass  # some item is bad (or nested too deep to tell): go item by item below
     except msgspec.DecodeError as exc:
         if not _ESCAPED_SURROGATE.search(body):
             raise _malformed(exc, body) from None
@@ -165,7 +181,7 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
         return out
     # the typed pass stops at the first bad item, before it sees the rest of
     # the text: the body may still be malformed further on
-    data = _decode_any(body)
+    data = decode_any(body)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -175,25 +191,64 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
     return list(parse(data))
 
 
-def _decode_any(body: bytes) -> Any:
+def decode_any(body: bytes) -> Any:
     """The body as plain JSON values.
 
     msgspec refuses a lone UTF-16 surrogate escape (``"\\ud800"`` unpaired)
-    as malformed; the standard library's decoder keeps it, so the item that
-    holds one is refused by itself and the rest of the batch is kept.
+    as malformed, and a number no float holds (``1e999``) as out of range;
+    the standard library's decoder keeps both (the number as infinity), so
+    the item that holds one is refused by itself and the rest of the batch is
+    kept.
+
+    Raises:
+        BodyError: 400: malformed, or nested so deep that no item can be told
+            apart (the byte where it passed :data:`MAX_DEPTH` levels).
     """
     try:
         return _any.decode(body)
+    except RecursionError:
+        raise _too_deep(body) from None
+    except msgspec.ValidationError as exc:  # the only one a schema-less decode raises: a number out of range
+        return _decode_std(body, exc)
     except msgspec.DecodeError as exc:
         if not _ESCAPED_SURROGATE.search(body):
             raise _malformed(exc, body) from None
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            raise _malformed(exc, body) from None
+        return _decode_std(body, exc)
+
+
+def _decode_std(body: bytes, exc: msgspec.DecodeError) -> Any:
+    """The standard library's reading of what msgspec refused with ``exc`` (JSON only: no NaN)."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_not_json)
+    except RecursionError:
+        raise _too_deep(body) from None
+    except ValueError:  # UnicodeDecodeError too
+        raise _malformed(exc, body) from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 _ESCAPED_SURROGATE = re.compile(rb"\\[uU][dD][89abcdefABCDEF]")
+# a JSON string (escapes and all) or a bracket: what nesting is counted over
+_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def _too_deep(body: bytes) -> BodyError:
+    """The 400 for a body nested too deep for the decoder, naming the byte
+    where its nesting passed :data:`MAX_DEPTH` levels."""
+    depth = 0
+    for m in _NESTING.finditer(body):
+        c = body[m.start()]
+        if c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return BodyError(400, f"JSON nested deeper than {MAX_DEPTH} levels (at byte {m.start()}); "
+                                      f"values nest {MAX_DEPTH} levels at most")
+        elif c == 0x5D or c == 0x7D:  # ] }
+            depth -= 1
+    return BodyError(400, f"JSON nested too deep to read; values nest {MAX_DEPTH} levels at most")
 
 
 def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from flowsight.errors import EventError, FlowsightError, LogEntryError
 from flowsight.model.logrecords import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
 from flowsight.model.logs import LogLevel, level_from_word
-from flowsight.server.ingest import decode_items, read_json_body
+from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body
 from flowsight.server.params import int_param, text_param, time_param
 
 if TYPE_CHECKING:
@@ -82,8 +82,11 @@ async def post_logs(request: Request, st: ServerState) -> Response:
     def parse(data: list[Any]) -> list[LogRecord | LogEntryError]:
         return parse_log_items(data, now)
 
-    items = decode_items(body, st.limits, fast=_fast, finish=finish, parse=parse, noun="log",
-                         plural="log entries")
+    def decode(raw: bytes) -> list[LogRecord | EventError]:
+        return decode_items(raw, st.limits, fast=_fast, finish=finish, parse=parse, noun="log",
+                            plural="log entries")
+
+    items = await decode_off_loop(body, decode)
     valid = [it for it in items if isinstance(it, LogRecord)]
     stored: list[StoredLog | None] = []
     if valid:

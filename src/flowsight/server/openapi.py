@@ -75,16 +75,17 @@ LOG_FILTERS = [
 ERRORS: dict[int, tuple[str, type | None]] = {
     400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error),
     503: ("the store is unavailable (retry later)", S.Error)}
+#: every write route reads its body alike (flowsight.server.ingest.read_json_body)
+BODY_ERRORS: dict[int, tuple[str, type | None]] = {
+    413: ("too many items or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS}
 
 OPS = [
     Op("post", "/api/v1/events", "Ingest one event or an array of events", {
         200: ("each event's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
-        413: ("too many events or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS},
-        body=list[S.EventIn] | S.EventIn, scope="ingest"),
+        **BODY_ERRORS}, body=list[S.EventIn] | S.EventIn, scope="ingest"),
     Op("post", "/api/v1/logs", "Ingest one log entry or an array (structured, or raw lines to parse)", {
         200: ("each entry's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
-        413: ("too many entries or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS},
-        body=list[S.LogIn] | S.LogIn, scope="ingest"),
+        **BODY_ERRORS}, body=list[S.LogIn] | S.LogIn, scope="ingest"),
     Op("get", "/api/v1/logs", "Log entries, filtered, one page at a time",
        {200: ("a page of log entries", S.LogPage), **ERRORS},
        params=[Param("run_id", "query", STR, "only entries of this run"), *LOG_FILTERS], scope="read"),
@@ -124,13 +125,14 @@ OPS = [
        params=[Param("status", "query", {"type": "string", "enum": list(ALERT_STATUSES)}, "only this status")],
        scope="read"),
     Op("post", "/api/v1/alerts", "Send one alert or an array (same labels = same alert; ends_at past = resolved)",
-       {200: ("taken", S.AlertsAccepted), **ERRORS}, body=list[S.AlertIn] | S.AlertIn, scope="ingest"),
+       {200: ("each alert's fate: accepted, or rejected (with the reason)", S.AlertsAccepted), **BODY_ERRORS},
+       body=list[S.AlertIn] | S.AlertIn, scope="ingest"),
     Op("get", "/api/v1/silences", "Active and pending silences (all=true: expired too)",
        {200: ("the silences", S.SilenceList), **ERRORS},
        params=[Param("all", "query", {"type": "string", "enum": ["true", "false"]}, "expired ones too")],
        scope="read"),
     Op("post", "/api/v1/silences", "Mute the alerts matchers select, for a while",
-       {201: ("the silence", S.SilenceOut), **ERRORS}, body=S.SilenceIn, scope="admin"),
+       {201: ("the silence", S.SilenceOut), **BODY_ERRORS}, body=S.SilenceIn, scope="admin"),
     Op("delete", "/api/v1/silences/{silence_id}", "End a silence now",
        {200: ("expired", S.Expired), 404: ("no such active or pending silence", S.Error), **ERRORS},
        params=[Param("silence_id", "path", STR, required=True)], scope="admin"),

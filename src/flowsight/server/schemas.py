@@ -214,10 +214,16 @@ class AlertList(msgspec.Struct, kw_only=True):
     alerts: list[AlertOut]
 
 
-#: Prometheus' label names; values and annotations any text but NUL
+#: Prometheus' label names; values and annotations any text a store keeps:
+#: no NUL, no lone UTF-16 surrogate (as in events and log entries)
 LabelName = Annotated[str, msgspec.Meta(pattern="^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=256)]
-Text = Annotated[str, msgspec.Meta(pattern="^[^\\x00]*$", max_length=16_384)]
+_KEPT = "[^\\x00\\ud800-\\udfff]"  # a character both stores keep
+Text = Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*$", max_length=16_384)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, lt=MAX_TS)]
+#: a page to open about an alert: http:// or https:// with a host (a link of
+#: another kind, such as javascript:, is refused)
+Link = Annotated[str, msgspec.Meta(pattern=f"^[hH][tT][tT][pP][sS]?://[^\\s/?#\\x00\\ud800-\\udfff]+([/?#]{_KEPT}*)?$",
+                                   max_length=4096)]
 
 
 class AlertIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -231,12 +237,26 @@ class AlertIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     source: Source = "fault"
     starts_at: Timestamp | None = None
     ends_at: Timestamp | None = None
-    link: Text | None = None
+    link: Link | None = None
+
+
+class AlertResult(msgspec.Struct, kw_only=True):
+    index: int
+    status: Literal["accepted", "rejected"]
+    fingerprint: str | None = None
+    error: str | None = None
+    field: str | None = None
 
 
 class AlertsAccepted(msgspec.Struct, kw_only=True):
+    """Each alert's fate: a bad one is rejected (with the reason and the
+    field), the others are taken."""
+
     accepted: int
+    rejected: int
+    #: of the alerts taken, in the order sent
     fingerprints: list[str]
+    results: list[AlertResult]
 
 
 class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -244,7 +264,7 @@ class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``alertname=~Run.*``; give ``duration`` (``2h``) or ``ends_at``."""
 
     matchers: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=64)]
-    comment: Annotated[str, msgspec.Meta(pattern="\\S", max_length=16_384)]
+    comment: Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*[^\\s\\x00\\ud800-\\udfff]{_KEPT}*$", max_length=16_384)]
     created_by: Text = ""
     duration: Annotated[str, msgspec.Meta(pattern="^ *([0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w) *)+$")] | None = None
     starts_at: Timestamp | None = None

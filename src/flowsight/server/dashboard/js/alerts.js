@@ -3,7 +3,7 @@
 // silences, each can be expired.
 
 import {api, setLiveStatus} from './api.js';
-import {ago, dur, failure, h, now, replace, runHref, severityBadge, time} from './dom.js';
+import {ago, dur, failure, h, now, replace, runHref, safeHref, severityBadge, time} from './dom.js';
 
 const GROUPS = [
   ['Firing', ['firing', 'flapping']],
@@ -31,6 +31,7 @@ export function alertRow(a, onChange) {
   const name = a.labels.alertname || '(no alertname)';
   const labels = Object.entries(a.labels).filter(([k]) => k !== 'alertname');
   const runId = a.labels.run_id;
+  const link = a.link && !runId ? safeHref(a.link) : null; // only http(s): the server refuses others at ingest
   const summary = a.annotations.summary || a.annotations.description || '';
   const when = a.status === 'resolved' && a.ends_at ? `resolved ${ago(a.ends_at)}` : `since ${ago(a.starts_at)}`;
   const msg = h('p', {class: 'small', role: 'status'});
@@ -45,7 +46,7 @@ export function alertRow(a, onChange) {
       a.muted_by ? ` · quiet: ${a.muted_by}` : '',
       a.receivers_told.length ? ` · told: ${a.receivers_told.join(', ')}` : '',
       runId ? [' · ', h('a', {href: runHref(runId)}, `run ${runId}`)] : '',
-      a.link && !runId ? [' · ', h('a', {href: a.link}, 'link')] : '')),
+      link ? [' · ', h('a', {href: link, 'data-testid': 'alert-link'}, 'link')] : '')),
   a.status === 'resolved' || a.status === 'silenced' ? null : silenceControls(a, msg, onChange), msg);
   return row;
 }

@@ -11,6 +11,9 @@ function build(el, attrs, children) {
       el.setAttribute('class', Array.isArray(value) ? value.filter(Boolean).join(' ') : value);
     } else if (key === 'text') {
       el.textContent = value;
+    } else if (key === 'href') {
+      const safe = safeHref(value); // a link from the data (an alert's) may be javascript:
+      if (safe !== null) el.setAttribute('href', safe);
     } else if (key === 'value' && 'value' in el) {
       el.value = value;
     } else if (key === 'checked' || key === 'selected' || key === 'disabled' || key === 'hidden' || key === 'open') {
@@ -21,6 +24,17 @@ function build(el, attrs, children) {
   }
   append(el, children);
   return el;
+}
+
+/** url when a link may open it: http(s), or a path of this server; else null
+ * (javascript:, data: and the like never become an href). */
+export function safeHref(url) {
+  try {
+    const {protocol} = new URL(String(url), window.location.href);
+    return protocol === 'http:' || protocol === 'https:' ? String(url) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Append children: nodes, strings (as text), arrays of them; null and false skipped. */
