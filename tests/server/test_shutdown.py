@@ -4,6 +4,8 @@ it stops accepting, finishes what is in flight, commits, and exits 0."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,3 +86,30 @@ def test_a_signal_stops_the_server_at_once_with_a_stream_client_connected(store_
     assert rc == 0, server.output()
     assert took < 5, f"took {took:.1f}s to stop"
     assert all(line == "" or line.startswith(":") for line in rest), rest
+
+
+def test_serve_says_what_it_serves_and_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    """At start: the store, the config, the dashboard's address, whether tokens
+    are needed; a port in use is refused in one line, before anything starts."""
+    from tests.server.conftest import start_server
+
+    db = str(tmp_path / "f.db")
+    server = start_server(db, log_dir=tmp_path)
+    try:
+        wait = time.monotonic() + 20
+        while "tokens:" not in server.output() and time.monotonic() < wait:
+            time.sleep(0.05)
+        out = server.output()
+        assert f"store:     sqlite {db}" in out and "config:    none" in out
+        assert f"dashboard: {server.url}/" in out and "tokens:    not required until the first is made" in out
+        busy = subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "serve", "--port",
+                               str(server.url.rsplit(":", 1)[1])], capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 2 and "Application startup" not in busy.stderr
+        assert busy.stderr.strip().splitlines() == [
+            f"flowsight: port {server.url.rsplit(':', 1)[1]} on 127.0.0.1 is in use (another flowsight serve?); "
+            "stop it or choose another with --port"]
+    finally:
+        server.stop()
+    bad = subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "serve", "--port", "99999"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "99999 is not a port: use 1 to 65535" in bad.stderr

@@ -7,10 +7,12 @@ requests in flight; the lifespan then commits what is queued; exit 0.
 from __future__ import annotations
 
 import contextlib
+import errno
 import copy
 import gc
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,7 +28,7 @@ from flowsight.server.ingest import Limits
 from flowsight.server.logs_api import OnLogs
 from flowsight.server.retention import DEFAULT_RETENTION
 from flowsight.server.stream import Streams
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8640
@@ -78,14 +80,61 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
         ConfigError: no token beyond loopback; an allowed host that is not one.
     """
     check_bind(host, store)
+    sock = bind(host, port)
     app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
                      log_retention=log_retention, may_be_open=is_loopback(host),
                      allowed_hosts=hosts_for(host, allowed_hosts))
     _tune_gc()
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=30, access_log=False, log_config=_log_config(log_level))
+    say_start(store, config, host, sock.getsockname()[1], may_be_open=is_loopback(host))
     with _stop_signals_end_cleanly():
-        _Server(uv_config, app.state.flowsight.streams).run()
+        _Server(uv_config, app.state.flowsight.streams).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts, so a busy port is
+    one line (not uvicorn's start-up log and then exit 3).
+
+    Raises:
+        ConfigError: the address cannot be had (in use, not this machine's, no permission).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"--host {host!r}: not an address of this machine ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use (another flowsight serve?); stop it or choose "
+                              "another with --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def say_start(store: SqlStore, config: Config | None, host: str, port: int, *, may_be_open: bool) -> None:
+    """What a person starting the server wants to know, on stderr: the
+    store, the configuration, the dashboard's address, whether tokens are needed."""
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::", ""):
+        shown = socket.gethostname()
+    tokens = len(store.list_tokens())
+    if tokens:
+        guard = f"required ({tokens} token{'s' if tokens != 1 else ''} in the store)"
+    elif may_be_open:
+        guard = "not required until the first is made (flowsight token create); this machine only"
+    else:
+        guard = "required"
+    where = config.file if config is not None and config.file else "none (built-in rules, alerts to the log)"
+    print(f"flowsight serve\n  store:     {store.dialect} {safe_url(str(store.url))}\n  config:    {where}\n"
+          f"  dashboard: http://{shown}:{port}/\n  tokens:    {guard}", file=sys.stderr, flush=True)
 
 
 class _Server(uvicorn.Server):
