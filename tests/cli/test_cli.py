@@ -184,7 +184,7 @@ def test_the_next_page_hint_keeps_the_filters(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["runs", "--limit", "0"], "must be at least 1"),
-    (["runs", "--cursor", "MTc5"], "is not one this store made"),
+    (["runs", "--cursor", "MTc5"], "is not a cursor"),
 ])
 def test_edge_values_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     assert flowsight("init", db=str(tmp_path / "f.db")).returncode == 0

@@ -3,6 +3,7 @@ against a real server on each store."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -201,6 +202,20 @@ def test_an_empty_store_has_no_runs_and_no_workflows(server: Server) -> None:
     c = server.client()
     assert c.get("/api/v1/workflows").json() == {"workflows": []}
     assert c.get("/api/v1/runs").json() == {"runs": [], "cursor": None}
+
+
+def test_any_text_of_the_cursors_form_is_a_position(seeded: tuple[httpx.Client, float]) -> None:
+    """A cursor names a position (a creation time and a run id), so one made
+    elsewhere, or by hand, pages from there; its form is in the document."""
+    c, _ = seeded
+    everything = [r["run_id"] for r in c.get("/api/v1/runs", params={"limit": 1000}).json()["runs"]]
+    after_all = c.get("/api/v1/runs", params={"cursor": "0-00"})  # before every run: a NUL id is no run's
+    assert after_all.status_code == 200 and after_all.json()["runs"] == []
+    from_the_top = c.get("/api/v1/runs", params={"cursor": "99999999999-" + "ff" * 4})
+    assert from_the_top.status_code == 200 and [r["run_id"] for r in from_the_top.json()["runs"]] == everything
+    doc = c.get("/openapi.json").json()
+    [cursor] = [p for p in doc["paths"]["/api/v1/runs"]["get"]["parameters"] if p["name"] == "cursor"]
+    assert re.fullmatch(cursor["schema"]["pattern"].strip("^$"), "0-00")
 
 
 @pytest.mark.parametrize(("params", "names"), [

@@ -12,6 +12,8 @@ from flowsight.model.faults import FaultKind
 from flowsight.model.performance import RESOURCE_METRICS
 from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
+from flowsight.server.logs_api import LOG_CURSOR_PATTERN
+from flowsight.store.sql import CURSOR_PATTERN
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
 FAULT_KINDS = tuple(k.value for k in FaultKind)
@@ -70,7 +72,8 @@ LOG_FILTERS = [
     Param("order", "query", {"type": "string", "enum": ["asc", "desc"]},
           "asc: oldest first (default); desc: newest first"),
     Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param("cursor", "query", STR, "the cursor of the previous page (keeps its order)"),
+    Param("cursor", "query", {"type": "string", "pattern": LOG_CURSOR_PATTERN},
+          "the cursor of the previous page (keeps its order)"),
 ]
 ERRORS: dict[int, tuple[str, type | None]] = {
     400: ("bad request", S.Error), 401: ("no or unknown token", S.Error), 403: ("token lacks the scope", S.Error),
@@ -103,7 +106,8 @@ OPS = [
     Op("get", "/api/v1/runs", "Runs, newest first, filtered, one page at a time",
        {200: ("a page of runs", S.RunPage), **ERRORS},
        params=[*RUN_FILTERS, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-               Param("cursor", "query", STR, "the cursor of the previous page")], scope="read"),
+               Param("cursor", "query", {"type": "string", "pattern": CURSOR_PATTERN},
+                     "the cursor of the previous page")], scope="read"),
     Op("get", "/api/v1/runs/{run_id}", "One run: steps, state history, ETA, stall flag",
        {200: ("the run", S.RunDetailOut), 404: ("no such run", S.Error), **ERRORS},
        params=[Param("run_id", "path", STR, required=True)], scope="read"),

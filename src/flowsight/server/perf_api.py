@@ -33,14 +33,13 @@ def _scope(request: Request) -> Scope:
 
 
 def _when(request: Request, name: str, now: float, default: float | None) -> float | None:
-    """A time parameter within the years a store keeps (0 .. the year 10889); 400 otherwise."""
+    """A time parameter, brought within the years a store keeps (1970 ..
+    the year 10889): a bound before 1970 or after 10889 selects what the
+    nearest one does."""
     value = time_param(request, name, now)
     if value is None:
         return default
-    if not 0 <= value < MAX_TS:
-        raise FlowsightError(f"query parameter {name!r}: {request.query_params.get(name)!r} is outside the times "
-                             "flowsight keeps (1970 to the year 10889)")
-    return value
+    return min(max(value, 0.0), MAX_TS - 1.0)
 
 
 def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) -> dict[str, Any]:

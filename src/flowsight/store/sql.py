@@ -10,7 +10,6 @@ written that run.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import shlex
@@ -62,18 +61,34 @@ class Page:
     cursor: str | None
 
 
+#: a page's cursor: the position after which the next page starts, as
+#: ``SECONDS-HEX`` (the run's creation time, to the bit, and its id's UTF-8
+#: bytes in hex); any text of this form is a position, made here or not
+CURSOR_PATTERN = r"^[0-9]{1,17}(\.[0-9]{1,17})?-(?:[0-9a-f]{2}){1,256}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def _encode_cursor(created_at: float, run_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
+    exact = repr(float(created_at))  # read back to the same float: no row skipped or shown twice
+    if not re.fullmatch(r"[0-9]{1,17}(\.[0-9]{1,17})?", exact):
+        exact = f"{created_at:.6f}"  # not an epoch time of this era; still a position
+    return f"{exact}-{run_id.encode().hex()}"
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created, sep, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if not sep or not run_id:
-            raise ValueError(cursor)
-        return float(created), run_id
-    except (ValueError, UnicodeDecodeError):
-        raise StoreError(f"cursor {cursor!r} is not one this store made; start from the first page") from None
+    """The position a cursor names: (creation time, run id). A run id's
+    bytes that are not UTF-8, or a NUL, read as U+FFFD (no run has them:
+    the position is then between runs).
+
+    Raises:
+        StoreError: the text is not of the cursor's form.
+    """
+    if not _CURSOR.match(cursor):
+        raise StoreError(f"cursor {cursor!r} is not a cursor (SECONDS-HEX, as a page's 'cursor' gives); "
+                         "start from the first page")
+    created, _, hexed = cursor.partition("-")
+    run_id = bytes.fromhex(hexed).decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return float(created), run_id
 
 
 def safe_url(url: str) -> str:
