@@ -19,6 +19,11 @@ import pytest
 from flowsight.store import SqlStore, open_store
 from tests.helpers import Recorder, recording
 
+# The command line's tables are as wide as COLUMNS says when printed to a pipe
+# (160 without it): the tests' subprocesses get a fixed width, whatever the
+# terminal or harness that runs them exports; a test of another width sets its own.
+os.environ["COLUMNS"] = "160"
+
 PG_DSN = os.environ.get("FLOWSIGHT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_error: str | None = None
 

@@ -259,11 +259,16 @@ class AlertsAccepted(msgspec.Struct, kw_only=True):
     results: list[AlertResult]
 
 
+#: ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex`` (as :func:`flowsight.model.alerts.parse_matcher` reads it)
+Matcher = Annotated[str, msgspec.Meta(pattern=f"^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=){_KEPT}*$",
+                                      max_length=16_384)]
+
+
 class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``matchers`` like ``workflow=nightly-etl``, ``severity!=info``,
     ``alertname=~Run.*``; give ``duration`` (``2h``) or ``ends_at``."""
 
-    matchers: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=64)]
+    matchers: Annotated[list[Matcher], msgspec.Meta(min_length=1, max_length=64)]
     comment: Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*[^\\s\\x00\\ud800-\\udfff]{_KEPT}*$", max_length=16_384)]
     created_by: Text = ""
     duration: Annotated[str, msgspec.Meta(pattern="^ *([0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w) *)+$")] | None = None
