@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
+import msgspec
+
 from flowsight.model.events import Event, EventKind
 from flowsight.monitors.channel import EventChannel
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor
 from flowsight.store.base import WriteResult
 from flowsight.store.sql import SqlStore
+
+_json = msgspec.json.Encoder()
+
+
+def event_size(item: tuple[int, Event]) -> int:
+    """The bytes of a ``(seq, event)`` on the stream: its event's JSON."""
+    return len(_json.encode(item[1]))
 
 
 class Hub:
@@ -37,7 +46,7 @@ class Hub:
         # (PostgreSQL) gets a worker thread for anything but a small batch.
         # Reads use their own connections, so a write never waits behind a query.
         self.inline_max = inline_max
-        self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000)
+        self.stream: EventChannel[tuple[int, Event]] = EventChannel(1000, weigh=event_size)
         # told of every committed batch with its new ids' seqs (the alert rules)
         self.hooks: list[Callable[[Sequence[Event], Mapping[str, int]], None]] = []
         # told of what the store made of every committed batch (step and run

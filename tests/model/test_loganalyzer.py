@@ -158,3 +158,30 @@ def test_an_entry_of_several_lines_is_templated_by_its_first_line() -> None:
     one = analyzer.analyze(entry("job 1 failed\nTraceback (most recent call last):\n  File \"a.py\"\nValueError: 1"))
     two = analyzer.analyze(entry("job 2 failed\n" + "\n".join(f"row {i}" for i in range(500))))
     assert one.template_id == two.template_id and "row" not in two.template and "\n" not in two.template
+
+
+def test_counts_of_evicted_templates_are_read_and_saved_as_other_of_their_workflow() -> None:
+    cap = 50
+    a = LogAnalyzer(TemplateMiner(max_templates=cap))
+    lines = [f"{w} {v} handled request quickly" for w in ("amber", "birch", "cedar", "dune")
+             for v in ("ember", "fjord", "grove", "heath", "inlet", "jade", "kelp", "lime", "moss", "nettle",
+                       "oak", "pine", "quartz", "reed", "sage", "thorn", "umber", "vale", "willow", "yew")]
+    frequent = a.analyze(entry("heartbeat from worker 1 ok", workflow="beat")).template_id
+    for i, line in enumerate(lines * 2):  # 80 shapes, at most 50 templates kept: many evicted, some twice
+        a.analyze(entry(line, T0 + i % 60, workflow="etl"))
+        a.analyze(entry(f"heartbeat from worker {i} ok", T0 + i % 60, workflow="beat"))
+    total = 1 + 2 * len(lines) * 2
+    assert a.counts() == total  # every line still counted: under its template, or as OVERFLOW
+    top = a.top(1000)
+    assert top[0] == TemplateCount(frequent, "heartbeat from worker <*> ok", 1 + 2 * len(lines))
+    assert all(t.template for t in top if t.template_id != OVERFLOW)  # no template listed without its text
+    other = a.counts(OVERFLOW, "etl")
+    assert other > 0 and a.counts(OVERFLOW, "beat") == 0
+    assert other + sum(t.count for t in top if t.template_id not in (OVERFLOW, frequent)) == 2 * len(lines)
+
+    saved = json.loads(json.dumps(a.state()))
+    kept = set(a.templates())
+    assert {tid for _, tid, _, _ in saved["counts"]} <= kept | {OVERFLOW}  # nothing saved of an evicted template
+    assert len(saved["counts"]) <= cap + 2  # one row per kept template, plus OVERFLOW of etl
+    b = LogAnalyzer.from_state(saved)
+    assert b.top(1000) == top and b.counts() == total

@@ -120,3 +120,113 @@ def test_mean_grouping_accuracy_on_loghub() -> None:
 
 
 ACHIEVED_MEAN = 0.931  # bench/log_templates.py, 8 Loghub 2k samples
+
+
+# ---- a bounded tree ------------------------------------------------------------------
+def flood(n: int, start: int = 0) -> list[str]:
+    """``n`` lines of ``n`` distinct shapes (no two share a bucket: their first words differ)."""
+    words = ["amber", "birch", "cedar", "dune", "ember", "fjord", "grove", "heath", "inlet", "jade"]
+
+    def word(i: int) -> str:
+        return "".join(words[int(d)] for d in str(i))  # 12 -> "birchcedar": no digit, so not masked
+
+    return [f"{word(i)} handled request for {word(i + 7)} quickly" for i in range(start, start + n)]
+
+
+def test_the_eviction_takes_the_fewest_lines_then_the_least_recently_seen() -> None:
+    miner = TemplateMiner(max_templates=3)
+    ids = {text: miner.add(text).template_id for text in ("alpha one", "beta two", "gamma three")}
+    miner.add("alpha one")  # alpha: 2 lines
+    ids["delta four"] = miner.add("delta four").template_id  # beta and gamma have 1; beta was seen longer ago
+    assert set(miner.templates()) == {ids["alpha one"], ids["gamma three"], ids["delta four"]}
+    miner.add("gamma three")
+    miner.add("alpha one")
+    miner.add("epsilon five")  # delta has the fewest lines
+    assert ids["delta four"] not in miner.templates()
+    miner.add("zeta six")  # epsilon is the only one-line template left (zeta is the new one, never evicted)
+    miner.add("zeta six")
+    miner.add("eta seven")  # gamma and zeta have 2 lines each; gamma was seen longer ago
+    assert sorted(text for text, _ in miner.templates().values()) == ["alpha one", "eta seven", "zeta six"]
+    assert miner.size == 3 and miner.evicted == 4
+
+
+def test_a_flood_of_distinct_shapes_stays_at_the_cap_and_a_frequent_template_survives() -> None:
+    cap = 200
+    miner = TemplateMiner(max_templates=cap)
+    frequent = miner.add("heartbeat from worker 7 ok").template_id
+    at_cap: int | None = None
+    for i, line in enumerate(flood(3 * cap)):
+        assert miner.add(line).is_new
+        if i % 10 == 0:
+            assert miner.add(f"heartbeat from worker {i} ok").template_id == frequent
+        assert miner.size == len(miner.templates()) <= cap
+        if i == cap - 2:  # the tree is full (with the heartbeat): what is saved now is the bound
+            at_cap = len(json.dumps(miner.state()))
+    assert at_cap is not None
+    assert len(miner.templates()) >= cap * 0.9  # evicted a share at a time, never emptied
+    assert miner.templates()[frequent] == ("heartbeat from worker <*> ok", 3 * cap // 10 + 1)
+    assert len(json.dumps(miner.state())) <= at_cap * 1.05
+
+
+def test_evicted_templates_take_their_former_ids_and_cache_entries_with_them() -> None:
+    miner = TemplateMiner(max_templates=50)
+    old = [miner.add(line).template_id for line in flood(40)]
+    for line in flood(40):  # each template generalised: its first id is now a former one
+        miner.add(line.replace("quickly", "slowly"))
+    assert all(miner.resolve(t) != t for t in old)
+    for line in flood(200, start=1000):  # shapes of three lines each: the generalised ones (two) go first
+        for _ in range(3):
+            miner.add(line)
+    assert miner.size <= 50
+    assert miner.state()["renamed"] == {}
+    assert all(miner.resolve(t) == t for t in old)
+    # an evicted shape that comes back is new again, under the id its text always has
+    line = flood(1)[0]
+    again = miner.add(line)
+    assert again.is_new and again.template_id == template_id(mask(line))
+    assert all(c.last >= 0 for c in miner._seen.values())  # no cached line leads to an evicted template
+
+
+def test_a_restored_bounded_miner_keeps_its_ids_its_order_and_its_cap() -> None:
+    cap = 100
+    miner = TemplateMiner(max_templates=cap)
+    frequent = miner.add("heartbeat from worker 7 ok").template_id
+    for i, line in enumerate(flood(3 * cap)):
+        miner.add(line)
+        if i % 10 == 0:
+            miner.add("heartbeat from worker 8 ok")
+    restored = TemplateMiner.from_state(json.loads(json.dumps(miner.state())))
+    assert restored.templates() == miner.templates()
+    assert (restored.max_templates, restored.size, restored.made, restored.evicted) == (
+        cap, miner.size, miner.made, miner.evicted)
+    last = flood(1, start=3 * cap - 1)[0]
+    assert restored.add(last).template_id == miner.add(last).template_id  # kept: the same id, not new
+    assert restored.add("heartbeat from worker 9 ok") == miner.add("heartbeat from worker 9 ok")
+    assert not restored.add("heartbeat from worker 9 ok").is_new
+    miner.add("heartbeat from worker 9 ok")
+    for a, b in zip(flood(cap, start=5000), flood(cap, start=5000)):
+        assert restored.add(a) == miner.add(b)  # the same evictions in the same order
+    assert restored.templates() == miner.templates()
+    assert frequent in restored.templates() and restored.size <= cap
+
+
+def test_a_state_holding_more_templates_than_its_cap_is_cut_to_it_at_restore() -> None:
+    miner = TemplateMiner(max_templates=1000)
+    for line in flood(300):
+        miner.add(line)
+    kept = miner.add("heartbeat ok")
+    miner.add("heartbeat ok")
+    state = json.loads(json.dumps(miner.state()))
+    del state["made"], state["evicted"]  # as saved before templates were bounded
+    for bucket in state["buckets"]:
+        for cluster in bucket["clusters"]:
+            del cluster["last"]
+    state["max_templates"] = 100
+    restored = TemplateMiner.from_state(state)
+    assert restored.size == len(restored.templates()) == 100
+    assert kept.template_id in restored.templates()
+
+
+def test_a_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_templates must be at least 1, got 0"):
+        TemplateMiner(max_templates=0)

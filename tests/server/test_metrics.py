@@ -78,10 +78,13 @@ def test_metrics_show_runs_events_durations_writes_and_subscribers(server: Serve
     writes = value(ss, "flowsight_store_write_seconds_count")
     assert value(ss, "flowsight_store_write_seconds_bucket", le="+Inf") == writes
     assert value(ss, "flowsight_stream_dropped_total") == 0
+    assert [value(ss, "flowsight_stream_disconnects_total", reason=r) for r in ("client", "slow", "shutdown")] == [
+        0, 0, 0]
     deadline = time.monotonic() + 10
-    while value(samples(c.get("/metrics").text), "flowsight_stream_subscribers") != 0:
+    while value(ss := samples(c.get("/metrics").text), "flowsight_stream_subscribers") != 0:
         assert time.monotonic() < deadline, "the stream client left, but is still counted"
         time.sleep(0.1)
+    assert value(ss, "flowsight_stream_disconnects_total", reason="client") == 1
 
 
 def test_metrics_speak_openmetrics_when_asked(server: Server) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -17,14 +19,16 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from starlette.types import Message
 
 from flowsight.hub import Hub
 from flowsight.model.events import Event, make_event
 from flowsight.monitors.channel import EventFilter
-from flowsight.server.stream import Streams, event_stream
+from flowsight.server.stream import EventStreamResponse, Streams, event_stream
 from flowsight.store import SqlStore
 from tests.helpers import run
-from tests.server.conftest import Server, event, post, sql_rows, start_server
+from tests.server.conftest import Serve, Server, event, post, sql_rows, start_server
+from tests.server.test_metrics import samples, value
 
 
 @dataclass(frozen=True)
@@ -299,3 +303,112 @@ def test_events_written_straight_to_the_store_by_another_process_reach_the_strea
     assert kinds == ["started", "step_started", "step_completed", "completed"]
     assert [e.data["id"] for e in got].count(api.id("posted")) == 1
     assert len({e.id for e in got}) == len(got)
+
+
+# ---- clients that do not read, clients that leave ---------------------------------
+def silent_client(server: Server) -> socket.socket:
+    """A stream client that never reads: a raw socket, its receive buffer small."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window it offers
+    s.connect(("127.0.0.1", server.port))
+    s.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    return s
+
+
+def stream_metrics(c: httpx.Client) -> dict[str, float]:
+    ss = samples(c.get("/metrics").text)
+    out = {"subscribers": value(ss, "flowsight_stream_subscribers"),
+           "dropped": value(ss, "flowsight_stream_dropped_total")}
+    for reason in ("client", "slow", "shutdown"):
+        out[reason] = value(ss, "flowsight_stream_disconnects_total", reason=reason)
+    return out
+
+
+def wait_for_metrics(c: httpx.Client, what: str, check: Callable[[dict[str, float]], bool],
+                     deadline: float = 60.0) -> dict[str, float]:
+    end = time.monotonic() + deadline
+    while not check(got := stream_metrics(c)):
+        assert time.monotonic() < end, f"{what}: not within {deadline:g}s; /metrics says {got}"
+        time.sleep(0.1)
+    return got
+
+
+def closed_by_the_server(s: socket.socket) -> bool:
+    """Read until the server's end (EOF, or a reset: it dropped what it held for us)."""
+    s.settimeout(30)  # a server that keeps the connection open fails the test with a timeout
+    try:
+        while s.recv(1 << 16):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+SILENT = 20
+
+
+def test_clients_that_never_read_are_dropped_as_slow_and_counted_while_the_server_keeps_answering(
+        serve: Serve) -> None:
+    server = serve()
+    c = server.client(timeout=60)
+    silent = [silent_client(server) for _ in range(SILENT)]
+    try:
+        wait_for_metrics(c, "the silent clients subscribed", lambda m: m["subscribers"] == SILENT)
+        pad = "x" * 4000
+        for k in range(100):  # 1 MB a batch: enough to fill what the kernel and the server buffer for them
+            post(c, [event("heartbeat", "flood", f"r{k}", pad=pad) for _ in range(250)])
+            assert c.get("/api/v1/runs", params={"workflow": "flood"}).status_code == 200
+            if stream_metrics(c)["slow"] == SILENT:
+                break
+        got = wait_for_metrics(c, "every silent client dropped", lambda m: m["subscribers"] == 0)
+        assert (got["slow"], got["client"], got["shutdown"]) == (SILENT, 0, 0)
+        assert got["dropped"] > 0
+        assert all(closed_by_the_server(s) for s in silent)
+        with stream(server) as reader:  # a client that reads is served as ever
+            post(c, event("heartbeat", "after", "a", id="after-the-flood"))
+            assert reader.events(1)[0].data["id"] == "after-the-flood"
+    finally:
+        for s in silent:
+            s.close()
+
+
+def test_clients_that_leave_are_unsubscribed_and_counted(serve: Serve) -> None:
+    server = serve()
+    c = server.client(timeout=60)
+    silent = [silent_client(server) for _ in range(5)]
+    wait_for_metrics(c, "the clients subscribed", lambda m: m["subscribers"] == 5)
+    post(c, [event("heartbeat", "some", "r", pad="x" * 4000) for _ in range(100)])  # some of it unread
+    for s in silent:
+        s.close()
+    got = wait_for_metrics(c, "the clients that left unsubscribed", lambda m: m["subscribers"] == 0)
+    assert (got["client"], got["slow"]) == (5, 0)
+
+
+def test_a_stream_paused_on_a_frame_its_client_never_took_ends_its_subscription_when_the_client_leaves(
+        store: SqlStore) -> None:
+    """Starlette cancels the response of a client that left; the frames'
+    generator, paused at the ``yield`` of a frame being written, must not be
+    left for the garbage collector to close."""
+    async def main() -> tuple[int, dict[str, int]]:
+        hub = Hub(store, track=False)
+        response = EventStreamResponse(event_stream(hub, EventFilter(), None), media_type="text/event-stream")
+        written = asyncio.Event()
+        left = asyncio.Event()
+
+        async def send(message: Message) -> None:
+            if message.get("body"):
+                written.set()
+                await asyncio.Event().wait()  # the client takes nothing: the write never ends
+
+        async def receive() -> Message:
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        task = asyncio.create_task(response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send))
+        await asyncio.wait_for(written.wait(), 10)
+        assert hub.stream.subscribers == 1
+        left.set()
+        await asyncio.wait_for(task, 10)
+        return hub.stream.subscribers, hub.stream.closed
+
+    assert run(main) == (0, {"client": 1})

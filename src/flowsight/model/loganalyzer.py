@@ -29,6 +29,11 @@ differed becomes ``<*>``), its id changes. Counts already made stay under the
 old id, and every read maps ids through :meth:`resolve`, so what was counted
 under the old id is counted under the current one; a reader may pass either id.
 
+Evicted templates. The miner keeps at most ``max_templates`` templates
+(:mod:`flowsight.model.logtemplates`); what was counted under one it evicted
+is read as ``OVERFLOW`` of the same workflow, and :meth:`state` folds it
+there, so the counts saved hold no template the tree lost.
+
 Pure: no I/O, no clock (time comes from the entries and ``now``). Not
 thread-safe: one analyzer per consumer.
 """
@@ -36,7 +41,7 @@ thread-safe: one analyzer per consumer.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +173,7 @@ class LogAnalyzer:
         (any template when None) in ``workflow`` (any when None; ``""``: the
         entries without one)."""
         want = None if template_id is None else self.resolve(template_id)
-        resolve = self._resolver()
+        resolve = self._resolver(self.miner.templates())
         out = []
         for b, counts in sorted(self._buckets(since, until)):
             n = sum(c for (tid, wf), c in counts.items()
@@ -187,31 +192,43 @@ class LogAnalyzer:
             workflow: str | None = None) -> list[TemplateCount]:
         """The ``n`` templates with the most entries in [``since``, ``until``),
         most first (ties: by id)."""
-        resolve = self._resolver()
+        texts = self.miner.templates()
+        resolve = self._resolver(texts)
         totals: dict[str, int] = {}
         for _, counts in self._buckets(since, until):
             for (tid, wf), c in counts.items():
                 if workflow is None or wf == workflow:
                     cur = resolve(tid)
                     totals[cur] = totals.get(cur, 0) + c
-        texts = self.miner.templates()
         ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:max(0, n)]
         return [TemplateCount(tid, texts.get(tid, ("", 0))[0], c) for tid, c in ranked]
 
-    def _resolver(self) -> Callable[[str], str]:
+    def _resolver(self, live: Container[str]) -> Callable[[str], str]:
+        """id as counted -> the current id of its template; ``OVERFLOW`` for
+        an id of no template in ``live`` (one evicted, or ``OVERFLOW``)."""
         cache: dict[str, str] = {}
 
         def resolve(tid: str) -> str:
             cur = cache.get(tid)
             if cur is None:
-                cur = cache[tid] = tid if tid == OVERFLOW else self.miner.resolve(tid)
+                cur = self.miner.resolve(tid)
+                cur = cache[tid] = cur if cur in live else OVERFLOW
             return cur
         return resolve
 
+    def _fold_evicted(self) -> None:
+        """Count what was counted under an evicted template under ``(OVERFLOW, its workflow)``."""
+        resolve = self._resolver(self.miner.templates())
+        for counts in self._counts.values():
+            for key in [k for k in counts if k[0] != OVERFLOW and resolve(k[0]) == OVERFLOW]:
+                other = (OVERFLOW, key[1])
+                counts[other] = counts.get(other, 0) + counts.pop(key)
+
     # ---- restart ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Everything as JSON-ready data (the miner's tree, the counts);
-        :meth:`from_state` restores it."""
+        """Everything as JSON-ready data (the miner's tree, the counts, those
+        of evicted templates folded first); :meth:`from_state` restores it."""
+        self._fold_evicted()
         return {
             "version": _STATE_VERSION,
             "bucket": self.bucket,

@@ -24,6 +24,16 @@ How a message is matched (after He et al., "Drain", ICWS 2017):
 4. A bounded cache (raw and masked text -> cluster) answers repeated lines
    and repeated shapes without touching the tree: most log lines are one.
 
+Bounded: at most ``max_templates`` templates (10,000 by default). A new
+template beyond that evicts one twentieth of them (at least one): those
+with the fewest lines, the least recently seen first -- recency counted
+in templates made since -- so a flood of distinct lines evicts its own
+one-line templates, not the ones lines keep coming under. The templates that
+stay keep their ids; an id always names one template text, so a shape that
+was evicted and comes back has its old id again (and is new again). What is
+saved is bounded with the tree: the evicted templates and the former ids
+that led to them go with them.
+
 One configuration (``sim_threshold=0.5``, ``prefix_depth=2``) for every
 source: on the eight Loghub 2k samples it groups 0.931 of lines right
 (Drain3 with the same masking: 0.850), see ``bench/log_templates.py``.
@@ -35,12 +45,21 @@ plain JSON-ready data.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
 
 WILDCARD = "<*>"
 _STATE_VERSION = 1
+#: templates a miner keeps by default (see "Bounded" above)
+MAX_TEMPLATES = 10_000
+#: the share of ``max_templates`` one eviction removes (at least one): the tree is scanned once per so many
+#: new templates, not for each
+EVICT_SHARE = 0.05
+_EVICTION_ORDER = operator.attrgetter("count", "last")  # fewest lines, then least recently seen
 
 # Every variable starts with a hex digit, "b" (blk_), "/", "+" or "-", never
 # inside a word or after a dot. The regex therefore opens with that one
@@ -101,11 +120,13 @@ class Match:
 
 
 class _Cluster:
-    __slots__ = ("tokens", "template", "id", "count", "match")
+    __slots__ = ("key", "tokens", "template", "id", "count", "last", "match")
 
-    def __init__(self, tokens: list[str], count: int = 1) -> None:
+    def __init__(self, key: tuple[str, ...], tokens: list[str], count: int = 1, last: int = 0) -> None:
+        self.key = key  # its bucket's
         self.tokens = tokens
         self.count = count
+        self.last = last  # the miner's count of templates made when this one was last seen; -1: evicted
         self.template = " ".join(tokens)
         self.id = template_id(self.template)
         self.match = Match(self.id, self.template, False)  # reused for every repeat
@@ -123,18 +144,29 @@ class TemplateMiner:
 
     ``sim_threshold`` is the share of equal tokens a message needs to join a
     cluster; ``prefix_depth`` how many leading constant tokens pick the
-    bucket; ``cache_size`` bounds the masked-text -> cluster cache. Not
+    bucket; ``cache_size`` bounds the masked-text -> cluster cache;
+    ``max_templates`` the templates kept (see the module docstring). Not
     thread-safe: one miner per consumer.
+
+    Raises:
+        ValueError: a setting out of its range.
     """
 
-    def __init__(self, sim_threshold: float = 0.5, prefix_depth: int = 2, cache_size: int = 50_000) -> None:
+    def __init__(self, sim_threshold: float = 0.5, prefix_depth: int = 2, cache_size: int = 50_000,
+                 max_templates: int = MAX_TEMPLATES) -> None:
         if not 0.0 <= sim_threshold <= 1.0:
             raise ValueError(f"sim_threshold must be between 0 and 1, got {sim_threshold!r}")
         if prefix_depth < 0:
             raise ValueError(f"prefix_depth must be >= 0, got {prefix_depth!r}")
+        if max_templates < 1:
+            raise ValueError(f"max_templates must be at least 1, got {max_templates!r}")
         self.sim_threshold = sim_threshold
         self.prefix_depth = prefix_depth
         self.cache_size = cache_size
+        self.max_templates = max_templates
+        self.size = 0  # templates kept
+        self.made = 0  # templates made so far: the clock "least recently seen" is counted in
+        self.evicted = 0  # templates evicted so far
         # raw and masked text -> its cluster; bounded (cleared when full), not persisted
         self._seen: dict[str, _Cluster] = {}
         self._buckets: dict[tuple[str, ...], list[_Cluster]] = {}
@@ -164,12 +196,14 @@ class TemplateMiner:
         cached = seen.get(message)
         if cached is not None:
             cached.count += 1
+            cached.last = self.made
             return cached.match
         masked = _MASK.sub(WILDCARD, message)
         cached = seen.get(masked)
         if cached is not None:
             seen[message] = cached
             cached.count += 1
+            cached.last = self.made
             return cached.match
         if len(seen) >= self.cache_size:
             seen.clear()
@@ -194,11 +228,16 @@ class TemplateMiner:
             if sim > best_sim or (sim == best_sim and wild > best_wild):
                 best, best_sim, best_wild = cluster, sim, wild
         if best is None or best_sim < self.sim_threshold:
-            cluster = _Cluster(tokens)
+            self.made += 1
+            cluster = _Cluster(key, tokens, 1, self.made)
             bucket.append(cluster)
             seen[masked] = seen[message] = cluster
+            self.size += 1
+            if self.size > self.max_templates:
+                self._evict(self.size - self.max_templates + int(self.max_templates * EVICT_SHARE), keep=cluster)
             return Match(cluster.id, cluster.template, True)
         best.count += 1
+        best.last = self.made
         old = best.tokens
         if old != tokens:
             merged = [a if a == b else WILDCARD for a, b in zip(old, tokens)]
@@ -211,6 +250,25 @@ class TemplateMiner:
                 best.match = Match(new_id, best.template, False)
         seen[masked] = seen[message] = best
         return best.match
+
+    def _evict(self, n: int, keep: _Cluster | None = None) -> None:
+        """Remove the ``n`` templates with the fewest lines, least recently
+        seen first (never ``keep``), with what leads to them: the cache's
+        entries, their empty buckets, the former ids that resolve to them."""
+        everyone = itertools.chain.from_iterable(self._buckets.values())
+        victims = [c for c in heapq.nsmallest(n + 1, everyone, key=_EVICTION_ORDER) if c is not keep][:n]
+        for c in victims:
+            c.last = -1
+            bucket = self._buckets[c.key]
+            bucket.remove(c)
+            if not bucket:
+                del self._buckets[c.key]
+        self._seen = {text: c for text, c in self._seen.items() if c.last >= 0}
+        if self._renamed:
+            gone = {c.id for c in victims}
+            self._renamed = {old: new for old, new in self._renamed.items() if self.resolve(old) not in gone}
+        self.size -= len(victims)
+        self.evicted += len(victims)
 
     def resolve(self, template_id: str) -> str:
         """The current id of a template given out earlier (it may have been generalised since)."""
@@ -230,8 +288,12 @@ class TemplateMiner:
             "version": _STATE_VERSION,
             "sim_threshold": self.sim_threshold,
             "prefix_depth": self.prefix_depth,
+            "max_templates": self.max_templates,
+            "made": self.made,
+            "evicted": self.evicted,
             "buckets": [
-                {"key": list(key), "clusters": [{"tokens": c.tokens, "count": c.count} for c in clusters]}
+                {"key": list(key),
+                 "clusters": [{"tokens": c.tokens, "count": c.count, "last": c.last} for c in clusters]}
                 for key, clusters in self._buckets.items()
                 if clusters
             ],
@@ -240,7 +302,8 @@ class TemplateMiner:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TemplateMiner:
-        """Rebuild a miner saved by ``state()``.
+        """Rebuild a miner saved by ``state()`` (one saved before templates
+        were bounded is cut to ``max_templates`` as above).
 
         Raises ``ValueError`` when ``state`` is not a saved miner state.
         """
@@ -249,10 +312,18 @@ class TemplateMiner:
                 f"template miner state version {state.get('version')!r} is not supported "
                 f"(expected {_STATE_VERSION}); start a new miner"
             )
-        miner = cls(float(state["sim_threshold"]), int(state["prefix_depth"]))
+        miner = cls(float(state["sim_threshold"]), int(state["prefix_depth"]),
+                    max_templates=int(state.get("max_templates", MAX_TEMPLATES)))
         for bucket in state["buckets"]:
-            miner._buckets[tuple(str(k) for k in bucket["key"])] = [
-                _Cluster([str(t) for t in c["tokens"]], int(c["count"])) for c in bucket["clusters"]
-            ]
+            key = tuple(str(k) for k in bucket["key"])
+            clusters = [_Cluster(key, [str(t) for t in c["tokens"]], int(c["count"]), int(c.get("last", 0)))
+                        for c in bucket["clusters"]]
+            miner._buckets[key] = clusters
+            miner.size += len(clusters)
+        miner.made = int(state.get("made", miner.size))
+        miner.evicted = int(state.get("evicted", 0))
         miner._renamed = {str(k): str(v) for k, v in state.get("renamed", {}).items()}
+        if miner.size > miner.max_templates:
+            miner._evict(miner.size - miner.max_templates)
         return miner
+

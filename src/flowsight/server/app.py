@@ -17,7 +17,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -48,7 +48,7 @@ from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
 from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogRetention
-from flowsight.server.stream import Streams, event_stream
+from flowsight.server.stream import EventStreamResponse, Streams, event_stream
 from flowsight.server.timing import ServerTiming
 from flowsight.store.sql import SqlStore, decode_cursor
 
@@ -222,9 +222,9 @@ def _last_event_id(raw: str | None) -> int | None:
 async def get_stream(request: Request, st: ServerState) -> Response:
     last_seq = _last_event_id(request.headers.get("last-event-id"))
     flt = EventFilter(workflow=_text(request, "workflow"), run_id=_text(request, "run_id"))
-    return StreamingResponse(event_stream(st.hub, flt, last_seq, streams=st.streams),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStreamResponse(event_stream(st.hub, flt, last_seq, streams=st.streams, client=request.client),
+                               media_type="text/event-stream",
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def get_metrics(request: Request, st: ServerState) -> Response:

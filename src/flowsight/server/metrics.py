@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from flowsight.server.stream import STREAM_END_REASONS
 from flowsight.store.base import WriteResult
 
 if TYPE_CHECKING:
@@ -115,6 +116,13 @@ class FlowsightCollector(Collector):
                                 value=st.hub.stream.subscribers)
         yield CounterMetricFamily("flowsight_stream_dropped", "Events a slow stream client missed live "
                                   "(it then resumes from the store)", value=st.hub.stream.dropped)
+        disconnects = CounterMetricFamily("flowsight_stream_disconnects", "Live stream clients gone, by reason: "
+                                          "client (it left), slow (dropped: it did not read while its queue "
+                                          "filled), shutdown", labels=["reason"])
+        closed = st.hub.stream.closed
+        for reason in STREAM_END_REASONS:
+            disconnects.add_metric([reason], closed.get(reason, 0))
+        yield disconnects
         alerts = GaugeMetricFamily("flowsight_alerts", "Alerts held by the alert manager, by status "
                                    "(firing, silenced, inhibited, flapping, resolved) and severity",
                                    labels=["status", "severity"])

@@ -139,11 +139,24 @@ def say_start(store: SqlStore, config: Config | None, host: str, port: int, *, m
 
 class _Server(uvicorn.Server):
     """Ends the live streams when it starts to shut down: uvicorn waits for
-    every connection to finish its response, and a stream never does."""
+    every connection to finish its response, and a stream never does. Closes
+    the connection of a stream client dropped as slow (:attr:`Streams.abort`)."""
 
     def __init__(self, config: uvicorn.Config, streams: Streams) -> None:
         super().__init__(config)
         self.streams = streams
+        streams.abort = self.abort_connection
+
+    def abort_connection(self, client: Any) -> bool:
+        """Close the connection from ``client`` (the ASGI scope's (host, port))
+        at once, discarding what is buffered for it: a client that does not
+        read would hold a closing connection and its buffer for ever.
+        Whether there was one."""
+        for conn in self.server_state.connections:
+            if getattr(conn, "client", None) == client:
+                conn.transport.abort()
+                return True
+        return False
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.streams.close_all()
