@@ -8,6 +8,7 @@ reason, except under ``CI=true``, where a missing server fails the run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -96,3 +97,17 @@ def receiver() -> Iterator[Recorder]:
     """A real webhook receiver on 127.0.0.1 that records what it is sent."""
     with recording() as srv:
         yield srv
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def any_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``asyncio.run`` on each event loop flowsight runs on: the standard
+    library's (the CLI) and uvloop (``flowsight serve``, through uvicorn)."""
+    if request.param == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield str(request.param)
+    finally:
+        asyncio.set_event_loop_policy(None)

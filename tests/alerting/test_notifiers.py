@@ -62,6 +62,7 @@ def test_an_unreachable_webhook_is_a_temporary_failure() -> None:
     assert not info.value.permanent
 
 
+@pytest.mark.usefixtures("any_loop")
 def test_the_command_receiver_gets_the_payload_on_stdin(tmp_path: Path) -> None:
     out = tmp_path / "got.json"
     script = f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())"
@@ -69,14 +70,41 @@ def test_the_command_receiver_gets_the_payload_on_stdin(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["alerts"][1]["labels"]["run"] == "2"
 
 
-@pytest.mark.parametrize(("argv", "permanent", "words"), [
-    ([sys.executable, "-c", "import sys; print('disk full'); sys.exit(3)"], False, "exited 3: disk full"),
-    (["/nonexistent/notify"], True, "cannot run"),
+@pytest.mark.usefixtures("any_loop")
+def test_a_command_that_exits_0_without_reading_the_payload_has_delivered(tmp_path: Path) -> None:
+    out = tmp_path / "status"
+    script = f"import os; open({str(out)!r}, 'w').write(os.environ['FLOWSIGHT_STATUS'])"
+    asyncio.run(CommandNotifier([sys.executable, "-c", script]).send(note()))
+    assert out.read_text() == "firing"
+
+
+@pytest.mark.usefixtures("any_loop")
+@pytest.mark.parametrize(("code", "permanent", "words"), [
+    ("import sys; print('disk full'); sys.exit(3)", True, "exited with status 3: disk full"),
+    ("import sys; sys.stdin.close(); sys.exit(1)", True, "exited with status 1"),
+    ("import sys; print('smtp busy', file=sys.stderr); sys.exit(75)", False, "exited with status 75: smtp busy"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", False, "was killed by signal 9"),
+    ("import sys; sys.stdin.read(); sys.exit(3)", True, "exited with status 3"),
 ])
-def test_command_failures_say_why(argv: list[str], permanent: bool, words: str) -> None:
+def test_a_command_that_fails_says_its_exit_status_and_only_tempfail_is_retried(
+        code: str, permanent: bool, words: str) -> None:
     with pytest.raises(DeliveryError) as info:
-        asyncio.run(CommandNotifier(argv).send(note()))
+        asyncio.run(CommandNotifier([sys.executable, "-c", code]).send(note()))
     assert info.value.permanent is permanent and words in str(info.value)
+
+
+@pytest.mark.usefixtures("any_loop")
+def test_a_command_that_cannot_run_is_a_permanent_failure() -> None:
+    with pytest.raises(DeliveryError, match="cannot run") as info:
+        asyncio.run(CommandNotifier(["/nonexistent/notify"]).send(note()))
+    assert info.value.permanent
+
+
+@pytest.mark.usefixtures("any_loop")
+def test_a_command_past_its_timeout_is_killed_and_retried() -> None:
+    with pytest.raises(DeliveryError, match="did not finish within 1 s") as info:
+        asyncio.run(CommandNotifier([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1).send(note()))
+    assert not info.value.permanent
 
 
 def test_the_log_receiver_writes_one_line(caplog: pytest.LogCaptureFixture) -> None:

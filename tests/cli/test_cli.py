@@ -115,14 +115,34 @@ def test_an_unknown_store_scheme_is_refused(tmp_path: Path) -> None:
 def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     open_store(db).close()
-    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--for", "3s", "--interval", "0.2"],
+    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--for", "5s", "--interval", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    # its 5 s start once it has the store open, however long its start took on a busy machine
+    deadline = time.monotonic() + 60
+    while not has_open(proc.pid, db):
+        assert proc.poll() is None and time.monotonic() < deadline, "watch did not open the store"
+        time.sleep(0.02)
     with open_store(db) as store:
         store.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "arrives-later" in out
+
+
+def has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` has the file ``path`` open."""
+    want = os.path.realpath(path)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
 
 
 def test_demo_runs_real_workflows_and_flags_the_stalled_one(store_url: str) -> None:

@@ -4,6 +4,7 @@ real SQLite store; signals sent from outside, pids checked."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,6 +22,22 @@ from flowsight.store import open_store
 
 #: ``python -m flowsight``: not ``-m flowsight.cli.main``, whose runpy warning on stderr would spoil the byte comparisons
 FLOWSIGHT = [sys.executable, "-m", "flowsight"]
+#: a program that waits until the SQL query (argv[2]) finds a row in the SQLite database argv[1]
+WAIT_ROW = """
+import sqlite3, sys, time
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    db = sqlite3.connect(sys.argv[1])
+    try:
+        if db.execute(sys.argv[2]).fetchone():
+            sys.exit(0)
+    except sqlite3.OperationalError:  # busy for a moment
+        pass
+    finally:
+        db.close()
+    time.sleep(0.02)
+sys.exit(f"never stored: {sys.argv[2]}")
+"""
 
 
 def _run(db: str, *command: str, run_id: str = "r-1", workflow: str = "job") -> subprocess.CompletedProcess[bytes]:
@@ -56,10 +73,16 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
 
 def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_steps_and_lines(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
-    # the two pipes are merged as their bytes arrive (each line held up to 0.25s for a traceback's continuation):
-    # a stderr line belongs to the step that is open when it comes, so each is given time before the next marker
-    script = ("echo '::step extract::'; echo 'extracting'; echo 'oops' >&2; sleep 0.6; echo '::step load::'; "
-              "echo 'ERROR: disk slow' >&2; echo 'INFO: loaded'; sleep 0.6; echo '::step-end::'; "
+    # the two pipes are merged as their bytes arrive: a stderr line belongs to the step that is open when it
+    # comes, so the script goes on only once flowsight has stored what came before (however busy the machine)
+    def stored(sql: str) -> str:
+        return shlex.join([sys.executable, "-c", WAIT_ROW, db, sql])
+
+    oops = stored("SELECT 1 FROM logs WHERE message = 'oops'")
+    load = stored("SELECT 1 FROM events WHERE kind = 'step_started' AND step = 'load'")
+    slow = stored("SELECT 1 FROM logs WHERE message = 'disk slow'")
+    script = (f"echo '::step extract::'; echo 'extracting'; echo 'oops' >&2; {oops}; echo '::step load::'; {load}; "
+              f"echo 'ERROR: disk slow' >&2; echo 'INFO: loaded'; {slow}; echo '::step-end::'; "
               "echo 'after the steps'")
     out = _run(db, "bash", "-c", script)
     assert out.returncode == 0, out.stderr
@@ -69,7 +92,7 @@ def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_ste
     with open_store(db) as store:
         run = store.get_run("r-1")
         assert run is not None and run.state is WorkflowState.COMPLETED and run.workflow == "job"
-        assert run.attrs["command"] == f"bash -c {__import__('shlex').quote(script)}"
+        assert run.attrs["command"] == f"bash -c {shlex.quote(script)}"
         assert run.attrs["pid"] != os.getpid() and run.attrs["host"]
         assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
                                                                          ("load", "completed")]

@@ -18,6 +18,7 @@ from flowsight.model.faults import Fault, ResourceExhaustion, ServiceUnavailable
 from tests.helpers import run
 
 PY = sys.executable
+pytestmark = pytest.mark.usefixtures("any_loop")  # the CLI's loop and the server's
 
 
 def check(detector: CommandDetector) -> Fault | None:

@@ -221,8 +221,9 @@ def test_handlers_that_raise_or_hang_are_cut_off_and_the_others_still_run(
     async def hangs_async(tr: StateTransition) -> None:
         try:
             await asyncio.sleep(10)
-        finally:
+        except asyncio.CancelledError:  # cut off, not waited for
             async_cancelled.append(True)
+            raise
 
     def hangs_sync(tr: StateTransition) -> None:
         # hangs until the test lets it go (a thread cannot be killed, only abandoned)
@@ -238,18 +239,15 @@ def test_handlers_that_raise_or_hang_are_cut_off_and_the_others_still_run(
     for h in (raises_sync, raises_async, hangs_async, hangs_sync, fine_sync, fine_async):
         mon.on_state(S.SUSPENDED, h)
 
-    async def go() -> tuple[StateTransition, float]:
-        began = time.monotonic()
-        try:
-            tr = await mon.monitor_state_change(run_id, S.SUSPENDED)
-            return tr, time.monotonic() - began
+    async def go() -> StateTransition:
+        try:  # returns while hangs_sync still hangs: it ends only once released, after
+            return await mon.monitor_state_change(run_id, S.SUSPENDED)
         finally:
             release.set()
 
     with caplog.at_level(logging.ERROR, logger="flowsight.state"):
-        tr, took = run(go)
+        tr = run(go)
 
-    assert took < 5  # cut off at 0.2 s, not left to hang for 10
     assert sorted(ran) == ["async", "sync"]
     assert async_cancelled == [True]
     failures = {f.handler.rsplit(".", 1)[-1]: f for f in mon.handler_failures}

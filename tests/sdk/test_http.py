@@ -5,11 +5,12 @@ two pure decisions (retry delay, verdict) in tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
 import socket
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -327,32 +328,31 @@ def test_the_workflow_never_waits_on_a_server_that_does_not_answer(blackhole: st
     c = Client(url=blackhole, spool_dir=tmp_path / "spool",
                http=HttpOptions(timeout=30.0, exit_timeout=1.0))
     run = Run("hot", client=c).start()
-    started = time.perf_counter()
     for _ in range(10_000):
         with run.step("s"):
             pass
-    caller = time.perf_counter() - started
     run.complete()
     assert c.flush(timeout=0.5) is False
     wait_until(lambda: c.writer.written == 20_002, what="all spooled")
-    closing = time.perf_counter()
     c.close()  # the request hangs for 30 s; the exit must not
-    closed_in = time.perf_counter() - closing
-    assert caller < 2.0, f"20,000 events took the caller {caller:.2f}s"
-    assert closed_in < 5.0, f"close took {closed_in:.2f}s"
-    assert sink_of(c).spool.pending() == 20_002  # all kept for the next process
+    sink = sink_of(c)
+    # neither the workflow nor the exit waited for the request: it has not even timed out yet
+    assert sink.last_error is None and sink.stats.retries == 0
+    assert sink.spool.pending() == 20_002  # all kept for the next process
 
 
 def test_closing_with_the_server_down_returns_at_once_and_leaves_the_events_spooled(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    c = Client(url=url, spool_dir=tmp_path / "spool", http=FAST)
+    # an exit timeout longer than the test may run: close returns because the server is down, not at its end
+    c = Client(url=url, spool_dir=tmp_path / "spool", http=dataclasses.replace(FAST, exit_timeout=3600.0))
     with flowsight.workflow("down", client=c):
         pass
-    started = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
-        c.close()
-    assert time.perf_counter() - started < 3.0
+        closing = threading.Thread(target=c.close)
+        closing.start()
+        closing.join(60)
+    assert not closing.is_alive(), "close is waiting for the server that is down"
     assert any(f"2 events not yet delivered to {url} stay in the spool" in r.getMessage() for r in caplog.records)
     assert sink_of(c).spool.pending() == 2
 

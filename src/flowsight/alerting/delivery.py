@@ -15,12 +15,13 @@ What happens after an attempt:
 * **delivered**: the row is ``sent``, the log says ``ok``; if the receiver
   was broken it is not any more (``on_recovered``);
 * **temporary failure** (network, timeout, 5xx, 429, a program that exited
-  non-zero, any unexpected exception): tried again after
+  75, ``EX_TEMPFAIL``, or was killed, any unexpected exception): tried again after
   :meth:`Backoff.delay` (1 s, 2 s, 4 s, ... at most 5 min, with jitter); the
   receiver's later notifications wait behind it, so they still arrive in
   order;
 * **permanent failure** (``DeliveryError(permanent=True)``: a 4xx other than
-  429, a refused login, a missing program): retrying cannot help. The row is
+  429, a refused login, a missing program, one that exited with another
+  non-zero status): retrying cannot help. The row is
   ``failed``, the receiver is marked broken and ``on_broken`` is called once
   (the server raises a ``ReceiverBroken`` alert for the other receivers).
   The receiver's next notification is still tried: one success clears the mark;

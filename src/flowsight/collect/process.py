@@ -220,6 +220,9 @@ class ProcessOutput:
     async def _spawn(self) -> asyncio.subprocess.Process:
         program = self.argv[0]
         try:
+            # a group in this session, not a session of its own (start_new_session): a new session's group
+            # is orphaned, and SIGTSTP would not stop it (`flowsight run` says Suspended). uvloop has no
+            # process_group; the CLI runs this on the standard library's loop.
             return await asyncio.create_subprocess_exec(
                 *self.argv, stdin=self._stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=self._env, cwd=self._cwd, process_group=0,

@@ -1,9 +1,10 @@
 """The ``command`` detector: a program that says whether something is well.
 
 ``CommandDetector(name, argv, timeout=10.0, fault="service_unavailable",
-target=None, cwd=None, env=None)`` runs ``argv`` (no shell) in a process
-group of its own, stdin from ``/dev/null``, stdout and stderr into one pipe;
-exit status 0 means all is well. Otherwise the fault is of kind ``fault``
+target=None, cwd=None, env=None)`` runs ``argv`` (no shell) in a session,
+and so a process group, of its own (no controlling terminal), stdin from
+``/dev/null``, stdout and stderr into one pipe; exit status 0 means all is
+well. Otherwise the fault is of kind ``fault``
 (a :class:`~flowsight.model.faults.FaultKind` value) about ``target``
 (default: the detector's name):
 
@@ -99,14 +100,17 @@ class CommandDetector:
             pipe, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream),
                                                    os.fdopen(read_fd, "rb", buffering=0))
             try:
+                # a session of its own is its own process group too: uvloop (the server's loop) has
+                # start_new_session but not process_group
                 proc = await asyncio.create_subprocess_exec(
                     *self.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd,
-                    cwd=self.cwd, env={**os.environ, **self.env}, process_group=0)
+                    cwd=self.cwd, env={**os.environ, **self.env}, start_new_session=True)
             except OSError as exc:
                 pipe.close()
-                # FileNotFoundError names the program or the working directory, whichever is missing
-                raise ConfigError(f"detector {self.name!r}: cannot start {self.argv[0]!r}: "
-                                  f"{(exc.strerror or str(exc)).lower()}: {exc.filename or self.argv[0]}") from exc
+                raise self._cannot_start(exc) from exc
+            except BaseException:
+                pipe.close()
+                raise
         finally:
             os.close(write_fd)  # the program has its copy
         output = bytearray()
@@ -136,6 +140,14 @@ class CommandDetector:
         if code == 0:
             return None
         return self._fault(_last_lines(text, MESSAGE_CHARS) or _status_text(code), exit_code=code, output=text)
+
+    def _cannot_start(self, exc: OSError) -> ConfigError:
+        """The error for a program that could not be started: what failed, and the file or directory."""
+        what = exc.filename or self.argv[0]
+        if self.cwd is not None and not os.path.isdir(self.cwd):  # uvloop's error does not name it
+            what = os.fspath(self.cwd)
+        return ConfigError(f"detector {self.name!r}: cannot start {self.argv[0]!r}: "
+                           f"{(exc.strerror or str(exc)).lower()}: {what}")
 
     def _fault(self, message: str, **evidence: Any) -> Fault:
         return Fault(fault_type(self.kind, self.target), message, detector=self.name, evidence=evidence)
