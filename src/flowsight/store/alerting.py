@@ -30,6 +30,7 @@ for ever). Labels, annotations, matchers and bodies are JSON, kept exactly.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -43,6 +44,7 @@ import msgspec
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
 
+_log = logging.getLogger("flowsight.store")
 _enc = msgspec.json.Encoder()
 _str_map = msgspec.json.Decoder(dict[str, str])
 _str_list = msgspec.json.Decoder(list[str])
@@ -252,14 +254,14 @@ class AlertingMixin(ABC):
         else:
             rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE starts_at <= ? AND ends_at > ? "
                               "ORDER BY starts_at, id", (active_at, active_at))
-        return [_silence(r) for r in rows]
+        return _silences(rows)
 
     def silences_changed_since(self, ts: float) -> list[Silence]:
         """Silences added, replaced or expired at ``ts`` or later (by the
         writer's ``now``), oldest change first."""
         rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE updated_at >= ? ORDER BY updated_at, id",
                           (ts,))
-        return [_silence(r) for r in rows]
+        return _silences(rows)
 
     def expire_silence(self, silence_id: str, now: float | None = None) -> bool:
         """End a silence at ``now``. One that has not started yet is kept (so
@@ -443,6 +445,16 @@ def _item(r: Sequence[Any]) -> OutboxItem:
                       int(r[5]), float(r[6]), r[7], r[8])
 
 
-def _silence(r: Sequence[Any]) -> Silence:
-    return Silence(r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]), float(r[3]), r[4],
-                   r[5])
+def _silences(rows: Sequence[Sequence[Any]]) -> list[Silence]:
+    """The silences of ``rows``, but those whose matchers no longer read
+    (a regex stored before regexes were RE2's that RE2 refuses): each is
+    left out with a warning saying which and why, the others are kept."""
+    out = []
+    for r in rows:
+        try:
+            out.append(Silence(r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]),
+                               float(r[3]), r[4], r[5]))
+        except ConfigError as exc:
+            _log.warning("silence %s is left out (it mutes nothing): %s; `flowsight silence expire %s` ends it",
+                         r[0], exc, r[0])
+    return out
