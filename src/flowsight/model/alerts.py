@@ -278,11 +278,23 @@ class InhibitRule:
 
     def inhibitor(self, target_labels: Mapping[str, str], firing: Iterable[Alert]) -> Alert | None:
         """The first firing alert that mutes ``target_labels`` under this rule."""
-        if not matches_all(self.target, target_labels):
+        if not self.is_target(target_labels):
             return None
+        wanted = self.equal_values(target_labels)
         for src in firing:
-            if src.labels is target_labels or not matches_all(self.source, src.labels):
+            if src.labels is target_labels or not self.is_source(src.labels):
                 continue
-            if all(src.labels.get(k, "") == target_labels.get(k, "") for k in self.equal):
+            if self.equal_values(src.labels) == wanted:
                 return src
         return None
+
+    def is_source(self, labels: Mapping[str, str]) -> bool:
+        return matches_all(self.source, labels)
+
+    def is_target(self, labels: Mapping[str, str]) -> bool:
+        return matches_all(self.target, labels)
+
+    def equal_values(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The values of the ``equal`` labels (missing: empty): a source
+        mutes the targets with the same ones."""
+        return tuple(labels.get(k, "") for k in self.equal)
