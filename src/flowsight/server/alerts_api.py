@@ -68,7 +68,7 @@ async def get_alerts(request: Request, st: ServerState) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in ALERT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(ALERT_STATUSES)}")
-    return _json({"alerts": alert_rows(st.alerting.manager, status)})
+    return _json({"alerts": await st.alerting.read(lambda am: alert_rows(am, status))})
 
 
 async def post_alerts(request: Request, st: ServerState) -> Response:
@@ -85,8 +85,7 @@ async def post_alerts(request: Request, st: ServerState) -> Response:
         alerts.append(Alert(a.labels, a.annotations, Severity(a.severity), a.source,
                             a.starts_at if a.starts_at is not None else now, ends_at,
                             AlertStatus.RESOLVED if ends_at <= now else AlertStatus.FIRING, a.link))
-    for alert in alerts:
-        st.alerting.send_alert(alert)
+    await st.alerting.send_alerts(alerts)
     return _json({"accepted": len(alerts), "fingerprints": [a.fingerprint for a in alerts]})
 
 

@@ -58,6 +58,9 @@ _OUTBOX_COLUMNS = "id, receiver, idempotency_key, body, created_at, attempts, ne
 _LOG_COLUMNS = "id, outbox_id, receiver, group_key, fingerprints, at, attempt, result, error"
 _OUTBOX_LOCK = 0x6F757462  # "outb": PostgreSQL enqueuers take turns, so ids commit in id order
 _CHUNK = 500
+# by value: a dict look-up, where calling the enum costs ten times as much a row
+_SEVERITIES = {s.value: s for s in Severity}
+_STATUSES = {s.value: s for s in AlertStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +184,7 @@ class AlertingMixin(ABC):
         ``replace`` (the manager saving its snapshot) the stored set becomes
         exactly ``states``: alerts the manager has forgotten are deleted."""
         now = time.time() if now is None else now
-        rows = [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
-                 _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
-                 s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
-                 _enc.encode(list(s.told)).decode(), now) for s in states]
+        rows = _alert_rows(states, now)
         with self._txn("save of alerts") as cur:
             if replace:
                 keep = {r[0] for r in rows}
@@ -193,6 +193,20 @@ class AlertingMixin(ABC):
                 if gone:
                     cur.executemany(self._sql("DELETE FROM alerts WHERE fingerprint = ?"), gone)
             if rows:
+                cur.executemany(self._sql(_ALERT_UPSERT), rows)
+
+    def update_alerts(self, states: Sequence[AlertState], gone: Sequence[str], now: float | None = None) -> None:
+        """Store what changed in the manager (``AlertManager.changes``): upsert
+        ``states``, delete the fingerprints ``gone``. In transactions of
+        ``_CHUNK`` rows, so a flood does not hold the other writers for long:
+        each row is one alert's whole state, and every chunk is committed
+        after the notifications it records were written to the outbox."""
+        now = time.time() if now is None else now
+        for i in range(0, len(gone), _CHUNK):
+            self.delete_alerts(gone[i:i + _CHUNK])
+        for i in range(0, len(states), _CHUNK):
+            rows = _alert_rows(states[i:i + _CHUNK], now)
+            with self._txn("save of alerts") as cur:
                 cur.executemany(self._sql(_ALERT_UPSERT), rows)
 
     def delete_alerts(self, fingerprints: Sequence[str]) -> int:
@@ -228,8 +242,8 @@ class AlertingMixin(ABC):
                 raise ConfigError(f"alert status {status!r}: use one of "
                                   f"{', '.join(s.value for s in AlertStatus)}") from None
             rows = self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,))
-        return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), Severity(r[3]), r[4], float(r[6]),
-                                 None if r[7] is None else float(r[7]), AlertStatus(r[5]), r[8]),
+        return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), _SEVERITIES[r[3]], r[4], float(r[6]),
+                                 None if r[7] is None else float(r[7]), _STATUSES[r[5]], r[8]),
                            tuple(_str_list.decode(r[9]))) for r in rows]
 
     # ---- silences --------------------------------------------------------------
@@ -437,6 +451,13 @@ class AlertingMixin(ABC):
         """Broken receivers: name -> (since, reason)."""
         return {r[0]: (float(r[1]), r[2]) for r in
                 self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")}
+
+
+def _alert_rows(states: Sequence[AlertState], now: float) -> list[tuple[Any, ...]]:
+    return [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
+             _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
+             s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
+             _enc.encode(list(s.told)).decode(), now) for s in states]
 
 
 def _item(r: Sequence[Any]) -> OutboxItem:

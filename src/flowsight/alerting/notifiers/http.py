@@ -4,9 +4,19 @@ temporary (retried); any other 4xx is permanent (the receiver is broken)."""
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import httpx
 
 from flowsight.errors import DeliveryError
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings, made once: making them reads the CA
+    bundle from disk (tens of ms on the event loop for every send)."""
+    return httpx.create_ssl_context()
 
 
 async def post_json(url: str, body: bytes, *, idempotency_key: str, label: str, timeout: float,
@@ -19,7 +29,7 @@ async def post_json(url: str, body: bytes, *, idempotency_key: str, label: str, 
     """
     sent = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key, **(headers or {})}
     try:
-        async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+        async with httpx.AsyncClient(timeout=timeout, transport=transport, verify=_tls()) as client:
             resp = await client.post(url, content=body, headers=sent)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{label}: {type(exc).__name__}: {exc}") from exc
