@@ -26,12 +26,14 @@ second nor holds the store's writers for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -61,6 +63,21 @@ LOG_ROUND = 5  # reads per round at most, so a backlog does not hold up the aler
 SAVE_ANALYZER = 30.0  # seconds between saves of the log analyzer's templates
 #: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
 SEND_CHUNK = 1_000
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """A bulk load (100,000 alerts read back at start) with the cyclic
+    garbage collector paused: each full pass walks every object, and one came
+    every quarter of growth, which made the load three times slower. Alerts
+    hold no reference cycles, so nothing they make waits for it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _nothing(am: AlertManager) -> None:
@@ -159,13 +176,14 @@ class AlertingService:
     def _load(self) -> None:
         # what happened before now the rules rebuild from the runs themselves
         self._last_seq = self.store.last_seq()
-        states = self.store.load_alerts()
-        silences = self._changed_silences()
-        saved = self.store.load_state(ANALYZER_STATE)
-        self.manager.restore(states)
-        for s in silences:
-            self.manager.add_silence(s)
-        self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
+        with gc_paused():
+            states = self.store.load_alerts()
+            silences = self._changed_silences()
+            saved = self.store.load_state(ANALYZER_STATE)
+            self.manager.restore(states)
+            for s in silences:
+                self.manager.add_silence(s)
+            self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
         if saved is not None:
             try:
                 self.logs.log_analyzer = LogAnalyzer.from_state(saved)

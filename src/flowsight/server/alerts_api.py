@@ -68,7 +68,9 @@ async def get_alerts(request: Request, st: ServerState) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in ALERT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(ALERT_STATUSES)}")
-    return _json({"alerts": await st.alerting.read(lambda am: alert_rows(am, status))})
+    # encoded there too: 100,000 rows are tenths of a second of work
+    body = await st.alerting.read(lambda am: msgspec.json.encode({"alerts": alert_rows(am, status)}))
+    return Response(body, media_type="application/json")
 
 
 async def post_alerts(request: Request, st: ServerState) -> Response:
