@@ -228,6 +228,12 @@ BAD = [
                  "expected a number, got float inf", id="infinite-factor"),
     pytest.param(_RECEIVER + "[[alerting.route.routes]]\nmatchers = [\n  'a=\"b\"',\n  'workflow=~\"(nightly\"',\n]\n",
                  10, "alerting.route.routes[0].matchers[1]", "invalid regex '(nightly'", id="bad-matcher-regex"),
+    pytest.param(_RECEIVER + "[[alerting.route.routes]]\nmatchers = ['workflow=~\"(\\w+)-\\1\"']\n", 8,
+                 "alerting.route.routes[0].matchers[0]", "backreferences are not supported", id="route-backreference"),
+    pytest.param(_RECEIVER + "[[alerting.inhibit_rules]]\nsource_matchers = ['a=b']\n"
+                 "target_matchers = ['alertname=~\"Run(?!Slow).*\"']\n", 9,
+                 "alerting.inhibit_rules[0].target_matchers[0]", "lookahead assertions are not supported",
+                 id="inhibit-lookahead"),
     pytest.param(_RECEIVER + "[[alerting.inhibit_rules]]\nsource_matchers = ['nonsense']\n"
                  "target_matchers = ['a=b']\n", 8, "alerting.inhibit_rules[0].source_matchers[0]",
                  "write name=value, name!=value, name=~regex or name!~regex", id="bad-matcher"),

@@ -254,3 +254,40 @@ def test_a_firing_alert_resolves_by_itself_when_its_end_passes() -> None:
     assert am.tick(330) == []
     clock.now = 500
     assert fps(am.tick(500)) == [[("1", "resolved")]]
+
+
+# ---- a flood -------------------------------------------------------------------
+FLOOD = 20_000  # per alertname: forgetting them took minutes when it was quadratic
+
+
+def test_a_flood_resolved_while_as_many_are_owed_is_told_and_forgotten_alert_by_alert() -> None:
+    """Each alert in a group of its own: forgetting one scanned every group
+    and every (receiver, alert) told, so a flood took O(n^2) steps."""
+    am, clock = manager(group_by=("alertname", "i"), group_wait=0.0, group_interval=1.0)
+    keep = [Alert({"alertname": "Keep", "i": str(i)}) for i in range(FLOOD)]
+    gone = [Alert({"alertname": "Gone", "i": str(i)}) for i in range(FLOOD)]
+    for a in keep + gone:
+        am.send_alert(a)
+    assert sum(len(n.alerts) for n in am.tick(0)) == 2 * FLOOD
+    clock.now = 10
+    for a in gone:
+        am.resolve(a)
+    told = am.tick(10)
+    assert {(n.status, a.labels["alertname"]) for n in told for a in n.alerts} == {("resolved", "Gone")}
+    assert len(told) == FLOOD
+    assert len(am.alerts) == FLOOD and {e.alert.name for e in am.alerts.values()} == {"Keep"}
+    assert len(am.groups) == FLOOD and am.owed(keep[0].fingerprint) == ("team",)
+    states, forgotten = am.changes()
+    assert len(states) == FLOOD and sorted(forgotten) == sorted(a.fingerprint for a in gone)
+
+
+def test_a_big_group_is_told_in_notifications_of_at_most_max_alerts() -> None:
+    am, clock = manager(group_wait=0.0)
+    am.max_alerts = 400
+    for i in range(1000):
+        am.send_alert(failed(str(i)))
+    notes = am.tick(0)
+    assert [len(n.alerts) for n in notes] == [400, 400, 200]
+    assert {n.group_key for n in notes} == {notes[0].group_key} and {n.status for n in notes} == {"firing"}
+    assert len({a.fingerprint for n in notes for a in n.alerts}) == 1000
+    assert len({n.idempotency_key for n in notes}) == 3

@@ -33,6 +33,12 @@ def test_different_labels_give_different_fingerprints() -> None:
     ("workflow=~nightly-.*", {"workflow": "nightly-etl"}, True),
     ("workflow=~nightly", {"workflow": "nightly-etl"}, False),  # anchored, as in Alertmanager
     ("workflow!~nightly-.*", {"workflow": "daily"}, True),
+    ("workflow=~etl|report", {"workflow": "etlreport"}, False),  # the whole pattern is anchored, not each side
+    ("workflow=~etl|report", {"workflow": "report"}, True),
+    ("workflow=~", {}, True),
+    ("workflow=~.+", {"workflow": "half a pair \ud800"}, True),  # JSON can carry one; UTF-8 strictly cannot
+    ("alertname=~(a+)+", {"alertname": "a" * 64 + "!"}, False),  # linear time: a backtracking engine never ends
+    ("alertname=~(a+)+", {"alertname": "a" * 64}, True),
     ("severity=", {}, True),  # a missing label is the empty string
     ('workflow="nightly etl"', {"workflow": "nightly etl"}, True),
     ("  env = prod ", {"env": "prod"}, True),
@@ -45,6 +51,11 @@ def test_matchers_match_as_in_alertmanager(text: str, labels: dict[str, str], hi
     ("workflow", "write name=value"),
     ("=x", "write name=value"),
     ("w=~(", "invalid regex"),
+    ("w=~(a)\\1", r"matcher w=~'\(a\)\\\\1': invalid regex .*: backreferences are not supported"),
+    ("w=~etl(?=-)", r"invalid regex 'etl\(\?=-\)': .*lookahead assertions are not supported"),
+    ("w=~(?!etl)", r"lookahead assertions are not supported"),
+    ("w=~(?<=x)etl", r"lookbehind assertions are not supported"),
+    ("w=~(?<!x)etl", r"lookbehind assertions are not supported"),
 ])
 def test_bad_matchers_are_refused_saying_what_a_matcher_looks_like(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

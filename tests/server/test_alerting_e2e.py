@@ -117,6 +117,12 @@ def test_silences_from_the_cli_are_seen_by_the_server_and_listed(
 def test_bad_silences_are_refused_with_the_reason(serve: Serve) -> None:
     c = serve().client()
     for body, words in [({"matchers": ["workflow=~("], "duration": "1h", "comment": "x"}, "regex"),
+                        ({"matchers": ["workflow=etl", "run_id=~(\\d+)-\\1"], "duration": "1h", "comment": "x"},
+                         "matcher run_id=~'(\\\\d+)-\\\\1': invalid regex '(\\\\d+)-\\\\1': invalid escape sequence: "
+                         "\\1: backreferences are not supported"),
+                        ({"matchers": ["alertname=~Disk(?!Full).*"], "duration": "1h", "comment": "x"},
+                         "invalid regex 'Disk(?!Full).*': invalid perl operator: (?!: lookahead assertions are not "
+                         "supported"),
                         ({"matchers": ["workflow=etl"], "comment": "x"}, "how long"),
                         ({"matchers": ["workflow=etl"], "duration": "1h", "comment": " "}, "comment"),
                         ({"matchers": [], "duration": "1h", "comment": "x"}, "matcher"),

@@ -186,11 +186,11 @@ class Dispatcher:
         if item is None:
             return None
         try:
-            note = decode_notification(item.body)
+            # off the event loop: its work grows with the alerts in it
+            note, about = await self._db(_open, item.body)
         except ValueError as exc:
             await self._settle_failed(item, now, f"outbox row {item.id}: {exc}", About(""), broken=False)
             return "permanent"
-        about = About(note.group_key, tuple(a.fingerprint for a in note.alerts))
         notifier = self.notifiers.get(item.receiver)
         if notifier is None:
             await self._settle_failed(item, now, f"no receiver named {item.receiver!r} is configured (any more): "
@@ -252,6 +252,18 @@ class Dispatcher:
             callback(*args)
         except Exception:  # the outcome is recorded already; a failing hook must not undo delivery
             log.exception("alerting: the receiver status hook failed")
+
+
+def _open(body: bytes) -> tuple[Notification, About]:
+    """The notification in an outbox row, its idempotency key worked out,
+    and what it is about.
+
+    Raises:
+        ValueError: the body is not a notification.
+    """
+    note = decode_notification(body)
+    _ = note.idempotency_key  # cached: the notifier reads it
+    return note, About(note.group_key, tuple(a.fingerprint for a in note.alerts))
 
 
 class DeliveryWorker:

@@ -12,22 +12,36 @@ outbox are sent, and every receiver told "firing" is still owed "resolved".
 Order matters for that promise: the outbox is written before the manager's
 state, so a crash between the two can repeat a notification (at least once,
 each with its idempotency key) but never lose one.
+
+The event loop never waits on the manager: it lives on a thread of its own,
+where every operation on it runs in turn (:meth:`AlertingService.read`,
+:meth:`AlertingService.send_alerts`, the round). Alerts sent from anywhere
+else (:meth:`AlertingService.send_alert`: the rules, the monitors, the
+delivery hooks) wait in an inbox that the manager's thread empties before
+each of its operations. Only what changed since the last save is written,
+in chunks, so a flood of alerts neither rewrites every stored alert each
+second nor holds the store's writers for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import gc
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from flowsight.alerting.delivery import Dispatcher
-from flowsight.alerting.manager import AlertManager
+from flowsight.alerting.manager import AlertManager, Notification
 from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
-from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
+from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Silence
 from flowsight.model.events import Event, EventKind
 from flowsight.model.loganalyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
@@ -35,6 +49,7 @@ from flowsight.monitors.rules import RuleEngine
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.alerts")
+R = TypeVar("R")
 
 SETTLE = 2.0  # seconds a PostgreSQL insert may take to commit, for the rules' reading window
 #: what the rules react to (step_completed only for workflows with failing steps)
@@ -46,6 +61,27 @@ PAGE = 10_000
 LOG_PAGE = 20_000  # log entries analyzed per store read
 LOG_ROUND = 5  # reads per round at most, so a backlog does not hold up the alerts
 SAVE_ANALYZER = 30.0  # seconds between saves of the log analyzer's templates
+#: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
+SEND_CHUNK = 1_000
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """A bulk load (100,000 alerts read back at start) with the cyclic
+    garbage collector paused: each full pass walks every object, and one came
+    every quarter of growth, which made the load three times slower. Alerts
+    hold no reference cycles, so nothing they make waits for it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _nothing(am: AlertManager) -> None:
+    """An operation on the manager that only takes what waits in its inbox."""
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -100,13 +136,13 @@ class AlertingService:
         self.notifiers = dict(notifiers)
         self.dispatcher = Dispatcher(store, self.notifiers, clock=clock, on_broken=self._broken,
                                      on_recovered=self._recovered)
-        # the rules run in a worker thread: what they raise is collected there
-        # and handed to the manager on the loop, which alone touches it
-        self._raised: list[Alert] = []
-        self.rules = RuleEngine(store, self._raised.append, config.rules, config.workflows, clock=clock,
+        # the manager's own thread (see the module docstring), and what waits for it
+        self._manager_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-alerts")
+        self._inbox: deque[Callable[[AlertManager], object]] = deque()
+        self.rules = RuleEngine(store, self.send_alert, config.rules, config.workflows, clock=clock,
                                 external_url=config.external_url)
         self.logs = LogMonitor(log_analyzer=LogAnalyzer(), alert_rules=config.make_log_rules(),
-                               send_alert=self._raised.append, clock=clock, external_url=config.external_url)
+                               send_alert=self.send_alert, clock=clock, external_url=config.external_url)
         self._analyzer_saved = 0.0
         self._analyzer_dirty = False
         self._logs_lock = threading.Lock()  # the analyzer works in a thread; the API reads its counts
@@ -117,21 +153,37 @@ class AlertingService:
         self._seen: list[tuple[int, Event]] = []  # committed here, not yet read by the rules
         self._covered: list[tuple[int, int]] = []  # seq ranges committed here (no need to scan them)
         self._step_workflows: set[str] = set()
-        self._dirty = True
         self.failed_rounds = 0
+        self._loaded: Future[None] | None = None  # load() at work on the manager's thread
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in start(), on the running loop
 
     # ---- input ---------------------------------------------------------------
-    def load(self) -> None:
-        """Take back what the store kept: alerts (with who was told) and silences."""
+    def load(self, *, wait: bool = True) -> None:
+        """Take back what the store kept: alerts (with who was told),
+        silences, log templates. Before :meth:`start`. It is done on the
+        manager's thread ahead of anything else asked of it: with ``wait``
+        False this returns at once (a server binds its port meanwhile; what
+        reads the manager waits for it), and the rounds start once it is done.
+
+        Raises:
+            StoreError: with ``wait``, the store could not be read.
+        """
+        self._loaded = self._manager_thread.submit(self._load)
+        if wait:
+            self._loaded.result()
+
+    def _load(self) -> None:
         # what happened before now the rules rebuild from the runs themselves
         self._last_seq = self.store.last_seq()
-        states = self.store.load_alerts()
-        self.manager.restore(states)
-        self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
-        self._sync_silences()
-        saved = self.store.load_state(ANALYZER_STATE)
+        with gc_paused():
+            states = self.store.load_alerts()
+            silences = self._changed_silences()
+            saved = self.store.load_state(ANALYZER_STATE)
+            self.manager.restore(states)
+            for s in silences:
+                self.manager.add_silence(s)
+            self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
         if saved is not None:
             try:
                 self.logs.log_analyzer = LogAnalyzer.from_state(saved)
@@ -139,9 +191,43 @@ class AlertingService:
                 log.warning("the saved log templates cannot be read (%s); templates are learnt again", exc)
 
     def send_alert(self, alert: Alert) -> None:
-        """``AlertManager.send_alert``, remembered for saving at the next step."""
-        self.manager.send_alert(alert)
-        self._dirty = True
+        """``AlertManager.send_alert`` at the manager's next operation (at the
+        latest the next round); from any thread, never waits."""
+        self._inbox.append(functools.partial(AlertManager.send_alert, alert=alert))
+
+    async def send_alerts(self, alerts: Sequence[Alert]) -> None:
+        """``AlertManager.send_alert`` for each, done when this returns (the
+        loop is free meanwhile); ``SEND_CHUNK`` at a time, so a big batch lets
+        the round and the readers in between."""
+        for i in range(0, len(alerts), SEND_CHUNK):
+            await self._manager(self._send_all, alerts[i:i + SEND_CHUNK])
+
+    @staticmethod
+    def _send_all(am: AlertManager, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            am.send_alert(alert)
+
+    async def read(self, fn: Callable[[AlertManager], R]) -> R:
+        """``fn(manager)`` on the manager's thread: what the API and the
+        metrics read of it (the loop is free meanwhile)."""
+        return await self._manager(fn)
+
+    async def _manager(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.wrap_future(self._on_manager(fn, *args))
+
+    def _on_manager(self, fn: Callable[..., R], *args: Any) -> Future[R]:
+        """Run ``fn(manager, *args)`` on the manager's thread, after what waits in the inbox."""
+        return self._manager_thread.submit(self._turn, fn, *args)
+
+    def _turn(self, fn: Callable[..., R], *args: Any) -> R:
+        inbox, am = self._inbox, self.manager
+        while inbox:
+            op = inbox.popleft()
+            try:
+                op(am)
+            except Exception:  # one bad alert must not stop the others nor the operation waiting
+                log.exception("alerting: an alert could not be taken")
+        return fn(am, *args)
 
     def observe(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
         """A batch this server just committed (the hub's hook, on the ingest
@@ -192,20 +278,24 @@ class AlertingService:
         return [ev for _, ev in found]
 
     def add_silence(self, silence: Silence) -> None:
+        """Keep ``silence`` in the store; the manager takes it at its next operation."""
         self.store.add_silence(silence, self.clock())
-        self._sync_silences()
+        self._inbox.append(functools.partial(AlertManager.add_silence, silence=silence))
 
     def expire_silence(self, silence_id: str) -> bool:
+        """End a silence in the store; the manager at its next operation."""
         done = self.store.expire_silence(silence_id, self.clock())
-        self._sync_silences()
+        if done:
+            self._inbox.append(functools.partial(AlertManager.expire_silence, silence_id=silence_id))
         return done
 
-    def _sync_silences(self) -> None:
+    def _changed_silences(self) -> list[Silence]:
+        """Silences changed in the store since the last look (another process's too)."""
         now = self.clock()
-        for s in self.store.silences_changed_since(self._silences_seen):
-            self.manager.add_silence(s)
+        changed = self.store.silences_changed_since(self._silences_seen)
         # a silence written in the same second as the last look is read again: harmless
         self._silences_seen = max(self._silences_seen, now - 1.0)
+        return changed
 
     # ---- receivers -----------------------------------------------------------
     def _broken(self, receiver: str, reason: str) -> None:
@@ -224,20 +314,32 @@ class AlertingService:
     async def step(self, now: float | None = None) -> int:
         """One round; returns the notifications delivered."""
         now = self.clock() if now is None else now
-        self._sync_silences()
+        silences = await asyncio.to_thread(self._changed_silences)
         await asyncio.to_thread(self._rules_round, now)
-        raised = self._raised[:]
-        self._raised.clear()
-        for alert in raised:
-            self.send_alert(alert)
-        notes = self.manager.tick(now)
+        notes = await self._manager(self._tick, silences, now)
         if notes:
-            self.dispatcher.enqueue(notes)  # before the state that says they were told
-        if notes or self._dirty:
-            self.store.save_alerts(self.manager.snapshot(), now)
-            self._dirty = False
+            await asyncio.to_thread(self.dispatcher.enqueue, notes)  # before the state that says they were told
+        await self._save(now)
         # on stop, only the sends in flight are finished, not a whole backlog
-        return await self.dispatcher.run_once(now, stop=self._stop)
+        delivered = await self.dispatcher.run_once(now, stop=self._stop)
+        await self._manager(_nothing)  # what delivery raised (ReceiverBroken) is in the manager from now on
+        return delivered
+
+    @staticmethod
+    def _tick(am: AlertManager, silences: list[Silence], now: float) -> list[Notification]:
+        for s in silences:
+            am.add_silence(s)
+        return am.tick(now)
+
+    async def _save(self, now: float) -> None:
+        """Store what changed in the manager since the last save; given back
+        to it when the store fails, for the next save."""
+        states, gone = await self._manager(AlertManager.changes)
+        try:
+            await asyncio.to_thread(self.store.update_alerts, states, gone, now)
+        except BaseException:
+            await self._manager(AlertManager.unsaved, [*gone, *(s.alert.fingerprint for s in states)])
+            raise
 
     def _rules_round(self, now: float) -> None:
         events = self._read_events(now)
@@ -286,13 +388,28 @@ class AlertingService:
         self._stop.set()
         await self._task
         self._task = None
-        self.store.save_alerts(self.manager.snapshot(), self.clock())
+        await self._save(self.clock())
         if self._analyzer_dirty:
             with self._logs_lock:
                 self._save_analyzer(self.clock())
         self.dispatcher.close()
+        self._manager_thread.shutdown(wait=True)
+
+    async def _loading(self, stop: asyncio.Event) -> None:
+        """Wait for :meth:`load`; read the store again while it fails."""
+        while self._loaded is not None and not stop.is_set():
+            try:
+                await asyncio.wrap_future(self._loaded)
+                return
+            except Exception:  # the store is away: alerts cannot be judged without what it kept
+                log.exception("the alerts kept in the store cannot be read (retrying every %gs)", self.interval)
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                self._loaded = self._manager_thread.submit(self._load)
 
     async def _run(self, stop: asyncio.Event) -> None:
+        await self._loading(stop)
         last_said = ("", 0.0)
         while not stop.is_set():
             try:

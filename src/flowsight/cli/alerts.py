@@ -25,9 +25,16 @@ from flowsight.server.alerts_api import alert_rows, silence_row
 from flowsight.server.openapi import ALERT_STATUSES
 from flowsight.store.sql import SqlStore
 
-def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
+#: rows of the table at most by default: past a few hundred a table is read by nobody, and
+#: drawing 100,000 rows took minutes (--json lists every alert)
+TABLE_ROWS = 200
+
+
+def add_parsers(sub: Any, duration: Callable[[str], float], positive: Callable[[str], int]) -> None:
     alerts = sub.add_parser("alerts", help="alerts: firing, pending, silenced, inhibited, flapping")
     alerts.add_argument("--status", choices=ALERT_STATUSES, help="only alerts in this status")
+    alerts.add_argument("--limit", type=positive, default=TABLE_ROWS, metavar="N",
+                        help=f"the table's newest N alerts (default {TABLE_ROWS}); --json lists them all")
     alerts.add_argument("--config", help="flowsight.toml (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
     alerts.add_argument("--json", action="store_true")
 
@@ -66,11 +73,15 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     if not rows:
         out.print("no alerts" + (f" in status {args.status}" if args.status else ""))
         return 0
-    table = Table(title=f"{len(rows)} alert{'s' if len(rows) != 1 else ''}")
+    shown = rows[:args.limit]
+    title = f"{len(rows)} alert{'s' if len(rows) != 1 else ''}"
+    if len(shown) < len(rows):
+        title += f", the newest {len(shown)} shown"
+    table = Table(title=title)
     for col in ("status", "severity", "alert", "about", "since", "summary"):
         table.add_column(col)
     colors = {"firing": "red", "resolved": "green", "silenced": "dim", "inhibited": "dim", "flapping": "yellow"}
-    for r in rows:
+    for r in shown:
         labels = r["labels"]
         where = " / ".join(labels[k] for k in ("workflow", "run_id", "step", "service", "receiver") if k in labels)
         status = f"[{colors.get(r['status'], 'white')}]{r['status']}[/]"
@@ -82,6 +93,9 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         table.add_row(status, r["severity"], labels.get("alertname", r["fingerprint"]), where, when,
                       r["annotations"].get("summary", ""))
     out.print(table)
+    if len(shown) < len(rows):
+        out.print(f"{len(rows) - len(shown)} older alerts not shown: --limit N shows more, --status one status, "
+                  "--json all of them")
     return 0
 
 

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run a command as a monitored run: flowsight run [--workflow NAME] -- CMD ARGS...",
                    add_help=False)  # parsed by flowsight.cli.run (early_dispatch), which has the --help
 
-    add_alert_parsers(sub, _duration)
+    add_alert_parsers(sub, _duration, _positive)
     add_fault_parsers(sub, _duration)
     add_perf_parser(sub, _duration)
 

@@ -3,6 +3,12 @@ vocabulary, with Prometheus Alertmanager's meanings. No I/O.
 
 An alert is identified by its labels: the fingerprint is a hash of the sorted
 label pairs, so the same condition raised twice is one alert (deduplication).
+
+Regex matchers (``=~``, ``!~``) are RE2 patterns, matched by RE2 (google-re2)
+in time linear in the label's length, as Alertmanager's Go regexps are: no
+pattern can make matching backtrack for ever (``(a+)+`` against ``aaaa…!``).
+What RE2 cannot match that way (backreferences, lookahead, lookbehind) is
+refused when the matcher is made, saying which pattern and why.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from typing import Any
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
 from flowsight.errors import ConfigError
 
@@ -107,11 +116,50 @@ _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$'
 OPS = ("=", "!=", "=~", "!~")
 
 
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a refused pattern is the caller's error, said to the caller, not logged by RE2
+_RE2.never_capture = True  # only whether it matches
+
+#: what RE2 leaves out, by the start of its complaint (it has no error codes)
+_UNSUPPORTED = (("invalid escape sequence: \\", "backreferences"),  # \1 ... \9: checked below
+                ("invalid perl operator: (?=", "lookahead assertions"),
+                ("invalid perl operator: (?!", "lookahead assertions"),
+                ("invalid perl operator: (?<=", "lookbehind assertions"),
+                ("invalid perl operator: (?<!", "lookbehind assertions"))
+
+
+def _refusal(exc: Exception) -> str:
+    """Why RE2 refused a pattern, for people (RE2 says it in bytes)."""
+    raw = exc.args[0] if exc.args else exc
+    why = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    for start, what in _UNSUPPORTED:
+        if why.startswith(start) and (what != "backreferences" or why[-1:].isdigit()):
+            return f"{why}: {what} are not supported (regexes are RE2 syntax, matched in linear time)"
+    return why
+
+
+def compile_full(pattern: str) -> Any:
+    """``pattern`` compiled to match whole strings only (as if anchored by
+    ``^(?:...)$``), with RE2.
+
+    Raises:
+        ConfigError: RE2 refuses it; says why.
+    """
+    try:
+        re2.compile(pattern, _RE2)  # for the reason: a set only says that it failed
+        regex = re2.Set.FullMatchSet(_RE2)
+        regex.Add(pattern)
+        regex.Compile()
+    except re2.error as exc:
+        raise ConfigError(_refusal(exc)) from None
+    return regex
+
+
 @dataclass(frozen=True)
 class Matcher:
     """``name op value``: ``=`` equal, ``!=`` not equal, ``=~`` regex match,
-    ``!~`` regex non-match. Regexes are anchored at both ends, as in
-    Alertmanager; a missing label counts as the empty string."""
+    ``!~`` regex non-match. Regexes (RE2 syntax) are anchored at both ends,
+    as in Alertmanager; a missing label counts as the empty string."""
 
     name: str
     op: str
@@ -122,13 +170,13 @@ class Matcher:
             raise ConfigError(f"matcher {self}: operator {self.op!r} must be one of {', '.join(OPS)}")
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
+                self._regex
+            except ConfigError as exc:
                 raise ConfigError(f"matcher {self}: invalid regex {self.value!r}: {exc}") from None
 
     @cached_property
-    def _regex(self) -> re.Pattern[str]:
-        return re.compile(f"(?:{self.value})\\Z")
+    def _regex(self) -> Any:
+        return compile_full(self.value)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -136,7 +184,8 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = self._regex.match(actual) is not None
+        # bytes: a label may hold half a UTF-16 pair (JSON allows one), which UTF-8 cannot encode strictly
+        hit = self._regex.Match(actual.encode("utf-8", "surrogatepass")) is not None
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:
@@ -235,11 +284,23 @@ class InhibitRule:
 
     def inhibitor(self, target_labels: Mapping[str, str], firing: Iterable[Alert]) -> Alert | None:
         """The first firing alert that mutes ``target_labels`` under this rule."""
-        if not matches_all(self.target, target_labels):
+        if not self.is_target(target_labels):
             return None
+        wanted = self.equal_values(target_labels)
         for src in firing:
-            if src.labels is target_labels or not matches_all(self.source, src.labels):
+            if src.labels is target_labels or not self.is_source(src.labels):
                 continue
-            if all(src.labels.get(k, "") == target_labels.get(k, "") for k in self.equal):
+            if self.equal_values(src.labels) == wanted:
                 return src
         return None
+
+    def is_source(self, labels: Mapping[str, str]) -> bool:
+        return matches_all(self.source, labels)
+
+    def is_target(self, labels: Mapping[str, str]) -> bool:
+        return matches_all(self.target, labels)
+
+    def equal_values(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The values of the ``equal`` labels (missing: empty): a source
+        mutes the targets with the same ones."""
+        return tuple(labels.get(k, "") for k in self.equal)

@@ -228,7 +228,8 @@ async def get_stream(request: Request, st: ServerState) -> Response:
 
 
 async def get_metrics(request: Request, st: ServerState) -> Response:
-    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"), alert_counts(st))
+    counts = await st.alerting.read(alert_counts)
+    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"), counts)
     return Response(body, media_type=ctype)
 
 
@@ -314,7 +315,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         st.committer.start()
-        alerting.load()
+        alerting.load(wait=False)  # the port is bound meanwhile; what reads the alerts waits for it
         alerting.start()
         if st.log_retention is not None:
             st.log_retention.start()

@@ -34,6 +34,7 @@ from flowsight.store.dashboard import RunTimes, runs_created, step_spans
 from flowsight.store.sql import SqlStore
 
 if TYPE_CHECKING:
+    from flowsight.alerting.manager import AlertManager
     from flowsight.server.app import ServerState
 
 log = logging.getLogger("flowsight.server")
@@ -213,9 +214,8 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def _alerts_by_status(st: ServerState) -> dict[str, int]:
-    """Call on the event loop: the manager's alerts belong to it."""
-    am = st.alerting.manager
+def _alerts_by_status(am: AlertManager) -> dict[str, int]:
+    """Call on the manager's thread (``AlertingService.read``): its alerts belong to it."""
     counts: dict[str, int] = {}
     for fp in am.alerts:
         status = am.status_of(fp)
@@ -227,7 +227,7 @@ async def get_overview(request: Request, st: ServerState) -> Response:
     from flowsight.server.app import json
 
     trend = int_param(request, "trend", 30, 0, 200)
-    alerts = _alerts_by_status(st)
+    alerts = await st.alerting.read(_alerts_by_status)
     out = await asyncio.to_thread(overview, st.store, alerts, now=time.time(), stall_timeout=st.stall_timeout,
                                   trend=trend)
     return json(out)

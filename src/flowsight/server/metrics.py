@@ -20,6 +20,7 @@ from flowsight.server.stream import STREAM_END_REASONS
 from flowsight.store.base import WriteResult
 
 if TYPE_CHECKING:
+    from flowsight.alerting.manager import AlertManager
     from flowsight.server.app import ServerState
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
@@ -139,9 +140,8 @@ class FlowsightCollector(Collector):
                                 value=len(broken))
 
 
-def alert_counts(st: ServerState) -> dict[tuple[str, str], int]:
-    """Alerts by (status, severity); call it on the event loop."""
-    am = st.alerting.manager
+def alert_counts(am: AlertManager) -> dict[tuple[str, str], int]:
+    """Alerts by (status, severity); call it on the manager's thread (``AlertingService.read``)."""
     counts: dict[tuple[str, str], int] = {}
     for fp, entry in am.alerts.items():
         key = (am.status_of(fp), entry.alert.severity.value)

@@ -30,6 +30,7 @@ for ever). Labels, annotations, matchers and bodies are JSON, kept exactly.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -43,6 +44,7 @@ import msgspec
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
 
+_log = logging.getLogger("flowsight.store")
 _enc = msgspec.json.Encoder()
 _str_map = msgspec.json.Decoder(dict[str, str])
 _str_list = msgspec.json.Decoder(list[str])
@@ -56,6 +58,9 @@ _OUTBOX_COLUMNS = "id, receiver, idempotency_key, body, created_at, attempts, ne
 _LOG_COLUMNS = "id, outbox_id, receiver, group_key, fingerprints, at, attempt, result, error"
 _OUTBOX_LOCK = 0x6F757462  # "outb": PostgreSQL enqueuers take turns, so ids commit in id order
 _CHUNK = 500
+# by value: a dict look-up, where calling the enum costs ten times as much a row
+_SEVERITIES = {s.value: s for s in Severity}
+_STATUSES = {s.value: s for s in AlertStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +184,7 @@ class AlertingMixin(ABC):
         ``replace`` (the manager saving its snapshot) the stored set becomes
         exactly ``states``: alerts the manager has forgotten are deleted."""
         now = time.time() if now is None else now
-        rows = [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
-                 _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
-                 s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
-                 _enc.encode(list(s.told)).decode(), now) for s in states]
+        rows = _alert_rows(states, now)
         with self._txn("save of alerts") as cur:
             if replace:
                 keep = {r[0] for r in rows}
@@ -191,6 +193,20 @@ class AlertingMixin(ABC):
                 if gone:
                     cur.executemany(self._sql("DELETE FROM alerts WHERE fingerprint = ?"), gone)
             if rows:
+                cur.executemany(self._sql(_ALERT_UPSERT), rows)
+
+    def update_alerts(self, states: Sequence[AlertState], gone: Sequence[str], now: float | None = None) -> None:
+        """Store what changed in the manager (``AlertManager.changes``): upsert
+        ``states``, delete the fingerprints ``gone``. In transactions of
+        ``_CHUNK`` rows, so a flood does not hold the other writers for long:
+        each row is one alert's whole state, and every chunk is committed
+        after the notifications it records were written to the outbox."""
+        now = time.time() if now is None else now
+        for i in range(0, len(gone), _CHUNK):
+            self.delete_alerts(gone[i:i + _CHUNK])
+        for i in range(0, len(states), _CHUNK):
+            rows = _alert_rows(states[i:i + _CHUNK], now)
+            with self._txn("save of alerts") as cur:
                 cur.executemany(self._sql(_ALERT_UPSERT), rows)
 
     def delete_alerts(self, fingerprints: Sequence[str]) -> int:
@@ -226,8 +242,8 @@ class AlertingMixin(ABC):
                 raise ConfigError(f"alert status {status!r}: use one of "
                                   f"{', '.join(s.value for s in AlertStatus)}") from None
             rows = self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,))
-        return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), Severity(r[3]), r[4], float(r[6]),
-                                 None if r[7] is None else float(r[7]), AlertStatus(r[5]), r[8]),
+        return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), _SEVERITIES[r[3]], r[4], float(r[6]),
+                                 None if r[7] is None else float(r[7]), _STATUSES[r[5]], r[8]),
                            tuple(_str_list.decode(r[9]))) for r in rows]
 
     # ---- silences --------------------------------------------------------------
@@ -252,14 +268,14 @@ class AlertingMixin(ABC):
         else:
             rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE starts_at <= ? AND ends_at > ? "
                               "ORDER BY starts_at, id", (active_at, active_at))
-        return [_silence(r) for r in rows]
+        return _silences(rows)
 
     def silences_changed_since(self, ts: float) -> list[Silence]:
         """Silences added, replaced or expired at ``ts`` or later (by the
         writer's ``now``), oldest change first."""
         rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE updated_at >= ? ORDER BY updated_at, id",
                           (ts,))
-        return [_silence(r) for r in rows]
+        return _silences(rows)
 
     def expire_silence(self, silence_id: str, now: float | None = None) -> bool:
         """End a silence at ``now``. One that has not started yet is kept (so
@@ -437,12 +453,29 @@ class AlertingMixin(ABC):
                 self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")}
 
 
+def _alert_rows(states: Sequence[AlertState], now: float) -> list[tuple[Any, ...]]:
+    return [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
+             _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
+             s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
+             _enc.encode(list(s.told)).decode(), now) for s in states]
+
+
 def _item(r: Sequence[Any]) -> OutboxItem:
     body = r[3]
     return OutboxItem(int(r[0]), r[1], r[2], body.encode() if isinstance(body, str) else bytes(body), float(r[4]),
                       int(r[5]), float(r[6]), r[7], r[8])
 
 
-def _silence(r: Sequence[Any]) -> Silence:
-    return Silence(r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]), float(r[3]), r[4],
-                   r[5])
+def _silences(rows: Sequence[Sequence[Any]]) -> list[Silence]:
+    """The silences of ``rows``, but those whose matchers no longer read
+    (a regex stored before regexes were RE2's that RE2 refuses): each is
+    left out with a warning saying which and why, the others are kept."""
+    out = []
+    for r in rows:
+        try:
+            out.append(Silence(r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]),
+                               float(r[3]), r[4], r[5]))
+        except ConfigError as exc:
+            _log.warning("silence %s is left out (it mutes nothing): %s; `flowsight silence expire %s` ends it",
+                         r[0], exc, r[0])
+    return out

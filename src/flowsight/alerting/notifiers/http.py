@@ -4,10 +4,20 @@ temporary (retried); any other 4xx is permanent (the receiver is broken)."""
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import httpx
 
 from flowsight.errors import DeliveryError
 from flowsight.redact import redact, redact_url
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings, made once: making them reads the CA
+    bundle from disk (tens of ms on the event loop for every send)."""
+    return httpx.create_ssl_context()
 
 
 async def post_json(url: str, body: bytes, *, idempotency_key: str, kind: str, timeout: float,
@@ -23,7 +33,7 @@ async def post_json(url: str, body: bytes, *, idempotency_key: str, kind: str, t
     label = f"{kind} {redact_url(url, secret_path=secret_path)}"
     sent = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key, **(headers or {})}
     try:
-        async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+        async with httpx.AsyncClient(timeout=timeout, transport=transport, verify=_tls()) as client:
             resp = await client.post(url, content=body, headers=sent)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{label}: {type(exc).__name__}: {redact(str(exc))}") from exc
