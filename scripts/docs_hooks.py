@@ -239,6 +239,21 @@ def render(doc: dict[str, Any]) -> str:
 
 # --- MkDocs events ----------------------------------------------------------------------------------------------
 
+def on_pre_build(config: Any) -> None:
+    """The README is no page of the site, so MkDocs does not check its links:
+    every relative link of it must name a file of the repository (with --strict
+    a warning fails the build)."""
+    import logging
+    from pathlib import Path
+
+    root = Path(config.config_file_path).parent
+    readme = root / "README.md"
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme.read_text(encoding="utf-8")):
+        path = target.split("#", 1)[0]
+        if path and not re.match(r"^[a-z]+:", path) and not (root / path).exists():
+            logging.getLogger("mkdocs.plugins.docs_hooks").warning("README.md links to %r, which does not exist", target)
+
+
 def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
