@@ -218,9 +218,10 @@ def test_bad_query_parameters_are_400_naming_the_parameter(seeded: httpx.Client,
 
 
 def test_the_readmes_lines_are_found_by_since_and_counted_by_template(server: Server) -> None:
-    """The README's curl example: lines that say no time are stamped with
-    their arrival, so ``since=2h`` finds them and the template counts (by
-    each line's own time) hold them; a line dated 2024 is found at its date."""
+    """The curl example in docs/logs.md (Over HTTP): lines that say no time
+    are stamped with their arrival, so ``since=2h`` finds them and the
+    template counts (by each line's own time) hold them; a line dated 2024
+    is found at its date."""
     c = server.client()
     out = post_logs(c, [
         {"id": "deploy-42-l1", "message": "build started", "level": "info", "run_id": "deploy-42", "step": "build"},
