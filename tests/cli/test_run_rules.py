@@ -141,3 +141,31 @@ def test_a_broken_flowsight_toml_here_warns_in_alerts_and_logs_watch_too(tmp_pat
     named = subprocess.run([*FLOWSIGHT, "--db", db, "alerts", "--config", "flowsight.toml"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert named.returncode == 2 and "invalid regex" in named.stderr
+
+
+def test_alerts_a_local_run_raises_beside_a_server_on_that_store_are_the_servers_too(
+        store_url: str, tmp_path: Path) -> None:
+    """One alert state per store: `flowsight run --rules --db` stores its alert,
+    and the server on that store lists it (API, dashboard, `flowsight alerts`)
+    without telling the receiver that was told already."""
+    server = start_server(store_url, log_dir=tmp_path)
+    try:
+        with recording() as rec:
+            rules = config(tmp_path, rec.server_address[1], RULE)
+            done = _run("--db", store_url, "--rules", str(rules))
+            assert done.returncode == 1, done.stderr
+            assert [a["labels"]["alertname"] for a in _firing(rec.bodies)] == ["DatabaseUnreachable"]
+            client = server.client()
+
+            def alerts() -> list[dict[str, Any]]:
+                got: list[dict[str, Any]] = client.get("/api/v1/alerts").json()["alerts"]
+                return [a for a in got if a["labels"].get("alertname") == "DatabaseUnreachable"]
+
+            [alert] = wait_for("the run's alert on the server", alerts)
+            assert alert["labels"]["run_id"] == "r-1" and alert["status"] == "firing"
+            listed = subprocess.run([*FLOWSIGHT, "--db", store_url, "alerts", "--json"], capture_output=True,
+                                    text=True, timeout=60)
+            assert "DatabaseUnreachable" in listed.stdout, listed.stderr
+            assert len(_firing(rec.bodies)) == 1  # the rules' receiver was told once, by the run
+    finally:
+        server.stop()

@@ -60,7 +60,10 @@ MAX_GAPS = 50
 PAGE = 10_000
 LOG_PAGE = 20_000  # log entries analyzed per store read
 LOG_ROUND = 5  # reads per round at most, so a backlog does not hold up the alerts
-SAVE_ANALYZER = 30.0  # seconds between saves of the log analyzer's templates
+SAVE_ANALYZER = 30.0
+#: seconds before the last stored time already taken in that alerts of other processes are read again
+#: from (their clocks may lag this one's a little; what was taken in is not taken again)
+ADOPT_OVERLAP = 5.0  # seconds between saves of the log analyzer's templates
 #: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
 SEND_CHUNK = 1_000
 
@@ -148,6 +151,10 @@ class AlertingService:
         self._logs_lock = threading.Lock()  # the analyzer works in a thread; the API reads its counts
         self._silences_seen = 0.0
         self._last_seq = 0  # events up to here have been read by the rules
+        # alerts other processes store (flowsight run --rules, a second server): taken in each round
+        self._adopt_since = 0.0  # stored after this (a little overlap: clocks of other processes)
+        self._own_saves: deque[float] = deque(maxlen=256)  # the times of this service's own saves
+        self._adopted: dict[str, float] = {}  # fingerprint -> the stored time taken in last
         self._marks: deque[tuple[float, int]] = deque()
         self._seen_lock = threading.Lock()
         self._seen: list[tuple[int, Event]] = []  # committed here, not yet read by the rules
@@ -176,6 +183,7 @@ class AlertingService:
     def _load(self) -> None:
         # what happened before now the rules rebuild from the runs themselves
         self._last_seq = self.store.last_seq()
+        self._adopt_since = self.clock()
         with gc_paused():
             states = self.store.load_alerts()
             silences = self._changed_silences()
@@ -316,6 +324,9 @@ class AlertingService:
         now = self.clock() if now is None else now
         silences = await asyncio.to_thread(self._changed_silences)
         await asyncio.to_thread(self._rules_round, now)
+        foreign = await asyncio.to_thread(self._stored_by_others)
+        if foreign:
+            await self._manager(AlertManager.restore, foreign)
         notes = await self._manager(self._tick, silences, now)
         if notes:
             await asyncio.to_thread(self.dispatcher.enqueue, notes)  # before the state that says they were told
@@ -331,9 +342,27 @@ class AlertingService:
             am.add_silence(s)
         return am.tick(now)
 
+    def _stored_by_others(self) -> list[AlertState]:
+        """The alerts other processes stored since the last round (``flowsight
+        run --rules`` beside this server, another server): one alert state
+        per store, whoever raised the alert. They join the manager as a
+        restart's alerts do (what receivers were told stays told)."""
+        found = self.store.alerts_stored_since(self._adopt_since - ADOPT_OVERLAP, besides=self._own_saves)
+        out = []
+        for ts, state in found:
+            fp = state.alert.fingerprint
+            if self._adopted.get(fp) != ts:
+                self._adopted[fp] = ts
+                out.append(state)
+            self._adopt_since = max(self._adopt_since, ts)
+        if len(self._adopted) > 100_000:
+            self._adopted = {fp: ts for fp, ts in self._adopted.items() if ts > self._adopt_since - ADOPT_OVERLAP}
+        return out
+
     async def _save(self, now: float) -> None:
         """Store what changed in the manager since the last save; given back
         to it when the store fails, for the next save."""
+        self._own_saves.append(now)
         states, gone = await self._manager(AlertManager.changes)
         try:
             await asyncio.to_thread(self.store.update_alerts, states, gone, now)

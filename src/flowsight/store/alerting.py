@@ -234,17 +234,24 @@ class AlertingMixin(ABC):
         """
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
         if status is None:
-            rows = self._read(sql + " ORDER BY starts_at, fingerprint")
+            return _states(self._read(sql + " ORDER BY starts_at, fingerprint"))
         else:
             try:
                 wanted = AlertStatus(status).value
             except ValueError:
                 raise ConfigError(f"alert status {status!r}: use one of "
                                   f"{', '.join(s.value for s in AlertStatus)}") from None
-            rows = self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,))
-        return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), _SEVERITIES[r[3]], r[4], float(r[6]),
-                                 None if r[7] is None else float(r[7]), _STATUSES[r[5]], r[8]),
-                           tuple(_str_list.decode(r[9]))) for r in rows]
+            return _states(self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,)))
+
+    def alerts_stored_since(self, since: float, *, besides: Sequence[float] = ()) -> list[tuple[float, AlertState]]:
+        """The alerts stored (by anyone) after ``since``, with when, oldest
+        first; rows stored at one of the times ``besides`` are left out (a
+        server's own saves: it knows those)."""
+        rows = self._read(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE updated_at > ? ORDER BY updated_at",
+                          (since,))
+        mine = set(besides)
+        rows = [r for r in rows if float(r[10]) not in mine]
+        return list(zip((float(r[10]) for r in rows), _states(rows)))
 
     # ---- silences --------------------------------------------------------------
     def add_silence(self, silence: Silence, now: float | None = None) -> None:
@@ -451,6 +458,12 @@ class AlertingMixin(ABC):
         """Broken receivers: name -> (since, reason)."""
         return {r[0]: (float(r[1]), r[2]) for r in
                 self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")}
+
+
+def _states(rows: Sequence[Sequence[Any]]) -> list[AlertState]:
+    return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), _SEVERITIES[r[3]], r[4], float(r[6]),
+                             None if r[7] is None else float(r[7]), _STATUSES[r[5]], r[8]),
+                       tuple(_str_list.decode(r[9]))) for r in rows]
 
 
 def _alert_rows(states: Sequence[AlertState], now: float) -> list[tuple[Any, ...]]:

@@ -417,6 +417,8 @@ Statement: TypeAlias = str | Callable[[Any], None]
 
 #: (version, name, {dialect: statements}); a statement is SQL, or a function
 #: of the cursor for what depends on the database's features
+_V13_ALERTS_UPDATED = ["CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at)"]
+
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
@@ -436,6 +438,8 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (10, "runs counted per workflow and state", {"sqlite": _V10_RUN_COUNTS, "postgresql": _V10_RUN_COUNTS}),
     (11, "changes of the runs counted", {"sqlite": _V11_RUN_CHANGES, "postgresql": _V11_RUN_CHANGES}),
     (12, "trigram index of the runs' searched text", {"sqlite": [_sqlite_v12], "postgresql": [_pg_v12]}),
+    (13, "alerts by when they were stored (a server takes in what other processes stored)",
+     {"sqlite": _V13_ALERTS_UPDATED, "postgresql": _V13_ALERTS_UPDATED}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]
