@@ -215,6 +215,18 @@ def test_a_fault_for_a_service_nobody_depends_on_mutes_nothing() -> None:
     assert am.mute_reason(_step_alert("nightly-etl"), am.clock()) is None
 
 
+def test_an_outage_sent_again_as_another_source_stops_muting_and_its_resolution_too() -> None:
+    clock = Clock()
+    am = AlertManager(Route("team"), clock=clock, dependencies={"nightly-etl": ["postgres-main"]})
+    am.send_alert(_outage())
+    assert am.mute_reason(_step_alert("nightly-etl"), 0) is not None
+    am.send_alert(replace(_outage(), source="performance"))  # the same labels, the same alert: no fault now
+    assert am.mute_reason(_step_alert("nightly-etl"), 0) is None
+    am.send_alert(_outage())
+    am.resolve(replace(_outage(), source="performance"))
+    assert am.mute_reason(_step_alert("nightly-etl"), 0) is None
+
+
 # ---- restart -------------------------------------------------------------------
 def test_a_restored_manager_still_owes_resolved_and_does_not_repeat_firing() -> None:
     am, clock = manager()

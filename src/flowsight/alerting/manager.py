@@ -196,23 +196,25 @@ class AlertManager:
             if flap is None:
                 flap = self.flaps[fp] = FlapState()
             entry = self.alerts[fp] = _Entry(alert, flap)
-            was = None
+            old, was = None, None
         else:
-            was = entry.alert.status
-            if was is FIRING and entry.alert.starts_at < alert.starts_at:
+            old, was = entry.alert, entry.alert.status
+            if was is FIRING and old.starts_at < alert.starts_at:
                 # a re-send or the resolution of what fires: it started when it first fired
                 # (a client resolving it need not remember when that was)
-                alert = replace(alert, starts_at=entry.alert.starts_at)
+                alert = replace(alert, starts_at=old.starts_at)
             entry.alert = alert
         self._unsaved.add(fp)
         firing = alert.status is FIRING
         if firing != (was is FIRING):
             for key in entry.groups:
                 self.groups[key].firing += 1 if firing else -1
-            if firing:
-                self.muting.firing(fp, alert)
-            else:
-                self.muting.not_firing(fp, alert)
+        # what it mutes may hang on more than its labels (its source: an outage)
+        moved = old is not None and old.source != alert.source
+        if old is not None and was is FIRING and (not firing or moved):
+            self.muting.not_firing(fp, old)
+        if firing and (was is not FIRING or moved):
+            self.muting.firing(fp, alert)
         if firing and alert.ends_at is not None:
             self._ends.push((alert.ends_at, fp))
         return entry, alert.status is not was

@@ -366,7 +366,7 @@ class AlertingService:
         states, gone = await self._manager(AlertManager.changes)
         try:
             await asyncio.to_thread(self.store.update_alerts, states, gone, now)
-        except BaseException:
+        except Exception:
             await self._manager(AlertManager.unsaved, [*gone, *(s.alert.fingerprint for s in states)])
             raise
 
