@@ -16,6 +16,7 @@ from flowsight.model.logtemplates import MAX_TEMPLATES
 from flowsight.monitors.log import ANALYZER_STATE
 from tests.model.test_logtemplates import flood
 from tests.server.conftest import Serve, sql_rows
+from tests.server.test_alerting_e2e import wait_for
 
 HEARTBEAT_EVERY = 20
 
@@ -27,13 +28,6 @@ def templates(c: httpx.Client) -> list[dict[str, Any]]:
     return got
 
 
-def wait_for(what: str, check: Any, deadline: float = 120.0) -> Any:
-    """Poll ``check()`` until it returns something true; fail with ``what`` after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not (got := check()):
-        assert time.monotonic() < end, f"{what}: not within {deadline:g}s"
-        time.sleep(0.2)
-    return got
 
 
 def saved_state(db: str) -> str:
@@ -63,7 +57,7 @@ def test_a_flood_of_distinct_lines_keeps_the_templates_at_the_cap_and_their_ids_
         return logs[0]["template_id"] if logs and logs[0]["template_id"] else None
 
     # the server's analyzer takes the stored lines oldest first: the last one templated, all are
-    wait_for("the last line templated by the server's analyzer", lambda: templated(lines[-1]))
+    wait_for("the last line templated by the server's analyzer", lambda: templated(lines[-1]), timeout=120)
     before = templates(c)
     beat = next(t for t in before if t["template"] == "heartbeat from worker <*> ok")
     assert beat["count"] == beats
@@ -85,4 +79,5 @@ def test_a_flood_of_distinct_lines_keeps_the_templates_at_the_cap_and_their_ids_
     assert templates(c) == before  # the same ids, texts and counts
     r = c.post("/api/v1/logs", json=[{"id": "beat-after", "message": "heartbeat from worker 99 ok"}])
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
-    assert wait_for("the new heartbeat templated", lambda: templated("worker 99 ok")) == beat["template_id"]
+    assert wait_for("the new heartbeat templated", lambda: templated("worker 99 ok"),
+                    timeout=120) == beat["template_id"]

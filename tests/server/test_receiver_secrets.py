@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, sql_rows
+from tests.server.test_alerting_e2e import wait_for
 
 SECRETS = ("hookuser", "hunter2", "s3cr3t-token", "amuser", "am-pa55", "am-k3y")
 
@@ -99,12 +99,6 @@ def broken_alerts(c: Any) -> dict[str, dict[str, Any]]:
             if a["labels"].get("alertname") == "ReceiverBroken"}
 
 
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
-        time.sleep(0.1)
-    return got
 
 
 def test_receiver_credentials_never_reach_the_log_the_api_or_other_receivers(
@@ -118,8 +112,8 @@ def test_receiver_credentials_never_reach_the_log_the_api_or_other_receivers(
                                        {"labels": {"alertname": "Probe", "target": "am"}}])
     assert r.status_code == 200, r.text
 
-    broken = wait_until("both receivers marked broken", lambda: len(b := broken_alerts(c)) == 2 and b)
-    told = wait_until("ops told of both", lambda: {
+    broken = wait_for("both receivers marked broken", lambda: len(b := broken_alerts(c)) == 2 and b)
+    told = wait_for("ops told of both", lambda: {
         a["labels"]["receiver"] for body in receiver.bodies for a in body["alerts"]
         if a["labels"].get("alertname") == "ReceiverBroken"} == {"team", "am"})
     assert told

@@ -41,6 +41,7 @@ from flowsight.alerting.delivery import Dispatcher
 from flowsight.alerting.manager import AlertManager, Notification
 from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
+from flowsight.errors import StoreError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Silence
 from flowsight.model.events import Event, EventKind
 from flowsight.model.loganalyzer import LogAnalyzer, TemplateCount
@@ -393,7 +394,22 @@ class AlertingService:
     def template_counts(self, n: int, *, since: float | None = None, until: float | None = None,
                         workflow: str | None = None) -> list[TemplateCount]:
         """The ``n`` templates with the most lines in [since, until), with
-        their counts (the analyzer's per-minute counts, kept 24 h)."""
+        their counts (the analyzer's per-minute counts, kept 24 h). Waits
+        for :meth:`load` (the templates kept in the store come back with it);
+        one that failed is retried by the rounds, meanwhile this answers what
+        the analyzer has.
+
+        Raises:
+            StoreError: the load has taken over a minute so far (a 503: try again).
+        """
+        loaded = self._loaded
+        if loaded is not None:
+            try:
+                loaded.result(timeout=60.0)
+            except TimeoutError:
+                raise StoreError("the templates kept in the store are still being read back; try again") from None
+            except Exception:  # noqa: BLE001 - said by the rounds, which read the store again
+                pass
         analyzer = self.logs.log_analyzer
         if analyzer is None:
             return []
