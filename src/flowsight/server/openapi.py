@@ -41,6 +41,8 @@ class Op:
 
 
 STR = {"type": "string"}
+#: a query parameter's text: any but a NUL, which no name holds (flowsight.server.params.text_param refuses it)
+TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 #: a time: epoch seconds, RFC 3339, or a duration ago (flowsight.model.durations.parse_time)
@@ -50,21 +52,21 @@ SCOPE = {"type": "string", "pattern": "^(host|run|workflow):.+"}
 STATE = {"type": "string", "enum": ["pending", "running", "completed", "failed", "suspended", "cancelled"]}
 
 RUN_FILTERS = [
-    Param("workflow", "query", STR, "only runs of this workflow"),
+    Param("workflow", "query", TEXT, "only runs of this workflow"),
     Param("state", "query", {"type": "array", "items": STATE}, "only runs in these states (repeat the parameter)"),
     Param("since", "query", NUM, "only runs created at or after (seconds since the epoch)"),
     Param("until", "query", NUM, "only runs created before (seconds since the epoch)"),
-    Param("q", "query", STR, "text in the run id, workflow, current step or error (case-insensitive, every run "
+    Param("q", "query", TEXT, "text in the run id, workflow, current step or error (case-insensitive, every run "
           "searched; from 3 characters the runs holding it are found in a trigram index, shorter texts are "
           "looked for in the runs newest first until the page is full)"),
 ]
 LEVEL = {"type": "string", "enum": ["trace", "debug", "info", "warn", "error", "fatal"]}
 LOG_FILTERS = [
-    Param("workflow", "query", STR, "only entries of this workflow"),
-    Param("step", "query", STR, "only entries of this step"),
+    Param("workflow", "query", TEXT, "only entries of this workflow"),
+    Param("step", "query", TEXT, "only entries of this step"),
     Param("level", "query", LEVEL, "only entries at this level or above"),
-    Param("template", "query", STR, "only entries with this template id"),
-    Param("q", "query", STR, "text in the message (case-insensitive)"),
+    Param("template", "query", TEXT, "only entries with this template id"),
+    Param("q", "query", TEXT, "text in the message (case-insensitive)"),
     Param("since", "query", TIME, "only entries at or after: epoch seconds, RFC 3339, or a duration ago (2h)"),
     Param("until", "query", TIME, "only entries before: epoch seconds, RFC 3339, or a duration ago (30m)"),
     Param("after", "query", {"type": "integer", "minimum": 0, "maximum": 2**62},
@@ -72,7 +74,7 @@ LOG_FILTERS = [
     Param("order", "query", {"type": "string", "enum": ["asc", "desc"]},
           "asc: oldest first (default); desc: newest first"),
     Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param("cursor", "query", {"type": "string", "pattern": LOG_CURSOR_PATTERN},
+    Param("cursor", "query", {"type": "string", "pattern": f"^$|{LOG_CURSOR_PATTERN}"},
           "the cursor of the previous page (keeps its order)"),
 ]
 ERRORS: dict[int, tuple[str, type | None]] = {
@@ -91,7 +93,7 @@ OPS = [
         **BODY_ERRORS}, body=list[S.LogIn] | S.LogIn, scope="ingest"),
     Op("get", "/api/v1/logs", "Log entries, filtered, one page at a time",
        {200: ("a page of log entries", S.LogPage), **ERRORS},
-       params=[Param("run_id", "query", STR, "only entries of this run"), *LOG_FILTERS], scope="read"),
+       params=[Param("run_id", "query", TEXT, "only entries of this run"), *LOG_FILTERS], scope="read"),
     Op("get", "/api/v1/runs/{run_id}/logs", "A run's log entries, filtered, one page at a time",
        {200: ("a page of log entries (empty for a run with none)", S.LogPage),
         404: ("no such path: a run id with a line break is no path; use /api/v1/logs?run_id=", S.Error), **ERRORS},
@@ -101,12 +103,12 @@ OPS = [
        params=[Param("since", "query", TIME, "from: epoch seconds, RFC 3339, or a duration ago (2h); "
                                              "default: an hour ago"),
                Param("until", "query", TIME, "until: epoch seconds, RFC 3339, or a duration ago"),
-               Param("workflow", "query", STR, "only lines of this workflow"),
+               Param("workflow", "query", TEXT, "only lines of this workflow"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
     Op("get", "/api/v1/runs", "Runs, newest first, filtered, one page at a time",
        {200: ("a page of runs", S.RunPage), **ERRORS},
        params=[*RUN_FILTERS, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-               Param("cursor", "query", {"type": "string", "pattern": CURSOR_PATTERN},
+               Param("cursor", "query", {"type": "string", "pattern": f"^$|{CURSOR_PATTERN}"},
                      "the cursor of the previous page")], scope="read"),
     Op("get", "/api/v1/runs/{run_id}", "One run: steps, state history, ETA, stall flag",
        {200: ("the run", S.RunDetailOut), 404: ("no such run", S.Error), **ERRORS},
@@ -121,7 +123,7 @@ OPS = [
        {200: ("the workflows", S.WorkflowList), **ERRORS}, scope="read"),
     Op("get", "/api/v1/stream", "Live events as Server-Sent Events; resumes after Last-Event-ID",
        {200: ("text/event-stream; each event's id is its seq", None), **ERRORS},
-       params=[Param("workflow", "query", STR), Param("run_id", "query", STR),
+       params=[Param("workflow", "query", TEXT), Param("run_id", "query", TEXT),
                Param("Last-Event-ID", "header", STR, "seq of the last event received")],
        scope="read", content_type="text/event-stream"),
     Op("get", "/api/v1/alerts", "Alerts the manager holds: firing, pending, resolved, silenced, inhibited, flapping",
@@ -147,8 +149,8 @@ OPS = [
                                              "epoch seconds, RFC 3339, or a duration ago (24h)"),
                Param("kind", "query", {"type": "string", "enum": [*FAULT_KINDS, *(k.alertname for k in FaultKind)]},
                      "only this kind (service_unavailable or ServiceUnavailable, ...)"),
-               Param("detector", "query", STR, "only faults this detector found"),
-               Param("run_id", "query", STR, "only faults that hurt this run"),
+               Param("detector", "query", TEXT, "only faults this detector found"),
+               Param("run_id", "query", TEXT, "only faults that hurt this run"),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})], scope="read"),
     Op("get", "/api/v1/faults/{fault_id}", "One fault, open or resolved (its alert links to /faults/ID)",
        {200: ("the fault", S.FaultOut), 404: ("no such fault", S.Error), **ERRORS},
@@ -166,7 +168,7 @@ OPS = [
        params=[Param("scope", "query", SCOPE, "host:NAME, run:RUN_ID or workflow:NAME", required=True),
                Param("metric", "query", {"type": "string", "enum": list(RESOURCE_METRICS)}, required=True),
                Param("since", "query", TIME, "from (default 1h ago)"), Param("until", "query", TIME, "until"),
-               Param("step", "query", {"type": "number", "minimum": 60, "multipleOf": 60},
+               Param("step", "query", {"type": "number", "minimum": 60, "maximum": 366 * 86400, "multipleOf": 60},
                      "bucket width in seconds (rollups); default: every sample within the raw retention")],
        scope="read"),
     Op("get", "/api/v1/overview", "The dashboard's overview: runs per state, stalled runs, alerts per status, "
@@ -179,7 +181,7 @@ OPS = [
        {200: ("the figures, per workflow", D.PerfPage), **ERRORS},
        params=[Param("since", "query", TIME, "runs started at or after (default 24h ago)"),
                Param("until", "query", TIME, "runs started before (default now)"),
-               Param("workflow", "query", STR, "only this workflow")], scope="read"),
+               Param("workflow", "query", TEXT, "only this workflow")], scope="read"),
     Op("get", "/metrics", "Prometheus metrics (text exposition format)",
        {200: ("metrics", None), **ERRORS}, scope="read", content_type="text/plain"),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),
