@@ -110,4 +110,4 @@ def test_serve_says_what_it_serves_and_a_busy_port_is_one_line(tmp_path: Path) -
         server.stop()
     bad = subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "serve", "--port", "99999"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "99999 is not a port: use 1 to 65535" in bad.stderr
+    assert bad.returncode == 2 and "99999 is not a port: use 1 to 65535 (0: any free port)" in bad.stderr

@@ -68,8 +68,8 @@ def _port(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a port: use 1 to 65535")
+    if not 0 <= value < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 1 to 65535 (0: any free port)")
     return value
 
 
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the HTTP API: ingest, query, live stream, /metrics")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                                                              "needs an API token to exist)")
-    serve.add_argument("--port", type=_port, default=8640, help="port (default 8640)")
+    serve.add_argument("--port", type=_port, default=8640, help="port (default 8640; 0: any free one, printed at start)")
     serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                        help="a name the server is reached by, besides its own (repeatable; '*.example.com', "
                             "'*' for any): requests with any other Host header are refused")
