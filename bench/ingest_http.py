@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 
-from flowsight.model.events import make_event
 from flowsight.model.ids import new_id
 from flowsight.store import open_store
 

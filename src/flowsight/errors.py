@@ -21,6 +21,8 @@ boundary, so callers only ever catch these::
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class FlowsightError(Exception):
     """Root of every exception flowsight raises on purpose."""
@@ -32,12 +34,22 @@ class ConfigError(FlowsightError):
 
 class EventError(FlowsightError, ValueError):
     """An event was refused. ``field`` names the offending field, ``index`` its
-    position in a batch when it came in one."""
+    position in a batch when it came in one. ``rule``: refused by a rule the
+    API's schema cannot state (a relation to the server's clock, a nesting
+    depth, a number JSON writes but no float holds), where the item is
+    otherwise as the OpenAPI document describes it: the HTTP API answers such
+    an item sent alone with 422, any other refused one with 400."""
 
-    def __init__(self, message: str, *, field: str | None = None, index: int | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None,
+                 rule: bool = False) -> None:
         super().__init__(message)
         self.field = field
         self.index = index
+        self.rule = rule
+
+    def in_batch(self, noun: str, index: int) -> Self:
+        """The same refusal as item ``index`` of a batch ("event 3: ...")."""
+        return type(self)(f"{noun} {index}: {self}", field=self.field, index=index, rule=self.rule)
 
 
 class LogEntryError(EventError):

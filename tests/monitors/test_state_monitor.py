@@ -9,8 +9,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
 

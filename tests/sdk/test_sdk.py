@@ -22,7 +22,7 @@ from flowsight.errors import EventError
 from flowsight.model import EventKind, WorkflowState
 from flowsight.sdk import client as sdk_client
 from flowsight.sdk.client import Client, Run, workflow
-from flowsight.store import SqlStore, open_store
+from flowsight.store import SqlStore
 
 S = WorkflowState
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -246,8 +247,8 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
     What the CLI and the API both make.
 
     Raises:
-        ConfigError: a bad matcher, no end, an end not after the start or
-            past the last time kept (:data:`~flowsight.model.events.MAX_TS`,
+        ConfigError: a bad matcher, no end, an end not after the start, an
+            end that has passed or one past the last time kept (:data:`~flowsight.model.events.MAX_TS`,
             as for an alert's end), no comment.
     """
     from flowsight.model.events import MAX_TS
@@ -261,12 +262,22 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
         ends_at = start + duration
     if ends_at <= start:
         raise ConfigError("silence: it must end after it starts")
+    if ends_at <= now:
+        raise ConfigError(f"silence: it would end at {_when(ends_at)}, which has passed: it would mute nothing")
     if not ends_at < MAX_TS:  # NaN too
         raise ConfigError(f"silence: it would end at {ends_at:g}, past the year 10889, the last time flowsight "
                           "keeps; give a shorter duration or an earlier end")
     if not comment.strip():
         raise ConfigError("silence: give a comment (why is this quiet?): the next person on call will ask")
     return Silence(silence_id or new_id(), parsed, start, ends_at, created_by or "unknown", comment.strip())
+
+
+def _when(ts: float) -> str:
+    """``ts`` as UTC text when it is a date, else the number as given."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:g}"
 
 
 # ---- inhibition ------------------------------------------------------------------

@@ -83,6 +83,10 @@ class WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 #: Ids hold 48 bits of milliseconds: the last second they can carry.
 MAX_TS = 2**48 / 1000
+#: The longest an event's (or a log entry's) id, and its workflow, run id and step, may be.
+ID_LIMIT, NAME_LIMIT = 128, 512
+#: The largest file size an ``output`` event may give (a signed 64-bit integer: both stores' BIGINT).
+MAX_SIZE = 2**63 - 1
 #: How deep a JSON value (an attribute, a log entry's field) may nest.
 MAX_DEPTH = 64
 
@@ -96,8 +100,9 @@ def finish_wire(wire: WireEvent) -> Event:
     """Check what the schema alone cannot, and fill the defaults (the HTTP
     ingest's hot path: one combined test for the common case)."""
     wf, rid, step, eid, ts = wire.workflow, wire.run_id, wire.step, wire.id, wire.ts
-    if (not wf or not rid or len(wf) > 512 or len(rid) > 512 or (step is not None and len(step) > 512)
-            or (eid is not None and len(eid) > 128) or (not step and wire.kind in STEP_KINDS)
+    if (not wf or not rid or len(wf) > NAME_LIMIT or len(rid) > NAME_LIMIT
+            or (step is not None and len(step) > NAME_LIMIT) or (eid is not None and len(eid) > ID_LIMIT)
+            or (not step and wire.kind in STEP_KINDS)
             or "\x00" in wf or "\x00" in rid or (step is not None and "\x00" in step)
             or (eid is not None and "\x00" in eid)
             or (not (wf.isascii() and rid.isascii() and (step is None or step.isascii())
@@ -124,7 +129,7 @@ def _explain_fields(wire: WireEvent) -> None:
         raise EventError("field 'workflow': must not be empty", field="workflow")
     if wire.kind in STEP_KINDS and not wire.step:
         raise EventError(f"field 'step': required for kind {wire.kind.value!r}", field="step")
-    for name, limit in (("id", 128), ("workflow", 512), ("run_id", 512), ("step", 512)):
+    for name, limit in (("id", ID_LIMIT), ("workflow", NAME_LIMIT), ("run_id", NAME_LIMIT), ("step", NAME_LIMIT)):
         value = getattr(wire, name)
         if value is not None and len(value) > limit:
             raise EventError(f"field '{name}': longer than {limit} characters", field=name)
@@ -146,9 +151,15 @@ def _timestamp(ts: float | datetime | None) -> float:
     if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
         raise EventError(
             f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, or RFC 3339 text)",
-            field="ts",
+            field="ts", rule=before_epoch_in_1970(ts),
         )
     return ts_f
+
+
+def before_epoch_in_1970(ts: Any) -> bool:
+    """An RFC 3339 time of 1970 before the epoch (``1970-01-01T00:30:00+01:00``):
+    the document's pattern allows years from 1970, so its refusal is a rule."""
+    return isinstance(ts, datetime) and ts.year >= 1970
 
 
 def explain(exc: msgspec.ValidationError, allowed: str) -> tuple[str, str | None]:
@@ -208,7 +219,7 @@ def parse_events(items: list[Any]) -> list[Event | EventError]:
             out.append(parse_event(item))
         except EventError as exc:
             if exc.index is None:
-                exc = EventError(f"event {i}: {exc}", field=exc.field, index=i)
+                exc = exc.in_batch("event", i)
             out.append(exc)
     return out
 
@@ -230,10 +241,15 @@ def check_output(attrs: dict[str, Any]) -> None:
     if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
         raise EventError("field 'attrs.sha256': an output event needs the file's sha256 as 64 lower-case hex "
                          f"digits, got {digest!r}", field="attrs.sha256")
-    for key in ("size", "mtime"):
-        value = attrs.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise EventError(f"field 'attrs.{key}': a number of 0 or more, got {value!r}", field=f"attrs.{key}")
+    size, mtime = attrs.get("size"), attrs.get("mtime")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                             or not (0 <= size <= MAX_SIZE) or size != int(size)):
+        raise EventError(f"field 'attrs.size': the file's size in bytes, a whole number from 0 to 2**63-1, "
+                         f"got {size!r}", field="attrs.size")
+    if mtime is not None and (isinstance(mtime, bool) or not isinstance(mtime, (int, float))
+                              or not (0 <= mtime < MAX_TS)):
+        raise EventError(f"field 'attrs.mtime': the file's modification time in seconds since 1970 (before the "
+                         f"year 10889), got {mtime!r}", field="attrs.mtime")
 
 
 def check_attrs(attrs: dict[str, Any], *, field: str = "attrs", error: type[EventError] = EventError) -> None:
@@ -258,7 +274,8 @@ def check_attrs(attrs: dict[str, Any], *, field: str = "attrs", error: type[Even
             raise error(f"field '{field}': key {key!r}: {problem}", field=field)
         problem = _json_problem(value)
         if problem is not None:
-            raise error(f"field '{field}.{key}': not JSON-serialisable ({problem})", field=f"{field}.{key}")
+            raise error(f"field '{field}.{key}': not JSON-serialisable ({problem})", field=f"{field}.{key}",
+                        rule=problem.startswith(_RULES))
 
 
 # PostgreSQL keeps no NUL in text or jsonb: refused here, so an event is the
@@ -283,6 +300,12 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+_NOT_FINITE = "is not valid JSON: it has no NaN or infinity"
+_TOO_DEEP = "nested deeper than"
+#: the problems no JSON Schema states (see EventError.rule): how their messages start
+_RULES = ("inf ", "-inf ", "nan ", _TOO_DEEP)
+
+
 def _json_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` is not a plain JSON value (that both stores keep), or None when it is."""
     if isinstance(value, str):
@@ -290,9 +313,9 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
     if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else f"{value} is not valid JSON: it has no NaN or infinity"
+        return None if math.isfinite(value) else f"{value} {_NOT_FINITE}"
     if depth > MAX_DEPTH:
-        return f"nested deeper than {MAX_DEPTH} levels"
+        return f"{_TOO_DEEP} {MAX_DEPTH} levels"
     if isinstance(value, (list, tuple)):
         for item in value:
             problem = _json_problem(item, depth + 1)

@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import LogEntryError
-from flowsight.model.events import MAX_TS, check_attrs, explain, text_problem
+from flowsight.model.events import ID_LIMIT, MAX_TS, NAME_LIMIT, before_epoch_in_1970, check_attrs, explain, text_problem
 from flowsight.model.ids import new_id
 from flowsight.model.logparse import MAX_AHEAD, parse_line
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
@@ -46,7 +46,7 @@ from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
 HTTP_SOURCE = "http"
 _LEVELS = ", ".join(level.value for level in LogLevel)
 _ALLOWED = "id, ts, level, message, line, source, workflow, run_id, step, fields"
-_NAME_LIMITS = (("id", 128), ("workflow", 512), ("run_id", 512), ("step", 512))
+_NAME_LIMITS = (("id", ID_LIMIT), ("workflow", NAME_LIMIT), ("run_id", NAME_LIMIT), ("step", NAME_LIMIT))
 _TEXTS = ("level", "message", "line", "source")
 
 
@@ -180,7 +180,7 @@ def _check_read(entry: LogEntry) -> None:
                  *(v for v in entry.fields.values() if isinstance(v, str))):
         problem = None if not text else text_problem(text)
         if problem is not None:
-            raise LogEntryError(f"field 'line': a value read from it {problem}", field="line")
+            raise LogEntryError(f"field 'line': a value read from it {problem}", field="line", rule=True)
 
 
 def _timestamp(ts: float | datetime, now: float) -> float:
@@ -190,11 +190,11 @@ def _timestamp(ts: float | datetime, now: float) -> float:
         ts_f = float(ts)
     if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
         raise LogEntryError(f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, "
-                            "or RFC 3339 text)", field="ts")
+                            "or RFC 3339 text)", field="ts", rule=before_epoch_in_1970(ts))
     if ts_f > now + MAX_AHEAD:
         raise LogEntryError(f"field 'ts': {ts!r} is more than a day ahead of the server's clock; an entry's time "
                             "is when it was written (an entry from the future would outlive every retention)",
-                            field="ts")
+                            field="ts", rule=True)
     return ts_f
 
 
@@ -231,6 +231,6 @@ def parse_log_items(items: list[Any], now: float) -> list[LogRecord | LogEntryEr
             out.append(finish_wire_log(wire, now))
         except LogEntryError as exc:
             if exc.index is None:
-                exc = LogEntryError(f"log {i}: {exc}", field=exc.field, index=i)
+                exc = exc.in_batch("log", i)
             out.append(exc)
     return out

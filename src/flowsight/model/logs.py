@@ -72,7 +72,7 @@ def level_from_word(word: str) -> LogLevel | None:
     """The level a level word names, case-insensitively (``"warning"`` ->
     ``LogLevel.WARN``), or None when ``word`` is no level word."""
     level = _WORDS.get(word)
-    if level is None and len(word) <= 11:
+    if level is None and len(word) <= 11 and word.isascii():  # "ﬁne".upper() is "FINE": ASCII letters only
         level = LEVEL_WORDS.get(word.upper())
     return level
 

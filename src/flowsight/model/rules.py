@@ -64,7 +64,7 @@ resolved alert also carries ``resolution`` (why it ended).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity

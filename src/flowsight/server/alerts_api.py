@@ -24,7 +24,8 @@ from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence, new_si
 from flowsight.model.durations import parse_duration
 from flowsight.model.events import explain
 from flowsight.server import schemas as S
-from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body
+from flowsight.server.ingest import (BodyError, decode_any, decode_items, decode_off_loop, read_json_body,
+                                     write_answer)
 from flowsight.server.openapi import ALERT_STATUSES
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ async def post_alerts(request: Request, st: ServerState) -> Response:
 
     items = await decode_off_loop(body, decode)
     await st.alerting.send_alerts([alert for alert in items if isinstance(alert, Alert)])
-    return _json(answer_alerts(items))
+    return _json(*write_answer(body, items, answer_alerts(items)))
 
 
 async def get_silences(request: Request, st: ServerState) -> Response:
@@ -181,10 +182,15 @@ async def post_silence(request: Request, st: ServerState) -> Response:
         body = msgspec.convert(data, S.SilenceIn)
     except msgspec.ValidationError as exc:
         raise FlowsightError(f"silence: {_explain(exc, _SILENCE_FIELDS)[0]}") from None
+    if body.duration is None and body.ends_at is None:
+        raise FlowsightError("silence: say how long ('duration', such as 2h) or until when ('ends_at')")
     now = time.time()
-    duration = parse_duration(body.duration, what="field 'duration'") if body.duration is not None else None
-    silence = new_silence(body.matchers, now=now, duration=duration, starts_at=body.starts_at,
-                          ends_at=body.ends_at, created_by=body.created_by or "api", comment=body.comment)
+    try:  # as the document describes it, but refused by a rule it states in words: 422
+        duration = parse_duration(body.duration, what="field 'duration'") if body.duration is not None else None
+        silence = new_silence(body.matchers, now=now, duration=duration, starts_at=body.starts_at,
+                              ends_at=body.ends_at, created_by=body.created_by or "api", comment=body.comment)
+    except FlowsightError as exc:
+        raise BodyError(422, str(exc)) from None
     st.alerting.add_silence(silence)
     return _json(silence_row(silence, now), 201)
 

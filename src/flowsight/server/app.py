@@ -33,7 +33,7 @@ from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
 from flowsight.server.ingest import (BodyError, Committer, Limits, answer, decode_batch, decode_off_loop,
-                                     read_json_body)
+                                     read_json_body, write_answer)
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
@@ -136,7 +136,7 @@ async def post_events(request: Request, st: ServerState) -> Response:
     result = await st.committer.submit(valid)
     out = answer(items, result)
     st.events_rejected += out["rejected"]
-    return json(out)
+    return json(*write_answer(body, items, out))
 
 
 # ---- queries --------------------------------------------------------------

@@ -23,7 +23,6 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flowsight.errors import FlowsightError
 from flowsight.model.faults import FaultStatus
 from flowsight.model.history import quantile
 from flowsight.model.stall import stall_verdict

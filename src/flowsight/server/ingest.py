@@ -177,7 +177,7 @@ def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any]
             try:
                 out.append(finish(w))
             except EventError as exc:
-                out.append(type(exc)(f"{noun} {i}: {exc}", field=exc.field, index=i))
+                out.append(exc.in_batch(noun, i))
         return out
     # the typed pass stops at the first bad item, before it sees the rest of
     # the text: the body may still be malformed further on
@@ -262,6 +262,24 @@ def _check_count(n: int, limits: Limits, plural: str = "events") -> None:
     if n > limits.max_events:
         raise BodyError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: "
                              "send smaller batches")
+
+
+def is_single(body: bytes) -> bool:
+    """Whether a (valid) JSON body is one object rather than an array."""
+    return body.lstrip(b" \t\r\n")[:1] == b"{"
+
+
+def write_answer(body: bytes, items: Sequence[object], answer: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The body and status of a write's answer: 200 with each item's fate
+    when the body was an array (a bad item costs only itself), but a body
+    that was one object and was refused is a refused request: 400 when it is
+    not as the OpenAPI document describes it, 422 when it is but a rule the
+    document states in words refused it (:attr:`EventError.rule`); the reason
+    as ``error`` (and ``field``), beside the same per-item answer."""
+    refused = items[0] if len(items) == 1 else None
+    if isinstance(refused, EventError) and is_single(body):
+        return {"error": str(refused), "field": refused.field, **answer}, 422 if refused.rule else 400
+    return answer, 200
 
 
 def answer(items: list[Event | EventError], result: WriteResult) -> dict[str, Any]:

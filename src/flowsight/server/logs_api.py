@@ -32,7 +32,7 @@ from starlette.responses import Response
 from flowsight.errors import EventError, FlowsightError, LogEntryError
 from flowsight.model.logrecords import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
 from flowsight.model.logs import LogLevel, level_from_word
-from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body
+from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.params import int_param, text_param, time_param
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ async def post_logs(request: Request, st: ServerState) -> Response:
                 await pending
         except Exception:  # the entries are committed: the client is told so whatever the hook did
             log.exception("the on_logs hook failed on %d stored entries", len(new))
-    return _json(out)
+    return _json(*write_answer(body, items, out))
 
 
 # ---- queries --------------------------------------------------------------

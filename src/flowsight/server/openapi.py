@@ -13,6 +13,7 @@ from flowsight.model.performance import RESOURCE_METRICS
 from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
 from flowsight.server.logs_api import LOG_CURSOR_PATTERN
+from flowsight.server.wire_rules import refine
 from flowsight.store.sql import CURSOR_PATTERN
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
@@ -38,6 +39,8 @@ class Op:
     body: Any = None
     scope: str | None = None
     content_type: str = "application/json"
+    #: OpenAPI links of the 2xx answer: name -> (target operation, {parameter: runtime expression})
+    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
 
 STR = {"type": "string"}
@@ -83,14 +86,22 @@ ERRORS: dict[int, tuple[str, type | None]] = {
 #: every write route reads its body alike (flowsight.server.ingest.read_json_body)
 BODY_ERRORS: dict[int, tuple[str, type | None]] = {
     413: ("too many items or too large a body", S.Error), 415: ("not application/json", S.Error), **ERRORS}
+#: a write of one item or an array: a bad item in an array costs only itself (200, answered per item);
+#: one object sent alone and refused is a refused request
+BAD_ITEM = ("bad request: malformed, or not an object or an array of them; or one object sent alone that is not as "
+            "this document describes it (its per-item answer, with the reason as `error`)")
+RULE_ITEM = ("one object sent alone, as this document describes it, but refused by a rule its description states in "
+             "words (its per-item answer, with the reason as `error`)")
+ITEM_ERRORS: dict[int, tuple[str, type | None]] = {**BODY_ERRORS, 400: (BAD_ITEM, S.IngestRefused),
+                                                   422: (RULE_ITEM, S.IngestRefused)}
 
 OPS = [
     Op("post", "/api/v1/events", "Ingest one event or an array of events", {
         200: ("each event's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
-        **BODY_ERRORS}, body=list[S.EventIn] | S.EventIn, scope="ingest"),
+        **ITEM_ERRORS}, body=list[S.EventIn] | S.EventIn, scope="ingest"),
     Op("post", "/api/v1/logs", "Ingest one log entry or an array (structured, or raw lines to parse)", {
         200: ("each entry's fate: accepted, duplicate or rejected (with the reason)", S.IngestResponse),
-        **BODY_ERRORS}, body=list[S.LogIn] | S.LogIn, scope="ingest"),
+        **ITEM_ERRORS}, body=list[S.LogIn] | S.LogIn, scope="ingest"),
     Op("get", "/api/v1/logs", "Log entries, filtered, one page at a time",
        {200: ("a page of log entries", S.LogPage), **ERRORS},
        params=[Param("run_id", "query", TEXT, "only entries of this run"), *LOG_FILTERS], scope="read"),
@@ -109,7 +120,10 @@ OPS = [
        {200: ("a page of runs", S.RunPage), **ERRORS},
        params=[*RUN_FILTERS, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
                Param("cursor", "query", {"type": "string", "pattern": f"^$|{CURSOR_PATTERN}"},
-                     "the cursor of the previous page")], scope="read"),
+                     "the cursor of the previous page")], scope="read",
+       links={"FirstRun": ("get_/api/v1/runs/{run_id}", {"run_id": "$response.body#/runs/0/run_id"}),
+              "FirstRunEvents": ("get_/api/v1/runs/{run_id}/events", {"run_id": "$response.body#/runs/0/run_id"}),
+              "FirstRunLogs": ("get_/api/v1/runs/{run_id}/logs", {"run_id": "$response.body#/runs/0/run_id"})}),
     Op("get", "/api/v1/runs/{run_id}", "One run: steps, state history, ETA, stall flag",
        {200: ("the run", S.RunDetailOut), 404: ("no such run", S.Error), **ERRORS},
        params=[Param("run_id", "path", STR, required=True)], scope="read"),
@@ -131,19 +145,24 @@ OPS = [
        params=[Param("status", "query", {"type": "string", "enum": list(ALERT_STATUSES)}, "only this status")],
        scope="read"),
     Op("post", "/api/v1/alerts", "Send one alert or an array (same labels = same alert; ends_at past = resolved)",
-       {200: ("each alert's fate: accepted, or rejected (with the reason)", S.AlertsAccepted), **BODY_ERRORS},
+       {200: ("each alert's fate: accepted, or rejected (with the reason)", S.AlertsAccepted), **BODY_ERRORS,
+        400: (BAD_ITEM, S.AlertRefused)},
        body=list[S.AlertIn] | S.AlertIn, scope="ingest"),
     Op("get", "/api/v1/silences", "Active and pending silences (all=true: expired too)",
        {200: ("the silences", S.SilenceList), **ERRORS},
        params=[Param("all", "query", {"type": "string", "enum": ["true", "false"]}, "expired ones too")],
        scope="read"),
     Op("post", "/api/v1/silences", "Mute the alerts matchers select, for a while",
-       {201: ("the silence", S.SilenceOut), **BODY_ERRORS}, body=S.SilenceIn, scope="admin"),
+       {201: ("the silence", S.SilenceOut), **BODY_ERRORS,
+        422: ("as this document describes it, but refused by a rule its description states in words", S.Error)},
+       body=S.SilenceIn, scope="admin",
+       links={"EndSilence": ("delete_/api/v1/silences/{silence_id}", {"silence_id": "$response.body#/id"})}),
     Op("delete", "/api/v1/silences/{silence_id}", "End a silence now",
        {200: ("expired", S.Expired), 404: ("no such active or pending silence", S.Error), **ERRORS},
        params=[Param("silence_id", "path", STR, required=True)], scope="admin"),
     Op("get", "/api/v1/faults", "Faults: open ones and resolved ones, newest first; the detectors' states",
        {200: ("the faults and the detectors", S.FaultList), **ERRORS},
+       links={"FirstFault": ("get_/api/v1/faults/{fault_id}", {"fault_id": "$response.body#/faults/0/id"})},
        params=[Param("status", "query", {"type": "string", "enum": ["open", "resolved"]}, "only this status"),
                Param("since", "query", TIME, "open faults, and resolved ones that ended at or after this: "
                                              "epoch seconds, RFC 3339, or a duration ago (24h)"),
@@ -210,6 +229,19 @@ def _document_patterns(node: Any) -> None:
             _document_patterns(item)
 
 
+def _batch_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A body of one item or an array of them: the array's items are any
+    JSON values, each answered by itself in the 200 (a bad one rejected with
+    the reason, the rest kept), so no item makes the array a bad request."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "array":
+            item = option["items"]["$ref"].rsplit("/", 1)[-1]
+            option["items"] = {}
+            option["description"] = (f"an array of items, each as {item} describes it; each is answered by itself in "
+                                     "the 200: a bad one is rejected with the reason, the others are kept")
+    return schema
+
+
 def build_openapi(version: str) -> dict[str, Any]:
     types: list[Any] = []
     for op in OPS:
@@ -217,6 +249,7 @@ def build_openapi(version: str) -> dict[str, Any]:
         if op.body is not None:
             types.append(op.body)
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    refine(components)
     refs = dict(zip(map(id, types), schemas))
     paths: dict[str, Any] = {}
     for op in OPS:
@@ -229,11 +262,15 @@ def build_openapi(version: str) -> dict[str, Any]:
                 for p in op.params
             ]
         if op.body is not None:
-            entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[id(op.body)]}}}
+            entry["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": _batch_body(refs[id(op.body)])}}}
         for status, (desc, typ) in op.responses.items():
             ctype = op.content_type if status == 200 else "application/json"
             schema = refs[id(typ)] if typ is not None else {"type": "string"}
             entry["responses"][str(status)] = {"description": desc, "content": {ctype: {"schema": schema}}}
+            if 200 <= status < 300 and op.links:
+                entry["responses"][str(status)]["links"] = {
+                    name: {"operationId": target, "parameters": params} for name, (target, params) in op.links.items()}
         if op.scope is not None:
             entry["security"] = [{"bearer": []}, {}]
             entry["description"] = f"Needs a token with scope '{op.scope}' (or admin) once tokens exist."

@@ -44,6 +44,17 @@ class Error(msgspec.Struct, kw_only=True):
     detail: str | None = None
 
 
+class IngestRefused(Error, kw_only=True):
+    """A body refused as a whole; or one object sent alone and refused, with
+    the field and the same per-item answer as a 200's."""
+
+    field: str | None = None
+    accepted: int | None = None
+    duplicates: int | None = None
+    rejected: int | None = None
+    results: list[ItemResult] | None = None
+
+
 class Eta(msgspec.Struct, kw_only=True):
     seconds: float
     finish_at: float
@@ -246,6 +257,17 @@ class AlertResult(msgspec.Struct, kw_only=True):
     fingerprint: str | None = None
     error: str | None = None
     field: str | None = None
+
+
+class AlertRefused(Error, kw_only=True):
+    """A body refused as a whole; or one alert sent alone and refused, with
+    the field and the same per-alert answer as a 200's."""
+
+    field: str | None = None
+    accepted: int | None = None
+    rejected: int | None = None
+    fingerprints: list[str] | None = None
+    results: list[AlertResult] | None = None
 
 
 class AlertsAccepted(msgspec.Struct, kw_only=True):

@@ -151,7 +151,7 @@ class FaultsMixin(ABC):
     def _save_outputs(self, cur: Any, events: Sequence[Event]) -> None:
         """Inside the events' transaction: each ``output`` event's file, a
         later registration of a path replacing an earlier one."""
-        rows = [(e.attrs["path"], e.attrs["sha256"], _num(e.attrs.get("size")), _num(e.attrs.get("mtime")),
+        rows = [(e.attrs["path"], e.attrs["sha256"], _whole(e.attrs.get("size")), _num(e.attrs.get("mtime")),
                  e.workflow, e.run_id, e.step, e.ts, e.id) for e in events]
         cur.executemany(self._sql(
             "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
@@ -170,6 +170,12 @@ class FaultsMixin(ABC):
             if under is None or any(path == u or path.startswith(u.rstrip("/") + "/") for u in under):
                 out[path] = (digest, None if size is None else int(size), None if mtime is None else float(mtime))
         return out
+
+
+def _whole(value: Any) -> int | None:
+    """A size as the BIGINT column keeps it (checked on the way in: 1024.0 is 1024)."""
+    num = _num(value)
+    return None if num is None else int(num)
 
 
 def _num(value: Any) -> Any:
