@@ -129,6 +129,38 @@ def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: P
     assert "arrives-later" in out
 
 
+def test_watch_into_a_pipe_prints_each_change_as_it_comes_not_only_at_its_end(tmp_path: Path) -> None:
+    """``watch > file`` wrote nothing until it ended, and nothing at all when killed."""
+    import queue
+    import threading
+
+    db = str(tmp_path / "f.db")
+    open_store(db).close()
+    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not has_open(proc.pid, db):
+            assert proc.poll() is None and time.monotonic() < deadline, "watch did not open the store"
+            time.sleep(0.02)
+        with open_store(db) as store:
+            store.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
+        seen = ""
+        while "arrives-later" not in seen:
+            seen += lines.get(timeout=60)  # the table with the new run, while watch still runs
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        reader.join(timeout=30)  # reads to the end of the pipe
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def has_open(pid: int, path: str) -> bool:
     """Whether process ``pid`` has the file ``path`` open."""
     want = os.path.realpath(path)
@@ -229,6 +261,8 @@ def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
         ])
     run = json.loads(flowsight("runs", "--json", db=db).stdout)["runs"][0]
     assert run["stalled"] is True and run["eta"] is None
+    shown = flowsight("show", "quiet", db=db).stdout
+    assert "(stall bound 5.0s: the run's stall_timeout)" in shown, shown  # where the bound came from, in words
 
 
 def at_width(columns: int, *args: str, db: str) -> subprocess.CompletedProcess[str]:

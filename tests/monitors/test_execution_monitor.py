@@ -301,3 +301,16 @@ def test_a_handler_failing_on_a_published_transition_does_not_stop_publishing(st
     assert hub.execution.metrics["run-1"].state is S.COMPLETED
     row = store.get_run("run-1")
     assert row is not None and row.state is S.COMPLETED
+
+
+def test_a_runs_own_source_attribute_is_not_who_changed_its_state() -> None:
+    """``workflow("etl", source="warehouse")`` showed "from warehouse" in the state history."""
+    from flowsight.model.execution import apply_event, new_metrics
+
+    started = make_event(EventKind.STARTED, "etl", "r-1", attrs={"source": "warehouse"})
+    m = new_metrics(started)
+    tr = apply_event(m, started).transition
+    assert tr is not None and tr.source == "event"
+    cancelled = make_event(EventKind.CANCELLED, "etl", "r-1", attrs={"transition_source": "scheduler"})
+    tr = apply_event(m, cancelled).transition
+    assert tr is not None and (tr.source, tr.new_state) == ("scheduler", WorkflowState.CANCELLED)

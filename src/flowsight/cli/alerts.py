@@ -23,7 +23,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.alerts import new_silence
 from flowsight.server.alerts_api import alert_rows, silence_row
 from flowsight.server.openapi import ALERT_STATUSES
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 #: rows of the table at most by default: past a few hundred a table is read by nobody, and
 #: drawing 100,000 rows took minutes (--json lists every alert)
@@ -71,7 +71,9 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         print(json.dumps({"alerts": rows}, indent=2))
         return 0
     if not rows:
-        out.print("no alerts" + (f" in status {args.status}" if args.status else ""))
+        status = f" in status {args.status}" if args.status else ""
+        out.print(f"no alerts{status} in {store.dialect} store {safe_url(store.url)} (a running `flowsight serve` raises "
+                  "them from the runs and keeps them there, as `flowsight run` does for its log rules)", soft_wrap=True)
         return 0
     shown = rows[:args.limit]
     title = f"{len(rows)} alert{'s' if len(rows) != 1 else ''}"

@@ -15,7 +15,7 @@ from flowsight.cli.render import runs_table
 from flowsight.demo.workflows import WORKFLOWS
 from flowsight.query import Views
 from flowsight.store.base import ENV_URL
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 STALLER = "partner-sync"
 
@@ -31,7 +31,7 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
         for name in WORKFLOWS
     }
     out.print(f"[bold]flowsight demo[/bold]: {len(procs)} workflows running in their own processes, "
-              f"writing to [cyan]{store.url}[/cyan]")
+              f"writing to [cyan]{safe_url(store.url)}[/cyan]")
 
     def frame(title: str = "flowsight demo · live") -> RenderableType:
         page = store.list_runs(since=started - 1, limit=30)

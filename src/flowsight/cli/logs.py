@@ -24,7 +24,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_time
 from flowsight.model.logrecords import StoredLog
 from flowsight.model.logs import LogLevel, level_from_word
-from flowsight.store.sql import SqlStore
+from flowsight.store.sql import SqlStore, safe_url
 
 PAGE = 1000
 LEVEL_STYLE = {
@@ -129,7 +129,7 @@ def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
         return found[0]
     if follow:
         return run  # its first lines may be on their way
-    raise FlowsightError(f"no run {run!r} and no log entries of one in the {store.dialect} store {store.url}; "
+    raise FlowsightError(f"no run {run!r} and no log entries of one in the {store.dialect} store {safe_url(store.url)}; "
                          "`flowsight runs` lists runs (--db or FLOWSIGHT_DATABASE_URL picks the store)")
 
 

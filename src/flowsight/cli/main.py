@@ -180,7 +180,7 @@ def cmd_runs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         print(json.dumps({"runs": [v.to_dict() for v in views], "cursor": page.cursor}, indent=2))
         return 0
     filtered = bool(args.workflow or args.state or args.since is not None or args.cursor)
-    where = f"in {store.dialect} store {store.url}"
+    where = f"in {store.dialect} store {safe_url(store.url)}"
     empty = f"no runs match these filters {where}" if filtered else f"no runs yet {where}"
     out.print(runs_table(views, empty=empty, width=out.width))
     if page.cursor:
@@ -231,10 +231,13 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         page = _page(store, args)
         return runs_table(Views(store, time.time()).views(page.runs),
                           title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop",
-                          empty=f"no runs yet in {store.dialect} store {store.url}", width=out.width)
+                          empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}", width=out.width)
 
     end = time.monotonic() + args.duration if args.duration else None
     try:
+        if not out.is_terminal:
+            _watch_to_a_pipe(store, args, out, end)
+            return 0
         with Live(frame(), console=out, refresh_per_second=4, transient=False) as live:
             while end is None or time.monotonic() < end:
                 time.sleep(args.interval)
@@ -242,6 +245,27 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _watch_to_a_pipe(store: SqlStore, args: argparse.Namespace, out: Console, end: float | None) -> None:
+    """``watch`` into a file or a pipe, which cannot be redrawn: a table each
+    time a run appears or changes state, step or progress, printed at once."""
+    from flowsight.cli.render import runs_table
+
+    shown: object = None
+    while True:
+        views = Views(store, time.time()).views(_page(store, args).runs)
+        key = [(v.run.workflow_id, v.run.state, v.run.current_step, v.run.completed_steps,
+                v.stalled) for v in views]
+        if key != shown:
+            shown = key
+            out.print(runs_table(views, title=f"flowsight watch · {time.strftime('%H:%M:%S')}",
+                                 empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
+                                 width=out.width))
+            out.file.flush()
+        if end is not None and time.monotonic() >= end:
+            return
+        time.sleep(args.interval)
 
 
 def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
@@ -259,7 +283,7 @@ def cmd_prune(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 def cmd_demo(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     from flowsight.cli.demo import run_demo
 
-    return run_demo(store, out, live=not args.no_live)
+    return run_demo(store, out, live=not args.no_live and out.is_terminal)  # a pipe or a file gets the result only
 
 
 def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
@@ -287,7 +311,7 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         for t in tokens:
             out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
         if not tokens:
-            out.print(f"no tokens in {store.dialect} store {store.url} (flowsight token create makes one)",
+            out.print(f"no tokens in {store.dialect} store {safe_url(store.url)} (flowsight token create makes one)",
                       highlight=False)
         return 0
     revoked = next((t for t in store.list_tokens() if t.name == args.name), None)

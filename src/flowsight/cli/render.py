@@ -17,6 +17,7 @@ from rich.text import Text
 from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import format_duration
 from flowsight.model.state import WorkflowState
+from flowsight.model.stall import BASIS_MEANS
 from flowsight.query import RunDetail, RunView
 from flowsight.store.sql import SqlStore, safe_url
 
@@ -208,8 +209,9 @@ def detail_panel(d: RunDetail) -> Group:
     if v.eta is not None:
         head.add_row("eta", Text.assemble(eta_text(v), f"  from {v.eta.basis}"))
     if v.stall is not None:
-        head.add_row("idle", f"{format_duration(v.stall.idle_for)} (stall bound {format_duration(v.stall.bound)}, "
-                             f"{v.stall.basis})")
+        basis = BASIS_MEANS.get(v.stall.basis, v.stall.basis)
+        head.add_row("idle", f"{format_duration(v.stall.idle_for)} (stall bound {format_duration(v.stall.bound)}: "
+                             f"{basis})")
     if m.retries:
         head.add_row("retries", str(m.retries))
     if m.error:

@@ -115,7 +115,8 @@ def _transition(m: ExecutionMetrics, new: WorkflowState, ev: Event, reason: str 
         old_state=old,
         new_state=new,
         reason=reason,
-        source=str(ev.attrs.get("source", "event")),
+        # a run's own attributes (source="warehouse") are not who changed its state
+        source=str(ev.attrs.get("transition_source", "event")),
         applied=ok,
         event_id=ev.id,
     )

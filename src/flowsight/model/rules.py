@@ -72,7 +72,7 @@ from flowsight.model.durations import format_duration
 from flowsight.model.events import Event, EventKind
 from flowsight.model.execution import ExecutionMetrics
 from flowsight.model.history import WorkflowHistory
-from flowsight.model.stall import DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
+from flowsight.model.stall import BASIS_MEANS, DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
 from flowsight.model.state import WorkflowState
 
 
@@ -259,12 +259,6 @@ def expire_failures(firing: Iterable[Alert], now: float, max_age: float) -> list
 
 
 # ---- RunStalled -----------------------------------------------------------------
-_BASIS = {
-    "history": "3x the p95 duration of the step in past runs",
-    "run timeout": "the run's stall_timeout",
-    "default timeout": "the default stall timeout",
-}
-
 
 def run_stalled_alert(m: ExecutionMetrics, history: WorkflowHistory | None, rule: RunStalled, now: float, *,
                       timeout: float = DEFAULT_TIMEOUT, external_url: str = "") -> Alert | None:
@@ -277,7 +271,7 @@ def run_stalled_alert(m: ExecutionMetrics, history: WorkflowHistory | None, rule
         return None
     step = m.current_step
     where = f" in step '{step}'" if step else ""
-    basis = _BASIS.get(v.basis, v.basis)
+    basis = BASIS_MEANS.get(v.basis, v.basis)
     return Alert(
         labels=_labels(RUN_STALLED, m.workflow, rule.severity, run_id=m.run_id, step=step),
         annotations={

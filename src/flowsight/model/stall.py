@@ -18,6 +18,12 @@ from flowsight.model.state import WorkflowState
 DEFAULT_TIMEOUT = 1800.0
 MIN_BOUND = 5.0
 FACTOR = 3.0
+#: where a stall bound came from, in words (the RunStalled alert, ``flowsight show``)
+BASIS_MEANS = {
+    "history": "3x the p95 duration of the step in past runs",
+    "run timeout": "the run's stall_timeout",
+    "default timeout": "the default stall timeout",
+}
 
 
 @dataclass(frozen=True, slots=True)
