@@ -1,7 +1,10 @@
 """flowsight: workflow observability in one pip install.
 
-The SDK is re-exported here; the monitors, the model and the stores live in
-their packages (``flowsight.monitors``, ``flowsight.model``, ``flowsight.store``).
+Here are the SDK, the five monitors and the alert manager, and the
+specification's types (``from flowsight import ExecutionMonitor, LogEntry``);
+each is defined in its own module (the ``_WHERE`` table below says which) and
+imported from there when first used. Everything else lives in its package
+(``flowsight.model``, ``flowsight.detectors``, ``flowsight.store``, ...).
 """
 
 from __future__ import annotations
@@ -10,26 +13,67 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flowsight.alerting.manager import AlertManager
+    from flowsight.detectors.base import FaultDetector
     from flowsight.errors import FlowsightError
-    from flowsight.model.events import Event, EventKind
-    from flowsight.model.state import WorkflowState
+    from flowsight.model.alerts import Alert, Severity
+    from flowsight.model.events import Event, EventKind, ExecutionEvent
+    from flowsight.model.execution import ExecutionMetrics
+    from flowsight.model.faults import (
+        ConfigurationError,
+        DataCorruption,
+        FaultRecord,
+        FaultType,
+        NetworkTimeout,
+        ResourceExhaustion,
+        ServiceUnavailable,
+    )
+    from flowsight.model.logrules import LogAlertRule
+    from flowsight.model.logs import LogEntry, LogLevel
+    from flowsight.model.performance import PerformanceMetrics
+    from flowsight.model.state import StateTransition, WorkflowState
+    from flowsight.model.thresholds import Threshold
     from flowsight.monitors.execution import ExecutionMonitor
+    from flowsight.monitors.fault import FaultMonitor
+    from flowsight.monitors.log import LogMonitor
+    from flowsight.monitors.performance import PerformanceMonitor
     from flowsight.monitors.state import StateMonitor
     from flowsight.sdk.client import Client, Run, Step, configure, current_run, flush, step, workflow
     from flowsight.sdk.logs import LogHandler
 
 __version__ = "0.1.0"
 
-# Each name is imported when first used (PEP 562), so that a command that
-# needs little of the package (``flowsight run`` in front of a cron line)
-# does not pay for the monitors and the stores at every start.
+# Each name is imported from its home module when first used (PEP 562), so
+# that a command that needs little of the package (``flowsight run`` in front
+# of a cron line) does not pay for the monitors and the stores at every start.
 _WHERE = {
-    "Client": "flowsight.sdk.client", "Event": "flowsight.model.events", "EventKind": "flowsight.model.events",
-    "ExecutionMonitor": "flowsight.monitors.execution", "FlowsightError": "flowsight.errors",
-    "LogHandler": "flowsight.sdk.logs", "Run": "flowsight.sdk.client", "StateMonitor": "flowsight.monitors.state",
-    "Step": "flowsight.sdk.client", "WorkflowState": "flowsight.model.state", "configure": "flowsight.sdk.client",
-    "current_run": "flowsight.sdk.client", "flush": "flowsight.sdk.client", "step": "flowsight.sdk.client",
-    "workflow": "flowsight.sdk.client",
+    name: module
+    for module, names in (
+        # the SDK
+        ("flowsight.sdk.client", ("Client", "Run", "Step", "configure", "current_run", "flush", "step", "workflow")),
+        ("flowsight.sdk.logs", ("LogHandler",)),
+        ("flowsight.errors", ("FlowsightError",)),
+        # the monitors and the alert manager
+        ("flowsight.monitors.execution", ("ExecutionMonitor",)),
+        ("flowsight.monitors.performance", ("PerformanceMonitor",)),
+        ("flowsight.monitors.state", ("StateMonitor",)),
+        ("flowsight.monitors.fault", ("FaultMonitor",)),
+        ("flowsight.monitors.log", ("LogMonitor",)),
+        ("flowsight.alerting.manager", ("AlertManager",)),
+        # the specification's types
+        ("flowsight.model.events", ("Event", "EventKind", "ExecutionEvent")),
+        ("flowsight.model.execution", ("ExecutionMetrics",)),
+        ("flowsight.model.performance", ("PerformanceMetrics",)),
+        ("flowsight.model.thresholds", ("Threshold",)),
+        ("flowsight.model.state", ("StateTransition", "WorkflowState")),
+        ("flowsight.model.faults", ("ConfigurationError", "DataCorruption", "FaultRecord", "FaultType",
+                                    "NetworkTimeout", "ResourceExhaustion", "ServiceUnavailable")),
+        ("flowsight.detectors.base", ("FaultDetector",)),
+        ("flowsight.model.logs", ("LogEntry", "LogLevel")),
+        ("flowsight.model.logrules", ("LogAlertRule",)),
+        ("flowsight.model.alerts", ("Alert", "Severity")),
+    )
+    for name in names
 }
 
 
@@ -47,15 +91,37 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Alert",
+    "AlertManager",
     "Client",
+    "ConfigurationError",
+    "DataCorruption",
     "Event",
     "EventKind",
+    "ExecutionEvent",
+    "ExecutionMetrics",
     "ExecutionMonitor",
+    "FaultDetector",
+    "FaultMonitor",
+    "FaultRecord",
+    "FaultType",
     "FlowsightError",
+    "LogAlertRule",
+    "LogEntry",
     "LogHandler",
+    "LogLevel",
+    "LogMonitor",
+    "NetworkTimeout",
+    "PerformanceMetrics",
+    "PerformanceMonitor",
+    "ResourceExhaustion",
     "Run",
+    "ServiceUnavailable",
+    "Severity",
     "StateMonitor",
+    "StateTransition",
     "Step",
+    "Threshold",
     "WorkflowState",
     "configure",
     "current_run",
