@@ -21,6 +21,7 @@ boundary, so callers only ever catch these::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Self
 
 
@@ -67,12 +68,16 @@ class NoSuchRun(FlowsightError):
 
 
 class TransitionError(FlowsightError):
-    """A state change that the table of allowed transitions forbids."""
+    """A state change that the table of allowed transitions forbids.
+    ``allowed``: the states the table allows from ``old`` (given by whoever
+    checked the table, :mod:`flowsight.model.state`, which this module does
+    not import)."""
 
-    def __init__(self, run_id: str, old: str, new: str) -> None:
+    def __init__(self, run_id: str, old: str, new: str, *, allowed: Iterable[str]) -> None:
+        nexts = sorted(allowed)
         super().__init__(
             f"run {run_id!r}: illegal transition {old} -> {new}; "
-            f"allowed from {old}: {_allowed_text(old)}"
+            f"allowed from {old}: {', '.join(nexts) if nexts else 'nothing (terminal state)'}"
         )
         self.run_id = run_id
         self.old_state = old
@@ -95,13 +100,6 @@ class NoStoreError(StoreError):
 class StoreFullError(StoreError):
     """A write failed for want of space: the disk under the database is full
     (SQLite's "database or disk is full", PostgreSQL's ``DiskFull``)."""
-
-
-def _allowed_text(old: str) -> str:
-    from flowsight.model.state import WorkflowState, allowed_next
-
-    nexts = sorted(s.value for s in allowed_next(WorkflowState(old)))
-    return ", ".join(nexts) if nexts else "nothing (terminal state)"
 
 
 class DeliveryError(FlowsightError):

@@ -89,11 +89,11 @@ def test_moving_to_the_state_a_run_is_in_is_refused(state: S) -> None:
 
 
 def test_a_transition_error_names_both_states_and_what_is_allowed() -> None:
-    err = TransitionError("run-1", "completed", "running")
+    err = TransitionError("run-1", "completed", "running", allowed=(s.value for s in allowed_next(S.COMPLETED)))
     assert "completed -> running" in str(err)
     assert "terminal" in str(err)
     assert (err.old_state, err.new_state, err.run_id) == ("completed", "running", "run-1")
-    err = TransitionError("run-1", "suspended", "completed")
+    err = TransitionError("run-1", "suspended", "completed", allowed=(s.value for s in allowed_next(S.SUSPENDED)))
     assert "allowed from suspended: cancelled, failed, running" in str(err)
 
 

@@ -98,6 +98,7 @@ def test_an_illegal_transition_raises_is_recorded_refused_and_not_applied(store:
     with pytest.raises(TransitionError) as info:
         run(lambda: mon.monitor_state_change(run_id, S.RUNNING, reason="retry"))
     assert "completed -> running" in str(info.value)
+    assert "allowed from completed: nothing (terminal state)" in str(info.value)
     assert run_id in str(info.value)
     assert (info.value.old_state, info.value.new_state) == ("completed", "running")
 

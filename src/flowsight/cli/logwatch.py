@@ -42,7 +42,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.logrecords import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor, Sink
 from flowsight.sdk.http import HttpOptions
-from flowsight.sdk.logs import server_log_sink
+from flowsight.sdk.logsinks import server_log_sink
 from flowsight.store.base import ENV_URL, open_store
 
 ENV_SERVER = "FLOWSIGHT_URL"

@@ -25,6 +25,7 @@ At the command's end, what the rules still owe is sent before flowsight exits.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,7 +33,6 @@ from dataclasses import replace
 import httpx
 
 from flowsight.alerting.delivery import Dispatcher
-from flowsight.cli.run import _say
 from flowsight.alerting.manager import AlertManager
 from flowsight.config import Config, build_notifier, config_or_default, load_config
 from flowsight.model.alerts import Alert
@@ -49,6 +49,13 @@ __all__ = ["RunRules", "rules_config"]
 TICK = 1.0
 #: how long flowsight waits at exit for the last notifications
 FLUSH_TIMEOUT = 10.0
+
+
+def _say(what: str) -> None:
+    """A problem of the rules, told on stderr as ``flowsight run`` tells its own
+    (the command goes on); defined here so that this module does not import
+    :mod:`flowsight.cli.run`, which imports it."""
+    print(f"flowsight: {what}", file=sys.stderr, flush=True)
 
 
 def rules_config(rules_file: str | None, *, to_server: bool) -> Config | None:

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
 def cmd_spool(args: argparse.Namespace) -> int:
     """0: nothing is left in the spool; 1: some is (why is said); 2: usage."""
     from flowsight.sdk.http import HttpOptions, HttpSink
-    from flowsight.sdk.logs import server_log_sink
+    from flowsight.sdk.logsinks import server_log_sink
 
     if not args.url:
         raise FlowsightError("name the server: flowsight spool send --url http://host:8640 (or $FLOWSIGHT_URL)")

@@ -36,20 +36,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import json
-import math
 import os
 import re
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import DataCorruption, Fault
+# what a file is, and taking it: shared with the SDK's Run.output (flowsight.outputs), importable here as before
+from flowsight.outputs import Expected, record_output, sha256_file, stat_identity
 
 __all__ = ["LARGE", "RACY_SECONDS", "Expected", "IntegrityDetector", "judge", "read_manifest", "record_output",
            "sha256_file", "write_manifest"]
@@ -58,63 +57,11 @@ __all__ = ["LARGE", "RACY_SECONDS", "Expected", "IntegrityDetector", "judge", "r
 LARGE = 8 * 1024 * 1024
 #: a file changed this recently is hashed again at every check
 RACY_SECONDS = 2.0
-_CHUNK = 1024 * 1024
-_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # "<hex>  <path>" ("*" before the path: binary mode), or "SHA256 (<path>) = <hex>"
 _SUM_LINE = re.compile(r"(\\?)([0-9a-fA-F]{64}) [ *](.*)")
 _TAG_LINE = re.compile(r"(\\?)SHA256 \((.*)\) = ([0-9a-fA-F]{64})")
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
 _UNESCAPE_RE = re.compile(r"\\[\\nr]")
-
-
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """What a file must be: its sha256 (hex, stored lower-case), and where
-    known its size in bytes and mtime (seconds, as ``os.stat().st_mtime``).
-
-    Raises:
-        ValueError: ``sha256`` is not 64 hex digits, or ``size``/``mtime`` is not a number.
-    """
-
-    sha256: str
-    size: int | None = None
-    mtime: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.sha256, str) or not _HEX.fullmatch(self.sha256):
-            raise ValueError(f"sha256 must be 64 hex digits, got {self.sha256!r}")
-        object.__setattr__(self, "sha256", self.sha256.lower())
-        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int)
-                                      or self.size < 0):
-            raise ValueError(f"size must be a whole number of bytes, 0 or more, got {self.size!r}")
-        if self.mtime is not None and (isinstance(self.mtime, bool) or not isinstance(self.mtime, (int, float))
-                                       or not math.isfinite(self.mtime)):
-            raise ValueError(f"mtime must be a number of seconds, got {self.mtime!r}")
-
-
-def sha256_file(path: str) -> str:
-    """The sha256 of the file at ``path``, hex, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def record_output(path: str | os.PathLike[str]) -> Expected:
-    """What ``path`` is now: its sum, size and mtime (blocking).
-
-    Raises:
-        OSError: it cannot be read.
-        RuntimeError: it kept changing while it was hashed (three tries).
-    """
-    p = os.fspath(path)
-    for _ in range(3):
-        before = os.stat(p)
-        digest = sha256_file(p)
-        if _identity(os.stat(p)) == _identity(before):
-            return Expected(digest, before.st_size, before.st_mtime)
-    raise RuntimeError(f"{p}: changed while it was being hashed, three times; record it once it is complete")
 
 
 def write_manifest(entries: Mapping[str, Expected] | Iterable[tuple[str, Expected]],
@@ -260,10 +207,6 @@ def _stat_error(exc: OSError) -> OSError | None:
     raise exc
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
-
-
 # ---- the detector ----------------------------------------------------------------------
 class IntegrityDetector:
     """See the module docstring. ``hash_file`` computes a file's sum
@@ -390,13 +333,13 @@ class IntegrityDetector:
     def _read_manifest(self) -> dict[str, Expected]:
         if self.manifest is None:
             return {}
-        seen = _identity(os.stat(self.manifest))
+        seen = stat_identity(os.stat(self.manifest))
         if self._manifest_seen is None or self._manifest_seen[0] != seen:
             self._manifest_seen = seen, read_manifest(self.manifest)
         return self._manifest_seen[1]
 
     async def _sum(self, file: str, st: os.stat_result) -> str:
-        identity = _identity(st)
+        identity = stat_identity(st)
         kept = self._sums.get(file)
         if kept is not None and kept[0] == identity:
             return kept[1]

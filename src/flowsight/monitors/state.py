@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Union
 
 from flowsight.errors import TransitionError
-from flowsight.model.state import StateTransition, WorkflowState, is_allowed
+from flowsight.model.state import StateTransition, WorkflowState, allowed_next, is_allowed
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.state")
@@ -89,7 +89,8 @@ class StateMonitor:
                         self.store.record_transition, replace(tr, applied=True), workflow=workflow)
         self.observe(tr)
         if not tr.applied:
-            raise TransitionError(workflow_id, tr.old_state.value, new_state.value)
+            raise TransitionError(workflow_id, tr.old_state.value, new_state.value,
+                                  allowed=(s.value for s in allowed_next(tr.old_state)))
         await self.notify(tr)
         return tr
 

@@ -105,7 +105,7 @@ class Client:
             batch_size, linger = batch_size or 2000, 0.25 if linger is None else linger
 
             def make_log_sink() -> Sink[LogRecord]:
-                from flowsight.sdk.logs import server_log_sink
+                from flowsight.sdk.logsinks import server_log_sink
 
                 return server_log_sink(server, token, options=opts, spool_root=spool_dir, transport=http_transport)
 
@@ -118,7 +118,7 @@ class Client:
             sink = StoreSink(lambda: open_store(db_url), write=write_events, prune=prune_events, retention=keep)
 
             def make_log_sink() -> Sink[LogRecord]:
-                from flowsight.sdk.logs import store_log_sink
+                from flowsight.sdk.logsinks import store_log_sink
 
                 return store_log_sink(db_url, keep)
 
@@ -158,7 +158,7 @@ class Client:
     def _open_logs(self) -> BatchWriter[LogEntry, LogRecord]:
         with self._logs_lock:
             if self._logs is None:
-                from flowsight.sdk.logs import build_log_records
+                from flowsight.sdk.logsinks import build_log_records
 
                 self._logs = BatchWriter(self._make_log_sink(), build=build_log_records, batch_size=self._batch_size,
                                          linger=self._linger, name="flowsight-log-writer")
@@ -399,7 +399,7 @@ class Run:
         Raises:
             OSError: the file cannot be read.
         """
-        from flowsight.detectors.integrity import record_output
+        from flowsight.outputs import record_output
 
         full = os.path.abspath(os.fspath(path))
         rec = record_output(full)
