@@ -4,8 +4,8 @@
 >>> notifiers = {rc.name: build_notifier(rc, cfg.external_url) for rc in cfg.receivers}
 
 Modules: :mod:`~flowsight.config.schema` (:class:`Config` and the reading of
-each section), :mod:`~flowsight.config.receivers` (each receiver kind's
-fields, :func:`build_notifier`), :mod:`~flowsight.config.logs` (``[logs]``
+each section), :mod:`~flowsight.config.receivers` (reading
+``[[alerting.receivers]]``, :func:`build_notifier`), :mod:`~flowsight.config.logs` (``[logs]``
 and ``[[log_rules]]``: ``cfg.make_log_rules()`` gives ready
 :class:`~flowsight.model.logrules.LogAlertRule` objects), :mod:`~flowsight.config.fields` (field
 converters and problem collection), :mod:`~flowsight.config.locate` (the
@@ -17,16 +17,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flowsight.errors import ConfigError
 
 from flowsight.config.fields import Problem
 from flowsight.config.logs import LogRuleConfig, LogSettings, LogSource
-from flowsight.config.receivers import KINDS, ReceiverConfig, build_notifier
+from flowsight.config.receivers import ReceiverConfig, build_notifier, kinds
 from flowsight.config.schema import Config, ConfigFileError, load_config, parse_config
 
 CONFIG_ENV = "FLOWSIGHT_CONFIG"
 DEFAULT_FILE = "flowsight.toml"
+
+
+def __getattr__(name: str) -> Any:
+    # KINDS, the receiver kinds, comes from their one table
+    # (flowsight.alerting.notifiers.KINDS), read when asked for: importing
+    # it with this package would be an import cycle
+    if name == "KINDS":
+        return kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_config_path() -> Path:

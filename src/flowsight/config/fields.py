@@ -42,6 +42,42 @@ class Problem:
         return f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
 
 
+@dataclass(frozen=True)
+class Opt:
+    """One field of a kind of receiver or detector, declared in its class's
+    ``OPTIONS`` (field name -> :class:`Opt`): its converter, whether it is
+    required, the keyword argument it becomes (default: its name), and whether
+    its value is a secret (never shown in a problem). For a receiver only:
+    ``template``, a Jinja2 template compiled at load. For a detector only:
+    ``path``, a path (or a list of paths) relative to the configuration file."""
+
+    conv: Converter[Any]
+    required: bool = False
+    keyword: str | None = None
+    secret: bool = False
+    template: bool = False
+    path: bool = False
+
+
+#: a kind's fields, as its class declares them (``OPTIONS``)
+Options = Mapping[str, Opt]
+
+
+def declared(cls: type, kind: str) -> Options:
+    """The ``OPTIONS`` of ``cls``, the class registered for ``kind``, which
+    also declares that ``KIND``.
+
+    Raises:
+        TypeError: it does not declare them (a registry entry or a class in error).
+    """
+    options = getattr(cls, "OPTIONS", None)
+    if getattr(cls, "KIND", None) != kind or not isinstance(options, Mapping) \
+            or not all(isinstance(o, Opt) for o in options.values()):
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__} is registered as kind {kind!r}: it must declare "
+                        f"KIND = {kind!r} and OPTIONS, a table of field name -> Opt")
+    return options
+
+
 class Invalid(Exception):
     """A value a converter refuses. ``problems``: (sub-path, message) pairs,
     the sub-path relative to the value (``(2,)`` for its third element)."""

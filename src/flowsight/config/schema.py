@@ -39,7 +39,7 @@ from flowsight.config.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
-from flowsight.config.receivers import ReceiverConfig, build_notifier, read_receivers
+from flowsight.config.receivers import ReceiverConfig, build_notifier, field_of, read_receivers
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.flapping import FlapPolicy
@@ -363,6 +363,6 @@ def _build_receivers(reader: Reader, cfg: Config) -> None:
             path: Path = ("alerting", "receivers", i)
             m = _FIELD.search(str(exc))
             if m is not None:
-                key = "from" if m.group(1) == "sender" else m.group(1)
+                key = field_of(rc.kind, m.group(1))
                 path = (*path, key) if (*path, key) in reader.lines else path
             reader.error(path, str(exc))

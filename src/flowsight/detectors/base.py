@@ -8,9 +8,11 @@ monitor runs it every ``interval`` under a watchdog, with ``retries``
 before a fault is declared (:class:`Schedule`).
 
 Built-in kinds live one module each beside this one (``http``, ``tcp``,
-``command``, ``resource``, ``integrity``, ``config``); each class takes
-``name`` and the keyword arguments its ``[[detectors]]`` table gives.
-Third-party kinds come from the ``flowsight.detectors`` entry-point group.
+``command``, ``resource``, ``integrity``, ``config``), each a line of the
+table in :mod:`flowsight.detectors.registry`; each class declares its
+``KIND`` and its ``OPTIONS`` (its ``[[detectors]]`` fields) and takes
+``name`` and the keyword arguments those fields give. Third-party kinds come
+from the ``flowsight.detectors`` entry-point group.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from flowsight.config.fields import Options, Opt, array, choice, nonempty_string, string_table
 from flowsight.detectors.tcp import check_name, check_seconds, check_target
 from flowsight.errors import ConfigError
 from flowsight.model.faults import Fault, FaultKind, fault_type
@@ -58,6 +59,13 @@ class CommandDetector:
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "command"
+    # a variable may hold a token: a secret
+    OPTIONS: ClassVar[Options] = {
+        "argv": Opt(array(nonempty_string, nonempty=True), required=True),
+        "fault": Opt(choice(k.value for k in FaultKind)), "target": Opt(nonempty_string),
+        "cwd": Opt(nonempty_string, path=True), "env": Opt(string_table, secret=True)}
 
     def __init__(self, name: str, *, argv: Sequence[str], timeout: float = 10.0,
                  fault: str = FaultKind.SERVICE_UNAVAILABLE.value, target: str | None = None,

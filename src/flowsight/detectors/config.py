@@ -48,10 +48,11 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
+from flowsight.config.fields import Options, Opt, array, choice, nonempty_string, string_table
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import ConfigurationError, Fault
 
@@ -341,6 +342,11 @@ class ConfigDetector:
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "config"
+    OPTIONS: ClassVar[Options] = {
+        "path": Opt(nonempty_string, required=True, path=True), "format": Opt(choice(FORMATS)),
+        "required": Opt(array(nonempty_string)), "types": Opt(string_table), "env": Opt(array(nonempty_string))}
 
     def __init__(self, name: str, *, path: str | os.PathLike[str], format: str | None = None,
                  required: Iterable[str] | None = None, types: Mapping[str, str] | None = None,

@@ -35,11 +35,24 @@ import asyncio
 import http
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from flowsight import __version__
+from flowsight.config.fields import (
+    Invalid,
+    Options,
+    Opt,
+    array,
+    choice,
+    duration,
+    found,
+    integer,
+    nonempty_string,
+    string_table,
+    url,
+)
 from flowsight.detectors.tcp import check_name, check_seconds, check_target, describe_error
 from flowsight.model.faults import Fault, FaultType, NetworkTimeout, ServiceUnavailable
 
@@ -54,12 +67,27 @@ MAX_REDIRECTS = 10
 METHODS = ("GET", "HEAD")
 
 
+def _status(value: Any) -> int:
+    """An ``expect_status`` element: 100 to 599."""
+    code = integer(100)(value)
+    if code > 599:
+        raise Invalid(f"expected an HTTP status from 100 to 599, got {found(value)}")
+    return code
+
+
 class HttpDetector:
     """See the module docstring.
 
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "http"
+    # a header may hold a token: a secret
+    OPTIONS: ClassVar[Options] = {
+        "url": Opt(url, required=True), "method": Opt(choice(METHODS)), "keyword": Opt(nonempty_string),
+        "expect_status": Opt(array(_status, nonempty=True)), "headers": Opt(string_table, secret=True),
+        "slow": Opt(duration(positive=True)), "service": Opt(nonempty_string)}
 
     def __init__(self, name: str, *, url: str, method: str = "GET", timeout: float = 10.0,
                  keyword: str | None = None, expect_status: Sequence[int] | None = None,

@@ -43,8 +43,9 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from flowsight.config.fields import Options, Opt, array, boolean, nonempty_string
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import DataCorruption, Fault
 # what a file is, and taking it: shared with the SDK's Run.output (flowsight.outputs), importable here as before
@@ -216,6 +217,10 @@ class IntegrityDetector:
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "integrity"
+    OPTIONS: ClassVar[Options] = {"manifest": Opt(nonempty_string, path=True), "registered": Opt(boolean),
+                                  "paths": Opt(array(nonempty_string, nonempty=True), path=True)}
 
     def __init__(self, name: str, *, manifest: str | os.PathLike[str] | None = None,
                  paths: Iterable[str | os.PathLike[str]] | None = None,

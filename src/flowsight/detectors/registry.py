@@ -1,12 +1,22 @@
-"""Detector kinds: the built-in table and third-party plug-ins.
+"""Detector kinds: the one table of built-in kinds, and third-party plug-ins.
 
 A ``[[detectors]]`` table names its ``kind``; :func:`detector_class` gives the
-class for it, which :func:`flowsight.config.detectors.build_detector` calls
-as ``Cls(name=..., **options)``. Built-in kinds (:data:`DETECTOR_CLASSES`)
-are imported only when asked for. Other kinds come from installed distributions, through the
-entry-point group :data:`ENTRY_POINT_GROUP`: the entry point's name is the
-kind, its object a class built the same way, whose instances follow
-:class:`~flowsight.detectors.base.FaultDetector`. In ``pyproject.toml``::
+class for it. Built-in kinds are the lines of :data:`DETECTOR_CLASSES`, one
+module each, imported only when asked for. Each built-in class declares,
+beside its code, its ``KIND`` and its ``OPTIONS``: the fields of its table,
+each a :class:`~flowsight.config.fields.Opt` (converter, required, a path
+relative to the configuration file...). The configuration reads a detector's
+fields with them (:func:`flowsight.config.detectors.read_detectors`,
+``flowsight check``) and makes the detector from the same class
+(:func:`flowsight.config.detectors.build_detector`, as
+``Cls(name=..., **options)``). Adding a kind: its module, one line in
+:data:`DETECTOR_CLASSES`, its tests.
+
+Other kinds come from installed distributions, through the entry-point group
+:data:`ENTRY_POINT_GROUP`: the entry point's name is the kind, its object a
+class built the same way, whose instances follow
+:class:`~flowsight.detectors.base.FaultDetector`; its fields are handed over
+as written (the class checks them). In ``pyproject.toml``::
 
     [project.entry-points."flowsight.detectors"]
     ping = "flowsight_ping:PingDetector"
@@ -18,12 +28,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["DETECTOR_CLASSES", "ENTRY_POINT_GROUP", "detector_class", "plugin_kinds"]
 
-#: kind -> (module under ``flowsight.detectors``, class name)
+#: the built-in kinds: kind (as written in flowsight.toml) -> (module under ``flowsight.detectors``, its class)
 DETECTOR_CLASSES: dict[str, tuple[str, str]] = {
     "http": ("http", "HttpDetector"),
     "tcp": ("tcp", "TcpDetector"),
@@ -36,6 +48,9 @@ ENTRY_POINT_GROUP = "flowsight.detectors"
 
 
 def _plugins() -> dict[str, EntryPoint]:
+    # imported only now: reading the configuration (which reads the table) needs it only for a plug-in
+    from importlib.metadata import entry_points
+
     # read afresh each time: a distribution installed while running counts
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in DETECTOR_CLASSES}
 

@@ -48,12 +48,13 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from flowsight.config.fields import Invalid, Options, Opt, choice, found, integer, nonempty_string, number
 from flowsight.detectors.tcp import check_name, check_seconds
 from flowsight.model.faults import Fault, ResourceExhaustion
 
-__all__ = ["RESOURCES", "Capacity", "Load", "ResourceDetector", "Usage", "format_bytes", "judge"]
+__all__ = ["RESOURCES", "Capacity", "Load", "ResourceDetector", "Usage", "format_bytes", "judge", "size"]
 
 #: each resource and the thresholds it takes
 RESOURCES: dict[str, tuple[str, ...]] = {
@@ -65,6 +66,44 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     "cpu": ("max_load_per_core",),
 }
 _PERCENTS = ("min_free_percent", "max_used_percent")
+
+
+# ---- the fields' converters ------------------------------------------------------------
+def _pid(value: Any) -> int | str:
+    if value == "self":
+        return "self"
+    try:
+        return integer(1)(value)
+    except Invalid:
+        raise Invalid(f'expected a process id or "self", got {found(value)}') from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def size(value: Any) -> int:
+    """Bytes: an integer, or text such as ``"5 GiB"``, ``"500MB"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits):]
+        try:
+            amount = float(digits)
+        except ValueError:
+            amount = -1.0
+        if amount >= 0 and unit in _UNITS:
+            return int(amount * _UNITS[unit])
+    raise Invalid(f'expected a size in bytes such as 5000000000 or "5 GiB", got {found(value)}')
+
+
+def _percent(value: Any) -> float:
+    p = number()(value)
+    if not 0 <= p <= 100:
+        raise Invalid(f"expected a percentage from 0 to 100, got {found(value)}")
+    return p
 
 
 # ---- readings and the pure decision ----------------------------------------------------
@@ -176,6 +215,12 @@ class ResourceDetector:
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "resource"
+    OPTIONS: ClassVar[Options] = {
+        "resource": Opt(choice(RESOURCES), required=True), "path": Opt(nonempty_string, path=True),
+        "pid": Opt(_pid), "min_free_bytes": Opt(size), "min_free_percent": Opt(_percent),
+        "max_load_per_core": Opt(number(above=0)), "max_used_percent": Opt(_percent)}
 
     def __init__(self, name: str, *, resource: str, path: str | os.PathLike[str] | None = None,
                  pid: int | str | None = None, min_free_bytes: int | None = None,

@@ -15,11 +15,20 @@ import asyncio
 import os
 import re
 import socket
-from typing import Any
+from typing import Any, ClassVar
 
+from flowsight.config.fields import Invalid, Options, Opt, found, integer, nonempty_string
 from flowsight.model.faults import Fault, NetworkTimeout, ServiceUnavailable
 
 __all__ = ["TcpDetector", "check_name", "check_seconds", "describe_error"]
+
+
+def _port(value: Any) -> int:
+    """The ``port`` field: 1 to 65535."""
+    number = integer(1)(value)
+    if number > 65535:
+        raise Invalid(f"expected a port from 1 to 65535, got {found(value)}")
+    return number
 
 
 class TcpDetector:
@@ -28,6 +37,10 @@ class TcpDetector:
     Raises:
         ValueError: an option is not what it must be (the message names it).
     """
+
+    KIND: ClassVar[str] = "tcp"
+    OPTIONS: ClassVar[Options] = {"host": Opt(nonempty_string, required=True), "port": Opt(_port, required=True),
+                                  "service": Opt(nonempty_string)}
 
     def __init__(self, name: str, *, host: str, port: int, timeout: float = 10.0,
                  service: str | None = None) -> None:

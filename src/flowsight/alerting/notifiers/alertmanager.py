@@ -16,15 +16,16 @@ flowsight goes away for good.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.notifiers.http import post_json
+from flowsight.alerting.notifiers.http import URL, post_json
 from flowsight.alerting.payload import alert_json, rfc3339
+from flowsight.config.fields import Options, Opt, duration
 from flowsight.model.alerts import Alert, AlertStatus
 
 # longer than any sensible repeat_interval (Alertmanager's default is 4h)
@@ -34,6 +35,9 @@ FIRING_VALIDITY = 3 * 24 * 3600.0
 class AlertmanagerNotifier:
     """POSTs the alerts of each notification to the Alertmanager at ``url``
     (its base URL, e.g. ``http://alertmanager:9093``)."""
+
+    KIND: ClassVar[str] = "alertmanager"
+    OPTIONS: ClassVar[Options] = {"url": URL, "timeout": Opt(duration(positive=True))}
 
     def __init__(self, url: str, *, timeout: float = 10.0, external_url: str = "",
                  transport: httpx.AsyncBaseTransport | None = None) -> None:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from typing import ClassVar
 
 import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
+from flowsight.config.fields import Options, Opt, array, duration, nonempty_string
 from flowsight.errors import DeliveryError
 
 #: how much of the end of a failed program's output its error keeps (characters)
@@ -35,6 +37,10 @@ OUTPUT_KEPT = 300
 
 
 class CommandNotifier:
+    KIND: ClassVar[str] = "command"
+    OPTIONS: ClassVar[Options] = {"argv": Opt(array(nonempty_string, nonempty=True), required=True),
+                                  "timeout": Opt(duration(positive=True))}
+
     def __init__(self, argv: list[str], *, timeout: float = 30.0, external_url: str = "") -> None:
         if not argv:
             raise ValueError("command receiver: give the program to run")

@@ -15,15 +15,49 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from pathlib import Path as FsPath
+from typing import Any, ClassVar
 
 import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
+from flowsight.config.fields import (
+    Invalid,
+    Options,
+    Opt,
+    Reader,
+    Table,
+    array,
+    choice,
+    duration,
+    found,
+    nonempty_string,
+    string,
+)
 from flowsight.errors import ConfigError, DeliveryError
 
 SECURITY = ("starttls", "tls", "none")
+
+
+# ---- the fields' converters -------------------------------------------------------
+def smarthost(value: Any) -> str:
+    """``host:port`` (``[::1]:25`` for an IPv6 address)."""
+    text = string(value)
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Invalid(f'expected "host:port" such as "smtp.example.com:587", got {found(value)}')
+    return text
+
+
+def address(value: Any) -> str:
+    text = string(value)
+    if "@" not in parseaddr(text)[1]:
+        raise Invalid(f"expected an e-mail address such as 'ops@example.com' or 'Ops <ops@example.com>', "
+                      f"got {found(value)}")
+    return text
 
 
 class EmailNotifier:
@@ -43,6 +77,39 @@ class EmailNotifier:
             ``username`` without ``password``, an unreadable ``ca_file``, a
             template that does not compile.
     """
+
+    KIND: ClassVar[str] = "email"
+    OPTIONS: ClassVar[Options] = {
+        "smarthost": Opt(smarthost, required=True), "from": Opt(address, required=True, keyword="sender"),
+        "to": Opt(array(address, nonempty=True), required=True), "security": Opt(choice(SECURITY)),
+        "username": Opt(nonempty_string), "password": Opt(string, secret=True),
+        "password_file": Opt(nonempty_string),
+        "subject": Opt(string, template=True), "body": Opt(string, template=True),
+        "ca_file": Opt(nonempty_string), "timeout": Opt(duration(positive=True))}
+
+    @staticmethod
+    def check_options(reader: Reader, t: Table, options: dict[str, Any], base_dir: FsPath) -> None:
+        """At load: what the fields need of each other, and the files they
+        name (``password_file`` read into ``password``; ``ca_file`` made
+        absolute), relative to ``base_dir``."""
+        if "password" in t and "password_file" in t:
+            reader.error(t.at("password_file"), "give password or password_file, not both")
+        file = options.pop("password_file", None)
+        if file is not None and "password" not in t:
+            p = base_dir / FsPath(file).expanduser()
+            try:
+                options["password"] = p.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reader.error(t.at("password_file"),
+                             f"cannot read {str(p)!r}: {getattr(exc, 'strerror', None) or exc}")
+        if "username" in t and "password" not in t and "password_file" not in t:
+            reader.error(t.at("username"), "a username needs a password: give password or password_file")
+        ca = options.get("ca_file")
+        if ca is not None:
+            p = base_dir / FsPath(ca).expanduser()
+            if not p.is_file():
+                reader.error(t.at("ca_file"), f"no such file {str(p)!r} (a PEM bundle of certificates to trust)")
+            options["ca_file"] = str(p)
 
     def __init__(self, smarthost: str, *, sender: str, to: list[str], security: str = "starttls",
                  username: str | None = None, password: str | None = None, subject: str | None = None,

@@ -9,8 +9,14 @@ import ssl
 
 import httpx
 
+from flowsight.config.fields import Opt, url
 from flowsight.errors import DeliveryError
 from flowsight.redact import redact, redact_url
+
+
+# the ``url`` field of the HTTP receivers: it may hold their credentials (user
+# info, a token in the query; a Slack webhook's path is one), so it is a secret
+URL = Opt(url, required=True, secret=True)
 
 
 @functools.cache

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, ClassVar
 
 from flowsight.alerting.manager import Notification
+from flowsight.config.fields import Options, Opt, choice
 
 log = logging.getLogger("flowsight.alerts")
 
+LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def log_level(value: Any) -> int:
+    """The ``level`` field: a level's name, as the level's number."""
+    return LOG_LEVELS[choice(LOG_LEVELS)(value)]
+
 
 class LogNotifier:
+    KIND: ClassVar[str] = "log"
+    OPTIONS: ClassVar[Options] = {"level": Opt(log_level)}
+
     def __init__(self, level: int = logging.WARNING) -> None:
         self.level = level
 

@@ -9,14 +9,15 @@ attachment coloured by status — ``danger`` (red) while firing, ``good``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.notifiers.http import post_json
+from flowsight.alerting.notifiers.http import URL, post_json
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
+from flowsight.config.fields import Options, Opt, duration, nonempty_string, string
 
 COLORS = {"firing": "danger", "resolved": "good"}
 
@@ -32,6 +33,12 @@ class SlackNotifier:
     Raises:
         ConfigError: ``title`` or ``text`` is not a valid template.
     """
+
+    KIND: ClassVar[str] = "slack"
+    OPTIONS: ClassVar[Options] = {
+        "url": URL, "channel": Opt(nonempty_string), "username": Opt(nonempty_string),
+        "title": Opt(string, template=True), "text": Opt(string, template=True),
+        "timeout": Opt(duration(positive=True))}
 
     def __init__(self, url: str, *, channel: str | None = None, username: str | None = None,
                  title: str | None = None, text: str | None = None, timeout: float = 10.0,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
-from flowsight.alerting.notifiers.http import post_json
+from flowsight.alerting.notifiers.http import URL, post_json
+from flowsight.config.fields import Options, Opt, duration, string_table
 
 
 class WebhookNotifier:
+    KIND: ClassVar[str] = "webhook"
+    # a header may hold a token: a secret
+    OPTIONS: ClassVar[Options] = {"url": URL, "headers": Opt(string_table, secret=True),
+                                  "timeout": Opt(duration(positive=True))}
+
     def __init__(self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None,
                  external_url: str = "", transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url
