@@ -1,4 +1,4 @@
-"""Where fields are: :func:`flowsight.config.locate.locate` scans TOML a
+"""Where fields are: :func:`flowsight.options.locate.locate` scans TOML a
 second time (``tomllib`` forgets positions) and must find the line of every
 key and array element, however the document is written."""
 
@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowsight.config.locate import Path, format_path, locate
+from flowsight.options.locate import Path, format_path, locate
 
 
 def test_locate_counts_arrays_of_tables_and_skips_multiline_strings() -> None:

@@ -20,7 +20,7 @@ import flowsight.config
 from flowsight.alerting.notifiers import KINDS, notifier_class
 from flowsight.config import ConfigFileError, build_notifier, parse_config
 from flowsight.config.detectors import build_detector
-from flowsight.config.fields import Options, Opt, declared, duration, integer, nonempty_string, string
+from flowsight.options.fields import Options, Opt, declared, duration, integer, nonempty_string, string
 from flowsight.detectors.registry import DETECTOR_CLASSES, detector_class
 from flowsight.model.faults import Fault
 

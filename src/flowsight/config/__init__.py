@@ -7,8 +7,8 @@ Modules: :mod:`~flowsight.config.schema` (:class:`Config` and the reading of
 each section), :mod:`~flowsight.config.receivers` (reading
 ``[[alerting.receivers]]``, :func:`build_notifier`), :mod:`~flowsight.config.logs` (``[logs]``
 and ``[[log_rules]]``: ``cfg.make_log_rules()`` gives ready
-:class:`~flowsight.model.logrules.LogAlertRule` objects), :mod:`~flowsight.config.fields` (field
-converters and problem collection), :mod:`~flowsight.config.locate` (the
+:class:`~flowsight.model.logrules.LogAlertRule` objects), :mod:`~flowsight.options.fields` (field
+converters and problem collection), :mod:`~flowsight.options.locate` (the
 line of every field, which :mod:`tomllib` does not keep).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from flowsight.errors import ConfigError
 
-from flowsight.config.fields import Problem
+from flowsight.options.fields import Problem
 from flowsight.config.logs import LogRuleConfig, LogSettings, LogSource
 from flowsight.config.receivers import ReceiverConfig, build_notifier, kinds
 from flowsight.config.schema import Config, ConfigFileError, load_config, parse_config

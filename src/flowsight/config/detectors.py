@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
-from flowsight.config.fields import Options, Reader, Table, declared, duration, found, integer
+from flowsight.options.fields import Options, Reader, Table, declared, duration, found, integer
 from flowsight.detectors.base import Schedule
 from flowsight.detectors.registry import DETECTOR_CLASSES, detector_class, plugin_kinds
 from flowsight.errors import ConfigError

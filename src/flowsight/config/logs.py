@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
-from flowsight.config.fields import (
+from flowsight.options.fields import (
     Converter,
     Invalid,
     Reader,
@@ -31,7 +31,7 @@ from flowsight.config.fields import (
     string,
     string_table,
 )
-from flowsight.config.locate import Path
+from flowsight.options.locate import Path
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Severity
 from flowsight.model.logrules import (

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, cast
 
-from flowsight.config.fields import Options, Reader, Table, choice, declared, found
-from flowsight.config.locate import Path
+from flowsight.options.fields import Options, Reader, Table, choice, declared, found
+from flowsight.options.locate import Path
 from flowsight.errors import ConfigError
 
 if TYPE_CHECKING:

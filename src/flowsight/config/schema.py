@@ -2,7 +2,7 @@
 
 Everything wrong in a file is reported at once, each problem with the file,
 the line, the dotted path of the field, what was expected and what was
-found (:class:`~flowsight.config.fields.Problem`); see
+found (:class:`~flowsight.options.fields.Problem`); see
 ``docs/flowsight.example.toml`` for every field.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
-from flowsight.config.fields import (
+from flowsight.options.fields import (
     Converter,
     Invalid,
     Problem,
@@ -35,7 +35,7 @@ from flowsight.config.fields import (
     suggest,
     url,
 )
-from flowsight.config.locate import Path, format_path, locate
+from flowsight.options.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs

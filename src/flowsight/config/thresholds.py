@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from flowsight.config.fields import (
+from flowsight.options.fields import (
     Invalid,
     Reader,
     Table,

@@ -37,7 +37,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from flowsight.config.fields import Options, Opt, array, choice, nonempty_string, string_table
+from flowsight.options.fields import Options, Opt, array, choice, nonempty_string, string_table
 from flowsight.detectors.tcp import check_name, check_seconds, check_target
 from flowsight.errors import ConfigError
 from flowsight.model.faults import Fault, FaultKind, fault_type

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from flowsight.config.fields import Options, Opt, array, choice, nonempty_string, string_table
+from flowsight.options.fields import Options, Opt, array, choice, nonempty_string, string_table
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import ConfigurationError, Fault
 

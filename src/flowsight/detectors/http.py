@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import httpx
 
 from flowsight import __version__
-from flowsight.config.fields import (
+from flowsight.options.fields import (
     Invalid,
     Options,
     Opt,

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from flowsight.config.fields import Options, Opt, array, boolean, nonempty_string
+from flowsight.options.fields import Options, Opt, array, boolean, nonempty_string
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import DataCorruption, Fault
 # what a file is, and taking it: shared with the SDK's Run.output (flowsight.outputs), importable here as before

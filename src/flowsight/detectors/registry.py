@@ -4,7 +4,7 @@ A ``[[detectors]]`` table names its ``kind``; :func:`detector_class` gives the
 class for it. Built-in kinds are the lines of :data:`DETECTOR_CLASSES`, one
 module each, imported only when asked for. Each built-in class declares,
 beside its code, its ``KIND`` and its ``OPTIONS``: the fields of its table,
-each a :class:`~flowsight.config.fields.Opt` (converter, required, a path
+each a :class:`~flowsight.options.fields.Opt` (converter, required, a path
 relative to the configuration file...). The configuration reads a detector's
 fields with them (:func:`flowsight.config.detectors.read_detectors`,
 ``flowsight check``) and makes the detector from the same class

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from flowsight.config.fields import Invalid, Options, Opt, choice, found, integer, nonempty_string, number
+from flowsight.options.fields import Invalid, Options, Opt, choice, found, integer, nonempty_string, number
 from flowsight.detectors.tcp import check_name, check_seconds
 from flowsight.model.faults import Fault, ResourceExhaustion
 

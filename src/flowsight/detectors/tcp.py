@@ -17,7 +17,7 @@ import re
 import socket
 from typing import Any, ClassVar
 
-from flowsight.config.fields import Invalid, Options, Opt, found, integer, nonempty_string
+from flowsight.options.fields import Invalid, Options, Opt, found, integer, nonempty_string
 from flowsight.model.faults import Fault, NetworkTimeout, ServiceUnavailable
 
 __all__ = ["TcpDetector", "check_name", "check_seconds", "describe_error"]

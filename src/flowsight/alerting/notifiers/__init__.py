@@ -4,7 +4,7 @@
 A receiver kind is one module in this package whose class declares, beside
 its code, its ``KIND`` (as written in ``flowsight.toml``) and its ``OPTIONS``:
 the fields of its ``[[alerting.receivers]]`` table, each a
-:class:`~flowsight.config.fields.Opt` (converter, required, the keyword
+:class:`~flowsight.options.fields.Opt` (converter, required, the keyword
 argument it becomes...). The configuration reads a receiver's fields with
 them (:func:`flowsight.config.receivers.read_receivers`, ``flowsight
 check``) and makes the notifier from the same class

@@ -25,7 +25,7 @@ import msgspec
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.notifiers.http import URL, post_json
 from flowsight.alerting.payload import alert_json, rfc3339
-from flowsight.config.fields import Options, Opt, duration
+from flowsight.options.fields import Options, Opt, duration
 from flowsight.model.alerts import Alert, AlertStatus
 
 # longer than any sensible repeat_interval (Alertmanager's default is 4h)

@@ -29,7 +29,7 @@ import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
-from flowsight.config.fields import Options, Opt, array, duration, nonempty_string
+from flowsight.options.fields import Options, Opt, array, duration, nonempty_string
 from flowsight.errors import DeliveryError
 
 #: how much of the end of a failed program's output its error keeps (characters)

@@ -23,7 +23,7 @@ import msgspec
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
-from flowsight.config.fields import (
+from flowsight.options.fields import (
     Invalid,
     Options,
     Opt,

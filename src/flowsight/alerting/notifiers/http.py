@@ -9,7 +9,7 @@ import ssl
 
 import httpx
 
-from flowsight.config.fields import Opt, url
+from flowsight.options.fields import Opt, url
 from flowsight.errors import DeliveryError
 from flowsight.redact import redact, redact_url
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any, ClassVar
 
 from flowsight.alerting.manager import Notification
-from flowsight.config.fields import Options, Opt, choice
+from flowsight.options.fields import Options, Opt, choice
 
 log = logging.getLogger("flowsight.alerts")
 

@@ -17,7 +17,7 @@ import msgspec
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.notifiers.http import URL, post_json
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
-from flowsight.config.fields import Options, Opt, duration, nonempty_string, string
+from flowsight.options.fields import Options, Opt, duration, nonempty_string, string
 
 COLORS = {"firing": "danger", "resolved": "good"}
 

@@ -10,7 +10,7 @@ import msgspec
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
 from flowsight.alerting.notifiers.http import URL, post_json
-from flowsight.config.fields import Options, Opt, duration, string_table
+from flowsight.options.fields import Options, Opt, duration, string_table
 
 
 class WebhookNotifier:

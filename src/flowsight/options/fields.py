@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flowsight.config.locate import Path, format_path
+from flowsight.options.locate import Path, format_path
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Matcher, parse_matcher
 from flowsight.model.durations import parse_duration
