@@ -81,14 +81,15 @@ def st_command() -> list[str]:
     return [found]
 
 
+@pytest.mark.timeout(900)  # about a minute on a quiet machine; several on one that is busy
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server: Server, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     cmd = [*st_command(), "--config-file", str(config), "run", f"{server.url}/openapi.json",
            "--exclude-path", "/api/v1/stream", "--exclude-path", "/metrics",
            "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", SEED,
-           "--generation-database", "none", "--request-timeout", "10", "--no-color"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+           "--generation-database", "none", "--request-timeout", "60", "--no-color"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=840,
                          env={**os.environ, "NO_COLOR": "1"})
     report = out.stdout + out.stderr
     assert out.returncode == 0, f"{' '.join(cmd)}\n{report[-6000:]}\n--- server log ---\n{server.output()[-3000:]}"
