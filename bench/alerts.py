@@ -56,8 +56,16 @@ class Clock:
 def throughput(n_alerts: int = 150_000, rate: float = 10_000.0) -> tuple[float, float, float, int]:
     rng = random.Random(7)
     clock = Clock()
-    routes = tuple(Route(f"team-{i}", matchers=(Matcher("workflow", "=", f"wf-{i}"),), group_by=("workflow",),
-                         group_wait=10, group_interval=60) for i in range(100))
+    routes = tuple(
+        Route(
+            f"team-{i}",
+            matchers=(Matcher("workflow", "=", f"wf-{i}"),),
+            group_by=("workflow",),
+            group_wait=10,
+            group_interval=60,
+        )
+        for i in range(100)
+    )
     am = AlertManager(Route("default", routes=routes), clock=clock)
     t0 = clock.now
     for i in range(1000):
@@ -66,9 +74,16 @@ def throughput(n_alerts: int = 150_000, rate: float = 10_000.0) -> tuple[float, 
             m.append(Matcher("run", "=~", f"run-{i}.*"))
         active = i % 2 == 0
         am.add_silence(Silence(f"s{i}", tuple(m), t0 - 10 if active else t0 + 1e6, t0 + 1e7, "bench", ""))
-    alerts = [Alert({"alertname": rng.choice(["RunFailed", "RunStalled", "StepFailed"]),
-                     "workflow": f"wf-{rng.randrange(200)}", "run": f"run-{rng.randrange(5000)}"})
-              for _ in range(n_alerts)]
+    alerts = [
+        Alert(
+            {
+                "alertname": rng.choice(["RunFailed", "RunStalled", "StepFailed"]),
+                "workflow": f"wf-{rng.randrange(200)}",
+                "run": f"run-{rng.randrange(5000)}",
+            }
+        )
+        for _ in range(n_alerts)
+    ]
     decisions = []
     notes = 0
     start = time.perf_counter()
@@ -88,8 +103,11 @@ def throughput(n_alerts: int = 150_000, rate: float = 10_000.0) -> tuple[float, 
 
 def flapping(hours: float = 2.0, every: float = 30.0) -> tuple[int, int]:
     clock = Clock()
-    am = AlertManager(Route("team", group_by=("alertname",), group_wait=0, group_interval=60),
-                      flap_policy=FlapPolicy(max_changes=4, window=600, settle=600), clock=clock)
+    am = AlertManager(
+        Route("team", group_by=("alertname",), group_wait=0, group_interval=60),
+        flap_policy=FlapPolicy(max_changes=4, window=600, settle=600),
+        clock=clock,
+    )
     alert = Alert({"alertname": "DiskAlmostFull", "host": "db-1"})
     sent = changes = 0
     t, end, firing = clock.now, clock.now + hours * 3600, False
@@ -183,8 +201,22 @@ def serve(db: str, config: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     t0 = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "flowsight.cli.main", "--db", db, "serve", "--port", str(port),
-                                 "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flowsight.cli.main",
+                "--db",
+                db,
+                "serve",
+                "--port",
+                str(port),
+                "--config",
+                str(config),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     while True:
         if proc.poll() is not None:
@@ -204,7 +236,7 @@ def post(url: str, name: str, n: int, *, resolved: bool = False) -> float:
     t0 = time.perf_counter()
     with httpx.Client(base_url=url, timeout=600) as c:
         for i in range(0, n, BATCH):
-            c.post("/api/v1/alerts", json=items[i:i + BATCH]).raise_for_status()
+            c.post("/api/v1/alerts", json=items[i : i + BATCH]).raise_for_status()
     return time.perf_counter() - t0
 
 
@@ -263,13 +295,19 @@ timeout = "60s"
     lat = sorted(first.latencies + second.latencies)
     p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
     flood_rate, steady_rate = 2 * n / (posted + resolved), STEADY / steady
-    print(f"flood on {'PostgreSQL' if db.startswith('postgresql') else 'SQLite'}: {n:,} alerts posted in "
-          f"{posted:.1f} s, all told firing {told:.1f} s later; resolved in {resolved:.1f} s, all told "
-          f"{told_resolved:.1f} s later; {left} alerts left (the {STEADY:,} steady ones)")
-    print(f"/api/v1/runs during the flood: {len(lat)} reads, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {lat[-1] * 1000:.0f} ms (goal p99 < 100 ms)")
-    print(f"SIGTERM with {n + STEADY:,} alerts held: exit {rc} after {stopped:.1f} s; restart on that store: "
-          f"/healthz in {up:.1f} s (goal < 5 s), {listed:,} alerts listed {restored:.1f} s after the start")
+    print(
+        f"flood on {'PostgreSQL' if db.startswith('postgresql') else 'SQLite'}: {n:,} alerts posted in "
+        f"{posted:.1f} s, all told firing {told:.1f} s later; resolved in {resolved:.1f} s, all told "
+        f"{told_resolved:.1f} s later; {left} alerts left (the {STEADY:,} steady ones)"
+    )
+    print(
+        f"/api/v1/runs during the flood: {len(lat)} reads, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {lat[-1] * 1000:.0f} ms (goal p99 < 100 ms)"
+    )
+    print(
+        f"SIGTERM with {n + STEADY:,} alerts held: exit {rc} after {stopped:.1f} s; restart on that store: "
+        f"/healthz in {up:.1f} s (goal < 5 s), {listed:,} alerts listed {restored:.1f} s after the start"
+    )
     print(f"alerts/s over HTTP: flood {flood_rate:,.0f}, steady {steady_rate:,.0f} (the first {STEADY:,})")
     return flood_rate / steady_rate
 
@@ -283,11 +321,15 @@ def main() -> None:
     if not args.flood_only:
         rate, p99, p50, notes = throughput()
         print(f"alerts through the manager: {rate:,.0f}/s sustained (target 10,000/s), 1,000 silences, 100 routes")
-        print(f"decision latency: p50 {p50 * 1000:.1f} us, p99 {p99 * 1000:.1f} us (goal p99 < 1000 us); "
-              f"{notes} notifications")
+        print(
+            f"decision latency: p50 {p50 * 1000:.1f} us, p99 {p99 * 1000:.1f} us (goal p99 < 1000 us); "
+            f"{notes} notifications"
+        )
         sent, changes = flapping()
-        print(f"flapping signal, 2 h, a change every 30 s: flowsight sent {sent} notifications; "
-              f"notify-on-every-change sends {changes}")
+        print(
+            f"flapping signal, 2 h, a change every 30 s: flowsight sent {sent} notifications; "
+            f"notify-on-every-change sends {changes}"
+        )
         print(f"ratio flowsight/notify-on-every-change = {sent / changes:.3f}")
     ratio = flood(args.flood, args.db)
     print(f"ratio flood/steady alerts/s = {ratio:.2f}")

@@ -24,5 +24,12 @@ async def health(request: Request) -> Response:
 app = Starlette(routes=[Route("/ingest", ingest, methods=["POST"]), Route("/healthz", health)])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )

@@ -79,8 +79,9 @@ def progress(done: int, total: int, _last: list[float] = [0.0]) -> None:
 
 def sqlite_store(params: Params, cache: Path, regenerate: bool) -> SqlStore:
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / (f"dashboard-r{params.runs}-e{params.events}-l{params.total_logs}-s{params.seed}"
-                    f"-v{GENERATOR_VERSION}.db")
+    path = cache / (
+        f"dashboard-r{params.runs}-e{params.events}-l{params.total_logs}-s{params.seed}-v{GENERATOR_VERSION}.db"
+    )
     if path.exists() and not regenerate:
         store = open_store(str(path))
         if holds(store, params):
@@ -194,15 +195,20 @@ async def bench_store(store: SqlStore, iterations: int, seed: int) -> dict[str, 
                     total += ms
                     # as run.js and run_logs.js: the run (its faults inside), its newest 500 log entries,
                     # the alerts, and below the four resource series
-                    total += (await t.get(f"GET /api/v1/runs/{{id}}/logs ({visit})",
-                                          base + "/logs?order=desc&limit=500"))[0]
+                    total += (
+                        await t.get(f"GET /api/v1/runs/{{id}}/logs ({visit})", base + "/logs?order=desc&limit=500")
+                    )[0]
                     total += (await t.get(f"GET /api/v1/alerts ({visit})", "/api/v1/alerts"))[0]
                     since = run["start_time"] or time.time() - 3600
                     until = run["end_time"] or time.time()
                     for metric in METRICS:
-                        total += (await t.get(f"GET /api/v1/metrics/series ({visit})",
-                                              f"/api/v1/metrics/series?scope=run:{quote(rid)}&metric={metric}"
-                                              f"&since={since}&until={until + 1}"))[0]
+                        total += (
+                            await t.get(
+                                f"GET /api/v1/metrics/series ({visit})",
+                                f"/api/v1/metrics/series?scope=run:{quote(rid)}&metric={metric}"
+                                f"&since={since}&until={until + 1}",
+                            )
+                        )[0]
                     pages[f"run page, {visit}"].append(total)
     return {**t.times, **{f"PAGE {k}": v for k, v in pages.items()}}
 
@@ -218,16 +224,20 @@ def report(name: str, times: dict[str, list[float]]) -> float:
     for label, values in times.items():
         if label.startswith("PAGE "):
             continue
-        print(f"  {label:<46} {len(values):>5} {statistics.median(values):>8.1f} {pct(values, 0.95):>8.1f} "
-              f"{max(values):>8.1f}")
+        print(
+            f"  {label:<46} {len(values):>5} {statistics.median(values):>8.1f} {pct(values, 0.95):>8.1f} "
+            f"{max(values):>8.1f}"
+        )
     for label, values in times.items():
         if not label.startswith("PAGE "):
             continue
         p95 = pct(values, 0.95)
         if len(values) > 1:  # the first page after the start is one page: shown, not a p95
             worst = max(worst, p95)
-        print(f"  {label[5] .upper() + label[6:] + ' (sum)':<46} {len(values):>5} {statistics.median(values):>8.1f} "
-              f"{p95:>8.1f} {max(values):>8.1f}")
+        print(
+            f"  {label[5].upper() + label[6:] + ' (sum)':<46} {len(values):>5} {statistics.median(values):>8.1f} "
+            f"{p95:>8.1f} {max(values):>8.1f}"
+        )
     print(f"  {name}: slowest page p95 {worst:.1f} ms (goal < {GOAL_MS:.0f} ms)", flush=True)
     return worst
 
@@ -241,8 +251,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/flowsight-bench"))
     ap.add_argument("--regenerate", action="store_true", help="make the data again even if it is there")
-    ap.add_argument("--pg", default=os.environ.get("FLOWSIGHT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
-                    help="a PostgreSQL server (any database on it) to make the bench database on")
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("FLOWSIGHT_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL server (any database on it) to make the bench database on",
+    )
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--keep-pg", action="store_true", help=f"keep the database {PG_DATABASE} for the next run")
@@ -250,8 +263,11 @@ def main() -> None:
     if args.quick:
         args.runs, args.events, args.iterations = 10_000, 1_000_000, 50
     params = Params(runs=args.runs, events=args.events, seed=args.seed)
-    print(f"dashboard bench: {params.runs:,} runs, {params.events:,} events, {params.total_logs:,} log lines, "
-          f"{args.iterations} overview loads and {args.iterations} run pages (each visited twice)", flush=True)
+    print(
+        f"dashboard bench: {params.runs:,} runs, {params.events:,} events, {params.total_logs:,} log lines, "
+        f"{args.iterations} overview loads and {args.iterations} run pages (each visited twice)",
+        flush=True,
+    )
     worst: list[tuple[float, str]] = []
     if not args.no_sqlite:
         print("sqlite:", flush=True)
@@ -266,8 +282,9 @@ def main() -> None:
         print("postgresql:", flush=True)
         store = pg_store(params, args.pg, args.regenerate)
         try:
-            worst.append((report("postgresql", asyncio.run(bench_store(store, args.iterations, args.seed))),
-                          "postgresql"))
+            worst.append(
+                (report("postgresql", asyncio.run(bench_store(store, args.iterations, args.seed))), "postgresql")
+            )
         finally:
             store.close()
             if not args.keep_pg:

@@ -62,8 +62,11 @@ def free_port() -> int:
 
 
 def start_servers(http_port: int, tcp_ports: list[int]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(http_port), *map(str, tcp_ports)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(http_port), *map(str, tcp_ports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         try:
             httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=0.5)
@@ -78,12 +81,15 @@ def start_servers(http_port: int, tcp_ports: list[int]) -> subprocess.Popen[byte
 
 def run_flowsight(url: str, tcp_ports: list[int], n_http: int, n_tcp: int, seconds: float) -> tuple[float, float, int]:
     """(CPU seconds used, worst lateness in seconds, checks made)."""
-    detectors: list[HttpDetector | TcpDetector] = [HttpDetector(f"http-{i}", url=url, timeout=2.0)
-                                                   for i in range(n_http)]
-    detectors += [TcpDetector(f"tcp-{i}", host="127.0.0.1", port=tcp_ports[i % len(tcp_ports)], timeout=2.0)
-                  for i in range(n_tcp)]
-    monitor = FaultMonitor(detectors, schedules={d.name: Schedule(interval=1.0, timeout=2.0, retries=1)
-                                                 for d in detectors})
+    detectors: list[HttpDetector | TcpDetector] = [
+        HttpDetector(f"http-{i}", url=url, timeout=2.0) for i in range(n_http)
+    ]
+    detectors += [
+        TcpDetector(f"tcp-{i}", host="127.0.0.1", port=tcp_ports[i % len(tcp_ports)], timeout=2.0) for i in range(n_tcp)
+    ]
+    monitor = FaultMonitor(
+        detectors, schedules={d.name: Schedule(interval=1.0, timeout=2.0, retries=1) for d in detectors}
+    )
 
     async def main() -> float:
         stop = asyncio.Event()
@@ -105,8 +111,7 @@ def run_flowsight(url: str, tcp_ports: list[int], n_http: int, n_tcp: int, secon
     return used, max(s.max_lateness for s in states), sum(s.checks for s in states)
 
 
-def run_sequential(url: str, tcp_ports: list[int], n_http: int, n_tcp: int,
-                   seconds: float) -> tuple[float, float, int]:
+def run_sequential(url: str, tcp_ports: list[int], n_http: int, n_tcp: int, seconds: float) -> tuple[float, float, int]:
     """The peer: each second, the 200 checks one after another."""
     client = httpx.Client(timeout=2.0)
     checks = 0
@@ -150,12 +155,15 @@ def main() -> None:
         servers.terminate()
         servers.wait(30)
     n = args.http + args.tcp
-    print(f"{n} detectors ({args.http} HTTP, {args.tcp} TCP), interval 1 s, {args.seconds:g} s, "
-          f"{os.cpu_count()} cores")
-    print(f"flowsight FaultMonitor: {fs_checks:,} checks, CPU {100 * fs_cpu / args.seconds:.1f}% of one core, "
-          f"worst lateness {fs_late * 1000:.1f} ms")
-    print(f"sequential httpx + sockets: {seq_checks:,} checks, CPU {100 * seq_cpu / args.seconds:.1f}% of one core, "
-          f"worst lateness {seq_late * 1000:.1f} ms")
+    print(f"{n} detectors ({args.http} HTTP, {args.tcp} TCP), interval 1 s, {args.seconds:g} s, {os.cpu_count()} cores")
+    print(
+        f"flowsight FaultMonitor: {fs_checks:,} checks, CPU {100 * fs_cpu / args.seconds:.1f}% of one core, "
+        f"worst lateness {fs_late * 1000:.1f} ms"
+    )
+    print(
+        f"sequential httpx + sockets: {seq_checks:,} checks, CPU {100 * seq_cpu / args.seconds:.1f}% of one core, "
+        f"worst lateness {seq_late * 1000:.1f} ms"
+    )
     print(f"ratio CPU flowsight/sequential = {fs_cpu / seq_cpu:.2f}")
     print(f"ratio worst lateness/interval = {fs_late / 1.0:.3f}")
 

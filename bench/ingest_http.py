@@ -48,8 +48,13 @@ def events_json(proc: int, start: int, n: int) -> list[dict[str, object]]:
         run = f"p{proc}-run-{i // 50}"
         j = i % 50
         kind = "started" if j == 0 else "completed" if j == 49 else ("step_started" if j % 2 else "step_completed")
-        ev: dict[str, object] = {"id": f"p{proc}-{i:09d}", "ts": 1.7e9 + i / 1000, "kind": kind,
-                                 "workflow": f"wf-{proc}", "run_id": run}
+        ev: dict[str, object] = {
+            "id": f"p{proc}-{i:09d}",
+            "ts": 1.7e9 + i / 1000,
+            "kind": kind,
+            "workflow": f"wf-{proc}",
+            "run_id": run,
+        }
         if kind.startswith("step"):
             ev["step"] = f"step-{(j - 1) // 2}"
         out.append(ev)
@@ -68,16 +73,25 @@ def batch_loader(port: int, proc: int, n: int, go: mp.Event, out: mp.Queue) -> N
     out.put(time.perf_counter())
 
 
-def single_loader(port: int, path: str, proc: int, seconds: float, conns: int, go: mp.Event,  # type: ignore[type-arg]
-                  out: mp.Queue) -> None:  # type: ignore[type-arg]
+def single_loader(
+    port: int,
+    path: str,
+    proc: int,
+    seconds: float,
+    conns: int,
+    go: mp.Event,  # type: ignore[type-arg]
+    out: mp.Queue,
+) -> None:  # type: ignore[type-arg]
     """``conns`` keep-alive connections (one thread each), one event per POST."""
     counts = [0] * conns
 
     def worker(k: int) -> None:
         # each event gets its id when it is sent, as the SDK gives one when
         # the event happens (time-sortable: see flowsight.model.ids)
-        tails = [json.dumps({**e, "id": ""})[len('{"id": ""'):].encode()
-                 for e in events_json(proc * 100 + k + 1000, 0, 5_000)]
+        tails = [
+            json.dumps({**e, "id": ""})[len('{"id": ""') :].encode()
+            for e in events_json(proc * 100 + k + 1000, 0, 5_000)
+        ]
         conn = http.client.HTTPConnection("127.0.0.1", port)
         go.wait()
         end = time.perf_counter() + seconds
@@ -153,33 +167,40 @@ def main() -> None:
         store.close()
 
         port = free_port()
-        server = start_server([sys.executable, "-m", "flowsight.cli.main", "--db", str(tmp / "http.db"), "serve",
-                               "--port", str(port)], port)
+        server = start_server(
+            [sys.executable, "-m", "flowsight.cli.main", "--db", str(tmp / "http.db"), "serve", "--port", str(port)],
+            port,
+        )
         try:
             ends, start = run_loaders(batch_loader, [(port, p, per) for p in range(args.procs)])
             http_rate = total / (max(ends) - start)  # type: ignore[type-var, operator]
             with open_store(str(tmp / "http.db")) as check:
                 assert check.count_events() == total, "events went missing"
-            counts, _ = run_loaders(single_loader, [(port, "/api/v1/events", p, args.seconds, args.conns)
-                                                    for p in range(args.procs)])
+            counts, _ = run_loaders(
+                single_loader, [(port, "/api/v1/events", p, args.seconds, args.conns) for p in range(args.procs)]
+            )
             fs_single = sum(counts) / args.seconds  # type: ignore[arg-type]
         finally:
             stop(server)
 
         bport = free_port()
-        bare = start_server([sys.executable, os.path.join(os.path.dirname(__file__), "bare_starlette.py"),
-                             str(bport)], bport)
+        bare = start_server(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "bare_starlette.py"), str(bport)], bport
+        )
         try:
-            counts, _ = run_loaders(single_loader, [(bport, "/ingest", p, args.seconds, args.conns)
-                                                    for p in range(args.procs)])
+            counts, _ = run_loaders(
+                single_loader, [(bport, "/ingest", p, args.seconds, args.conns) for p in range(args.procs)]
+            )
             bare_single = sum(counts) / args.seconds  # type: ignore[arg-type]
         finally:
             stop(bare)
 
     print(f"direct into the store (write_events, batches of {BATCH}): {direct:,.0f} events/s")
     print(f"HTTP POST /api/v1/events, batches of {BATCH}, {args.procs} load processes: {http_rate:,.0f} events/s")
-    print(f"single-event POSTs, {args.procs} processes x {args.conns} connections: "
-          f"flowsight {fs_single:,.0f}/s, bare Starlette {bare_single:,.0f}/s")
+    print(
+        f"single-event POSTs, {args.procs} processes x {args.conns} connections: "
+        f"flowsight {fs_single:,.0f}/s, bare Starlette {bare_single:,.0f}/s"
+    )
     print(f"ratio single-event flowsight/bare starlette = {fs_single / bare_single:.2f}")
     print(f"ratio http/direct = {http_rate / direct:.2f}")
 

@@ -33,20 +33,26 @@ from flowsight.store import open_store
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "loghub"
 RULES = [
-    ("match", {"contains": "Exception"}), ("match", {"pattern": r"(?i)timeout"}),
-    ("match", {"contains": "Got exception while serving"}), ("match", {"level": "warn"}),
+    ("match", {"contains": "Exception"}),
+    ("match", {"pattern": r"(?i)timeout"}),
+    ("match", {"contains": "Got exception while serving"}),
+    ("match", {"level": "warn"}),
     ("match", {"pattern": r"PacketResponder \d+ for block \S+ terminating", "level": "error"}),
-    ("match", {"contains": "Connection reset by peer"}), ("match", {"pattern": r"(?i)disk (full|error)"}),
-    ("match", {"contains": "checksum error"}), ("match", {"pattern": r"Deleting block blk_-?\d+ file /mnt/x"}),
+    ("match", {"contains": "Connection reset by peer"}),
+    ("match", {"pattern": r"(?i)disk (full|error)"}),
+    ("match", {"contains": "checksum error"}),
+    ("match", {"pattern": r"Deleting block blk_-?\d+ file /mnt/x"}),
     ("match", {"contains": "addStoredBlock request received for blk_9"}),
     ("frequency", {"contains": "Exception", "threshold": 100, "window": 60}),
     ("frequency", {"pattern": r"(?i)error", "threshold": 50, "window": 60}),
     ("spike", {"contains": "Verification succeeded", "window": 60}),
     ("spike", {"level": "error", "window": 60}),
-    ("new_template", {}), ("match", {"contains": "OutOfMemoryError"}),
+    ("new_template", {}),
+    ("match", {"contains": "OutOfMemoryError"}),
     ("match", {"pattern": r"java\.io\.IOException: Could not", "ignore_case": True}),
     ("match", {"contains": "Unexpected error trying to delete block"}),
-    ("match", {"pattern": r"Slow BlockReceiver write"}), ("absence", {"contains": "heartbeat", "within": 3600}),
+    ("match", {"pattern": r"Slow BlockReceiver write"}),
+    ("absence", {"contains": "heartbeat", "within": 3600}),
 ]
 _NUM = re.compile(r"\d+")
 
@@ -59,8 +65,11 @@ def make_lines(n: int, loghub: Path) -> list[str]:
         line = sample[i % len(sample)]
         if i >= len(sample):  # vary the block ids and sizes, keep the dates and times
             head, _, rest = line.partition(" INFO ") if " INFO " in line else line.partition(" WARN ")
-            line = head + (" INFO " if " INFO " in line else " WARN ") + _NUM.sub(
-                lambda m: str(rng.randrange(10 ** len(m.group())))[:len(m.group())] or "0", rest)
+            line = (
+                head
+                + (" INFO " if " INFO " in line else " WARN ")
+                + _NUM.sub(lambda m: str(rng.randrange(10 ** len(m.group())))[: len(m.group())] or "0", rest)
+            )
         out.append(line)
     return out
 

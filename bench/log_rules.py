@@ -240,8 +240,9 @@ def grep_count(path: Path, rules: Sequence[tuple[str, bool]]) -> int:
     args = ["grep", "-E", "-c"]
     for rx, ic in rules:
         args += ["-e", to_ere(rx, ic)]
-    done = subprocess.run([*args, str(path)], capture_output=True, text=True,
-                          env={**os.environ, "LC_ALL": "C"}, check=False)
+    done = subprocess.run(
+        [*args, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False
+    )
     if done.returncode not in (0, 1) or done.stderr:
         raise RuntimeError(f"grep failed: {done.stderr.strip()}")
     return int(done.stdout)
@@ -258,12 +259,14 @@ def main() -> int:
         return 0
     n = args.lines
     lines = make_lines(source, n)
-    batches = [lines[i:i + BATCH] for i in range(0, n, BATCH)]  # as a tailer hands them over
+    batches = [lines[i : i + BATCH] for i in range(0, n, BATCH)]  # as a tailer hands them over
     best = engines()[0]
     runs = list(dict.fromkeys([best, "python"]))  # the best engine, and the pure-Python one
     sample = lines[:RE_LOOP_LINES]
-    print(f"{n:,} HDFS lines ({sum(map(len, lines)) / n:.0f} chars on average), batches of {BATCH:,}; "
-          f"best engine here: {best}")
+    print(
+        f"{n:,} HDFS lines ({sum(map(len, lines)) / n:.0f} chars on average), batches of {BATCH:,}; "
+        f"best engine here: {best}"
+    )
     rates: dict[tuple[int, str], float] = {}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "hdfs.log"
@@ -286,16 +289,22 @@ def main() -> int:
             contenders["re loop"] = (partial(re_loop, rules, sample), len(sample))
             for name, rate in best_rates(contenders).items():
                 rates[size, name] = rate
-            print(f"{size} rules: {counts['grep']:,} lines ({counts['grep'] / n:.1%}) match at least one; "
-                  f"grep, the matcher and (on {len(sample):,} lines) the re loop agree")
+            print(
+                f"{size} rules: {counts['grep']:,} lines ({counts['grep'] / n:.1%}) match at least one; "
+                f"grep, the matcher and (on {len(sample):,} lines) the re loop agree"
+            )
     print(f"{'lines/s':<22} {'20 rules':>12} {'100 rules':>12} {'cost 100/20':>12}")
     for name in [*runs, "grep", "re loop"]:
         label = f"flowsight ({name})" if name in runs else name
         r20, r100 = rates[20, name], rates[100, name]
         print(f"{label:<22} {r20:>12,.0f} {r100:>12,.0f} {r20 / r100:>12.2f}")
     for size in (20, 100):
-        print(f"{size} rules: " + ", ".join(
-            f"{e}/{peer} = {rates[size, e] / rates[size, peer]:.2f}" for e in runs for peer in ("grep", "re loop")))
+        print(
+            f"{size} rules: "
+            + ", ".join(
+                f"{e}/{peer} = {rates[size, e] / rates[size, peer]:.2f}" for e in runs for peer in ("grep", "re loop")
+            )
+        )
     print(end_to_end(lines[:200_000]))
     print(f"ratio flowsight/grep lines/s = {rates[20, best] / rates[20, 'grep']:.2f}")
     return 0
@@ -315,8 +324,10 @@ def end_to_end(lines: list[str]) -> str:
         asyncio.run(collect(path, db))
         analyze(db)
         elapsed = time.perf_counter() - t0
-    return (f"end to end (tail + parse + template + 20 rules + store, {len(lines):,} lines): "
-            f"{len(lines) / elapsed:,.0f} lines/s")
+    return (
+        f"end to end (tail + parse + template + 20 rules + store, {len(lines):,} lines): "
+        f"{len(lines) / elapsed:,.0f} lines/s"
+    )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,29 @@ def records(n: int) -> list[LogRecord]:
     levels = list(LogLevel)
     now = time.time()
     ids = new_ids([int((now + i * 1e-3) * 1e9) for i in range(n)])
-    return [LogRecord(ids[i], LogEntry(now + i * 1e-3, levels[i % 6],
-                                       f"processed block blk_{i} in {i % 97} ms from 10.0.{i % 255}.1",
-                                       "/var/log/app.log", "etl", f"run-{i // 5000}", f"step-{i % 7}",
-                                       {"pid": 1234, "thread": "main"}))
-            for i in range(n)]
+    return [
+        LogRecord(
+            ids[i],
+            LogEntry(
+                now + i * 1e-3,
+                levels[i % 6],
+                f"processed block blk_{i} in {i % 97} ms from 10.0.{i % 255}.1",
+                "/var/log/app.log",
+                "etl",
+                f"run-{i // 5000}",
+                f"step-{i % 7}",
+                {"pid": 1234, "thread": "main"},
+            ),
+        )
+        for i in range(n)
+    ]
 
 
 def flowsight_rate(url: str, recs: list[LogRecord]) -> float:
     with open_store(url) as store:
         t = time.perf_counter()
         for i in range(0, len(recs), BATCH):
-            store.save_logs(recs[i:i + BATCH])
+            store.save_logs(recs[i : i + BATCH])
         return len(recs) / (time.perf_counter() - t)
 
 
@@ -57,12 +68,14 @@ def bare_rate(path: Path, recs: list[LogRecord]) -> float:
     (stmts,) = [m[2]["sqlite"] for m in MIGRATIONS if m[0] == 4]
     for stmt in stmts:
         conn.execute(stmt)
-    sql = ("INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+    sql = (
+        "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    )
     t = time.perf_counter()
     for i in range(0, len(rows), BATCH):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[i:i + BATCH])
+        conn.executemany(sql, rows[i : i + BATCH])
         conn.execute("COMMIT")
     rate = len(rows) / (time.perf_counter() - t)
     conn.close()
@@ -83,8 +96,10 @@ def main() -> None:
             bare.append(bare_rate(Path(tmp) / f"bare{r}.db", recs))
     fs, peer = statistics.median(ours), statistics.median(bare)
     print(f"save_logs into SQLite: {fs:,.0f} rows/s (rounds: {', '.join(f'{x:,.0f}' for x in ours)})")
-    print(f"bare sqlite3 executemany, same rows and indexes: {peer:,.0f} rows/s "
-          f"(rounds: {', '.join(f'{x:,.0f}' for x in bare)})")
+    print(
+        f"bare sqlite3 executemany, same rows and indexes: {peer:,.0f} rows/s "
+        f"(rounds: {', '.join(f'{x:,.0f}' for x in bare)})"
+    )
     if args.pg:
         print(f"save_logs into PostgreSQL: {flowsight_rate(args.pg, recs):,.0f} rows/s")
     print(f"ratio flowsight/bare = {fs / peer:.2f}")

@@ -102,8 +102,10 @@ def main(argv: list[str]) -> int:
             secs[name] += elapsed
             row[name] = (a, len(messages) / elapsed)
         name = path.name.split("_")[0]
-        print(f"{name:<10} {row['flowsight'][0]:>13.3f} {row['drain3'][0]:>10.3f} "
-              f"{row['flowsight'][1]:>14,.0f} {row['drain3'][1]:>11,.0f}")
+        print(
+            f"{name:<10} {row['flowsight'][0]:>13.3f} {row['drain3'][0]:>10.3f} "
+            f"{row['flowsight'][1]:>14,.0f} {row['drain3'][1]:>11,.0f}"
+        )
     mean = {k: sum(v) / len(v) for k, v in acc.items()}
     speed = {k: lines / s for k, s in secs.items()}
     print(f"mean accuracy flowsight = {mean['flowsight']:.3f}  drain3 = {mean['drain3']:.3f}")

@@ -30,13 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-CHATTY = '''\
+CHATTY = """\
 import logging, sys
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 log = logging.getLogger("etl.load")
 for i in range(int(sys.argv[1])):
     log.info("loaded row %d of batch %d into staging (%d bytes)", i, i // 1000, 100 + i % 900)
-'''
+"""
 
 
 def wall(argv: list[str]) -> tuple[float, float]:
@@ -66,15 +66,18 @@ def measure(name: str, command: list[str], lines: int, repeat: int, d: str) -> f
     wrapped = []
     for i in range(repeat):
         db = str(Path(d) / f"{name}-{i}.db")
-        wrapped.append(wall([sys.executable, "-m", "flowsight", "--db", db, "run", "--run-id", f"{name}-{i}",
-                             "--", *command]))
+        wrapped.append(
+            wall([sys.executable, "-m", "flowsight", "--db", db, "run", "--run-id", f"{name}-{i}", "--", *command])
+        )
         stored = stored_lines(db)
         assert stored == lines, f"{name}: {stored} lines stored, not {lines}"
     best = min(wrapped)
     ratio = best[0] / plain[0]
-    print(f"{name}: {lines:,} lines: plain {plain[0]:.2f} s, flowsight run {best[0]:.2f} s "
-          f"({lines / best[0]:,.0f} lines/s passed through and stored; flowsight's own CPU "
-          f"{best[1] - plain[1]:.2f} s), ratio {ratio:.2f}")
+    print(
+        f"{name}: {lines:,} lines: plain {plain[0]:.2f} s, flowsight run {best[0]:.2f} s "
+        f"({lines / best[0]:,.0f} lines/s passed through and stored; flowsight's own CPU "
+        f"{best[1] - plain[1]:.2f} s), ratio {ratio:.2f}"
+    )
     return ratio
 
 

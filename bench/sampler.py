@@ -50,8 +50,12 @@ TREE = textwrap.dedent("""
 
 def start_trees(n: int) -> list[subprocess.Popen[bytes]]:
     """``n`` trees, each in a session of its own; returns once each has its grandchild."""
-    trees = [subprocess.Popen([sys.executable, "-c", TREE, "busy" if i % 5 == 0 else "idle", "child", TREE],
-                              start_new_session=True) for i in range(n)]
+    trees = [
+        subprocess.Popen(
+            [sys.executable, "-c", TREE, "busy" if i % 5 == 0 else "idle", "child", TREE], start_new_session=True
+        )
+        for i in range(n)
+    ]
     deadline = time.monotonic() + 120
     while any(len(psutil.Process(t.pid).children()) < 1 for t in trees):
         if time.monotonic() > deadline:
@@ -128,8 +132,10 @@ def main() -> None:
             os.killpg(t.pid, signal.SIGKILL)
             t.wait()
     assert min(seen) == 2 * args.trees, f"a sample saw {min(seen)} processes, not {2 * args.trees}"
-    print(f"{args.trees} trees (child + grandchild), sampled every second for {args.seconds:g} s, "
-          f"{max(on_host)} processes on the host, {os.cpu_count()} cores")
+    print(
+        f"{args.trees} trees (child + grandchild), sampled every second for {args.seconds:g} s, "
+        f"{max(on_host)} processes on the host, {os.cpu_count()} cores"
+    )
     print(f"flowsight MetricsCollector.sample: CPU {100 * fs_cpu / args.seconds:.2f}% of one core")
     print(f"bare psutil (children(recursive=True) per tree): CPU {100 * bare_cpu / args.seconds:.2f}% of one core")
     # the latency side of the performance monitor: the quantile sketch against

@@ -102,8 +102,15 @@ def bare_rate(tmp: Path, n: int) -> float:
     t0 = time.time_ns()
     ids = new_ids([t0 + i * 1000 for i in range(n)])
     rows = [
-        (ids[i], (t0 + i * 1000) / 1e9, "step_started" if i % 2 == 0 else "step_completed", "bench",
-         f"run-{i // 20_000}", f"step-{(i // 2) % 10}", "{}")
+        (
+            ids[i],
+            (t0 + i * 1000) / 1e9,
+            "step_started" if i % 2 == 0 else "step_completed",
+            "bench",
+            f"run-{i // 20_000}",
+            f"step-{(i // 2) % 10}",
+            "{}",
+        )
         for i in range(n)
     ]
     start = time.perf_counter()

@@ -38,8 +38,7 @@ REPEATS = 3
 def latencies(n: int, seed: int = 42) -> list[float]:
     rng = random.Random(seed)
     fast, slow = math.log(0.2), math.log(20.0)
-    return [rng.lognormvariate(slow, 1.0) if rng.random() < 0.03 else rng.lognormvariate(fast, 0.8)
-            for _ in range(n)]
+    return [rng.lognormvariate(slow, 1.0) if rng.random() < 0.03 else rng.lognormvariate(fast, 0.8) for _ in range(n)]
 
 
 def flowsight_sketch(values: Sequence[float]) -> QuantileSketch:
@@ -86,20 +85,27 @@ def accuracy_report(n: int) -> list[str]:
         f"{'':>4} {'exact s':>12} {'flowsight s':>12} {'err':>7} {'ddsketch s':>12} {'err':>7}",
     ]
     for q in QUANTILES:
-        lines.append(f"p{q * 100:<3g} {exact[q]:>12.6f} {ours[q]:>12.6f} {err(ours[q], q):>7.3%} "
-                     f"{theirs[q]:>12.6f} {err(theirs[q], q):>7.3%}")
+        lines.append(
+            f"p{q * 100:<3g} {exact[q]:>12.6f} {ours[q]:>12.6f} {err(ours[q], q):>7.3%} "
+            f"{theirs[q]:>12.6f} {err(theirs[q], q):>7.3%}"
+        )
     ours_max = max(err(ours[q], q) for q in QUANTILES)
     theirs_max = max(err(theirs[q], q) for q in QUANTILES)
-    lines.append(f"max relative error p50/p90/p95/p99: flowsight = {ours_max:.3%} (goal <= 1%), "
-                 f"ddsketch = {theirs_max:.3%}")
+    lines.append(
+        f"max relative error p50/p90/p95/p99: flowsight = {ours_max:.3%} (goal <= 1%), ddsketch = {theirs_max:.3%}"
+    )
     for size in sorted({s for s in (1_000, 100_000, n) if s <= n}):
         s = flowsight_sketch(values[:size])
-        lines.append(f"flowsight memory at {size:>9,} values: {len(s.bucket_counts()):>5,} buckets, "
-                     f"{len(s.to_bytes()):>6,} bytes encoded")
+        lines.append(
+            f"flowsight memory at {size:>9,} values: {len(s.bucket_counts()):>5,} buckets, "
+            f"{len(s.to_bytes()):>6,} bytes encoded"
+        )
     ours_ns = best_ns_per_add(flowsight_sketch, values)
     theirs_ns = best_ns_per_add(ddsketch_sketch, values)
-    lines.append(f"add() flowsight = {1e3 / ours_ns:.2f} M/s ({ours_ns:.0f} ns), "
-                 f"ddsketch = {1e3 / theirs_ns:.2f} M/s ({theirs_ns:.0f} ns)")
+    lines.append(
+        f"add() flowsight = {1e3 / ours_ns:.2f} M/s ({ours_ns:.0f} ns), "
+        f"ddsketch = {1e3 / theirs_ns:.2f} M/s ({theirs_ns:.0f} ns)"
+    )
     lines.append(f"ratio add rate flowsight/ddsketch = {theirs_ns / ours_ns:.2f}")
     return lines
 

@@ -27,9 +27,18 @@ JSON_FILE = "openapi.json"
 #: headings for the routes' groups (the first path segment after /api/v1/);
 #: a segment not named here is still listed, under its own name
 GROUPS = {
-    "events": "Events", "logs": "Logs", "runs": "Runs", "workflows": "Workflows", "stream": "Live stream",
-    "alerts": "Alerts", "silences": "Silences", "faults": "Faults", "metrics": "Performance metrics",
-    "overview": "Dashboard", "performance": "Dashboard", "": "Prometheus and health",
+    "events": "Events",
+    "logs": "Logs",
+    "runs": "Runs",
+    "workflows": "Workflows",
+    "stream": "Live stream",
+    "alerts": "Alerts",
+    "silences": "Silences",
+    "faults": "Faults",
+    "metrics": "Performance metrics",
+    "overview": "Dashboard",
+    "performance": "Dashboard",
+    "": "Prometheus and health",
 }
 
 
@@ -41,6 +50,7 @@ def _document() -> dict[str, Any]:
 
 
 # --- Markdown helpers -----------------------------------------------------------------------------------------
+
 
 def _code(text: str) -> str:
     """``text`` as one code span, whatever backticks it holds."""
@@ -158,6 +168,7 @@ def _cell(text: str) -> str:
 
 # --- the page ---------------------------------------------------------------------------------------------------
 
+
 def _group(path: str) -> str:
     m = re.match(r"^/api/v\d+/([^/]+)", path)
     segment = m.group(1) if m else ""
@@ -165,7 +176,12 @@ def _group(path: str) -> str:
 
 
 def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
-    lines = [f"### {_code(f'{method.upper()} {path}')} {{#{_anchor(method, path)}}}", "", _prose(op["summary"]) + ".", ""]
+    lines = [
+        f"### {_code(f'{method.upper()} {path}')} {{#{_anchor(method, path)}}}",
+        "",
+        _prose(op["summary"]) + ".",
+        "",
+    ]
     if op.get("description"):
         lines += [_prose(op["description"]), ""]
     params = op.get("parameters", [])
@@ -174,8 +190,10 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
         for p in params:
             notes = [p.get("description", ""), *_notes(p["schema"])]
             desc = "; ".join(_prose(n) for n in notes if n)
-            lines.append(f"| {_code(p['name'])} | {p['in']} | {_cell(_type(p['schema']))} | "
-                         f"{'yes' if p.get('required') else 'no'} | {desc} |")
+            lines.append(
+                f"| {_code(p['name'])} | {p['in']} | {_cell(_type(p['schema']))} | "
+                f"{'yes' if p.get('required') else 'no'} | {desc} |"
+            )
         lines.append("")
     body = op.get("requestBody")
     if body:
@@ -200,8 +218,9 @@ def _schema(name: str, s: dict[str, Any]) -> list[str]:
         for field, fs in props.items():
             default = _code(json.dumps(fs["default"])) if "default" in fs else ""
             desc = "; ".join(_prose(n) for n in _notes(fs))
-            lines.append(f"| {_code(field)} | {_cell(_type(fs))} | {'yes' if field in required else 'no'} | "
-                         f"{default} | {desc} |")
+            lines.append(
+                f"| {_code(field)} | {_cell(_type(fs))} | {'yes' if field in required else 'no'} | {default} | {desc} |"
+            )
         lines.append("")
         if s.get("additionalProperties") is False:
             lines += ["No other fields are accepted.", ""]
@@ -213,20 +232,29 @@ def _schema(name: str, s: dict[str, Any]) -> list[str]:
 def render(doc: dict[str, Any]) -> str:
     """The OpenAPI document as Markdown: a table of the routes, each route, each schema."""
     info = doc["info"]
-    lines = [f"OpenAPI {doc['openapi']}, {_prose(info['title'])} {info['version']}: {_prose(info['description'])}",
-             "", "| method | path | what | scope |", "|---|---|---|---|"]
+    lines = [
+        f"OpenAPI {doc['openapi']}, {_prose(info['title'])} {info['version']}: {_prose(info['description'])}",
+        "",
+        "| method | path | what | scope |",
+        "|---|---|---|---|",
+    ]
     groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             groups.setdefault(_group(path), []).append((path, method, op))
             scope = re.search(r"scope '([a-z]+)'", op.get("description", ""))
-            lines.append(f"| {method.upper()} | [{_code(path)}](#{_anchor(method, path)}) | {_prose(op['summary'])} | "
-                         f"{scope.group(1) if scope else 'none'} |")
+            lines.append(
+                f"| {method.upper()} | [{_code(path)}](#{_anchor(method, path)}) | {_prose(op['summary'])} | "
+                f"{scope.group(1) if scope else 'none'} |"
+            )
     lines.append("")
     schemes = doc.get("components", {}).get("securitySchemes", {})
     for name, scheme in schemes.items():
-        lines += [f"Authentication ({_code(name)}): {scheme.get('type')} {scheme.get('scheme', '')}: "
-                  "send `Authorization: Bearer TOKEN`.", ""]
+        lines += [
+            f"Authentication ({_code(name)}): {scheme.get('type')} {scheme.get('scheme', '')}: "
+            "send `Authorization: Bearer TOKEN`.",
+            "",
+        ]
     for title, ops in groups.items():
         lines += [f"## {title}", ""]
         for path, method, op in ops:
@@ -238,6 +266,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 # --- MkDocs events ----------------------------------------------------------------------------------------------
+
 
 def on_pre_build(config: Any) -> None:
     """The README is no page of the site, so MkDocs does not check its links:
@@ -251,7 +280,9 @@ def on_pre_build(config: Any) -> None:
     for target in re.findall(r"\]\(([^)\s]+)\)", readme.read_text(encoding="utf-8")):
         path = target.split("#", 1)[0]
         if path and not re.match(r"^[a-z]+:", path) and not (root / path).exists():
-            logging.getLogger("mkdocs.plugins.docs_hooks").warning("README.md links to %r, which does not exist", target)
+            logging.getLogger("mkdocs.plugins.docs_hooks").warning(
+                "README.md links to %r, which does not exist", target
+            )
 
 
 def on_files(files: Any, config: Any) -> Any:
@@ -280,4 +311,5 @@ class RstRoles(griffe.Extension):
     def on_instance(self, *, node: Any, obj: griffe.Object, agent: Any, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = _ROLE.sub(
-                lambda m: _code(m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)), obj.docstring.value)
+                lambda m: _code(m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)), obj.docstring.value
+            )

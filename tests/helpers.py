@@ -47,6 +47,7 @@ def wait_healthy(proc: "subprocess.Popen[bytes]", url: str, timeout: float) -> b
 class Recorder(ThreadingHTTPServer):
     """An HTTP receiver on 127.0.0.1 that keeps every POSTed JSON body and its
     headers, and answers with ``status``."""
+
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.bodies: list[dict[str, Any]] = []

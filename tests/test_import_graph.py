@@ -143,7 +143,8 @@ class _Imports(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         test = node.test
         if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
             self._in(TYPING if self.kinds[-1] == IMPORT_TIME else self.kinds[-1], node.body)
             self._in(self.kinds[-1], node.orelse)
         else:
@@ -156,7 +157,7 @@ class _Imports(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level:
             base = self.package.split(".")
-            base = base[:len(base) - (node.level - 1)]
+            base = base[: len(base) - (node.level - 1)]
             source = ".".join(base + ([node.module] if node.module else []))
         else:
             source = node.module or ""
@@ -216,8 +217,12 @@ def _edge(a: str, b: str, imps: list[Import]) -> str:
     return f"    {a} -> {b}: {', '.join(map(str, imps))}"
 
 
-def _ratchet(found: set[tuple[str, str]], known: dict[tuple[str, str], str],
-             describe: dict[tuple[str, str], tuple[bool, str]], what: str) -> str:
+def _ratchet(
+    found: set[tuple[str, str]],
+    known: dict[tuple[str, str], str],
+    describe: dict[tuple[str, str], tuple[bool, str]],
+    what: str,
+) -> str:
     """'' when ``found`` is ``known``; else what is new (those closed only by
     a lazy import apart) and what is gone. ``describe``: (lazy only, text)."""
     lines = []
@@ -332,16 +337,21 @@ def test_no_two_parts_import_each_other() -> None:
     for a, b in found:
         there, back = edges[(a, b)], edges[(b, a)]
         lazy = any(_lazy_only(i for imps in side.values() for i in imps) for side in (there, back))
-        describe[(a, b)] = (lazy, "\n".join([f"  {a} <-> {b}", *(_edge(m, n, imps) for (m, n), imps in
-                                                                   [*there.items(), *back.items()])]))
+        describe[(a, b)] = (
+            lazy,
+            "\n".join([f"  {a} <-> {b}", *(_edge(m, n, imps) for (m, n), imps in [*there.items(), *back.items()])]),
+        )
     problems = _ratchet(found, KNOWN_PARTS, describe, "parts of flowsight")
     assert not problems, problems
 
 
 def test_no_server_module_but_the_entry_imports_the_app() -> None:
     graph = _graph()
-    importers = {a: imps for (a, b), imps in graph.edges.items()
-                 if b == APP and a.startswith("flowsight.server.") and a not in APP_ENTRY}
+    importers = {
+        a: imps
+        for (a, b), imps in graph.edges.items()
+        if b == APP and a.startswith("flowsight.server.") and a not in APP_ENTRY
+    }
     new = sorted(set(importers) - set(KNOWN_APP_IMPORTERS))
     gone = sorted(set(KNOWN_APP_IMPORTERS) - set(importers))
     problems = [f"{a} imports {APP}: {', '.join(map(str, importers[a]))}" for a in new]
@@ -351,7 +361,10 @@ def test_no_server_module_but_the_entry_imports_the_app() -> None:
 
 def test_errors_imports_no_model_and_the_sdk_no_detector() -> None:
     graph = _graph()
-    bad = [f"{a} -> {b}: {', '.join(map(str, imps))}" for (a, b), imps in sorted(graph.edges.items())
-           if (a == "flowsight.errors" and part_of(b) == "flowsight.model")
-           or (part_of(a) == "flowsight.sdk" and part_of(b) == "flowsight.detectors")]
+    bad = [
+        f"{a} -> {b}: {', '.join(map(str, imps))}"
+        for (a, b), imps in sorted(graph.edges.items())
+        if (a == "flowsight.errors" and part_of(b) == "flowsight.model")
+        or (part_of(a) == "flowsight.sdk" and part_of(b) == "flowsight.detectors")
+    ]
     assert not bad, "\n".join(bad)

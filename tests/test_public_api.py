@@ -12,12 +12,43 @@ import flowsight
 def test_the_public_api_is_sorted_and_pinned() -> None:
     assert flowsight.__all__ == sorted(flowsight.__all__)
     assert flowsight.__all__ == [
-        "Alert", "AlertManager", "Client", "ConfigurationError", "DataCorruption", "Event", "EventKind",
-        "ExecutionEvent", "ExecutionMetrics", "ExecutionMonitor", "FaultDetector", "FaultMonitor", "FaultRecord",
-        "FaultType", "FlowsightError", "LogAlertRule", "LogEntry", "LogHandler", "LogLevel", "LogMonitor",
-        "NetworkTimeout", "PerformanceMetrics", "PerformanceMonitor", "ResourceExhaustion", "Run",
-        "ServiceUnavailable", "Severity", "StateMonitor", "StateTransition", "Step", "Threshold", "WorkflowState",
-        "configure", "current_run", "flush", "step", "workflow",
+        "Alert",
+        "AlertManager",
+        "Client",
+        "ConfigurationError",
+        "DataCorruption",
+        "Event",
+        "EventKind",
+        "ExecutionEvent",
+        "ExecutionMetrics",
+        "ExecutionMonitor",
+        "FaultDetector",
+        "FaultMonitor",
+        "FaultRecord",
+        "FaultType",
+        "FlowsightError",
+        "LogAlertRule",
+        "LogEntry",
+        "LogHandler",
+        "LogLevel",
+        "LogMonitor",
+        "NetworkTimeout",
+        "PerformanceMetrics",
+        "PerformanceMonitor",
+        "ResourceExhaustion",
+        "Run",
+        "ServiceUnavailable",
+        "Severity",
+        "StateMonitor",
+        "StateTransition",
+        "Step",
+        "Threshold",
+        "WorkflowState",
+        "configure",
+        "current_run",
+        "flush",
+        "step",
+        "workflow",
     ]
     assert set(flowsight._WHERE) == set(flowsight.__all__)
 
@@ -39,7 +70,8 @@ def test_the_monitors_package_gives_its_five_monitors() -> None:
         home = flowsight.monitors._WHERE[name]
         assert getattr(flowsight.monitors, name) is getattr(importlib.import_module(home), name), name
     assert {"ExecutionMonitor", "PerformanceMonitor", "StateMonitor", "FaultMonitor", "LogMonitor"} <= set(
-        flowsight.monitors.__all__)
+        flowsight.monitors.__all__
+    )
 
 
 _LOADED = """
@@ -50,8 +82,9 @@ print("\\n".join(sorted(sys.modules)))
 
 
 def _loaded_by(target: str) -> set[str]:
-    done = subprocess.run([sys.executable, "-c", _LOADED.format(target=target)], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED.format(target=target)], capture_output=True, text=True, timeout=120, check=True
+    )
     return set(done.stdout.split())
 
 
@@ -75,8 +108,15 @@ def test_the_specification_names_exist() -> None:
     assert callable(ExecutionMonitor.track_execution) and callable(StateMonitor.monitor_state_change)
     assert {s.name for s in WorkflowState} == {"PENDING", "RUNNING", "COMPLETED", "FAILED", "SUSPENDED", "CANCELLED"}
     fields = ExecutionMetrics.__dataclass_fields__
-    for name in ("workflow_id", "start_time", "end_time", "current_step", "total_steps", "completed_steps",
-                 "failed_steps"):
+    for name in (
+        "workflow_id",
+        "start_time",
+        "end_time",
+        "current_step",
+        "total_steps",
+        "completed_steps",
+        "failed_steps",
+    ):
         assert name in fields
     assert {"workflow_id", "timestamp", "new_state"} <= set(StateTransition.__dataclass_fields__)
     assert hasattr(ExecutionMonitor(), "event_sender") and hasattr(ExecutionMonitor(), "metrics")
@@ -96,10 +136,18 @@ def test_the_specification_names_are_at_the_top() -> None:
         StateMonitor,
     )
 
-    for cls, method in ((ExecutionMonitor, "track_execution"), (PerformanceMonitor, "collect_metrics"),
-                        (StateMonitor, "monitor_state_change"), (FaultMonitor, "monitor_faults"),
-                        (FaultMonitor, "handle_fault"), (LogMonitor, "monitor_logs"), (LogMonitor, "analyze_log"),
-                        (LogAlertRule, "matches"), (LogAlertRule, "create_alert"), (FaultDetector, "detect")):
+    for cls, method in (
+        (ExecutionMonitor, "track_execution"),
+        (PerformanceMonitor, "collect_metrics"),
+        (StateMonitor, "monitor_state_change"),
+        (FaultMonitor, "monitor_faults"),
+        (FaultMonitor, "handle_fault"),
+        (LogMonitor, "monitor_logs"),
+        (LogMonitor, "analyze_log"),
+        (LogAlertRule, "matches"),
+        (LogAlertRule, "create_alert"),
+        (FaultDetector, "detect"),
+    ):
         assert callable(getattr(cls, method)), (cls, method)
     assert AlertManager is flowsight.AlertManager
 

@@ -41,8 +41,7 @@ class EventError(FlowsightError, ValueError):
     otherwise as the OpenAPI document describes it: the HTTP API answers such
     an item sent alone with 422, any other refused one with 400."""
 
-    def __init__(self, message: str, *, field: str | None = None, index: int | None = None,
-                 rule: bool = False) -> None:
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None, rule: bool = False) -> None:
         super().__init__(message)
         self.field = field
         self.index = index

@@ -33,8 +33,15 @@ class Hub:
     publishes on the execution monitor's channel; ``stream`` carries each new
     event with its store seq, for resumable streams."""
 
-    def __init__(self, store: SqlStore, *, execution: ExecutionMonitor | None = None,
-                 state: StateMonitor | None = None, track: bool = True, inline_max: int = 64) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        execution: ExecutionMonitor | None = None,
+        state: StateMonitor | None = None,
+        track: bool = True,
+        inline_max: int = 64,
+    ) -> None:
         self.store = store
         self.execution = execution or ExecutionMonitor()
         self.state = state or StateMonitor(store)
@@ -120,7 +127,11 @@ def durations_of(store: SqlStore, events: Sequence[Event]) -> WriteResult:
             for rec in store.run_steps(run_id):
                 if rec.status == "completed" and (rec.step, rec.ended_at) in ended and rec.duration is not None:
                     result.step_durations.append((run.workflow, rec.step, rec.duration))
-        if any(ev.kind in _RUN_END for ev in mine) and run.state.terminal and run.start_time is not None \
-                and run.end_time is not None:
+        if (
+            any(ev.kind in _RUN_END for ev in mine)
+            and run.state.terminal
+            and run.start_time is not None
+            and run.end_time is not None
+        ):
             result.run_durations.append((run.workflow, run.state.value, run.end_time - run.start_time))
     return result

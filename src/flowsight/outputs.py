@@ -39,11 +39,11 @@ class Expected:
         if not isinstance(self.sha256, str) or not _HEX.fullmatch(self.sha256):
             raise ValueError(f"sha256 must be 64 hex digits, got {self.sha256!r}")
         object.__setattr__(self, "sha256", self.sha256.lower())
-        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int)
-                                      or self.size < 0):
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0):
             raise ValueError(f"size must be a whole number of bytes, 0 or more, got {self.size!r}")
-        if self.mtime is not None and (isinstance(self.mtime, bool) or not isinstance(self.mtime, (int, float))
-                                       or not math.isfinite(self.mtime)):
+        if self.mtime is not None and (
+            isinstance(self.mtime, bool) or not isinstance(self.mtime, (int, float)) or not math.isfinite(self.mtime)
+        ):
             raise ValueError(f"mtime must be a number of seconds, got {self.mtime!r}")
 
 

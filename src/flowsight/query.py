@@ -49,7 +49,9 @@ class RunView:
             "end_time": m.end_time,
             "duration_seconds": _round(m.duration(self.now)),
             "usual_duration_seconds": _round(self.usual_duration),
-            "eta": None if self.eta is None else {
+            "eta": None
+            if self.eta is None
+            else {
                 "seconds": round(self.eta.seconds, 3),
                 "finish_at": self.eta.finish_at,
                 "confidence": self.eta.confidence,
@@ -72,20 +74,42 @@ class RunDetail:
         out = self.view.to_dict()
         out["attrs"] = self.attrs
         out["steps"] = [
-            {"step": s.step, "attempt": s.attempt, "status": s.status, "started_at": s.started_at,
-             "ended_at": s.ended_at, "duration_seconds": _round(s.duration), "error": s.error,
-             "traceback": s.traceback}
+            {
+                "step": s.step,
+                "attempt": s.attempt,
+                "status": s.status,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "duration_seconds": _round(s.duration),
+                "error": s.error,
+                "traceback": s.traceback,
+            }
             for s in self.steps
         ]
         out["faults"] = [
-            {"id": f.id, "status": f.status.value, "severity": f.severity.value, "kind": f.fault.kind.value,
-             "alertname": f.fault.kind.alertname, "target": f.fault.target, "detector": f.fault.detector,
-             "message": f.fault.message, "opened_at": f.timestamp, "resolved_at": f.resolved_at}
+            {
+                "id": f.id,
+                "status": f.status.value,
+                "severity": f.severity.value,
+                "kind": f.fault.kind.value,
+                "alertname": f.fault.kind.alertname,
+                "target": f.fault.target,
+                "detector": f.fault.detector,
+                "message": f.fault.message,
+                "opened_at": f.timestamp,
+                "resolved_at": f.resolved_at,
+            }
             for f in self.faults
         ]
         out["transitions"] = [
-            {"timestamp": t.timestamp, "old_state": t.old_state.value, "new_state": t.new_state.value,
-             "reason": t.reason, "source": t.source, "applied": t.applied}
+            {
+                "timestamp": t.timestamp,
+                "old_state": t.old_state.value,
+                "new_state": t.new_state.value,
+                "reason": t.reason,
+                "source": t.source,
+                "applied": t.applied,
+            }
             for t in self.transitions
         ]
         return out

@@ -31,8 +31,15 @@ def redact_url(url: str, *, secret_path: bool = False) -> str:
     except ValueError:  # not even a URL ('http://[x'): nothing of it is shown
         return MASK
     netloc = f"{MASK}@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
-    return urlunsplit(SplitResult(parts.scheme, netloc, _path(parts.path) if secret_path else parts.path,
-                                  _query(parts.query), MASK if parts.fragment else ""))
+    return urlunsplit(
+        SplitResult(
+            parts.scheme,
+            netloc,
+            _path(parts.path) if secret_path else parts.path,
+            _query(parts.query),
+            MASK if parts.fragment else "",
+        )
+    )
 
 
 def _path(path: str) -> str:

@@ -54,10 +54,17 @@ def start(binary: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Pa
     log = tmp_path / "alertmanager.log"
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                                 f"--storage.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline and proc.poll() is None:
@@ -103,23 +110,26 @@ def active_alerts(url: str) -> list[dict[str, Any]]:
 
 def test_a_firing_group_becomes_active_alerts_and_resolving_it_ends_them(alertmanager: str) -> None:
     now = time.time()
-    firing = make_note(make_alert("1", starts_at=now - 60, link="http://fs:8640/runs/1"),
-                       make_alert("2", starts_at=now - 30, description="exit 3"), at=now)
+    firing = make_note(
+        make_alert("1", starts_at=now - 60, link="http://fs:8640/runs/1"),
+        make_alert("2", starts_at=now - 30, description="exit 3"),
+        at=now,
+    )
     notifier = AlertmanagerNotifier(alertmanager + "/", external_url="http://fs:8640")
     asyncio.run(notifier.send(firing))
 
     got = sorted(active_alerts(alertmanager), key=lambda a: a["labels"]["run"])
     assert [a["labels"] for a in got] == [alert_json(a, "")["labels"] for a in firing.alerts]
-    assert got[0]["labels"] == {"alertname": "RunFailed", "workflow": "nightly-etl", "run": "1",
-                                "severity": "warning"}
+    assert got[0]["labels"] == {"alertname": "RunFailed", "workflow": "nightly-etl", "run": "1", "severity": "warning"}
     assert [a["status"]["state"] for a in got] == ["active", "active"]
     assert got[0]["annotations"] == {"summary": "run 1 of nightly-etl failed"}
     assert got[1]["annotations"] == {"summary": "run 2 of nightly-etl failed", "description": "exit 3"}
     assert [a["generatorURL"] for a in got] == ["http://fs:8640/runs/1", "http://fs:8640"]
     assert got[0]["startsAt"][:19] == rfc3339(now - 60)[:19]
 
-    resolved = make_note(*(make_alert(run, resolved=True, starts_at=now - 60, ends_at=now - 1) for run in "12"),
-                         at=now + 1)
+    resolved = make_note(
+        *(make_alert(run, resolved=True, starts_at=now - 60, ends_at=now - 1) for run in "12"), at=now + 1
+    )
     asyncio.run(notifier.send(resolved))
     assert active_alerts(alertmanager) == []  # Alertmanager lists only alerts that have not ended
 
@@ -143,10 +153,10 @@ def recorder(receiver: Recorder) -> Recorder:
     return receiver
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (429, False), (500, False),
-                                                   (503, False)])
-def test_http_errors_are_permanent_only_for_4xx_other_than_429(recorder: Recorder, status: int,
-                                                               permanent: bool) -> None:
+@pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (429, False), (500, False), (503, False)])
+def test_http_errors_are_permanent_only_for_4xx_other_than_429(
+    recorder: Recorder, status: int, permanent: bool
+) -> None:
     recorder.status = status
     with pytest.raises(DeliveryError) as info:
         asyncio.run(AlertmanagerNotifier(f"http://127.0.0.1:{recorder.server_port}").send(make_note()))
@@ -161,27 +171,33 @@ def posted(alert: Alert, note: Notification | None = None, external_url: str = "
 LABELS = {"alertname": "RunFailed", "workflow": "nightly-etl"}
 
 
-@pytest.mark.parametrize(("alert", "ends_at"), [
-    # firing without an end: valid long past any repeat_interval, counted from the notification (at T0)
-    (Alert(LABELS, starts_at=T0 - 60), rfc3339(T0 + FIRING_VALIDITY)),
-    # firing with an end still ahead: that end
-    (Alert(LABELS, starts_at=T0 - 60, ends_at=T0 + 600), rfc3339(T0 + 600)),
-    # resolved: its own end, in the past
-    (Alert(LABELS, starts_at=T0 - 60, ends_at=T0 - 10, status=AlertStatus.RESOLVED), rfc3339(T0 - 10)),
-    # resolved without an end: the notification's time
-    (Alert(LABELS, starts_at=T0 - 60, status=AlertStatus.RESOLVED), rfc3339(T0)),
-    # started after the notification was made: counted from the start, never ending before it
-    (Alert(LABELS, starts_at=T0 + 60), rfc3339(T0 + 60 + FIRING_VALIDITY)),
-])
+@pytest.mark.parametrize(
+    ("alert", "ends_at"),
+    [
+        # firing without an end: valid long past any repeat_interval, counted from the notification (at T0)
+        (Alert(LABELS, starts_at=T0 - 60), rfc3339(T0 + FIRING_VALIDITY)),
+        # firing with an end still ahead: that end
+        (Alert(LABELS, starts_at=T0 - 60, ends_at=T0 + 600), rfc3339(T0 + 600)),
+        # resolved: its own end, in the past
+        (Alert(LABELS, starts_at=T0 - 60, ends_at=T0 - 10, status=AlertStatus.RESOLVED), rfc3339(T0 - 10)),
+        # resolved without an end: the notification's time
+        (Alert(LABELS, starts_at=T0 - 60, status=AlertStatus.RESOLVED), rfc3339(T0)),
+        # started after the notification was made: counted from the start, never ending before it
+        (Alert(LABELS, starts_at=T0 + 60), rfc3339(T0 + 60 + FIRING_VALIDITY)),
+    ],
+)
 def test_end_times_sent_to_alertmanager(alert: Alert, ends_at: str) -> None:
     assert posted(alert)["endsAt"] == ends_at
 
 
-@pytest.mark.parametrize(("alert", "external_url", "absent"), [
-    (Alert({"alertname": "X"}), "", {"startsAt", "generatorURL"}),  # no start, no link: left to Alertmanager
-    (Alert({"alertname": "X"}, starts_at=T0, link="http://fs/runs/1"), "", set()),
-    (Alert({"alertname": "X"}, starts_at=T0), "http://fs", set()),
-])
+@pytest.mark.parametrize(
+    ("alert", "external_url", "absent"),
+    [
+        (Alert({"alertname": "X"}), "", {"startsAt", "generatorURL"}),  # no start, no link: left to Alertmanager
+        (Alert({"alertname": "X"}, starts_at=T0, link="http://fs/runs/1"), "", set()),
+        (Alert({"alertname": "X"}, starts_at=T0), "http://fs", set()),
+    ],
+)
 def test_unknown_start_and_link_are_left_out(alert: Alert, external_url: str, absent: set[str]) -> None:
     body = posted(alert, external_url=external_url)
     assert {"labels", "annotations", "startsAt", "endsAt", "generatorURL"} - set(body) == absent

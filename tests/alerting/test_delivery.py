@@ -118,11 +118,26 @@ def free_port() -> int:
 
 
 def note(n: int, receiver: str = "team", status: str = "firing", at: float | None = None) -> Notification:
-    a = Alert({"alertname": "RunFailed", "workflow": "etl", "run_id": f"r{n}"}, {"summary": f"run r{n} failed"},
-              Severity.ERROR, "state", starts_at=float(n), ends_at=None if status == "firing" else n + 5.0,
-              status=AlertStatus(status), link=f"http://flowsight/runs/r{n}")
-    return Notification(receiver, "root{alertname='RunFailed'}", status, (a,), "group", "root",
-                        float(n) if at is None else at, (("alertname", "RunFailed"),))
+    a = Alert(
+        {"alertname": "RunFailed", "workflow": "etl", "run_id": f"r{n}"},
+        {"summary": f"run r{n} failed"},
+        Severity.ERROR,
+        "state",
+        starts_at=float(n),
+        ends_at=None if status == "firing" else n + 5.0,
+        status=AlertStatus(status),
+        link=f"http://flowsight/runs/r{n}",
+    )
+    return Notification(
+        receiver,
+        "root{alertname='RunFailed'}",
+        status,
+        (a,),
+        "group",
+        "root",
+        float(n) if at is None else at,
+        (("alertname", "RunFailed"),),
+    )
 
 
 def webhook(url: str) -> WebhookNotifier:
@@ -142,34 +157,62 @@ def test_a_notification_comes_back_from_the_outbox_exactly() -> None:
 
 _TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=10)
 _TIME = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
-_ALERT = st.builds(Alert, st.dictionaries(_TEXT, _TEXT, max_size=4), st.dictionaries(_TEXT, _TEXT, max_size=3),
-                   st.sampled_from(Severity), _TEXT, _TIME, st.none() | _TIME, st.sampled_from(AlertStatus),
-                   st.none() | _TEXT)
+_ALERT = st.builds(
+    Alert,
+    st.dictionaries(_TEXT, _TEXT, max_size=4),
+    st.dictionaries(_TEXT, _TEXT, max_size=3),
+    st.sampled_from(Severity),
+    _TEXT,
+    _TIME,
+    st.none() | _TIME,
+    st.sampled_from(AlertStatus),
+    st.none() | _TEXT,
+)
 
 
-@given(_TEXT, _TEXT, st.lists(_ALERT, max_size=3).map(tuple), st.sampled_from(["group", "flapping", "settled"]),
-       _TIME, st.lists(st.tuples(_TEXT, _TEXT), max_size=3).map(tuple))
-def test_any_notification_round_trips_exactly(receiver: str, key: str, alerts: tuple[Alert, ...], reason: str,
-                                              at: float, group_labels: tuple[tuple[str, str], ...]) -> None:
+@given(
+    _TEXT,
+    _TEXT,
+    st.lists(_ALERT, max_size=3).map(tuple),
+    st.sampled_from(["group", "flapping", "settled"]),
+    _TIME,
+    st.lists(st.tuples(_TEXT, _TEXT), max_size=3).map(tuple),
+)
+def test_any_notification_round_trips_exactly(
+    receiver: str,
+    key: str,
+    alerts: tuple[Alert, ...],
+    reason: str,
+    at: float,
+    group_labels: tuple[tuple[str, str], ...],
+) -> None:
     n = Notification(receiver, key, "firing", alerts, reason, "root", at, group_labels)
     back = decode_notification(encode_notification(n))
     assert back == n and back.idempotency_key == n.idempotency_key
     assert [dict(a.labels) for a in back.alerts] == [dict(a.labels) for a in alerts]
 
 
-@pytest.mark.parametrize(("body", "words"), [(b"not json", "not an encoded notification"),
-                                              (b'{"receiver": 1}', "not an encoded notification"),
-                                              (b'{"v": 99, "receiver": "a", "group_key": "g", "status": "firing", '
-                                               b'"alerts": [], "reason": "group", "route": "r", "at": 1}',
-                                               "upgrade")])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"not json", "not an encoded notification"),
+        (b'{"receiver": 1}', "not an encoded notification"),
+        (
+            b'{"v": 99, "receiver": "a", "group_key": "g", "status": "firing", '
+            b'"alerts": [], "reason": "group", "route": "r", "at": 1}',
+            "upgrade",
+        ),
+    ],
+)
 def test_a_body_that_is_not_a_notification_is_refused_with_the_reason(body: bytes, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         decode_notification(body)
 
 
 # ---- backoff ------------------------------------------------------------------------
-@pytest.mark.parametrize(("attempt", "expected"),
-                         [(1, 1.0), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (50, 300.0), (5000, 300.0)])
+@pytest.mark.parametrize(
+    ("attempt", "expected"), [(1, 1.0), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (50, 300.0), (5000, 300.0)]
+)
 def test_backoff_doubles_up_to_its_cap(attempt: int, expected: float) -> None:
     b = Backoff()
     assert b.delay(attempt, 0.5) == expected
@@ -190,7 +233,8 @@ def test_a_lease_not_longer_than_a_send_is_refused(store: SqlStore) -> None:
 # ---- the promise ----------------------------------------------------------------------
 @pytest.mark.parametrize("outage", ["HTTP 503", "port closed"])
 def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
-        store: SqlStore, hooks: Callable[..., Hook], outage: str, caplog: pytest.LogCaptureFixture) -> None:
+    store: SqlStore, hooks: Callable[..., Hook], outage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     team: Hook | None = None
     if outage == "HTTP 503":
@@ -198,8 +242,12 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
         team.status = 503
     ops = hooks()  # a second receiver, up all along: not held back by the first
     clock = Clock()
-    d = Dispatcher(store, {"team": webhook(f"http://127.0.0.1:{port}/hook"), "ops": webhook(ops.url)},
-                   clock=clock, rand=lambda: 0.5)
+    d = Dispatcher(
+        store,
+        {"team": webhook(f"http://127.0.0.1:{port}/hook"), "ops": webhook(ops.url)},
+        clock=clock,
+        rand=lambda: 0.5,
+    )
     sent_team: list[str] = []
     sent_ops: list[tuple[str, float]] = []
 
@@ -228,7 +276,9 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
     head = store.outbox_items(receiver="team")[0].id
     # the head failed at 0, 1, 3, 7, 15, 31, 63 s (backing off) and went through at 127 s
     assert [(r.at - T0, r.attempt, r.result, r.outbox_id) for r in log[:8]] == [
-        *((t, i + 1, "temporary", head) for i, t in enumerate([0, 1, 3, 7, 15, 31, 63])), (127, 8, "ok", head)]
+        *((t, i + 1, "temporary", head) for i, t in enumerate([0, 1, 3, 7, 15, 31, 63])),
+        (127, 8, "ok", head),
+    ]
     assert [r.result for r in log[8:]] == ["ok"] * 8 and all(r.at == T0 + 127 for r in log[8:])
     assert all(outage.split()[-1] in str(r.error) or "ConnectError" in str(r.error) for r in log[:7])
     assert store.pending_count() == 0 and store.broken_receivers() == {}
@@ -236,7 +286,9 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
     # the operator hears of the outage once, not per retry, and of its end
     said = [r.getMessage() for r in caplog.records if r.name == "flowsight.alerts"]
     assert [m.split(":")[0] if "not delivered" in m else m for m in said] == [
-        "receiver 'team'", "receiver 'team' delivers again"]
+        "receiver 'team'",
+        "receiver 'team' delivers again",
+    ]
     assert "retrying with backoff, next in 1 s" in said[0]
 
 
@@ -259,13 +311,13 @@ def test_retries_back_off_to_five_minutes_apart_at_most(store: SqlStore, hooks: 
 
 
 def test_a_permanent_error_marks_the_receiver_broken_until_a_delivery_succeeds(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     hook = hooks()
     broken: list[tuple[str, str]] = []
     recovered: list[str] = []
     clock = Clock()
-    d = dispatcher(store, hook, clock, on_broken=lambda r, why: broken.append((r, why)),
-                   on_recovered=recovered.append)
+    d = dispatcher(store, hook, clock, on_broken=lambda r, why: broken.append((r, why)), on_recovered=recovered.append)
     hook.status = 400
     d.enqueue([note(1), note(2)])
     assert run(d.run_once) == 0
@@ -283,7 +335,8 @@ def test_a_permanent_error_marks_the_receiver_broken_until_a_delivery_succeeds(
 
 
 def test_a_broken_receiver_is_announced_once_across_servers_and_restarts(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     hook = hooks()
     hook.status = 404
     broken: list[str] = []
@@ -297,7 +350,8 @@ def test_a_broken_receiver_is_announced_once_across_servers_and_restarts(
 
 
 def test_the_same_notification_enqueued_twice_is_one_row_and_one_delivery(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     hook = hooks()
     d = dispatcher(store, hook, Clock())
     first = d.enqueue([note(1)])
@@ -327,7 +381,8 @@ def test_the_outbox_is_committed_before_the_send(store: SqlStore) -> None:
 
 
 def test_two_servers_sharing_a_store_send_each_notification_once_and_in_order(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     hook = hooks()
     other = open_store(store.url)
     clock = Clock()
@@ -350,7 +405,8 @@ def test_two_servers_sharing_a_store_send_each_notification_once_and_in_order(
 
 
 def test_a_receiver_no_longer_configured_fails_its_notifications_with_a_reason(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     broken: list[str] = []
     d = dispatcher(store, hooks(), Clock(), on_broken=lambda r, why: broken.append(r))
     d.enqueue([note(1, receiver="gone"), note(2, receiver="gone")])
@@ -390,8 +446,7 @@ def test_a_notification_failing_for_a_day_is_given_up_and_the_receiver_marked(st
     clock = Clock()
     flaky = Flaky()
     broken: list[str] = []
-    d = Dispatcher(store, {"team": flaky}, clock=clock, rand=lambda: 0.5,
-                   on_broken=lambda r, why: broken.append(why))
+    d = Dispatcher(store, {"team": flaky}, clock=clock, rand=lambda: 0.5, on_broken=lambda r, why: broken.append(why))
     d.enqueue([note(1)])
     clock.now += 3600
     d.enqueue([note(2)])  # written an hour later: it gets its own day
@@ -433,7 +488,8 @@ def test_a_send_that_hangs_is_a_timed_out_attempt(store: SqlStore) -> None:
 
 
 def test_a_receiver_answering_with_nul_bytes_is_retried_and_its_error_logged(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     # PostgreSQL text cannot hold NUL: a proxy's binary error page must not
     # make the attempt unrecordable (the head would then block its receiver)
     hook = hooks()
@@ -469,7 +525,8 @@ def test_a_failing_status_hook_does_not_undo_the_delivery(store: SqlStore, hooks
 
 # ---- the worker -------------------------------------------------------------------------
 def test_stopping_the_worker_lets_the_send_in_flight_finish_and_starts_no_other(
-        store: SqlStore, hooks: Callable[..., Hook]) -> None:
+    store: SqlStore, hooks: Callable[..., Hook]
+) -> None:
     hook = hooks()
     hook.gate = threading.Event()
     d = Dispatcher(store, {"team": webhook(hook.url)})

@@ -21,10 +21,18 @@ class Clock:
 
 def manager(**route: object) -> tuple[AlertManager, Clock]:
     clock = Clock()
-    opts: dict[str, object] = {"group_by": ("workflow",), "group_wait": 30.0, "group_interval": 300.0,
-                               "repeat_interval": 3600.0, **route}
-    return AlertManager(Route("team", **opts), clock=clock,  # type: ignore[arg-type]
-                        flap_policy=FlapPolicy(max_changes=4, window=600, settle=300)), clock
+    opts: dict[str, object] = {
+        "group_by": ("workflow",),
+        "group_wait": 30.0,
+        "group_interval": 300.0,
+        "repeat_interval": 3600.0,
+        **route,
+    }
+    return AlertManager(
+        Route("team", **opts),
+        clock=clock,  # type: ignore[arg-type]
+        flap_policy=FlapPolicy(max_changes=4, window=600, settle=300),
+    ), clock
 
 
 def failed(run: str, workflow: str = "etl") -> Alert:
@@ -121,8 +129,11 @@ def test_a_silence_expires_by_itself_and_can_be_expired_early() -> None:
 
 def test_a_firing_service_alert_inhibits_the_step_failures_that_depend_on_it() -> None:
     clock = Clock()
-    rule = InhibitRule(source=(parse_matcher("alertname=ServiceUnavailable"),),
-                       target=(parse_matcher("alertname=StepFailed"),), equal=("service",))
+    rule = InhibitRule(
+        source=(parse_matcher("alertname=ServiceUnavailable"),),
+        target=(parse_matcher("alertname=StepFailed"),),
+        equal=("service",),
+    )
     am = AlertManager(Route("team", group_by=("alertname",), group_wait=0), inhibit_rules=[rule], clock=clock)
     am.send_alert(Alert({"alertname": "ServiceUnavailable", "service": "postgres-main"}))
     am.send_alert(Alert({"alertname": "StepFailed", "service": "postgres-main", "run": "1"}))
@@ -194,8 +205,11 @@ def _step_alert(workflow: str) -> Alert:
 
 def test_an_outage_of_a_declared_dependency_mutes_the_workflows_step_alerts_only() -> None:
     clock = Clock()
-    am = AlertManager(Route("team", group_by=("...",), group_wait=0.0), clock=clock,
-                      dependencies={"nightly-etl": ["postgres-main"], "report": ["s3"]})
+    am = AlertManager(
+        Route("team", group_by=("...",), group_wait=0.0),
+        clock=clock,
+        dependencies={"nightly-etl": ["postgres-main"], "report": ["s3"]},
+    )
     am.send_alert(_outage())
     am.send_alert(_step_alert("nightly-etl"))
     am.send_alert(_step_alert("report"))

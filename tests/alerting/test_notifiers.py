@@ -23,20 +23,41 @@ from tests.helpers import Recorder
 
 def note() -> Notification:
     am = AlertManager(Route("team", group_by=("workflow",), group_wait=0), clock=lambda: 1_700_000_000.0)
-    am.send_alert(Alert({"alertname": "RunFailed", "workflow": "etl", "run": "1"},
-                        {"summary": "run 1 of etl failed"}, starts_at=1_699_999_990.0))
-    am.send_alert(Alert({"alertname": "RunFailed", "workflow": "etl", "run": "2"},
-                        {"summary": "run 2 of etl failed"}, starts_at=1_699_999_995.0))
+    am.send_alert(
+        Alert(
+            {"alertname": "RunFailed", "workflow": "etl", "run": "1"},
+            {"summary": "run 1 of etl failed"},
+            starts_at=1_699_999_990.0,
+        )
+    )
+    am.send_alert(
+        Alert(
+            {"alertname": "RunFailed", "workflow": "etl", "run": "2"},
+            {"summary": "run 2 of etl failed"},
+            starts_at=1_699_999_995.0,
+        )
+    )
     return am.tick()[0]
 
 
 def test_the_webhook_body_is_alertmanagers_version_4(receiver: Recorder) -> None:
     n = note()
-    asyncio.run(WebhookNotifier(f"http://127.0.0.1:{receiver.server_port}/hook",
-                                external_url="http://flowsight:8640").send(n))
+    asyncio.run(
+        WebhookNotifier(f"http://127.0.0.1:{receiver.server_port}/hook", external_url="http://flowsight:8640").send(n)
+    )
     body = receiver.bodies[0]
-    assert {"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels", "commonLabels",
-            "commonAnnotations", "externalURL", "alerts"} <= set(body)
+    assert {
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    } <= set(body)
     assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "team"
     assert body["groupLabels"] == {"workflow": "etl"}
     assert body["commonLabels"] == {"alertname": "RunFailed", "workflow": "etl", "severity": "warning"}
@@ -46,10 +67,10 @@ def test_the_webhook_body_is_alertmanagers_version_4(receiver: Recorder) -> None
     assert receiver.headers_seen[0]["Idempotency-Key"] == n.idempotency_key == body["idempotencyKey"]
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(500, False), (503, False), (429, False), (400, True),
-                                                   (404, True)])
-def test_webhook_errors_are_permanent_only_for_4xx_other_than_429(receiver: Recorder, status: int,
-                                                                  permanent: bool) -> None:
+@pytest.mark.parametrize(("status", "permanent"), [(500, False), (503, False), (429, False), (400, True), (404, True)])
+def test_webhook_errors_are_permanent_only_for_4xx_other_than_429(
+    receiver: Recorder, status: int, permanent: bool
+) -> None:
     receiver.status = status
     with pytest.raises(DeliveryError) as info:
         asyncio.run(WebhookNotifier(f"http://127.0.0.1:{receiver.server_port}/").send(note()))
@@ -79,15 +100,19 @@ def test_a_command_that_exits_0_without_reading_the_payload_has_delivered(tmp_pa
 
 
 @pytest.mark.usefixtures("any_loop")
-@pytest.mark.parametrize(("code", "permanent", "words"), [
-    ("import sys; print('disk full'); sys.exit(3)", True, "exited with status 3: disk full"),
-    ("import sys; sys.stdin.close(); sys.exit(1)", True, "exited with status 1"),
-    ("import sys; print('smtp busy', file=sys.stderr); sys.exit(75)", False, "exited with status 75: smtp busy"),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", False, "was killed by signal 9"),
-    ("import sys; sys.stdin.read(); sys.exit(3)", True, "exited with status 3"),
-])
+@pytest.mark.parametrize(
+    ("code", "permanent", "words"),
+    [
+        ("import sys; print('disk full'); sys.exit(3)", True, "exited with status 3: disk full"),
+        ("import sys; sys.stdin.close(); sys.exit(1)", True, "exited with status 1"),
+        ("import sys; print('smtp busy', file=sys.stderr); sys.exit(75)", False, "exited with status 75: smtp busy"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", False, "was killed by signal 9"),
+        ("import sys; sys.stdin.read(); sys.exit(3)", True, "exited with status 3"),
+    ],
+)
 def test_a_command_that_fails_says_its_exit_status_and_only_tempfail_is_retried(
-        code: str, permanent: bool, words: str) -> None:
+    code: str, permanent: bool, words: str
+) -> None:
     with pytest.raises(DeliveryError) as info:
         asyncio.run(CommandNotifier([sys.executable, "-c", code]).send(note()))
     assert info.value.permanent is permanent and words in str(info.value)

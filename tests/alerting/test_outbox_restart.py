@@ -63,9 +63,15 @@ def line(proc: subprocess.Popen[str], word: str) -> list[str]:
 
 @pytest.mark.parametrize("killed", ["before sending", "mid-send"])
 def test_a_server_killed_with_notifications_in_its_outbox_sends_them_after_restart(
-        store_url: str, hooks: Callable[..., Hook], killed: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, store_url, killed.split()[0]], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store_url: str, hooks: Callable[..., Hook], killed: str
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, store_url, killed.split()[0]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     keys = line(proc, "enqueued")
     if killed == "mid-send":
         assert line(proc, "sending") == keys[:1]

@@ -58,9 +58,11 @@ def service(store: SqlStore, clock: Clock, inbox: Inbox) -> AlertingService:
 
 
 def fail_run(store: SqlStore, svc: AlertingService, run_id: str, ts: float, workflow: str = "etl") -> None:
-    events = [make_event("started", workflow, run_id, ts=ts),
-              make_event("step_failed", workflow, run_id, step="load", ts=ts + 1, attrs={"error": "disk full"}),
-              make_event("failed", workflow, run_id, ts=ts + 2, attrs={"error": "load failed"})]
+    events = [
+        make_event("started", workflow, run_id, ts=ts),
+        make_event("step_failed", workflow, run_id, step="load", ts=ts + 1, attrs={"error": "disk full"}),
+        make_event("failed", workflow, run_id, ts=ts + 2, attrs={"error": "load failed"}),
+    ]
     store.write_events(events)  # straight into the store, as the SDK does: the service reads it there
 
 
@@ -86,8 +88,9 @@ def test_a_failed_run_is_told_to_the_receiver_and_a_restart_does_not_repeat_it(s
 def test_an_outage_of_a_dependency_mutes_the_workflows_alerts(sqlite_store: SqlStore) -> None:
     clock, inbox = Clock(), Inbox()
     svc = service(sqlite_store, clock, inbox)
-    svc.send_alert(Alert({"alertname": "ServiceUnavailable", "service": "postgres-main"}, source="fault",
-                         starts_at=clock.now))
+    svc.send_alert(
+        Alert({"alertname": "ServiceUnavailable", "service": "postgres-main"}, source="fault", starts_at=clock.now)
+    )
     fail_run(sqlite_store, svc, "r1", clock.now - 10)
     fail_run(sqlite_store, svc, "x1", clock.now - 10, workflow="report")
     run(lambda: svc.step())
@@ -135,5 +138,10 @@ def test_events_committed_through_the_hub_are_not_read_back_but_others_are(sqlit
     fail_run(sqlite_store, svc, "d1", clock.now, workflow="direct")  # written by someone else
     events = svc._read_events(clock.now)
     assert [(e.run_id, e.kind.value) for e in events] == [
-        ("h1", "started"), ("h1", "failed"), ("d1", "started"), ("d1", "step_failed"), ("d1", "failed")]
+        ("h1", "started"),
+        ("h1", "failed"),
+        ("d1", "started"),
+        ("d1", "step_failed"),
+        ("d1", "failed"),
+    ]
     assert svc._read_events(clock.now + 1) == []  # each once

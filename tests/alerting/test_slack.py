@@ -24,8 +24,9 @@ def url(srv: Recorder) -> str:
 
 def test_a_firing_group_is_a_red_attachment_with_the_default_title_and_body(slack: Recorder) -> None:
     note = make_note()
-    asyncio.run(SlackNotifier(url(slack), channel="#ops", username="flowsight",
-                              external_url="http://fs:8640").send(note))
+    asyncio.run(
+        SlackNotifier(url(slack), channel="#ops", username="flowsight", external_url="http://fs:8640").send(note)
+    )
     body = slack.bodies[0]
     assert body["text"] == "[FIRING:2] RunFailed nightly-etl"
     assert body["channel"] == "#ops" and body["username"] == "flowsight"
@@ -48,20 +49,30 @@ def test_a_resolved_group_is_green(slack: Recorder) -> None:
 
 
 def test_custom_templates_make_the_title_and_text(slack: Recorder) -> None:
-    notifier = SlackNotifier(url(slack), title="{{ status }} on {{ groupLabels.workflow }}",
-                             text="{% for a in alerts %}*{{ a.labels.run }}* {% endfor %}")
+    notifier = SlackNotifier(
+        url(slack),
+        title="{{ status }} on {{ groupLabels.workflow }}",
+        text="{% for a in alerts %}*{{ a.labels.run }}* {% endfor %}",
+    )
     asyncio.run(notifier.send(make_note()))
     body = slack.bodies[0]
     assert body["text"] == body["attachments"][0]["title"] == "firing on nightly-etl"
     assert body["attachments"][0]["text"] == "*1* *2* "
 
 
-@pytest.mark.parametrize(("status", "permanent"), [
-    (400, True), (403, True), (404, True), (410, True),
-    (429, False), (500, False), (503, False),
-])
-def test_slack_errors_are_permanent_only_for_4xx_other_than_429(slack: Recorder, status: int,
-                                                                permanent: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "permanent"),
+    [
+        (400, True),
+        (403, True),
+        (404, True),
+        (410, True),
+        (429, False),
+        (500, False),
+        (503, False),
+    ],
+)
+def test_slack_errors_are_permanent_only_for_4xx_other_than_429(slack: Recorder, status: int, permanent: bool) -> None:
     slack.status = status
     with pytest.raises(DeliveryError) as info:
         asyncio.run(SlackNotifier(url(slack)).send(make_note()))

@@ -13,8 +13,14 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "flowsight.example.toml
 def check(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "FLOWSIGHT_CONFIG"}
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "flowsight", "check", *args], capture_output=True, text=True,
-                          timeout=60, cwd=cwd, env=environ)
+    return subprocess.run(
+        [sys.executable, "-m", "flowsight", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=environ,
+    )
 
 
 def test_check_accepts_the_example_and_says_what_it_holds(tmp_path: Path) -> None:
@@ -26,11 +32,7 @@ def test_check_accepts_the_example_and_says_what_it_holds(tmp_path: Path) -> Non
 
 def test_check_prints_every_problem_as_file_line_field_message_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "flowsight.toml").write_text(
-        "[alerting.route]\n"
-        "receiver = 'team'\n"
-        "group_wait = 'soon'\n"
-        "[[alerting.recievers]]\n"
-        "name = 'team'\n"
+        "[alerting.route]\nreceiver = 'team'\ngroup_wait = 'soon'\n[[alerting.recievers]]\nname = 'team'\n"
     )
     out = check(cwd=tmp_path)  # ./flowsight.toml by default
     assert out.returncode == 1, out.stdout + out.stderr
@@ -66,7 +68,8 @@ def test_check_counts_log_rules_and_log_sources(tmp_path: Path) -> None:
     (tmp_path / "flowsight.toml").write_text(
         "[[logs.sources]]\npath = 'app.log'\n"
         "[[log_rules]]\nname = 'DbDown'\nkind = 'match'\ncontains = 'connection refused'\n"
-        "[[log_rules]]\nname = 'Quiet'\nkind = 'absence'\ncontains = 'backup finished'\nwithin = '1h'\n")
+        "[[log_rules]]\nname = 'Quiet'\nkind = 'absence'\ncontains = 'backup finished'\nwithin = '1h'\n"
+    )
     out = check(cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("flowsight.toml: OK (1 receiver, 1 route, 0 inhibit rules, 2 log rules, 1 log source")
@@ -91,7 +94,8 @@ def test_check_never_echoes_the_value_of_a_secret_field(tmp_path: Path) -> None:
         "[[alerting.receivers]]\nname = 'chat'\nkind = 'slack'\nurl = 'hooks.slack.com/services/T0/B0/XXXXSECRET'\n"
         "[[alerting.receivers]]\nname = 'am'\nkind = 'alertmanager'\nurl = ['http://am:pw@x']\n"
         "[[detectors]]\nname = 'api'\nkind = 'http'\nurl = 'http://api.example.com/health'\n"
-        "headers = { Authorization = 24681357 }\n")
+        "headers = { Authorization = 24681357 }\n"
+    )
     out = check(cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     secret = "(a secret: not shown)"

@@ -26,21 +26,26 @@ def seed(db: str, now: float) -> str:
     with open_store(db) as store:
         for i, run in enumerate(("old-1", "old-2")):
             t = now - 1000 + i * 100
-            store.write_events([
-                make_event("started", "etl", run, attrs={"total_steps": 2}, ts=t),
-                make_event("step_started", "etl", run, "extract", ts=t + 1),
-                make_event("step_completed", "etl", run, "extract", ts=t + 11),
-                make_event("step_started", "etl", run, "load", ts=t + 11),
-                make_event("step_completed", "etl", run, "load", ts=t + 31),
-                make_event("completed", "etl", run, ts=t + 31),
-            ])
-        store.write_events([
-            make_event("started", "etl", "live-run", attrs={"total_steps": 2}, ts=now - 5),
-            make_event("step_started", "etl", "live-run", "extract", ts=now - 4),
-            make_event("started", "report", "bad-run", ts=now - 3),
-            make_event("failed", "report", "bad-run", attrs={"error": "disk full", "error_type": "OSError"},
-                       ts=now - 2),
-        ])
+            store.write_events(
+                [
+                    make_event("started", "etl", run, attrs={"total_steps": 2}, ts=t),
+                    make_event("step_started", "etl", run, "extract", ts=t + 1),
+                    make_event("step_completed", "etl", run, "extract", ts=t + 11),
+                    make_event("step_started", "etl", run, "load", ts=t + 11),
+                    make_event("step_completed", "etl", run, "load", ts=t + 31),
+                    make_event("completed", "etl", run, ts=t + 31),
+                ]
+            )
+        store.write_events(
+            [
+                make_event("started", "etl", "live-run", attrs={"total_steps": 2}, ts=now - 5),
+                make_event("step_started", "etl", "live-run", "extract", ts=now - 4),
+                make_event("started", "report", "bad-run", ts=now - 3),
+                make_event(
+                    "failed", "report", "bad-run", attrs={"error": "disk full", "error_type": "OSError"}, ts=now - 2
+                ),
+            ]
+        )
     return db
 
 
@@ -81,7 +86,9 @@ def test_show_prints_steps_and_state_history_by_unique_prefix(tmp_path: Path) ->
     assert [s["step"] for s in detail["steps"]] == ["extract", "load"]
     assert [s["duration_seconds"] for s in detail["steps"]] == [10.0, 20.0]
     assert [(t["old_state"], t["new_state"]) for t in detail["transitions"]] == [
-        ("pending", "running"), ("running", "completed")]
+        ("pending", "running"),
+        ("running", "completed"),
+    ]
     text = flowsight("show", "bad", db=db)
     assert text.returncode == 0 and "disk full" in text.stdout and "state history" in text.stdout
 
@@ -115,8 +122,12 @@ def test_an_unknown_store_scheme_is_refused(tmp_path: Path) -> None:
 def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     open_store(db).close()
-    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--for", "5s", "--interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*FLOWSIGHT, "--db", db, "watch", "--for", "5s", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # its 5 s start once it has the store open, however long its start took on a busy machine
     deadline = time.monotonic() + 60
     while not has_open(proc.pid, db):
@@ -136,8 +147,12 @@ def test_watch_into_a_pipe_prints_each_change_as_it_comes_not_only_at_its_end(tm
 
     db = str(tmp_path / "f.db")
     open_store(db).close()
-    proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "watch", "--interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*FLOWSIGHT, "--db", db, "watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
     reader.start()
@@ -206,21 +221,38 @@ def test_prune_deletes_old_events(tmp_path: Path) -> None:
 
 def test_the_environment_variable_chooses_the_store(tmp_path: Path) -> None:
     db = seed(str(tmp_path / "env.db"), time.time())
-    out = subprocess.run([*FLOWSIGHT, "runs", "--json"], capture_output=True, text=True,
-                         env={**os.environ, "FLOWSIGHT_DATABASE_URL": db}, cwd=tmp_path, timeout=60)
+    out = subprocess.run(
+        [*FLOWSIGHT, "runs", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FLOWSIGHT_DATABASE_URL": db},
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert len(json.loads(out.stdout)["runs"]) == 4
 
 
 def test_show_prints_the_traceback_of_the_failed_step(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     with open_store(db) as store:
-        store.write_events([
-            make_event("started", "etl", "tb-run", ts=100.0),
-            make_event("step_started", "etl", "tb-run", "load", ts=101.0),
-            make_event("step_failed", "etl", "tb-run", "load", ts=102.0,
-                       attrs={"error": "boom", "error_type": "ValueError",
-                              "traceback": "Traceback (most recent call last):\n  File \"x.py\", line 3\nValueError: boom\n"}),
-        ])
+        store.write_events(
+            [
+                make_event("started", "etl", "tb-run", ts=100.0),
+                make_event("step_started", "etl", "tb-run", "load", ts=101.0),
+                make_event(
+                    "step_failed",
+                    "etl",
+                    "tb-run",
+                    "load",
+                    ts=102.0,
+                    attrs={
+                        "error": "boom",
+                        "error_type": "ValueError",
+                        "traceback": 'Traceback (most recent call last):\n  File "x.py", line 3\nValueError: boom\n',
+                    },
+                ),
+            ]
+        )
     out = flowsight("show", "tb-run", db=db)
     assert "traceback of step 'load'" in out.stdout and 'File "x.py", line 3' in out.stdout
     detail = json.loads(flowsight("show", "tb-run", "--json", db=db).stdout)
@@ -234,10 +266,13 @@ def test_the_next_page_hint_keeps_the_filters(tmp_path: Path) -> None:
     assert "-w etl" in hint and "--limit 1" in hint and "--cursor" in hint
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["runs", "--limit", "0"], "must be at least 1"),
-    (["runs", "--cursor", "MTc5"], "is not a cursor"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "--limit", "0"], "must be at least 1"),
+        (["runs", "--cursor", "MTc5"], "is not a cursor"),
+    ],
+)
 def test_edge_values_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     assert flowsight("init", db=str(tmp_path / "f.db")).returncode == 0
     out = flowsight(*args, db=str(tmp_path / "f.db"))
@@ -254,11 +289,13 @@ def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     now = time.time()
     with open_store(db) as store:
-        store.write_events([
-            make_event("started", "w", "quiet", attrs={"total_steps": 3, "stall_timeout": 5}, ts=now - 100),
-            make_event("step_started", "w", "quiet", "a", ts=now - 99),
-            make_event("step_completed", "w", "quiet", "a", ts=now - 98),
-        ])
+        store.write_events(
+            [
+                make_event("started", "w", "quiet", attrs={"total_steps": 3, "stall_timeout": 5}, ts=now - 100),
+                make_event("step_started", "w", "quiet", "a", ts=now - 99),
+                make_event("step_completed", "w", "quiet", "a", ts=now - 98),
+            ]
+        )
     run = json.loads(flowsight("runs", "--json", db=db).stdout)["runs"][0]
     assert run["stalled"] is True and run["eta"] is None
     shown = flowsight("show", "quiet", db=db).stdout
@@ -267,8 +304,13 @@ def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
 
 def at_width(columns: int, *args: str, db: str) -> subprocess.CompletedProcess[str]:
     """``flowsight --db DB ARGS`` printing to a pipe as wide as a terminal of ``columns``."""
-    return subprocess.run([*FLOWSIGHT, "--db", db, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": str(columns)})
+    return subprocess.run(
+        [*FLOWSIGHT, "--db", db, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": str(columns)},
+    )
 
 
 def seed_ulid_runs(db: str, now: float) -> list[str]:
@@ -280,13 +322,26 @@ def seed_ulid_runs(db: str, now: float) -> list[str]:
         for i in range(4):
             rid = new_id()
             ids.append(rid)
-            store.write_events([make_event("started", "nightly-etl-warehouse", rid, attrs={"total_steps": 4},
-                                           ts=now - 100 + i),
-                                make_event("step_started", "nightly-etl-warehouse", rid, "transform-orders",
-                                           ts=now - 99 + i)])
-        store.write_events([make_event("failed", "nightly-etl-warehouse", ids[2], ts=now - 90, attrs={
-            "error": "connection refused while loading the orders table into the warehouse",
-            "error_type": "ConnectionError"})])
+            store.write_events(
+                [
+                    make_event("started", "nightly-etl-warehouse", rid, attrs={"total_steps": 4}, ts=now - 100 + i),
+                    make_event("step_started", "nightly-etl-warehouse", rid, "transform-orders", ts=now - 99 + i),
+                ]
+            )
+        store.write_events(
+            [
+                make_event(
+                    "failed",
+                    "nightly-etl-warehouse",
+                    ids[2],
+                    ts=now - 90,
+                    attrs={
+                        "error": "connection refused while loading the orders table into the warehouse",
+                        "error_type": "ConnectionError",
+                    },
+                )
+            ]
+        )
     return ids
 
 
@@ -324,9 +379,21 @@ def test_the_runs_table_at_160_columns_keeps_whole_ids_and_the_start_time(tmp_pa
     assert "nightly-etl-warehouse" in out.stdout and "ConnectionError: connection refused" in out.stdout
 
 
-@pytest.mark.parametrize("args", [["runs"], ["show", "x"], ["watch", "--for", "0.1s"], ["faults"],
-                                  ["perf"], ["alerts"], ["silence", "ls"], ["token", "ls"], ["logs", "x"],
-                                  ["prune", "--older-than", "1d"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs"],
+        ["show", "x"],
+        ["watch", "--for", "0.1s"],
+        ["faults"],
+        ["perf"],
+        ["alerts"],
+        ["silence", "ls"],
+        ["token", "ls"],
+        ["logs", "x"],
+        ["prune", "--older-than", "1d"],
+    ],
+)
 def test_a_command_that_reads_never_creates_a_mistyped_store(tmp_path: Path, args: list[str]) -> None:
     db = str(tmp_path / "flowsigth.db")
     out = flowsight(*args, db=db)

@@ -15,7 +15,7 @@ FLOWSIGHT = [sys.executable, "-m", "flowsight"]
 PROBLEMS = [
     "flowsight.toml:2: alerting.route.receiver: unknown receiver 'team'; no receivers are defined "
     "(add [[alerting.receivers]])",
-    "flowsight.toml:3: alerting.route.group_wait: expected a duration such as \"30s\", \"5m\", \"2h\" or a number "
+    'flowsight.toml:3: alerting.route.group_wait: expected a duration such as "30s", "5m", "2h" or a number '
     "of seconds, got string '" + "not-a-duration-" * 8 + "'",
 ]
 
@@ -42,12 +42,18 @@ def test_the_cli_keeps_each_file_line_problem_on_one_line_when_stderr_is_a_pipe(
     config = tmp_path / "flowsight.toml"
     config.write_text("[alerting.route]\nreceiver = 'team'\ngroup_wait = '" + "not-a-duration-" * 8 + "'\n")
     subprocess.run([*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "init"], check=True, capture_output=True, timeout=60)
-    out = subprocess.run([*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "alerts", "--config", str(config)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "alerts", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     lines = out.stderr.splitlines()
-    assert lines[0] == f"flowsight: {config}:2: alerting.route.receiver: unknown receiver 'team'; " \
-                       "no receivers are defined (add [[alerting.receivers]])"
+    assert (
+        lines[0] == f"flowsight: {config}:2: alerting.route.receiver: unknown receiver 'team'; "
+        "no receivers are defined (add [[alerting.receivers]])"
+    )
     assert lines[1].startswith(f"{config}:3: alerting.route.group_wait: expected a duration such as ")
     assert "got string 'not-a-duration-" in lines[1] and len(lines) == 2
 
@@ -58,6 +64,5 @@ def test_short_ids_are_the_shortest_unique_prefix_or_head_and_tail() -> None:
     ids = ["01M970VFRPRG3P5P6J011D6D87", "01M970VFRMRG3P5P6J011D6D83", "01M9A0000000000000000000AA"]
     assert short_ids(ids) == {ids[0]: "01M970VFRP", ids[1]: "01M970VFRM", ids[2]: "01M9A000"}
     same_ms = ["01M971AQ6VB30YT5NV01YT197D", "01M971AQ6VB30YT5NV01YT197A", "01M971AQ6VB30YT5NV01YT1977"]
-    assert short_ids(same_ms) == {same_ms[0]: "01M971AQ…197D", same_ms[1]: "01M971AQ…197A",
-                                  same_ms[2]: "01M971AQ…1977"}
+    assert short_ids(same_ms) == {same_ms[0]: "01M971AQ…197D", same_ms[1]: "01M971AQ…197A", same_ms[2]: "01M971AQ…1977"}
     assert short_ids(["short", "shorter"]) == {"short": "short", "shorter": "shorter"}

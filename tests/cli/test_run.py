@@ -41,14 +41,20 @@ sys.exit(f"never stored: {sys.argv[2]}")
 
 
 def _run(db: str, *command: str, run_id: str = "r-1", workflow: str = "job") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*FLOWSIGHT, "--db", db, "run", "--workflow", workflow, "--run-id", run_id, "--",
-                           *command], capture_output=True, timeout=60)
+    return subprocess.run(
+        [*FLOWSIGHT, "--db", db, "run", "--workflow", workflow, "--run-id", run_id, "--", *command],
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def _start(db: str, script: str, *options: str) -> subprocess.Popen[bytes]:
     """``flowsight run`` of a bash script as run r-1, its output in pipes (use it in a ``with``)."""
-    return subprocess.Popen([*FLOWSIGHT, "run", "--db", db, "--run-id", "r-1", *options, "--", "bash", "-c", script],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*FLOWSIGHT, "run", "--db", db, "--run-id", "r-1", *options, "--", "bash", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _pids(stream: IO[bytes] | None, n: int) -> list[int]:
@@ -73,6 +79,7 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
 
 def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_steps_and_lines(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
+
     # the two pipes are merged as their bytes arrive: a stderr line belongs to the step that is open when it
     # comes, so the script goes on only once flowsight has stored what came before (however busy the machine)
     def stored(sql: str) -> str:
@@ -81,26 +88,32 @@ def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_ste
     oops = stored("SELECT 1 FROM logs WHERE message = 'oops'")
     load = stored("SELECT 1 FROM events WHERE kind = 'step_started' AND step = 'load'")
     slow = stored("SELECT 1 FROM logs WHERE message = 'disk slow'")
-    script = (f"echo '::step extract::'; echo 'extracting'; echo 'oops' >&2; {oops}; echo '::step load::'; {load}; "
-              f"echo 'ERROR: disk slow' >&2; echo 'INFO: loaded'; {slow}; echo '::step-end::'; "
-              "echo 'after the steps'")
+    script = (
+        f"echo '::step extract::'; echo 'extracting'; echo 'oops' >&2; {oops}; echo '::step load::'; {load}; "
+        f"echo 'ERROR: disk slow' >&2; echo 'INFO: loaded'; {slow}; echo '::step-end::'; "
+        "echo 'after the steps'"
+    )
     out = _run(db, "bash", "-c", script)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == (b"::step extract::\nextracting\n::step load::\nINFO: loaded\n::step-end::\n"
-                          b"after the steps\n")
+    assert out.stdout == (b"::step extract::\nextracting\n::step load::\nINFO: loaded\n::step-end::\nafter the steps\n")
     assert out.stderr == b"oops\nERROR: disk slow\n"
     with open_store(db) as store:
         run = store.get_run("r-1")
         assert run is not None and run.state is WorkflowState.COMPLETED and run.workflow == "job"
         assert run.attrs["command"] == f"bash -c {shlex.quote(script)}"
         assert run.attrs["pid"] != os.getpid() and run.attrs["host"]
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
-                                                                         ("load", "completed")]
-        logs = {(e.entry.message, e.entry.level, e.entry.step, e.entry.workflow)
-                for e in store.query_logs(run_id="r-1", limit=100)}
-    assert logs == {("extracting", LogLevel.INFO, "extract", "job"), ("oops", LogLevel.WARN, "extract", "job"),
-                    ("disk slow", LogLevel.ERROR, "load", "job"), ("loaded", LogLevel.INFO, "load", "job"),
-                    ("after the steps", LogLevel.INFO, None, "job")}
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
+        logs = {
+            (e.entry.message, e.entry.level, e.entry.step, e.entry.workflow)
+            for e in store.query_logs(run_id="r-1", limit=100)
+        }
+    assert logs == {
+        ("extracting", LogLevel.INFO, "extract", "job"),
+        ("oops", LogLevel.WARN, "extract", "job"),
+        ("disk slow", LogLevel.ERROR, "load", "job"),
+        ("loaded", LogLevel.INFO, "load", "job"),
+        ("after the steps", LogLevel.INFO, None, "job"),
+    }
 
 
 def test_a_command_that_exits_3_fails_the_run_and_its_step_and_flowsight_exits_3(tmp_path: Path) -> None:
@@ -117,8 +130,11 @@ def test_a_command_that_exits_3_fails_the_run_and_its_step_and_flowsight_exits_3
 
 def test_a_command_without_markers_is_one_step_named_after_the_workflow(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
-    out = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", sys.executable, "-c",
-                          "print('hello')"], capture_output=True, timeout=60)
+    out = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", sys.executable, "-c", "print('hello')"],
+        capture_output=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     workflow = os.path.basename(sys.executable)
     with open_store(db) as store:
@@ -170,8 +186,10 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_pat
 def test_stdout_and_stderr_pass_through_byte_exact_binary_included(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     blob = bytes(range(256)) * 64 + b"\r\n\x00 a last line without newline \xff\xfe"
-    code = ("import sys; b = bytes(range(256)) * 64 + b'\\r\\n\\x00 a last line without newline \\xff\\xfe'; "
-            "sys.stdout.buffer.write(b); sys.stderr.buffer.write(b[::-1])")
+    code = (
+        "import sys; b = bytes(range(256)) * 64 + b'\\r\\n\\x00 a last line without newline \\xff\\xfe'; "
+        "sys.stdout.buffer.write(b); sys.stderr.buffer.write(b[::-1])"
+    )
     out = _run(db, sys.executable, "-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout == blob
@@ -189,15 +207,19 @@ def test_a_command_that_cannot_start_fails_the_run_and_says_why(tmp_path: Path) 
 
 
 # ---- the decisions, without processes ----------------------------------------------------
-@pytest.mark.parametrize(("returncode", "cancelled_by", "kind", "message", "status"), [
-    (0, None, EventKind.COMPLETED, None, 0),
-    (3, None, EventKind.FAILED, "exited with status 3", 3),
-    (-9, None, EventKind.FAILED, "killed by signal SIGKILL", 137),
-    (-15, signal.SIGTERM, EventKind.CANCELLED, "flowsight got SIGTERM; the command killed by signal SIGTERM", 143),
-    (0, signal.SIGINT, EventKind.CANCELLED, "flowsight got SIGINT; the command exited with status 0", 0),
-])
+@pytest.mark.parametrize(
+    ("returncode", "cancelled_by", "kind", "message", "status"),
+    [
+        (0, None, EventKind.COMPLETED, None, 0),
+        (3, None, EventKind.FAILED, "exited with status 3", 3),
+        (-9, None, EventKind.FAILED, "killed by signal SIGKILL", 137),
+        (-15, signal.SIGTERM, EventKind.CANCELLED, "flowsight got SIGTERM; the command killed by signal SIGTERM", 143),
+        (0, signal.SIGINT, EventKind.CANCELLED, "flowsight got SIGINT; the command exited with status 0", 0),
+    ],
+)
 def test_how_a_run_ends_follows_the_exit_and_the_signal_flowsight_got(
-        returncode: int, cancelled_by: int | None, kind: EventKind, message: str | None, status: int) -> None:
+    returncode: int, cancelled_by: int | None, kind: EventKind, message: str | None, status: int
+) -> None:
     end = outcome(returncode, cancelled_by)
     assert (end.kind, end.message, end.exit_status) == (kind, message, status)
 
@@ -222,32 +244,40 @@ def test_output_before_any_marker_opens_the_implicit_step() -> None:
     assert StepTracker("job").finish(ok=True) == []
 
 
-@pytest.mark.parametrize(("level", "text", "stream", "stored"), [
-    (LogLevel.INFO, "plain text", "stderr", LogLevel.WARN),
-    (LogLevel.INFO, "plain text", "stdout", LogLevel.INFO),
-    (LogLevel.INFO, "INFO: said so", "stderr", LogLevel.INFO),
-    (LogLevel.INFO, 'level=info msg="said so"', "stderr", LogLevel.INFO),
-    (LogLevel.ERROR, "ERROR: bad", "stderr", LogLevel.ERROR),
-    (LogLevel.DEBUG, "DEBUG: detail", "stderr", LogLevel.DEBUG),
-])
-def test_stderr_lines_are_warnings_unless_they_name_their_level(level: LogLevel, text: str, stream: str,
-                                                                 stored: LogLevel) -> None:
+@pytest.mark.parametrize(
+    ("level", "text", "stream", "stored"),
+    [
+        (LogLevel.INFO, "plain text", "stderr", LogLevel.WARN),
+        (LogLevel.INFO, "plain text", "stdout", LogLevel.INFO),
+        (LogLevel.INFO, "INFO: said so", "stderr", LogLevel.INFO),
+        (LogLevel.INFO, 'level=info msg="said so"', "stderr", LogLevel.INFO),
+        (LogLevel.ERROR, "ERROR: bad", "stderr", LogLevel.ERROR),
+        (LogLevel.DEBUG, "DEBUG: detail", "stderr", LogLevel.DEBUG),
+    ],
+)
+def test_stderr_lines_are_warnings_unless_they_name_their_level(
+    level: LogLevel, text: str, stream: str, stored: LogLevel
+) -> None:
     assert stored_level(level, text, stream) is stored
 
 
-@pytest.mark.parametrize(("argv", "found"), [
-    (["run", "--", "ls", "-l"], ["--", "ls", "-l"]),
-    (["--db", "x.db", "run", "ls"], ["--db", "x.db", "ls"]),
-    (["--db=x.db", "run"], ["--db=x.db"]),
-    (["--db", "run", "run", "ls"], ["--db", "run", "ls"]),
-    (["runs", "--limit", "3"], None),
-    (["logs", "run"], None),
-    (["--db", "run"], None),
-    (["--json", "run"], None),
-    ([], None),
-])
-def test_run_is_dispatched_before_the_main_parser_sees_the_commands_options(argv: list[str],
-                                                                            found: list[str] | None) -> None:
+@pytest.mark.parametrize(
+    ("argv", "found"),
+    [
+        (["run", "--", "ls", "-l"], ["--", "ls", "-l"]),
+        (["--db", "x.db", "run", "ls"], ["--db", "x.db", "ls"]),
+        (["--db=x.db", "run"], ["--db=x.db"]),
+        (["--db", "run", "run", "ls"], ["--db", "run", "ls"]),
+        (["runs", "--limit", "3"], None),
+        (["logs", "run"], None),
+        (["--db", "run"], None),
+        (["--json", "run"], None),
+        ([], None),
+    ],
+)
+def test_run_is_dispatched_before_the_main_parser_sees_the_commands_options(
+    argv: list[str], found: list[str] | None
+) -> None:
     assert early_dispatch(argv) == found
 
 
@@ -289,21 +319,42 @@ def test_a_stopped_command_suspends_the_run_and_sigcont_resumes_it(tmp_path: Pat
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     with open_store(db) as store:
         moves = [(t.old_state.value, t.new_state.value) for t in store.run_transitions("r-1") if t.applied]
-    assert moves == [("pending", "running"), ("running", "suspended"), ("suspended", "running"),
-                     ("running", "cancelled")]
+    assert moves == [
+        ("pending", "running"),
+        ("running", "suspended"),
+        ("suspended", "running"),
+        ("running", "cancelled"),
+    ]
 
 
 def test_a_step_regex_names_the_steps_of_a_script_without_markers(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     script = "echo '==> extract'; echo rows; sleep 0.3; echo '==> load'; echo loaded; sleep 0.3"
-    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--steps", "2", "--step-regex",
-                           "^==> (.+)$", "--", "bash", "-c", script], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [
+            *FLOWSIGHT,
+            "--db",
+            db,
+            "run",
+            "--run-id",
+            "r-1",
+            "--steps",
+            "2",
+            "--step-regex",
+            "^==> (.+)$",
+            "--",
+            "bash",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
         run = store.get_run("r-1")
         assert run is not None and run.total_steps == 2 and run.completed_steps == 2
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
-                                                                         ("load", "completed")]
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
         by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
     assert by_step == {"==> extract": "extract", "rows": "extract", "==> load": "load", "loaded": "load"}
 
@@ -330,16 +381,17 @@ def test_a_flood_of_output_passes_through_and_is_stored_whole_in_groups_of_lines
 
 def test_markers_and_levels_inside_a_flood_still_count(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
-    code = ("import sys\n"
-            "for step in ('extract', 'load'):\n"
-            "    print(f'::step {step}::')\n"
-            "    for i in range(50000): print(f'{step} row {i}')\n"
-            "    print(f'2026-11-29 08:00:00 ERROR {step} had a bad row')\n")
+    code = (
+        "import sys\n"
+        "for step in ('extract', 'load'):\n"
+        "    print(f'::step {step}::')\n"
+        "    for i in range(50000): print(f'{step} row {i}')\n"
+        "    print(f'2026-11-29 08:00:00 ERROR {step} had a bad row')\n"
+    )
     done = _run(db, sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"),
-                                                                         ("load", "completed")]
+        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
         rows = store.query_logs(run_id="r-1", limit=1_000_000)
     text = "\n".join(r.entry.message for r in sorted(rows, key=lambda r: r.seq))
     assert "::step" not in text and text.count("\n") + 1 == 100_002
@@ -348,26 +400,33 @@ def test_markers_and_levels_inside_a_flood_still_count(tmp_path: Path) -> None:
     assert all("had a bad row" in r.entry.message for r in errors)
 
 
-@pytest.mark.parametrize(("text", "level"), [
-    ("a\nb\nc", LogLevel.INFO),
-    ("a\n2026-11-29 08:00:00 WARNING disk 91%\nc", LogLevel.WARN),
-    ("a\n[ERROR] no\nE FATAL: gone", LogLevel.FATAL),
-    ('a\n{"level":"error","msg":"x"}', LogLevel.ERROR),
-    ("a\nts=1 level=warn msg=x", LogLevel.WARN),
-    ("a\n" + "x" * 100 + " ERROR far into the line", LogLevel.INFO),
-    ("a\nerrors: 0", LogLevel.INFO),
-])
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("a\nb\nc", LogLevel.INFO),
+        ("a\n2026-11-29 08:00:00 WARNING disk 91%\nc", LogLevel.WARN),
+        ("a\n[ERROR] no\nE FATAL: gone", LogLevel.FATAL),
+        ('a\n{"level":"error","msg":"x"}', LogLevel.ERROR),
+        ("a\nts=1 level=warn msg=x", LogLevel.WARN),
+        ("a\n" + "x" * 100 + " ERROR far into the line", LogLevel.INFO),
+        ("a\nerrors: 0", LogLevel.INFO),
+    ],
+)
 def test_a_group_of_lines_is_stored_at_the_highest_level_its_lines_name(text: str, level: LogLevel) -> None:
     assert group_level(LogLevel.INFO, text) is level
 
 
-@pytest.mark.parametrize(("options", "words"), [
-    (["--step-regex", "(unclosed"], "--step-regex: '(unclosed' is not a regular expression"),
-    (["--steps", "-1"], "--steps: -1 is not a number of steps"),
-])
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--step-regex", "(unclosed"], "--step-regex: '(unclosed' is not a regular expression"),
+        (["--steps", "-1"], "--steps: -1 is not a number of steps"),
+    ],
+)
 def test_bad_run_options_are_refused_with_exit_2(tmp_path: Path, options: list[str], words: str) -> None:
-    done = subprocess.run([*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "run", *options, "--", "true"],
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*FLOWSIGHT, "--db", str(tmp_path / "f.db"), "run", *options, "--", "true"], capture_output=True, timeout=60
+    )
     assert done.returncode == 2 and words in done.stderr.decode()
 
 
@@ -382,8 +441,12 @@ def test_with_the_server_down_the_command_runs_as_usual_and_its_run_is_delivered
     env.pop("FLOWSIGHT_URL", None)
 
     def wrapped(run_id: str, script: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([*FLOWSIGHT, "run", "--url", server.url, "--run-id", run_id, "-w", "offline", "--",
-                               "bash", "-c", script], capture_output=True, timeout=120, env=env)
+        return subprocess.run(
+            [*FLOWSIGHT, "run", "--url", server.url, "--run-id", run_id, "-w", "offline", "--", "bash", "-c", script],
+            capture_output=True,
+            timeout=120,
+            env=env,
+        )
 
     first = wrapped("down-1", "echo '::step work::'; echo hello; exit 3")
     assert first.returncode == 3 and first.stdout == b"::step work::\nhello\n"
@@ -406,8 +469,12 @@ def test_with_the_server_down_the_command_runs_as_usual_and_its_run_is_delivered
 
 def test_piped_stdin_reaches_the_command(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
-    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", "cat"], input=b"a\nb\n",
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--", "cat"],
+        input=b"a\nb\n",
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"a\nb\n"
     assert [m for m, _ in _stored_text(db)] == ["a", "b"]
@@ -416,8 +483,11 @@ def test_piped_stdin_reaches_the_command(tmp_path: Path) -> None:
 def test_with_steps_given_output_before_the_first_marker_is_no_step_of_its_own(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     script = "echo 'args: --full'; echo '::step extract::'; echo rows; echo '::step load::'; echo loaded"
-    done = subprocess.run([*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--steps", "2", "--", "bash", "-c",
-                           script], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "run", "--run-id", "r-1", "--steps", "2", "--", "bash", "-c", script],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
         run = store.get_run("r-1")

@@ -31,8 +31,13 @@ SCRIPT = "echo '::step load::'; echo 'loading 10 rows'; echo 'ERROR connection r
 
 
 def _run(*options: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FLOWSIGHT, "run", "--workflow", "etl", "--run-id", "r-1", *options, "--",
-                           "bash", "-c", SCRIPT], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [*FLOWSIGHT, "run", "--workflow", "etl", "--run-id", "r-1", *options, "--", "bash", "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
 
 
 def _firing(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,7 +45,8 @@ def _firing(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_a_matching_line_alerts_the_rules_receivers_and_the_run_is_stored_on_either_backend(
-        store_url: str, tmp_path: Path) -> None:
+    store_url: str, tmp_path: Path
+) -> None:
     with recording() as rec:
         rules = config(tmp_path, rec.server_address[1], RULE)
         done = _run("--db", store_url, "--rules", str(rules))
@@ -100,8 +106,12 @@ def test_a_bad_rules_file_is_refused_with_its_line_before_the_command_runs(tmp_p
     rules = tmp_path / "rules.toml"
     rules.write_text('[[log_rules]]\nname = "x"\nkind = "match"\npattern = "(unclosed"\n')
     marker = tmp_path / "ran"
-    done = subprocess.run([*FLOWSIGHT, "run", "--db", str(tmp_path / "f.db"), "--rules", str(rules), "--",
-                           "touch", str(marker)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*FLOWSIGHT, "run", "--db", str(tmp_path / "f.db"), "--rules", str(rules), "--", "touch", str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "rules.toml:4: log_rules[0].pattern: rule 'x': invalid regex" in done.stderr, done.stderr
     assert not marker.exists()
@@ -113,8 +123,13 @@ BROKEN = '[[log_rules]]\nname = "x"\nkind = "match"\npattern = "(unclosed"\n'
 def test_a_broken_flowsight_toml_here_warns_and_the_command_still_runs(tmp_path: Path) -> None:
     (tmp_path / "flowsight.toml").write_text(BROKEN)
     marker = tmp_path / "ran"
-    done = subprocess.run([*FLOWSIGHT, "run", "--db", str(tmp_path / "f.db"), "--", "touch", str(marker)],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [*FLOWSIGHT, "run", "--db", str(tmp_path / "f.db"), "--", "touch", str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and marker.exists(), done.stderr  # a config typo never stops a cron job
     assert "warning: flowsight.toml cannot be used; going on without its log rules" in done.stderr
     assert "flowsight.toml:4: log_rules[0].pattern: rule 'x': invalid regex" in done.stderr
@@ -128,24 +143,36 @@ def test_a_broken_flowsight_toml_here_warns_in_alerts_and_logs_watch_too(tmp_pat
     (tmp_path / "app.log").write_text("hello\n")
     db = str(tmp_path / "f.db")
     subprocess.run([*FLOWSIGHT, "--db", db, "init"], check=True, capture_output=True, timeout=60)
-    alerts = subprocess.run([*FLOWSIGHT, "--db", db, "alerts"], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path)
+    alerts = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "alerts"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert alerts.returncode == 0 and f"no alerts in sqlite store {db}" in alerts.stdout, alerts.stdout
     assert "flowsight serve" in alerts.stdout  # what raises them
     assert "warning: flowsight.toml cannot be used" in alerts.stderr
-    watch = subprocess.run([*FLOWSIGHT, "--db", db, "logs", "watch", "--once", "--from-beginning", "app.log"],
-                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    watch = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "logs", "watch", "--once", "--from-beginning", "app.log"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert watch.returncode == 0 and "warning: flowsight.toml cannot be used" in watch.stderr, watch.stderr
     with open_store(db) as store:
         assert [r.entry.message for r in store.query_logs(limit=10)] == ["hello"]
     # named on the command line, the same file is refused
-    named = subprocess.run([*FLOWSIGHT, "--db", db, "alerts", "--config", "flowsight.toml"],
-                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    named = subprocess.run(
+        [*FLOWSIGHT, "--db", db, "alerts", "--config", "flowsight.toml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert named.returncode == 2 and "invalid regex" in named.stderr
 
 
 def test_alerts_a_local_run_raises_beside_a_server_on_that_store_are_the_servers_too(
-        store_url: str, tmp_path: Path) -> None:
+    store_url: str, tmp_path: Path
+) -> None:
     """One alert state per store: `flowsight run --rules --db` stores its alert,
     and the server on that store lists it (API, dashboard, `flowsight alerts`)
     without telling the receiver that was told already."""
@@ -164,8 +191,9 @@ def test_alerts_a_local_run_raises_beside_a_server_on_that_store_are_the_servers
 
             [alert] = wait_for("the run's alert on the server", alerts)
             assert alert["labels"]["run_id"] == "r-1" and alert["status"] == "firing"
-            listed = subprocess.run([*FLOWSIGHT, "--db", store_url, "alerts", "--json"], capture_output=True,
-                                    text=True, timeout=60)
+            listed = subprocess.run(
+                [*FLOWSIGHT, "--db", store_url, "alerts", "--json"], capture_output=True, text=True, timeout=60
+            )
             assert "DatabaseUnreachable" in listed.stdout, listed.stderr
             assert len(_firing(rec.bodies)) == 1  # the rules' receiver was told once, by the run
     finally:

@@ -23,16 +23,19 @@ def split(chunks: list[bytes], *, multiline: bool = False, max_line: int = 1 << 
     return out + s.finish(0.0), problems
 
 
-@pytest.mark.parametrize(("chunks", "expected"), [
-    ([b"a\nb\n"], ["a", "b"]),
-    ([b"a\r\nb\r\n"], ["a", "b"]),                      # CRLF
-    ([b"a\nlast"], ["a", "last"]),                      # partial last line at the end
-    ([b"a\nlast\r"], ["a", "last"]),
-    ([b"par", b"tial", b" line\n"], ["partial line"]),  # a line across chunks
-    ([b"\n\n"], ["", ""]),                              # empty lines are lines
-    ([b""], []),
-    ([b"caf\xc3", b"\xa9\n"], ["caf\u00e9"]),           # a character split between two reads
-])
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"a\nb\n"], ["a", "b"]),
+        ([b"a\r\nb\r\n"], ["a", "b"]),  # CRLF
+        ([b"a\nlast"], ["a", "last"]),  # partial last line at the end
+        ([b"a\nlast\r"], ["a", "last"]),
+        ([b"par", b"tial", b" line\n"], ["partial line"]),  # a line across chunks
+        ([b"\n\n"], ["", ""]),  # empty lines are lines
+        ([b""], []),
+        ([b"caf\xc3", b"\xa9\n"], ["caf\u00e9"]),  # a character split between two reads
+    ],
+)
 def test_lines_are_cut_at_newlines_whatever_the_chunks(chunks: list[bytes], expected: list[str]) -> None:
     lines, problems = split(chunks)
     assert [line.text for line in lines] == expected
@@ -44,10 +47,13 @@ def test_offsets_are_byte_offsets_in_the_stream() -> None:
     assert [(line.path, line.offset) for line in lines] == [("stdin", 0), ("stdin", 3), ("stdin", 6)]
 
 
-@pytest.mark.parametrize(("data", "text", "says"), [
-    (b"ok \xff\xfe bad\n", "ok \ufffd\ufffd bad", "invalid UTF-8 at byte 3"),
-    (b"nul\x00here\n", "nul\ufffdhere", "NUL bytes"),
-])
+@pytest.mark.parametrize(
+    ("data", "text", "says"),
+    [
+        (b"ok \xff\xfe bad\n", "ok \ufffd\ufffd bad", "invalid UTF-8 at byte 3"),
+        (b"nul\x00here\n", "nul\ufffdhere", "NUL bytes"),
+    ],
+)
 def test_bad_bytes_are_replaced_and_said_once(data: bytes, text: str, says: str) -> None:
     lines, problems = split([data, data, data])
     assert [line.text for line in lines] == [text] * 3
@@ -74,8 +80,10 @@ def test_the_pieces_of_a_cut_line_are_never_joined_with_the_entry_around_them() 
 
 
 def test_a_traceback_is_one_entry() -> None:
-    data = (b"INFO start\nERROR failed\nTraceback (most recent call last):\n"
-            b'  File "job.py", line 3, in <module>\nValueError: boom\nINFO next\n')
+    data = (
+        b"INFO start\nERROR failed\nTraceback (most recent call last):\n"
+        b'  File "job.py", line 3, in <module>\nValueError: boom\nINFO next\n'
+    )
     lines, _ = split([data], multiline=True)
     assert [x.text.splitlines()[0] for x in lines] == ["INFO start", "ERROR failed", "INFO next"]
     assert lines[1].text.endswith("ValueError: boom")
@@ -96,8 +104,7 @@ def test_max_line_below_16_is_refused() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=8),
-       multiline=st.booleans())
+@given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=8), multiline=st.booleans())
 def test_how_the_bytes_are_chunked_never_changes_the_lines(data: bytes, cuts: list[int], multiline: bool) -> None:
     points = sorted({c for c in cuts if c <= len(data)})
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
@@ -107,8 +114,12 @@ def test_how_the_bytes_are_chunked_never_changes_the_lines(data: bytes, cuts: li
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r\x00", blacklist_categories=("Cs",)),
-                        max_size=40), max_size=10))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_characters="\n\r\x00", blacklist_categories=("Cs",)), max_size=40),
+        max_size=10,
+    )
+)
 def test_valid_lines_come_out_as_they_went_in(texts: list[str]) -> None:
     lines, problems = split(["".join(t + "\n" for t in texts).encode()])
     assert [x.text for x in lines] == texts and problems == []
@@ -125,7 +136,11 @@ def _grouped(chunks: list[bytes], size: int, max_line: int = 1 << 20) -> list[Ra
 def test_a_chunk_fed_as_groups_gives_its_lines_in_groups_of_at_most_n_with_their_offsets() -> None:
     out = _grouped([b"a\r\nbb\nccc\nd\ne\npartial", b" end\n"], 2)
     assert [(x.text, x.offset, x.lines) for x in out] == [
-        ("a\nbb", 0, 2), ("ccc\nd", 6, 2), ("e", 12, 1), ("partial end", 14, 1)]
+        ("a\nbb", 0, 2),
+        ("ccc\nd", 6, 2),
+        ("e", 12, 1),
+        ("partial end", 14, 1),
+    ]
 
 
 def test_an_entry_being_joined_goes_out_before_the_groups() -> None:
@@ -134,7 +149,9 @@ def test_an_entry_being_joined_goes_out_before_the_groups() -> None:
     assert held == [] and s.holding
     out = s.feed(b'  File "x.py", line 1\nnext\nother\n', 0.0, group=10)
     assert [(x.text, x.lines) for x in out] == [
-        ("ERROR boom\nTraceback (most recent call last):", 1), ('  File "x.py", line 1\nnext\nother', 3)]
+        ("ERROR boom\nTraceback (most recent call last):", 1),
+        ('  File "x.py", line 1\nnext\nother', 3),
+    ]
 
 
 def test_a_line_too_long_for_a_group_is_cut_line_by_line_as_always() -> None:

@@ -65,24 +65,28 @@ def test_process_output_is_a_log_source() -> None:
 
 
 def test_both_streams_come_in_their_own_order_with_their_own_label() -> None:
-    lines, out, problems = collect(script("""
+    lines, out, problems = collect(
+        script("""
         import sys
         for i in range(200):
             print(f"out {i}")
             print(f"err {i}", file=sys.stderr)
-    """))
+    """)
+    )
     assert of(lines, "stdout") == [f"out {i}" for i in range(200)]
     assert of(lines, "stderr") == [f"err {i}" for i in range(200)]
     assert out.returncode == 0 and problems == []
 
 
 def test_a_traceback_on_stderr_is_one_entry_and_the_exit_status_is_kept() -> None:
-    lines, out, _ = collect(script("""
+    lines, out, _ = collect(
+        script("""
         print("working")
         def load():
             raise ValueError("boom")
         load()
-    """))
+    """)
+    )
     assert of(lines, "stdout") == ["working"]
     [tb] = of(lines, "stderr")
     assert tb.startswith("Traceback (most recent call last):") and tb.endswith("ValueError: boom")
@@ -91,23 +95,28 @@ def test_a_traceback_on_stderr_is_one_entry_and_the_exit_status_is_kept() -> Non
 
 
 def test_a_last_line_without_newline_is_not_lost() -> None:
-    lines, _, _ = collect(script("""
+    lines, _, _ = collect(
+        script("""
         import sys
         sys.stdout.write("one\\ntwo")
         sys.stderr.write("half")
-    """))
+    """)
+    )
     assert of(lines, "stdout") == ["one", "two"] and of(lines, "stderr") == ["half"]
 
 
 def test_binary_garbage_and_invalid_utf8_are_replaced_and_said_once_per_stream() -> None:
-    lines, out, problems = collect(script("""
+    lines, out, problems = collect(
+        script("""
         import os, sys
         for _ in range(3):
             sys.stdout.buffer.write(b"bad \\xff\\xfe bytes\\n")
         sys.stdout.buffer.write(os.urandom(5000) + b"\\n")
         sys.stdout.buffer.write(b"nul\\x00\\x00\\n")
         sys.stdout.buffer.write(b"still here\\n")
-    """), multiline=False)
+    """),
+        multiline=False,
+    )
     texts = of(lines, "stdout")
     assert texts[:3] == ["bad \ufffd\ufffd bytes"] * 3
     assert texts[-2:] == ["nul\ufffd\ufffd", "still here"]
@@ -119,10 +128,13 @@ def test_binary_garbage_and_invalid_utf8_are_replaced_and_said_once_per_stream()
 
 
 def test_a_10_mb_line_is_cut_into_pieces_with_one_warning() -> None:
-    lines, out, problems = collect(script("""
+    lines, out, problems = collect(
+        script("""
         import sys
         sys.stdout.write("x" * 10_000_000 + "\\nafter\\n")
-    """), max_line=1 << 20)
+    """),
+        max_line=1 << 20,
+    )
     texts = of(lines, "stdout")
     assert texts[-1] == "after"
     assert "".join(texts[:-1]) == "x" * 10_000_000
@@ -132,23 +144,29 @@ def test_a_10_mb_line_is_cut_into_pieces_with_one_warning() -> None:
 
 
 def test_a_child_that_is_killed_ends_the_stream_with_its_signal() -> None:
-    lines, out, _ = collect(script("""
+    lines, out, _ = collect(
+        script("""
         import os, signal
         print("before")
         os.kill(os.getpid(), signal.SIGKILL)
-    """))
+    """)
+    )
     assert of(lines, "stdout") == ["before"]
     assert out.returncode == -signal.SIGKILL
 
 
 def test_an_entry_still_open_goes_out_after_idle_while_the_program_runs(tmp_path: Path) -> None:
     go = tmp_path / "go"
-    out = ProcessOutput(script(f"""
+    out = ProcessOutput(
+        script(f"""
         import os, sys, time
         print("Traceback (most recent call last):\\n  File 'x'\\nKeyError: 'k'", file=sys.stderr)
         while not os.path.exists({str(go)!r}):
             time.sleep(0.01)
-    """), name="job", multiline_idle=0.05)
+    """),
+        name="job",
+        multiline_idle=0.05,
+    )
 
     async def first() -> tuple[str, int | None]:
         async with contextlib.aclosing(out.__aiter__()) as lines:
@@ -163,14 +181,17 @@ def test_an_entry_still_open_goes_out_after_idle_while_the_program_runs(tmp_path
 
 
 def test_stopping_early_ends_the_program_and_what_it_started(tmp_path: Path) -> None:
-    out = ProcessOutput(script("""
+    out = ProcessOutput(
+        script("""
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         print(child.pid)
         while True:
             print("tick")
             time.sleep(0.01)
-    """), name="job")
+    """),
+        name="job",
+    )
 
     async def main() -> int:
         async with contextlib.aclosing(out.__aiter__()) as lines:
@@ -186,11 +207,14 @@ def test_stopping_early_ends_the_program_and_what_it_started(tmp_path: Path) -> 
 
 
 def test_a_cancelled_consumer_ends_the_program() -> None:
-    out = ProcessOutput(script("""
+    out = ProcessOutput(
+        script("""
         import time
         print("started")
         time.sleep(600)
-    """), name="job")
+    """),
+        name="job",
+    )
     started = asyncio.Event()
 
     async def consume() -> None:
@@ -211,12 +235,17 @@ def test_a_cancelled_consumer_ends_the_program() -> None:
 
 def test_a_program_that_ignores_sigterm_is_killed_after_kill_after() -> None:
     problems = Problems()
-    out = ProcessOutput(script("""
+    out = ProcessOutput(
+        script("""
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stubborn")
         time.sleep(600)
-    """), name="job", kill_after=0.3, on_problem=problems)
+    """),
+        name="job",
+        kill_after=0.3,
+        on_problem=problems,
+    )
 
     async def main() -> None:
         async with contextlib.aclosing(out.__aiter__()) as lines:
@@ -230,7 +259,8 @@ def test_a_program_that_ignores_sigterm_is_killed_after_kill_after() -> None:
 
 def test_forwarded_signals_reach_the_program_and_our_handlers_come_back() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    out = ProcessOutput(script("""
+    out = ProcessOutput(
+        script("""
         import signal, sys, time
         def bye(sig, frame):
             print("got", sig)
@@ -238,7 +268,10 @@ def test_forwarded_signals_reach_the_program_and_our_handlers_come_back() -> Non
         signal.signal(signal.SIGTERM, bye)
         print("ready")
         time.sleep(600)
-    """), name="job", forward_signals=True)
+    """),
+        name="job",
+        forward_signals=True,
+    )
 
     async def main() -> list[str]:
         texts = []
@@ -264,15 +297,18 @@ def scripts(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("argv", "cwd", "says"), [
-    (["flowsight-no-such-program"], None, "no such program (is it installed, and on PATH?)"),
-    ([__file__], None, f"not executable: {__file__} (chmod +x it"),
-    (["true"], "/nonexistent/dir", "working directory '/nonexistent/dir' does not exist"),
-    (["./job.sh"], "SCRIPTS", "no such file: ./job.sh (in "),
-    (["./plain.sh"], "SCRIPTS", "not executable: ./plain.sh"),
-    (["./lost.sh"], "SCRIPTS", "its interpreter (#!/usr/bin/flowsight-no-such-shell) was not found"),
-    (["./adir"], "SCRIPTS", "permission denied"),
-])
+@pytest.mark.parametrize(
+    ("argv", "cwd", "says"),
+    [
+        (["flowsight-no-such-program"], None, "no such program (is it installed, and on PATH?)"),
+        ([__file__], None, f"not executable: {__file__} (chmod +x it"),
+        (["true"], "/nonexistent/dir", "working directory '/nonexistent/dir' does not exist"),
+        (["./job.sh"], "SCRIPTS", "no such file: ./job.sh (in "),
+        (["./plain.sh"], "SCRIPTS", "not executable: ./plain.sh"),
+        (["./lost.sh"], "SCRIPTS", "its interpreter (#!/usr/bin/flowsight-no-such-shell) was not found"),
+        (["./adir"], "SCRIPTS", "permission denied"),
+    ],
+)
 def test_a_program_that_cannot_start_says_why(argv: list[str], cwd: str | None, says: str, scripts: Path) -> None:
     async def main() -> None:
         async for _ in ProcessOutput(argv, cwd=scripts if cwd == "SCRIPTS" else cwd):
@@ -283,8 +319,9 @@ def test_a_program_that_cannot_start_says_why(argv: list[str], cwd: str | None, 
     assert says in str(info.value)
 
 
-def test_a_path_without_cwd_is_looked_for_in_the_current_directory(scripts: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_path_without_cwd_is_looked_for_in_the_current_directory(
+    scripts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(scripts)
 
     async def main() -> None:
@@ -299,12 +336,15 @@ def test_a_path_without_cwd_is_looked_for_in_the_current_directory(scripts: Path
 def test_tee_copies_each_stream_as_it_comes_and_the_lines_are_still_collected(tmp_path: Path) -> None:
     out_copy, err_copy = open(tmp_path / "out", "wb"), open(tmp_path / "err", "wb")
     with out_copy, err_copy:
-        lines, _, problems = collect(script("""
+        lines, _, problems = collect(
+            script("""
             import sys
             print("INFO to stdout")
             sys.stdout.write("WARN no newline at the end")
             print("ERROR to stderr", file=sys.stderr)
-        """), tee=(out_copy, err_copy))
+        """),
+            tee=(out_copy, err_copy),
+        )
     assert (tmp_path / "out").read_bytes() == b"INFO to stdout\nWARN no newline at the end"
     assert (tmp_path / "err").read_bytes() == b"ERROR to stderr\n"
     assert of(lines, "stdout") == ["INFO to stdout", "WARN no newline at the end"]
@@ -315,10 +355,13 @@ def test_a_tee_that_breaks_is_said_once_and_collecting_goes_on(tmp_path: Path) -
     r, w = os.pipe()
     os.close(r)  # nobody reads: writing fails with a broken pipe
     broken = os.fdopen(w, "wb")
-    lines, _, problems = collect(script("""
+    lines, _, problems = collect(
+        script("""
         for i in range(3):
             print(f"line {i}")
-    """), tee=(broken, None))
+    """),
+        tee=(broken, None),
+    )
     with contextlib.suppress(OSError):
         broken.close()
     assert of(lines, "stdout") == ["line 0", "line 1", "line 2"]
@@ -326,10 +369,14 @@ def test_a_tee_that_breaks_is_said_once_and_collecting_goes_on(tmp_path: Path) -
 
 
 def test_env_and_cwd_are_the_programs(tmp_path: Path) -> None:
-    lines, _, _ = collect(script("""
+    lines, _, _ = collect(
+        script("""
         import os
         print(os.environ.get("FLOWSIGHT_X"), os.getcwd())
-    """), env={**os.environ, "FLOWSIGHT_X": "42"}, cwd=tmp_path)
+    """),
+        env={**os.environ, "FLOWSIGHT_X": "42"},
+        cwd=tmp_path,
+    )
     assert of(lines, "stdout") == [f"42 {tmp_path}"]
 
 

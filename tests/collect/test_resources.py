@@ -30,8 +30,12 @@ class Child:
     group takes its children too), talked to by lines on stdin and stdout."""
 
     def __init__(self, code: str, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-u", "-c", textwrap.dedent(code), *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", textwrap.dedent(code), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         self._buf = b""
 
@@ -104,8 +108,12 @@ def cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
-def until_busy(collector: MetricsCollector, runs: dict[str, int], run: str, busy_pid: int,
-               ) -> dict[str, ResourceUsage]:
+def until_busy(
+    collector: MetricsCollector,
+    runs: dict[str, int],
+    run: str,
+    busy_pid: int,
+) -> dict[str, ResourceUsage]:
     """Samples until ``run`` reads above half a core: after a first sample,
     each next one once the busy process has used another 0.5 s of CPU (two
     samples on a quiet machine; a few more when other work takes the cores)."""
@@ -172,7 +180,8 @@ def block_writes_counted(directory: Path) -> bool:
 def test_a_run_writing_50_mb_reads_it_as_its_disk_writes(spawn: Callable[..., Child], tmp_path: Path) -> None:
     if not block_writes_counted(tmp_path):
         pytest.skip(f"writes to {tmp_path} are not counted as storage writes here (tmpfs or /proc/PID/io denied)")
-    writer = spawn("""
+    writer = spawn(
+        """
         import os, sys
         print("ready")
         sys.stdin.readline()
@@ -183,7 +192,9 @@ def test_a_run_writing_50_mb_reads_it_as_its_disk_writes(spawn: Callable[..., Ch
             os.fsync(f.fileno())
         print("done")
         sys.stdin.readline()  # alive until killed: an exited process's counters are gone
-    """, str(tmp_path / "out.bin"))
+    """,
+        str(tmp_path / "out.bin"),
+    )
     idle = spawn(IDLE)
     writer.expect(), idle.expect()
     collector = MetricsCollector()
@@ -211,13 +222,16 @@ while True:
 
 
 def test_a_grandchild_counts_for_the_root_of_its_run(spawn: Callable[..., Child]) -> None:
-    parent = spawn("""
+    parent = spawn(
+        """
         import subprocess, sys
         g = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
         g.stdout.readline()
         print(g.pid)
         sys.stdin.readline()
-    """, GRANDCHILD)
+    """,
+        GRANDCHILD,
+    )
     idle = spawn(IDLE)
     grandchild = int(parent.expect())
     idle.expect()
@@ -273,8 +287,12 @@ def test_the_host_sample_is_plausible() -> None:
     assert 0.0 <= host.cpu_percent <= 100.0
     assert 0 < host.memory_bytes < total
     assert host.memory_percent is not None and 0.0 < host.memory_percent < 100.0
-    for rate in (host.disk_read_bytes_per_s, host.disk_write_bytes_per_s, host.net_sent_bytes_per_s,
-                 host.net_recv_bytes_per_s):
+    for rate in (
+        host.disk_read_bytes_per_s,
+        host.disk_write_bytes_per_s,
+        host.net_sent_bytes_per_s,
+        host.net_recv_bytes_per_s,
+    ):
         assert rate is not None and rate >= 0.0
     assert host.processes > 1 and host.ts > first.ts
 

@@ -41,6 +41,7 @@ def pipe() -> Iterator[tuple[io.BufferedReader, int]]:
 
 def writer(fd: int, data: bytes) -> threading.Thread:
     """Write ``data`` to ``fd`` from a thread (a pipe holds only 64 KiB), then close it."""
+
     def write() -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -65,8 +66,11 @@ def test_lines_from_a_pipe_with_the_last_one_unterminated() -> None:
     with pipe() as (reader, w):
         writer(w, b"one\r\ntwo\nthree")
         lines = read_all(StreamSource(reader, multiline=False))
-    assert [(x.path, x.text, x.offset) for x in lines] == [("stdin", "one", 0), ("stdin", "two", 5),
-                                                           ("stdin", "three", 9)]
+    assert [(x.path, x.text, x.offset) for x in lines] == [
+        ("stdin", "one", 0),
+        ("stdin", "two", 5),
+        ("stdin", "three", 9),
+    ]
 
 
 def test_bad_input_on_a_pipe_is_replaced_said_once_and_reading_goes_on() -> None:
@@ -86,14 +90,16 @@ def test_bad_input_on_a_pipe_is_replaced_said_once_and_reading_goes_on() -> None
 
 def test_a_traceback_on_stdin_is_one_entry() -> None:
     with pipe() as (reader, w):
-        writer(w, b"ERROR failed\nTraceback (most recent call last):\n  File \"a.py\", line 1\n"
-                  b"KeyError: 'x'\nINFO ok\n")
+        writer(
+            w, b"ERROR failed\nTraceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 'x'\nINFO ok\n"
+        )
         lines = read_all(StreamSource(reader, multiline_idle=0.05))
     assert [x.text.splitlines()[-1] for x in lines] == ["KeyError: 'x'", "INFO ok"]
 
 
 def test_waiting_for_input_does_not_block_the_event_loop() -> None:
     with pipe() as (reader, w):
+
         async def main() -> tuple[int, list[str]]:
             ticks = 0
             got: list[str] = []
@@ -116,6 +122,7 @@ def test_waiting_for_input_does_not_block_the_event_loop() -> None:
 
 def test_an_asyncio_stream_reader_is_read_too() -> None:
     with pipe() as (reader, w):
+
         async def main() -> list[str]:
             loop = asyncio.get_running_loop()
             stream = asyncio.StreamReader()
@@ -185,8 +192,9 @@ def test_a_process_stops_reading_stdin_and_exits_while_stdin_stays_open() -> Non
 
         print(asyncio.run(main()), flush=True)
     """)
-    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
             proc.stdin.write(b"only\n")

@@ -221,7 +221,7 @@ def test_restart_resumes_from_the_saved_offset_without_loss_or_repeat(tmp_path: 
     tail, _, _ = make_tail(str(log), state_path=state)
     first = drain(tail)  # the last entry is still open: not handed out
     assert first == texts(0, 5)
-    append(log, "  File \"x.py\", line 1\nValueError: boom\nINFO line 6\nINFO part")
+    append(log, '  File "x.py", line 1\nValueError: boom\nINFO line 6\nINFO part')
     tail.save_state()
     tail.close()
     saved = json.loads(state.read_text())
@@ -231,8 +231,7 @@ def test_restart_resumes_from_the_saved_offset_without_loss_or_repeat(tmp_path: 
     again, clock, _ = make_tail(str(log), state_path=state, start="end")
     second = drain(again, clock)
     assert first + second == texts(0, 5) + [
-        "2024-05-01 12:00:00 ERROR failed\nTraceback (most recent call last):\n"
-        '  File "x.py", line 1\nValueError: boom',
+        '2024-05-01 12:00:00 ERROR failed\nTraceback (most recent call last):\n  File "x.py", line 1\nValueError: boom',
         "INFO line 6",
         "INFO partial",
         "INFO line 7",
@@ -305,7 +304,13 @@ def test_save_state_replaces_the_file_atomically(tmp_path: Path) -> None:
     tail.save_state()
     st = os.stat(log)
     assert json.loads(state.read_text())["files"] == [
-        {"dev": st.st_dev, "ino": st.st_ino, "path": str(log), "offset": st.st_size, "head": b"line 0\nline 1\nline 2\n".hex()}
+        {
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+            "path": str(log),
+            "offset": st.st_size,
+            "head": b"line 0\nline 1\nline 2\n".hex(),
+        }
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.log", "tail.state"]
 
@@ -438,20 +443,26 @@ def test_what_starts_like_a_log_entry(line: str, starts: bool) -> None:
     assert starts_like_entry(line) is starts
 
 
-@pytest.mark.parametrize("record", [
-    'level=error msg="connection reset by peer" host=db1',
-    '{"level": "error", "msg": "connection reset by peer"}',
-    "<11>May  1 12:00:01 db1 app: connection reset by peer",
-    "ERROR: connection reset by peer",
-    "[2024-05-01 12:00:01] ERROR connection reset by peer",
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        'level=error msg="connection reset by peer" host=db1',
+        '{"level": "error", "msg": "connection reset by peer"}',
+        "<11>May  1 12:00:01 db1 app: connection reset by peer",
+        "ERROR: connection reset by peer",
+        "[2024-05-01 12:00:01] ERROR connection reset by peer",
+    ],
+)
 def test_a_line_with_its_own_level_or_time_after_a_prefixed_line_is_an_entry_of_its_own(
-        tmp_path: Path, record: str) -> None:
+    tmp_path: Path, record: str
+) -> None:
     log = tmp_path / "app.log"
     tail, clock, _ = make_tail(str(log))
     append(log, f"2024-05-01 12:00:00 INFO starting\nplain text of the info line\n{record}\nits own plain line\n")
-    assert drain(tail, clock) == ["2024-05-01 12:00:00 INFO starting\nplain text of the info line",
-                                  f"{record}\nits own plain line"]
+    assert drain(tail, clock) == [
+        "2024-05-01 12:00:00 INFO starting\nplain text of the info line",
+        f"{record}\nits own plain line",
+    ]
 
 
 def test_a_traceback_after_a_logfmt_record_is_joined_to_it(tmp_path: Path) -> None:
@@ -548,8 +559,10 @@ def test_without_waiting_a_missing_path_is_no_such_file_and_an_empty_glob_a_warn
     patterns = [str(tmp_path / "gone.log"), str(tmp_path / "there.log"), str(tmp_path / "*.txt")]
     tail, _, problems = make_tail(patterns, wait=False, multiline=False)
     assert drain(tail) == ["x"]
-    assert problems == [f"{tmp_path / 'gone.log'}: no such file",
-                        f"{tmp_path / '*.txt'}: matches no file (a glob; nothing to read)"]
+    assert problems == [
+        f"{tmp_path / 'gone.log'}: no such file",
+        f"{tmp_path / '*.txt'}: matches no file (a glob; nothing to read)",
+    ]
     assert tail.missing == [str(tmp_path / "gone.log")]
 
 
@@ -613,8 +626,20 @@ def test_async_reader_gets_10000_lines_across_two_rotations_exactly_once(tmp_pat
 # -- properties -----------------------------------------------------------------
 
 TOKENS = st.sampled_from(
-    ["\n", "x", " ", "\t", "é", "2024-05-01 ", "INFO ", "Traceback (most recent call last):", "Caused by: ",
-     "ValueError: v", "java.lang.Error: e", "\tat a.B(C.java:1)"]
+    [
+        "\n",
+        "x",
+        " ",
+        "\t",
+        "é",
+        "2024-05-01 ",
+        "INFO ",
+        "Traceback (most recent call last):",
+        "Caused by: ",
+        "ValueError: v",
+        "java.lang.Error: e",
+        "\tat a.B(C.java:1)",
+    ]
 )
 
 

@@ -61,7 +61,7 @@ def _basic(s: str) -> str:
 bare_keys = st.from_regex(r"[A-Za-z0-9_-]{1,6}", fullmatch=True)
 _HEADERS = {"a", "b", *(f"{c}{i}" for c in "tsk" for i in range(10))}  # the tables documents() makes
 scalars = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.sampled_from(["true", "false", "3.25", "-1e3", "inf", "nan", "0x1F", "1979-05-27T07:32:00Z", "07:32:00"]),
     _chars().map(_basic),
     _chars(exclude="'").map(lambda s: f"'{s}'"),
@@ -78,8 +78,9 @@ def _meaning(written: str) -> str:
     return next(iter(tomllib.loads(f"{written} = 1")))
 
 
-keys = st.one_of(bare_keys, bare_keys.map(lambda k: f"'{k} x'"), _chars().filter(bool).map(_basic)) \
-    .filter(lambda k: _meaning(k) not in _HEADERS)
+keys = st.one_of(bare_keys, bare_keys.map(lambda k: f"'{k} x'"), _chars().filter(bool).map(_basic)).filter(
+    lambda k: _meaning(k) not in _HEADERS
+)
 
 
 class _Doc:
@@ -147,7 +148,7 @@ def documents(draw: st.DrawFn) -> tuple[str, dict[Path, int]]:
         sp = draw(st.sampled_from(["", " "]))
         if kind == "table":  # a new table each time: t0, t1 ... with a quoted sub-key
             path: Path = (f"t{i}", "sub key")
-            header = f"[{sp}t{i}{sp}.{sp}\"sub key\"{sp}]"
+            header = f'[{sp}t{i}{sp}.{sp}"sub key"{sp}]'
         elif kind == "aot":
             aot[name] = aot.get(name, -1) + 1
             path = (name, aot[name])
@@ -167,8 +168,7 @@ def documents(draw: st.DrawFn) -> tuple[str, dict[Path, int]]:
 
 
 @given(documents())
-def test_locate_finds_the_line_of_every_key_and_element_of_any_valid_document(
-        doc: tuple[str, dict[Path, int]]) -> None:
+def test_locate_finds_the_line_of_every_key_and_element_of_any_valid_document(doc: tuple[str, dict[Path, int]]) -> None:
     text, expected = doc
     data = tomllib.loads(text)  # the generator writes valid TOML only
     lines = locate(text)

@@ -79,9 +79,11 @@ def test_a_class_registered_under_another_kind_is_refused() -> None:
 # ---- a kind registered once -------------------------------------------------------
 class PagerNotifier:
     KIND: ClassVar[str] = "pager"
-    OPTIONS: ClassVar[Options] = {"number": Opt(nonempty_string, required=True),
-                                  "retry": Opt(duration(positive=True), keyword="retry_after"),
-                                  "token": Opt(string, secret=True)}
+    OPTIONS: ClassVar[Options] = {
+        "number": Opt(nonempty_string, required=True),
+        "retry": Opt(duration(positive=True), keyword="retry_after"),
+        "token": Opt(string, secret=True),
+    }
 
     def __init__(self, number: str, *, retry_after: float = 60.0, token: str = "", external_url: str = "") -> None:
         if not number.startswith("+"):
@@ -94,8 +96,7 @@ class PagerNotifier:
 
 class ProbeDetector:
     KIND: ClassVar[str] = "probe"
-    OPTIONS: ClassVar[Options] = {"target": Opt(nonempty_string, path=True, required=True),
-                                  "tries": Opt(integer(1))}
+    OPTIONS: ClassVar[Options] = {"target": Opt(nonempty_string, path=True, required=True), "tries": Opt(integer(1))}
 
     def __init__(self, name: str, *, target: str, tries: int = 1, timeout: float = 10.0) -> None:
         self.name, self.target, self.tries, self.timeout = name, target, tries, timeout
@@ -135,16 +136,21 @@ CONFIG = """\
 
 
 def test_a_kind_registered_once_is_checked_and_made_from_its_declaration(registered: None, tmp_path: Path) -> None:
-    cfg = parse_config(textwrap.dedent(CONFIG.format(number="+15550100", retry="2m", target="gw.sock",
-                                                     tries="tries = 3")), base_dir=tmp_path)
+    cfg = parse_config(
+        textwrap.dedent(CONFIG.format(number="+15550100", retry="2m", target="gw.sock", tries="tries = 3")),
+        base_dir=tmp_path,
+    )
     assert flowsight.config.KINDS[-1] == "pager"
 
     [rc] = cfg.receivers
     assert (rc.kind, rc.options) == ("pager", {"number": "+15550100", "retry_after": 120.0})
     notifier = build_notifier(rc, "http://flowsight.example")
     assert isinstance(notifier, PagerNotifier)
-    assert (notifier.number, notifier.retry_after, notifier.external_url) == ("+15550100", 120.0,
-                                                                                "http://flowsight.example")
+    assert (notifier.number, notifier.retry_after, notifier.external_url) == (
+        "+15550100",
+        120.0,
+        "http://flowsight.example",
+    )
 
     [dc] = cfg.detectors
     assert (dc.kind, dc.options) == ("probe", {"target": str(tmp_path / "gw.sock"), "tries": 3})
@@ -157,7 +163,7 @@ def test_a_kind_registered_once_has_its_fields_checked(registered: None) -> None
     with pytest.raises(ConfigFileError) as info:
         parse_config(text, file="f.toml")
     assert [str(p) for p in info.value.problems] == [
-        "f.toml:8: alerting.receivers[0].retry: expected a duration such as \"30s\", \"5m\", \"2h\" or a number "
+        'f.toml:8: alerting.receivers[0].retry: expected a duration such as "30s", "5m", "2h" or a number '
         "of seconds, got string 'soon'",
         "f.toml:13: detectors[0].target: expected a non-empty string, got ''",
         "f.toml:14: detectors[0].trys: unknown field 'trys'; did you mean 'tries'?",
@@ -167,5 +173,5 @@ def test_a_kind_registered_once_has_its_fields_checked(registered: None) -> None
     with pytest.raises(ConfigFileError) as info:
         parse_config(text, file="f.toml")
     assert [str(p) for p in info.value.problems] == [
-        "f.toml:7: alerting.receivers[0].number: receiver 'oncall': pager field 'number': '15550100' must start "
-        "with +"]
+        "f.toml:7: alerting.receivers[0].number: receiver 'oncall': pager field 'number': '15550100' must start with +"
+    ]

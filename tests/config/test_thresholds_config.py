@@ -55,8 +55,9 @@ zscore = 3.5
 def test_thresholds_and_baselines_are_read_into_the_model() -> None:
     cfg = parse_config(GOOD, file="f.toml")
     assert cfg.thresholds == (
-        Threshold("HighCPU", "cpu_percent", ScopeKind.RUN, 90.0, Direction.ABOVE, 120.0, 80.0, Severity.ERROR,
-                  "nightly-etl"),
+        Threshold(
+            "HighCPU", "cpu_percent", ScopeKind.RUN, 90.0, Direction.ABOVE, 120.0, 80.0, Severity.ERROR, "nightly-etl"
+        ),
         Threshold("Starved", "steps_per_s", ScopeKind.WORKFLOW, 0.5, Direction.BELOW, 600.0),
     )
     assert cfg.baselines == (
@@ -70,8 +71,8 @@ BAD = [
     ('above = "ninety"', "thresholds[0].above: threshold 'HighCPU': expected a number, got string 'ninety'"),
     ('for = "soon"', "thresholds[0].for: "),
     ('scope = "planet"', "thresholds[0].scope: threshold 'HighCPU': expected one of"),
-    ('below = 5', "give exactly one of 'above' and 'below'"),
-    ('resolve = 95', "resolve (95.0) must be at or below the value (90.0)"),
+    ("below = 5", "give exactly one of 'above' and 'below'"),
+    ("resolve = 95", "resolve (95.0) must be at or below the value (90.0)"),
     ('colour = "red"', "thresholds[0].colour: threshold 'HighCPU': unknown field 'colour'"),
 ]
 
@@ -95,14 +96,19 @@ def test_a_bad_threshold_names_the_file_line_threshold_and_field(line: str, word
     assert said.startswith("f.toml:") and words in said, said
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ('kind = "baseline"\nmetric = "cpu_percent"', "thresholds[0].metric: threshold 'B': expected one of"),
-    ('kind = "baseline"\nmetric = "run_duration"\nquantile = "p150"',
-     "thresholds[0].quantile: threshold 'B': expected a quantile"),
-    ('kind = "baseline"\nmetric = "run_duration"\nstep = "load"', "only a step_duration baseline names a step"),
-    ('kind = "baseline"\nmetric = "run_duration"\nfactor = 0.5', "factor must be 1 or more"),
-    ('kind = "guess"', "thresholds[0].kind: expected one of"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('kind = "baseline"\nmetric = "cpu_percent"', "thresholds[0].metric: threshold 'B': expected one of"),
+        (
+            'kind = "baseline"\nmetric = "run_duration"\nquantile = "p150"',
+            "thresholds[0].quantile: threshold 'B': expected a quantile",
+        ),
+        ('kind = "baseline"\nmetric = "run_duration"\nstep = "load"', "only a step_duration baseline names a step"),
+        ('kind = "baseline"\nmetric = "run_duration"\nfactor = 0.5', "factor must be 1 or more"),
+        ('kind = "guess"', "thresholds[0].kind: expected one of"),
+    ],
+)
 def test_a_bad_baseline_is_refused(body: str, words: str) -> None:
     with pytest.raises(ConfigFileError) as info:
         parse_config(f'[[thresholds]]\nname = "B"\n{body}\n', file="f.toml")
@@ -111,16 +117,17 @@ def test_a_bad_baseline_is_refused(body: str, words: str) -> None:
 
 def test_check_and_serve_refuse_a_bad_threshold(tmp_path: Path) -> None:
     path = tmp_path / "flowsight.toml"
-    path.write_text('[[thresholds]]\nname = "HighCPU"\nmetric = "cpu_percent"\nscope = "run"\nabove = 90\n'
-                    'for = "soon"\n')
+    path.write_text(
+        '[[thresholds]]\nname = "HighCPU"\nmetric = "cpu_percent"\nscope = "run"\nabove = 90\nfor = "soon"\n'
+    )
     base = [sys.executable, "-m", "flowsight.cli.main", "--db", str(tmp_path / "f.db")]
     check = subprocess.run([*base, "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 1 and f"{path}:6: thresholds[0].for:" in check.stdout
-    serve = subprocess.run([*base, "serve", "--port", "0", "--config", str(path)], capture_output=True, text=True,
-                           timeout=60)
+    serve = subprocess.run(
+        [*base, "serve", "--port", "0", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert serve.returncode == 2 and "thresholds[0].for" in serve.stderr
-    ok = subprocess.run([*base, "check", "--config", str(_good(tmp_path))], capture_output=True, text=True,
-                        timeout=60)
+    ok = subprocess.run([*base, "check", "--config", str(_good(tmp_path))], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "4 thresholds" in ok.stdout
 
 

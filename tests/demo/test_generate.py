@@ -17,8 +17,9 @@ SMALL = Params(runs=300, events=12_000, logs=2_000, workflows=8, days=2.0, seed=
 
 def _dump(store: SqlStore) -> tuple[list[tuple[object, ...]], ...]:
     events = store._read("SELECT id, ts, kind, workflow, run_id, step, attrs FROM events ORDER BY seq")
-    runs = store._read("SELECT run_id, workflow, state, start_time, end_time, completed_steps FROM runs "
-                       "ORDER BY run_id")
+    runs = store._read(
+        "SELECT run_id, workflow, state, start_time, end_time, completed_steps FROM runs ORDER BY run_id"
+    )
     logs = store._read("SELECT id, ts, level, message, run_id, step, template_id FROM logs ORDER BY seq")
     return ([tuple(r) for r in events], [tuple(r) for r in runs], [tuple(r) for r in logs])
 
@@ -74,21 +75,27 @@ def test_a_finished_data_set_is_recorded_and_recognised(sqlite_store: SqlStore) 
     assert not holds(sqlite_store, Params(**{**SMALL.__dict__, "events": 12_001}))
 
 
-@pytest.mark.parametrize("params, message", [
-    (Params(runs=10, events=39), "fewer than 4 per run"),
-    (Params(runs=0, events=100), "at least 1"),
-    (Params(runs=10, events=100, logs=-1), "must not be negative"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (Params(runs=10, events=39), "fewer than 4 per run"),
+        (Params(runs=0, events=100), "at least 1"),
+        (Params(runs=10, events=100, logs=-1), "must not be negative"),
+    ],
+)
 def test_parameters_no_data_set_fits_are_refused(params: Params, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         params.check()
 
 
-def test_the_command_line_fills_a_new_store_and_refuses_a_used_one(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_fills_a_new_store_and_refuses_a_used_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = str(tmp_path / "gen.db")
-    assert main(["--db", db, "--runs", "50", "--events", "1000", "--logs", "100", "--workflows", "3",
-                 "--now", str(NOW)]) == 0
+    assert (
+        main(["--db", db, "--runs", "50", "--events", "1000", "--logs", "100", "--workflows", "3", "--now", str(NOW)])
+        == 0
+    )
     assert "50 runs" in capsys.readouterr().out
     with open_store(db) as store:
         assert store.count_events() == 1000

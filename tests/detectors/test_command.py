@@ -51,13 +51,16 @@ def test_a_program_exiting_0_finds_nothing() -> None:
 
 def test_a_non_zero_exit_is_a_fault_of_the_target_with_the_output_as_message(tmp_path: Path) -> None:
     flag = tmp_path / "mended"
-    script = ("import os, sys\n"
-              "if os.path.exists(sys.argv[1]): sys.exit(0)\n"
-              "print('checking /var', flush=True)\n"
-              "print('disk /var is 97% full', file=sys.stderr)\n"
-              "sys.exit(3)\n")
-    detector = CommandDetector(name="disk", argv=python(script, str(flag)), fault="resource_exhaustion",
-                               target="disk:/var")
+    script = (
+        "import os, sys\n"
+        "if os.path.exists(sys.argv[1]): sys.exit(0)\n"
+        "print('checking /var', flush=True)\n"
+        "print('disk /var is 97% full', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    detector = CommandDetector(
+        name="disk", argv=python(script, str(flag)), fault="resource_exhaustion", target="disk:/var"
+    )
 
     fault = check(detector)
     assert fault is not None and fault.type == ResourceExhaustion("disk:/var") and fault.detector == "disk"
@@ -92,12 +95,14 @@ def test_only_the_end_of_a_long_output_is_kept() -> None:
 
 def test_a_program_past_its_timeout_is_ended_with_all_it_started(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    script = ("import os, signal, subprocess, sys, time\n"
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn one\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-              "open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}')\n"
-              "print('waiting for the database', flush=True)\n"
-              "time.sleep(60)\n")
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn one\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "print('waiting for the database', flush=True)\n"
+        "time.sleep(60)\n"
+    )
     fault = check(CommandDetector(name="slowcheck", argv=python(script, str(pids)), timeout=1.5))
     assert fault is not None and fault.type == ServiceUnavailable("slowcheck")
     assert fault.message == f"{PY} did not finish within 1.5 s (killed)"
@@ -108,9 +113,11 @@ def test_a_program_past_its_timeout_is_ended_with_all_it_started(tmp_path: Path)
 
 def test_a_check_cancelled_by_the_watchdog_leaves_no_process(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    script = ("import os, sys, time\n"
-              "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
-              "time.sleep(60)\n")
+    script = (
+        "import os, sys, time\n"
+        "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
+        "time.sleep(60)\n"
+    )
     detector = CommandDetector(name="hung", argv=python(script, str(pids)), timeout=60)
 
     async def cancel_once_started() -> None:
@@ -127,25 +134,31 @@ def test_a_check_cancelled_by_the_watchdog_leaves_no_process(tmp_path: Path) -> 
 
 def test_a_process_left_holding_the_output_is_ended_and_the_exit_status_counts(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    script = ("import subprocess, sys\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-              "open(sys.argv[1], 'w').write(str(child.pid))\n")
+    script = (
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(sys.argv[1], 'w').write(str(child.pid))\n"
+    )
     assert check(CommandDetector(name="bg", argv=python(script, str(pids)), timeout=0.5)) is None
     assert gone(int(pids.read_text()))
 
 
 def test_env_is_laid_over_the_environment_and_cwd_is_used(tmp_path: Path) -> None:
-    script = ("import os, sys\n"
-              "sys.exit(0 if os.environ['CHECK_MODE'] == 'deep' and 'PATH' in os.environ"
-              " and os.getcwd() == sys.argv[1] else 4)\n")
+    script = (
+        "import os, sys\n"
+        "sys.exit(0 if os.environ['CHECK_MODE'] == 'deep' and 'PATH' in os.environ"
+        " and os.getcwd() == sys.argv[1] else 4)\n"
+    )
     where = str(tmp_path.resolve())
-    assert check(CommandDetector(name="env", argv=python(script, where), env={"CHECK_MODE": "deep"},
-                                 cwd=where)) is None
+    assert check(CommandDetector(name="env", argv=python(script, where), env={"CHECK_MODE": "deep"}, cwd=where)) is None
 
 
 def test_a_program_that_does_not_exist_breaks_the_detector(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"detector 'gone': cannot start '.*/no-such-check': "
-                                          r"no such file or directory: .*/no-such-check$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"detector 'gone': cannot start '.*/no-such-check': "
+        r"no such file or directory: .*/no-such-check$",
+    ):
         check(CommandDetector(name="gone", argv=[str(tmp_path / "no-such-check")]))
 
 
@@ -164,18 +177,21 @@ def test_a_working_directory_that_does_not_exist_breaks_the_detector(tmp_path: P
         check(CommandDetector(name="cwd", argv=python("pass"), cwd=str(tmp_path / "nowhere")))
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"argv": []}, "argv"),
-    ({"argv": "check-db --quick"}, "argv"),
-    ({"argv": ["check", 3]}, "argv"),
-    ({"argv": [""]}, "argv"),
-    ({"timeout": 0}, "timeout"),
-    ({"fault": "down"}, "fault"),
-    ({"target": ""}, "target"),
-    ({"cwd": 3}, "cwd"),
-    ({"env": {"N": 1}}, "env"),
-    ({"env": ["A=1"]}, "env"),
-])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"argv": []}, "argv"),
+        ({"argv": "check-db --quick"}, "argv"),
+        ({"argv": ["check", 3]}, "argv"),
+        ({"argv": [""]}, "argv"),
+        ({"timeout": 0}, "timeout"),
+        ({"fault": "down"}, "fault"),
+        ({"target": ""}, "target"),
+        ({"cwd": 3}, "cwd"),
+        ({"env": {"N": 1}}, "env"),
+        ({"env": ["A=1"]}, "env"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_option(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=rf"detector 'c': {named} "):
         CommandDetector(name="c", **{"argv": ["true"], **options})

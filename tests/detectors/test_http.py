@@ -161,15 +161,19 @@ def test_a_head_request_needs_no_body(site: Site) -> None:
     assert site.requests[0][0] == "HEAD"
 
 
-@pytest.mark.parametrize(("path", "expect_status", "found"), [
-    ("/redirect", None, None),  # followed to /health, which answers 200
-    ("/redirect", [302], None),  # a 3xx expected: the redirect itself is the answer
-    ("/redirect", [301], "answered 302 Found"),  # not followed, and not the 3xx expected
-    ("/health", [204], "answered 200 OK"),
-    ("/loop", None, "more than 10 redirects"),
-])
-def test_redirects_and_expected_statuses(site: Site, path: str, expect_status: list[int] | None,
-                                         found: str | None) -> None:
+@pytest.mark.parametrize(
+    ("path", "expect_status", "found"),
+    [
+        ("/redirect", None, None),  # followed to /health, which answers 200
+        ("/redirect", [302], None),  # a 3xx expected: the redirect itself is the answer
+        ("/redirect", [301], "answered 302 Found"),  # not followed, and not the 3xx expected
+        ("/health", [204], "answered 200 OK"),
+        ("/loop", None, "more than 10 redirects"),
+    ],
+)
+def test_redirects_and_expected_statuses(
+    site: Site, path: str, expect_status: list[int] | None, found: str | None
+) -> None:
     [fault] = check(HttpDetector(name="api", url=f"{site.url}{path}", expect_status=expect_status), site)
     if found is None:
         assert fault is None
@@ -180,7 +184,9 @@ def test_redirects_and_expected_statuses(site: Site, path: str, expect_status: l
 def test_a_redirected_answer_says_where_it_was_sent(site: Site) -> None:
     site.mode = "down"
     [fault] = check(HttpDetector(name="api", url=f"{site.url}/redirect"))
-    assert fault is not None and fault.message.endswith(f"(redirected to {site.url}/health) answered 503 Service Unavailable")
+    assert fault is not None and fault.message.endswith(
+        f"(redirected to {site.url}/health) answered 503 Service Unavailable"
+    )
 
 
 def test_the_keyword_is_looked_for_in_the_first_mib_only(site: Site) -> None:
@@ -205,24 +211,27 @@ def test_it_is_a_fault_detector() -> None:
     assert isinstance(HttpDetector(name="api", url="http://127.0.0.1/"), FaultDetector)
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"url": "ftp://example.com/"}, "url"),
-    ({"url": "http://"}, "url"),
-    ({"url": 5}, "url"),
-    ({"method": "POST"}, "method"),
-    ({"timeout": 0}, "timeout"),
-    ({"timeout": "10"}, "timeout"),
-    ({"timeout": True}, "timeout"),
-    ({"keyword": ""}, "keyword"),
-    ({"keyword": "ok", "method": "HEAD"}, "keyword"),
-    ({"expect_status": []}, "expect_status"),
-    ({"expect_status": [200, 700]}, "expect_status"),
-    ({"expect_status": "200"}, "expect_status"),
-    ({"headers": {"X-Retries": 3}}, "headers"),
-    ({"slow": -1}, "slow"),
-    ({"slow": 10, "timeout": 5}, "slow"),
-    ({"service": ""}, "service"),
-])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"url": "ftp://example.com/"}, "url"),
+        ({"url": "http://"}, "url"),
+        ({"url": 5}, "url"),
+        ({"method": "POST"}, "method"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": "10"}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"keyword": ""}, "keyword"),
+        ({"keyword": "ok", "method": "HEAD"}, "keyword"),
+        ({"expect_status": []}, "expect_status"),
+        ({"expect_status": [200, 700]}, "expect_status"),
+        ({"expect_status": "200"}, "expect_status"),
+        ({"headers": {"X-Retries": 3}}, "headers"),
+        ({"slow": -1}, "slow"),
+        ({"slow": 10, "timeout": 5}, "slow"),
+        ({"service": ""}, "service"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_option(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=rf"detector 'api': {named} "):
         HttpDetector(name="api", **{"url": "http://127.0.0.1/", **options})

@@ -83,8 +83,13 @@ def test_a_file_whose_bytes_changed_is_corrupt_until_restored(tmp_path: Path) ->
     good, bad = sha(b"id,value\n2,20\n"), sha(b"id,value\n2,21\n")
     fault = check(detector)
     assert fault is not None and fault.type == DataCorruption(str(target)) and fault.detector == "outputs"
-    assert fault.evidence == {"file": str(target), "problem": "changed", "expected_sha256": good,
-                              "actual_sha256": bad, "files": [str(target)]}
+    assert fault.evidence == {
+        "file": str(target),
+        "problem": "changed",
+        "expected_sha256": good,
+        "actual_sha256": bad,
+        "files": [str(target)],
+    }
     assert fault.message == f"content changed: sha256 {bad[:12]}..., expected {good[:12]}..."
 
     target.write_bytes(b"id,value\n2,20\n")
@@ -102,8 +107,13 @@ def test_a_truncated_file_is_found_by_its_size_without_hashing(tmp_path: Path) -
         f.truncate(1200)
     fault = check(detector)
     assert fault is not None and fault.type == DataCorruption(str(files["model.bin"]))
-    assert fault.evidence == {"file": str(files["model.bin"]), "problem": "truncated", "expected_size": 5000,
-                              "actual_size": 1200, "files": [str(files["model.bin"])]}
+    assert fault.evidence == {
+        "file": str(files["model.bin"]),
+        "problem": "truncated",
+        "expected_size": 5000,
+        "actual_size": 1200,
+        "files": [str(files["model.bin"])],
+    }
     assert fault.message == "truncated: 1,200 bytes, expected 5,000"
     assert hasher.calls == []
 
@@ -123,8 +133,11 @@ def test_a_listed_file_that_is_missing_is_corrupt(tmp_path: Path) -> None:
     fault = check(detector)
     assert fault is not None and fault.type == DataCorruption(str(tmp_path / "b.parquet"))
     assert fault.message == "missing"  # the file is the target, not repeated in the message
-    assert fault.evidence == {"file": str(tmp_path / "b.parquet"), "problem": "missing",
-                              "files": [str(tmp_path / "b.parquet")]}
+    assert fault.evidence == {
+        "file": str(tmp_path / "b.parquet"),
+        "problem": "missing",
+        "files": [str(tmp_path / "b.parquet")],
+    }
     (tmp_path / "b.parquet").write_bytes(b"bbb")
     assert check(detector) is None
 
@@ -186,8 +199,7 @@ def test_a_file_changed_within_the_last_seconds_is_hashed_at_every_check(tmp_pat
     hasher = CountingHasher()
     now = time.time()
     clock = [now]
-    detector = IntegrityDetector(name="x", manifest=tmp_path / "SHA256SUMS", hash_file=hasher,
-                                 clock=lambda: clock[0])
+    detector = IntegrityDetector(name="x", manifest=tmp_path / "SHA256SUMS", hash_file=hasher, clock=lambda: clock[0])
     check(detector)
     check(detector)
     assert hasher.calls == ["fresh.bin", "fresh.bin"]  # racily clean: a write in the same tick would not show
@@ -235,28 +247,35 @@ def test_write_manifest_is_read_back_and_checked_by_sha256sum(tmp_path: Path) ->
     assert listed[0]["path"] == "a.txt" and set(listed[0]) == {"path", "sha256", "size", "mtime"}
 
 
-@pytest.mark.parametrize("text", [
-    '{"a.txt": "%s"}',
-    '{"a.txt": {"sha256": "%s", "size": 1}}',
-    '[{"path": "a.txt", "sha256": "%s"}]',
-    "SHA256 (a.txt) = %s\n",
-    "# made by hand\n\n%s *a.txt\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a.txt": "%s"}',
+        '{"a.txt": {"sha256": "%s", "size": 1}}',
+        '[{"path": "a.txt", "sha256": "%s"}]',
+        "SHA256 (a.txt) = %s\n",
+        "# made by hand\n\n%s *a.txt\n",
+    ],
+)
 def test_manifest_formats(tmp_path: Path, text: str) -> None:
     (tmp_path / "a.txt").write_bytes(b"a")
     (tmp_path / "m").write_text(text % sha(b"a").upper())
-    assert read_manifest(tmp_path / "m") == {str(tmp_path / "a.txt"): Expected(sha(b"a"), *([1] if "size" in text
-                                                                                          else []))}
+    assert read_manifest(tmp_path / "m") == {
+        str(tmp_path / "a.txt"): Expected(sha(b"a"), *([1] if "size" in text else []))
+    }
     assert check(IntegrityDetector(name="x", manifest=tmp_path / "m")) is None
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("abc  a.txt\n", r"line 1: expected '<sha256>  <path>'"),
-    ('{"a.txt": "nothex"}', "entry 1: sha256 must be 64 hex digits"),
-    ('[{"sha256": "%s"}]' % ("0" * 64), "entry 1: expected an object with path and sha256"),
-    ('{"a.txt": ', "line 1, column 11: Expecting value"),
-    ("42", "expected an object of path -> sha256 or a list of entries"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("abc  a.txt\n", r"line 1: expected '<sha256>  <path>'"),
+        ('{"a.txt": "nothex"}', "entry 1: sha256 must be 64 hex digits"),
+        ('[{"sha256": "%s"}]' % ("0" * 64), "entry 1: expected an object with path and sha256"),
+        ('{"a.txt": ', "line 1, column 11: Expecting value"),
+        ("42", "expected an object of path -> sha256 or a list of entries"),
+    ],
+)
 def test_a_malformed_manifest_breaks_the_detector_saying_where(tmp_path: Path, text: str, error: str) -> None:
     name = "SHA256SUMS" if text.startswith("abc") else "m.json"
     (tmp_path / name).write_text(text)
@@ -291,8 +310,9 @@ def test_paths_choose_files_and_folders_and_extra_files_are_no_concern(tmp_path:
     (tmp_path / "raw" / "r.txt").write_bytes(b"R")
 
     hasher = CountingHasher()
-    detector = IntegrityDetector(name="x", manifest=manifest, paths=[tmp_path / "clean", str(tmp_path / "top.txt")],
-                                 hash_file=hasher)
+    detector = IntegrityDetector(
+        name="x", manifest=manifest, paths=[tmp_path / "clean", str(tmp_path / "top.txt")], hash_file=hasher
+    )
     assert check(detector) is None
     assert sorted(hasher.calls) == ["c.txt", "top.txt"]
 
@@ -333,23 +353,29 @@ def test_a_directory_where_a_file_was_listed_is_corrupt(tmp_path: Path) -> None:
     assert fault is not None and fault.evidence["problem"] == "not a regular file"
 
 
-@pytest.mark.parametrize(("options", "error"), [
-    ({}, "needs manifest .* or registered = true"),
-    ({"manifest": ""}, "manifest must be the path of a sha256sum or JSON file"),
-    ({"manifest": "m", "paths": "data/"}, "paths must be a list of files or folders"),
-    ({"expected": {"a": "xyz"}}, r"expected\['a'\]: sha256 must be 64 hex digits"),
-    ({"expected": {"a": Expected("0" * 64)}, "large": -1}, "large must be a whole number of bytes"),
-])
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({}, "needs manifest .* or registered = true"),
+        ({"manifest": ""}, "manifest must be the path of a sha256sum or JSON file"),
+        ({"manifest": "m", "paths": "data/"}, "paths must be a list of files or folders"),
+        ({"expected": {"a": "xyz"}}, r"expected\['a'\]: sha256 must be 64 hex digits"),
+        ({"expected": {"a": Expected("0" * 64)}, "large": -1}, "large must be a whole number of bytes"),
+    ],
+)
 def test_options_are_checked_when_made(options: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         IntegrityDetector(name="x", **options)
 
 
-@pytest.mark.parametrize(("args", "error"), [
-    (("g" * 64,), "sha256 must be 64 hex digits"),
-    (("0" * 64, -1), "size must be a whole number"),
-    (("0" * 64, None, float("nan")), "mtime must be a number"),
-])
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("g" * 64,), "sha256 must be 64 hex digits"),
+        (("0" * 64, -1), "size must be a whole number"),
+        (("0" * 64, None, float("nan")), "mtime must be a number"),
+    ],
+)
 def test_expected_refuses_what_cannot_be(args: tuple[Any, ...], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         Expected(*args)

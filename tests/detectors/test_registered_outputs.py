@@ -59,8 +59,9 @@ def test_a_registered_output_is_kept_with_its_sum_and_step(client: Client, store
 
 def test_a_later_registration_of_a_path_replaces_an_earlier_one(store: SqlStore) -> None:
     def out(digest: str, ts: float, eid: str) -> Any:
-        return make_event("output", "export", "r", attrs={"path": "/data/x", "sha256": digest, "size": 1}, ts=ts,
-                          event_id=eid)
+        return make_event(
+            "output", "export", "r", attrs={"path": "/data/x", "sha256": digest, "size": 1}, ts=ts, event_id=eid
+        )
 
     store.write_events([out("a" * 64, 200.0, "o2")])
     store.write_events([out("b" * 64, 100.0, "o1")])  # delivered late: older, it does not win
@@ -69,13 +70,16 @@ def test_a_later_registration_of_a_path_replaces_an_earlier_one(store: SqlStore)
     assert store.registered_outputs()["/data/x"][0] == "c" * 64
 
 
-@pytest.mark.parametrize(("attrs", "field"), [
-    ({"sha256": "a" * 64}, "attrs.path"),
-    ({"path": "relative/x", "sha256": "a" * 64}, "attrs.path"),
-    ({"path": "/x", "sha256": "A" * 64}, "attrs.sha256"),
-    ({"path": "/x", "sha256": "a" * 63}, "attrs.sha256"),
-    ({"path": "/x", "sha256": "a" * 64, "size": -1}, "attrs.size"),
-])
+@pytest.mark.parametrize(
+    ("attrs", "field"),
+    [
+        ({"sha256": "a" * 64}, "attrs.path"),
+        ({"path": "relative/x", "sha256": "a" * 64}, "attrs.path"),
+        ({"path": "/x", "sha256": "A" * 64}, "attrs.sha256"),
+        ({"path": "/x", "sha256": "a" * 63}, "attrs.sha256"),
+        ({"path": "/x", "sha256": "a" * 64, "size": -1}, "attrs.size"),
+    ],
+)
 def test_an_output_event_without_a_usable_path_or_sum_is_refused(attrs: dict[str, Any], field: str) -> None:
     with pytest.raises(EventError) as info:
         make_event("output", "export", "r", attrs=attrs)
@@ -107,15 +111,25 @@ def test_registered_needs_the_store_when_it_checks() -> None:
         run(det.detect)
 
 
-def test_detectors_check_reads_registered_outputs_from_the_store(client: Client, store_url: str,
-                                                                 tmp_path: Path) -> None:
+def test_detectors_check_reads_registered_outputs_from_the_store(
+    client: Client, store_url: str, tmp_path: Path
+) -> None:
     folder = tmp_path / "out"
     write_outputs(client, folder)
     config = tmp_path / "flowsight.toml"
-    config.write_text(f'[[detectors]]\nname = "outputs"\nkind = "integrity"\nregistered = true\n'
-                      f'paths = ["{folder}"]\n')
-    cmd = [sys.executable, "-m", "flowsight.cli.main", "--db", store_url, "detectors", "check", "--config",
-           str(config), "--json"]
+    config.write_text(f'[[detectors]]\nname = "outputs"\nkind = "integrity"\nregistered = true\npaths = ["{folder}"]\n')
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowsight.cli.main",
+        "--db",
+        store_url,
+        "detectors",
+        "check",
+        "--config",
+        str(config),
+        "--json",
+    ]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     (folder / "b.csv").write_text("changed")

@@ -18,7 +18,7 @@ from flowsight.detectors.tcp import TcpDetector
 from flowsight.model.faults import Fault
 from tests.helpers import run
 
-PLUGIN = '''\
+PLUGIN = """\
 from flowsight.model.faults import Fault, ServiceUnavailable
 
 
@@ -29,7 +29,7 @@ class PingDetector:
 
     async def detect(self):
         return Fault(ServiceUnavailable(self.host), f"{self.host} does not answer pings", detector=self.name)
-'''
+"""
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         f"{kind} = {package}:PingDetector\n"
         f"{kind}-broken = {package}_broken:PingDetector\n"
         f"{kind}-function = {package}:not_a_class\n"
-        f"http = {package}:PingDetector\n")
+        f"http = {package}:PingDetector\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield kind
     for module in (package, f"{package}_broken"):
@@ -64,8 +65,7 @@ def test_the_six_built_in_kinds_are_in_the_table() -> None:
         assert cls_name.endswith("Detector") and module.isidentifier()
 
 
-@pytest.mark.parametrize(("kind", "cls"), [("http", HttpDetector), ("tcp", TcpDetector),
-                                           ("command", CommandDetector)])
+@pytest.mark.parametrize(("kind", "cls"), [("http", HttpDetector), ("tcp", TcpDetector), ("command", CommandDetector)])
 def test_a_built_in_kind_gives_its_class(kind: str, cls: type) -> None:
     assert detector_class(kind) is cls
 
@@ -89,8 +89,11 @@ def test_a_plugin_kind_comes_from_an_installed_distribution(plugin_dist: str) ->
 
 def test_a_plugin_that_fails_to_import_is_refused_naming_its_entry_point(plugin_dist: str) -> None:
     kind = plugin_dist
-    with pytest.raises(ValueError, match=rf"entry point {kind}-broken = flowsight_test_{kind}_broken:PingDetector "
-                                         r".*ModuleNotFoundError: No module named 'flowsight_no_such_dependency'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"entry point {kind}-broken = flowsight_test_{kind}_broken:PingDetector "
+        r".*ModuleNotFoundError: No module named 'flowsight_no_such_dependency'",
+    ):
         detector_class(f"{kind}-broken")
 
 

@@ -42,9 +42,11 @@ def fake_proc(root: Path, **files: str) -> str:
 
 
 def meminfo(total_kb: int, available_kb: int, swap_total_kb: int = 0, swap_free_kb: int = 0) -> str:
-    return (f"MemTotal:       {total_kb} kB\nMemFree:        {available_kb // 2} kB\n"
-            f"MemAvailable:   {available_kb} kB\nSwapTotal:      {swap_total_kb} kB\n"
-            f"SwapFree:       {swap_free_kb} kB\nHugePages_Total:       0\n")
+    return (
+        f"MemTotal:       {total_kb} kB\nMemFree:        {available_kb // 2} kB\n"
+        f"MemAvailable:   {available_kb} kB\nSwapTotal:      {swap_total_kb} kB\n"
+        f"SwapFree:       {swap_free_kb} kB\nHugePages_Total:       0\n"
+    )
 
 
 # ---- disk and inodes, on a real temporary folder -----------------------------------------
@@ -60,16 +62,20 @@ def test_a_disk_below_its_free_percentage_is_exhausted_and_resolves_with_a_sane_
     assert ev["threshold"] == 100 and ev["threshold_option"] == "min_free_percent"
     st = os.statvfs(tmp_path)
     assert ev["free_bytes"] == st.f_bavail * st.f_frsize
-    assert fault.message == (f"disk {mount}: {format_bytes(ev['free_bytes'])} free "
-                             f"({ev['free_percent']:.1f}%), below 100%")
+    assert fault.message == (
+        f"disk {mount}: {format_bytes(ev['free_bytes'])} free ({ev['free_percent']:.1f}%), below 100%"
+    )
 
     assert check(ResourceDetector(name="scratch", resource="disk", path=tmp_path, min_free_percent=0.0001)) is None
 
 
 def test_a_disk_with_less_than_min_free_bytes_is_exhausted(tmp_path: Path) -> None:
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
-    fault = check(ResourceDetector(name="d", resource="disk", path=str(tmp_path), min_free_bytes=free * 2 + 2**40,
-                                   min_free_percent=0))
+    fault = check(
+        ResourceDetector(
+            name="d", resource="disk", path=str(tmp_path), min_free_bytes=free * 2 + 2**40, min_free_percent=0
+        )
+    )
     assert fault is not None and fault.target.startswith("disk:")
     assert fault.evidence["threshold_option"] == "min_free_bytes"
     assert fault.message.endswith(f"below {format_bytes(free * 2 + 2**40)}")
@@ -101,8 +107,9 @@ def test_a_hung_statvfs_times_out_and_later_checks_do_not_pile_up_threads(tmp_pa
         release.wait(30)
         return os.statvfs(path)
 
-    detector = ResourceDetector(name="nfs", resource="disk", path=tmp_path, min_free_bytes=1, timeout=0.05,
-                                statvfs=hung)
+    detector = ResourceDetector(
+        name="nfs", resource="disk", path=tmp_path, min_free_bytes=1, timeout=0.05, statvfs=hung
+    )
 
     async def main() -> Fault | None:
         with pytest.raises(TimeoutError, match=r"statvfs\(.*\): no answer within 0.05 s"):
@@ -132,18 +139,26 @@ def test_memory_low_in_a_fake_proc(tmp_path: Path) -> None:
     fault = check(ResourceDetector(name="m", resource="memory", min_free_percent=5, proc=proc))
     assert fault is not None
     assert fault.message == "memory: 100.0 MiB available (1.0%), below 5%"
-    assert fault.evidence == {"free_bytes": 100 * 2**20, "total_bytes": 10 * 2**30, "free_percent": 0.98,
-                              "threshold": 5, "threshold_option": "min_free_percent"}
+    assert fault.evidence == {
+        "free_bytes": 100 * 2**20,
+        "total_bytes": 10 * 2**30,
+        "free_percent": 0.98,
+        "threshold": 5,
+        "threshold_option": "min_free_percent",
+    }
     fault = check(ResourceDetector(name="m", resource="memory", min_free_bytes=2**30, proc=proc))
     assert fault is not None and fault.message == "memory: 100.0 MiB available (1.0%), below 1.0 GiB"
     assert check(ResourceDetector(name="m", resource="memory", min_free_percent=0.5, proc=proc)) is None
 
 
-@pytest.mark.parametrize(("swap_total_kb", "swap_free_kb", "fires"), [
-    (0, 0, False),  # no swap configured: nothing to run out of
-    (4 * 1024 * 1024, 100 * 1024, True),
-    (4 * 1024 * 1024, 4 * 1024 * 1024, False),
-])
+@pytest.mark.parametrize(
+    ("swap_total_kb", "swap_free_kb", "fires"),
+    [
+        (0, 0, False),  # no swap configured: nothing to run out of
+        (4 * 1024 * 1024, 100 * 1024, True),
+        (4 * 1024 * 1024, 4 * 1024 * 1024, False),
+    ],
+)
 def test_swap(tmp_path: Path, swap_total_kb: int, swap_free_kb: int, fires: bool) -> None:
     proc = fake_proc(tmp_path, meminfo=meminfo(8 * 2**20, 4 * 2**20, swap_total_kb, swap_free_kb))
     fault = check(ResourceDetector(name="s", resource="swap", min_free_percent=10, proc=proc))
@@ -166,8 +181,13 @@ def test_descriptors_near_the_soft_limit_in_a_fake_proc(tmp_path: Path) -> None:
     fault = check(ResourceDetector(name="fds", resource="fds", pid=4242, max_used_percent=90, proc=proc))
     assert fault is not None and fault.type == ResourceExhaustion("fds:4242")
     assert fault.message == "fds of process 4242: 19 of 20 open (95.0%), above 90%"
-    assert fault.evidence == {"used": 19, "limit": 20, "used_percent": 95.0, "threshold": 90,
-                              "threshold_option": "max_used_percent"}
+    assert fault.evidence == {
+        "used": 19,
+        "limit": 20,
+        "used_percent": 95.0,
+        "threshold": 90,
+        "threshold_option": "max_used_percent",
+    }
     assert check(ResourceDetector(name="fds", resource="fds", pid=4242, max_used_percent=95, proc=proc)) is None
 
 
@@ -176,11 +196,14 @@ def test_descriptors_without_a_limit_are_never_exhausted(tmp_path: Path) -> None
     assert check(ResourceDetector(name="fds", resource="fds", pid=4242, max_used_percent=1, proc=proc)) is None
 
 
-@pytest.mark.parametrize(("text", "soft"), [
-    (LIMITS.format(soft=1024, hard=4096), 1024),
-    (LIMITS.format(soft="unlimited", hard="unlimited"), None),
-    ("Limit  Soft Limit  Hard Limit  Units\n", None),
-])
+@pytest.mark.parametrize(
+    ("text", "soft"),
+    [
+        (LIMITS.format(soft=1024, hard=4096), 1024),
+        (LIMITS.format(soft="unlimited", hard="unlimited"), None),
+        ("Limit  Soft Limit  Hard Limit  Units\n", None),
+    ],
+)
 def test_parse_open_files_limit(text: str, soft: int | None) -> None:
     assert parse_open_files_limit(text) == soft
 
@@ -201,23 +224,28 @@ def test_load_of_this_machine_against_real_proc() -> None:
 
 
 # ---- options -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("options", "error"), [
-    ({"resource": "gpu", "min_free_percent": 5}, "resource must be one of disk, inodes, memory, swap, fds, cpu"),
-    ({"resource": "memory"}, "resource 'memory' needs a threshold: min_free_bytes or min_free_percent"),
-    ({"resource": "cpu", "max_load_per_core": 2, "min_free_bytes": 10},
-     "resource 'cpu' takes max_load_per_core, not min_free_bytes"),
-    ({"resource": "inodes", "path": "/", "min_free_bytes": 10}, "takes min_free_percent, not min_free_bytes"),
-    ({"resource": "disk", "min_free_percent": 5}, "resource 'disk' needs path"),
-    ({"resource": "memory", "path": "/", "min_free_percent": 5}, "path is only for resource 'disk' or 'inodes'"),
-    ({"resource": "cpu", "pid": 1, "max_load_per_core": 2}, "pid is only for resource 'fds'"),
-    ({"resource": "fds", "pid": "init", "max_used_percent": 90}, "pid must be a process id"),
-    ({"resource": "fds", "pid": True, "max_used_percent": 90}, "pid must be a process id"),
-    ({"resource": "memory", "min_free_percent": 101}, "min_free_percent must be a percentage from 0 to 100"),
-    ({"resource": "memory", "min_free_percent": "5%"}, "min_free_percent must be a number, got '5%'"),
-    ({"resource": "memory", "min_free_bytes": 1.5}, "min_free_bytes must be a whole number of bytes"),
-    ({"resource": "cpu", "max_load_per_core": 0}, "max_load_per_core must be above 0"),
-    ({"resource": "cpu", "max_load_per_core": 2, "timeout": 0}, "timeout must be a number of seconds above 0"),
-])
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"resource": "gpu", "min_free_percent": 5}, "resource must be one of disk, inodes, memory, swap, fds, cpu"),
+        ({"resource": "memory"}, "resource 'memory' needs a threshold: min_free_bytes or min_free_percent"),
+        (
+            {"resource": "cpu", "max_load_per_core": 2, "min_free_bytes": 10},
+            "resource 'cpu' takes max_load_per_core, not min_free_bytes",
+        ),
+        ({"resource": "inodes", "path": "/", "min_free_bytes": 10}, "takes min_free_percent, not min_free_bytes"),
+        ({"resource": "disk", "min_free_percent": 5}, "resource 'disk' needs path"),
+        ({"resource": "memory", "path": "/", "min_free_percent": 5}, "path is only for resource 'disk' or 'inodes'"),
+        ({"resource": "cpu", "pid": 1, "max_load_per_core": 2}, "pid is only for resource 'fds'"),
+        ({"resource": "fds", "pid": "init", "max_used_percent": 90}, "pid must be a process id"),
+        ({"resource": "fds", "pid": True, "max_used_percent": 90}, "pid must be a process id"),
+        ({"resource": "memory", "min_free_percent": 101}, "min_free_percent must be a percentage from 0 to 100"),
+        ({"resource": "memory", "min_free_percent": "5%"}, "min_free_percent must be a number, got '5%'"),
+        ({"resource": "memory", "min_free_bytes": 1.5}, "min_free_bytes must be a whole number of bytes"),
+        ({"resource": "cpu", "max_load_per_core": 0}, "max_load_per_core must be above 0"),
+        ({"resource": "cpu", "max_load_per_core": 2, "timeout": 0}, "timeout must be a number of seconds above 0"),
+    ],
+)
 def test_options_are_checked_when_made(options: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")) as caught:
         ResourceDetector(name="r", **options)
@@ -225,8 +253,10 @@ def test_options_are_checked_when_made(options: dict[str, Any], error: str) -> N
         assert str(caught.value).startswith("detector 'r': ")
 
 
-@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"),
-                                         (int(1.25 * 2**30), "1.2 GiB"), (3 * 2**50, "3.0 PiB")])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (int(1.25 * 2**30), "1.2 GiB"), (3 * 2**50, "3.0 PiB")],
+)
 def test_format_bytes(n: int, text: str) -> None:
     assert format_bytes(n) == text
 

@@ -73,28 +73,42 @@ def test_a_host_name_that_does_not_resolve_is_the_service_unavailable() -> None:
     assert fault.evidence["error"].startswith("cannot resolve host name")
 
 
-@pytest.mark.parametrize(("error", "said"), [
-    (ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)"), "connection refused"),
-    (OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 1, 0, 0), "
-             "[Errno 111] Connect call failed ('127.0.0.1', 1)"), "connection refused"),
-    (OSError("Multiple exceptions: [Errno 111] a, [Errno 101] b"), "Multiple exceptions: [Errno 111] a, [Errno 101] b"),
-    (socket.gaierror(-2, "Name or service not known"), "cannot resolve host name (Name or service not known)"),
-])
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)"), "connection refused"),
+        (
+            OSError(
+                "Multiple exceptions: [Errno 111] Connect call failed ('::1', 1, 0, 0), "
+                "[Errno 111] Connect call failed ('127.0.0.1', 1)"
+            ),
+            "connection refused",
+        ),
+        (
+            OSError("Multiple exceptions: [Errno 111] a, [Errno 101] b"),
+            "Multiple exceptions: [Errno 111] a, [Errno 101] b",
+        ),
+        (socket.gaierror(-2, "Name or service not known"), "cannot resolve host name (Name or service not known)"),
+    ],
+)
 def test_connection_errors_in_a_few_words(error: OSError, said: str) -> None:
     assert describe_error(error) == said
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"host": ""}, "host"),
-    ({"host": "[]"}, "host"),
-    ({"port": 0}, "port"),
-    ({"port": 70000}, "port"),
-    ({"port": "5432"}, "port"),
-    ({"port": True}, "port"),
-    ({"timeout": -1}, "timeout"),
-    ({"timeout": float("nan")}, "timeout"),
-    ({"service": 3}, "service"),
-])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"host": ""}, "host"),
+        ({"host": "[]"}, "host"),
+        ({"port": 0}, "port"),
+        ({"port": 70000}, "port"),
+        ({"port": "5432"}, "port"),
+        ({"port": True}, "port"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"service": 3}, "service"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_option(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=rf"detector 'db': {named} "):
         TcpDetector(name="db", **{"host": "127.0.0.1", "port": 5432, **options})

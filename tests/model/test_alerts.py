@@ -22,69 +22,90 @@ def test_the_fingerprint_depends_on_the_labels_not_their_order(labels: dict[str,
 
 def test_different_labels_give_different_fingerprints() -> None:
     assert fingerprint({"a": "b"}) != fingerprint({"a": "c"}) != fingerprint({"ab": ""})
-    assert Alert({"alertname": "RunFailed", "run": "1"}).fingerprint == fingerprint({"run": "1", "alertname": "RunFailed"})
+    assert Alert({"alertname": "RunFailed", "run": "1"}).fingerprint == fingerprint(
+        {"run": "1", "alertname": "RunFailed"}
+    )
 
 
-@pytest.mark.parametrize(("text", "labels", "hit"), [
-    ("workflow=nightly-etl", {"workflow": "nightly-etl"}, True),
-    ("workflow=nightly-etl", {"workflow": "nightly-etl-2"}, False),
-    ("workflow!=nightly-etl", {"workflow": "other"}, True),
-    ("workflow!=nightly-etl", {}, True),
-    ("workflow=~nightly-.*", {"workflow": "nightly-etl"}, True),
-    ("workflow=~nightly", {"workflow": "nightly-etl"}, False),  # anchored, as in Alertmanager
-    ("workflow!~nightly-.*", {"workflow": "daily"}, True),
-    ("workflow=~etl|report", {"workflow": "etlreport"}, False),  # the whole pattern is anchored, not each side
-    ("workflow=~etl|report", {"workflow": "report"}, True),
-    ("workflow=~", {}, True),
-    ("workflow=~.+", {"workflow": "half a pair \ud800"}, True),  # JSON can carry one; UTF-8 strictly cannot
-    ("alertname=~(a+)+", {"alertname": "a" * 64 + "!"}, False),  # linear time: a backtracking engine never ends
-    ("alertname=~(a+)+", {"alertname": "a" * 64}, True),
-    ("severity=", {}, True),  # a missing label is the empty string
-    ('workflow="nightly etl"', {"workflow": "nightly etl"}, True),
-    ("  env = prod ", {"env": "prod"}, True),
-])
+@pytest.mark.parametrize(
+    ("text", "labels", "hit"),
+    [
+        ("workflow=nightly-etl", {"workflow": "nightly-etl"}, True),
+        ("workflow=nightly-etl", {"workflow": "nightly-etl-2"}, False),
+        ("workflow!=nightly-etl", {"workflow": "other"}, True),
+        ("workflow!=nightly-etl", {}, True),
+        ("workflow=~nightly-.*", {"workflow": "nightly-etl"}, True),
+        ("workflow=~nightly", {"workflow": "nightly-etl"}, False),  # anchored, as in Alertmanager
+        ("workflow!~nightly-.*", {"workflow": "daily"}, True),
+        ("workflow=~etl|report", {"workflow": "etlreport"}, False),  # the whole pattern is anchored, not each side
+        ("workflow=~etl|report", {"workflow": "report"}, True),
+        ("workflow=~", {}, True),
+        ("workflow=~.+", {"workflow": "half a pair \ud800"}, True),  # JSON can carry one; UTF-8 strictly cannot
+        ("alertname=~(a+)+", {"alertname": "a" * 64 + "!"}, False),  # linear time: a backtracking engine never ends
+        ("alertname=~(a+)+", {"alertname": "a" * 64}, True),
+        ("severity=", {}, True),  # a missing label is the empty string
+        ('workflow="nightly etl"', {"workflow": "nightly etl"}, True),
+        ("  env = prod ", {"env": "prod"}, True),
+    ],
+)
 def test_matchers_match_as_in_alertmanager(text: str, labels: dict[str, str], hit: bool) -> None:
     assert parse_matcher(text).matches(labels) is hit
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("workflow", "write name=value"),
-    ("=x", "write name=value"),
-    ("w=~(", "invalid regex"),
-    ("w=~(a)\\1", r"matcher w=~'\(a\)\\\\1': invalid regex .*: backreferences are not supported"),
-    ("w=~etl(?=-)", r"invalid regex 'etl\(\?=-\)': .*lookahead assertions are not supported"),
-    ("w=~(?!etl)", r"lookahead assertions are not supported"),
-    ("w=~(?<=x)etl", r"lookbehind assertions are not supported"),
-    ("w=~(?<!x)etl", r"lookbehind assertions are not supported"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("workflow", "write name=value"),
+        ("=x", "write name=value"),
+        ("w=~(", "invalid regex"),
+        ("w=~(a)\\1", r"matcher w=~'\(a\)\\\\1': invalid regex .*: backreferences are not supported"),
+        ("w=~etl(?=-)", r"invalid regex 'etl\(\?=-\)': .*lookahead assertions are not supported"),
+        ("w=~(?!etl)", r"lookahead assertions are not supported"),
+        ("w=~(?<=x)etl", r"lookbehind assertions are not supported"),
+        ("w=~(?<!x)etl", r"lookbehind assertions are not supported"),
+    ],
+)
 def test_bad_matchers_are_refused_saying_what_a_matcher_looks_like(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_matcher(text)
 
 
 def test_a_silence_mutes_only_while_active_and_only_what_it_matches() -> None:
-    s = Silence("s1", (parse_matcher("workflow=etl"),), starts_at=100, ends_at=200, created_by="ana",
-                comment="maintenance")
+    s = Silence(
+        "s1", (parse_matcher("workflow=etl"),), starts_at=100, ends_at=200, created_by="ana", comment="maintenance"
+    )
     assert not s.mutes({"workflow": "etl"}, 99)
     assert s.mutes({"workflow": "etl"}, 100)
     assert not s.mutes({"workflow": "other"}, 150)
     assert not s.mutes({"workflow": "etl"}, 200)  # expired by itself
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"matchers": ()}, "at least one matcher"),
-    ({"ends_at": 50.0}, "must end after it starts"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"matchers": ()}, "at least one matcher"),
+        ({"ends_at": 50.0}, "must end after it starts"),
+    ],
+)
 def test_bad_silences_are_refused(kwargs: dict[str, object], message: str) -> None:
-    base: dict[str, object] = {"id": "s", "matchers": (Matcher("a", "=", "b"),), "starts_at": 100.0,
-                               "ends_at": 200.0, "created_by": "x", "comment": ""}
+    base: dict[str, object] = {
+        "id": "s",
+        "matchers": (Matcher("a", "=", "b"),),
+        "starts_at": 100.0,
+        "ends_at": 200.0,
+        "created_by": "x",
+        "comment": "",
+    }
     with pytest.raises(ConfigError, match=message):
         Silence(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
 def test_an_inhibit_rule_mutes_targets_with_equal_labels_while_a_source_fires() -> None:
-    rule = InhibitRule(source=(parse_matcher("alertname=ServiceUnavailable"),),
-                       target=(parse_matcher("alertname=StepFailed"),), equal=("service",))
+    rule = InhibitRule(
+        source=(parse_matcher("alertname=ServiceUnavailable"),),
+        target=(parse_matcher("alertname=StepFailed"),),
+        equal=("service",),
+    )
     down = Alert({"alertname": "ServiceUnavailable", "service": "postgres-main"})
     assert rule.inhibits({"alertname": "StepFailed", "service": "postgres-main"}, [down])
     assert not rule.inhibits({"alertname": "StepFailed", "service": "redis"}, [down])
@@ -97,21 +118,31 @@ def test_severities_are_ordered() -> None:
     assert max([Severity.ERROR, Severity.CRITICAL, Severity.INFO]) is Severity.CRITICAL
 
 
-TREE = Route("default", routes=(
-    Route("db-team", matchers=(parse_matcher("service=~postgres.*"),)),
-    Route("etl-team", matchers=(parse_matcher("workflow=nightly-etl"),), continue_=True,
-          routes=(Route("etl-pager", matchers=(parse_matcher("severity=critical"),)),)),
-    Route("audit", matchers=(parse_matcher("workflow=~.+"),)),
-)).named()
+TREE = Route(
+    "default",
+    routes=(
+        Route("db-team", matchers=(parse_matcher("service=~postgres.*"),)),
+        Route(
+            "etl-team",
+            matchers=(parse_matcher("workflow=nightly-etl"),),
+            continue_=True,
+            routes=(Route("etl-pager", matchers=(parse_matcher("severity=critical"),)),),
+        ),
+        Route("audit", matchers=(parse_matcher("workflow=~.+"),)),
+    ),
+).named()
 
 
-@pytest.mark.parametrize(("labels", "receivers"), [
-    ({"service": "postgres-main", "workflow": "nightly-etl"}, ["db-team"]),  # first match stops
-    ({"workflow": "nightly-etl"}, ["etl-team", "audit"]),  # continue: siblings after it too
-    ({"workflow": "nightly-etl", "severity": "critical"}, ["etl-pager", "audit"]),
-    ({"workflow": "report"}, ["audit"]),
-    ({"alertname": "x"}, ["default"]),  # no child takes it: the root keeps it
-])
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        ({"service": "postgres-main", "workflow": "nightly-etl"}, ["db-team"]),  # first match stops
+        ({"workflow": "nightly-etl"}, ["etl-team", "audit"]),  # continue: siblings after it too
+        ({"workflow": "nightly-etl", "severity": "critical"}, ["etl-pager", "audit"]),
+        ({"workflow": "report"}, ["audit"]),
+        ({"alertname": "x"}, ["default"]),  # no child takes it: the root keeps it
+    ],
+)
 def test_the_routing_tree_descends_as_in_alertmanager(labels: dict[str, str], receivers: list[str]) -> None:
     assert [r.receiver for r in match_routes(TREE, labels)] == receivers
 
@@ -152,9 +183,16 @@ def test_changes_spread_beyond_the_window_are_not_flapping() -> None:
     assert [on_change(policy, s, t) for t in (0, 60, 120, 180, 240)] == [None] * 5
 
 
-@given(st.fixed_dictionaries({}, optional={"service": st.sampled_from(["postgres-main", "redis"]),
-                                           "workflow": st.sampled_from(["nightly-etl", "report", ""]),
-                                           "severity": st.sampled_from(["critical", "info"])}))
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "service": st.sampled_from(["postgres-main", "redis"]),
+            "workflow": st.sampled_from(["nightly-etl", "report", ""]),
+            "severity": st.sampled_from(["critical", "info"]),
+        },
+    )
+)
 def test_the_compiled_router_routes_exactly_as_the_reference_descent(labels: dict[str, str]) -> None:
     from flowsight.model.routing import Router
 

@@ -19,8 +19,15 @@ K = EventKind
 T0 = 1_700_000_000.0
 
 
-def ev(kind: K, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float,
-       run: str = "run-1", workflow: str = "etl") -> Event:
+def ev(
+    kind: K,
+    step: str | None = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    t: float,
+    run: str = "run-1",
+    workflow: str = "etl",
+) -> Event:
     return make_event(kind, workflow, run, step, attrs, ts=T0 + t)
 
 
@@ -167,8 +174,13 @@ def test_without_usable_history_the_current_runs_mean_step_time_is_used(history:
 def test_the_current_run_estimate_is_less_confident_than_one_from_history() -> None:
     m = three_of_four_in_load()
     guess = estimate_eta(m, None, T0 + 35)
-    h = WorkflowHistory("etl", 2, (60.0, 60.0), ("extract", "transform", "load", "publish"),
-                        {"extract": (10.0,), "transform": (20.0,), "load": (15.0,), "publish": (15.0,)})
+    h = WorkflowHistory(
+        "etl",
+        2,
+        (60.0, 60.0),
+        ("extract", "transform", "load", "publish"),
+        {"extract": (10.0,), "transform": (20.0,), "load": (15.0,), "publish": (15.0,)},
+    )
     known = estimate_eta(m, h, T0 + 35)
     assert guess is not None and known is not None
     assert guess.confidence < known.confidence
@@ -190,10 +202,13 @@ def test_progress_in_the_first_step_gives_a_low_confidence_guess() -> None:
 @pytest.mark.parametrize(
     "events",
     [
-        pytest.param([ev(K.STARTED, t=0), ev(K.STEP_STARTED, "a", t=0), ev(K.STEP_COMPLETED, "a", t=5)],
-                     id="no total_steps"),
-        pytest.param([ev(K.STARTED, attrs={"total_steps": 3}, t=0), ev(K.STEP_STARTED, "a", t=0)],
-                     id="no step done and no progress"),
+        pytest.param(
+            [ev(K.STARTED, t=0), ev(K.STEP_STARTED, "a", t=0), ev(K.STEP_COMPLETED, "a", t=5)], id="no total_steps"
+        ),
+        pytest.param(
+            [ev(K.STARTED, attrs={"total_steps": 3}, t=0), ev(K.STEP_STARTED, "a", t=0)],
+            id="no step done and no progress",
+        ),
         pytest.param([ev(K.STARTED, attrs={"total_steps": 3}, t=0)], id="nothing run yet"),
     ],
 )
@@ -222,8 +237,9 @@ def test_a_run_that_is_not_running_or_suspended_has_no_eta(end: list[K]) -> None
 DURATIONS = {"extract": [10.0, 11.0, 12.0], "transform": [40.0, 44.0, 48.0], "load": [5.0, 5.0, 5.0]}
 
 
-def write_run(store: SqlStore, run_id: str, start: float, steps: list[tuple[str, float]], end: K | None,
-              workflow: str = "etl") -> float:
+def write_run(
+    store: SqlStore, run_id: str, start: float, steps: list[tuple[str, float]], end: K | None, workflow: str = "etl"
+) -> float:
     """One run's events, written in one batch; returns when the last step ended."""
     events = [make_event(K.STARTED, workflow, run_id, attrs={"total_steps": 3}, ts=start)]
     t = start
@@ -245,12 +261,14 @@ def test_history_from_a_store_gives_step_medians_and_an_eta(store: SqlStore) -> 
     write_run(store, "other-wf", T0 + 6000, [("extract", 900.0)], K.COMPLETED, workflow="billing")
     run_id = f"live-{uuid.uuid4().hex[:8]}"
     start = T0 + 10_000
-    store.write_events([
-        make_event(K.STARTED, "etl", run_id, attrs={"total_steps": 3}, ts=start),
-        make_event(K.STEP_STARTED, "etl", run_id, "extract", ts=start),
-        make_event(K.STEP_COMPLETED, "etl", run_id, "extract", ts=start + 11),
-        make_event(K.STEP_STARTED, "etl", run_id, "transform", ts=start + 11),
-    ])
+    store.write_events(
+        [
+            make_event(K.STARTED, "etl", run_id, attrs={"total_steps": 3}, ts=start),
+            make_event(K.STEP_STARTED, "etl", run_id, "extract", ts=start),
+            make_event(K.STEP_COMPLETED, "etl", run_id, "extract", ts=start + 11),
+            make_event(K.STEP_STARTED, "etl", run_id, "transform", ts=start + 11),
+        ]
+    )
 
     h = store.history("etl")
     assert h.runs == 3

@@ -99,8 +99,13 @@ def test_every_kind_parses_with_a_step(kind: EventKind) -> None:
 def test_make_event_builds_a_checked_event_with_explicit_ts_and_id() -> None:
     ev = make_event(EventKind.STEP_COMPLETED, "etl", "run-1", "load", {"rows": 10}, ts=1_700_000_001.0, event_id="e1")
     assert ev == Event(
-        id="e1", ts=1_700_000_001.0, kind=EventKind.STEP_COMPLETED, workflow="etl", run_id="run-1",
-        step="load", attrs={"rows": 10},
+        id="e1",
+        ts=1_700_000_001.0,
+        kind=EventKind.STEP_COMPLETED,
+        workflow="etl",
+        run_id="run-1",
+        step="load",
+        attrs={"rows": 10},
     )
 
 
@@ -166,10 +171,7 @@ def test_bad_event_is_refused_naming_the_field(data: dict[str, Any], field: str,
         pytest.param([1_700_000_000], id="list"),
         pytest.param({"s": 1}, id="object"),
         pytest.param(10**400, id="integer beyond float"),
-        pytest.param(
-            "1969-12-31T00:00:00Z",
-            id="RFC 3339 before the epoch"
-        ),
+        pytest.param("1969-12-31T00:00:00Z", id="RFC 3339 before the epoch"),
         pytest.param(
             1e300,
             id="finite but beyond any id",
@@ -202,18 +204,10 @@ def test_text_that_is_no_json_object_is_refused(text: bytes) -> None:
     ("value", "words"),
     [
         pytest.param(object(), "not JSON-serialisable", id="object()"),
-        pytest.param(
-            {1, 2},
-            "not JSON-serialisable",
-            id="a set"
-        ),
+        pytest.param({1, 2}, "not JSON-serialisable", id="a set"),
         pytest.param(float("nan"), "not valid JSON", id="float nan"),
         pytest.param(float("inf"), "not valid JSON", id="float inf"),
-        pytest.param(
-            [1.0, float("nan")],
-            "not valid JSON",
-            id="nan inside a list"
-        ),
+        pytest.param([1.0, float("nan")], "not valid JSON", id="nan inside a list"),
     ],
 )
 def test_attribute_that_json_cannot_carry_is_refused_naming_it(value: Any, words: str) -> None:
@@ -250,7 +244,11 @@ def test_attribute_with_a_non_text_key_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "attrs",
-    [{}, {"n": 1, "f": 1.5, "s": "x", "b": True, "none": None, "list": [1, "a"], "obj": {"k": [None]}}, {"big": 10**30}],
+    [
+        {},
+        {"n": 1, "f": 1.5, "s": "x", "b": True, "none": None, "list": [1, "a"], "obj": {"k": [None]}},
+        {"big": 10**30},
+    ],
 )
 def test_attributes_json_can_carry_pass_the_check(attrs: dict[str, Any]) -> None:
     check_attrs(attrs)

@@ -42,7 +42,7 @@ def _in_child(make: Callable[[], list[str]], *, wait: float = 10.0) -> list[str]
             os.close(r)
             data = "\n".join(make()).encode()
             while data:
-                data = data[os.write(w, data):]
+                data = data[os.write(w, data) :]
             code = 0
         finally:
             os._exit(code)

@@ -127,8 +127,9 @@ def test_a_state_that_is_not_an_analyzers_is_refused(bad: object) -> None:
         LogAnalyzer.from_state(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"bucket": 0}, "bucket"), ({"retention": 10}, "retention"), ({"max_keys": 0}, "max_keys")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"bucket": 0}, "bucket"), ({"retention": 10}, "retention"), ({"max_keys": 0}, "max_keys")]
+)
 def test_bad_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LogAnalyzer(**kwargs)  # type: ignore[arg-type]
@@ -155,7 +156,7 @@ def test_an_entry_of_several_lines_is_templated_by_its_first_line() -> None:
     def entry(message: str) -> LogEntry:
         return LogEntry(1000.0, LogLevel.ERROR, message, "x", None, None, None, {})
 
-    one = analyzer.analyze(entry("job 1 failed\nTraceback (most recent call last):\n  File \"a.py\"\nValueError: 1"))
+    one = analyzer.analyze(entry('job 1 failed\nTraceback (most recent call last):\n  File "a.py"\nValueError: 1'))
     two = analyzer.analyze(entry("job 2 failed\n" + "\n".join(f"row {i}" for i in range(500))))
     assert one.template_id == two.template_id and "row" not in two.template and "\n" not in two.template
 
@@ -163,9 +164,32 @@ def test_an_entry_of_several_lines_is_templated_by_its_first_line() -> None:
 def test_counts_of_evicted_templates_are_read_and_saved_as_other_of_their_workflow() -> None:
     cap = 50
     a = LogAnalyzer(TemplateMiner(max_templates=cap))
-    lines = [f"{w} {v} handled request quickly" for w in ("amber", "birch", "cedar", "dune")
-             for v in ("ember", "fjord", "grove", "heath", "inlet", "jade", "kelp", "lime", "moss", "nettle",
-                       "oak", "pine", "quartz", "reed", "sage", "thorn", "umber", "vale", "willow", "yew")]
+    lines = [
+        f"{w} {v} handled request quickly"
+        for w in ("amber", "birch", "cedar", "dune")
+        for v in (
+            "ember",
+            "fjord",
+            "grove",
+            "heath",
+            "inlet",
+            "jade",
+            "kelp",
+            "lime",
+            "moss",
+            "nettle",
+            "oak",
+            "pine",
+            "quartz",
+            "reed",
+            "sage",
+            "thorn",
+            "umber",
+            "vale",
+            "willow",
+            "yew",
+        )
+    ]
     frequent = a.analyze(entry("heartbeat from worker 1 ok", workflow="beat")).template_id
     for i, line in enumerate(lines * 2):  # 80 shapes, at most 50 templates kept: many evicted, some twice
         a.analyze(entry(line, T0 + i % 60, workflow="etl"))

@@ -21,8 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "log_rules.py"
 
 def expected(patterns: Sequence[Pattern], text: str) -> tuple[int, ...]:
     """The reference: one re.search per pattern."""
-    return tuple(p.key for p in patterns
-                 if re.search(p.regex, text, re.IGNORECASE if p.ignore_case else 0))
+    return tuple(p.key for p in patterns if re.search(p.regex, text, re.IGNORECASE if p.ignore_case else 0))
 
 
 def check(patterns: Sequence[Pattern], texts: Sequence[str], engine: str) -> None:
@@ -53,9 +52,19 @@ HDFS = [
 ]
 
 RULES = [
-    "Exception", r"(?i)timeout", "Got exception while serving", r"PacketResponder \d+ for block .* terminating",
-    r"^\d{6} \d{6} \d+ (WARN|ERROR|FATAL) ", r"(?i)connection (refused|reset)", r"blk_-?\d+ size \d{8,}",
-    r"\bWARN\b", r"here$", r"^081109", r"[cC]afé", r"\d+ ms\Z", r"(?i)kelvin|state",
+    "Exception",
+    r"(?i)timeout",
+    "Got exception while serving",
+    r"PacketResponder \d+ for block .* terminating",
+    r"^\d{6} \d{6} \d+ (WARN|ERROR|FATAL) ",
+    r"(?i)connection (refused|reset)",
+    r"blk_-?\d+ size \d{8,}",
+    r"\bWARN\b",
+    r"here$",
+    r"^081109",
+    r"[cC]afé",
+    r"\d+ ms\Z",
+    r"(?i)kelvin|state",
 ]
 
 
@@ -73,31 +82,61 @@ def test_realistic_rules_give_the_answer_of_a_re_search_loop(engine: str) -> Non
         # word boundaries
         ([r"\bcat\b", r"\Bat\b", r"cat\B"], ["cat", "concat", "cats", "a cat.", "cat_", "été cat"]),
         # classes, negated classes, dot, dotall, categories under ASCII and Unicode
-        ([r"a[^b]c", r"a.c", r"(?s)a.c", r"\d\d:\d\d", r"x\s+y", r"(?a)\w\w\w", r"\W\W\W"],
-         ["abc", "aXc", "a\nc", "12:34", "x \t y", "١٢:٣٤", "xy", "ééé", "...", "a c"]),
+        (
+            [r"a[^b]c", r"a.c", r"(?s)a.c", r"\d\d:\d\d", r"x\s+y", r"(?a)\w\w\w", r"\W\W\W"],
+            ["abc", "aXc", "a\nc", "12:34", "x \t y", "١٢:٣٤", "xy", "ééé", "...", "a c"],
+        ),
         # case-insensitive literals, classes, and local flags
-        ([r"(?i)error", r"(?i:warn)ING", r"(?i)[a-c]x", r"ERROR(?-i:x)", r"(?i)straße"],
-         ["ERROR", "eRrOr", "WARNING", "warnING", "warning", "Bx", "bX", "ERRORx", "STRASSE", "straẞe"]),
+        (
+            [r"(?i)error", r"(?i:warn)ING", r"(?i)[a-c]x", r"ERROR(?-i:x)", r"(?i)straße"],
+            ["ERROR", "eRrOr", "WARNING", "warnING", "warning", "Bx", "bX", "ERRORx", "STRASSE", "straẞe"],
+        ),
         # Unicode case folding edges: Kelvin sign, long s, dotted/dotless i
         ([r"(?i)k", r"(?i)s", r"(?i)i", r"(?i)\u212a", r"(?i)ſ", r"(?ai)k"], ["K", "k", "\u212a", "ſ", "S", "İ", "ı"]),
         # alternations, optional and counted parts, lazy repeats
-        ([r"(foo|bar)baz", r"colou?r", r"ab{2,3}c", r"a.*?b", r"(ab)+c", r"x{0,2}yz", r"(?:a|b|)cd"],
-         ["barbaz", "foobaz", "color", "colour", "abbc", "abbbbc", "a  b", "ababc", "yz", "cd", "bcd"]),
+        (
+            [r"(foo|bar)baz", r"colou?r", r"ab{2,3}c", r"a.*?b", r"(ab)+c", r"x{0,2}yz", r"(?:a|b|)cd"],
+            ["barbaz", "foobaz", "color", "colour", "abbc", "abbbbc", "a  b", "ababc", "yz", "cd", "bcd"],
+        ),
         # no literal to filter on, or only short ones
         ([r"\d+", r"[A-Z]{3}", r"..", r"x.y", r"\s"], ["", "a", "12", "ABC", "x y", " "]),
         # constructs hyperscan cannot take: lookaround, backreference, possessive, atomic
-        ([r"foo(?=bar)", r"(?<!x)abc", r"(\w+) \1", r"a++b", r"(?>a|ab)c", r"(a)?(?(1)b|c)"],
-         ["foobar", "foobaz", "xabc", "yabc", "hey hey", "a b", "aab", "abc", "ac", "ab", "c"]),
+        (
+            [r"foo(?=bar)", r"(?<!x)abc", r"(\w+) \1", r"a++b", r"(?>a|ab)c", r"(a)?(?(1)b|c)"],
+            ["foobar", "foobaz", "xabc", "yabc", "hey hey", "a b", "aab", "abc", "ac", "ab", "c"],
+        ),
         # patterns that can match the empty string match every text
         ([r"x*", r"^", r"$", r"(?:)", r"\b"], ["", "a", " "]),
         # literals that overlap each other and repeat within a line
         ([r"abcd", r"cdef", r"bc", r"abc", r"defg"], ["abcdefg", "abcabc", "xxcdefxx", "bcbc"]),
         # rewritten ends: runs at the end of a line, of the batch, and mid-line
-        ([r"blk_\d+", r"a\S+", r"x.+", r"\d{2,}ab", r".*foo", r"x*y", r"[^ ]+z\s*", r"(?i)id=\w+"],
-         ["blk_1", "blk_12x", "blk_", "xblk_9 y", "ab a", "a", "ax", "x", "xy", "12ab", "1ab", "foo",
-          "y", "zz", "a z", "ID=", "id=_"]),
+        (
+            [r"blk_\d+", r"a\S+", r"x.+", r"\d{2,}ab", r".*foo", r"x*y", r"[^ ]+z\s*", r"(?i)id=\w+"],
+            [
+                "blk_1",
+                "blk_12x",
+                "blk_",
+                "xblk_9 y",
+                "ab a",
+                "a",
+                "ax",
+                "x",
+                "xy",
+                "12ab",
+                "1ab",
+                "foo",
+                "y",
+                "zz",
+                "a z",
+                "ID=",
+                "id=_",
+            ],
+        ),
         # control characters: Python's \s also takes \x1c-\x1f; NUL and DEL are ordinary
-        ([r"a\sb", r"a\Sb", r"a.b", r"\x00", r"[\x7f]", r"\W"], ["a\x1cb", "a\x1fb", "a\x00b", "a\rb", "\x7f", "a\x0bb"]),
+        (
+            [r"a\sb", r"a\Sb", r"a.b", r"\x00", r"[\x7f]", r"\W"],
+            ["a\x1cb", "a\x1fb", "a\x00b", "a\rb", "\x7f", "a\x0bb"],
+        ),
         # a literal newline, tabs, backslashes and regex metacharacters in text
         ([r"a\nb", r"\\d", r"\[x\]", r"\t", re.escape("a.b*c")], ["a\nb", "\\d", "[x]", "\t", "a.b*c", "axbbc"]),
     ],
@@ -108,8 +147,11 @@ def test_matches_like_re_search(engine: str, regexes: list[str], texts: list[str
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_ignore_case_flag_of_a_pattern(engine: str) -> None:
-    check(pats("timeout", r"conn\w+ (refused|reset)", ignore_case=True) + pats("TIMEOUT", first=20),
-          ["TimeOut", "CONNECTION RESET", "timeout", "TIMEOUT", "ti\u212aeout"], engine)
+    check(
+        pats("timeout", r"conn\w+ (refused|reset)", ignore_case=True) + pats("TIMEOUT", first=20),
+        ["TimeOut", "CONNECTION RESET", "timeout", "TIMEOUT", "ti\u212aeout"],
+        engine,
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -160,7 +202,12 @@ def test_hyperscan_takes_what_it_can_and_python_the_rest() -> None:
     m = MultiMatcher(pats("Exception", r"(\w+) \1", r"(?i)timeout", r"foo(?=bar)", r"x*", r"xa{2,70000}"))
     assert m.engine == "hyperscan"
     assert m.python_keys == (11, 13, 14, 15)
-    assert m.match_many(["xaa Exception", "hey hey", "x", "foobar TimeOut"]) == [(10, 14, 15), (11, 14), (14,), (12, 13, 14)]
+    assert m.match_many(["xaa Exception", "hey hey", "x", "foobar TimeOut"]) == [
+        (10, 14, 15),
+        (11, 14),
+        (14,),
+        (12, 13, 14),
+    ]
     assert MultiMatcher(pats("a"), engine="python").engine == "python"
 
 
@@ -204,8 +251,37 @@ def test_insisting_on_hyperscan_without_it_says_how_to_get_it(monkeypatch: pytes
 
 ALPHABET = "abcAB Kk01_-.:/\t\r\x00\x1cé\u212a"
 atoms = st.one_of(
-    st.sampled_from(["a", "b", "c", "A", "B", "k", "K", "0", "1", " ", "_", "-", ":", "é", "\u212a",
-                     r"\.", r"\d", r"\w", r"\s", r"\W", r"\S", r"\D", ".", "[ab]", "[^a ]", "[a-c0-9]", "[A-Z_]"]),
+    st.sampled_from(
+        [
+            "a",
+            "b",
+            "c",
+            "A",
+            "B",
+            "k",
+            "K",
+            "0",
+            "1",
+            " ",
+            "_",
+            "-",
+            ":",
+            "é",
+            "\u212a",
+            r"\.",
+            r"\d",
+            r"\w",
+            r"\s",
+            r"\W",
+            r"\S",
+            r"\D",
+            ".",
+            "[ab]",
+            "[^a ]",
+            "[a-c0-9]",
+            "[A-Z_]",
+        ]
+    ),
     st.text(alphabet="abcAB01 ", min_size=2, max_size=5).map(re.escape),
 )
 
@@ -214,22 +290,28 @@ def _regex(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         st.lists(children, min_size=1, max_size=4).map("".join),
         st.lists(children, min_size=2, max_size=3).map(lambda xs: "(?:" + "|".join(xs) + ")"),
-        st.tuples(children, st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "+?", "*?"]))
-        .map(lambda t: "(?:" + t[0] + ")" + t[1]),
+        st.tuples(children, st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "+?", "*?"])).map(
+            lambda t: "(?:" + t[0] + ")" + t[1]
+        ),
         st.tuples(st.sampled_from(["(?i:", "(?-i:", "(?a:", "(?s:", "("]), children).map(lambda t: t[0] + t[1] + ")"),
     )
 
 
 regexes = st.recursive(atoms, _regex, max_leaves=8).flatmap(
-    lambda body: st.tuples(st.sampled_from(["", "^", r"\b", "(?i)", r"\A", "(?m)^"]), st.just(body),
-                           st.sampled_from(["", "$", r"\b", r"\Z", r"\B"])).map("".join)
+    lambda body: st.tuples(
+        st.sampled_from(["", "^", r"\b", "(?i)", r"\A", "(?m)^"]),
+        st.just(body),
+        st.sampled_from(["", "$", r"\b", r"\Z", r"\B"]),
+    ).map("".join)
 )
 texts = st.text(alphabet=ALPHABET + "\n", max_size=20)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rules=st.lists(st.tuples(regexes, st.booleans()), min_size=1, max_size=6),
-       lines=st.lists(texts, min_size=1, max_size=8))
+@given(
+    rules=st.lists(st.tuples(regexes, st.booleans()), min_size=1, max_size=6),
+    lines=st.lists(texts, min_size=1, max_size=8),
+)
 def test_any_rules_on_any_lines_match_like_re_search(rules: list[tuple[str, bool]], lines: list[str]) -> None:
     patterns = [Pattern(i, rx, ic) for i, (rx, ic) in enumerate(rules)]
     for engine in ENGINES:

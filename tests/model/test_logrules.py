@@ -32,9 +32,17 @@ T0 = 1_717_243_200.0  # 2024-06-01 12:00:00 UTC
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def entry(message: str = "boom", level: LogLevel = LogLevel.ERROR, *, ts: float = T0, workflow: str | None = "etl",
-          run_id: str | None = None, step: str | None = None, source: str = "/var/log/etl.log",
-          **fields: FieldValue) -> LogEntry:
+def entry(
+    message: str = "boom",
+    level: LogLevel = LogLevel.ERROR,
+    *,
+    ts: float = T0,
+    workflow: str | None = "etl",
+    run_id: str | None = None,
+    step: str | None = None,
+    source: str = "/var/log/etl.log",
+    **fields: FieldValue,
+) -> LogEntry:
     return LogEntry(ts, level, message, source, workflow, run_id, step, fields, raw=f"{level.value.upper()} {message}")
 
 
@@ -43,40 +51,51 @@ def paris(y: int, mo: int, d: int, h: int, mi: int = 0) -> float:
 
 
 # ---- match ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("options", "e", "hit"), [
-    ({"pattern": r"timed? ?out after \d+s"}, entry("request timed out after 30s"), True),
-    ({"pattern": r"timed? ?out after \d+s"}, entry("request TIMED OUT after 30s"), False),
-    ({"pattern": r"timed? ?out after \d+s", "ignore_case": True}, entry("request TIMED OUT after 30s"), True),
-    ({"contains": "disk full"}, entry("write failed: disk full (ENOSPC)"), True),
-    ({"contains": "disk full"}, entry("write failed: Disk Full"), False),
-    ({"contains": "disk full", "ignore_case": True}, entry("write failed: Disk Full"), True),
-    ({"contains": "a.b"}, entry("axb"), False),  # a substring, not a regex
-    ({"level": LogLevel.WARN}, entry("x", LogLevel.WARN), True),
-    ({"level": LogLevel.WARN}, entry("x", LogLevel.FATAL), True),
-    ({"level": LogLevel.WARN}, entry("x", LogLevel.INFO), False),
-    ({"fields": {"workflow": "etl"}}, entry(workflow="etl"), True),
-    ({"fields": {"workflow": "etl"}}, entry(workflow="ml"), False),
-    ({"fields": {"workflow": "etl"}}, entry(workflow=None), False),
-    ({"fields": {"run_id": "r1", "step": "load"}}, entry(run_id="r1", step="load"), True),
-    ({"fields": {"source": "stdin"}}, entry(source="stdin"), True),
-    ({"fields": {"host": "db1"}}, entry(host="db1"), True),
-    ({"fields": {"host": "db1"}}, entry(host="db2"), False),
-    ({"fields": {"host": "db1"}}, entry(), False),
-    ({"fields": {"pid": 42}}, entry(pid="42"), True),  # compared as text: logfmt values are strings
-    ({"fields": {"retry": True}}, entry(retry=True), True),
-    ({"fields": {"retry": "true"}}, entry(retry=True), True),
-    ({"level": LogLevel.ERROR, "contains": "boom", "fields": {"host": "a"}}, entry("boom", host="a"), True),
-    ({"level": LogLevel.ERROR, "contains": "boom", "fields": {"host": "a"}}, entry("boom", LogLevel.WARN, host="a"),
-     False),
-    ({}, entry("anything", LogLevel.TRACE), True),
-])
+@pytest.mark.parametrize(
+    ("options", "e", "hit"),
+    [
+        ({"pattern": r"timed? ?out after \d+s"}, entry("request timed out after 30s"), True),
+        ({"pattern": r"timed? ?out after \d+s"}, entry("request TIMED OUT after 30s"), False),
+        ({"pattern": r"timed? ?out after \d+s", "ignore_case": True}, entry("request TIMED OUT after 30s"), True),
+        ({"contains": "disk full"}, entry("write failed: disk full (ENOSPC)"), True),
+        ({"contains": "disk full"}, entry("write failed: Disk Full"), False),
+        ({"contains": "disk full", "ignore_case": True}, entry("write failed: Disk Full"), True),
+        ({"contains": "a.b"}, entry("axb"), False),  # a substring, not a regex
+        ({"level": LogLevel.WARN}, entry("x", LogLevel.WARN), True),
+        ({"level": LogLevel.WARN}, entry("x", LogLevel.FATAL), True),
+        ({"level": LogLevel.WARN}, entry("x", LogLevel.INFO), False),
+        ({"fields": {"workflow": "etl"}}, entry(workflow="etl"), True),
+        ({"fields": {"workflow": "etl"}}, entry(workflow="ml"), False),
+        ({"fields": {"workflow": "etl"}}, entry(workflow=None), False),
+        ({"fields": {"run_id": "r1", "step": "load"}}, entry(run_id="r1", step="load"), True),
+        ({"fields": {"source": "stdin"}}, entry(source="stdin"), True),
+        ({"fields": {"host": "db1"}}, entry(host="db1"), True),
+        ({"fields": {"host": "db1"}}, entry(host="db2"), False),
+        ({"fields": {"host": "db1"}}, entry(), False),
+        ({"fields": {"pid": 42}}, entry(pid="42"), True),  # compared as text: logfmt values are strings
+        ({"fields": {"retry": True}}, entry(retry=True), True),
+        ({"fields": {"retry": "true"}}, entry(retry=True), True),
+        ({"level": LogLevel.ERROR, "contains": "boom", "fields": {"host": "a"}}, entry("boom", host="a"), True),
+        (
+            {"level": LogLevel.ERROR, "contains": "boom", "fields": {"host": "a"}},
+            entry("boom", LogLevel.WARN, host="a"),
+            False,
+        ),
+        ({}, entry("anything", LogLevel.TRACE), True),
+    ],
+)
 def test_match_conditions(options: dict[str, Any], e: LogEntry, hit: bool) -> None:
     assert MatchRule("r", **options).matches(e) is hit
 
 
 def test_a_match_rule_makes_an_alert_about_the_line() -> None:
-    rule = MatchRule("db-errors", pattern="connection refused", severity=Severity.ERROR,
-                     labels={"team": "data"}, annotations={"runbook_url": "https://wiki/db"})
+    rule = MatchRule(
+        "db-errors",
+        pattern="connection refused",
+        severity=Severity.ERROR,
+        labels={"team": "data"},
+        annotations={"runbook_url": "https://wiki/db"},
+    )
     e = entry("connection refused by 10.0.0.5:5432", run_id="r1", step="load", ts=T0 - 2)
     [a] = rule.evaluate(e, None, T0)
     assert a.labels == {"alertname": "db-errors", "workflow": "etl", "team": "data", "severity": "error"}
@@ -247,8 +266,7 @@ def test_spike_down_is_found_by_tick_when_nothing_comes() -> None:
     assert rule.tick(T0 + 125) == []  # current [66, 126): 34; before [6, 66): 6
     assert rule.tick(T0 + 149.999) == []  # current [90, 150): 10; before [30, 90): 30, not 4x
     [a] = rule.tick(T0 + 150)  # current [96, 156): 4; before [36, 96): 36
-    assert a.annotations["summary"] == "etl: lines went down 9.0x: 4 in the last 1m 00s, " \
-                                       "36 in the 1m 00s before"
+    assert a.annotations["summary"] == "etl: lines went down 9.0x: 4 in the last 1m 00s, 36 in the 1m 00s before"
     assert a.starts_at == T0 + 150 and a.ends_at == T0 + 150 + DEFAULT_RESOLVE_AFTER
 
 
@@ -263,14 +281,25 @@ def test_spike_up_rule_ignores_drops_and_down_rule_ignores_bursts() -> None:
     assert len(down.tick(T0 + 200)) == 1  # down does
 
 
-@pytest.mark.parametrize(("direction", "cur", "prev", "expected"), [
-    ("up", 30, 10, "up"), ("up", 29, 10, None), ("up", 10, 30, None),
-    ("down", 10, 30, "down"), ("down", 11, 30, None), ("down", 30, 10, None),
-    ("both", 30, 10, "up"), ("both", 10, 30, "down"), ("both", 20, 10, None),
-    ("up", 9, 0, None), ("up", 10, 0, "up"),  # min_count 10
-    ("down", 0, 9, None), ("down", 0, 10, "down"),
-    ("both", 0, 0, None),
-])
+@pytest.mark.parametrize(
+    ("direction", "cur", "prev", "expected"),
+    [
+        ("up", 30, 10, "up"),
+        ("up", 29, 10, None),
+        ("up", 10, 30, None),
+        ("down", 10, 30, "down"),
+        ("down", 11, 30, None),
+        ("down", 30, 10, None),
+        ("both", 30, 10, "up"),
+        ("both", 10, 30, "down"),
+        ("both", 20, 10, None),
+        ("up", 9, 0, None),
+        ("up", 10, 0, "up"),  # min_count 10
+        ("down", 0, 9, None),
+        ("down", 0, 10, "down"),
+        ("both", 0, 0, None),
+    ],
+)
 def test_spike_verdicts(direction: str, cur: int, prev: int, expected: str | None) -> None:
     assert SpikeRule("s", window=60, factor=3, direction=direction, min_count=10).spike(cur, prev) == expected
 
@@ -429,28 +458,31 @@ def test_new_template_create_alert_without_an_analysis_uses_a_fresh_template() -
 
 
 # ---- refusals ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "options", "message"), [
-    ("match", {"pattern": "(unclosed"}, "invalid regex '(unclosed'"),
-    ("match", {"level": "loud"}, "level must be one of trace, debug, info, warn, error, fatal, got 'loud'"),
-    ("match", {"pattern": ""}, "an empty pattern matches every line"),
-    ("match", {"pattern": "a", "contains": "b"}, "give pattern or contains, not both"),
-    ("match", {"labels": {"alertname": "x"}}, "label 'alertname' is set by the rule itself"),
-    ("match", {"labels": {"bad-name": "x"}}, "is not a label name"),
-    ("match", {"realert": -1.0}, "realert must be"),
-    ("match", {"resolve_after": 0.0}, "resolve_after must be"),
-    ("match", {"threshold": 3}, "unexpected keyword argument 'threshold'"),
-    ("frequency", {"threshold": 0, "window": 60.0}, "threshold must be a whole number of at least 1"),
-    ("frequency", {"threshold": 2, "window": 0.0}, "window must be a duration greater than zero"),
-    ("spike", {"window": 60.0, "factor": 1.0}, "factor must be a number greater than 1"),
-    ("spike", {"window": 60.0, "direction": "sideways"}, "direction must be one of up, down, both"),
-    ("spike", {"window": 60.0, "min_count": 0}, "min_count must be a whole number of at least 1"),
-    ("absence", {}, "give within (a duration) or by (a time of day), one of them"),
-    ("absence", {"within": 60.0, "by": "03:00"}, "one of them"),
-    ("absence", {"by": "3am"}, "expected a time of day as HH:MM"),
-    ("absence", {"by": "24:00"}, "expected a time of day as HH:MM"),
-    ("absence", {"by": "03:00", "timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
-    ("regex", {}, "unknown kind 'regex'; expected one of match, frequency, spike, absence, new_template"),
-])
+@pytest.mark.parametrize(
+    ("kind", "options", "message"),
+    [
+        ("match", {"pattern": "(unclosed"}, "invalid regex '(unclosed'"),
+        ("match", {"level": "loud"}, "level must be one of trace, debug, info, warn, error, fatal, got 'loud'"),
+        ("match", {"pattern": ""}, "an empty pattern matches every line"),
+        ("match", {"pattern": "a", "contains": "b"}, "give pattern or contains, not both"),
+        ("match", {"labels": {"alertname": "x"}}, "label 'alertname' is set by the rule itself"),
+        ("match", {"labels": {"bad-name": "x"}}, "is not a label name"),
+        ("match", {"realert": -1.0}, "realert must be"),
+        ("match", {"resolve_after": 0.0}, "resolve_after must be"),
+        ("match", {"threshold": 3}, "unexpected keyword argument 'threshold'"),
+        ("frequency", {"threshold": 0, "window": 60.0}, "threshold must be a whole number of at least 1"),
+        ("frequency", {"threshold": 2, "window": 0.0}, "window must be a duration greater than zero"),
+        ("spike", {"window": 60.0, "factor": 1.0}, "factor must be a number greater than 1"),
+        ("spike", {"window": 60.0, "direction": "sideways"}, "direction must be one of up, down, both"),
+        ("spike", {"window": 60.0, "min_count": 0}, "min_count must be a whole number of at least 1"),
+        ("absence", {}, "give within (a duration) or by (a time of day), one of them"),
+        ("absence", {"within": 60.0, "by": "03:00"}, "one of them"),
+        ("absence", {"by": "3am"}, "expected a time of day as HH:MM"),
+        ("absence", {"by": "24:00"}, "expected a time of day as HH:MM"),
+        ("absence", {"by": "03:00", "timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
+        ("regex", {}, "unknown kind 'regex'; expected one of match, frequency, spike, absence, new_template"),
+    ],
+)
 def test_a_bad_rule_is_refused_with_its_name_and_the_reason(kind: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         make_rule(kind, "the-rule", **options)
@@ -465,8 +497,12 @@ def test_every_kind_is_registered_under_its_name() -> None:
 
 # ---- the rule set --------------------------------------------------------------------------------------
 def test_the_rule_set_runs_every_rule_that_matches_in_order() -> None:
-    rules = [MatchRule("a", contains="boom"), FrequencyRule("b", threshold=1, window=60),
-             MatchRule("c", contains="nope"), NewTemplateRule("d")]
+    rules = [
+        MatchRule("a", contains="boom"),
+        FrequencyRule("b", threshold=1, window=60),
+        MatchRule("c", contains="nope"),
+        NewTemplateRule("d"),
+    ]
     rs = LogRuleSet(rules, now=T0, prefilter=None)
     out = rs.evaluate(entry("boom"), Analysis("t1", "boom", True), T0)
     assert [a.name for a in out] == ["a", "b", "d"]
@@ -485,8 +521,12 @@ class FakePrefilter:
 
 
 def test_the_prefilter_picks_the_rules_with_a_text_condition() -> None:
-    rules = [MatchRule("a", contains="a.b"), MatchRule("b", pattern=r"\d+ errors", ignore_case=True),
-             MatchRule("c", level=LogLevel.FATAL), FrequencyRule("d", contains="x", threshold=1, window=1)]
+    rules = [
+        MatchRule("a", contains="a.b"),
+        MatchRule("b", pattern=r"\d+ errors", ignore_case=True),
+        MatchRule("c", level=LogLevel.FATAL),
+        FrequencyRule("d", contains="x", threshold=1, window=1),
+    ]
     rs = LogRuleSet(rules, now=T0, prefilter=None)
     assert rs.patterns() == [(0, r"a\.b", False), (1, r"\d+ errors", True), (3, "x", False)]
     pf = FakePrefilter(rs.patterns())
@@ -518,14 +558,27 @@ def test_the_default_prefilter_is_the_multi_matcher_when_there_is_one() -> None:
 @pytest.mark.parametrize("prefilter", ["default", "none"])
 def test_a_batch_gives_what_entry_by_entry_gives(prefilter: str) -> None:
     def rules() -> list[Any]:
-        return [MatchRule("a", contains="timeout", group_by=["run_id"], realert=0),
-                MatchRule("b", pattern=r"(?i)refused \d+", group_by=["run_id"], realert=0),
-                FrequencyRule("c", pattern="ba+d", threshold=2, window=60), NewTemplateRule("d", realert=0),
-                MatchRule("e", level=LogLevel.FATAL, realert=0)]
-    messages = ["timeout", "conn REFUSED 3", "baaad", "ok", "baad timeout", "é timeout", "two\nlines baad",
-                "fatal thing"]
-    entries = [entry(m, LogLevel.FATAL if "fatal" in m else LogLevel.ERROR, run_id=f"r{i}")
-               for i, m in enumerate(messages)]
+        return [
+            MatchRule("a", contains="timeout", group_by=["run_id"], realert=0),
+            MatchRule("b", pattern=r"(?i)refused \d+", group_by=["run_id"], realert=0),
+            FrequencyRule("c", pattern="ba+d", threshold=2, window=60),
+            NewTemplateRule("d", realert=0),
+            MatchRule("e", level=LogLevel.FATAL, realert=0),
+        ]
+
+    messages = [
+        "timeout",
+        "conn REFUSED 3",
+        "baaad",
+        "ok",
+        "baad timeout",
+        "é timeout",
+        "two\nlines baad",
+        "fatal thing",
+    ]
+    entries = [
+        entry(m, LogLevel.FATAL if "fatal" in m else LogLevel.ERROR, run_id=f"r{i}") for i, m in enumerate(messages)
+    ]
     kw: dict[str, Any] = {} if prefilter == "default" else {"prefilter": None}
     a1, a2 = LogAnalyzer(), LogAnalyzer()
     one, many = LogRuleSet(rules(), now=T0, **kw), LogRuleSet(rules(), now=T0, **kw)
@@ -549,8 +602,7 @@ def test_the_rule_set_refuses_two_rules_of_one_name() -> None:
 
 
 def test_alerts_about_a_run_link_to_it() -> None:
-    rs = LogRuleSet([MatchRule("m", group_by=["run_id"]), MatchRule("n")], now=T0,
-                    external_url="http://fs:8640/")
+    rs = LogRuleSet([MatchRule("m", group_by=["run_id"]), MatchRule("n")], now=T0, external_url="http://fs:8640/")
     a, b = rs.evaluate(entry(run_id="r1"), None, T0)
     assert a.link == "http://fs:8640/runs/r1" and b.link is None
 
@@ -571,11 +623,22 @@ def test_a_contains_rule_is_its_escaped_regex(needle: str, haystack: str, ignore
         assert by_regex is (needle in haystack)
 
 
-@given(st.dictionaries(st.sampled_from(["host", "pid", "workflow", "x.y"]),
-                       st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()), max_size=3))
+@given(
+    st.dictionaries(
+        st.sampled_from(["host", "pid", "workflow", "x.y"]),
+        st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()),
+        max_size=3,
+    )
+)
 def test_a_rule_on_an_entrys_own_fields_matches_it(values: dict[str, FieldValue]) -> None:
-    e = LogEntry(T0, LogLevel.INFO, "m", "f", str(values.get("workflow", "etl")),
-                 fields={k: v for k, v in values.items() if k != "workflow"})
+    e = LogEntry(
+        T0,
+        LogLevel.INFO,
+        "m",
+        "f",
+        str(values.get("workflow", "etl")),
+        fields={k: v for k, v in values.items() if k != "workflow"},
+    )
     wanted = {k: field_value(e, k) for k in values}
     assert MatchRule("r", fields=wanted).matches(e)
 
@@ -587,8 +650,9 @@ def test_the_alert_manager_resolves_line_alerts_after_resolve_after_and_absence_
 
     now = [T0]
     am = AlertManager(Route("team", group_wait=0, group_interval=1, repeat_interval=3600), clock=lambda: now[0])
-    rs = LogRuleSet([MatchRule("errors", level=LogLevel.ERROR), AbsenceRule("hb", contains="heartbeat", within=60)],
-                    now=T0)
+    rs = LogRuleSet(
+        [MatchRule("errors", level=LogLevel.ERROR), AbsenceRule("hb", contains="heartbeat", within=60)], now=T0
+    )
 
     def step(t: float, e: LogEntry | None = None) -> list[tuple[str, str, str]]:
         now[0] = t

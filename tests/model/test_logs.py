@@ -29,14 +29,20 @@ def test_a_level_is_its_text_as_a_key() -> None:
     assert [level.value for level in LogLevel] == ["trace", "debug", "info", "warn", "error", "fatal"]
 
 
-@pytest.mark.parametrize(("words", "level"), [
-    (("TRACE", "FINEST", "FINER", "FINE"), LogLevel.TRACE),
-    (("DEBUG", "DBG", "VERBOSE", "D", "V"), LogLevel.DEBUG),
-    (("INFO", "INFORMATION", "NOTICE", "I"), LogLevel.INFO),
-    (("WARN", "WARNING", "W"), LogLevel.WARN),
-    (("ERROR", "ERR", "E"), LogLevel.ERROR),
-    (("CRITICAL", "CRIT", "FATAL", "SEVERE", "FAILURE", "PANIC", "EMERG", "EMERGENCY", "ALERT", "F"), LogLevel.FATAL),
-])
+@pytest.mark.parametrize(
+    ("words", "level"),
+    [
+        (("TRACE", "FINEST", "FINER", "FINE"), LogLevel.TRACE),
+        (("DEBUG", "DBG", "VERBOSE", "D", "V"), LogLevel.DEBUG),
+        (("INFO", "INFORMATION", "NOTICE", "I"), LogLevel.INFO),
+        (("WARN", "WARNING", "W"), LogLevel.WARN),
+        (("ERROR", "ERR", "E"), LogLevel.ERROR),
+        (
+            ("CRITICAL", "CRIT", "FATAL", "SEVERE", "FAILURE", "PANIC", "EMERG", "EMERGENCY", "ALERT", "F"),
+            LogLevel.FATAL,
+        ),
+    ],
+)
 def test_level_words_map_to_their_level_in_any_case(words: tuple[str, ...], level: LogLevel) -> None:
     for word in words:
         for spelling in (word, word.lower(), word.title(), word.swapcase().title().swapcase()):
@@ -52,11 +58,22 @@ def test_every_level_word_is_upper_case() -> None:
     assert all(word == word.upper() for word in LEVEL_WORDS)
 
 
-@pytest.mark.parametrize(("severity", "level"), [
-    (0, LogLevel.FATAL), (1, LogLevel.FATAL), (2, LogLevel.FATAL), (3, LogLevel.ERROR),
-    (4, LogLevel.WARN), (5, LogLevel.INFO), (6, LogLevel.INFO), (7, LogLevel.DEBUG),
-    (-1, None), (8, None), (191, None),
-])
+@pytest.mark.parametrize(
+    ("severity", "level"),
+    [
+        (0, LogLevel.FATAL),
+        (1, LogLevel.FATAL),
+        (2, LogLevel.FATAL),
+        (3, LogLevel.ERROR),
+        (4, LogLevel.WARN),
+        (5, LogLevel.INFO),
+        (6, LogLevel.INFO),
+        (7, LogLevel.DEBUG),
+        (-1, None),
+        (8, None),
+        (191, None),
+    ],
+)
 def test_syslog_severities_map_to_levels(severity: int, level: LogLevel | None) -> None:
     assert level_from_syslog(severity) is level
 

@@ -198,7 +198,11 @@ def test_a_restored_bounded_miner_keeps_its_ids_its_order_and_its_cap() -> None:
     restored = TemplateMiner.from_state(json.loads(json.dumps(miner.state())))
     assert restored.templates() == miner.templates()
     assert (restored.max_templates, restored.size, restored.made, restored.evicted) == (
-        cap, miner.size, miner.made, miner.evicted)
+        cap,
+        miner.size,
+        miner.made,
+        miner.evicted,
+    )
     last = flood(1, start=3 * cap - 1)[0]
     assert restored.add(last).template_id == miner.add(last).template_id  # kept: the same id, not new
     assert restored.add("heartbeat from worker 9 ok") == miner.add("heartbeat from worker 9 ok")

@@ -40,8 +40,15 @@ RULES = RuleSettings()
 TB = 'Traceback (most recent call last):\n  File "etl.py", line 3, in load\nValueError: bad row 17\n'
 
 
-def ev(kind: EventKind, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float,
-       run: str = "r-1", workflow: str = "etl") -> Event:
+def ev(
+    kind: EventKind,
+    step: str | None = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    t: float,
+    run: str = "r-1",
+    workflow: str = "etl",
+) -> Event:
     return make_event(kind, workflow, run, step, attrs, ts=T0 + t)
 
 
@@ -58,15 +65,22 @@ def failed_run(run: str = "r-1", workflow: str = "etl", at: float = 250.0) -> Ex
         ev(K.STEP_STARTED, "extract", t=0, run=run, workflow=workflow),
         ev(K.STEP_COMPLETED, "extract", t=10, run=run, workflow=workflow),
         ev(K.STEP_STARTED, "load", t=10, run=run, workflow=workflow),
-        ev(K.STEP_FAILED, "load", {"error": "bad row 17", "error_type": "ValueError", "traceback": TB},
-           t=at, run=run, workflow=workflow),
+        ev(
+            K.STEP_FAILED,
+            "load",
+            {"error": "bad row 17", "error_type": "ValueError", "traceback": TB},
+            t=at,
+            run=run,
+            workflow=workflow,
+        ),
         ev(K.FAILED, attrs={"error": "bad row 17", "error_type": "ValueError"}, t=at, run=run, workflow=workflow),
     )
 
 
 def completed_run(run: str = "r-2", workflow: str = "etl", start: float = 0.0, end: float = 100.0) -> ExecutionMetrics:
-    return run_of(ev(K.STARTED, t=start, run=run, workflow=workflow),
-                  ev(K.COMPLETED, t=end, run=run, workflow=workflow))
+    return run_of(
+        ev(K.STARTED, t=start, run=run, workflow=workflow), ev(K.COMPLETED, t=end, run=run, workflow=workflow)
+    )
 
 
 def running(attrs: dict[str, Any] | None = None, *extra: Event, run: str = "r-1") -> ExecutionMetrics:
@@ -109,7 +123,8 @@ def test_a_workflows_own_rules_win_over_the_global_ones_and_others_keep_the_glob
     ],
 )
 def test_the_error_line_is_the_errors_first_line_else_the_tracebacks_exception(
-        error: str | None, traceback: str | None, line: str | None) -> None:
+    error: str | None, traceback: str | None, line: str | None
+) -> None:
     assert error_line(error, traceback) == line
 
 
@@ -117,8 +132,13 @@ def test_the_error_line_is_the_errors_first_line_else_the_tracebacks_exception(
 def test_a_failed_run_fires_run_failed_with_the_conventional_labels_and_the_error_first() -> None:
     [a] = evaluate_run(failed_run(), None, RULES, T0 + 300, external_url="https://fs.example/")
     assert a.status is FIRING
-    assert dict(a.labels) == {"alertname": "RunFailed", "workflow": "etl", "run_id": "r-1", "step": "load",
-                              "severity": "error"}
+    assert dict(a.labels) == {
+        "alertname": "RunFailed",
+        "workflow": "etl",
+        "run_id": "r-1",
+        "step": "load",
+        "severity": "error",
+    }
     assert a.severity is Severity.ERROR and a.source == "state"
     assert a.starts_at == T0 + 250
     assert a.link == "https://fs.example/runs/r-1"
@@ -135,8 +155,14 @@ def test_without_an_external_url_an_alert_has_no_link() -> None:
 
 @pytest.mark.parametrize(
     ("state", "fires"),
-    [(S.FAILED, True), (S.RUNNING, False), (S.COMPLETED, False), (S.CANCELLED, False), (S.SUSPENDED, False),
-     (S.PENDING, False)],
+    [
+        (S.FAILED, True),
+        (S.RUNNING, False),
+        (S.COMPLETED, False),
+        (S.CANCELLED, False),
+        (S.SUSPENDED, False),
+        (S.PENDING, False),
+    ],
 )
 def test_run_failed_fires_only_for_a_failed_run(state: WorkflowState, fires: bool) -> None:
     m = failed_run()
@@ -151,8 +177,10 @@ def test_a_turned_off_run_failed_rule_never_fires() -> None:
 
 
 def test_a_workflows_override_changes_run_failed_for_that_workflow_only() -> None:
-    wfs = {"etl": WorkflowSettings("etl", rules=only(RULES, run_failed=RunFailed(severity=Severity.CRITICAL))),
-           "quiet": WorkflowSettings("quiet", rules=only(RULES, run_failed=RunFailed(enabled=False)))}
+    wfs = {
+        "etl": WorkflowSettings("etl", rules=only(RULES, run_failed=RunFailed(severity=Severity.CRITICAL))),
+        "quiet": WorkflowSettings("quiet", rules=only(RULES, run_failed=RunFailed(enabled=False))),
+    }
     [etl] = evaluate_run(failed_run(), None, rules_for("etl", RULES, wfs), T0 + 300)
     assert etl.severity is Severity.CRITICAL and etl.labels["severity"] == "critical"
     quiet = failed_run(workflow="quiet")
@@ -191,15 +219,16 @@ def test_firing_alerts_of_other_runs_are_left_alone() -> None:
 @pytest.mark.parametrize(
     ("workflow", "run", "start", "end", "resolves"),
     [
-        ("etl", "r-2", 260.0, 400.0, True),   # a later run completes: green again
-        ("etl", "r-2", 100.0, 400.0, True),   # overlapping, but it completed after the failure
-        ("etl", "r-2", 0.0, 200.0, False),    # it completed before the failure: says nothing about it
-        ("etl", "r-2", 0.0, 250.0, False),    # at the same instant: not after
+        ("etl", "r-2", 260.0, 400.0, True),  # a later run completes: green again
+        ("etl", "r-2", 100.0, 400.0, True),  # overlapping, but it completed after the failure
+        ("etl", "r-2", 0.0, 200.0, False),  # it completed before the failure: says nothing about it
+        ("etl", "r-2", 0.0, 250.0, False),  # at the same instant: not after
         ("other", "r-2", 260.0, 400.0, False),  # another workflow
     ],
 )
 def test_a_newer_completed_run_of_the_same_workflow_resolves_run_failed(
-        workflow: str, run: str, start: float, end: float, resolves: bool) -> None:
+    workflow: str, run: str, start: float, end: float, resolves: bool
+) -> None:
     [a] = evaluate_run(failed_run(), None, RULES, T0 + 300)
     got = green_again(completed_run(run=run, workflow=workflow, start=start, end=end), [a], T0 + 500)
     assert names(got) == ([("RunFailed", "resolved")] if resolves else [])
@@ -220,10 +249,10 @@ def test_only_a_completed_run_makes_its_workflow_green_again() -> None:
     ("other", "answers"),
     [
         (completed_run(run="r-2", start=260.0, end=400.0), True),
-        (completed_run(run="r-2", start=0.0, end=250.0), False),     # not after the failure
+        (completed_run(run="r-2", start=0.0, end=250.0), False),  # not after the failure
         (completed_run(run="r-2", workflow="other", end=400.0), False),
-        (completed_run(run="r-1", start=0.0, end=400.0), False),     # the failed run itself
-        (run_of(ev(K.STARTED, t=260, run="r-2")), False),            # still running
+        (completed_run(run="r-1", start=0.0, end=400.0), False),  # the failed run itself
+        (run_of(ev(K.STARTED, t=260, run="r-2")), False),  # still running
         (failed_run(run="r-2", at=400.0), False),
     ],
 )
@@ -242,7 +271,8 @@ def test_run_failed_expires_max_age_after_the_failure(age: float, expires: bool)
     assert names(got) == ([("RunFailed", "resolved")] if expires else [])
     if expires:
         assert got[0].annotations["resolution"] == (
-            "expired: failed more than 7d 00h ago and no later run of etl has completed since")
+            "expired: failed more than 7d 00h ago and no later run of etl has completed since"
+        )
 
 
 def test_only_firing_run_failed_alerts_expire() -> None:
@@ -263,8 +293,13 @@ def test_run_stalled_fires_only_once_idle_beyond_the_bound(idle: float, fires: b
     assert names(got) == ([("RunStalled", "firing")] if fires else [])
     if fires:
         a = got[0]
-        assert dict(a.labels) == {"alertname": "RunStalled", "workflow": "etl", "run_id": "r-1",
-                                  "step": "transform", "severity": "warning"}
+        assert dict(a.labels) == {
+            "alertname": "RunStalled",
+            "workflow": "etl",
+            "run_id": "r-1",
+            "step": "transform",
+            "severity": "warning",
+        }
         assert a.source == "execution" and a.starts_at == T0 + 70
         assert a.annotations["summary"] == "etl: run r-1 is stalled in step 'transform'"
         assert "bound of 1m 00s (the run's stall_timeout)" in a.annotations["description"]
@@ -272,8 +307,13 @@ def test_run_stalled_fires_only_once_idle_beyond_the_bound(idle: float, fires: b
 
 def test_the_stall_bound_comes_from_history_when_there_is_some() -> None:
     # transform's p95 over (10, 10, 10, 10, 20) is 18: the bound is 3 x 18 = 54 s
-    h = WorkflowHistory("etl", 5, (60.0,) * 5, ("extract", "transform"),
-                        {"extract": (10.0,) * 5, "transform": (10.0, 10.0, 10.0, 10.0, 20.0)})
+    h = WorkflowHistory(
+        "etl",
+        5,
+        (60.0,) * 5,
+        ("extract", "transform"),
+        {"extract": (10.0,) * 5, "transform": (10.0, 10.0, 10.0, 10.0, 20.0)},
+    )
     assert evaluate_run(running(), h, RULES, T0 + 10 + 54) == []
     [a] = evaluate_run(running(), h, RULES, T0 + 10 + 55)
     assert "54.0s (3x the p95 duration of the step in past runs)" in a.annotations["description"]
@@ -336,8 +376,10 @@ def test_run_slow_fires_once_a_run_exceeds_factor_times_the_median_duration(elap
         a = got[0]
         assert dict(a.labels) == {"alertname": "RunSlow", "workflow": "etl", "run_id": "r-1", "severity": "warning"}
         assert a.source == "execution" and a.starts_at == T0 + 200
-        assert "bound of 3m 20s (2x the usual 1m 40s, the median of the last 5 completed runs)" \
+        assert (
+            "bound of 3m 20s (2x the usual 1m 40s, the median of the last 5 completed runs)"
             in a.annotations["description"]
+        )
 
 
 @pytest.mark.parametrize(("runs", "min_runs", "fires"), [(4, 5, False), (5, 5, True), (2, 2, True), (0, 0, False)])
@@ -352,8 +394,7 @@ def test_run_slow_needs_min_runs_completed_runs(runs: int, min_runs: int, fires:
 def test_run_slow_bound_is_never_under_five_seconds() -> None:
     fast = history(*[0.01] * 5)
     assert evaluate_run(running(None, ev(K.HEARTBEAT, t=5)), fast, RULES, T0 + 5) == []
-    assert names(evaluate_run(running(None, ev(K.HEARTBEAT, t=5.1)), fast, RULES, T0 + 5.1)) == [
-        ("RunSlow", "firing")]
+    assert names(evaluate_run(running(None, ev(K.HEARTBEAT, t=5.1)), fast, RULES, T0 + 5.1)) == [("RunSlow", "firing")]
 
 
 @pytest.mark.parametrize("state", [S.SUSPENDED, S.COMPLETED, S.PENDING])
@@ -403,16 +444,17 @@ def known(*failures: StepFailure, completed: float | None = None) -> StepFailure
     ("times", "at", "now", "fires"),
     [
         (3, (0, 10, 20), 20, True),
-        (3, (0, 10), 20, False),                 # below the bound
-        (3, (0, 10, 20), 3600, True),            # the first exactly `window` ago still counts
-        (3, (0, 10, 20), 3600.1, False),         # the first has left the window
-        (3, (0, 1000, 4000), 4000, False),        # never three within an hour
+        (3, (0, 10), 20, False),  # below the bound
+        (3, (0, 10, 20), 3600, True),  # the first exactly `window` ago still counts
+        (3, (0, 10, 20), 3600.1, False),  # the first has left the window
+        (3, (0, 1000, 4000), 4000, False),  # never three within an hour
         (1, (0,), 0, True),
         (5, (0, 1, 2, 3, 4), 4, True),
     ],
 )
 def test_step_failed_repeatedly_fires_at_times_failures_within_the_window(
-        times: int, at: tuple[float, ...], now: float, fires: bool) -> None:
+    times: int, at: tuple[float, ...], now: float, fires: bool
+) -> None:
     rule = StepFailed(times=times, window=3600)
     got = evaluate_step("etl", "load", known(*(fail(t) for t in at)), rule, T0 + now)
     assert names(got) == ([("StepFailedRepeatedly", "firing")] if fires else [])
@@ -421,8 +463,12 @@ def test_step_failed_repeatedly_fires_at_times_failures_within_the_window(
 def test_step_failed_repeatedly_counts_across_runs_and_has_no_run_id_label() -> None:
     k = known(fail(0, "r-1"), fail(10, "r-2", "KeyError: 'id'"), fail(20, "r-3", "OSError: disk full"))
     [a] = evaluate_step("etl", "load", k, StepFailed(), T0 + 30, external_url="https://fs")
-    assert dict(a.labels) == {"alertname": "StepFailedRepeatedly", "workflow": "etl", "step": "load",
-                              "severity": "warning"}
+    assert dict(a.labels) == {
+        "alertname": "StepFailedRepeatedly",
+        "workflow": "etl",
+        "step": "load",
+        "severity": "warning",
+    }
     assert alert_key(a) == ("StepFailedRepeatedly", "etl", "load")
     assert a.source == "execution" and a.starts_at == T0 + 20 and a.link == "https://fs/runs/r-3"
     assert a.annotations["summary"] == "etl: step 'load' failed 3 times within 1h 00m"

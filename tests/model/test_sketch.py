@@ -140,12 +140,15 @@ def test_an_empty_sketch_is_falsy_and_has_no_quantiles() -> None:
     assert s and len(s) == 1
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (-1.5, "must be non-negative durations, got -1.5"),
-    (-math.inf, "must be non-negative durations, got -inf"),
-    (math.nan, "got nan"),
-    (math.inf, "must be finite, got inf"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1.5, "must be non-negative durations, got -1.5"),
+        (-math.inf, "must be non-negative durations, got -inf"),
+        (math.nan, "got nan"),
+        (math.inf, "must be finite, got inf"),
+    ],
+)
 def test_add_refuses_negative_and_non_finite_values(value: float, message: str) -> None:
     s = QuantileSketch()
     with pytest.raises(ValueError, match=message):
@@ -168,12 +171,15 @@ def test_quantile_refuses_q_outside_0_and_1(q: float) -> None:
         s.quantiles((0.5, q))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"alpha": 0}, "alpha"),
-    ({"alpha": 1}, "alpha"),
-    ({"max_buckets": 0}, "max_buckets"),
-    ({"min_value": 0}, "min_value"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": 0}, "alpha"),
+        ({"alpha": 1}, "alpha"),
+        ({"max_buckets": 0}, "max_buckets"),
+        ({"min_value": 0}, "min_value"),
+    ],
+)
 def test_bad_parameters_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         QuantileSketch(**kwargs)  # type: ignore[arg-type]
@@ -195,14 +201,17 @@ def _damaged(encoded: bytes) -> dict[str, bytes]:
 ENCODED = sketch_of([0.1, 0.2, 0.3, 5.0]).to_bytes()
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"", "not an encoded QuantileSketch"),
-    (b"hello world", "not an encoded QuantileSketch: it starts b'hello wo'"),
-    (b"QS", "not an encoded QuantileSketch"),
-    (b"QS\x09" + ENCODED[3:], "version 9 is not supported"),
-    (b"QS\x01\xc1", "damaged QuantileSketch encoding"),
-    *[(bad, "damaged QuantileSketch encoding") for bad in _damaged(ENCODED).values()],
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not an encoded QuantileSketch"),
+        (b"hello world", "not an encoded QuantileSketch: it starts b'hello wo'"),
+        (b"QS", "not an encoded QuantileSketch"),
+        (b"QS\x09" + ENCODED[3:], "version 9 is not supported"),
+        (b"QS\x01\xc1", "damaged QuantileSketch encoding"),
+        *[(bad, "damaged QuantileSketch encoding") for bad in _damaged(ENCODED).values()],
+    ],
+)
 def test_from_bytes_refuses_garbage_saying_what_is_wrong(data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         QuantileSketch.from_bytes(data)

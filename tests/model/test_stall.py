@@ -41,8 +41,13 @@ def in_transform(attrs: dict[str, Any] | None = None, *extra: Event) -> Executio
 
 
 # transform's p95 over (10, 10, 10, 10, 20) is 18: the bound is 3 x 18 = 54 s
-HISTORY = WorkflowHistory("etl", 5, (60.0,) * 5, ("extract", "transform"),
-                          {"extract": (10.0,) * 5, "transform": (10.0, 10.0, 10.0, 10.0, 20.0)})
+HISTORY = WorkflowHistory(
+    "etl",
+    5,
+    (60.0,) * 5,
+    ("extract", "transform"),
+    {"extract": (10.0,) * 5, "transform": (10.0, 10.0, 10.0, 10.0, 20.0)},
+)
 
 
 @pytest.mark.parametrize(
@@ -96,8 +101,10 @@ def test_the_history_bound_is_never_under_min_bound(p95: float, min_bound: float
     "history",
     [
         pytest.param(None, id="no history"),
-        pytest.param(WorkflowHistory("etl", 2, (9.0, 9.0), ("extract",), {"extract": (1.0, 1.0)}),
-                     id="history without the current step"),
+        pytest.param(
+            WorkflowHistory("etl", 2, (9.0, 9.0), ("extract",), {"extract": (1.0, 1.0)}),
+            id="history without the current step",
+        ),
     ],
 )
 def test_without_history_for_the_step_the_runs_stall_timeout_is_the_bound(history: WorkflowHistory | None) -> None:
@@ -163,17 +170,21 @@ def test_a_run_that_is_not_running_gets_no_verdict(kinds: list[K]) -> None:
 def test_a_stall_is_judged_from_a_history_and_a_run_read_from_a_store(store: SqlStore) -> None:
     for i, took in enumerate([10.0, 10.0, 10.0, 10.0, 20.0]):
         start = T0 + 1000 * i
-        store.write_events([
-            make_event(K.STARTED, "etl", f"done-{i}", ts=start),
-            make_event(K.STEP_STARTED, "etl", f"done-{i}", "transform", ts=start),
-            make_event(K.STEP_COMPLETED, "etl", f"done-{i}", "transform", ts=start + took),
-            make_event(K.COMPLETED, "etl", f"done-{i}", ts=start + took),
-        ])
+        store.write_events(
+            [
+                make_event(K.STARTED, "etl", f"done-{i}", ts=start),
+                make_event(K.STEP_STARTED, "etl", f"done-{i}", "transform", ts=start),
+                make_event(K.STEP_COMPLETED, "etl", f"done-{i}", "transform", ts=start + took),
+                make_event(K.COMPLETED, "etl", f"done-{i}", ts=start + took),
+            ]
+        )
     live_start = T0 + 10_000
-    store.write_events([
-        make_event(K.STARTED, "etl", "live", ts=live_start),
-        make_event(K.STEP_STARTED, "etl", "live", "transform", ts=live_start + 1),
-    ])
+    store.write_events(
+        [
+            make_event(K.STARTED, "etl", "live", ts=live_start),
+            make_event(K.STEP_STARTED, "etl", "live", "transform", ts=live_start + 1),
+        ]
+    )
     h = store.history("etl")
     live = store.get_run("live")
     assert live is not None

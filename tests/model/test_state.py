@@ -111,8 +111,9 @@ def test_replay_applies_only_applied_transitions() -> None:
 # ---- apply_event ----------------------------------------------------------
 
 
-def ev(kind: K | str, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float = 0.0,
-       run: str = "run-1") -> Event:
+def ev(
+    kind: K | str, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float = 0.0, run: str = "run-1"
+) -> Event:
     return make_event(kind, "etl", run, step, attrs, ts=T0 + t)
 
 
@@ -284,13 +285,16 @@ class EventSequences(RuleBasedStateMachine):
         self.t = T0
         self.was_terminal: WorkflowState | None = None
 
-    @rule(kind=st.sampled_from(list(EventKind)), step=st.sampled_from(STEPS), attrs=st.sampled_from(ATTRS),
-          gap=st.floats(0.001, 1000))
+    @rule(
+        kind=st.sampled_from(list(EventKind)),
+        step=st.sampled_from(STEPS),
+        attrs=st.sampled_from(ATTRS),
+        gap=st.floats(0.001, 1000),
+    )
     def send(self, kind: K, step: str, attrs: dict[str, Any], gap: float) -> None:
         self.t += gap
         before = self.m.state
-        tr = apply_event(self.m, make_event(kind, "etl", "run-1", step, with_output(kind, attrs),
-                                            ts=self.t)).transition
+        tr = apply_event(self.m, make_event(kind, "etl", "run-1", step, with_output(kind, attrs), ts=self.t)).transition
         if tr is not None:
             assert tr.old_state is before
             self.history.append(tr)
@@ -346,13 +350,14 @@ def check_store_matches_pure_replay(stores: list[SqlStore], seq: list[Spec], cut
         assert stored.state is m.state
         assert replay(S.PENDING, reported) is stored.state
         assert (stored.completed_steps, stored.failed_steps, stored.retries, stored.current_step) == (
-            m.completed_steps, m.failed_steps, m.retries, m.current_step,
+            m.completed_steps,
+            m.failed_steps,
+            m.retries,
+            m.current_step,
         )
 
 
-store_settings = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+store_settings = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @store_settings

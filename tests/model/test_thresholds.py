@@ -73,13 +73,16 @@ def test_a_scope_that_stops_sampling_resolves_a_firing_threshold_and_forgets_a_p
     assert feed(rule, [(0, 95.0), (5, float("nan")), (12, 95.0)]) == []  # NaN is no sample: the clock restarted
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"metric": "cpu"}, "unknown metric 'cpu'"),
-    ({"value": float("nan")}, "finite number"),
-    ({"for_": -1.0}, "for must be 0 s or more"),
-    ({"resolve": 95.0}, "must be at or below the value"),
-    ({"direction": Direction.BELOW, "resolve": 50.0}, "must be at or above the value"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"metric": "cpu"}, "unknown metric 'cpu'"),
+        ({"value": float("nan")}, "finite number"),
+        ({"for_": -1.0}, "for must be 0 s or more"),
+        ({"resolve": 95.0}, "must be at or below the value"),
+        ({"direction": Direction.BELOW, "resolve": 50.0}, "must be at or above the value"),
+    ],
+)
 def test_a_threshold_that_makes_no_sense_is_refused_naming_it(kwargs: dict[str, object], words: str) -> None:
     base: dict[str, object] = {"name": "T", "metric": "cpu_percent", "scope": ScopeKind.RUN, "value": 90.0}
     with pytest.raises(ValueError, match=words) as info:
@@ -126,13 +129,16 @@ def test_a_robust_z_score_ignores_outliers_in_the_history() -> None:
     assert flat is not None and not flat.fired and "no spread" in flat.sentence
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"metric": "cpu_percent"}, "metric must be one of"),
-    ({"quantile": 1.5}, "quantile must be between 0 and 1"),
-    ({"factor": 0.5}, "factor must be 1 or more"),
-    ({"runs": 5, "min_runs": 10}, "min_runs <= runs"),
-    ({"zscore": 0.0}, "zscore must be above 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"metric": "cpu_percent"}, "metric must be one of"),
+        ({"quantile": 1.5}, "quantile must be between 0 and 1"),
+        ({"factor": 0.5}, "factor must be 1 or more"),
+        ({"runs": 5, "min_runs": 10}, "min_runs <= runs"),
+        ({"zscore": 0.0}, "zscore must be above 0"),
+    ],
+)
 def test_a_baseline_that_makes_no_sense_is_refused(kwargs: dict[str, object], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         Baseline("B", **kwargs)  # type: ignore[arg-type]

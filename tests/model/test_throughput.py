@@ -26,7 +26,7 @@ def test_a_late_event_counts_in_its_own_second() -> None:
     w.add(100.0)
     w.add(110.0)
     w.add(105.5)  # out of order
-    w.add(55.0)   # before everything
+    w.add(55.0)  # before everything
     assert w.count(110.0, 60) == 4 and w.count(110.0, 6) == 2
 
 

@@ -24,8 +24,15 @@ S = WorkflowState
 T0 = 1_700_000_000.0
 
 
-def ev(kind: K, step: str | None = None, attrs: dict[str, Any] | None = None, *, t: float,
-       run_id: str = "run-1", workflow: str = "etl") -> Event:
+def ev(
+    kind: K,
+    step: str | None = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    t: float,
+    run_id: str = "run-1",
+    workflow: str = "etl",
+) -> Event:
     return make_event(kind, workflow, run_id, step, attrs, ts=T0 + t)
 
 
@@ -45,21 +52,25 @@ def test_tracking_events_updates_the_runs_metrics() -> None:
     mon = ExecutionMonitor()
 
     async def go() -> None:
-        await track_all(mon, [
-            ev(K.STARTED, attrs={"total_steps": 4}, t=0),
-            ev(K.STEP_STARTED, "extract", t=0),
-            ev(K.STEP_COMPLETED, "extract", t=10),
-            ev(K.STEP_STARTED, "transform", t=10),
-            ev(K.PROGRESS, "transform", {"done": 1, "total": 2}, t=15),
-        ])
+        await track_all(
+            mon,
+            [
+                ev(K.STARTED, attrs={"total_steps": 4}, t=0),
+                ev(K.STEP_STARTED, "extract", t=0),
+                ev(K.STEP_COMPLETED, "extract", t=10),
+                ev(K.STEP_STARTED, "transform", t=10),
+                ev(K.PROGRESS, "transform", {"done": 1, "total": 2}, t=15),
+            ],
+        )
         m = mon.metrics["run-1"]
         assert (m.state, m.start_time, m.total_steps) == (S.RUNNING, T0, 4)
         assert (m.completed_steps, m.failed_steps, m.current_step) == (1, 0, "transform")
         assert m.percent_done == pytest.approx(100 * 1.5 / 4)
         assert m.last_activity == T0 + 15
 
-        out = await mon.track_execution("run-1", ev(K.STEP_FAILED, "transform",
-                                                    {"error": "no key", "error_type": "KeyError"}, t=20))
+        out = await mon.track_execution(
+            "run-1", ev(K.STEP_FAILED, "transform", {"error": "no key", "error_type": "KeyError"}, t=20)
+        )
         assert out.step is not None and out.step.status == "failed"
         assert (m.failed_steps, m.current_step, m.error) == (1, None, "KeyError: no key")
         assert m.percent_done == pytest.approx(25.0)
@@ -78,12 +89,17 @@ def test_tracking_events_updates_the_runs_metrics() -> None:
 
 def test_runs_are_tracked_apart() -> None:
     mon = ExecutionMonitor()
-    run(lambda: track_all(mon, [
-        ev(K.STARTED, t=0, run_id="a"),
-        ev(K.STARTED, t=0, run_id="b"),
-        ev(K.STEP_COMPLETED, "x", t=1, run_id="a"),
-        ev(K.FAILED, t=2, run_id="b"),
-    ]))
+    run(
+        lambda: track_all(
+            mon,
+            [
+                ev(K.STARTED, t=0, run_id="a"),
+                ev(K.STARTED, t=0, run_id="b"),
+                ev(K.STEP_COMPLETED, "x", t=1, run_id="a"),
+                ev(K.FAILED, t=2, run_id="b"),
+            ],
+        )
+    )
     assert (mon.metrics["a"].state, mon.metrics["a"].completed_steps) == (S.RUNNING, 1)
     assert (mon.metrics["b"].state, mon.metrics["b"].completed_steps) == (S.FAILED, 0)
 
@@ -101,12 +117,17 @@ def test_an_event_of_another_run_is_rejected_and_changes_nothing() -> None:
 
 def test_eta_is_asked_of_the_tracked_run_and_none_for_an_unknown_one() -> None:
     mon = ExecutionMonitor()
-    run(lambda: track_all(mon, [
-        ev(K.STARTED, t=0),
-        ev(K.STEP_STARTED, "extract", t=0),
-        ev(K.STEP_COMPLETED, "extract", t=10),
-        ev(K.STEP_STARTED, "load", t=10),
-    ]))
+    run(
+        lambda: track_all(
+            mon,
+            [
+                ev(K.STARTED, t=0),
+                ev(K.STEP_STARTED, "extract", t=0),
+                ev(K.STEP_COMPLETED, "extract", t=10),
+                ev(K.STEP_STARTED, "load", t=10),
+            ],
+        )
+    )
     h = WorkflowHistory("etl", 2, (40.0, 40.0), ("extract", "load"), {"extract": (10.0,), "load": (30.0,)})
     eta = mon.eta("run-1", h, T0 + 20)
     assert eta is not None and eta.seconds == pytest.approx(20.0)
@@ -277,11 +298,15 @@ def test_transitions_caused_by_events_reach_the_state_handlers(store: SqlStore) 
     assert seen == [("running", S.PENDING, S.RUNNING), ("completed", S.RUNNING, S.COMPLETED)]
     history = hub.state.state_history["run-1"]
     assert [(t.old_state, t.new_state, t.applied) for t in history] == [
-        (S.PENDING, S.RUNNING, True), (S.RUNNING, S.COMPLETED, True), (S.COMPLETED, S.RUNNING, False),
+        (S.PENDING, S.RUNNING, True),
+        (S.RUNNING, S.COMPLETED, True),
+        (S.COMPLETED, S.RUNNING, False),
     ]
     assert hub.state.current_state("run-1") is S.COMPLETED
     assert [(t.new_state, t.applied) for t in store.run_transitions("run-1")] == [
-        (S.RUNNING, True), (S.COMPLETED, True), (S.RUNNING, False),
+        (S.RUNNING, True),
+        (S.COMPLETED, True),
+        (S.RUNNING, False),
     ]
     assert hub.state.handler_failures == []
 

@@ -51,14 +51,20 @@ DOWN = Fault(ServiceUnavailable("postgres-main"), "connection refused", "pg", ev
 
 
 class Rig:
-    def __init__(self, store: SqlStore | None, retries: int = 1,
-                 dependencies: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, store: SqlStore | None, retries: int = 1, dependencies: dict[str, list[str]] | None = None
+    ) -> None:
         self.clock = Clock()
         self.alerts: list[Alert] = []
         self.det = Scripted("pg")
-        self.mon = FaultMonitor([self.det], self.alerts.append, store=store, clock=self.clock,
-                                schedules={"pg": Schedule(interval=30, timeout=5, retries=retries)},
-                                dependencies=dependencies)
+        self.mon = FaultMonitor(
+            [self.det],
+            self.alerts.append,
+            store=store,
+            clock=self.clock,
+            schedules={"pg": Schedule(interval=30, timeout=5, retries=retries)},
+            dependencies=dependencies,
+        )
 
     def step(self, dt: float = 30.0) -> None:
         self.clock.now += dt
@@ -153,9 +159,15 @@ def test_a_detector_that_raises_is_broken_not_a_fault_and_mends(rig: Rig) -> Non
 
 def test_the_running_runs_of_dependent_workflows_are_hurt_and_raise_the_severity(store: SqlStore) -> None:
     rig = Rig(store, retries=0, dependencies={"etl": ["postgres-main"], "report": ["redis"]})
-    store.write_events([make_event("started", "etl", "run-1", ts=900.0), make_event("started", "etl", "run-2", ts=900.0),
-                        make_event("started", "etl", "done", ts=900.0), make_event("completed", "etl", "done", ts=950.0),
-                        make_event("started", "report", "run-3", ts=900.0)])
+    store.write_events(
+        [
+            make_event("started", "etl", "run-1", ts=900.0),
+            make_event("started", "etl", "run-2", ts=900.0),
+            make_event("started", "etl", "done", ts=900.0),
+            make_event("completed", "etl", "done", ts=950.0),
+            make_event("started", "report", "run-3", ts=900.0),
+        ]
+    )
     rig.det.fault = DOWN
     rig.step()
     [alert] = rig.alerts
@@ -170,8 +182,12 @@ def test_the_running_runs_of_dependent_workflows_are_hurt_and_raise_the_severity
 def test_a_run_that_declares_its_own_dependency_is_hurt(store: SqlStore) -> None:
     """The SDK's ``workflow("adhoc", depends_on=[...])`` keeps it in the run's attributes."""
     rig = Rig(store, retries=0)
-    store.write_events([make_event("started", "adhoc", "a-1", ts=900.0, attrs={"depends_on": ["postgres-main"]}),
-                        make_event("started", "adhoc", "a-2", ts=900.0, attrs={"depends_on": ["redis"]})])
+    store.write_events(
+        [
+            make_event("started", "adhoc", "a-1", ts=900.0, attrs={"depends_on": ["postgres-main"]}),
+            make_event("started", "adhoc", "a-2", ts=900.0, attrs={"depends_on": ["redis"]}),
+        ]
+    )
     rig.det.fault = DOWN
     rig.step()
     [record] = store.open_faults()
@@ -194,9 +210,14 @@ def test_a_hung_detector_does_not_hold_up_the_others() -> None:
     hung, quick = Scripted("hung"), Scripted("quick")
     hung.hang = True
     alerts: list[Alert] = []
-    mon = FaultMonitor([hung, quick], alerts.append,
-                       schedules={"hung": Schedule(interval=0.05, timeout=0.05, retries=0),
-                                  "quick": Schedule(interval=0.02, timeout=0.05, retries=0)})
+    mon = FaultMonitor(
+        [hung, quick],
+        alerts.append,
+        schedules={
+            "hung": Schedule(interval=0.05, timeout=0.05, retries=0),
+            "quick": Schedule(interval=0.02, timeout=0.05, retries=0),
+        },
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -219,7 +240,10 @@ def test_check_once_reports_every_detector_side_by_side() -> None:
     c.raises = ValueError("bad option")
     results = run(lambda: FaultMonitor([a, b, c]).check_once())
     assert [(r.detector, r.ok, r.fault is not None, r.error) for r in results] == [
-        ("a", True, False, None), ("b", False, True, None), ("c", False, False, "ValueError: bad option")]
+        ("a", True, False, None),
+        ("b", False, True, None),
+        ("c", False, False, "ValueError: bad option"),
+    ]
     assert results[1].fault is not None and results[1].fault.detector == "b"  # named after who found it
 
 

@@ -24,6 +24,7 @@ from tests.helpers import run
 def _store_sink(store: SqlStore):  # type: ignore[no-untyped-def]
     async def save(records: list[LogRecord]) -> None:
         store.save_logs(records)
+
     return save
 
 
@@ -60,8 +61,10 @@ def test_a_restarted_watcher_goes_on_where_it_was_and_repeats_nothing(tmp_path: 
     store = open_store(str(tmp_path / "fs.db"))
     log, state = tmp_path / "app.log", tmp_path / "offsets.json"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
-    assert run(lambda: _collect_once(FileTail([str(log)], state_path=state, start="beginning",
-                                              multiline=False), store)) == 100
+    assert (
+        run(lambda: _collect_once(FileTail([str(log)], state_path=state, start="beginning", multiline=False), store))
+        == 100
+    )
     with log.open("a") as f:
         f.write("".join(f"line {i}\n" for i in range(100, 150)))
     assert run(lambda: _collect_once(FileTail([str(log)], state_path=state, multiline=False), store)) == 50
@@ -91,8 +94,10 @@ def test_lines_read_again_after_a_crash_before_the_offsets_were_saved_are_stored
 
     run(first)
     assert len(_messages(store)) == 20 and not state.exists()  # stored, but no offset saved
-    assert run(lambda: _collect_once(FileTail([str(log)], state_path=state, start="beginning",
-                                              multiline=False), store)) == 20
+    assert (
+        run(lambda: _collect_once(FileTail([str(log)], state_path=state, start="beginning", multiline=False), store))
+        == 20
+    )
     assert _messages(store) == [f"line {i}" for i in range(20)]
 
 
@@ -105,14 +110,19 @@ def test_the_same_text_at_the_same_offset_of_a_truncated_file_is_a_new_line() ->
 
 def test_a_programs_output_is_collected_until_it_ends(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "fs.db"))
-    code = ("import sys\nprint('ERROR boom', flush=True)\n"
-            "print('WARNING: careful', file=sys.stderr, flush=True)\nprint('INFO done')")
+    code = (
+        "import sys\nprint('ERROR boom', flush=True)\n"
+        "print('WARNING: careful', file=sys.stderr, flush=True)\nprint('INFO done')"
+    )
     proc = ProcessOutput([sys.executable, "-c", code])
     monitor = LogMonitor([Feed(proc, workflow="job")])
     run(lambda: monitor.monitor_logs(_store_sink(store)))
     got = {(s.entry.level, s.entry.message, s.entry.source.rsplit(":", 1)[-1]) for s in store.query_logs()}
-    assert got == {(LogLevel.ERROR, "boom", "stdout"), (LogLevel.WARN, "careful", "stderr"),
-                   (LogLevel.INFO, "done", "stdout")}
+    assert got == {
+        (LogLevel.ERROR, "boom", "stdout"),
+        (LogLevel.WARN, "careful", "stderr"),
+        (LogLevel.INFO, "done", "stdout"),
+    }
     assert proc.returncode == 0
 
 
@@ -123,10 +133,13 @@ def _entry(message: str, level: LogLevel = LogLevel.INFO, **kw: str) -> LogEntry
 def test_stored_entries_without_a_template_are_analyzed_once_and_alerted_on(store: SqlStore) -> None:
     sent = []
     rules = [make_rule("match", "db-down", pattern=r"connection refused", severity="critical")]
-    monitor = LogMonitor(log_analyzer=LogAnalyzer(), alert_rules=rules, send_alert=sent.append,
-                         clock=lambda: 1_700_000_100.0)
-    store.save_logs([LogRecord(f"id{i}", _entry(f"user {i} logged in", workflow="web")) for i in range(5)]
-                    + [LogRecord("bad", _entry("db: connection refused", LogLevel.ERROR, workflow="web"))])
+    monitor = LogMonitor(
+        log_analyzer=LogAnalyzer(), alert_rules=rules, send_alert=sent.append, clock=lambda: 1_700_000_100.0
+    )
+    store.save_logs(
+        [LogRecord(f"id{i}", _entry(f"user {i} logged in", workflow="web")) for i in range(5)]
+        + [LogRecord("bad", _entry("db: connection refused", LogLevel.ERROR, workflow="web"))]
+    )
     assert monitor.analyze_stored(store, limit=4) == 4
     assert monitor.analyze_stored(store) == 2
     assert monitor.analyze_stored(store) == 0

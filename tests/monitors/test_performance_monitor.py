@@ -30,17 +30,31 @@ def usage(cpu: float = 1.0, rss: int = 50 << 20, write: float = 0.0) -> Resource
 
 
 def said(alerts: list[Alert]) -> list[tuple[str, str, str]]:
-    out = [(a.labels["alertname"], a.status.value, a.labels.get("run_id") or a.labels.get("workflow")
-            or a.labels.get("host", "")) for a in alerts]
+    out = [
+        (
+            a.labels["alertname"],
+            a.status.value,
+            a.labels.get("run_id") or a.labels.get("workflow") or a.labels.get("host", ""),
+        )
+        for a in alerts
+    ]
     alerts.clear()
     return out
 
 
-def monitor(*rules: Threshold, baselines: tuple[Baseline, ...] = (),
-            store: SqlStore | None = None) -> tuple[PerformanceMonitor, Clock, list[Alert]]:
+def monitor(
+    *rules: Threshold, baselines: tuple[Baseline, ...] = (), store: SqlStore | None = None
+) -> tuple[PerformanceMonitor, Clock, list[Alert]]:
     clock, alerts = Clock(), []
-    mon = PerformanceMonitor(None, {r.name: r for r in rules}, baselines=baselines, alert_manager=alerts.append,
-                             store=store, hostname="web-1", clock=clock)
+    mon = PerformanceMonitor(
+        None,
+        {r.name: r for r in rules},
+        baselines=baselines,
+        alert_manager=alerts.append,
+        store=store,
+        hostname="web-1",
+        clock=clock,
+    )
     return mon, clock, alerts
 
 
@@ -54,8 +68,14 @@ def test_a_run_over_its_cpu_threshold_for_long_enough_fires_once_and_resolves_pa
         if t == 10:
             [a] = alerts
             assert a.annotations["summary"] == "cpu_percent of run r-1 of etl is 97.0%, over 90.0% for 10.0s"
-            assert a.labels == {"alertname": "HighCPU", "metric": "cpu_percent", "severity": "warning",
-                                "run_id": "r-1", "workflow": "etl", "host": "web-1"}
+            assert a.labels == {
+                "alertname": "HighCPU",
+                "metric": "cpu_percent",
+                "severity": "warning",
+                "run_id": "r-1",
+                "workflow": "etl",
+                "host": "web-1",
+            }
     assert said(alerts) == [("HighCPU", "firing", "r-1"), ("HighCPU", "resolved", "r-1")]  # x-1 is not etl's
 
 
@@ -94,8 +114,13 @@ def test_a_step_far_over_its_usual_duration_fires_a_baseline_alert_with_a_senten
     assert alerts == []
     mon.observe([("etl", "load", 843.0)])
     [a] = alerts
-    assert a.labels == {"alertname": "SlowLoad", "workflow": "etl", "metric": "step_duration", "severity": "warning",
-                        "step": "load"}
+    assert a.labels == {
+        "alertname": "SlowLoad",
+        "workflow": "etl",
+        "metric": "step_duration",
+        "severity": "warning",
+        "step": "load",
+    }
     assert a.annotations["summary"].startswith("step 'load' of etl took 14m 03s; p95 of the last 30 runs is 4m ")
     assert a.source == "performance" and a.ends_at == clock.now + 3600  # about a step that ended: it expires
 
@@ -106,8 +131,9 @@ def test_after_a_restart_the_baseline_history_comes_from_the_store(store: SqlSto
         t0 = 1_000.0 + i * 1_000
         events += [make_event("started", "etl", f"r{i}", ts=t0), make_event("completed", "etl", f"r{i}", ts=t0 + 100)]
     store.write_events(events)
-    mon, _, alerts = monitor(baselines=(Baseline("SlowRun", "run_duration", factor=2.0, runs=20, min_runs=10),),
-                             store=store)
+    mon, _, alerts = monitor(
+        baselines=(Baseline("SlowRun", "run_duration", factor=2.0, runs=20, min_runs=10),), store=store
+    )
     mon.observe(run_durations=[("etl", "completed", 150.0)])
     assert alerts == []
     mon.observe(run_durations=[("etl", "completed", 250.0)])
@@ -120,11 +146,15 @@ def test_collect_metrics_for_each_scope() -> None:
     for i in range(60):
         clock.now = 10_000.0 + i
         mon.observe([("etl", "load", 2.0 + i / 100)], [("etl", "completed", 30.0)] if i % 10 == 0 else [])
-    mon.take(ResourceUsage(0.0, 40.0, 4 << 30, 50.0, 1.0, 2.0, 3.0, 4.0),
-             {"r-1": usage(60.0, 100 << 20, 5.0), "r-2": usage(20.0, 50 << 20, 1.0)},
-             workflows={"r-1": "etl", "r-2": "etl"})
+    mon.take(
+        ResourceUsage(0.0, 40.0, 4 << 30, 50.0, 1.0, 2.0, 3.0, 4.0),
+        {"r-1": usage(60.0, 100 << 20, 5.0), "r-2": usage(20.0, 50 << 20, 1.0)},
+        workflows={"r-1": "etl", "r-2": "etl"},
+    )
     wf = mon.collect_metrics(Scope.workflow("etl"))
-    assert wf.throughput["steps_per_s_1m"] == pytest.approx(1.0) and wf.throughput["runs_per_s_1m"] == pytest.approx(0.1)
+    assert wf.throughput["steps_per_s_1m"] == pytest.approx(1.0) and wf.throughput["runs_per_s_1m"] == pytest.approx(
+        0.1
+    )
     assert wf.latency["run"].count == 6 and wf.latency["run"].p50 == pytest.approx(30.0, rel=0.01)
     assert wf.latency["step:load"].p99 == pytest.approx(2.58, rel=0.01)
     assert wf.cpu_usage == 80.0 and wf.memory_usage == 150 << 20 and wf.disk_io == (0.0, 6.0)
@@ -144,8 +174,9 @@ def test_threshold_alerts_go_to_an_alert_manager_object() -> None:
             self.got.append(alert)
 
     sink = Sink()
-    mon = PerformanceMonitor(None, [Threshold("HostCPU", "cpu_percent", ScopeKind.HOST, 50.0,
-                                              severity=Severity.ERROR)], alert_manager=sink)
+    mon = PerformanceMonitor(
+        None, [Threshold("HostCPU", "cpu_percent", ScopeKind.HOST, 50.0, severity=Severity.ERROR)], alert_manager=sink
+    )
     mon.take(usage(cpu=90.0), {})
     [a] = sink.got
     assert a.status is AlertStatus.FIRING and a.severity is Severity.ERROR

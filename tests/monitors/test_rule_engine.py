@@ -33,13 +33,25 @@ class Clock:
 class Rig:
     """A store, an engine on it, the alerts it sent, and the clock."""
 
-    def __init__(self, store: SqlStore, settings: RuleSettings = RuleSettings(),
-                 workflows: dict[str, WorkflowSettings] | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        settings: RuleSettings = RuleSettings(),
+        workflows: dict[str, WorkflowSettings] | None = None,
+        **kw: Any,
+    ) -> None:
         self.store = store
         self.clock = Clock(T0)
         self.sent: list[Alert] = []
-        self.engine = RuleEngine(store, self.sent.append, settings, workflows or {}, clock=self.clock,
-                                 external_url="https://fs.example", **kw)
+        self.engine = RuleEngine(
+            store,
+            self.sent.append,
+            settings,
+            workflows or {},
+            clock=self.clock,
+            external_url="https://fs.example",
+            **kw,
+        )
 
     def write(self, *events: Event, at: float | None = None) -> None:
         """Store a batch, then let the engine observe it (as the hub does)."""
@@ -53,8 +65,10 @@ class Rig:
 
     def got(self) -> list[tuple[str, str, str]]:
         """(alertname, run_id or step, status) of each alert sent, in order; then forgets them."""
-        out = [(a.labels["alertname"], a.labels.get("run_id") or a.labels.get("step", ""), a.status.value)
-               for a in self.sent]
+        out = [
+            (a.labels["alertname"], a.labels.get("run_id") or a.labels.get("step", ""), a.status.value)
+            for a in self.sent
+        ]
         self.sent.clear()
         return out
 
@@ -67,8 +81,16 @@ def failing_run(run: str, t: float, workflow: str = "etl") -> list[Event]:
     return [
         e(K.STARTED, run, t, workflow=workflow, total_steps=2),
         e(K.STEP_STARTED, run, t, "load", workflow),
-        e(K.STEP_FAILED, run, t + 5, "load", workflow, error="bad row", error_type="ValueError",
-          traceback="Traceback (most recent call last):\nValueError: bad row\n"),
+        e(
+            K.STEP_FAILED,
+            run,
+            t + 5,
+            "load",
+            workflow,
+            error="bad row",
+            error_type="ValueError",
+            traceback="Traceback (most recent call last):\nValueError: bad row\n",
+        ),
         e(K.FAILED, run, t + 5, workflow=workflow, error="bad row", error_type="ValueError"),
     ]
 
@@ -105,8 +127,13 @@ def test_a_failed_run_fires_once_and_a_newer_completed_run_resolves_it(rig: Rig)
     batch = failing_run("r-1", 0)
     rig.write(*batch)
     [a] = rig.sent
-    assert dict(a.labels) == {"alertname": "RunFailed", "workflow": "etl", "run_id": "r-1", "step": "load",
-                              "severity": "error"}
+    assert dict(a.labels) == {
+        "alertname": "RunFailed",
+        "workflow": "etl",
+        "run_id": "r-1",
+        "step": "load",
+        "severity": "error",
+    }
     assert a.source == "state" and a.link == "https://fs.example/runs/r-1"
     assert a.annotations["description"].startswith("ValueError: bad row\n")
     rig.got()
@@ -206,7 +233,8 @@ def test_history_is_read_once_per_workflow_while_cached(store: SqlStore) -> None
 
 
 def test_runs_completing_all_the_time_refresh_their_workflows_history_at_most_every_few_seconds(
-        store: SqlStore) -> None:
+    store: SqlStore,
+) -> None:
     rig = Rig(store, history_ttl=30.0, history_refresh=5.0)
     calls = count_calls(store, "history")
     rig.write(e(K.STARTED, "live", 0))
@@ -233,8 +261,12 @@ def test_step_failures_across_runs_fire_once_and_a_later_completion_resolves(sto
     assert rig.got() == []
     rig.write(e(K.STARTED, "r-2", 100), step_fail("r-2", 101))
     [a] = rig.sent
-    assert dict(a.labels) == {"alertname": "StepFailedRepeatedly", "workflow": "etl", "step": "load",
-                              "severity": "warning"}
+    assert dict(a.labels) == {
+        "alertname": "StepFailedRepeatedly",
+        "workflow": "etl",
+        "step": "load",
+        "severity": "warning",
+    }
     assert a.annotations["description"].startswith("RuntimeError: boom at 101\n")
     assert a.link == "https://fs.example/runs/r-2"
     rig.got()
@@ -256,8 +288,13 @@ def test_step_failures_spread_wider_than_the_window_do_not_fire(store: SqlStore)
 # ---- keeping it cheap ---------------------------------------------------------------------
 def test_observe_reads_a_run_only_when_its_events_can_change_a_verdict(rig: Rig) -> None:
     calls = count_calls(rig.store, "get_run")
-    rig.write(e(K.STARTED, "r-1", 0), e(K.STEP_STARTED, "r-1", 0, "a"), e(K.STEP_COMPLETED, "r-1", 1, "a"),
-              e(K.PROGRESS, "r-1", 2, done=1, total=2), e(K.HEARTBEAT, "r-1", 3))
+    rig.write(
+        e(K.STARTED, "r-1", 0),
+        e(K.STEP_STARTED, "r-1", 0, "a"),
+        e(K.STEP_COMPLETED, "r-1", 1, "a"),
+        e(K.PROGRESS, "r-1", 2, done=1, total=2),
+        e(K.HEARTBEAT, "r-1", 3),
+    )
     assert calls == []  # nothing fires for it and none of these can fire
     rig.write(*failing_run("r-2", 10), *failing_run("r-3", 10), e(K.HEARTBEAT, "r-1", 20))
     assert sorted(c[0] for c in calls) == ["r-2", "r-3"]  # once per run, for the batch
@@ -270,23 +307,35 @@ def test_observe_reads_a_run_only_when_its_events_can_change_a_verdict(rig: Rig)
 def test_a_new_engine_rebuilds_what_fires_from_the_store(store: SqlStore) -> None:
     before = Rig(store, settings=RuleSettings(step_failed=StepFailed(times=2, window=600)))
     before.write(*failing_run("green", 0))
-    before.write(*ok_run("ok", 10))                      # etl green again after "green" failed
+    before.write(*ok_run("ok", 10))  # etl green again after "green" failed
     before.write(*failing_run("red", 0, workflow="report"))
     before.write(e(K.STARTED, "quiet", 0, stall_timeout=60))
-    before.write(e(K.STARTED, "flaky", 0, workflow="sync"), step_fail("flaky", 1, workflow="sync"),
-                 step_fail("flaky", 2, workflow="sync"))
+    before.write(
+        e(K.STARTED, "flaky", 0, workflow="sync"),
+        step_fail("flaky", 1, workflow="sync"),
+        step_fail("flaky", 2, workflow="sync"),
+    )
     assert len(before.sent) == 4  # RunFailed green (then resolved), RunFailed red, StepFailedRepeatedly
 
     after = Rig(store, settings=RuleSettings(step_failed=StepFailed(times=2, window=600)))
     after.tick(100)
-    assert sorted(after.got()) == [("RunFailed", "red", "firing"), ("RunStalled", "quiet", "firing"),
-                                   ("StepFailedRepeatedly", "load", "firing")]
+    assert sorted(after.got()) == [
+        ("RunFailed", "red", "firing"),
+        ("RunStalled", "quiet", "firing"),
+        ("StepFailedRepeatedly", "load", "firing"),
+    ]
     # and it resolves them as the old one would have
-    after.write(*ok_run("ok2", 200, workflow="report"), e(K.HEARTBEAT, "quiet", 200),
-                e(K.STEP_COMPLETED, "flaky", 200, "load", "sync"))
+    after.write(
+        *ok_run("ok2", 200, workflow="report"),
+        e(K.HEARTBEAT, "quiet", 200),
+        e(K.STEP_COMPLETED, "flaky", 200, "load", "sync"),
+    )
     after.tick(201)
-    assert sorted(after.got()) == [("RunFailed", "red", "resolved"), ("RunStalled", "quiet", "resolved"),
-                                   ("StepFailedRepeatedly", "load", "resolved")]
+    assert sorted(after.got()) == [
+        ("RunFailed", "red", "resolved"),
+        ("RunStalled", "quiet", "resolved"),
+        ("StepFailedRepeatedly", "load", "resolved"),
+    ]
 
 
 def test_failures_the_step_recovered_from_before_a_restart_are_not_fired_again(store: SqlStore) -> None:
@@ -376,8 +425,9 @@ def test_a_restored_run_failed_still_failing_stays_firing_and_is_not_sent_again(
 
 def test_a_restored_step_alert_is_resolved_when_the_step_completed_meanwhile(store: SqlStore) -> None:
     rules = RuleSettings(step_failed=StepFailed(times=2, window=600))
-    fired = fired_before(store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2),
-                                 e(K.FAILED, "r-1", 3)], settings=rules)
+    fired = fired_before(
+        store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2), e(K.FAILED, "r-1", 3)], settings=rules
+    )
     assert ("StepFailedRepeatedly", "etl", "load") in {alert_key(a) for a in fired}
     store.write_events(ok_run("r-2", 2000))  # long after the window: the failures alone are not read again
     after = Rig(store, rules)
@@ -389,10 +439,16 @@ def test_a_restored_step_alert_is_resolved_when_the_step_completed_meanwhile(sto
 def test_a_restored_step_alert_whose_step_did_not_complete_stays_firing(store: SqlStore) -> None:
     rules = RuleSettings(step_failed=StepFailed(times=2, window=600))
     # live runs, with a stall_timeout long enough not to stall
-    fired = fired_before(store, [e(K.STARTED, "r-1", 0, stall_timeout=86_400), step_fail("r-1", 1),
-                                 step_fail("r-1", 2)], settings=rules)
-    store.write_events([e(K.STEP_COMPLETED, "r-1", 5, "other"), e(K.STARTED, "r-2", 100, stall_timeout=86_400),
-                        e(K.STEP_COMPLETED, "r-2", 101, "extract")])
+    fired = fired_before(
+        store, [e(K.STARTED, "r-1", 0, stall_timeout=86_400), step_fail("r-1", 1), step_fail("r-1", 2)], settings=rules
+    )
+    store.write_events(
+        [
+            e(K.STEP_COMPLETED, "r-1", 5, "other"),
+            e(K.STARTED, "r-2", 100, stall_timeout=86_400),
+            e(K.STEP_COMPLETED, "r-2", 101, "extract"),
+        ]
+    )
     after = Rig(store, rules)
     after.engine.restore(fired)
     after.tick(2000)
@@ -402,8 +458,11 @@ def test_a_restored_step_alert_whose_step_did_not_complete_stays_firing(store: S
 
 
 def test_a_restored_step_alert_is_resolved_when_its_rule_was_turned_off(store: SqlStore) -> None:
-    fired = fired_before(store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2)],
-                         settings=RuleSettings(step_failed=StepFailed(times=2)))
+    fired = fired_before(
+        store,
+        [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2)],
+        settings=RuleSettings(step_failed=StepFailed(times=2)),
+    )
     after = Rig(store, RuleSettings(step_failed=StepFailed(enabled=False)))
     after.engine.restore(fired)
     after.tick(10)
@@ -430,7 +489,8 @@ def test_a_failed_batch_seen_again_after_its_workflow_went_green_does_not_fire_a
 
 @pytest.mark.parametrize(("age", "expired"), [(86_400.0, False), (7 * 86_400.0 - 5, False), (7 * 86_400.0 + 1, True)])
 def test_run_failed_expires_lookback_after_the_failure_and_a_restart_does_not_revive_it(
-        store: SqlStore, age: float, expired: bool) -> None:
+    store: SqlStore, age: float, expired: bool
+) -> None:
     rig = Rig(store, lookback=7 * 86_400.0)
     rig.write(*failing_run("r-1", 0))  # failed at +5
     rig.got()

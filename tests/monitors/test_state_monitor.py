@@ -57,7 +57,9 @@ def test_state_changes_are_kept_in_history_and_persisted_to_the_store(store: Sql
 
     made = run(go)
     assert [(t.old_state, t.new_state, t.applied) for t in made] == [
-        (S.RUNNING, S.SUSPENDED, True), (S.SUSPENDED, S.RUNNING, True), (S.RUNNING, S.COMPLETED, True),
+        (S.RUNNING, S.SUSPENDED, True),
+        (S.SUSPENDED, S.RUNNING, True),
+        (S.RUNNING, S.COMPLETED, True),
     ]
     assert mon.state_history[run_id] == made
     assert [t.timestamp for t in made] == [T0 + 10, T0 + 15, T0 + 20]
@@ -106,7 +108,10 @@ def test_an_illegal_transition_raises_is_recorded_refused_and_not_applied(store:
     assert (refused.old_state, refused.new_state, refused.applied) == (S.COMPLETED, S.RUNNING, False)
     stored = store.run_transitions(run_id)[-1]
     assert (stored.old_state, stored.new_state, stored.applied, stored.reason) == (
-        S.COMPLETED, S.RUNNING, False, "retry",
+        S.COMPLETED,
+        S.RUNNING,
+        False,
+        "retry",
     )
     row = store.get_run(run_id)
     assert row is not None and row.state is S.COMPLETED
@@ -159,10 +164,12 @@ def test_a_transition_decided_from_a_stale_state_does_not_reopen_a_completed_run
     mon = StateMonitor(store, clock=Clock(T0 + 10))
     run(lambda: mon.monitor_state_change(run_id, S.SUSPENDED))
     # another writer (a second replica, the SDK) resumes and completes the run
-    store.write_events([
-        make_event(EventKind.RESUMED, "etl", run_id, ts=T0 + 11),
-        make_event(EventKind.COMPLETED, "etl", run_id, ts=T0 + 12),
-    ])
+    store.write_events(
+        [
+            make_event(EventKind.RESUMED, "etl", run_id, ts=T0 + 11),
+            make_event(EventKind.COMPLETED, "etl", run_id, ts=T0 + 12),
+        ]
+    )
     with pytest.raises(TransitionError):
         run(lambda: mon.monitor_state_change(run_id, S.RUNNING))
     row = store.get_run(run_id)

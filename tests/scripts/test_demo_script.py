@@ -26,8 +26,13 @@ py-modules = ["standin"]
 
 
 def _demo(project: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(project / "scripts" / "demo"), "--no-live"], capture_output=True,
-                          text=True, timeout=600, cwd=project)
+    return subprocess.run(
+        ["bash", str(project / "scripts" / "demo"), "--no-live"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=project,
+    )
 
 
 def test_the_demo_script_installs_only_when_pyproject_changed_and_says_so(tmp_path: Path) -> None:

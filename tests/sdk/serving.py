@@ -45,7 +45,9 @@ class ServerProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*FLOWSIGHT, "--db", str(self.db), "serve", "--port", str(self.port), *self.flags],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         if wait_healthy(self.proc, self.url, timeout):
             return self
         if self.proc.poll() is not None:
@@ -71,8 +73,12 @@ class ServerProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def token(self, scope: str, name: str) -> str:
-        out = subprocess.run([*FLOWSIGHT, "--db", str(self.db), "token", "create", "--scope", scope, "--name", name],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [*FLOWSIGHT, "--db", str(self.db), "token", "create", "--scope", scope, "--name", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 

@@ -25,29 +25,33 @@ from flowsight.sdk.http import HttpOptions, HttpSink
 from tests.sdk.serving import ServerProcess, wait_until
 
 TOTAL = 100_000
-PACE = 1000            # events between pauses ...
-PAUSE = 0.06           # ... so the 100,000 take about 6 s to produce on a quiet machine
+PACE = 1000  # events between pauses ...
+PAUSE = 0.06  # ... so the 100,000 take about 6 s to produce on a quiet machine
 KILLS = 2
-WAIT = 60.0            # seconds for an outcome on a busy machine
+WAIT = 60.0  # seconds for an outcome on a busy machine
 
 
 def produce(c: Client, killed: list[threading.Event], done: threading.Event) -> None:
     run = Run("crash", run_id="crash-run", client=c).start()  # event 1
     part = (TOTAL - 2) // (KILLS + 1)
-    for i in range(TOTAL - 2):                                  # events 2 .. 99,999
+    for i in range(TOTAL - 2):  # events 2 .. 99,999
         if i and i % part == 0 and i // part <= KILLS:
             killed[i // part - 1].wait(WAIT)  # not past a third (two thirds) before the first (second) kill
         run.progress(i, TOTAL - 2)
         if i % PACE == PACE - 1:
             time.sleep(PAUSE)
-    run.complete()                                              # event 100,000
+    run.complete()  # event 100,000
     done.set()
 
 
 def test_every_event_is_stored_exactly_once_across_two_kill_9s_of_the_server(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "server.db", log_dir=tmp_path).start()
-    c = Client(url=server.url, spool_dir=tmp_path / "spool", batch_size=500,
-               http=HttpOptions(retry_base=0.05, retry_max_delay=0.5, rescan_every=0.2))
+    c = Client(
+        url=server.url,
+        spool_dir=tmp_path / "spool",
+        batch_size=500,
+        http=HttpOptions(retry_base=0.05, retry_max_delay=0.5, rescan_every=0.2),
+    )
     c.start()
     sink = c.writer.sink
     assert isinstance(sink, HttpSink)
@@ -65,7 +69,7 @@ def test_every_event_is_stored_exactly_once_across_two_kill_9s_of_the_server(tmp
             server.kill()
             kill.set()
             wait_until(lambda: sink.stats.retries > retries, WAIT, "the SDK to find the server gone")
-            server.start()   # same file, same port
+            server.start()  # same file, same port
         producer.join(WAIT)
         assert produced.is_set()
         assert c.flush(timeout=WAIT) is True
@@ -78,7 +82,8 @@ def test_every_event_is_stored_exactly_once_across_two_kill_9s_of_the_server(tmp
 
     [(count, distinct, progress, ones)] = server.rows(
         "SELECT COUNT(*), COUNT(DISTINCT id), COUNT(DISTINCT json_extract(attrs, '$.done')), "
-        "SUM(kind IN ('started', 'completed')) FROM events WHERE run_id = 'crash-run'")
+        "SUM(kind IN ('started', 'completed')) FROM events WHERE run_id = 'crash-run'"
+    )
     assert (count, distinct) == (TOTAL, TOTAL)
     assert (progress, ones) == (TOTAL - 2, 2)  # every progress value once, started and completed once
     assert server.rows("SELECT state FROM runs WHERE run_id = 'crash-run'") == [("completed",)]
@@ -89,5 +94,7 @@ def test_every_event_is_stored_exactly_once_across_two_kill_9s_of_the_server(tmp
     # committed its batch but died before it could answer
     assert s.accepted + s.duplicates == TOTAL
     assert sink.spool.segments() == []
-    print(f"\ncrash test: {TOTAL} events in {took:.1f}s, 2 kill -9s; {s.requests} requests, "
-          f"{s.retries} retries, {s.duplicates} duplicates re-sent after a kill")
+    print(
+        f"\ncrash test: {TOTAL} events in {took:.1f}s, 2 kill -9s; {s.requests} requests, "
+        f"{s.retries} retries, {s.duplicates} duplicates re-sent after a kill"
+    )

@@ -37,30 +37,38 @@ def stored(server: ServerProcess, run_id: str) -> list[tuple[str, str | None]]:
 
 # ---- decisions: pure --------------------------------------------------------
 
-@pytest.mark.parametrize(("attempt", "rand", "expected"), [
-    (1, 0.0, 0.125),      # half of base 0.25 fixed ...
-    (1, 0.5, 0.1875),     # ... the other half jittered
-    (2, 0.0, 0.25),       # doubling
-    (3, 0.0, 0.5),
-    (3, 1.0, 1.0),
-    (6, 0.0, 4.0),        # 0.25 * 2**5 = 8 -> 4..8
-    (6, 1.0, 8.0),
-    (7, 0.0, 5.0),        # 16 is over the cap: 10 -> 5..10 from here on
-    (7, 1.0, 10.0),
-    (10_000, 0.999, 9.995),  # no overflow
-    (0, 0.0, 0.125),      # attempt 0 counts as the first
-])
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "expected"),
+    [
+        (1, 0.0, 0.125),  # half of base 0.25 fixed ...
+        (1, 0.5, 0.1875),  # ... the other half jittered
+        (2, 0.0, 0.25),  # doubling
+        (3, 0.0, 0.5),
+        (3, 1.0, 1.0),
+        (6, 0.0, 4.0),  # 0.25 * 2**5 = 8 -> 4..8
+        (6, 1.0, 8.0),
+        (7, 0.0, 5.0),  # 16 is over the cap: 10 -> 5..10 from here on
+        (7, 1.0, 10.0),
+        (10_000, 0.999, 9.995),  # no overflow
+        (0, 0.0, 0.125),  # attempt 0 counts as the first
+    ],
+)
 def test_retry_delay_doubles_with_jitter_up_to_the_cap(attempt: int, rand: float, expected: float) -> None:
     assert retry_delay(attempt, rand, base=0.25, cap=10.0) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("attempt", "retry_after", "expected"), [
-    (1, 3.0, 3.0),      # the server asks for more: it gets it
-    (1, 60.0, 10.0),    # ... up to the cap
-    (5, 0.5, 2.0),      # asks for less than the backoff: the backoff stands
-])
-def test_retry_after_from_the_server_raises_the_delay_up_to_the_cap(attempt: int, retry_after: float,
-                                                                    expected: float) -> None:
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "expected"),
+    [
+        (1, 3.0, 3.0),  # the server asks for more: it gets it
+        (1, 60.0, 10.0),  # ... up to the cap
+        (5, 0.5, 2.0),  # asks for less than the backoff: the backoff stands
+    ],
+)
+def test_retry_after_from_the_server_raises_the_delay_up_to_the_cap(
+    attempt: int, retry_after: float, expected: float
+) -> None:
     assert retry_delay(attempt, 0.0, base=0.25, cap=10.0, retry_after=retry_after) == pytest.approx(expected)
 
 
@@ -70,33 +78,39 @@ def test_retry_delay_never_shrinks_as_attempts_grow() -> None:
         assert delays == sorted(delays) and max(delays) <= 10.0
 
 
-@pytest.mark.parametrize(("status", "count", "expected"), [
-    (200, 10, Verdict.DELIVERED),
-    (429, 10, Verdict.RETRY),
-    (500, 10, Verdict.RETRY),
-    (502, 10, Verdict.RETRY),
-    (503, 10, Verdict.RETRY),
-    (504, 10, Verdict.RETRY),
-    (408, 10, Verdict.RETRY),
-    (413, 10, Verdict.SPLIT),
-    (413, 1, Verdict.PERMANENT),   # one event too big: halving cannot help
-    (400, 10, Verdict.PERMANENT),
-    (401, 10, Verdict.UNAUTHORIZED),
-    (403, 10, Verdict.UNAUTHORIZED),
-    (404, 10, Verdict.PERMANENT),
-    (415, 10, Verdict.PERMANENT),
-    (301, 10, Verdict.PERMANENT),  # httpx does not follow redirects for a POST: the URL is wrong
-])
+@pytest.mark.parametrize(
+    ("status", "count", "expected"),
+    [
+        (200, 10, Verdict.DELIVERED),
+        (429, 10, Verdict.RETRY),
+        (500, 10, Verdict.RETRY),
+        (502, 10, Verdict.RETRY),
+        (503, 10, Verdict.RETRY),
+        (504, 10, Verdict.RETRY),
+        (408, 10, Verdict.RETRY),
+        (413, 10, Verdict.SPLIT),
+        (413, 1, Verdict.PERMANENT),  # one event too big: halving cannot help
+        (400, 10, Verdict.PERMANENT),
+        (401, 10, Verdict.UNAUTHORIZED),
+        (403, 10, Verdict.UNAUTHORIZED),
+        (404, 10, Verdict.PERMANENT),
+        (415, 10, Verdict.PERMANENT),
+        (301, 10, Verdict.PERMANENT),  # httpx does not follow redirects for a POST: the URL is wrong
+    ],
+)
 def test_verdict_of_each_status(status: int, count: int, expected: Verdict) -> None:
     assert verdict(status, count) is expected
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://127.0.0.1:8640", "http://127.0.0.1:8640"),
-    ("http://127.0.0.1:8640/", "http://127.0.0.1:8640"),
-    ("  https://fs.example.com/flowsight/ ", "https://fs.example.com/flowsight"),
-    ("http://h:1/api/v1/events", "http://h:1"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8640", "http://127.0.0.1:8640"),
+        ("http://127.0.0.1:8640/", "http://127.0.0.1:8640"),
+        ("  https://fs.example.com/flowsight/ ", "https://fs.example.com/flowsight"),
+        ("http://h:1/api/v1/events", "http://h:1"),
+    ],
+)
 def test_server_urls_are_normalised(url: str, expected: str) -> None:
     assert normalize_url(url) == expected
 
@@ -109,6 +123,7 @@ def test_a_url_that_is_not_http_is_refused_with_an_example(url: str) -> None:
 
 # ---- against a real server ------------------------------------------------------
 
+
 def test_configure_url_sends_runs_to_the_server(server: ServerProcess, tmp_path: Path, no_default: None) -> None:
     c = flowsight.configure(url=server.url, spool_dir=tmp_path / "spool", http=FAST)
     assert (c.url, c.db) == (server.url, None)
@@ -120,8 +135,14 @@ def test_configure_url_sends_runs_to_the_server(server: ServerProcess, tmp_path:
     assert flowsight.flush(timeout=20) is True
 
     assert stored(server, run.run_id) == [
-        ("started", None), ("step_started", "extract"), ("step_completed", "extract"),
-        ("step_started", "load"), ("progress", "load"), ("step_completed", "load"), ("completed", None)]
+        ("started", None),
+        ("step_started", "extract"),
+        ("step_completed", "extract"),
+        ("step_started", "load"),
+        ("progress", "load"),
+        ("step_completed", "load"),
+        ("completed", None),
+    ]
     detail = httpx.get(f"{server.url}/api/v1/runs/{run.run_id}", timeout=5).json()
     assert (detail["state"], detail["completed_steps"], detail["total_steps"]) == ("completed", 2, 2)
     assert detail["attrs"]["owner"] == "ana"
@@ -131,7 +152,8 @@ def test_configure_url_sends_runs_to_the_server(server: ServerProcess, tmp_path:
 
 
 def test_the_default_client_follows_flowsight_url_which_wins_over_the_database_variable(
-        server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None) -> None:
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
     monkeypatch.setenv("FLOWSIGHT_URL", server.url)
     monkeypatch.setenv("FLOWSIGHT_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("FLOWSIGHT_DATABASE_URL", str(tmp_path / "local.db"))
@@ -144,9 +166,9 @@ def test_the_default_client_follows_flowsight_url_which_wins_over_the_database_v
     assert list((tmp_path / "spool").iterdir()) == [sink_of(get_client()).spool.dir]
 
 
-def test_url_wins_over_db_and_db_alone_still_means_a_store(server: ServerProcess, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            no_default: None) -> None:
+def test_url_wins_over_db_and_db_alone_still_means_a_store(
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
     monkeypatch.setenv("FLOWSIGHT_URL", server.url)
     both = flowsight.configure(db=str(tmp_path / "local.db"), url=server.url, spool_dir=tmp_path / "spool")
     assert (both.url, both.db) == (server.url, None)
@@ -160,7 +182,8 @@ def test_url_wins_over_db_and_db_alone_still_means_a_store(server: ServerProcess
 
 
 def test_events_made_while_the_server_is_down_are_spooled_and_delivered_when_it_starts(
-        stopped_server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture) -> None:
+    stopped_server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
     c = make_client(stopped_server.url)
     run = Run("outage", client=c).start()
     for i in range(1000):
@@ -185,7 +208,8 @@ def test_events_made_while_the_server_is_down_are_spooled_and_delivered_when_it_
 
 
 def test_a_bad_token_is_one_error_and_the_events_are_kept_for_a_good_one(
-        server: ServerProcess, make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server: ServerProcess, make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     good = server.token("ingest", "ci")
     bad = make_client(server.url, token="not-a-token", spool_dir=tmp_path / "spool")
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
@@ -206,12 +230,15 @@ def test_a_bad_token_is_one_error_and_the_events_are_kept_for_a_good_one(
     # the token fixed: the next process reporting there sends them, each once
     good_client = make_client(server.url, token=good, spool_dir=tmp_path / "spool")
     assert good_client.flush(timeout=20) is True
-    wait_until(lambda: stored(server, run.run_id) == [("started", None), ("completed", None)],
-               what="the kept events delivered with the good token")
+    wait_until(
+        lambda: stored(server, run.run_id) == [("started", None), ("completed", None)],
+        what="the kept events delivered with the good token",
+    )
 
 
-def test_the_token_comes_from_flowsight_token(server: ServerProcess, make_client: MakeClient,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_comes_from_flowsight_token(
+    server: ServerProcess, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLOWSIGHT_TOKEN", server.token("ingest", "env"))
     c = make_client(server.url)
     with flowsight.workflow("env-token", client=c) as run:
@@ -222,7 +249,8 @@ def test_the_token_comes_from_flowsight_token(server: ServerProcess, make_client
 
 
 def test_events_the_server_rejects_one_by_one_are_logged_counted_and_not_resent(
-        server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture) -> None:
+    server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
     c = make_client(server.url)
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
         with flowsight.workflow("partly-bad", client=c) as run:
@@ -236,8 +264,12 @@ def test_events_the_server_rejects_one_by_one_are_logged_counted_and_not_resent(
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "rejected 2 of 6 events; they are not sent again" in warning
     assert "field 'step': longer than 512 characters" in warning
-    assert stored(server, run.run_id) == [("started", None), ("step_started", "fine"), ("step_completed", "fine"),
-                                          ("completed", None)]
+    assert stored(server, run.run_id) == [
+        ("started", None),
+        ("step_started", "fine"),
+        ("step_completed", "fine"),
+        ("completed", None),
+    ]
 
 
 class Recording(httpx.HTTPTransport):
@@ -274,7 +306,8 @@ def test_bodies_are_gzip_compressed_json_arrays(server: ServerProcess, make_clie
 
 
 def test_a_batch_sent_again_after_a_crash_is_a_duplicate_on_the_server_never_a_second_copy(
-        server: ServerProcess, make_client: MakeClient) -> None:
+    server: ServerProcess, make_client: MakeClient
+) -> None:
     spy = Recording()
     c = make_client(server.url, http_transport=spy)
     with flowsight.workflow("twice", client=c) as run:
@@ -308,8 +341,12 @@ def test_a_batch_too_big_for_the_server_is_split_until_it_fits(tmp_path: Path, m
         sizes = [len(json.loads(gzip.decompress(b))) for _, b in spy.sent]
         assert sizes[:3] == [50, 25, 12]  # halved until it fits: 50 -> 25 -> 12 + 13 -> 6 + 6 ...
         assert sum(s for s in sizes if s <= 10) == 50
-        done = [d for (d,) in server.rows("SELECT json_extract(attrs, '$.done') FROM events WHERE kind = 'progress' "
-                                          "ORDER BY seq")]
+        done = [
+            d
+            for (d,) in server.rows(
+                "SELECT json_extract(attrs, '$.done') FROM events WHERE kind = 'progress' ORDER BY seq"
+            )
+        ]
         assert done == list(range(48))  # the halves went in their place in the order
     finally:
         server.stop()
@@ -325,8 +362,7 @@ def blackhole() -> Iterator[str]:
 
 
 def test_the_workflow_never_waits_on_a_server_that_does_not_answer(blackhole: str, tmp_path: Path) -> None:
-    c = Client(url=blackhole, spool_dir=tmp_path / "spool",
-               http=HttpOptions(timeout=30.0, exit_timeout=1.0))
+    c = Client(url=blackhole, spool_dir=tmp_path / "spool", http=HttpOptions(timeout=30.0, exit_timeout=1.0))
     run = Run("hot", client=c).start()
     for _ in range(10_000):
         with run.step("s"):
@@ -342,7 +378,8 @@ def test_the_workflow_never_waits_on_a_server_that_does_not_answer(blackhole: st
 
 
 def test_closing_with_the_server_down_returns_at_once_and_leaves_the_events_spooled(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     # an exit timeout longer than the test may run: close returns because the server is down, not at its end
     c = Client(url=url, spool_dir=tmp_path / "spool", http=dataclasses.replace(FAST, exit_timeout=3600.0))

@@ -58,8 +58,12 @@ def run_and_kill(store_url: str, cwd: Path, workflow: str, run_id: str, flushes:
     args = [workflow, run_id, str(FLUSH_EVERY), str(flushes if hang else 0)]
     reported: list[int] = []
     with subprocess.Popen(
-        [sys.executable, "-c", CHILD, *args], cwd=cwd, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", CHILD, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         try:

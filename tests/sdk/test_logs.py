@@ -69,11 +69,23 @@ def stored(store: SqlStore, **filters: Any) -> list[StoredLog]:
 
 # ---- pure -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("levelno", "level"), [
-    (0, LogLevel.TRACE), (5, LogLevel.TRACE), (logging.DEBUG, LogLevel.DEBUG), (15, LogLevel.DEBUG),
-    (logging.INFO, LogLevel.INFO), (25, LogLevel.INFO), (logging.WARNING, LogLevel.WARN),
-    (logging.ERROR, LogLevel.ERROR), (45, LogLevel.ERROR), (logging.CRITICAL, LogLevel.FATAL), (60, LogLevel.FATAL),
-])
+
+@pytest.mark.parametrize(
+    ("levelno", "level"),
+    [
+        (0, LogLevel.TRACE),
+        (5, LogLevel.TRACE),
+        (logging.DEBUG, LogLevel.DEBUG),
+        (15, LogLevel.DEBUG),
+        (logging.INFO, LogLevel.INFO),
+        (25, LogLevel.INFO),
+        (logging.WARNING, LogLevel.WARN),
+        (logging.ERROR, LogLevel.ERROR),
+        (45, LogLevel.ERROR),
+        (logging.CRITICAL, LogLevel.FATAL),
+        (60, LogLevel.FATAL),
+    ],
+)
 def test_logging_levels_map_to_flowsight_levels(levelno: int, level: LogLevel) -> None:
     assert level_of(levelno) is level
 
@@ -90,15 +102,26 @@ def test_records_get_time_sortable_unique_ids_from_their_time() -> None:
 def test_the_wire_form_is_what_post_api_v1_logs_takes() -> None:
     [rec] = build_log_records([LogEntry(1.5, LogLevel.WARN, "disk", "logging", "etl", "r1", None, {"n": 3})])
     [item] = json.loads(encode_logs([rec]))
-    assert item == {"id": rec.id, "ts": 1.5, "level": "warn", "message": "disk", "source": "logging",
-                    "workflow": "etl", "run_id": "r1", "fields": {"n": 3}}
+    assert item == {
+        "id": rec.id,
+        "ts": 1.5,
+        "level": "warn",
+        "message": "disk",
+        "source": "logging",
+        "workflow": "etl",
+        "run_id": "r1",
+        "fields": {"n": 3},
+    }
 
 
 def test_text_utf8_cannot_carry_is_replaced_not_the_batch_lost() -> None:
     bad = "file-\udcff.csv"  # os.fsdecode() of a non-UTF-8 name
-    records = build_log_records([LogEntry(1.0, LogLevel.INFO, f"read {bad}", "logging", step=bad,
-                                          fields={"path": bad, bad: 1}),
-                                 LogEntry(2.0, LogLevel.INFO, "fine", "logging")])
+    records = build_log_records(
+        [
+            LogEntry(1.0, LogLevel.INFO, f"read {bad}", "logging", step=bad, fields={"path": bad, bad: 1}),
+            LogEntry(2.0, LogLevel.INFO, "fine", "logging"),
+        ]
+    )
     first, second = json.loads(encode_logs(records))
     assert (first["message"], first["step"]) == ("read file-\ufffd.csv", "file-\ufffd.csv")
     assert first["fields"] == {"path": "file-\ufffd.csv", "file-\ufffd.csv": 1}
@@ -107,8 +130,10 @@ def test_text_utf8_cannot_carry_is_replaced_not_the_batch_lost() -> None:
 
 # ---- into a store -----------------------------------------------------------------
 
+
 def test_logging_inside_a_step_is_stored_with_the_run_and_step(
-        client: Client, store: SqlStore, logger: logging.Logger) -> None:
+    client: Client, store: SqlStore, logger: logging.Logger
+) -> None:
     attach(logger, client)
     logger.info("before any run")
     with workflow("etl", client=client) as run:
@@ -140,7 +165,9 @@ def test_logging_inside_a_step_is_stored_with_the_run_and_step(
     assert (fields["rows"], fields["table"], fields["ratio"]) == (3, "orders", 0.5)
     assert "obj" not in fields  # not a JSON scalar
     assert [s.entry.message for s in stored(store, run_id=run.run_id, step="extract")] == [
-        "3 rows skipped", "back in extract"]
+        "3 rows skipped",
+        "back in extract",
+    ]
 
 
 def test_an_exception_is_stored_with_its_traceback(client: Client, store: SqlStore, logger: logging.Logger) -> None:
@@ -164,8 +191,7 @@ def test_an_exception_is_stored_with_its_traceback(client: Client, store: SqlSto
     assert fatal.entry.level is LogLevel.FATAL and "Stack (most recent call last):" in fatal.entry.message
 
 
-def test_a_formatter_on_the_handler_shapes_the_message(
-        client: Client, store: SqlStore, logger: logging.Logger) -> None:
+def test_a_formatter_on_the_handler_shapes_the_message(client: Client, store: SqlStore, logger: logging.Logger) -> None:
     attach(logger, client).setFormatter(logging.Formatter("[%(name)s] %(message)s"))
     logger.info("hello %s", "world")
     assert client.flush()
@@ -192,9 +218,11 @@ def test_an_async_run_attaches_to_logs_of_its_tasks(client: Client, store: SqlSt
 
 
 def test_a_thread_the_run_did_not_start_names_its_run_with_extra(
-        client: Client, store: SqlStore, logger: logging.Logger) -> None:
+    client: Client, store: SqlStore, logger: logging.Logger
+) -> None:
     attach(logger, client)
     with workflow("etl", client=client) as run:
+
         def work() -> None:
             logger.info("no context here")
             logger.info("named", extra={"workflow": run.workflow, "run_id": run.run_id, "step": "pool"})
@@ -208,7 +236,8 @@ def test_a_thread_the_run_did_not_start_names_its_run_with_extra(
 
 
 def test_the_default_client_is_the_one_configured_when_the_record_comes(
-        store_url: str, store: SqlStore, logger: logging.Logger, no_default: None) -> None:
+    store_url: str, store: SqlStore, logger: logging.Logger, no_default: None
+) -> None:
     attach(logger)  # before configure()
     flowsight.configure(store_url)
     with flowsight.workflow("etl") as run:
@@ -228,17 +257,19 @@ def test_no_log_writer_until_the_first_entry(client: Client) -> None:
 
 # ---- never raises, never feeds itself ------------------------------------------------
 
+
 class Broken(Client):
     def emit_log(self, entry: LogEntry) -> None:
         raise OSError("disk on fire")
 
 
 def test_a_failure_inside_the_handler_goes_to_handle_error_not_to_the_caller(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     handled: list[logging.LogRecord] = []
     handler = LogHandler(client=Broken(db=str(tmp_path / "x.db")))
     monkeypatch.setattr(handler, "handleError", handled.append)
-    handler.handle(logging.makeLogRecord({"msg": "fine"}))                        # the client raises
+    handler.handle(logging.makeLogRecord({"msg": "fine"}))  # the client raises
     handler.handle(logging.makeLogRecord({"msg": "bad %d", "args": ("format",)}))  # formatting raises
     assert [r.msg for r in handled] == ["fine", "bad %d"]
 
@@ -251,8 +282,7 @@ class Chatty(Client):
         super().emit_log(entry)
 
 
-def test_a_record_logged_while_the_handler_runs_is_not_shipped(
-        tmp_path: Path, store_url: str, store: SqlStore) -> None:
+def test_a_record_logged_while_the_handler_runs_is_not_shipped(tmp_path: Path, store_url: str, store: SqlStore) -> None:
     root = logging.getLogger()
     c = Chatty(db=store_url)
     handler = LogHandler(client=c)
@@ -267,7 +297,8 @@ def test_a_record_logged_while_the_handler_runs_is_not_shipped(
 
 
 def test_the_sdks_own_loggers_and_threads_are_not_shipped(
-        client: Client, store: SqlStore, logger: logging.Logger) -> None:
+    client: Client, store: SqlStore, logger: logging.Logger
+) -> None:
     handler = attach(logger, client)
     handler.handle(logging.makeLogRecord({"name": "flowsight.sdk", "msg": "spool full", "levelno": 30}))
     handler.handle(logging.makeLogRecord({"name": "flowsight.sdk.http", "msg": "retrying", "levelno": 30}))
@@ -285,6 +316,7 @@ def test_the_sdks_own_loggers_and_threads_are_not_shipped(
 
 
 # ---- over HTTP ---------------------------------------------------------------------
+
 
 class LogsReceiver(ThreadingHTTPServer):
     """Answers ``POST /api/v1/logs`` (and ``/api/v1/events``) like the ingest
@@ -321,8 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
                 seen = srv.items if self.path == "/api/v1/logs" else srv.events
                 new = [i for i in items if i["id"] not in seen]
                 seen.update((i["id"], i) for i in new)
-                answer = {"accepted": len(new), "duplicates": len(items) - len(new), "rejected": 0,
-                          "results": [{"status": "accepted"}] * len(new)}
+                answer = {
+                    "accepted": len(new),
+                    "duplicates": len(items) - len(new),
+                    "rejected": 0,
+                    "results": [{"status": "accepted"}] * len(new),
+                }
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -352,7 +388,8 @@ def http_client(url: str, tmp_path: Path, **kw: Any) -> Client:
 
 
 def test_entries_go_to_post_api_v1_logs_gzipped_with_the_token(
-        receiver: LogsReceiver, tmp_path: Path, logger: logging.Logger) -> None:
+    receiver: LogsReceiver, tmp_path: Path, logger: logging.Logger
+) -> None:
     c = http_client(receiver.url, tmp_path, token="s3cret")
     try:
         attach(logger, c)
@@ -364,17 +401,24 @@ def test_entries_go_to_post_api_v1_logs_gzipped_with_the_token(
         c.close()
     [item] = receiver.items.values()
     assert {k: item[k] for k in ("level", "message", "source", "workflow", "run_id", "step")} == {
-        "level": "warn", "message": "slow", "source": "logging", "workflow": "etl", "run_id": run.run_id,
-        "step": "load"}
+        "level": "warn",
+        "message": "slow",
+        "source": "logging",
+        "workflow": "etl",
+        "run_id": run.run_id,
+        "step": "load",
+    }
     assert item["fields"]["ms"] == 1200
     logs_posts = [h for p, h in zip(receiver.paths, receiver.headers_seen) if p == "/api/v1/logs"]
-    assert logs_posts and all(h["Content-Encoding"] == "gzip" and h["Authorization"] == "Bearer s3cret"
-                              for h in logs_posts)
+    assert logs_posts and all(
+        h["Content-Encoding"] == "gzip" and h["Authorization"] == "Bearer s3cret" for h in logs_posts
+    )
     assert set(receiver.paths) == {"/api/v1/logs", "/api/v1/events"}
 
 
 def test_a_real_server_stores_the_entries_with_their_run_and_step_once(
-        server: ServerProcess, make_client: MakeClient, logger: logging.Logger) -> None:
+    server: ServerProcess, make_client: MakeClient, logger: logging.Logger
+) -> None:
     c = make_client(server.url)
     attach(logger, c)
     with workflow("etl", client=c) as run:
@@ -397,13 +441,15 @@ def test_a_real_server_stores_the_entries_with_their_run_and_step_once(
     # the same batch again (a retry after a lost answer): duplicates, not stored twice
     body = gzip.compress(encode_logs(build_log_records([LogEntry(1.0, LogLevel.INFO, "once", "logging")])))
     for expected in ("accepted", "duplicates"):
-        answer = httpx.post(f"{server.url}/api/v1/logs", content=body,
-                            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}).json()
+        answer = httpx.post(
+            f"{server.url}/api/v1/logs",
+            content=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ).json()
         assert answer[expected] == 1
 
 
-def test_what_httpx_logs_on_the_sender_thread_is_not_shipped_back(
-        receiver: LogsReceiver, tmp_path: Path) -> None:
+def test_what_httpx_logs_on_the_sender_thread_is_not_shipped_back(receiver: LogsReceiver, tmp_path: Path) -> None:
     root = logging.getLogger()
     old = root.level
     root.setLevel(logging.DEBUG)  # httpx logs every request at INFO, httpcore at DEBUG
@@ -422,7 +468,8 @@ def test_what_httpx_logs_on_the_sender_thread_is_not_shipped_back(
 
 
 def test_a_busy_server_gets_the_batch_again_after_backoff(
-        receiver: LogsReceiver, tmp_path: Path, logger: logging.Logger) -> None:
+    receiver: LogsReceiver, tmp_path: Path, logger: logging.Logger
+) -> None:
     receiver.statuses = [503, 503]
     c = http_client(receiver.url, tmp_path)
     try:
@@ -438,7 +485,8 @@ def test_a_busy_server_gets_the_batch_again_after_backoff(
 
 
 def test_entries_spooled_while_the_server_is_down_are_sent_by_the_next_process(
-        stopped_server: ServerProcess, tmp_path: Path) -> None:
+    stopped_server: ServerProcess, tmp_path: Path
+) -> None:
     url = stopped_server.url
     child = textwrap.dedent("""
         import logging, sys
@@ -472,7 +520,8 @@ def test_entries_spooled_while_the_server_is_down_are_sent_by_the_next_process(
 
 
 def test_a_full_log_spool_drops_the_oldest_entries_with_a_counted_warning_and_keeps_events(
-        tmp_path: Path, logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nobody there
     c = http_client(url, tmp_path, spool_max_bytes=30_000, batch_size=50)
     try:

@@ -83,9 +83,7 @@ def test_a_run_used_as_a_context_manager_stores_its_steps_and_completes(client: 
     assert [s.step for s in store.run_steps(run.run_id)] == ["extract", "load"]
 
 
-def test_an_async_run_used_as_a_context_manager_stores_its_steps_and_completes(
-    client: Client, store: SqlStore
-) -> None:
+def test_an_async_run_used_as_a_context_manager_stores_its_steps_and_completes(client: Client, store: SqlStore) -> None:
     async def main() -> str:
         async with workflow("etl", client=client) as run:
             async with run.step("extract"):
@@ -182,7 +180,8 @@ def _decorated_async_step() -> None:
 
 
 @pytest.mark.parametrize(
-    "use", [_with_step, _decorated_step, _async_with_step, _decorated_async_step],
+    "use",
+    [_with_step, _decorated_step, _async_with_step, _decorated_async_step],
     ids=["with", "decorator", "async-with", "async-decorator"],
 )
 def test_a_module_level_step_outside_a_run_raises_runtime_error(use: Callable[[], None]) -> None:
@@ -217,8 +216,12 @@ def test_an_exception_in_a_step_fails_the_step_and_the_run_and_is_reraised(
 
     events = store.run_events(run.run_id)
     assert [(e.kind.value, e.step) for e in events] == [
-        ("started", None), ("step_started", "extract"), ("step_completed", "extract"),
-        ("step_started", "parse"), ("step_failed", "parse"), ("failed", None),
+        ("started", None),
+        ("step_started", "extract"),
+        ("step_completed", "extract"),
+        ("step_started", "parse"),
+        ("step_failed", "parse"),
+        ("failed", None),
     ]
     for failure in (events[4], events[5]):
         assert (failure.attrs["error"], failure.attrs["error_type"]) == (error, error_type)
@@ -241,7 +244,10 @@ def test_keyboard_interrupt_in_a_step_cancels_the_run(client: Client, store: Sql
 
     events = store.run_events(run.run_id)
     assert [(e.kind.value, e.step) for e in events] == [
-        ("started", None), ("step_started", "long"), ("step_failed", "long"), ("cancelled", None),
+        ("started", None),
+        ("step_started", "long"),
+        ("step_failed", "long"),
+        ("cancelled", None),
     ]
     assert events[-1].attrs == {"reason": "KeyboardInterrupt"}
     m = store.get_run(run.run_id)
@@ -274,7 +280,10 @@ def test_cancelling_the_task_of_an_async_run_cancels_the_run(client: Client, sto
 
     (run,) = runs
     assert kinds(store, run.run_id) == [
-        ("started", None), ("step_started", "wait"), ("step_failed", "wait"), ("cancelled", None),
+        ("started", None),
+        ("step_started", "wait"),
+        ("step_failed", "wait"),
+        ("cancelled", None),
     ]
     m = store.get_run(run.run_id)
     assert m is not None
@@ -292,9 +301,7 @@ def test_cancelling_the_task_of_an_async_run_cancels_the_run(client: Client, sto
         pytest.param(RuntimeError("x"), S.FAILED, id="error"),
     ],
 )
-def test_how_a_run_ends_follows_what_left_it(
-    client: Client, store: SqlStore, exc: BaseException, state: S
-) -> None:
+def test_how_a_run_ends_follows_what_left_it(client: Client, store: SqlStore, exc: BaseException, state: S) -> None:
     with pytest.raises(type(exc)):
         with workflow("etl", client=client) as run:
             raise exc
@@ -354,7 +361,8 @@ def test_suspend_and_resume_move_the_stored_state(client: Client, store: SqlStor
     assert states == [S.SUSPENDED, S.RUNNING, S.COMPLETED]
     events = store.run_events(run.run_id)
     assert [(e.kind.value, e.attrs.get("reason")) for e in events[1:3]] == [
-        ("suspended", "waiting for approval"), ("resumed", None),
+        ("suspended", "waiting for approval"),
+        ("resumed", None),
     ]
 
 
@@ -414,7 +422,10 @@ def test_an_event_attribute_json_cannot_carry_is_refused_by_name_and_the_run_goe
 
     assert raised.value.field == f"attrs.{key}"
     assert kinds(store, run.run_id) == [
-        ("started", None), ("step_started", "after"), ("step_completed", "after"), ("completed", None),
+        ("started", None),
+        ("step_started", "after"),
+        ("step_completed", "after"),
+        ("completed", None),
     ]
 
 
@@ -457,7 +468,10 @@ def test_configure_points_the_default_client_and_flush_stores_its_runs(configure
 
     assert run._client is configured
     assert kinds(store, run.run_id) == [
-        ("started", None), ("step_started", "load"), ("step_completed", "load"), ("completed", None),
+        ("started", None),
+        ("step_started", "load"),
+        ("step_completed", "load"),
+        ("completed", None),
     ]
 
 
@@ -510,9 +524,7 @@ def run_child(script: str, args: list[str], cwd: Path, env_url: str | None = Non
     [
         "configure",
         "env",
-        pytest.param(
-            "client"
-        ),
+        pytest.param("client"),
     ],
 )
 def test_nothing_is_lost_at_normal_interpreter_exit_without_a_flush(
@@ -537,8 +549,11 @@ def test_nothing_is_lost_when_the_interpreter_exits_on_an_uncaught_exception(
     assert done.returncode == 1
     assert "RuntimeError: disk on fire" in done.stderr
     assert kinds(store, "crash-1") == [
-        ("started", None), *[("step_started", "s1"), ("step_completed", "s1")],
-        ("step_started", "s2"), ("step_failed", "s2"), ("failed", None),
+        ("started", None),
+        *[("step_started", "s1"), ("step_completed", "s1")],
+        ("step_started", "s2"),
+        ("step_failed", "s2"),
+        ("failed", None),
     ]
     m = store.get_run("crash-1")
     assert m is not None

@@ -71,8 +71,7 @@ time.sleep(60)
 def test_a_segment_another_process_is_sending_is_neither_claimed_nor_dropped(spool: Spool) -> None:
     held = spool.put(b"a" * 400, 4)
     assert held is not None
-    with subprocess.Popen([sys.executable, "-c", LOCK_AND_WAIT, str(held)], stdout=subprocess.PIPE,
-                          text=True) as other:
+    with subprocess.Popen([sys.executable, "-c", LOCK_AND_WAIT, str(held)], stdout=subprocess.PIPE, text=True) as other:
         try:
             assert other.stdout is not None and other.stdout.readline().strip() == "locked"
             with spool.claim(held) as seg:
@@ -87,7 +86,8 @@ def test_a_segment_another_process_is_sending_is_neither_claimed_nor_dropped(spo
 
 
 def test_the_bound_drops_the_oldest_segments_counts_and_reports_them(
-        spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
         for i in range(5):
             spool.put(bytes([65 + i]) * 300, 10)  # 1000 bytes hold three
@@ -103,7 +103,8 @@ def test_the_bound_drops_the_oldest_segments_counts_and_reports_them(
 
 
 def test_a_batch_bigger_than_the_whole_bound_is_dropped_itself_and_counted(
-        spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
     kept = spool.put(b"small", 1)
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
         assert spool.put(b"x" * 1001, 7) is None
@@ -133,12 +134,15 @@ def test_half_written_segments_of_dead_processes_are_cleared_at_open(tmp_path: P
     assert sorted(p.name for p in d.iterdir()) == [f".tmp-{os.getpid()}-3"]
 
 
-@pytest.mark.parametrize(("env", "root"), [
-    ({"FLOWSIGHT_SPOOL_DIR": "/var/spool/fs"}, "/var/spool/fs"),
-    ({"XDG_CACHE_HOME": "/cache"}, "/cache/flowsight/spool"),
-    ({"FLOWSIGHT_SPOOL_DIR": "/var/spool/fs", "XDG_CACHE_HOME": "/cache"}, "/var/spool/fs"),
-    ({}, os.path.expanduser("~/.cache/flowsight/spool")),
-])
+@pytest.mark.parametrize(
+    ("env", "root"),
+    [
+        ({"FLOWSIGHT_SPOOL_DIR": "/var/spool/fs"}, "/var/spool/fs"),
+        ({"XDG_CACHE_HOME": "/cache"}, "/cache/flowsight/spool"),
+        ({"FLOWSIGHT_SPOOL_DIR": "/var/spool/fs", "XDG_CACHE_HOME": "/cache"}, "/var/spool/fs"),
+        ({}, os.path.expanduser("~/.cache/flowsight/spool")),
+    ],
+)
 def test_each_server_url_has_its_own_spool_directory_under_the_root(env: dict[str, str], root: str) -> None:
     a = spool_dir_for("http://a:8640", environ=env)
     assert a.parent == Path(root) and len(a.name) == 16
@@ -156,8 +160,10 @@ def test_a_spool_directory_that_cannot_be_made_is_a_config_error_saying_what_to_
 
 # ---- through the client ------------------------------------------------------
 
+
 def test_a_full_spool_keeps_the_newest_events_and_counts_every_dropped_one(
-        stopped_server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture) -> None:
+    stopped_server: ServerProcess, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
     c = make_client(stopped_server.url, batch_size=100, linger=0.0, spool_max_bytes=30_000)
     total = 10_000
     with caplog.at_level(logging.WARNING, logger="flowsight.sdk"):
@@ -178,8 +184,12 @@ def test_a_full_spool_keeps_the_newest_events_and_counts_every_dropped_one(
     assert c.flush(timeout=30) is True
     assert stopped_server.rows("SELECT COUNT(*) FROM events") == [(total - dropped,)]  # every drop counted
     assert sink.stats.accepted + dropped == total
-    done = [d for (d,) in stopped_server.rows(
-        "SELECT json_extract(attrs, '$.done') FROM events WHERE kind = 'progress' ORDER BY 1")]
+    done = [
+        d
+        for (d,) in stopped_server.rows(
+            "SELECT json_extract(attrs, '$.done') FROM events WHERE kind = 'progress' ORDER BY 1"
+        )
+    ]
     # the newest survived, the oldest went first: one run up to the last progress, but for the one
     # segment (the oldest) that the sender may have been holding, trying the server, when room was made
     *held, newest = runs(done)
@@ -222,14 +232,24 @@ def child_env(spool_root: Path) -> dict[str, str]:
 
 
 def child(url: str, run_id: str, steps: int, then: str, spool_root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CHILD, url, run_id, str(steps), then], env=child_env(spool_root),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, url, run_id, str(steps), then],
+        env=child_env(spool_root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def killed_child(url: str, run_id: str, steps: int, spool_root: Path) -> None:
     """A producer that spools while the server is down and is then killed with SIGKILL."""
-    with subprocess.Popen([sys.executable, "-c", CHILD, url, run_id, str(steps), "hang"], env=child_env(spool_root),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, run_id, str(steps), "hang"],
+        env=child_env(spool_root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "spooled", proc.stderr
             os.kill(proc.pid, signal.SIGKILL)
@@ -240,7 +260,8 @@ def killed_child(url: str, run_id: str, steps: int, spool_root: Path) -> None:
 
 @pytest.mark.parametrize("end", ["exit", "kill -9"])
 def test_a_spool_left_by_a_process_that_ended_while_the_server_was_down_is_delivered_by_the_next_one(
-        end: str, stopped_server: ServerProcess, tmp_path: Path) -> None:
+    end: str, stopped_server: ServerProcess, tmp_path: Path
+) -> None:
     root = tmp_path / "spools"
     if end == "exit":
         first = child(stopped_server.url, "first", 500, "exit", root)
@@ -255,15 +276,19 @@ def test_a_spool_left_by_a_process_that_ended_while_the_server_was_down_is_deliv
     second = child(stopped_server.url, "second", 10, "flush", root)
     assert second.returncode == 0, second.stderr
     # oldest first: the first process's events went before the second's own, which it waited for
-    assert stopped_server.rows("SELECT run_id, COUNT(*), COUNT(DISTINCT id) FROM events GROUP BY run_id "
-                               "ORDER BY run_id") == [("first", 1002, 1002), ("second", 22, 22)]
-    assert stopped_server.rows("SELECT run_id, state FROM runs ORDER BY run_id") == [("first", "completed"),
-                                                                                      ("second", "completed")]
+    assert stopped_server.rows(
+        "SELECT run_id, COUNT(*), COUNT(DISTINCT id) FROM events GROUP BY run_id ORDER BY run_id"
+    ) == [("first", 1002, 1002), ("second", 22, 22)]
+    assert stopped_server.rows("SELECT run_id, state FROM runs ORDER BY run_id") == [
+        ("first", "completed"),
+        ("second", "completed"),
+    ]
     assert spool.segments() == []
 
 
 def test_two_live_clients_of_one_url_share_the_spool_and_send_each_event_once(
-        stopped_server: ServerProcess, tmp_path: Path) -> None:
+    stopped_server: ServerProcess, tmp_path: Path
+) -> None:
     a = Client(url=stopped_server.url, spool_dir=tmp_path / "shared", http=FAST, batch_size=50, linger=0.0)
     b = Client(url=stopped_server.url, spool_dir=tmp_path / "shared", http=FAST, batch_size=50, linger=0.0)
     try:

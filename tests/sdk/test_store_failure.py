@@ -18,10 +18,13 @@ print("workflow done")
 """
 
 
-@pytest.mark.parametrize(("url", "why"), [
-    ("mysql://db/x", "the store cannot be used"),
-    ("postgresql://postgres@127.0.0.1:1/test", "still failing at exit"),
-])
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("mysql://db/x", "the store cannot be used"),
+        ("postgresql://postgres@127.0.0.1:1/test", "still failing at exit"),
+    ],
+)
 def test_events_that_cannot_be_stored_are_reported_as_lost(url: str, why: str) -> None:
     out = subprocess.run([sys.executable, "-c", PROGRAM, url], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "workflow done" in out.stdout

@@ -105,8 +105,11 @@ def start_server(db: str, *flags: str, log_dir: Path, host: str = "127.0.0.1") -
         port = free_port()
         log = log_dir / f"serve-{port}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([*FLOWSIGHT, "--db", db, "serve", "--host", host, "--port", str(port), *flags],
-                                    stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [*FLOWSIGHT, "--db", db, "serve", "--host", host, "--port", str(port), *flags],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         server = Server(proc, port, log)
         if wait_healthy(proc, server.url, STARTUP_SECONDS):
             return server
@@ -171,8 +174,16 @@ def need_binary(name: str) -> str:
     return path
 
 
-def event(kind: str, workflow: str, run_id: str, step: str | None = None, *, ts: float | None = None,
-          id: str | None = None, **attrs: Any) -> dict[str, Any]:
+def event(
+    kind: str,
+    workflow: str,
+    run_id: str,
+    step: str | None = None,
+    *,
+    ts: float | None = None,
+    id: str | None = None,
+    **attrs: Any,
+) -> dict[str, Any]:
     """One event as JSON on the wire."""
     ev: dict[str, Any] = {"kind": kind, "workflow": workflow, "run_id": run_id}
     if step is not None:

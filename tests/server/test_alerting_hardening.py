@@ -31,8 +31,10 @@ def test_a_regex_silence_cannot_stall_the_server(serve: Serve, tmp_path: Path, r
     assert r.status_code == 200, r.text
 
     # the round matched every alert against the silence (all but one are sent), and the API answers
-    wait_for("the 15 crafted alerts at the receiver", lambda: len(
-        {a["labels"]["n"] for b in receiver.bodies for a in b["alerts"]}) == 15)
+    wait_for(
+        "the 15 crafted alerts at the receiver",
+        lambda: len({a["labels"]["n"] for b in receiver.bodies for a in b["alerts"]}) == 15,
+    )
     shown = {a["labels"]["n"]: a["status"] for a in c.get("/api/v1/alerts").json()["alerts"]}
     assert shown == {**{str(i): "firing" for i in range(15)}, "matched": "silenced"}
     assert c.get("/api/v1/runs").status_code == 200
@@ -51,18 +53,23 @@ def alerts(name: str, *, resolved: bool = False) -> list[dict[str, Any]]:
 def post_alerts(c: httpx.Client, items: list[dict[str, Any]], *, meanwhile: Callable[[], None]) -> None:
     """POST ``items`` in batches, calling ``meanwhile`` (another request) between them."""
     for i in range(0, len(items), BATCH):
-        r = c.post("/api/v1/alerts", json=items[i:i + BATCH])
+        r = c.post("/api/v1/alerts", json=items[i : i + BATCH])
         assert r.status_code == 200, r.text
         meanwhile()
 
 
 def told(rec: Recorder, name: str, status: str) -> set[str]:
-    return {a["labels"]["i"] for b in list(rec.bodies) for a in b["alerts"]
-            if a["labels"]["alertname"] == name and a["status"] == status}
+    return {
+        a["labels"]["i"]
+        for b in list(rec.bodies)
+        for a in b["alerts"]
+        if a["labels"]["alertname"] == name and a["status"] == status
+    }
 
 
 def test_a_flood_of_alerts_resolved_in_batches_neither_stalls_the_server_nor_its_restart(
-        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder
+) -> None:
     cfg = str(config(tmp_path, receiver.server_address[1], group_by='["alertname"]'))
     server = serve("--config", cfg)
     c = server.client(timeout=30)
@@ -72,12 +79,24 @@ def test_a_flood_of_alerts_resolved_in_batches_neither_stalls_the_server_nor_its
         assert other.get("/api/v1/runs").status_code == 200
 
     post_alerts(c, alerts("Keep") + alerts("Gone"), meanwhile=runs_answer)
-    wait_for("both groups told firing", lambda: (runs_answer(), len(told(receiver, "Keep", "firing")) == N
-                                                   and len(told(receiver, "Gone", "firing")) == N)[1], 60)
+    wait_for(
+        "both groups told firing",
+        lambda: (
+            runs_answer(),
+            len(told(receiver, "Keep", "firing")) == N and len(told(receiver, "Gone", "firing")) == N,
+        )[1],
+        60,
+    )
     # resolved in batches while the 25,000 "Keep" are still owed their resolution
     post_alerts(c, alerts("Gone", resolved=True), meanwhile=runs_answer)
-    wait_for("every Gone alert told resolved and forgotten", lambda: (runs_answer(), len(
-        told(receiver, "Gone", "resolved")) == N and len(c.get("/api/v1/alerts").json()["alerts"]) == N)[1], 60)
+    wait_for(
+        "every Gone alert told resolved and forgotten",
+        lambda: (
+            runs_answer(),
+            len(told(receiver, "Gone", "resolved")) == N and len(c.get("/api/v1/alerts").json()["alerts"]) == N,
+        )[1],
+        60,
+    )
 
     # SIGTERM ends it, and a restart on that store comes up with what it owes
     assert server.stop() == 0, server.output()
@@ -93,7 +112,8 @@ def test_a_flood_of_alerts_resolved_in_batches_neither_stalls_the_server_nor_its
 
 
 def test_a_restart_on_a_store_holding_a_flood_comes_up_and_lists_it(
-        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder
+) -> None:
     """60,000 alerts the receiver was told fire, kept by a server that
     stopped: restoring them was quadratic (a minute before the port was
     bound), and so was ``flowsight alerts``."""
@@ -101,8 +121,13 @@ def test_a_restart_on_a_store_holding_a_flood_comes_up_and_lists_it(
     cfg = str(config(tmp_path, receiver.server_address[1], group_by='["alertname"]'))
     now = time.time()
     with open_store(store_url) as store:
-        store.save_alerts([AlertState(Alert({"alertname": "Flood", "i": str(i)}, starts_at=now - i, ends_at=now + 3600),
-                                      ("team",)) for i in range(n)], now)
+        store.save_alerts(
+            [
+                AlertState(Alert({"alertname": "Flood", "i": str(i)}, starts_at=now - i, ends_at=now + 3600), ("team",))
+                for i in range(n)
+            ],
+            now,
+        )
     c = serve("--config", cfg).client(timeout=60)
     assert c.get("/api/v1/runs").status_code == 200
     shown = c.get("/api/v1/alerts").json()["alerts"]

@@ -29,8 +29,14 @@ SILENCE = {"matchers": ["workflow=etl"], "duration": "1h", "comment": "maintenan
 
 @pytest.fixture(scope="module")
 def limited(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(module_store_url, "--max-events", str(MAX_ITEMS), "--max-body", str(MAX_BODY),
-                     log_dir=tmp_path_factory.mktemp("logs"))
+    s = start_server(
+        module_store_url,
+        "--max-events",
+        str(MAX_ITEMS),
+        "--max-body",
+        str(MAX_BODY),
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
     yield s
     assert s.stop() == 0, s.output()
     assert "Traceback" not in s.output(), s.output()
@@ -47,21 +53,25 @@ def alerts(n: int, name: str = "Disk") -> bytes:
 
 # ---- one reader for every write route ------------------------------------------------
 @pytest.mark.parametrize("path", ["/api/v1/alerts", "/api/v1/silences"])
-@pytest.mark.parametrize(("headers", "body", "status", "says"), [
-    # a "simple" cross-site POST from a web page: the browser sends it without asking the server first
-    ({"content-type": "text/plain"}, json.dumps(SILENCE).encode(), 415, "send application/json"),
-    ({"content-type": "application/x-www-form-urlencoded"}, b"a=b", 415, "send application/json"),
-    ({"content-type": "multipart/form-data; boundary=x"}, b"--x--", 415, "send application/json"),
-    ({}, json.dumps(SILENCE).encode(), 415, "'(none)'"),
-    ({**JSON, "content-encoding": "br"}, json.dumps(SILENCE).encode(), 415, "send gzip or none"),
-    (JSON, b" " * (MAX_BODY + 1), 413, f"over the limit of {MAX_BODY}"),
-    (GZIP, gzip.compress(b" " * 3_000_000 + b"{}"), 413, "inflates past the limit"),
-    (GZIP, b"not gzip at all", 400, "not valid gzip"),
-    (JSON, b'{"labels": ', 400, "malformed JSON"),
-    (JSON, b"[" * 1500 + b"]" * 1500, 400, "JSON nested deeper than 64 levels (at byte 64)"),
-])
-def test_a_write_body_refused_as_a_whole_says_why(client: httpx.Client, path: str, headers: dict[str, str],
-                                                  body: bytes, status: int, says: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "says"),
+    [
+        # a "simple" cross-site POST from a web page: the browser sends it without asking the server first
+        ({"content-type": "text/plain"}, json.dumps(SILENCE).encode(), 415, "send application/json"),
+        ({"content-type": "application/x-www-form-urlencoded"}, b"a=b", 415, "send application/json"),
+        ({"content-type": "multipart/form-data; boundary=x"}, b"--x--", 415, "send application/json"),
+        ({}, json.dumps(SILENCE).encode(), 415, "'(none)'"),
+        ({**JSON, "content-encoding": "br"}, json.dumps(SILENCE).encode(), 415, "send gzip or none"),
+        (JSON, b" " * (MAX_BODY + 1), 413, f"over the limit of {MAX_BODY}"),
+        (GZIP, gzip.compress(b" " * 3_000_000 + b"{}"), 413, "inflates past the limit"),
+        (GZIP, b"not gzip at all", 400, "not valid gzip"),
+        (JSON, b'{"labels": ', 400, "malformed JSON"),
+        (JSON, b"[" * 1500 + b"]" * 1500, 400, "JSON nested deeper than 64 levels (at byte 64)"),
+    ],
+)
+def test_a_write_body_refused_as_a_whole_says_why(
+    client: httpx.Client, path: str, headers: dict[str, str], body: bytes, status: int, says: str
+) -> None:
     r = client.post(path, content=body, headers=headers)
     assert r.status_code == status, r.text
     assert says in r.json()["error"], r.text
@@ -70,8 +80,10 @@ def test_a_write_body_refused_as_a_whole_says_why(client: httpx.Client, path: st
 
 def test_nothing_of_a_refused_cross_site_post_is_kept(client: httpx.Client) -> None:
     before = client.get("/api/v1/silences").json()["silences"]
-    for path, body in (("/api/v1/silences", {**SILENCE, "duration": "100w"}),
-                       ("/api/v1/alerts", {"labels": {"alertname": "FromAPage"}})):
+    for path, body in (
+        ("/api/v1/silences", {**SILENCE, "duration": "100w"}),
+        ("/api/v1/alerts", {"labels": {"alertname": "FromAPage"}}),
+    ):
         assert client.post(path, content=json.dumps(body), headers={"content-type": "text/plain"}).status_code == 415
     assert client.get("/api/v1/silences").json()["silences"] == before
     assert not [a for a in client.get("/api/v1/alerts").json()["alerts"] if a["labels"]["alertname"] == "FromAPage"]
@@ -80,8 +92,10 @@ def test_nothing_of_a_refused_cross_site_post_is_kept(client: httpx.Client) -> N
 def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(limited: Server) -> None:
     """200 MB announced, none sent: the 413 comes at once, nothing is read."""
     with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
-        sock.sendall(b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 200000000\r\n\r\n")
+        sock.sendall(
+            b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200000000\r\n\r\n"
+        )
         answer = b""
         while b"\r\n\r\n" not in answer:
             chunk = sock.recv(65536)
@@ -118,8 +132,9 @@ BATCH: list[tuple[Any, str | None]] = [  # (item, the field its error names; Non
 ]
 
 
-def test_a_mixed_alerts_batch_keeps_the_good_ones_and_names_each_bad_field(client: httpx.Client,
-                                                                          module_store_url: str) -> None:
+def test_a_mixed_alerts_batch_keeps_the_good_ones_and_names_each_bad_field(
+    client: httpx.Client, module_store_url: str
+) -> None:
     r = client.post("/api/v1/alerts", content=json.dumps([item for item, _ in BATCH]), headers=JSON)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -140,18 +155,30 @@ def test_a_mixed_alerts_batch_keeps_the_good_ones_and_names_each_bad_field(clien
     assert {listed[fp]["labels"]["alertname"] for fp in out["fingerprints"]} == {"Good0", "Good14"}
     assert listed[out["fingerprints"][0]]["link"] == "https://ci.example.com/job/7"
     assert not any(a["link"] and not a["link"].lower().startswith("http") for a in listed.values())
-    wait_until(lambda: {row[0] for row in sql_rows(module_store_url, "SELECT fingerprint FROM alerts")}
-               >= set(out["fingerprints"]), timeout=30, what="the good alerts in the store")
+    wait_until(
+        lambda: (
+            {row[0] for row in sql_rows(module_store_url, "SELECT fingerprint FROM alerts")} >= set(out["fingerprints"])
+        ),
+        timeout=30,
+        what="the good alerts in the store",
+    )
 
 
-@pytest.mark.parametrize(("bad", "field", "says"), [
-    ('{"labels": {"alertname": "Deep"}, "annotations": {"a": ' + "[" * 1500 + "]" * 1500 + "}}", None,
-     "JSON nested deeper than 64 levels"),
-    ('{"labels": {"alertname": "Huge"}, "starts_at": 1e999}', "starts_at", "starts_at"),
-    ('{"labels": {"alertname": "Half"}, "annotations": {"summary": "\\ud800"}}', "annotations", "surrogate"),
-])
-def test_a_bad_number_or_text_costs_only_its_alert(client: httpx.Client, bad: str, field: str | None,
-                                                   says: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field", "says"),
+    [
+        (
+            '{"labels": {"alertname": "Deep"}, "annotations": {"a": ' + "[" * 1500 + "]" * 1500 + "}}",
+            None,
+            "JSON nested deeper than 64 levels",
+        ),
+        ('{"labels": {"alertname": "Huge"}, "starts_at": 1e999}', "starts_at", "starts_at"),
+        ('{"labels": {"alertname": "Half"}, "annotations": {"summary": "\\ud800"}}', "annotations", "surrogate"),
+    ],
+)
+def test_a_bad_number_or_text_costs_only_its_alert(
+    client: httpx.Client, bad: str, field: str | None, says: str
+) -> None:
     body = '[{"labels": {"alertname": "Kept"}}, ' + bad + "]"
     r = client.post("/api/v1/alerts", content=body, headers=JSON)
     if field is None:  # nested too deep to read at all: refused whole, naming where
@@ -167,19 +194,33 @@ def silence(**fields: Any) -> str:
     return json.dumps({**SILENCE, **fields})
 
 
-@pytest.mark.parametrize(("body", "status", "says"), [
-    (silence(duration="99999999999999999999w"), 400, "silence: it would end at 6.048e+25, past the year 10889"),
-    (silence(duration="30000000w"), 400, "past the year 10889"),
-    (silence(duration="1" * 400 + "w"), 400, "past the year 10889"),  # no float holds it: infinity
-    (json.dumps({"matchers": ["workflow=etl"], "starts_at": 281474976709.0, "ends_at": 281474976710.0,
-                 "comment": "the last hour there is"}), 201, ""),
-    (silence(comment="why\u0000"), 400, "field 'comment'"),
-    (silence(matchers=["workflow=etl\ud800"]), 400, "field 'matchers': contains a NUL character or a lone"),
-    (silence()[:-1] + ', "starts_at": 1e999}', 400, "field 'starts_at'"),
-    (silence()[:-1] + ', "created_by": ' + "[" * 1500 + "]" * 1500 + "}", 400, "JSON nested deeper than 64 levels"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (silence(duration="99999999999999999999w"), 400, "silence: it would end at 6.048e+25, past the year 10889"),
+        (silence(duration="30000000w"), 400, "past the year 10889"),
+        (silence(duration="1" * 400 + "w"), 400, "past the year 10889"),  # no float holds it: infinity
+        (
+            json.dumps(
+                {
+                    "matchers": ["workflow=etl"],
+                    "starts_at": 281474976709.0,
+                    "ends_at": 281474976710.0,
+                    "comment": "the last hour there is",
+                }
+            ),
+            201,
+            "",
+        ),
+        (silence(comment="why\u0000"), 400, "field 'comment'"),
+        (silence(matchers=["workflow=etl\ud800"]), 400, "field 'matchers': contains a NUL character or a lone"),
+        (silence()[:-1] + ', "starts_at": 1e999}', 400, "field 'starts_at'"),
+        (silence()[:-1] + ', "created_by": ' + "[" * 1500 + "]" * 1500 + "}", 400, "JSON nested deeper than 64 levels"),
+    ],
+)
 def test_a_silence_cannot_end_past_the_last_time_kept_nor_hold_what_no_store_keeps(
-        client: httpx.Client, module_store_url: str, body: str, status: int, says: str) -> None:
+    client: httpx.Client, module_store_url: str, body: str, status: int, says: str
+) -> None:
     """``99999999999999999999w`` was taken, and then ``flowsight silence ls`` crashed on it."""
     r = client.post("/api/v1/silences", content=body, headers=JSON)
     assert r.status_code == status, r.text

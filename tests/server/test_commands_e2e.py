@@ -67,7 +67,10 @@ def test_command_detectors_and_receivers_work_in_the_server(serve: Serve, store_
     flag.unlink()
     [fault] = wait_for("the detector's fault", lambda: faults(c, status="open"), WAIT)
     assert (fault["alertname"], fault["detector"], fault["message"]) == (
-        "ServiceUnavailable", "flag", "flag flag is missing")
+        "ServiceUnavailable",
+        "flag",
+        "flag flag is missing",
+    )
     assert fault["evidence"]["exit_code"] == 1
     assert detector(c, "flag")["status"] == "fault"
 
@@ -76,8 +79,11 @@ def test_command_detectors_and_receivers_work_in_the_server(serve: Serve, store_
     [(attempts, error), *_] = wait_for("the failed delivery", lambda: sql_rows(store_url, failed), WAIT)
     assert attempts == 1
     assert error == f"command {sys.executable!r} exited with status 3: no such channel: #ops"
-    broken = wait_for("the ReceiverBroken alert", lambda: [
-        a for a in c.get("/api/v1/alerts").json()["alerts"] if a["labels"]["alertname"] == "ReceiverBroken"], WAIT)
+    broken = wait_for(
+        "the ReceiverBroken alert",
+        lambda: [a for a in c.get("/api/v1/alerts").json()["alerts"] if a["labels"]["alertname"] == "ReceiverBroken"],
+        WAIT,
+    )
     assert broken[0]["labels"]["receiver"] == "script" and broken[0]["annotations"]["description"] == error
 
     flag.touch()

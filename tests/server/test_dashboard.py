@@ -45,8 +45,9 @@ def sqlite_client(sqlite_store: SqlStore) -> Iterator[httpx.Client]:
 
 
 # ---- the page and its assets ------------------------------------------------------
-@pytest.mark.parametrize("path", ["/", "/alerts", "/faults", "/performance", "/runs/etl-1",
-                                  "/runs/a%2Fb", "/?workflow=etl&state=failed"])
+@pytest.mark.parametrize(
+    "path", ["/", "/alerts", "/faults", "/performance", "/runs/etl-1", "/runs/a%2Fb", "/?workflow=etl&state=failed"]
+)
 def test_every_route_of_the_dashboard_answers_its_page(sqlite_client: httpx.Client, path: str) -> None:
     r = sqlite_client.get(path)
     assert r.status_code == 200, r.text
@@ -57,11 +58,16 @@ def test_every_route_of_the_dashboard_answers_its_page(sqlite_client: httpx.Clie
 
 
 def test_every_asset_is_served_with_its_content_type(sqlite_client: httpx.Client) -> None:
-    types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-             ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+    types = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".html": "text/html; charset=utf-8",
+        ".svg": "image/svg+xml",
+    }
     files = [p for p in ROOT.rglob("*") if p.is_file()]
     assert {"index.html", "app.css", "js/main.js", "js/api.js", "js/overview.js", "js/run.js"} <= {
-        p.relative_to(ROOT).as_posix() for p in files}
+        p.relative_to(ROOT).as_posix() for p in files
+    }
     for p in files:
         r = sqlite_client.get(f"/ui/{p.relative_to(ROOT).as_posix()}")
         assert r.status_code == 200, p
@@ -77,8 +83,9 @@ def test_an_unchanged_asset_is_answered_304_to_its_etag(sqlite_client: httpx.Cli
     assert sqlite_client.get("/ui/js/main.js", headers={"If-None-Match": '"other"'}).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/ui/nope.js", "/ui/../app.py", "/ui/%2e%2e/app.py", "/ui/js", "/ui/",
-                                  "/ui/js/../../pages.py"])
+@pytest.mark.parametrize(
+    "path", ["/ui/nope.js", "/ui/../app.py", "/ui/%2e%2e/app.py", "/ui/js", "/ui/", "/ui/js/../../pages.py"]
+)
 def test_only_the_dashboard_files_are_served(sqlite_client: httpx.Client, path: str) -> None:
     r = sqlite_client.get(path)
     assert r.status_code == 404
@@ -115,8 +122,9 @@ def test_the_page_needs_no_token_but_its_data_does(sqlite_store: SqlStore) -> No
 
 
 # ---- /api/v1/overview -----------------------------------------------------------------
-def run_events(workflow: str, run_id: str, start: float, seconds: float, end: str | None,
-               steps: tuple[str, ...] = ("a",)) -> list[dict[str, Any]]:
+def run_events(
+    workflow: str, run_id: str, start: float, seconds: float, end: str | None, steps: tuple[str, ...] = ("a",)
+) -> list[dict[str, Any]]:
     """A run of ``steps`` from ``start``, ``seconds`` long, ending with ``end`` (None: still running)."""
     evs = [event("started", workflow, run_id, ts=start, id=f"{run_id}-s", total_steps=len(steps))]
     share = seconds / len(steps)
@@ -128,8 +136,16 @@ def run_events(workflow: str, run_id: str, start: float, seconds: float, end: st
             extra = {"error": "boom"} if kind == "step_failed" else {}
             evs.append(event(kind, workflow, run_id, step, ts=t + share, id=f"{run_id}-{step}-e", **extra))
     if end is not None:
-        evs.append(event(end, workflow, run_id, ts=start + seconds, id=f"{run_id}-e",
-                         **({"error": "boom"} if end == "failed" else {})))
+        evs.append(
+            event(
+                end,
+                workflow,
+                run_id,
+                ts=start + seconds,
+                id=f"{run_id}-e",
+                **({"error": "boom"} if end == "failed" else {}),
+            )
+        )
     return evs
 
 
@@ -158,8 +174,11 @@ def test_the_overview_counts_runs_per_state_and_gives_each_workflow_its_trend(cl
     assert etl["success_rate"] == 0.75
     assert etl["duration_p50_seconds"] == 20.0
     assert [(p["run_id"], p["state"], p["duration_seconds"]) for p in etl["trend"]] == [
-        ("etl-0", "completed", 10.0), ("etl-1", "completed", 20.0), ("etl-2", "failed", 30.0),
-        ("etl-3", "completed", 40.0)]
+        ("etl-0", "completed", 10.0),
+        ("etl-1", "completed", 20.0),
+        ("etl-2", "failed", 30.0),
+        ("etl-3", "completed", 40.0),
+    ]
     assert [p["run_id"] for p in wf["sync"]["trend"]] == ["sync-0"] and wf["sync"]["success_rate"] == 0.0
     short = client.get("/api/v1/overview", params={"trend": 2}).json()
     assert [p["run_id"] for p in short["workflows"][0]["trend"]] == ["etl-2", "etl-3"]
@@ -182,8 +201,14 @@ def test_performance_gives_each_workflow_and_step_its_rate_and_percentiles(clien
     now = time.time()
     evs: list[dict[str, Any]] = []
     for i in range(10):  # in the last hour: 10 s .. 100 s, steps a and b share it
-        evs += run_events("etl", f"etl-{i}", now - 3000 + i * 200, 10.0 * (i + 1),
-                          "failed" if i == 9 else "completed", steps=("a", "b"))
+        evs += run_events(
+            "etl",
+            f"etl-{i}",
+            now - 3000 + i * 200,
+            10.0 * (i + 1),
+            "failed" if i == 9 else "completed",
+            steps=("a", "b"),
+        )
     evs += run_events("etl", "etl-old", now - 3 * 86400, 999, "completed", steps=("a", "b"))  # out of range
     evs += run_events("other", "other-old", now - 3 * 86400, 5, "completed")
     assert post(client, evs)["rejected"] == 0
@@ -205,8 +230,12 @@ def test_performance_gives_each_workflow_and_step_its_rate_and_percentiles(clien
     assert steps["a"]["duration"]["count"] == 10 and steps["a"]["duration"]["p50"] == 27.5
     assert steps["b"]["duration"]["count"] == 9
     assert [p["run_id"] for p in etl["points"]] == [f"etl-{i}" for i in range(10)]
-    assert etl["points"][9] == {"run_id": "etl-9", "start_time": pytest.approx(now - 1200),
-                                "duration_seconds": 100.0, "state": "failed"}
+    assert etl["points"][9] == {
+        "run_id": "etl-9",
+        "start_time": pytest.approx(now - 1200),
+        "duration_seconds": 100.0,
+        "state": "failed",
+    }
     week = client.get("/api/v1/performance", params={"since": "7d", "workflow": "other"}).json()
     assert [(w["workflow"], w["runs"]) for w in week["workflows"]] == [("other", 1)]
     none = client.get("/api/v1/performance", params={"since": "1h", "workflow": "nope"}).json()
@@ -220,11 +249,15 @@ def test_an_empty_performance_range_is_an_empty_page(sqlite_client: httpx.Client
     assert sqlite_client.get("/api/v1/performance", params={"since": "1h", "until": "2h"}).json()["workflows"] == []
 
 
-@pytest.mark.parametrize("query, names", [
-    ({"since": "soon"}, "'since'"),
-    ({"workflow": "a\x00b"}, "'workflow'"),
-])
-def test_a_bad_performance_range_is_a_400_naming_it(sqlite_client: httpx.Client, query: dict[str, str],
-                                                      names: str) -> None:
+@pytest.mark.parametrize(
+    "query, names",
+    [
+        ({"since": "soon"}, "'since'"),
+        ({"workflow": "a\x00b"}, "'workflow'"),
+    ],
+)
+def test_a_bad_performance_range_is_a_400_naming_it(
+    sqlite_client: httpx.Client, query: dict[str, str], names: str
+) -> None:
     r = sqlite_client.get("/api/v1/performance", params=query)
     assert r.status_code == 400 and names in r.json()["error"], r.text

@@ -39,8 +39,16 @@ if TYPE_CHECKING:
 
 CHROMIUM = "/usr/bin/chromium"
 # we run as root (no sandbox then); nothing is fetched from elsewhere
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-quic", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 10_000  # for a page to draw what the server already has
@@ -65,16 +73,16 @@ def require_browser() -> None:
 
 
 # ---- the workload -------------------------------------------------------------------
-def run_events(workflow: str, run_id: str, start: float, steps: list[tuple[str, float, str]], end: str | None,
-               **attrs: Any) -> list[dict[str, Any]]:
+def run_events(
+    workflow: str, run_id: str, start: float, steps: list[tuple[str, float, str]], end: str | None, **attrs: Any
+) -> list[dict[str, Any]]:
     """A run from ``start``: each step (name, seconds, completed|failed|running) in turn, then ``end``."""
     evs = [event("started", workflow, run_id, ts=start, id=f"{run_id}-start", total_steps=len(steps), **attrs)]
     t = start
     for name, seconds, status in steps:
         evs.append(event("step_started", workflow, run_id, name, ts=t, id=f"{run_id}-{name}-s"))
         if status == "running":
-            evs.append(event("progress", workflow, run_id, name, ts=t + 1, id=f"{run_id}-{name}-p", done=40,
-                             total=100))
+            evs.append(event("progress", workflow, run_id, name, ts=t + 1, id=f"{run_id}-{name}-p", done=40, total=100))
             break
         t += seconds
         extra = {"error": f"{name}: connection reset by peer"} if status == "failed" else {}
@@ -105,37 +113,79 @@ def post_workload(c: httpx.Client) -> dict[str, str]:
     evs: list[dict[str, Any]] = []
     states: dict[str, str] = {}
 
-    def add(workflow: str, run_id: str, start: float, steps: list[tuple[str, float, str]], end: str | None,
-            state: str, **attrs: Any) -> None:
+    def add(
+        workflow: str,
+        run_id: str,
+        start: float,
+        steps: list[tuple[str, float, str]],
+        end: str | None,
+        state: str,
+        **attrs: Any,
+    ) -> None:
         evs.extend(run_events(workflow, run_id, start, steps, end, **attrs))
         states[run_id] = state
 
     for i in range(6):
         jitter = (i % 3) * 25.0
-        add("nightly-etl", f"etl-000{i}", now - 6 * 3600 + i * 3000,
-            [(n, s + jitter, st) for n, s, st in ETL], "completed", "completed", env="prod")
-    add("nightly-etl", FAILED_RUN, now - 1500, [ETL[0], ("transform", 180.0, "failed")], "failed", "failed",
-        env="prod")
+        add(
+            "nightly-etl",
+            f"etl-000{i}",
+            now - 6 * 3600 + i * 3000,
+            [(n, s + jitter, st) for n, s, st in ETL],
+            "completed",
+            "completed",
+            env="prod",
+        )
+    add("nightly-etl", FAILED_RUN, now - 1500, [ETL[0], ("transform", 180.0, "failed")], "failed", "failed", env="prod")
     add("nightly-etl", RUNNING_RUN, now - 150, [ETL[0], ("transform", 0, "running")], None, "running", env="prod")
     for i in range(4):
-        add("report", f"report-{i}", now - 5 * 3600 + i * 4000, [("query", 20.0 + i, "completed"),
-                                                                   ("render", 8.0, "completed")], "completed",
-            "completed")
-    add("report", "report-4", now - 900, [("query", 12.0, "completed"), ("render", 4.0, "completed")], "cancelled",
-        "cancelled")
-    add("ingest-events", "ingest-1", now - 2400, [("fetch", 60.0, "completed"), ("parse", 0, "running")], None,
-        "running")
+        add(
+            "report",
+            f"report-{i}",
+            now - 5 * 3600 + i * 4000,
+            [("query", 20.0 + i, "completed"), ("render", 8.0, "completed")],
+            "completed",
+            "completed",
+        )
+    add(
+        "report",
+        "report-4",
+        now - 900,
+        [("query", 12.0, "completed"), ("render", 4.0, "completed")],
+        "cancelled",
+        "cancelled",
+    )
+    add(
+        "ingest-events",
+        "ingest-1",
+        now - 2400,
+        [("fetch", 60.0, "completed"), ("parse", 0, "running")],
+        None,
+        "running",
+    )
     add("ingest-events", "ingest-0", now - 4000, [("fetch", 50.0, "completed")], "suspended", "suspended")
     out = post(c, evs)
     assert out["rejected"] == 0, out
-    logs = [{"id": f"log-{i}", "ts": now - 1500 + 10 * i, "level": level, "message": msg, "run_id": FAILED_RUN,
-             "workflow": "nightly-etl", "step": step}
-            for i, (level, step, msg) in enumerate([
+    logs = [
+        {
+            "id": f"log-{i}",
+            "ts": now - 1500 + 10 * i,
+            "level": level,
+            "message": msg,
+            "run_id": FAILED_RUN,
+            "workflow": "nightly-etl",
+            "step": step,
+        }
+        for i, (level, step, msg) in enumerate(
+            [
                 ("info", "extract", "extracted 120000 rows from orders"),
                 ("info", "extract", "extracted 98000 rows from customers"),
                 ("info", "transform", "joined orders with customers"),
                 ("warn", "transform", "retrying batch 7 after connection reset"),
-                ("error", "transform", "batch 7 failed: connection reset by peer")])]
+                ("error", "transform", "batch 7 failed: connection reset by peer"),
+            ]
+        )
+    ]
     r = c.post("/api/v1/logs", content=json.dumps(logs), headers={"content-type": "application/json"})
     assert r.status_code == 200 and r.json()["accepted"] == len(logs), r.text
     return states
@@ -143,8 +193,10 @@ def post_workload(c: httpx.Client) -> dict[str, str]:
 
 def post_alert(c: httpx.Client, **labels: str) -> str:
     """An alert from outside (POST /api/v1/alerts); its fingerprint."""
-    r = c.post("/api/v1/alerts", json=[{"labels": labels, "severity": "error",
-                                        "annotations": {"summary": "disk /data is 97% full"}}])
+    r = c.post(
+        "/api/v1/alerts",
+        json=[{"labels": labels, "severity": "error", "annotations": {"summary": "disk /data is 97% full"}}],
+    )
     assert r.status_code == 200, r.text
     [fp] = r.json()["fingerprints"]
     return str(fp)
@@ -213,6 +265,7 @@ def browser() -> Iterator[Browser]:
 @dataclass
 class Tab:
     """A page in a fresh browser context, with what it logged as errors."""
+
     page: Page
     errors: list[str]
     base: str
@@ -260,7 +313,8 @@ def tab(browser: Browser, workload: Workload) -> Iterator[Tab]:
 def rows(tab: Tab) -> dict[str, str]:
     """The runs listed: run id -> data-state."""
     got: dict[str, str] = tab.page.eval_on_selector_all(
-        '[data-testid="run-row"]', "trs => Object.fromEntries(trs.map(tr => [tr.dataset.runId, tr.dataset.state]))")
+        '[data-testid="run-row"]', "trs => Object.fromEntries(trs.map(tr => [tr.dataset.runId, tr.dataset.state]))"
+    )
     return got
 
 
@@ -288,8 +342,9 @@ def test_the_overview_lists_the_runs_of_a_real_workload(tab: Tab, workload: Work
     for state in ("running", "completed", "failed", "cancelled", "suspended"):
         expect(page.get_by_test_id(f"count-{state}")).to_have_attribute("data-count", str(by_state.get(state, 0)))
     expect(page.get_by_test_id("workflow")).to_have_count(3)
-    expect(page.locator('[data-testid="workflow"][data-workflow="nightly-etl"] [data-testid="success-rate"]')
-           ).to_have_text(re.compile(r"\d+(\.\d+)?\s*%"))
+    expect(
+        page.locator('[data-testid="workflow"][data-workflow="nightly-etl"] [data-testid="success-rate"]')
+    ).to_have_text(re.compile(r"\d+(\.\d+)?\s*%"))
     row = page.locator(f'[data-testid="run-row"][data-run-id="{FAILED_RUN}"]')
     expect(row).to_contain_text("step transform failed")  # a failed run shows its error
     expect(page.locator(f'[data-testid="run-row"][data-run-id="{RUNNING_RUN}"]')).to_contain_text("transform")
@@ -309,16 +364,24 @@ def test_a_run_posted_after_the_page_loaded_shows_within_2s_without_a_reload(tab
     expect(row).to_have_count(0)
 
     sent = time.monotonic()
-    post(workload.client, [event("started", "live-check", "live-1"),
-                           event("step_started", "live-check", "live-1", "warm-up")])
+    post(
+        workload.client,
+        [event("started", "live-check", "live-1"), event("step_started", "live-check", "live-1", "warm-up")],
+    )
     expect(row).to_have_attribute("data-state", "running", timeout=LIVE_MS)
     expect(page.get_by_test_id("count-running")).to_have_attribute(
-        "data-count", str(running + 1), timeout=max(1, int(LIVE_MS - 1000 * (time.monotonic() - sent))))
+        "data-count", str(running + 1), timeout=max(1, int(LIVE_MS - 1000 * (time.monotonic() - sent)))
+    )
     shown_after = time.monotonic() - sent
 
     sent = time.monotonic()
-    post(workload.client, [event("step_failed", "live-check", "live-1", "warm-up", error="no cache"),
-                           event("failed", "live-check", "live-1", error="warm-up failed")])
+    post(
+        workload.client,
+        [
+            event("step_failed", "live-check", "live-1", "warm-up", error="no cache"),
+            event("failed", "live-check", "live-1", error="warm-up failed"),
+        ],
+    )
     expect(row).to_have_attribute("data-state", "failed", timeout=LIVE_MS)
     assert time.monotonic() - sent < LIVE_MS / 1000 and shown_after < LIVE_MS / 1000
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
@@ -335,7 +398,9 @@ def test_clicking_a_run_opens_its_timeline_with_the_failed_step_in_red(tab: Tab,
     bars = page.locator('[data-testid="timeline"] [data-testid="step-bar"]')
     expect(bars).to_have_count(2)
     assert [(b.get_attribute("data-step"), b.get_attribute("data-state")) for b in bars.all()] == [
-        ("extract", "completed"), ("transform", "failed")]
+        ("extract", "completed"),
+        ("transform", "failed"),
+    ]
     fill = page.locator('[data-testid="step-bar"][data-state="failed"]').evaluate("el => getComputedStyle(el).fill")
     assert fill == "rgb(220, 38, 38)"  # --failed in the light theme
     expect(page.get_by_test_id("state-history").locator("li")).to_have_count(2)  # pending -> running -> failed
@@ -392,12 +457,29 @@ def test_an_alert_link_is_an_href_only_when_it_is_http_or_https(browser: Browser
 
     db = str(tmp_path / "flowsight.db")
     now = time.time()
-    links = {"Scripted": "javascript:document.title='pwned'", "Spaced": " JavaScript:alert(1)",
-             "Data": "data:text/html,<b>x</b>", "Safe": "https://ci.example.com/job/7"}
+    links = {
+        "Scripted": "javascript:document.title='pwned'",
+        "Spaced": " JavaScript:alert(1)",
+        "Data": "data:text/html,<b>x</b>",
+        "Safe": "https://ci.example.com/job/7",
+    }
     with open_store(db) as store:
-        store.save_alerts([AlertState(Alert({"alertname": name}, severity=Severity.ERROR, source="fault",
-                                            starts_at=now - 60, ends_at=now + 3600, link=link))
-                           for name, link in links.items()], now)
+        store.save_alerts(
+            [
+                AlertState(
+                    Alert(
+                        {"alertname": name},
+                        severity=Severity.ERROR,
+                        source="fault",
+                        starts_at=now - 60,
+                        ends_at=now + 3600,
+                        link=link,
+                    )
+                )
+                for name, link in links.items()
+            ],
+            now,
+        )
     server = start_server(db, log_dir=tmp_path)
     t, ctx = open_tab(browser, server.url)
     try:
@@ -450,11 +532,17 @@ def test_a_workflow_in_the_address_bar_is_kept_and_a_state_picked_after_it_too(t
     expect(tab.page.locator("#f-workflow")).to_have_value("report")
     wait_until("only report's runs", lambda: rows(tab) and all(r.startswith("report-") for r in rows(tab)))
     tab.page.locator("#f-state").select_option("completed")
-    wait_until("the state filter beside the workflow", lambda: "workflow=report" in tab.page.url
-               and "state=completed" in tab.page.url)
+    wait_until(
+        "the state filter beside the workflow",
+        lambda: "workflow=report" in tab.page.url and "state=completed" in tab.page.url,
+    )
     expect(tab.page.locator("#f-workflow")).to_have_value("report")
-    wait_until("report's completed runs", lambda: rows(tab) and set(rows(tab).values()) == {"completed"}
-               and all(r.startswith("report-") for r in rows(tab)))
+    wait_until(
+        "report's completed runs",
+        lambda: (
+            rows(tab) and set(rows(tab).values()) == {"completed"} and all(r.startswith("report-") for r in rows(tab))
+        ),
+    )
 
 
 def test_durations_read_as_the_command_line_writes_them_and_no_empty_log_box(tab: Tab, workload: Workload) -> None:
@@ -524,15 +612,23 @@ def test_the_nav_links_are_reached_and_followed_with_the_keyboard(tab: Tab) -> N
         page.keyboard.press("Tab")
         reached.append(page.evaluate("(el => el.dataset.nav || el.textContent.trim())(document.activeElement)"))
     assert reached[0] == "Skip to content" and [r for r in reached if r in ("overview", "alerts", "faults")] == [
-        "overview", "alerts", "faults"], reached
+        "overview",
+        "alerts",
+        "faults",
+    ], reached
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/faults$"))
     expect(page.get_by_test_id("fault-row").first).to_be_visible()
     expect(page.locator('nav a[aria-current="page"]')).to_have_text(re.compile("^Faults"))
 
 
-READY = {"": ["workflow", "run-row"], "runs": ["step-bar", "state-history", "logs"],
-         "alerts": ["alert-row", "silences"], "faults": ["fault-row"], "performance": ["perf"]}
+READY = {
+    "": ["workflow", "run-row"],
+    "runs": ["step-bar", "state-history", "logs"],
+    "alerts": ["alert-row", "silences"],
+    "faults": ["fault-row"],
+    "performance": ["perf"],
+}
 
 
 @pytest.mark.parametrize("path", ["/", f"/runs/{FAILED_RUN}", "/alerts", "/faults", "/performance"])
@@ -556,7 +652,8 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(browser: Browser, wo
 
 # ---- tokens ----------------------------------------------------------------------------------
 def test_with_tokens_configured_the_page_asks_for_one_and_shows_the_runs_after_login(
-        browser: Browser, tmp_path: Path) -> None:
+    browser: Browser, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     db = str(tmp_path / "flowsight.db")
@@ -594,7 +691,8 @@ def test_with_tokens_configured_the_page_asks_for_one_and_shows_the_runs_after_l
 # ---- PostgreSQL -----------------------------------------------------------------------------
 @pytest.mark.postgres
 def test_on_postgresql_the_overview_lists_the_runs_and_a_new_one_shows_within_2s(
-        browser: Browser, pg_url: str, tmp_path: Path) -> None:
+    browser: Browser, pg_url: str, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     server = start_server(pg_url, log_dir=tmp_path)
@@ -606,11 +704,13 @@ def test_on_postgresql_the_overview_lists_the_runs_and_a_new_one_shows_within_2s
         page = t.page
         for run_id, state in states.items():
             expect(page.locator(f'[data-testid="run-row"][data-run-id="{run_id}"]')).to_have_attribute(
-                "data-state", state)
+                "data-state", state
+            )
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
         post(c, [event("started", "live-check", "pg-live-1")])
         expect(page.locator('[data-testid="run-row"][data-run-id="pg-live-1"]')).to_have_attribute(
-            "data-state", "running", timeout=LIVE_MS)
+            "data-state", "running", timeout=LIVE_MS
+        )
     finally:
         ctx.close()
         rc = server.stop()
@@ -623,4 +723,3 @@ def test_the_screenshots_are_small_enough_for_the_readme() -> None:
         path = REPO / "docs" / "screenshots" / f"{name}.png"
         if path.exists():
             assert path.stat().st_size < 300_000, f"{path}: {path.stat().st_size} bytes"
-

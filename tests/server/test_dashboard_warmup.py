@@ -19,10 +19,12 @@ def seed(store: SqlStore) -> None:
     events = []
     for i, wf in enumerate(["etl", "report", "idle"]):
         done = f"{wf}-done"
-        events += [make_event("started", wf, done, None, None, ts=100.0 + i),
-                   make_event("step_started", wf, done, "load", None, ts=101.0 + i),
-                   make_event("step_completed", wf, done, "load", None, ts=105.0 + i),
-                   make_event("completed", wf, done, None, None, ts=106.0 + i)]
+        events += [
+            make_event("started", wf, done, None, None, ts=100.0 + i),
+            make_event("step_started", wf, done, "load", None, ts=101.0 + i),
+            make_event("step_completed", wf, done, "load", None, ts=105.0 + i),
+            make_event("completed", wf, done, None, None, ts=106.0 + i),
+        ]
         if wf != "idle":  # a live run: its workflow's history is needed for its ETA and stall flag
             events.append(make_event("started", wf, f"{wf}-live", None, None, ts=200.0 + i))
     store.write_events(events)

@@ -30,8 +30,7 @@ import pytest
 from tests.conftest import PG_DSN, require_postgres
 from tests.server.conftest import Server, start_server
 
-FULL = re.compile(r"^ERROR: +(\w+) store .*: the disk is full: nothing can be written until space is freed \(",
-                  re.M)
+FULL = re.compile(r"^ERROR: +(\w+) store .*: the disk is full: nothing can be written until space is freed \(", re.M)
 CLEARED = re.compile(r"^INFO: +(\w+) store .*: writes succeed again; the disk was full for \d+ s$", re.M)
 
 
@@ -81,8 +80,15 @@ def fill(disk: Path) -> Path:
 def batch(n: int = 20) -> list[dict[str, object]]:
     """Events that take room: random padding does not compress."""
     run = uuid.uuid4().hex
-    return [{"kind": "heartbeat" if i else "started", "workflow": "full", "run_id": run,
-             "attrs": {"pad": os.urandom(1500).hex()}} for i in range(n)]
+    return [
+        {
+            "kind": "heartbeat" if i else "started",
+            "workflow": "full",
+            "run_id": run,
+            "attrs": {"pad": os.urandom(1500).hex()},
+        }
+        for i in range(n)
+    ]
 
 
 def post_until(c: httpx.Client, status: int, what: str, timeout: float = 60.0) -> httpx.Response:
@@ -144,8 +150,10 @@ def pg_on_tiny_disk(pg_schema: str) -> Iterator[tuple[str, Path]]:
             try:
                 conn.execute(f"CREATE TABLESPACE {tablespace} LOCATION '{disk}'")
             except psycopg.Error as exc:
-                pytest.skip(f"PostgreSQL at {PG_DSN} cannot make a tablespace on this machine's {disk} "
-                            f"(not on this machine, or not a superuser): {str(exc).strip()}")
+                pytest.skip(
+                    f"PostgreSQL at {PG_DSN} cannot make a tablespace on this machine's {disk} "
+                    f"(not on this machine, or not a superuser): {str(exc).strip()}"
+                )
             conn.execute(f"CREATE SCHEMA {pg_schema}")
         sep = "&" if "?" in PG_DSN else "?"
         try:
@@ -157,7 +165,8 @@ def pg_on_tiny_disk(pg_schema: str) -> Iterator[tuple[str, Path]]:
 
 
 def test_a_full_disk_under_a_postgresql_store_is_said_once_per_episode_and_when_it_clears(
-        pg_on_tiny_disk: tuple[str, Path], tmp_path: Path) -> None:
+    pg_on_tiny_disk: tuple[str, Path], tmp_path: Path
+) -> None:
     url, disk = pg_on_tiny_disk
     server = start_server(url, log_dir=tmp_path)
     try:

@@ -20,7 +20,10 @@ from tests.server.test_alerting_e2e import config as alerting_config
 
 
 def config(tmp_path: Path, hook_port: int, db_port: int) -> Path:
-    return alerting_config(tmp_path, hook_port, f"""
+    return alerting_config(
+        tmp_path,
+        hook_port,
+        f"""
 [workflows.nightly-etl]
 depends_on = ["postgres-main"]
 
@@ -32,7 +35,9 @@ port = {db_port}
 interval = "0.2s"
 timeout = "1s"
 retries = 1
-""", group_by='["alertname"]')
+""",
+        group_by='["alertname"]',
+    )
 
 
 def faults(c: Any, **params: str) -> list[dict[str, Any]]:
@@ -43,7 +48,8 @@ def faults(c: Any, **params: str) -> list[dict[str, Any]]:
 
 
 def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it_accepts(
-        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder
+) -> None:
     db_port = free_port()  # nothing listens there yet
     path = config(tmp_path, receiver.server_address[1], db_port)
     server = serve("--config", str(path))
@@ -52,10 +58,15 @@ def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it
 
     # the detector's first check may come before the runs are stored: the fault takes in a dependent's
     # running run at its next failing check (and its severity rises with it)
-    [fault] = wait_for("the fault to be declared, hurting n-1",
-                       lambda: [f for f in faults(c, status="open") if f["runs"] == ["n-1"] and f["severity"] == "error"])
+    [fault] = wait_for(
+        "the fault to be declared, hurting n-1",
+        lambda: [f for f in faults(c, status="open") if f["runs"] == ["n-1"] and f["severity"] == "error"],
+    )
     assert (fault["alertname"], fault["target"], fault["detector"]) == (
-        "ServiceUnavailable", "postgres-main", "postgres-main")
+        "ServiceUnavailable",
+        "postgres-main",
+        "postgres-main",
+    )
     assert fault["evidence"]["port"] == db_port and fault["runs"] == ["n-1"]
     assert fault["severity"] == "error"  # warning, one level up: a running run depends on it
     firing = wait_for("the fault's notification", lambda: bodies(receiver, "ServiceUnavailable", "firing"))
@@ -70,7 +81,8 @@ def test_a_closed_port_is_a_fault_that_hurts_its_dependents_and_resolves_when_it
 
     run = c.get("/api/v1/runs/n-1").json()  # the run says what broke around it
     assert [(f["id"], f["alertname"], f["status"]) for f in run["faults"]] == [
-        (fault["id"], "ServiceUnavailable", "open")]
+        (fault["id"], "ServiceUnavailable", "open")
+    ]
     assert c.get("/api/v1/runs/r-1").json()["faults"] == []
     show = flowsight("show", "n-1", db=store_url)
     assert show.returncode == 0 and "faults around this run" in show.stdout and "postgres-main" in show.stdout
@@ -119,8 +131,14 @@ timeout = "2s"
     out = flowsight("detectors", "check", "--config", str(none), db=str(tmp_path / "x.db"))
     assert out.returncode == 2 and "no [[detectors]]" in out.stderr
     (tmp_path / "elsewhere").mkdir()
-    nowhere = subprocess.run([*FLOWSIGHT, "detectors", "check"], capture_output=True, text=True, timeout=60,
-                             cwd=tmp_path / "elsewhere", env={k: v for k, v in os.environ.items() if k != "FLOWSIGHT_CONFIG"})
+    nowhere = subprocess.run(
+        [*FLOWSIGHT, "detectors", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path / "elsewhere",
+        env={k: v for k, v in os.environ.items() if k != "FLOWSIGHT_CONFIG"},
+    )
     assert nowhere.returncode == 2 and "no configuration file" in nowhere.stderr
 
 

@@ -87,16 +87,20 @@ def test_runs_are_listed_newest_first_and_filtered(seeded: tuple[httpx.Client, f
     assert run_ids(c, workflow="etl", state="running", since=now - 100) == ["live-1"]
 
 
-@pytest.mark.parametrize(("q", "expected"), [
-    ("disk", ["fail-1"]),  # the error
-    ("STUCK", ["stuck-1"]),  # the run id, case-insensitively
-    ("repo", ["rep-1"]),  # the workflow
-    ("extract", ["live-1"]),  # the current step
-    ("100%", []),  # LIKE wildcards are text
-    ("_", []),
-])
-def test_text_search_matches_id_workflow_step_and_error(seeded: tuple[httpx.Client, float], q: str,
-                                                        expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("disk", ["fail-1"]),  # the error
+        ("STUCK", ["stuck-1"]),  # the run id, case-insensitively
+        ("repo", ["rep-1"]),  # the workflow
+        ("extract", ["live-1"]),  # the current step
+        ("100%", []),  # LIKE wildcards are text
+        ("_", []),
+    ],
+)
+def test_text_search_matches_id_workflow_step_and_error(
+    seeded: tuple[httpx.Client, float], q: str, expected: list[str]
+) -> None:
     assert run_ids(seeded[0], q=q) == expected
 
 
@@ -127,9 +131,13 @@ def test_one_run_has_steps_history_eta_and_stall_flag(seeded: tuple[httpx.Client
     assert done["state"] == "completed" and done["duration_seconds"] == pytest.approx(30, abs=0.01)
     assert done["eta"] is None and done["stalled"] is False
     assert [(s["step"], s["status"], s["duration_seconds"]) for s in done["steps"]] == [
-        ("extract", "completed", pytest.approx(10, abs=0.01)), ("load", "completed", pytest.approx(20, abs=0.01))]
+        ("extract", "completed", pytest.approx(10, abs=0.01)),
+        ("load", "completed", pytest.approx(20, abs=0.01)),
+    ]
     assert [(t["old_state"], t["new_state"], t["applied"]) for t in done["transitions"]] == [
-        ("pending", "running", True), ("running", "completed", True)]
+        ("pending", "running", True),
+        ("running", "completed", True),
+    ]
 
     live = c.get("/api/v1/runs/live-1").json()
     assert live["state"] == "running" and live["current_step"] == "extract" and not live["stalled"]
@@ -160,13 +168,18 @@ def test_a_runs_events_page_with_after_and_limit(seeded: tuple[httpx.Client, flo
         assert after == got[-1]["seq"]
     assert pages == 2
     assert [e["id"] for e in got] == [f"done-1-{i}" for i in range(6)]
-    assert [e["kind"] for e in got] == ["started", "step_started", "step_completed", "step_started",
-                                        "step_completed", "completed"]
+    assert [e["kind"] for e in got] == [
+        "started",
+        "step_started",
+        "step_completed",
+        "step_started",
+        "step_completed",
+        "completed",
+    ]
     assert got[0]["attrs"] == {"total_steps": 2} and got[1]["step"] == "extract"
     seqs = [e["seq"] for e in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
-    assert c.get("/api/v1/runs/done-1/events", params={"after": seqs[-1]}).json() == {
-        "events": [], "next_after": None}
+    assert c.get("/api/v1/runs/done-1/events", params={"after": seqs[-1]}).json() == {"events": [], "next_after": None}
 
 
 def test_workflows_have_counts_success_rate_and_duration_percentiles(seeded: tuple[httpx.Client, float]) -> None:
@@ -218,20 +231,24 @@ def test_any_text_of_the_cursors_form_is_a_position(seeded: tuple[httpx.Client, 
     assert re.fullmatch(cursor["schema"]["pattern"].strip("^$"), "0-00")
 
 
-@pytest.mark.parametrize(("params", "names"), [
-    ({"state": "bogus"}, "'state'"),
-    ({"workflow": "etl\x00"}, "'workflow': contains a NUL"),
-    ({"q": "\x00"}, "'q': contains a NUL"),
-    ({"cursor": "MS4wfGEAYg=="}, "cursor"),  # '1.0|a\0b': shaped like a cursor, but with a NUL
-    ({"since": "yesterday"}, "'since'"),
-    ({"until": "nan"}, "'until'"),
-    ({"limit": "0"}, "'limit'"),
-    ({"limit": "ten"}, "'limit'"),
-    ({"cursor": "not-a-cursor"}, "cursor"),
-    ({"cursor": "Zm9vfGJhcg"}, "cursor"),  # base64, but not a cursor this store made
-])
-def test_bad_query_parameters_are_400_naming_the_parameter(seeded: tuple[httpx.Client, float],
-                                                           params: dict[str, str], names: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"state": "bogus"}, "'state'"),
+        ({"workflow": "etl\x00"}, "'workflow': contains a NUL"),
+        ({"q": "\x00"}, "'q': contains a NUL"),
+        ({"cursor": "MS4wfGEAYg=="}, "cursor"),  # '1.0|a\0b': shaped like a cursor, but with a NUL
+        ({"since": "yesterday"}, "'since'"),
+        ({"until": "nan"}, "'until'"),
+        ({"limit": "0"}, "'limit'"),
+        ({"limit": "ten"}, "'limit'"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "Zm9vfGJhcg"}, "cursor"),  # base64, but not a cursor this store made
+    ],
+)
+def test_bad_query_parameters_are_400_naming_the_parameter(
+    seeded: tuple[httpx.Client, float], params: dict[str, str], names: str
+) -> None:
     r = seeded[0].get("/api/v1/runs", params=params)
     assert r.status_code == 400, r.text
     assert names in r.json()["error"]

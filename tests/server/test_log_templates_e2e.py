@@ -28,8 +28,6 @@ def templates(c: httpx.Client) -> list[dict[str, Any]]:
     return got
 
 
-
-
 def saved_state(db: str) -> str:
     rows = sql_rows(db, f"SELECT value FROM kept_state WHERE name = '{ANALYZER_STATE}'")
     assert rows, "the server saved no log analyzer state"
@@ -37,14 +35,15 @@ def saved_state(db: str) -> str:
 
 
 def test_a_flood_of_distinct_lines_keeps_the_templates_at_the_cap_and_their_ids_across_a_restart(
-        serve: Serve, store_url: str) -> None:
+    serve: Serve, store_url: str
+) -> None:
     server = serve()
     c = server.client(timeout=60)
     lines = flood(3 * MAX_TEMPLATES)
     beats = 0
     for start in range(0, len(lines), 2000):
         batch: list[dict[str, Any]] = []
-        for i, line in enumerate(lines[start:start + 2000], start):
+        for i, line in enumerate(lines[start : start + 2000], start):
             batch.append({"message": line, "workflow": "etl"})
             if i % HEARTBEAT_EVERY == 0:
                 batch.append({"message": f"heartbeat from worker {i} ok", "workflow": "beat"})
@@ -79,5 +78,6 @@ def test_a_flood_of_distinct_lines_keeps_the_templates_at_the_cap_and_their_ids_
     assert templates(c) == before  # the same ids, texts and counts
     r = c.post("/api/v1/logs", json=[{"id": "beat-after", "message": "heartbeat from worker 99 ok"}])
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
-    assert wait_for("the new heartbeat templated", lambda: templated("worker 99 ok"),
-                    timeout=120) == beat["template_id"]
+    assert (
+        wait_for("the new heartbeat templated", lambda: templated("worker 99 ok"), timeout=120) == beat["template_id"]
+    )

@@ -21,19 +21,22 @@ T0 = 1_700_000_000.0
 def traffic(c: httpx.Client) -> int:
     """A completed run (steps of 10 s and 20 s, 30 s in all), a failed one, a
     duplicate and a rejected event; returns the events accepted."""
-    out = post(c, [
-        event("started", "etl", "ok", ts=T0, id="m1", total_steps=2),
-        event("step_started", "etl", "ok", "extract", ts=T0, id="m2"),
-        event("step_completed", "etl", "ok", "extract", ts=T0 + 10, id="m3"),
-        event("step_started", "etl", "ok", 'we"ird step\\', ts=T0 + 10, id="m4"),  # escaped in the labels
-        event("step_completed", "etl", "ok", 'we"ird step\\', ts=T0 + 30, id="m5"),
-        event("completed", "etl", "ok", ts=T0 + 30, id="m6"),
-        event("started", "report", "bad", ts=T0, id="m7"),
-        event("failed", "report", "bad", ts=T0 + 2, id="m8", error="boom"),
-        event("started", "report", "live", ts=T0 + 5, id="m9"),
-        event("started", "etl", "ok", ts=T0, id="m1"),  # duplicate
-        {"kind": "started"},  # rejected
-    ])
+    out = post(
+        c,
+        [
+            event("started", "etl", "ok", ts=T0, id="m1", total_steps=2),
+            event("step_started", "etl", "ok", "extract", ts=T0, id="m2"),
+            event("step_completed", "etl", "ok", "extract", ts=T0 + 10, id="m3"),
+            event("step_started", "etl", "ok", 'we"ird step\\', ts=T0 + 10, id="m4"),  # escaped in the labels
+            event("step_completed", "etl", "ok", 'we"ird step\\', ts=T0 + 30, id="m5"),
+            event("completed", "etl", "ok", ts=T0 + 30, id="m6"),
+            event("started", "report", "bad", ts=T0, id="m7"),
+            event("failed", "report", "bad", ts=T0 + 2, id="m8", error="boom"),
+            event("started", "report", "live", ts=T0 + 5, id="m9"),
+            event("started", "etl", "ok", ts=T0, id="m1"),  # duplicate
+            {"kind": "started"},  # rejected
+        ],
+    )
     assert (out["accepted"], out["duplicates"], out["rejected"]) == (9, 1, 1)
     return 9
 
@@ -79,7 +82,10 @@ def test_metrics_show_runs_events_durations_writes_and_subscribers(server: Serve
     assert value(ss, "flowsight_store_write_seconds_bucket", le="+Inf") == writes
     assert value(ss, "flowsight_stream_dropped_total") == 0
     assert [value(ss, "flowsight_stream_disconnects_total", reason=r) for r in ("client", "slow", "shutdown")] == [
-        0, 0, 0]
+        0,
+        0,
+        0,
+    ]
     deadline = time.monotonic() + 10
     while value(ss := samples(c.get("/metrics").text), "flowsight_stream_subscribers") != 0:
         assert time.monotonic() < deadline, "the stream client left, but is still counted"
@@ -127,9 +133,16 @@ def test_a_real_prometheus_scrapes_our_values(server: Server, tmp_path: Path) ->
     prom = f"http://127.0.0.1:{port}"
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 20
         found: dict[str, float] = {}

@@ -61,11 +61,23 @@ def server(serve: Serve, tmp_path: Path) -> Server:
     config.write_text(DETECTOR.format(port=free_port()))  # nothing listens there: a fault
     s = serve("--config", str(config))
     c = s.client()
-    post(c, [event("started", "etl", "run-a"), event("step_started", "etl", "run-a", "extract"),
-             event("step_completed", "etl", "run-a", "extract"), event("completed", "etl", "run-a"),
-             event("started", "report", "run-b")])
-    r = c.post("/api/v1/logs", json=[{"message": "extracting 5 rows", "workflow": "etl", "run_id": "run-a"},
-                                     {"line": "ERROR report failed", "workflow": "report", "run_id": "run-b"}])
+    post(
+        c,
+        [
+            event("started", "etl", "run-a"),
+            event("step_started", "etl", "run-a", "extract"),
+            event("step_completed", "etl", "run-a", "extract"),
+            event("completed", "etl", "run-a"),
+            event("started", "report", "run-b"),
+        ],
+    )
+    r = c.post(
+        "/api/v1/logs",
+        json=[
+            {"message": "extracting 5 rows", "workflow": "etl", "run_id": "run-a"},
+            {"line": "ERROR report failed", "workflow": "report", "run_id": "run-b"},
+        ],
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
     wait_for("the detector's fault", lambda: faults(c, status="open"))
     return s
@@ -85,12 +97,29 @@ def st_command() -> list[str]:
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server: Server, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
-    cmd = [*st_command(), "--config-file", str(config), "run", f"{server.url}/openapi.json",
-           "--exclude-path", "/api/v1/stream", "--exclude-path", "/metrics",
-           "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", SEED,
-           "--generation-database", "none", "--request-timeout", "60", "--no-color"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=840,
-                         env={**os.environ, "NO_COLOR": "1"})
+    cmd = [
+        *st_command(),
+        "--config-file",
+        str(config),
+        "run",
+        f"{server.url}/openapi.json",
+        "--exclude-path",
+        "/api/v1/stream",
+        "--exclude-path",
+        "/metrics",
+        "--max-examples",
+        str(EXAMPLES_PER_OPERATION),
+        "--seed",
+        SEED,
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+        "--no-color",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, timeout=840, env={**os.environ, "NO_COLOR": "1"}
+    )
     report = out.stdout + out.stderr
     assert out.returncode == 0, f"{' '.join(cmd)}\n{report[-6000:]}\n--- server log ---\n{server.output()[-3000:]}"
     generated = re.search(r"(\d+) generated", report)
@@ -109,15 +138,30 @@ def test_the_document_describes_every_route(server: Server) -> None:
     assert doc["openapi"].startswith("3.1")
     ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
     assert ops == {
-        ("POST", "/api/v1/events"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/runs/{run_id}"),
-        ("GET", "/api/v1/runs/{run_id}/events"), ("GET", "/api/v1/workflows"), ("GET", "/api/v1/stream"),
-        ("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/api/v1/alerts"), ("POST", "/api/v1/alerts"),
-        ("GET", "/api/v1/silences"), ("POST", "/api/v1/silences"), ("DELETE", "/api/v1/silences/{silence_id}"),
-        ("POST", "/api/v1/logs"), ("GET", "/api/v1/logs"), ("GET", "/api/v1/runs/{run_id}/logs"),
+        ("POST", "/api/v1/events"),
+        ("GET", "/api/v1/runs"),
+        ("GET", "/api/v1/runs/{run_id}"),
+        ("GET", "/api/v1/runs/{run_id}/events"),
+        ("GET", "/api/v1/workflows"),
+        ("GET", "/api/v1/stream"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/api/v1/alerts"),
+        ("POST", "/api/v1/alerts"),
+        ("GET", "/api/v1/silences"),
+        ("POST", "/api/v1/silences"),
+        ("DELETE", "/api/v1/silences/{silence_id}"),
+        ("POST", "/api/v1/logs"),
+        ("GET", "/api/v1/logs"),
+        ("GET", "/api/v1/runs/{run_id}/logs"),
         ("GET", "/api/v1/logs/templates"),
-        ("GET", "/api/v1/faults"), ("GET", "/api/v1/faults/{fault_id}"), ("GET", "/api/v1/metrics"),
+        ("GET", "/api/v1/faults"),
+        ("GET", "/api/v1/faults/{fault_id}"),
+        ("GET", "/api/v1/metrics"),
         ("GET", "/api/v1/metrics/summary"),
-        ("GET", "/api/v1/metrics/series"), ("GET", "/api/v1/overview"), ("GET", "/api/v1/performance"),
+        ("GET", "/api/v1/metrics/series"),
+        ("GET", "/api/v1/overview"),
+        ("GET", "/api/v1/performance"),
     }
     text = httpx.get(f"{server.url}/openapi.json").text
     for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):

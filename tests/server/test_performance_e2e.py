@@ -19,7 +19,10 @@ from tests.server.test_alerting_e2e import config as alerting_config
 
 
 def config(tmp_path: Path, hook_port: int) -> Path:
-    return alerting_config(tmp_path, hook_port, """
+    return alerting_config(
+        tmp_path,
+        hook_port,
+        """
 [[thresholds]]
 name = "SlowRun"
 kind = "baseline"
@@ -28,7 +31,9 @@ quantile = "p95"
 factor = 2.0
 runs = 20
 min_runs = 10
-""", group_by='["alertname"]')
+""",
+        group_by='["alertname"]',
+    )
 
 
 BIG_RUN = """
@@ -44,11 +49,15 @@ above = 104857600
 
 
 def run_events(run_id: str, start: float, took: float) -> list[dict[str, Any]]:
-    return [event("started", "nightly-etl", run_id, ts=start), event("completed", "nightly-etl", run_id, ts=start + took)]
+    return [
+        event("started", "nightly-etl", run_id, ts=start),
+        event("completed", "nightly-etl", run_id, ts=start + took),
+    ]
 
 
-def test_a_run_far_slower_than_its_workflows_history_is_alerted(serve: Serve, tmp_path: Path,
-                                                                 receiver: Recorder) -> None:
+def test_a_run_far_slower_than_its_workflows_history_is_alerted(
+    serve: Serve, tmp_path: Path, receiver: Recorder
+) -> None:
     server = serve("--config", str(config(tmp_path, receiver.server_address[1])))
     c = server.client()
     for i in range(12):
@@ -61,19 +70,33 @@ def test_a_run_far_slower_than_its_workflows_history_is_alerted(serve: Serve, tm
 
 
 def test_a_run_whose_process_tree_passes_a_threshold_is_alerted_and_resolves_when_it_ends(
-        serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder) -> None:
+    serve: Serve, store_url: str, tmp_path: Path, receiver: Recorder
+) -> None:
     path = config(tmp_path, receiver.server_address[1])
     path.write_text(path.read_text() + BIG_RUN)
-    child = subprocess.Popen([sys.executable, "-c", "import time\nb = bytearray(200 << 20)\n"
-                              "for i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\n"
-                              "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nb = bytearray(200 << 20)\n"
+            "for i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\n"
+            "time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         server = serve("--config", str(path))
         c = server.client()
         # what the SDK sends when a run starts: its pid and host
-        post(c, [event("started", "train", "big-1", pid=child.pid, host=socket.gethostname()),
-                 event("started", "train", "small-1", pid=os.getpid(), host="another-host")])
+        post(
+            c,
+            [
+                event("started", "train", "big-1", pid=child.pid, host=socket.gethostname()),
+                event("started", "train", "small-1", pid=os.getpid(), host="another-host"),
+            ],
+        )
         firing = wait_for("the threshold alert", lambda: bodies(receiver, "BigRun", "firing"))
         alert = firing[0]["alerts"][0]
         assert alert["labels"]["run_id"] == "big-1" and alert["labels"]["workflow"] == "train"
@@ -86,8 +109,9 @@ def test_a_run_whose_process_tree_passes_a_threshold_is_alerted_and_resolves_whe
         assert summary["latest"]["memory_bytes"]["value"] > 150 * 2**20
         series = c.get("/api/v1/metrics/series", params={"scope": "run:big-1", "metric": "memory_bytes"}).json()
         assert series["resolution"] == "raw" and series["points"] and series["points"][-1]["max"] > 150 * 2**20
-        rolled = c.get("/api/v1/metrics/series", params={"scope": "run:big-1", "metric": "memory_bytes",
-                                                         "step": "60"}).json()
+        rolled = c.get(
+            "/api/v1/metrics/series", params={"scope": "run:big-1", "metric": "memory_bytes", "step": "60"}
+        ).json()
         assert rolled["resolution"] == "60s" and rolled["points"][-1]["count"] >= 1
         bad = c.get("/api/v1/metrics/series", params={"scope": "moon:1", "metric": "memory_bytes"})
         assert bad.status_code == 400 and "host:NAME" in bad.json()["error"]
@@ -111,14 +135,34 @@ def test_a_wrapped_commands_child_is_sampled_as_the_run(serve: Serve, tmp_path: 
     path = config(tmp_path, receiver.server_address[1])
     path.write_text(path.read_text() + BIG_RUN)
     server = serve("--config", str(path))
-    script = ("import time\nb = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
-              "print('allocated', flush=True)\ntime.sleep(120)")
-    wrapped = subprocess.Popen([sys.executable, "-m", "flowsight.cli.main", "run", "--url", server.url, "--run-id",
-                                "wrapped-1", "-w", "train", "--", sys.executable, "-c", script],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = (
+        "import time\nb = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+        "print('allocated', flush=True)\ntime.sleep(120)"
+    )
+    wrapped = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowsight.cli.main",
+            "run",
+            "--url",
+            server.url,
+            "--run-id",
+            "wrapped-1",
+            "-w",
+            "train",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        firing = wait_for("the wrapped command's threshold alert", lambda: bodies(receiver, "BigRun", "firing"),
-                          timeout=60)
+        firing = wait_for(
+            "the wrapped command's threshold alert", lambda: bodies(receiver, "BigRun", "firing"), timeout=60
+        )
         assert firing[0]["alerts"][0]["labels"]["run_id"] == "wrapped-1"
     finally:
         wrapped.terminate()  # flowsight run forwards it to the command and cancels the run
@@ -126,17 +170,35 @@ def test_a_wrapped_commands_child_is_sampled_as_the_run(serve: Serve, tmp_path: 
     assert server.client().get("/api/v1/runs/wrapped-1").json()["state"] == "cancelled"
 
 
-def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(serve: Serve, tmp_path: Path,
-                                                                          receiver: Recorder) -> None:
+def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(
+    serve: Serve, tmp_path: Path, receiver: Recorder
+) -> None:
     """``flowsight run -- bash -c 'burn & burn & wait'``: the CPU is spent by
     grandchildren of flowsight (bash's children), and is the run's."""
     path = config(tmp_path, receiver.server_address[1])
-    path.write_text(path.read_text() + "\n[performance]\ninterval = \"0.2s\"\n")
+    path.write_text(path.read_text() + '\n[performance]\ninterval = "0.2s"\n')
     server = serve("--config", str(path))
     burn = f"{sys.executable} -c 'while True: pass'"
-    wrapped = subprocess.Popen([sys.executable, "-m", "flowsight", "run", "--url", server.url, "--run-id", "grand-1",
-                                "-w", "crunch", "--", "bash", "-c", f"{burn} & {burn} & wait"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wrapped = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowsight",
+            "run",
+            "--url",
+            server.url,
+            "--run-id",
+            "grand-1",
+            "-w",
+            "crunch",
+            "--",
+            "bash",
+            "-c",
+            f"{burn} & {burn} & wait",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = server.client()
 
     def busy() -> list[float]:
@@ -151,9 +213,11 @@ def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(serve: 
         wrapped.wait(30)
 
 
-BUSY_THEN_SLEEP = (f"echo '::step busy::'; {sys.executable} -c 'import time\nend = time.time() + 3\n"
-                   "while time.time() < end: pass\nprint(\"cpu-seconds\", time.process_time())'; "
-                   "echo '::step sleep::'; sleep 3")
+BUSY_THEN_SLEEP = (
+    f"echo '::step busy::'; {sys.executable} -c 'import time\nend = time.time() + 3\n"
+    'while time.time() < end: pass\nprint("cpu-seconds", time.process_time())\'; '
+    "echo '::step sleep::'; sleep 3"
+)
 
 
 def test_each_steps_cpu_comes_from_its_own_interval_at_the_default_sampling(serve: Serve, tmp_path: Path) -> None:
@@ -161,8 +225,26 @@ def test_each_steps_cpu_comes_from_its_own_interval_at_the_default_sampling(serv
     would share one sample; the server samples the run at each step's start
     and end (and the run's), stamped there, so each has its own."""
     server = serve()
-    done = subprocess.run([sys.executable, "-m", "flowsight", "run", "--url", server.url, "--run-id", "steps-1",
-                           "-w", "crunch", "--", "bash", "-c", BUSY_THEN_SLEEP], capture_output=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowsight",
+            "run",
+            "--url",
+            server.url,
+            "--run-id",
+            "steps-1",
+            "-w",
+            "crunch",
+            "--",
+            "bash",
+            "-c",
+            BUSY_THEN_SLEEP,
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     client = server.client()
     steps = {s["step"]: s for s in client.get("/api/v1/runs/steps-1").json()["steps"]}
@@ -203,17 +285,23 @@ def test_runs_written_straight_to_the_store_feed_throughput_and_latency(serve: S
     with open_store(store_url) as store:  # another process's writes, as far as the server knows
         for i in range(3):
             t = 1_700_000_000.0 + i * 100
-            store.write_events([make_event("started", "direct", f"d{i}", ts=t),
-                                make_event("step_started", "direct", f"d{i}", "load", ts=t + 1),
-                                make_event("step_completed", "direct", f"d{i}", "load", ts=t + 11),
-                                make_event("completed", "direct", f"d{i}", ts=t + 12)])
+            store.write_events(
+                [
+                    make_event("started", "direct", f"d{i}", ts=t),
+                    make_event("step_started", "direct", f"d{i}", "load", ts=t + 1),
+                    make_event("step_completed", "direct", f"d{i}", "load", ts=t + 11),
+                    make_event("completed", "direct", f"d{i}", ts=t + 12),
+                ]
+            )
     client = server.client()
 
     def summary() -> dict[str, Any]:
         got = client.get("/api/v1/metrics/summary", params={"scope": "workflow:direct"}).json()
         return got if got.get("latency") else {}
 
-    got = wait_for("the workflow's latency from the followed events",
-                   lambda: (g := summary()) and g["latency"]["run"]["count"] == 3 and g)
+    got = wait_for(
+        "the workflow's latency from the followed events",
+        lambda: (g := summary()) and g["latency"]["run"]["count"] == 3 and g,
+    )
     assert got["latency"]["run"]["count"] == 3 and abs(got["latency"]["run"]["p50"] - 12.0) < 0.5, got
     assert got["latency"]["step:load"]["count"] == 3 and abs(got["latency"]["step:load"]["p50"] - 10.0) < 0.5

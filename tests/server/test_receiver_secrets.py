@@ -95,38 +95,54 @@ url = "http://127.0.0.1:{ops}/ops"
 
 
 def broken_alerts(c: Any) -> dict[str, dict[str, Any]]:
-    return {a["labels"]["receiver"]: a for a in c.get("/api/v1/alerts").json()["alerts"]
-            if a["labels"].get("alertname") == "ReceiverBroken"}
-
-
+    return {
+        a["labels"]["receiver"]: a
+        for a in c.get("/api/v1/alerts").json()["alerts"]
+        if a["labels"].get("alertname") == "ReceiverBroken"
+    }
 
 
 def test_receiver_credentials_never_reach_the_log_the_api_or_other_receivers(
-        serve: Serve, store_url: str, tmp_path: Path, refusing: tuple[Refusing, Refusing],
-        receiver: Recorder) -> None:
+    serve: Serve, store_url: str, tmp_path: Path, refusing: tuple[Refusing, Refusing], receiver: Recorder
+) -> None:
     hook, am = refusing
-    server = serve("--config", str(config(tmp_path, hook.server_address[1], am.server_address[1],
-                                          receiver.server_address[1])))
+    server = serve(
+        "--config", str(config(tmp_path, hook.server_address[1], am.server_address[1], receiver.server_address[1]))
+    )
     c = server.client()
-    r = c.post("/api/v1/alerts", json=[{"labels": {"alertname": "Probe", "target": "team"}},
-                                       {"labels": {"alertname": "Probe", "target": "am"}}])
+    r = c.post(
+        "/api/v1/alerts",
+        json=[{"labels": {"alertname": "Probe", "target": "team"}}, {"labels": {"alertname": "Probe", "target": "am"}}],
+    )
     assert r.status_code == 200, r.text
 
     broken = wait_for("both receivers marked broken", lambda: len(b := broken_alerts(c)) == 2 and b)
-    told = wait_for("ops told of both", lambda: {
-        a["labels"]["receiver"] for body in receiver.bodies for a in body["alerts"]
-        if a["labels"].get("alertname") == "ReceiverBroken"} == {"team", "am"})
+    told = wait_for(
+        "ops told of both",
+        lambda: (
+            {
+                a["labels"]["receiver"]
+                for body in receiver.bodies
+                for a in body["alerts"]
+                if a["labels"].get("alertname") == "ReceiverBroken"
+            }
+            == {"team", "am"}
+        ),
+    )
     assert told
     # the secrets were really sent: the URL's user info as Basic auth, the query as written
     assert hook.seen[0][0] == "/hook?token=s3cr3t-token" and hook.seen[0][1].startswith("Basic ")
     assert am.seen[0][0] == "/api/v2/alerts?key=am-k3y" and am.seen[0][1].startswith("Basic ")
 
     team = broken["team"]["annotations"]["description"]
-    assert team.startswith(f"webhook http://***@127.0.0.1:{hook.server_address[1]}/hook?token=***: HTTP 404: "
-                           "Cannot POST /hook?token=*** "), team
+    assert team.startswith(
+        f"webhook http://***@127.0.0.1:{hook.server_address[1]}/hook?token=***: HTTP 404: Cannot POST /hook?token=*** "
+    ), team
     amd = broken["am"]["annotations"]["description"]
-    assert amd.startswith(f"alertmanager http://***@127.0.0.1:{am.server_address[1]}/api/v2/alerts?key=***: "
-                          "HTTP 400: Cannot POST /api/v2/alerts?key=*** "), amd
+    assert amd.startswith(
+        f"alertmanager http://***@127.0.0.1:{am.server_address[1]}/api/v2/alerts?key=***: "
+        "HTTP 400: Cannot POST /api/v2/alerts?key=*** "
+    ), amd
 
     server.stop()
     shown = {

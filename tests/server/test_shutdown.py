@@ -20,8 +20,7 @@ POSTERS, BATCH = 3, 20
 GRACE_RAN_OUT = "timeout graceful shutdown exceeded"
 
 
-def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(store_url: str,
-                                                                               tmp_path: Path) -> None:
+def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(store_url: str, tmp_path: Path) -> None:
     server = start_server(store_url, log_dir=tmp_path)
     acked: list[str] = []
     sent: list[str] = []
@@ -70,8 +69,9 @@ def test_sigterm_while_clients_post_exits_0_and_keeps_every_acknowledged_event(s
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_the_server_at_once_with_a_stream_client_connected(store_url: str, tmp_path: Path,
-                                                                          sig: int) -> None:
+def test_a_signal_stops_the_server_at_once_with_a_stream_client_connected(
+    store_url: str, tmp_path: Path, sig: int
+) -> None:
     """The stream never ends by itself, and uvicorn waits for every response
     to end: without the server ending its streams a stop took 30 s."""
     server = start_server(store_url, log_dir=tmp_path)
@@ -100,14 +100,23 @@ def test_serve_says_what_it_serves_and_a_busy_port_is_one_line(tmp_path: Path) -
         out = server.output()
         assert f"store:     sqlite {db}" in out and "config:    none" in out
         assert f"dashboard: {server.url}/" in out and "tokens:    not required until the first is made" in out
-        busy = subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "serve", "--port",
-                               str(server.url.rsplit(":", 1)[1])], capture_output=True, text=True, timeout=60)
+        busy = subprocess.run(
+            [sys.executable, "-m", "flowsight", "--db", db, "serve", "--port", str(server.url.rsplit(":", 1)[1])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert busy.returncode == 2 and "Application startup" not in busy.stderr
         assert busy.stderr.strip().splitlines() == [
             f"flowsight: port {server.url.rsplit(':', 1)[1]} on 127.0.0.1 is in use (another flowsight serve?); "
-            "stop it or choose another with --port"]
+            "stop it or choose another with --port"
+        ]
     finally:
         server.stop()
-    bad = subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "serve", "--port", "99999"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowsight", "--db", db, "serve", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "99999 is not a port: use 1 to 65535 (0: any free port)" in bad.stderr

@@ -39,10 +39,12 @@ def send(client: httpx.Client, path: str, body: Any) -> httpx.Response:
     return client.post(path, content=json.dumps(body), headers=JSON)
 
 
-@pytest.mark.parametrize(("n", "item", "field"), [(n, item, field) for n, (item, field) in enumerate(BAD_BATCH)
-                                                  if field is not None])
+@pytest.mark.parametrize(
+    ("n", "item", "field"), [(n, item, field) for n, (item, field) in enumerate(BAD_BATCH) if field is not None]
+)
 def test_a_bad_event_alone_is_a_400_with_its_answer_and_in_an_array_costs_only_itself(
-        client: httpx.Client, module_store_url: str, n: int, item: dict[str, Any], field: str) -> None:
+    client: httpx.Client, module_store_url: str, n: int, item: dict[str, Any], field: str
+) -> None:
     r = send(client, "/api/v1/events", item)
     assert r.status_code == 400, r.text
     out = r.json()
@@ -64,19 +66,27 @@ def test_a_good_event_alone_is_taken_and_a_retry_is_a_duplicate(client: httpx.Cl
     assert [first.json()["accepted"], again.json()["duplicates"]] == [1, 1]
 
 
-@pytest.mark.parametrize(("path", "item", "field", "says"), [
-    # as the document describes it, but nested deeper than the 64 levels no schema can state
-    ("/api/v1/events", {**event("heartbeat", "single", "deep"), "attrs": {"x": json.loads("[" * 70 + "]" * 70)}},
-     "attrs.x", "nested deeper than 64 levels"),
-    # a number JSON writes but no float holds
-    ("/api/v1/events", "INFINITE", "attrs.n", "no NaN or infinity"),
-    # an entry dated more than a day ahead of the server's clock
-    ("/api/v1/logs", {"message": "from the future", "ts": time.time() + 3 * 86400}, "ts", "more than a day ahead"),
-    # a value read out of a raw line with a NUL written as \u0000
-    ("/api/v1/logs", {"line": '{"msg": "a\\u0000b", "level": "info"}'}, "line", "NUL"),
-])
+@pytest.mark.parametrize(
+    ("path", "item", "field", "says"),
+    [
+        # as the document describes it, but nested deeper than the 64 levels no schema can state
+        (
+            "/api/v1/events",
+            {**event("heartbeat", "single", "deep"), "attrs": {"x": json.loads("[" * 70 + "]" * 70)}},
+            "attrs.x",
+            "nested deeper than 64 levels",
+        ),
+        # a number JSON writes but no float holds
+        ("/api/v1/events", "INFINITE", "attrs.n", "no NaN or infinity"),
+        # an entry dated more than a day ahead of the server's clock
+        ("/api/v1/logs", {"message": "from the future", "ts": time.time() + 3 * 86400}, "ts", "more than a day ahead"),
+        # a value read out of a raw line with a NUL written as \u0000
+        ("/api/v1/logs", {"line": '{"msg": "a\\u0000b", "level": "info"}'}, "line", "NUL"),
+    ],
+)
 def test_an_item_the_document_allows_but_a_stated_rule_refuses_is_a_422(
-        client: httpx.Client, path: str, item: Any, field: str, says: str) -> None:
+    client: httpx.Client, path: str, item: Any, field: str, says: str
+) -> None:
     if item == "INFINITE":
         body = '{"kind": "heartbeat", "workflow": "single", "run_id": "inf", "attrs": {"n": 1e999}}'
     else:
@@ -89,14 +99,17 @@ def test_an_item_the_document_allows_but_a_stated_rule_refuses_is_a_422(
     assert r.status_code == 200 and r.json()["results"][0]["status"] == "rejected", r.text
 
 
-@pytest.mark.parametrize(("item", "field"), [
-    ({"message": "hi", "colour": "red"}, "colour"),
-    ({"message": "hi", "level": "loud"}, "level"),
-    ({"message": "hi", "level": "\ufb01ne"}, "level"),  # "ﬁne".upper() is "FINE"; a level word is ASCII
-    ({"line": "INFO hi", "message": "hi"}, "line"),
-    ({"line": "INFO hi", "level": "warn"}, "level"),
-    ({}, "message"),
-])
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"message": "hi", "colour": "red"}, "colour"),
+        ({"message": "hi", "level": "loud"}, "level"),
+        ({"message": "hi", "level": "\ufb01ne"}, "level"),  # "ﬁne".upper() is "FINE"; a level word is ASCII
+        ({"line": "INFO hi", "message": "hi"}, "line"),
+        ({"line": "INFO hi", "level": "warn"}, "level"),
+        ({}, "message"),
+    ],
+)
 def test_a_bad_log_entry_alone_is_a_400(client: httpx.Client, item: dict[str, Any], field: str) -> None:
     r = send(client, "/api/v1/logs", item)
     assert r.status_code == 400, r.text
@@ -116,15 +129,19 @@ def test_a_bad_alert_alone_is_a_400_and_a_good_one_a_200(client: httpx.Client) -
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
 
 
-@pytest.mark.parametrize(("extra", "status", "says"), [
-    ({"ends_at": 1.0}, 422, "it must end after it starts"),
-    ({"starts_at": 10.0, "ends_at": 20.0}, 422, "which has passed: it would mute nothing"),
-    ({"starts_at": 2e9, "ends_at": 1.9e9}, 422, "it must end after it starts"),
-    ({"duration": "0s"}, 422, "it must end after it starts"),
-    ({}, 400, "say how long"),
-])
+@pytest.mark.parametrize(
+    ("extra", "status", "says"),
+    [
+        ({"ends_at": 1.0}, 422, "it must end after it starts"),
+        ({"starts_at": 10.0, "ends_at": 20.0}, 422, "which has passed: it would mute nothing"),
+        ({"starts_at": 2e9, "ends_at": 1.9e9}, 422, "it must end after it starts"),
+        ({"duration": "0s"}, 422, "it must end after it starts"),
+        ({}, 400, "say how long"),
+    ],
+)
 def test_a_silence_that_would_mute_nothing_is_a_422_and_one_without_an_end_a_400(
-        client: httpx.Client, extra: dict[str, Any], status: int, says: str) -> None:
+    client: httpx.Client, extra: dict[str, Any], status: int, says: str
+) -> None:
     before = client.get("/api/v1/silences", params={"all": "true"}).json()["silences"]
     r = send(client, "/api/v1/silences", {"matchers": ["workflow=etl"], "comment": "maintenance", **extra})
     assert r.status_code == status, r.text
@@ -152,22 +169,30 @@ def test_the_document_says_which_answers_a_single_item_gets(server: Server) -> N
     assert schemas["WireEvent"]["properties"]["workflow"]["maxLength"] == 512
     assert "JsonValue" in schemas and schemas["WireLog"]["anyOf"]
     link = paths["/api/v1/silences"]["post"]["responses"]["201"]["links"]["EndSilence"]
-    assert link == {"operationId": "delete_/api/v1/silences/{silence_id}",
-                    "parameters": {"silence_id": "$response.body#/id"}}
+    assert link == {
+        "operationId": "delete_/api/v1/silences/{silence_id}",
+        "parameters": {"silence_id": "$response.body#/id"},
+    }
     assert "FirstFault" in paths["/api/v1/faults"]["get"]["responses"]["200"]["links"]
     assert "FirstRun" in paths["/api/v1/runs"]["get"]["responses"]["200"]["links"]
 
 
-@pytest.mark.parametrize(("attrs", "field"), [
-    ({"size": 3.402823466e38}, "attrs.size"),  # was taken, and then PostgreSQL's BIGINT failed the whole commit
-    ({"size": 2**63}, "attrs.size"),
-    ({"size": 1.5}, "attrs.size"),
-    ({"mtime": 1e300}, "attrs.mtime"),
-])
+@pytest.mark.parametrize(
+    ("attrs", "field"),
+    [
+        ({"size": 3.402823466e38}, "attrs.size"),  # was taken, and then PostgreSQL's BIGINT failed the whole commit
+        ({"size": 2**63}, "attrs.size"),
+        ({"size": 1.5}, "attrs.size"),
+        ({"mtime": 1e300}, "attrs.mtime"),
+    ],
+)
 def test_an_output_events_size_and_mtime_are_what_both_stores_keep(
-        client: httpx.Client, module_store_url: str, attrs: dict[str, Any], field: str) -> None:
-    output = {**event("output", "single", "out-1", "write"),
-              "attrs": {"path": "/data/out.csv", "sha256": "0" * 64, **attrs}}
+    client: httpx.Client, module_store_url: str, attrs: dict[str, Any], field: str
+) -> None:
+    output = {
+        **event("output", "single", "out-1", "write"),
+        "attrs": {"path": "/data/out.csv", "sha256": "0" * 64, **attrs},
+    }
     r = send(client, "/api/v1/events", output)
     assert r.status_code == 400 and r.json()["field"] == field, r.text
     fine = {**output, "attrs": {"path": "/data/fine.csv", "sha256": "1" * 64, "size": 1024.0, "mtime": 1.7e9}}

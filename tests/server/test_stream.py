@@ -107,8 +107,12 @@ class Api:
 
     def stored(self) -> list[tuple[int, str, str, str]]:
         """(seq, id, workflow, run_id) of the events stored since the test began, in store order."""
-        return [(int(r[0]), *r[1:]) for r in sql_rows(
-            self.db, f"SELECT seq, id, workflow, run_id FROM events WHERE seq > {self.baseline} ORDER BY seq")]
+        return [
+            (int(r[0]), *r[1:])
+            for r in sql_rows(
+                self.db, f"SELECT seq, id, workflow, run_id FROM events WHERE seq > {self.baseline} ORDER BY seq"
+            )
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +134,13 @@ def test_a_client_gets_the_events_posted_after_it_connected(api: Api) -> None:
     post(c, api.batch("before", 3))
     with stream(api.server) as s:
         post(c, event("started", "etl", "b", id=api.id("one"), total_steps=2))  # one object
-        post(c, [event("step_started", "etl", "b", "extract", id=api.id("two")),
-                 event("progress", "etl", "b", id=api.id("three"), done=1, total=2)])
+        post(
+            c,
+            [
+                event("step_started", "etl", "b", "extract", id=api.id("two")),
+                event("progress", "etl", "b", id=api.id("three"), done=1, total=2),
+            ],
+        )
         got = s.events(3)
     assert [e.data["id"] for e in got] == [api.id("one"), api.id("two"), api.id("three")]  # none from before
     assert [e.event for e in got] == ["started", "step_started", "progress"]
@@ -163,19 +172,27 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(api: Api) ->
     assert every == [seq for seq, *_ in api.stored()][4:]  # nothing missed, nothing twice
 
 
-@pytest.mark.parametrize(("params", "wanted", "count"), [
-    ({"workflow": "etl"}, lambda wf, run: wf == "etl", 11),
-    ({"run_id": "b"}, lambda wf, run: run == "b", 7),
-    ({"workflow": "etl", "run_id": "a"}, lambda wf, run: wf == "etl" and run == "a", 7),
-    ({"workflow": "nope"}, lambda wf, run: wf == "nope", 1),
-])
-def test_filters_apply_to_the_backlog_and_the_live_feed(api: Api, params: dict[str, str], wanted: Any,
-                                                        count: int) -> None:
+@pytest.mark.parametrize(
+    ("params", "wanted", "count"),
+    [
+        ({"workflow": "etl"}, lambda wf, run: wf == "etl", 11),
+        ({"run_id": "b"}, lambda wf, run: run == "b", 7),
+        ({"workflow": "etl", "run_id": "a"}, lambda wf, run: wf == "etl" and run == "a", 7),
+        ({"workflow": "nope"}, lambda wf, run: wf == "nope", 1),
+    ],
+)
+def test_filters_apply_to_the_backlog_and_the_live_feed(
+    api: Api, params: dict[str, str], wanted: Any, count: int
+) -> None:
     c = api.client
 
     def mixed(prefix: str) -> list[dict[str, Any]]:
-        return (api.batch(f"{prefix}-ea", 3, "etl", "a") + api.batch(f"{prefix}-eb", 2, "etl", "b")
-                + api.batch(f"{prefix}-rc", 2, "report", "c") + api.batch(f"{prefix}-rb", 1, "report", "b"))
+        return (
+            api.batch(f"{prefix}-ea", 3, "etl", "a")
+            + api.batch(f"{prefix}-eb", 2, "etl", "b")
+            + api.batch(f"{prefix}-rc", 2, "report", "c")
+            + api.batch(f"{prefix}-rb", 1, "report", "b")
+        )
 
     post(c, mixed("old"))
     with stream(api.server, last_id=api.baseline, **params) as s:
@@ -189,9 +206,17 @@ def test_filters_apply_to_the_backlog_and_the_live_feed(api: Api, params: dict[s
     assert len(want) == count
 
 
-@pytest.mark.parametrize("header", [
-    "yesterday", "\u00b2".encode("latin-1"), "-5", "1e3", "99999999999999999999999", "",  # '²' is a digit to isdigit()
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "yesterday",
+        "\u00b2".encode("latin-1"),
+        "-5",
+        "1e3",
+        "99999999999999999999999",
+        "",  # '²' is a digit to isdigit()
+    ],
+)
 def test_a_last_event_id_that_is_no_seq_starts_live(api: Api, header: str | bytes) -> None:
     post(api.client, api.batch("old", 2))
     with stream(api.server, last_id=header) as s:
@@ -293,9 +318,26 @@ def test_events_written_straight_to_the_store_by_another_process_reach_the_strea
     not sent twice."""
     run_id = api.id("local")
     with stream(api.server, workflow="outside") as s:
-        done = subprocess.run([sys.executable, "-m", "flowsight", "--db", api.db, "run", "-w", "outside",
-                               "--run-id", run_id, "--", "bash", "-c", "echo '::step only::'; echo hi"],
-                              capture_output=True, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flowsight",
+                "--db",
+                api.db,
+                "run",
+                "-w",
+                "outside",
+                "--run-id",
+                run_id,
+                "--",
+                "bash",
+                "-c",
+                "echo '::step only::'; echo hi",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         post(api.client, event("heartbeat", "outside", run_id, id=api.id("posted")))
         got = s.events(5)  # started, step_started, step_completed, completed -- and the posted one
@@ -317,15 +359,18 @@ def silent_client(server: Server) -> socket.socket:
 
 def stream_metrics(c: httpx.Client) -> dict[str, float]:
     ss = samples(c.get("/metrics").text)
-    out = {"subscribers": value(ss, "flowsight_stream_subscribers"),
-           "dropped": value(ss, "flowsight_stream_dropped_total")}
+    out = {
+        "subscribers": value(ss, "flowsight_stream_subscribers"),
+        "dropped": value(ss, "flowsight_stream_dropped_total"),
+    }
     for reason in ("client", "slow", "shutdown"):
         out[reason] = value(ss, "flowsight_stream_disconnects_total", reason=reason)
     return out
 
 
-def wait_for_metrics(c: httpx.Client, what: str, check: Callable[[dict[str, float]], bool],
-                     deadline: float = 60.0) -> dict[str, float]:
+def wait_for_metrics(
+    c: httpx.Client, what: str, check: Callable[[dict[str, float]], bool], deadline: float = 60.0
+) -> dict[str, float]:
     end = time.monotonic() + deadline
     while not check(got := stream_metrics(c)):
         assert time.monotonic() < end, f"{what}: not within {deadline:g}s; /metrics says {got}"
@@ -347,8 +392,7 @@ def closed_by_the_server(s: socket.socket) -> bool:
 SILENT = 20
 
 
-def test_clients_that_never_read_are_dropped_as_slow_and_counted_while_the_server_keeps_answering(
-        serve: Serve) -> None:
+def test_clients_that_never_read_are_dropped_as_slow_and_counted_while_the_server_keeps_answering(serve: Serve) -> None:
     server = serve()
     c = server.client(timeout=60)
     silent = [silent_client(server) for _ in range(SILENT)]
@@ -385,10 +429,12 @@ def test_clients_that_leave_are_unsubscribed_and_counted(serve: Serve) -> None:
 
 
 def test_a_stream_paused_on_a_frame_its_client_never_took_ends_its_subscription_when_the_client_leaves(
-        store: SqlStore) -> None:
+    store: SqlStore,
+) -> None:
     """Starlette cancels the response of a client that left; the frames'
     generator, paused at the ``yield`` of a frame being written, must not be
     left for the garbage collector to close."""
+
     async def main() -> tuple[int, dict[str, int]]:
         hub = Hub(store, track=False)
         response = EventStreamResponse(event_stream(hub, EventFilter(), None), media_type="text/event-stream")

@@ -36,14 +36,17 @@ def test_every_answer_carries_the_apps_time_and_keeps_its_headers() -> None:
     assert app_duration(r.headers["server-timing"]) == pytest.approx(12.5)
 
 
-@pytest.mark.parametrize("header, ms", [
-    ("app;dur=3.5", 3.5),
-    ("db;dur=1, app;desc=\"x\";dur=7", 7.0),
-    ("db;dur=1", None),
-    ("app;dur=fast", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "header, ms",
+    [
+        ("app;dur=3.5", 3.5),
+        ('db;dur=1, app;desc="x";dur=7', 7.0),
+        ("db;dur=1", None),
+        ("app;dur=fast", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_app_duration_reads_the_app_metric(header: str | None, ms: float | None) -> None:
     assert app_duration(header) == ms
 

@@ -60,8 +60,9 @@ def call(c: httpx.Client, method: str, path: str, headers: dict[str, str]) -> ht
 
 
 @pytest.fixture(scope="module")
-def guarded(module_store_url: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, dict[str, dict[str, str]]]]:
+def guarded(
+    module_store_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[httpx.Client, dict[str, dict[str, str]]]]:
     headers = {
         "none": {},
         "wrong": {"Authorization": "Bearer fst_not-a-token-this-server-made"},
@@ -79,8 +80,9 @@ def guarded(module_store_url: str,
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(("method", "path", "scope"), ENDPOINTS)
-def test_each_endpoint_answers_each_caller_by_scope(guarded: tuple[httpx.Client, dict[str, dict[str, str]]],
-                                                    caller: str, method: str, path: str, scope: str | None) -> None:
+def test_each_endpoint_answers_each_caller_by_scope(
+    guarded: tuple[httpx.Client, dict[str, dict[str, str]]], caller: str, method: str, path: str, scope: str | None
+) -> None:
     c, headers = guarded
     r = call(c, method, path, headers[caller])
     want = expected(caller, scope)
@@ -96,19 +98,25 @@ def test_each_endpoint_answers_each_caller_by_scope(guarded: tuple[httpx.Client,
         assert r.json()["error"] == f"token 'm-{caller}' has scope '{caller}'; this needs '{scope}' (or admin)"
 
 
-@pytest.mark.parametrize(("method", "path", "scope"), [
-    ("GET", "/api/v1/alerts", "read"),
-    ("POST", "/api/v1/alerts", "ingest"),
-    ("POST", "/api/v1/silences", "admin"),
-    ("DELETE", "/api/v1/silences/s1", "admin"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("GET", "/api/v1/alerts", "read"),
+        ("POST", "/api/v1/alerts", "ingest"),
+        ("POST", "/api/v1/silences", "admin"),
+        ("DELETE", "/api/v1/silences/s1", "admin"),
+    ],
+)
 def test_a_call_without_a_token_is_told_how_to_make_one_with_the_scope_it_needs(
-        guarded: tuple[httpx.Client, dict[str, dict[str, str]]], method: str, path: str, scope: str) -> None:
+    guarded: tuple[httpx.Client, dict[str, dict[str, str]]], method: str, path: str, scope: str
+) -> None:
     c, _ = guarded
     r = c.request(method, path, json={} if method == "POST" else None)
     assert r.status_code == 401
-    assert r.json()["error"] == ("missing token: send 'Authorization: Bearer <token>' "
-                                 f"(make one with: flowsight token create --scope {scope} --name NAME)")
+    assert r.json()["error"] == (
+        "missing token: send 'Authorization: Bearer <token>' "
+        f"(make one with: flowsight token create --scope {scope} --name NAME)"
+    )
 
 
 def test_the_api_is_open_on_loopback_until_the_first_token_exists(server: Server, store_url: str) -> None:
@@ -193,13 +201,17 @@ def test_serving_beyond_loopback_starts_once_a_token_exists(store_url: str, tmp_
         assert server.stop() == 0, server.output()
 
 
-@pytest.mark.parametrize(("host", "first_token"), [
-    ("127.0.0.1", "before start"),
-    ("0.0.0.0", "before start"),
-    ("127.0.0.1", "while open"),  # open at start, closed by the first token
-])
-def test_revoking_the_last_token_never_opens_the_api(store_url: str, tmp_path: Path, host: str,
-                                                     first_token: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "first_token"),
+    [
+        ("127.0.0.1", "before start"),
+        ("0.0.0.0", "before start"),
+        ("127.0.0.1", "while open"),  # open at start, closed by the first token
+    ],
+)
+def test_revoking_the_last_token_never_opens_the_api(
+    store_url: str, tmp_path: Path, host: str, first_token: str
+) -> None:
     token = create_token(store_url, "admin", "me") if first_token == "before start" else ""
     server = start_server(store_url, log_dir=tmp_path, host=host)
     try:
@@ -240,8 +252,11 @@ def test_token_revoke_warns_when_it_takes_the_last_admin_token_and_the_last_toke
         assert out.returncode == 0 and f"token {name!r} revoked" in out.stdout, out.stderr
         said.append(" ".join(out.stderr.split()))
     assert said[0] == ""
-    assert said[1] == ("flowsight: warning: that was the last admin token: nobody can add or end silences until "
-                       "you make one: flowsight token create --scope admin --name NAME")
-    assert said[2].startswith("flowsight: warning: that was the last token. A running server stays closed "
-                              "(it never falls back to open)")
+    assert said[1] == (
+        "flowsight: warning: that was the last admin token: nobody can add or end silences until "
+        "you make one: flowsight token create --scope admin --name NAME"
+    )
+    assert said[2].startswith(
+        "flowsight: warning: that was the last token. A running server stays closed (it never falls back to open)"
+    )
     assert "flowsight token create --scope admin --name NAME" in said[2]

@@ -33,8 +33,9 @@ def out(receiver: str, key: str) -> Outgoing:
 
 
 def silence(sid: str, start: float, end: float, *matchers: str) -> Silence:
-    return Silence(sid, tuple(parse_matcher(m) for m in matchers or ("workflow=etl",)), start, end, "ana",
-                   "maintenance")
+    return Silence(
+        sid, tuple(parse_matcher(m) for m in matchers or ("workflow=etl",)), start, end, "ana", "maintenance"
+    )
 
 
 # ---- schema -------------------------------------------------------------------------
@@ -46,12 +47,32 @@ def test_a_new_store_is_at_the_latest_schema_with_the_alerting_tables(store: Sql
 
 # ---- alerts -------------------------------------------------------------------------
 def test_alerts_come_back_exactly_with_the_receivers_still_owed_resolved(store: SqlStore) -> None:
-    firing = AlertState(Alert({"alertname": "RunFailed", "workflow": "nightly-etl", "run_id": "r1"},
-                              {"summary": "run r1 failed", "description": "disk full\nline 2 ✓"},
-                              Severity.CRITICAL, "execution", NOW - 60.25, None, AlertStatus.FIRING,
-                              "http://flowsight/runs/r1"), ("ops", "team"))
-    resolved = AlertState(Alert({"alertname": "Stalled", "workflow": "sync"}, {}, Severity.WARNING, "state",
-                                NOW - 600, NOW - 1.5, AlertStatus.RESOLVED, None), ("team",))
+    firing = AlertState(
+        Alert(
+            {"alertname": "RunFailed", "workflow": "nightly-etl", "run_id": "r1"},
+            {"summary": "run r1 failed", "description": "disk full\nline 2 ✓"},
+            Severity.CRITICAL,
+            "execution",
+            NOW - 60.25,
+            None,
+            AlertStatus.FIRING,
+            "http://flowsight/runs/r1",
+        ),
+        ("ops", "team"),
+    )
+    resolved = AlertState(
+        Alert(
+            {"alertname": "Stalled", "workflow": "sync"},
+            {},
+            Severity.WARNING,
+            "state",
+            NOW - 600,
+            NOW - 1.5,
+            AlertStatus.RESOLVED,
+            None,
+        ),
+        ("team",),
+    )
     store.save_alerts([firing, resolved], NOW)
     assert sorted(store.load_alerts(), key=lambda s: s.alert.starts_at) == [resolved, firing]
     assert store.list_alerts("firing") == [firing]
@@ -80,8 +101,19 @@ def test_asking_for_alerts_in_a_status_that_does_not_exist_says_which_do(store: 
 
 def test_free_text_with_a_nul_character_is_kept_readable_on_both_backends(store: SqlStore) -> None:
     # PostgreSQL text cannot hold NUL; labels and annotations are JSON and keep it exactly
-    a = AlertState(Alert({"alertname": "x", "k": "a\x00b"}, {"description": "c\x00d"}, Severity.INFO, "lo\x00g",
-                         NOW, None, AlertStatus.FIRING, "http://x/\x00"), ("team",))
+    a = AlertState(
+        Alert(
+            {"alertname": "x", "k": "a\x00b"},
+            {"description": "c\x00d"},
+            Severity.INFO,
+            "lo\x00g",
+            NOW,
+            None,
+            AlertStatus.FIRING,
+            "http://x/\x00",
+        ),
+        ("team",),
+    )
     store.save_alerts([a], NOW)
     (back,) = store.load_alerts()
     assert back.alert.labels == a.alert.labels and back.alert.annotations == a.alert.annotations
@@ -111,7 +143,8 @@ def test_silences_round_trip_and_are_listed_when_active(store: SqlStore) -> None
 
 
 def test_a_stored_silence_re2_refuses_is_left_out_with_a_warning_and_the_others_kept(
-        store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
     # as a silence made before regexes were RE2's could have been stored: a lookahead
     for s in (silence("good", NOW - 10, NOW + 3600), silence("bad", NOW - 10, NOW + 3600, "alertname=~Disk.*")):
         store.add_silence(s, NOW)
@@ -148,7 +181,8 @@ def test_expiring_an_unknown_silence_says_so(store: SqlStore) -> None:
 
 
 def test_a_server_sees_the_silences_another_process_changed_since_it_last_looked(
-        store: SqlStore, other: SqlStore) -> None:
+    store: SqlStore, other: SqlStore
+) -> None:
     store.add_silence(silence("a", NOW, NOW + 60), NOW)
     other.add_silence(silence("b", NOW, NOW + 60), NOW + 5)  # the CLI
     assert [s.id for s in store.silences_changed_since(NOW + 1)] == ["b"]
@@ -167,15 +201,37 @@ def test_a_matcher_written_for_the_store_reads_back_equal(name: str, op: str, va
     assert parse_matcher(matcher_text(m)) == m
 
 
-@pytest.mark.parametrize("text", ['workflow="nightly-etl"', "run=~r[0-9]+\\.x", "a=~x", "a=~~x", "a='~x'",
-                                  'a=" padded "', "a=", 'a="', "a=\"'", "a!~", "a!=~b"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'workflow="nightly-etl"',
+        "run=~r[0-9]+\\.x",
+        "a=~x",
+        "a=~~x",
+        "a='~x'",
+        'a=" padded "',
+        "a=",
+        'a="',
+        "a=\"'",
+        "a!~",
+        "a!=~b",
+    ],
+)
 def test_matchers_people_write_survive_the_store(text: str) -> None:
     m = parse_matcher(text)
     assert parse_matcher(matcher_text(m)) == m
 
 
-_REGEX_WITH_QUOTES = ['msg=~".*can\'t.*"', "msg=~'say \"hi\".*'", 'msg!~"\\"quoted\\""', "a=~'\"'",
-                      'a=~.*"', "a=~\"x|'y'\"", 'a!~"~x"', "a=~'\\s+'"]
+_REGEX_WITH_QUOTES = [
+    'msg=~".*can\'t.*"',
+    "msg=~'say \"hi\".*'",
+    'msg!~"\\"quoted\\""',
+    "a=~'\"'",
+    'a=~.*"',
+    "a=~\"x|'y'\"",
+    'a!~"~x"',
+    "a=~'\\s+'",
+]
 
 
 @pytest.mark.parametrize("text", _REGEX_WITH_QUOTES)
@@ -247,7 +303,10 @@ def test_a_claimed_notification_is_nobody_elses_until_its_lease_ends(store: SqlS
     assert other.mark_sent(theirs, NOW + 61, About("g")).moved
     assert not store.mark_sent(mine, NOW + 62, About("g")).moved  # sent already: counted once
     assert [(r.attempt, r.result) for r in reversed(store.notification_log())] == [
-        (1, "temporary"), (2, "ok"), (1, "ok")]
+        (1, "temporary"),
+        (2, "ok"),
+        (1, "ok"),
+    ]
     assert store.outbox_items()[0].state == "sent" and i == theirs.id
 
 
@@ -283,7 +342,10 @@ def test_a_permanent_failure_breaks_the_receiver_once_and_a_success_mends_it(sto
         else:
             results.append(store.mark_sent(item, NOW + t, About("g", ("fp",))))
     assert [(r.moved, r.broke, r.recovered) for r in results] == [
-        (True, True, False), (True, False, False), (True, False, True)]
+        (True, True, False),
+        (True, False, False),
+        (True, False, True),
+    ]
     assert store.broken_receivers() == {}
     assert [i.state for i in store.outbox_items()] == ["failed", "failed", "sent"]
     assert store.outbox_items()[0].last_error == "HTTP 400: bad payload"
@@ -304,8 +366,7 @@ def test_the_log_keeps_every_attempt_newest_first(store: SqlStore) -> None:
         assert item is not None
         store.mark_sent(item, NOW + t, About(f"group-{due.receiver}", ("f1", "f2")))
     log = store.notification_log()
-    assert [(r.receiver, r.result, r.attempt, r.at) for r in log] == [("ops", "ok", 1, NOW + 1),
-                                                                     ("team", "ok", 1, NOW)]
+    assert [(r.receiver, r.result, r.attempt, r.at) for r in log] == [("ops", "ok", 1, NOW + 1), ("team", "ok", 1, NOW)]
     assert log[0].group_key == "group-ops" and log[0].fingerprints == ("f1", "f2") and log[0].error is None
     assert [r.receiver for r in store.notification_log(receiver="team")] == ["team"]
     assert len(store.notification_log(limit=1)) == 1

@@ -56,7 +56,11 @@ def run_workers(url: str, workers: int, runs: int, steps: int, shared: str = "")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, url, f"w{i}", str(runs), str(steps), shared],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for i in range(workers)
     ]
@@ -141,15 +145,15 @@ class Failing:
 
 
 def test_a_statement_refused_as_locked_is_retried_with_short_sleeps_until_it_runs(
-        locked_error: sqlite3.OperationalError) -> None:
+    locked_error: sqlite3.OperationalError,
+) -> None:
     t, statement = FakeTime(), Failing(5, locked_error)
     retry_locked(statement, 30.0, clock=t.clock, sleep=t.sleep)
     assert statement.calls == 6
     assert len(t.slept) == 5 and all(0 < s <= 0.05 for s in t.slept)
 
 
-def test_a_lock_still_held_when_the_busy_timeout_has_passed_is_raised(
-        locked_error: sqlite3.OperationalError) -> None:
+def test_a_lock_still_held_when_the_busy_timeout_has_passed_is_raised(locked_error: sqlite3.OperationalError) -> None:
     t, statement = FakeTime(), Failing(10**6, locked_error)
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         retry_locked(statement, 2.0, clock=t.clock, sleep=t.sleep)
@@ -293,9 +297,11 @@ def test_a_transition_recorded_while_events_of_the_run_are_written_is_kept(gate:
     try:
         events.write_events([make_event("started", "wf", "r1", ts=100.0)])
         gate.hold("SELECT 1 FROM runs WHERE run_id = 'r1' FOR UPDATE")
-        suspend = Writer(lambda: monitor.record_transition(
-            StateTransition("r1", 101.0, WorkflowState.RUNNING, WorkflowState.SUSPENDED, "operator", "monitor")
-        ))
+        suspend = Writer(
+            lambda: monitor.record_transition(
+                StateTransition("r1", 101.0, WorkflowState.RUNNING, WorkflowState.SUSPENDED, "operator", "monitor")
+            )
+        )
         suspend.start()
         gate.wait_for_waiters(1)  # the suspension is first in line for the run's row
         step = Writer(lambda: events.write_events([make_event("step_completed", "wf", "r1", "load", ts=102.0)]))

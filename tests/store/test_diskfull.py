@@ -21,9 +21,15 @@ def test_an_episode_is_said_at_its_start_and_its_end_only(caplog: pytest.LogCapt
     full.wrote()
     full.failed("write of events", "could not extend file\nHINT:  Check free disk space.")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("ERROR", "sqlite store /srv/fs.db: the disk is full: nothing can be written until space is freed "
-                  "(write of events failed: database or disk is full)"),
+        (
+            "ERROR",
+            "sqlite store /srv/fs.db: the disk is full: nothing can be written until space is freed "
+            "(write of events failed: database or disk is full)",
+        ),
         ("INFO", "sqlite store /srv/fs.db: writes succeed again; the disk was full for 42 s"),
-        ("ERROR", "sqlite store /srv/fs.db: the disk is full: nothing can be written until space is freed "
-                  "(write of events failed: could not extend file HINT: Check free disk space.)"),
+        (
+            "ERROR",
+            "sqlite store /srv/fs.db: the disk is full: nothing can be written until space is freed "
+            "(write of events failed: could not extend file HINT: Check free disk space.)",
+        ),
     ]

@@ -14,12 +14,17 @@ from flowsight.model.faults import (
 from flowsight.store import open_store
 from flowsight.store.sql import SqlStore
 
-DOWN = Fault(ServiceUnavailable("postgres-main"), "connection refused", "pg",
-             evidence={"host": "127.0.0.1", "port": 5432}, workflows=("etl",), runs=("r1",))
+DOWN = Fault(
+    ServiceUnavailable("postgres-main"),
+    "connection refused",
+    "pg",
+    evidence={"host": "127.0.0.1", "port": 5432},
+    workflows=("etl",),
+    runs=("r1",),
+)
 
 
-def test_a_fault_is_opened_once_and_a_second_declaration_gets_the_open_record(store: SqlStore,
-                                                                             store_url: str) -> None:
+def test_a_fault_is_opened_once_and_a_second_declaration_gets_the_open_record(store: SqlStore, store_url: str) -> None:
     rec, opened = store.open_fault(DOWN, Severity.WARNING, 100.0)
     assert opened and rec.id is not None and rec.status is FaultStatus.OPEN
     with open_store(store_url) as other:  # another monitor on the same store
@@ -32,8 +37,14 @@ def test_a_fault_is_opened_once_and_a_second_declaration_gets_the_open_record(st
 
 def test_an_update_keeps_the_opening_and_grows_the_runs_it_hurt(store: SqlStore) -> None:
     rec, _ = store.open_fault(DOWN, Severity.WARNING, 100.0)
-    later = Fault(DOWN.type, "connection refused (3rd time)", "pg", evidence={"error": "refused"},
-                  workflows=("report",), runs=("r2",))
+    later = Fault(
+        DOWN.type,
+        "connection refused (3rd time)",
+        "pg",
+        evidence={"error": "refused"},
+        workflows=("report",),
+        runs=("r2",),
+    )
     up = store.update_fault(rec, later, Severity.ERROR, 160.0)
     assert up.timestamp == 100.0 and up.severity is Severity.ERROR
     assert up.fault.runs == ("r1", "r2") and up.fault.workflows == ("etl", "report")

@@ -20,9 +20,19 @@ from flowsight.store.migrations import LATEST
 L = LogLevel
 
 
-def rec(id: str, ts: float, message: str = "hello", level: LogLevel = L.INFO, *, run_id: str | None = "r1",
-        workflow: str | None = "etl", step: str | None = None, source: str = "test",
-        fields: dict[str, Any] | None = None, template_id: str | None = None) -> LogRecord:
+def rec(
+    id: str,
+    ts: float,
+    message: str = "hello",
+    level: LogLevel = L.INFO,
+    *,
+    run_id: str | None = "r1",
+    workflow: str | None = "etl",
+    step: str | None = None,
+    source: str = "test",
+    fields: dict[str, Any] | None = None,
+    template_id: str | None = None,
+) -> LogRecord:
     return LogRecord(id, LogEntry(ts, level, message, source, workflow, run_id, step, fields or {}), template_id)
 
 
@@ -62,14 +72,44 @@ def test_an_empty_batch_is_nothing(store: SqlStore) -> None:
 
 def test_an_entry_comes_back_as_it_was_saved(store: SqlStore) -> None:
     fields = {"pid": 42, "ratio": 0.25, "ok": True, "none": None, "name": "worker-1", "big": 2**53}
-    store.save_logs([rec("a", 1234.5678, "line one\n  line two", L.FATAL, step="load", source="/var/log/x.log",
-                         fields=fields, template_id="t-1")])
+    store.save_logs(
+        [
+            rec(
+                "a",
+                1234.5678,
+                "line one\n  line two",
+                L.FATAL,
+                step="load",
+                source="/var/log/x.log",
+                fields=fields,
+                template_id="t-1",
+            )
+        ]
+    )
     (got,) = store.query_logs()
-    assert got.record == rec("a", 1234.5678, "line one\n  line two", L.FATAL, step="load", source="/var/log/x.log",
-                             fields=fields, template_id="t-1")
-    assert got.to_dict() == {"seq": got.seq, "id": "a", "ts": 1234.5678, "level": "fatal",
-                             "message": "line one\n  line two", "source": "/var/log/x.log", "workflow": "etl",
-                             "run_id": "r1", "step": "load", "template_id": "t-1", "fields": fields}
+    assert got.record == rec(
+        "a",
+        1234.5678,
+        "line one\n  line two",
+        L.FATAL,
+        step="load",
+        source="/var/log/x.log",
+        fields=fields,
+        template_id="t-1",
+    )
+    assert got.to_dict() == {
+        "seq": got.seq,
+        "id": "a",
+        "ts": 1234.5678,
+        "level": "fatal",
+        "message": "line one\n  line two",
+        "source": "/var/log/x.log",
+        "workflow": "etl",
+        "run_id": "r1",
+        "step": "load",
+        "template_id": "t-1",
+        "fields": fields,
+    }
 
 
 def test_an_entry_of_no_run_is_kept(store: SqlStore) -> None:
@@ -78,17 +118,27 @@ def test_an_entry_of_no_run_is_kept(store: SqlStore) -> None:
     assert (got.entry.run_id, got.entry.workflow, got.entry.step) == (None, None, None)
 
 
-@pytest.mark.parametrize(("given", "kept"), [
-    ("a\x00b", "a\ufffdb"),  # PostgreSQL text holds no NUL: replaced on both stores alike
-    ("bad \udcff byte", "bad \ufffd byte"),  # a lone surrogate (surrogateescape) no encoding takes
-    ("emoji 😀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "emoji 😀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
-    ("right-to-left \u202eevil\u202c, zero\u200bwidth, e\u0301", "right-to-left \u202eevil\u202c, zero\u200bwidth, e\u0301"),
-    ("tab\tcr\rbell\x07", "tab\tcr\rbell\x07"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("a\x00b", "a\ufffdb"),  # PostgreSQL text holds no NUL: replaced on both stores alike
+        ("bad \udcff byte", "bad \ufffd byte"),  # a lone surrogate (surrogateescape) no encoding takes
+        ("emoji 😀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "emoji 😀 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
+        (
+            "right-to-left \u202eevil\u202c, zero\u200bwidth, e\u0301",
+            "right-to-left \u202eevil\u202c, zero\u200bwidth, e\u0301",
+        ),
+        ("tab\tcr\rbell\x07", "tab\tcr\rbell\x07"),
+        ("", ""),
+    ],
+)
 def test_odd_text_is_stored_and_never_fails_the_batch(store: SqlStore, given: str, kept: str) -> None:
-    out = store.write_logs([rec("good", 1.0), rec("odd", 2.0, given, run_id=f"run-{given}", step=given,
-                                                  source=given, fields={given or "k": given})])
+    out = store.write_logs(
+        [
+            rec("good", 1.0),
+            rec("odd", 2.0, given, run_id=f"run-{given}", step=given, source=given, fields={given or "k": given}),
+        ]
+    )
     assert [s is not None for s in out] == [True, True]
     got = store.query_logs(after_seq=out[0].seq)[0]  # type: ignore[union-attr]
     assert (got.entry.message, got.entry.run_id, got.entry.step, got.entry.source) == (kept, f"run-{kept}", kept, kept)
@@ -101,43 +151,48 @@ def test_odd_text_is_stored_and_never_fails_the_batch(store: SqlStore, given: st
 # ---- queries -------------------------------------------------------------------
 @pytest.fixture
 def filled(store: SqlStore) -> SqlStore:
-    store.save_logs([
-        rec("e1", 10.0, "starting extract", L.INFO, step="extract"),
-        rec("e2", 11.0, "Disk 95% full", L.WARN, step="extract"),
-        rec("e3", 12.0, "row_count=10", L.DEBUG, step="load"),
-        rec("e4", 13.0, "Connection REFUSED by db", L.ERROR, step="load", template_id="conn"),
-        rec("e5", 14.0, "connection refused by db", L.FATAL, step="load", template_id="conn"),
-        rec("e6", 15.0, "other run", L.ERROR, run_id="r2", workflow="report"),
-        rec("e7", 16.0, "from a file", L.TRACE, run_id=None, workflow=None),
-        rec("e8", 17.0, "rowXcount", L.INFO, step="load"),
-    ])
+    store.save_logs(
+        [
+            rec("e1", 10.0, "starting extract", L.INFO, step="extract"),
+            rec("e2", 11.0, "Disk 95% full", L.WARN, step="extract"),
+            rec("e3", 12.0, "row_count=10", L.DEBUG, step="load"),
+            rec("e4", 13.0, "Connection REFUSED by db", L.ERROR, step="load", template_id="conn"),
+            rec("e5", 14.0, "connection refused by db", L.FATAL, step="load", template_id="conn"),
+            rec("e6", 15.0, "other run", L.ERROR, run_id="r2", workflow="report"),
+            rec("e7", 16.0, "from a file", L.TRACE, run_id=None, workflow=None),
+            rec("e8", 17.0, "rowXcount", L.INFO, step="load"),
+        ]
+    )
     return store
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    ({}, ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),
-    ({"run_id": "r1"}, ["e1", "e2", "e3", "e4", "e5", "e8"]),
-    ({"run_id": "r2"}, ["e6"]),
-    ({"run_id": "nope"}, []),
-    ({"workflow": "report"}, ["e6"]),
-    ({"run_id": "r1", "step": "load"}, ["e3", "e4", "e5", "e8"]),
-    ({"min_level": L.WARN}, ["e2", "e4", "e5", "e6"]),
-    ({"min_level": L.ERROR, "run_id": "r1"}, ["e4", "e5"]),
-    ({"min_level": L.TRACE}, ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),
-    ({"min_level": L.FATAL}, ["e5"]),
-    ({"template_id": "conn"}, ["e4", "e5"]),
-    ({"text": "connection refused"}, ["e4", "e5"]),  # any case
-    ({"text": "REFUSED BY"}, ["e4", "e5"]),
-    ({"text": "95%"}, ["e2"]),  # % matches itself ...
-    ({"text": "%"}, ["e2"]),
-    ({"text": "row_count"}, ["e3"]),  # ... and so does _ (not "rowXcount")
-    ({"text": "nothing like it"}, []),
-    ({"since": 12.0, "until": 14.0}, ["e3", "e4"]),
-    ({"since": 16.5}, ["e8"]),
-    ({"after_seq": 0, "limit": 2}, ["e1", "e2"]),
-    ({"newest_first": True, "limit": 3}, ["e8", "e7", "e6"]),
-    ({"run_id": "r1", "newest_first": True, "min_level": L.ERROR}, ["e5", "e4"]),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),
+        ({"run_id": "r1"}, ["e1", "e2", "e3", "e4", "e5", "e8"]),
+        ({"run_id": "r2"}, ["e6"]),
+        ({"run_id": "nope"}, []),
+        ({"workflow": "report"}, ["e6"]),
+        ({"run_id": "r1", "step": "load"}, ["e3", "e4", "e5", "e8"]),
+        ({"min_level": L.WARN}, ["e2", "e4", "e5", "e6"]),
+        ({"min_level": L.ERROR, "run_id": "r1"}, ["e4", "e5"]),
+        ({"min_level": L.TRACE}, ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),
+        ({"min_level": L.FATAL}, ["e5"]),
+        ({"template_id": "conn"}, ["e4", "e5"]),
+        ({"text": "connection refused"}, ["e4", "e5"]),  # any case
+        ({"text": "REFUSED BY"}, ["e4", "e5"]),
+        ({"text": "95%"}, ["e2"]),  # % matches itself ...
+        ({"text": "%"}, ["e2"]),
+        ({"text": "row_count"}, ["e3"]),  # ... and so does _ (not "rowXcount")
+        ({"text": "nothing like it"}, []),
+        ({"since": 12.0, "until": 14.0}, ["e3", "e4"]),
+        ({"since": 16.5}, ["e8"]),
+        ({"after_seq": 0, "limit": 2}, ["e1", "e2"]),
+        ({"newest_first": True, "limit": 3}, ["e8", "e7", "e6"]),
+        ({"run_id": "r1", "newest_first": True, "min_level": L.ERROR}, ["e5", "e4"]),
+    ],
+)
 def test_each_filter_selects_what_it_says(filled: SqlStore, filters: dict[str, Any], expected: list[str]) -> None:
     assert ids(filled.query_logs(**filters)) == expected
 
@@ -238,8 +293,9 @@ def test_concurrent_retries_of_one_batch_count_each_entry_once(store_url: str) -
 # ---- retention -------------------------------------------------------------------
 def test_find_log_runs_lists_the_run_ids_of_the_logs_that_start_with_a_prefix(store: SqlStore) -> None:
     runs = ["nightly-42", "nightly-43", "nightly-5", "nightly_x", "night%", "nightlyé", "other", "Nightly-1"]
-    store.save_logs([rec(f"{run}-{i}", 1.0, run_id=run) for run in runs for i in range(50)]
-                    + [rec("none", 1.0, run_id=None)])
+    store.save_logs(
+        [rec(f"{run}-{i}", 1.0, run_id=run) for run in runs for i in range(50)] + [rec("none", 1.0, run_id=None)]
+    )
     assert store.find_log_runs("nightly-4") == ["nightly-42", "nightly-43"]
     assert store.find_log_runs("nightly") == ["nightly-42", "nightly-43", "nightly-5", "nightly_x", "nightlyé"]
     assert store.find_log_runs("nightly", limit=2) == ["nightly-42", "nightly-43"]

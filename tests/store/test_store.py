@@ -133,18 +133,22 @@ def test_an_empty_batch_writes_nothing(store: SqlStore) -> None:
 
 
 def test_run_steps_lists_every_attempt_and_the_step_still_running(store: SqlStore) -> None:
-    store.write_events([
-        ev("started", "r1", 100.0, total_steps=3),
-        ev("step_started", "r1", 101.0, "extract"),
-        ev("step_completed", "r1", 103.0, "extract"),
-        ev("step_started", "r1", 104.0, "transform"),
-        ev("step_failed", "r1", 105.0, "transform", error="bad row 7", error_type="ValueError"),
-    ])
-    store.write_events([
-        ev("step_started", "r1", 106.0, "transform"),
-        ev("step_completed", "r1", 109.0, "transform"),
-        ev("step_started", "r1", 110.0, "load"),
-    ])
+    store.write_events(
+        [
+            ev("started", "r1", 100.0, total_steps=3),
+            ev("step_started", "r1", 101.0, "extract"),
+            ev("step_completed", "r1", 103.0, "extract"),
+            ev("step_started", "r1", 104.0, "transform"),
+            ev("step_failed", "r1", 105.0, "transform", error="bad row 7", error_type="ValueError"),
+        ]
+    )
+    store.write_events(
+        [
+            ev("step_started", "r1", 106.0, "transform"),
+            ev("step_completed", "r1", 109.0, "transform"),
+            ev("step_started", "r1", 110.0, "load"),
+        ]
+    )
 
     steps = store.run_steps("r1")
 
@@ -166,12 +170,14 @@ def test_run_steps_lists_every_attempt_and_the_step_still_running(store: SqlStor
 
 
 def test_a_failed_run_keeps_its_error_and_end_time(store: SqlStore) -> None:
-    store.write_events([
-        ev("started", "r1", 100.0),
-        ev("step_started", "r1", 101.0, "load"),
-        ev("step_failed", "r1", 102.0, "load", error="'id'", error_type="KeyError"),
-        ev("failed", "r1", 103.0, error="'id'", error_type="KeyError"),
-    ])
+    store.write_events(
+        [
+            ev("started", "r1", 100.0),
+            ev("step_started", "r1", 101.0, "load"),
+            ev("step_failed", "r1", 102.0, "load", error="'id'", error_type="KeyError"),
+            ev("failed", "r1", 103.0, error="'id'", error_type="KeyError"),
+        ]
+    )
 
     run = store.get_run("r1")
 
@@ -198,8 +204,12 @@ def test_an_unknown_run_has_no_metrics_and_no_steps(store: SqlStore) -> None:
         ),
         pytest.param(
             ["started", "suspended", "resumed", "completed"],
-            [(S.PENDING, S.RUNNING, True), (S.RUNNING, S.SUSPENDED, True),
-             (S.SUSPENDED, S.RUNNING, True), (S.RUNNING, S.COMPLETED, True)],
+            [
+                (S.PENDING, S.RUNNING, True),
+                (S.RUNNING, S.SUSPENDED, True),
+                (S.SUSPENDED, S.RUNNING, True),
+                (S.RUNNING, S.COMPLETED, True),
+            ],
             S.COMPLETED,
             id="suspend-and-resume",
         ),
@@ -283,9 +293,7 @@ def test_record_transition_moves_the_state(
     assert kept == asked
     run = store.get_run("r1")
     assert run is not None
-    assert (run.state, run.end_time, run.last_activity, run.current_step) == (
-        new_state, end_time, 150.0, current_step
-    )
+    assert (run.state, run.end_time, run.last_activity, run.current_step) == (new_state, end_time, 150.0, current_step)
 
 
 def test_a_refused_recorded_transition_does_not_move_the_state(store: SqlStore) -> None:
@@ -325,8 +333,9 @@ def test_record_transition_does_not_move_a_run_that_has_left_the_old_state(store
 
 
 def test_record_transition_for_a_run_never_seen_creates_it(store: SqlStore) -> None:
-    kept = store.record_transition(StateTransition("r9", 150.0, S.PENDING, S.RUNNING, "operator", "api"),
-                                   workflow="etl")
+    kept = store.record_transition(
+        StateTransition("r9", 150.0, S.PENDING, S.RUNNING, "operator", "api"), workflow="etl"
+    )
 
     assert kept.applied is True
     run = store.get_run("r9")
@@ -362,9 +371,7 @@ def test_two_stores_writing_one_run_alternately_keep_its_counts_right(store: Sql
         other.close()
 
 
-def test_a_transition_recorded_through_another_store_is_seen_by_the_next_write(
-    store: SqlStore, store_url: str
-) -> None:
+def test_a_transition_recorded_through_another_store_is_seen_by_the_next_write(store: SqlStore, store_url: str) -> None:
     other = open_store(store_url)
     try:
         store.write_events([ev("started", "r1", 100.0)])
@@ -372,9 +379,7 @@ def test_a_transition_recorded_through_another_store_is_seen_by_the_next_write(
 
         result = store.write_events([ev("resumed", "r1", 102.0)])
 
-        assert [(t.old_state, t.new_state, t.applied) for t in result.transitions] == [
-            (S.SUSPENDED, S.RUNNING, True)
-        ]
+        assert [(t.old_state, t.new_state, t.applied) for t in result.transitions] == [(S.SUSPENDED, S.RUNNING, True)]
     finally:
         other.close()
 
@@ -382,9 +387,7 @@ def test_a_transition_recorded_through_another_store_is_seen_by_the_next_write(
 # ---- listing and paging ---------------------------------------------------
 
 # 25 runs; created_at repeats in groups of three, so the cursor must order by run_id as well
-RUNS = [
-    (f"run-{i:02d}", "etl" if i % 2 == 0 else "train", 1000.0 + (i // 3) * 10.0) for i in range(25)
-]
+RUNS = [(f"run-{i:02d}", "etl" if i % 2 == 0 else "train", 1000.0 + (i // 3) * 10.0) for i in range(25)]
 
 
 @pytest.fixture
@@ -445,13 +448,14 @@ def test_paging_through_runs_returns_each_run_once_newest_first(many_runs: SqlSt
         pytest.param({"until": 1030.0}, [r for r in RUNS if r[2] < 1030.0], id="until-is-exclusive"),
         pytest.param(
             {"since": 1010.0, "until": 1040.0, "workflow": "train", "states": ["running"]},
-            [r for i, r in enumerate(RUNS)
-             if 1010.0 <= r[2] < 1040.0 and r[1] == "train" and state_of(i) is S.RUNNING],
+            [r for i, r in enumerate(RUNS) if 1010.0 <= r[2] < 1040.0 and r[1] == "train" and state_of(i) is S.RUNNING],
             id="all-at-once",
         ),
     ],
 )
-def test_list_runs_returns_only_the_runs_matching_every_filter(many_runs: SqlStore, filters: dict[str, Any], expected: list[tuple[str, str, float]]) -> None:
+def test_list_runs_returns_only_the_runs_matching_every_filter(
+    many_runs: SqlStore, filters: dict[str, Any], expected: list[tuple[str, str, float]]
+) -> None:
     page = many_runs.list_runs(limit=100, **filters)
 
     assert [r.run_id for r in page.runs] == newest_first(expected)
@@ -521,14 +525,16 @@ def test_history_learns_step_durations_and_order_from_completed_runs_only(store:
     # step names not in alphabetical order: the order is when they ran
     store.write_events(a_completed_run("old", 100.0, {"zeta": 2.0, "alpha": 10.0, "mid": 1.0}))
     store.write_events(a_completed_run("new", 200.0, {"zeta": 4.0, "alpha": 12.0, "mid": 3.0}))
-    store.write_events([
-        ev("started", "broken", 300.0),
-        ev("step_started", "broken", 300.0, "zeta"),
-        ev("step_completed", "broken", 399.0, "zeta"),
-        ev("failed", "broken", 400.0),
-        ev("started", "live", 500.0),
-        ev("step_completed", "live", 599.0, "zeta"),
-    ])
+    store.write_events(
+        [
+            ev("started", "broken", 300.0),
+            ev("step_started", "broken", 300.0, "zeta"),
+            ev("step_completed", "broken", 399.0, "zeta"),
+            ev("failed", "broken", 400.0),
+            ev("started", "live", 500.0),
+            ev("step_completed", "live", 599.0, "zeta"),
+        ]
+    )
     store.write_events(a_completed_run("elsewhere", 100.0, {"other": 50.0}, workflow="train"))
 
     h = store.history("etl")
@@ -537,7 +543,9 @@ def test_history_learns_step_durations_and_order_from_completed_runs_only(store:
     assert h.runs == 2
     assert h.step_order == ("zeta", "alpha", "mid")
     assert {k: sorted(v) for k, v in h.step_durations.items()} == {
-        "zeta": [2.0, 4.0], "alpha": [10.0, 12.0], "mid": [1.0, 3.0]
+        "zeta": [2.0, 4.0],
+        "alpha": [10.0, 12.0],
+        "mid": [1.0, 3.0],
     }
     assert h.run_durations == (20.0, 14.0)  # newest end first
     assert h.step_median("alpha") == 11.0
@@ -576,9 +584,16 @@ def test_history_written_by_another_connection_is_seen(store_url: str) -> None:
 
 
 def test_history_forgets_what_prune_deleted(store: SqlStore) -> None:
-    store.write_events([ev("started", "r1", 100.0), ev("step_started", "r1", 100.0, "a"),
-                        ev("step_completed", "r1", 101.0, "a"), ev("step_started", "r1", 900.0, "b"),
-                        ev("step_completed", "r1", 902.0, "b"), ev("completed", "r1", 903.0)])
+    store.write_events(
+        [
+            ev("started", "r1", 100.0),
+            ev("step_started", "r1", 100.0, "a"),
+            ev("step_completed", "r1", 101.0, "a"),
+            ev("step_started", "r1", 900.0, "b"),
+            ev("step_completed", "r1", 902.0, "b"),
+            ev("completed", "r1", 903.0),
+        ]
+    )
     assert set(store.history("etl").step_durations) == {"a", "b"}
 
     store.prune(older_than=500.0)  # the run ended after the cutoff: it stays, its early events go
@@ -639,17 +654,44 @@ def _searched(store: SqlStore, text: str) -> list[str]:
     return [m.workflow_id for m in store.list_runs(text=text, limit=1000).runs]
 
 
-@pytest.mark.parametrize("text", [
-    "run", "RUN-00", "un-0001", "etl", "ETL-NIGHT", "load", "LOAD", "disk full", "Disk Full", "k fu", "100%",
-    "50_", "a\\b", 'say "hi"', "ünï", "ÜNÏ", "nobody has this", "ab", "x", "é",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run",
+        "RUN-00",
+        "un-0001",
+        "etl",
+        "ETL-NIGHT",
+        "load",
+        "LOAD",
+        "disk full",
+        "Disk Full",
+        "k fu",
+        "100%",
+        "50_",
+        "a\\b",
+        'say "hi"',
+        "ünï",
+        "ÜNÏ",
+        "nobody has this",
+        "ab",
+        "x",
+        "é",
+    ],
+)
 def test_a_search_through_the_trigram_index_finds_exactly_what_the_scan_finds(store: SqlStore, text: str) -> None:
     batch: list[Event] = []
-    for i, (workflow, step, error) in enumerate([
-        ("etl-nightly", "load", None), ("ETL-Nightly", "LOAD-all", "Disk full"), ("report", None, "disk FULL"),
-        ("p-100%", "50_percent", "a\\b"), ("quotes", 'say "hi" now', None), ("ünïcode", "ÜNÏ", "é É"),
-        ("tiny", "ab", "x"),
-    ]):
+    for i, (workflow, step, error) in enumerate(
+        [
+            ("etl-nightly", "load", None),
+            ("ETL-Nightly", "LOAD-all", "Disk full"),
+            ("report", None, "disk FULL"),
+            ("p-100%", "50_percent", "a\\b"),
+            ("quotes", 'say "hi" now', None),
+            ("ünïcode", "ÜNÏ", "é É"),
+            ("tiny", "ab", "x"),
+        ]
+    ):
         rid = f"run-{i:04d}"
         batch.append(ev("started", rid, 100.0 + i, workflow=workflow))
         if step:
@@ -681,8 +723,9 @@ def test_a_common_search_text_walks_the_runs_newest_first(tmp_path: Path, monkey
     import flowsight.store.sqlite as sqlite_store
 
     with open_store(str(tmp_path / "s.db")) as store:
-        store.write_events([ev("started", f"r{i}", 100.0 + i, workflow="common" if i % 2 else "rare")
-                            for i in range(20)])
+        store.write_events(
+            [ev("started", f"r{i}", 100.0 + i, workflow="common" if i % 2 else "rare") for i in range(20)]
+        )
         monkeypatch.setattr(sqlite_store, "_DRIVE", 3)  # more candidates than this: the walk, not the read
         page = store.list_runs(text="common", limit=4)
         assert [m.workflow_id for m in page.runs] == ["r19", "r17", "r15", "r13"]
@@ -702,19 +745,37 @@ def _actual(store: SqlStore) -> dict[tuple[str, str], int]:
 def test_runs_per_workflow_and_state_stay_counted_through_every_write(store_url: str) -> None:
     with open_store(store_url) as store, open_store(store_url) as other:
         store.write_events(a_completed_run("done", 100.0, {"load": 5.0}))
-        store.write_events([ev("started", "live", 110.0), ev("started", "t1", 111.0, workflow="train"),
-                            ev("step_started", "t1", 112.0, "fit", workflow="train")])
-        assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "running"): 1,
-                                                     ("train", "running"): 1}
+        store.write_events(
+            [
+                ev("started", "live", 110.0),
+                ev("started", "t1", 111.0, workflow="train"),
+                ev("step_started", "t1", 112.0, "fit", workflow="train"),
+            ]
+        )
+        assert (
+            _counted(store)
+            == _actual(store)
+            == {("etl", "completed"): 1, ("etl", "running"): 1, ("train", "running"): 1}
+        )
         # one batch moving a run twice, a refused transition, another writer, a transition made outside events
-        store.write_events([ev("suspended", "live", 120.0), ev("resumed", "live", 121.0), ev("failed", "live", 122.0),
-                            ev("started", "done", 123.0)])
+        store.write_events(
+            [
+                ev("suspended", "live", 120.0),
+                ev("resumed", "live", 121.0),
+                ev("failed", "live", 122.0),
+                ev("started", "done", 123.0),
+            ]
+        )
         other.write_events([ev("completed", "t1", 130.0, workflow="train")])
-        store.record_transition(StateTransition("nobody", 140.0, S.PENDING, S.RUNNING, "operator", "monitor"),
-                                workflow="etl")
+        store.record_transition(
+            StateTransition("nobody", 140.0, S.PENDING, S.RUNNING, "operator", "monitor"), workflow="etl"
+        )
         store.record_transition(StateTransition("nobody", 141.0, S.RUNNING, S.CANCELLED, "operator", "monitor"))
-        assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "failed"): 1,
-                                                     ("etl", "cancelled"): 1, ("train", "completed"): 1}
+        assert (
+            _counted(store)
+            == _actual(store)
+            == {("etl", "completed"): 1, ("etl", "failed"): 1, ("etl", "cancelled"): 1, ("train", "completed"): 1}
+        )
         store.prune(older_than=125.0)  # "done" (ended 107) and "live" (ended 122) go
         assert _counted(store) == _actual(store) == {("etl", "cancelled"): 1, ("train", "completed"): 1}
 
@@ -743,8 +804,9 @@ def test_recount_heals_counts_no_writer_kept(store: SqlStore) -> None:
     before = dict(((wf, st), ch) for wf, st, ch in store._read("SELECT workflow, state, changes FROM run_counts"))
 
     assert store.recount_runs() == 3
-    assert _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "running"): 1,
-                                                 ("train", "running"): 1}
+    assert (
+        _counted(store) == _actual(store) == {("etl", "completed"): 1, ("etl", "running"): 1, ("train", "running"): 1}
+    )
     after = dict(((wf, st), ch) for wf, st, ch in store._read("SELECT workflow, state, changes FROM run_counts"))
     assert after[("etl", "running")] > before[("etl", "running")]  # what the overview keeps is made again
     assert after[("etl", "completed")] == before[("etl", "completed")]
@@ -851,7 +913,8 @@ def test_the_run_counts_are_made_from_the_runs_stored_before_them(tmp_path: Path
 
 
 def test_a_store_with_the_trigram_index_opened_by_a_sqlite_without_it_says_so(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import flowsight.store.sqlite as sqlite_store
 
     path = str(tmp_path / "s.db")

@@ -45,11 +45,30 @@ _dec = msgspec.json.Decoder(_NoteWire)
 
 def encode_notification(note: Notification) -> bytes:
     """``note`` as UTF-8 JSON."""
-    return _enc.encode(_NoteWire(
-        receiver=note.receiver, group_key=note.group_key, status=note.status,
-        alerts=[_AlertWire(dict(a.labels), dict(a.annotations), a.severity.value, a.source, a.starts_at, a.ends_at,
-                           a.status.value, a.link) for a in note.alerts],
-        reason=note.reason, route=note.route, at=note.at, group_labels=list(note.group_labels)))
+    return _enc.encode(
+        _NoteWire(
+            receiver=note.receiver,
+            group_key=note.group_key,
+            status=note.status,
+            alerts=[
+                _AlertWire(
+                    dict(a.labels),
+                    dict(a.annotations),
+                    a.severity.value,
+                    a.source,
+                    a.starts_at,
+                    a.ends_at,
+                    a.status.value,
+                    a.link,
+                )
+                for a in note.alerts
+            ],
+            reason=note.reason,
+            route=note.route,
+            at=note.at,
+            group_labels=list(note.group_labels),
+        )
+    )
 
 
 def decode_notification(body: bytes) -> Notification:
@@ -62,9 +81,21 @@ def decode_notification(body: bytes) -> Notification:
         w = _dec.decode(body)
         if w.v > VERSION:
             raise ValueError(f"format version {w.v} is newer than this flowsight's ({VERSION}); upgrade it")
-        alerts = tuple(Alert(a.labels, a.annotations, Severity(a.severity), a.source, a.starts_at, a.ends_at,
-                             AlertStatus(a.status), a.link) for a in w.alerts)
+        alerts = tuple(
+            Alert(
+                a.labels,
+                a.annotations,
+                Severity(a.severity),
+                a.source,
+                a.starts_at,
+                a.ends_at,
+                AlertStatus(a.status),
+                a.link,
+            )
+            for a in w.alerts
+        )
     except (msgspec.DecodeError, ValueError) as exc:
         raise ValueError(f"not an encoded notification: {exc}") from exc
-    return Notification(w.receiver, w.group_key, w.status, alerts, w.reason, w.route, w.at,
-                        tuple((k, v) for k, v in w.group_labels))
+    return Notification(
+        w.receiver, w.group_key, w.status, alerts, w.reason, w.route, w.at, tuple((k, v) for k, v in w.group_labels)
+    )

@@ -99,12 +99,21 @@ class Dispatcher:
     however many event loops drive it.
     """
 
-    def __init__(self, store: SqlStore, notifiers: Mapping[str, Notifier], *,
-                 clock: Callable[[], float] = time.time, backoff: Backoff = Backoff(),
-                 on_broken: Callable[[str, str], None] | None = None,
-                 on_recovered: Callable[[str], None] | None = None,
-                 rand: Callable[[], float] = random.random, give_up_after: float = GIVE_UP_AFTER,
-                 send_timeout: float = 30.0, lease: float | None = None, batch: int = 100) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        notifiers: Mapping[str, Notifier],
+        *,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff = Backoff(),
+        on_broken: Callable[[str, str], None] | None = None,
+        on_recovered: Callable[[str], None] | None = None,
+        rand: Callable[[], float] = random.random,
+        give_up_after: float = GIVE_UP_AFTER,
+        send_timeout: float = 30.0,
+        lease: float | None = None,
+        batch: int = 100,
+    ) -> None:
         self.store = store
         self.notifiers = notifiers
         self.clock = clock
@@ -116,8 +125,10 @@ class Dispatcher:
         self.send_timeout = send_timeout
         self.lease = send_timeout + 30.0 if lease is None else lease
         if self.lease <= send_timeout:
-            raise ConfigError(f"delivery lease {self.lease:g} s must be longer than the send timeout "
-                              f"{send_timeout:g} s, or a slow send could be sent twice at once")
+            raise ConfigError(
+                f"delivery lease {self.lease:g} s must be longer than the send timeout "
+                f"{send_timeout:g} s, or a slow send could be sent twice at once"
+            )
         self.batch = batch
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-outbox")
         # what this dispatcher settled (rows that took the new state: never twice)
@@ -136,7 +147,8 @@ class Dispatcher:
             StoreError: nothing was written.
         """
         return self.store.enqueue_notifications(
-            [Outgoing(n.receiver, n.idempotency_key, encode_notification(n)) for n in notes], self.clock())
+            [Outgoing(n.receiver, n.idempotency_key, encode_notification(n)) for n in notes], self.clock()
+        )
 
     def close(self) -> None:
         """Let the store thread go (after the last :meth:`run_once`)."""
@@ -193,9 +205,15 @@ class Dispatcher:
             return "permanent"
         notifier = self.notifiers.get(item.receiver)
         if notifier is None:
-            await self._settle_failed(item, now, f"no receiver named {item.receiver!r} is configured (any more): "
-                                                 "add it back to the configuration to deliver its later "
-                                                 "notifications", about, broken=False)
+            await self._settle_failed(
+                item,
+                now,
+                f"no receiver named {item.receiver!r} is configured (any more): "
+                "add it back to the configuration to deliver its later "
+                "notifications",
+                about,
+                broken=False,
+            )
             return "permanent"
         try:
             await asyncio.wait_for(notifier.send(note), self.send_timeout)
@@ -204,8 +222,12 @@ class Dispatcher:
         except TimeoutError:
             return await self._failed(item, now, f"no answer within {self.send_timeout:g} s", False, about)
         except Exception as exc:  # a receiver's bug is a failed attempt, retried, not the end of delivery
-            log.warning("receiver %r: unexpected error sending notification %d\n%s", item.receiver, item.id,
-                        redact("".join(traceback.format_exception(exc))).rstrip())
+            log.warning(
+                "receiver %r: unexpected error sending notification %d\n%s",
+                item.receiver,
+                item.id,
+                redact("".join(traceback.format_exception(exc))).rstrip(),
+            )
             return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
         settled = await self._db(self.store.mark_sent, item, now, about)
         self.sent += settled.moved
@@ -223,20 +245,30 @@ class Dispatcher:
             await self._settle_failed(item, now, error, about, broken=True)
             return "permanent"
         if age >= self.give_up_after:
-            await self._settle_failed(item, now, f"gave up after {item.attempts} attempts over {age / 3600:.1f} h; "
-                                                 f"last error: {error}", about, broken=True)
+            await self._settle_failed(
+                item,
+                now,
+                f"gave up after {item.attempts} attempts over {age / 3600:.1f} h; last error: {error}",
+                about,
+                broken=True,
+            )
             return "permanent"
         next_at = now + self.backoff.delay(item.attempts, self.rand())
         settled = await self._db(self.store.mark_retry, item, now, next_at, error, about)
         self.retried += settled.moved
         if item.receiver not in self._failing:  # once per outage, not once per retry
             self._failing.add(item.receiver)
-            log.warning("receiver %r: notification %d not delivered (%s); retrying with backoff, next in %.0f s "
-                        "(its notifications wait in the outbox)", item.receiver, item.id, error, next_at - now)
+            log.warning(
+                "receiver %r: notification %d not delivered (%s); retrying with backoff, next in %.0f s "
+                "(its notifications wait in the outbox)",
+                item.receiver,
+                item.id,
+                error,
+                next_at - now,
+            )
         return "temporary"
 
-    async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *,
-                             broken: bool) -> Settled:
+    async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *, broken: bool) -> Settled:
         settled = await self._db(self.store.mark_failed, item, now, error, about, break_receiver=broken)
         self.failed += settled.moved
         log.error("notification %d to %r failed for good: %s", item.id, item.receiver, error)

@@ -121,9 +121,16 @@ class _Group:
 
 
 class AlertManager:
-    def __init__(self, route: Route, *, inhibit_rules: Iterable[InhibitRule] = (),
-                 flap_policy: FlapPolicy | None = None, clock: Callable[[], float] = time.time,
-                 dependencies: Mapping[str, Collection[str]] | None = None, max_alerts: int = MAX_ALERTS) -> None:
+    def __init__(
+        self,
+        route: Route,
+        *,
+        inhibit_rules: Iterable[InhibitRule] = (),
+        flap_policy: FlapPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        dependencies: Mapping[str, Collection[str]] | None = None,
+        max_alerts: int = MAX_ALERTS,
+    ) -> None:
         self.route = route.named()
         self.max_alerts = max_alerts
         self.router = Router(self.route)
@@ -326,7 +333,8 @@ class AlertManager:
                 g.timer.last_sent_at = now
             # something to say: a firing alert not told yet, or a told one now resolved
             g.timer.changed_since_sent = any(
-                (self.alerts[fp].alert.status is RESOLVED) == (fp in told) for fp in g.members)
+                (self.alerts[fp].alert.status is RESOLVED) == (fp in told) for fp in g.members
+            )
             self._schedule(g)
         self._unsaved.difference_update(restored)  # as the store has them
 
@@ -371,8 +379,7 @@ class AlertManager:
         window = self.flap_policy.window
         for _, fp in self._flap_expiry.pop_due(now, strictly=True):
             flap = self.flaps.get(fp)
-            if (flap is not None and fp not in self.alerts and not flap.flapping
-                    and now - flap.last_change > window):
+            if flap is not None and fp not in self.alerts and not flap.flapping and now - flap.last_change > window:
                 del self.flaps[fp]
 
     def _expire_flap(self, fp: str) -> None:
@@ -411,8 +418,11 @@ class AlertManager:
         return [(g.due_at, g.order, g.key) for g in self.groups.values() if g.due_at is not None]
 
     def _firing_ends(self) -> list[tuple[float, str]]:
-        return [(a.ends_at, fp) for fp, e in self.alerts.items()
-                if (a := e.alert).status is FIRING and a.ends_at is not None]
+        return [
+            (a.ends_at, fp)
+            for fp, e in self.alerts.items()
+            if (a := e.alert).status is FIRING and a.ends_at is not None
+        ]
 
     def _gone_flaps(self) -> list[tuple[float, str]]:
         window = self.flap_policy.window
@@ -441,8 +451,12 @@ class AlertManager:
             return []
         status = "firing" if any(a.status is FIRING for a in alerts) else "resolved"  # the group's, in each part
         labels = _group_labels(g.route, alerts[0])
-        return [Notification(receiver, g.key, status, tuple(alerts[i:i + self.max_alerts]), "group", g.route.name,
-                             now, labels) for i in range(0, len(alerts), self.max_alerts)]
+        return [
+            Notification(
+                receiver, g.key, status, tuple(alerts[i : i + self.max_alerts]), "group", g.route.name, now, labels
+            )
+            for i in range(0, len(alerts), self.max_alerts)
+        ]
 
     def _flap_notifications(self, now: float) -> list[Notification]:
         out = []
@@ -458,8 +472,18 @@ class AlertManager:
                     if self.muted(a, now) and not told:
                         continue
                     self._tell(receiver, fp)
-                    out.append(Notification(receiver, group_key(route, a.labels), "firing", (a,), "flapping",
-                                            route.name, now, _group_labels(route, a)))
+                    out.append(
+                        Notification(
+                            receiver,
+                            group_key(route, a.labels),
+                            "firing",
+                            (a,),
+                            "flapping",
+                            route.name,
+                            now,
+                            _group_labels(route, a),
+                        )
+                    )
                 else:  # settled: say how it ended
                     if a.status is RESOLVED and not told:
                         continue
@@ -469,8 +493,18 @@ class AlertManager:
                         self._untell(receiver, fp)
                     else:
                         self._tell(receiver, fp)
-                    out.append(Notification(receiver, group_key(route, a.labels), a.status.value, (a,),
-                                            "settled", route.name, now, _group_labels(route, a)))
+                    out.append(
+                        Notification(
+                            receiver,
+                            group_key(route, a.labels),
+                            a.status.value,
+                            (a,),
+                            "settled",
+                            route.name,
+                            now,
+                            _group_labels(route, a),
+                        )
+                    )
         self._pending_flap.clear()
         return out
 

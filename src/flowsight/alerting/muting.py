@@ -31,8 +31,9 @@ ECHO_SOURCES = ("execution", "state")
 
 
 class Muting:
-    def __init__(self, inhibit_rules: Iterable[InhibitRule] = (),
-                 dependencies: Mapping[str, Collection[str]] | None = None) -> None:
+    def __init__(
+        self, inhibit_rules: Iterable[InhibitRule] = (), dependencies: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         self.inhibit_rules = tuple(inhibit_rules)
         # workflow -> the services it depends on
         self.dependencies = {wf: tuple(sorted(set(svcs))) for wf, svcs in (dependencies or {}).items() if svcs}
@@ -98,8 +99,11 @@ class Muting:
 
     def _source_keys(self, alert: Alert) -> list[tuple[dict[tuple[str, ...], dict[str, None]], tuple[str, ...]]]:
         """(index, key) of each inhibit rule whose source takes ``alert``."""
-        return [(self._sources[i], rule.equal_values(alert.labels)) for i, rule in enumerate(self.inhibit_rules)
-                if rule.is_source(alert.labels)]
+        return [
+            (self._sources[i], rule.equal_values(alert.labels))
+            for i, rule in enumerate(self.inhibit_rules)
+            if rule.is_source(alert.labels)
+        ]
 
     def _outage(self, alert: Alert) -> str | None:
         """The service ``alert`` says is down, when some workflow depends on services."""

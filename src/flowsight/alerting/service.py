@@ -126,27 +126,45 @@ def uncovered(after: int, upto: int, covered: list[tuple[int, int]]) -> list[tup
 
 
 class AlertingService:
-    def __init__(self, store: SqlStore, config: Config, *, clock: Callable[[], float] = time.time,
-                 notifiers: Mapping[str, Notifier] | None = None, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        notifiers: Mapping[str, Notifier] | None = None,
+        interval: float = 1.0,
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.interval = interval
-        self.manager = AlertManager(config.route, inhibit_rules=config.inhibit_rules,
-                                    flap_policy=config.flap_policy, clock=clock,
-                                    dependencies=config.dependencies())
+        self.manager = AlertManager(
+            config.route,
+            inhibit_rules=config.inhibit_rules,
+            flap_policy=config.flap_policy,
+            clock=clock,
+            dependencies=config.dependencies(),
+        )
         if notifiers is None:
             notifiers = {rc.name: build_notifier(rc, config.external_url) for rc in config.receivers}
         self.notifiers = dict(notifiers)
-        self.dispatcher = Dispatcher(store, self.notifiers, clock=clock, on_broken=self._broken,
-                                     on_recovered=self._recovered)
+        self.dispatcher = Dispatcher(
+            store, self.notifiers, clock=clock, on_broken=self._broken, on_recovered=self._recovered
+        )
         # the manager's own thread (see the module docstring), and what waits for it
         self._manager_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-alerts")
         self._inbox: deque[Callable[[AlertManager], object]] = deque()
-        self.rules = RuleEngine(store, self.send_alert, config.rules, config.workflows, clock=clock,
-                                external_url=config.external_url)
-        self.logs = LogMonitor(log_analyzer=LogAnalyzer(), alert_rules=config.make_log_rules(),
-                               send_alert=self.send_alert, clock=clock, external_url=config.external_url)
+        self.rules = RuleEngine(
+            store, self.send_alert, config.rules, config.workflows, clock=clock, external_url=config.external_url
+        )
+        self.logs = LogMonitor(
+            log_analyzer=LogAnalyzer(),
+            alert_rules=config.make_log_rules(),
+            send_alert=self.send_alert,
+            clock=clock,
+            external_url=config.external_url,
+        )
         self._analyzer_saved = 0.0
         self._analyzer_dirty = False
         self._logs_lock = threading.Lock()  # the analyzer works in a thread; the API reads its counts
@@ -209,7 +227,7 @@ class AlertingService:
         loop is free meanwhile); ``SEND_CHUNK`` at a time, so a big batch lets
         the round and the readers in between."""
         for i in range(0, len(alerts), SEND_CHUNK):
-            await self._manager(self._send_all, alerts[i:i + SEND_CHUNK])
+            await self._manager(self._send_all, alerts[i : i + SEND_CHUNK])
 
     @staticmethod
     def _send_all(am: AlertManager, alerts: Sequence[Alert]) -> None:
@@ -243,9 +261,12 @@ class AlertingService:
         path: it only keeps what the rules react to). Those seqs need not be
         read back from the store."""
         wanted, steps = RULE_KIND_SET, self._step_workflows
-        got = [(seq, ev) for ev in events
-               if (ev.kind in wanted or (ev.kind is STEP_COMPLETED and ev.workflow in steps))
-               and (seq := seqs.get(ev.id)) is not None]
+        got = [
+            (seq, ev)
+            for ev in events
+            if (ev.kind in wanted or (ev.kind is STEP_COMPLETED and ev.workflow in steps))
+            and (seq := seqs.get(ev.id)) is not None
+        ]
         with self._seen_lock:
             self._seen.extend(got)
             self._covered.extend(seq_ranges(seqs.values()))
@@ -278,8 +299,9 @@ class AlertingService:
         for lo, hi in gaps:
             after = lo - 1
             while after < hi:
-                page = self.store.rule_events(after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows),
-                                              limit=PAGE)
+                page = self.store.rule_events(
+                    after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows), limit=PAGE
+                )
                 found.extend(page)
                 after = page[-1][0] if len(page) == PAGE else hi
         self._last_seq = max(self._last_seq, upto)
@@ -309,15 +331,27 @@ class AlertingService:
     # ---- receivers -----------------------------------------------------------
     def _broken(self, receiver: str, reason: str) -> None:
         log.error("receiver %r is broken: %s", receiver, reason)
-        self.send_alert(Alert({"alertname": "ReceiverBroken", "receiver": receiver},
-                              {"summary": f"alerts cannot be delivered to {receiver!r}",
-                               "description": reason},
-                              severity=Severity.ERROR, source="fault", starts_at=self.clock()))
+        self.send_alert(
+            Alert(
+                {"alertname": "ReceiverBroken", "receiver": receiver},
+                {"summary": f"alerts cannot be delivered to {receiver!r}", "description": reason},
+                severity=Severity.ERROR,
+                source="fault",
+                starts_at=self.clock(),
+            )
+        )
 
     def _recovered(self, receiver: str) -> None:
         log.warning("receiver %r delivers again", receiver)
-        self.send_alert(Alert({"alertname": "ReceiverBroken", "receiver": receiver}, severity=Severity.ERROR,
-                              source="fault", status=AlertStatus.RESOLVED, ends_at=self.clock()))
+        self.send_alert(
+            Alert(
+                {"alertname": "ReceiverBroken", "receiver": receiver},
+                severity=Severity.ERROR,
+                source="fault",
+                status=AlertStatus.RESOLVED,
+                ends_at=self.clock(),
+            )
+        )
 
     # ---- the loop --------------------------------------------------------------
     async def step(self, now: float | None = None) -> int:
@@ -391,8 +425,9 @@ class AlertingService:
             if self._analyzer_dirty and now - self._analyzer_saved >= SAVE_ANALYZER:
                 self._save_analyzer(now)
 
-    def template_counts(self, n: int, *, since: float | None = None, until: float | None = None,
-                        workflow: str | None = None) -> list[TemplateCount]:
+    def template_counts(
+        self, n: int, *, since: float | None = None, until: float | None = None, workflow: str | None = None
+    ) -> list[TemplateCount]:
         """The ``n`` templates with the most lines in [since, until), with
         their counts (the analyzer's per-minute counts, kept 24 h). Waits
         for :meth:`load` (the templates kept in the store come back with it);

@@ -65,8 +65,7 @@ Link: {{ a.generatorURL }}
 {% endfor %}
 """
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                            trim_blocks=True, lstrip_blocks=True)
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,9 @@ def render(template: Template, note: Notification, external_url: str = "") -> st
     except Exception as exc:  # anything a template can raise: retrying the same render fails the same way
         line = _template_line(exc.__traceback__)
         at = f" on line {line}" if line is not None else ""
-        raise DeliveryError(f"{template.where}: template failed{at}: {type(exc).__name__}: {exc}",
-                            permanent=True) from exc
+        raise DeliveryError(
+            f"{template.where}: template failed{at}: {type(exc).__name__}: {exc}", permanent=True
+        ) from exc
 
 
 def _template_line(tb: types.TracebackType | None) -> int | None:

@@ -33,16 +33,25 @@ TABLE_ROWS = 200
 def add_parsers(sub: Any, duration: Callable[[str], float], positive: Callable[[str], int]) -> None:
     alerts = sub.add_parser("alerts", help="alerts: firing, pending, silenced, inhibited, flapping")
     alerts.add_argument("--status", choices=ALERT_STATUSES, help="only alerts in this status")
-    alerts.add_argument("--limit", type=positive, default=TABLE_ROWS, metavar="N",
-                        help=f"the table's newest N alerts (default {TABLE_ROWS}); --json lists them all")
+    alerts.add_argument(
+        "--limit",
+        type=positive,
+        default=TABLE_ROWS,
+        metavar="N",
+        help=f"the table's newest N alerts (default {TABLE_ROWS}); --json lists them all",
+    )
     alerts.add_argument("--config", help="flowsight.toml (default: $FLOWSIGHT_CONFIG or ./flowsight.toml)")
     alerts.add_argument("--json", action="store_true")
 
     silence = sub.add_parser("silence", help="silences: add, ls, expire")
     ssub = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
     add = ssub.add_parser("add", help="mute the alerts these matchers select, for a while")
-    add.add_argument("matchers", nargs="+", metavar="MATCHER",
-                     help="name=value, name!=value, name=~regex or name!~regex (all must match)")
+    add.add_argument(
+        "matchers",
+        nargs="+",
+        metavar="MATCHER",
+        help="name=value, name!=value, name=~regex or name!~regex (all must match)",
+    )
     when = add.add_mutually_exclusive_group(required=True)
     when.add_argument("--for", dest="duration", type=duration, help="how long, e.g. 2h")
     when.add_argument("--until", type=float, help="until this time (seconds since the epoch)")
@@ -59,10 +68,12 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     from flowsight.alerting.manager import AlertManager
     from flowsight.config import config_or_default
 
-    cfg = config_or_default(args.config, lambda what: print(f"flowsight: {what}", file=sys.stderr),
-                            "its routes and inhibit rules")
-    am = AlertManager(cfg.route, inhibit_rules=cfg.inhibit_rules, flap_policy=cfg.flap_policy,
-                      dependencies=cfg.dependencies())
+    cfg = config_or_default(
+        args.config, lambda what: print(f"flowsight: {what}", file=sys.stderr), "its routes and inhibit rules"
+    )
+    am = AlertManager(
+        cfg.route, inhibit_rules=cfg.inhibit_rules, flap_policy=cfg.flap_policy, dependencies=cfg.dependencies()
+    )
     am.restore(store.load_alerts())
     for s in store.list_silences():
         am.add_silence(s)
@@ -72,10 +83,13 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         return 0
     if not rows:
         status = f" in status {args.status}" if args.status else ""
-        out.print(f"no alerts{status} in {store.dialect} store {safe_url(store.url)} (a running `flowsight serve` raises "
-                  "them from the runs and keeps them there, as `flowsight run` does for its log rules)", soft_wrap=True)
+        out.print(
+            f"no alerts{status} in {store.dialect} store {safe_url(store.url)} (a running `flowsight serve` raises "
+            "them from the runs and keeps them there, as `flowsight run` does for its log rules)",
+            soft_wrap=True,
+        )
         return 0
-    shown = rows[:args.limit]
+    shown = rows[: args.limit]
     title = f"{len(rows)} alert{'s' if len(rows) != 1 else ''}"
     if len(shown) < len(rows):
         title += f", the newest {len(shown)} shown"
@@ -92,23 +106,38 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         when = _ago(r["starts_at"])
         if r["status"] == "resolved" and r["ends_at"] is not None:
             when += f"\n[dim]resolved {_ago(r['ends_at'])}[/dim]"
-        table.add_row(status, r["severity"], labels.get("alertname", r["fingerprint"]), where, when,
-                      r["annotations"].get("summary", ""))
+        table.add_row(
+            status,
+            r["severity"],
+            labels.get("alertname", r["fingerprint"]),
+            where,
+            when,
+            r["annotations"].get("summary", ""),
+        )
     out.print(table)
     if len(shown) < len(rows):
-        out.print(f"{len(rows) - len(shown)} older alerts not shown: --limit N shows more, --status one status, "
-                  "--json all of them")
+        out.print(
+            f"{len(rows) - len(shown)} older alerts not shown: --limit N shows more, --status one status, "
+            "--json all of them"
+        )
     return 0
 
 
 def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     if args.silence_command == "add":
-        s = new_silence(args.matchers, now=now, duration=args.duration, ends_at=args.until,
-                        created_by=args.author or _user(), comment=args.comment)
+        s = new_silence(
+            args.matchers,
+            now=now,
+            duration=args.duration,
+            ends_at=args.until,
+            created_by=args.author or _user(),
+            comment=args.comment,
+        )
         store.add_silence(s, now)
-        out.print(f"silence {s.id} until {_date(s.ends_at)}: "
-                  f"{' '.join(silence_row(s, now)['matchers'])}", highlight=False)
+        out.print(
+            f"silence {s.id} until {_date(s.ends_at)}: {' '.join(silence_row(s, now)['matchers'])}", highlight=False
+        )
         return 0
     if args.silence_command == "ls":
         rows = [silence_row(s, now) for s in store.list_silences() if args.all or s.ends_at > now]
@@ -122,8 +151,9 @@ def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         for col in ("id", "state", "matchers", "ends", "by", "comment"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["id"], r["state"], " ".join(r["matchers"]), _date(r["ends_at"]), r["created_by"],
-                          r["comment"])
+            table.add_row(
+                r["id"], r["state"], " ".join(r["matchers"]), _date(r["ends_at"]), r["created_by"], r["comment"]
+            )
         out.print(table)
         return 0
     if not store.expire_silence(args.id, now):
@@ -154,4 +184,3 @@ def _ago(ts: float) -> str:
         if secs >= size:
             return f"{secs / size:.0f}{unit} ago"
     return f"{secs:.0f}s ago"
-

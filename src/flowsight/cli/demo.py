@@ -27,11 +27,12 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     env = {**os.environ, ENV_URL: store.url}
     started = time.time()
     procs = {
-        name: subprocess.Popen([sys.executable, "-m", "flowsight.demo.workflows", name], env=env)
-        for name in WORKFLOWS
+        name: subprocess.Popen([sys.executable, "-m", "flowsight.demo.workflows", name], env=env) for name in WORKFLOWS
     }
-    out.print(f"[bold]flowsight demo[/bold]: {len(procs)} workflows running in their own processes, "
-              f"writing to [cyan]{safe_url(store.url)}[/cyan]")
+    out.print(
+        f"[bold]flowsight demo[/bold]: {len(procs)} workflows running in their own processes, "
+        f"writing to [cyan]{safe_url(store.url)}[/cyan]"
+    )
 
     def frame(title: str = "flowsight demo · live") -> RenderableType:
         page = store.list_runs(since=started - 1, limit=30)
@@ -61,10 +62,14 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     out.print()
     out.print(frame("flowsight demo · the runs it made"))
     failed = [n for n, p in procs.items() if n not in (STALLER, "flaky-report") and p.returncode != 0]
-    out.print(f"[dim]{STALLER} was killed with SIGKILL after going quiet: it stays 'running' in the store "
-              "and is flagged STALLED.[/dim]")
-    out.print("Next: [bold].venv/bin/flowsight runs[/bold], [bold].venv/bin/flowsight show RUN[/bold], "
-              "[bold].venv/bin/flowsight watch[/bold] (or activate the venv: source .venv/bin/activate)")
+    out.print(
+        f"[dim]{STALLER} was killed with SIGKILL after going quiet: it stays 'running' in the store "
+        "and is flagged STALLED.[/dim]"
+    )
+    out.print(
+        "Next: [bold].venv/bin/flowsight runs[/bold], [bold].venv/bin/flowsight show RUN[/bold], "
+        "[bold].venv/bin/flowsight watch[/bold] (or activate the venv: source .venv/bin/activate)"
+    )
     if failed:
         out.print(f"[red]demo workflows exited badly: {', '.join(failed)}[/red]")
         return 1

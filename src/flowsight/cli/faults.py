@@ -25,8 +25,9 @@ from flowsight.store.sql import SqlStore, safe_url
 
 def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
     faults = sub.add_parser("faults", help="faults: open ones and those resolved lately")
-    faults.add_argument("--since", type=duration, default=24 * 3600.0,
-                        help="resolved faults that ended within this long (default 24h)")
+    faults.add_argument(
+        "--since", type=duration, default=24 * 3600.0, help="resolved faults that ended within this long (default 24h)"
+    )
     faults.add_argument("--open", action="store_true", help="open faults only")
     faults.add_argument("--detector", help="only faults this detector found")
     faults.add_argument("--run", dest="run_id", help="only faults that hurt this run")
@@ -45,17 +46,25 @@ def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     run_id = args.run_id
     if run_id is not None:  # a unique prefix is enough, as for `show`
         run_id = require_run_id(store, run_id)
-    records = store.list_faults(status=FaultStatus.OPEN if args.open else None, since=now - args.since,
-                                detector=args.detector, run_id=run_id, limit=args.limit)
+    records = store.list_faults(
+        status=FaultStatus.OPEN if args.open else None,
+        since=now - args.since,
+        detector=args.detector,
+        run_id=run_id,
+        limit=args.limit,
+    )
     rows = [fault_row(r, now) for r in records]
     if args.json:
         print(json.dumps({"faults": rows}, indent=2))
         return 0
     if not rows:
-        out.print("no open faults" + ("" if args.open else f" and none resolved in the last "
-                                      f"{format_duration(args.since)}")
-                  + (f" for run {run_id}" if run_id else "") + f" in {store.dialect} store {safe_url(store.url)}",
-                  highlight=False)
+        out.print(
+            "no open faults"
+            + ("" if args.open else f" and none resolved in the last {format_duration(args.since)}")
+            + (f" for run {run_id}" if run_id else "")
+            + f" in {store.dialect} store {safe_url(store.url)}",
+            highlight=False,
+        )
         return 0
     table = Table(title=f"{len(rows)} fault{'s' if len(rows) != 1 else ''}")
     for col in ("status", "severity", "fault", "target", "detector", "when", "message"):
@@ -66,11 +75,21 @@ def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         if r["runs"]:
             status += f"\n[dim]{len(r['runs'])} run{'s' if len(r['runs']) != 1 else ''} hurt[/dim]"
         lasted = format_duration(r["duration_s"])
-        when = (f"for {lasted}\n[dim]since {_clock(r['opened_at'])}[/dim]" if r["status"] == "open"
-                else f"resolved {_ago(r['resolved_at'], now)}\n[dim]lasted {lasted}[/dim]")
+        when = (
+            f"for {lasted}\n[dim]since {_clock(r['opened_at'])}[/dim]"
+            if r["status"] == "open"
+            else f"resolved {_ago(r['resolved_at'], now)}\n[dim]lasted {lasted}[/dim]"
+        )
         sev = r["severity"]
-        table.add_row(status, f"[{colors.get(sev, 'white')}]{sev}[/]", r["alertname"], escape(r["target"]),
-                      escape(r["detector"]), when, escape(r["message"].splitlines()[0] if r["message"] else ""))
+        table.add_row(
+            status,
+            f"[{colors.get(sev, 'white')}]{sev}[/]",
+            r["alertname"],
+            escape(r["target"]),
+            escape(r["detector"]),
+            when,
+            escape(r["message"].splitlines()[0] if r["message"] else ""),
+        )
     out.print(table)
     return 0
 
@@ -100,13 +119,16 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         print(f"flowsight: {exc}", file=sys.stderr)
         return 2
     if not cfg.file:
-        print("flowsight: no configuration file: ./flowsight.toml does not exist and $FLOWSIGHT_CONFIG is not "
-              "set; give it with --config PATH (docs/flowsight.example.toml shows each detector kind)",
-              file=sys.stderr)
+        print(
+            "flowsight: no configuration file: ./flowsight.toml does not exist and $FLOWSIGHT_CONFIG is not "
+            "set; give it with --config PATH (docs/flowsight.example.toml shows each detector kind)",
+            file=sys.stderr,
+        )
         return 2
     if not cfg.detectors:
-        print(f"flowsight: no [[detectors]] in {cfg.file}; docs/flowsight.example.toml shows each kind",
-              file=sys.stderr)
+        print(
+            f"flowsight: no [[detectors]] in {cfg.file}; docs/flowsight.example.toml shows each kind", file=sys.stderr
+        )
         return 2
     store = None
     if any(dc.options.get("registered") for dc in cfg.detectors):  # the outputs runs registered are in the store
@@ -131,11 +153,24 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     kinds = {dc.name: dc.kind for dc in cfg.detectors}
-    rows = [{"detector": r.detector, "kind": kinds[r.detector],
-             "result": "ok" if r.ok else "fault" if r.fault is not None else "broken",
-             "fault": None if r.fault is None else {"kind": r.fault.kind.value, "target": r.fault.target,
-                                                     "message": r.fault.message, "evidence": dict(r.fault.evidence)},
-             "error": r.error, "took_s": round(r.duration, 4)} for r in results]
+    rows = [
+        {
+            "detector": r.detector,
+            "kind": kinds[r.detector],
+            "result": "ok" if r.ok else "fault" if r.fault is not None else "broken",
+            "fault": None
+            if r.fault is None
+            else {
+                "kind": r.fault.kind.value,
+                "target": r.fault.target,
+                "message": r.fault.message,
+                "evidence": dict(r.fault.evidence),
+            },
+            "error": r.error,
+            "took_s": round(r.duration, 4),
+        }
+        for r in results
+    ]
     if args.json:
         print(json.dumps({"detectors": rows}, indent=2))
     else:

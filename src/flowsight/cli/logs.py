@@ -36,6 +36,7 @@ LEVEL_STYLE = {
     LogLevel.FATAL: "bold white on red",
 }
 
+
 #: ``flowsight logs WORD ...`` commands by WORD: each is called with the
 #: arguments after WORD and the ``--db`` given (None: the default) and
 #: returns the exit code. None: reserved, not built yet.
@@ -60,15 +61,18 @@ def subcommand(argv: Sequence[str]) -> tuple[str, list[str], str | None] | None:
         else:
             return None
     if i + 1 < len(argv) and argv[i] == "logs" and argv[i + 1] in SUBCOMMANDS:
-        return argv[i + 1], list(argv[i + 2:]), db
+        return argv[i + 1], list(argv[i + 2 :]), db
     return None
 
 
 def run_subcommand(word: str, rest: list[str], db: str | None) -> int:
     handler = SUBCOMMANDS[word]
     if handler is None:
-        print(f"flowsight: `flowsight logs {word}` is not available in this version "
-              f"(for the logs of a run named {word!r}: flowsight logs -- {word})", file=sys.stderr)
+        print(
+            f"flowsight: `flowsight logs {word}` is not available in this version "
+            f"(for the logs of a run named {word!r}: flowsight logs -- {word})",
+            file=sys.stderr,
+        )
         return 2
     return handler(rest, db)
 
@@ -76,8 +80,7 @@ def run_subcommand(word: str, rest: list[str], db: str | None) -> int:
 def _level(text: str) -> LogLevel:
     level = level_from_word(text)
     if level is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a level; use one of "
-                                         f"{', '.join(v.value for v in LogLevel)}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level; use one of {', '.join(v.value for v in LogLevel)}")
     return level
 
 
@@ -96,12 +99,21 @@ def add_parser(sub: Any, duration: Callable[[str], float], positive: Callable[[s
     p.add_argument("--step", help="only entries of this step")
     p.add_argument("--template", help="only entries with this template id")
     p.add_argument("--grep", "-g", metavar="TEXT", help="only entries whose message holds TEXT (any case)")
-    p.add_argument("--since", type=_time, metavar="WHEN",
-                   help="only entries from then on: a duration ago (15m, 2h), an RFC 3339 time "
-                        "(2024-05-01T12:00:00Z) or epoch seconds; by the time written in the line "
-                        "(its arrival when it has none)")
-    p.add_argument("--limit", "-n", type=positive, metavar="N",
-                   help="only the LAST N entries (the newest, shown oldest first; default: all)")
+    p.add_argument(
+        "--since",
+        type=_time,
+        metavar="WHEN",
+        help="only entries from then on: a duration ago (15m, 2h), an RFC 3339 time "
+        "(2024-05-01T12:00:00Z) or epoch seconds; by the time written in the line "
+        "(its arrival when it has none)",
+    )
+    p.add_argument(
+        "--limit",
+        "-n",
+        type=positive,
+        metavar="N",
+        help="only the LAST N entries (the newest, shown oldest first; default: all)",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries until Ctrl-C")
     p.add_argument("--interval", type=duration, default=0.5, help="--follow: how often to look (default 0.5s)")
     p.add_argument("--for", dest="duration", type=duration, help="--follow: stop after this long (e.g. 30s)")
@@ -120,8 +132,11 @@ def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
     if store.get_run(run) is not None or store.query_logs(run_id=run, limit=1):
         return run
     shown = 5
-    found = list(dict.fromkeys([r.workflow_id for r in store.find_runs(run, limit=shown + 1)]
-                               + store.find_log_runs(run, limit=shown + 1)))
+    found = list(
+        dict.fromkeys(
+            [r.workflow_id for r in store.find_runs(run, limit=shown + 1)] + store.find_log_runs(run, limit=shown + 1)
+        )
+    )
     if len(found) > 1:
         ids = ", ".join(found[:shown]) + (", ..." if len(found) > shown else "")
         raise FlowsightError(f"run {run!r} is ambiguous: it could be any of {ids}; type more of it")
@@ -129,8 +144,10 @@ def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
         return found[0]
     if follow:
         return run  # its first lines may be on their way
-    raise FlowsightError(f"no run {run!r} and no log entries of one in the {store.dialect} store {safe_url(store.url)}; "
-                         "`flowsight runs` lists runs (--db or FLOWSIGHT_DATABASE_URL picks the store)")
+    raise FlowsightError(
+        f"no run {run!r} and no log entries of one in the {store.dialect} store {safe_url(store.url)}; "
+        "`flowsight runs` lists runs (--db or FLOWSIGHT_DATABASE_URL picks the store)"
+    )
 
 
 def entry_text(s: StoredLog, today: str) -> Text:
@@ -157,8 +174,14 @@ def entry_text(s: StoredLog, today: str) -> Text:
 def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     run = resolve_run(store, args.run, follow=args.follow)
     since = args.since
-    filters: dict[str, Any] = {"run_id": run, "step": args.step, "min_level": args.level,
-                               "template_id": args.template, "text": args.grep or None, "since": since}
+    filters: dict[str, Any] = {
+        "run_id": run,
+        "step": args.step,
+        "min_level": args.level,
+        "template_id": args.template,
+        "text": args.grep or None,
+        "since": since,
+    }
     today = datetime.now().strftime("%Y-%m-%d")
 
     def show(rows: list[StoredLog]) -> None:
@@ -183,8 +206,12 @@ def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
             if len(rows) < PAGE:
                 break
     if not shown and not args.json and not args.follow:
-        out.print(f"[dim]no log entries of run {run} match[/dim]" if _filtered(args)
-                  else f"[dim]run {run} has no log entries[/dim]", highlight=False)
+        out.print(
+            f"[dim]no log entries of run {run} match[/dim]"
+            if _filtered(args)
+            else f"[dim]run {run} has no log entries[/dim]",
+            highlight=False,
+        )
     if not args.follow:
         return 0
     end = time.monotonic() + args.duration if args.duration else None

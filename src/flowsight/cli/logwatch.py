@@ -53,30 +53,55 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flowsight logs watch",
         description="Collect log lines from files (paths or globs), stdin (-) or a program (-- CMD ...) "
-                    "into the store or a server.")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="files or globs to follow (quote globs so new files are picked up); - for stdin")
-    p.add_argument("--config", type=Path,
-                   help="flowsight.toml whose [[logs.sources]] are followed too (default: ./flowsight.toml if any)")
+        "into the store or a server.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or globs to follow (quote globs so new files are picked up); - for stdin",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="flowsight.toml whose [[logs.sources]] are followed too (default: ./flowsight.toml if any)",
+    )
     p.add_argument("--workflow", help="workflow the lines belong to (unless a line names its own)")
     p.add_argument("--run", dest="run_id", help="run id the lines belong to")
     p.add_argument("--step", help="step the lines belong to")
-    p.add_argument("--from-beginning", action="store_true",
-                   help="read files met for the first time from their start (default: from their end)")
-    p.add_argument("--state", type=Path,
-                   help="where file offsets are kept between runs (default: next to the store, or "
-                        "~/.cache/flowsight/watch-offsets.json for a server)")
-    p.add_argument("--no-multiline", action="store_true",
-                   help="do not join tracebacks and stack traces to the line they belong to")
+    p.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read files met for the first time from their start (default: from their end)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="where file offsets are kept between runs (default: next to the store, or "
+        "~/.cache/flowsight/watch-offsets.json for a server)",
+    )
+    p.add_argument(
+        "--no-multiline", action="store_true", help="do not join tracebacks and stack traces to the line they belong to"
+    )
     p.add_argument("--db", help="the store (as flowsight --db; the later one counts)")
-    p.add_argument("--url", default=os.environ.get(ENV_SERVER),
-                   help=f"send to this flowsight server instead of the store (default: ${ENV_SERVER})")
+    p.add_argument(
+        "--url",
+        default=os.environ.get(ENV_SERVER),
+        help=f"send to this flowsight server instead of the store (default: ${ENV_SERVER})",
+    )
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
-    p.add_argument("--once", action="store_true",
-                   help="read what the files hold now, then stop (default: follow until Ctrl-C); a named "
-                        "file that does not exist is then an error (exit status 1)")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="do not copy the program's stdout and stderr to ours (-- CMD), and no summary on stderr")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="read what the files hold now, then stop (default: follow until Ctrl-C); a named "
+        "file that does not exist is then an error (exit status 1)",
+    )
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="do not copy the program's stdout and stderr to ours (-- CMD), and no summary on stderr",
+    )
     return p
 
 
@@ -94,7 +119,7 @@ def cmd_logs_watch(argv: list[str], db: str | None) -> int:
     command: list[str] = []
     if "--" in argv:
         i = argv.index("--")
-        argv, command = argv[:i], argv[i + 1:]
+        argv, command = argv[:i], argv[i + 1 :]
     parser = build_parser()
     args = parser.parse_args(argv)
     db = args.db or db
@@ -126,17 +151,27 @@ def _feeds(args: argparse.Namespace, command: list[str], state: Path) -> tuple[l
     paths = [p for p in args.paths if p != "-"]
     if "-" in args.paths:
         feeds.append(Feed(StreamSource(multiline=multiline, on_problem=_say), **names))
-    config = (config_or_default(args.config, _say, "its [[logs.sources]]")
-              if args.config is not None or os.environ.get(CONFIG_ENV) or Path(DEFAULT_FILE).exists() else None)
+    config = (
+        config_or_default(args.config, _say, "its [[logs.sources]]")
+        if args.config is not None or os.environ.get(CONFIG_ENV) or Path(DEFAULT_FILE).exists()
+        else None
+    )
     sources = list(config.logs.sources) if config is not None else []
     if paths:
-        feeds.append(Feed(FileTail(paths, state_path=state, start=start, multiline=multiline, wait=wait,
-                                   on_problem=_say), **names))
+        feeds.append(
+            Feed(
+                FileTail(paths, state_path=state, start=start, multiline=multiline, wait=wait, on_problem=_say), **names
+            )
+        )
     for i, src in enumerate(sources):
-        tail = FileTail([src.path], state_path=state.with_name(f"{state.stem}.source{i}{state.suffix}"),
-                        start="beginning" if args.from_beginning or src.start == "beginning" else "end",
-                        multiline=src.multiline,
-                        wait=wait, on_problem=_say)
+        tail = FileTail(
+            [src.path],
+            state_path=state.with_name(f"{state.stem}.source{i}{state.suffix}"),
+            start="beginning" if args.from_beginning or src.start == "beginning" else "end",
+            multiline=src.multiline,
+            wait=wait,
+            on_problem=_say,
+        )
         feeds.append(Feed(tail, workflow=src.workflow or args.workflow, run_id=args.run_id, step=args.step))
     process = None
     if command:
@@ -144,8 +179,9 @@ def _feeds(args: argparse.Namespace, command: list[str], state: Path) -> tuple[l
         process = ProcessOutput(command, forward_signals=True, multiline=multiline, on_problem=_say, tee=tee)
         feeds.append(Feed(process, **names))
     if not feeds:
-        raise FlowsightError("nothing to watch: name files, - for stdin, or -- CMD (or [[logs.sources]] in "
-                             "flowsight.toml)")
+        raise FlowsightError(
+            "nothing to watch: name files, - for stdin, or -- CMD (or [[logs.sources]] in flowsight.toml)"
+        )
     return feeds, process
 
 
@@ -208,8 +244,13 @@ def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[int
             # a server that does not answer is not waited for: the summary says where the lines are
             http.wait(30.0, while_reachable=True)
             http.close(5.0, report=False)
-            return delivery_summary(read, http.url, kept=http.left_in_spool, spool=str(http.spool.dir),
-                                    refused=http.stats.failed + http.stats.rejected)
+            return delivery_summary(
+                read,
+                http.url,
+                kept=http.left_in_spool,
+                spool=str(http.spool.dir),
+                refused=http.stats.failed + http.stats.rejected,
+            )
 
         return send, close_http
     store = open_store(db)
@@ -232,6 +273,8 @@ def delivery_summary(read: int, url: str, *, kept: int, spool: str, refused: int
     if refused:
         text += f", {refused} refused by the server (see above)"
     if kept:
-        text += (f", {kept} kept in the spool at {spool} (sent when the server is back, by the next "
-                 "`flowsight logs watch` or SDK process for it)")
+        text += (
+            f", {kept} kept in the spool at {spool} (sent when the server is back, by the next "
+            "`flowsight logs watch` or SDK process for it)"
+        )
     return text

@@ -75,8 +75,11 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowsight", description="Workflow observability: runs, states, ETAs.")
-    parser.add_argument("--db", help=f"store: a file path, sqlite:///file.db or postgresql://... "
-                                     f"(default: ${ENV_URL} or ./flowsight.db); also after the command")
+    parser.add_argument(
+        "--db",
+        help=f"store: a file path, sqlite:///file.db or postgresql://... "
+        f"(default: ${ENV_URL} or ./flowsight.db); also after the command",
+    )
     parser.add_argument("--version", action="version", version=f"flowsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -107,22 +110,42 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
 
     serve = sub.add_parser("serve", help="the HTTP API: ingest, query, live stream, /metrics")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
-                                                             "needs an API token to exist)")
-    serve.add_argument("--port", type=_port, default=8640, help="port (default 8640; 0: any free one, printed at start)")
-    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                       help="a name the server is reached by, besides its own (repeatable; '*.example.com', "
-                            "'*' for any): requests with any other Host header are refused")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs an API token to exist)",
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8640, help="port (default 8640; 0: any free one, printed at start)"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the server is reached by, besides its own (repeatable; '*.example.com', "
+        "'*' for any): requests with any other Host header are refused",
+    )
     serve.add_argument("--max-events", type=int, default=10_000, help="events per request (default 10000)")
-    serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body "
-                                                                               "(default 10 MiB)")
-    serve.add_argument("--config", help="flowsight.toml: alert routes, receivers, rules (default: "
-                                        "$FLOWSIGHT_CONFIG or ./flowsight.toml if present; else alerts go to the log)")
-    serve.add_argument("--stall-timeout", type=_duration, default=1800.0,
-                       help="quiet time before a run without history counts as stalled (default 30m)")
-    serve.add_argument("--log-retention", type=_retention, default=argparse.SUPPRESS,
-                       help="log entries older than this are purged hourly (default: [logs] retention of "
-                            "flowsight.toml, else 14d; off: keep them)")
+    serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, help="bytes per request body (default 10 MiB)")
+    serve.add_argument(
+        "--config",
+        help="flowsight.toml: alert routes, receivers, rules (default: "
+        "$FLOWSIGHT_CONFIG or ./flowsight.toml if present; else alerts go to the log)",
+    )
+    serve.add_argument(
+        "--stall-timeout",
+        type=_duration,
+        default=1800.0,
+        help="quiet time before a run without history counts as stalled (default 30m)",
+    )
+    serve.add_argument(
+        "--log-retention",
+        type=_retention,
+        default=argparse.SUPPRESS,
+        help="log entries older than this are purged hourly (default: [logs] retention of "
+        "flowsight.toml, else 14d; off: keep them)",
+    )
 
     token = sub.add_parser("token", help="API tokens: create, ls, revoke")
     tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -133,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tsub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
 
-    sub.add_parser("run", help="run a command as a monitored run: flowsight run [--workflow NAME] -- CMD ARGS...",
-                   add_help=False)  # parsed by flowsight.cli.run (early_dispatch), which has the --help
+    sub.add_parser(
+        "run", help="run a command as a monitored run: flowsight run [--workflow NAME] -- CMD ARGS...", add_help=False
+    )  # parsed by flowsight.cli.run (early_dispatch), which has the --help
 
     add_alert_parsers(sub, _duration, _positive)
     add_fault_parsers(sub, _duration)
@@ -229,9 +253,12 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 
     def frame() -> Any:
         page = _page(store, args)
-        return runs_table(Views(store, time.time()).views(page.runs),
-                          title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop",
-                          empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}", width=out.width)
+        return runs_table(
+            Views(store, time.time()).views(page.runs),
+            title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop",
+            empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
+            width=out.width,
+        )
 
     end = time.monotonic() + args.duration if args.duration else None
     try:
@@ -255,13 +282,17 @@ def _watch_to_a_pipe(store: SqlStore, args: argparse.Namespace, out: Console, en
     shown: object = None
     while True:
         views = Views(store, time.time()).views(_page(store, args).runs)
-        key = [(v.run.workflow_id, v.run.state, v.run.current_step, v.run.completed_steps,
-                v.stalled) for v in views]
+        key = [(v.run.workflow_id, v.run.state, v.run.current_step, v.run.completed_steps, v.stalled) for v in views]
         if key != shown:
             shown = key
-            out.print(runs_table(views, title=f"flowsight watch · {time.strftime('%H:%M:%S')}",
-                                 empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
-                                 width=out.width))
+            out.print(
+                runs_table(
+                    views,
+                    title=f"flowsight watch · {time.strftime('%H:%M:%S')}",
+                    empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
+                    width=out.width,
+                )
+            )
             out.file.flush()
         if end is not None and time.monotonic() >= end:
             return
@@ -269,8 +300,11 @@ def _watch_to_a_pipe(store: SqlStore, args: argparse.Namespace, out: Console, en
 
 
 def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
-    out.print(f"flowsight store at {safe_url(store.url)} ({store.dialect}, schema version {store.schema_version()}, "
-              "up to date)", highlight=False)
+    out.print(
+        f"flowsight store at {safe_url(store.url)} ({store.dialect}, schema version {store.schema_version()}, "
+        "up to date)",
+        highlight=False,
+    )
     return 0
 
 
@@ -293,9 +327,16 @@ def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 
     config = config_for(args.config)
     retention = args.log_retention if "log_retention" in vars(args) else config.logs.retention
-    serve(store, host=args.host, port=args.port, limits=Limits(args.max_events, args.max_body),
-          stall_timeout=args.stall_timeout, config=config, log_retention=retention,
-          allowed_hosts=[*config.allowed_hosts, *args.allowed_host])
+    serve(
+        store,
+        host=args.host,
+        port=args.port,
+        limits=Limits(args.max_events, args.max_body),
+        stall_timeout=args.stall_timeout,
+        config=config,
+        log_retention=retention,
+        allowed_hosts=[*config.allowed_hosts, *args.allowed_host],
+    )
     return 0
 
 
@@ -303,16 +344,20 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     if args.token_command == "create":
         token, info = store.create_token(args.name, args.scope)
         print(token)
-        stderr_console().print(f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
-                                   "once; send it as 'Authorization: Bearer <token>' or FLOWSIGHT_TOKEN")
+        stderr_console().print(
+            f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
+            "once; send it as 'Authorization: Bearer <token>' or FLOWSIGHT_TOKEN"
+        )
         return 0
     if args.token_command == "ls":
         tokens = store.list_tokens()
         for t in tokens:
             out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
         if not tokens:
-            out.print(f"no tokens in {store.dialect} store {safe_url(store.url)} (flowsight token create makes one)",
-                      highlight=False)
+            out.print(
+                f"no tokens in {store.dialect} store {safe_url(store.url)} (flowsight token create makes one)",
+                highlight=False,
+            )
         return 0
     revoked = next((t for t in store.list_tokens() if t.name == args.name), None)
     if revoked is None or not store.revoke_token(args.name):
@@ -329,9 +374,11 @@ def after_revoke(revoked: TokenInfo, left: Sequence[TokenInfo]) -> str | None:
     something: no token at all, or no admin token."""
     make = "flowsight token create --scope admin --name NAME"
     if not left:
-        return ("that was the last token. A running server stays closed (it never falls back to open): every "
-                f"call but /healthz is refused until you make one: {make}. A server started again with no token "
-                "is open to every process and browser on its machine, and refuses to listen beyond loopback")
+        return (
+            "that was the last token. A running server stays closed (it never falls back to open): every "
+            f"call but /healthz is refused until you make one: {make}. A server started again with no token "
+            "is open to every process and browser on its machine, and refuses to listen beyond loopback"
+        )
     if revoked.scope == "admin" and not any(t.scope == "admin" for t in left):
         return f"that was the last admin token: nobody can add or end silences until you make one: {make}"
     return None
@@ -349,8 +396,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     path = Path(args.config) if args.config else default_config_path()
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
-        print(f"flowsight: {path} {what}; give the configuration file with --config PATH or "
-              f"$FLOWSIGHT_CONFIG (docs/flowsight.example.toml shows every setting)", file=sys.stderr)
+        print(
+            f"flowsight: {path} {what}; give the configuration file with --config PATH or "
+            f"$FLOWSIGHT_CONFIG (docs/flowsight.example.toml shows every setting)",
+            file=sys.stderr,
+        )
         return 2
     try:
         cfg = load_config(path)
@@ -368,10 +418,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     def count(n: int, what: str) -> str:
         return f"{n} {what}{'s' if n != 1 else ''}"
 
-    print(f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
-          f"{count(len(cfg.inhibit_rules), 'inhibit rule')}, {count(len(cfg.log_rules), 'log rule')}, "
-          f"{count(len(cfg.logs.sources), 'log source')}, {count(len(cfg.detectors), 'detector')}, "
-          f"{count(len(cfg.thresholds) + len(cfg.baselines), 'threshold')})")
+    print(
+        f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
+        f"{count(len(cfg.inhibit_rules), 'inhibit rule')}, {count(len(cfg.log_rules), 'log rule')}, "
+        f"{count(len(cfg.logs.sources), 'log source')}, {count(len(cfg.detectors), 'detector')}, "
+        f"{count(len(cfg.thresholds) + len(cfg.baselines), 'threshold')})"
+    )
     return 0
 
 
@@ -387,9 +439,21 @@ def writes(args: argparse.Namespace) -> bool:
     return False
 
 
-COMMANDS = {"init": cmd_init, "serve": cmd_serve, "token": cmd_token, "runs": cmd_runs, "show": cmd_show, "watch": cmd_watch, "prune": cmd_prune, "demo": cmd_demo,
-            "alerts": cmd_alerts, "silence": cmd_silence, "logs": cmd_logs, "faults": cmd_faults,
-            "perf": cmd_perf}
+COMMANDS = {
+    "init": cmd_init,
+    "serve": cmd_serve,
+    "token": cmd_token,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "watch": cmd_watch,
+    "prune": cmd_prune,
+    "demo": cmd_demo,
+    "alerts": cmd_alerts,
+    "silence": cmd_silence,
+    "logs": cmd_logs,
+    "faults": cmd_faults,
+    "perf": cmd_perf,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,8 +25,11 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 def add_parser(sub: Any, duration: Callable[[str], float]) -> None:
     perf = sub.add_parser("perf", help="resources per host, run or workflow; a workflow's durations")
-    perf.add_argument("scope", nargs="?", help="host:NAME, run:RUN_ID (or a run id, a unique prefix is enough) "
-                                               "or workflow:NAME; none: what has samples")
+    perf.add_argument(
+        "scope",
+        nargs="?",
+        help="host:NAME, run:RUN_ID (or a run id, a unique prefix is enough) or workflow:NAME; none: what has samples",
+    )
     perf.add_argument("--metric", choices=RESOURCE_METRICS, help="one metric over time")
     perf.add_argument("--since", type=duration, default=3600.0, help="how far back (default 1h)")
     perf.add_argument("--step", type=duration, help="bucket width for --metric (a multiple of 60s)")
@@ -70,12 +73,21 @@ def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     latest = store.latest_samples(scope.kind.value, scope.id)
     durations = _durations(store, scope)
     if args.json:
-        print(json.dumps({"scope": str(scope), "latest": {k: {"ts": t, "value": v} for k, (t, v) in latest.items()},
-                          "durations": durations}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "scope": str(scope),
+                    "latest": {k: {"ts": t, "value": v} for k, (t, v) in latest.items()},
+                    "durations": durations,
+                },
+                indent=2,
+            )
+        )
         return 0
     if not latest and durations is None:
-        out.print(f"no samples of {scope} (the server samples the runs of its own machine: the SDK reports the "
-                  "pid and host)")
+        out.print(
+            f"no samples of {scope} (the server samples the runs of its own machine: the SDK reports the pid and host)"
+        )
         return 0
     if latest:
         table = Table(title=f"{scope}: latest samples")
@@ -87,8 +99,10 @@ def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
                 table.add_row(metric, format_metric(metric, value), f"{format_duration(max(0.0, now - ts))} ago")
         out.print(table)
     if durations is not None:
-        out.print(f"{scope}: last {durations['runs']} completed runs took p50 "
-                  f"{format_duration(durations['p50_s'])}, p95 {format_duration(durations['p95_s'])}")
+        out.print(
+            f"{scope}: last {durations['runs']} completed runs took p50 "
+            f"{format_duration(durations['p50_s'])}, p95 {format_duration(durations['p95_s'])}"
+        )
     return 0
 
 
@@ -98,27 +112,48 @@ def _durations(store: SqlStore, scope: Scope) -> dict[str, Any] | None:
     h = store.history(scope.id, 100)
     if not h.run_durations:
         return None
-    return {"runs": len(h.run_durations), "p50_s": statistics.median(h.run_durations),
-            "p95_s": quantile_of(h.run_durations, 0.95)}
+    return {
+        "runs": len(h.run_durations),
+        "p50_s": statistics.median(h.run_durations),
+        "p95_s": quantile_of(h.run_durations, 0.95),
+    }
 
 
 def _series(store: SqlStore, scope: Scope, args: argparse.Namespace, now: float, out: Console) -> int:
     try:
-        points = store.query_samples(scope.kind.value, scope.id, args.metric, now - args.since, None, args.step,
-                                     raw_since=None if args.step is not None else now - args.since)
+        points = store.query_samples(
+            scope.kind.value,
+            scope.id,
+            args.metric,
+            now - args.since,
+            None,
+            args.step,
+            raw_since=None if args.step is not None else now - args.since,
+        )
     except ValueError as exc:
         raise FlowsightError(f"--step: {exc}") from None
     if args.json:
-        print(json.dumps({"scope": str(scope), "metric": args.metric,
-                          "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count}
-                                     for p in points]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "scope": str(scope),
+                    "metric": args.metric,
+                    "points": [
+                        {"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     if not points:
         out.print(f"no samples of {args.metric} for {scope} in the last {format_duration(args.since)}")
         return 0
     top = max(p.max for p in points) or 1.0
     spark = "".join(_BLOCKS[min(8, int(8 * p.avg / top + 0.5))] if top > 0 else " " for p in points[-120:])
-    out.print(f"{scope} {args.metric}: {len(points)} points, last {format_metric(args.metric, points[-1].avg)}, "
-              f"max {format_metric(args.metric, top)}")
+    out.print(
+        f"{scope} {args.metric}: {len(points)} points, last {format_metric(args.metric, points[-1].avg)}, "
+        f"max {format_metric(args.metric, top)}"
+    )
     out.print(spark)
     return 0

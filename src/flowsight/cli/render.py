@@ -72,8 +72,10 @@ def progress_cell(v: RunView) -> Table:
         grid.add_row(Text(label + " steps", style="dim"))
         return grid
     style = "red" if m.state is WorkflowState.FAILED else "green" if m.state is WorkflowState.COMPLETED else "cyan"
-    grid.add_row(ProgressBar(total=100, completed=pct, width=16, complete_style=style, finished_style=style),
-                 Text(f"{label} {pct:3.0f}%"))
+    grid.add_row(
+        ProgressBar(total=100, completed=pct, width=16, complete_style=style, finished_style=style),
+        Text(f"{label} {pct:3.0f}%"),
+    )
     return grid
 
 
@@ -136,12 +138,13 @@ def clip(text: str, most: int) -> str:
     """``text`` cut to ``most`` characters at a word's end, with an ellipsis."""
     if len(text) <= most:
         return text
-    cut = text[:most - 1].rsplit(" ", 1)[0] if " " in text[:most - 1] else text[:most - 1]
+    cut = text[: most - 1].rsplit(" ", 1)[0] if " " in text[: most - 1] else text[: most - 1]
     return cut.rstrip(" ,;:") + "…"
 
 
-def runs_table(views: list[RunView], title: str | None = None, empty: str = "no runs yet",
-               width: int | None = None) -> RenderableType:
+def runs_table(
+    views: list[RunView], title: str | None = None, empty: str = "no runs yet", width: int | None = None
+) -> RenderableType:
     """The runs, one a row. ``width``: the console's columns; below
     :data:`NARROW` the run ids are shortened to a prefix unique among the
     rows (``flowsight show`` takes it), progress is written without its bar,
@@ -164,12 +167,31 @@ def runs_table(views: list[RunView], title: str | None = None, empty: str = "no 
         if m.state is WorkflowState.FAILED and m.error:
             step = clip(m.error.splitlines()[0], 120 if narrow else 60)
         if narrow:
-            rows.append([ids[m.workflow_id], Text(m.workflow), state_text(v, short=True), progress_text(v), step, dur_text,
-                         eta_text(v)])
+            rows.append(
+                [
+                    ids[m.workflow_id],
+                    Text(m.workflow),
+                    state_text(v, short=True),
+                    progress_text(v),
+                    step,
+                    dur_text,
+                    eta_text(v),
+                ]
+            )
         else:
-            rows.append([m.workflow_id, m.workflow, state_text(v), progress_cell(v), step, dur_text, eta_text(v),
-                         when(m.start_time)])
-    columns = ("run", "workflow", "state", "progress", "step", "duration", "eta", "started")[:7 if narrow else 8]
+            rows.append(
+                [
+                    m.workflow_id,
+                    m.workflow,
+                    state_text(v),
+                    progress_cell(v),
+                    step,
+                    dur_text,
+                    eta_text(v),
+                    when(m.start_time),
+                ]
+            )
+    columns = ("run", "workflow", "state", "progress", "step", "duration", "eta", "started")[: 7 if narrow else 8]
     if not narrow:
         table = Table(title=title, header_style="bold", expand=False)
         for col in columns:
@@ -177,10 +199,13 @@ def runs_table(views: list[RunView], title: str | None = None, empty: str = "no 
     else:
         # every column but the step keeps its text whole, the workflow's name as much
         # of it as leaves the step 20 columns; the step or error takes the rest and folds
-        table = Table(title=title, header_style="bold", expand=True, box=box.SIMPLE_HEAD, show_edge=False,
-                      padding=(0, 1, 0, 0))
-        fits = [max([len(col), *(c.cell_len if isinstance(c, Text) else len(c) for c in (r[i] for r in rows))])
-                for i, col in enumerate(columns)]
+        table = Table(
+            title=title, header_style="bold", expand=True, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+        )
+        fits = [
+            max([len(col), *(c.cell_len if isinstance(c, Text) else len(c) for c in (r[i] for r in rows))])
+            for i, col in enumerate(columns)
+        ]
         others = sum(f for col, f in zip(columns, fits) if col not in ("workflow", "step"))
         room = (width or NARROW) - 2 * (len(columns) - 1) - others - 20
         for col, fit in zip(columns, fits):
@@ -204,14 +229,18 @@ def detail_panel(d: RunDetail) -> Group:
     head.add_row("state", state_text(v))
     head.add_row("progress", progress_cell(v))
     head.add_row("started", when(m.start_time))
-    head.add_row("duration", format_duration(m.duration(v.now))
-                 + (f"  (usual {format_duration(v.usual_duration)})" if v.usual_duration else ""))
+    head.add_row(
+        "duration",
+        format_duration(m.duration(v.now))
+        + (f"  (usual {format_duration(v.usual_duration)})" if v.usual_duration else ""),
+    )
     if v.eta is not None:
         head.add_row("eta", Text.assemble(eta_text(v), f"  from {v.eta.basis}"))
     if v.stall is not None:
         basis = BASIS_MEANS.get(v.stall.basis, v.stall.basis)
-        head.add_row("idle", f"{format_duration(v.stall.idle_for)} (stall bound {format_duration(v.stall.bound)}: "
-                             f"{basis})")
+        head.add_row(
+            "idle", f"{format_duration(v.stall.idle_for)} (stall bound {format_duration(v.stall.bound)}: {basis})"
+        )
     if m.retries:
         head.add_row("retries", str(m.retries))
     if m.error:
@@ -228,32 +257,52 @@ def detail_panel(d: RunDetail) -> Group:
     for s in d.steps:
         style = {"completed": "green", "failed": "red", "running": "cyan"}.get(s.status, "")
         dur = s.duration if s.duration is not None else (v.now - s.started_at if s.started_at else None)
-        steps.add_row(s.step, str(s.attempt), Text(s.status, style=style), when(s.started_at),
-                      format_duration(dur), (s.error or "").splitlines()[0][:120] if s.error else "")
+        steps.add_row(
+            s.step,
+            str(s.attempt),
+            Text(s.status, style=style),
+            when(s.started_at),
+            format_duration(dur),
+            (s.error or "").splitlines()[0][:120] if s.error else "",
+        )
 
     trans = Table(title="state history", header_style="bold", title_justify="left")
     for col in ("time", "from", "to", "reason", "source", "applied"):
         trans.add_column(col)
     for t in d.transitions:
-        trans.add_row(datetime.fromtimestamp(t.timestamp).strftime("%H:%M:%S.%f")[:-3], t.old_state.value,
-                      Text(t.new_state.value, style=STATE_STYLE[t.new_state]), t.reason or "", t.source or "",
-                      "yes" if t.applied else Text("REFUSED", style="bold red"))
+        trans.add_row(
+            datetime.fromtimestamp(t.timestamp).strftime("%H:%M:%S.%f")[:-3],
+            t.old_state.value,
+            Text(t.new_state.value, style=STATE_STYLE[t.new_state]),
+            t.reason or "",
+            t.source or "",
+            "yes" if t.applied else Text("REFUSED", style="bold red"),
+        )
     parts: list[Any] = [Panel(head, title=f"{m.workflow} run", expand=False), steps, trans]
     if d.faults:
         hurt = Table(title="faults around this run", header_style="bold", title_justify="left")
         for col in ("fault", "target", "severity", "opened", "resolved", "message"):
             hurt.add_column(col)
         for f in d.faults:
-            hurt.add_row(Text(f.fault.kind.alertname, style="red" if f.resolved_at is None else ""),
-                         f.fault.target, f.severity.value, when(f.timestamp),
-                         when(f.resolved_at) if f.resolved_at is not None else Text("open", style="red"),
-                         f.fault.message.splitlines()[0][:120] if f.fault.message else "")
+            hurt.add_row(
+                Text(f.fault.kind.alertname, style="red" if f.resolved_at is None else ""),
+                f.fault.target,
+                f.severity.value,
+                when(f.timestamp),
+                when(f.resolved_at) if f.resolved_at is not None else Text("open", style="red"),
+                f.fault.message.splitlines()[0][:120] if f.fault.message else "",
+            )
         parts.append(hurt)
     failed = [s for s in d.steps if s.status == "failed" and s.traceback]
     if failed:
         last = failed[-1]
-        parts.append(Panel(Text(last.traceback.rstrip(), style="red"),  # type: ignore[union-attr]
-                           title=f"traceback of step '{last.step}' (attempt {last.attempt})", expand=False))
+        parts.append(
+            Panel(
+                Text(last.traceback.rstrip(), style="red"),  # type: ignore[union-attr]
+                title=f"traceback of step '{last.step}' (attempt {last.attempt})",
+                expand=False,
+            )
+        )
     return Group(*parts)
 
 
@@ -266,8 +315,10 @@ def require_run_id(store: SqlStore, given: str) -> str:
     """
     found = find_run_id(store, given)
     if found is None:
-        raise NoSuchRun(f"no run {given!r} in the {store.dialect} store {safe_url(store.url)}; `flowsight runs` "
-                        "lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)")
+        raise NoSuchRun(
+            f"no run {given!r} in the {store.dialect} store {safe_url(store.url)}; `flowsight runs` "
+            "lists them (--db or FLOWSIGHT_DATABASE_URL picks the store)"
+        )
     return found
 
 

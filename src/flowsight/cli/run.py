@@ -73,8 +73,17 @@ from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
 if TYPE_CHECKING:
     from flowsight.cli.runrules import RunRules
 
-__all__ = ["Outcome", "StepTracker", "cmd_run", "early_dispatch", "is_marker", "outcome", "progress_of", "stopped",
-           "stored_level"]
+__all__ = [
+    "Outcome",
+    "StepTracker",
+    "cmd_run",
+    "early_dispatch",
+    "is_marker",
+    "outcome",
+    "progress_of",
+    "stopped",
+    "stored_level",
+]
 
 ENV_TOKEN = "FLOWSIGHT_TOKEN"
 
@@ -97,11 +106,22 @@ STATE_POLL = 0.2
 _SAYS_INFO = re.compile(r"\b(?:info|information|informational|notice)\b", re.IGNORECASE)
 
 # a level word in a line of a group: upper case (ERROR, [WARN], FATAL:) or logfmt/JSON's level=error, "level":"error"
-_LEVEL_WORD = re.compile(r"\b(WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL|PANIC|EMERG|ALERT)\b"
-                         r"|level\"?[=:] ?\"?(warn|warning|error|err|critical|crit|fatal|panic)\b")
-_WORD_LEVEL = {"warn": LogLevel.WARN, "warning": LogLevel.WARN, "error": LogLevel.ERROR, "err": LogLevel.ERROR,
-               "critical": LogLevel.FATAL, "crit": LogLevel.FATAL, "fatal": LogLevel.FATAL,
-               "panic": LogLevel.FATAL, "emerg": LogLevel.FATAL, "alert": LogLevel.FATAL}
+_LEVEL_WORD = re.compile(
+    r"\b(WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL|PANIC|EMERG|ALERT)\b"
+    r"|level\"?[=:] ?\"?(warn|warning|error|err|critical|crit|fatal|panic)\b"
+)
+_WORD_LEVEL = {
+    "warn": LogLevel.WARN,
+    "warning": LogLevel.WARN,
+    "error": LogLevel.ERROR,
+    "err": LogLevel.ERROR,
+    "critical": LogLevel.FATAL,
+    "crit": LogLevel.FATAL,
+    "fatal": LogLevel.FATAL,
+    "panic": LogLevel.FATAL,
+    "emerg": LogLevel.FATAL,
+    "alert": LogLevel.FATAL,
+}
 _LEVEL_HINTS = ("WARN", "ERR", "CRIT", "FATAL", "PANIC", "EMERG", "ALERT", "level")
 #: how far into a line of a group its level word may be
 _LEVEL_WITHIN = 80
@@ -237,29 +257,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flowsight run",
         description="Run a command as a monitored run of a workflow: its state, steps (::step NAME:: lines "
-                    "on stdout) and output lines go to the store or a server; the exit status is the command's.")
+        "on stdout) and output lines go to the store or a server; the exit status is the command's.",
+    )
     p.add_argument("--workflow", "-w", help="the workflow (default: the command's file name)")
     p.add_argument("--run-id", help="the run's id (default: a new one)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--db", help="store: a file path, sqlite:///file.db or postgresql://... "
-                                    "(default: $FLOWSIGHT_DATABASE_URL or ./flowsight.db)")
+    where.add_argument(
+        "--db",
+        help="store: a file path, sqlite:///file.db or postgresql://... "
+        "(default: $FLOWSIGHT_DATABASE_URL or ./flowsight.db)",
+    )
     where.add_argument("--url", help=f"send to this flowsight server instead (default: ${ENV_SERVER_URL})")
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
     p.add_argument("--steps", type=int, metavar="N", help="how many steps the run has (for its progress and ETA)")
-    p.add_argument("--step-regex", metavar="REGEX",
-                   help="a stdout line matching it starts the next step, named by the regex's first group (or "
-                        "the whole match), e.g. '^==> (.+)$' or \"Entering directory '(.+)'\"; markers still work")
-    p.add_argument("--rules", metavar="FILE",
-                   help="check the command's lines against the [[log_rules]] of FILE (flowsight.toml's format) "
-                        "and send their alerts (default, for a local store: $FLOWSIGHT_CONFIG or ./flowsight.toml "
-                        "when it has log rules; with --url the server's rules apply)")
-    p.add_argument("--group-above", type=float, default=GROUP_ABOVE, metavar="LINES_PER_S",
-                   help="while the command prints more lines a second than this (or faster than the store takes "
-                        "them), store its lines in groups (up to 1000 lines an entry) instead of one entry a line: "
-                        f"nothing is lost and the command is not slowed down (default {GROUP_ABOVE:g})")
-    p.add_argument("--kill-after", type=float, default=10.0, metavar="SECONDS",
-                   help="after flowsight is interrupted, SIGKILL the command's process group if it is still "
-                        "there this long after the forwarded signal (default 10)")
+    p.add_argument(
+        "--step-regex",
+        metavar="REGEX",
+        help="a stdout line matching it starts the next step, named by the regex's first group (or "
+        "the whole match), e.g. '^==> (.+)$' or \"Entering directory '(.+)'\"; markers still work",
+    )
+    p.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="check the command's lines against the [[log_rules]] of FILE (flowsight.toml's format) "
+        "and send their alerts (default, for a local store: $FLOWSIGHT_CONFIG or ./flowsight.toml "
+        "when it has log rules; with --url the server's rules apply)",
+    )
+    p.add_argument(
+        "--group-above",
+        type=float,
+        default=GROUP_ABOVE,
+        metavar="LINES_PER_S",
+        help="while the command prints more lines a second than this (or faster than the store takes "
+        "them), store its lines in groups (up to 1000 lines an entry) instead of one entry a line: "
+        f"nothing is lost and the command is not slowed down (default {GROUP_ABOVE:g})",
+    )
+    p.add_argument(
+        "--kill-after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="after flowsight is interrupted, SIGKILL the command's process group if it is still "
+        "there this long after the forwarded signal (default 10)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
     return p
 
@@ -270,10 +310,11 @@ def early_dispatch(argv: Sequence[str]) -> list[str] | None:
     parsed before the main parser sees it, so the command's options stay its own."""
     for at in (0, 1, 2):
         head = list(argv[:at])
-        db_only = len(head) == at and (at == 0 or (at == 1 and head[0].startswith("--db="))
-                                      or (at == 2 and head[0] == "--db"))
-        if argv[at:at + 1] == ["run"] and db_only:
-            return head + list(argv[at + 1:])
+        db_only = len(head) == at and (
+            at == 0 or (at == 1 and head[0].startswith("--db=")) or (at == 2 and head[0] == "--db")
+        )
+        if argv[at : at + 1] == ["run"] and db_only:
+            return head + list(argv[at + 1 :])
     return None
 
 
@@ -283,8 +324,7 @@ def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        print("flowsight: name the command to run: flowsight run [--workflow NAME] -- COMMAND ARGS...",
-              file=sys.stderr)
+        print("flowsight: name the command to run: flowsight run [--workflow NAME] -- COMMAND ARGS...", file=sys.stderr)
         return 2
     try:
         client = Client(args.db, url=args.url, token=args.token)
@@ -306,13 +346,23 @@ def cmd_run(argv: list[str]) -> int:
         client.close()
         return 2
     workflow = args.workflow or os.path.basename(command[0]) or command[0]
-    run = Run(workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)},
-              client=client)
+    run = Run(
+        workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)}, client=client
+    )
     try:
         logs = client.log_writer
-        return asyncio.run(Supervisor(run, command, client.emit_log, kill_after=args.kill_after,
-                                      step_regex=step_regex, backlog=lambda: logs.backlog,
-                                      group_above=args.group_above, rules=rules).supervise())
+        return asyncio.run(
+            Supervisor(
+                run,
+                command,
+                client.emit_log,
+                kill_after=args.kill_after,
+                step_regex=step_regex,
+                backlog=lambda: logs.backlog,
+                group_above=args.group_above,
+                rules=rules,
+            ).supervise()
+        )
     finally:
         # close: everything to the store, or with a server to its spool and then
         # sent while the server answers (a server that is down costs no wait:
@@ -324,8 +374,9 @@ def _rules(rules_file: str | None, client: Client, token: str | None) -> RunRule
     """The log rules the run is checked against, if any (see `flowsight.cli.runrules`)."""
     from flowsight.config import CONFIG_ENV, DEFAULT_FILE
 
-    if rules_file is None and (client.url is not None
-                               or not (os.environ.get(CONFIG_ENV) or os.path.isfile(DEFAULT_FILE))):
+    if rules_file is None and (
+        client.url is not None or not (os.environ.get(CONFIG_ENV) or os.path.isfile(DEFAULT_FILE))
+    ):
         return None  # nothing to check: the rules' machinery is not even loaded
     from flowsight.cli.runrules import RunRules, rules_config
 
@@ -338,11 +389,20 @@ class Supervisor:
     """Runs ``command`` as ``run``: its events and steps go to the run, its
     log lines to ``emit_log``; signals to us are forwarded to it."""
 
-    def __init__(self, run: Run, command: list[str], emit_log: Callable[[LogEntry], None], *,
-                 kill_after: float = 10.0, clock: Callable[[], float] = time.time,
-                 step_regex: re.Pattern[str] | None = None, backlog: Callable[[], int] = lambda: 0,
-                 group_above: float = GROUP_ABOVE, monotonic: Callable[[], float] = time.monotonic,
-                 rules: RunRules | None = None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        command: list[str],
+        emit_log: Callable[[LogEntry], None],
+        *,
+        kill_after: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        step_regex: re.Pattern[str] | None = None,
+        backlog: Callable[[], int] = lambda: 0,
+        group_above: float = GROUP_ABOVE,
+        monotonic: Callable[[], float] = time.monotonic,
+        rules: RunRules | None = None,
+    ) -> None:
         self.run = run
         self.rules = rules
         self.backlog = backlog
@@ -360,9 +420,15 @@ class Supervisor:
         self._step_any = re.compile(step_regex.pattern, step_regex.flags | re.MULTILINE) if step_regex else None
         # a traceback comes in one burst: a short wait for continuation lines keeps each line's time (and a
         # step marker's) within 50 ms of when it was printed
-        self.output = ProcessOutput(command, name=run.workflow, multiline_idle=JOIN_IDLE, on_problem=_quiet,
-                                    tee=(sys.stdout.buffer, sys.stderr.buffer), behind=self._behind,
-                                    stdin=None if not _terminal(0) else subprocess.DEVNULL)
+        self.output = ProcessOutput(
+            command,
+            name=run.workflow,
+            multiline_idle=JOIN_IDLE,
+            on_problem=_quiet,
+            tee=(sys.stdout.buffer, sys.stderr.buffer),
+            behind=self._behind,
+            stdin=None if not _terminal(0) else subprocess.DEVNULL,
+        )
         self._unsent: list[int] = []  # signals that came before the command had a pid
 
     async def supervise(self) -> int:
@@ -416,8 +482,10 @@ class Supervisor:
         start, seen = self._window
         self._window = (start, seen + lines)
         if stream != "stdout" or not (
-                "::step" in text or "::progress" in text
-                or (self._step_any is not None and self._step_any.search(text) is not None)):
+            "::step" in text
+            or "::progress" in text
+            or (self._step_any is not None and self._step_any.search(text) is not None)
+        ):
             self._store(text, stream, source, lines)
             return
         held: list[str] = []
@@ -473,9 +541,14 @@ class Supervisor:
         if lines > 1:  # a group of lines stored as one entry: at the highest level any of them names
             level = group_level(level, text)
             fields = {**fields, "lines": lines}
-        entry = replace(entry, level=level, fields=fields,
-                        workflow=entry.workflow or run.workflow, run_id=entry.run_id or run.run_id,
-                        step=entry.step or self.steps.current)
+        entry = replace(
+            entry,
+            level=level,
+            fields=fields,
+            workflow=entry.workflow or run.workflow,
+            run_id=entry.run_id or run.run_id,
+            step=entry.step or self.steps.current,
+        )
         self.emit_log(entry)
         if self.rules is not None:
             self.rules.observe(entry)
@@ -528,8 +601,10 @@ class Supervisor:
     def _kill(self) -> None:
         pid = self.output.pid
         if pid is not None and self.output.returncode is None:
-            _say(f"{self.run.workflow}: still running {self.kill_after:g}s after "
-                 f"{_signal_name(self.cancelled_by or 0)}; killed (SIGKILL)")
+            _say(
+                f"{self.run.workflow}: still running {self.kill_after:g}s after "
+                f"{_signal_name(self.cancelled_by or 0)}; killed (SIGKILL)"
+            )
             _signal_group(pid, signal.SIGKILL)
 
 

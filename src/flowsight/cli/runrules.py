@@ -84,25 +84,46 @@ class RunRules:
     ``db_url`` is the store the alerts and their notifications go to.
     """
 
-    def __init__(self, config: Config, *, server: str | None = None, token: str | None = None,
-                 db_url: str | None = None, clock: Callable[[], float] = time.time,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        server: str | None = None,
+        token: str | None = None,
+        db_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self._raised: list[Alert] = []
-        self.monitor = LogMonitor(log_analyzer=LogAnalyzer(), alert_rules=config.make_log_rules(),
-                                  send_alert=self._raised.append, clock=clock, external_url=config.external_url)
+        self.monitor = LogMonitor(
+            log_analyzer=LogAnalyzer(),
+            alert_rules=config.make_log_rules(),
+            send_alert=self._raised.append,
+            clock=clock,
+            external_url=config.external_url,
+        )
         self.raised = 0  # alerts the rules raised
         self._server = server.rstrip("/") if server else None
-        self._http = (httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else {},
-                                        timeout=10.0, transport=transport) if self._server else None)
+        self._http = (
+            httpx.AsyncClient(
+                headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=10.0, transport=transport
+            )
+            if self._server
+            else None
+        )
         self._store = open_store(db_url) if self._server is None else None
         self.manager: AlertManager | None = None
         self.dispatcher: Dispatcher | None = None
         if self._store is not None:
-            self.manager = AlertManager(_at_once(config.route), inhibit_rules=config.inhibit_rules,
-                                        flap_policy=config.flap_policy, clock=clock,
-                                        dependencies=config.dependencies())
+            self.manager = AlertManager(
+                _at_once(config.route),
+                inhibit_rules=config.inhibit_rules,
+                flap_policy=config.flap_policy,
+                clock=clock,
+                dependencies=config.dependencies(),
+            )
             notifiers = {rc.name: build_notifier(rc, config.external_url) for rc in config.receivers}
             self.dispatcher = Dispatcher(self._store, notifiers, clock=clock)
 
@@ -148,8 +169,10 @@ class RunRules:
         try:
             await asyncio.wait_for(self.step(), FLUSH_TIMEOUT)
         except TimeoutError:
-            _say(f"log rules: the last alerts were not all delivered within {FLUSH_TIMEOUT:g}s; "
-                 "they wait in the store's outbox for the next sender")
+            _say(
+                f"log rules: the last alerts were not all delivered within {FLUSH_TIMEOUT:g}s; "
+                "they wait in the store's outbox for the next sender"
+            )
         except Exception as exc:
             _say(f"log rules: {exc}")
         finally:
@@ -162,15 +185,25 @@ class RunRules:
 
     async def _post(self, alerts: list[Alert]) -> None:
         assert self._http is not None
-        body = [{"labels": dict(a.labels), "annotations": dict(a.annotations), "severity": a.severity.value,
-                 "source": a.source, "starts_at": a.starts_at, "ends_at": a.ends_at, "link": a.link}
-                for a in alerts]
+        body = [
+            {
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "severity": a.severity.value,
+                "source": a.source,
+                "starts_at": a.starts_at,
+                "ends_at": a.ends_at,
+                "link": a.link,
+            }
+            for a in alerts
+        ]
         try:
             response = await self._http.post(f"{self._server}/api/v1/alerts", json=body)
         except httpx.HTTPError as exc:
             _say(f"log rules: {len(alerts)} alert(s) not delivered to {self._server}: {exc}")
             return
         if response.status_code >= 300:
-            _say(f"log rules: {len(alerts)} alert(s) refused by {self._server}: HTTP {response.status_code} "
-                 f"{response.text[:200]}")
-
+            _say(
+                f"log rules: {len(alerts)} alert(s) refused by {self._server}: HTTP {response.status_code} "
+                f"{response.text[:200]}"
+            )

@@ -42,8 +42,15 @@ _log = logging.getLogger(__name__)
 class LineSplitter:
     """Turns the bytes of one stream, fed in order, into lines."""
 
-    def __init__(self, label: str, *, max_line: int = 1 << 20, multiline: bool = True, idle: float = 1.0,
-                 on_problem: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        max_line: int = 1 << 20,
+        multiline: bool = True,
+        idle: float = 1.0,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         if max_line < 16:
             raise ValueError(f"max_line must be at least 16 bytes, got {max_line}")
         self.label = label
@@ -84,8 +91,11 @@ class LineSplitter:
                 i = nl + 1
             elif len(buf) - i > limit:
                 cut = _char_boundary(buf, i, i + limit)
-                self._warn("long", f"a line longer than max_line={limit} bytes at byte {self._base + i}; "
-                                   f"cut into pieces of at most {limit} bytes")
+                self._warn(
+                    "long",
+                    f"a line longer than max_line={limit} bytes at byte {self._base + i}; "
+                    f"cut into pieces of at most {limit} bytes",
+                )
                 out += self._joined(self._joiner.flush() if self._joiner else [])
                 out.append(self._alone(bytes(buf[i:cut]), self._base + i))
                 i = cut
@@ -126,14 +136,14 @@ class LineSplitter:
         end = buf.rfind(b"\n") + 1
         if end == 0:
             return 0
-        raw_lines = bytes(buf[:end - 1]).split(b"\n")
+        raw_lines = bytes(buf[: end - 1]).split(b"\n")
         if end > self._max_line and max(map(len, raw_lines)) > self._max_line:
             return 0
         if self._joiner is not None:
             out += self._joined(self._joiner.flush())
         offset = self._base
         for at in range(0, len(raw_lines), size):
-            part = raw_lines[at:at + size]
+            part = raw_lines[at : at + size]
             raw = b"\n".join(part)
             if b"\r" in raw:
                 raw = b"\n".join(line.removesuffix(b"\r") for line in part)
@@ -168,4 +178,3 @@ class LineSplitter:
         if kind not in self._warned:
             self._warned.add(kind)
             self._problem(f"{self.label}: {what} (reported once per stream)")
-

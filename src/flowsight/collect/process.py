@@ -58,7 +58,12 @@ _log = logging.getLogger(__name__)
 
 #: what ``forward_signals=True`` passes on to the program's process group
 FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (
-    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
 )
 
 
@@ -96,14 +101,25 @@ class ProcessOutput:
             executable, no such working directory).
     """
 
-    def __init__(self, argv: Sequence[str], *, name: str | None = None, env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike[str] | None = None, max_line: int = 1 << 20, multiline: bool = True,
-                 multiline_idle: float = 1.0, forward_signals: bool = False, kill_after: float = 5.0,
-                 on_problem: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 tee: tuple[BinaryIO | None, BinaryIO | None] | None = None,
-                 behind: Callable[[], bool] | None = None, group_size: int = 1000,
-                 stdin: int | None = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        max_line: int = 1 << 20,
+        multiline: bool = True,
+        multiline_idle: float = 1.0,
+        forward_signals: bool = False,
+        kill_after: float = 5.0,
+        on_problem: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tee: tuple[BinaryIO | None, BinaryIO | None] | None = None,
+        behind: Callable[[], bool] | None = None,
+        group_size: int = 1000,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
         if isinstance(argv, str):
             raise TypeError("argv is a list of arguments (['python', '-u', 'job.py']), not one string")
         if not argv:
@@ -114,8 +130,13 @@ class ProcessOutput:
         self._cwd = cwd
         self._problem = on_problem if on_problem is not None else _log.warning
         self._splitters = [
-            LineSplitter(f"process:{self.name}:{stream}", max_line=max_line, multiline=multiline,
-                         idle=multiline_idle, on_problem=self._problem)
+            LineSplitter(
+                f"process:{self.name}:{stream}",
+                max_line=max_line,
+                multiline=multiline,
+                idle=multiline_idle,
+                on_problem=self._problem,
+            )
             for stream in ("stdout", "stderr")
         ]
         self._idle = multiline_idle
@@ -157,17 +178,26 @@ class ProcessOutput:
                 _widen_pipe(proc, fd, FLOOD_CHUNK)
         queue: asyncio.Queue[Chunk] = asyncio.Queue(READ_AHEAD)
         readers = [
-            asyncio.create_task(read_stream(stream, i, queue, self._problem, self._splitters[i].label,
-                                            self._copier(self._tee[i], self._splitters[i].label),
-                                            size=FLOOD_CHUNK if self._behind is not None else CHUNK,
-                                            pause=self._pause if self._behind is not None else None,
-                                            transport=_pipe(proc, i + 1)))
+            asyncio.create_task(
+                read_stream(
+                    stream,
+                    i,
+                    queue,
+                    self._problem,
+                    self._splitters[i].label,
+                    self._copier(self._tee[i], self._splitters[i].label),
+                    size=FLOOD_CHUNK if self._behind is not None else CHUNK,
+                    pause=self._pause if self._behind is not None else None,
+                    transport=_pipe(proc, i + 1),
+                )
+            )
             for i, stream in enumerate((proc.stdout, proc.stderr))
         ]
         restore = self._forward_signals(proc) if self._forward else []
         try:
-            async for line in pump(queue.get, self._splitters, idle=self._idle, clock=self._clock,
-                                   group=self._grouping(queue)):
+            async for line in pump(
+                queue.get, self._splitters, idle=self._idle, clock=self._clock, group=self._grouping(queue)
+            ):
                 yield line
             await proc.wait()
         finally:
@@ -224,21 +254,29 @@ class ProcessOutput:
             # is orphaned, and SIGTSTP would not stop it (`flowsight run` says Suspended). uvloop has no
             # process_group; the CLI runs this on the standard library's loop.
             return await asyncio.create_subprocess_exec(
-                *self.argv, stdin=self._stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=self._env, cwd=self._cwd, process_group=0,
-                limit=FLOOD_CHUNK if self._behind is not None else CHUNK)
+                *self.argv,
+                stdin=self._stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                cwd=self._cwd,
+                process_group=0,
+                limit=FLOOD_CHUNK if self._behind is not None else CHUNK,
+            )
         except FileNotFoundError as exc:
             if self._cwd is not None and not os.path.isdir(self._cwd):
-                raise ConfigError(f"cannot start {program!r}: working directory {os.fspath(self._cwd)!r} "
-                                  "does not exist") from None
+                raise ConfigError(
+                    f"cannot start {program!r}: working directory {os.fspath(self._cwd)!r} does not exist"
+                ) from None
             if "/" not in program:
-                raise ConfigError(f"cannot start {program!r}: no such program (is it installed, and on "
-                                  "PATH?)") from exc
+                raise ConfigError(f"cannot start {program!r}: no such program (is it installed, and on PATH?)") from exc
             raise ConfigError(f"cannot start {program!r}: {self._missing_file(program)}") from None
         except PermissionError:
             if "/" in program and os.path.isfile(self._where(program)):
-                raise ConfigError(f"cannot start {program!r}: not executable: {program} (chmod +x it, or run "
-                                  f"it with its interpreter, e.g. -- sh {program})") from None
+                raise ConfigError(
+                    f"cannot start {program!r}: not executable: {program} (chmod +x it, or run "
+                    f"it with its interpreter, e.g. -- sh {program})"
+                ) from None
             raise ConfigError(f"cannot start {program!r}: permission denied (is it an executable file?)") from None
         except OSError as exc:
             raise ConfigError(f"cannot start {program!r}: {exc.strerror or exc}") from None

@@ -109,8 +109,9 @@ class MetricsCollector:
     ``hostname``: the host's name in `host` (default: this machine's).
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, psutil_module: ModuleType = psutil,
-                 hostname: str | None = None) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, psutil_module: ModuleType = psutil, hostname: str | None = None
+    ) -> None:
         self._clock = clock
         self._ps = psutil_module
         self.host = Scope.host(hostname or socket.gethostname())
@@ -160,10 +161,17 @@ class MetricsCollector:
         if before is not None:
             dr, dw = _rates(disk, before[1], now - before[0])
             ns, nr = _rates(net, before[2], now - before[0])
-        return ResourceUsage(ts=now, cpu_percent=float(ps.cpu_percent(interval=None)),
-                             memory_bytes=int(vm.total - vm.available), memory_percent=float(vm.percent),
-                             disk_read_bytes_per_s=dr, disk_write_bytes_per_s=dw,
-                             net_sent_bytes_per_s=ns, net_recv_bytes_per_s=nr, processes=len(ps.pids()))
+        return ResourceUsage(
+            ts=now,
+            cpu_percent=float(ps.cpu_percent(interval=None)),
+            memory_bytes=int(vm.total - vm.available),
+            memory_percent=float(vm.percent),
+            disk_read_bytes_per_s=dr,
+            disk_write_bytes_per_s=dw,
+            net_sent_bytes_per_s=ns,
+            net_recv_bytes_per_s=nr,
+            processes=len(ps.pids()),
+        )
 
     def _disk_totals(self) -> IOPair:
         c = self._ps.disk_io_counters()  # None on a machine without disks psutil can see
@@ -190,8 +198,9 @@ class MetricsCollector:
                 kids.setdefault(ppid, []).append(pid)
         return kids
 
-    def _sample_tree(self, pid: int, kids: Mapping[int, list[int]], memo: dict[int, _Reading | None],
-                     now: float) -> ResourceUsage | None:
+    def _sample_tree(
+        self, pid: int, kids: Mapping[int, list[int]], memo: dict[int, _Reading | None], now: float
+    ) -> ResourceUsage | None:
         root = self._read(pid, memo)
         tree = self._trees.get(pid)
         if tree is not None and (tree.gone or root is None or tree.root != root.ident):
@@ -215,14 +224,21 @@ class MetricsCollector:
             cpu = 100.0 * max(0.0, used) / elapsed if elapsed > 0 else 0.0
         rss = sum(r.rss for r in procs)
         fds = [r.fds for r in procs if r.fds is not None]
-        return ResourceUsage(ts=now, cpu_percent=cpu, memory_bytes=rss,
-                             memory_percent=100.0 * rss / self._mem_total if self._mem_total else None,
-                             disk_read_bytes_per_s=io[0], disk_write_bytes_per_s=io[1],
-                             open_files=sum(fds) if fds else None, threads=sum(r.threads for r in procs),
-                             processes=len(procs))
+        return ResourceUsage(
+            ts=now,
+            cpu_percent=cpu,
+            memory_bytes=rss,
+            memory_percent=100.0 * rss / self._mem_total if self._mem_total else None,
+            disk_read_bytes_per_s=io[0],
+            disk_write_bytes_per_s=io[1],
+            open_files=sum(fds) if fds else None,
+            threads=sum(r.threads for r in procs),
+            processes=len(procs),
+        )
 
-    def _descendants(self, root: _Reading, kids: Mapping[int, list[int]],
-                     memo: dict[int, _Reading | None]) -> list[_Reading]:
+    def _descendants(
+        self, root: _Reading, kids: Mapping[int, list[int]], memo: dict[int, _Reading | None]
+    ) -> list[_Reading]:
         """The root and every process below it in ``kids``; those gone since
         the table was read are skipped (their children are still walked)."""
         out, seen = [root], {root.ident[0]}
@@ -272,9 +288,15 @@ class MetricsCollector:
                     return None
                 t = proc.cpu_times()
                 reaped = float(getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0))
-                return _Reading(ident=(pid, float(proc.create_time())), cpu_seconds=float(t.user + t.system),
-                                rss=int(proc.memory_info().rss), io=self._io(proc), fds=self._fds(proc),
-                                threads=int(proc.num_threads()), cpu_reaped=reaped)
+                return _Reading(
+                    ident=(pid, float(proc.create_time())),
+                    cpu_seconds=float(t.user + t.system),
+                    rss=int(proc.memory_info().rss),
+                    io=self._io(proc),
+                    fds=self._fds(proc),
+                    threads=int(proc.num_threads()),
+                    cpu_reaped=reaped,
+                )
         except ps.Error:  # NoSuchProcess (ZombieProcess included), AccessDenied
             return None
 

@@ -48,8 +48,14 @@ READ_AHEAD = 8  # chunks a reader may hold before the consumer takes them
 Chunk = tuple[int, bytes]
 
 
-async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSplitter], *, idle: float,
-               clock: Callable[[], float], group: Callable[[int], int] | None = None) -> AsyncGenerator[RawLine, None]:
+async def pump(
+    get: Callable[[], Awaitable[Chunk]],
+    splitters: Sequence[LineSplitter],
+    *,
+    idle: float,
+    clock: Callable[[], float],
+    group: Callable[[int], int] | None = None,
+) -> AsyncGenerator[RawLine, None]:
     """Lines of several streams, each in its own order, as their chunks come
     from ``get``; ends once every stream has sent its ``b""``. An entry held
     for joining goes out after ``idle`` seconds without a new line.
@@ -80,11 +86,18 @@ async def pump(get: Callable[[], Awaitable[Chunk]], splitters: Sequence[LineSpli
             yield line
 
 
-async def read_stream(reader: asyncio.StreamReader, index: int, queue: asyncio.Queue[Chunk],
-                      problem: Callable[[str], None], label: str,
-                      copy: Callable[[bytes], None] | None = None, *, size: int = CHUNK,
-                      pause: Callable[[], float] | None = None,
-                      transport: asyncio.ReadTransport | None = None) -> None:
+async def read_stream(
+    reader: asyncio.StreamReader,
+    index: int,
+    queue: asyncio.Queue[Chunk],
+    problem: Callable[[str], None],
+    label: str,
+    copy: Callable[[bytes], None] | None = None,
+    *,
+    size: int = CHUNK,
+    pause: Callable[[], float] | None = None,
+    transport: asyncio.ReadTransport | None = None,
+) -> None:
     """Copy ``reader`` into ``queue`` as ``(index, chunk)`` (up to ``size``
     bytes each) until its end, then ``(index, b"")``; each chunk goes to
     ``copy`` too, as it is read. ``pause``, asked after each chunk: seconds
@@ -117,21 +130,31 @@ class StreamSource:
     not closed at the end; iterate once.
     """
 
-    def __init__(self, stream: BinaryIO | io.RawIOBase | io.BufferedIOBase | asyncio.StreamReader | None = None,
-                 *, source: str = "stdin", max_line: int = 1 << 20, multiline: bool = True,
-                 multiline_idle: float = 1.0, on_problem: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO | io.RawIOBase | io.BufferedIOBase | asyncio.StreamReader | None = None,
+        *,
+        source: str = "stdin",
+        max_line: int = 1 << 20,
+        multiline: bool = True,
+        multiline_idle: float = 1.0,
+        on_problem: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(stream, io.TextIOBase):
             buffer = getattr(stream, "buffer", None)
             if buffer is None:
-                raise TypeError(f"StreamSource reads bytes; {stream!r} is a text stream without a binary buffer "
-                                "(pass a binary file object, e.g. sys.stdin.buffer)")
+                raise TypeError(
+                    f"StreamSource reads bytes; {stream!r} is a text stream without a binary buffer "
+                    "(pass a binary file object, e.g. sys.stdin.buffer)"
+                )
             stream = buffer
         self._stream = stream
         self.source = source
         self._problem = on_problem if on_problem is not None else _log.warning
-        self._splitter = LineSplitter(source, max_line=max_line, multiline=multiline, idle=multiline_idle,
-                                      on_problem=self._problem)
+        self._splitter = LineSplitter(
+            source, max_line=max_line, multiline=multiline, idle=multiline_idle, on_problem=self._problem
+        )
         self._idle = multiline_idle
         self._clock = clock
         self._used = False
@@ -164,8 +187,12 @@ class StreamSource:
             read = functools.partial(os.read, stream.fileno())
         except (AttributeError, OSError, ValueError):  # no file descriptor (BytesIO...): its own read
             read = getattr(stream, "read1", None) or stream.read
-        thread = threading.Thread(target=self._read_thread, args=(read, loop, queue, slots, stop),
-                                  name=f"flowsight-read-{self.source}", daemon=True)
+        thread = threading.Thread(
+            target=self._read_thread,
+            args=(read, loop, queue, slots, stop),
+            name=f"flowsight-read-{self.source}",
+            daemon=True,
+        )
         thread.start()
 
         async def get() -> Chunk:
@@ -179,8 +206,14 @@ class StreamSource:
         finally:
             stop.set()  # a thread inside a blocking read ends after it returns
 
-    def _read_thread(self, read: Callable[[int], bytes | None], loop: asyncio.AbstractEventLoop,
-                     queue: asyncio.Queue[Chunk], slots: threading.Semaphore, stop: threading.Event) -> None:
+    def _read_thread(
+        self,
+        read: Callable[[int], bytes | None],
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Chunk],
+        slots: threading.Semaphore,
+        stop: threading.Event,
+    ) -> None:
         while not stop.is_set():
             try:
                 data = read(CHUNK)

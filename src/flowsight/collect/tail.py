@@ -229,9 +229,7 @@ class FileTail:
             ]
             for f in self._files.values():
                 head = os.pread(f.fd, min(_HEAD, f.acked), 0) if f.acked else b""
-                files.append(
-                    {"dev": f.key[0], "ino": f.key[1], "path": f.path, "offset": f.acked, "head": head.hex()}
-                )
+                files.append({"dev": f.key[0], "ino": f.key[1], "path": f.path, "offset": f.acked, "head": head.hex()})
         data = json.dumps({"version": _STATE_VERSION, "files": files}, indent=1).encode()
         tmp = self._state_path.with_name(self._state_path.name + ".tmp")
         with open(tmp, "wb") as out:
@@ -342,8 +340,9 @@ class FileTail:
                 except FileNotFoundError:
                     if not glob.has_magic(pattern) and path not in followed:
                         missing.append(path)
-                        self._report_path(path, "no such file yet; waiting for it to appear" if self._wait
-                                          else "no such file")
+                        self._report_path(
+                            path, "no such file yet; waiting for it to appear" if self._wait else "no such file"
+                        )
                     continue
                 except OSError as exc:
                     self._report_path(path, f"cannot be examined ({exc.strerror}); skipped until it can")
@@ -379,7 +378,9 @@ class FileTail:
         saved = self._saved.pop(key, None)
         if saved is not None:
             if saved.offset > size:
-                self._problem(f"{path}: shorter than the saved offset {saved.offset}; truncated meanwhile, reading from the start")
+                self._problem(
+                    f"{path}: shorter than the saved offset {saved.offset}; truncated meanwhile, reading from the start"
+                )
                 return 0
             if os.pread(fd, len(saved.head), 0) != saved.head:
                 return 0  # the inode was reused by another file
@@ -453,7 +454,11 @@ class FileTail:
                 i = nl + 1
             elif len(buf) - i > limit:
                 cut = _char_boundary(buf, i, i + limit)
-                self._warn(f, "long", f"a line longer than max_line={limit} bytes at byte {base + i}; cut into pieces of at most {limit} bytes")
+                self._warn(
+                    f,
+                    "long",
+                    f"a line longer than max_line={limit} bytes at byte {base + i}; cut into pieces of at most {limit} bytes",
+                )
                 items += self._items(f, f.joiner.flush() if f.joiner else [])
                 items.append(self._item(f, Joined(self._decode(f, bytes(buf[i:cut]), base + i), base + i, base + cut)))
                 i = cut
@@ -504,15 +509,16 @@ class FileTail:
         os.close(f.fd)
         if not os.path.lexists(f.path):
             self._waiting.add(f.path)  # said here; no "no such file yet" on top
-            self._problem(f"{f.path}: file disappeared; read to its end and closed (a file created there later is read from its start)")
+            self._problem(
+                f"{f.path}: file disappeared; read to its end and closed (a file created there later is read from its start)"
+            )
         return items
 
     def _items(self, f: _File, joined: list[Joined]) -> list[_Item]:
         return [self._item(f, j) for j in joined]
 
     def _item(self, f: _File, j: Joined) -> _Item:
-        return _Item(RawLine(f.path, j.text, j.offset, f"{f.key[0]}:{f.key[1]}:{f.generation}"), f, f.generation,
-                     j.end)
+        return _Item(RawLine(f.path, j.text, j.offset, f"{f.key[0]}:{f.key[1]}:{f.generation}"), f, f.generation, j.end)
 
     def _warn(self, f: _File, kind: str, what: str) -> None:
         if kind not in f.warned:

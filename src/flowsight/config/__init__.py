@@ -58,8 +58,9 @@ def config_for(given: str | None) -> Config:
     return load_config(default) if default.is_file() else Config.default()
 
 
-def config_or_default(given: str | os.PathLike[str] | None, warn: Callable[[str], None],
-                      without: str = "its settings") -> Config:
+def config_or_default(
+    given: str | os.PathLike[str] | None, warn: Callable[[str], None], without: str = "its settings"
+) -> Config:
     """As :func:`config_for`, but a configuration nobody named on the command
     line (``$FLOWSIGHT_CONFIG`` or ``./flowsight.toml``) that cannot be read
     is told to ``warn`` and replaced by :meth:`Config.default`: a typo there
@@ -74,12 +75,28 @@ def config_or_default(given: str | os.PathLike[str] | None, warn: Callable[[str]
     try:
         return config_for(None)
     except ConfigError as exc:
-        warn(f"warning: {default_config_path()} cannot be used; going on without {without} "
-             f"(flowsight check lists its problems):\n{exc}")
+        warn(
+            f"warning: {default_config_path()} cannot be used; going on without {without} "
+            f"(flowsight check lists its problems):\n{exc}"
+        )
         return Config.default()
 
 
-__all__ = ["CONFIG_ENV", "DEFAULT_FILE", "KINDS", "Config", "ConfigFileError", "LogRuleConfig", "LogSettings",
-           "LogSource", "Problem", "ReceiverConfig", "build_notifier", "config_for", "config_or_default",
-           "default_config_path",
-           "load_config", "parse_config"]
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_FILE",
+    "KINDS",
+    "Config",
+    "ConfigFileError",
+    "LogRuleConfig",
+    "LogSettings",
+    "LogSource",
+    "Problem",
+    "ReceiverConfig",
+    "build_notifier",
+    "config_for",
+    "config_or_default",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]

@@ -84,8 +84,11 @@ def read_detectors(reader: Reader, top: Table, base_dir: FsPath) -> list[Detecto
         if len(reader.problems) > before:
             continue
         default = Schedule()
-        schedule = Schedule(interval=interval or default.interval, timeout=timeout or default.timeout,
-                            retries=default.retries if retries is None else retries)
+        schedule = Schedule(
+            interval=interval or default.interval,
+            timeout=timeout or default.timeout,
+            retries=default.retries if retries is None else retries,
+        )
         dc = DetectorConfig(name, kind, options, schedule, reader.line(path))
         try:
             build_detector(dc)  # what only the class checks is reported now, not at the first check

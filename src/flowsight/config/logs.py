@@ -116,11 +116,11 @@ def time_of_day_value(value: Any) -> dt.time:
             raise Invalid("expected a local time of day; give the zone in timezone")
         return value
     if not isinstance(value, str):
-        raise Invalid(f"expected a time of day as \"HH:MM\" such as \"03:00\", got {found(value)}")
+        raise Invalid(f'expected a time of day as "HH:MM" such as "03:00", got {found(value)}')
     try:
         return time_of_day(value)
     except ConfigError:
-        raise Invalid(f"expected a time of day as \"HH:MM\" such as \"03:00\", got {found(value)}") from None
+        raise Invalid(f'expected a time of day as "HH:MM" such as "03:00", got {found(value)}') from None
 
 
 def timezone(value: Any) -> str:
@@ -138,7 +138,9 @@ def field_values(value: Any) -> dict[str, Any]:
         raise Invalid(f"expected a table of field = value, got {found(value)}")
     bad: list[tuple[Path, str]] = [
         ((k,), f"expected a string, number or boolean, got {found(v)}")
-        for k, v in value.items() if isinstance(v, (dict, list, dt.date, dt.time))]
+        for k, v in value.items()
+        if isinstance(v, (dict, list, dt.date, dt.time))
+    ]
     if bad:
         raise Invalid(problems=bad)
     return dict(value)
@@ -146,8 +148,11 @@ def field_values(value: Any) -> dict[str, Any]:
 
 def group_by(value: Any) -> list[str]:
     names = array(nonempty_string)(value)
-    bad: list[tuple[Path, str]] = [((i,), f"field {n!r} would be the label {label_name(n)!r}, which the rule sets itself")
-           for i, n in enumerate(names) if label_name(n) in RESERVED_LABELS]
+    bad: list[tuple[Path, str]] = [
+        ((i,), f"field {n!r} would be the label {label_name(n)!r}, which the rule sets itself")
+        for i, n in enumerate(names)
+        if label_name(n) in RESERVED_LABELS
+    ]
     if bad:
         raise Invalid(problems=bad)
     return names
@@ -167,15 +172,27 @@ def labels(value: Any) -> dict[str, str]:
 
 
 COMMON: dict[str, Converter[Any]] = {
-    "pattern": pattern, "contains": nonempty_string, "ignore_case": boolean, "level": level,
-    "fields": field_values, "group_by": group_by, "severity": severity, "realert": duration(),
-    "resolve_after": duration(positive=True), "labels": labels, "annotations": string_table,
+    "pattern": pattern,
+    "contains": nonempty_string,
+    "ignore_case": boolean,
+    "level": level,
+    "fields": field_values,
+    "group_by": group_by,
+    "severity": severity,
+    "realert": duration(),
+    "resolve_after": duration(positive=True),
+    "labels": labels,
+    "annotations": string_table,
 }
 KIND_FIELDS: dict[str, dict[str, Converter[Any]]] = {
     "match": {},
     "frequency": {"threshold": integer(1), "window": duration(positive=True)},
-    "spike": {"window": duration(positive=True), "factor": number(above=1), "direction": choice(DIRECTIONS),
-              "min_count": integer(1)},
+    "spike": {
+        "window": duration(positive=True),
+        "factor": number(above=1),
+        "direction": choice(DIRECTIONS),
+        "min_count": integer(1),
+    },
     "absence": {"within": duration(positive=True), "by": time_of_day_value, "timezone": timezone},
     "new_template": {},
 }
@@ -221,8 +238,10 @@ def read_log_rules(reader: Reader, top: Table) -> tuple[LogRuleConfig, ...]:
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str) and name.strip():
             prefix = f"rule {name!r}: "
-            reader.problems[before:] = [p if p.message.startswith(prefix) else replace(p, message=prefix + p.message)
-                                        for p in reader.problems[before:]]
+            reader.problems[before:] = [
+                p if p.message.startswith(prefix) else replace(p, message=prefix + p.message)
+                for p in reader.problems[before:]
+            ]
         if rule is not None and len(reader.problems) == before:
             out.append(rule)
     return tuple(out)
@@ -243,8 +262,9 @@ def _read_rule(reader: Reader, path: Path, raw: Any, names: dict[str, int]) -> L
     if kind is None or name is None:
         return None
     before = len(reader.problems)
-    options = {k: v for k, conv in fields.items() if (v := t.get(k, conv, required=k in REQUIRED.get(kind, ())))
-               is not None}
+    options = {
+        k: v for k, conv in fields.items() if (v := t.get(k, conv, required=k in REQUIRED.get(kind, ()))) is not None
+    }
     _together(reader, t, kind, options)
     if len(reader.problems) > before:
         return None
@@ -269,10 +289,12 @@ def _together(reader: Reader, t: Table, kind: str, options: dict[str, Any]) -> N
         if "within" in t and "by" in t:
             reader.error(t.at("by"), "give within (a duration) or by (a time of day), not both")
         elif "within" not in t and "by" not in t:
-            reader.error(t.path, "an absence rule needs within (a duration such as \"2h\") or by "
-                                 "(a time of day such as \"03:00\")")
+            reader.error(
+                t.path, 'an absence rule needs within (a duration such as "2h") or by (a time of day such as "03:00")'
+            )
         if "timezone" in t and "by" not in t:
             reader.error(t.at("timezone"), "timezone applies to by (a time of day) only")
         if "resolve_after" in t:
-            reader.error(t.at("resolve_after"), "an absence alert resolves when the line comes; "
-                                                "resolve_after does not apply")
+            reader.error(
+                t.at("resolve_after"), "an absence alert resolves when the line comes; resolve_after does not apply"
+            )

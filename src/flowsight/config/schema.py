@@ -105,8 +105,10 @@ class Config:
 
     def route_count(self) -> int:
         """Routes in the tree, the root included."""
+
         def count(r: Route) -> int:
             return 1 + sum(count(c) for c in r.routes)
+
         return count(self.route)
 
 
@@ -115,10 +117,22 @@ TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detecto
 LOGS = ("retention", "sources")
 SERVER = ("external_url", "allowed_hosts")
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
-FLAPPING: dict[str, Converter[Any]] = {"max_changes": integer(1), "window": duration(positive=True),
-                                       "settle": duration()}
-ROUTE = ("name", "receiver", "matchers", "group_by", "group_wait", "group_interval", "repeat_interval",
-         "continue", "routes")
+FLAPPING: dict[str, Converter[Any]] = {
+    "max_changes": integer(1),
+    "window": duration(positive=True),
+    "settle": duration(),
+}
+ROUTE = (
+    "name",
+    "receiver",
+    "matchers",
+    "group_by",
+    "group_wait",
+    "group_interval",
+    "repeat_interval",
+    "continue",
+    "routes",
+)
 INHIBIT = ("source_matchers", "target_matchers", "equal")
 WORKFLOW = ("depends_on", "rules")
 
@@ -135,8 +149,15 @@ RULES: dict[str, dict[str, Converter[Any]]] = {
     "run_slow": {**_COMMON, "factor": number(above=0), "min_runs": integer(1)},
 }
 assert {f for f in RuleSettings.__dataclass_fields__} == set(RULES)
-assert all(set(RULES[n]) <= set(c.__dataclass_fields__) for n, c in
-           (("run_failed", RunFailed), ("run_stalled", RunStalled), ("step_failed", StepFailed), ("run_slow", RunSlow)))
+assert all(
+    set(RULES[n]) <= set(c.__dataclass_fields__)
+    for n, c in (
+        ("run_failed", RunFailed),
+        ("run_stalled", RunStalled),
+        ("step_failed", StepFailed),
+        ("run_slow", RunSlow),
+    )
+)
 
 
 def group_by(value: Any) -> tuple[str, ...]:
@@ -173,8 +194,9 @@ def load_config(path: str | FsPath) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such configuration file") from None
     except UnicodeDecodeError as exc:
-        raise ConfigFileError([Problem(str(p), exc.object.count(b"\n", 0, exc.start) + 1, "",
-                                       f"not UTF-8 text (byte {exc.start})")]) from None
+        raise ConfigFileError(
+            [Problem(str(p), exc.object.count(b"\n", 0, exc.start) + 1, "", f"not UTF-8 text (byte {exc.start})")]
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the configuration file: {exc.strerror or exc}") from None
     return parse_config(text, file=str(p), base_dir=p.parent)
@@ -215,8 +237,11 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
 
     server = top.sub("server", SERVER)
     if server is not None:
-        cfg = replace(cfg, external_url=server.get("external_url", url) or "",
-                      allowed_hosts=tuple(server.get("allowed_hosts", array(allowed_host)) or ()))
+        cfg = replace(
+            cfg,
+            external_url=server.get("external_url", url) or "",
+            allowed_hosts=tuple(server.get("allowed_hosts", array(allowed_host)) or ()),
+        )
 
     alerting = top.sub("alerting", ALERTING)
     if alerting is not None:
@@ -241,9 +266,12 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
         cfg = replace(cfg, thresholds=tuple(thresholds), baselines=tuple(baselines))
     perf = read_performance(reader, top)
     if perf:
-        cfg = replace(cfg, performance_interval=perf.get("interval", cfg.performance_interval),
-                      performance_raw_retention=perf.get("raw_retention", cfg.performance_raw_retention),
-                      performance_rollup_retention=perf.get("rollup_retention", cfg.performance_rollup_retention))
+        cfg = replace(
+            cfg,
+            performance_interval=perf.get("interval", cfg.performance_interval),
+            performance_raw_retention=perf.get("raw_retention", cfg.performance_raw_retention),
+            performance_rollup_retention=perf.get("rollup_retention", cfg.performance_rollup_retention),
+        )
 
     if not reader.problems:
         _build_receivers(reader, cfg)
@@ -265,8 +293,11 @@ def _alerting(reader: Reader, t: Table, cfg: Config, base_dir: FsPath) -> Config
         if route is not None:
             cfg = replace(cfg, route=route)
     elif "receivers" in t:
-        reader.error(t.at("route"), "missing; with [[alerting.receivers]] give [alerting.route] and its "
-                                    "receiver (the one that takes the alerts no child route takes)")
+        reader.error(
+            t.at("route"),
+            "missing; with [[alerting.receivers]] give [alerting.route] and its "
+            "receiver (the one that takes the alerts no child route takes)",
+        )
 
     rules = []
     for path, raw in t.tables("inhibit_rules"):
@@ -281,8 +312,9 @@ def _alerting(reader: Reader, t: Table, cfg: Config, base_dir: FsPath) -> Config
     return replace(cfg, inhibit_rules=tuple(rules))
 
 
-def _route(reader: Reader, path: Path, raw: Any, parent: Route | None, receivers: set[str],
-           names: dict[str, Path]) -> Route | None:
+def _route(
+    reader: Reader, path: Path, raw: Any, parent: Route | None, receivers: set[str], names: dict[str, Path]
+) -> Route | None:
     """One route and its children; a child takes its parent's receiver,
     grouping and timings unless it gives its own."""
     t = reader.table(path, raw, ROUTE)
@@ -291,12 +323,18 @@ def _route(reader: Reader, path: Path, raw: Any, parent: Route | None, receivers
     if parent is None:
         for key in ("matchers", "continue"):
             if key in t:
-                reader.error(t.at(key), f"the root route takes every alert: it cannot have {key!r} "
-                                        "(put it on a child route in [[alerting.route.routes]])")
+                reader.error(
+                    t.at(key),
+                    f"the root route takes every alert: it cannot have {key!r} "
+                    "(put it on a child route in [[alerting.route.routes]])",
+                )
     receiver = t.get("receiver", nonempty_string, required=parent is None)
     if receiver is not None and receiver not in receivers:
-        known = f"{suggest(receiver, receivers)}" if receivers else \
-            "; no receivers are defined (add [[alerting.receivers]])"
+        known = (
+            f"{suggest(receiver, receivers)}"
+            if receivers
+            else "; no receivers are defined (add [[alerting.receivers]])"
+        )
         reader.error(t.at("receiver"), f"unknown receiver {receiver!r}{known}")
     name = t.get("name", nonempty_string)
     if name is not None:

@@ -78,17 +78,19 @@ def read_thresholds(reader: Reader, top: Table) -> tuple[list[Threshold], list[B
             continue
         if len(reader.problems) > before and name is not None:
             # "thresholds[2].for: ..." says where; the name says which one to a reader of the file
-            reader.problems[before:] = [replace(p, message=f"threshold {name!r}: {p.message}")
-                                        if not p.message.startswith("threshold ") else p
-                                        for p in reader.problems[before:]]
+            reader.problems[before:] = [
+                replace(p, message=f"threshold {name!r}: {p.message}") if not p.message.startswith("threshold ") else p
+                for p in reader.problems[before:]
+            ]
         if made is None or len(reader.problems) > before or name is None:
             continue
         (baselines if isinstance(made, Baseline) else thresholds).append(made)
     return thresholds, baselines
 
 
-def _threshold(reader: Reader, t: Table, name: str | None, severity: Severity,
-               workflow: str | None) -> Threshold | None:
+def _threshold(
+    reader: Reader, t: Table, name: str | None, severity: Severity, workflow: str | None
+) -> Threshold | None:
     metric = t.get("metric", choice(THRESHOLD_METRICS), required=True)
     scope = t.get("scope", choice(s.value for s in ScopeKind), required=True)
     above, below = t.get("above", number()), t.get("below", number())
@@ -101,12 +103,21 @@ def _threshold(reader: Reader, t: Table, name: str | None, severity: Severity,
     if name is None or metric is None or scope is None or value is None:
         return None
     try:
-        return Threshold(name, metric, ScopeKind(scope), value,
-                         Direction.ABOVE if above is not None else Direction.BELOW, for_, resolve, severity,
-                         workflow)
+        return Threshold(
+            name,
+            metric,
+            ScopeKind(scope),
+            value,
+            Direction.ABOVE if above is not None else Direction.BELOW,
+            for_,
+            resolve,
+            severity,
+            workflow,
+        )
     except ValueError as exc:
-        reader.error(t.at("resolve") if "resolve" in str(exc) else t.path,
-                     str(exc).removeprefix(f"threshold {name!r}: "))
+        reader.error(
+            t.at("resolve") if "resolve" in str(exc) else t.path, str(exc).removeprefix(f"threshold {name!r}: ")
+        )
         return None
 
 
@@ -123,8 +134,17 @@ def _baseline(t: Table, name: str | None, severity: Severity, workflow: str | No
     if step is not None and metric != "step_duration":
         t.reader.error(t.at("step"), "only a step_duration baseline names a step")
         return None
-    given: dict[str, Any] = {k: v for k, v in (("quantile", quantile), ("factor", factor), ("runs", runs),
-                                               ("min_runs", min_runs), ("zscore", zscore)) if v is not None}
+    given: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("quantile", quantile),
+            ("factor", factor),
+            ("runs", runs),
+            ("min_runs", min_runs),
+            ("zscore", zscore),
+        )
+        if v is not None
+    }
     if "runs" in given and "min_runs" not in given:
         given["min_runs"] = min(10, given["runs"])
     try:

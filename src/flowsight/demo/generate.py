@@ -54,20 +54,63 @@ GENERATOR_VERSION = 1
 MIN_EVENTS_PER_RUN = 4
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as flowsight.model.ids
-_DOMAINS = ("billing", "orders", "inventory", "customer", "marketing", "finance", "search", "catalog", "payments",
-            "fraud", "shipping", "support", "analytics", "ml", "reporting", "partner", "ads", "warehouse",
-            "identity", "audit", "pricing", "recommend", "email", "mobile", "web")
-_JOBS = ("nightly-etl", "sync", "export", "training", "backfill", "rollup", "report", "ingest", "cleanup",
-         "reindex")
-_STEPS = ("extract", "fetch", "validate", "transform", "enrich", "dedupe", "aggregate", "train", "evaluate",
-          "render", "load", "upload", "publish", "notify", "checkpoint", "compact", "index", "archive")
-_ERRORS = (("TimeoutError", "upstream did not answer within 30s"),
-           ("ConnectionError", "connection refused by db-main:5432"),
-           ("ValueError", "column 'amount' holds non-numeric value 'n/a'"),
-           ("KeyError", "'customer_id'"),
-           ("MemoryError", "cannot allocate 2147483648 bytes"),
-           ("PermissionError", "[Errno 13] Permission denied: '/data/out/part-0007.parquet'"),
-           ("RuntimeError", "checksum mismatch in part-0003"))
+_DOMAINS = (
+    "billing",
+    "orders",
+    "inventory",
+    "customer",
+    "marketing",
+    "finance",
+    "search",
+    "catalog",
+    "payments",
+    "fraud",
+    "shipping",
+    "support",
+    "analytics",
+    "ml",
+    "reporting",
+    "partner",
+    "ads",
+    "warehouse",
+    "identity",
+    "audit",
+    "pricing",
+    "recommend",
+    "email",
+    "mobile",
+    "web",
+)
+_JOBS = ("nightly-etl", "sync", "export", "training", "backfill", "rollup", "report", "ingest", "cleanup", "reindex")
+_STEPS = (
+    "extract",
+    "fetch",
+    "validate",
+    "transform",
+    "enrich",
+    "dedupe",
+    "aggregate",
+    "train",
+    "evaluate",
+    "render",
+    "load",
+    "upload",
+    "publish",
+    "notify",
+    "checkpoint",
+    "compact",
+    "index",
+    "archive",
+)
+_ERRORS = (
+    ("TimeoutError", "upstream did not answer within 30s"),
+    ("ConnectionError", "connection refused by db-main:5432"),
+    ("ValueError", "column 'amount' holds non-numeric value 'n/a'"),
+    ("KeyError", "'customer_id'"),
+    ("MemoryError", "cannot allocate 2147483648 bytes"),
+    ("PermissionError", "[Errno 13] Permission denied: '/data/out/part-0007.parquet'"),
+    ("RuntimeError", "checksum mismatch in part-0003"),
+)
 _HOSTS = tuple(f"worker-{i:02d}" for i in range(1, 13))
 _TABLES = ("orders", "events_raw", "customers", "invoices", "sessions", "items", "payments")
 
@@ -119,8 +162,10 @@ class Params:
         if self.runs < 1 or self.workflows < 1:
             raise ValueError("runs and workflows must be at least 1")
         if self.events < MIN_EVENTS_PER_RUN * self.runs:
-            raise ValueError(f"events: {self.events} is fewer than {MIN_EVENTS_PER_RUN} per run "
-                             f"({MIN_EVENTS_PER_RUN * self.runs} for {self.runs} runs)")
+            raise ValueError(
+                f"events: {self.events} is fewer than {MIN_EVENTS_PER_RUN} per run "
+                f"({MIN_EVENTS_PER_RUN * self.runs} for {self.runs} runs)"
+            )
         if self.logs is not None and self.logs < 0:
             raise ValueError("logs must not be negative")
         if not self.days > 0:
@@ -193,11 +238,17 @@ def _workflows(rng: random.Random, n: int) -> list[_Workflow]:
         steps = tuple(rng.sample(_STEPS, k))
         weights = [rng.uniform(0.3, 3.0) for _ in steps]
         total = sum(weights)
-        out.append(_Workflow(
-            name=name, steps=steps, weights=tuple(w / total for w in weights),
-            progress=tuple(rng.random() < 0.6 for _ in steps),
-            duration=math.exp(rng.uniform(math.log(40), math.log(5400))),
-            size=rng.uniform(0.4, 2.0), fail_rate=rng.uniform(0.01, 0.15)))
+        out.append(
+            _Workflow(
+                name=name,
+                steps=steps,
+                weights=tuple(w / total for w in weights),
+                progress=tuple(rng.random() < 0.6 for _ in steps),
+                duration=math.exp(rng.uniform(math.log(40), math.log(5400))),
+                size=rng.uniform(0.4, 2.0),
+                fail_rate=rng.uniform(0.01, 0.15),
+            )
+        )
     return out
 
 
@@ -237,8 +288,21 @@ def _plans(p: Params, now: float) -> list[_Plan]:
         ev_weights.append(wf.size * rng.lognormvariate(0.0, 0.4))
         log_weights.append(rng.lognormvariate(0.0, 0.6))
         run_id = _b32(int(start * 1000), 10) + _b32(rng.getrandbits(80), 16)
-        plans.append(_Plan(i, run_id, wf, start, duration, outcome, 0, 0, rng.random() < 0.04,
-                           rng.random() < 0.02, rng.getrandbits(64)))
+        plans.append(
+            _Plan(
+                i,
+                run_id,
+                wf,
+                start,
+                duration,
+                outcome,
+                0,
+                0,
+                rng.random() < 0.04,
+                rng.random() < 0.02,
+                rng.getrandbits(64),
+            )
+        )
     for plan, n in zip(plans, _spread(p.events, ev_weights, MIN_EVENTS_PER_RUN)):
         plan.events = n
     if p.total_logs:
@@ -278,17 +342,29 @@ def _timeline(plan: _Plan, now: float) -> list[_Item]:
     return items
 
 
-def _structure(plan: _Plan, wf: _Workflow, steps_used: int, now: float,
-               rng: random.Random) -> tuple[list[_Item], list[tuple[str, float, float, bool]]]:
+def _structure(
+    plan: _Plan, wf: _Workflow, steps_used: int, now: float, rng: random.Random
+) -> tuple[list[_Item], list[tuple[str, float, float, bool]]]:
     """The run's state and step events with ``steps_used`` steps, and each
     step attempt's span (step, start, end, reports progress)."""
     t = plan.start
     steps = wf.steps[:steps_used]
     weights = wf.weights[:steps_used]
     scale = plan.duration / sum(weights)
-    items: list[_Item] = [(t, 0, EventKind.STARTED, None,
-                           {"total_steps": len(wf.steps), "host": _HOSTS[plan.index % len(_HOSTS)],
-                            "pid": 1000 + plan.index % 60000, "source": "sdk"})]
+    items: list[_Item] = [
+        (
+            t,
+            0,
+            EventKind.STARTED,
+            None,
+            {
+                "total_steps": len(wf.steps),
+                "host": _HOSTS[plan.index % len(_HOSTS)],
+                "pid": 1000 + plan.index % 60000,
+                "source": "sdk",
+            },
+        )
+    ]
     spans: list[tuple[str, float, float, bool]] = []
     fail_at = rng.randrange(steps_used) if plan.outcome in ("failed", "cancelled") else -1
     stop_at = rng.randrange(steps_used) if plan.outcome in ("suspended", "lost") else -1
@@ -330,14 +406,18 @@ def _structure(plan: _Plan, wf: _Workflow, steps_used: int, now: float,
         if i == fail_at:
             kind, msg = _ERRORS[rng.randrange(len(_ERRORS))]
             if plan.outcome == "failed":
-                attrs = {"error": msg, "error_type": kind,
-                         "traceback": f"Traceback (most recent call last):\n  File \"jobs/{step}.py\", line "
-                                      f"{rng.randint(10, 400)}, in run\n{kind}: {msg}"}
+                attrs = {
+                    "error": msg,
+                    "error_type": kind,
+                    "traceback": f'Traceback (most recent call last):\n  File "jobs/{step}.py", line '
+                    f"{rng.randint(10, 400)}, in run\n{kind}: {msg}",
+                }
                 items.append((end, 2, EventKind.STEP_FAILED, step, attrs))
                 items.append((end, 3, EventKind.FAILED, None, {"error": msg, "error_type": kind}))
             else:
-                items.append((end, 2, EventKind.STEP_FAILED, step,
-                              {"error": "cancelled", "error_type": "KeyboardInterrupt"}))
+                items.append(
+                    (end, 2, EventKind.STEP_FAILED, step, {"error": "cancelled", "error_type": "KeyboardInterrupt"})
+                )
                 items.append((end, 3, EventKind.CANCELLED, None, {"reason": "cancelled by an operator"}))
             return items, spans
         items.append((end, 2, EventKind.STEP_COMPLETED, step, {}))
@@ -369,22 +449,34 @@ def _log_items(plan: _Plan, spans: list[tuple[str, float, float, bool]], rng: ra
             kind, msg = _ERRORS[rng.randrange(len(_ERRORS))]
             level, message = LogLevel.ERROR, f"step {step} failed: {kind}: {msg}"
         elif r < 0.35:
-            level, message = LogLevel.INFO, f"processed batch {k + 1} of {table}: {rng.randint(100, 50000)} rows " \
-                                            f"in {rng.randint(5, 4000)} ms"
+            level, message = (
+                LogLevel.INFO,
+                f"processed batch {k + 1} of {table}: {rng.randint(100, 50000)} rows in {rng.randint(5, 4000)} ms",
+            )
         elif r < 0.55:
-            level, message = LogLevel.DEBUG, f"fetched page {rng.randint(1, 500)} from " \
-                                             f"https://api.internal/v2/{table}?cursor={rng.getrandbits(48):x}"
+            level, message = (
+                LogLevel.DEBUG,
+                f"fetched page {rng.randint(1, 500)} from "
+                f"https://api.internal/v2/{table}?cursor={rng.getrandbits(48):x}",
+            )
         elif r < 0.70:
             level, message = LogLevel.INFO, f"wrote {rng.randint(1, 900000)} rows to warehouse.{table}"
         elif r < 0.80:
-            level, message = LogLevel.INFO, f"connected to db-{rng.randint(1, 6)}.internal:5432 " \
-                                            f"as etl_{rng.randint(1, 9)}"
+            level, message = (
+                LogLevel.INFO,
+                f"connected to db-{rng.randint(1, 6)}.internal:5432 as etl_{rng.randint(1, 9)}",
+            )
         elif r < 0.88:
-            level, message = LogLevel.INFO, f"cache hit ratio {rng.uniform(40, 99.9):.1f}% " \
-                                            f"({rng.randint(1000, 90000)} lookups)"
+            level, message = (
+                LogLevel.INFO,
+                f"cache hit ratio {rng.uniform(40, 99.9):.1f}% ({rng.randint(1000, 90000)} lookups)",
+            )
         elif r < 0.95:
-            level, message = LogLevel.WARN, f"retrying request to https://api.internal/v2/{table} after " \
-                                            f"{rng.choice((429, 502, 503, 504))} (attempt {rng.randint(1, 5)})"
+            level, message = (
+                LogLevel.WARN,
+                f"retrying request to https://api.internal/v2/{table} after "
+                f"{rng.choice((429, 502, 503, 504))} (attempt {rng.randint(1, 5)})",
+            )
         else:
             level, message = LogLevel.WARN, f"slow query on {table}: {rng.uniform(1, 30):.2f}s"
         out.append((ts, 4, None, step, {"level": level, "message": message}))
@@ -411,8 +503,9 @@ def _in_time_order(plans: list[_Plan], now: float) -> Iterator[tuple[_Plan, _Ite
             heapq.heappop(heap)
 
 
-def generate(store: SqlStore, params: Params, *, batch: int = 20_000,
-             progress: Callable[[int, int], None] | None = None) -> Summary:
+def generate(
+    store: SqlStore, params: Params, *, batch: int = 20_000, progress: Callable[[int, int], None] | None = None
+) -> Summary:
     """Write the data set ``params`` describes into ``store`` (which should be
     empty) and record it under :data:`DATASET_STATE`; ``progress`` is called
     with (events written, events in all) after each batch.
@@ -448,13 +541,15 @@ def generate(store: SqlStore, params: Params, *, batch: int = 20_000,
     for plan, (ts, _, kind, step, attrs) in _in_time_order(plans, now):
         if kind is not None:
             wf = plan.wf.name
-            events.append(Event(id=event_ids.make(ts), ts=ts, kind=kind, workflow=wf, run_id=plan.run_id,
-                                step=step, attrs=attrs))
+            events.append(
+                Event(id=event_ids.make(ts), ts=ts, kind=kind, workflow=wf, run_id=plan.run_id, step=step, attrs=attrs)
+            )
             if len(events) >= batch:
                 flush_events()
             continue
-        entry = LogEntry(ts, attrs["level"], attrs["message"], f"/var/log/{plan.wf.name}.log", plan.wf.name,
-                         plan.run_id, step)
+        entry = LogEntry(
+            ts, attrs["level"], attrs["message"], f"/var/log/{plan.wf.name}.log", plan.wf.name, plan.run_id, step
+        )
         logs.append(LogRecord(log_ids.make(ts), entry, analyze(entry, now).template_id))
         if len(logs) >= batch // 2:
             flush_logs()
@@ -470,8 +565,9 @@ def generate(store: SqlStore, params: Params, *, batch: int = 20_000,
         for state, n in stats["by_state"].items():
             summary.by_state[state] = summary.by_state.get(state, 0) + n
     summary.seconds = time.perf_counter() - t0
-    store.save_state(DATASET_STATE, {**params.key(), "now": now, "events_written": summary.events,
-                                     "logs_written": summary.logs})
+    store.save_state(
+        DATASET_STATE, {**params.key(), "now": now, "events_written": summary.events, "logs_written": summary.logs}
+    )
     return summary
 
 
@@ -480,9 +576,13 @@ def _faults(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random)
     first = plans[0].start
     n = max(1, int((now - first) / 86400 * 4))
     kinds = list(FaultKind)
-    targets = {FaultKind.SERVICE_UNAVAILABLE: "postgres-main", FaultKind.NETWORK_TIMEOUT: "https://api.internal",
-               FaultKind.RESOURCE_EXHAUSTION: "disk:/data", FaultKind.DATA_CORRUPTION: "/data/out/part-0003.parquet",
-               FaultKind.CONFIGURATION_ERROR: "app.toml:database.url"}
+    targets = {
+        FaultKind.SERVICE_UNAVAILABLE: "postgres-main",
+        FaultKind.NETWORK_TIMEOUT: "https://api.internal",
+        FaultKind.RESOURCE_EXHAUSTION: "disk:/data",
+        FaultKind.DATA_CORRUPTION: "/data/out/part-0003.parquet",
+        FaultKind.CONFIGURATION_ERROR: "app.toml:database.url",
+    }
     starts = [p.start for p in plans]
     for i in range(n):
         at = first + (now - first) * (i + rng.random()) / n
@@ -490,9 +590,14 @@ def _faults(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random)
         lo = bisect.bisect_left(starts, at - 3600)
         hi = bisect.bisect_right(starts, at)
         hurt = [p for p in plans[lo:hi] if p.start + p.duration >= at][:20]
-        fault = Fault(fault_type(kind, targets[kind]), f"{kind.alertname} of {targets[kind]}",
-                      detector=f"{kind.value}-check", evidence={"checks_failed": rng.randint(1, 9)},
-                      workflows=tuple(sorted({p.wf.name for p in hurt})), runs=tuple(p.run_id for p in hurt))
+        fault = Fault(
+            fault_type(kind, targets[kind]),
+            f"{kind.alertname} of {targets[kind]}",
+            detector=f"{kind.value}-check",
+            evidence={"checks_failed": rng.randint(1, 9)},
+            workflows=tuple(sorted({p.wf.name for p in hurt})),
+            runs=tuple(p.run_id for p in hurt),
+        )
         severity = (Severity.WARNING, Severity.ERROR, Severity.CRITICAL)[rng.randrange(3)]
         record, _ = store.open_fault(fault, severity, at)
         if i < n - 3:
@@ -510,10 +615,15 @@ def _alerts(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random)
             name = "RunFailed" if p.outcome == "failed" else "RunStalled"
             end = p.start + p.duration
             resolved = rng.random() < 0.6
-            alert = Alert({"alertname": name, "workflow": p.wf.name, "run_id": p.run_id, "severity": "error"},
-                          {"summary": f"run {p.run_id} of {p.wf.name}: {name}"}, Severity.ERROR, "execution",
-                          min(end, now), (min(end, now) + 600) if resolved else None,
-                          AlertStatus.RESOLVED if resolved else AlertStatus.FIRING)
+            alert = Alert(
+                {"alertname": name, "workflow": p.wf.name, "run_id": p.run_id, "severity": "error"},
+                {"summary": f"run {p.run_id} of {p.wf.name}: {name}"},
+                Severity.ERROR,
+                "execution",
+                min(end, now),
+                (min(end, now) + 600) if resolved else None,
+                AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            )
             states.append(AlertState(alert, ("log",) if resolved else ()))
     store.save_alerts(states, now)
     return len(states)
@@ -559,8 +669,9 @@ def holds(store: SqlStore, params: Params) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flowsight.demo.generate",
-                                 description="Fill a store with a realistic history of many runs.")
+    ap = argparse.ArgumentParser(
+        prog="python -m flowsight.demo.generate", description="Fill a store with a realistic history of many runs."
+    )
     ap.add_argument("--db", required=True, help="the store: a SQLite path or postgresql://... (should be empty)")
     ap.add_argument("--runs", type=int, default=Params.runs)
     ap.add_argument("--events", type=int, default=Params.events)
@@ -571,16 +682,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--now", type=float, default=None, help="the end of the history, epoch seconds (default: now)")
     ap.add_argument("--batch", type=int, default=20_000, help="events per write_events call")
     args = ap.parse_args(argv)
-    params = Params(runs=args.runs, events=args.events, logs=args.logs, workflows=args.workflows, days=args.days,
-                    seed=args.seed, now=args.now)
+    params = Params(
+        runs=args.runs,
+        events=args.events,
+        logs=args.logs,
+        workflows=args.workflows,
+        days=args.days,
+        seed=args.seed,
+        now=args.now,
+    )
     try:
         params.check()
     except ValueError as exc:
         ap.error(str(exc))
     from flowsight.store import open_store
 
-    options: dict[str, object] = {} if args.db.startswith(("postgres://", "postgresql://")) else {
-        "synchronous": "OFF"}
+    options: dict[str, object] = {} if args.db.startswith(("postgres://", "postgresql://")) else {"synchronous": "OFF"}
     t0 = time.perf_counter()
     last = [0.0]
 
@@ -595,8 +712,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"{args.db} is not empty; give a new database")
         s = generate(store, params, batch=args.batch, progress=report)
     states = ", ".join(f"{k} {v:,}" for k, v in sorted(s.by_state.items()))
-    print(f"{s.runs:,} runs ({states}), {s.events:,} events, {s.logs:,} log lines, {s.faults} faults, "
-          f"{s.alerts} alerts, {s.samples:,} samples in {s.seconds:.1f} s ({s.events / s.seconds:,.0f} events/s)")
+    print(
+        f"{s.runs:,} runs ({states}), {s.events:,} events, {s.logs:,} log lines, {s.faults} faults, "
+        f"{s.alerts} alerts, {s.samples:,} samples in {s.seconds:.1f} s ({s.events / s.seconds:,.0f} events/s)"
+    )
     return 0
 
 

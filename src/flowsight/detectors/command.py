@@ -64,17 +64,29 @@ class CommandDetector:
     # a variable may hold a token: a secret
     OPTIONS: ClassVar[Options] = {
         "argv": Opt(array(nonempty_string, nonempty=True), required=True),
-        "fault": Opt(choice(k.value for k in FaultKind)), "target": Opt(nonempty_string),
-        "cwd": Opt(nonempty_string, path=True), "env": Opt(string_table, secret=True)}
+        "fault": Opt(choice(k.value for k in FaultKind)),
+        "target": Opt(nonempty_string),
+        "cwd": Opt(nonempty_string, path=True),
+        "env": Opt(string_table, secret=True),
+    }
 
-    def __init__(self, name: str, *, argv: Sequence[str], timeout: float = 10.0,
-                 fault: str = FaultKind.SERVICE_UNAVAILABLE.value, target: str | None = None,
-                 cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        argv: Sequence[str],
+        timeout: float = 10.0,
+        fault: str = FaultKind.SERVICE_UNAVAILABLE.value,
+        target: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = check_name(name)
-        if (not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv)
-                or not argv[0]):
-            raise ValueError(f"detector {name!r}: argv must be a non-empty list of strings, the program "
-                             f"and its arguments (['/usr/local/bin/check-db', '--quick']), got {argv!r}")
+        if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
+            raise ValueError(
+                f"detector {name!r}: argv must be a non-empty list of strings, the program "
+                f"and its arguments (['/usr/local/bin/check-db', '--quick']), got {argv!r}"
+            )
         self.argv = list(argv)
         self.timeout = check_seconds(name, "timeout", timeout)
         try:
@@ -86,10 +98,10 @@ class CommandDetector:
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise ValueError(f"detector {name!r}: cwd must be a directory path, got {cwd!r}")
         self.cwd = cwd
-        if env is not None and (not isinstance(env, Mapping)
-                                or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
-            raise ValueError(f"detector {name!r}: env must be a table of variable names to string values, "
-                             f"got {env!r}")
+        if env is not None and (
+            not isinstance(env, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            raise ValueError(f"detector {name!r}: env must be a table of variable names to string values, got {env!r}")
         self.env = dict(env or {})
 
     async def detect(self) -> Fault | None:
@@ -105,14 +117,21 @@ class CommandDetector:
         read_fd, write_fd = os.pipe()
         stream = asyncio.StreamReader()
         try:
-            pipe, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream),
-                                                   os.fdopen(read_fd, "rb", buffering=0))
+            pipe, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)
+            )
             try:
                 # a session of its own is its own process group too: uvloop (the server's loop) has
                 # start_new_session but not process_group
                 proc = await asyncio.create_subprocess_exec(
-                    *self.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd,
-                    cwd=self.cwd, env={**os.environ, **self.env}, start_new_session=True)
+                    *self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=write_fd,
+                    cwd=self.cwd,
+                    env={**os.environ, **self.env},
+                    start_new_session=True,
+                )
             except OSError as exc:
                 pipe.close()
                 raise self._cannot_start(exc) from exc
@@ -141,8 +160,9 @@ class CommandDetector:
             pipe.close()
         text = output.decode(errors="replace").rstrip()
         if running:
-            return self._fault(f"{self.argv[0]} did not finish within {self.timeout:g} s (killed)",
-                               timeout_s=self.timeout, output=text)
+            return self._fault(
+                f"{self.argv[0]} did not finish within {self.timeout:g} s (killed)", timeout_s=self.timeout, output=text
+            )
         code = proc.returncode
         assert code is not None
         if code == 0:
@@ -154,8 +174,9 @@ class CommandDetector:
         what = exc.filename or self.argv[0]
         if self.cwd is not None and not os.path.isdir(self.cwd):  # uvloop's error does not name it
             what = os.fspath(self.cwd)
-        return ConfigError(f"detector {self.name!r}: cannot start {self.argv[0]!r}: "
-                           f"{(exc.strerror or str(exc)).lower()}: {what}")
+        return ConfigError(
+            f"detector {self.name!r}: cannot start {self.argv[0]!r}: {(exc.strerror or str(exc)).lower()}: {what}"
+        )
 
     def _fault(self, message: str, **evidence: Any) -> Fault:
         return Fault(fault_type(self.kind, self.target), message, detector=self.name, evidence=evidence)
@@ -181,7 +202,7 @@ def _last_lines(text: str, limit: int) -> str:
         picked.append(line)
         size += len(line) + 1
     lines = "\n".join(reversed(picked))
-    return lines if len(lines) <= limit else "…" + lines[-(limit - 1):]
+    return lines if len(lines) <= limit else "…" + lines[-(limit - 1) :]
 
 
 def _status_text(code: int) -> str:

@@ -56,20 +56,34 @@ from flowsight.options.fields import Options, Opt, array, choice, nonempty_strin
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import ConfigurationError, Fault
 
-__all__ = ["FORMATS", "TYPES", "ConfigDetector", "Problem", "check_keys", "guess_format", "parse_config",
-           "parse_env"]
+__all__ = ["FORMATS", "TYPES", "ConfigDetector", "Problem", "check_keys", "guess_format", "parse_config", "parse_env"]
 
 FORMATS = ("toml", "yaml", "json", "ini", "env")
 TYPES = ("string", "integer", "number", "boolean", "array", "table")
-_BY_SUFFIX = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".ini": "ini", ".cfg": "ini",
-              ".env": "env"}
+_BY_SUFFIX = {
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".env": "env",
+}
 #: the types a format cannot have
 _NOT_IN = {"ini": ("array",), "env": ("array", "table")}
 _TEXTUAL = ("ini", "env")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_A = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-      "array": "an array", "table": "a table", "null": "null", "datetime": "a date/time"}
+_A = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "table": "a table",
+    "null": "null",
+    "datetime": "a date/time",
+}
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -144,8 +158,11 @@ def _toml_problem(exc: tomllib.TOMLDecodeError, text: str) -> SyntaxProblem:
         return SyntaxProblem(_lower_first(m.group(1)), int(m.group(2)), int(m.group(3)))
     if message.endswith(" (at end of document)"):
         lines = text.split("\n")
-        return SyntaxProblem(_lower_first(message.removesuffix(" (at end of document)")) + " (at the end)",
-                             len(lines), len(lines[-1]) + 1)
+        return SyntaxProblem(
+            _lower_first(message.removesuffix(" (at end of document)")) + " (at the end)",
+            len(lines),
+            len(lines[-1]) + 1,
+        )
     return SyntaxProblem(_lower_first(message))
 
 
@@ -169,8 +186,9 @@ def _parse_ini(text: str) -> dict[str, dict[str, str]]:
         line = exc.errors[0][0] if exc.errors else 0
         raise SyntaxProblem("expected 'option = value', '[section]' or a comment", line) from None
     except configparser.DuplicateOptionError as exc:
-        raise SyntaxProblem(f"option {exc.option!r} appears twice in section [{exc.section}]",
-                            exc.lineno or 0) from None
+        raise SyntaxProblem(
+            f"option {exc.option!r} appears twice in section [{exc.section}]", exc.lineno or 0
+        ) from None
     except configparser.DuplicateSectionError as exc:
         raise SyntaxProblem(f"section [{exc.section}] appears twice", exc.lineno or 0) from None
     except configparser.Error as exc:
@@ -197,7 +215,7 @@ def parse_env(text: str) -> dict[str, str]:
         if not body or body.startswith("#"):
             continue
         if re.match(r"export\s", body):
-            body = body[len("export"):].lstrip()
+            body = body[len("export") :].lstrip()
         key, eq, value = body.partition("=")
         key = key.strip()
         if not eq or not _ENV_KEY.fullmatch(key):
@@ -214,7 +232,7 @@ def parse_env(text: str) -> dict[str, str]:
                 raise SyntaxProblem(f"the {quote} quote opened here is never closed", start, column)
             rest += "\n" + lines[i]
             i += 1
-        after = rest[end + 1:].strip()
+        after = rest[end + 1 :].strip()
         if after and not after.startswith("#"):
             raise SyntaxProblem(f"unexpected text after the closing {quote} quote", i)
         out[key] = rest[:end] if quote == "'" else _unescape(rest[:end])
@@ -236,8 +254,9 @@ def _closing(text: str, quote: str) -> int:
 
 
 def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), text,
-                  flags=re.DOTALL)
+    return re.sub(
+        r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), text, flags=re.DOTALL
+    )
 
 
 def _lower_first(message: str) -> str:
@@ -249,8 +268,14 @@ def _lower_first(message: str) -> str:
 
 # ---- the pure checks -------------------------------------------------------------------
 _TYPE_NAMES: tuple[tuple[type, str], ...] = (
-    (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"), (dict, "table"),
-    (type(None), "null"))  # bool before int: it is one
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "table"),
+    (type(None), "null"),
+)  # bool before int: it is one
 
 
 def type_name(value: Any) -> str:
@@ -300,8 +325,7 @@ def _lookup(doc: Any, key: str, format: str) -> tuple[bool, Any, str]:
     return True, node, ""
 
 
-def check_keys(doc: Any, format: str, path: str, required: Iterable[str],
-               types: Mapping[str, str]) -> list[Problem]:
+def check_keys(doc: Any, format: str, path: str, required: Iterable[str], types: Mapping[str, str]) -> list[Problem]:
     """The keys of ``doc`` (parsed from ``path``) that are missing or of the wrong type."""
     problems: list[Problem] = []
     missing: set[str] = set()
@@ -309,17 +333,26 @@ def check_keys(doc: Any, format: str, path: str, required: Iterable[str],
         found, _, why = _lookup(doc, key, format)
         if not found:
             missing.add(key)
-            problems.append(Problem(f"{path}:{key}", f"{path}: {key} is missing" + (f" ({why})" if why else ""),
-                                    {"key": key, "problem": "missing"}))
+            problems.append(
+                Problem(
+                    f"{path}:{key}",
+                    f"{path}: {key} is missing" + (f" ({why})" if why else ""),
+                    {"key": key, "problem": "missing"},
+                )
+            )
     for key, expected in types.items():
         found, value, _ = _lookup(doc, key, format)
         if not found or key in missing or is_type(value, expected, format in _TEXTUAL):
             continue
         actual = type_name(value)
         reads = " that does not read as one" if format in _TEXTUAL and actual == "string" else ""
-        problems.append(Problem(f"{path}:{key}", f"{path}: {key} must be {_A[expected]}, found {_A.get(actual, actual)}"
-                                f"{reads}", {"key": key, "problem": "wrong type", "expected": expected,
-                                             "found": actual}))
+        problems.append(
+            Problem(
+                f"{path}:{key}",
+                f"{path}: {key} must be {_A[expected]}, found {_A.get(actual, actual)}{reads}",
+                {"key": key, "problem": "wrong type", "expected": expected, "found": actual},
+            )
+        )
     return problems
 
 
@@ -330,8 +363,9 @@ def check_environment(names: Iterable[str], environ: Mapping[str, str]) -> list[
         value = environ.get(name)
         if value is None or not value.strip():
             what = "not set" if value is None else "blank"
-            problems.append(Problem(f"${name}", f"environment variable {name} is {what}",
-                                    {"variable": name, "problem": what}))
+            problems.append(
+                Problem(f"${name}", f"environment variable {name} is {what}", {"variable": name, "problem": what})
+            )
     return problems
 
 
@@ -345,12 +379,24 @@ class ConfigDetector:
 
     KIND: ClassVar[str] = "config"
     OPTIONS: ClassVar[Options] = {
-        "path": Opt(nonempty_string, required=True, path=True), "format": Opt(choice(FORMATS)),
-        "required": Opt(array(nonempty_string)), "types": Opt(string_table), "env": Opt(array(nonempty_string))}
+        "path": Opt(nonempty_string, required=True, path=True),
+        "format": Opt(choice(FORMATS)),
+        "required": Opt(array(nonempty_string)),
+        "types": Opt(string_table),
+        "env": Opt(array(nonempty_string)),
+    }
 
-    def __init__(self, name: str, *, path: str | os.PathLike[str], format: str | None = None,
-                 required: Iterable[str] | None = None, types: Mapping[str, str] | None = None,
-                 env: Iterable[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        required: Iterable[str] | None = None,
+        types: Mapping[str, str] | None = None,
+        env: Iterable[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = check_name(name)
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ValueError(f"detector {name!r}: path must be the configuration file's path, got {path!r}")
@@ -358,8 +404,10 @@ class ConfigDetector:
         if format is None:
             format = guess_format(self.path)
             if format is None:
-                raise ValueError(f"detector {name!r}: cannot tell the format of {self.path!r} from its name; "
-                                 f"set format to one of {', '.join(FORMATS)}")
+                raise ValueError(
+                    f"detector {name!r}: cannot tell the format of {self.path!r} from its name; "
+                    f"set format to one of {', '.join(FORMATS)}"
+                )
         elif format not in FORMATS:
             raise ValueError(f"detector {name!r}: format must be one of {', '.join(FORMATS)}; got {format!r}")
         self.format = format
@@ -371,8 +419,10 @@ class ConfigDetector:
         allowed = [t for t in TYPES if t not in _NOT_IN.get(format, ())]
         for key, expected in self.types.items():
             if expected not in allowed:
-                raise ValueError(f"detector {name!r}: types[{key!r}] must be one of {', '.join(allowed)} "
-                                 f"(in a {format} file); got {expected!r}")
+                raise ValueError(
+                    f"detector {name!r}: types[{key!r}] must be one of {', '.join(allowed)} "
+                    f"(in a {format} file); got {expected!r}"
+                )
         self.env = self._names(env)
         if environ is not None and not isinstance(environ, Mapping):
             raise ValueError(f"detector {name!r}: environ must be a mapping of variable names to values")
@@ -383,30 +433,38 @@ class ConfigDetector:
             return []
         listed = list(keys) if not isinstance(keys, str) else None
         if listed is None or not all(isinstance(k, str) and k and "" not in k.split(".") for k in listed):
-            raise ValueError(f"detector {self.name!r}: {option} must be a list of dotted keys such as "
-                             f"'database.url', got {keys!r}")
+            raise ValueError(
+                f"detector {self.name!r}: {option} must be a list of dotted keys such as 'database.url', got {keys!r}"
+            )
         return listed
 
     def _names(self, names: Iterable[str] | None) -> list[str]:
         listed = [] if names is None else list(names) if not isinstance(names, str) else None
         if listed is None or not all(isinstance(n, str) and _ENV_NAME.fullmatch(n) for n in listed):
-            raise ValueError(f"detector {self.name!r}: env must be a list of environment variable names such "
-                             f"as 'DATABASE_URL', got {names!r}")
+            raise ValueError(
+                f"detector {self.name!r}: env must be a list of environment variable names such "
+                f"as 'DATABASE_URL', got {names!r}"
+            )
         return listed
 
     async def detect(self) -> Fault | None:
         """Read and check the file once: None when all is well, else the fault."""
         doc, problem = await asyncio.to_thread(self._load)
-        problems = [problem] if problem is not None else check_keys(doc, self.format, self.path, self.required,
-                                                                    self.types)
+        problems = (
+            [problem] if problem is not None else check_keys(doc, self.format, self.path, self.required, self.types)
+        )
         problems += check_environment(self.env, os.environ if self.environ is None else self.environ)
         if not problems:
             return None
         first = problems[0]
         more = len(problems) - 1
         message = first.message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
-        return Fault(ConfigurationError(first.config_key), message, detector=self.name,
-                     evidence={**first.evidence, "problems": [p.as_json() for p in problems]})
+        return Fault(
+            ConfigurationError(first.config_key),
+            message,
+            detector=self.name,
+            evidence={**first.evidence, "problems": [p.as_json() for p in problems]},
+        )
 
     def _load(self) -> tuple[Any, Problem | None]:
         """The parsed file, or the problem that prevents it (blocking)."""
@@ -417,8 +475,9 @@ class ConfigDetector:
         except FileNotFoundError:
             return None, Problem(path, f"{path}: missing", {"problem": "missing"})
         except OSError as exc:
-            return None, Problem(path, f"{path}: cannot be read ({exc.strerror})",
-                                 {"problem": "unreadable", "error": str(exc)})
+            return None, Problem(
+                path, f"{path}: cannot be read ({exc.strerror})", {"problem": "unreadable", "error": str(exc)}
+            )
         try:
             text = data.decode("utf-8-sig")
             return parse_config(text, self.format), None
@@ -427,5 +486,8 @@ class ConfigDetector:
             error = SyntaxProblem(f"not UTF-8 text (byte 0x{bad[exc.start]:02x})", bad.count(b"\n", 0, exc.start) + 1)
         except SyntaxProblem as exc:
             error = exc
-        return None, Problem(path, f"{path}: {error.where()}{error.message}",
-                             {"problem": "syntax", "line": error.line, "column": error.column, "error": error.message})
+        return None, Problem(
+            path,
+            f"{path}: {error.where()}{error.message}",
+            {"problem": "syntax", "line": error.line, "column": error.column, "error": error.message},
+        )

@@ -85,15 +85,30 @@ class HttpDetector:
     KIND: ClassVar[str] = "http"
     # a header may hold a token: a secret
     OPTIONS: ClassVar[Options] = {
-        "url": Opt(url, required=True), "method": Opt(choice(METHODS)), "keyword": Opt(nonempty_string),
-        "expect_status": Opt(array(_status, nonempty=True)), "headers": Opt(string_table, secret=True),
-        "slow": Opt(duration(positive=True)), "service": Opt(nonempty_string)}
+        "url": Opt(url, required=True),
+        "method": Opt(choice(METHODS)),
+        "keyword": Opt(nonempty_string),
+        "expect_status": Opt(array(_status, nonempty=True)),
+        "headers": Opt(string_table, secret=True),
+        "slow": Opt(duration(positive=True)),
+        "service": Opt(nonempty_string),
+    }
 
-    def __init__(self, name: str, *, url: str, method: str = "GET", timeout: float = 10.0,
-                 keyword: str | None = None, expect_status: Sequence[int] | None = None,
-                 headers: Mapping[str, str] | None = None, slow: float | None = None,
-                 service: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str,
+        method: str = "GET",
+        timeout: float = 10.0,
+        keyword: str | None = None,
+        expect_status: Sequence[int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        slow: float | None = None,
+        service: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = check_name(name)
         self.url = _check_url(name, url)
         if not isinstance(method, str) or method.upper() not in METHODS:
@@ -122,8 +137,12 @@ class HttpDetector:
         """Send one request: None when the answer is as expected, else the fault."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=self._transport, timeout=self.timeout, headers=self.headers,
-                follow_redirects=self.follow_redirects, max_redirects=MAX_REDIRECTS)
+                transport=self._transport,
+                timeout=self.timeout,
+                headers=self.headers,
+                follow_redirects=self.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
+            )
         what = f"{self.method} {self.url}"
         started = self._clock()
         try:
@@ -133,12 +152,15 @@ class HttpDetector:
                     # read even without a keyword: a connection is kept only once its answer is read
                     body = await _read_head(response)
         except (TimeoutError, httpx.TimeoutException):
-            return self._fault(NetworkTimeout(self.url), f"{what}: no answer within {self.timeout:g} s",
-                               timeout_s=self.timeout)
+            return self._fault(
+                NetworkTimeout(self.url), f"{what}: no answer within {self.timeout:g} s", timeout_s=self.timeout
+            )
         except httpx.TooManyRedirects:
-            return self._fault(ServiceUnavailable(self.service),
-                               f"{what}: more than {MAX_REDIRECTS} redirects",
-                               error=f"more than {MAX_REDIRECTS} redirects")
+            return self._fault(
+                ServiceUnavailable(self.service),
+                f"{what}: more than {MAX_REDIRECTS} redirects",
+                error=f"more than {MAX_REDIRECTS} redirects",
+            )
         except httpx.RequestError as exc:
             error = describe_error(exc)
             return self._fault(ServiceUnavailable(self.service), f"{what}: {error}", error=error)
@@ -152,16 +174,26 @@ class HttpDetector:
         status = response.status_code
         if status not in self.expect_status:
             reason = response.reason_phrase or _phrase(status)
-            return self._fault(ServiceUnavailable(self.service), f"{what} answered {status} {reason}".rstrip(),
-                               status=status, latency_s=round(latency, 3))
+            return self._fault(
+                ServiceUnavailable(self.service),
+                f"{what} answered {status} {reason}".rstrip(),
+                status=status,
+                latency_s=round(latency, 3),
+            )
         if self.keyword is not None and self.keyword not in body.decode(response.encoding or "utf-8", "replace"):
-            return self._fault(ServiceUnavailable(self.service),
-                               f"{what} answered {status} without {self.keyword!r} in its body",
-                               keyword=self.keyword, status=status)
+            return self._fault(
+                ServiceUnavailable(self.service),
+                f"{what} answered {status} without {self.keyword!r} in its body",
+                keyword=self.keyword,
+                status=status,
+            )
         if self.slow is not None and latency > self.slow:
-            return self._fault(NetworkTimeout(self.url),
-                               f"{what} answered in {latency:.2f} s, slower than {self.slow:g} s",
-                               latency_s=round(latency, 3), slow_s=self.slow)
+            return self._fault(
+                NetworkTimeout(self.url),
+                f"{what} answered in {latency:.2f} s, slower than {self.slow:g} s",
+                latency_s=round(latency, 3),
+                slow_s=self.slow,
+            )
         return None
 
     async def aclose(self) -> None:
@@ -202,18 +234,25 @@ def _check_url(name: str, url: object) -> str:
 
 
 def _check_statuses(name: str, statuses: object) -> frozenset[int]:
-    if (not isinstance(statuses, (list, tuple)) or not statuses
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses)):
-        raise ValueError(f"detector {name!r}: expect_status must be a non-empty list of HTTP statuses "
-                         f"(whole numbers from 100 to 599), got {statuses!r}")
+    if (
+        not isinstance(statuses, (list, tuple))
+        or not statuses
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses)
+    ):
+        raise ValueError(
+            f"detector {name!r}: expect_status must be a non-empty list of HTTP statuses "
+            f"(whole numbers from 100 to 599), got {statuses!r}"
+        )
     return frozenset(statuses)
 
 
 def _check_headers(name: str, headers: object) -> dict[str, str]:
     if headers is None:
         return {}
-    if not isinstance(headers, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in headers.items()):
-        raise ValueError(f"detector {name!r}: headers must be a table of header names to string values, "
-                         f"got {headers!r}")
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ValueError(
+            f"detector {name!r}: headers must be a table of header names to string values, got {headers!r}"
+        )
     return dict(headers)

@@ -48,11 +48,21 @@ from typing import Any, ClassVar
 from flowsight.options.fields import Options, Opt, array, boolean, nonempty_string
 from flowsight.detectors.tcp import check_name
 from flowsight.model.faults import DataCorruption, Fault
+
 # what a file is, and taking it: shared with the SDK's Run.output (flowsight.outputs), importable here as before
 from flowsight.outputs import Expected, record_output, sha256_file, stat_identity
 
-__all__ = ["LARGE", "RACY_SECONDS", "Expected", "IntegrityDetector", "judge", "read_manifest", "record_output",
-           "sha256_file", "write_manifest"]
+__all__ = [
+    "LARGE",
+    "RACY_SECONDS",
+    "Expected",
+    "IntegrityDetector",
+    "judge",
+    "read_manifest",
+    "record_output",
+    "sha256_file",
+    "write_manifest",
+]
 
 #: files over this many bytes are hashed in a thread
 LARGE = 8 * 1024 * 1024
@@ -65,8 +75,9 @@ _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
 _UNESCAPE_RE = re.compile(r"\\[\\nr]")
 
 
-def write_manifest(entries: Mapping[str, Expected] | Iterable[tuple[str, Expected]],
-                   manifest_path: str | os.PathLike[str]) -> None:
+def write_manifest(
+    entries: Mapping[str, Expected] | Iterable[tuple[str, Expected]], manifest_path: str | os.PathLike[str]
+) -> None:
     """Write ``entries`` (path -> :class:`Expected`) to ``manifest_path``,
     atomically (a temporary file beside it, then renamed over it): in
     ``sha256sum`` format, or for a ``.json`` name as a JSON list that keeps
@@ -78,8 +89,15 @@ def write_manifest(entries: Mapping[str, Expected] | Iterable[tuple[str, Expecte
     items = entries.items() if isinstance(entries, Mapping) else entries
     rows = sorted((os.path.relpath(os.path.abspath(p), folder), e) for p, e in items)
     if target.endswith(".json"):
-        listed = [{"path": p, "sha256": e.sha256, **({"size": e.size} if e.size is not None else {}),
-                   **({"mtime": e.mtime} if e.mtime is not None else {})} for p, e in rows]
+        listed = [
+            {
+                "path": p,
+                "sha256": e.sha256,
+                **({"size": e.size} if e.size is not None else {}),
+                **({"mtime": e.mtime} if e.mtime is not None else {}),
+            }
+            for p, e in rows
+        ]
         text = json.dumps(listed, indent=1) + "\n"
     else:
         text = "".join(_sum_line(p, e.sha256) for p, e in rows)
@@ -159,8 +177,9 @@ def _parse_json_manifest(where: str, text: str) -> list[tuple[str, Expected]]:
 
 
 # ---- the pure decision -----------------------------------------------------------------
-def judge(file: str, expected: Expected, st: os.stat_result | OSError | None,
-          digest: str | None = None) -> tuple[str, dict[str, Any]] | None:
+def judge(
+    file: str, expected: Expected, st: os.stat_result | OSError | None, digest: str | None = None
+) -> tuple[str, dict[str, Any]] | None:
     """Whether ``file`` is what ``expected`` says: None, or the problem (a
     message, the evidence). ``st``: its stat (an OSError: it could not be
     stat'ed; None: missing); ``digest``: its sum when it has been computed
@@ -174,12 +193,16 @@ def judge(file: str, expected: Expected, st: os.stat_result | OSError | None,
         return "not a regular file", {"file": file, "problem": "not a regular file"}
     if expected.size is not None and st.st_size != expected.size:
         what = "truncated" if st.st_size < expected.size else "grown"
-        return (f"{what}: {st.st_size:,} bytes, expected {expected.size:,}",
-                {"file": file, "problem": what, "expected_size": expected.size, "actual_size": st.st_size})
+        return (
+            f"{what}: {st.st_size:,} bytes, expected {expected.size:,}",
+            {"file": file, "problem": what, "expected_size": expected.size, "actual_size": st.st_size},
+        )
     if digest is None or digest == expected.sha256:
         return None
-    return (f"content changed: sha256 {digest[:12]}..., expected {expected.sha256[:12]}...",
-            {"file": file, "problem": "changed", "expected_sha256": expected.sha256, "actual_sha256": digest})
+    return (
+        f"content changed: sha256 {digest[:12]}..., expected {expected.sha256[:12]}...",
+        {"file": file, "problem": "changed", "expected_sha256": expected.sha256, "actual_sha256": digest},
+    )
 
 
 def needs_hash(expected: Expected, st: os.stat_result | OSError | None) -> bool:
@@ -219,18 +242,30 @@ class IntegrityDetector:
     """
 
     KIND: ClassVar[str] = "integrity"
-    OPTIONS: ClassVar[Options] = {"manifest": Opt(nonempty_string, path=True), "registered": Opt(boolean),
-                                  "paths": Opt(array(nonempty_string, nonempty=True), path=True)}
+    OPTIONS: ClassVar[Options] = {
+        "manifest": Opt(nonempty_string, path=True),
+        "registered": Opt(boolean),
+        "paths": Opt(array(nonempty_string, nonempty=True), path=True),
+    }
 
-    def __init__(self, name: str, *, manifest: str | os.PathLike[str] | None = None,
-                 paths: Iterable[str | os.PathLike[str]] | None = None,
-                 expected: Mapping[str, Expected | str] | None = None, large: int = LARGE,
-                 registered: bool = False, store: Any = None,
-                 hash_file: Callable[[str], str] = sha256_file, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        manifest: str | os.PathLike[str] | None = None,
+        paths: Iterable[str | os.PathLike[str]] | None = None,
+        expected: Mapping[str, Expected | str] | None = None,
+        large: int = LARGE,
+        registered: bool = False,
+        store: Any = None,
+        hash_file: Callable[[str], str] = sha256_file,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = check_name(name)
         if manifest is not None and (not isinstance(manifest, (str, os.PathLike)) or not os.fspath(manifest)):
-            raise ValueError(f"detector {name!r}: manifest must be the path of a sha256sum or JSON file, "
-                             f"got {manifest!r}")
+            raise ValueError(
+                f"detector {name!r}: manifest must be the path of a sha256sum or JSON file, got {manifest!r}"
+            )
         self.manifest = os.fspath(manifest) if manifest is not None else None
         self.expected = self._check_expected(expected)
         if not isinstance(registered, bool):
@@ -240,11 +275,15 @@ class IntegrityDetector:
         self.registered = registered
         self.store = store
         if self.manifest is None and not self.expected and not registered:
-            raise ValueError(f"detector {name!r}: needs manifest (a sha256sum or JSON file), expected "
-                             f"(path -> sha256) or registered = true (the outputs runs registered), to know "
-                             f"what the files must be")
-        if paths is not None and (isinstance(paths, (str, bytes, os.PathLike))
-                                  or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in paths)):
+            raise ValueError(
+                f"detector {name!r}: needs manifest (a sha256sum or JSON file), expected "
+                f"(path -> sha256) or registered = true (the outputs runs registered), to know "
+                f"what the files must be"
+            )
+        if paths is not None and (
+            isinstance(paths, (str, bytes, os.PathLike))
+            or not all(isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in paths)
+        ):
             raise ValueError(f"detector {name!r}: paths must be a list of files or folders, got {paths!r}")
         self.paths = [os.path.abspath(p) for p in paths] if paths is not None else None
         if isinstance(large, bool) or not isinstance(large, int) or large < 0:
@@ -297,8 +336,9 @@ class IntegrityDetector:
         if len(problems) > 1:  # the target is the first; the others are named here
             others = ", ".join(files[1:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
             message = f"{message}; {len(problems) - 1} more file{'s' if len(problems) > 2 else ''} corrupt: {others}"
-        return Fault(DataCorruption(evidence["file"]), message, detector=self.name,
-                     evidence={**evidence, "files": files})
+        return Fault(
+            DataCorruption(evidence["file"]), message, detector=self.name, evidence={**evidence, "files": files}
+        )
 
     def _look(self) -> list[tuple[str, Expected, os.stat_result | OSError | None]]:
         """The listed files in path order, each with its stat (blocking)."""
@@ -330,10 +370,14 @@ class IntegrityDetector:
         if not self.registered:
             return {}
         if self.store is None:
-            raise ValueError("registered = true needs the store of the runs' outputs: it is given when the "
-                             "detector runs in flowsight serve or flowsight detectors check")
-        return {path: Expected(digest, size, mtime)
-                for path, (digest, size, mtime) in self.store.registered_outputs(self.paths).items()}
+            raise ValueError(
+                "registered = true needs the store of the runs' outputs: it is given when the "
+                "detector runs in flowsight serve or flowsight detectors check"
+            )
+        return {
+            path: Expected(digest, size, mtime)
+            for path, (digest, size, mtime) in self.store.registered_outputs(self.paths).items()
+        }
 
     def _read_manifest(self) -> dict[str, Expected]:
         if self.manifest is None:

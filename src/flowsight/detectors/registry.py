@@ -78,11 +78,14 @@ def detector_class(kind: str) -> type[Any]:
         try:
             cls = plugin.load()
         except Exception as exc:
-            raise ValueError(f"detector kind {kind!r}: the plug-in's entry point {plugin.name} = {plugin.value} "
-                             f"(group {ENTRY_POINT_GROUP!r}) cannot be loaded: {type(exc).__name__}: {exc}"
-                             ) from exc
+            raise ValueError(
+                f"detector kind {kind!r}: the plug-in's entry point {plugin.name} = {plugin.value} "
+                f"(group {ENTRY_POINT_GROUP!r}) cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
         if not inspect.isclass(cls):
-            raise ValueError(f"detector kind {kind!r}: the entry point {plugin.name} = {plugin.value} "
-                             f"must name a class, it names {cls!r}")
+            raise ValueError(
+                f"detector kind {kind!r}: the entry point {plugin.name} = {plugin.value} "
+                f"must name a class, it names {cls!r}"
+            )
     assert inspect.isclass(cls)
     return cls

@@ -78,8 +78,22 @@ def _pid(value: Any) -> int | str:
         raise Invalid(f'expected a process id or "self", got {found(value)}') from None
 
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 
 
 def size(value: Any) -> int:
@@ -89,7 +103,7 @@ def size(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(digits):]
+        unit = text[len(digits) :]
         try:
             amount = float(digits)
         except ValueError:
@@ -157,18 +171,34 @@ def judge(reading: Reading, thresholds: dict[str, float]) -> tuple[str, str, dic
         percent = 100.0 * reading.used / reading.limit
         if percent <= limit:
             return None
-        return (reading.target,
-                f"{reading.label}: {reading.used:,} of {reading.limit:,} open ({percent:.1f}%), above {limit:g}%",
-                {"used": reading.used, "limit": reading.limit, "used_percent": round(percent, 2),
-                 "threshold": limit, "threshold_option": "max_used_percent"})
+        return (
+            reading.target,
+            f"{reading.label}: {reading.used:,} of {reading.limit:,} open ({percent:.1f}%), above {limit:g}%",
+            {
+                "used": reading.used,
+                "limit": reading.limit,
+                "used_percent": round(percent, 2),
+                "threshold": limit,
+                "threshold_option": "max_used_percent",
+            },
+        )
     limit = thresholds.get("max_load_per_core", math.inf)
     per_core = reading.load1 / reading.cores
     if per_core <= limit:
         return None
-    return ("cpu",
-            f"cpu: load {reading.load1:.2f} on {reading.cores} cores ({per_core:.2f} per core), above {limit:g}",
-            {"load1": reading.load1, "load5": reading.load5, "load15": reading.load15, "cores": reading.cores,
-             "load_per_core": round(per_core, 3), "threshold": limit, "threshold_option": "max_load_per_core"})
+    return (
+        "cpu",
+        f"cpu: load {reading.load1:.2f} on {reading.cores} cores ({per_core:.2f} per core), above {limit:g}",
+        {
+            "load1": reading.load1,
+            "load5": reading.load5,
+            "load15": reading.load15,
+            "cores": reading.cores,
+            "load_per_core": round(per_core, 3),
+            "threshold": limit,
+            "threshold_option": "max_load_per_core",
+        },
+    )
 
 
 def _judge_capacity(c: Capacity, thresholds: dict[str, float]) -> tuple[str, str, dict[str, Any]] | None:
@@ -177,8 +207,9 @@ def _judge_capacity(c: Capacity, thresholds: dict[str, float]) -> tuple[str, str
     in_bytes = c.unit == "bytes"
     free_text = format_bytes(c.free) if in_bytes else f"{c.free:,} inodes"
     verb = "available" if c.target == "memory" else "free"
-    evidence: dict[str, Any] = ({"free_bytes": c.free, "total_bytes": c.total} if in_bytes
-                                else {"free_inodes": c.free, "total_inodes": c.total})
+    evidence: dict[str, Any] = (
+        {"free_bytes": c.free, "total_bytes": c.total} if in_bytes else {"free_inodes": c.free, "total_inodes": c.total}
+    )
     evidence["free_percent"] = round(c.free_percent, 2)
     for option in ("min_free_bytes", "min_free_percent"):
         if option not in thresholds:
@@ -218,35 +249,56 @@ class ResourceDetector:
 
     KIND: ClassVar[str] = "resource"
     OPTIONS: ClassVar[Options] = {
-        "resource": Opt(choice(RESOURCES), required=True), "path": Opt(nonempty_string, path=True),
-        "pid": Opt(_pid), "min_free_bytes": Opt(size), "min_free_percent": Opt(_percent),
-        "max_load_per_core": Opt(number(above=0)), "max_used_percent": Opt(_percent)}
+        "resource": Opt(choice(RESOURCES), required=True),
+        "path": Opt(nonempty_string, path=True),
+        "pid": Opt(_pid),
+        "min_free_bytes": Opt(size),
+        "min_free_percent": Opt(_percent),
+        "max_load_per_core": Opt(number(above=0)),
+        "max_used_percent": Opt(_percent),
+    }
 
-    def __init__(self, name: str, *, resource: str, path: str | os.PathLike[str] | None = None,
-                 pid: int | str | None = None, min_free_bytes: int | None = None,
-                 min_free_percent: float | None = None, max_load_per_core: float | None = None,
-                 max_used_percent: float | None = None, proc: str | os.PathLike[str] = "/proc",
-                 timeout: float = 10.0,
-                 statvfs: Callable[[str], os.statvfs_result] = os.statvfs) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        resource: str,
+        path: str | os.PathLike[str] | None = None,
+        pid: int | str | None = None,
+        min_free_bytes: int | None = None,
+        min_free_percent: float | None = None,
+        max_load_per_core: float | None = None,
+        max_used_percent: float | None = None,
+        proc: str | os.PathLike[str] = "/proc",
+        timeout: float = 10.0,
+        statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
+    ) -> None:
         self.name = check_name(name)
         if resource not in RESOURCES:
             raise ValueError(f"detector {name!r}: resource must be one of {', '.join(RESOURCES)}; got {resource!r}")
         self.resource = resource
-        given = {"min_free_bytes": min_free_bytes, "min_free_percent": min_free_percent,
-                 "max_load_per_core": max_load_per_core, "max_used_percent": max_used_percent}
+        given = {
+            "min_free_bytes": min_free_bytes,
+            "min_free_percent": min_free_percent,
+            "max_load_per_core": max_load_per_core,
+            "max_used_percent": max_used_percent,
+        }
         self.thresholds = self._check_thresholds(given)
         if resource in ("disk", "inodes"):
             if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-                raise ValueError(f"detector {name!r}: resource {resource!r} needs path, a file or folder on the "
-                                 f"filesystem to watch (path = \"/var/lib\"), got {path!r}")
+                raise ValueError(
+                    f"detector {name!r}: resource {resource!r} needs path, a file or folder on the "
+                    f'filesystem to watch (path = "/var/lib"), got {path!r}'
+                )
         elif path is not None:
             raise ValueError(f"detector {name!r}: path is only for resource 'disk' or 'inodes', not {resource!r}")
         self.path = os.fspath(path) if path is not None else None
         if resource == "fds":
             pid = "self" if pid is None else pid
             if pid != "self" and (isinstance(pid, bool) or not isinstance(pid, int) or pid < 1):
-                raise ValueError(f"detector {name!r}: pid must be a process id (a whole number from 1) or "
-                                 f"\"self\", got {pid!r}")
+                raise ValueError(
+                    f'detector {name!r}: pid must be a process id (a whole number from 1) or "self", got {pid!r}'
+                )
         elif pid is not None:
             raise ValueError(f"detector {name!r}: pid is only for resource 'fds', not {resource!r}")
         self.pid = pid
@@ -259,8 +311,9 @@ class ResourceDetector:
         name, takes = self.name, RESOURCES[self.resource]
         wrong = [k for k, v in given.items() if v is not None and k not in takes]
         if wrong:
-            raise ValueError(f"detector {name!r}: resource {self.resource!r} takes {' or '.join(takes)}, "
-                             f"not {', '.join(wrong)}")
+            raise ValueError(
+                f"detector {name!r}: resource {self.resource!r} takes {' or '.join(takes)}, not {', '.join(wrong)}"
+            )
         out: dict[str, float] = {}
         for option in takes:
             value = given[option]
@@ -271,14 +324,14 @@ class ResourceDetector:
             if option in _PERCENTS and not 0 <= value <= 100:
                 raise ValueError(f"detector {name!r}: {option} must be a percentage from 0 to 100, got {value!r}")
             if option == "min_free_bytes" and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"detector {name!r}: min_free_bytes must be a whole number of bytes, 0 or more, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"detector {name!r}: min_free_bytes must be a whole number of bytes, 0 or more, got {value!r}"
+                )
             if option == "max_load_per_core" and not value > 0:
                 raise ValueError(f"detector {name!r}: max_load_per_core must be above 0, got {value!r}")
             out[option] = value
         if not out:
-            raise ValueError(f"detector {name!r}: resource {self.resource!r} needs a threshold: "
-                             f"{' or '.join(takes)}")
+            raise ValueError(f"detector {name!r}: resource {self.resource!r} needs a threshold: {' or '.join(takes)}")
         return out
 
     async def detect(self) -> Fault | None:
@@ -291,8 +344,9 @@ class ResourceDetector:
         """
         task = self._look_task
         if task is not None and not task.done():
-            raise TimeoutError(f"{self._what()}: the look begun by an earlier check has still not returned "
-                               f"(a hung filesystem?)")
+            raise TimeoutError(
+                f"{self._what()}: the look begun by an earlier check has still not returned (a hung filesystem?)"
+            )
         task = self._look_task = asyncio.create_task(asyncio.to_thread(self._look))
         task.add_done_callback(_consume)
         try:
@@ -351,11 +405,13 @@ class ResourceDetector:
         try:
             used = len(os.listdir(os.path.join(base, "fd")))
         except FileNotFoundError:
-            raise LookupError(f"process {self.pid} does not exist (no {base}): give the pid of a running "
-                              "process, or \"self\"") from None
+            raise LookupError(
+                f'process {self.pid} does not exist (no {base}): give the pid of a running process, or "self"'
+            ) from None
         except PermissionError:
-            raise PermissionError(f"process {self.pid}: not allowed to list {base}/fd (run flowsight as its "
-                                  "user, or as root)") from None
+            raise PermissionError(
+                f"process {self.pid}: not allowed to list {base}/fd (run flowsight as its user, or as root)"
+            ) from None
         with open(os.path.join(base, "limits"), encoding="ascii", errors="replace") as f:
             limit = parse_open_files_limit(f.read())
         return Usage(f"fds:{self.pid}", f"fds of process {self.pid}", used, limit)

@@ -39,11 +39,13 @@ class TcpDetector:
     """
 
     KIND: ClassVar[str] = "tcp"
-    OPTIONS: ClassVar[Options] = {"host": Opt(nonempty_string, required=True), "port": Opt(_port, required=True),
-                                  "service": Opt(nonempty_string)}
+    OPTIONS: ClassVar[Options] = {
+        "host": Opt(nonempty_string, required=True),
+        "port": Opt(_port, required=True),
+        "service": Opt(nonempty_string),
+    }
 
-    def __init__(self, name: str, *, host: str, port: int, timeout: float = 10.0,
-                 service: str | None = None) -> None:
+    def __init__(self, name: str, *, host: str, port: int, timeout: float = 10.0, service: str | None = None) -> None:
         self.name = check_name(name)
         if not isinstance(host, str) or not host.strip("[]"):
             raise ValueError(f"detector {name!r}: host must be a host name or address, got {host!r}")
@@ -62,13 +64,20 @@ class TcpDetector:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
         except TimeoutError:
-            return Fault(NetworkTimeout(self.endpoint),
-                         f"connect to {self.endpoint}: no answer within {self.timeout:g} s",
-                         detector=self.name, evidence={**evidence, "timeout_s": self.timeout})
+            return Fault(
+                NetworkTimeout(self.endpoint),
+                f"connect to {self.endpoint}: no answer within {self.timeout:g} s",
+                detector=self.name,
+                evidence={**evidence, "timeout_s": self.timeout},
+            )
         except OSError as exc:
             error = describe_error(exc)
-            return Fault(ServiceUnavailable(self.service), f"connect to {self.endpoint}: {error}",
-                         detector=self.name, evidence={**evidence, "error": error})
+            return Fault(
+                ServiceUnavailable(self.service),
+                f"connect to {self.endpoint}: {error}",
+                detector=self.name,
+                evidence={**evidence, "error": error},
+            )
         writer.close()
         try:
             await writer.wait_closed()

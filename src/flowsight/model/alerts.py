@@ -113,7 +113,7 @@ class AlertState:
 
 
 # ---- matchers ----------------------------------------------------------------
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
+_MATCHER = re.compile(r"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
 OPS = ("=", "!=", "=~", "!~")
 
 
@@ -122,11 +122,13 @@ _RE2.log_errors = False  # a refused pattern is the caller's error, said to the 
 _RE2.never_capture = True  # only whether it matches
 
 #: what RE2 leaves out, by the start of its complaint (it has no error codes)
-_UNSUPPORTED = (("invalid escape sequence: \\", "backreferences"),  # \1 ... \9: checked below
-                ("invalid perl operator: (?=", "lookahead assertions"),
-                ("invalid perl operator: (?!", "lookahead assertions"),
-                ("invalid perl operator: (?<=", "lookbehind assertions"),
-                ("invalid perl operator: (?<!", "lookbehind assertions"))
+_UNSUPPORTED = (
+    ("invalid escape sequence: \\", "backreferences"),  # \1 ... \9: checked below
+    ("invalid perl operator: (?=", "lookahead assertions"),
+    ("invalid perl operator: (?!", "lookahead assertions"),
+    ("invalid perl operator: (?<=", "lookbehind assertions"),
+    ("invalid perl operator: (?<!", "lookbehind assertions"),
+)
 
 
 def _refusal(exc: Exception) -> str:
@@ -239,9 +241,17 @@ class Silence:
         return self.active(now) and matches_all(self.matchers, labels)
 
 
-def new_silence(matchers: Iterable[str], *, now: float, duration: float | None = None,
-                starts_at: float | None = None, ends_at: float | None = None,
-                created_by: str = "", comment: str = "", silence_id: str | None = None) -> Silence:
+def new_silence(
+    matchers: Iterable[str],
+    *,
+    now: float,
+    duration: float | None = None,
+    starts_at: float | None = None,
+    ends_at: float | None = None,
+    created_by: str = "",
+    comment: str = "",
+    silence_id: str | None = None,
+) -> Silence:
     """A silence from matcher texts (``workflow=nightly-etl``), starting at
     ``starts_at`` (default now) and ending at ``ends_at`` or after ``duration``.
     What the CLI and the API both make.
@@ -265,8 +275,10 @@ def new_silence(matchers: Iterable[str], *, now: float, duration: float | None =
     if ends_at <= now:
         raise ConfigError(f"silence: it would end at {_when(ends_at)}, which has passed: it would mute nothing")
     if not ends_at < MAX_TS:  # NaN too
-        raise ConfigError(f"silence: it would end at {ends_at:g}, past the year 10889, the last time flowsight "
-                          "keeps; give a shorter duration or an earlier end")
+        raise ConfigError(
+            f"silence: it would end at {ends_at:g}, past the year 10889, the last time flowsight "
+            "keeps; give a shorter duration or an earlier end"
+        )
     if not comment.strip():
         raise ConfigError("silence: give a comment (why is this quiet?): the next person on call will ask")
     return Silence(silence_id or new_id(), parsed, start, ends_at, created_by or "unknown", comment.strip())

@@ -100,14 +100,23 @@ def finish_wire(wire: WireEvent) -> Event:
     """Check what the schema alone cannot, and fill the defaults (the HTTP
     ingest's hot path: one combined test for the common case)."""
     wf, rid, step, eid, ts = wire.workflow, wire.run_id, wire.step, wire.id, wire.ts
-    if (not wf or not rid or len(wf) > NAME_LIMIT or len(rid) > NAME_LIMIT
-            or (step is not None and len(step) > NAME_LIMIT) or (eid is not None and len(eid) > ID_LIMIT)
-            or (not step and wire.kind in STEP_KINDS)
-            or "\x00" in wf or "\x00" in rid or (step is not None and "\x00" in step)
-            or (eid is not None and "\x00" in eid)
-            or (not (wf.isascii() and rid.isascii() and (step is None or step.isascii())
-                     and (eid is None or eid.isascii()))
-                and any(text_problem(v) for v in (wf, rid, step, eid) if v))):
+    if (
+        not wf
+        or not rid
+        or len(wf) > NAME_LIMIT
+        or len(rid) > NAME_LIMIT
+        or (step is not None and len(step) > NAME_LIMIT)
+        or (eid is not None and len(eid) > ID_LIMIT)
+        or (not step and wire.kind in STEP_KINDS)
+        or "\x00" in wf
+        or "\x00" in rid
+        or (step is not None and "\x00" in step)
+        or (eid is not None and "\x00" in eid)
+        or (
+            not (wf.isascii() and rid.isascii() and (step is None or step.isascii()) and (eid is None or eid.isascii()))
+            and any(text_problem(v) for v in (wf, rid, step, eid) if v)
+        )
+    ):
         _explain_fields(wire)
     if ts.__class__ is float and 0 <= ts < MAX_TS:
         ts_f: float = ts
@@ -117,8 +126,9 @@ def finish_wire(wire: WireEvent) -> Event:
         check_attrs(wire.attrs)
     if wire.kind is EventKind.OUTPUT:
         check_output(wire.attrs)
-    return Event(id=eid or new_id(int(ts_f * 1e9)), ts=ts_f, kind=wire.kind, workflow=wf, run_id=rid, step=step,
-                 attrs=wire.attrs)
+    return Event(
+        id=eid or new_id(int(ts_f * 1e9)), ts=ts_f, kind=wire.kind, workflow=wf, run_id=rid, step=step, attrs=wire.attrs
+    )
 
 
 def _explain_fields(wire: WireEvent) -> None:
@@ -151,7 +161,8 @@ def _timestamp(ts: float | datetime | None) -> float:
     if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
         raise EventError(
             f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, or RFC 3339 text)",
-            field="ts", rule=before_epoch_in_1970(ts),
+            field="ts",
+            rule=before_epoch_in_1970(ts),
         )
     return ts_f
 
@@ -236,20 +247,31 @@ def check_output(attrs: dict[str, Any]) -> None:
     """
     path, digest = attrs.get("path"), attrs.get("sha256")
     if not isinstance(path, str) or not (path.startswith("/") or _DRIVE.match(path)):
-        raise EventError(f"field 'attrs.path': an output event needs the absolute path of the file, got {path!r}",
-                         field="attrs.path")
+        raise EventError(
+            f"field 'attrs.path': an output event needs the absolute path of the file, got {path!r}", field="attrs.path"
+        )
     if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
-        raise EventError("field 'attrs.sha256': an output event needs the file's sha256 as 64 lower-case hex "
-                         f"digits, got {digest!r}", field="attrs.sha256")
+        raise EventError(
+            "field 'attrs.sha256': an output event needs the file's sha256 as 64 lower-case hex "
+            f"digits, got {digest!r}",
+            field="attrs.sha256",
+        )
     size, mtime = attrs.get("size"), attrs.get("mtime")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
-                             or not (0 <= size <= MAX_SIZE) or size != int(size)):
-        raise EventError(f"field 'attrs.size': the file's size in bytes, a whole number from 0 to 2**63-1, "
-                         f"got {size!r}", field="attrs.size")
-    if mtime is not None and (isinstance(mtime, bool) or not isinstance(mtime, (int, float))
-                              or not (0 <= mtime < MAX_TS)):
-        raise EventError(f"field 'attrs.mtime': the file's modification time in seconds since 1970 (before the "
-                         f"year 10889), got {mtime!r}", field="attrs.mtime")
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, (int, float)) or not (0 <= size <= MAX_SIZE) or size != int(size)
+    ):
+        raise EventError(
+            f"field 'attrs.size': the file's size in bytes, a whole number from 0 to 2**63-1, got {size!r}",
+            field="attrs.size",
+        )
+    if mtime is not None and (
+        isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not (0 <= mtime < MAX_TS)
+    ):
+        raise EventError(
+            f"field 'attrs.mtime': the file's modification time in seconds since 1970 (before the "
+            f"year 10889), got {mtime!r}",
+            field="attrs.mtime",
+        )
 
 
 def check_attrs(attrs: dict[str, Any], *, field: str = "attrs", error: type[EventError] = EventError) -> None:
@@ -274,8 +296,11 @@ def check_attrs(attrs: dict[str, Any], *, field: str = "attrs", error: type[Even
             raise error(f"field '{field}': key {key!r}: {problem}", field=field)
         problem = _json_problem(value)
         if problem is not None:
-            raise error(f"field '{field}.{key}': not JSON-serialisable ({problem})", field=f"{field}.{key}",
-                        rule=problem.startswith(_RULES))
+            raise error(
+                f"field '{field}.{key}': not JSON-serialisable ({problem})",
+                field=f"{field}.{key}",
+                rule=problem.startswith(_RULES),
+            )
 
 
 # PostgreSQL keeps no NUL in text or jsonb: refused here, so an event is the

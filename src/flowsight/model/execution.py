@@ -227,5 +227,6 @@ def _close_step(m: ExecutionMetrics, ev: Event, record: bool) -> StepRecord | No
     if not failed:
         return StepRecord(m.workflow_id, name, attempt, "completed", started, ev.ts)
     tb = ev.attrs.get("traceback")
-    return StepRecord(m.workflow_id, name, attempt, "failed", started, ev.ts, _error_text(ev),
-                      tb if isinstance(tb, str) else None)
+    return StepRecord(
+        m.workflow_id, name, attempt, "failed", started, ev.ts, _error_text(ev), tb if isinstance(tb, str) else None
+    )

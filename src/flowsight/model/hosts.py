@@ -20,9 +20,11 @@ from flowsight.errors import ConfigError
 # urlsplit to read a different host out of
 _HOST_CHARS = re.compile(r"[A-Za-z0-9._\-\[\]:]+")
 ANY = "*"
-PATTERN_HINT = ("a host name or address without a port (e.g. flowsight.example.com, 10.0.0.5, [fd00::5]), "
-                "'*.example.com' for the names under a domain, or '*' for any")
-ALLOW_HINT = "flowsight serve --allowed-host NAME, or allowed_hosts = [\"NAME\"] in [server] of flowsight.toml"
+PATTERN_HINT = (
+    "a host name or address without a port (e.g. flowsight.example.com, 10.0.0.5, [fd00::5]), "
+    "'*.example.com' for the names under a domain, or '*' for any"
+)
+ALLOW_HINT = 'flowsight serve --allowed-host NAME, or allowed_hosts = ["NAME"] in [server] of flowsight.toml'
 
 
 def host_name(text: str) -> str | None:
@@ -90,8 +92,11 @@ class AllowedHosts:
             ConfigError: a pattern is not one.
         """
         checked = [allowed_pattern(p) for p in patterns]
-        return cls(frozenset(p for p in checked if not p.startswith("*")),
-                   tuple(p[1:] for p in checked if p.startswith("*.")), ANY in checked)
+        return cls(
+            frozenset(p for p in checked if not p.startswith("*")),
+            tuple(p[1:] for p in checked if p.startswith("*.")),
+            ANY in checked,
+        )
 
     def allows(self, host: str) -> bool:
         """Whether ``host`` (as :func:`host_name` gives it) is one of them."""
@@ -108,5 +113,7 @@ class AllowedHosts:
             return f"Host header {shown!r} is not a host name or address with an optional port"
         if self.allows(host):
             return None
-        return (f"host {host!r} is not one this server answers to (a guard against DNS rebinding); if it is "
-                f"reached by that name, allow it: {ALLOW_HINT.replace('NAME', host)}")
+        return (
+            f"host {host!r} is not one this server answers to (a guard against DNS rebinding); if it is "
+            f"reached by that name, allow it: {ALLOW_HINT.replace('NAME', host)}"
+        )

@@ -51,8 +51,15 @@ class AbsenceRule(LogAlertRule):
     kind = "absence"
     default_group_by = ()
 
-    def __init__(self, name: str, *, within: float | None = None, by: str | dt.time | None = None,
-                 timezone: str = "UTC", **common: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        within: float | None = None,
+        by: str | dt.time | None = None,
+        timezone: str = "UTC",
+        **common: Any,
+    ) -> None:
         super().__init__(name, **common)
         if (within is None) == (by is None):
             raise ConfigError(f"rule {name!r}: give within (a duration) or by (a time of day), one of them")
@@ -118,8 +125,14 @@ class AbsenceRule(LogAlertRule):
         w.last = now
         w.seen = now >= w.period_start
         if w.firing is not None:
-            out.append(replace(w.firing, status=AlertStatus.RESOLVED, ends_at=now, annotations={
-                **w.firing.annotations, "resolution": f"a matching line came at {format_time(now)}"}))
+            out.append(
+                replace(
+                    w.firing,
+                    status=AlertStatus.RESOLVED,
+                    ends_at=now,
+                    annotations={**w.firing.annotations, "resolution": f"a matching line came at {format_time(now)}"},
+                )
+            )
             w.firing = None
         return out
 
@@ -140,6 +153,11 @@ class AbsenceRule(LogAlertRule):
             assert self.by is not None
             summary = f"{self._scope(key)}: no {self._what()} by {self.by:%H:%M} {self.timezone}"
             expected = f"one every day by {self.by:%H:%M} {self.timezone}"
-        return self._alert(key, now, due, summary,
-                           f"rule {self.name!r} expects {expected}; none since {format_time(since, self.tz)}",
-                           ends=False)
+        return self._alert(
+            key,
+            now,
+            due,
+            summary,
+            f"rule {self.name!r} expects {expected}; none since {format_time(since, self.tz)}",
+            ends=False,
+        )

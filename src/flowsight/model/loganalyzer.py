@@ -79,8 +79,14 @@ class LogAnalyzer:
         ValueError: a bucket or retention that is not positive, ``max_keys`` < 1.
     """
 
-    def __init__(self, miner: TemplateMiner | None = None, *, bucket: float = 60.0, retention: float = 86400.0,
-                 max_keys: int = 5000) -> None:
+    def __init__(
+        self,
+        miner: TemplateMiner | None = None,
+        *,
+        bucket: float = 60.0,
+        retention: float = 86400.0,
+        max_keys: int = 5000,
+    ) -> None:
         if not (math.isfinite(bucket) and bucket > 0):
             raise ValueError(f"bucket must be a positive number of seconds, got {bucket!r}")
         if not (math.isfinite(retention) and retention >= bucket):
@@ -166,8 +172,14 @@ class LogAnalyzer:
             lo = max(lo, self._newest - self._keep)
         return ((b, c) for b, c in self._counts.items() if lo <= b < hi)
 
-    def series(self, template_id: str | None = None, workflow: str | None = None, *,
-               since: float | None = None, until: float | None = None) -> list[tuple[float, int]]:
+    def series(
+        self,
+        template_id: str | None = None,
+        workflow: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[tuple[float, int]]:
         """(bucket start, entries) for each non-empty bucket overlapping
         [``since``, ``until``), oldest first: the entries of ``template_id``
         (any template when None) in ``workflow`` (any when None; ``""``: the
@@ -176,20 +188,30 @@ class LogAnalyzer:
         resolve = self._resolver(self.miner.templates())
         out = []
         for b, counts in sorted(self._buckets(since, until)):
-            n = sum(c for (tid, wf), c in counts.items()
-                    if (want is None or resolve(tid) == want) and (workflow is None or wf == workflow))
+            n = sum(
+                c
+                for (tid, wf), c in counts.items()
+                if (want is None or resolve(tid) == want) and (workflow is None or wf == workflow)
+            )
             if n:
                 out.append((b * self.bucket, n))
         return out
 
-    def counts(self, template_id: str | None = None, workflow: str | None = None, *,
-               since: float | None = None, until: float | None = None) -> int:
+    def counts(
+        self,
+        template_id: str | None = None,
+        workflow: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
         """Entries counted in the buckets overlapping [``since``, ``until``)
         (bucket resolution), for ``template_id`` and ``workflow`` as in :meth:`series`."""
         return sum(n for _, n in self.series(template_id, workflow, since=since, until=until))
 
-    def top(self, n: int = 10, *, since: float | None = None, until: float | None = None,
-            workflow: str | None = None) -> list[TemplateCount]:
+    def top(
+        self, n: int = 10, *, since: float | None = None, until: float | None = None, workflow: str | None = None
+    ) -> list[TemplateCount]:
         """The ``n`` templates with the most entries in [``since``, ``until``),
         most first (ties: by id)."""
         texts = self.miner.templates()
@@ -200,7 +222,7 @@ class LogAnalyzer:
                 if workflow is None or wf == workflow:
                     cur = resolve(tid)
                     totals[cur] = totals.get(cur, 0) + c
-        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:max(0, n)]
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: max(0, n)]
         return [TemplateCount(tid, texts.get(tid, ("", 0))[0], c) for tid, c in ranked]
 
     def _resolver(self, live: Container[str]) -> Callable[[str], str]:
@@ -214,6 +236,7 @@ class LogAnalyzer:
                 cur = self.miner.resolve(tid)
                 cur = cache[tid] = cur if cur in live else OVERFLOW
             return cur
+
         return resolve
 
     def _fold_evicted(self) -> None:
@@ -235,8 +258,9 @@ class LogAnalyzer:
             "retention": self.retention,
             "max_keys": self.max_keys,
             "miner": self.miner.state(),
-            "counts": [[b, tid, wf, n] for b, counts in sorted(self._counts.items())
-                       for (tid, wf), n in counts.items()],
+            "counts": [
+                [b, tid, wf, n] for b, counts in sorted(self._counts.items()) for (tid, wf), n in counts.items()
+            ],
         }
 
     @classmethod
@@ -248,11 +272,16 @@ class LogAnalyzer:
         """
         if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
             got = state.get("version") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"log analyzer state version {got!r} is not supported "
-                             f"(expected {_STATE_VERSION}); start a new analyzer")
+            raise ValueError(
+                f"log analyzer state version {got!r} is not supported (expected {_STATE_VERSION}); start a new analyzer"
+            )
         try:
-            a = cls(TemplateMiner.from_state(state["miner"]), bucket=float(state["bucket"]),
-                    retention=float(state["retention"]), max_keys=int(state["max_keys"]))
+            a = cls(
+                TemplateMiner.from_state(state["miner"]),
+                bucket=float(state["bucket"]),
+                retention=float(state["retention"]),
+                max_keys=int(state["max_keys"]),
+            )
             for b, tid, wf, n in state["counts"]:
                 a._counts.setdefault(int(b), {})[(str(tid), str(wf))] = int(n)
         except (KeyError, TypeError) as exc:

@@ -88,8 +88,8 @@ _hs: Any = _load_hyperscan()
 
 Engine = Literal["auto", "hyperscan", "python"]
 
-_MIN_LITERAL = 3   # shorter required literals filter too little to be worth a scan
-_MAX_SET = 16      # most strings an exact or required literal set may hold
+_MIN_LITERAL = 3  # shorter required literals filter too little to be worth a scan
+_MAX_SET = 16  # most strings an exact or required literal set may hold
 _ASCII = range(128)
 
 
@@ -288,6 +288,7 @@ def _plan(parsed: Any) -> _Plan:
 
 # --- hyperscan translation --------------------------------------------------
 
+
 class _Untranslatable(Exception):
     pass
 
@@ -379,7 +380,7 @@ def _hs_expression(parsed: Any) -> str:
     tail = ""
     op, av = items[-1]
     if op in repeats and av[1] is _k.MAXREPEAT and len(av[2]) == 1:
-        (char_op, char_av), = av[2]
+        ((char_op, char_av),) = av[2]
         if char_op in (_k.LITERAL, _k.NOT_LITERAL, _k.ANY, _k.IN):
             others = frozenset(_ASCII) - _ascii_set(char_op, char_av, flags) - {10}
             tail = "(?:" + _hs_class(others) + "|$)"
@@ -387,6 +388,7 @@ def _hs_expression(parsed: Any) -> str:
 
 
 # --- the engines --------------------------------------------------------------
+
 
 class _Lines:
     """Where each text of a joined batch ends, computed once and only if needed."""
@@ -424,6 +426,7 @@ def _regex_find(rx: re.Pattern[str], hay: str) -> Callable[[int], int]:
     def find(pos: int) -> int:
         m = rx.search(hay, pos)
         return -1 if m is None else m.start()
+
     return find
 
 
@@ -539,8 +542,12 @@ class _HsEngine:
 
 def _compile(expressions: dict[int, bytes]) -> Any:
     db = _hs.Database()
-    db.compile(expressions=list(expressions.values()), ids=list(expressions),
-               elements=len(expressions), flags=_hs.HS_FLAG_MULTILINE)
+    db.compile(
+        expressions=list(expressions.values()),
+        ids=list(expressions),
+        elements=len(expressions),
+        flags=_hs.HS_FLAG_MULTILINE,
+    )
     return db
 
 
@@ -579,8 +586,10 @@ class MultiMatcher:
         if engine not in ("auto", "hyperscan", "python"):
             raise ConfigError(f"matcher engine must be 'auto', 'hyperscan' or 'python', got {engine!r}")
         if engine == "hyperscan" and _hs is None:
-            raise ConfigError("matcher engine 'hyperscan': the hyperscan package is not installed; "
-                              "pip install 'flowsight[hyperscan]' or use engine='auto'")
+            raise ConfigError(
+                "matcher engine 'hyperscan': the hyperscan package is not installed; "
+                "pip install 'flowsight[hyperscan]' or use engine='auto'"
+            )
         seen: set[int] = set()
         compiled: list[re.Pattern[str]] = []
         parsed: list[Any] = []
@@ -594,8 +603,10 @@ class MultiMatcher:
             try:
                 compiled.append(re.compile(p.regex, flags))
             except (re.error, OverflowError, RecursionError) as e:
-                raise ConfigError(f"log pattern {p.key}: {p.regex!r} is not a valid regular expression: {e}; "
-                                  f"write it in Python re syntax (a plain text is re.escape(text))") from None
+                raise ConfigError(
+                    f"log pattern {p.key}: {p.regex!r} is not a valid regular expression: {e}; "
+                    f"write it in Python re syntax (a plain text is re.escape(text))"
+                ) from None
             parsed.append(_parser.parse(p.regex, flags))
         self._keys = tuple(p.key for p in self.patterns)
         self._single = tuple((key,) for key in self._keys)  # one answer tuple per key, reused
@@ -683,4 +694,3 @@ class MultiMatcher:
 def engines() -> tuple[str, ...]:
     """The engines this installation can run, best first."""
     return ("hyperscan", "python") if _hs is not None else ("python",)
-

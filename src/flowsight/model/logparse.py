@@ -61,8 +61,9 @@ from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_sysl
 
 _INFO = LogLevel.INFO
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
+}
 
 # Tuple of (level or None, message, fields, workflow, run_id, step, timestamp or None);
 # the level is None when the line names none (JSON or logfmt without a level key).
@@ -74,8 +75,9 @@ _Parsed = tuple[LogLevel | None, str, dict[str, FieldValue], str | None, str | N
 MAX_AHEAD = 86400.0
 
 
-def parse_line(line: str, *, source: str, now: float, default_year: int | None = None,
-               default_ts: float | None = None) -> LogEntry:
+def parse_line(
+    line: str, *, source: str, now: float, default_year: int | None = None, default_ts: float | None = None
+) -> LogEntry:
     """Parse one line (see the module docstring for the formats). Never raises:
     a line no format fits is an Info entry whose message is the line.
     ``default_ts``: the time of a line whose text holds none (or none that
@@ -148,7 +150,9 @@ def _days(y: int, mo: int, d: int) -> int | None:
     return days
 
 
-def _epoch(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None = None, zone: str | None = None) -> float | None:
+def _epoch(
+    y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None = None, zone: str | None = None
+) -> float | None:
     """Seconds since the epoch of a UTC wall time (``zone``: ``Z`` or
     ``+hh:mm``/``+hhmm``), None when it is no real time."""
     days = _days(y, mo, d)
@@ -168,7 +172,9 @@ def _year(default_year: int | None, now: float) -> int:
     return default_year if default_year is not None else time.gmtime(now).tm_year
 
 
-def _yearless(mo: int, d: int, h: int, mi: int, s: int, frac: str | None, now: float, default_year: int | None) -> float | None:
+def _yearless(
+    mo: int, d: int, h: int, mi: int, s: int, frac: str | None, now: float, default_year: int | None
+) -> float | None:
     ts = _epoch(_year(default_year, now), mo, d, h, mi, s, frac)
     if ts is not None and default_year is None and ts > now + 86400:
         ts = _epoch(time.gmtime(now).tm_year - 1, mo, d, h, mi, s, frac)
@@ -180,7 +186,9 @@ def _century(yy: str) -> int:
     return y + (2000 if y < 70 else 1900)
 
 
-_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(?: ?(Z|z|[+-]\d\d:?\d\d)(?![\d:]))?")
+_ISO = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(?: ?(Z|z|[+-]\d\d:?\d\d)(?![\d:]))?"
+)
 _SLASH4 = re.compile(r"(\d{4})/(\d\d)/(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _SLASH2 = re.compile(r"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _ANDROID = re.compile(r"(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
@@ -190,7 +198,7 @@ _EPOCH_NUM = re.compile(r"(\d{10})(?:\.(\d{1,9}))?")
 
 def _leading_time(line: str, pos: int, now: float, default_year: int | None) -> tuple[float, int] | None:
     """The timestamp a line starts with at ``pos`` and where it ends."""
-    sep = line[pos + 4:pos + 5]
+    sep = line[pos + 4 : pos + 5]
     if sep == "-":
         m = _ISO.match(line, pos)
         if m is None:
@@ -203,19 +211,19 @@ def _leading_time(line: str, pos: int, now: float, default_year: int | None) -> 
             return None
         y, mo, d, h, mi, s, frac = m.groups()
         ts = _epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac)
-    elif line[pos + 6:pos + 7] == " ":
+    elif line[pos + 6 : pos + 7] == " ":
         m = _COMPACT.match(line, pos)
         if m is None:
             return None
         yy, mo, d, h, mi, s = m.groups()
         ts = _epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s))
-    elif line[pos + 2:pos + 3] == "/":
+    elif line[pos + 2 : pos + 3] == "/":
         m = _SLASH2.match(line, pos)
         if m is None:
             return None
         yy, mo, d, h, mi, s, frac = m.groups()
         ts = _epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s), frac)
-    elif line[pos + 2:pos + 3] == "-":
+    elif line[pos + 2 : pos + 3] == "-":
         m = _ANDROID.match(line, pos)
         if m is None:
             return None
@@ -315,7 +323,7 @@ def _timestamped(line: str, pos: int, now: float, default_year: int | None) -> _
             j = _bracket_end(line, i)
             if j < 0:
                 break
-            word = line[i + 1:j - 1]
+            word = line[i + 1 : j - 1]
             level = level_from_word(word) if len(word) > 1 else None
             if level is None:
                 fields["thread"] = word
@@ -357,14 +365,14 @@ def _timestamped(line: str, pos: int, now: float, default_year: int | None) -> _
     if line.startswith("[", i):  # log4j's [thread] after the level (not Kafka's "[Server 0], started")
         j = _bracket_end(line, i)
         if j > 0 and (j == n or line[j] == " "):
-            fields["thread"] = line[i + 1:j - 1]
+            fields["thread"] = line[i + 1 : j - 1]
             i = _skip_spaces(line, j)
     if line.startswith("- ", i) or line.startswith("-", i) and i + 1 == n:
-        return level, line[i + 2:].strip(), fields, None, None, None, ts
+        return level, line[i + 2 :].strip(), fields, None, None, None, ts
     j = line.find(" ", i)
     if j > i and "component" not in fields:
         if line[j - 1] == ":":  # "dfs.DataNode$PacketResponder: message"
-            fields["component"] = line[i:j - 1]
+            fields["component"] = line[i : j - 1]
             i = j + 1
         else:
             k = _skip_spaces(line, j)
@@ -372,7 +380,7 @@ def _timestamped(line: str, pos: int, now: float, default_year: int | None) -> _
                 e = _bracket_end(line, k)
                 if e > 0:
                     fields["component"] = line[i:j]
-                    fields["context"] = line[k + 1:e - 1]
+                    fields["context"] = line[k + 1 : e - 1]
                     i = e
             elif line.startswith("- ", k):  # log4j "%c - %m"
                 fields["component"] = line[i:j]
@@ -422,13 +430,13 @@ def _hpc(line: str) -> _Parsed | None:
     if m is None:
         return None
     fields: dict[str, FieldValue] = {"node": m.group(2), "component": m.group(3), "state": m.group(4)}
-    return _INFO, line[m.end():].strip(), fields, None, None, None, float(m.group(5))
+    return _INFO, line[m.end() :].strip(), fields, None, None, None, float(m.group(5))
 
 
 def _prefixed(line: str, now: float, default_year: int | None) -> _Parsed | None:
     """A one-word prefix (a file name) before a timestamped line."""
     i = line.find(" ")
-    if 0 < i < 256 and line[i + 1:i + 2].isdigit():
+    if 0 < i < 256 and line[i + 1 : i + 2].isdigit():
         parsed = _timestamped(line, i + 1, now, default_year)
         if parsed is not None:
             parsed[2]["prefix"] = line[:i]
@@ -436,7 +444,9 @@ def _prefixed(line: str, now: float, default_year: int | None) -> _Parsed | None
     return None
 
 
-_BGL = re.compile(r"(\S+) (\d{9,10}) \d{4}\.\d\d\.\d\d (\S+) \d{4}-\d\d-\d\d-\d\d\.\d\d\.\d\d(?:\.(\d{1,9}))? \S+ (\S+) (\S+) (\S+)(?: |$)")
+_BGL = re.compile(
+    r"(\S+) (\d{9,10}) \d{4}\.\d\d\.\d\d (\S+) \d{4}-\d\d-\d\d-\d\d\.\d\d\.\d\d(?:\.(\d{1,9}))? \S+ (\S+) (\S+) (\S+)(?: |$)"
+)
 
 
 def _bgl(line: str) -> _Parsed | None:
@@ -452,11 +462,13 @@ def _bgl(line: str) -> _Parsed | None:
     if label != "-":
         fields["label"] = label
     ts = int(epoch) + (int(frac) / 10 ** len(frac) if frac else 0.0)
-    return level, line[m.end():].strip(), fields, None, None, None, ts
+    return level, line[m.end() :].strip(), fields, None, None, None, ts
 
 
 # ---- syslog ----------------------------------------------------------------------
-_RFC3164 = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]?\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\S+) ?")
+_RFC3164 = re.compile(
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]?\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\S+) ?"
+)
 _RFC5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r'\[([^\s\]=]+)((?: [^\s=\]"]+="[^"\\]*+(?:\\.[^"\\]*+)*+")*+) ?\]')
 _SD_PARAM = re.compile(r'([^\s=\]"]+)="([^"\\]*+(?:\\.[^"\\]*+)*+)"')
@@ -476,8 +488,9 @@ def _syslog_pri(line: str, now: float, default_year: int | None) -> _Parsed | No
     return _rfc3164(line, end + 1, now, default_year, level, fields)
 
 
-def _rfc3164(line: str, i: int, now: float, default_year: int | None, level: LogLevel,
-             fields: dict[str, FieldValue]) -> _Parsed | None:
+def _rfc3164(
+    line: str, i: int, now: float, default_year: int | None, level: LogLevel, fields: dict[str, FieldValue]
+) -> _Parsed | None:
     m = _RFC3164.match(line, i)
     if m is None:
         return None
@@ -512,13 +525,22 @@ def _rfc5424(line: str, i: int, now: float, level: LogLevel, fields: dict[str, F
                 fields[p.group(1)] = _unescape_sd(p.group(2))
             i = sd.end()
     message = line[i:].strip().removeprefix("\ufeff")
-    return level, message, fields, _text(fields.pop("workflow", None)), _text(fields.pop("run_id", None)), \
-        _text(fields.pop("step", None)), ts
+    return (
+        level,
+        message,
+        fields,
+        _text(fields.pop("workflow", None)),
+        _text(fields.pop("run_id", None)),
+        _text(fields.pop("step", None)),
+        ts,
+    )
 
 
 # ---- [ ... ] ---------------------------------------------------------------------
-_APACHE = re.compile(r"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-                     r"([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\d{4})\] ?")
+_APACHE = re.compile(
+    r"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\d{4})\] ?"
+)
 
 
 def _bracketed(line: str, now: float, default_year: int | None) -> _Parsed | None:
@@ -532,14 +554,14 @@ def _bracketed(line: str, now: float, default_year: int | None) -> _Parsed | Non
         if e > 0:
             inner = _leading_time(line[1:e], 0, now, default_year)
             if inner is not None and inner[1] == e - 1:
-                parsed = _timestamped(line[1:e] + line[e + 1:], 0, now, default_year)
+                parsed = _timestamped(line[1:e] + line[e + 1 :], 0, now, default_year)
                 if parsed is not None:
                     return parsed
     e = line.find("]")
     if e > 1:  # "[ERROR] message"
         level = level_from_word(line[1:e])
         if level is not None and e > 2:
-            return level, line[e + 1:].strip(), {}, None, None, None, None
+            return level, line[e + 1 :].strip(), {}, None, None, None, None
     return None
 
 
@@ -550,7 +572,7 @@ def _apache_rest(line: str, i: int, ts: float | None) -> _Parsed:
     if line.startswith("[", i):
         e = line.find("]", i)
         if e > 0:
-            module, _, word = line[i + 1:e].rpartition(":")
+            module, _, word = line[i + 1 : e].rpartition(":")
             found = level_from_word(word) or (level_from_word(word[:-1]) if word[-1:].isdigit() else None)  # trace1-8
             if found is not None:
                 level = found
@@ -560,7 +582,7 @@ def _apache_rest(line: str, i: int, ts: float | None) -> _Parsed:
     if line.startswith("[pid ", i):
         e = line.find("]", i)
         if e > 0:
-            pid, _, tid = line[i + 5:e].partition(":tid ")
+            pid, _, tid = line[i + 5 : e].partition(":tid ")
             fields["pid"] = int(pid) if pid.isdecimal() else pid
             if tid:
                 fields["tid"] = int(tid) if tid.isdecimal() else tid
@@ -578,10 +600,10 @@ def _leading_level(line: str) -> _Parsed | None:
         if level is None:
             return None
         e = line.find(":", j + 1)
-        name = line[j + 1:e]
+        name = line[j + 1 : e]
         if e > j + 1 and " " not in name:
-            return level, line[e + 1:].strip(), {"component": name}, None, None, None, None
-        return level, line[j + 1:].strip(), {}, None, None, None, None
+            return level, line[e + 1 :].strip(), {"component": name}, None, None, None, None
+        return level, line[j + 1 :].strip(), {}, None, None, None, None
     if k > 1:
         level = level_from_word(line[:k])
         if level is not None and line[:k].isupper():
@@ -593,8 +615,14 @@ def _leading_level(line: str) -> _Parsed | None:
 _LEVEL_KEYS = ("level", "lvl", "severity", "levelname", "loglevel", "log.level", "severity_text", "Level")
 _MESSAGE_KEYS = ("msg", "message", "event", "Message", "MESSAGE", "log")
 _TIME_KEYS = ("ts", "time", "timestamp", "@timestamp", "t", "asctime", "Timestamp", "datetime")
-_PINO = {10: LogLevel.TRACE, 20: LogLevel.DEBUG, 30: LogLevel.INFO, 40: LogLevel.WARN, 50: LogLevel.ERROR,
-         60: LogLevel.FATAL}
+_PINO = {
+    10: LogLevel.TRACE,
+    20: LogLevel.DEBUG,
+    30: LogLevel.INFO,
+    40: LogLevel.WARN,
+    50: LogLevel.ERROR,
+    60: LogLevel.FATAL,
+}
 _json_decode: Callable[[str], Any] = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.Encoder().encode
 
@@ -669,7 +697,7 @@ def _unquote(value: str) -> str:
         return value
     value = value[1:-1] if len(value) > 1 and value[-1] == '"' else value[1:]
     if "\\" in value:
-        value = re.sub(r'\\(.)', lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), value)
+        value = re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), value)
     return value
 
 

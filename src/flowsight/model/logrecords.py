@@ -37,7 +37,15 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import LogEntryError
-from flowsight.model.events import ID_LIMIT, MAX_TS, NAME_LIMIT, before_epoch_in_1970, check_attrs, explain, text_problem
+from flowsight.model.events import (
+    ID_LIMIT,
+    MAX_TS,
+    NAME_LIMIT,
+    before_epoch_in_1970,
+    check_attrs,
+    explain,
+    text_problem,
+)
 from flowsight.model.ids import new_id
 from flowsight.model.logparse import MAX_AHEAD, parse_line
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
@@ -84,9 +92,19 @@ class StoredLog:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``GET /api/v1/logs``, ``flowsight logs --json``)."""
         e = self.record.entry
-        return {"seq": self.seq, "id": self.record.id, "ts": e.timestamp, "level": e.level.value,
-                "message": e.message, "source": e.source, "workflow": e.workflow, "run_id": e.run_id,
-                "step": e.step, "template_id": self.record.template_id, "fields": dict(e.fields)}
+        return {
+            "seq": self.seq,
+            "id": self.record.id,
+            "ts": e.timestamp,
+            "level": e.level.value,
+            "message": e.message,
+            "source": e.source,
+            "workflow": e.workflow,
+            "run_id": e.run_id,
+            "step": e.step,
+            "template_id": self.record.template_id,
+            "fields": dict(e.fields),
+        }
 
 
 class WireLog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -125,16 +143,24 @@ def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
             raise LogEntryError("field 'line': send 'message' or 'line', not both", field="line")
         for name in ("level", "fields"):
             if getattr(wire, name):
-                raise LogEntryError(f"field '{name}': not with 'line': a raw line's {name} is read from its text",
-                                    field=name)
+                raise LogEntryError(
+                    f"field '{name}': not with 'line': a raw line's {name} is read from its text", field=name
+                )
         at = None if wire.ts is None else _timestamp(wire.ts, now)
         entry = parse_line(wire.line, source=wire.source or HTTP_SOURCE, now=now, default_ts=at)
         _check_read(entry)
         workflow, run_id, step = names
-        entry = LogEntry(entry.timestamp, entry.level, entry.message, entry.source,
-                         workflow if workflow is not None else entry.workflow,
-                         run_id if run_id is not None else entry.run_id,
-                         step if step is not None else entry.step, entry.fields, entry.raw)
+        entry = LogEntry(
+            entry.timestamp,
+            entry.level,
+            entry.message,
+            entry.source,
+            workflow if workflow is not None else entry.workflow,
+            run_id if run_id is not None else entry.run_id,
+            step if step is not None else entry.step,
+            entry.fields,
+            entry.raw,
+        )
     elif wire.message is None:
         raise LogEntryError("field 'message': missing (required; or send the raw text as 'line')", field="message")
     else:
@@ -142,13 +168,22 @@ def finish_wire_log(wire: WireLog, now: float) -> LogRecord:
         if wire.level is not None:
             found = level_from_word(wire.level)
             if found is None:
-                raise LogEntryError(f"field 'level': {wire.level!r} is not a level; use one of {_LEVELS} "
-                                    "(any case; warning, err, critical... are read too)", field="level")
+                raise LogEntryError(
+                    f"field 'level': {wire.level!r} is not a level; use one of {_LEVELS} "
+                    "(any case; warning, err, critical... are read too)",
+                    field="level",
+                )
             level = found
         if wire.fields:
             check_attrs(wire.fields, field="fields", error=LogEntryError)
-        entry = LogEntry(now if wire.ts is None else _timestamp(wire.ts, now), level, wire.message,
-                         wire.source or HTTP_SOURCE, *names, _fields(wire.fields))
+        entry = LogEntry(
+            now if wire.ts is None else _timestamp(wire.ts, now),
+            level,
+            wire.message,
+            wire.source or HTTP_SOURCE,
+            *names,
+            _fields(wire.fields),
+        )
     return LogRecord(wire.id or new_id(int(entry.timestamp * 1e9)), entry)
 
 
@@ -176,8 +211,14 @@ def _check_texts(wire: WireLog) -> None:
 def _check_read(entry: LogEntry) -> None:
     """The same rule for what was read out of a raw line (a JSON line can
     write a NUL as ``\\u0000``)."""
-    for text in (entry.message, entry.workflow, entry.run_id, entry.step, *entry.fields.keys(),
-                 *(v for v in entry.fields.values() if isinstance(v, str))):
+    for text in (
+        entry.message,
+        entry.workflow,
+        entry.run_id,
+        entry.step,
+        *entry.fields.keys(),
+        *(v for v in entry.fields.values() if isinstance(v, str)),
+    ):
         problem = None if not text else text_problem(text)
         if problem is not None:
             raise LogEntryError(f"field 'line': a value read from it {problem}", field="line", rule=True)
@@ -189,12 +230,18 @@ def _timestamp(ts: float | datetime, now: float) -> float:
     else:
         ts_f = float(ts)
     if not (math.isfinite(ts_f) and 0 <= ts_f < MAX_TS):
-        raise LogEntryError(f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, "
-                            "or RFC 3339 text)", field="ts", rule=before_epoch_in_1970(ts))
+        raise LogEntryError(
+            f"field 'ts': not a timestamp: {ts!r} (seconds since 1970 up to the year 10889, or RFC 3339 text)",
+            field="ts",
+            rule=before_epoch_in_1970(ts),
+        )
     if ts_f > now + MAX_AHEAD:
-        raise LogEntryError(f"field 'ts': {ts!r} is more than a day ahead of the server's clock; an entry's time "
-                            "is when it was written (an entry from the future would outlive every retention)",
-                            field="ts", rule=True)
+        raise LogEntryError(
+            f"field 'ts': {ts!r} is more than a day ahead of the server's clock; an entry's time "
+            "is when it was written (an entry from the future would outlive every retention)",
+            field="ts",
+            rule=True,
+        )
     return ts_f
 
 

@@ -117,7 +117,7 @@ def time_of_day(text: str) -> dt.time:
     """``"03:00"`` -> 03:00. Raises ConfigError unless ``HH:MM`` (00:00 to 23:59)."""
     m = _TIME_OF_DAY.fullmatch(text.strip())
     if m is None:
-        raise ConfigError(f"expected a time of day as HH:MM such as \"03:00\", got {text!r}")
+        raise ConfigError(f'expected a time of day as HH:MM such as "03:00", got {text!r}')
     return dt.time(int(m.group(1)), int(m.group(2)))
 
 
@@ -169,14 +169,15 @@ def format_time(ts: float, tz: dt.tzinfo = dt.UTC) -> str:
 
 def _first_line(text: str) -> str:
     line = text.strip().split("\n", 1)[0]
-    return line if len(line) <= _SHOWN else line[:_SHOWN - 3] + "..."
+    return line if len(line) <= _SHOWN else line[: _SHOWN - 3] + "..."
 
 
 def _about(entry: LogEntry) -> str:
     """``error line from /var/log/etl.log at 2024-..., workflow etl, run r1, step load``."""
     parts = [f"{entry.level.value} line from {entry.source or '?'} at {format_time(entry.timestamp)}"]
-    parts += [f"{what} {v}" for what, v in (("workflow", entry.workflow), ("run", entry.run_id),
-                                            ("step", entry.step)) if v]
+    parts += [
+        f"{what} {v}" for what, v in (("workflow", entry.workflow), ("run", entry.run_id), ("step", entry.step)) if v
+    ]
     return ", ".join(parts)
 
 
@@ -202,27 +203,61 @@ class LogAlertRule(ABC):
     default_group_by: ClassVar[tuple[str, ...]] = ("workflow",)
     default_level: ClassVar[LogLevel | None] = None
 
-    def __init__(self, name: str, *, pattern: str | None = None, contains: str | None = None,
-                 ignore_case: bool = False, level: LogLevel | str | None = None,
-                 fields: Mapping[str, FieldValue] | None = None, group_by: Sequence[str] | None = None,
-                 severity: Severity | str = Severity.WARNING, realert: float = DEFAULT_REALERT,
-                 resolve_after: float = DEFAULT_RESOLVE_AFTER, labels: Mapping[str, str] | None = None,
-                 annotations: Mapping[str, str] | None = None, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        pattern: str | None = None,
+        contains: str | None = None,
+        ignore_case: bool = False,
+        level: LogLevel | str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        group_by: Sequence[str] | None = None,
+        severity: Severity | str = Severity.WARNING,
+        realert: float = DEFAULT_REALERT,
+        resolve_after: float = DEFAULT_RESOLVE_AFTER,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a log rule needs a name")
         self.name = name
         try:
-            self._setup(pattern, contains, ignore_case, level, fields, group_by, severity, realert,
-                        resolve_after, labels, annotations, max_keys)
+            self._setup(
+                pattern,
+                contains,
+                ignore_case,
+                level,
+                fields,
+                group_by,
+                severity,
+                realert,
+                resolve_after,
+                labels,
+                annotations,
+                max_keys,
+            )
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"rule {name!r}: {exc}") from None
         self._started: float | None = None
         self._last_alert: dict[Key, float] = {}  # key -> when it last made an alert (realert)
 
-    def _setup(self, pattern: str | None, contains: str | None, ignore_case: bool, level: LogLevel | str | None,
-               fields: Mapping[str, FieldValue] | None, group_by: Sequence[str] | None, severity: Severity | str,
-               realert: float, resolve_after: float, labels: Mapping[str, str] | None,
-               annotations: Mapping[str, str] | None, max_keys: int) -> None:
+    def _setup(
+        self,
+        pattern: str | None,
+        contains: str | None,
+        ignore_case: bool,
+        level: LogLevel | str | None,
+        fields: Mapping[str, FieldValue] | None,
+        group_by: Sequence[str] | None,
+        severity: Severity | str,
+        realert: float,
+        resolve_after: float,
+        labels: Mapping[str, str] | None,
+        annotations: Mapping[str, str] | None,
+        max_keys: int,
+    ) -> None:
         if pattern is not None and contains is not None:
             raise ConfigError("give pattern or contains, not both")
         if contains is not None and not contains:
@@ -234,8 +269,10 @@ class LogAlertRule(ABC):
         self._search: Callable[[str], object] | None = None
         if self.pattern_regex is not None:
             if contains is not None and not ignore_case:
+
                 def search(text: str, needle: str = contains) -> bool:
                     return needle in text  # faster than a regex for a plain substring
+
                 self._search = search
             else:
                 self._search = compile_pattern(self.pattern_regex, self.ignore_case).search
@@ -262,8 +299,10 @@ class LogAlertRule(ABC):
             if not _LABEL.fullmatch(k):
                 raise ConfigError(f"label {k!r} is not a label name (letters, digits and _, not first a digit)")
             if k in RESERVED_LABELS or k in self._label_names:
-                raise ConfigError(f"label {k!r} is set by the rule itself (alertname is the rule's name; "
-                                  f"severity, template_id and the group_by labels come from the entry)")
+                raise ConfigError(
+                    f"label {k!r} is set by the rule itself (alertname is the rule's name; "
+                    f"severity, template_id and the group_by labels come from the entry)"
+                )
         self.annotations = dict(annotations or {})
         if max_keys < 1:
             raise ConfigError(f"max_keys must be at least 1, got {max_keys!r}")
@@ -313,12 +352,25 @@ class LogAlertRule(ABC):
         parts += [f"with {k}={as_text(v)}" for k, v in self.fields.items()]
         return " ".join(["lines", *parts])
 
-    def _alert(self, key: Key, now: float, starts_at: float, summary: str, description: str, *,
-               extra: Mapping[str, str] | None = None, ends: bool = True) -> Alert:
-        return Alert(labels=self.alert_labels(key, extra),
-                     annotations={"summary": summary, "description": description, **self.annotations},
-                     severity=self.severity, source="log", starts_at=starts_at,
-                     ends_at=now + self.resolve_after if ends else None)
+    def _alert(
+        self,
+        key: Key,
+        now: float,
+        starts_at: float,
+        summary: str,
+        description: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+        ends: bool = True,
+    ) -> Alert:
+        return Alert(
+            labels=self.alert_labels(key, extra),
+            annotations={"summary": summary, "description": description, **self.annotations},
+            severity=self.severity,
+            source="log",
+            starts_at=starts_at,
+            ends_at=now + self.resolve_after if ends else None,
+        )
 
     # ---- cooldown and state --------------------------------------------------------------
     def _cooling(self, key: Key, now: float) -> bool:
@@ -380,8 +432,13 @@ class MatchRule(LogAlertRule):
 
     def create_alert(self, entry: LogEntry, now: float) -> Alert:
         key = self.key(entry)
-        return self._alert(key, now, min(entry.timestamp, now), f"{self._scope(key)}: {_first_line(entry.message)}",
-                           f"{_about(entry)}; rule {self.name!r} fires on {self._what()}\n{entry.raw or entry.message}")
+        return self._alert(
+            key,
+            now,
+            min(entry.timestamp, now),
+            f"{self._scope(key)}: {_first_line(entry.message)}",
+            f"{_about(entry)}; rule {self.name!r} fires on {self._what()}\n{entry.raw or entry.message}",
+        )
 
 
 class FrequencyRule(LogAlertRule):
@@ -421,10 +478,13 @@ class FrequencyRule(LogAlertRule):
         times = self._seen.get(key) or deque([now])
         n, span = len(times), now - times[0]
         return self._alert(
-            key, now, times[0],
+            key,
+            now,
+            times[0],
             f"{self._scope(key)}: {n} {self._what()} within {format_duration(self.window)}",
             f"rule {self.name!r} fires at {self.threshold} {self._what()} within {format_duration(self.window)}: "
-            f"{n} in {format_duration(span)}; the last, {_about(entry)}:\n{entry.raw or entry.message}")
+            f"{n} in {format_duration(span)}; the last, {_about(entry)}:\n{entry.raw or entry.message}",
+        )
 
     def _prune(self, now: float) -> None:
         for key in [k for k, t in self._seen.items() if now - t[-1] > self.window]:
@@ -440,8 +500,16 @@ class SpikeRule(LogAlertRule):
 
     kind = "spike"
 
-    def __init__(self, name: str, *, window: float, factor: float = 3.0, direction: str = "up",
-                 min_count: int = 10, **common: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        window: float,
+        factor: float = 3.0,
+        direction: str = "up",
+        min_count: int = 10,
+        **common: Any,
+    ) -> None:
         super().__init__(name, **common)
         if not (math.isfinite(window) and window > 0):
             raise ConfigError(f"rule {name!r}: window must be a duration greater than zero, got {window!r}")
@@ -511,10 +579,13 @@ class SpikeRule(LogAlertRule):
         w = format_duration(self.window)
         last = f"; the last, {_about(entry)}:\n{entry.raw or entry.message}" if entry is not None else ""
         return self._alert(
-            key, now, now, f"{self._scope(key)}: {self._what()} went {way} {ratio}: {cur} in the last {w}, "
-                           f"{prev} in the {w} before",
+            key,
+            now,
+            now,
+            f"{self._scope(key)}: {self._what()} went {way} {ratio}: {cur} in the last {w}, {prev} in the {w} before",
             f"rule {self.name!r} fires when the count of {self._what()} in {w} goes {self.direction} "
-            f"{self.factor:g}x with at least {self.min_count}{last}")
+            f"{self.factor:g}x with at least {self.min_count}{last}",
+        )
 
     def tick(self, now: float) -> list[Alert]:
         out: list[Alert] = []
@@ -551,7 +622,11 @@ class NewTemplateRule(LogAlertRule):
             text = " ".join(tokenize(entry.message))
             analysis = Analysis(template_id(text), text, True)
         key = self.key(entry)
-        return self._alert(key, now, min(entry.timestamp, now),
-                           f"{self._scope(key)}: new {entry.level.value} message: {_first_line(analysis.template)}",
-                           f"first line of this shape ({analysis.template_id}), {_about(entry)}:\n"
-                           f"{entry.raw or entry.message}", extra={"template_id": analysis.template_id})
+        return self._alert(
+            key,
+            now,
+            min(entry.timestamp, now),
+            f"{self._scope(key)}: new {entry.level.value} message: {_first_line(analysis.template)}",
+            f"first line of this shape ({analysis.template_id}), {_about(entry)}:\n{entry.raw or entry.message}",
+            extra={"template_id": analysis.template_id},
+        )

@@ -24,7 +24,8 @@ from flowsight.model.logs import LogEntry
 
 #: The kinds of rule, by the name ``kind`` takes in flowsight.toml.
 RULE_KINDS: dict[str, type[LogAlertRule]] = {
-    cls.kind: cls for cls in (MatchRule, FrequencyRule, SpikeRule, AbsenceRule, NewTemplateRule)}
+    cls.kind: cls for cls in (MatchRule, FrequencyRule, SpikeRule, AbsenceRule, NewTemplateRule)
+}
 
 
 def make_rule(kind: str, name: str, **options: Any) -> LogAlertRule:
@@ -83,8 +84,14 @@ class LogRuleSet:
         ConfigError: two rules with one name.
     """
 
-    def __init__(self, rules: Sequence[LogAlertRule], *, now: float, prefilter: Prefilter | None | _Default = AUTO,
-                 external_url: str = "") -> None:
+    def __init__(
+        self,
+        rules: Sequence[LogAlertRule],
+        *,
+        now: float,
+        prefilter: Prefilter | None | _Default = AUTO,
+        external_url: str = "",
+    ) -> None:
         seen: set[str] = set()
         for r in rules:
             if r.name in seen:
@@ -113,8 +120,9 @@ class LogRuleSet:
         hits = None if self.prefilter is None else self.prefilter(entry.message)
         return self._evaluate(entry, analysis, now, hits)
 
-    def evaluate_many(self, entries: Sequence[LogEntry], analyses: Sequence[Analysis | None],
-                      now: float) -> list[Alert]:
+    def evaluate_many(
+        self, entries: Sequence[LogEntry], analyses: Sequence[Analysis | None], now: float
+    ) -> list[Alert]:
         """:meth:`evaluate` for each entry in order, all at ``now`` (``analyses``:
         one per entry), the texts of the whole batch matched in one pass when
         the matcher can.
@@ -135,8 +143,9 @@ class LogRuleSet:
             out += self._evaluate(e, a, now, hits)
         return out
 
-    def _evaluate(self, entry: LogEntry, analysis: Analysis | None, now: float,
-                  hits: Iterable[int] | None) -> list[Alert]:
+    def _evaluate(
+        self, entry: LogEntry, analysis: Analysis | None, now: float, hits: Iterable[int] | None
+    ) -> list[Alert]:
         """``hits``: the rules the prefilter found for the entry's text (None: no prefilter)."""
         rules = self.rules
         if hits is None:
@@ -156,5 +165,9 @@ class LogRuleSet:
     def _linked(self, alerts: list[Alert]) -> list[Alert]:
         if not self.external_url:
             return alerts
-        return [replace(a, link=f"{self.external_url}/runs/{a.labels['run_id']}")
-                if "run_id" in a.labels and a.link is None else a for a in alerts]
+        return [
+            replace(a, link=f"{self.external_url}/runs/{a.labels['run_id']}")
+            if "run_id" in a.labels and a.link is None
+            else a
+            for a in alerts
+        ]

@@ -51,15 +51,19 @@ _RANK = {level: i for i, level in enumerate(LogLevel)}
 #: ``F``); Android's ``A`` (assert) is left out as too likely a plain word.
 #: ``SEVERE`` is java.util.logging's top level and BGL's second highest, so it
 #: is Fatal; BGL's ``FAILURE`` sits between ``SEVERE`` and ``FATAL``.
-LEVEL_WORDS: Mapping[str, LogLevel] = MappingProxyType({
-    **dict.fromkeys(("TRACE", "FINEST", "FINER", "FINE"), LogLevel.TRACE),
-    **dict.fromkeys(("DEBUG", "DBG", "VERBOSE", "D", "V"), LogLevel.DEBUG),
-    **dict.fromkeys(("INFO", "INFORMATION", "NOTICE", "I"), LogLevel.INFO),
-    **dict.fromkeys(("WARN", "WARNING", "W"), LogLevel.WARN),
-    **dict.fromkeys(("ERROR", "ERR", "E"), LogLevel.ERROR),
-    **dict.fromkeys(("CRITICAL", "CRIT", "FATAL", "SEVERE", "FAILURE", "PANIC", "EMERG", "EMERGENCY", "ALERT", "F"),
-                    LogLevel.FATAL),
-})
+LEVEL_WORDS: Mapping[str, LogLevel] = MappingProxyType(
+    {
+        **dict.fromkeys(("TRACE", "FINEST", "FINER", "FINE"), LogLevel.TRACE),
+        **dict.fromkeys(("DEBUG", "DBG", "VERBOSE", "D", "V"), LogLevel.DEBUG),
+        **dict.fromkeys(("INFO", "INFORMATION", "NOTICE", "I"), LogLevel.INFO),
+        **dict.fromkeys(("WARN", "WARNING", "W"), LogLevel.WARN),
+        **dict.fromkeys(("ERROR", "ERR", "E"), LogLevel.ERROR),
+        **dict.fromkeys(
+            ("CRITICAL", "CRIT", "FATAL", "SEVERE", "FAILURE", "PANIC", "EMERG", "EMERGENCY", "ALERT", "F"),
+            LogLevel.FATAL,
+        ),
+    }
+)
 
 # Every case the lookup may meet, so the hot path is one dict lookup: upper,
 # lower and title case are built once; other mixes go through str.upper().
@@ -78,8 +82,16 @@ def level_from_word(word: str) -> LogLevel | None:
 
 
 #: Syslog severities (RFC 5424 section 6.2.1), 0 = Emergency ... 7 = Debug.
-_SYSLOG = (LogLevel.FATAL, LogLevel.FATAL, LogLevel.FATAL, LogLevel.ERROR,
-           LogLevel.WARN, LogLevel.INFO, LogLevel.INFO, LogLevel.DEBUG)
+_SYSLOG = (
+    LogLevel.FATAL,
+    LogLevel.FATAL,
+    LogLevel.FATAL,
+    LogLevel.ERROR,
+    LogLevel.WARN,
+    LogLevel.INFO,
+    LogLevel.INFO,
+    LogLevel.DEBUG,
+)
 
 
 def level_from_syslog(severity: int) -> LogLevel | None:

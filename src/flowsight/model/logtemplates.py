@@ -152,8 +152,13 @@ class TemplateMiner:
         ValueError: a setting out of its range.
     """
 
-    def __init__(self, sim_threshold: float = 0.5, prefix_depth: int = 2, cache_size: int = 50_000,
-                 max_templates: int = MAX_TEMPLATES) -> None:
+    def __init__(
+        self,
+        sim_threshold: float = 0.5,
+        prefix_depth: int = 2,
+        cache_size: int = 50_000,
+        max_templates: int = MAX_TEMPLATES,
+    ) -> None:
         if not 0.0 <= sim_threshold <= 1.0:
             raise ValueError(f"sim_threshold must be between 0 and 1, got {sim_threshold!r}")
         if prefix_depth < 0:
@@ -292,8 +297,10 @@ class TemplateMiner:
             "made": self.made,
             "evicted": self.evicted,
             "buckets": [
-                {"key": list(key),
-                 "clusters": [{"tokens": c.tokens, "count": c.count, "last": c.last} for c in clusters]}
+                {
+                    "key": list(key),
+                    "clusters": [{"tokens": c.tokens, "count": c.count, "last": c.last} for c in clusters],
+                }
                 for key, clusters in self._buckets.items()
                 if clusters
             ],
@@ -312,12 +319,17 @@ class TemplateMiner:
                 f"template miner state version {state.get('version')!r} is not supported "
                 f"(expected {_STATE_VERSION}); start a new miner"
             )
-        miner = cls(float(state["sim_threshold"]), int(state["prefix_depth"]),
-                    max_templates=int(state.get("max_templates", MAX_TEMPLATES)))
+        miner = cls(
+            float(state["sim_threshold"]),
+            int(state["prefix_depth"]),
+            max_templates=int(state.get("max_templates", MAX_TEMPLATES)),
+        )
         for bucket in state["buckets"]:
             key = tuple(str(k) for k in bucket["key"])
-            clusters = [_Cluster(key, [str(t) for t in c["tokens"]], int(c["count"]), int(c.get("last", 0)))
-                        for c in bucket["clusters"]]
+            clusters = [
+                _Cluster(key, [str(t) for t in c["tokens"]], int(c["count"]), int(c.get("last", 0)))
+                for c in bucket["clusters"]
+            ]
             miner._buckets[key] = clusters
             miner.size += len(clusters)
         miner.made = int(state.get("made", miner.size))
@@ -326,4 +338,3 @@ class TemplateMiner:
         if miner.size > miner.max_templates:
             miner._evict(miner.size - miner.max_templates)
         return miner
-

@@ -72,22 +72,36 @@ class ResourceUsage:
 
     def as_metrics(self) -> dict[str, float]:
         """The sample as metric name -> value (names as stored and queried)."""
-        out = {"cpu_percent": self.cpu_percent, "memory_bytes": float(self.memory_bytes),
-               "disk_read_bytes_per_s": self.disk_read_bytes_per_s,
-               "disk_write_bytes_per_s": self.disk_write_bytes_per_s}
-        for name, value in (("memory_percent", self.memory_percent),
-                            ("net_sent_bytes_per_s", self.net_sent_bytes_per_s),
-                            ("net_recv_bytes_per_s", self.net_recv_bytes_per_s),
-                            ("open_files", self.open_files), ("threads", self.threads)):
+        out = {
+            "cpu_percent": self.cpu_percent,
+            "memory_bytes": float(self.memory_bytes),
+            "disk_read_bytes_per_s": self.disk_read_bytes_per_s,
+            "disk_write_bytes_per_s": self.disk_write_bytes_per_s,
+        }
+        for name, value in (
+            ("memory_percent", self.memory_percent),
+            ("net_sent_bytes_per_s", self.net_sent_bytes_per_s),
+            ("net_recv_bytes_per_s", self.net_recv_bytes_per_s),
+            ("open_files", self.open_files),
+            ("threads", self.threads),
+        ):
             if value is not None:
                 out[name] = float(value)
         return out
 
 
 #: every resource metric a sample can carry
-RESOURCE_METRICS = ("cpu_percent", "memory_bytes", "memory_percent", "disk_read_bytes_per_s",
-                    "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s", "open_files",
-                    "threads")
+RESOURCE_METRICS = (
+    "cpu_percent",
+    "memory_bytes",
+    "memory_percent",
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+    "net_sent_bytes_per_s",
+    "net_recv_bytes_per_s",
+    "open_files",
+    "threads",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,17 @@ class Route:
     def named(self, path: str = "root") -> Route:
         """This tree with every route named by its path (``root.0.1``)."""
         kids = tuple(r.named(f"{path}.{i}") for i, r in enumerate(self.routes))
-        return Route(self.receiver, self.matchers, self.group_by, self.group_wait, self.group_interval,
-                     self.repeat_interval, self.continue_, kids, self.name or path)
+        return Route(
+            self.receiver,
+            self.matchers,
+            self.group_by,
+            self.group_wait,
+            self.group_interval,
+            self.repeat_interval,
+            self.continue_,
+            kids,
+            self.name or path,
+        )
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:

@@ -155,8 +155,9 @@ def alert_key(alert: Alert) -> AlertKey:
     return name, labels.get("workflow", ""), which
 
 
-def rules_for(workflow: str, settings: RuleSettings,
-              workflows: Mapping[str, WorkflowSettings] | None = None) -> RuleSettings:
+def rules_for(
+    workflow: str, settings: RuleSettings, workflows: Mapping[str, WorkflowSettings] | None = None
+) -> RuleSettings:
     """The rules that apply to ``workflow``: its own when its settings give
     some, else the global ``settings``."""
     own = workflows.get(workflow) if workflows else None
@@ -185,8 +186,9 @@ def _link(external_url: str, run_id: str) -> str | None:
     return f"{external_url.rstrip('/')}/runs/{run_id}" if external_url else None
 
 
-def _labels(name: str, workflow: str, severity: Severity, *, run_id: str | None = None,
-            step: str | None = None) -> dict[str, str]:
+def _labels(
+    name: str, workflow: str, severity: Severity, *, run_id: str | None = None, step: str | None = None
+) -> dict[str, str]:
     labels = {"alertname": name, "workflow": workflow}
     if run_id is not None:
         labels["run_id"] = run_id
@@ -202,8 +204,9 @@ def _steps_done(m: ExecutionMetrics) -> str:
 
 
 # ---- RunFailed -------------------------------------------------------------------
-def run_failed_alert(m: ExecutionMetrics, rule: RunFailed, now: float, *, traceback: str | None = None,
-                     external_url: str = "") -> Alert | None:
+def run_failed_alert(
+    m: ExecutionMetrics, rule: RunFailed, now: float, *, traceback: str | None = None, external_url: str = ""
+) -> Alert | None:
     """The RunFailed alert ``m`` calls for: firing when it is Failed and the
     rule is on, else None. ``traceback``: from the ``failed`` event, when at hand."""
     if not rule.enabled or m.state is not _FAILED:
@@ -212,8 +215,7 @@ def run_failed_alert(m: ExecutionMetrics, rule: RunFailed, now: float, *, traceb
     step = failed_steps[0] if len(failed_steps) == 1 else None
     where = f" in step '{step}'" if step else ""
     took = m.duration(now)
-    facts = [f"run {m.run_id} of {m.workflow} failed"
-             + (f" after {format_duration(took)}" if took is not None else "")]
+    facts = [f"run {m.run_id} of {m.workflow} failed" + (f" after {format_duration(took)}" if took is not None else "")]
     if failed_steps:
         facts.append("failed steps: " + ", ".join(failed_steps))
     facts.append(_steps_done(m))
@@ -235,33 +237,54 @@ def answered_by(alert: Alert, m: ExecutionMetrics) -> bool:
     run of the same workflow that completed *after* the failure (its
     ``starts_at``). A run that completed before it, or at the same instant,
     says nothing about it."""
-    return (m.state is _COMPLETED and m.end_time is not None
-            and alert.labels.get("alertname") == RUN_FAILED
-            and alert.labels.get("workflow") == m.workflow and alert.labels.get("run_id") != m.run_id
-            and alert.starts_at < m.end_time)
+    return (
+        m.state is _COMPLETED
+        and m.end_time is not None
+        and alert.labels.get("alertname") == RUN_FAILED
+        and alert.labels.get("workflow") == m.workflow
+        and alert.labels.get("run_id") != m.run_id
+        and alert.starts_at < m.end_time
+    )
 
 
 def green_again(m: ExecutionMetrics, firing: Iterable[Alert], now: float) -> list[Alert]:
     """RunFailed alerts of other runs of ``m``'s workflow that ``m``, Completed,
     resolves (:func:`answered_by`): those whose failure came before ``m`` completed."""
-    return [resolve(a, now, f"{m.workflow} is green again: run {m.run_id} completed")
-            for a in firing if a.status is _FIRING and answered_by(a, m)]
+    return [
+        resolve(a, now, f"{m.workflow} is green again: run {m.run_id} completed")
+        for a in firing
+        if a.status is _FIRING and answered_by(a, m)
+    ]
 
 
 def expire_failures(firing: Iterable[Alert], now: float, max_age: float) -> list[Alert]:
     """RunFailed alerts of ``firing`` whose failure is more than ``max_age``
     seconds old, resolved: no run of the workflow completed since, and nobody
     turned the rule off; they are not news any more."""
-    return [resolve(a, now, f"expired: failed more than {format_duration(max_age)} ago and no later run of "
-                            f"{a.labels.get('workflow', '?')} has completed since")
-            for a in firing if a.status is _FIRING and a.labels.get("alertname") == RUN_FAILED
-            and now - a.starts_at > max_age]
+    return [
+        resolve(
+            a,
+            now,
+            f"expired: failed more than {format_duration(max_age)} ago and no later run of "
+            f"{a.labels.get('workflow', '?')} has completed since",
+        )
+        for a in firing
+        if a.status is _FIRING and a.labels.get("alertname") == RUN_FAILED and now - a.starts_at > max_age
+    ]
 
 
 # ---- RunStalled -----------------------------------------------------------------
 
-def run_stalled_alert(m: ExecutionMetrics, history: WorkflowHistory | None, rule: RunStalled, now: float, *,
-                      timeout: float = DEFAULT_TIMEOUT, external_url: str = "") -> Alert | None:
+
+def run_stalled_alert(
+    m: ExecutionMetrics,
+    history: WorkflowHistory | None,
+    rule: RunStalled,
+    now: float,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    external_url: str = "",
+) -> Alert | None:
     """The RunStalled alert ``m`` calls for: firing when the rule is on and
     :func:`~flowsight.model.stall.stall_verdict` says stalled, else None."""
     if not rule.enabled:
@@ -279,8 +302,7 @@ def run_stalled_alert(m: ExecutionMetrics, history: WorkflowHistory | None, rule
             "description": (
                 f"no activity (step start or end, heartbeat, progress) for {format_duration(v.idle_for)}, "
                 f"longer than the bound of {format_duration(v.bound)} ({basis}); "
-                f"{_steps_done(m)}"
-                + (f"; last error: {error_line(m.error)}" if m.error else "")
+                f"{_steps_done(m)}" + (f"; last error: {error_line(m.error)}" if m.error else "")
             ),
         },
         severity=rule.severity,
@@ -298,8 +320,9 @@ def usual_duration(history: WorkflowHistory | None) -> float | None:
     return float(statistics.median(history.run_durations))
 
 
-def run_slow_alert(m: ExecutionMetrics, history: WorkflowHistory | None, rule: RunSlow, now: float, *,
-                   external_url: str = "") -> Alert | None:
+def run_slow_alert(
+    m: ExecutionMetrics, history: WorkflowHistory | None, rule: RunSlow, now: float, *, external_url: str = ""
+) -> Alert | None:
     """The RunSlow alert ``m`` calls for: firing when the rule is on, ``m`` is
     Running and has run for longer than ``factor`` x the usual duration (with
     at least ``min_runs`` completed runs in ``history``; never under 5 s), else None."""
@@ -350,8 +373,11 @@ def evaluate_run(
     (see the module docstring for each rule's end). ``history``: the
     workflow's (None: no stall bound from history, no RunSlow).
     """
-    mine = {a.labels.get("alertname", ""): a for a in firing
-            if a.status is _FIRING and a.labels.get("run_id") == m.run_id and a.labels.get("workflow") == m.workflow}
+    mine = {
+        a.labels.get("alertname", ""): a
+        for a in firing
+        if a.status is _FIRING and a.labels.get("run_id") == m.run_id and a.labels.get("workflow") == m.workflow
+    }
     out: list[Alert] = []
 
     failed = mine.get(RUN_FAILED)
@@ -440,8 +466,16 @@ class StepFailures:
         self.failures = [f for f in self.failures if now - f.ts <= window]
 
 
-def evaluate_step(workflow: str, step: str, known: StepFailures, rule: StepFailed, now: float,
-                  firing: Alert | None = None, *, external_url: str = "") -> list[Alert]:
+def evaluate_step(
+    workflow: str,
+    step: str,
+    known: StepFailures,
+    rule: StepFailed,
+    now: float,
+    firing: Alert | None = None,
+    *,
+    external_url: str = "",
+) -> list[Alert]:
     """The StepFailedRepeatedly alert to send for one (workflow, step).
 
     Fires (when ``firing`` is None) once ``rule.times`` failures lie within
@@ -457,27 +491,31 @@ def evaluate_step(workflow: str, step: str, known: StepFailures, rule: StepFaile
         return []
     if not rule.enabled:
         return []
-    recent = [f for f in known.failures if now - f.ts <= rule.window
-              and (known.last_completed is None or f.ts > known.last_completed)]
+    recent = [
+        f
+        for f in known.failures
+        if now - f.ts <= rule.window and (known.last_completed is None or f.ts > known.last_completed)
+    ]
     if len(recent) < max(1, rule.times):
         return []
     last = recent[-1]
     runs = sorted({f.run_id for f in recent})
     across = f"in run {runs[0]}" if len(runs) == 1 else f"across {len(runs)} runs"
-    return [Alert(
-        labels=_labels(STEP_FAILED_REPEATEDLY, workflow, rule.severity, step=step),
-        annotations={
-            "summary": f"{workflow}: step '{step}' failed {len(recent)} times within {format_duration(rule.window)}",
-            "description": (
-                f"{error_line(last.error, last.traceback) or 'no error reported'}\n"
-                f"{len(recent)} failures {across} within {format_duration(rule.window)} "
-                f"(the bound is {rule.times}), none followed by a completion of the step; "
-                f"the last {format_duration(max(0.0, now - last.ts))} ago in run {last.run_id}"
-            ),
-        },
-        severity=rule.severity,
-        source="execution",
-        starts_at=last.ts,
-        link=_link(external_url, last.run_id),
-    )]
-
+    return [
+        Alert(
+            labels=_labels(STEP_FAILED_REPEATEDLY, workflow, rule.severity, step=step),
+            annotations={
+                "summary": f"{workflow}: step '{step}' failed {len(recent)} times within {format_duration(rule.window)}",
+                "description": (
+                    f"{error_line(last.error, last.traceback) or 'no error reported'}\n"
+                    f"{len(recent)} failures {across} within {format_duration(rule.window)} "
+                    f"(the bound is {rule.times}), none followed by a completion of the step; "
+                    f"the last {format_duration(max(0.0, now - last.ts))} ago in run {last.run_id}"
+                ),
+            },
+            severity=rule.severity,
+            source="execution",
+            starts_at=last.ts,
+            link=_link(external_url, last.run_id),
+        )
+    ]

@@ -70,8 +70,19 @@ class QuantileSketch:
     """
 
     __slots__ = (
-        "_alpha", "_max_buckets", "_min_value", "_ln_gamma", "_mult", "_ln_scale",
-        "_bins", "_floor", "_zero_count", "_count", "_sum", "_min", "_max",
+        "_alpha",
+        "_max_buckets",
+        "_min_value",
+        "_ln_gamma",
+        "_mult",
+        "_ln_scale",
+        "_bins",
+        "_floor",
+        "_zero_count",
+        "_count",
+        "_sum",
+        "_min",
+        "_max",
     )
 
     def __init__(self, alpha: float = 0.005, max_buckets: int = 2048, *, min_value: float = 1e-9) -> None:
@@ -281,10 +292,17 @@ class QuantileSketch:
         keys = sorted(self._bins)
         steps = [b - a for a, b in zip(keys, keys[1:])]
         wire = _WireV1(
-            alpha=self._alpha, max_buckets=self._max_buckets, min_value=self._min_value,
-            count=self._count, sum=self._sum, min=float(self._min), max=float(self._max),
-            zero_count=self._zero_count, floor=self._floor,
-            key_steps=keys[:1] + steps, counts=[self._bins[k] for k in keys],
+            alpha=self._alpha,
+            max_buckets=self._max_buckets,
+            min_value=self._min_value,
+            count=self._count,
+            sum=self._sum,
+            min=float(self._min),
+            max=float(self._max),
+            zero_count=self._zero_count,
+            floor=self._floor,
+            key_steps=keys[:1] + steps,
+            counts=[self._bins[k] for k in keys],
         )
         return _MAGIC + bytes((_VERSION,)) + _encoder.encode(wire)
 

@@ -57,18 +57,22 @@ class Threshold:
 
     def __post_init__(self) -> None:
         if self.metric not in THRESHOLD_METRICS:
-            raise ValueError(f"threshold {self.name!r}: unknown metric {self.metric!r}; "
-                             f"expected one of: {', '.join(THRESHOLD_METRICS)}")
+            raise ValueError(
+                f"threshold {self.name!r}: unknown metric {self.metric!r}; "
+                f"expected one of: {', '.join(THRESHOLD_METRICS)}"
+            )
         if not math.isfinite(self.value):
             raise ValueError(f"threshold {self.name!r}: value must be a finite number, got {self.value!r}")
         if not (math.isfinite(self.for_) and self.for_ >= 0):
             raise ValueError(f"threshold {self.name!r}: for must be 0 s or more, got {self.for_!r}")
         r = self.resolve
-        if r is not None and (not math.isfinite(r) or (r > self.value if self.direction is Direction.ABOVE
-                                                         else r < self.value)):
+        if r is not None and (
+            not math.isfinite(r) or (r > self.value if self.direction is Direction.ABOVE else r < self.value)
+        ):
             side = "at or below" if self.direction is Direction.ABOVE else "at or above"
-            raise ValueError(f"threshold {self.name!r}: resolve ({r}) must be {side} the value ({self.value}) "
-                             "it fires at")
+            raise ValueError(
+                f"threshold {self.name!r}: resolve ({r}) must be {side} the value ({self.value}) it fires at"
+            )
 
     @property
     def resolve_at(self) -> float:
@@ -98,8 +102,9 @@ class ThresholdState:
 QUIET = ThresholdState()
 
 
-def evaluate_threshold(rule: Threshold, value: float | None, state: ThresholdState,
-                       now: float) -> tuple[ThresholdState, str | None]:
+def evaluate_threshold(
+    rule: Threshold, value: float | None, state: ThresholdState, now: float
+) -> tuple[ThresholdState, str | None]:
     """One sample against ``rule``: the new state, and ``"firing"`` or
     ``"resolved"`` when it changed so (None otherwise).
 
@@ -144,15 +149,17 @@ class Baseline:
 
     def __post_init__(self) -> None:
         if self.metric not in BASELINE_METRICS:
-            raise ValueError(f"baseline {self.name!r}: metric must be one of {', '.join(BASELINE_METRICS)}, "
-                             f"got {self.metric!r}")
+            raise ValueError(
+                f"baseline {self.name!r}: metric must be one of {', '.join(BASELINE_METRICS)}, got {self.metric!r}"
+            )
         if not 0 < self.quantile < 1:
             raise ValueError(f"baseline {self.name!r}: quantile must be between 0 and 1, got {self.quantile!r}")
         if not (math.isfinite(self.factor) and self.factor >= 1):
             raise ValueError(f"baseline {self.name!r}: factor must be 1 or more, got {self.factor!r}")
         if self.runs < 2 or not 2 <= self.min_runs <= self.runs:
-            raise ValueError(f"baseline {self.name!r}: need 2 <= min_runs <= runs, got min_runs={self.min_runs}, "
-                             f"runs={self.runs}")
+            raise ValueError(
+                f"baseline {self.name!r}: need 2 <= min_runs <= runs, got min_runs={self.min_runs}, runs={self.runs}"
+            )
         if self.zscore is not None and not (math.isfinite(self.zscore) and self.zscore > 0):
             raise ValueError(f"baseline {self.name!r}: zscore must be above 0, got {self.zscore!r}")
 
@@ -186,12 +193,14 @@ def robust_z(value: float, history: Sequence[float]) -> float | None:
     return 0.6745 * (value - med) / mad
 
 
-def evaluate_baseline(rule: Baseline, duration: float, history: Sequence[float], *, what: str) -> BaselineVerdict | None:
+def evaluate_baseline(
+    rule: Baseline, duration: float, history: Sequence[float], *, what: str
+) -> BaselineVerdict | None:
     """``duration`` (seconds) of ``what`` ("step 'load' of nightly-etl",
     "run r-42 of nightly-etl") against ``history`` (the durations of the same
     workflow or step, newest last; the last ``rule.runs`` are used). None
     when the history is shorter than ``min_runs``."""
-    recent = [h for h in history if math.isfinite(h) and h >= 0][-rule.runs:]
+    recent = [h for h in history if math.isfinite(h) and h >= 0][-rule.runs :]
     if len(recent) < rule.min_runs or not math.isfinite(duration):
         return None
     usual = quantile_of(recent, rule.quantile)
@@ -199,8 +208,9 @@ def evaluate_baseline(rule: Baseline, duration: float, history: Sequence[float],
     z = robust_z(duration, recent)
     if rule.zscore is not None:
         fired = z is not None and z > rule.zscore
-        detail = (f"{pct} of the last {len(recent)} runs is {format_duration(usual)}; robust z-score "
-                  + (f"{z:.1f} (over {rule.zscore:g})" if z is not None else "not defined: no spread"))
+        detail = f"{pct} of the last {len(recent)} runs is {format_duration(usual)}; robust z-score " + (
+            f"{z:.1f} (over {rule.zscore:g})" if z is not None else "not defined: no spread"
+        )
     else:
         fired = duration > rule.factor * usual
         detail = f"{pct} of the last {len(recent)} runs is {format_duration(usual)}"

@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from flowsight.monitors.state import StateMonitor
 
 _WHERE = {
-    "EventChannel": "flowsight.monitors.channel", "EventFilter": "flowsight.monitors.channel",
-    "Subscription": "flowsight.monitors.channel", "ExecutionMonitor": "flowsight.monitors.execution",
-    "FaultMonitor": "flowsight.monitors.fault", "LogMonitor": "flowsight.monitors.log",
-    "PerformanceMonitor": "flowsight.monitors.performance", "StateMonitor": "flowsight.monitors.state",
+    "EventChannel": "flowsight.monitors.channel",
+    "EventFilter": "flowsight.monitors.channel",
+    "Subscription": "flowsight.monitors.channel",
+    "ExecutionMonitor": "flowsight.monitors.execution",
+    "FaultMonitor": "flowsight.monitors.fault",
+    "LogMonitor": "flowsight.monitors.log",
+    "PerformanceMonitor": "flowsight.monitors.performance",
+    "StateMonitor": "flowsight.monitors.state",
 }
 
 
@@ -40,5 +44,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-__all__ = ["EventChannel", "EventFilter", "ExecutionMonitor", "FaultMonitor", "LogMonitor", "PerformanceMonitor",
-           "StateMonitor", "Subscription"]
+__all__ = [
+    "EventChannel",
+    "EventFilter",
+    "ExecutionMonitor",
+    "FaultMonitor",
+    "LogMonitor",
+    "PerformanceMonitor",
+    "StateMonitor",
+    "Subscription",
+]

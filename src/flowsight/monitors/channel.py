@@ -57,8 +57,9 @@ class Subscription(Generic[T]):
     waiting in the queue may weigh (the channel's ``weigh``); None: no bound
     in bytes. ``on_drop``: called when the channel drops it as slow."""
 
-    def __init__(self, channel: EventChannel[T], accept: Callable[[T], bool], size: int,
-                 max_bytes: int | None = None) -> None:
+    def __init__(
+        self, channel: EventChannel[T], accept: Callable[[T], bool], size: int, max_bytes: int | None = None
+    ) -> None:
         self._channel = channel
         self.accept = accept
         self.queue: asyncio.Queue[T | None] = asyncio.Queue(size)
@@ -160,8 +161,9 @@ class EventChannel(Generic[T]):
         self.dropped = 0
         self.closed: dict[str, int] = {}  # subscriptions ended, by reason
 
-    def subscribe(self, accept: Callable[[T], bool] | None = None, *, queue_size: int | None = None,
-                  max_bytes: int | None = None) -> Subscription[T]:
+    def subscribe(
+        self, accept: Callable[[T], bool] | None = None, *, queue_size: int | None = None, max_bytes: int | None = None
+    ) -> Subscription[T]:
         """A new subscription to the items ``accept`` takes (all by default).
 
         Raises:

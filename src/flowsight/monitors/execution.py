@@ -39,8 +39,9 @@ class ExecutionMonitor:
         self.event_sender.publish(event)
         return out
 
-    def subscribe(self, accept: Callable[[Event], bool] | None = None, *,
-                  queue_size: int | None = None) -> Subscription[Event]:
+    def subscribe(
+        self, accept: Callable[[Event], bool] | None = None, *, queue_size: int | None = None
+    ) -> Subscription[Event]:
         """``async for ev in monitor.subscribe(EventFilter(workflow="etl")):``"""
         return self.event_sender.subscribe(accept, queue_size=queue_size)
 

@@ -96,11 +96,19 @@ class FaultMonitor:
     target or its detector's name). ``clock``: the time.
     """
 
-    def __init__(self, fault_detectors: Sequence[FaultDetector],
-                 alert_manager: Sink | None = None, *,
-                 store: SqlStore | None = None, schedules: Mapping[str, Schedule] | None = None,
-                 dependencies: Mapping[str, Sequence[str]] | None = None, clock: Callable[[], float] = time.time,
-                 external_url: str = "", history: int = 1000, keep_lateness: bool = False) -> None:
+    def __init__(
+        self,
+        fault_detectors: Sequence[FaultDetector],
+        alert_manager: Sink | None = None,
+        *,
+        store: SqlStore | None = None,
+        schedules: Mapping[str, Schedule] | None = None,
+        dependencies: Mapping[str, Sequence[str]] | None = None,
+        clock: Callable[[], float] = time.time,
+        external_url: str = "",
+        history: int = 1000,
+        keep_lateness: bool = False,
+    ) -> None:
         names = [d.name for d in fault_detectors]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -126,12 +134,20 @@ class FaultMonitor:
         try:
             fault = await asyncio.wait_for(detector.detect(), schedule.watchdog)
         except TimeoutError:
-            return CheckResult(detector.name, error=f"no result within {schedule.watchdog:g} s (hung)",
-                               started_at=started, duration=time.monotonic() - t0)
+            return CheckResult(
+                detector.name,
+                error=f"no result within {schedule.watchdog:g} s (hung)",
+                started_at=started,
+                duration=time.monotonic() - t0,
+            )
         except Exception as exc:  # the detector's own failure: it is broken, its target is not at fault
             text = str(exc) or type(exc).__name__
-            return CheckResult(detector.name, error=f"{type(exc).__name__}: {text}" if str(exc) else text,
-                               started_at=started, duration=time.monotonic() - t0)
+            return CheckResult(
+                detector.name,
+                error=f"{type(exc).__name__}: {text}" if str(exc) else text,
+                started_at=started,
+                duration=time.monotonic() - t0,
+            )
         if fault is not None and fault.detector != detector.name:
             fault = Fault(fault.type, fault.message, detector.name, fault.evidence, fault.workflows, fault.runs)
         return CheckResult(detector.name, fault=fault, started_at=started, duration=time.monotonic() - t0)
@@ -144,8 +160,9 @@ class FaultMonitor:
         """Run every detector on its schedule until ``stop`` is set (or the
         task is cancelled); each in its own task, so none waits for another."""
         stop = stop or asyncio.Event()
-        tasks = [asyncio.create_task(self._loop(d, stop), name=f"flowsight-detector-{d.name}")
-                 for d in self.fault_detectors]
+        tasks = [
+            asyncio.create_task(self._loop(d, stop), name=f"flowsight-detector-{d.name}") for d in self.fault_detectors
+        ]
         try:
             await stop.wait()
         finally:
@@ -265,14 +282,26 @@ class FaultMonitor:
         if self.store is not None and record.id is not None:
             state.record = await asyncio.to_thread(self.store.update_fault, record, fault, severity, now)
         else:
-            merged = Fault(fault.type, fault.message, fault.detector, fault.evidence,
-                           tuple(dict.fromkeys((*record.fault.workflows, *fault.workflows))), runs)
+            merged = Fault(
+                fault.type,
+                fault.message,
+                fault.detector,
+                fault.evidence,
+                tuple(dict.fromkeys((*record.fault.workflows, *fault.workflows))),
+                runs,
+            )
             state.record = FaultRecord(merged, record.timestamp, severity, id=record.id)
         state.touched_at = now
         if severity is not old.severity:
-            log.warning("fault: %s %s is now %s (lasting %s; %d running runs hurt; opened %d times in 24 h)",
-                        fault.kind.alertname, fault.target, severity.value, format_duration(now - record.timestamp),
-                        len(runs), repeats)
+            log.warning(
+                "fault: %s %s is now %s (lasting %s; %d running runs hurt; opened %d times in 24 h)",
+                fault.kind.alertname,
+                fault.target,
+                severity.value,
+                format_duration(now - record.timestamp),
+                len(runs),
+                repeats,
+            )
             self._send(_resolved(self._alert(old), now))
             self._send(self._alert(state.record))
 
@@ -286,8 +315,9 @@ class FaultMonitor:
             done = None
         if done is None:
             done = FaultRecord(record.fault, record.timestamp, record.severity, FaultStatus.RESOLVED, now, record.id)
-        log.warning("fault resolved: %s %s after %.0f s", record.fault.kind.alertname, record.fault.target,
-                    done.duration(now))
+        log.warning(
+            "fault resolved: %s %s after %.0f s", record.fault.kind.alertname, record.fault.target, done.duration(now)
+        )
         self.fault_history.append(done)
         self._send(_resolved(self._alert(record), now))
 
@@ -301,8 +331,14 @@ class FaultMonitor:
         if self.store is None:
             if not workflows:
                 return fault
-            return Fault(fault.type, fault.message, fault.detector, fault.evidence,
-                         tuple(dict.fromkeys((*fault.workflows, *workflows))), fault.runs)
+            return Fault(
+                fault.type,
+                fault.message,
+                fault.detector,
+                fault.evidence,
+                tuple(dict.fromkeys((*fault.workflows, *workflows))),
+                fault.runs,
+            )
         store = self.store
 
         def running() -> list[tuple[str, str]]:
@@ -319,9 +355,14 @@ class FaultMonitor:
         hurt = await asyncio.to_thread(running)
         if not hurt and not workflows:
             return fault
-        return Fault(fault.type, fault.message, fault.detector, fault.evidence,
-                     tuple(dict.fromkeys((*fault.workflows, *workflows, *(wf for wf, _ in hurt)))),
-                     tuple(dict.fromkeys((*fault.runs, *(r for _, r in hurt)))))
+        return Fault(
+            fault.type,
+            fault.message,
+            fault.detector,
+            fault.evidence,
+            tuple(dict.fromkeys((*fault.workflows, *workflows, *(wf for wf, _ in hurt)))),
+            tuple(dict.fromkeys((*fault.runs, *(r for _, r in hurt)))),
+        )
 
     # ---- alerts ---------------------------------------------------------------------
     def _send(self, alert: Alert) -> None:
@@ -333,10 +374,15 @@ class FaultMonitor:
     def _broken_alert(self, state: DetectorState, now: float) -> Alert:
         return Alert(
             labels={"alertname": DETECTOR_BROKEN, "detector": state.name, "severity": Severity.WARNING.value},
-            annotations={"summary": f"detector {state.name!r} cannot check: {state.last_error}",
-                         "description": f"{state.errors} checks in a row failed to run; its target's state is "
-                                        f"unknown until it works again. Last error: {state.last_error}"},
-            severity=Severity.WARNING, source="fault", starts_at=now)
+            annotations={
+                "summary": f"detector {state.name!r} cannot check: {state.last_error}",
+                "description": f"{state.errors} checks in a row failed to run; its target's state is "
+                f"unknown until it works again. Last error: {state.last_error}",
+            },
+            severity=Severity.WARNING,
+            source="fault",
+            starts_at=now,
+        )
 
 
 def service_of(fault: Fault) -> str:
@@ -358,14 +404,23 @@ def fault_alert(record: FaultRecord, *, external_url: str = "") -> Alert:
     if f.runs:
         shown = ", ".join(f.runs[:10]) + (f" and {len(f.runs) - 10} more" if len(f.runs) > 10 else "")
         facts.append(f"running runs hurt: {shown}")
-    labels = {"alertname": f.kind.alertname, "service": service_of(f), "target": f.target,
-              "severity": record.severity.value}
+    labels = {
+        "alertname": f.kind.alertname,
+        "service": service_of(f),
+        "target": f.target,
+        "severity": record.severity.value,
+    }
     if f.detector:
         labels["detector"] = f.detector
     link = f"{external_url.rstrip('/')}/faults/{record.id}" if external_url and record.id is not None else None
-    return Alert(labels=labels,
-                 annotations={"summary": f"{f.kind.alertname} {f.target}: {first}", "description": "\n".join(facts)},
-                 severity=record.severity, source="fault", starts_at=record.timestamp, link=link)
+    return Alert(
+        labels=labels,
+        annotations={"summary": f"{f.kind.alertname} {f.target}: {first}", "description": "\n".join(facts)},
+        severity=record.severity,
+        source="fault",
+        starts_at=record.timestamp,
+        link=link,
+    )
 
 
 def _resolved(alert: Alert, now: float) -> Alert:

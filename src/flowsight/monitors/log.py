@@ -91,16 +91,24 @@ class LogMonitor:
     :class:`LogRuleSet`). ``send_alert``: where alerts go (the alert manager's
     ``send_alert``); they are also returned. ``clock``: wall seconds."""
 
-    def __init__(self, log_collector: Sequence[Feed | FileTail | _LineStream] = (),
-                 log_analyzer: LogAnalyzer | None = None,
-                 alert_rules: Sequence[LogAlertRule] | LogRuleSet = (), *,
-                 send_alert: Callable[[Alert], None] | None = None, clock: Callable[[], float] = time.time,
-                 external_url: str = "") -> None:
+    def __init__(
+        self,
+        log_collector: Sequence[Feed | FileTail | _LineStream] = (),
+        log_analyzer: LogAnalyzer | None = None,
+        alert_rules: Sequence[LogAlertRule] | LogRuleSet = (),
+        *,
+        send_alert: Callable[[Alert], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        external_url: str = "",
+    ) -> None:
         self.log_collector = [f if isinstance(f, Feed) else Feed(f) for f in log_collector]
         self.log_analyzer = log_analyzer
         self.clock = clock
-        self.alert_rules = (alert_rules if isinstance(alert_rules, LogRuleSet)
-                            else LogRuleSet(list(alert_rules), now=clock(), external_url=external_url))
+        self.alert_rules = (
+            alert_rules
+            if isinstance(alert_rules, LogRuleSet)
+            else LogRuleSet(list(alert_rules), now=clock(), external_url=external_url)
+        )
         self._send = send_alert
         self.collected = 0  # lines handed to the sink
 
@@ -109,15 +117,17 @@ class LogMonitor:
         """Template ``entry``, check every rule against it, send and return the alerts."""
         return self.analyze_logs([entry], now)[1]
 
-    def analyze_logs(self, entries: Sequence[LogEntry],
-                     now: float | None = None) -> tuple[list[Analysis | None], list[Alert]]:
+    def analyze_logs(
+        self, entries: Sequence[LogEntry], now: float | None = None
+    ) -> tuple[list[Analysis | None], list[Alert]]:
         """:meth:`analyze_log` for a batch that came together (the rules' text
         matching runs over the whole batch at once): the analyses (None
         without an analyzer) and the alerts, which are sent."""
         now = self.clock() if now is None else now
         analyzer = self.log_analyzer
         analyses: list[Analysis | None] = (
-            [analyzer.analyze(e, now) for e in entries] if analyzer is not None else [None] * len(entries))
+            [analyzer.analyze(e, now) for e in entries] if analyzer is not None else [None] * len(entries)
+        )
         alerts = self.alert_rules.evaluate_many(entries, analyses, now) if self.alert_rules.rules else []
         self._deliver(alerts)
         return analyses, alerts
@@ -147,8 +157,15 @@ class LogMonitor:
                 self._send(a)
 
     # ---- collection -------------------------------------------------------------
-    async def monitor_logs(self, sink: Sink, *, stop: asyncio.Event | None = None, poll: float = 0.25,
-                           batch: int = 5000, drain: bool = False) -> None:
+    async def monitor_logs(
+        self,
+        sink: Sink,
+        *,
+        stop: asyncio.Event | None = None,
+        poll: float = 0.25,
+        batch: int = 5000,
+        drain: bool = False,
+    ) -> None:
         """Read every feed until ``stop`` is set (or, when every feed is a
         stream, until they have all ended), parse the lines, analyze them when
         there is an analyzer, and hand them to ``sink`` in batches of up to
@@ -178,7 +195,7 @@ class LogMonitor:
                         if lines:
                             got = True
                             for i in range(0, len(lines), batch):
-                                await self._hand_over([(feed, raw) for raw in lines[i:i + batch]], sink)
+                                await self._hand_over([(feed, raw) for raw in lines[i : i + batch]], sink)
                         if not (draining and lines):
                             break
                 if pending:
@@ -207,8 +224,9 @@ class LogMonitor:
                 with suppress(asyncio.CancelledError, Exception):
                     await t
 
-    async def _read_stream(self, feed: Feed, pending: list[tuple[Feed, RawLine]], woken: asyncio.Event,
-                           batch: int) -> None:
+    async def _read_stream(
+        self, feed: Feed, pending: list[tuple[Feed, RawLine]], woken: asyncio.Event, batch: int
+    ) -> None:
         stream: Any = feed.source
         async for raw in stream:
             pending.append((feed, raw))
@@ -223,8 +241,7 @@ class LogMonitor:
         records = [_record(feed, raw, now) for feed, raw in lines]
         if self.log_analyzer is not None:
             analyses, _ = self.analyze_logs([r.entry for r in records], now)
-            records = [replace(r, template_id=a.template_id) if a is not None else r
-                       for r, a in zip(records, analyses)]
+            records = [replace(r, template_id=a.template_id) if a is not None else r for r, a in zip(records, analyses)]
         await sink(records)
         self.collected += len(records)
 
@@ -232,8 +249,12 @@ class LogMonitor:
 def _record(feed: Feed, raw: RawLine, now: float) -> LogRecord:
     entry = parse_line(raw.text, source=raw.path, now=now)
     if feed.workflow or feed.run_id or feed.step:
-        entry = replace(entry, workflow=entry.workflow or feed.workflow, run_id=entry.run_id or feed.run_id,
-                        step=entry.step or feed.step)
+        entry = replace(
+            entry,
+            workflow=entry.workflow or feed.workflow,
+            run_id=entry.run_id or feed.run_id,
+            step=entry.step or feed.step,
+        )
     ts = entry.timestamp
     return LogRecord(line_id(raw, int(ts * 1e9) if 0 <= ts < 2e11 else time.time_ns()), entry)
 

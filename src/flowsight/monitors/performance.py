@@ -67,11 +67,17 @@ class PerformanceMonitor:
     ``run_workflows``: run id -> workflow, for the thresholds of a workflow's runs.
     """
 
-    def __init__(self, metrics_collector: MetricsCollector | None = None,
-                 alert_thresholds: Mapping[str, Threshold] | Sequence[Threshold] = (), *,
-                 baselines: Sequence[Baseline] = (), alert_manager: Sink | None = None,
-                 store: SqlStore | None = None, hostname: str = "localhost",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        metrics_collector: MetricsCollector | None = None,
+        alert_thresholds: Mapping[str, Threshold] | Sequence[Threshold] = (),
+        *,
+        baselines: Sequence[Baseline] = (),
+        alert_manager: Sink | None = None,
+        store: SqlStore | None = None,
+        hostname: str = "localhost",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.metrics_collector = metrics_collector
         rules = list(alert_thresholds.values()) if isinstance(alert_thresholds, Mapping) else list(alert_thresholds)
         self.alert_thresholds: dict[str, Threshold] = {t.name: t for t in rules}
@@ -98,9 +104,14 @@ class PerformanceMonitor:
         self._sampled_at: dict[str, float] = {}  # run id -> its tree's latest sample's ts
 
     # ---- execution: throughput, latency, baselines ------------------------------------
-    def observe(self, step_durations: Iterable[tuple[str, str, float]] = (),
-                run_durations: Iterable[tuple[str, str, float]] = (), *, now: float | None = None,
-                runs: Mapping[str, str] | None = None) -> None:
+    def observe(
+        self,
+        step_durations: Iterable[tuple[str, str, float]] = (),
+        run_durations: Iterable[tuple[str, str, float]] = (),
+        *,
+        now: float | None = None,
+        runs: Mapping[str, str] | None = None,
+    ) -> None:
         """Completed steps ``(workflow, step, seconds)`` and ended runs
         ``(workflow, state, seconds)``, as the store reports them for a batch
         (``WriteResult.step_durations`` / ``run_durations``). ``runs``: run
@@ -153,8 +164,13 @@ class PerformanceMonitor:
         return past
 
     def _check_baselines(self, metric: str, workflow: str, step: str, seconds: float, now: float) -> None:
-        rules = [b for b in self.baselines if b.metric == metric and b.workflow in (None, workflow)
-                 and (metric == "run_duration" or b.step in (None, step))]
+        rules = [
+            b
+            for b in self.baselines
+            if b.metric == metric
+            and b.workflow in (None, workflow)
+            and (metric == "run_duration" or b.step in (None, step))
+        ]
         if not rules:
             return
         keep = max(b.runs for b in rules)
@@ -163,13 +179,27 @@ class PerformanceMonitor:
         for rule in rules:
             verdict = evaluate_baseline(rule, seconds, list(past), what=what)
             if verdict is not None and verdict.fired:
-                labels = {"alertname": rule.name, "workflow": workflow, "metric": metric,
-                          "severity": rule.severity.value}
+                labels = {
+                    "alertname": rule.name,
+                    "workflow": workflow,
+                    "metric": metric,
+                    "severity": rule.severity.value,
+                }
                 if step:
                     labels["step"] = step
-                self._send(Alert(labels, {"summary": verdict.sentence,
-                                          "description": f"{verdict.sentence} ({verdict.history} runs of history)"},
-                                 rule.severity, "performance", now, now + BASELINE_ALERT_TTL))
+                self._send(
+                    Alert(
+                        labels,
+                        {
+                            "summary": verdict.sentence,
+                            "description": f"{verdict.sentence} ({verdict.history} runs of history)",
+                        },
+                        rule.severity,
+                        "performance",
+                        now,
+                        now + BASELINE_ALERT_TTL,
+                    )
+                )
         past.append(seconds)
 
     # ---- resources: samples and thresholds ----------------------------------------------
@@ -181,8 +211,14 @@ class PerformanceMonitor:
         host, trees = self.metrics_collector.sample(runs)
         self.take(host, trees, workflows=workflows)
 
-    def take(self, host: ResourceUsage | None, trees: Mapping[str, ResourceUsage], *,
-             workflows: Mapping[str, str] | None = None, now: float | None = None) -> None:
+    def take(
+        self,
+        host: ResourceUsage | None,
+        trees: Mapping[str, ResourceUsage],
+        *,
+        workflows: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> None:
         """One round of samples (from any collector): kept as the latest, and
         every threshold checked against them. A run without a sample this
         round (it ended) resolves what fired for it."""
@@ -197,8 +233,9 @@ class PerformanceMonitor:
         self._run_metrics = {run_id: usage.as_metrics() for run_id, usage in trees.items()}
         for rule in self.alert_thresholds.values():
             if rule.scope is ScopeKind.HOST:
-                self._judge(rule, Scope.host(self.hostname),
-                            None if host is None else self._host_metrics.get(rule.metric), now)
+                self._judge(
+                    rule, Scope.host(self.hostname), None if host is None else self._host_metrics.get(rule.metric), now
+                )
             elif rule.scope is ScopeKind.RUN:
                 for run_id, metrics in self._run_metrics.items():
                     if rule.workflow is None or self.run_workflows.get(run_id) == rule.workflow:
@@ -207,8 +244,7 @@ class PerformanceMonitor:
                     self._judge(rule, Scope.run(run_id), None, now)
             else:
                 for workflow in self._workflows(rule):
-                    self._judge(rule, Scope.workflow(workflow), self._workflow_value(rule.metric, workflow, now),
-                                now)
+                    self._judge(rule, Scope.workflow(workflow), self._workflow_value(rule.metric, workflow, now), now)
         for run_id in gone:
             self.run_workflows.pop(run_id, None)
 
@@ -267,9 +303,16 @@ class PerformanceMonitor:
         side = "over" if rule.direction is Direction.ABOVE else "under"
         held = f" for {format_duration(rule.for_)}" if rule.for_ else ""
         sentence = f"{rule.metric} of {where} is {format_metric(rule.metric, value)}, {side} {format_metric(rule.metric, rule.value)}{held}"
-        return Alert(labels, {"summary": sentence,
-                              "description": f"{sentence}; it resolves once back at {format_metric(rule.metric, rule.resolve_at)}"},
-                     rule.severity, "performance", now)
+        return Alert(
+            labels,
+            {
+                "summary": sentence,
+                "description": f"{sentence}; it resolves once back at {format_metric(rule.metric, rule.resolve_at)}",
+            },
+            rule.severity,
+            "performance",
+            now,
+        )
 
     def _send(self, alert: Alert) -> None:
         send(self.alert_manager, alert)
@@ -282,10 +325,16 @@ class PerformanceMonitor:
         if self._boundary_wake is not None:
             self._boundary_wake.set()
 
-    async def monitor_performance(self, live_runs: Callable[[], Mapping[str, tuple[int, str]]], interval: float,
-                                  stop: asyncio.Event, *, raw_retention: float | None = None,
-                                  rollup_retention: float | None = None,
-                                  run_process: Callable[[str], tuple[int, str] | None] | None = None) -> None:
+    async def monitor_performance(
+        self,
+        live_runs: Callable[[], Mapping[str, tuple[int, str]]],
+        interval: float,
+        stop: asyncio.Event,
+        *,
+        raw_retention: float | None = None,
+        rollup_retention: float | None = None,
+        run_process: Callable[[str], tuple[int, str] | None] | None = None,
+    ) -> None:
         """Every ``interval`` seconds until ``stop``: sample the host and the
         process trees of ``live_runs()`` (run id -> (root pid, workflow)),
         check the thresholds, and keep the samples in the store (when there
@@ -402,8 +451,9 @@ class PerformanceMonitor:
             for window, rate in (w.rates(now) if w is not None else {}).items():
                 throughput[f"{name}_per_s_{window}"] = rate
         latency: dict[str, Quantiles] = {}
-        runs = self._run_latency.get(scope.id) if scope.kind is ScopeKind.WORKFLOW else _merged(
-            self._run_latency.values())
+        runs = (
+            self._run_latency.get(scope.id) if scope.kind is ScopeKind.WORKFLOW else _merged(self._run_latency.values())
+        )
         if runs:
             latency["run"] = _quantiles(runs)
         for (wf, step), s in self._step_latency.items():
@@ -422,15 +472,28 @@ class PerformanceMonitor:
             net = None
             if usage.net_sent_bytes_per_s is not None and usage.net_recv_bytes_per_s is not None:
                 net = (usage.net_sent_bytes_per_s, usage.net_recv_bytes_per_s)
-            out = PerformanceMetrics(scope, now, throughput, latency, usage.cpu_percent, usage.memory_bytes,
-                                     (usage.disk_read_bytes_per_s, usage.disk_write_bytes_per_s), net)
+            out = PerformanceMetrics(
+                scope,
+                now,
+                throughput,
+                latency,
+                usage.cpu_percent,
+                usage.memory_bytes,
+                (usage.disk_read_bytes_per_s, usage.disk_write_bytes_per_s),
+                net,
+            )
         elif scope.kind is ScopeKind.WORKFLOW:
             live = [u for rid, u in self.run_usage.items() if self.run_workflows.get(rid) == scope.id]
             if live:
-                out = PerformanceMetrics(scope, now, throughput, latency, sum(u.cpu_percent for u in live),
-                                         sum(u.memory_bytes for u in live),
-                                         (sum(u.disk_read_bytes_per_s for u in live),
-                                          sum(u.disk_write_bytes_per_s for u in live)))
+                out = PerformanceMetrics(
+                    scope,
+                    now,
+                    throughput,
+                    latency,
+                    sum(u.cpu_percent for u in live),
+                    sum(u.memory_bytes for u in live),
+                    (sum(u.disk_read_bytes_per_s for u in live), sum(u.disk_write_bytes_per_s for u in live)),
+                )
         return out
 
 

@@ -70,8 +70,7 @@ from flowsight.model.state import WorkflowState
 from flowsight.store.sql import SqlStore
 
 K, S = EventKind, WorkflowState
-_LOOKUP_KINDS = frozenset({K.STARTED, K.STEP_FAILED, K.STEP_COMPLETED, K.FAILED, K.COMPLETED, K.CANCELLED,
-                           K.RESUMED})
+_LOOKUP_KINDS = frozenset({K.STARTED, K.STEP_FAILED, K.STEP_COMPLETED, K.FAILED, K.COMPLETED, K.CANCELLED, K.RESUMED})
 _LIVE = (S.RUNNING, S.SUSPENDED)
 _NO_WORKFLOWS: Mapping[str, WorkflowSettings] = MappingProxyType({})
 _PAGE = 500
@@ -230,12 +229,25 @@ class RuleEngine:
         tb = ev.attrs.get("traceback") if ev is not None and ev.kind is K.FAILED else None
         self._evaluate_run(m, now, tb if isinstance(tb, str) else None)
 
-    def _evaluate_run(self, m: ExecutionMetrics, now: float, traceback: str | None = None,
-                      last_ok: dict[str, ExecutionMetrics | None] | None = None) -> None:
+    def _evaluate_run(
+        self,
+        m: ExecutionMetrics,
+        now: float,
+        traceback: str | None = None,
+        last_ok: dict[str, ExecutionMetrics | None] | None = None,
+    ) -> None:
         """Send what ``m`` calls for. ``last_ok``: a cache of :meth:`_last_completed` by workflow."""
         history = None if m.state.terminal else self._history_of(m.workflow, now)
-        out = evaluate_run(m, history, self._rules(m.workflow), now, self._run_alerts(m.run_id),
-                           traceback=traceback, timeout=self.stall_timeout, external_url=self.external_url)
+        out = evaluate_run(
+            m,
+            history,
+            self._rules(m.workflow),
+            now,
+            self._run_alerts(m.run_id),
+            traceback=traceback,
+            timeout=self.stall_timeout,
+            external_url=self.external_url,
+        )
         if any(a.status is AlertStatus.FIRING and a.name == RUN_FAILED for a in out):
             # a failure reaching us after a later run of its workflow completed
             # (events delivered late, or seen again) is old news: as at a rebuild
@@ -307,20 +319,28 @@ class RuleEngine:
             self._evaluate_run_id(rid, now)
         for wf, step in list(self._steps):
             self._evaluate_step(wf, step, now)  # prunes failures out of the window
-        self._emit(expire_failures([a for (name, _, _r), a in self.firing.items() if name == RUN_FAILED],
-                                   now, self.lookback))
+        self._emit(
+            expire_failures([a for (name, _, _r), a in self.firing.items() if name == RUN_FAILED], now, self.lookback)
+        )
         for wf, (at, until, _h) in list(self._history.items()):
             if not at <= now < until:
                 del self._history[wf]
 
-    def _runs(self, *, states: Sequence[WorkflowState] | None = None, since: float | None = None,
-              workflow: str | None = None, limit: int | None = None) -> Iterator[ExecutionMetrics]:
+    def _runs(
+        self,
+        *,
+        states: Sequence[WorkflowState] | None = None,
+        since: float | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[ExecutionMetrics]:
         """Runs newest first, page by page, up to ``limit`` (default ``max_runs``)."""
         left = self.max_runs if limit is None else limit
         cursor: str | None = None
         while left > 0:
-            page = self.store.list_runs(workflow=workflow, states=states, since=since, limit=min(_PAGE, left),
-                                        cursor=cursor)
+            page = self.store.list_runs(
+                workflow=workflow, states=states, since=since, limit=min(_PAGE, left), cursor=cursor
+            )
             yield from page.runs
             left -= len(page.runs)
             cursor = page.cursor
@@ -386,9 +406,14 @@ class RuleEngine:
             for m in runs.values():
                 if step not in m.completed_names or (m.end_time is not None and m.end_time < alert.starts_at):
                     continue
-                ends = [s.ended_at for s in self.store.run_steps(m.run_id)
-                        if s.step == step and s.status == "completed" and s.ended_at is not None
-                        and s.ended_at >= alert.starts_at]
+                ends = [
+                    s.ended_at
+                    for s in self.store.run_steps(m.run_id)
+                    if s.step == step
+                    and s.status == "completed"
+                    and s.ended_at is not None
+                    and s.ended_at >= alert.starts_at
+                ]
                 if ends:
                     known.completed(max(ends))
                     break
@@ -404,8 +429,11 @@ class RuleEngine:
         runs = {m.run_id: m for m in self._runs(since=now - window)}
         runs.update((m.run_id, m) for m in self._runs(states=_LIVE))  # started earlier, failing lately
         failing = {(m.workflow, name) for m in runs.values() if m.failed_steps for name in m.step_attempts}
-        wanted = [m for m in runs.values()
-                  if m.failed_steps or any((m.workflow, name) in failing for name in m.completed_names)]
+        wanted = [
+            m
+            for m in runs.values()
+            if m.failed_steps or any((m.workflow, name) in failing for name in m.completed_names)
+        ]
         failures: list[tuple[tuple[str, str], StepFailure]] = []
         completions: list[tuple[tuple[str, str], float]] = []
         for m in wanted:

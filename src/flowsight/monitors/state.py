@@ -36,8 +36,14 @@ class StateMonitor:
     """``state_history``: run id -> transitions (refused ones kept, marked);
     ``state_notifications``: state -> handlers."""
 
-    def __init__(self, store: SqlStore | None = None, *, handler_timeout: float = 10.0,
-                 handler_threads: int = 8, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: SqlStore | None = None,
+        *,
+        handler_timeout: float = 10.0,
+        handler_threads: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.handler_timeout = handler_timeout
         self.clock = clock
@@ -62,9 +68,15 @@ class StateMonitor:
             return run.state if run is not None else WorkflowState.PENDING
         return self._states.get(workflow_id, WorkflowState.PENDING)
 
-    async def monitor_state_change(self, workflow_id: str, new_state: WorkflowState, *,
-                                   reason: str | None = None, source: str | None = None,
-                                   workflow: str | None = None) -> StateTransition:
+    async def monitor_state_change(
+        self,
+        workflow_id: str,
+        new_state: WorkflowState,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        workflow: str | None = None,
+    ) -> StateTransition:
         """Move a run to ``new_state``: keep the transition, then await every
         handler registered for that state. ``workflow`` names the workflow of a
         run the store has not seen yet.
@@ -74,10 +86,12 @@ class StateMonitor:
                 writer moved the run first); it is recorded as refused and not applied.
         """
         new_state = WorkflowState(new_state)
-        old = await asyncio.to_thread(self.current_state, workflow_id) if self.store else self.current_state(
-            workflow_id)
-        tr = StateTransition(workflow_id, self.clock(), old, new_state, reason, source,
-                             applied=is_allowed(old, new_state))
+        old = (
+            await asyncio.to_thread(self.current_state, workflow_id) if self.store else self.current_state(workflow_id)
+        )
+        tr = StateTransition(
+            workflow_id, self.clock(), old, new_state, reason, source, applied=is_allowed(old, new_state)
+        )
         if self.store is not None:
             if not tr.applied:
                 tr = await asyncio.to_thread(self.store.record_transition, tr)
@@ -86,11 +100,13 @@ class StateMonitor:
                 if not tr.applied and is_allowed(tr.old_state, new_state):
                     # the run moved under us, but the change is legal from where it is now
                     tr = await asyncio.to_thread(
-                        self.store.record_transition, replace(tr, applied=True), workflow=workflow)
+                        self.store.record_transition, replace(tr, applied=True), workflow=workflow
+                    )
         self.observe(tr)
         if not tr.applied:
-            raise TransitionError(workflow_id, tr.old_state.value, new_state.value,
-                                  allowed=(s.value for s in allowed_next(tr.old_state)))
+            raise TransitionError(
+                workflow_id, tr.old_state.value, new_state.value, allowed=(s.value for s in allowed_next(tr.old_state))
+            )
         await self.notify(tr)
         return tr
 
@@ -123,5 +139,11 @@ class StateMonitor:
 
     def _failed(self, name: str, tr: StateTransition, error: str) -> None:
         self.handler_failures.append(HandlerFailure(name, tr, error))
-        log.error("state handler %s for %s -> %s of run %s failed: %s",
-                  name, tr.old_state.value, tr.new_state.value, tr.workflow_id, error)
+        log.error(
+            "state handler %s for %s -> %s of run %s failed: %s",
+            name,
+            tr.old_state.value,
+            tr.new_state.value,
+            tr.workflow_id,
+            error,
+        )

@@ -71,10 +71,15 @@ def declared(cls: type, kind: str) -> Options:
         TypeError: it does not declare them (a registry entry or a class in error).
     """
     options = getattr(cls, "OPTIONS", None)
-    if getattr(cls, "KIND", None) != kind or not isinstance(options, Mapping) \
-            or not all(isinstance(o, Opt) for o in options.values()):
-        raise TypeError(f"{cls.__module__}.{cls.__qualname__} is registered as kind {kind!r}: it must declare "
-                        f"KIND = {kind!r} and OPTIONS, a table of field name -> Opt")
+    if (
+        getattr(cls, "KIND", None) != kind
+        or not isinstance(options, Mapping)
+        or not all(isinstance(o, Opt) for o in options.values())
+    ):
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} is registered as kind {kind!r}: it must declare "
+            f"KIND = {kind!r} and OPTIONS, a table of field name -> Opt"
+        )
     return options
 
 
@@ -111,8 +116,14 @@ def kind_of(value: Any) -> str:
     """How a TOML value is named where its value must not be shown: ``a string``."""
     if isinstance(value, bool):
         return "a boolean"
-    for types, name in ((int, "an integer"), (float, "a float"), (str, "a string"), (list, "an array"),
-                        (dict, "a table"), ((dt.datetime, dt.date, dt.time), "a date/time")):
+    for types, name in (
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+        ((dt.datetime, dt.date, dt.time), "a date/time"),
+    ):
         if isinstance(value, types):
             return name
     return type(value).__name__
@@ -122,11 +133,13 @@ def hidden(conv: Converter[T]) -> Converter[T]:
     """``conv`` for a field whose value is a secret (a password, a webhook URL
     that is its own credential, a header holding a token): its problems say
     what was expected and what kind of value was found, never the value."""
+
     def conv_secret(value: Any) -> T:
         try:
             return conv(value)
         except Invalid as exc:
             raise Invalid(problems=[(at, _unshown(msg, _part(value, at))) for at, msg in exc.problems]) from None
+
     return conv_secret
 
 
@@ -229,8 +242,10 @@ class Table:
             return None
         if name in names:
             shown = f" {name!r}" if say_name else ""
-            self.reader.error(self.at("name"), f"duplicate {what} name{shown} (first defined on line {names[name]}); "
-                                               "names must be unique")
+            self.reader.error(
+                self.at("name"),
+                f"duplicate {what} name{shown} (first defined on line {names[name]}); names must be unique",
+            )
         else:
             names[name] = self.reader.line(self.path)
         return name
@@ -248,8 +263,9 @@ class Table:
             return []
         value = self.data[key]
         if not isinstance(value, list):
-            self.reader.error(self.at(key), f"expected an array of tables ([[{format_path(self.at(key))}]]), "
-                                            f"got {found(value)}")
+            self.reader.error(
+                self.at(key), f"expected an array of tables ([[{format_path(self.at(key))}]]), got {found(value)}"
+            )
             return []
         return [((*self.path, key, i), v) for i, v in enumerate(value)]
 
@@ -280,6 +296,7 @@ def integer(minimum: int | None = None) -> Converter[int]:
         if minimum is not None and value < minimum:
             raise Invalid(f"expected a whole number of at least {minimum}, got {value}")
         return value
+
     return conv
 
 
@@ -290,6 +307,7 @@ def number(*, above: float | None = None) -> Converter[float]:
         if above is not None and not value > above:
             raise Invalid(f"expected a number greater than {above:g}, got {value!r}")
         return float(value)
+
     return conv
 
 
@@ -300,6 +318,7 @@ def duration(*, positive: bool = False) -> Converter[float]:
     """Seconds, from ``"30s"``/``"1h30m"`` or a number; finite (``inf`` and
     ``nan`` are numbers to TOML and to :func:`float`, never a duration),
     never negative, and more than zero when ``positive``."""
+
     def conv(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise Invalid(f"expected {DURATION_HINT}, got {found(value)}")
@@ -314,6 +333,7 @@ def duration(*, positive: bool = False) -> Converter[float]:
         if positive and seconds <= 0:
             raise Invalid(f"expected a duration greater than zero, got {found(value)}")
         return seconds
+
     return conv
 
 
@@ -324,11 +344,13 @@ def choice(options: Iterable[str]) -> Converter[str]:
         if not isinstance(value, str) or value not in opts:
             raise Invalid(f"expected one of {', '.join(repr(o) for o in opts)}, got {found(value)}")
         return value
+
     return conv
 
 
 def array(element: Converter[T], *, nonempty: bool = False) -> Converter[list[T]]:
     """A list, each element converted; every bad element is reported."""
+
     def conv(value: Any) -> list[T]:
         if not isinstance(value, list):
             raise Invalid(f"expected an array, got {found(value)}")
@@ -344,13 +366,16 @@ def array(element: Converter[T], *, nonempty: bool = False) -> Converter[list[T]
         if problems:
             raise Invalid(problems=problems)
         return out
+
     return conv
 
 
 def string_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise Invalid(f"expected a table of strings, got {found(value)}")
-    bad: list[tuple[Path, str]] = [((k,), f"expected a string, got {found(v)}") for k, v in value.items() if not isinstance(v, str)]
+    bad: list[tuple[Path, str]] = [
+        ((k,), f"expected a string, got {found(v)}") for k, v in value.items() if not isinstance(v, str)
+    ]
     if bad:
         raise Invalid(problems=bad)
     return dict(value)

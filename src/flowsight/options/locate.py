@@ -118,7 +118,7 @@ class _Scanner:
             if c in "\"'":
                 start = self.i
                 self.skip_string()
-                keys.append(tomllib.loads("k = " + self.s[start:self.i])["k"])
+                keys.append(tomllib.loads("k = " + self.s[start : self.i])["k"])
             else:
                 m = _BARE.match(self.s, self.i)
                 assert m is not None, f"not a key at offset {self.i}"

@@ -80,10 +80,20 @@ class Client:
         ConfigError: a bad URL or retention, or a spool directory that cannot be used.
     """
 
-    def __init__(self, db: str | None = None, *, url: str | None = None, token: str | None = None,
-                 batch_size: int | None = None, linger: float | None = None, retention: str | float | None = None,
-                 spool_dir: str | os.PathLike[str] | None = None, spool_max_bytes: int | None = None,
-                 http: HttpOptions | None = None, http_transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        db: str | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        batch_size: int | None = None,
+        linger: float | None = None,
+        retention: str | float | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
+        http: HttpOptions | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if url is None and db is None:
             url = os.environ.get(ENV_SERVER_URL) or None
         self.url: str | None = None
@@ -97,8 +107,9 @@ class Client:
             if spool_max_bytes is not None:
                 opts = dataclasses.replace(opts, spool_max_bytes=spool_max_bytes)
             token = token if token is not None else os.environ.get(ENV_TOKEN)
-            http_sink: HttpSink[Event] = HttpSink(url, token, options=opts, spool_root=spool_dir,
-                                                  transport=http_transport)
+            http_sink: HttpSink[Event] = HttpSink(
+                url, token, options=opts, spool_root=spool_dir, transport=http_transport
+            )
             self.url = server = http_sink.url
             sink = http_sink
             # a request per batch: fewer, bigger ones (the server takes 10,000 events a request by default)
@@ -125,8 +136,9 @@ class Client:
             self._log_spool = None
         self._batch_size = batch_size or 5000
         self._linger = linger or 0.0
-        self.writer: BatchWriter[Raw, Event] = BatchWriter(sink, build=build_events, batch_size=self._batch_size,
-                                                           linger=self._linger)
+        self.writer: BatchWriter[Raw, Event] = BatchWriter(
+            sink, build=build_events, batch_size=self._batch_size, linger=self._linger
+        )
         self._put = self.writer.put
         self._make_log_sink = make_log_sink
         self._logs: BatchWriter[LogEntry, LogRecord] | None = None
@@ -160,8 +172,13 @@ class Client:
             if self._logs is None:
                 from flowsight.sdk.logsinks import build_log_records
 
-                self._logs = BatchWriter(self._make_log_sink(), build=build_log_records, batch_size=self._batch_size,
-                                         linger=self._linger, name="flowsight-log-writer")
+                self._logs = BatchWriter(
+                    self._make_log_sink(),
+                    build=build_log_records,
+                    batch_size=self._batch_size,
+                    linger=self._linger,
+                    name="flowsight-log-writer",
+                )
             return self._logs
 
     def emit_log(self, entry: LogEntry) -> None:
@@ -171,8 +188,9 @@ class Client:
         logs = self._logs
         (logs if logs is not None else self.log_writer).put(entry)
 
-    def emit(self, kind: EventKind, workflow: str, run_id: str, step: str | None = None,
-             attrs: dict[str, Any] | None = None) -> None:
+    def emit(
+        self, kind: EventKind, workflow: str, run_id: str, step: str | None = None, attrs: dict[str, Any] | None = None
+    ) -> None:
         """Queue one event: a clock read and a queue put."""
         self._put((_time_ns(), kind, workflow, run_id, step, attrs))
 
@@ -237,8 +255,7 @@ _default: Client | None = None
 _default_lock = threading.Lock()
 
 
-def configure(db: str | None = None, *, url: str | None = None, token: str | None = None,
-              **options: Any) -> Client:
+def configure(db: str | None = None, *, url: str | None = None, token: str | None = None, **options: Any) -> Client:
     """Point the SDK at a store or a server.
 
     ``db``: a file path, ``sqlite:///...`` or ``postgresql://...``. ``url``: a
@@ -323,8 +340,15 @@ class Run:
     """One run of a workflow. Made by :func:`workflow`; ``run_id`` is the
     specification's ``workflow_id``."""
 
-    def __init__(self, workflow: str, *, run_id: str | None = None, total_steps: int | None = None,
-                 attrs: dict[str, Any] | None = None, client: Client | None = None) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        *,
+        run_id: str | None = None,
+        total_steps: int | None = None,
+        attrs: dict[str, Any] | None = None,
+        client: Client | None = None,
+    ) -> None:
         if not workflow:
             raise ValueError("workflow name must not be empty")
         self.workflow = workflow
@@ -462,6 +486,7 @@ class _Spec:
     def __call__(self, func: F) -> F:
         name = func.__name__
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def awrapped(*args: Any, **kw: Any) -> Any:
                 with self._open(name):
@@ -493,8 +518,9 @@ class _WorkflowSpec(_Spec):
         return run
 
 
-def workflow(name: str, *, total_steps: int | None = None, run_id: str | None = None,
-             client: Client | None = None, **attrs: Any) -> _WorkflowSpec:
+def workflow(
+    name: str, *, total_steps: int | None = None, run_id: str | None = None, client: Client | None = None, **attrs: Any
+) -> _WorkflowSpec:
     """A run of workflow ``name``: ``with workflow(...) as run:`` or ``@workflow(...)``.
 
     ``attrs`` are kept on the run (JSON values only); ``stall_timeout`` (seconds)

@@ -60,16 +60,18 @@ def normalize_url(url: str) -> str:
         text = text[: -len(EVENTS_PATH)]
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"server URL {url!r}: write it as http://host:port (or https://...), "
-                          f"e.g. http://127.0.0.1:8640 for a local `flowsight serve`")
+        raise ConfigError(
+            f"server URL {url!r}: write it as http://host:port (or https://...), "
+            f"e.g. http://127.0.0.1:8640 for a local `flowsight serve`"
+        )
     return text
 
 
 # ---- decisions --------------------------------------------------------------
 class Verdict(str, Enum):
     DELIVERED = "delivered"  # the server took the batch (each event accepted, duplicate or rejected)
-    RETRY = "retry"          # try the same batch again later: server busy, down or failing
-    SPLIT = "split"          # too big for the server: send it in halves
+    RETRY = "retry"  # try the same batch again later: server busy, down or failing
+    SPLIT = "split"  # too big for the server: send it in halves
     UNAUTHORIZED = "unauthorized"  # 401/403: the token is wrong, not the data: keep it, say so, try again
     PERMANENT = "permanent"  # the server refuses the batch as sent: report it, do not send it again
 
@@ -87,8 +89,9 @@ def verdict(status: int, count: int) -> Verdict:
     return Verdict.PERMANENT
 
 
-def retry_delay(attempt: int, rand: float, *, base: float = 0.25, cap: float = 10.0,
-                retry_after: float | None = None) -> float:
+def retry_delay(
+    attempt: int, rand: float, *, base: float = 0.25, cap: float = 10.0, retry_after: float | None = None
+) -> float:
     """Seconds to wait before retry number ``attempt`` (1, 2, ...).
 
     Exponential (``base * 2**(attempt-1)``, at most ``cap``) with "equal
@@ -127,14 +130,14 @@ def _message(response: httpx.Response) -> str:
 class HttpOptions:
     """Tuning for :class:`HttpSink`; the defaults suit most programs."""
 
-    timeout: float = 10.0            # seconds for a request (read, write)
+    timeout: float = 10.0  # seconds for a request (read, write)
     connect_timeout: float = 3.0
-    retry_base: float = 0.25         # first retry after 0.125-0.25 s, doubling ...
-    retry_max_delay: float = 10.0    # ... up to this
+    retry_base: float = 0.25  # first retry after 0.125-0.25 s, doubling ...
+    retry_max_delay: float = 10.0  # ... up to this
     max_body_bytes: int = 4 * 1024 * 1024  # uncompressed JSON per request; bigger batches are split
-    gzip_level: int = 1              # fast: the writer thread compresses
-    exit_timeout: float = 5.0        # at exit, how long to keep sending while the server answers
-    rescan_every: float = 2.0        # idle: look for segments other processes left
+    gzip_level: int = 1  # fast: the writer thread compresses
+    exit_timeout: float = 5.0  # at exit, how long to keep sending while the server answers
+    rescan_every: float = 2.0  # idle: look for segments other processes left
     spool_max_bytes: int = DEFAULT_MAX_BYTES
 
 
@@ -143,11 +146,11 @@ class DeliveryStats:
     """Counters of one sink (read them for metrics)."""
 
     requests: int = 0
-    accepted: int = 0      # stored by the server
-    duplicates: int = 0    # the server had them already (a re-send): not counted twice
-    rejected: int = 0      # refused one by one inside a 200 (logged; not re-sent)
-    failed: int = 0        # in batches the server refused as a whole, 4xx (logged; not re-sent)
-    retries: int = 0       # failed attempts that will be tried again
+    accepted: int = 0  # stored by the server
+    duplicates: int = 0  # the server had them already (a re-send): not counted twice
+    rejected: int = 0  # refused one by one inside a 200 (logged; not re-sent)
+    failed: int = 0  # in batches the server refused as a whole, 4xx (logged; not re-sent)
+    retries: int = 0  # failed attempts that will be tried again
 
 
 _enc = msgspec.json.Encoder()
@@ -184,21 +187,35 @@ class HttpSink(Generic[T]):
         ConfigError: a bad URL, or a spool directory that cannot be used.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, spool: Spool | None = None,
-                 spool_root: str | os.PathLike[str] | None = None, options: HttpOptions | None = None,
-                 transport: httpx.BaseTransport | None = None, rand: Callable[[], float] = random.random,
-                 path: str = EVENTS_PATH, encode: Callable[[list[T]], bytes] | None = None, what: str = "events",
-                 thread_name: str = "flowsight-sender") -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        spool: Spool | None = None,
+        spool_root: str | os.PathLike[str] | None = None,
+        options: HttpOptions | None = None,
+        transport: httpx.BaseTransport | None = None,
+        rand: Callable[[], float] = random.random,
+        path: str = EVENTS_PATH,
+        encode: Callable[[list[T]], bytes] | None = None,
+        what: str = "events",
+        thread_name: str = "flowsight-sender",
+    ) -> None:
         self.url = normalize_url(url)
         self.options = opts = options or HttpOptions()
         self.path = path
         self.what = what
         self._encode: Callable[[list[T]], bytes] = encode or _enc.encode
         self._thread_name = thread_name
-        self.spool = spool or Spool(spool_dir_for(self.url, spool_root), max_bytes=opts.spool_max_bytes,
-                                    label=self.url, what=what)
-        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                   "User-Agent": f"flowsight-sdk/{__version__}"}
+        self.spool = spool or Spool(
+            spool_dir_for(self.url, spool_root), max_bytes=opts.spool_max_bytes, label=self.url, what=what
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": f"flowsight-sdk/{__version__}",
+        }
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._headers = headers
@@ -309,9 +326,15 @@ class HttpSink(Generic[T]):
             self._halves.clear()
         self.left_in_spool = sum(count_of(p.name) for p in left)
         if left and report and not self._refused_token:  # that error said where they are and how to send them
-            log.warning("flowsight: %d %s not yet delivered to %s stay in the spool %s (%s); the next process "
-                        "that reports to this URL sends them", self.left_in_spool, self.what,
-                        self.url, self.spool.dir, self.last_error or "the server is slow to answer")
+            log.warning(
+                "flowsight: %d %s not yet delivered to %s stay in the spool %s (%s); the next process "
+                "that reports to this URL sends them",
+                self.left_in_spool,
+                self.what,
+                self.url,
+                self.spool.dir,
+                self.last_error or "the server is slow to answer",
+            )
         if self._http is not None and not hung:
             self._http.close()
             self._http = None
@@ -324,8 +347,9 @@ class HttpSink(Generic[T]):
             try:
                 attempt = self._round(attempt)
             except Exception:  # a bug or a broken spool must not end delivery for the life of the process
-                log.exception("flowsight: the SDK's sender failed; it tries again in %.0fs",
-                              self.options.retry_max_delay)
+                log.exception(
+                    "flowsight: the SDK's sender failed; it tries again in %.0fs", self.options.retry_max_delay
+                )
                 self._stop.wait(self.options.retry_max_delay)
 
     def _round(self, attempt: int) -> int:
@@ -354,8 +378,11 @@ class HttpSink(Generic[T]):
             with self._cond:
                 self._cond.notify_all()
             o = self.options
-            self._stop.wait(retry_delay(attempt, self._rand(), base=o.retry_base, cap=o.retry_max_delay,
-                                        retry_after=self._retry_after))
+            self._stop.wait(
+                retry_delay(
+                    attempt, self._rand(), base=o.retry_base, cap=o.retry_max_delay, retry_after=self._retry_after
+                )
+            )
         else:
             with self._cond:  # forget what other processes delivered for us
                 self._outstanding = {p for p in self._outstanding if p.exists()}
@@ -365,8 +392,12 @@ class HttpSink(Generic[T]):
     def _client(self) -> httpx.Client:
         if self._http is None:
             o = self.options
-            self._http = httpx.Client(base_url=self.url, headers=self._headers, transport=self._transport,
-                                      timeout=httpx.Timeout(o.timeout, connect=o.connect_timeout))
+            self._http = httpx.Client(
+                base_url=self.url,
+                headers=self._headers,
+                transport=self._transport,
+                timeout=httpx.Timeout(o.timeout, connect=o.connect_timeout),
+            )
         return self._http
 
     def _deliver(self, seg: Segment) -> str:
@@ -409,8 +440,12 @@ class HttpSink(Generic[T]):
     def _trouble(self, what: str) -> None:
         if not self._failing:  # once per outage, not once per retry
             self._failing = True
-            log.warning("flowsight: %s; %s are kept in the spool %s and sent when it answers "
-                        "(retrying with backoff)", what, self.what, self.spool.dir)
+            log.warning(
+                "flowsight: %s; %s are kept in the spool %s and sent when it answers (retrying with backoff)",
+                what,
+                self.what,
+                self.spool.dir,
+            )
         self.last_error = what
 
     def _unauthorized(self, response: httpx.Response) -> None:
@@ -423,11 +458,15 @@ class HttpSink(Generic[T]):
         self.last_error = why
         if self.url not in _told_unauthorized:
             _told_unauthorized.add(self.url)
-            log.error("flowsight: %s. Nothing is dropped: what this process sends is kept in the spool %s; set the "
-                      "right token (FLOWSIGHT_TOKEN, or flowsight.configure(url=..., token=...)) and send it with: "
-                      "flowsight spool send --url %s (any later process reporting there with a good token sends "
-                      "it too)", why, self.spool.dir.parent if self.spool.dir.name == "logs" else self.spool.dir,
-                      self.url)
+            log.error(
+                "flowsight: %s. Nothing is dropped: what this process sends is kept in the spool %s; set the "
+                "right token (FLOWSIGHT_TOKEN, or flowsight.configure(url=..., token=...)) and send it with: "
+                "flowsight spool send --url %s (any later process reporting there with a good token sends "
+                "it too)",
+                why,
+                self.spool.dir.parent if self.spool.dir.name == "logs" else self.spool.dir,
+                self.url,
+            )
 
     def _count(self, answer: _Answer, count: int) -> None:
         s = self.stats
@@ -437,8 +476,15 @@ class HttpSink(Generic[T]):
         if answer.rejected:
             errors = [str(r.get("error")) for r in answer.results if r.get("status") == "rejected"][:3]
             more = f" (and {answer.rejected - len(errors)} more)" if answer.rejected > len(errors) else ""
-            log.warning("flowsight: %s rejected %d of %d %s; they are not sent again: %s%s",
-                        self.url, answer.rejected, count, self.what, "; ".join(errors), more)
+            log.warning(
+                "flowsight: %s rejected %d of %d %s; they are not sent again: %s%s",
+                self.url,
+                answer.rejected,
+                count,
+                self.what,
+                "; ".join(errors),
+                more,
+            )
 
     def _refused(self, response: httpx.Response, count: int) -> None:
         status = response.status_code
@@ -453,8 +499,10 @@ class HttpSink(Generic[T]):
     def _split(self, seg: Segment) -> None:
         items = _raw_list.decode(gzip.decompress(seg.body))
         half = len(items) // 2
-        bodies = [(gzip.compress(_enc.encode(part), self.options.gzip_level, mtime=0), len(part))
-                  for part in (items[:half], items[half:])]
+        bodies = [
+            (gzip.compress(_enc.encode(part), self.options.gzip_level, mtime=0), len(part))
+            for part in (items[:half], items[half:])
+        ]
         log.info("flowsight: %s found a batch of %d %s too big; sending it in halves", self.url, seg.count, self.what)
         new = self.spool.split(seg, (bodies[0], bodies[1]))
         with self._cond:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from flowsight.model.logs import FieldValue, LogEntry, LogLevel
 from flowsight.sdk.client import current_run, get_client
+
 # the writer's side, importable here as before (it lives in flowsight.sdk.logsinks, which the client imports)
 from flowsight.sdk.logsinks import build_log_records, encode_logs
 from flowsight.sdk.logsinks import server_log_sink as server_log_sink, store_log_sink as store_log_sink
@@ -128,8 +129,12 @@ class LogHandler(logging.Handler):
         if run is not None:
             workflow, run_id, step = run.workflow, run.run_id, run.current_step
         fields: dict[str, FieldValue] = {
-            "logger": record.name, "thread": record.threadName, "pid": record.process,
-            "module": record.module, "function": record.funcName, "line": record.lineno,
+            "logger": record.name,
+            "thread": record.threadName,
+            "pid": record.process,
+            "module": record.module,
+            "function": record.funcName,
+            "line": record.lineno,
         }
         if record.exc_info and record.exc_info[0] is not None:
             fields["error_type"] = record.exc_info[0].__qualname__
@@ -145,7 +150,10 @@ class LogHandler(logging.Handler):
                     else:
                         step = value
                 continue
-            if value is None or isinstance(value, (str, int, bool)) or (
-                    isinstance(value, float) and math.isfinite(value)):
+            if (
+                value is None
+                or isinstance(value, (str, int, bool))
+                or (isinstance(value, float) and math.isfinite(value))
+            ):
                 fields[key] = value
         return LogEntry(record.created, level_of(record.levelno), message, SOURCE, workflow, run_id, step, fields)

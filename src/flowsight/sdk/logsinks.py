@@ -69,9 +69,19 @@ def encode_logs(records: list[LogRecord]) -> bytes:
     ``surrogateescape``: file names, bytes of a child's output; UTF-8 cannot
     carry one either)."""
     items = [
-        _WireLog(id=r.id, ts=e.timestamp, level=e.level.value, message=e.message, source=e.source,
-                 workflow=e.workflow, run_id=e.run_id, step=e.step, fields=_plain(e.fields))
-        for r in records for e in (r.entry,)
+        _WireLog(
+            id=r.id,
+            ts=e.timestamp,
+            level=e.level.value,
+            message=e.message,
+            source=e.source,
+            workflow=e.workflow,
+            run_id=e.run_id,
+            step=e.step,
+            fields=_plain(e.fields),
+        )
+        for r in records
+        for e in (r.entry,)
     ]
     try:
         body = _enc.encode(items)
@@ -91,11 +101,16 @@ def _text(value: str) -> str:
 
 def _cleaned(item: _WireLog) -> _WireLog:
     return _WireLog(
-        id=_text(item.id), ts=item.ts, level=item.level, message=_text(item.message), source=_text(item.source),
+        id=_text(item.id),
+        ts=item.ts,
+        level=item.level,
+        message=_text(item.message),
+        source=_text(item.source),
         workflow=None if item.workflow is None else _text(item.workflow),
         run_id=None if item.run_id is None else _text(item.run_id),
         step=None if item.step is None else _text(item.step),
-        fields={_text(k): _text(v) if isinstance(v, str) else v for k, v in item.fields.items()})
+        fields={_text(k): _text(v) if isinstance(v, str) else v for k, v in item.fields.items()},
+    )
 
 
 def _save_logs(store: SqlStore, records: list[LogRecord]) -> object:
@@ -111,20 +126,38 @@ def store_log_sink(db_url: str, retention: float | None) -> StoreSink[LogRecord]
     the writer thread), older than ``retention`` seconds purged."""
     from flowsight.store.base import open_store
 
-    return StoreSink(lambda: open_store(db_url), write=_save_logs, prune=_purge_logs, what="log entries",
-                     retention=retention)
+    return StoreSink(
+        lambda: open_store(db_url), write=_save_logs, prune=_purge_logs, what="log entries", retention=retention
+    )
 
 
-def server_log_sink(url: str, token: str | None, *, options: HttpOptions,
-                    spool_root: str | os.PathLike[str] | None,
-                    transport: httpx.BaseTransport | None) -> HttpSink[LogRecord]:
+def server_log_sink(
+    url: str,
+    token: str | None,
+    *,
+    options: HttpOptions,
+    spool_root: str | os.PathLike[str] | None,
+    transport: httpx.BaseTransport | None,
+) -> HttpSink[LogRecord]:
     """Log entries to ``POST /api/v1/logs`` of the server at ``url``, through
     the spool directory ``<spool of url>/logs``."""
     from flowsight.sdk.http import LOGS_PATH, HttpSink
     from flowsight.sdk.spool import Spool, log_spool_dir
 
-    spool = Spool(log_spool_dir(url, spool_root), max_bytes=options.spool_max_bytes, label=f"{url} (log entries)",
-                  what="log entries")
-    return HttpSink(url, token, spool=spool, options=options, transport=transport, path=LOGS_PATH,
-                    encode=encode_logs, what="log entries", thread_name="flowsight-log-sender")
-
+    spool = Spool(
+        log_spool_dir(url, spool_root),
+        max_bytes=options.spool_max_bytes,
+        label=f"{url} (log entries)",
+        what="log entries",
+    )
+    return HttpSink(
+        url,
+        token,
+        spool=spool,
+        options=options,
+        transport=transport,
+        path=LOGS_PATH,
+        encode=encode_logs,
+        what="log entries",
+        thread_name="flowsight-log-sender",
+    )

@@ -51,8 +51,9 @@ _TMP_PREFIX = ".tmp-"
 _names = itertools.count()
 
 
-def spool_dir_for(url: str, root: str | os.PathLike[str] | None = None,
-                  environ: Mapping[str, str] = os.environ) -> Path:
+def spool_dir_for(
+    url: str, root: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> Path:
     """The spool directory of the server at ``url``: ``<root>/<hash of url>``.
 
     ``root`` defaults to ``$FLOWSIGHT_SPOOL_DIR``, else
@@ -112,8 +113,14 @@ class Spool:
         ConfigError: the directory cannot be created or written.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 label: str | None = None, what: str = "events") -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        label: str | None = None,
+        what: str = "events",
+    ) -> None:
         if max_bytes <= 0:
             raise ConfigError(f"spool bound must be a positive number of bytes, got {max_bytes}")
         self.dir = Path(directory)
@@ -124,8 +131,10 @@ class Spool:
             if label is not None:
                 (self.dir / "URL").write_text(label + "\n")  # for a person wondering what the directory holds
         except OSError as exc:
-            raise ConfigError(f"cannot use {str(self.dir)!r} as the SDK's spool ({exc.strerror}); set "
-                              f"{ENV_SPOOL_DIR} to a writable directory") from None
+            raise ConfigError(
+                f"cannot use {str(self.dir)!r} as the SDK's spool ({exc.strerror}); set "
+                f"{ENV_SPOOL_DIR} to a writable directory"
+            ) from None
         self._lock = threading.Lock()
         #: events dropped to keep the spool under ``max_bytes`` (or unwritable), by this process
         self.dropped = 0
@@ -162,8 +171,9 @@ class Spool:
         if total + size <= self.max_bytes:
             return True
         if size > self.max_bytes:
-            self._drop(count, f"the batch alone ({size} bytes) is larger than the spool's bound of "
-                              f"{self.max_bytes} bytes")
+            self._drop(
+                count, f"the batch alone ({size} bytes) is larger than the spool's bound of {self.max_bytes} bytes"
+            )
             return False
         freed_events = 0
         for path, seg_size in entries:
@@ -176,14 +186,18 @@ class Spool:
                 total -= seg_size
                 freed_events += seg.count
         if freed_events:
-            self._drop(freed_events, f"the spool {str(self.dir)!r} reached its bound of {self.max_bytes} bytes "
-                                     f"while the server could not take them (oldest {self.what} go first)")
+            self._drop(
+                freed_events,
+                f"the spool {str(self.dir)!r} reached its bound of {self.max_bytes} bytes "
+                f"while the server could not take them (oldest {self.what} go first)",
+            )
         return True  # at most the segments in flight over the bound
 
     def _drop(self, count: int, why: str) -> None:
         self.dropped += count
-        log.warning("flowsight: dropped %d %s: %s; %d dropped by this process so far", count, self.what, why,
-                    self.dropped)
+        log.warning(
+            "flowsight: dropped %d %s: %s; %d dropped by this process so far", count, self.what, why, self.dropped
+        )
 
     # ---- reading -----------------------------------------------------------
     def _entries(self) -> list[tuple[Path, int]]:
@@ -257,7 +271,7 @@ class Spool:
         """Half-written segments of processes that died while writing them."""
         with contextlib.suppress(FileNotFoundError):
             for p in self.dir.glob(f"{_TMP_PREFIX}*"):
-                pid = p.name[len(_TMP_PREFIX):].split("-", 1)[0]
+                pid = p.name[len(_TMP_PREFIX) :].split("-", 1)[0]
                 if pid.isdigit() and not _pid_alive(int(pid)):
                     with contextlib.suppress(OSError):
                         p.unlink()

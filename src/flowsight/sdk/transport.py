@@ -100,9 +100,17 @@ class StoreSink(Generic[T]):
     opening the database never costs the instrumented code anything.
     """
 
-    def __init__(self, store_factory: Callable[[], SqlStore], *, write: Callable[[SqlStore, list[T]], object],
-                 prune: Callable[[SqlStore, float], int] | None = None, what: str = "events",
-                 max_backoff: float = 5.0, retention: float | None = None, prune_every: float = 3600.0) -> None:
+    def __init__(
+        self,
+        store_factory: Callable[[], SqlStore],
+        *,
+        write: Callable[[SqlStore, list[T]], object],
+        prune: Callable[[SqlStore, float], int] | None = None,
+        what: str = "events",
+        max_backoff: float = 5.0,
+        retention: float | None = None,
+        prune_every: float = 3600.0,
+    ) -> None:
         self._factory = store_factory
         self._write_to = write
         self._prune = prune
@@ -155,8 +163,14 @@ class StoreSink(Generic[T]):
                     self._lose(items, f"the store was still failing at exit ({exc})")
                     return
                 if not warned:  # one warning per outage, not one per retry
-                    log.warning("flowsight: writing %d %s failed (%s); retrying with backoff "
-                                "(up to %.0fs apart) until it works", len(items), self.what, exc, self._max_backoff)
+                    log.warning(
+                        "flowsight: writing %d %s failed (%s); retrying with backoff "
+                        "(up to %.0fs apart) until it works",
+                        len(items),
+                        self.what,
+                        exc,
+                        self._max_backoff,
+                    )
                     warned = True
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
@@ -164,8 +178,14 @@ class StoreSink(Generic[T]):
 
     def _lose(self, items: list[T], why: str) -> None:
         self.dropped += len(items)
-        log.error("flowsight: %d %s NOT stored, %s; %d lost in all (set --db / FLOWSIGHT_DATABASE_URL, "
-                  "or flowsight.configure(db=...))", len(items), self.what, why, self.dropped)
+        log.error(
+            "flowsight: %d %s NOT stored, %s; %d lost in all (set --db / FLOWSIGHT_DATABASE_URL, "
+            "or flowsight.configure(db=...))",
+            len(items),
+            self.what,
+            why,
+            self.dropped,
+        )
 
     def wait(self, timeout: float | None) -> bool:
         return True  # write() returns once the batch is committed
@@ -205,8 +225,15 @@ class BatchWriter(Generic[Q, T]):
     cuts it at once.
     """
 
-    def __init__(self, sink: Sink[T], *, build: Callable[[list[Q]], list[T]], batch_size: int = 5000,
-                 linger: float = 0.0, name: str = "flowsight-writer") -> None:
+    def __init__(
+        self,
+        sink: Sink[T],
+        *,
+        build: Callable[[list[Q]], list[T]],
+        batch_size: int = 5000,
+        linger: float = 0.0,
+        name: str = "flowsight-writer",
+    ) -> None:
         self.sink = sink
         self._build = build
         self._name = name

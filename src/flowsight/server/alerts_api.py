@@ -24,8 +24,7 @@ from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence, new_si
 from flowsight.model.durations import parse_duration
 from flowsight.model.events import explain
 from flowsight.server import schemas as S
-from flowsight.server.ingest import (BodyError, decode_any, decode_items, decode_off_loop, read_json_body,
-                                     write_answer)
+from flowsight.server.ingest import BodyError, decode_any, decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.openapi import ALERT_STATUSES
 
 if TYPE_CHECKING:
@@ -48,30 +47,52 @@ def alert_rows(am: AlertManager, status: str | None = None) -> list[dict[str, An
         shown = am.status_of(fp)
         if status is not None and shown != status:
             continue
-        rows.append({
-            "fingerprint": fp, "labels": dict(a.labels), "annotations": dict(a.annotations),
-            "severity": a.severity.value, "source": a.source, "status": shown,
-            "muted_by": am.mute_reason(a, now) if a.status is AlertStatus.FIRING else None,
-            "starts_at": a.starts_at, "ends_at": a.ends_at, "link": a.link,
-            "receivers_told": sorted(told.get(fp, [])),
-        })
+        rows.append(
+            {
+                "fingerprint": fp,
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "severity": a.severity.value,
+                "source": a.source,
+                "status": shown,
+                "muted_by": am.mute_reason(a, now) if a.status is AlertStatus.FIRING else None,
+                "starts_at": a.starts_at,
+                "ends_at": a.ends_at,
+                "link": a.link,
+                "receivers_told": sorted(told.get(fp, [])),
+            }
+        )
     rows.sort(key=lambda r: r["starts_at"], reverse=True)
     return rows
 
 
 def silence_row(s: Silence, now: float) -> dict[str, Any]:
     state = "active" if s.active(now) else "pending" if s.starts_at > now else "expired"
-    return {"id": s.id, "matchers": [f"{m.name}{m.op}{m.value}" for m in s.matchers], "starts_at": s.starts_at,
-            "ends_at": s.ends_at, "created_by": s.created_by, "comment": s.comment, "state": state}
+    return {
+        "id": s.id,
+        "matchers": [f"{m.name}{m.op}{m.value}" for m in s.matchers],
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "state": state,
+    }
 
 
 def finish_alert(wire: S.AlertIn, now: float, resolve_timeout: float) -> Alert:
     """The alert a valid wire item stands for. Without ``ends_at``, it ends
     ``resolve_timeout`` from now unless it is sent again (Alertmanager's meaning)."""
     ends_at = wire.ends_at if wire.ends_at is not None else now + resolve_timeout
-    alert = Alert(wire.labels, wire.annotations, Severity(wire.severity), wire.source,
-                  wire.starts_at if wire.starts_at is not None else now, ends_at,
-                  AlertStatus.RESOLVED if ends_at <= now else AlertStatus.FIRING, wire.link)
+    alert = Alert(
+        wire.labels,
+        wire.annotations,
+        Severity(wire.severity),
+        wire.source,
+        wire.starts_at if wire.starts_at is not None else now,
+        ends_at,
+        AlertStatus.RESOLVED if ends_at <= now else AlertStatus.FIRING,
+        wire.link,
+    )
     _ = alert.fingerprint  # hashed here, off the event loop for a big batch
     return alert
 
@@ -129,8 +150,12 @@ def answer_alerts(items: list[Alert | EventError]) -> dict[str, Any]:
         else:
             fingerprints.append(item.fingerprint)
             results.append({"index": i, "status": "accepted", "fingerprint": item.fingerprint})
-    return {"accepted": len(fingerprints), "rejected": len(items) - len(fingerprints),
-            "fingerprints": fingerprints, "results": results}
+    return {
+        "accepted": len(fingerprints),
+        "rejected": len(items) - len(fingerprints),
+        "fingerprints": fingerprints,
+        "results": results,
+    }
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -187,8 +212,15 @@ async def post_silence(request: Request, st: ServerState) -> Response:
     now = time.time()
     try:  # as the document describes it, but refused by a rule it states in words: 422
         duration = parse_duration(body.duration, what="field 'duration'") if body.duration is not None else None
-        silence = new_silence(body.matchers, now=now, duration=duration, starts_at=body.starts_at,
-                              ends_at=body.ends_at, created_by=body.created_by or "api", comment=body.comment)
+        silence = new_silence(
+            body.matchers,
+            now=now,
+            duration=duration,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            created_by=body.created_by or "api",
+            comment=body.comment,
+        )
     except FlowsightError as exc:
         raise BodyError(422, str(exc)) from None
     st.alerting.add_silence(silence)

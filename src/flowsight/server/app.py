@@ -32,8 +32,16 @@ from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server.auth import Authenticator, AuthError
-from flowsight.server.ingest import (BodyError, Committer, Limits, answer, decode_batch, decode_off_loop,
-                                     read_json_body, write_answer)
+from flowsight.server.ingest import (
+    BodyError,
+    Committer,
+    Limits,
+    answer,
+    decode_batch,
+    decode_off_loop,
+    read_json_body,
+    write_answer,
+)
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.collect.resources import MetricsCollector
 from flowsight.monitors.performance import PerformanceMonitor
@@ -54,8 +62,16 @@ from flowsight.store.sql import SqlStore, decode_cursor
 
 _enc = msgspec.json.Encoder()
 #: the events at which a run's process tree is sampled at once (a step's start or end, the run's end)
-BOUNDARIES = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED,
-                        EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED})
+BOUNDARIES = frozenset(
+    {
+        EventKind.STEP_STARTED,
+        EventKind.STEP_COMPLETED,
+        EventKind.STEP_FAILED,
+        EventKind.COMPLETED,
+        EventKind.FAILED,
+        EventKind.CANCELLED,
+    }
+)
 
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -162,8 +178,9 @@ async def get_runs(request: Request, st: ServerState) -> Response:
             raise FlowsightError(f"query parameter 'cursor': {exc}") from None
 
     def work() -> dict[str, Any]:
-        page = st.store.list_runs(workflow=workflow, states=states, since=since, until=until,
-                                  text=text, limit=limit, cursor=cursor)
+        page = st.store.list_runs(
+            workflow=workflow, states=states, since=since, until=until, text=text, limit=limit, cursor=cursor
+        )
         views = Views(st.store, time.time(), stall_timeout=st.stall_timeout).views(page.runs)
         return {"runs": [v.to_dict() for v in views], "cursor": page.cursor}
 
@@ -222,9 +239,11 @@ def _last_event_id(raw: str | None) -> int | None:
 async def get_stream(request: Request, st: ServerState) -> Response:
     last_seq = _last_event_id(request.headers.get("last-event-id"))
     flt = EventFilter(workflow=_text(request, "workflow"), run_id=_text(request, "run_id"))
-    return EventStreamResponse(event_stream(st.hub, flt, last_seq, streams=st.streams, client=request.client),
-                               media_type="text/event-stream",
-                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStreamResponse(
+        event_stream(st.hub, flt, last_seq, streams=st.streams, client=request.client),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def get_metrics(request: Request, st: ServerState) -> Response:
@@ -244,17 +263,28 @@ async def get_openapi(request: Request) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     """The router's own 404 and 405, as JSON like every other error."""
     assert isinstance(exc, HTTPException)
-    message = (f"no such path {request.url.path!r}; the API is described at /openapi.json"
-               if exc.status_code == 404 else f"method {request.method} is not allowed on {request.url.path!r}")
+    message = (
+        f"no such path {request.url.path!r}; the API is described at /openapi.json"
+        if exc.status_code == 404
+        else f"method {request.method} is not allowed on {request.url.path!r}"
+    )
     return json({"error": message}, exc.status_code, headers=dict(exc.headers or {}))
 
 
-def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: float = 1800.0,
-               hub: Hub | None = None, config: Config | None = None,
-               alerting: AlertingService | None = None, on_logs: logs_api.OnLogs | None = None,
-               log_retention: float | None = DEFAULT_RETENTION,
-               log_purge_interval: float = DEFAULT_INTERVAL, may_be_open: bool = True,
-               allowed_hosts: AllowedHosts | None = None) -> Starlette:
+def create_app(
+    store: SqlStore,
+    *,
+    limits: Limits | None = None,
+    stall_timeout: float = 1800.0,
+    hub: Hub | None = None,
+    config: Config | None = None,
+    alerting: AlertingService | None = None,
+    on_logs: logs_api.OnLogs | None = None,
+    log_retention: float | None = DEFAULT_RETENTION,
+    log_purge_interval: float = DEFAULT_INTERVAL,
+    may_be_open: bool = True,
+    allowed_hosts: AllowedHosts | None = None,
+) -> Starlette:
     """The app over ``store``; the caller keeps ownership of the store.
     Alerting follows ``config`` (default: built-in rules, alerts to the log).
 
@@ -270,8 +300,15 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     hub = hub or Hub(store, track=False)
     alerting = alerting or AlertingService(store, config or Config.default())
     hub.hooks.append(alerting.observe)
-    st = ServerState(store=store, hub=hub, committer=Committer(hub), auth=Authenticator(store, may_be_open=may_be_open),
-                     limits=limits or Limits(), stall_timeout=stall_timeout, alerting=alerting)
+    st = ServerState(
+        store=store,
+        hub=hub,
+        committer=Committer(hub),
+        auth=Authenticator(store, may_be_open=may_be_open),
+        limits=limits or Limits(),
+        stall_timeout=stall_timeout,
+        alerting=alerting,
+    )
     st.committer.on_commit = st.stats.on_commit
     st.on_logs = on_logs
     if log_retention is not None:
@@ -279,8 +316,14 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     cfg = config or Config.default()
     st.fault_monitor = faults_api.make_fault_monitor(cfg, store, alerting)
     collector = MetricsCollector()
-    perf = st.performance = PerformanceMonitor(collector, cfg.thresholds, baselines=cfg.baselines,
-                                               alert_manager=alerting, store=store, hostname=collector.host.id)
+    perf = st.performance = PerformanceMonitor(
+        collector,
+        cfg.thresholds,
+        baselines=cfg.baselines,
+        alert_manager=alerting,
+        store=store,
+        hostname=collector.host.id,
+    )
     perf_stop = asyncio.Event()
     st.performance_raw_retention = cfg.performance_raw_retention
 
@@ -292,6 +335,7 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
             if m.attrs.get("host") == collector.host.id and isinstance(pid, int) and pid > 0:
                 out[m.workflow_id] = (pid, m.workflow)
         return out
+
     def run_process(run_id: str) -> tuple[int, str] | None:
         """A run's root pid and workflow, when its process is on this host."""
         m = store.get_run(run_id)
@@ -323,9 +367,17 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         await follower.start()
         sources.start()
         perf_stop.clear()
-        perf_task = asyncio.create_task(perf.monitor_performance(
-            live_runs, cfg.performance_interval, perf_stop, raw_retention=cfg.performance_raw_retention,
-            rollup_retention=cfg.performance_rollup_retention, run_process=run_process), name="flowsight-performance")
+        perf_task = asyncio.create_task(
+            perf.monitor_performance(
+                live_runs,
+                cfg.performance_interval,
+                perf_stop,
+                raw_retention=cfg.performance_raw_retention,
+                rollup_retention=cfg.performance_rollup_retention,
+                run_process=run_process,
+            ),
+            name="flowsight-performance",
+        )
         faults_task = None
         if st.fault_monitor is not None:
             faults_stop.clear()
@@ -348,8 +400,11 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
 
     routes = [
         Route("/api/v1/events", endpoint("ingest", post_events), methods=["POST"]),
-        Route("/api/v1/logs", by_method(GET=endpoint("read", logs_api.get_logs),
-                                        POST=endpoint("ingest", logs_api.post_logs)), methods=["GET", "POST"]),
+        Route(
+            "/api/v1/logs",
+            by_method(GET=endpoint("read", logs_api.get_logs), POST=endpoint("ingest", logs_api.post_logs)),
+            methods=["GET", "POST"],
+        ),
         Route("/api/v1/runs", endpoint("read", get_runs), methods=["GET"]),
         # ':path': a run id may hold a '/' (sent as %2F, which routing sees decoded);
         # a run whose id ends in '/events' or '/logs' is then reached through that route only
@@ -359,13 +414,17 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
         Route("/api/v1/runs/{run_id:path}", endpoint("read", get_run), methods=["GET"]),
         Route("/api/v1/workflows", endpoint("read", get_workflows), methods=["GET"]),
         Route("/api/v1/stream", endpoint("read", get_stream), methods=["GET"]),
-        Route("/api/v1/alerts", by_method(GET=endpoint("read", alerts_api.get_alerts),
-                                          POST=endpoint("ingest", alerts_api.post_alerts)), methods=["GET", "POST"]),
-        Route("/api/v1/silences", by_method(GET=endpoint("read", alerts_api.get_silences),
-                                            POST=endpoint("admin", alerts_api.post_silence)),
-              methods=["GET", "POST"]),
-        Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence),
-              methods=["DELETE"]),
+        Route(
+            "/api/v1/alerts",
+            by_method(GET=endpoint("read", alerts_api.get_alerts), POST=endpoint("ingest", alerts_api.post_alerts)),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/api/v1/silences",
+            by_method(GET=endpoint("read", alerts_api.get_silences), POST=endpoint("admin", alerts_api.post_silence)),
+            methods=["GET", "POST"],
+        ),
+        Route("/api/v1/silences/{silence_id}", endpoint("admin", alerts_api.delete_silence), methods=["DELETE"]),
         Route("/api/v1/faults", endpoint("read", faults_api.get_faults), methods=["GET"]),
         Route("/api/v1/faults/{fault_id}", endpoint("read", faults_api.get_fault), methods=["GET"]),
         Route("/api/v1/metrics", endpoint("read", perf_api.get_scopes), methods=["GET"]),
@@ -381,8 +440,9 @@ def create_app(store: SqlStore, *, limits: Limits | None = None, stall_timeout: 
     middleware = [Middleware(ServerTiming)]  # the server's time in the browser's devtools
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(HostCheck, allowed=allowed_hosts))  # before anything else sees the request
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error},
-                    middleware=middleware)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error}, middleware=middleware
+    )
     app.state.flowsight = st
     app.state.openapi = build_openapi(__version__)
     return app

@@ -70,8 +70,11 @@ class Authenticator:
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             # the hint names the scope this endpoint needs: a read token for a dashboard, not an ingest one
-            raise AuthError(401, "missing token: send 'Authorization: Bearer <token>' "
-                                 f"(make one with: flowsight token create --scope {scope} --name NAME)")
+            raise AuthError(
+                401,
+                "missing token: send 'Authorization: Bearer <token>' "
+                f"(make one with: flowsight token create --scope {scope} --name NAME)",
+            )
         token = token.strip()
         hit = self._cache.get(token)
         if hit is not None and hit[0] > time.monotonic():

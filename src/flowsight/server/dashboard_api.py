@@ -119,8 +119,9 @@ class PerfPage(msgspec.Struct, kw_only=True):
 
 
 # ---- overview ------------------------------------------------------------------
-def overview(store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeout: float,
-             trend: int) -> dict[str, Any]:
+def overview(
+    store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeout: float, trend: int
+) -> dict[str, Any]:
     """The overview page's aggregates (see the module docstring)."""
     stats = store.workflow_stats()
     by_state: dict[str, int] = {}
@@ -130,18 +131,31 @@ def overview(store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeo
     ended = store.latest_ended(_trended(stats), trend) if trend else {}
     workflows = []
     for wf in stats:
-        points = [{"run_id": rid, "state": state, "start_time": start, "end_time": end,
-                   "duration_seconds": None if start is None or end is None else round(max(0.0, end - start), 3)}
-                  for rid, state, start, end in reversed(ended.get(wf["workflow"], []))]
+        points = [
+            {
+                "run_id": rid,
+                "state": state,
+                "start_time": start,
+                "end_time": end,
+                "duration_seconds": None if start is None or end is None else round(max(0.0, end - start), 3),
+            }
+            for rid, state, start, end in reversed(ended.get(wf["workflow"], []))
+        ]
         workflows.append({**wf, "trend": points})
     # the stall flags alone (as the runs list judges them), without the ETAs
     running = store.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
     histories = store.histories([m.workflow for m in running])
     verdicts = [stall_verdict(m, histories[m.workflow], now, timeout=stall_timeout) for m in running]
     faults_open = len(store.list_faults(status=FaultStatus.OPEN, limit=1000))
-    return {"now": now, "runs": sum(by_state.values()), "by_state": by_state,
-            "stalled": sum(1 for v in verdicts if v is not None and v.stalled), "alerts": alerts, "faults_open": faults_open,
-            "workflows": workflows}
+    return {
+        "now": now,
+        "runs": sum(by_state.values()),
+        "by_state": by_state,
+        "stalled": sum(1 for v in verdicts if v is not None and v.stalled),
+        "alerts": alerts,
+        "faults_open": faults_open,
+        "workflows": workflows,
+    }
 
 
 #: how often the server recounts runs per workflow and state (healing counts no writer kept)
@@ -190,8 +204,11 @@ class OverviewWarmer:
 
     def warm(self) -> None:
         counts = self.store.run_counts()
-        live = [wf for wf, by in sorted(counts.items())
-                if any(by.get(state.value, (0, 0))[0] > 0 for state in WorkflowState if not state.terminal)]
+        live = [
+            wf
+            for wf, by in sorted(counts.items())
+            if any(by.get(state.value, (0, 0))[0] > 0 for state in WorkflowState if not state.terminal)
+        ]
         for wf in live:
             if self._stop.is_set():
                 return
@@ -205,8 +222,9 @@ class OverviewWarmer:
 
 def _trended(stats: list[dict[str, Any]]) -> list[str]:
     """The workflows given a duration trend: those with the latest runs first."""
-    return sorted(wf["workflow"] for wf in sorted(stats, key=lambda w: w["last_run_at"] or 0.0,
-                                                  reverse=True)[:TREND_WORKFLOWS])
+    return sorted(
+        wf["workflow"] for wf in sorted(stats, key=lambda w: w["last_run_at"] or 0.0, reverse=True)[:TREND_WORKFLOWS]
+    )
 
 
 def _round(v: float | None) -> float | None:
@@ -227,8 +245,9 @@ async def get_overview(request: Request, st: ServerState) -> Response:
 
     trend = int_param(request, "trend", 30, 0, 200)
     alerts = await st.alerting.read(_alerts_by_status)
-    out = await asyncio.to_thread(overview, st.store, alerts, now=time.time(), stall_timeout=st.stall_timeout,
-                                  trend=trend)
+    out = await asyncio.to_thread(
+        overview, st.store, alerts, now=time.time(), stall_timeout=st.stall_timeout, trend=trend
+    )
     return json(out)
 
 
@@ -236,8 +255,7 @@ async def get_overview(request: Request, st: ServerState) -> Response:
 def _quantiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None}
-    return {"count": len(values), **{f"p{int(q * 100)}": round(quantile(values, q), 3)
-                                     for q in (0.5, 0.9, 0.95, 0.99)}}
+    return {"count": len(values), **{f"p{int(q * 100)}": round(quantile(values, q), 3) for q in (0.5, 0.9, 0.95, 0.99)}}
 
 
 def _took(r: RunTimes) -> float:
@@ -275,14 +293,27 @@ def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) ->
     if len(shown) > POINTS:  # evenly thinned: the chart's shape, not every dot
         shown = [shown[i * len(shown) // POINTS] for i in range(POINTS)]
     return {
-        "workflow": workflow, "runs": len(runs), "by_state": by_state,
-        "per_hour": round(len(ended) * 3600 / span, 3), "window_seconds": round(span, 3), "sampled": sampled,
+        "workflow": workflow,
+        "runs": len(runs),
+        "by_state": by_state,
+        "per_hour": round(len(ended) * 3600 / span, 3),
+        "window_seconds": round(span, 3),
+        "sampled": sampled,
         "duration": _quantiles(done),
-        "steps": [{"step": name, "attempts": e["attempts"], "failed": e["failed"],
-                   "per_hour": round(len(e["durations"]) * 3600 / step_span, 3),
-                   "duration": _quantiles(e["durations"])} for name, e in per_step.items()],
-        "points": [{"run_id": r.run_id, "start_time": r.start_time, "state": r.state,
-                    "duration_seconds": round(_took(r), 3)} for r in shown],
+        "steps": [
+            {
+                "step": name,
+                "attempts": e["attempts"],
+                "failed": e["failed"],
+                "per_hour": round(len(e["durations"]) * 3600 / step_span, 3),
+                "duration": _quantiles(e["durations"]),
+            }
+            for name, e in per_step.items()
+        ],
+        "points": [
+            {"run_id": r.run_id, "start_time": r.start_time, "state": r.state, "duration_seconds": round(_took(r), 3)}
+            for r in shown
+        ],
     }
 
 

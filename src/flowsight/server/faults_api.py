@@ -29,10 +29,22 @@ _BY_ALERTNAME = {k.alertname: k.value for k in FaultKind}
 def fault_row(r: FaultRecord, now: float) -> dict[str, Any]:
     """A fault record as JSON for people and programs (the API's and the CLI's)."""
     f = r.fault
-    return {"id": r.id, "status": r.status.value, "severity": r.severity.value, "kind": f.kind.value,
-            "alertname": f.kind.alertname, "target": f.target, "detector": f.detector, "message": f.message,
-            "evidence": dict(f.evidence), "workflows": list(f.workflows), "runs": list(f.runs),
-            "opened_at": r.timestamp, "resolved_at": r.resolved_at, "duration_s": r.duration(now)}
+    return {
+        "id": r.id,
+        "status": r.status.value,
+        "severity": r.severity.value,
+        "kind": f.kind.value,
+        "alertname": f.kind.alertname,
+        "target": f.target,
+        "detector": f.detector,
+        "message": f.message,
+        "evidence": dict(f.evidence),
+        "workflows": list(f.workflows),
+        "runs": list(f.runs),
+        "opened_at": r.timestamp,
+        "resolved_at": r.resolved_at,
+        "duration_s": r.duration(now),
+    }
 
 
 def make_fault_monitor(config: Config, store: SqlStore, alerts: AlertSink) -> FaultMonitor | None:
@@ -42,9 +54,14 @@ def make_fault_monitor(config: Config, store: SqlStore, alerts: AlertSink) -> Fa
         return None
     from flowsight.config.detectors import build_detector
 
-    return FaultMonitor([build_detector(dc, store) for dc in config.detectors], alerts, store=store,
-                        schedules={dc.name: dc.schedule for dc in config.detectors},
-                        dependencies=config.dependencies(), external_url=config.external_url)
+    return FaultMonitor(
+        [build_detector(dc, store) for dc in config.detectors],
+        alerts,
+        store=store,
+        schedules={dc.name: dc.schedule for dc in config.detectors},
+        dependencies=config.dependencies(),
+        external_url=config.external_url,
+    )
 
 
 async def get_faults(request: Request, st: ServerState) -> Response:
@@ -62,13 +79,31 @@ async def get_faults(request: Request, st: ServerState) -> Response:
     detector, run_id = text_param(request, "detector"), text_param(request, "run_id")
     limit = int_param(request, "limit", 100, 1, 1000)
     records = await asyncio.to_thread(
-        st.store.list_faults, status=FaultStatus(status) if status else None, since=since, detector=detector,
-        kind=kind, run_id=run_id, limit=limit)
+        st.store.list_faults,
+        status=FaultStatus(status) if status else None,
+        since=since,
+        detector=detector,
+        kind=kind,
+        run_id=run_id,
+        limit=limit,
+    )
     monitor = st.fault_monitor
-    detectors = [] if monitor is None else [
-        {"name": s.name, "status": s.status, "checks": s.checks, "last_check": s.last_check,
-         "last_duration_s": s.last_duration, "last_error": s.last_error, "interval_s": s.schedule.interval}
-        for s in monitor.states.values()]
+    detectors = (
+        []
+        if monitor is None
+        else [
+            {
+                "name": s.name,
+                "status": s.status,
+                "checks": s.checks,
+                "last_check": s.last_check,
+                "last_duration_s": s.last_duration,
+                "last_error": s.last_error,
+                "interval_s": s.schedule.interval,
+            }
+            for s in monitor.states.values()
+        ]
+    )
     return json({"faults": [fault_row(r, now) for r in records], "detectors": detectors})
 
 

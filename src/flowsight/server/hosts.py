@@ -33,8 +33,7 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback
-                       for info in socket.getaddrinfo(host, None))
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
         except OSError:
             return False
 
@@ -47,8 +46,7 @@ def machine_names() -> list[str]:
     return out
 
 
-def allowed_hosts(bind: str, configured: Iterable[str] = (), *,
-                  machine: Iterable[str] | None = None) -> AllowedHosts:
+def allowed_hosts(bind: str, configured: Iterable[str] = (), *, machine: Iterable[str] | None = None) -> AllowedHosts:
     """The hosts a server listening on ``bind`` answers to: the bind address
     itself; on loopback, ``localhost`` and the loopback addresses; on any
     other address, the machine's name and (``0.0.0.0``, ``::``) every address

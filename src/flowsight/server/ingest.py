@@ -145,13 +145,19 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
         BodyError: not JSON (400, with the position), not an object or an
             array of them (400), or too many events (413).
     """
-    return decode_items(body, limits, fast=_fast, finish=finish_wire, parse=parse_events, noun="event",
-                        plural="events")
+    return decode_items(body, limits, fast=_fast, finish=finish_wire, parse=parse_events, noun="event", plural="events")
 
 
-def decode_items(body: bytes, limits: Limits, *, fast: msgspec.json.Decoder[Any], finish: Callable[[W], T],
-                 parse: Callable[[list[Any]], Sequence[T | EventError]], noun: str,
-                 plural: str) -> list[T | EventError]:
+def decode_items(
+    body: bytes,
+    limits: Limits,
+    *,
+    fast: msgspec.json.Decoder[Any],
+    finish: Callable[[W], T],
+    parse: Callable[[list[Any]], Sequence[T | EventError]],
+    noun: str,
+    plural: str,
+) -> list[T | EventError]:
     """Items (or the error of each bad one) in the order they were sent.
 
     ``fast`` decodes a list of wire items or one item in one pass, ``finish``
@@ -244,8 +250,11 @@ def _too_deep(body: bytes) -> BodyError:
         if c == 0x5B or c == 0x7B:  # [ {
             depth += 1
             if depth > MAX_DEPTH:
-                return BodyError(400, f"JSON nested deeper than {MAX_DEPTH} levels (at byte {m.start()}); "
-                                      f"values nest {MAX_DEPTH} levels at most")
+                return BodyError(
+                    400,
+                    f"JSON nested deeper than {MAX_DEPTH} levels (at byte {m.start()}); "
+                    f"values nest {MAX_DEPTH} levels at most",
+                )
         elif c == 0x5D or c == 0x7D:  # ] }
             depth -= 1
     return BodyError(400, f"JSON nested too deep to read; values nest {MAX_DEPTH} levels at most")
@@ -260,8 +269,7 @@ def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
 
 def _check_count(n: int, limits: Limits, plural: str = "events") -> None:
     if n > limits.max_events:
-        raise BodyError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: "
-                             "send smaller batches")
+        raise BodyError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: send smaller batches")
 
 
 def is_single(body: bytes) -> bool:
@@ -301,12 +309,18 @@ def answer(items: list[Event | EventError], result: WriteResult) -> dict[str, An
         entry: dict[str, Any] = {"index": i, "status": status, "id": item.id}
         tr = refused.get(item.id) if status == "accepted" else None
         if tr is not None:
-            entry["warning"] = (f"stored, but the transition {tr.old_state.value} -> {tr.new_state.value} "
-                                "is not allowed and was not applied")
+            entry["warning"] = (
+                f"stored, but the transition {tr.old_state.value} -> {tr.new_state.value} "
+                "is not allowed and was not applied"
+            )
         results.append(entry)
         counts[status] += 1
-    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-            "results": results}
+    return {
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+        "results": results,
+    }
 
 
 class Committer:
@@ -387,8 +401,9 @@ class Committer:
                     fut.set_result(evs)
 
 
-def _split(group: list[tuple[list[Event], asyncio.Future[WriteResult]]],
-           result: WriteResult) -> list[tuple[WriteResult, asyncio.Future[WriteResult]]]:
+def _split(
+    group: list[tuple[list[Event], asyncio.Future[WriteResult]]], result: WriteResult
+) -> list[tuple[WriteResult, asyncio.Future[WriteResult]]]:
     """Each request's share of a group commit; an id two requests both sent
     is accepted for the first and a duplicate for the second."""
     if len(group) == 1:

@@ -68,8 +68,12 @@ def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog |
         status = "accepted" if next(fates) is not None else "duplicate"
         results.append({"index": i, "status": status, "id": item.id})
         counts[status] += 1
-    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-            "results": results}
+    return {
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+        "results": results,
+    }
 
 
 async def post_logs(request: Request, st: ServerState) -> Response:
@@ -83,8 +87,7 @@ async def post_logs(request: Request, st: ServerState) -> Response:
         return parse_log_items(data, now)
 
     def decode(raw: bytes) -> list[LogRecord | EventError]:
-        return decode_items(raw, st.limits, fast=_fast, finish=finish, parse=parse, noun="log",
-                            plural="log entries")
+        return decode_items(raw, st.limits, fast=_fast, finish=finish, parse=parse, noun="log", plural="log entries")
 
     items = await decode_off_loop(body, decode)
     valid = [it for it in items if isinstance(it, LogRecord)]
@@ -126,8 +129,10 @@ def decode_cursor(cursor: str) -> tuple[bool, int]:
         FlowsightError: it is not of the cursor's form (400).
     """
     if not _LOG_CURSOR.match(cursor):
-        raise FlowsightError(f"query parameter 'cursor': {cursor!r} is not a cursor (a or d and a seq, as a "
-                             "page's 'cursor' gives); start from the first page")
+        raise FlowsightError(
+            f"query parameter 'cursor': {cursor!r} is not a cursor (a or d and a seq, as a "
+            "page's 'cursor' gives); start from the first page"
+        )
     return cursor[0] == "d", int(cursor[1:])
 
 
@@ -161,12 +166,20 @@ def _page(request: Request, run_id: str | None) -> dict[str, Any]:
         before_seq = seq
     elif seq is not None:
         after_seq = max(seq, after_seq or 0)
-    return {"run_id": run_id if run_id is not None else text_param(request, "run_id"),
-            "workflow": text_param(request, "workflow"), "step": text_param(request, "step"),
-            "min_level": _level(request), "template_id": text_param(request, "template"),
-            "text": text_param(request, "q") or None, "since": time_param(request, "since", now),
-            "until": time_param(request, "until", now), "after_seq": after_seq, "before_seq": before_seq,
-            "newest_first": descending, "limit": limit}
+    return {
+        "run_id": run_id if run_id is not None else text_param(request, "run_id"),
+        "workflow": text_param(request, "workflow"),
+        "step": text_param(request, "step"),
+        "min_level": _level(request),
+        "template_id": text_param(request, "template"),
+        "text": text_param(request, "q") or None,
+        "since": time_param(request, "since", now),
+        "until": time_param(request, "until", now),
+        "after_seq": after_seq,
+        "before_seq": before_seq,
+        "newest_first": descending,
+        "limit": limit,
+    }
 
 
 async def _logs(request: Request, st: ServerState, run_id: str | None) -> Response:
@@ -203,6 +216,11 @@ async def get_log_templates(request: Request, st: ServerState) -> Response:
     workflow = text_param(request, "workflow")
     limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
     top = await asyncio.to_thread(st.alerting.template_counts, limit, since=since, until=until, workflow=workflow)
-    return _json({"since": since, "until": until, "workflow": workflow,
-                  "templates": [{"template_id": t.template_id, "template": t.template, "count": t.count}
-                                for t in top]})
+    return _json(
+        {
+            "since": since,
+            "until": until,
+            "workflow": workflow,
+            "templates": [{"template_id": t.template_id, "template": t.template, "count": t.count} for t in top],
+        }
+    )

@@ -85,59 +85,77 @@ class FlowsightCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         st = self.st
-        runs = GaugeMetricFamily("flowsight_runs", "Runs in the store by workflow and state",
-                                 labels=["workflow", "state"])
+        runs = GaugeMetricFamily(
+            "flowsight_runs", "Runs in the store by workflow and state", labels=["workflow", "state"]
+        )
         for wf in st.store.workflow_stats():
             for state, n in sorted(wf["by_state"].items()):
                 runs.add_metric([wf["workflow"], state], n)
         yield runs
         stats = st.stats
         with stats.lock:
-            events = CounterMetricFamily("flowsight_events", "Events received by this server, by outcome",
-                                         labels=["outcome"])
+            events = CounterMetricFamily(
+                "flowsight_events", "Events received by this server, by outcome", labels=["outcome"]
+            )
             events.add_metric(["accepted"], stats.accepted)
             events.add_metric(["duplicate"], stats.duplicates)
             events.add_metric(["rejected"], st.events_rejected)
             yield events
-            steps = HistogramMetricFamily("flowsight_step_duration_seconds",
-                                          "Duration of completed step attempts", labels=["workflow", "step"])
+            steps = HistogramMetricFamily(
+                "flowsight_step_duration_seconds", "Duration of completed step attempts", labels=["workflow", "step"]
+            )
             for (wf_name, step), h in sorted(stats.steps.items()):
                 steps.add_metric([wf_name, step], h.buckets(), h.sum)
             yield steps
-            rd = HistogramMetricFamily("flowsight_run_duration_seconds", "Duration of ended runs",
-                                       labels=["workflow", "state"])
+            rd = HistogramMetricFamily(
+                "flowsight_run_duration_seconds", "Duration of ended runs", labels=["workflow", "state"]
+            )
             for (wf_name, state), h in sorted(stats.runs.items()):
                 rd.add_metric([wf_name, state], h.buckets(), h.sum)
             yield rd
-            writes = HistogramMetricFamily("flowsight_store_write_seconds",
-                                           "Latency of one group commit to the store", labels=[])
+            writes = HistogramMetricFamily(
+                "flowsight_store_write_seconds", "Latency of one group commit to the store", labels=[]
+            )
             writes.add_metric([], stats.writes.buckets(), stats.writes.sum)
             yield writes
-        yield GaugeMetricFamily("flowsight_stream_subscribers", "Live stream (SSE) clients connected",
-                                value=st.hub.stream.subscribers)
-        yield CounterMetricFamily("flowsight_stream_dropped", "Events a slow stream client missed live "
-                                  "(it then resumes from the store)", value=st.hub.stream.dropped)
-        disconnects = CounterMetricFamily("flowsight_stream_disconnects", "Live stream clients gone, by reason: "
-                                          "client (it left), slow (dropped: it did not read while its queue "
-                                          "filled), shutdown", labels=["reason"])
+        yield GaugeMetricFamily(
+            "flowsight_stream_subscribers", "Live stream (SSE) clients connected", value=st.hub.stream.subscribers
+        )
+        yield CounterMetricFamily(
+            "flowsight_stream_dropped",
+            "Events a slow stream client missed live (it then resumes from the store)",
+            value=st.hub.stream.dropped,
+        )
+        disconnects = CounterMetricFamily(
+            "flowsight_stream_disconnects",
+            "Live stream clients gone, by reason: "
+            "client (it left), slow (dropped: it did not read while its queue "
+            "filled), shutdown",
+            labels=["reason"],
+        )
         closed = st.hub.stream.closed
         for reason in STREAM_END_REASONS:
             disconnects.add_metric([reason], closed.get(reason, 0))
         yield disconnects
-        alerts = GaugeMetricFamily("flowsight_alerts", "Alerts held by the alert manager, by status "
-                                   "(firing, silenced, inhibited, flapping, resolved) and severity",
-                                   labels=["status", "severity"])
+        alerts = GaugeMetricFamily(
+            "flowsight_alerts",
+            "Alerts held by the alert manager, by status "
+            "(firing, silenced, inhibited, flapping, resolved) and severity",
+            labels=["status", "severity"],
+        )
         for (status, severity), n in sorted(self.alerts.items()):
             alerts.add_metric([status, severity], n)
         yield alerts
-        pending = GaugeMetricFamily("flowsight_notifications_pending", "Notifications in the outbox, not yet "
-                                    "delivered", labels=["receiver"])
+        pending = GaugeMetricFamily(
+            "flowsight_notifications_pending", "Notifications in the outbox, not yet delivered", labels=["receiver"]
+        )
         broken = st.store.broken_receivers()
         for receiver in sorted(st.alerting.notifiers):
             pending.add_metric([receiver], st.store.pending_count(receiver))
         yield pending
-        yield GaugeMetricFamily("flowsight_receivers_broken", "Receivers whose last delivery failed for good",
-                                value=len(broken))
+        yield GaugeMetricFamily(
+            "flowsight_receivers_broken", "Receivers whose last delivery failed for good", value=len(broken)
+        )
 
 
 def alert_counts(am: AlertManager) -> dict[tuple[str, str], int]:
@@ -149,8 +167,9 @@ def alert_counts(am: AlertManager) -> dict[tuple[str, str], int]:
     return counts
 
 
-def render_metrics(st: ServerState, accept: str | None,
-                   alerts: dict[tuple[str, str], int] | None = None) -> tuple[bytes, str]:
+def render_metrics(
+    st: ServerState, accept: str | None, alerts: dict[tuple[str, str], int] | None = None
+) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FlowsightCollector(st, alerts))
     encoder, content_type = choose_encoder(accept or "")

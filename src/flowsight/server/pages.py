@@ -22,14 +22,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 ROOT = Path(__file__).with_name("dashboard")
-TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
-         ".ico": "image/x-icon", ".json": "application/json"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
 #: the routes of the single-page app; each answers index.html
 PAGE_PATHS = ("/", "/alerts", "/faults", "/faults/{fault_id}", "/performance", "/runs/{run_id:path}")
 #: scripts and styles from this server only; the page talks to this server only
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,11 @@ class Assets:
 
     def __init__(self, root: Path = ROOT) -> None:
         self.root = root
-        self.known = {p.relative_to(root).as_posix(): p for p in root.rglob("*")
-                      if p.is_file() and p.suffix in TYPES} if root.is_dir() else {}
+        self.known = (
+            {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and p.suffix in TYPES}
+            if root.is_dir()
+            else {}
+        )
         self._cache: dict[str, _File] = {}
 
     def read(self, name: str) -> _File | None:
@@ -89,5 +100,7 @@ def dashboard_routes(assets: Assets | None = None) -> list[Route]:
     async def asset(request: Request) -> Response:
         return files.respond(request, request.path_params["path"])
 
-    return [*(Route(p, page, methods=["GET"]) for p in PAGE_PATHS),  # HEAD comes with GET
-            Route("/ui/{path:path}", asset, methods=["GET"])]
+    return [
+        *(Route(p, page, methods=["GET"]) for p in PAGE_PATHS),  # HEAD comes with GET
+        Route("/ui/{path:path}", asset, methods=["GET"]),
+    ]

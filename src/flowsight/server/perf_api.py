@@ -24,6 +24,7 @@ from flowsight.server.params import float_param, text_param, time_param
 if TYPE_CHECKING:
     from flowsight.server.app import ServerState
 
+
 def _scope(request: Request) -> Scope:
     raw = text_param(request, "scope")
     try:
@@ -44,12 +45,16 @@ def _when(request: Request, name: str, now: float, default: float | None) -> flo
 
 def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) -> dict[str, Any]:
     return {
-        "scope": str(m.scope), "ts": m.ts, "throughput": m.throughput,
+        "scope": str(m.scope),
+        "ts": m.ts,
+        "throughput": m.throughput,
         "latency": {k: asdict(q) for k, q in m.latency.items()},
-        "cpu_usage": m.cpu_usage, "memory_usage": m.memory_usage,
+        "cpu_usage": m.cpu_usage,
+        "memory_usage": m.memory_usage,
         "disk_io": None if m.disk_io is None else {"read_bytes_per_s": m.disk_io[0], "write_bytes_per_s": m.disk_io[1]},
-        "network_io": None if m.network_io is None else {"sent_bytes_per_s": m.network_io[0],
-                                                         "recv_bytes_per_s": m.network_io[1]},
+        "network_io": None
+        if m.network_io is None
+        else {"sent_bytes_per_s": m.network_io[0], "recv_bytes_per_s": m.network_io[1]},
         "latest": {k: {"ts": ts, "value": v} for k, (ts, v) in sorted(latest.items())},
     }
 
@@ -90,15 +95,22 @@ async def get_series(request: Request, st: ServerState) -> Response:
     until = _when(request, "until", now, None)
     step = float_param(request, "step")
     if step is not None and not 60 <= step <= 366 * 86400:
-        raise FlowsightError(f"query parameter 'step': {step:g} s is not a bucket width from 60 s to a year "
-                             "(a multiple of 60)")
+        raise FlowsightError(
+            f"query parameter 'step': {step:g} s is not a bucket width from 60 s to a year (a multiple of 60)"
+        )
     raw_since = now - st.performance_raw_retention
     try:
-        points = await asyncio.to_thread(st.store.query_samples, scope.kind.value, scope.id, metric, since, until,
-                                         step, raw_since=raw_since)
+        points = await asyncio.to_thread(
+            st.store.query_samples, scope.kind.value, scope.id, metric, since, until, step, raw_since=raw_since
+        )
     except ValueError as exc:
         raise FlowsightError(f"query parameter 'step': {exc}") from None
     raw = step is None and since >= raw_since
-    return json({"scope": str(scope), "metric": metric, "resolution": "raw" if raw else f"{int(step or 60)}s",
-                 "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count}
-                            for p in points]})
+    return json(
+        {
+            "scope": str(scope),
+            "metric": metric,
+            "resolution": "raw" if raw else f"{int(step or 60)}s",
+            "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points],
+        }
+    )

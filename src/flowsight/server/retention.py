@@ -27,8 +27,14 @@ DEFAULT_INTERVAL = 3600.0
 class LogRetention:
     """The purge loop (``start()`` on the running loop, ``await stop()``)."""
 
-    def __init__(self, store: SqlStore, retention: float, *, interval: float = DEFAULT_INTERVAL,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        retention: float,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.retention = retention
         self.interval = interval

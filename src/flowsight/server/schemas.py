@@ -233,8 +233,10 @@ Text = Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*$", max_length=16_384)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, lt=MAX_TS)]
 #: a page to open about an alert: http:// or https:// with a host (a link of
 #: another kind, such as javascript:, is refused)
-Link = Annotated[str, msgspec.Meta(pattern=f"^[hH][tT][tT][pP][sS]?://[^\\s/?#\\x00\\ud800-\\udfff]+([/?#]{_KEPT}*)?$",
-                                   max_length=4096)]
+Link = Annotated[
+    str,
+    msgspec.Meta(pattern=f"^[hH][tT][tT][pP][sS]?://[^\\s/?#\\x00\\ud800-\\udfff]+([/?#]{_KEPT}*)?$", max_length=4096),
+]
 
 
 class AlertIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -282,8 +284,9 @@ class AlertsAccepted(msgspec.Struct, kw_only=True):
 
 
 #: ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex`` (as :func:`flowsight.model.alerts.parse_matcher` reads it)
-Matcher = Annotated[str, msgspec.Meta(pattern=f"^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=){_KEPT}*$",
-                                      max_length=16_384)]
+Matcher = Annotated[
+    str, msgspec.Meta(pattern=f"^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=){_KEPT}*$", max_length=16_384)
+]
 
 
 class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -317,8 +320,9 @@ class Expired(msgspec.Struct, kw_only=True):
 
 
 # ---- faults --------------------------------------------------------------------
-FaultKindName = Literal["service_unavailable", "network_timeout", "resource_exhaustion", "data_corruption",
-                        "configuration_error"]
+FaultKindName = Literal[
+    "service_unavailable", "network_timeout", "resource_exhaustion", "data_corruption", "configuration_error"
+]
 
 
 class FaultOut(msgspec.Struct, kw_only=True):

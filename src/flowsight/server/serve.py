@@ -68,10 +68,19 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: Limits | None = None,
-          stall_timeout: float = 1800.0, log_level: str = "info", config: Config | None = None,
-          on_logs: OnLogs | None = None, log_retention: float | None = DEFAULT_RETENTION,
-          allowed_hosts: Sequence[str] = ()) -> None:
+def serve(
+    store: SqlStore,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    limits: Limits | None = None,
+    stall_timeout: float = 1800.0,
+    log_level: str = "info",
+    config: Config | None = None,
+    on_logs: OnLogs | None = None,
+    log_retention: float | None = DEFAULT_RETENTION,
+    allowed_hosts: Sequence[str] = (),
+) -> None:
     """Serve until SIGTERM/SIGINT. ``on_logs`` and ``log_retention``: see
     :func:`flowsight.server.app.create_app`; ``allowed_hosts``: the names the
     server answers to besides its own (see :mod:`flowsight.server.hosts`).
@@ -81,12 +90,27 @@ def serve(store: SqlStore, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     """
     check_bind(host, store)
     sock = bind(host, port)
-    app = create_app(store, limits=limits, stall_timeout=stall_timeout, config=config, on_logs=on_logs,
-                     log_retention=log_retention, may_be_open=is_loopback(host),
-                     allowed_hosts=hosts_for(host, allowed_hosts))
+    app = create_app(
+        store,
+        limits=limits,
+        stall_timeout=stall_timeout,
+        config=config,
+        on_logs=on_logs,
+        log_retention=log_retention,
+        may_be_open=is_loopback(host),
+        allowed_hosts=hosts_for(host, allowed_hosts),
+    )
     _tune_gc()
-    uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=30, access_log=False, log_config=_log_config(log_level))
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        access_log=False,
+        log_config=_log_config(log_level),
+    )
     say_start(store, config, host, sock.getsockname()[1], may_be_open=is_loopback(host))
     with _stop_signals_end_cleanly():
         _Server(uv_config, app.state.flowsight.streams).run(sockets=[sock])
@@ -112,8 +136,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is in use (another flowsight serve?); stop it or choose "
-                              "another with --port") from None
+            raise ConfigError(
+                f"port {port} on {host} is in use (another flowsight serve?); stop it or choose another with --port"
+            ) from None
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
@@ -133,8 +158,12 @@ def say_start(store: SqlStore, config: Config | None, host: str, port: int, *, m
     else:
         guard = "required"
     where = config.file if config is not None and config.file else "none (built-in rules, alerts to the log)"
-    print(f"flowsight serve\n  store:     {store.dialect} {safe_url(str(store.url))}\n  config:    {where}\n"
-          f"  dashboard: http://{shown}:{port}/\n  tokens:    {guard}", file=sys.stderr, flush=True)
+    print(
+        f"flowsight serve\n  store:     {store.dialect} {safe_url(str(store.url))}\n  config:    {where}\n"
+        f"  dashboard: http://{shown}:{port}/\n  tokens:    {guard}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class _Server(uvicorn.Server):

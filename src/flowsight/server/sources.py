@@ -51,8 +51,13 @@ class SourceFollower:
         for i, src in enumerate(self.sources):
             state = offsets_path(self.store, i)
             state.parent.mkdir(parents=True, exist_ok=True)
-            tail = FileTail([src.path], state_path=state, start="beginning" if src.start == "beginning" else "end",
-                            multiline=src.multiline, on_problem=lambda what: log.warning("logs.sources: %s", what))
+            tail = FileTail(
+                [src.path],
+                state_path=state,
+                start="beginning" if src.start == "beginning" else "end",
+                multiline=src.multiline,
+                on_problem=lambda what: log.warning("logs.sources: %s", what),
+            )
             feeds.append(Feed(tail, workflow=src.workflow))
         return feeds
 
@@ -65,8 +70,12 @@ class SourceFollower:
         self._monitor = LogMonitor(self._feeds())
         self._stop.clear()
         self._task = asyncio.create_task(self._run(self._monitor), name="flowsight-log-sources")
-        log.info("following %d log source%s of the configuration: %s", len(self.sources),
-                 "" if len(self.sources) == 1 else "s", ", ".join(s.path for s in self.sources))
+        log.info(
+            "following %d log source%s of the configuration: %s",
+            len(self.sources),
+            "" if len(self.sources) == 1 else "s",
+            ", ".join(s.path for s in self.sources),
+        )
 
     async def _run(self, monitor: LogMonitor) -> None:
         while not self._stop.is_set():

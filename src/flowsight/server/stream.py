@@ -53,8 +53,18 @@ Sub = Subscription[tuple[int, Event]]
 
 
 def sse(seq: int, ev: Event) -> bytes:
-    body = _enc.encode({"seq": seq, "id": ev.id, "ts": ev.ts, "kind": ev.kind.value, "workflow": ev.workflow,
-                        "run_id": ev.run_id, "step": ev.step, "attrs": ev.attrs})
+    body = _enc.encode(
+        {
+            "seq": seq,
+            "id": ev.id,
+            "ts": ev.ts,
+            "kind": ev.kind.value,
+            "workflow": ev.workflow,
+            "run_id": ev.run_id,
+            "step": ev.step,
+            "attrs": ev.attrs,
+        }
+    )
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, ev.kind.value.encode(), body)
 
 
@@ -115,10 +125,17 @@ class EventStreamResponse(StreamingResponse):
                 await self.body_iterator.aclose()
 
 
-async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
-                       keepalive: float = KEEPALIVE_SECONDS, queue_size: int = 10_000,
-                       max_bytes: int = MAX_QUEUED_BYTES, streams: Streams | None = None,
-                       client: Any = None) -> AsyncIterator[bytes]:
+async def event_stream(
+    hub: Hub,
+    flt: EventFilter,
+    last_seq: int | None,
+    *,
+    keepalive: float = KEEPALIVE_SECONDS,
+    queue_size: int = 10_000,
+    max_bytes: int = MAX_QUEUED_BYTES,
+    streams: Streams | None = None,
+    client: Any = None,
+) -> AsyncIterator[bytes]:
     """The frames of one client's stream (``client``: its address, for
     :attr:`Streams.abort`). While a frame waits for the client to take it,
     the subscription is ``stalled``: a queue that fills meanwhile is the
@@ -137,8 +154,9 @@ async def event_stream(hub: Hub, flt: EventFilter, last_seq: int | None, *,
         sub.close(CLIENT_LEFT)  # unless it ended before (slow, shutdown)
 
 
-async def _frames(hub: Hub, flt: EventFilter, last_seq: int | None, sub: Sub, streams: Streams,
-                  keepalive: float) -> AsyncGenerator[bytes, None]:
+async def _frames(
+    hub: Hub, flt: EventFilter, last_seq: int | None, sub: Sub, streams: Streams, keepalive: float
+) -> AsyncGenerator[bytes, None]:
     # Where a new client starts is settled before it hears anything: an
     # event it posts once connected has a higher seq and is not skipped.
     sent = last_seq if last_seq is not None else await asyncio.to_thread(hub.store.last_seq)
@@ -151,8 +169,9 @@ async def _frames(hub: Hub, flt: EventFilter, last_seq: int | None, sub: Sub, st
         # the backlog, from the store, in pages
         rows = FIRST_PAGE_ROWS
         while sub.closed_for is None:
-            page = await asyncio.to_thread(hub.store.events_after, sent, workflow=flt.workflow,
-                                           run_id=flt.run_id, limit=rows)
+            page = await asyncio.to_thread(
+                hub.store.events_after, sent, workflow=flt.workflow, run_id=flt.run_id, limit=rows
+            )
             frames = size = 0
             for seq, ev in page:
                 if flt(ev):
@@ -181,7 +200,7 @@ async def _frames(hub: Hub, flt: EventFilter, last_seq: int | None, sub: Sub, st
                 yield sse(seq, ev)
                 live.add(seq)
                 if len(live) > LIVE_SEEN:  # bounded: the oldest half becomes the floor
-                    kept = sorted(live)[LIVE_SEEN // 2:]
+                    kept = sorted(live)[LIVE_SEEN // 2 :]
                     floor, live = kept[0] - 1, set(kept)
             sent = max(sent, seq)
         if sub.closed_for is not None:

@@ -48,11 +48,14 @@ _log = logging.getLogger("flowsight.store")
 _enc = msgspec.json.Encoder()
 _str_map = msgspec.json.Decoder(dict[str, str])
 _str_list = msgspec.json.Decoder(list[str])
-_ALERT_COLUMNS = ("fingerprint, labels, annotations, severity, source, status, starts_at, ends_at, link, told, "
-                  "updated_at")
-_ALERT_UPSERT = (f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 11)}) "
-                 "ON CONFLICT (fingerprint) DO UPDATE SET "
-                 + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS.split(", ")[1:]))
+_ALERT_COLUMNS = (
+    "fingerprint, labels, annotations, severity, source, status, starts_at, ends_at, link, told, updated_at"
+)
+_ALERT_UPSERT = (
+    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 11)}) "
+    "ON CONFLICT (fingerprint) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS.split(", ")[1:])
+)
 _SILENCE_COLUMNS = "id, matchers, starts_at, ends_at, created_by, comment"
 _OUTBOX_COLUMNS = "id, receiver, idempotency_key, body, created_at, attempts, next_attempt_at, state, last_error"
 _LOG_COLUMNS = "id, outbox_id, receiver, group_key, fingerprints, at, attempt, result, error"
@@ -203,9 +206,9 @@ class AlertingMixin(ABC):
         after the notifications it records were written to the outbox."""
         now = time.time() if now is None else now
         for i in range(0, len(gone), _CHUNK):
-            self.delete_alerts(gone[i:i + _CHUNK])
+            self.delete_alerts(gone[i : i + _CHUNK])
         for i in range(0, len(states), _CHUNK):
-            rows = _alert_rows(states[i:i + _CHUNK], now)
+            rows = _alert_rows(states[i : i + _CHUNK], now)
             with self._txn("save of alerts") as cur:
                 cur.executemany(self._sql(_ALERT_UPSERT), rows)
 
@@ -216,9 +219,10 @@ class AlertingMixin(ABC):
         deleted = 0
         with self._txn("delete of alerts") as cur:
             for i in range(0, len(fingerprints), _CHUNK):
-                chunk = list(fingerprints[i:i + _CHUNK])
-                cur.execute(self._sql(f"DELETE FROM alerts WHERE fingerprint IN ({', '.join('?' * len(chunk))})"),
-                            chunk)
+                chunk = list(fingerprints[i : i + _CHUNK])
+                cur.execute(
+                    self._sql(f"DELETE FROM alerts WHERE fingerprint IN ({', '.join('?' * len(chunk))})"), chunk
+                )
                 deleted += int(cur.rowcount or 0)
         return deleted
 
@@ -239,16 +243,16 @@ class AlertingMixin(ABC):
             try:
                 wanted = AlertStatus(status).value
             except ValueError:
-                raise ConfigError(f"alert status {status!r}: use one of "
-                                  f"{', '.join(s.value for s in AlertStatus)}") from None
+                raise ConfigError(
+                    f"alert status {status!r}: use one of {', '.join(s.value for s in AlertStatus)}"
+                ) from None
             return _states(self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,)))
 
     def alerts_stored_since(self, since: float, *, besides: Sequence[float] = ()) -> list[tuple[float, AlertState]]:
         """The alerts stored (by anyone) after ``since``, with when, oldest
         first; rows stored at one of the times ``besides`` are left out (a
         server's own saves: it knows those)."""
-        rows = self._read(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE updated_at > ? ORDER BY updated_at",
-                          (since,))
+        rows = self._read(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE updated_at > ? ORDER BY updated_at", (since,))
         mine = set(besides)
         rows = [r for r in rows if float(r[10]) not in mine]
         return list(zip((float(r[10]) for r in rows), _states(rows)))
@@ -264,8 +268,16 @@ class AlertingMixin(ABC):
             "ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, starts_at = excluded.starts_at, "
             "ends_at = excluded.ends_at, created_by = excluded.created_by, comment = excluded.comment, "
             "updated_at = excluded.updated_at",
-            (silence.id, matchers, silence.starts_at, silence.ends_at, _text(silence.created_by),
-             _text(silence.comment), now))
+            (
+                silence.id,
+                matchers,
+                silence.starts_at,
+                silence.ends_at,
+                _text(silence.created_by),
+                _text(silence.comment),
+                now,
+            ),
+        )
 
     def list_silences(self, *, active_at: float | None = None) -> list[Silence]:
         """Every silence, expired ones included (or only those active at
@@ -273,15 +285,18 @@ class AlertingMixin(ABC):
         if active_at is None:
             rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences ORDER BY starts_at, id")
         else:
-            rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE starts_at <= ? AND ends_at > ? "
-                              "ORDER BY starts_at, id", (active_at, active_at))
+            rows = self._read(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE starts_at <= ? AND ends_at > ? ORDER BY starts_at, id",
+                (active_at, active_at),
+            )
         return _silences(rows)
 
     def silences_changed_since(self, ts: float) -> list[Silence]:
         """Silences added, replaced or expired at ``ts`` or later (by the
         writer's ``now``), oldest change first."""
-        rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE updated_at >= ? ORDER BY updated_at, id",
-                          (ts,))
+        rows = self._read(
+            f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE updated_at >= ? ORDER BY updated_at, id", (ts,)
+        )
         return _silences(rows)
 
     def expire_silence(self, silence_id: str, now: float | None = None) -> bool:
@@ -296,8 +311,10 @@ class AlertingMixin(ABC):
             if row is None:
                 return False
             start = min(float(row[0]), now)
-            cur.execute(self._sql("UPDATE silences SET starts_at = ?, ends_at = ?, updated_at = ? WHERE id = ?"),
-                        (start, now, now, silence_id))
+            cur.execute(
+                self._sql("UPDATE silences SET starts_at = ?, ends_at = ?, updated_at = ? WHERE id = ?"),
+                (start, now, now, silence_id),
+            )
         return True
 
     # ---- outbox ----------------------------------------------------------------
@@ -317,14 +334,22 @@ class AlertingMixin(ABC):
                 # ids come from a sequence: without turns, a later id could
                 # commit first and be sent before an earlier one of the same receiver
                 cur.execute(self._sql("SELECT pg_advisory_xact_lock(?)"), (_OUTBOX_LOCK,))
-            cur.executemany(self._sql(
-                "INSERT INTO outbox (receiver, idempotency_key, body, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"),
-                [(it.receiver, it.idempotency_key, it.body.decode(), now, now) for it in items])
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO outbox (receiver, idempotency_key, body, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"
+                ),
+                [(it.receiver, it.idempotency_key, it.body.decode(), now, now) for it in items],
+            )
             for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i:i + _CHUNK]
-                cur.execute(self._sql(f"SELECT idempotency_key, id FROM outbox WHERE idempotency_key IN "
-                                      f"({', '.join('?' * len(chunk))})"), chunk)
+                chunk = keys[i : i + _CHUNK]
+                cur.execute(
+                    self._sql(
+                        f"SELECT idempotency_key, id FROM outbox WHERE idempotency_key IN "
+                        f"({', '.join('?' * len(chunk))})"
+                    ),
+                    chunk,
+                )
                 ids.update((k, int(v)) for k, v in cur.fetchall())
         return [ids[it.idempotency_key] for it in items]
 
@@ -336,7 +361,9 @@ class AlertingMixin(ABC):
         rows = self._read(
             f"SELECT o.{_OUTBOX_COLUMNS.replace(', ', ', o.')} FROM outbox o JOIN ("
             f"SELECT MIN(id) AS head FROM outbox WHERE state = 'pending' {only}GROUP BY receiver"
-            ") h ON o.id = h.head WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?", [*params, now, limit])
+            ") h ON o.id = h.head WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
+            [*params, now, limit],
+        )
         return [_item(r) for r in rows]
 
     def claim_notification(self, item: OutboxItem, now: float, until: float) -> OutboxItem | None:
@@ -347,15 +374,18 @@ class AlertingMixin(ABC):
         changed = self._write(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
             "WHERE id = ? AND state = 'pending' AND attempts = ? AND next_attempt_at <= ?",
-            (until, item.id, item.attempts, now))
+            (until, item.id, item.attempts, now),
+        )
         return replace(item, attempts=item.attempts + 1, next_attempt_at=until) if changed == 1 else None
 
     def mark_sent(self, item: OutboxItem, now: float, about: About) -> Settled:
         """The claimed attempt delivered ``item``: it is sent (whoever claimed
         it last), the attempt is logged ``ok``, and its receiver is not broken."""
         with self._txn("update of the outbox") as cur:
-            cur.execute(self._sql("UPDATE outbox SET state = 'sent', last_error = NULL "
-                                  "WHERE id = ? AND state = 'pending'"), (item.id,))
+            cur.execute(
+                self._sql("UPDATE outbox SET state = 'sent', last_error = NULL WHERE id = ? AND state = 'pending'"),
+                (item.id,),
+            )
             moved = cur.rowcount == 1
             self._log(cur, item, now, "ok", None, about)
             cur.execute(self._sql("DELETE FROM receivers WHERE name = ?"), (item.receiver,))
@@ -364,33 +394,53 @@ class AlertingMixin(ABC):
     def mark_retry(self, item: OutboxItem, now: float, next_at: float, error: str, about: About) -> Settled:
         """The claimed attempt failed for now: try again at ``next_at``; logged ``temporary``."""
         with self._txn("update of the outbox") as cur:
-            cur.execute(self._sql("UPDATE outbox SET next_attempt_at = ?, last_error = ? "
-                                  "WHERE id = ? AND state = 'pending' AND attempts = ?"),
-                        (next_at, _text(error), item.id, item.attempts))
+            cur.execute(
+                self._sql(
+                    "UPDATE outbox SET next_attempt_at = ?, last_error = ? "
+                    "WHERE id = ? AND state = 'pending' AND attempts = ?"
+                ),
+                (next_at, _text(error), item.id, item.attempts),
+            )
             moved = cur.rowcount == 1
             self._log(cur, item, now, "temporary", error, about)
             return Settled(moved)
 
-    def mark_failed(self, item: OutboxItem, now: float, error: str, about: About, *,
-                    break_receiver: bool = True) -> Settled:
+    def mark_failed(
+        self, item: OutboxItem, now: float, error: str, about: About, *, break_receiver: bool = True
+    ) -> Settled:
         """The claimed attempt failed for good: ``item`` will not be sent;
         logged ``permanent``. With ``break_receiver`` its receiver is marked
         broken (``Settled.broke`` when it was not already)."""
         with self._txn("update of the outbox") as cur:
-            cur.execute(self._sql("UPDATE outbox SET state = 'failed', last_error = ? "
-                                  "WHERE id = ? AND state = 'pending' AND attempts = ?"),
-                        (_text(error), item.id, item.attempts))
+            cur.execute(
+                self._sql(
+                    "UPDATE outbox SET state = 'failed', last_error = ? "
+                    "WHERE id = ? AND state = 'pending' AND attempts = ?"
+                ),
+                (_text(error), item.id, item.attempts),
+            )
             moved = cur.rowcount == 1
             self._log(cur, item, now, "permanent", error, about)
             broke = moved and break_receiver and self._break(cur, item.receiver, error, now)
             return Settled(moved, broke=broke)
 
     def _log(self, cur: Any, item: OutboxItem, now: float, result: str, error: str | None, about: About) -> None:
-        cur.execute(self._sql(
-            "INSERT INTO notification_log (outbox_id, receiver, group_key, fingerprints, at, attempt, result, "
-            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (item.id, item.receiver, _text(about.group_key), _enc.encode(list(about.fingerprints)).decode(), now,
-             item.attempts, result, _opt_text(error)))
+        cur.execute(
+            self._sql(
+                "INSERT INTO notification_log (outbox_id, receiver, group_key, fingerprints, at, attempt, result, "
+                "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                item.id,
+                item.receiver,
+                _text(about.group_key),
+                _enc.encode(list(about.fingerprints)).decode(),
+                now,
+                item.attempts,
+                result,
+                _opt_text(error),
+            ),
+        )
 
     def pending_count(self, receiver: str | None = None) -> int:
         """Notifications not yet delivered nor given up (in all, or for ``receiver``)."""
@@ -400,8 +450,9 @@ class AlertingMixin(ABC):
             rows = self._read("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND receiver = ?", (receiver,))
         return int(rows[0][0])
 
-    def outbox_items(self, *, receiver: str | None = None, state: str | None = None,
-                     limit: int = 1000) -> list[OutboxItem]:
+    def outbox_items(
+        self, *, receiver: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[OutboxItem]:
         """Outbox rows, oldest first, filtered by receiver and state."""
         where, params = [], []  # type: list[str], list[Any]
         if receiver is not None:
@@ -419,10 +470,14 @@ class AlertingMixin(ABC):
         if receiver is None:
             rows = self._read(f"SELECT {_LOG_COLUMNS} FROM notification_log ORDER BY id DESC LIMIT ?", (limit,))
         else:
-            rows = self._read(f"SELECT {_LOG_COLUMNS} FROM notification_log WHERE receiver = ? "
-                              "ORDER BY id DESC LIMIT ?", (receiver, limit))
-        return [LogRow(int(r[0]), int(r[1]), r[2], r[3], tuple(_str_list.decode(r[4])), float(r[5]), int(r[6]),
-                       r[7], r[8]) for r in rows]
+            rows = self._read(
+                f"SELECT {_LOG_COLUMNS} FROM notification_log WHERE receiver = ? ORDER BY id DESC LIMIT ?",
+                (receiver, limit),
+            )
+        return [
+            LogRow(int(r[0]), int(r[1]), r[2], r[3], tuple(_str_list.decode(r[4])), float(r[5]), int(r[6]), r[7], r[8])
+            for r in rows
+        ]
 
     def prune_alerting(self, older_than: float) -> int:
         """Delete sent and failed outbox rows created before ``older_than``,
@@ -443,8 +498,13 @@ class AlertingMixin(ABC):
             return self._break(cur, name, reason, now)
 
     def _break(self, cur: Any, name: str, reason: str, now: float) -> bool:
-        cur.execute(self._sql("INSERT INTO receivers (name, broken_since, broken_reason) VALUES (?, ?, ?) "
-                              "ON CONFLICT (name) DO NOTHING"), (name, now, _text(reason)))
+        cur.execute(
+            self._sql(
+                "INSERT INTO receivers (name, broken_since, broken_reason) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING"
+            ),
+            (name, now, _text(reason)),
+        )
         if cur.rowcount == 1:
             return True
         cur.execute(self._sql("UPDATE receivers SET broken_reason = ? WHERE name = ?"), (_text(reason), name))
@@ -456,27 +516,63 @@ class AlertingMixin(ABC):
 
     def broken_receivers(self) -> dict[str, tuple[float, str]]:
         """Broken receivers: name -> (since, reason)."""
-        return {r[0]: (float(r[1]), r[2]) for r in
-                self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")}
+        return {
+            r[0]: (float(r[1]), r[2])
+            for r in self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")
+        }
 
 
 def _states(rows: Sequence[Sequence[Any]]) -> list[AlertState]:
-    return [AlertState(Alert(_str_map.decode(r[1]), _str_map.decode(r[2]), _SEVERITIES[r[3]], r[4], float(r[6]),
-                             None if r[7] is None else float(r[7]), _STATUSES[r[5]], r[8]),
-                       tuple(_str_list.decode(r[9]))) for r in rows]
+    return [
+        AlertState(
+            Alert(
+                _str_map.decode(r[1]),
+                _str_map.decode(r[2]),
+                _SEVERITIES[r[3]],
+                r[4],
+                float(r[6]),
+                None if r[7] is None else float(r[7]),
+                _STATUSES[r[5]],
+                r[8],
+            ),
+            tuple(_str_list.decode(r[9])),
+        )
+        for r in rows
+    ]
 
 
 def _alert_rows(states: Sequence[AlertState], now: float) -> list[tuple[Any, ...]]:
-    return [(s.alert.fingerprint, _enc.encode(dict(s.alert.labels)).decode(),
-             _enc.encode(dict(s.alert.annotations)).decode(), s.alert.severity.value, _text(s.alert.source),
-             s.alert.status.value, s.alert.starts_at, s.alert.ends_at, _opt_text(s.alert.link),
-             _enc.encode(list(s.told)).decode(), now) for s in states]
+    return [
+        (
+            s.alert.fingerprint,
+            _enc.encode(dict(s.alert.labels)).decode(),
+            _enc.encode(dict(s.alert.annotations)).decode(),
+            s.alert.severity.value,
+            _text(s.alert.source),
+            s.alert.status.value,
+            s.alert.starts_at,
+            s.alert.ends_at,
+            _opt_text(s.alert.link),
+            _enc.encode(list(s.told)).decode(),
+            now,
+        )
+        for s in states
+    ]
 
 
 def _item(r: Sequence[Any]) -> OutboxItem:
     body = r[3]
-    return OutboxItem(int(r[0]), r[1], r[2], body.encode() if isinstance(body, str) else bytes(body), float(r[4]),
-                      int(r[5]), float(r[6]), r[7], r[8])
+    return OutboxItem(
+        int(r[0]),
+        r[1],
+        r[2],
+        body.encode() if isinstance(body, str) else bytes(body),
+        float(r[4]),
+        int(r[5]),
+        float(r[6]),
+        r[7],
+        r[8],
+    )
 
 
 def _silences(rows: Sequence[Sequence[Any]]) -> list[Silence]:
@@ -486,9 +582,13 @@ def _silences(rows: Sequence[Sequence[Any]]) -> list[Silence]:
     out = []
     for r in rows:
         try:
-            out.append(Silence(r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]),
-                               float(r[3]), r[4], r[5]))
+            out.append(
+                Silence(
+                    r[0], tuple(parse_matcher(m) for m in _str_list.decode(r[1])), float(r[2]), float(r[3]), r[4], r[5]
+                )
+            )
         except ConfigError as exc:
-            _log.warning("silence %s is left out (it mutes nothing): %s; `flowsight silence expire %s` ends it",
-                         r[0], exc, r[0])
+            _log.warning(
+                "silence %s is left out (it mutes nothing): %s; `flowsight silence expire %s` ends it", r[0], exc, r[0]
+            )
     return out

@@ -71,7 +71,9 @@ def open_store(url: str | None = None, **options: object) -> SqlStore:
 
     # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
     if target.startswith("sqlite:") and not target.startswith("sqlite:///"):
-        raise ConfigError(f"store URL {target!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db "
-                          "(three slashes, or four for an absolute path), or just the file path")
+        raise ConfigError(
+            f"store URL {target!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db "
+            "(three slashes, or four for an absolute path), or just the file path"
+        )
     path = target.removeprefix("sqlite:///")
     return SqliteStore(Path(path) if path != ":memory:" else path, **options)  # type: ignore[arg-type]

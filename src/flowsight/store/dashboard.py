@@ -31,10 +31,12 @@ def step_spans(store: SqlStore, run_ids: Sequence[str]) -> list[StepSpan]:
     out: list[StepSpan] = []
     ids = list(dict.fromkeys(run_ids))
     for i in range(0, len(ids), CHUNK):
-        chunk = ids[i:i + CHUNK]
+        chunk = ids[i : i + CHUNK]
         rows = store._read(
             f"SELECT run_id, step, kind, ts FROM events WHERE run_id IN ({', '.join('?' * len(chunk))}) "
-            "AND kind IN ('step_started', 'step_completed', 'step_failed') ORDER BY seq", chunk)
+            "AND kind IN ('step_started', 'step_completed', 'step_failed') ORDER BY seq",
+            chunk,
+        )
         open_at: dict[tuple[str, str], float] = {}
         for run_id, step, kind, ts in rows:
             if step is None:
@@ -64,5 +66,7 @@ def runs_created(store: SqlStore, workflow: str, since: float, until: float, lim
     (its first event), newest first (index ``runs_workflow``)."""
     rows = store._read(
         "SELECT run_id, state, start_time, end_time FROM runs WHERE workflow = ? AND created_at >= ? "
-        "AND created_at < ? ORDER BY created_at DESC, run_id DESC LIMIT ?", (workflow, since, until, limit))
+        "AND created_at < ? ORDER BY created_at DESC, run_id DESC LIMIT ?",
+        (workflow, since, until, limit),
+    )
     return [RunTimes(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]

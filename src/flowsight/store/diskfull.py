@@ -33,8 +33,12 @@ class DiskFull:
             if self.since is not None:
                 return
             self.since = self.clock()
-        log.error("%s: the disk is full: nothing can be written until space is freed (%s failed: %s)",
-                  self.name(), what, " ".join(str(reason).split()))  # one line (PostgreSQL adds a HINT line)
+        log.error(
+            "%s: the disk is full: nothing can be written until space is freed (%s failed: %s)",
+            self.name(),
+            what,
+            " ".join(str(reason).split()),
+        )  # one line (PostgreSQL adds a HINT line)
 
     def wrote(self) -> None:
         """A write succeeded: said if it ends an episode. (Cheap when none is on:

@@ -28,18 +28,27 @@ from flowsight.model.events import Event
 from flowsight.model.faults import Fault, FaultRecord, FaultStatus, fault_type
 
 _enc = msgspec.json.Encoder()
-_COLUMNS = ("id, detector, kind, target, message, evidence, workflows, runs, severity, opened_at, resolved_at")
+_COLUMNS = "id, detector, kind, target, message, evidence, workflows, runs, severity, opened_at, resolved_at"
 _OPEN = "resolved_at IS NULL"
 
 
 def _row_to_record(r: Sequence[Any]) -> FaultRecord:
-    fault = Fault(type=fault_type(r[2], r[3]), message=r[4], detector=r[1],
-                  evidence=msgspec.json.decode(r[5]) if r[5] else {},
-                  workflows=tuple(msgspec.json.decode(r[6])) if r[6] else (),
-                  runs=tuple(msgspec.json.decode(r[7])) if r[7] else ())
-    return FaultRecord(fault=fault, timestamp=float(r[9]), severity=Severity(r[8]),
-                       status=FaultStatus.OPEN if r[10] is None else FaultStatus.RESOLVED,
-                       resolved_at=None if r[10] is None else float(r[10]), id=int(r[0]))
+    fault = Fault(
+        type=fault_type(r[2], r[3]),
+        message=r[4],
+        detector=r[1],
+        evidence=msgspec.json.decode(r[5]) if r[5] else {},
+        workflows=tuple(msgspec.json.decode(r[6])) if r[6] else (),
+        runs=tuple(msgspec.json.decode(r[7])) if r[7] else (),
+    )
+    return FaultRecord(
+        fault=fault,
+        timestamp=float(r[9]),
+        severity=Severity(r[8]),
+        status=FaultStatus.OPEN if r[10] is None else FaultStatus.RESOLVED,
+        resolved_at=None if r[10] is None else float(r[10]),
+        id=int(r[0]),
+    )
 
 
 class FaultsMixin(ABC):
@@ -59,13 +68,26 @@ class FaultsMixin(ABC):
         opened it (False: it was open already, and is returned as stored)."""
         ev = _enc.encode(dict(fault.evidence)).decode()
         with self._txn("record of a fault") as cur:
-            cur.execute(self._sql(
-                "INSERT INTO faults (fault_key, detector, kind, target, message, evidence, workflows, runs, "
-                "severity, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                f"ON CONFLICT (fault_key) WHERE {_OPEN} DO NOTHING RETURNING id"),
-                (fault.key, fault.detector, fault.kind.value, fault.target, fault.message, ev,
-                 _enc.encode(list(fault.workflows)).decode(), _enc.encode(list(fault.runs)).decode(),
-                 severity.value, at, at))
+            cur.execute(
+                self._sql(
+                    "INSERT INTO faults (fault_key, detector, kind, target, message, evidence, workflows, runs, "
+                    "severity, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"ON CONFLICT (fault_key) WHERE {_OPEN} DO NOTHING RETURNING id"
+                ),
+                (
+                    fault.key,
+                    fault.detector,
+                    fault.kind.value,
+                    fault.target,
+                    fault.message,
+                    ev,
+                    _enc.encode(list(fault.workflows)).decode(),
+                    _enc.encode(list(fault.runs)).decode(),
+                    severity.value,
+                    at,
+                    at,
+                ),
+            )
             row = cur.fetchone()
             if row is not None:
                 self._tie_runs(cur, int(row[0]), fault.runs)
@@ -80,11 +102,21 @@ class FaultsMixin(ABC):
         runs = tuple(dict.fromkeys((*record.fault.runs, *fault.runs)))
         workflows = tuple(dict.fromkeys((*record.fault.workflows, *fault.workflows)))
         with self._txn("update of a fault") as cur:
-            cur.execute(self._sql(
-                "UPDATE faults SET message = ?, evidence = ?, workflows = ?, runs = ?, severity = ?, "
-                f"last_seen_at = ? WHERE id = ? AND {_OPEN}"),
-                (fault.message, _enc.encode(dict(fault.evidence)).decode(), _enc.encode(list(workflows)).decode(),
-                 _enc.encode(list(runs)).decode(), severity.value, at, record.id))
+            cur.execute(
+                self._sql(
+                    "UPDATE faults SET message = ?, evidence = ?, workflows = ?, runs = ?, severity = ?, "
+                    f"last_seen_at = ? WHERE id = ? AND {_OPEN}"
+                ),
+                (
+                    fault.message,
+                    _enc.encode(dict(fault.evidence)).decode(),
+                    _enc.encode(list(workflows)).decode(),
+                    _enc.encode(list(runs)).decode(),
+                    severity.value,
+                    at,
+                    record.id,
+                ),
+            )
             self._tie_runs(cur, record.id, [r for r in runs if r not in record.fault.runs])
         merged = Fault(fault.type, fault.message, fault.detector, fault.evidence, workflows, runs)
         return FaultRecord(merged, record.timestamp, severity, id=record.id)
@@ -100,12 +132,20 @@ class FaultsMixin(ABC):
 
     def open_faults(self) -> list[FaultRecord]:
         """Every open fault, oldest first."""
-        return [_row_to_record(r) for r in
-                self._read(f"SELECT {_COLUMNS} FROM faults WHERE {_OPEN} ORDER BY opened_at, id")]
+        return [
+            _row_to_record(r) for r in self._read(f"SELECT {_COLUMNS} FROM faults WHERE {_OPEN} ORDER BY opened_at, id")
+        ]
 
-    def list_faults(self, *, status: FaultStatus | None = None, since: float | None = None,
-                    detector: str | None = None, kind: str | None = None, run_id: str | None = None,
-                    limit: int = 100) -> list[FaultRecord]:
+    def list_faults(
+        self,
+        *,
+        status: FaultStatus | None = None,
+        since: float | None = None,
+        detector: str | None = None,
+        kind: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[FaultRecord]:
         """Faults newest first: open ones, and resolved ones that ended after
         ``since`` (every resolved one when None)."""
         where: list[str] = []
@@ -139,29 +179,45 @@ class FaultsMixin(ABC):
 
     def fault_openings(self, key: str, since: float) -> int:
         """How many times the fault ``key`` was declared since ``since``."""
-        return int(self._read("SELECT COUNT(*) FROM faults WHERE fault_key = ? AND opened_at >= ?",
-                              (key, since))[0][0])
+        return int(self._read("SELECT COUNT(*) FROM faults WHERE fault_key = ? AND opened_at >= ?", (key, since))[0][0])
 
     def _tie_runs(self, cur: Any, fault_id: int, runs: Sequence[str]) -> None:
         if runs:
-            cur.executemany(self._sql("INSERT INTO fault_runs (fault_id, run_id) VALUES (?, ?) "
-                                      "ON CONFLICT DO NOTHING"), [(fault_id, r) for r in runs])
+            cur.executemany(
+                self._sql("INSERT INTO fault_runs (fault_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                [(fault_id, r) for r in runs],
+            )
 
     # ---- registered outputs ---------------------------------------------------------
     def _save_outputs(self, cur: Any, events: Sequence[Event]) -> None:
         """Inside the events' transaction: each ``output`` event's file, a
         later registration of a path replacing an earlier one."""
-        rows = [(e.attrs["path"], e.attrs["sha256"], _whole(e.attrs.get("size")), _num(e.attrs.get("mtime")),
-                 e.workflow, e.run_id, e.step, e.ts, e.id) for e in events]
-        cur.executemany(self._sql(
-            "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
-            "size = excluded.size, mtime = excluded.mtime, workflow = excluded.workflow, "
-            "run_id = excluded.run_id, step = excluded.step, recorded_at = excluded.recorded_at, "
-            "event_id = excluded.event_id WHERE excluded.recorded_at >= outputs.recorded_at"), rows)
+        rows = [
+            (
+                e.attrs["path"],
+                e.attrs["sha256"],
+                _whole(e.attrs.get("size")),
+                _num(e.attrs.get("mtime")),
+                e.workflow,
+                e.run_id,
+                e.step,
+                e.ts,
+                e.id,
+            )
+            for e in events
+        ]
+        cur.executemany(
+            self._sql(
+                "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
+                "size = excluded.size, mtime = excluded.mtime, workflow = excluded.workflow, "
+                "run_id = excluded.run_id, step = excluded.step, recorded_at = excluded.recorded_at, "
+                "event_id = excluded.event_id WHERE excluded.recorded_at >= outputs.recorded_at"
+            ),
+            rows,
+        )
 
-    def registered_outputs(self, under: Sequence[str] | None = None) -> dict[str, tuple[str, int | None,
-                                                                                       float | None]]:
+    def registered_outputs(self, under: Sequence[str] | None = None) -> dict[str, tuple[str, int | None, float | None]]:
         """path -> (sha256, size, mtime) of the registered outputs (those
         under one of the folders or files ``under`` when given)."""
         rows = self._read("SELECT path, sha256, size, mtime FROM outputs ORDER BY path")

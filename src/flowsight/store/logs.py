@@ -45,15 +45,18 @@ __all__ = ["LogRecord", "LogsMixin", "StoredLog"]
 _COLUMNS = "seq, id, ts, level, message, source, workflow, run_id, step, template_id, fields"
 _BY_RANK = list(LogLevel)
 _RANK = {level: level.rank for level in LogLevel}
-_SQLITE_INSERT = ("INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+_SQLITE_INSERT = (
+    "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
 _PG_INSERT = (
     "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
     "SELECT * FROM unnest(%s::text[], %s::float8[], %s::int2[], %s::text[], %s::text[], %s::text[], %s::text[], "
     "%s::text[], %s::text[], %s::text[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq"
 )
-_PG_TEMPLATES = ("UPDATE logs SET template_id = u.t FROM unnest(%s::bigint[], %s::text[]) AS u(s, t) "
-                 "WHERE logs.seq = u.s")
+_PG_TEMPLATES = (
+    "UPDATE logs SET template_id = u.t FROM unnest(%s::bigint[], %s::text[]) AS u(s, t) WHERE logs.seq = u.s"
+)
 _LOGS_LOCK = 0x6C6F6773  # "logs": PostgreSQL writers of logs take turns, so seqs commit in order
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NO_FIELDS: MappingProxyType[str, FieldValue] = MappingProxyType({})
@@ -74,25 +77,49 @@ def _clean_opt(text: str | None, surrogates: bool) -> str | None:
 def _storable(rec: LogRecord, surrogates: bool) -> LogRecord:
     """``rec`` as the store keeps it (itself when nothing needs replacing)."""
     e = rec.entry
-    if not surrogates and "\x00" not in e.message and "\x00" not in e.source and "\x00" not in rec.id and not (
-            (e.run_id and "\x00" in e.run_id) or (e.workflow and "\x00" in e.workflow)
-            or (e.step and "\x00" in e.step) or (rec.template_id and "\x00" in rec.template_id)):
+    if (
+        not surrogates
+        and "\x00" not in e.message
+        and "\x00" not in e.source
+        and "\x00" not in rec.id
+        and not (
+            (e.run_id and "\x00" in e.run_id)
+            or (e.workflow and "\x00" in e.workflow)
+            or (e.step and "\x00" in e.step)
+            or (rec.template_id and "\x00" in rec.template_id)
+        )
+    ):
         return rec
-    entry = replace(e, message=_clean(e.message, surrogates), source=_clean(e.source, surrogates),
-                    workflow=_clean_opt(e.workflow, surrogates), run_id=_clean_opt(e.run_id, surrogates),
-                    step=_clean_opt(e.step, surrogates))
+    entry = replace(
+        e,
+        message=_clean(e.message, surrogates),
+        source=_clean(e.source, surrogates),
+        workflow=_clean_opt(e.workflow, surrogates),
+        run_id=_clean_opt(e.run_id, surrogates),
+        step=_clean_opt(e.step, surrogates),
+    )
     if surrogates and e.fields:
-        entry = replace(entry, fields={_clean(k, True): _clean(v, True) if isinstance(v, str) else v
-                                       for k, v in e.fields.items()})
+        entry = replace(
+            entry, fields={_clean(k, True): _clean(v, True) if isinstance(v, str) else v for k, v in e.fields.items()}
+        )
     return LogRecord(_clean(rec.id, surrogates), entry, _clean_opt(rec.template_id, surrogates))
 
 
 def _row(rec: LogRecord) -> tuple[Any, ...]:
     e = rec.entry
     fields = e.fields
-    return (rec.id, e.timestamp, _RANK[e.level], e.message, e.source, e.workflow, e.run_id, e.step,
-            rec.template_id,
-            _fields_enc.encode(fields if type(fields) is dict else dict(fields)).decode() if fields else "{}")
+    return (
+        rec.id,
+        e.timestamp,
+        _RANK[e.level],
+        e.message,
+        e.source,
+        e.workflow,
+        e.run_id,
+        e.step,
+        rec.template_id,
+        _fields_enc.encode(fields if type(fields) is dict else dict(fields)).decode() if fields else "{}",
+    )
 
 
 def row_to_stored(r: Sequence[Any]) -> StoredLog:
@@ -162,8 +189,10 @@ class LogsMixin(ABC):
             # Inside BEGIN IMMEDIATE new rows take the seqs after the highest
             # ever given, in order: when every row went in, those are theirs;
             # when some were duplicates, the new rows are those above it.
-            cur.execute("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
-                        "COALESCE((SELECT MAX(seq) FROM logs), 0))")
+            cur.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM logs), 0))"
+            )
             before = int(cur.fetchone()[0])
             cur.executemany(_SQLITE_INSERT, rows)
             if cur.rowcount == len(rows):
@@ -180,8 +209,9 @@ class LogsMixin(ABC):
             if self.dialect == "postgresql":
                 cur.execute(_PG_TEMPLATES, ([int(s) for s, _ in pairs], [_clean(t, True) for _, t in pairs]))
             else:
-                cur.executemany("UPDATE logs SET template_id = ? WHERE seq = ?",
-                                [(_clean(t, True), int(s)) for s, t in pairs])
+                cur.executemany(
+                    "UPDATE logs SET template_id = ? WHERE seq = ?", [(_clean(t, True), int(s)) for s, t in pairs]
+                )
 
     def purge_logs(self, before_ts: float, *, chunk: int = 5000, stop: threading.Event | None = None) -> int:
         """Delete the entries with ``ts`` before ``before_ts`` (retention);
@@ -226,8 +256,7 @@ class LogsMixin(ABC):
         """
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("run_id", run_id), ("workflow", workflow), ("step", step),
-                              ("template_id", template_id)):
+        for column, value in (("run_id", run_id), ("workflow", workflow), ("step", step), ("template_id", template_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(_clean(value, True))
@@ -252,8 +281,10 @@ class LogsMixin(ABC):
             params.append(before_seq)
         descending = newest_first or (before_seq is not None and after_seq is None)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._read(f"SELECT {_COLUMNS} FROM logs {clause}ORDER BY seq {'DESC' if descending else 'ASC'} "
-                          "LIMIT ?", [*params, max(0, limit)])
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM logs {clause}ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?",
+            [*params, max(0, limit)],
+        )
         return [row_to_stored(r) for r in rows]
 
     def find_log_runs(self, prefix: str, limit: int = 10) -> list[str]:
@@ -290,8 +321,9 @@ class LogsMixin(ABC):
     def unanalyzed_logs(self, limit: int = 1000) -> list[StoredLog]:
         """The oldest ``limit`` entries that have no template yet (the
         server's analyzer gives every entry one, whoever wrote it)."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM logs WHERE template_id IS NULL ORDER BY seq LIMIT ?",
-                          [max(0, limit)])
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM logs WHERE template_id IS NULL ORDER BY seq LIMIT ?", [max(0, limit)]
+        )
         return [row_to_stored(r) for r in rows]
 
     def count_logs(self) -> int:

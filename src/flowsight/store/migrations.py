@@ -390,8 +390,7 @@ def _sqlite_v12(cur: Any) -> None:
 #: PostgreSQL: the searched columns, lower-cased and joined, in a pg_trgm GIN
 #: index; list_runs' text adds ``PG_TEXT LIKE pattern`` so the index finds the
 #: candidates (the concatenation holds every column's match)
-PG_TEXT = ("LOWER(run_id || chr(1) || workflow || chr(1) || COALESCE(current_step, '') || chr(1) "
-           "|| COALESCE(error, ''))")
+PG_TEXT = "LOWER(run_id || chr(1) || workflow || chr(1) || COALESCE(current_step, '') || chr(1) || COALESCE(error, ''))"
 
 
 def _pg_v12(cur: Any) -> None:
@@ -399,8 +398,10 @@ def _pg_v12(cur: Any) -> None:
     create it); where it cannot be created, the search keeps scanning."""
     cur.execute("SAVEPOINT flowsight_trgm")
     try:
-        cur.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-                    "WHERE e.extname = 'pg_trgm'")
+        cur.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_trgm'"
+        )
         row = cur.fetchone()
         if row is None:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
@@ -422,24 +423,42 @@ _V13_ALERTS_UPDATED = ["CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (upd
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
-    (3, "alerts, silences, outbox, notification log, receivers",
-     {"sqlite": _v3_alerting("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
-      "postgresql": _v3_alerting("BIGSERIAL PRIMARY KEY", "BIGINT")}),
-    (4, "log entries",
-     {"sqlite": _v4_logs("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"),
-      "postgresql": _v4_logs("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "SMALLINT")}),
+    (
+        3,
+        "alerts, silences, outbox, notification log, receivers",
+        {
+            "sqlite": _v3_alerting("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+            "postgresql": _v3_alerting("BIGSERIAL PRIMARY KEY", "BIGINT"),
+        },
+    ),
+    (
+        4,
+        "log entries",
+        {
+            "sqlite": _v4_logs("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"),
+            "postgresql": _v4_logs("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "SMALLINT"),
+        },
+    ),
     (5, "kept state (the log analyzer's templates)", {"sqlite": _V5_STATE, "postgresql": _V5_STATE}),
-    (6, "fault history",
-     {"sqlite": _v6_faults("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
-      "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION")}),
+    (
+        6,
+        "fault history",
+        {
+            "sqlite": _v6_faults("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
+            "postgresql": _v6_faults("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION"),
+        },
+    ),
     (7, "registered outputs", {"sqlite": _v7_outputs("REAL"), "postgresql": _v7_outputs("DOUBLE PRECISION")}),
     (8, "performance samples", {"sqlite": _v8_perf("REAL"), "postgresql": _v8_perf("DOUBLE PRECISION")}),
     (9, "indexes for the overview's reads", {"sqlite": _SQLITE_V9, "postgresql": _V9_RUN_READS}),
     (10, "runs counted per workflow and state", {"sqlite": _V10_RUN_COUNTS, "postgresql": _V10_RUN_COUNTS}),
     (11, "changes of the runs counted", {"sqlite": _V11_RUN_CHANGES, "postgresql": _V11_RUN_CHANGES}),
     (12, "trigram index of the runs' searched text", {"sqlite": [_sqlite_v12], "postgresql": [_pg_v12]}),
-    (13, "alerts by when they were stored (a server takes in what other processes stored)",
-     {"sqlite": _V13_ALERTS_UPDATED, "postgresql": _V13_ALERTS_UPDATED}),
+    (
+        13,
+        "alerts by when they were stored (a server takes in what other processes stored)",
+        {"sqlite": _V13_ALERTS_UPDATED, "postgresql": _V13_ALERTS_UPDATED},
+    ),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -35,19 +35,26 @@ from flowsight.model.performance import SamplePoint
 MAX_POINTS = 10_000
 
 _SERIES = "scope_kind = ? AND scope_id = ? AND metric = ?"
-_FOLD = ("ON CONFLICT (scope_kind, scope_id, metric, minute) DO UPDATE SET count = perf_rollups.count + excluded.count, "
-         "sum = perf_rollups.sum + excluded.sum, min = {lo}(perf_rollups.min, excluded.min), "
-         "max = {hi}(perf_rollups.max, excluded.max)")
+_FOLD = (
+    "ON CONFLICT (scope_kind, scope_id, metric, minute) DO UPDATE SET count = perf_rollups.count + excluded.count, "
+    "sum = perf_rollups.sum + excluded.sum, min = {lo}(perf_rollups.min, excluded.min), "
+    "max = {hi}(perf_rollups.max, excluded.max)"
+)
 _ROLLUP_COLUMNS = "minute, scope_kind, scope_id, metric, count, sum, min, max"
 _SQLITE_SAMPLES = "INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) VALUES (?, ?, ?, ?, ?)"
-_SQLITE_ROLLUPS = (f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                   + _FOLD.format(lo="MIN", hi="MAX"))
+_SQLITE_ROLLUPS = f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) " + _FOLD.format(
+    lo="MIN", hi="MAX"
+)
 # one statement per table whatever the batch: arrays, one per column
-_PG_SAMPLES = ("INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) "
-               "SELECT * FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], %s::float8[])")
-_PG_ROLLUPS = (f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::text[], "
-               "%s::text[], %s::text[], %s::int8[], %s::float8[], %s::float8[], %s::float8[]) "
-               + _FOLD.format(lo="LEAST", hi="GREATEST"))
+_PG_SAMPLES = (
+    "INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) "
+    "SELECT * FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], %s::float8[])"
+)
+_PG_ROLLUPS = (
+    f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::text[], "
+    "%s::text[], %s::text[], %s::int8[], %s::float8[], %s::float8[], %s::float8[]) "
+    + _FOLD.format(lo="LEAST", hi="GREATEST")
+)
 # A skip scan: per metric of the scope, one index probe finds the next
 # metric, one its newest ts, one that sample's value; the scope's samples
 # are not read through.
@@ -65,11 +72,13 @@ _LATEST = """WITH RECURSIVE m(metric) AS (
 _PURGE_SAMPLES = {
     "sqlite": "DELETE FROM perf_samples WHERE rowid IN (SELECT rowid FROM perf_samples WHERE ts < ? LIMIT ?)",
     "postgresql": "DELETE FROM perf_samples WHERE ctid = ANY(ARRAY("
-                  "SELECT ctid FROM perf_samples WHERE ts < %s LIMIT %s))",
+    "SELECT ctid FROM perf_samples WHERE ts < %s LIMIT %s))",
 }
 # by key: a rollup's ctid changes when a late sample folds into it
-_PURGE_ROLLUPS = ("DELETE FROM perf_rollups WHERE (scope_kind, scope_id, metric, minute) IN ("
-                  "SELECT scope_kind, scope_id, metric, minute FROM perf_rollups WHERE minute < ? LIMIT ?)")
+_PURGE_ROLLUPS = (
+    "DELETE FROM perf_rollups WHERE (scope_kind, scope_id, metric, minute) IN ("
+    "SELECT scope_kind, scope_id, metric, minute FROM perf_rollups WHERE minute < ? LIMIT ?)"
+)
 
 
 def _text(kind: str) -> str:
@@ -79,8 +88,10 @@ def _text(kind: str) -> str:
 
 def _check_step(step: float) -> int:
     if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0 or step % 60:
-        raise ValueError(f"step {step!r}: must be a positive multiple of 60 seconds (samples are rolled up "
-                         "per minute), e.g. 60, 300 or 3600")
+        raise ValueError(
+            f"step {step!r}: must be a positive multiple of 60 seconds (samples are rolled up "
+            "per minute), e.g. 60, 300 or 3600"
+        )
     return int(step)
 
 
@@ -129,8 +140,17 @@ class PerfMixin(ABC):
                 cur.executemany(_SQLITE_SAMPLES, raw)
                 cur.executemany(_SQLITE_ROLLUPS, rollups)
 
-    def query_samples(self, scope_kind: str, scope_id: str, metric: str, since: float, until: float | None = None,
-                      step: float | None = None, *, raw_since: float | None = None) -> list[SamplePoint]:
+    def query_samples(
+        self,
+        scope_kind: str,
+        scope_id: str,
+        metric: str,
+        since: float,
+        until: float | None = None,
+        step: float | None = None,
+        *,
+        raw_since: float | None = None,
+    ) -> list[SamplePoint]:
         """The series of ``metric`` of a scope from ``since`` to ``until``
         (None: no end), in time order.
 
@@ -158,8 +178,10 @@ class PerfMixin(ABC):
             self._check_points(rows, series, since, until)
             return [SamplePoint(float(ts), float(v), float(v), float(v), 1) for ts, v in rows]
         step = 60 if step is None else _check_step(step)
-        sql = (f"SELECT minute / ? * ? AS bucket, SUM(count), SUM(sum), MIN(min), MAX(max) FROM perf_rollups "
-               f"WHERE {_SERIES} AND minute >= ?")
+        sql = (
+            f"SELECT minute / ? * ? AS bucket, SUM(count), SUM(sum), MIN(min), MAX(max) FROM perf_rollups "
+            f"WHERE {_SERIES} AND minute >= ?"
+        )
         params = [step, step, *series, int(since // step) * step]
         if until is not None:
             sql += " AND minute < ?"
@@ -176,14 +198,17 @@ class PerfMixin(ABC):
         hint = "a larger step (a multiple of 60 seconds) or a shorter range"
         if until is not None:
             hint = f"step={math.ceil((until - since) / MAX_POINTS / 60) * 60} or more, or a shorter range"
-        raise ValueError(f"{metric} of {kind}:{scope_id} from {since} to {'now' if until is None else until}: more than "
-                         f"{MAX_POINTS} points; ask for {hint}")
+        raise ValueError(
+            f"{metric} of {kind}:{scope_id} from {since} to {'now' if until is None else until}: more than "
+            f"{MAX_POINTS} points; ask for {hint}"
+        )
 
     def sample_scopes(self, since: float) -> list[tuple[str, str, str]]:
         """(scope_kind, scope_id, metric) of every series with samples in
         the minute holding ``since`` or later, sorted."""
-        rows = self._read("SELECT DISTINCT scope_kind, scope_id, metric FROM perf_rollups WHERE minute >= ?",
-                          (int(since // 60) * 60,))
+        rows = self._read(
+            "SELECT DISTINCT scope_kind, scope_id, metric FROM perf_rollups WHERE minute >= ?", (int(since // 60) * 60,)
+        )
         return sorted((str(k), str(i), str(m)) for k, i, m in rows)  # by code point, whatever the collation
 
     def latest_samples(self, scope_kind: str, scope_id: str) -> dict[str, tuple[float, float]]:
@@ -199,8 +224,9 @@ class PerfMixin(ABC):
         how many rows were deleted."""
         if batch < 1:
             raise ValueError(f"batch {batch!r}: must be at least 1")
-        return (self._purge(_PURGE_SAMPLES[self.dialect], raw_before, batch)
-                + self._purge(self._sql(_PURGE_ROLLUPS), rollups_before, batch))
+        return self._purge(_PURGE_SAMPLES[self.dialect], raw_before, batch) + self._purge(
+            self._sql(_PURGE_ROLLUPS), rollups_before, batch
+        )
 
     def _purge(self, sql: str, before: float, batch: int) -> int:
         total = 0

@@ -29,11 +29,14 @@ class PostgresStore(SqlStore):
 
     dialect = "postgresql"
     param = "%s"
-    _text_match = ("(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
-                   "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')")
+    _text_match = (
+        "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
+        "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')"
+    )
 
-    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0,
-                 create: bool = True) -> None:
+    def __init__(
+        self, dsn: str, *, schema: str | None = None, connect_timeout: float = 10.0, create: bool = True
+    ) -> None:
         super().__init__()
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"PostgreSQL schema {schema!r}: use lower-case letters, digits and _")
@@ -56,8 +59,9 @@ class PostgresStore(SqlStore):
                 self._conn.close()
                 raise
         # migration 12 makes it where pg_trgm could be created
-        self._text_index = bool(self._read(
-            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'runs_text'"))
+        self._text_index = bool(
+            self._read("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'runs_text'")
+        )
 
     def _text_condition(self, text: str) -> tuple[str, list[Any]]:
         exact, params = super()._text_condition(text)
@@ -113,5 +117,3 @@ class PostgresStore(SqlStore):
         with self._lock:
             self._close_readers()
             self._conn.close()
-
-

@@ -35,8 +35,10 @@ from flowsight.store.codec import replay_steps
 
 #: workflows whose history is kept (each a few dozen numbers)
 HISTORY_CACHE = 2_000
-_COMPLETED = ("SELECT run_id, start_time, end_time, version FROM runs WHERE workflow = ? AND state = 'completed' "
-              "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?")
+_COMPLETED = (
+    "SELECT run_id, start_time, end_time, version FROM runs WHERE workflow = ? AND state = 'completed' "
+    "AND start_time IS NOT NULL AND end_time IS NOT NULL ORDER BY end_time DESC LIMIT ?"
+)
 
 
 class RunStatsMixin(ABC):
@@ -72,8 +74,9 @@ class RunStatsMixin(ABC):
             out.setdefault(str(wf), {})[str(state)] = (int(n), int(changes))
         return out
 
-    def _keep(self, what: str, n: int, marks: dict[str, Any],
-              make: Callable[[list[str]], dict[str, Any]]) -> dict[str, Any]:
+    def _keep(
+        self, what: str, n: int, marks: dict[str, Any], make: Callable[[list[str]], dict[str, Any]]
+    ) -> dict[str, Any]:
         """``what`` of each workflow in ``marks`` (workflow -> its changes):
         kept where made at the same changes, else made (``make`` of the
         workflows missing, in one go) and kept. The marks are read before
@@ -107,8 +110,12 @@ class RunStatsMixin(ABC):
             if by:
                 stats[wf] = {"workflow": wf, "runs": sum(by.values()), "by_state": by, "last_run_at": None}
         last = self._keep("last", 0, {wf: tuple(sorted(counts[wf].items())) for wf in stats}, self._last_runs)
-        durations = self._keep("durations", recent, {wf: counts[wf].get("completed") for wf in stats},
-                               lambda wfs: self._durations(wfs, recent))
+        durations = self._keep(
+            "durations",
+            recent,
+            {wf: counts[wf].get("completed") for wf in stats},
+            lambda wfs: self._durations(wfs, recent),
+        )
         for wf, st in stats.items():
             st["last_run_at"] = last[wf]
             by = st["by_state"]
@@ -127,7 +134,9 @@ class RunStatsMixin(ABC):
         for chunk in _chunks(workflows):
             sql = " UNION ALL ".join(
                 "SELECT * FROM (SELECT workflow, created_at FROM runs WHERE workflow = ? "
-                f"ORDER BY created_at DESC LIMIT 1) AS s{i}" for i in range(len(chunk)))
+                f"ORDER BY created_at DESC LIMIT 1) AS s{i}"
+                for i in range(len(chunk))
+            )
             for wf, created in self._read(sql, chunk):
                 out[str(wf)] = float(created)
         return {wf: out.get(wf) for wf in workflows}
@@ -139,19 +148,22 @@ class RunStatsMixin(ABC):
             sql = " UNION ALL ".join(
                 "SELECT * FROM (SELECT workflow, end_time - start_time FROM runs WHERE workflow = ? "
                 "AND state = 'completed' AND start_time IS NOT NULL AND end_time IS NOT NULL "
-                f"ORDER BY end_time DESC LIMIT ?) AS s{i}" for i in range(len(chunk)))
+                f"ORDER BY end_time DESC LIMIT ?) AS s{i}"
+                for i in range(len(chunk))
+            )
             for wf, d in self._read(sql, [x for wf in chunk for x in (wf, recent)]):
                 got[str(wf)].append(d)
-        return {wf: (round(quantile(ds, 0.5), 3), round(quantile(ds, 0.95), 3)) if ds else (None, None)
-                for wf, ds in got.items()}
+        return {
+            wf: (round(quantile(ds, 0.5), 3), round(quantile(ds, 0.95), 3)) if ds else (None, None)
+            for wf, ds in got.items()
+        }
 
     def latest_ended(self, workflows: Sequence[str], limit: int) -> dict[str, list[tuple[str, str, Any, Any]]]:
         """Each workflow's ``limit`` newest (by first event) ended runs,
         newest first: completed, failed or cancelled, as (run id, state,
         start time, end time); kept against those states' changes."""
         counts = self.run_counts()
-        marks = {wf: tuple(counts.get(wf, {}).get(s) for s in ("completed", "failed", "cancelled"))
-                 for wf in workflows}
+        marks = {wf: tuple(counts.get(wf, {}).get(s) for s in ("completed", "failed", "cancelled")) for wf in workflows}
         return self._keep("ended", limit, marks, lambda wfs: self._latest_ended(wfs, limit))
 
     def _latest_ended(self, workflows: list[str], limit: int) -> dict[str, list[tuple[str, str, Any, Any]]]:
@@ -160,7 +172,9 @@ class RunStatsMixin(ABC):
             parts = " UNION ALL ".join(
                 f"SELECT * FROM (SELECT {i} AS part, workflow, run_id, state, start_time, end_time, created_at "
                 "FROM runs WHERE workflow = ? AND state IN ('completed', 'failed', 'cancelled') "
-                f"ORDER BY created_at DESC, run_id DESC LIMIT ?) AS s{i}" for i in range(len(chunk)))
+                f"ORDER BY created_at DESC, run_id DESC LIMIT ?) AS s{i}"
+                for i in range(len(chunk))
+            )
             sql = f"SELECT * FROM ({parts}) AS u ORDER BY part, created_at DESC, run_id DESC"
             for _, wf, rid, state, start, end, _ in self._read(sql, [x for wf in chunk for x in (wf, limit)]):
                 got[str(wf)].append((str(rid), str(state), start, end))
@@ -223,5 +237,4 @@ class RunStatsMixin(ABC):
 
 
 def _chunks(items: list[str], size: int = 100) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -40,13 +40,15 @@ from flowsight.store.tokens import TokenMixin
 
 _log = logging.getLogger("flowsight.store")
 
-_RUN_UPDATE = ", ".join(
-    f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at"
-)
+_RUN_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS.replace(" ", "").split(",")[2:] if c != "created_at")
 # every column but run_id, workflow and created_at, which never change
-_RUN_SET = "UPDATE runs SET " + ", ".join(
-    f"{c} = ?" for c in RUN_COLUMNS.replace(" ", "").split(",") if c not in ("run_id", "workflow", "created_at")
-) + " WHERE run_id = ?"
+_RUN_SET = (
+    "UPDATE runs SET "
+    + ", ".join(
+        f"{c} = ?" for c in RUN_COLUMNS.replace(" ", "").split(",") if c not in ("run_id", "workflow", "created_at")
+    )
+    + " WHERE run_id = ?"
+)
 _CACHE_SIZE = 10_000
 _KIND_TEXT = {k: k.value for k in EventKind}
 _STEP_COMPLETED = EventKind.STEP_COMPLETED
@@ -84,8 +86,9 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         StoreError: the text is not of the cursor's form.
     """
     if not _CURSOR.match(cursor):
-        raise StoreError(f"cursor {cursor!r} is not a cursor (SECONDS-HEX, as a page's 'cursor' gives); "
-                         "start from the first page")
+        raise StoreError(
+            f"cursor {cursor!r} is not a cursor (SECONDS-HEX, as a page's 'cursor' gives); start from the first page"
+        )
     created, _, hexed = cursor.partition("-")
     run_id = bytes.fromhex(hexed).decode("utf-8", "replace").replace("\x00", "\ufffd")
     return float(created), run_id
@@ -99,8 +102,10 @@ def safe_url(url: str) -> str:
 def no_store_message(url: str) -> str:
     """What a command that only reads says where there is no store."""
     shown = safe_url(url)
-    return (f"no flowsight store at {shown} (create one with: flowsight --db {shlex.quote(shown)} init; "
-            "or check --db and $FLOWSIGHT_DATABASE_URL)")
+    return (
+        f"no flowsight store at {shown} (create one with: flowsight --db {shlex.quote(shown)} init; "
+        "or check --db and $FLOWSIGHT_DATABASE_URL)"
+    )
 
 
 class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, PerfMixin, RunStatsMixin, ABC):
@@ -158,8 +163,10 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
     #: ``text`` of list_runs: a case-insensitive substring of the run id, the
     #: workflow, the current step or the error (SQLite's LIKE ignores ASCII case,
     #: as its LOWER() folds only ASCII: LOWER() would only cost time)
-    _text_match = ("(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
-                   "OR error LIKE ? ESCAPE '\\')")
+    _text_match = (
+        "(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
+        "OR error LIKE ? ESCAPE '\\')"
+    )
 
     def _text_condition(self, text: str) -> tuple[str, list[Any]]:
         """The condition of list_runs' (lower-cased) ``text``, with its
@@ -298,8 +305,16 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             [
-                (t.workflow_id, t.timestamp, t.old_state.value, t.new_state.value, t.reason, t.source,
-                 t.applied, t.event_id)
+                (
+                    t.workflow_id,
+                    t.timestamp,
+                    t.old_state.value,
+                    t.new_state.value,
+                    t.reason,
+                    t.source,
+                    t.applied,
+                    t.event_id,
+                )
                 for t in transitions
             ],
         )
@@ -342,7 +357,10 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         return True
 
     def _save_runs(
-        self, cur: Any, touched: dict[str, tuple[ExecutionMetrics, float]], versions: dict[str, int],
+        self,
+        cur: Any,
+        touched: dict[str, tuple[ExecutionMetrics, float]],
+        versions: dict[str, int],
         before: dict[str, WorkflowState | None],
     ) -> None:
         """Write the touched runs; ``before``: each one's state before (None: a new run)."""
@@ -387,10 +405,14 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         counts lock them in the same order."""
         rows = [(wf, state, n) for (wf, state), n in sorted(moved.items())]
         if rows:
-            cur.executemany(self._sql(
-                "INSERT INTO run_counts (workflow, state, runs, changes) VALUES (?, ?, ?, 1) "
-                "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs, "
-                "changes = run_counts.changes + 1"), rows)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO run_counts (workflow, state, runs, changes) VALUES (?, ?, ?, 1) "
+                    "ON CONFLICT (workflow, state) DO UPDATE SET runs = run_counts.runs + excluded.runs, "
+                    "changes = run_counts.changes + 1"
+                ),
+                rows,
+            )
 
     def recount_runs(self) -> int:
         """Set ``run_counts`` to the runs as they are, counting a change of each
@@ -406,8 +428,11 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             actual = {(wf, state): int(n) for wf, state, n in cur.fetchall()}
             cur.execute("SELECT workflow, state, runs FROM run_counts")
             kept = {(wf, state): int(n) for wf, state, n in cur.fetchall()}
-            off = {key: actual.get(key, 0) - kept.get(key, 0) for key in {*actual, *kept}
-                   if actual.get(key, 0) != kept.get(key, 0)}
+            off = {
+                key: actual.get(key, 0) - kept.get(key, 0)
+                for key in {*actual, *kept}
+                if actual.get(key, 0) != kept.get(key, 0)
+            }
             self._count_runs(cur, off)
         if off:
             _log.warning("run counts were off for %d (workflow, state) pairs; recounted", len(off))
@@ -448,8 +473,16 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                                 "current_step = CASE WHEN ? THEN NULL ELSE current_step END "
                                 "WHERE run_id = ? AND state = ?"
                             ),
-                            (tr.new_state.value, tr.timestamp, tr.timestamp, tr.new_state.terminal, tr.timestamp,
-                             tr.new_state.terminal, rid, tr.old_state.value),
+                            (
+                                tr.new_state.value,
+                                tr.timestamp,
+                                tr.timestamp,
+                                tr.new_state.terminal,
+                                tr.timestamp,
+                                tr.new_state.terminal,
+                                rid,
+                                tr.old_state.value,
+                            ),
                         )
                         if cur.rowcount != 1:  # cannot happen under the run lock; kept as a guard
                             tr = replace(tr, applied=False)
@@ -469,6 +502,7 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
 
     def find_runs(self, prefix: str, limit: int = 10, *, suffix: str = "") -> list[ExecutionMetrics]:
         """Runs whose id starts with ``prefix`` (and ends with ``suffix``): for short ids typed at the CLI."""
+
         def escape(text: str) -> str:
             return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -524,8 +558,11 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 # the search reads every run it does not match: the ids are
                 # found in an index that holds the searched columns (SQLite:
                 # runs_search), and only the page's rows are read whole
-                rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT run_id FROM runs "
-                                  f"{clause} {order}) ORDER BY created_at DESC, run_id DESC", [*params, limit + 1])
+                rows = self._read(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT run_id FROM runs "
+                    f"{clause} {order}) ORDER BY created_at DESC, run_id DESC",
+                    [*params, limit + 1],
+                )
             else:
                 rows = self._read(f"SELECT {RUN_COLUMNS} FROM runs {clause} {order}", [*params, limit + 1])
         else:
@@ -533,8 +570,10 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             # each stopping at the page's size, then merged: with state IN (...)
             # the database would read and sort every run of those states.
             clause = "".join(f" AND {w}" for w in where)
-            parts = [f"SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE state = ?{clause} {order}) AS s{i}"
-                     for i in range(len(wanted))]
+            parts = [
+                f"SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE state = ?{clause} {order}) AS s{i}"
+                for i in range(len(wanted))
+            ]
             args: list[Any] = []
             for state in wanted:
                 args.extend([state, *params, limit + 1])
@@ -564,8 +603,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             for r in rows
         ]
 
-    def events_after(self, seq: int, *, workflow: str | None = None, run_id: str | None = None,
-                     limit: int = 1000) -> list[tuple[int, Event]]:
+    def events_after(
+        self, seq: int, *, workflow: str | None = None, run_id: str | None = None, limit: int = 1000
+    ) -> list[tuple[int, Event]]:
         """Events stored after ``seq`` in store order, with their seq (the stream's backlog)."""
         where, params = ["seq > ?"], [seq]  # type: list[str], list[Any]
         if workflow is not None:
@@ -581,8 +621,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
         )
         return [(int(r[7]), row_event(r)) for r in rows]
 
-    def rule_events(self, after: int, upto: int, kinds: Sequence[str], *, step_completed_of: Sequence[str] = (),
-                    limit: int = 10_000) -> list[tuple[int, Event]]:
+    def rule_events(
+        self, after: int, upto: int, kinds: Sequence[str], *, step_completed_of: Sequence[str] = (), limit: int = 10_000
+    ) -> list[tuple[int, Event]]:
         """Events with ``after < seq <= upto`` of ``kinds``, plus the
         ``step_completed`` ones of the workflows named (what the alert rules
         read; the filter runs in the database, so the rest costs little)."""
@@ -594,7 +635,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             params.extend(step_completed_of)
         rows = self._read(
             f"SELECT id, ts, kind, workflow, run_id, step, attrs, seq FROM events WHERE seq > ? AND seq <= ? "
-            f"AND {cond} ORDER BY seq LIMIT ?", [*params, limit])
+            f"AND {cond} ORDER BY seq LIMIT ?",
+            [*params, limit],
+        )
         return [(int(r[7]), row_event(r)) for r in rows]
 
     def last_seq(self) -> int:
@@ -636,9 +679,11 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             raise NoStoreError(no_store_message(self.url))
         version = self.schema_version()
         if version < LATEST:
-            raise NoStoreError(f"the flowsight store at {safe_url(self.url)} was made by an older flowsight (schema "
-                               f"version {version}; this one needs {LATEST}); `flowsight init` or any command that "
-                               "writes to it (flowsight serve, flowsight run) brings it up to date")
+            raise NoStoreError(
+                f"the flowsight store at {safe_url(self.url)} was made by an older flowsight (schema "
+                f"version {version}; this one needs {LATEST}); `flowsight init` or any command that "
+                "writes to it (flowsight serve, flowsight run) brings it up to date"
+            )
 
     def schema_version(self) -> int:
         """The newest migration applied to this database."""
@@ -665,8 +710,9 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
             while start < boundary:
                 end = min(boundary, start + chunk)
                 with self._lock, self._write_txn() as cur:
-                    cur.execute(self._sql("DELETE FROM events WHERE seq >= ? AND seq < ? AND ts < ?"),
-                                (start, end, older_than))
+                    cur.execute(
+                        self._sql("DELETE FROM events WHERE seq >= ? AND seq < ? AND ts < ?"), (start, end, older_than)
+                    )
                     deleted += int(cur.rowcount or 0)
                 start = end
             with self._lock, self._write_txn() as cur:
@@ -674,8 +720,10 @@ class SqlStore(TokenMixin, AlertingMixin, LogsMixin, StateMixin, FaultsMixin, Pe
                 cur.execute(self._sql(f"DELETE FROM transitions WHERE run_id IN ({old})"), (older_than,))
                 # the runs counted off are exactly those deleted (one statement: a run committed meanwhile
                 # with an old end is either both or neither), and its rows locked before the counts, as writers do
-                cur.execute(self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ? "
-                                      "RETURNING workflow, state"), (older_than,))
+                cur.execute(
+                    self._sql("DELETE FROM runs WHERE end_time IS NOT NULL AND end_time < ? RETURNING workflow, state"),
+                    (older_than,),
+                )
                 gone: dict[tuple[str, str], int] = {}
                 for wf, state in cur.fetchall():
                     gone[(wf, state)] = gone.get((wf, state), 0) - 1

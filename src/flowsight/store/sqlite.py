@@ -28,8 +28,13 @@ def is_locked(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc)
 
 
-def retry_locked(statement: Callable[[], object], timeout: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+def retry_locked(
+    statement: Callable[[], object],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Run ``statement`` again while it fails with "database is locked", for up
     to ``timeout`` seconds, sleeping a few milliseconds (jittered, growing to
     50 ms) in between.
@@ -64,8 +69,9 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
     writes_inline = True
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL",
-                 create: bool = True) -> None:
+    def __init__(
+        self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL", create: bool = True
+    ) -> None:
         super().__init__()
         if not create and str(path) != ":memory:" and not Path(path).is_file():
             raise NoStoreError(no_store_message(str(path)))
@@ -89,28 +95,37 @@ class SqliteStore(SqlStore):
             self._migrate()
         else:
             try:
-                self._require_current(bool(conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchall()))
+                self._require_current(
+                    bool(
+                        conn.execute(
+                            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+                        ).fetchall()
+                    )
+                )
             except (NoStoreError, sqlite3.Error) as exc:
                 conn.close()
                 if isinstance(exc, NoStoreError):
                     raise
                 raise StoreError(f"sqlite store: cannot read {path}: {exc}") from exc
         # migration 12 makes it where SQLite has FTS5's trigram tokenizer
-        self._text_index = bool(conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall())
+        self._text_index = bool(
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall()
+        )
         if self._text_index and not sqlite_has_trigram(conn.cursor()):
             # its triggers would fail every write of a run: say so now, plainly
             conn.close()
-            raise StoreError(f"sqlite store: {path} was made by a SQLite with FTS5's trigram tokenizer (3.34 or "
-                             f"newer); this Python's SQLite is {sqlite3.sqlite_version} and cannot write to it. "
-                             "Use a Python whose SQLite is 3.34 or newer")
+            raise StoreError(
+                f"sqlite store: {path} was made by a SQLite with FTS5's trigram tokenizer (3.34 or "
+                f"newer); this Python's SQLite is {sqlite3.sqlite_version} and cannot write to it. "
+                "Use a Python whose SQLite is 3.34 or newer"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         if str(self.path) == ":memory:" and hasattr(self, "_conn"):
             return self._conn  # one in-memory database: reads share the write connection
-        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            str(self.path), timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
         setup = (
             f"PRAGMA synchronous={self._synchronous}",
             # a 64 MiB page cache keeps the id and run indexes' hot pages in memory
@@ -136,14 +151,14 @@ class SqliteStore(SqlStore):
         # the runs whose text holds the phrase (FTS5 folds case beyond ASCII,
         # so these are at least the exact matches), then the exact match
         phrase = '"' + text.replace('"', '""') + '"'
-        found = self._read("SELECT COUNT(*) FROM (SELECT rowid FROM runs_text WHERE runs_text MATCH ? LIMIT ?)",
-                           (phrase, _DRIVE + 1))[0][0]
+        found = self._read(
+            "SELECT COUNT(*) FROM (SELECT rowid FROM runs_text WHERE runs_text MATCH ? LIMIT ?)", (phrase, _DRIVE + 1)
+        )[0][0]
         # few: the query reads those runs and sorts them; many (a common
         # text): it walks the runs newest first and keeps those in the set
         # ('+' keeps the set from driving), stopping when the page is full
         column = "rowid" if found <= _DRIVE else "+rowid"
-        return (f"({column} IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?) AND {exact})",
-                [phrase, *params])
+        return (f"({column} IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?) AND {exact})", [phrase, *params])
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)

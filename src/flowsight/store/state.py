@@ -17,8 +17,10 @@ from typing import Any
 
 import msgspec
 
-_UPSERT = ("INSERT INTO kept_state (name, value, updated_at) VALUES (?, ?, ?) "
-           "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+_UPSERT = (
+    "INSERT INTO kept_state (name, value, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+)
 
 
 class StateMixin(ABC):

@@ -58,18 +58,22 @@ class TokenMixin(ABC):
             raise ConfigError(f"a token named {name!r} exists; revoke it first or pick another name")
         token = PREFIX + secrets.token_urlsafe(32)
         info = TokenInfo(name, scope, time.time())
-        self._write("INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
-                    (name, scope, hash_token(token), info.created_at))
+        self._write(
+            "INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
+            (name, scope, hash_token(token), info.created_at),
+        )
         return token, info
 
     def verify_token(self, token: str) -> TokenInfo | None:
-        rows = self._read("SELECT name, scope, created_at, last_used_at FROM tokens WHERE hash = ?",
-                          (hash_token(token),))
+        rows = self._read(
+            "SELECT name, scope, created_at, last_used_at FROM tokens WHERE hash = ?", (hash_token(token),)
+        )
         return TokenInfo(*rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenInfo]:
-        return [TokenInfo(*r) for r in
-                self._read("SELECT name, scope, created_at, last_used_at FROM tokens ORDER BY name")]
+        return [
+            TokenInfo(*r) for r in self._read("SELECT name, scope, created_at, last_used_at FROM tokens ORDER BY name")
+        ]
 
     def revoke_token(self, name: str) -> bool:
         return self._write("DELETE FROM tokens WHERE name = ?", (name,)) == 1

@@ -65,5 +65,14 @@ from flowsight.alerting.notifiers.log import LogNotifier  # noqa: E402
 from flowsight.alerting.notifiers.slack import SlackNotifier  # noqa: E402
 from flowsight.alerting.notifiers.webhook import WebhookNotifier  # noqa: E402
 
-__all__ = ["KINDS", "AlertmanagerNotifier", "CommandNotifier", "EmailNotifier", "LogNotifier", "Notifier",
-           "SlackNotifier", "WebhookNotifier", "notifier_class"]
+__all__ = [
+    "KINDS",
+    "AlertmanagerNotifier",
+    "CommandNotifier",
+    "EmailNotifier",
+    "LogNotifier",
+    "Notifier",
+    "SlackNotifier",
+    "WebhookNotifier",
+    "notifier_class",
+]

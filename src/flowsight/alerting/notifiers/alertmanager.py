@@ -39,8 +39,14 @@ class AlertmanagerNotifier:
     KIND: ClassVar[str] = "alertmanager"
     OPTIONS: ClassVar[Options] = {"url": URL, "timeout": Opt(duration(positive=True))}
 
-    def __init__(self, url: str, *, timeout: float = 10.0, external_url: str = "",
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        external_url: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         # the API's path goes after the base URL's path, before its query (?key=... of a proxy in front)
         parts = urlsplit(url)
@@ -65,8 +71,9 @@ class AlertmanagerNotifier:
             # delivery sends the same body (never before the start, which
             # Alertmanager refuses)
             since = max(note.at, a.starts_at)
-            out["endsAt"] = rfc3339(a.ends_at if a.ends_at is not None and a.ends_at > since
-                                    else since + FIRING_VALIDITY)
+            out["endsAt"] = rfc3339(
+                a.ends_at if a.ends_at is not None and a.ends_at > since else since + FIRING_VALIDITY
+            )
         if j["generatorURL"]:
             out["generatorURL"] = j["generatorURL"]
         return out
@@ -80,5 +87,11 @@ class AlertmanagerNotifier:
                 e.g. an invalid label name; a wrong path).
         """
         body = msgspec.json.encode(self.alerts(note))
-        await post_json(self.endpoint, body, idempotency_key=note.idempotency_key, kind="alertmanager",
-                        timeout=self.timeout, transport=self.transport)
+        await post_json(
+            self.endpoint,
+            body,
+            idempotency_key=note.idempotency_key,
+            kind="alertmanager",
+            timeout=self.timeout,
+            transport=self.transport,
+        )

@@ -38,8 +38,10 @@ OUTPUT_KEPT = 300
 
 class CommandNotifier:
     KIND: ClassVar[str] = "command"
-    OPTIONS: ClassVar[Options] = {"argv": Opt(array(nonempty_string, nonempty=True), required=True),
-                                  "timeout": Opt(duration(positive=True))}
+    OPTIONS: ClassVar[Options] = {
+        "argv": Opt(array(nonempty_string, nonempty=True), required=True),
+        "timeout": Opt(duration(positive=True)),
+    }
 
     def __init__(self, argv: list[str], *, timeout: float = 30.0, external_url: str = "") -> None:
         if not argv:
@@ -55,15 +57,19 @@ class CommandNotifier:
             DeliveryError: it did not take the notification (see the module docstring).
         """
         body = msgspec.json.encode(webhook_payload(note, self.external_url))
-        env = {**os.environ, "FLOWSIGHT_STATUS": note.status, "FLOWSIGHT_RECEIVER": note.receiver,
-               "FLOWSIGHT_IDEMPOTENCY_KEY": note.idempotency_key}
+        env = {
+            **os.environ,
+            "FLOWSIGHT_STATUS": note.status,
+            "FLOWSIGHT_RECEIVER": note.receiver,
+            "FLOWSIGHT_IDEMPOTENCY_KEY": note.idempotency_key,
+        }
         with tempfile.TemporaryFile() as payload:
             payload.write(body)
             payload.seek(0)
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *self.argv, stdin=payload, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT, env=env)
+                    *self.argv, stdin=payload, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+                )
             except OSError as exc:
                 raise DeliveryError(f"command {self.argv[0]!r} cannot run: {exc}", permanent=True) from exc
         try:
@@ -78,5 +84,7 @@ class CommandNotifier:
             return
         what = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         tail = out.decode(errors="replace").strip()[-OUTPUT_KEPT:]
-        raise DeliveryError(f"command {self.argv[0]!r} {what}" + (f": {tail}" if tail else ""),
-                            permanent=code > 0 and code != os.EX_TEMPFAIL)
+        raise DeliveryError(
+            f"command {self.argv[0]!r} {what}" + (f": {tail}" if tail else ""),
+            permanent=code > 0 and code != os.EX_TEMPFAIL,
+        )

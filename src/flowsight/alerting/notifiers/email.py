@@ -55,8 +55,9 @@ def smarthost(value: Any) -> str:
 def address(value: Any) -> str:
     text = string(value)
     if "@" not in parseaddr(text)[1]:
-        raise Invalid(f"expected an e-mail address such as 'ops@example.com' or 'Ops <ops@example.com>', "
-                      f"got {found(value)}")
+        raise Invalid(
+            f"expected an e-mail address such as 'ops@example.com' or 'Ops <ops@example.com>', got {found(value)}"
+        )
     return text
 
 
@@ -80,12 +81,18 @@ class EmailNotifier:
 
     KIND: ClassVar[str] = "email"
     OPTIONS: ClassVar[Options] = {
-        "smarthost": Opt(smarthost, required=True), "from": Opt(address, required=True, keyword="sender"),
-        "to": Opt(array(address, nonempty=True), required=True), "security": Opt(choice(SECURITY)),
-        "username": Opt(nonempty_string), "password": Opt(string, secret=True),
+        "smarthost": Opt(smarthost, required=True),
+        "from": Opt(address, required=True, keyword="sender"),
+        "to": Opt(array(address, nonempty=True), required=True),
+        "security": Opt(choice(SECURITY)),
+        "username": Opt(nonempty_string),
+        "password": Opt(string, secret=True),
         "password_file": Opt(nonempty_string),
-        "subject": Opt(string, template=True), "body": Opt(string, template=True),
-        "ca_file": Opt(nonempty_string), "timeout": Opt(duration(positive=True))}
+        "subject": Opt(string, template=True),
+        "body": Opt(string, template=True),
+        "ca_file": Opt(nonempty_string),
+        "timeout": Opt(duration(positive=True)),
+    }
 
     @staticmethod
     def check_options(reader: Reader, t: Table, options: dict[str, Any], base_dir: FsPath) -> None:
@@ -100,8 +107,7 @@ class EmailNotifier:
             try:
                 options["password"] = p.read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
-                reader.error(t.at("password_file"),
-                             f"cannot read {str(p)!r}: {getattr(exc, 'strerror', None) or exc}")
+                reader.error(t.at("password_file"), f"cannot read {str(p)!r}: {getattr(exc, 'strerror', None) or exc}")
         if "username" in t and "password" not in t and "password_file" not in t:
             reader.error(t.at("username"), "a username needs a password: give password or password_file")
         ca = options.get("ca_file")
@@ -111,18 +117,31 @@ class EmailNotifier:
                 reader.error(t.at("ca_file"), f"no such file {str(p)!r} (a PEM bundle of certificates to trust)")
             options["ca_file"] = str(p)
 
-    def __init__(self, smarthost: str, *, sender: str, to: list[str], security: str = "starttls",
-                 username: str | None = None, password: str | None = None, subject: str | None = None,
-                 body: str | None = None, ca_file: str | None = None, timeout: float = 10.0,
-                 external_url: str = "") -> None:
+    def __init__(
+        self,
+        smarthost: str,
+        *,
+        sender: str,
+        to: list[str],
+        security: str = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+        external_url: str = "",
+    ) -> None:
         self.host, self.port = _host_port(smarthost)
         if security not in SECURITY:
             raise ConfigError(f"email field 'security': {security!r} must be one of {', '.join(SECURITY)}")
         if not to or not all(isinstance(r, str) and "@" in parseaddr(r)[1] for r in to):
             raise ConfigError(f"email field 'to': give one or more addresses, got {to!r}")
         if "@" not in parseaddr(sender)[1]:
-            raise ConfigError(f"email field 'sender': {sender!r} is not an address (write e.g. "
-                              "'flowsight@example.com' or 'Flowsight <flowsight@example.com>')")
+            raise ConfigError(
+                f"email field 'sender': {sender!r} is not an address (write e.g. "
+                "'flowsight@example.com' or 'Flowsight <flowsight@example.com>')"
+            )
         if username is not None and password is None:
             raise ConfigError("email field 'password': needed with 'username'")
         self.security = security
@@ -130,8 +149,7 @@ class EmailNotifier:
         self.to = list(to)
         self.username = username
         self.password = password
-        self.subject = compile_template(DEFAULT_TITLE if subject is None else subject,
-                                        where="email field 'subject'")
+        self.subject = compile_template(DEFAULT_TITLE if subject is None else subject, where="email field 'subject'")
         self.body = compile_template(DEFAULT_BODY if body is None else body, where="email field 'body'")
         self.tls = _tls_context(ca_file) if security != "none" else None
         self.timeout = timeout
@@ -153,8 +171,12 @@ class EmailNotifier:
         msg["Message-ID"] = f"<{note.idempotency_key}@{domain}>"
         msg["X-Flowsight-Idempotency-Key"] = note.idempotency_key
         msg.set_content(render(self.body, note, self.external_url))
-        msg.add_attachment(msgspec.json.encode(webhook_payload(note, self.external_url)),
-                           maintype="application", subtype="json", filename="notification.json")
+        msg.add_attachment(
+            msgspec.json.encode(webhook_payload(note, self.external_url)),
+            maintype="application",
+            subtype="json",
+            filename="notification.json",
+        )
         return msg
 
     async def send(self, note: Notification) -> None:
@@ -180,8 +202,9 @@ class EmailNotifier:
             # a failed login too: 535 is permanent, 454 ("temporary
             # authentication failure") is retried like any 4xx
             reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc.smtp_code} {reply}",
-                                permanent=exc.smtp_code >= 500) from exc
+            raise DeliveryError(
+                f"{where}: {type(exc).__name__}: {exc.smtp_code} {reply}", permanent=exc.smtp_code >= 500
+            ) from exc
         except smtplib.SMTPServerDisconnected as exc:
             raise DeliveryError(f"{where}: server disconnected: {exc}") from exc
         except smtplib.SMTPException as exc:
@@ -189,8 +212,9 @@ class EmailNotifier:
             # not change its mind on a retry
             raise DeliveryError(f"{where}: {exc} (check 'security' and 'username')", permanent=True) from exc
         except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(f"{where}: certificate not trusted: {exc.verify_message} (check 'ca_file')",
-                                permanent=True) from exc
+            raise DeliveryError(
+                f"{where}: certificate not trusted: {exc.verify_message} (check 'ca_file')", permanent=True
+            ) from exc
         except OSError as exc:  # refused, timed out, unreachable, TLS handshake cut
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
         if refused:
@@ -214,18 +238,19 @@ class EmailNotifier:
 
 def _refused(where: str, recipients: dict[str, tuple[int, bytes]]) -> DeliveryError:
     """Recipients refused: permanent only when every refusal is a 5xx."""
-    detail = "; ".join(f"{addr}: {code} {reply.decode(errors='replace')}"
-                       for addr, (code, reply) in sorted(recipients.items()))
-    return DeliveryError(f"{where}: recipients refused: {detail}",
-                         permanent=all(code >= 500 for code, _ in recipients.values()))
+    detail = "; ".join(
+        f"{addr}: {code} {reply.decode(errors='replace')}" for addr, (code, reply) in sorted(recipients.items())
+    )
+    return DeliveryError(
+        f"{where}: recipients refused: {detail}", permanent=all(code >= 500 for code, _ in recipients.values())
+    )
 
 
 def _host_port(smarthost: str) -> tuple[str, int]:
     host, sep, port = smarthost.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"email field 'smarthost': {smarthost!r} must be host:port, "
-                          "e.g. smtp.example.com:587")
+        raise ConfigError(f"email field 'smarthost': {smarthost!r} must be host:port, e.g. smtp.example.com:587")
     return host, int(port)
 
 

@@ -26,9 +26,17 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-async def post_json(url: str, body: bytes, *, idempotency_key: str, kind: str, timeout: float,
-                    transport: httpx.AsyncBaseTransport | None = None,
-                    headers: dict[str, str] | None = None, secret_path: bool = False) -> None:
+async def post_json(
+    url: str,
+    body: bytes,
+    *,
+    idempotency_key: str,
+    kind: str,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+    secret_path: bool = False,
+) -> None:
     """POST ``body``. Errors name the receiver by ``kind`` and its URL without
     credentials (:func:`flowsight.redact.redact_url`; ``secret_path``: the
     path is one too), and every URL or query in their text is redacted.
@@ -46,5 +54,6 @@ async def post_json(url: str, body: bytes, *, idempotency_key: str, kind: str, t
     if resp.status_code >= 300:
         permanent = 400 <= resp.status_code < 500 and resp.status_code != 429
         # the answer may quote the URL: redacted whole (as far as it is read), then cut
-        raise DeliveryError(f"{label}: HTTP {resp.status_code}: {redact(resp.text[:10_000])[:200]}",
-                            permanent=permanent)
+        raise DeliveryError(
+            f"{label}: HTTP {resp.status_code}: {redact(resp.text[:10_000])[:200]}", permanent=permanent
+        )

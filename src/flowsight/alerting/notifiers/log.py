@@ -27,5 +27,14 @@ class LogNotifier:
 
     async def send(self, note: Notification) -> None:
         names = ", ".join(sorted({a.name or a.fingerprint for a in note.alerts}))
-        log.log(self.level, "[%s] %s (%s, %d alert%s) to %s: %s", note.status.upper(), note.group_key, note.reason,
-                len(note.alerts), "" if len(note.alerts) == 1 else "s", note.receiver, names)
+        log.log(
+            self.level,
+            "[%s] %s (%s, %d alert%s) to %s: %s",
+            note.status.upper(),
+            note.group_key,
+            note.reason,
+            len(note.alerts),
+            "" if len(note.alerts) == 1 else "s",
+            note.receiver,
+            names,
+        )

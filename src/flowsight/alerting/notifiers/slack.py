@@ -36,13 +36,26 @@ class SlackNotifier:
 
     KIND: ClassVar[str] = "slack"
     OPTIONS: ClassVar[Options] = {
-        "url": URL, "channel": Opt(nonempty_string), "username": Opt(nonempty_string),
-        "title": Opt(string, template=True), "text": Opt(string, template=True),
-        "timeout": Opt(duration(positive=True))}
+        "url": URL,
+        "channel": Opt(nonempty_string),
+        "username": Opt(nonempty_string),
+        "title": Opt(string, template=True),
+        "text": Opt(string, template=True),
+        "timeout": Opt(duration(positive=True)),
+    }
 
-    def __init__(self, url: str, *, channel: str | None = None, username: str | None = None,
-                 title: str | None = None, text: str | None = None, timeout: float = 10.0,
-                 external_url: str = "", transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str | None = None,
+        username: str | None = None,
+        title: str | None = None,
+        text: str | None = None,
+        timeout: float = 10.0,
+        external_url: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.url = url
         self.channel = channel
         self.username = username
@@ -85,5 +98,12 @@ class SlackNotifier:
         """
         body = msgspec.json.encode(self.message(note))
         # a Slack webhook's path is its credential
-        await post_json(self.url, body, idempotency_key=note.idempotency_key, kind="slack", secret_path=True,
-                        timeout=self.timeout, transport=self.transport)
+        await post_json(
+            self.url,
+            body,
+            idempotency_key=note.idempotency_key,
+            kind="slack",
+            secret_path=True,
+            timeout=self.timeout,
+            transport=self.transport,
+        )
