@@ -48,8 +48,8 @@ class Hub:
         self.track = track
         # SQLite is written on the loop's own thread: its writes are CPU work
         # under the GIL, so a worker thread buys no parallelism and the hop
-        # and GIL hand-backs cost more (bench/ingest_http.py: 140k vs 104k
-        # events/s in batches of 500). A store that waits on the network
+        # and GIL hand-backs cost more (bench/ingest_http.py; figures:
+        # docs/benchmarks.md). A store that waits on the network
         # (PostgreSQL) gets a worker thread for anything but a small batch.
         # Reads use their own connections, so a write never waits behind a query.
         self.inline_max = inline_max

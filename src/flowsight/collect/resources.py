@@ -37,9 +37,9 @@ processes would count twice, as sent and received, and is not the network).
 
 Cost: `sample` reads the table of parents once and serves every tree from
 it (``Process.children(recursive=True)`` reads it for each call), then each
-process of the trees once, its files read once inside ``oneshot()``. About
-0.1 ms a process plus 10 us for each process on the host; `sample_tree` alone
-reads the table for its one tree.
+process of the trees once, its files read once inside ``oneshot()`` (its
+cost: ``bench/sampler.py``, docs/benchmarks.md); `sample_tree` alone reads
+the table for its one tree.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Client-made, unique, time-sortable event ids (ULID text form).
 
-``str(uuid.uuid4())`` costs ~4.4 us, too much per event on the hot path, so ids
+``str(uuid.uuid4())`` costs too much per event on the hot path (docs/benchmarks.md), so ids
 are 48 bits of milliseconds plus 80 bits made of a per-process random prefix
 and a counter: unique across processes (the prefix), strictly increasing within
 a process (the counter), and sortable by time as plain strings.

@@ -46,8 +46,8 @@ Two engines, chosen per pattern:
    ``ERROR|FATAL``) needs no regex run at all. Patterns without a literal of
    3+ characters run on every line. Each literal costs one scan of the batch,
    so this engine's cost still grows with the number of distinct literals:
-   6-8x a per-rule ``re`` loop, but a quarter of hyperscan's speed at 20 HDFS
-   rules and a tenth at 100 (``bench/log_rules.py``).
+   faster than a per-rule ``re`` loop, slower than hyperscan, the more so the
+   more rules (``bench/log_rules.py``; figures: docs/benchmarks.md).
 
 Anything the analysis does not understand costs speed, never correctness:
 such a pattern gets no literal, or is not translated.
@@ -327,7 +327,7 @@ def _hs_class(chars: frozenset[int]) -> str:
         return f"\\x{next(iter(chars)):02x}"
     if len(chars) > 64:
         # The same on ASCII text, and hyperscan scans a negated class
-        # (``.`` is [^\x0a], ``\S`` [^\x09-\x0d\x1c-\x20]) up to 3x faster.
+        # (``.`` is [^\x0a], ``\S`` [^\x09-\x0d\x1c-\x20]) faster (docs/benchmarks.md).
         return "[^" + _ranges(set(_ASCII) - chars) + "]"
     return "[" + _ranges(chars) + "]"
 
@@ -364,7 +364,7 @@ def _hs_expression(parsed: Any) -> str:
     """The hyperscan expression of a parsed pattern, ends rewritten as the
     module docstring says (raises ``_Untranslatable``). Cutting a trailing
     ``\\d+`` to ``\\d`` would also report a run once, but makes hyperscan
-    pick worse literals: up to 4x slower."""
+    pick worse literals, which is slower (docs/benchmarks.md)."""
     if parsed.getwidth()[0] == 0:
         raise _Untranslatable("can match the empty string")
     flags = parsed.state.flags

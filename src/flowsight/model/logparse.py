@@ -41,9 +41,8 @@ one without a time, gets ``now`` (or the ``default_ts`` given), its text
 kept. The message is stripped of surrounding whitespace; ``raw`` keeps the
 line as given, minus its line ending.
 
-Speed: about 210,000 lines/s on the HDFS layout on the development machine (one
-core of a shared 2-core VM, CPython 3.11); ``tests/model/test_logparse.py``
-prints the figure for the machine it runs on.
+Speed: see docs/benchmarks.md (``bench/log_pipeline.py`` parses as part of
+the pipeline).
 """
 
 from __future__ import annotations

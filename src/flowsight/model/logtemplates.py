@@ -35,8 +35,8 @@ saved is bounded with the tree: the evicted templates and the former ids
 that led to them go with them.
 
 One configuration (``sim_threshold=0.5``, ``prefix_depth=2``) for every
-source: on the eight Loghub 2k samples it groups 0.931 of lines right
-(Drain3 with the same masking: 0.850), see ``bench/log_templates.py``.
+source; its grouping accuracy against Drain3's is measured by
+``bench/log_templates.py`` (figures: docs/benchmarks.md).
 
 Pure: no I/O, no clock. ``state()`` / ``from_state()`` persist the tree as
 plain JSON-ready data.
@@ -64,7 +64,8 @@ _EVICTION_ORDER = operator.attrgetter("count", "last")  # fewest lines, then lea
 # Every variable starts with a hex digit, "b" (blk_), "/", "+" or "-", never
 # inside a word or after a dot. The regex therefore opens with that one
 # character class (which lets the engine's C search loop skip other positions
-# without entering the pattern: ~3x faster than a plain union of the shapes),
+# without entering the pattern: faster than a plain union of the shapes, see
+# docs/benchmarks.md),
 # checks the character before it, and each shape below goes on after its
 # first character, asserting with a lookbehind that the first one was its own.
 # Order matters: the longer shapes first so a UUID is not eaten as numbers.

@@ -61,8 +61,8 @@ def _tune_gc() -> None:
     """What is loaded at start is never garbage: keep the collector off it
     (``gc.freeze``), and let it run after 20,000 new objects rather than 700.
     A request makes a few hundred short-lived objects that reference counting
-    frees; the young collections were ~6% of the server's CPU under single-
-    event POSTs (bench/ingest_http.py: 74 -> 70 us per request)."""
+    frees; the young collections were a measurable share of the server's CPU
+    under single-event POSTs (bench/ingest_http.py; figures: docs/benchmarks.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
