@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from flowsight.collect import FileTail
-from flowsight.model.loganalyzer import LogAnalyzer
-from flowsight.model.logrecords import LogRecord
-from flowsight.model.logruleset import make_rule
+from flowsight.logs.analyzer import LogAnalyzer
+from flowsight.logs.records import LogRecord
+from flowsight.logs.ruleset import make_rule
 from flowsight.monitors.log import LogMonitor
 from flowsight.store import open_store
 

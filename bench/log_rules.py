@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from flowsight.model.logmatch import MultiMatcher, Pattern, engines
+from flowsight.logs.match import MultiMatcher, Pattern, engines
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "loghub"
 BATCH = 10_000

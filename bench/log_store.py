@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from flowsight.model.ids import new_ids
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.store import open_store
 from flowsight.store.logs import LogRecord, _row
 from flowsight.store.migrations import MIGRATIONS

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flowsight.model.logtemplates import MASK_REGEX, TemplateMiner
+from flowsight.logs.templates import MASK_REGEX, TemplateMiner
 
 REPEATS = 5
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "loghub"

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
         ResourceExhaustion,
         ServiceUnavailable,
     )
-    from flowsight.model.logrules import LogAlertRule
-    from flowsight.model.logs import LogEntry, LogLevel
+    from flowsight.logs.alert_rules import LogAlertRule
+    from flowsight.logs.entries import LogEntry, LogLevel
     from flowsight.model.performance import PerformanceMetrics
     from flowsight.model.state import StateTransition, WorkflowState
     from flowsight.model.thresholds import Threshold
@@ -79,8 +79,8 @@ _WHERE = {
             ),
         ),
         ("flowsight.detectors.base", ("FaultDetector",)),
-        ("flowsight.model.logs", ("LogEntry", "LogLevel")),
-        ("flowsight.model.logrules", ("LogAlertRule",)),
+        ("flowsight.logs.entries", ("LogEntry", "LogLevel")),
+        ("flowsight.logs.alert_rules", ("LogAlertRule",)),
         ("flowsight.model.alerts", ("Alert", "Severity")),
     )
     for name in names

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flowsight.model.events import make_event
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.store import open_store
 from flowsight.store.logs import LogRecord
 from tests.cli.test_cli import FLOWSIGHT, flowsight

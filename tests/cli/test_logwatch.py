@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsight.model.logs import LogLevel
+from flowsight.logs.entries import LogLevel
 from flowsight.store import open_store
 from tests.cli.test_cli import FLOWSIGHT, flowsight
 from tests.helpers import wait_healthy

@@ -16,7 +16,7 @@ import pytest
 
 from flowsight.cli.run import StepTracker, early_dispatch, group_level, outcome, stored_level
 from flowsight.model.events import EventKind
-from flowsight.model.logs import LogLevel
+from flowsight.logs.entries import LogLevel
 from flowsight.model.state import WorkflowState
 from flowsight.store import open_store
 

@@ -432,7 +432,7 @@ def test_multiline_off_passes_every_line_through(tmp_path: Path) -> None:
         ("  File x", False),
         ("KeyError: 'rows'", False),
         ("hello", False),
-        # the rest is the parser's judgement (tests/model/test_logparse.py has it format by format)
+        # the rest is the parser's judgement (tests/logs/test_parse.py has it format by format)
         ('level=error msg="connection reset by peer" host=db1', True),
         ("<11>May  1 12:00:01 host app: disk gone", True),
         ("user=bob action=login", False),

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from flowsight.config import Config, ConfigFileError, load_config, parse_config
 from flowsight.config.logs import DEFAULT_RETENTION, LogRuleConfig, LogSettings, LogSource
 from flowsight.model.alerts import Severity
-from flowsight.model.logabsence import AbsenceRule
-from flowsight.model.logrules import FrequencyRule, MatchRule, NewTemplateRule, SpikeRule
-from flowsight.model.logruleset import LogRuleSet
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.absence import AbsenceRule
+from flowsight.logs.alert_rules import FrequencyRule, MatchRule, NewTemplateRule, SpikeRule
+from flowsight.logs.ruleset import LogRuleSet
+from flowsight.logs.entries import LogEntry, LogLevel
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "flowsight.example.toml"
 T0 = 1_717_243_200.0

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from flowsight.collect import FileTail, ProcessOutput
-from flowsight.model.logrecords import LogRecord
-from flowsight.model.loganalyzer import LogAnalyzer
-from flowsight.model.logruleset import make_rule
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.records import LogRecord
+from flowsight.logs.analyzer import LogAnalyzer
+from flowsight.logs.ruleset import make_rule
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.monitors.log import Feed, LogMonitor, line_id
 from flowsight.collect.tail import RawLine
 from flowsight.store import SqlStore, open_store

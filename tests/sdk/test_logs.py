@@ -27,8 +27,8 @@ import httpx
 import pytest
 
 import flowsight
-from flowsight.model.logrecords import StoredLog
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.records import StoredLog
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.sdk.client import Client, workflow
 from flowsight.sdk.http import HttpSink
 from flowsight.sdk.logs import LogHandler, build_log_records, encode_logs, level_of

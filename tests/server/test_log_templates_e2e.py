@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from flowsight.model.loganalyzer import LogAnalyzer
-from flowsight.model.logs import LogEntry, LogLevel
-from flowsight.model.logtemplates import MAX_TEMPLATES
+from flowsight.logs.analyzer import LogAnalyzer
+from flowsight.logs.entries import LogEntry, LogLevel
+from flowsight.logs.templates import MAX_TEMPLATES
 from flowsight.monitors.log import ANALYZER_STATE
-from tests.model.test_logtemplates import flood
+from tests.logs.test_templates import flood
 from tests.server.conftest import Serve, sql_rows
 from tests.server.test_alerting_e2e import wait_for
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.server.app import create_app
 from flowsight.store import open_store
 from flowsight.store.logs import LogRecord, StoredLog

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowsight.model.logs import LogLevel, level_from_word
+from flowsight.logs.entries import LogLevel, level_from_word
 from tests.server.conftest import Server, event, sql_rows, start_server
 from tests.server.test_ingest_errors import BAD_BATCH
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.store import SqlStore, open_store
 from flowsight.store.logs import LogRecord, StoredLog
 from flowsight.store.migrations import LATEST

@@ -44,7 +44,7 @@ from flowsight.config import Config, build_notifier
 from flowsight.errors import StoreError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Silence
 from flowsight.model.events import Event, EventKind
-from flowsight.model.loganalyzer import LogAnalyzer, TemplateCount
+from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rules import RuleEngine
 from flowsight.store.sql import SqlStore

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_time
-from flowsight.model.logrecords import StoredLog
-from flowsight.model.logs import LogLevel, level_from_word
+from flowsight.logs.records import StoredLog
+from flowsight.logs.entries import LogLevel, level_from_word
 from flowsight.store.sql import SqlStore, safe_url
 
 PAGE = 1000

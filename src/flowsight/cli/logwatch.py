@@ -39,7 +39,7 @@ from typing import Literal
 from flowsight.collect import FileTail, ProcessOutput, StreamSource
 from flowsight.config import CONFIG_ENV, DEFAULT_FILE, config_or_default
 from flowsight.errors import FlowsightError
-from flowsight.model.logrecords import LogRecord
+from flowsight.logs.records import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor, Sink
 from flowsight.sdk.http import HttpOptions
 from flowsight.sdk.logsinks import server_log_sink

@@ -66,8 +66,8 @@ from flowsight.collect import ProcessOutput
 from flowsight.collect.process import FORWARDED_SIGNALS
 from flowsight.errors import FlowsightError
 from flowsight.model.events import EventKind
-from flowsight.model.logparse import parse_line
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.parse import parse_line
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
 
 if TYPE_CHECKING:

@@ -36,8 +36,8 @@ from flowsight.alerting.delivery import Dispatcher
 from flowsight.alerting.manager import AlertManager
 from flowsight.config import Config, build_notifier, config_or_default, load_config
 from flowsight.model.alerts import Alert
-from flowsight.model.loganalyzer import LogAnalyzer
-from flowsight.model.logs import LogEntry
+from flowsight.logs.analyzer import LogAnalyzer
+from flowsight.logs.entries import LogEntry
 from flowsight.model.routing import Route
 from flowsight.monitors.log import LogMonitor
 from flowsight.store.base import open_store

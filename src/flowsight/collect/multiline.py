@@ -27,7 +27,7 @@ A line continues the open entry when
    neither belongs to the entry above it.
 
 `starts_like_entry` is the parser's own judgement
-(:func:`flowsight.model.logparse.carries_level_or_time`: a level or a time
+(:func:`flowsight.logs.parse.carries_level_or_time`: a level or a time
 in any format flowsight parses — ``2024-05-01 12:00:00 INFO``, ``ERROR:``,
 logfmt's ``level=error``, JSON with a level, syslog ...), after a quick look
 for the common prefixes (a timestamp, an upper-case level word, ``{``). So a
@@ -51,7 +51,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flowsight.model.logparse import carries_level_or_time
+from flowsight.logs.parse import carries_level_or_time
 
 __all__ = ["Joined", "Joiner", "starts_like_entry"]
 

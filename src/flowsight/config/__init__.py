@@ -7,7 +7,7 @@ Modules: :mod:`~flowsight.config.schema` (:class:`Config` and the reading of
 each section), :mod:`~flowsight.config.receivers` (reading
 ``[[alerting.receivers]]``, :func:`build_notifier`), :mod:`~flowsight.config.logs` (``[logs]``
 and ``[[log_rules]]``: ``cfg.make_log_rules()`` gives ready
-:class:`~flowsight.model.logrules.LogAlertRule` objects), :mod:`~flowsight.options.fields` (field
+:class:`~flowsight.logs.alert_rules.LogAlertRule` objects), :mod:`~flowsight.options.fields` (field
 converters and problem collection), :mod:`~flowsight.options.locate` (the
 line of every field, which :mod:`tomllib` does not keep).
 """

@@ -4,7 +4,7 @@ are kept, and the log alert rules.
 Every field is checked at load, each problem at its line; a problem in a rule
 names the rule (``rule 'db-errors': invalid regex '(': ...``). A rule's
 ``options`` are exactly the keyword arguments of its kind's class in
-:mod:`flowsight.model.logrules`, so :meth:`LogRuleConfig.build` is
+:mod:`flowsight.logs.alert_rules`, so :meth:`LogRuleConfig.build` is
 ``make_rule(kind, name, **options)`` and makes a rule with fresh state.
 """
 
@@ -34,7 +34,7 @@ from flowsight.options.fields import (
 from flowsight.options.locate import Path
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Severity
-from flowsight.model.logrules import (
+from flowsight.logs.alert_rules import (
     DIRECTIONS,
     RESERVED_LABELS,
     LogAlertRule,
@@ -43,8 +43,8 @@ from flowsight.model.logrules import (
     time_of_day,
     zone,
 )
-from flowsight.model.logruleset import RULE_KINDS, make_rule
-from flowsight.model.logs import LogLevel, level_from_word
+from flowsight.logs.ruleset import RULE_KINDS, make_rule
+from flowsight.logs.entries import LogLevel, level_from_word
 
 DEFAULT_RETENTION = 14 * 86400.0
 STARTS = ("end", "beginning")

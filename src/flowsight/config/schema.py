@@ -44,7 +44,7 @@ from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.flapping import FlapPolicy
 from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
-from flowsight.model.logrules import LogAlertRule
+from flowsight.logs.alert_rules import LogAlertRule
 from flowsight.model.routing import Route
 from flowsight.model.thresholds import Baseline, Threshold
 from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
@@ -97,7 +97,7 @@ class Config:
 
     def make_log_rules(self) -> list[LogAlertRule]:
         """The ``[[log_rules]]`` as new rules (empty windows and timers), in file order;
-        hand them to :class:`~flowsight.model.logruleset.LogRuleSet`."""
+        hand them to :class:`~flowsight.logs.ruleset.LogRuleSet`."""
         return [rc.build() for rc in self.log_rules]
 
     def receiver(self, name: str) -> ReceiverConfig | None:

@@ -40,9 +40,9 @@ from typing import Any
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity
 from flowsight.model.events import Event, EventKind
 from flowsight.model.faults import Fault, FaultKind, fault_type
-from flowsight.model.loganalyzer import LogAnalyzer
-from flowsight.model.logrecords import LogRecord
-from flowsight.model.logs import LogEntry, LogLevel
+from flowsight.logs.analyzer import LogAnalyzer
+from flowsight.logs.records import LogRecord
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.monitors.log import ANALYZER_STATE
 from flowsight.store.sql import SqlStore
 

@@ -5,14 +5,14 @@ Two jobs, one class:
 
 * :meth:`LogMonitor.monitor_logs` consumes the collector: every source
   (:class:`Feed`: a file tail, a process's output, stdin) is read, each line
-  is parsed into a :class:`~flowsight.model.logs.LogEntry`, given an id and
+  is parsed into a :class:`~flowsight.logs.entries.LogEntry`, given an id and
   handed in batches to a sink (the store, or a server). A file's offsets are
   saved only after the sink has taken the lines read up to them, so a
   watcher killed at any moment reads again, after its restart, at most what
   it had not yet delivered; and those lines get the ids they had (a hash of
   the file's identity, offset and text), so the store counts them once.
 * :meth:`LogMonitor.analyze_log` (and :meth:`analyze_logs` for a batch) gives
-  an entry its template (:class:`~flowsight.model.loganalyzer.LogAnalyzer`),
+  an entry its template (:class:`~flowsight.logs.analyzer.LogAnalyzer`),
   checks every rule and sends the alerts; :meth:`analyze_stored` does that
   for the entries in a store that have no template yet, whoever wrote them
   (the server runs it every second: lines sent to ``POST /api/v1/logs``,
@@ -37,12 +37,12 @@ from typing import Any, Protocol
 from flowsight.collect.tail import FileTail, RawLine
 from flowsight.model.alerts import Alert
 from flowsight.model.ids import new_id
-from flowsight.model.loganalyzer import Analysis, LogAnalyzer
-from flowsight.model.logparse import parse_line
-from flowsight.model.logrecords import LogRecord
-from flowsight.model.logrules import LogAlertRule
-from flowsight.model.logruleset import LogRuleSet
-from flowsight.model.logs import LogEntry
+from flowsight.logs.analyzer import Analysis, LogAnalyzer
+from flowsight.logs.parse import parse_line
+from flowsight.logs.records import LogRecord
+from flowsight.logs.alert_rules import LogAlertRule
+from flowsight.logs.ruleset import LogRuleSet
+from flowsight.logs.entries import LogEntry
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.logs")

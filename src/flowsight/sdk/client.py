@@ -45,8 +45,8 @@ from flowsight.store.base import open_store, resolve_url
 if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server; logging's parts on first use
     import httpx
 
-    from flowsight.model.logrecords import LogRecord
-    from flowsight.model.logs import LogEntry
+    from flowsight.logs.records import LogRecord
+    from flowsight.logs.entries import LogEntry
     from flowsight.sdk.http import HttpOptions
 
 #: the server to send to (flowsight.sdk.http.ENV_URL; repeated to keep httpx out of every import)

@@ -8,7 +8,7 @@
         with run.step("load"):
             log.warning("3 rows skipped")   # stored with workflow, run_id and step "load"
 
-Each record becomes a :class:`~flowsight.model.logs.LogEntry` (source
+Each record becomes a :class:`~flowsight.logs.entries.LogEntry` (source
 ``"logging"``) and is handed to the client's log writer, a
 :class:`~flowsight.sdk.transport.BatchWriter` of its own beside the one for
 events: the caller pays for formatting the record and one queue put, never
@@ -34,7 +34,7 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel
 from flowsight.sdk.client import current_run, get_client
 
 # the writer's side, importable here as before (it lives in flowsight.sdk.logsinks, which the client imports)

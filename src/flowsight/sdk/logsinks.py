@@ -21,8 +21,8 @@ import msgspec
 
 from flowsight.model.events import MAX_TS
 from flowsight.model.ids import new_ids
-from flowsight.model.logrecords import LogRecord
-from flowsight.model.logs import FieldValue, LogEntry
+from flowsight.logs.records import LogRecord
+from flowsight.logs.entries import FieldValue, LogEntry
 from flowsight.sdk.transport import StoreSink
 from flowsight.store.sql import SqlStore
 
@@ -42,7 +42,7 @@ def build_log_records(entries: list[LogEntry]) -> list[LogRecord]:
 
 
 class _WireLog(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
-    """The structured item of ``POST /api/v1/logs`` (flowsight.model.logrecords.WireLog)."""
+    """The structured item of ``POST /api/v1/logs`` (flowsight.logs.records.WireLog)."""
 
     id: str
     ts: float

@@ -10,7 +10,7 @@ and fixed before any write, spool or retry) and hands the batch to a
 the sink's destination.
 
 The same pieces carry log entries (:mod:`flowsight.sdk.logs`): a second
-writer, whose ``build`` makes :class:`~flowsight.model.logrecords.LogRecord` s,
+writer, whose ``build`` makes :class:`~flowsight.logs.records.LogRecord` s,
 with a sink of its own to the same destination, so a flood of log lines
 never delays events nor pushes them out of a full spool.
 """

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flowsight.errors import EventError, FlowsightError, LogEntryError
-from flowsight.model.logrecords import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
-from flowsight.model.logs import LogLevel, level_from_word
+from flowsight.logs.records import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
+from flowsight.logs.entries import LogLevel, level_from_word
 from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.params import int_param, text_param, time_param
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from flowsight.model.events import MAX_TS, Event, WireEvent
-from flowsight.model.logrecords import WireLog
+from flowsight.logs.records import WireLog
 
 
 #: An event as sent: ``id`` (recommended: it makes a retry safe) and ``ts``
@@ -157,7 +157,7 @@ class Health(msgspec.Struct, kw_only=True):
 # ---- logs ----------------------------------------------------------------------
 #: A log entry as sent: structured (``message``, with ``level``, ``ts``,
 #: ``fields``) or a raw ``line`` read like a log file's (see
-#: :mod:`flowsight.model.logrecords`). ``id`` makes a retry safe.
+#: :mod:`flowsight.logs.records`). ``id`` makes a retry safe.
 LogIn = WireLog
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flowsight.collect.tail import FileTail
 from flowsight.config.logs import LogSource
-from flowsight.model.logrecords import LogRecord
+from flowsight.logs.records import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor
 from flowsight.store.sql import SqlStore
 

@@ -4,7 +4,7 @@ merges these into the schemas msgspec generates from the structs).
 
 The checks themselves stay where they run, on the ingest's hot path without
 a schema validator: :func:`flowsight.model.events.finish_wire`,
-:func:`flowsight.model.logrecords.finish_wire_log` and the silence route. The
+:func:`flowsight.logs.records.finish_wire_log` and the silence route. The
 Schemathesis test (``tests/server/test_openapi.py``) holds the two together:
 an item the document allows is accepted, an item it forbids is refused. What
 no JSON Schema can state (a time more than a day ahead of the server's clock,
@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowsight.model.events import ID_LIMIT, MAX_DEPTH, MAX_SIZE, MAX_TS, NAME_LIMIT, STEP_KINDS, EventKind
-from flowsight.model.logparse import MAX_AHEAD
-from flowsight.model.logs import LEVEL_WORDS
+from flowsight.logs.parse import MAX_AHEAD
+from flowsight.logs.entries import LEVEL_WORDS
 
 #: a text both stores keep: no NUL, no lone UTF-16 surrogate (the document
 #: shows the NUL; see flowsight.server.openapi._document_patterns)
@@ -74,7 +74,7 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
-#: a level word, any case (flowsight.model.logs.level_from_word)
+#: a level word, any case (flowsight.logs.entries.level_from_word)
 LEVEL_PATTERN = "^(" + "|".join(_any_case(w) for w in sorted(LEVEL_WORDS, key=len, reverse=True)) + ")$"
 _NAMES = {
     "workflow": text(max_length=NAME_LIMIT, nullable=True),

@@ -37,8 +37,8 @@ from typing import Any
 
 import msgspec
 
-from flowsight.model.logrecords import LogRecord, StoredLog
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel
+from flowsight.logs.records import LogRecord, StoredLog
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel
 
 __all__ = ["LogRecord", "LogsMixin", "StoredLog"]
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from flowsight.model.logs import LEVEL_WORDS, LogEntry, LogLevel, level_from_syslog, level_from_word
+from flowsight.logs.entries import LEVEL_WORDS, LogEntry, LogLevel, level_from_syslog, level_from_word
 
 
 def test_levels_are_ordered_by_rank_not_alphabetically() -> None:

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowsight.errors import ConfigError
-from flowsight.model import logmatch
-from flowsight.model.logmatch import MultiMatcher, Pattern, engines
+from flowsight.logs import match
+from flowsight.logs.match import MultiMatcher, Pattern, engines
 
 ENGINES = engines()  # hyperscan when installed, and python always
 LOGHUB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub"
@@ -190,9 +190,9 @@ def test_keys_come_in_pattern_order_not_key_order() -> None:
 
 
 def test_a_pattern_that_is_its_literal_runs_no_regex() -> None:
-    plan = logmatch._plan(logmatch._parser.parse(r"(?i)connection (refused|reset)", 0))
+    plan = match._plan(match._parser.parse(r"(?i)connection (refused|reset)", 0))
     assert plan.exact and plan.literals == (("connection refused", True), ("connection reset", True))
-    plan = logmatch._plan(logmatch._parser.parse(r"PacketResponder \d+ for block .* terminating", 0))
+    plan = match._plan(match._parser.parse(r"PacketResponder \d+ for block .* terminating", 0))
     assert not plan.exact and plan.literals == (("PacketResponder ", False),)
 
 
@@ -241,7 +241,7 @@ def test_duplicate_keys_and_unknown_engine_are_refused() -> None:
 
 
 def test_insisting_on_hyperscan_without_it_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logmatch, "_hs", None)
+    monkeypatch.setattr(match, "_hs", None)
     with pytest.raises(ConfigError, match=r"flowsight\[hyperscan\]"):
         MultiMatcher([], engine="hyperscan")
     assert MultiMatcher(pats("a")).engine == "python"

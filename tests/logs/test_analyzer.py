@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flowsight.model.loganalyzer import OVERFLOW, Analysis, LogAnalyzer, TemplateCount
-from flowsight.model.logs import LogEntry, LogLevel
-from flowsight.model.logtemplates import TemplateMiner
+from flowsight.logs.analyzer import OVERFLOW, Analysis, LogAnalyzer, TemplateCount
+from flowsight.logs.entries import LogEntry, LogLevel
+from flowsight.logs.templates import TemplateMiner
 
 LOGHUB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub"
 T0 = 1_717_243_200.0  # 2024-06-01 12:00:00 UTC, a whole minute

@@ -2,7 +2,7 @@
 rule kinds (:data:`RULE_KINDS`, :func:`make_rule`).
 
 The set tries, for each entry, only the rules that can match it: a
-multi-pattern prefilter (:class:`flowsight.model.logmatch.MultiMatcher` when
+multi-pattern prefilter (:class:`flowsight.logs.match.MultiMatcher` when
 it is there) finds in one pass the rules whose text condition the message
 meets; the rules without a text condition are always tried. Pure: no I/O.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert
-from flowsight.model.logabsence import AbsenceRule
-from flowsight.model.logmatch import MultiMatcher, Pattern
-from flowsight.model.loganalyzer import Analysis
-from flowsight.model.logrules import FrequencyRule, LogAlertRule, MatchRule, NewTemplateRule, SpikeRule
-from flowsight.model.logs import LogEntry
+from flowsight.logs.absence import AbsenceRule
+from flowsight.logs.match import MultiMatcher, Pattern
+from flowsight.logs.analyzer import Analysis
+from flowsight.logs.alert_rules import FrequencyRule, LogAlertRule, MatchRule, NewTemplateRule, SpikeRule
+from flowsight.logs.entries import LogEntry
 
 #: The kinds of rule, by the name ``kind`` takes in flowsight.toml.
 RULE_KINDS: dict[str, type[LogAlertRule]] = {
@@ -51,7 +51,7 @@ AUTO = _Default.AUTO
 
 
 def _matcher(patterns: Sequence[tuple[int, str, bool]]) -> MultiMatcher | None:
-    """:class:`flowsight.model.logmatch.MultiMatcher` over ``patterns``, or
+    """:class:`flowsight.logs.match.MultiMatcher` over ``patterns``, or
     None when there are none (then only the rules without text are tried)."""
     if not patterns:
         return None
@@ -60,7 +60,7 @@ def _matcher(patterns: Sequence[tuple[int, str, bool]]) -> MultiMatcher | None:
 
 def default_prefilter(patterns: Sequence[tuple[int, str, bool]]) -> Prefilter | None:
     """A multi-pattern matcher over ``patterns`` ((rule index, regex,
-    ignore_case)): :meth:`flowsight.model.logmatch.MultiMatcher.match` when it
+    ignore_case)): :meth:`flowsight.logs.match.MultiMatcher.match` when it
     is there and takes them all, else None (each rule tests its own)."""
     matcher = _matcher(patterns)
     if matcher is None:

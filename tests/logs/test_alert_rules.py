@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import AlertStatus, Severity
-from flowsight.model.logabsence import AbsenceRule
-from flowsight.model.loganalyzer import Analysis, LogAnalyzer
-from flowsight.model.logrules import (
+from flowsight.logs.absence import AbsenceRule
+from flowsight.logs.analyzer import Analysis, LogAnalyzer
+from flowsight.logs.alert_rules import (
     DEFAULT_REALERT,
     DEFAULT_RESOLVE_AFTER,
     FrequencyRule,
@@ -25,8 +25,8 @@ from flowsight.model.logrules import (
     SpikeRule,
     field_value,
 )
-from flowsight.model.logruleset import RULE_KINDS, LogRuleSet, default_prefilter, make_rule
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel
+from flowsight.logs.ruleset import RULE_KINDS, LogRuleSet, default_prefilter, make_rule
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel
 
 T0 = 1_717_243_200.0  # 2024-06-01 12:00:00 UTC
 PARIS = ZoneInfo("Europe/Paris")
@@ -546,7 +546,7 @@ def test_the_default_prefilter_is_the_multi_matcher_when_there_is_one() -> None:
     rules = [MatchRule("a", contains="boom"), MatchRule("b", pattern="ba+ng")]
     rs = LogRuleSet(rules, now=T0)
     try:
-        import flowsight.model.logmatch  # noqa: F401
+        import flowsight.logs.match  # noqa: F401
     except ImportError:
         assert rs.prefilter is None
     else:

@@ -6,7 +6,7 @@ An item on the wire is either structured::
 
     {"id"?, "ts"?, "level"?, "message", "source"?, "workflow"?, "run_id"?, "step"?, "fields"?}
 
-or a raw line, read with :func:`flowsight.model.logparse.parse_line` (level,
+or a raw line, read with :func:`flowsight.logs.parse.parse_line` (level,
 time and structure come from the text)::
 
     {"id"?, "line", "ts"?, "source"?, "workflow"?, "run_id"?, "step"?}
@@ -14,14 +14,14 @@ time and structure come from the text)::
 ``ts`` of a raw line is the time given to a line whose text holds none (default:
 when it arrived); ``workflow``/``run_id``/``step`` given with it win over what
 the line says. Level words are read case-insensitively
-(:func:`flowsight.model.logs.level_from_word`: ``warning``, ``ERR``, ``E``...).
+(:func:`flowsight.logs.entries.level_from_word`: ``warning``, ``ERR``, ``E``...).
 
 Text that no store keeps exactly (a NUL character, a lone UTF-16 surrogate:
 :func:`flowsight.model.events.text_problem`) is refused, in any field
 (``fields`` keys and values too, as an event's ``attrs``): the entry is
 rejected naming the field, the rest of its batch kept. ``fields`` nest
 :data:`~flowsight.model.events.MAX_DEPTH` levels at most. ``ts`` is refused
-before 1970 or more than :data:`~flowsight.model.logparse.MAX_AHEAD` ahead of
+before 1970 or more than :data:`~flowsight.logs.parse.MAX_AHEAD` ahead of
 the server's clock (an entry dated 9999 would outlive every retention); a
 raw line's own time out of that range is not taken (the line keeps ``ts``).
 """
@@ -47,8 +47,8 @@ from flowsight.model.events import (
     text_problem,
 )
 from flowsight.model.ids import new_id
-from flowsight.model.logparse import MAX_AHEAD, parse_line
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
+from flowsight.logs.parse import MAX_AHEAD, parse_line
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_word
 
 #: where entries sent over HTTP come from, unless they say
 HTTP_SOURCE = "http"
@@ -247,7 +247,7 @@ def _timestamp(ts: float | datetime, now: float) -> float:
 
 def _fields(fields: dict[str, Any]) -> Mapping[str, FieldValue]:
     """Flat values as they are; a nested object or array as its JSON text
-    (as :func:`~flowsight.model.logparse.parse_line` keeps them)."""
+    (as :func:`~flowsight.logs.parse.parse_line` keeps them)."""
     if not fields:
         return {}
     out: dict[str, FieldValue] = {}

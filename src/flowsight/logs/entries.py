@@ -1,5 +1,5 @@
 """Log entries and log levels: the specification's ``LogLevel`` and ``LogEntry``.
-No I/O; parsing text into entries is :mod:`flowsight.model.logparse`.
+No I/O; parsing text into entries is :mod:`flowsight.logs.parse`.
 """
 
 from __future__ import annotations

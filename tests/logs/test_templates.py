@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsight.model.logtemplates import WILDCARD, TemplateMiner, mask, template_id
+from flowsight.logs.templates import WILDCARD, TemplateMiner, mask, template_id
 
 LOGHUB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub"
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "log_templates.py"

@@ -1,5 +1,5 @@
 """The ``absence`` log rule: an expected line did not come (ElastAlert's
-flatline, Prometheus' ``absent``). See :mod:`flowsight.model.logrules` for
+flatline, Prometheus' ``absent``). See :mod:`flowsight.logs.alert_rules` for
 what every rule shares.
 
 ``within``: fires when no matching line came for that long, since the last
@@ -27,9 +27,9 @@ from typing import Any
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertStatus
 from flowsight.model.durations import format_duration
-from flowsight.model.loganalyzer import Analysis
-from flowsight.model.logrules import Key, LogAlertRule, format_time, time_of_day, zone
-from flowsight.model.logs import LogEntry
+from flowsight.logs.analyzer import Analysis
+from flowsight.logs.alert_rules import Key, LogAlertRule, format_time, time_of_day, zone
+from flowsight.logs.entries import LogEntry
 
 
 class _Watch:

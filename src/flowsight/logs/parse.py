@@ -1,4 +1,4 @@
-"""Turn one line of log text into a :class:`~flowsight.model.logs.LogEntry`.
+"""Turn one line of log text into a :class:`~flowsight.logs.entries.LogEntry`.
 Pure code, no I/O: the tailers read the lines and hand them here.
 
 :func:`parse_line` recognises, cheapest discriminating check first:
@@ -47,19 +47,17 @@ the pipeline).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
 from typing import Any
 
 import msgspec
 
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_syslog, level_from_word
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_syslog, level_from_word
+from flowsight.model.timestamps import ISO, epoch, time_value
 
 _INFO = LogLevel.INFO
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MONTHS = {
     m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
 }
@@ -131,42 +129,6 @@ def _dispatch(line: str, now: float, default_year: int | None) -> _Parsed | None
 
 
 # ---- time -----------------------------------------------------------------------
-_day_cache: dict[tuple[int, int, int], int | None] = {}
-
-
-def _days(y: int, mo: int, d: int) -> int | None:
-    """Days from 1970-01-01 to the date, None for no such date (cached)."""
-    key = (y, mo, d)
-    days = _day_cache.get(key, -1)
-    if days == -1:
-        try:
-            days = date(y, mo, d).toordinal() - _EPOCH_ORDINAL
-        except ValueError:
-            days = None
-        if len(_day_cache) > 4096:
-            _day_cache.clear()
-        _day_cache[key] = days
-    return days
-
-
-def _epoch(
-    y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None = None, zone: str | None = None
-) -> float | None:
-    """Seconds since the epoch of a UTC wall time (``zone``: ``Z`` or
-    ``+hh:mm``/``+hhmm``), None when it is no real time."""
-    days = _days(y, mo, d)
-    if days is None or h > 23 or mi > 59 or s > 60:
-        return None
-    ts = float(days * 86400 + h * 3600 + mi * 60 + s)
-    if frac:
-        ts += int(frac) / 10 ** len(frac)
-    if zone and zone != "Z" and zone != "z":
-        sign = -1 if zone[0] == "-" else 1
-        zone = zone[1:].replace(":", "")
-        ts -= sign * (int(zone[:2]) * 3600 + int(zone[2:4]) * 60)
-    return ts
-
-
 def _year(default_year: int | None, now: float) -> int:
     return default_year if default_year is not None else time.gmtime(now).tm_year
 
@@ -174,9 +136,9 @@ def _year(default_year: int | None, now: float) -> int:
 def _yearless(
     mo: int, d: int, h: int, mi: int, s: int, frac: str | None, now: float, default_year: int | None
 ) -> float | None:
-    ts = _epoch(_year(default_year, now), mo, d, h, mi, s, frac)
+    ts = epoch(_year(default_year, now), mo, d, h, mi, s, frac)
     if ts is not None and default_year is None and ts > now + 86400:
-        ts = _epoch(time.gmtime(now).tm_year - 1, mo, d, h, mi, s, frac)
+        ts = epoch(time.gmtime(now).tm_year - 1, mo, d, h, mi, s, frac)
     return ts
 
 
@@ -185,9 +147,6 @@ def _century(yy: str) -> int:
     return y + (2000 if y < 70 else 1900)
 
 
-_ISO = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(?: ?(Z|z|[+-]\d\d:?\d\d)(?![\d:]))?"
-)
 _SLASH4 = re.compile(r"(\d{4})/(\d\d)/(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _SLASH2 = re.compile(r"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?")
 _ANDROID = re.compile(r"(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
@@ -199,29 +158,29 @@ def _leading_time(line: str, pos: int, now: float, default_year: int | None) -> 
     """The timestamp a line starts with at ``pos`` and where it ends."""
     sep = line[pos + 4 : pos + 5]
     if sep == "-":
-        m = _ISO.match(line, pos)
+        m = ISO.match(line, pos)
         if m is None:
             return None
         y, mo, d, h, mi, s, frac, zone = m.groups()
-        ts = _epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, zone)
+        ts = epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, zone)
     elif sep == "/":
         m = _SLASH4.match(line, pos)
         if m is None:
             return None
         y, mo, d, h, mi, s, frac = m.groups()
-        ts = _epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac)
+        ts = epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac)
     elif line[pos + 6 : pos + 7] == " ":
         m = _COMPACT.match(line, pos)
         if m is None:
             return None
         yy, mo, d, h, mi, s = m.groups()
-        ts = _epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s))
+        ts = epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s))
     elif line[pos + 2 : pos + 3] == "/":
         m = _SLASH2.match(line, pos)
         if m is None:
             return None
         yy, mo, d, h, mi, s, frac = m.groups()
-        ts = _epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s), frac)
+        ts = epoch(_century(yy), int(mo), int(d), int(h), int(mi), int(s), frac)
     elif line[pos + 2 : pos + 3] == "-":
         m = _ANDROID.match(line, pos)
         if m is None:
@@ -237,40 +196,6 @@ def _leading_time(line: str, pos: int, now: float, default_year: int | None) -> 
     if ts is None or (end < len(line) and not line[end].isspace()):
         return None
     return ts, end
-
-
-def parse_timestamp(text: str) -> float | None:
-    """Epoch seconds of a time written as log lines and JSON records write
-    it: RFC 3339 / ISO 8601 text (``2024-05-01T12:00:00.25Z``, ``2024-05-01
-    12:00:00+02:00``, ``2024-05-01``; without a zone: UTC) or epoch seconds
-    (ms, us or ns by magnitude); None when it is neither."""
-    return _parse_time_value(text, 0.0)
-
-
-def _parse_time_value(value: Any, now: float) -> float | None:
-    """A JSON or logfmt time: epoch seconds (ms, us, ns by magnitude) or RFC 3339."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        ts = float(value)
-        if not math.isfinite(ts) or ts < 0:
-            return None
-        for _ in range(3):  # past the year 5138 in seconds: ms, then us, then ns
-            if ts <= 1e11:
-                return ts
-            ts /= 1000
-        return ts if ts <= 1e11 else None  # past the year 5138 in ns: no time
-    if isinstance(value, str):
-        if value.isascii() and value[:1].isdigit() and value.replace(".", "", 1).isdigit():
-            return _parse_time_value(float(value), now)
-        m = _ISO.match(value)
-        if m is not None and m.end() == len(value):
-            y, mo, d, h, mi, s, frac, zone = m.groups()
-            return _epoch(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, zone)
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-    return None
 
 
 # ---- DATE TIME [pid] LEVEL component: message --------------------------------
@@ -511,7 +436,7 @@ def _rfc5424(line: str, i: int, now: float, level: LogLevel, fields: dict[str, F
     if m is None:
         return None
     stamp, host, app, procid, msgid = m.groups()
-    ts = None if stamp == "-" else _parse_time_value(stamp, now)
+    ts = None if stamp == "-" else time_value(stamp, now)
     for name, value in (("host", host), ("app", app), ("procid", procid), ("msgid", msgid)):
         if value != "-":
             fields[name] = int(value) if name == "procid" and value.isdecimal() else value
@@ -546,7 +471,7 @@ def _bracketed(line: str, now: float, default_year: int | None) -> _Parsed | Non
     m = _APACHE.match(line)
     if m is not None:
         mon, d, h, mi, s, frac, y = m.groups()
-        ts = _epoch(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(s), frac)
+        ts = epoch(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(s), frac)
         return _apache_rest(line, m.end(), ts)
     if line[1:2].isdigit():  # "[2024-01-01 12:00:00,123] INFO message"
         e = line.find("]")
@@ -658,7 +583,7 @@ def _structured(data: dict[str, Any], line: str, now: float, decode_values: bool
             break
     for key in _TIME_KEYS:
         if key in data:
-            ts = _parse_time_value(data[key], now)
+            ts = time_value(data[key], now)
             if ts is not None:
                 del data[key]
                 break

@@ -1,12 +1,12 @@
 """The log analyzer: a template for every entry, counts per template over time.
 
 :class:`LogAnalyzer` is the specification's ``log_analyzer``. For each
-:class:`~flowsight.model.logs.LogEntry` :meth:`LogAnalyzer.analyze` gives
+:class:`~flowsight.logs.entries.LogEntry` :meth:`LogAnalyzer.analyze` gives
 
 * the entry's template (its message with the variable parts as ``<*>``; of
   a message of several lines -- a traceback joined to the line that logged
   it, a group of lines stored as one entry -- its first line) and
-  the template's id, from :class:`~flowsight.model.logtemplates.TemplateMiner`
+  the template's id, from :class:`~flowsight.logs.templates.TemplateMiner`
   (masking, then a Drain-style fixed-depth tree). The id is a hash of the
   template text, so it is the same in every process and after a restart;
 * ``is_new``: whether this shape was never seen before by this analyzer,
@@ -30,7 +30,7 @@ old id, and every read maps ids through :meth:`resolve`, so what was counted
 under the old id is counted under the current one; a reader may pass either id.
 
 Evicted templates. The miner keeps at most ``max_templates`` templates
-(:mod:`flowsight.model.logtemplates`); what was counted under one it evicted
+(:mod:`flowsight.logs.templates`); what was counted under one it evicted
 is read as ``OVERFLOW`` of the same workflow, and :meth:`state` folds it
 there, so the counts saved hold no template the tree lost.
 
@@ -45,8 +45,8 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flowsight.model.logs import LogEntry
-from flowsight.model.logtemplates import Match, TemplateMiner
+from flowsight.logs.entries import LogEntry
+from flowsight.logs.templates import Match, TemplateMiner
 
 #: The template id the entries of (template, workflow) pairs beyond ``max_keys`` in one bucket count under.
 OVERFLOW = "<other>"

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowsight.model.logparse import carries_level_or_time, parse_line, parse_timestamp
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
+from flowsight.logs.parse import carries_level_or_time, parse_line
+from flowsight.model.timestamps import parse_timestamp
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_word
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 LOGHUB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loghub"

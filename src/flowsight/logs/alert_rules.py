@@ -1,6 +1,6 @@
 """Log alert rules: the specification's ``LogAlertRule``, of five kinds.
-:class:`~flowsight.model.logruleset.LogRuleSet` runs many of them over a
-stream of entries; :func:`~flowsight.model.logruleset.make_rule` makes one by kind.
+:class:`~flowsight.logs.ruleset.LogRuleSet` runs many of them over a
+stream of entries; :func:`~flowsight.logs.ruleset.make_rule` makes one by kind.
 
 After ElastAlert2's rule types (any, frequency, spike, flatline, new_term,
 with ``realert`` and ``query_key``) and Loki's ruler. Every rule has match
@@ -31,9 +31,9 @@ from a match depends on the kind:
     last one, or since the start) or ``by`` (none by ``HH:MM`` in
     ``timezone`` since the deadline the day before). Fires at its deadline,
     not before, from :meth:`~LogAlertRule.tick`; resolves when the line
-    comes. In :mod:`flowsight.model.logabsence`.
+    comes. In :mod:`flowsight.logs.absence`.
 ``new_template``
-    The analyzer (:mod:`flowsight.model.loganalyzer`) saw this message shape
+    The analyzer (:mod:`flowsight.logs.analyzer`) saw this message shape
     for the first time, at ``level`` or above (default ``warn``).
 
 The key. ``group_by`` names the fields that tell alerts apart (ElastAlert's
@@ -83,9 +83,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, Severity
 from flowsight.model.durations import format_duration
-from flowsight.model.loganalyzer import Analysis
-from flowsight.model.logs import FieldValue, LogEntry, LogLevel, level_from_word
-from flowsight.model.logtemplates import template_id, tokenize
+from flowsight.logs.analyzer import Analysis
+from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_word
+from flowsight.logs.templates import template_id, tokenize
 
 DEFAULT_REALERT = 300.0
 DEFAULT_RESOLVE_AFTER = 600.0
