@@ -27,7 +27,7 @@ from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Matcher, Severity
 from flowsight.model.flapping import FlapPolicy
 from flowsight.model.routing import Route
-from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
+from flowsight.model.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "flowsight.example.toml"
 

@@ -313,7 +313,7 @@ def test_the_builder_reads_all_of_flowsight() -> None:
     graph = _graph()
     assert {APP, "flowsight", "flowsight.errors", "flowsight.sdk.client", "flowsight.cli.run"} <= graph.modules
     assert len(graph.modules) > 100
-    assert [i.kind for i in graph.edges[("flowsight.cli.run", "flowsight.cli.runrules")]] == [TYPING, LAZY]
+    assert [i.kind for i in graph.edges[("flowsight.cli.run", "flowsight.cli.run_log_rules")]] == [TYPING, LAZY]
     assert [i.kind for i in graph.edges[("flowsight.server.serve", APP)]] == [IMPORT_TIME]
 
 

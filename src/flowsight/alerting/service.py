@@ -46,7 +46,7 @@ from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Sil
 from flowsight.model.events import Event, EventKind
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
-from flowsight.monitors.rules import RuleEngine
+from flowsight.monitors.rule_engine import RuleEngine
 from flowsight.store.sql import SqlStore
 
 log = logging.getLogger("flowsight.alerts")

@@ -71,7 +71,7 @@ from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.sdk.client import ENV_SERVER_URL, Client, Run
 
 if TYPE_CHECKING:
-    from flowsight.cli.runrules import RunRules
+    from flowsight.cli.run_log_rules import RunRules
 
 __all__ = [
     "Outcome",
@@ -371,14 +371,14 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def _rules(rules_file: str | None, client: Client, token: str | None) -> RunRules | None:
-    """The log rules the run is checked against, if any (see `flowsight.cli.runrules`)."""
+    """The log rules the run is checked against, if any (see `flowsight.cli.run_log_rules`)."""
     from flowsight.config import CONFIG_ENV, DEFAULT_FILE
 
     if rules_file is None and (
         client.url is not None or not (os.environ.get(CONFIG_ENV) or os.path.isfile(DEFAULT_FILE))
     ):
         return None  # nothing to check: the rules' machinery is not even loaded
-    from flowsight.cli.runrules import RunRules, rules_config
+    from flowsight.cli.run_log_rules import RunRules, rules_config
 
     config = rules_config(rules_file, to_server=client.url is not None)
     return RunRules(config, server=client.url, token=token, db_url=client.db) if config is not None else None

@@ -47,7 +47,7 @@ from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
 from flowsight.logs.alert_rules import LogAlertRule
 from flowsight.model.routing import Route
 from flowsight.model.thresholds import Baseline, Threshold
-from flowsight.model.rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
+from flowsight.model.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
 
 
 class ConfigFileError(ConfigError):

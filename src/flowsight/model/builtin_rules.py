@@ -7,7 +7,7 @@ and per workflow (``[workflows.NAME.rules.RULE]``), overriding the global one.
 The decisions take the data and ``now`` and return the alerts to send: a
 firing :class:`~flowsight.model.alerts.Alert` for a condition that has begun,
 and a resolved copy of an alert passed in as firing whose condition has ended.
-They do no I/O and keep no state; :class:`flowsight.monitors.rules.RuleEngine`
+They do no I/O and keep no state; :class:`flowsight.monitors.rule_engine.RuleEngine`
 keeps what fired and feeds them.
 
 The rules and when they fire and resolve:

@@ -12,7 +12,7 @@ from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.events import Event, EventKind, make_event
 from flowsight.model.execution import ExecutionMetrics, apply_event, new_metrics
 from flowsight.model.history import WorkflowHistory
-from flowsight.model.rules import (
+from flowsight.model.builtin_rules import (
     RuleSettings,
     RunFailed,
     RunSlow,

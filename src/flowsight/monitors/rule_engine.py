@@ -1,6 +1,6 @@
 """The built-in alert rules, run against the store: :class:`RuleEngine`.
 
-The decisions are :mod:`flowsight.model.rules`' pure functions; this class
+The decisions are :mod:`flowsight.model.builtin_rules`' pure functions; this class
 only feeds them runs, histories and step failures, and remembers what it has
 fired so that each alert is sent firing once and resolved once.
 
@@ -44,7 +44,7 @@ from flowsight.model.alerts import Alert, AlertStatus
 from flowsight.model.events import Event, EventKind
 from flowsight.model.execution import ExecutionMetrics
 from flowsight.model.history import WorkflowHistory
-from flowsight.model.rules import (
+from flowsight.model.builtin_rules import (
     ALERT_NAMES,
     RUN_FAILED,
     RUN_SLOW,
