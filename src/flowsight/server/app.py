@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from flowsight import __version__
-from flowsight.alerting.service import AlertingService
+from flowsight.server.alerting import AlertingService
 from flowsight.config import Config
 from flowsight.errors import FlowsightError, StoreError
 from flowsight.hub import Hub

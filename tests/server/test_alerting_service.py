@@ -5,7 +5,7 @@ alert, and a restart that neither repeats nor forgets."""
 from __future__ import annotations
 
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.service import AlertingService
+from flowsight.server.alerting import AlertingService
 from flowsight.config import parse_config
 from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert
@@ -117,7 +117,7 @@ def test_a_broken_receiver_raises_an_alert_of_its_own(sqlite_store: SqlStore) ->
 
 
 def test_seq_bookkeeping_scans_only_what_this_server_did_not_commit() -> None:
-    from flowsight.alerting.service import merge_ranges, seq_ranges, uncovered
+    from flowsight.server.alerting import merge_ranges, seq_ranges, uncovered
 
     assert seq_ranges([9, 3, 4, 5]) == [(3, 5), (9, 9)]
     assert merge_ranges([(10, 12), (3, 5), (6, 9), (20, 20)]) == [(3, 12), (20, 20)]
