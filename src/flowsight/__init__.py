@@ -9,8 +9,9 @@ imported from there when first used. Everything else lives in its package
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from flowsight._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
@@ -87,18 +88,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flowsight' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = lazy_exports("flowsight", _WHERE, globals())
 
 __all__ = [
     "Alert",

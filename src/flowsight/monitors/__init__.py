@@ -8,8 +8,9 @@ monitors write to.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from flowsight._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from flowsight.monitors.channel import EventChannel, EventFilter, Subscription
@@ -31,18 +32,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flowsight.monitors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = lazy_exports("flowsight.monitors", _WHERE, globals())
 
 __all__ = [
     "EventChannel",
