@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from flowsight.cli.spool import cmd_spool
 from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
-from flowsight.query import Views
+from flowsight.query import RunView, Views
 from flowsight.store.base import ENV_URL, open_store
 from flowsight.store.sql import SqlStore, safe_url
 from flowsight.store.tokens import TokenInfo
@@ -251,11 +251,13 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 
     from flowsight.cli.render import runs_table
 
-    def frame() -> Any:
-        page = _page(store, args)
+    def views() -> list[RunView]:
+        return Views(store, time.time()).views(_page(store, args).runs)
+
+    def table(shown: list[RunView], hint: str = "") -> Any:
         return runs_table(
-            Views(store, time.time()).views(page.runs),
-            title=f"flowsight watch · {time.strftime('%H:%M:%S')} · Ctrl-C to stop",
+            shown,
+            title=f"flowsight watch · {time.strftime('%H:%M:%S')}{hint}",
             empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
             width=out.width,
         )
@@ -263,40 +265,37 @@ def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     end = time.monotonic() + args.duration if args.duration else None
     try:
         if not out.is_terminal:
-            _watch_to_a_pipe(store, args, out, end)
+            _watch_to_a_pipe(views, table, out, args.interval, end)
             return 0
-        with Live(frame(), console=out, refresh_per_second=4, transient=False) as live:
+        with Live(table(views(), " · Ctrl-C to stop"), console=out, refresh_per_second=4, transient=False) as live:
             while end is None or time.monotonic() < end:
                 time.sleep(args.interval)
-                live.update(frame())
+                live.update(table(views(), " · Ctrl-C to stop"))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def _watch_to_a_pipe(store: SqlStore, args: argparse.Namespace, out: Console, end: float | None) -> None:
+def _watch_to_a_pipe(
+    views: Callable[[], list[RunView]],
+    table: Callable[[list[RunView]], Any],
+    out: Console,
+    interval: float,
+    end: float | None,
+) -> None:
     """``watch`` into a file or a pipe, which cannot be redrawn: a table each
     time a run appears or changes state, step or progress, printed at once."""
-    from flowsight.cli.render import runs_table
-
     shown: object = None
     while True:
-        views = Views(store, time.time()).views(_page(store, args).runs)
-        key = [(v.run.workflow_id, v.run.state, v.run.current_step, v.run.completed_steps, v.stalled) for v in views]
+        now = views()
+        key = [(v.run.workflow_id, v.run.state, v.run.current_step, v.run.completed_steps, v.stalled) for v in now]
         if key != shown:
             shown = key
-            out.print(
-                runs_table(
-                    views,
-                    title=f"flowsight watch · {time.strftime('%H:%M:%S')}",
-                    empty=f"no runs yet in {store.dialect} store {safe_url(store.url)}",
-                    width=out.width,
-                )
-            )
+            out.print(table(now))
             out.file.flush()
         if end is not None and time.monotonic() >= end:
             return
-        time.sleep(args.interval)
+        time.sleep(interval)
 
 
 def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:

@@ -228,14 +228,16 @@ class AlertList(msgspec.Struct, kw_only=True):
 #: Prometheus' label names; values and annotations any text a store keeps:
 #: no NUL, no lone UTF-16 surrogate (as in events and log entries)
 LabelName = Annotated[str, msgspec.Meta(pattern="^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=256)]
-_KEPT = "[^\\x00\\ud800-\\udfff]"  # a character both stores keep
-Text = Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*$", max_length=16_384)]
+KEPT_CHAR = "[^\\x00\\ud800-\\udfff]"  # a character both stores keep
+Text = Annotated[str, msgspec.Meta(pattern=f"^{KEPT_CHAR}*$", max_length=16_384)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, lt=MAX_TS)]
 #: a page to open about an alert: http:// or https:// with a host (a link of
 #: another kind, such as javascript:, is refused)
 Link = Annotated[
     str,
-    msgspec.Meta(pattern=f"^[hH][tT][tT][pP][sS]?://[^\\s/?#\\x00\\ud800-\\udfff]+([/?#]{_KEPT}*)?$", max_length=4096),
+    msgspec.Meta(
+        pattern=f"^[hH][tT][tT][pP][sS]?://[^\\s/?#\\x00\\ud800-\\udfff]+([/?#]{KEPT_CHAR}*)?$", max_length=4096
+    ),
 ]
 
 
@@ -285,7 +287,7 @@ class AlertsAccepted(msgspec.Struct, kw_only=True):
 
 #: ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex`` (as :func:`flowsight.model.alerts.parse_matcher` reads it)
 Matcher = Annotated[
-    str, msgspec.Meta(pattern=f"^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=){_KEPT}*$", max_length=16_384)
+    str, msgspec.Meta(pattern=f"^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=){KEPT_CHAR}*$", max_length=16_384)
 ]
 
 
@@ -294,7 +296,9 @@ class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``alertname=~Run.*``; give ``duration`` (``2h``) or ``ends_at``."""
 
     matchers: Annotated[list[Matcher], msgspec.Meta(min_length=1, max_length=64)]
-    comment: Annotated[str, msgspec.Meta(pattern=f"^{_KEPT}*[^\\s\\x00\\ud800-\\udfff]{_KEPT}*$", max_length=16_384)]
+    comment: Annotated[
+        str, msgspec.Meta(pattern=f"^{KEPT_CHAR}*[^\\s\\x00\\ud800-\\udfff]{KEPT_CHAR}*$", max_length=16_384)
+    ]
     created_by: Text = ""
     duration: Annotated[str, msgspec.Meta(pattern="^ *([0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w) *)+$")] | None = None
     starts_at: Timestamp | None = None

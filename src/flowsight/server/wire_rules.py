@@ -21,10 +21,11 @@ from typing import Any
 from flowsight.model.events import ID_LIMIT, MAX_DEPTH, MAX_SIZE, MAX_TS, NAME_LIMIT, STEP_KINDS, EventKind
 from flowsight.logs.parse import MAX_AHEAD
 from flowsight.logs.entries import LEVEL_WORDS
+from flowsight.server.schemas import KEPT_CHAR
 
 #: a text both stores keep: no NUL, no lone UTF-16 surrogate (the document
 #: shows the NUL; see flowsight.server.openapi._document_patterns)
-KEPT = "^[^\\x00\\ud800-\\udfff]*$"
+KEPT = f"^{KEPT_CHAR}*$"
 JSON_VALUE_REF = "#/components/schemas/JsonValue"
 
 
