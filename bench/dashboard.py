@@ -147,8 +147,8 @@ class Timer:
 
 
 def pick_runs(store: SqlStore, n: int, rng: random.Random) -> list[str]:
-    ids = [r[0] for r in store._read("SELECT run_id FROM runs ORDER BY run_id")]
-    live = [m.run_id for m in store.list_runs(states=["running", "suspended"], limit=1000).runs]
+    ids = [r[0] for r in store.db.read("SELECT run_id FROM runs ORDER BY run_id")]
+    live = [m.run_id for m in store.runs.list_runs(states=["running", "suspended"], limit=1000).runs]
     k_live = min(len(live), n // 5)
     return rng.sample(live, k_live) + rng.sample(ids, min(len(ids), n - k_live))
 
@@ -156,8 +156,8 @@ def pick_runs(store: SqlStore, n: int, rng: random.Random) -> list[str]:
 async def bench_store(store: SqlStore, iterations: int, seed: int) -> dict[str, list[float]]:
     rng = random.Random(seed)
     app = create_app(store, config=Config.default(), log_retention=None)
-    workflows = store.workflows()
-    some = rng.sample(store.list_runs(limit=1000).runs, 10)
+    workflows = store.runs.workflows()
+    some = rng.sample(store.runs.list_runs(limit=1000).runs, 10)
     searches = [workflows[0].split("-")[0], some[0].run_id[:8], "MemoryError", "no-such-text"]
     run_ids = pick_runs(store, iterations, rng)
     pages: dict[str, list[float]] = defaultdict(list)

@@ -162,7 +162,7 @@ def main() -> None:
         batches = [parse_events(events_json(p, i, BATCH)) for p in range(args.procs) for i in range(0, per, BATCH)]
         t = time.perf_counter()
         for b in batches:
-            store.write_events([e for e in b if not isinstance(e, Exception)])
+            store.runs.write_events([e for e in b if not isinstance(e, Exception)])
         direct = total / (time.perf_counter() - t)
         store.close()
 
@@ -175,7 +175,7 @@ def main() -> None:
             ends, start = run_loaders(batch_loader, [(port, p, per) for p in range(args.procs)])
             http_rate = total / (max(ends) - start)  # type: ignore[type-var, operator]
             with open_store(str(tmp / "http.db")) as check:
-                assert check.count_events() == total, "events went missing"
+                assert check.runs.count_events() == total, "events went missing"
             counts, _ = run_loaders(
                 single_loader, [(port, "/api/v1/events", p, args.seconds, args.conns) for p in range(args.procs)]
             )

@@ -80,7 +80,7 @@ async def collect(path: Path, db: str) -> int:
     monitor = LogMonitor([tail])
 
     async def save(records: list[LogRecord]) -> None:
-        store.save_logs(records)
+        store.logs.save_logs(records)
 
     stop = asyncio.Event()
     stop.set()

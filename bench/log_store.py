@@ -55,7 +55,7 @@ def flowsight_rate(url: str, recs: list[LogRecord]) -> float:
     with open_store(url) as store:
         t = time.perf_counter()
         for i in range(0, len(recs), BATCH):
-            store.save_logs(recs[i : i + BATCH])
+            store.logs.save_logs(recs[i : i + BATCH])
         return len(recs) / (time.perf_counter() - t)
 
 

@@ -57,7 +57,7 @@ def stored_lines(db: str) -> int:
     from flowsight.store import open_store
 
     with open_store(db) as store:
-        rows = store._read("SELECT message FROM logs ORDER BY seq")
+        rows = store.db.read("SELECT message FROM logs ORDER BY seq")
     return sum(r[0].count("\n") + 1 for r in rows)
 
 

@@ -87,7 +87,7 @@ def writer_rate(tmp: Path, n: int) -> float:
     client.flush(600)
     elapsed = time.perf_counter() - start
     store = open_store(str(tmp / "writer.db"))
-    assert store.count_events() == n, "the writer lost events"
+    assert store.runs.count_events() == n, "the writer lost events"
     store.close()
     client.close()
     return n / elapsed

@@ -64,9 +64,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("flowsight.server.app", "flowsight.server.metrics"): "server handlers: ServerState out of app.py",
     ("flowsight.server.app", "flowsight.server.pages"): "server handlers: error out of app.py",
     ("flowsight.server.app", "flowsight.server.perf_api"): "server handlers: ServerState, json out of app.py",
-    # store restructure (mixins into repositories): sql.py imports WriteResult from base.py, base.py names
-    # SqlStore (open_store's return type) under TYPE_CHECKING
-    ("flowsight.store.base", "flowsight.store.sql"): "store: mixins into repositories",
 }
 
 #: two parts of flowsight that import each other -> what removes the cycle

@@ -18,7 +18,7 @@ from flowsight.monitors.channel import EventChannel
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor
 from flowsight.store.base import WriteResult
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 _json = msgspec.json.Encoder()
 
@@ -35,7 +35,7 @@ class Hub:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         *,
         execution: ExecutionMonitor | None = None,
         state: StateMonitor | None = None,
@@ -80,9 +80,9 @@ class Hub:
     async def publish(self, events: Sequence[Event]) -> WriteResult:
         """Store ``events`` (acknowledged once committed), then publish the new ones."""
         if self.store.writes_inline or len(events) <= self.inline_max:
-            result = self.store.write_events(events)
+            result = self.store.runs.write_events(events)
         else:
-            result = await asyncio.to_thread(self.store.write_events, events)
+            result = await asyncio.to_thread(self.store.runs.write_events, events)
         for hook in self.hooks if result.seqs else ():
             hook(events, result.seqs)
         if result.step_durations or result.run_durations:
@@ -110,21 +110,21 @@ _STEP_END = EventKind.STEP_COMPLETED
 _RUN_END = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED})
 
 
-def durations_of(store: SqlStore, events: Sequence[Event]) -> WriteResult:
+def durations_of(store: Store, events: Sequence[Event]) -> WriteResult:
     """The step and run durations ``events`` completed, read back from the
-    store (as :meth:`SqlStore.write_events` reports them for its own
+    store (as :meth:`Runs.write_events` reports them for its own
     writes): a completed step attempt that ended at its event's time, a
     run that ended in a terminal state."""
     result = WriteResult()
     wanted = {ev.run_id for ev in events if ev.kind is _STEP_END or ev.kind in _RUN_END}
     for run_id in wanted:
-        run = store.get_run(run_id)
+        run = store.runs.get_run(run_id)
         if run is None:
             continue
         mine = [ev for ev in events if ev.run_id == run_id]
         ended = {(ev.step, ev.ts) for ev in mine if ev.kind is _STEP_END}
         if ended:
-            for rec in store.run_steps(run_id):
+            for rec in store.runs.run_steps(run_id):
                 if rec.status == "completed" and (rec.step, rec.ended_at) in ended and rec.duration is not None:
                     result.step_durations.append((run.workflow, rec.step, rec.duration))
         if (

@@ -15,7 +15,7 @@ from flowsight.model.faults import FaultRecord
 from flowsight.model.history import WorkflowHistory
 from flowsight.model.stall import DEFAULT_TIMEOUT, StallVerdict, stall_verdict
 from flowsight.model.state import StateTransition
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ def _round(v: float | None) -> float | None:
 class Views:
     """Builds :class:`RunView`s, fetching each workflow's history once."""
 
-    def __init__(self, store: SqlStore, now: float, *, stall_timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, store: Store, now: float, *, stall_timeout: float = DEFAULT_TIMEOUT) -> None:
         self.store = store
         self.now = now
         self.stall_timeout = stall_timeout
@@ -131,7 +131,7 @@ class Views:
     def history(self, workflow: str) -> WorkflowHistory:
         h = self._history.get(workflow)
         if h is None:
-            h = self._history[workflow] = self.store.history(workflow)
+            h = self._history[workflow] = self.store.stats.history(workflow)
         return h
 
     def view(self, m: ExecutionMetrics) -> RunView:
@@ -149,14 +149,14 @@ class Views:
     def views(self, runs: list[ExecutionMetrics]) -> list[RunView]:
         live = [m.workflow for m in runs if not m.state.terminal and m.workflow not in self._history]
         if live:  # every history these runs need, checked in one read
-            self._history.update(self.store.histories(live))
+            self._history.update(self.store.stats.histories(live))
         return [self.view(m) for m in runs]
 
     def detail(self, m: ExecutionMetrics) -> RunDetail:
         return RunDetail(
             view=self.view(m),
-            steps=self.store.run_steps(m.workflow_id),
-            transitions=self.store.run_transitions(m.workflow_id),
+            steps=self.store.runs.run_steps(m.workflow_id),
+            transitions=self.store.runs.run_transitions(m.workflow_id),
             attrs=m.attrs,
-            faults=self.store.list_faults(run_id=m.workflow_id, limit=20),
+            faults=self.store.faults.list_faults(run_id=m.workflow_id, limit=20),
         )

@@ -270,10 +270,10 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
     run(main)
     assert team is not None and team.keys() == sent_team  # every one, in the order enqueued, once
     assert ops.keys() == [k for k, _ in sent_ops]
-    assert [r.at for r in reversed(store.notification_log(receiver="ops"))] == [at for _, at in sent_ops]
+    assert [r.at for r in reversed(store.alerts.notification_log(receiver="ops"))] == [at for _, at in sent_ops]
 
-    log = list(reversed(store.notification_log(receiver="team", limit=1000)))
-    head = store.outbox_items(receiver="team")[0].id
+    log = list(reversed(store.alerts.notification_log(receiver="team", limit=1000)))
+    head = store.alerts.outbox_items(receiver="team")[0].id
     # the head failed at 0, 1, 3, 7, 15, 31, 63 s (backing off) and went through at 127 s
     assert [(r.at - T0, r.attempt, r.result, r.outbox_id) for r in log[:8]] == [
         *((t, i + 1, "temporary", head) for i, t in enumerate([0, 1, 3, 7, 15, 31, 63])),
@@ -281,7 +281,7 @@ def test_a_receiver_down_for_two_minutes_gets_every_notification_in_order_once(
     ]
     assert [r.result for r in log[8:]] == ["ok"] * 8 and all(r.at == T0 + 127 for r in log[8:])
     assert all(outage.split()[-1] in str(r.error) or "ConnectError" in str(r.error) for r in log[:7])
-    assert store.pending_count() == 0 and store.broken_receivers() == {}
+    assert store.alerts.pending_count() == 0 and store.alerts.broken_receivers() == {}
     assert (d.sent, d.retried, d.failed) == (12, 7, 0)  # nothing retried counted twice
     # the operator hears of the outage once, not per retry, and of its end
     said = [r.getMessage() for r in caplog.records if r.name == "flowsight.alerts"]
@@ -305,9 +305,9 @@ def test_retries_back_off_to_five_minutes_apart_at_most(store: SqlStore, hooks: 
             await d.run_once()
 
     run(main)
-    times = [r.at - T0 for r in reversed(store.notification_log(limit=100))]
+    times = [r.at - T0 for r in reversed(store.alerts.notification_log(limit=100))]
     assert times == [0, 1, 3, 7, 15, 31, 63, 127, 255, 511, 811, 1111, 1411, 1711]
-    assert hook.requests == len(times) and store.pending_count() == 1
+    assert hook.requests == len(times) and store.alerts.pending_count() == 1
 
 
 def test_a_permanent_error_marks_the_receiver_broken_until_a_delivery_succeeds(
@@ -322,15 +322,15 @@ def test_a_permanent_error_marks_the_receiver_broken_until_a_delivery_succeeds(
     d.enqueue([note(1), note(2)])
     assert run(d.run_once) == 0
     assert [r for r, _ in broken] == ["team"] and "HTTP 400" in broken[0][1]  # once, not per notification
-    assert set(store.broken_receivers()) == {"team"}
-    assert store.pending_count() == 0  # both failed for good: retrying cannot help
-    assert [r.result for r in store.notification_log()] == ["permanent", "permanent"]
+    assert set(store.alerts.broken_receivers()) == {"team"}
+    assert store.alerts.pending_count() == 0  # both failed for good: retrying cannot help
+    assert [r.result for r in store.alerts.notification_log()] == ["permanent", "permanent"]
 
     clock.now += 60
     hook.status = 200
     d.enqueue([note(3)])
     assert run(d.run_once) == 1
-    assert recovered == ["team"] and store.broken_receivers() == {} and len(broken) == 1
+    assert recovered == ["team"] and store.alerts.broken_receivers() == {} and len(broken) == 1
     assert [n["alerts"][0]["labels"]["run_id"] for n in hook.accepted] == ["r3"]
 
 
@@ -346,7 +346,7 @@ def test_a_broken_receiver_is_announced_once_across_servers_and_restarts(
     again = dispatcher(store, hook, Clock(T0 + 5), on_broken=lambda r, why: broken.append(r))  # restarted
     again.enqueue([note(2)])
     run(again.run_once)
-    assert broken == ["team"] and store.broken_receivers()["team"][0] == T0
+    assert broken == ["team"] and store.alerts.broken_receivers()["team"][0] == T0
 
 
 def test_the_same_notification_enqueued_twice_is_one_row_and_one_delivery(
@@ -355,7 +355,7 @@ def test_the_same_notification_enqueued_twice_is_one_row_and_one_delivery(
     hook = hooks()
     d = dispatcher(store, hook, Clock())
     first = d.enqueue([note(1)])
-    assert d.enqueue([note(1)]) == first and len(store.outbox_items()) == 1
+    assert d.enqueue([note(1)]) == first and len(store.alerts.outbox_items()) == 1
     assert run(d.run_once) == 1
     assert d.enqueue([note(1)]) == first  # even once sent: not sent again
     assert run(d.run_once) == 0
@@ -368,7 +368,7 @@ def test_the_outbox_is_committed_before_the_send(store: SqlStore) -> None:
 
     class Peek:
         async def send(self, n: Notification) -> None:
-            seen.append([(i.idempotency_key, i.state) for i in elsewhere.outbox_items()])
+            seen.append([(i.idempotency_key, i.state) for i in elsewhere.alerts.outbox_items()])
 
     try:
         d = Dispatcher(store, {"team": Peek()}, clock=Clock())
@@ -377,7 +377,7 @@ def test_the_outbox_is_committed_before_the_send(store: SqlStore) -> None:
     finally:
         elsewhere.close()
     assert seen == [[(note(1).idempotency_key, "pending")]]
-    assert store.outbox_items()[0].state == "sent"
+    assert store.alerts.outbox_items()[0].state == "sent"
 
 
 def test_two_servers_sharing_a_store_send_each_notification_once_and_in_order(
@@ -396,12 +396,12 @@ def test_two_servers_sharing_a_store_send_each_notification_once_and_in_order(
 
         for _ in range(20):
             run(both)
-            if store.pending_count() == 0:
+            if store.alerts.pending_count() == 0:
                 break
     finally:
         other.close()
     assert hook.keys() == [n.idempotency_key for n in notes]
-    assert mine.sent + theirs.sent == 12 and len(store.notification_log(limit=100)) == 12
+    assert mine.sent + theirs.sent == 12 and len(store.alerts.notification_log(limit=100)) == 12
 
 
 def test_a_receiver_no_longer_configured_fails_its_notifications_with_a_reason(
@@ -411,22 +411,22 @@ def test_a_receiver_no_longer_configured_fails_its_notifications_with_a_reason(
     d = dispatcher(store, hooks(), Clock(), on_broken=lambda r, why: broken.append(r))
     d.enqueue([note(1, receiver="gone"), note(2, receiver="gone")])
     assert run(d.run_once) == 0
-    log = store.notification_log()
+    log = store.alerts.notification_log()
     assert [r.result for r in log] == ["permanent", "permanent"]
     assert "no receiver named 'gone' is configured" in str(log[0].error)
-    assert broken == [] and store.broken_receivers() == {}  # nothing to mend: it is not there
+    assert broken == [] and store.alerts.broken_receivers() == {}  # nothing to mend: it is not there
 
 
 def test_an_unreadable_outbox_row_fails_alone(store: SqlStore, hooks: Callable[..., Hook]) -> None:
     hook = hooks()
     d = dispatcher(store, hook, Clock())
-    store.enqueue_notifications([Outgoing("team", "garbled", b"{not json")], T0)
+    store.alerts.enqueue_notifications([Outgoing("team", "garbled", b"{not json")], T0)
     d.enqueue([note(1)])
     assert run(d.run_once) == 1
     assert hook.keys() == [note(1).idempotency_key]
-    failed = store.notification_log()[1]
+    failed = store.alerts.notification_log()[1]
     assert failed.result == "permanent" and "not an encoded notification" in str(failed.error)
-    assert store.broken_receivers() == {}
+    assert store.alerts.broken_receivers() == {}
 
 
 class Flaky:
@@ -456,7 +456,7 @@ def test_a_notification_failing_for_a_day_is_given_up_and_the_receiver_marked(st
         clock.now += 60
     assert clock.now - T0 >= 86_400
     assert "gave up after" in broken[0] and "over 24.0 h" in broken[0] and "HTTP 503" in broken[0]
-    assert [i.state for i in store.outbox_items()] == ["failed", "pending"]
+    assert [i.state for i in store.alerts.outbox_items()] == ["failed", "pending"]
     flaky.errors.clear()
     run(d.run_once)
     assert [n.idempotency_key for n in flaky.got] == [note(2).idempotency_key]
@@ -471,8 +471,8 @@ def test_a_notifier_bug_is_a_retried_attempt_not_a_dead_loop(store: SqlStore) ->
     assert run(d.run_once) == 0
     clock.now += 2
     assert run(d.run_once) == 1
-    assert [r.result for r in store.notification_log()] == ["ok", "temporary"]
-    assert "RuntimeError: oops" in str(store.notification_log()[1].error)
+    assert [r.result for r in store.alerts.notification_log()] == ["ok", "temporary"]
+    assert "RuntimeError: oops" in str(store.alerts.notification_log()[1].error)
 
 
 def test_a_send_that_hangs_is_a_timed_out_attempt(store: SqlStore) -> None:
@@ -483,7 +483,7 @@ def test_a_send_that_hangs_is_a_timed_out_attempt(store: SqlStore) -> None:
     d = Dispatcher(store, {"team": Hang()}, clock=Clock(), send_timeout=0.05)
     d.enqueue([note(1)])
     assert run(d.run_once) == 0
-    (row,) = store.notification_log()
+    (row,) = store.alerts.notification_log()
     assert row.result == "temporary" and row.error == "no answer within 0.05 s"
 
 
@@ -498,13 +498,13 @@ def test_a_receiver_answering_with_nul_bytes_is_retried_and_its_error_logged(
     d = dispatcher(store, hook, clock)
     d.enqueue([note(1)])
     assert run(d.run_once) == 0
-    (row,) = store.notification_log()
+    (row,) = store.alerts.notification_log()
     assert row.result == "temporary" and "HTTP 502: bad\ufffdgateway" in str(row.error)
-    assert store.outbox_items()[0].last_error == row.error
+    assert store.alerts.outbox_items()[0].last_error == row.error
     hook.status = 400
     clock.now += 1
     assert run(d.run_once) == 0
-    assert store.broken_receivers()["team"][1].endswith("HTTP 400: bad\ufffdgateway")
+    assert store.alerts.broken_receivers()["team"][1].endswith("HTTP 400: bad\ufffdgateway")
     hook.status, hook.reply = 200, None
     d.enqueue([note(2)])
     assert run(d.run_once) == 1 and hook.keys() == [note(2).idempotency_key]
@@ -520,7 +520,7 @@ def test_a_failing_status_hook_does_not_undo_the_delivery(store: SqlStore, hooks
     d = dispatcher(store, hook, Clock(), on_broken=explode)
     d.enqueue([note(1)])
     run(d.run_once)
-    assert store.outbox_items()[0].state == "failed" and "team" in store.broken_receivers()
+    assert store.alerts.outbox_items()[0].state == "failed" and "team" in store.alerts.broken_receivers()
 
 
 # ---- the worker -------------------------------------------------------------------------
@@ -546,8 +546,8 @@ def test_stopping_the_worker_lets_the_send_in_flight_finish_and_starts_no_other(
 
     run(main)
     assert hook.keys() == [note(1).idempotency_key]
-    assert [i.state for i in store.outbox_items()] == ["sent", "pending"]  # the rest waits for the next start
-    assert [r.result for r in store.notification_log()] == ["ok"]
+    assert [i.state for i in store.alerts.outbox_items()] == ["sent", "pending"]  # the rest waits for the next start
+    assert [r.result for r in store.alerts.notification_log()] == ["ok"]
 
 
 def test_a_woken_worker_sends_at_once(store: SqlStore, hooks: Callable[..., Hook]) -> None:
@@ -565,7 +565,7 @@ def test_a_woken_worker_sends_at_once(store: SqlStore, hooks: Callable[..., Hook
         await worker.stop()  # twice is harmless
 
     run(main)
-    assert hook.keys() == [note(1).idempotency_key] and store.pending_count() == 0
+    assert hook.keys() == [note(1).idempotency_key] and store.alerts.pending_count() == 0
 
 
 def test_the_worker_survives_a_bad_round(store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:

@@ -83,7 +83,7 @@ def test_a_server_killed_with_notifications_in_its_outbox_sends_them_after_resta
 
     hook = hooks()
     with open_store(store_url) as store:  # the restarted server
-        assert store.pending_count("team") == 5
+        assert store.alerts.pending_count("team") == 5
         d = Dispatcher(store, {"team": webhook(hook.url)})
         try:
             now = time.time()
@@ -96,8 +96,8 @@ def test_a_server_killed_with_notifications_in_its_outbox_sends_them_after_resta
         finally:
             d.close()
         assert hook.keys() == keys  # every one, in order, once
-        assert store.pending_count() == 0
-        log = list(reversed(store.notification_log()))
+        assert store.alerts.pending_count() == 0
+        log = list(reversed(store.alerts.notification_log()))
         # the attempt the dead process started counts: its notification went out on attempt 2
         first_attempt = 2 if killed == "mid-send" else 1
         assert [(r.attempt, r.result) for r in log] == [(first_attempt, "ok")] + [(1, "ok")] * 4

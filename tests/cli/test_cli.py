@@ -26,7 +26,7 @@ def seed(db: str, now: float) -> str:
     with open_store(db) as store:
         for i, run in enumerate(("old-1", "old-2")):
             t = now - 1000 + i * 100
-            store.write_events(
+            store.runs.write_events(
                 [
                     make_event("started", "etl", run, attrs={"total_steps": 2}, ts=t),
                     make_event("step_started", "etl", run, "extract", ts=t + 1),
@@ -36,7 +36,7 @@ def seed(db: str, now: float) -> str:
                     make_event("completed", "etl", run, ts=t + 31),
                 ]
             )
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event("started", "etl", "live-run", attrs={"total_steps": 2}, ts=now - 5),
                 make_event("step_started", "etl", "live-run", "extract", ts=now - 4),
@@ -134,7 +134,7 @@ def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: P
         assert proc.poll() is None and time.monotonic() < deadline, "watch did not open the store"
         time.sleep(0.02)
     with open_store(db) as store:
-        store.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
+        store.runs.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "arrives-later" in out
@@ -162,7 +162,7 @@ def test_watch_into_a_pipe_prints_each_change_as_it_comes_not_only_at_its_end(tm
             assert proc.poll() is None and time.monotonic() < deadline, "watch did not open the store"
             time.sleep(0.02)
         with open_store(db) as store:
-            store.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
+            store.runs.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
         seen = ""
         while "arrives-later" not in seen:
             seen += lines.get(timeout=60)  # the table with the new run, while watch still runs
@@ -235,7 +235,7 @@ def test_the_environment_variable_chooses_the_store(tmp_path: Path) -> None:
 def test_show_prints_the_traceback_of_the_failed_step(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     with open_store(db) as store:
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event("started", "etl", "tb-run", ts=100.0),
                 make_event("step_started", "etl", "tb-run", "load", ts=101.0),
@@ -289,7 +289,7 @@ def test_a_stalled_run_shows_no_eta(tmp_path: Path) -> None:
     db = str(tmp_path / "f.db")
     now = time.time()
     with open_store(db) as store:
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event("started", "w", "quiet", attrs={"total_steps": 3, "stall_timeout": 5}, ts=now - 100),
                 make_event("step_started", "w", "quiet", "a", ts=now - 99),
@@ -322,13 +322,13 @@ def seed_ulid_runs(db: str, now: float) -> list[str]:
         for i in range(4):
             rid = new_id()
             ids.append(rid)
-            store.write_events(
+            store.runs.write_events(
                 [
                     make_event("started", "nightly-etl-warehouse", rid, attrs={"total_steps": 4}, ts=now - 100 + i),
                     make_event("step_started", "nightly-etl-warehouse", rid, "transform-orders", ts=now - 99 + i),
                 ]
             )
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event(
                     "failed",

@@ -23,7 +23,7 @@ L = LogLevel
 def seed(db: str, now: float) -> None:
     """Run 'nightly-7f3a' with events and logs; 'other-run' with logs only; 'nightly-8000' to make 'nightly' ambiguous."""
     with open_store(db) as store:
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event("started", "etl", "nightly-7f3a", ts=now - 100),
                 make_event("started", "etl", "nightly-8000", ts=now - 90),
@@ -44,7 +44,7 @@ def seed(db: str, now: float) -> None:
             ("a4", now - 20, L.DEBUG, "retry [1/3] in 2s", "load", "nightly-7f3a"),
             ("b1", now - 10, L.FATAL, "not this run", None, "other-run"),
         ]
-        store.save_logs(
+        store.logs.save_logs(
             [
                 LogRecord(
                     i, LogEntry(ts, lvl, msg, "test", "etl", run, step, {"n": 1}), "tpl-disk" if i == "a2" else None
@@ -149,14 +149,14 @@ def test_bad_input_is_refused_with_exit_2_saying_what_was_wrong(tmp_path: Any, a
 def test_a_prefix_finds_runs_that_only_the_logs_have_and_lists_them_when_ambiguous(store_url: str) -> None:
     now = time.time()
     with open_store(store_url) as store:  # lines shipped with `logs watch --run ...`: no events of these runs
-        store.save_logs(
+        store.logs.save_logs(
             [
                 LogRecord(f"{run}-{i}", LogEntry(now, L.INFO, f"line {i} of {run}", "t", run_id=run))
                 for run in ("nightly-42", "nightly-43", "weekly_1", "wee%kly")
                 for i in range(3)
             ]
         )
-        store.write_events([make_event("started", "etl", "nightly-44", ts=now)])
+        store.runs.write_events([make_event("started", "etl", "nightly-44", ts=now)])
     out = flowsight("logs", "nightly-42"[:9], db=store_url)
     assert out.returncode == 2
     assert "'nightly-4' is ambiguous: it could be any of" in out.stderr
@@ -176,7 +176,9 @@ def test_help_says_limit_shows_the_last_entries() -> None:
 def test_a_run_named_like_a_subcommand_is_reached_after_double_dash(tmp_path: Any) -> None:
     db = str(tmp_path / "f.db")
     with open_store(db) as store:
-        store.save_logs([LogRecord("w1", LogEntry(time.time(), L.INFO, "a run called watch", "t", run_id="watch"))])
+        store.logs.save_logs(
+            [LogRecord("w1", LogEntry(time.time(), L.INFO, "a run called watch", "t", run_id="watch"))]
+        )
     out = flowsight("logs", "--", "watch", db=db)
     assert out.returncode == 0, out.stderr
     assert "a run called watch" in out.stdout
@@ -217,7 +219,7 @@ def test_follow_prints_entries_written_after_it_started(store_url: str) -> None:
         first = [json.loads(proc.stdout.readline())["id"] for _ in range(2)]
         assert first == ["a2", "a3"]
         with open_store(store_url) as store:
-            store.save_logs(
+            store.logs.save_logs(
                 [
                     LogRecord("n1", LogEntry(now, L.INFO, "too quiet", "t", run_id="nightly-7f3a")),
                     LogRecord("n2", LogEntry(now, L.ERROR, "new trouble", "t", run_id="nightly-7f3a")),

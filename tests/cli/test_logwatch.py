@@ -23,7 +23,8 @@ from tests.server.conftest import free_port
 def _entries(db: str) -> list[tuple[LogLevel, str, str | None, str | None]]:
     with open_store(db) as store:
         return [
-            (s.entry.level, s.entry.message, s.entry.workflow, s.entry.run_id) for s in store.query_logs(limit=100_000)
+            (s.entry.level, s.entry.message, s.entry.workflow, s.entry.run_id)
+            for s in store.logs.query_logs(limit=100_000)
         ]
 
 
@@ -112,14 +113,14 @@ def test_a_watcher_killed_mid_file_and_restarted_stores_every_line_exactly_once(
         while time.monotonic() < deadline:  # kill -9 once some batches are in, before the end
             if os.path.exists(db):
                 with open_store(db) as store:
-                    if store.count_logs() > 0:
+                    if store.logs.count_logs() > 0:
                         break
             time.sleep(0.05)
     finally:
         proc.kill()
         proc.communicate(timeout=30)
     with open_store(db) as store:
-        assert 0 < store.count_logs() <= n // 2  # killed in the middle
+        assert 0 < store.logs.count_logs() <= n // 2  # killed in the middle
     with log.open("a") as f:
         f.write("".join(f"INFO line {i}\n" for i in range(n // 2, n)))
     out = flowsight("logs", "watch", "--once", "--from-beginning", str(log), db=db)

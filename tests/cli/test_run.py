@@ -98,14 +98,17 @@ def test_a_script_with_step_markers_that_exits_0_is_a_completed_run_with_its_ste
     assert out.stdout == (b"::step extract::\nextracting\n::step load::\nINFO: loaded\n::step-end::\nafter the steps\n")
     assert out.stderr == b"oops\nERROR: disk slow\n"
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.COMPLETED and run.workflow == "job"
         assert run.attrs["command"] == f"bash -c {shlex.quote(script)}"
         assert run.attrs["pid"] != os.getpid() and run.attrs["host"]
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
+        assert [(s.step, s.status) for s in store.runs.run_steps("r-1")] == [
+            ("extract", "completed"),
+            ("load", "completed"),
+        ]
         logs = {
             (e.entry.message, e.entry.level, e.entry.step, e.entry.workflow)
-            for e in store.query_logs(run_id="r-1", limit=100)
+            for e in store.logs.query_logs(run_id="r-1", limit=100)
         }
     assert logs == {
         ("extracting", LogLevel.INFO, "extract", "job"),
@@ -121,10 +124,10 @@ def test_a_command_that_exits_3_fails_the_run_and_its_step_and_flowsight_exits_3
     out = _run(db, "bash", "-c", "echo '::step build::'; echo 'compiling'; exit 3")
     assert out.returncode == 3, out.stderr
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.FAILED
         assert run.error == "exited with status 3"
-        [step] = store.run_steps("r-1")
+        [step] = store.runs.run_steps("r-1")
         assert (step.step, step.status, step.error) == ("build", "failed", "exited with status 3")
 
 
@@ -138,9 +141,9 @@ def test_a_command_without_markers_is_one_step_named_after_the_workflow(tmp_path
     assert out.returncode == 0, out.stderr
     workflow = os.path.basename(sys.executable)
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.workflow == workflow and run.state is WorkflowState.COMPLETED
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [(workflow, "completed")]
+        assert [(s.step, s.status) for s in store.runs.run_steps("r-1")] == [(workflow, "completed")]
 
 
 def test_a_command_killed_by_sigkill_from_outside_fails_the_run_and_flowsight_exits_137(tmp_path: Path) -> None:
@@ -150,7 +153,7 @@ def test_a_command_killed_by_sigkill_from_outside_fails_the_run_and_flowsight_ex
         os.kill(child, signal.SIGKILL)
         assert proc.wait(timeout=30) == 137
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.FAILED
         assert run.error == "killed by signal SIGKILL"
 
@@ -164,9 +167,9 @@ def test_sigterm_to_flowsight_ends_the_commands_whole_tree_and_cancels_the_run(t
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert _wait_gone(tree) == []
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.CANCELLED
-        kinds = [e.kind for e in store.run_events("r-1")]
+        kinds = [e.kind for e in store.runs.run_events("r-1")]
     assert kinds[-1] is EventKind.CANCELLED
 
 
@@ -179,7 +182,7 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_pat
         assert proc.stderr is not None and b"still running 0.5s after SIGTERM; killed" in proc.stderr.read()
     assert _wait_gone([child]) == []
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.CANCELLED
 
 
@@ -202,7 +205,7 @@ def test_a_command_that_cannot_start_fails_the_run_and_says_why(tmp_path: Path) 
     assert out.returncode == 127
     assert b"no such program" in out.stderr
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.FAILED
 
 
@@ -287,10 +290,10 @@ def test_progress_markers_give_the_open_steps_progress_and_are_not_stored_as_lin
     assert done.returncode == 0, done.stderr
     assert b"::progress 3/10::" in done.stdout  # it passes through to the terminal
     with open_store(db) as store:
-        progress = [e.attrs for e in store.run_events("r-1") if e.kind is EventKind.PROGRESS]
+        progress = [e.attrs for e in store.runs.run_events("r-1") if e.kind is EventKind.PROGRESS]
         assert progress == [{"done": 3.0, "total": 10.0}]
-        assert [e.step for e in store.run_events("r-1") if e.kind is EventKind.PROGRESS] == ["load"]
-        messages = [e.entry.message for e in store.query_logs(run_id="r-1", limit=100)]
+        assert [e.step for e in store.runs.run_events("r-1") if e.kind is EventKind.PROGRESS] == ["load"]
+        messages = [e.entry.message for e in store.logs.query_logs(run_id="r-1", limit=100)]
     assert messages == ["working"]
 
 
@@ -299,7 +302,7 @@ def test_a_stopped_command_suspends_the_run_and_sigcont_resumes_it(tmp_path: Pat
 
     def state() -> WorkflowState | None:
         with open_store(db) as store:
-            run = store.get_run("r-1")
+            run = store.runs.get_run("r-1")
             return None if run is None else run.state
 
     def wait_state(want: WorkflowState) -> None:
@@ -318,7 +321,7 @@ def test_a_stopped_command_suspends_the_run_and_sigcont_resumes_it(tmp_path: Pat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     with open_store(db) as store:
-        moves = [(t.old_state.value, t.new_state.value) for t in store.run_transitions("r-1") if t.applied]
+        moves = [(t.old_state.value, t.new_state.value) for t in store.runs.run_transitions("r-1") if t.applied]
     assert moves == [
         ("pending", "running"),
         ("running", "suspended"),
@@ -352,17 +355,20 @@ def test_a_step_regex_names_the_steps_of_a_script_without_markers(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.total_steps == 2 and run.completed_steps == 2
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
-        by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
+        assert [(s.step, s.status) for s in store.runs.run_steps("r-1")] == [
+            ("extract", "completed"),
+            ("load", "completed"),
+        ]
+        by_step = {e.entry.message: e.entry.step for e in store.logs.query_logs(run_id="r-1", limit=100)}
     assert by_step == {"==> extract": "extract", "rows": "extract", "==> load": "load", "loaded": "load"}
 
 
 def _stored_text(db: str, run_id: str = "r-1") -> list[tuple[str, int]]:
     """(message, lines in it) of the run's stored entries, in order."""
     with open_store(db) as store:
-        rows = store.query_logs(run_id=run_id, limit=1_000_000)
+        rows = store.logs.query_logs(run_id=run_id, limit=1_000_000)
     return [(r.entry.message, r.entry.message.count("\n") + 1) for r in sorted(rows, key=lambda r: r.seq)]
 
 
@@ -375,7 +381,7 @@ def test_a_flood_of_output_passes_through_and_is_stored_whole_in_groups_of_lines
     assert "\n".join(m for m, _ in stored).split("\n") == [str(i) for i in range(1, 200_001)]
     assert len(stored) < 200_000 and max(n for _, n in stored) <= 1000  # grouped, 1000 lines an entry at most
     with open_store(db) as store:
-        rows = store.query_logs(run_id="r-1", limit=1_000_000)
+        rows = store.logs.query_logs(run_id="r-1", limit=1_000_000)
     assert all(r.entry.fields.get("lines", 1) == r.entry.message.count("\n") + 1 for r in rows)  # each says so
 
 
@@ -391,8 +397,11 @@ def test_markers_and_levels_inside_a_flood_still_count(tmp_path: Path) -> None:
     done = _run(db, sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("extract", "completed"), ("load", "completed")]
-        rows = store.query_logs(run_id="r-1", limit=1_000_000)
+        assert [(s.step, s.status) for s in store.runs.run_steps("r-1")] == [
+            ("extract", "completed"),
+            ("load", "completed"),
+        ]
+        rows = store.logs.query_logs(run_id="r-1", limit=1_000_000)
     text = "\n".join(r.entry.message for r in sorted(rows, key=lambda r: r.seq))
     assert "::step" not in text and text.count("\n") + 1 == 100_002
     errors = [r for r in rows if r.entry.level is LogLevel.ERROR]
@@ -456,13 +465,13 @@ def test_with_the_server_down_the_command_runs_as_usual_and_its_run_is_delivered
         assert second.returncode == 0, second.stderr
         with open_store(str(server.db)) as store:
             end = time.monotonic() + 30
-            while time.monotonic() < end and store.get_run("down-1") is None:
+            while time.monotonic() < end and store.runs.get_run("down-1") is None:
                 time.sleep(0.1)
-            run = store.get_run("down-1")
+            run = store.runs.get_run("down-1")
             assert run is not None and run.state is WorkflowState.FAILED and run.error is not None
             assert "exited with status 3" in run.error
-            assert [e.entry.message for e in store.query_logs(run_id="down-1", limit=10)] == ["hello"]
-            assert store.get_run("up-1") is not None
+            assert [e.entry.message for e in store.logs.query_logs(run_id="down-1", limit=10)] == ["hello"]
+            assert store.runs.get_run("up-1") is not None
     finally:
         server.stop()
 
@@ -490,8 +499,8 @@ def test_with_steps_given_output_before_the_first_marker_is_no_step_of_its_own(t
     )
     assert done.returncode == 0, done.stderr
     with open_store(db) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and (run.completed_steps, run.total_steps) == (2, 2)
-        assert [s.step for s in store.run_steps("r-1")] == ["extract", "load"]
-        by_step = {e.entry.message: e.entry.step for e in store.query_logs(run_id="r-1", limit=100)}
+        assert [s.step for s in store.runs.run_steps("r-1")] == ["extract", "load"]
+        by_step = {e.entry.message: e.entry.step for e in store.logs.query_logs(run_id="r-1", limit=100)}
     assert by_step == {"args: --full": None, "rows": "extract", "loaded": "load"}

@@ -55,12 +55,12 @@ def test_a_matching_line_alerts_the_rules_receivers_and_the_run_is_stored_on_eit
     assert [a["labels"]["alertname"] for a in firing] == ["DatabaseUnreachable"]
     assert firing[0]["labels"]["run_id"] == "r-1"
     with open_store(store_url) as store:
-        run = store.get_run("r-1")
+        run = store.runs.get_run("r-1")
         assert run is not None and run.state is WorkflowState.FAILED
-        assert [(s.step, s.status) for s in store.run_steps("r-1")] == [("load", "failed")]
-        messages = sorted(r.entry.message for r in store.query_logs(run_id="r-1", limit=100))
+        assert [(s.step, s.status) for s in store.runs.run_steps("r-1")] == [("load", "failed")]
+        messages = sorted(r.entry.message for r in store.logs.query_logs(run_id="r-1", limit=100))
         assert messages == ["connection refused by db:5432", "loading 10 rows"]
-        kept = [s.alert.labels["alertname"] for s in store.load_alerts()]
+        kept = [s.alert.labels["alertname"] for s in store.alerts.load_alerts()]
     assert kept == ["DatabaseUnreachable"]  # `flowsight alerts` lists it
 
 
@@ -135,7 +135,7 @@ def test_a_broken_flowsight_toml_here_warns_and_the_command_still_runs(tmp_path:
     assert "flowsight.toml:4: log_rules[0].pattern: rule 'x': invalid regex" in done.stderr
     assert "--rules" not in done.stderr  # no --rules was given
     with open_store(str(tmp_path / "f.db")) as store:
-        assert [r.state for r in store.list_runs().runs] == [WorkflowState.COMPLETED]
+        assert [r.state for r in store.runs.list_runs().runs] == [WorkflowState.COMPLETED]
 
 
 def test_a_broken_flowsight_toml_here_warns_in_alerts_and_logs_watch_too(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_a_broken_flowsight_toml_here_warns_in_alerts_and_logs_watch_too(tmp_pat
     )
     assert watch.returncode == 0 and "warning: flowsight.toml cannot be used" in watch.stderr, watch.stderr
     with open_store(db) as store:
-        assert [r.entry.message for r in store.query_logs(limit=10)] == ["hello"]
+        assert [r.entry.message for r in store.logs.query_logs(limit=10)] == ["hello"]
     # named on the command line, the same file is refused
     named = subprocess.run(
         [*FLOWSIGHT, "--db", db, "alerts", "--config", "flowsight.toml"],

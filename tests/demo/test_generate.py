@@ -16,41 +16,41 @@ SMALL = Params(runs=300, events=12_000, logs=2_000, workflows=8, days=2.0, seed=
 
 
 def _dump(store: SqlStore) -> tuple[list[tuple[object, ...]], ...]:
-    events = store._read("SELECT id, ts, kind, workflow, run_id, step, attrs FROM events ORDER BY seq")
-    runs = store._read(
+    events = store.db.read("SELECT id, ts, kind, workflow, run_id, step, attrs FROM events ORDER BY seq")
+    runs = store.db.read(
         "SELECT run_id, workflow, state, start_time, end_time, completed_steps FROM runs ORDER BY run_id"
     )
-    logs = store._read("SELECT id, ts, level, message, run_id, step, template_id FROM logs ORDER BY seq")
+    logs = store.db.read("SELECT id, ts, level, message, run_id, step, template_id FROM logs ORDER BY seq")
     return ([tuple(r) for r in events], [tuple(r) for r in runs], [tuple(r) for r in logs])
 
 
 def test_generate_writes_exactly_the_counts_asked_for(store: SqlStore) -> None:
     summary = generate(store, SMALL, batch=1_000)
     assert (summary.runs, summary.events, summary.logs) == (300, 12_000, 2_000)
-    assert store.count_events() == 12_000
-    assert store.count_logs() == 2_000
-    assert int(store._read("SELECT COUNT(*) FROM runs")[0][0]) == 300
-    assert len(store.workflows()) == 8
+    assert store.runs.count_events() == 12_000
+    assert store.logs.count_logs() == 2_000
+    assert int(store.db.read("SELECT COUNT(*) FROM runs")[0][0]) == 300
+    assert len(store.runs.workflows()) == 8
     assert sum(summary.by_state.values()) == 300
 
 
 def test_generated_runs_are_a_realistic_mix(store: SqlStore) -> None:
     generate(store, SMALL, batch=1_000)
     by_state: dict[str, int] = {}
-    for wf in store.workflow_stats():
+    for wf in store.stats.workflow_stats():
         for state, n in wf["by_state"].items():
             by_state[state] = by_state.get(state, 0) + n
     assert by_state["completed"] > 0.7 * 300
     assert by_state.get("failed", 0) > 0
     assert set(by_state) <= {s.value for s in WorkflowState}
-    failed = store.list_runs(states=[WorkflowState.FAILED], limit=1).runs[0]
-    steps = store.run_steps(failed.run_id)
+    failed = store.runs.list_runs(states=[WorkflowState.FAILED], limit=1).runs[0]
+    steps = store.runs.run_steps(failed.run_id)
     assert steps and steps[-1].status == "failed" and failed.error
-    assert store.run_transitions(failed.run_id)[-1].new_state is WorkflowState.FAILED
+    assert store.runs.run_transitions(failed.run_id)[-1].new_state is WorkflowState.FAILED
     # nothing after the end of the history; every log line of a run has a template
-    assert float(store._read("SELECT MAX(ts) FROM events")[0][0]) <= NOW
-    assert int(store._read("SELECT COUNT(*) FROM logs WHERE template_id IS NULL")[0][0]) == 0
-    assert store.list_faults(limit=1000)
+    assert float(store.db.read("SELECT MAX(ts) FROM events")[0][0]) <= NOW
+    assert int(store.db.read("SELECT COUNT(*) FROM logs WHERE template_id IS NULL")[0][0]) == 0
+    assert store.faults.list_faults(limit=1000)
 
 
 def test_the_same_parameters_give_the_same_data(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_the_same_parameters_give_the_same_data(tmp_path: Path) -> None:
 def test_a_finished_data_set_is_recorded_and_recognised(sqlite_store: SqlStore) -> None:
     assert dataset_of(sqlite_store) is None and not holds(sqlite_store, SMALL)
     generate(sqlite_store, SMALL)
-    kept = sqlite_store.load_state(DATASET_STATE)
+    kept = sqlite_store.kept.load_state(DATASET_STATE)
     assert kept["runs"] == 300 and kept["now"] == NOW
     assert holds(sqlite_store, SMALL)
     assert holds(sqlite_store, Params(**{**SMALL.__dict__, "now": NOW + 3600}))  # a reused set ages
@@ -98,7 +98,7 @@ def test_the_command_line_fills_a_new_store_and_refuses_a_used_one(
     )
     assert "50 runs" in capsys.readouterr().out
     with open_store(db) as store:
-        assert store.count_events() == 1000
+        assert store.runs.count_events() == 1000
     with pytest.raises(SystemExit) as exc:
         main(["--db", db, "--runs", "50", "--events", "1000"])
     assert exc.value.code == 2

@@ -49,12 +49,12 @@ def test_a_registered_output_is_kept_with_its_sum_and_step(client: Client, store
     sums = write_outputs(client, tmp_path / "out")
     a = str(tmp_path / "out" / "a.csv")
     assert sums[a] == hashlib.sha256(b"id,v\n1,2\n").hexdigest()
-    got = store.registered_outputs()
+    got = store.faults.registered_outputs()
     assert set(got) == set(sums) and got[a][0] == sums[a] and got[a][1] == 9
-    events = [e for e in store.run_events("exp-1") if e.kind.value == "output"]
+    events = [e for e in store.runs.run_events("exp-1") if e.kind.value == "output"]
     assert [(e.step, e.attrs["path"]) for e in events] == [("write", a), ("write", str(tmp_path / "out" / "b.csv"))]
-    assert store.registered_outputs(under=[str(tmp_path / "elsewhere")]) == {}
-    assert set(store.registered_outputs(under=[str(tmp_path / "out")])) == set(sums)
+    assert store.faults.registered_outputs(under=[str(tmp_path / "elsewhere")]) == {}
+    assert set(store.faults.registered_outputs(under=[str(tmp_path / "out")])) == set(sums)
 
 
 def test_a_later_registration_of_a_path_replaces_an_earlier_one(store: SqlStore) -> None:
@@ -63,11 +63,11 @@ def test_a_later_registration_of_a_path_replaces_an_earlier_one(store: SqlStore)
             "output", "export", "r", attrs={"path": "/data/x", "sha256": digest, "size": 1}, ts=ts, event_id=eid
         )
 
-    store.write_events([out("a" * 64, 200.0, "o2")])
-    store.write_events([out("b" * 64, 100.0, "o1")])  # delivered late: older, it does not win
-    assert store.registered_outputs()["/data/x"][0] == "a" * 64
-    store.write_events([out("c" * 64, 300.0, "o3")])
-    assert store.registered_outputs()["/data/x"][0] == "c" * 64
+    store.runs.write_events([out("a" * 64, 200.0, "o2")])
+    store.runs.write_events([out("b" * 64, 100.0, "o1")])  # delivered late: older, it does not win
+    assert store.faults.registered_outputs()["/data/x"][0] == "a" * 64
+    store.runs.write_events([out("c" * 64, 300.0, "o3")])
+    assert store.faults.registered_outputs()["/data/x"][0] == "c" * 64
 
 
 @pytest.mark.parametrize(

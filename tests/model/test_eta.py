@@ -249,7 +249,7 @@ def write_run(
         events.append(make_event(K.STEP_COMPLETED, workflow, run_id, name, ts=t))
     if end is not None:
         events.append(make_event(end, workflow, run_id, ts=t))
-    store.write_events(events)
+    store.runs.write_events(events)
     return t
 
 
@@ -261,7 +261,7 @@ def test_history_from_a_store_gives_step_medians_and_an_eta(store: SqlStore) -> 
     write_run(store, "other-wf", T0 + 6000, [("extract", 900.0)], K.COMPLETED, workflow="billing")
     run_id = f"live-{uuid.uuid4().hex[:8]}"
     start = T0 + 10_000
-    store.write_events(
+    store.runs.write_events(
         [
             make_event(K.STARTED, "etl", run_id, attrs={"total_steps": 3}, ts=start),
             make_event(K.STEP_STARTED, "etl", run_id, "extract", ts=start),
@@ -270,14 +270,14 @@ def test_history_from_a_store_gives_step_medians_and_an_eta(store: SqlStore) -> 
         ]
     )
 
-    h = store.history("etl")
+    h = store.stats.history("etl")
     assert h.runs == 3
     assert h.step_order == ("extract", "transform", "load")
     assert {k: sorted(v) for k, v in h.step_durations.items()} == DURATIONS
     assert sorted(h.run_durations) == [55.0, 60.0, 65.0]
-    assert store.history("nobody-runs-this") == WorkflowHistory("nobody-runs-this")
+    assert store.stats.history("nobody-runs-this") == WorkflowHistory("nobody-runs-this")
 
-    live = store.get_run(run_id)
+    live = store.runs.get_run(run_id)
     assert live is not None and live.current_step == "transform"
     now = start + 11 + 20
     eta = estimate_eta(live, h, now)
@@ -288,4 +288,4 @@ def test_history_from_a_store_gives_step_medians_and_an_eta(store: SqlStore) -> 
     spread = statistics.pstdev([55, 60, 65]) / 60
     assert eta.confidence == pytest.approx((3 / 5) / (1 + spread), abs=1e-3)
     # only the last `runs` completed runs count
-    assert store.history("etl", runs=2).runs == 2
+    assert store.stats.history("etl", runs=2).runs == 2

@@ -170,7 +170,7 @@ def test_a_run_that_is_not_running_gets_no_verdict(kinds: list[K]) -> None:
 def test_a_stall_is_judged_from_a_history_and_a_run_read_from_a_store(store: SqlStore) -> None:
     for i, took in enumerate([10.0, 10.0, 10.0, 10.0, 20.0]):
         start = T0 + 1000 * i
-        store.write_events(
+        store.runs.write_events(
             [
                 make_event(K.STARTED, "etl", f"done-{i}", ts=start),
                 make_event(K.STEP_STARTED, "etl", f"done-{i}", "transform", ts=start),
@@ -179,14 +179,14 @@ def test_a_stall_is_judged_from_a_history_and_a_run_read_from_a_store(store: Sql
             ]
         )
     live_start = T0 + 10_000
-    store.write_events(
+    store.runs.write_events(
         [
             make_event(K.STARTED, "etl", "live", ts=live_start),
             make_event(K.STEP_STARTED, "etl", "live", "transform", ts=live_start + 1),
         ]
     )
-    h = store.history("etl")
-    live = store.get_run("live")
+    h = store.stats.history("etl")
+    live = store.runs.get_run("live")
     assert live is not None
     calm = stall_verdict(live, h, live_start + 1 + 53)
     stuck = stall_verdict(live, h, live_start + 1 + 55)

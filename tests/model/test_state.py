@@ -328,7 +328,7 @@ def write_in_batches(stores: list[SqlStore], events: list[Event], cuts: list[int
     bounds = sorted({c % (len(events) + 1) for c in cuts} | {0, len(events)})
     reported: list[StateTransition] = []
     for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-        result = stores[i % len(stores)].write_events(events[lo:hi])
+        result = stores[i % len(stores)].runs.write_events(events[lo:hi])
         assert result.accepted == [e.id for e in events[lo:hi]]
         reported.extend(result.transitions)
     return reported
@@ -345,7 +345,7 @@ def check_store_matches_pure_replay(stores: list[SqlStore], seq: list[Spec], cut
     reported = write_in_batches(stores, events, cuts)
     assert [_key(t) for t in reported] == [_key(t) for t in history]
     for s in stores:
-        stored = s.get_run(run_id)
+        stored = s.runs.get_run(run_id)
         assert stored is not None
         assert stored.state is m.state
         assert replay(S.PENDING, reported) is stored.state
@@ -407,10 +407,10 @@ def test_the_stored_transitions_of_a_run_replay_to_its_stored_state(store: SqlSt
     run_id = f"run-{uuid.uuid4().hex}"
     events = build(run_id, [Spec(k, None, {}, 1000) for k in SEQUENCES[name]])
     _, history = pure_run(events)
-    store.write_events(events)
-    stored = store.run_transitions(run_id)
+    store.runs.write_events(events)
+    stored = store.runs.run_transitions(run_id)
     assert [_key(t) for t in stored] == [_key(t) for t in history]
-    run = store.get_run(run_id)
+    run = store.runs.get_run(run_id)
     assert run is not None
     assert replay(S.PENDING, stored) is run.state
 
@@ -423,6 +423,6 @@ def test_the_stored_transitions_of_any_sequence_replay_to_the_stored_state(
     run_id = f"run-{uuid.uuid4().hex}"
     events = build(run_id, seq)
     write_in_batches([sqlite_store], events, cuts)
-    run = sqlite_store.get_run(run_id)
+    run = sqlite_store.runs.get_run(run_id)
     assert run is not None
-    assert replay(S.PENDING, sqlite_store.run_transitions(run_id)) is run.state
+    assert replay(S.PENDING, sqlite_store.runs.run_transitions(run_id)) is run.state

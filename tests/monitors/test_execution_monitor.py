@@ -266,10 +266,10 @@ def test_a_batch_sent_twice_is_stored_once_and_published_once(store: SqlStore) -
     assert retry.transitions == []
     assert len(mixed.accepted) == 1 and sorted(mixed.duplicates) == sorted([events[2].id, events[2].id])
     assert [e.id for e in got] == ids + mixed.accepted
-    assert store.count_events() == 5
-    assert [e.id for e in store.run_events("run-1")] == ids + mixed.accepted
-    assert len(store.run_transitions("run-1")) == 2
-    row = store.get_run("run-1")
+    assert store.runs.count_events() == 5
+    assert [e.id for e in store.runs.run_events("run-1")] == ids + mixed.accepted
+    assert len(store.runs.run_transitions("run-1")) == 2
+    row = store.runs.get_run("run-1")
     assert row is not None and (row.completed_steps, row.state) == (1, S.COMPLETED)
 
 
@@ -303,7 +303,7 @@ def test_transitions_caused_by_events_reach_the_state_handlers(store: SqlStore) 
         (S.COMPLETED, S.RUNNING, False),
     ]
     assert hub.state.current_state("run-1") is S.COMPLETED
-    assert [(t.new_state, t.applied) for t in store.run_transitions("run-1")] == [
+    assert [(t.new_state, t.applied) for t in store.runs.run_transitions("run-1")] == [
         (S.RUNNING, True),
         (S.COMPLETED, True),
         (S.RUNNING, False),
@@ -324,7 +324,7 @@ def test_a_handler_failing_on_a_published_transition_does_not_stop_publishing(st
     hub = run(go)
     assert [f.error for f in hub.state.handler_failures] == ["RuntimeError: handler bug"]
     assert hub.execution.metrics["run-1"].state is S.COMPLETED
-    row = store.get_run("run-1")
+    row = store.runs.get_run("run-1")
     assert row is not None and row.state is S.COMPLETED
 
 

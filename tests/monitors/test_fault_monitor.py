@@ -123,7 +123,7 @@ def test_a_fault_resolves_when_its_detector_passes_again_with_its_duration(rig: 
     done = rig.mon.fault_history[-1]
     assert done.status is FaultStatus.RESOLVED and done.duration(1e12) == 45.0 and done.timestamp == opened
     if rig.mon.store is not None:
-        [stored] = rig.mon.store.list_faults()
+        [stored] = rig.mon.store.faults.list_faults()
         assert stored.status is FaultStatus.RESOLVED and stored.resolved_at == opened + 45
 
 
@@ -140,7 +140,7 @@ def test_severity_rises_as_the_fault_lasts_and_each_level_is_its_own_alert(rig: 
     record = rig.mon.states["pg"].record
     assert record is not None and record.severity is Severity.ERROR
     if rig.mon.store is not None:
-        assert [f.severity for f in rig.mon.store.open_faults()] == [Severity.ERROR]
+        assert [f.severity for f in rig.mon.store.faults.open_faults()] == [Severity.ERROR]
 
 
 def test_a_detector_that_raises_is_broken_not_a_fault_and_mends(rig: Rig) -> None:
@@ -159,7 +159,7 @@ def test_a_detector_that_raises_is_broken_not_a_fault_and_mends(rig: Rig) -> Non
 
 def test_the_running_runs_of_dependent_workflows_are_hurt_and_raise_the_severity(store: SqlStore) -> None:
     rig = Rig(store, retries=0, dependencies={"etl": ["postgres-main"], "report": ["redis"]})
-    store.write_events(
+    store.runs.write_events(
         [
             make_event("started", "etl", "run-1", ts=900.0),
             make_event("started", "etl", "run-2", ts=900.0),
@@ -174,15 +174,15 @@ def test_the_running_runs_of_dependent_workflows_are_hurt_and_raise_the_severity
     assert alert.severity is Severity.ERROR  # warning, one level up for the runs it hurts
     assert alert.labels["service"] == "postgres-main" and alert.source == "fault"
     assert "run-1" in alert.annotations["description"] and "run-3" not in alert.annotations["description"]
-    [record] = store.open_faults()
+    [record] = store.faults.open_faults()
     assert sorted(record.fault.runs) == ["run-1", "run-2"] and record.fault.workflows == ("etl",)
-    assert [f.id for f in store.list_faults(run_id="run-2")] == [record.id]
+    assert [f.id for f in store.faults.list_faults(run_id="run-2")] == [record.id]
 
 
 def test_a_run_that_declares_its_own_dependency_is_hurt(store: SqlStore) -> None:
     """The SDK's ``workflow("adhoc", depends_on=[...])`` keeps it in the run's attributes."""
     rig = Rig(store, retries=0)
-    store.write_events(
+    store.runs.write_events(
         [
             make_event("started", "adhoc", "a-1", ts=900.0, attrs={"depends_on": ["postgres-main"]}),
             make_event("started", "adhoc", "a-2", ts=900.0, attrs={"depends_on": ["redis"]}),
@@ -190,7 +190,7 @@ def test_a_run_that_declares_its_own_dependency_is_hurt(store: SqlStore) -> None
     )
     rig.det.fault = DOWN
     rig.step()
-    [record] = store.open_faults()
+    [record] = store.faults.open_faults()
     assert record.fault.runs == ("a-1",) and record.fault.workflows == ("adhoc",)
 
 

@@ -23,7 +23,7 @@ from tests.helpers import run
 
 def _store_sink(store: SqlStore):  # type: ignore[no-untyped-def]
     async def save(records: list[LogRecord]) -> None:
-        store.save_logs(records)
+        store.logs.save_logs(records)
 
     return save
 
@@ -37,7 +37,7 @@ async def _collect_once(tail: FileTail, store: SqlStore) -> int:
 
 
 def _messages(store: SqlStore) -> list[str]:
-    return [s.entry.message for s in store.query_logs(limit=100_000)]
+    return [s.entry.message for s in store.logs.query_logs(limit=100_000)]
 
 
 def test_lines_of_a_file_are_parsed_and_stored_with_the_feeds_run(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_lines_of_a_file_are_parsed_and_stored_with_the_feeds_run(tmp_path: Path
     stop = asyncio.Event()
     stop.set()
     run(lambda: monitor.monitor_logs(_store_sink(store), stop=stop, drain=True))
-    got = store.query_logs(limit=10)
+    got = store.logs.query_logs(limit=10)
     assert [(s.entry.level, s.entry.message, s.entry.workflow, s.entry.run_id) for s in got] == [
         (LogLevel.WARN, "disk almost full", "etl", "r-1"),
         (LogLevel.INFO, "plain words", "etl", "r-1"),
@@ -82,7 +82,7 @@ def test_lines_read_again_after_a_crash_before_the_offsets_were_saved_are_stored
         pass
 
     async def store_then_die(records: list[LogRecord]) -> None:
-        store.save_logs(records)
+        store.logs.save_logs(records)
         raise Crash
 
     async def first() -> None:
@@ -117,7 +117,7 @@ def test_a_programs_output_is_collected_until_it_ends(tmp_path: Path) -> None:
     proc = ProcessOutput([sys.executable, "-c", code])
     monitor = LogMonitor([Feed(proc, workflow="job")])
     run(lambda: monitor.monitor_logs(_store_sink(store)))
-    got = {(s.entry.level, s.entry.message, s.entry.source.rsplit(":", 1)[-1]) for s in store.query_logs()}
+    got = {(s.entry.level, s.entry.message, s.entry.source.rsplit(":", 1)[-1]) for s in store.logs.query_logs()}
     assert got == {
         (LogLevel.ERROR, "boom", "stdout"),
         (LogLevel.WARN, "careful", "stderr"),
@@ -136,14 +136,14 @@ def test_stored_entries_without_a_template_are_analyzed_once_and_alerted_on(stor
     monitor = LogMonitor(
         log_analyzer=LogAnalyzer(), alert_rules=rules, send_alert=sent.append, clock=lambda: 1_700_000_100.0
     )
-    store.save_logs(
+    store.logs.save_logs(
         [LogRecord(f"id{i}", _entry(f"user {i} logged in", workflow="web")) for i in range(5)]
         + [LogRecord("bad", _entry("db: connection refused", LogLevel.ERROR, workflow="web"))]
     )
     assert monitor.analyze_stored(store, limit=4) == 4
     assert monitor.analyze_stored(store) == 2
     assert monitor.analyze_stored(store) == 0
-    stored = store.query_logs(limit=10)
+    stored = store.logs.query_logs(limit=10)
     assert len({s.template_id for s in stored[:5]}) == 1 and None not in {s.template_id for s in stored}
     [alert] = sent
     assert alert.labels["alertname"] == "db-down" and alert.source == "log"
@@ -169,5 +169,5 @@ def test_a_drained_watch_reads_a_file_bigger_than_one_read_and_its_last_partial_
     log.write_text("".join(f"INFO {i} {body}\n" for i in range(20_000)) + "INFO the end")  # ~10 MiB
     tail = FileTail([str(log)], start="beginning", multiline=False)
     assert run(lambda: _collect_once(tail, store)) == 20_001
-    assert store.count_logs() == 20_001
-    assert store.query_logs(newest_first=True, limit=1)[0].entry.message == "the end"
+    assert store.logs.count_logs() == 20_001
+    assert store.logs.query_logs(newest_first=True, limit=1)[0].entry.message == "the end"

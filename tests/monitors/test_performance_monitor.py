@@ -130,7 +130,7 @@ def test_after_a_restart_the_baseline_history_comes_from_the_store(store: SqlSto
     for i in range(12):
         t0 = 1_000.0 + i * 1_000
         events += [make_event("started", "etl", f"r{i}", ts=t0), make_event("completed", "etl", f"r{i}", ts=t0 + 100)]
-    store.write_events(events)
+    store.runs.write_events(events)
     mon, _, alerts = monitor(
         baselines=(Baseline("SlowRun", "run_duration", factor=2.0, runs=20, min_runs=10),), store=store
     )

@@ -1,5 +1,5 @@
 """RuleEngine against real stores (SQLite and PostgreSQL): real events written
-with ``store.write_events``, the alerts handed to ``send`` collected, time
+with ``store.runs.write_events``, the alerts handed to ``send`` collected, time
 injected (nothing sleeps)."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Rig:
     def write(self, *events: Event, at: float | None = None) -> None:
         """Store a batch, then let the engine observe it (as the hub does)."""
         self.clock.t = max(e.ts for e in events) if at is None else at
-        self.store.write_events(list(events))
+        self.store.runs.write_events(list(events))
         self.engine.observe(list(events))
 
     def tick(self, t: float) -> None:
@@ -109,16 +109,16 @@ def rig(store: SqlStore) -> Rig:
     return Rig(store)
 
 
-def count_calls(store: SqlStore, name: str) -> list[tuple[Any, ...]]:
-    """Record each call of ``store.name`` (the real method still runs)."""
+def count_calls(repository: object, name: str) -> list[tuple[Any, ...]]:
+    """Record each call of ``repository.name`` (the real method still runs)."""
     calls: list[tuple[Any, ...]] = []
-    real: Callable[..., Any] = getattr(store, name)
+    real: Callable[..., Any] = getattr(repository, name)
 
     def spy(*args: Any, **kw: Any) -> Any:
         calls.append(args)
         return real(*args, **kw)
 
-    setattr(store, name, spy)
+    setattr(repository, name, spy)
     return calls
 
 
@@ -194,7 +194,7 @@ def test_a_stalled_run_that_ends_is_resolved_by_observe(rig: Rig) -> None:
 def test_a_stalled_run_suspended_then_cancelled_between_ticks_is_resolved(rig: Rig) -> None:
     rig.write(e(K.STARTED, "r-1", 0, stall_timeout=60))
     rig.tick(100)
-    rig.store.write_events([e(K.CANCELLED, "r-1", 110)])  # written by someone the engine does not hear
+    rig.store.runs.write_events([e(K.CANCELLED, "r-1", 110)])  # written by someone the engine does not hear
     rig.tick(120)
     assert rig.got() == [("RunStalled", "r-1", "firing"), ("RunStalled", "r-1", "resolved")]
 
@@ -223,7 +223,7 @@ def test_run_slow_fires_past_factor_times_the_median_and_resolves_when_the_run_e
 
 def test_history_is_read_once_per_workflow_while_cached(store: SqlStore) -> None:
     rig = Rig(store, history_ttl=30.0)
-    calls = count_calls(store, "history")
+    calls = count_calls(store.stats, "history")
     rig.write(e(K.STARTED, "r-1", 0), e(K.STARTED, "r-2", 0), e(K.STARTED, "r-3", 0, workflow="report"))
     for t in (1, 10, 20, 29):
         rig.tick(t)
@@ -236,7 +236,7 @@ def test_runs_completing_all_the_time_refresh_their_workflows_history_at_most_ev
     store: SqlStore,
 ) -> None:
     rig = Rig(store, history_ttl=30.0, history_refresh=5.0)
-    calls = count_calls(store, "history")
+    calls = count_calls(store.stats, "history")
     rig.write(e(K.STARTED, "live", 0))
     rig.tick(0)
     assert len(calls) == 1
@@ -287,7 +287,7 @@ def test_step_failures_spread_wider_than_the_window_do_not_fire(store: SqlStore)
 
 # ---- keeping it cheap ---------------------------------------------------------------------
 def test_observe_reads_a_run_only_when_its_events_can_change_a_verdict(rig: Rig) -> None:
-    calls = count_calls(rig.store, "get_run")
+    calls = count_calls(rig.store.runs, "get_run")
     rig.write(
         e(K.STARTED, "r-1", 0),
         e(K.STEP_STARTED, "r-1", 0, "a"),
@@ -353,7 +353,7 @@ def test_alerts_restored_from_before_a_restart_are_resolved_when_their_condition
     before.write(e(K.STARTED, "r-1", 0, stall_timeout=60))
     before.tick(100)
     fired = list(before.sent)
-    store.write_events([e(K.COMPLETED, "r-1", 150)])  # while no engine runs
+    store.runs.write_events([e(K.COMPLETED, "r-1", 150)])  # while no engine runs
 
     after = Rig(store)
     other = Alert({"alertname": "DiskFull", "host": "a"})
@@ -381,7 +381,7 @@ def fired_before(store: SqlStore, *batches: list[Event], settings: RuleSettings 
 
 def test_a_restored_run_failed_is_resolved_when_its_workflow_went_green_meanwhile(store: SqlStore) -> None:
     fired = fired_before(store, failing_run("r-1", 0), failing_run("r-9", 0, workflow="report"))
-    store.write_events(ok_run("r-2", 100))  # while no engine runs
+    store.runs.write_events(ok_run("r-2", 100))  # while no engine runs
     after = Rig(store)
     after.engine.restore(fired)
     after.tick(300)
@@ -404,7 +404,7 @@ def test_a_restored_run_failed_is_resolved_when_it_no_longer_holds(store: SqlSto
     if change == "rule turned off":
         settings = RuleSettings(run_failed=RunFailed(enabled=False))
     else:
-        store.prune(T0 + 1000)
+        store.runs.prune(T0 + 1000)
     after = Rig(store, settings)
     after.engine.restore(fired)
     after.write(e(K.HEARTBEAT, "other", 1000))  # the first call of any kind checks them
@@ -414,7 +414,7 @@ def test_a_restored_run_failed_is_resolved_when_it_no_longer_holds(store: SqlSto
 
 def test_a_restored_run_failed_still_failing_stays_firing_and_is_not_sent_again(store: SqlStore) -> None:
     fired = fired_before(store, failing_run("r-1", 0))
-    store.write_events(ok_run("r-0", -500, took=10))  # completed before the failure: not green again
+    store.runs.write_events(ok_run("r-0", -500, took=10))  # completed before the failure: not green again
     after = Rig(store)
     after.engine.restore(fired)
     after.tick(300)
@@ -429,7 +429,7 @@ def test_a_restored_step_alert_is_resolved_when_the_step_completed_meanwhile(sto
         store, [e(K.STARTED, "r-1", 0), step_fail("r-1", 1), step_fail("r-1", 2), e(K.FAILED, "r-1", 3)], settings=rules
     )
     assert ("StepFailedRepeatedly", "etl", "load") in {alert_key(a) for a in fired}
-    store.write_events(ok_run("r-2", 2000))  # long after the window: the failures alone are not read again
+    store.runs.write_events(ok_run("r-2", 2000))  # long after the window: the failures alone are not read again
     after = Rig(store, rules)
     after.engine.restore(fired)
     after.tick(2500)
@@ -442,7 +442,7 @@ def test_a_restored_step_alert_whose_step_did_not_complete_stays_firing(store: S
     fired = fired_before(
         store, [e(K.STARTED, "r-1", 0, stall_timeout=86_400), step_fail("r-1", 1), step_fail("r-1", 2)], settings=rules
     )
-    store.write_events(
+    store.runs.write_events(
         [
             e(K.STEP_COMPLETED, "r-1", 5, "other"),
             e(K.STARTED, "r-2", 100, stall_timeout=86_400),

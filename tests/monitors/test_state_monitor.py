@@ -36,7 +36,7 @@ class Clock:
 def started_run(store: SqlStore, ts: float = T0) -> str:
     """A run made Running by its 'started' event, written through the store."""
     run_id = f"run-{uuid.uuid4().hex[:10]}"
-    result = store.write_events([make_event(EventKind.STARTED, "etl", run_id, ts=ts)])
+    result = store.runs.write_events([make_event(EventKind.STARTED, "etl", run_id, ts=ts)])
     assert [(t.new_state, t.applied) for t in result.transitions] == [(S.RUNNING, True)]
     return run_id
 
@@ -64,14 +64,14 @@ def test_state_changes_are_kept_in_history_and_persisted_to_the_store(store: Sql
     assert mon.state_history[run_id] == made
     assert [t.timestamp for t in made] == [T0 + 10, T0 + 15, T0 + 20]
 
-    stored = store.run_transitions(run_id)
+    stored = store.runs.run_transitions(run_id)
     assert [(t.old_state, t.new_state, t.applied, t.source, t.reason) for t in stored] == [
         (S.PENDING, S.RUNNING, True, "event", None),
         (S.RUNNING, S.SUSPENDED, True, "operator", "maintenance"),
         (S.SUSPENDED, S.RUNNING, True, None, "resumed"),
         (S.RUNNING, S.COMPLETED, True, None, None),
     ]
-    row = store.get_run(run_id)
+    row = store.runs.get_run(run_id)
     assert row is not None
     assert row.state is S.COMPLETED
     assert row.end_time == T0 + 20
@@ -106,14 +106,14 @@ def test_an_illegal_transition_raises_is_recorded_refused_and_not_applied(store:
 
     refused = mon.state_history[run_id][-1]
     assert (refused.old_state, refused.new_state, refused.applied) == (S.COMPLETED, S.RUNNING, False)
-    stored = store.run_transitions(run_id)[-1]
+    stored = store.runs.run_transitions(run_id)[-1]
     assert (stored.old_state, stored.new_state, stored.applied, stored.reason) == (
         S.COMPLETED,
         S.RUNNING,
         False,
         "retry",
     )
-    row = store.get_run(run_id)
+    row = store.runs.get_run(run_id)
     assert row is not None and row.state is S.COMPLETED
     assert mon.current_state(run_id) is S.COMPLETED
     assert called == []  # no handler for a state never entered
@@ -142,9 +142,9 @@ def test_each_illegal_transition_is_refused_by_the_monitor(store: SqlStore, path
     with pytest.raises(TransitionError):
         run(go)
     expected = path[-1] if path else S.RUNNING
-    row = store.get_run(run_id)
+    row = store.runs.get_run(run_id)
     assert row is not None and row.state is expected
-    assert store.run_transitions(run_id)[-1].applied is False
+    assert store.runs.run_transitions(run_id)[-1].applied is False
 
 
 def test_a_monitor_without_a_store_keeps_state_in_memory() -> None:
@@ -164,7 +164,7 @@ def test_a_transition_decided_from_a_stale_state_does_not_reopen_a_completed_run
     mon = StateMonitor(store, clock=Clock(T0 + 10))
     run(lambda: mon.monitor_state_change(run_id, S.SUSPENDED))
     # another writer (a second replica, the SDK) resumes and completes the run
-    store.write_events(
+    store.runs.write_events(
         [
             make_event(EventKind.RESUMED, "etl", run_id, ts=T0 + 11),
             make_event(EventKind.COMPLETED, "etl", run_id, ts=T0 + 12),
@@ -172,7 +172,7 @@ def test_a_transition_decided_from_a_stale_state_does_not_reopen_a_completed_run
     )
     with pytest.raises(TransitionError):
         run(lambda: mon.monitor_state_change(run_id, S.RUNNING))
-    row = store.get_run(run_id)
+    row = store.runs.get_run(run_id)
     assert row is not None and row.state is S.COMPLETED
 
 
@@ -268,6 +268,6 @@ def test_handlers_that_raise_or_hang_are_cut_off_and_the_others_still_run(
     # the transition stands
     assert tr.applied
     assert mon.current_state(run_id) is S.SUSPENDED
-    row = store.get_run(run_id)
+    row = store.runs.get_run(run_id)
     assert row is not None and row.state is S.SUSPENDED
-    assert store.run_transitions(run_id)[-1].new_state is S.SUSPENDED
+    assert store.runs.run_transitions(run_id)[-1].new_state is S.SUSPENDED

@@ -97,17 +97,17 @@ def test_a_killed_run_keeps_what_it_flushed_and_is_stalled_after_the_default_tim
 ) -> None:
     reported = run_and_kill(store_url, tmp_path / "child", "ingest-new", "killed-1", flushes=3, hang=False)
 
-    events = store.run_events("killed-1")
+    events = store.runs.run_events("killed-1")
     assert reported == sorted(reported) and len(set(reported)) == 3
     assert len(events) >= reported[-1]
     assert [(e.kind.value, e.step) for e in events[: reported[-1]]] == expected_prefix(reported[-1])
-    m = store.get_run("killed-1")
+    m = store.runs.get_run("killed-1")
     assert m is not None
     assert (m.state, m.end_time) == (WorkflowState.RUNNING, None)
     assert "stall_timeout" not in m.attrs
     assert m.last_activity == max(e.ts for e in events)
 
-    history = store.history("ingest-new")
+    history = store.stats.history("ingest-new")
     assert history.runs == 0
     quiet = stall_verdict(m, history, now=m.last_activity + DEFAULT_TIMEOUT - 1.0)
     stalled = stall_verdict(m, history, now=m.last_activity + DEFAULT_TIMEOUT + 1.0)
@@ -128,19 +128,19 @@ def test_a_killed_run_is_stalled_after_a_bound_learned_from_a_previous_run(
         past.append(make_event("step_started", "ingest", "past-1", "chunk", ts=base + 4.0 * i))
         past.append(make_event("step_completed", "ingest", "past-1", "chunk", ts=base + 4.0 * (i + 1)))
     past.append(make_event("completed", "ingest", "past-1", ts=base + 12.5))
-    store.write_events(past)
+    store.runs.write_events(past)
 
     reported = run_and_kill(store_url, tmp_path / "child", "ingest", "killed-1", flushes=2, hang=True)
 
-    events = store.run_events("killed-1")
+    events = store.runs.run_events("killed-1")
     # it stopped right after its last flush: nothing more was emitted, nothing flushed is missing
     assert [(e.kind.value, e.step) for e in events] == expected_prefix(reported[-1])
-    m = store.get_run("killed-1")
+    m = store.runs.get_run("killed-1")
     assert m is not None
     assert (m.state, m.current_step, m.end_time) == (WorkflowState.RUNNING, "chunk", None)
     assert m.last_activity == events[-1].ts
 
-    history = store.history("ingest")
+    history = store.stats.history("ingest")
     assert (history.runs, history.step_durations) == (1, {"chunk": (4.0, 4.0, 4.0)})
     quiet = stall_verdict(m, history, now=m.last_activity + 11.0)
     stalled = stall_verdict(m, history, now=m.last_activity + 13.0)

@@ -64,7 +64,7 @@ def attach(log: logging.Logger, client: Client | None = None) -> LogHandler:
 
 
 def stored(store: SqlStore, **filters: Any) -> list[StoredLog]:
-    return store.query_logs(limit=10_000, **filters)
+    return store.logs.query_logs(limit=10_000, **filters)
 
 
 # ---- pure -----------------------------------------------------------------------

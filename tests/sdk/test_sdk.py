@@ -48,11 +48,11 @@ def configured(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clie
 
 
 def kinds(store: SqlStore, run_id: str) -> list[tuple[str, str | None]]:
-    return [(e.kind.value, e.step) for e in store.run_events(run_id)]
+    return [(e.kind.value, e.step) for e in store.runs.run_events(run_id)]
 
 
 def only_run(store: SqlStore, workflow_name: str) -> Any:
-    runs = store.list_runs(workflow=workflow_name).runs
+    runs = store.runs.list_runs(workflow=workflow_name).runs
     assert len(runs) == 1, [r.run_id for r in runs]
     return runs[0]
 
@@ -75,12 +75,12 @@ def test_a_run_used_as_a_context_manager_stores_its_steps_and_completes(client: 
 
     assert flowsight.current_run() is None
     assert kinds(store, run.run_id) == [("started", None), *steps_of("extract", "load"), ("completed", None)]
-    m = store.get_run(run.run_id)
+    m = store.runs.get_run(run.run_id)
     assert m is not None
     assert (m.workflow, m.state, m.total_steps, m.completed_steps, m.failed_steps) == ("etl", S.COMPLETED, 2, 2, 0)
     assert m.attrs["owner"] == "ana"
     assert m.attrs["pid"] == os.getpid()
-    assert [s.step for s in store.run_steps(run.run_id)] == ["extract", "load"]
+    assert [s.step for s in store.runs.run_steps(run.run_id)] == ["extract", "load"]
 
 
 def test_an_async_run_used_as_a_context_manager_stores_its_steps_and_completes(client: Client, store: SqlStore) -> None:
@@ -96,7 +96,7 @@ def test_an_async_run_used_as_a_context_manager_stores_its_steps_and_completes(c
     assert client.flush() is True
 
     assert kinds(store, run_id) == [("started", None), *steps_of("extract", "load"), ("completed", None)]
-    m = store.get_run(run_id)
+    m = store.runs.get_run(run_id)
     assert m is not None
     assert (m.state, m.completed_steps) == (S.COMPLETED, 2)
 
@@ -118,7 +118,7 @@ def test_decorated_sync_functions_make_a_run_per_call_with_their_steps(client: C
     assert job.__name__ == "job"
     assert client.flush() is True
 
-    runs = store.list_runs(workflow="etl").runs
+    runs = store.runs.list_runs(workflow="etl").runs
     assert len(runs) == 2
     for m in runs:
         assert (m.state, m.completed_steps) == (S.COMPLETED, 2)
@@ -214,7 +214,7 @@ def test_an_exception_in_a_step_fails_the_step_and_the_run_and_is_reraised(
     assert raised.value is exc
     assert client.flush() is True
 
-    events = store.run_events(run.run_id)
+    events = store.runs.run_events(run.run_id)
     assert [(e.kind.value, e.step) for e in events] == [
         ("started", None),
         ("step_started", "extract"),
@@ -227,12 +227,15 @@ def test_an_exception_in_a_step_fails_the_step_and_the_run_and_is_reraised(
         assert (failure.attrs["error"], failure.attrs["error_type"]) == (error, error_type)
         assert "Traceback (most recent call last)" in failure.attrs["traceback"]
         assert "raise exc" in failure.attrs["traceback"]
-    m = store.get_run(run.run_id)
+    m = store.runs.get_run(run.run_id)
     assert m is not None
     # an exception without a message is named once, not "EmptyError: EmptyError"
     shown = error if error == error_type else f"{error_type}: {error}"
     assert (m.state, m.completed_steps, m.failed_steps, m.error) == (S.FAILED, 1, 1, shown)
-    assert [(s.step, s.status) for s in store.run_steps(run.run_id)] == [("extract", "completed"), ("parse", "failed")]
+    assert [(s.step, s.status) for s in store.runs.run_steps(run.run_id)] == [
+        ("extract", "completed"),
+        ("parse", "failed"),
+    ]
 
 
 def test_keyboard_interrupt_in_a_step_cancels_the_run(client: Client, store: SqlStore) -> None:
@@ -242,7 +245,7 @@ def test_keyboard_interrupt_in_a_step_cancels_the_run(client: Client, store: Sql
                 raise KeyboardInterrupt
     assert client.flush() is True
 
-    events = store.run_events(run.run_id)
+    events = store.runs.run_events(run.run_id)
     assert [(e.kind.value, e.step) for e in events] == [
         ("started", None),
         ("step_started", "long"),
@@ -250,7 +253,7 @@ def test_keyboard_interrupt_in_a_step_cancels_the_run(client: Client, store: Sql
         ("cancelled", None),
     ]
     assert events[-1].attrs == {"reason": "KeyboardInterrupt"}
-    m = store.get_run(run.run_id)
+    m = store.runs.get_run(run.run_id)
     assert m is not None
     assert m.state is S.CANCELLED
     assert m.end_time is not None
@@ -285,7 +288,7 @@ def test_cancelling_the_task_of_an_async_run_cancels_the_run(client: Client, sto
         ("step_failed", "wait"),
         ("cancelled", None),
     ]
-    m = store.get_run(run.run_id)
+    m = store.runs.get_run(run.run_id)
     assert m is not None
     assert m.state is S.CANCELLED
 
@@ -307,7 +310,7 @@ def test_how_a_run_ends_follows_what_left_it(client: Client, store: SqlStore, ex
             raise exc
     assert client.flush() is True
 
-    m = store.get_run(run.run_id)
+    m = store.runs.get_run(run.run_id)
     assert m is not None
     assert m.state is state
     assert kinds(store, run.run_id)[-1] == (state.value, None)
@@ -322,7 +325,7 @@ def test_progress_and_heartbeats_are_stored_with_the_current_step(client: Client
             run.progress(40, 100)
             run.heartbeat()
             assert client.flush() is True
-            live = store.get_run(run.run_id)
+            live = store.runs.get_run(run.run_id)
         run.progress(1)
         run.heartbeat()
     assert client.flush() is True
@@ -330,7 +333,7 @@ def test_progress_and_heartbeats_are_stored_with_the_current_step(client: Client
     assert live is not None
     assert (live.current_step, live.progress_done, live.progress_total) == ("download", 40.0, 100.0)
     assert live.percent_done == 20.0
-    events = store.run_events(run.run_id)
+    events = store.runs.run_events(run.run_id)
     assert [(e.kind.value, e.step, e.attrs) for e in events[2:4]] == [
         ("progress", "download", {"done": 40, "total": 100}),
         ("heartbeat", "download", {}),
@@ -347,7 +350,7 @@ def test_suspend_and_resume_move_the_stored_state(client: Client, store: SqlStor
 
     def stored_state() -> None:
         assert client.flush() is True
-        m = store.get_run(run.run_id)
+        m = store.runs.get_run(run.run_id)
         assert m is not None
         states.append(m.state)
 
@@ -359,7 +362,7 @@ def test_suspend_and_resume_move_the_stored_state(client: Client, store: SqlStor
     stored_state()
 
     assert states == [S.SUSPENDED, S.RUNNING, S.COMPLETED]
-    events = store.run_events(run.run_id)
+    events = store.runs.run_events(run.run_id)
     assert [(e.kind.value, e.attrs.get("reason")) for e in events[1:3]] == [
         ("suspended", "waiting for approval"),
         ("resumed", None),
@@ -372,7 +375,7 @@ def test_run_event_stores_any_kind_with_its_attributes(client: Client, store: Sq
         run.event("progress", done=2, total=8)
     assert client.flush() is True
 
-    events = store.run_events(run.run_id)
+    events = store.runs.run_events(run.run_id)
     assert [(e.kind.value, e.step, e.attrs) for e in events[1:3]] == [
         ("heartbeat", "poll", {"queue_depth": 3, "hosts": ["a", "b"]}),
         ("progress", None, {"done": 2, "total": 8}),
@@ -399,7 +402,7 @@ def test_a_run_attribute_json_cannot_carry_is_refused_by_name(
 
     assert raised.value.field == f"attrs.{key}"
     assert client.flush() is True
-    assert store.count_events() == 0
+    assert store.runs.count_events() == 0
 
 
 @pytest.mark.parametrize(
@@ -446,9 +449,9 @@ def test_flush_returns_true_once_everything_emitted_is_stored(store_url: str, st
 
         assert c.flush() is True
 
-        assert store.count_events() == 3 * (2 + 2 * 40)
+        assert store.runs.count_events() == 3 * (2 + 2 * 40)
         for run_id in run_ids:
-            m = store.get_run(run_id)
+            m = store.runs.get_run(run_id)
             assert m is not None
             assert (m.state, m.completed_steps) == (S.COMPLETED, 40)
     finally:
@@ -534,8 +537,8 @@ def test_nothing_is_lost_at_normal_interpreter_exit_without_a_flush(
     done = run_child(BULK, [how, store_url], cwd, env_url=store_url if how == "env" else None)
 
     assert (done.returncode, done.stdout) == (0, "exiting without a flush\n"), done.stderr
-    assert store.count_events() == 10_002
-    m = store.get_run("bulk-1")
+    assert store.runs.count_events() == 10_002
+    m = store.runs.get_run("bulk-1")
     assert m is not None
     assert (m.state, m.completed_steps) == (S.COMPLETED, 5000)
     assert not (cwd / "flowsight.db").exists()
@@ -555,6 +558,6 @@ def test_nothing_is_lost_when_the_interpreter_exits_on_an_uncaught_exception(
         ("step_failed", "s2"),
         ("failed", None),
     ]
-    m = store.get_run("crash-1")
+    m = store.runs.get_run("crash-1")
     assert m is not None
     assert (m.state, m.error) == (S.FAILED, "RuntimeError: disk on fire")

@@ -210,7 +210,7 @@ def test_a_run_written_straight_into_the_store_is_alerted_on_too(
     # the SDK's embedded mode writes to the store, not over HTTP: the server's rules read the store
     serve("--config", str(config(tmp_path, receiver.server_address[1])))
     with open_store(store_url) as store:
-        store.write_events(
+        store.runs.write_events(
             [make_event("started", "local-etl", "L1"), make_event("failed", "local-etl", "L1", attrs={"error": "boom"})]
         )
     got = wait_for("the RunFailed of a run the SDK wrote", lambda: bodies(receiver, "RunFailed", "firing"))

@@ -121,7 +121,7 @@ def test_a_restart_on_a_store_holding_a_flood_comes_up_and_lists_it(
     cfg = str(config(tmp_path, receiver.server_address[1], group_by='["alertname"]'))
     now = time.time()
     with open_store(store_url) as store:
-        store.save_alerts(
+        store.alerts.save_alerts(
             [
                 AlertState(Alert({"alertname": "Flood", "i": str(i)}, starts_at=now - i, ends_at=now + 3600), ("team",))
                 for i in range(n)

@@ -63,7 +63,7 @@ def fail_run(store: SqlStore, svc: AlertingService, run_id: str, ts: float, work
         make_event("step_failed", workflow, run_id, step="load", ts=ts + 1, attrs={"error": "disk full"}),
         make_event("failed", workflow, run_id, ts=ts + 2, attrs={"error": "load failed"}),
     ]
-    store.write_events(events)  # straight into the store, as the SDK does: the service reads it there
+    store.runs.write_events(events)  # straight into the store, as the SDK does: the service reads it there
 
 
 def test_a_failed_run_is_told_to_the_receiver_and_a_restart_does_not_repeat_it(sqlite_store: SqlStore) -> None:
@@ -79,7 +79,7 @@ def test_a_failed_run_is_told_to_the_receiver_and_a_restart_does_not_repeat_it(s
     run(lambda: again.step())
     assert again_inbox.names() == []  # told before the restart: not again
     done = [make_event("started", "etl", "r2", ts=clock.now), make_event("completed", "etl", "r2", ts=clock.now + 1)]
-    sqlite_store.write_events(done)
+    sqlite_store.runs.write_events(done)
     clock.now += 20
     run(lambda: again.step())
     assert again_inbox.names() == [("RunFailed", "resolved")]  # still owed after the restart
@@ -113,7 +113,7 @@ def test_a_broken_receiver_raises_an_alert_of_its_own(sqlite_store: SqlStore) ->
     clock.now += 11
     run(lambda: svc.step())  # the broken alert itself goes out; the success clears the mark
     assert ("ReceiverBroken", "firing") in inbox.names()
-    assert sqlite_store.broken_receivers() == {}
+    assert sqlite_store.alerts.broken_receivers() == {}
 
 
 def test_seq_bookkeeping_scans_only_what_this_server_did_not_commit() -> None:
@@ -133,7 +133,7 @@ def test_events_committed_through_the_hub_are_not_read_back_but_others_are(sqlit
     clock, inbox = Clock(), Inbox()
     svc = service(sqlite_store, clock, inbox)
     mine = [make_event("started", "etl", "h1", ts=clock.now), make_event("failed", "etl", "h1", ts=clock.now + 1)]
-    result = sqlite_store.write_events(mine)
+    result = sqlite_store.runs.write_events(mine)
     svc.observe(mine, result.seqs)  # as the hub does after its commit
     fail_run(sqlite_store, svc, "d1", clock.now, workflow="direct")  # written by someone else
     events = svc._read_events(clock.now)

@@ -111,7 +111,7 @@ def test_every_dashboard_file_is_shipped_as_package_data() -> None:
 
 
 def test_the_page_needs_no_token_but_its_data_does(sqlite_store: SqlStore) -> None:
-    token, _ = sqlite_store.create_token("dash", "read")
+    token, _ = sqlite_store.tokens.create_token("dash", "read")
     with InProcess(sqlite_store) as c:
         assert c.get("/").status_code == 200
         assert c.get("/ui/js/api.js").status_code == 200

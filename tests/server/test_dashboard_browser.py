@@ -464,7 +464,7 @@ def test_an_alert_link_is_an_href_only_when_it_is_http_or_https(browser: Browser
         "Safe": "https://ci.example.com/job/7",
     }
     with open_store(db) as store:
-        store.save_alerts(
+        store.alerts.save_alerts(
             [
                 AlertState(
                     Alert(

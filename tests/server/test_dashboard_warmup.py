@@ -27,7 +27,7 @@ def seed(store: SqlStore) -> None:
         ]
         if wf != "idle":  # a live run: its workflow's history is needed for its ETA and stall flag
             events.append(make_event("started", wf, f"{wf}-live", None, None, ts=200.0 + i))
-    store.write_events(events)
+    store.runs.write_events(events)
 
 
 def test_the_warmer_makes_the_histories_of_workflows_with_live_runs(store: SqlStore) -> None:
@@ -35,8 +35,8 @@ def test_the_warmer_makes_the_histories_of_workflows_with_live_runs(store: SqlSt
 
     OverviewWarmer(store).warm()
 
-    assert {wf for (wf, _) in store._histories} == {"etl", "report"}
-    assert store.histories(["etl"])["etl"].step_durations == {"load": (4.0,)}
+    assert {wf for (wf, _) in store.stats._histories} == {"etl", "report"}
+    assert store.stats.histories(["etl"])["etl"].step_durations == {"load": (4.0,)}
 
 
 def test_the_server_warms_at_start_and_stops_the_warmer_with_it(store: SqlStore) -> None:
@@ -46,14 +46,14 @@ def test_the_server_warms_at_start_and_stops_the_warmer_with_it(store: SqlStore)
     async def run() -> httpx.Response:
         async with app.router.lifespan_context(app):
             deadline = time.monotonic() + 10
-            while len(store._histories) < 2 and time.monotonic() < deadline:
+            while len(store.stats._histories) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 return await client.get("/api/v1/overview")
 
     r = asyncio.run(run())
-    assert {wf for (wf, _) in store._histories} == {"etl", "report"}
+    assert {wf for (wf, _) in store.stats._histories} == {"etl", "report"}
     assert r.status_code == 200 and r.json()["by_state"] == {"completed": 3, "running": 2}
 
 

@@ -194,8 +194,8 @@ def seeded(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     c = s.client()
     assert post_logs(c, SEED)["accepted"] == len(SEED)
     with open_store(module_store_url) as store:
-        rows = store.query_logs(text="refused")
-        store.set_log_templates([(r.seq, "conn-refused") for r in rows])
+        rows = store.logs.query_logs(text="refused")
+        store.logs.set_log_templates([(r.seq, "conn-refused") for r in rows])
     yield c
     assert s.stop() == 0, s.output()
 
@@ -504,7 +504,7 @@ def test_the_hook_is_told_of_each_newly_stored_entry_once_after_the_commit(tmp_p
     with open_store(str(tmp_path / "f.db")) as store:
 
         async def on_logs(stored: Sequence[StoredLog]) -> None:
-            counted_when_told.append(store.count_logs())  # committed before the hook hears of it
+            counted_when_told.append(store.logs.count_logs())  # committed before the hook hears of it
             told.append(list(stored))
 
         with InProcess(create_app(store, on_logs=on_logs, log_retention=None)) as c:
@@ -531,20 +531,20 @@ def test_a_failing_hook_does_not_cost_the_acknowledgement(tmp_path: Path) -> Non
     with open_store(str(tmp_path / "f.db")) as store:
         with InProcess(create_app(store, on_logs=on_logs, log_retention=None)) as c:
             assert post_logs(c, {"id": "a", "message": "kept"})["accepted"] == 1
-        assert store.count_logs() == 1
+        assert store.logs.count_logs() == 1
 
 
 def test_the_server_purges_logs_older_than_the_retention(store_url: str) -> None:
     now = time.time()
     with open_store(store_url) as store:
-        store.save_logs(
+        store.logs.save_logs(
             [LogRecord(f"old-{i}", LogEntry(now - 3 * 86400 - i, LogLevel.INFO, "old", "test")) for i in range(50)]
             + [LogRecord("new", LogEntry(now - 60, LogLevel.INFO, "new", "test"))]
         )
         app = create_app(store, log_retention=86400.0, log_purge_interval=0.05)
         with InProcess(app) as c:
             deadline = time.monotonic() + 20
-            while store.count_logs() > 1:
+            while store.logs.count_logs() > 1:
                 assert time.monotonic() < deadline, "old entries were not purged"
                 time.sleep(0.05)
             assert messages(c) == ["new"]

@@ -285,7 +285,7 @@ def test_runs_written_straight_to_the_store_feed_throughput_and_latency(serve: S
     with open_store(store_url) as store:  # another process's writes, as far as the server knows
         for i in range(3):
             t = 1_700_000_000.0 + i * 100
-            store.write_events(
+            store.runs.write_events(
                 [
                     make_event("started", "direct", f"d{i}", ts=t),
                     make_event("step_started", "direct", f"d{i}", "load", ts=t + 1),

@@ -261,14 +261,14 @@ class StoreThatWritesBehindTheLastPage:
         self.sent: list[str] = []
 
     def last_seq(self) -> int:
-        return self.store.last_seq()
+        return self.store.runs.last_seq()
 
     def events_after(self, seq: int, **kw: Any) -> list[tuple[int, Event]]:
-        page = self.store.events_after(seq, **kw)
+        page = self.store.runs.events_after(seq, **kw)
         if self.n and len(page) < kw.get("limit", 1000):
             events = [make_event("heartbeat", "etl", "late", event_id=f"late-{i}", ts=1.0) for i in range(self.n)]
             self.n = 0
-            result = self.store.write_events(events)
+            result = self.store.runs.write_events(events)
             self.sent += [ev.id for ev in events]
             for ev in events:  # published on the loop before the stream hears its page
                 self.loop.call_soon_threadsafe(self.hub.stream.publish, (result.seqs[ev.id], ev))

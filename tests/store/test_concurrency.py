@@ -38,13 +38,13 @@ t = 1000.0
 for r in range(runs):
     run_id = shared or f"{worker}-run{r}"
     if not shared:
-        store.write_events([make_event("started", "conc", run_id, ts=t)])
+        store.runs.write_events([make_event("started", "conc", run_id, ts=t)])
     for s in range(steps):
         t += 1.0
         # one event per transaction: as many chances to interleave as there can be
-        store.write_events([make_event("step_completed", "conc", run_id, f"{worker}-r{r}-s{s}", ts=t)])
+        store.runs.write_events([make_event("step_completed", "conc", run_id, f"{worker}-r{r}-s{s}", ts=t)])
     if not shared:
-        store.write_events([make_event("completed", "conc", run_id, ts=t + 1.0)])
+        store.runs.write_events([make_event("completed", "conc", run_id, ts=t + 1.0)])
 store.close()
 print("done", flush=True)
 """
@@ -93,8 +93,8 @@ def test_processes_writing_their_own_runs_to_one_sqlite_file_lose_nothing(tmp_pa
     run_workers(url, workers, runs, steps)
 
     with open_store(url) as store:
-        assert store.count_events() == workers * runs * (steps + 2)
-        page = store.list_runs(limit=1000)
+        assert store.runs.count_events() == workers * runs * (steps + 2)
+        page = store.runs.list_runs(limit=1000)
         assert len(page.runs) == workers * runs
         for run in page.runs:
             assert (run.state, run.completed_steps) == (WorkflowState.COMPLETED, steps)
@@ -172,18 +172,18 @@ def test_processes_writing_steps_of_one_run_to_one_sqlite_file_keep_its_counts(t
     # every process has a cached copy of the run; each must notice the others' writes
     url = str(tmp_path / "shared.db")
     with open_store(url) as store:
-        store.write_events([make_event("started", "conc", "shared", ts=999.0)])
+        store.runs.write_events([make_event("started", "conc", "shared", ts=999.0)])
     workers, steps = 6, 50
 
     run_workers(url, workers, 1, steps, shared="shared")
 
     with open_store(url) as store:
-        assert store.count_events() == 1 + workers * steps
-        run = store.get_run("shared")
+        assert store.runs.count_events() == 1 + workers * steps
+        run = store.runs.get_run("shared")
         assert run is not None
         assert run.completed_steps == workers * steps
         assert len(run.step_attempts) == workers * steps
-        assert len(store.run_steps("shared")) == workers * steps
+        assert len(store.runs.run_steps("shared")) == workers * steps
 
 
 def test_two_sqlite_stores_alternating_on_one_run_each_see_the_others_writes(tmp_path: Path) -> None:
@@ -191,14 +191,14 @@ def test_two_sqlite_stores_alternating_on_one_run_each_see_the_others_writes(tmp
     # (PRAGMA data_version), while a store's own writes keep its cache valid
     url = str(tmp_path / "alt.db")
     with open_store(url) as a, open_store(url) as b:
-        a.write_events([make_event("started", "alt", "r", ts=1.0)])
+        a.runs.write_events([make_event("started", "alt", "r", ts=1.0)])
         for i in range(20):
             store = a if i % 2 else b
-            store.write_events([make_event("step_completed", "alt", "r", step=f"s{i}", ts=2.0 + i)])
-            store.write_events([make_event("progress", "alt", "r", ts=2.5 + i, attrs={"done": i + 1})])
-        a.write_events([make_event("completed", "alt", "r", ts=100.0)])
+            store.runs.write_events([make_event("step_completed", "alt", "r", step=f"s{i}", ts=2.0 + i)])
+            store.runs.write_events([make_event("progress", "alt", "r", ts=2.5 + i, attrs={"done": i + 1})])
+        a.runs.write_events([make_event("completed", "alt", "r", ts=100.0)])
         for store in (a, b):
-            run = store.get_run("r")
+            run = store.runs.get_run("r")
             assert run is not None
             assert (run.completed_steps, run.state) == (20, WorkflowState.COMPLETED)
 
@@ -268,7 +268,7 @@ def gate(pg_url: str) -> Iterator[Gate]:
 
 
 def one_step(store: SqlStore, step: str, ts: float) -> Callable[[], object]:
-    return lambda: store.write_events([make_event("step_completed", "wf", "r1", step, ts=ts)])
+    return lambda: store.runs.write_events([make_event("step_completed", "wf", "r1", step, ts=ts)])
 
 
 def test_two_postgres_writers_creating_one_run_at_once_keep_both_steps(gate: Gate) -> None:
@@ -283,10 +283,10 @@ def test_two_postgres_writers_creating_one_run_at_once_keep_both_steps(gate: Gat
         for w in writers:
             w.join(60)
 
-        run = a.get_run("r1")
+        run = a.runs.get_run("r1")
         assert run is not None
         assert (run.state, run.completed_steps) == (WorkflowState.RUNNING, 2)
-        assert a.count_events() == 2
+        assert a.runs.count_events() == 2
     finally:
         a.close()
         b.close()
@@ -295,23 +295,23 @@ def test_two_postgres_writers_creating_one_run_at_once_keep_both_steps(gate: Gat
 def test_a_transition_recorded_while_events_of_the_run_are_written_is_kept(gate: Gate) -> None:
     events, monitor = open_store(gate.writer_url), open_store(gate.writer_url)
     try:
-        events.write_events([make_event("started", "wf", "r1", ts=100.0)])
+        events.runs.write_events([make_event("started", "wf", "r1", ts=100.0)])
         gate.hold("SELECT 1 FROM runs WHERE run_id = 'r1' FOR UPDATE")
         suspend = Writer(
-            lambda: monitor.record_transition(
+            lambda: monitor.runs.record_transition(
                 StateTransition("r1", 101.0, WorkflowState.RUNNING, WorkflowState.SUSPENDED, "operator", "monitor")
             )
         )
         suspend.start()
         gate.wait_for_waiters(1)  # the suspension is first in line for the run's row
-        step = Writer(lambda: events.write_events([make_event("step_completed", "wf", "r1", "load", ts=102.0)]))
+        step = Writer(lambda: events.runs.write_events([make_event("step_completed", "wf", "r1", "load", ts=102.0)]))
         step.start()
         gate.wait_for_waiters(2)  # the step event has read the run and waits to write it
         gate.release()
         suspend.join(60)
         step.join(60)
 
-        run = events.get_run("r1")
+        run = events.runs.get_run("r1")
         assert run is not None
         assert (run.state, run.completed_steps) == (WorkflowState.SUSPENDED, 1)
     finally:

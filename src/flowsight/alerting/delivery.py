@@ -53,7 +53,7 @@ from flowsight.alerting.notifiers import Notifier
 from flowsight.errors import ConfigError, DeliveryError
 from flowsight.redact import redact
 from flowsight.store.alerting import About, OutboxItem, Outgoing, Settled
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.alerts")
 R = TypeVar("R")
@@ -101,7 +101,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         notifiers: Mapping[str, Notifier],
         *,
         clock: Callable[[], float] = time.time,
@@ -146,7 +146,7 @@ class Dispatcher:
         Raises:
             StoreError: nothing was written.
         """
-        return self.store.enqueue_notifications(
+        return self.store.alerts.enqueue_notifications(
             [Outgoing(n.receiver, n.idempotency_key, encode_notification(n)) for n in notes], self.clock()
         )
 
@@ -169,7 +169,7 @@ class Dispatcher:
             StoreError: the store failed (after every send in flight finished).
         """
         now = self.clock() if now is None else now
-        heads = await self._db(self.store.due_notifications, now, self.batch)
+        heads = await self._db(self.store.alerts.due_notifications, now, self.batch)
         results = await asyncio.gather(*(self._drain(h, now, stop) for h in heads), return_exceptions=True)
         delivered = 0
         for r in results:
@@ -187,14 +187,14 @@ class Dispatcher:
             if outcome is None or outcome == "temporary":
                 break  # taken by someone else, or failing: the rest waits behind it
             delivered += outcome == "ok"
-            nxt = await self._db(self.store.due_notifications, now, 1, receiver=head.receiver)
+            nxt = await self._db(self.store.alerts.due_notifications, now, 1, receiver=head.receiver)
             item = nxt[0] if nxt else None
         return delivered
 
     async def _attempt(self, due: OutboxItem, now: float) -> str | None:
         """Claim, send and record one notification; its result (ok,
         temporary, permanent), or None when someone else had claimed it."""
-        item = await self._db(self.store.claim_notification, due, now, now + self.lease)
+        item = await self._db(self.store.alerts.claim_notification, due, now, now + self.lease)
         if item is None:
             return None
         try:
@@ -229,7 +229,7 @@ class Dispatcher:
                 redact("".join(traceback.format_exception(exc))).rstrip(),
             )
             return await self._failed(item, now, f"{type(exc).__name__}: {exc}", False, about)
-        settled = await self._db(self.store.mark_sent, item, now, about)
+        settled = await self._db(self.store.alerts.mark_sent, item, now, about)
         self.sent += settled.moved
         if settled.recovered or item.receiver in self._failing:
             self._failing.discard(item.receiver)
@@ -254,7 +254,7 @@ class Dispatcher:
             )
             return "permanent"
         next_at = now + self.backoff.delay(item.attempts, self.rand())
-        settled = await self._db(self.store.mark_retry, item, now, next_at, error, about)
+        settled = await self._db(self.store.alerts.mark_retry, item, now, next_at, error, about)
         self.retried += settled.moved
         if item.receiver not in self._failing:  # once per outage, not once per retry
             self._failing.add(item.receiver)
@@ -269,7 +269,7 @@ class Dispatcher:
         return "temporary"
 
     async def _settle_failed(self, item: OutboxItem, now: float, error: str, about: About, *, broken: bool) -> Settled:
-        settled = await self._db(self.store.mark_failed, item, now, error, about, break_receiver=broken)
+        settled = await self._db(self.store.alerts.mark_failed, item, now, error, about, break_receiver=broken)
         self.failed += settled.moved
         log.error("notification %d to %r failed for good: %s", item.id, item.receiver, error)
         if settled.broke:

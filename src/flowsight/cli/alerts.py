@@ -23,7 +23,8 @@ from flowsight.errors import FlowsightError
 from flowsight.model.alerts import new_silence
 from flowsight.server.alerts_api import alert_rows, silence_row
 from flowsight.server.openapi import ALERT_STATUSES
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 #: rows of the table at most by default: past a few hundred a table is read by nobody, and
 #: drawing 100,000 rows took minutes (--json lists every alert)
@@ -64,7 +65,7 @@ def add_parsers(sub: Any, duration: Callable[[str], float], positive: Callable[[
     expire.add_argument("id")
 
 
-def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_alerts(store: Store, args: argparse.Namespace, out: Console) -> int:
     from flowsight.alerting.manager import AlertManager
     from flowsight.config import config_or_default
 
@@ -74,8 +75,8 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     am = AlertManager(
         cfg.route, inhibit_rules=cfg.inhibit_rules, flap_policy=cfg.flap_policy, dependencies=cfg.dependencies()
     )
-    am.restore(store.load_alerts())
-    for s in store.list_silences():
+    am.restore(store.alerts.load_alerts())
+    for s in store.alerts.list_silences():
         am.add_silence(s)
     rows = alert_rows(am, args.status)
     if args.json:
@@ -123,7 +124,7 @@ def cmd_alerts(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_silence(store: Store, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     if args.silence_command == "add":
         s = new_silence(
@@ -134,13 +135,13 @@ def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
             created_by=args.author or _user(),
             comment=args.comment,
         )
-        store.add_silence(s, now)
+        store.alerts.add_silence(s, now)
         out.print(
             f"silence {s.id} until {_date(s.ends_at)}: {' '.join(silence_row(s, now)['matchers'])}", highlight=False
         )
         return 0
     if args.silence_command == "ls":
-        rows = [silence_row(s, now) for s in store.list_silences() if args.all or s.ends_at > now]
+        rows = [silence_row(s, now) for s in store.alerts.list_silences() if args.all or s.ends_at > now]
         if args.json:
             print(json.dumps({"silences": rows}, indent=2))
             return 0
@@ -156,7 +157,7 @@ def cmd_silence(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
             )
         out.print(table)
         return 0
-    if not store.expire_silence(args.id, now):
+    if not store.alerts.expire_silence(args.id, now):
         raise FlowsightError(f"no active or pending silence {args.id!r}; `flowsight silence ls` lists them")
     out.print(f"silence {args.id} expired")
     return 0

@@ -15,12 +15,13 @@ from flowsight.cli.render import runs_table
 from flowsight.demo.workflows import WORKFLOWS
 from flowsight.query import Views
 from flowsight.store.base import ENV_URL
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 STALLER = "partner-sync"
 
 
-def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float = 5.0) -> int:
+def run_demo(store: Store, out: Console, *, live: bool = True, settle: float = 5.0) -> int:
     """Start every demo workflow in its own process, show them until all but
     the stalling one have ended and it is flagged stalled, then kill it
     (as an operator would) and print the final table."""
@@ -35,13 +36,13 @@ def run_demo(store: SqlStore, out: Console, *, live: bool = True, settle: float 
     )
 
     def frame(title: str = "flowsight demo · live") -> RenderableType:
-        page = store.list_runs(since=started - 1, limit=30)
+        page = store.runs.list_runs(since=started - 1, limit=30)
         return runs_table(Views(store, time.time()).views(page.runs), title=title, width=out.width)
 
     def done() -> bool:
         if any(p.poll() is None for n, p in procs.items() if n != STALLER):
             return False
-        stuck = store.list_runs(workflow=STALLER, since=started - 1, limit=1).runs
+        stuck = store.runs.list_runs(workflow=STALLER, since=started - 1, limit=1).runs
         return bool(stuck) and Views(store, time.time()).view(stuck[0]).stalled
 
     deadline = time.monotonic() + 120

@@ -20,7 +20,8 @@ from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import FaultStatus
 from flowsight.server.faults_api import fault_row
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 
 def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
@@ -41,12 +42,12 @@ def add_parsers(sub: Any, duration: Callable[[str], float]) -> None:
     check.add_argument("--json", action="store_true")
 
 
-def cmd_faults(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_faults(store: Store, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     run_id = args.run_id
     if run_id is not None:  # a unique prefix is enough, as for `show`
         run_id = require_run_id(store, run_id)
-    records = store.list_faults(
+    records = store.faults.list_faults(
         status=FaultStatus.OPEN if args.open else None,
         since=now - args.since,
         detector=args.detector,

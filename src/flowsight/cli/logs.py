@@ -24,7 +24,8 @@ from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_time
 from flowsight.logs.records import StoredLog
 from flowsight.logs.entries import LogLevel, level_from_word
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 PAGE = 1000
 LEVEL_STYLE = {
@@ -120,7 +121,7 @@ def add_parser(sub: Any, duration: Callable[[str], float], positive: Callable[[s
     p.add_argument("--json", action="store_true", help="one JSON object per entry and line")
 
 
-def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
+def resolve_run(store: Store, run: str, *, follow: bool) -> str:
     """The run id ``run`` names: itself when the store has it (as a run or
     in logs), else the one run id it is a prefix of, among the stored runs
     and the run ids of log lines (a run may have lines and no events).
@@ -129,12 +130,13 @@ def resolve_run(store: SqlStore, run: str, *, follow: bool) -> str:
         FlowsightError: it is a prefix of several runs; or nothing has it
             and there is nothing to follow.
     """
-    if store.get_run(run) is not None or store.query_logs(run_id=run, limit=1):
+    if store.runs.get_run(run) is not None or store.logs.query_logs(run_id=run, limit=1):
         return run
     shown = 5
     found = list(
         dict.fromkeys(
-            [r.workflow_id for r in store.find_runs(run, limit=shown + 1)] + store.find_log_runs(run, limit=shown + 1)
+            [r.workflow_id for r in store.runs.find_runs(run, limit=shown + 1)]
+            + store.logs.find_log_runs(run, limit=shown + 1)
         )
     )
     if len(found) > 1:
@@ -171,7 +173,7 @@ def entry_text(s: StoredLog, today: str) -> Text:
     return text
 
 
-def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_logs(store: Store, args: argparse.Namespace, out: Console) -> int:
     run = resolve_run(store, args.run, follow=args.follow)
     since = args.since
     filters: dict[str, Any] = {
@@ -193,12 +195,12 @@ def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
 
     last, shown = 0, 0
     if args.limit is not None:
-        rows = store.query_logs(**filters, newest_first=True, limit=args.limit)[::-1]
+        rows = store.logs.query_logs(**filters, newest_first=True, limit=args.limit)[::-1]
         show(rows)
-        last, shown = (rows[-1].seq if rows else store.last_log_seq()), len(rows)
+        last, shown = (rows[-1].seq if rows else store.logs.last_log_seq()), len(rows)
     else:
         while True:
-            rows = store.query_logs(**filters, after_seq=last, limit=PAGE)
+            rows = store.logs.query_logs(**filters, after_seq=last, limit=PAGE)
             show(rows)
             shown += len(rows)
             if rows:
@@ -219,7 +221,7 @@ def cmd_logs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         while end is None or time.monotonic() < end:
             time.sleep(args.interval if end is None else max(0.0, min(args.interval, end - time.monotonic())))
             while True:
-                rows = store.query_logs(**filters, after_seq=last, limit=PAGE)
+                rows = store.logs.query_logs(**filters, after_seq=last, limit=PAGE)
                 show(rows)
                 if rows:
                     last = rows[-1].seq

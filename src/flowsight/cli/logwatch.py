@@ -43,7 +43,8 @@ from flowsight.logs.records import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor, Sink
 from flowsight.sdk.http import HttpOptions
 from flowsight.sdk.logsinks import server_log_sink
-from flowsight.store.base import ENV_URL, open_store
+from flowsight.store.base import ENV_URL
+from flowsight.store.opener import open_store
 
 ENV_SERVER = "FLOWSIGHT_URL"
 ENV_TOKEN = "FLOWSIGHT_TOKEN"
@@ -256,7 +257,7 @@ def _sink(args: argparse.Namespace, db: str | None) -> tuple[Sink, Callable[[int
     store = open_store(db)
 
     async def save(records: list[LogRecord]) -> None:
-        await asyncio.to_thread(store.save_logs, records)
+        await asyncio.to_thread(store.logs.save_logs, records)
 
     def close_store(read: int) -> str:
         store.close()

@@ -35,8 +35,10 @@ from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import parse_duration
 from flowsight.model.state import WorkflowState
 from flowsight.query import RunView, Views
-from flowsight.store.base import ENV_URL, open_store
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.base import ENV_URL
+from flowsight.store.opener import open_store
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 from flowsight.store.tokens import TokenInfo
 
 STATES = [s.value for s in WorkflowState]
@@ -190,12 +192,12 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", type=_duration, help="only runs started within this long (e.g. 2h)")
 
 
-def _page(store: SqlStore, args: argparse.Namespace, cursor: str | None = None) -> Any:
+def _page(store: Store, args: argparse.Namespace, cursor: str | None = None) -> Any:
     since = time.time() - args.since if args.since is not None else None
-    return store.list_runs(workflow=args.workflow, states=args.state, since=since, limit=args.limit, cursor=cursor)
+    return store.runs.list_runs(workflow=args.workflow, states=args.state, since=since, limit=args.limit, cursor=cursor)
 
 
-def cmd_runs(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_runs(store: Store, args: argparse.Namespace, out: Console) -> int:
     from flowsight.cli.render import runs_table
 
     page = _page(store, args, args.cursor)
@@ -232,10 +234,10 @@ def next_page_command(args: argparse.Namespace, cursor: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_show(store: Store, args: argparse.Namespace, out: Console) -> int:
     from flowsight.cli.render import detail_panel, require_run_id
 
-    run = store.get_run(require_run_id(store, args.run))
+    run = store.runs.get_run(require_run_id(store, args.run))
     if run is None:  # pruned between the two reads
         raise NoSuchRun(f"no run {args.run!r} in the {store.dialect} store {safe_url(store.url)}")
     detail = Views(store, time.time()).detail(run)
@@ -246,7 +248,7 @@ def cmd_show(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def cmd_watch(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_watch(store: Store, args: argparse.Namespace, out: Console) -> int:
     from rich.live import Live
 
     from flowsight.cli.render import runs_table
@@ -298,7 +300,7 @@ def _watch_to_a_pipe(
         time.sleep(interval)
 
 
-def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_init(store: Store, args: argparse.Namespace, out: Console) -> int:
     out.print(
         f"flowsight store at {safe_url(store.url)} ({store.dialect}, schema version {store.schema_version()}, "
         "up to date)",
@@ -307,19 +309,19 @@ def cmd_init(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def cmd_prune(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
-    n = store.prune(time.time() - args.older_than)
+def cmd_prune(store: Store, args: argparse.Namespace, out: Console) -> int:
+    n = store.runs.prune(time.time() - args.older_than)
     out.print(f"pruned {n} events")
     return 0
 
 
-def cmd_demo(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_demo(store: Store, args: argparse.Namespace, out: Console) -> int:
     from flowsight.cli.demo import run_demo
 
     return run_demo(store, out, live=not args.no_live and out.is_terminal)  # a pipe or a file gets the result only
 
 
-def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_serve(store: Store, args: argparse.Namespace, out: Console) -> int:
     from flowsight.config import config_for
     from flowsight.server.ingest import Limits
     from flowsight.server.serve import serve
@@ -339,9 +341,9 @@ def cmd_serve(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_token(store: Store, args: argparse.Namespace, out: Console) -> int:
     if args.token_command == "create":
-        token, info = store.create_token(args.name, args.scope)
+        token, info = store.tokens.create_token(args.name, args.scope)
         print(token)
         stderr_console().print(
             f"token {info.name!r} (scope {info.scope}) created: it is shown only this "
@@ -349,7 +351,7 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
         )
         return 0
     if args.token_command == "ls":
-        tokens = store.list_tokens()
+        tokens = store.tokens.list_tokens()
         for t in tokens:
             out.print(f"{t.name}\t{t.scope}\tcreated {when(t.created_at)}")
         if not tokens:
@@ -358,11 +360,11 @@ def cmd_token(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
                 highlight=False,
             )
         return 0
-    revoked = next((t for t in store.list_tokens() if t.name == args.name), None)
-    if revoked is None or not store.revoke_token(args.name):
+    revoked = next((t for t in store.tokens.list_tokens() if t.name == args.name), None)
+    if revoked is None or not store.tokens.revoke_token(args.name):
         raise FlowsightError(f"no token named {args.name!r}; `flowsight token ls` lists them")
     out.print(f"token {args.name!r} revoked")
-    warning = after_revoke(revoked, store.list_tokens())
+    warning = after_revoke(revoked, store.tokens.list_tokens())
     if warning is not None:
         print_error(stderr_console(), f"warning: {warning}")
     return 0

@@ -18,7 +18,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.performance import RESOURCE_METRICS, Scope, ScopeKind, format_metric, parse_scope
 from flowsight.model.thresholds import quantile_of
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -36,7 +36,7 @@ def add_parser(sub: Any, duration: Callable[[str], float]) -> None:
     perf.add_argument("--json", action="store_true")
 
 
-def _scope(store: SqlStore, raw: str) -> Scope:
+def _scope(store: Store, raw: str) -> Scope:
     """A scope as written, or a bare run id (a unique prefix is enough)."""
     try:
         scope = parse_scope(raw)
@@ -47,10 +47,10 @@ def _scope(store: SqlStore, raw: str) -> Scope:
     return scope
 
 
-def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
+def cmd_perf(store: Store, args: argparse.Namespace, out: Console) -> int:
     now = time.time()
     if args.scope is None:
-        rows = store.sample_scopes(now - args.since)
+        rows = store.perf.sample_scopes(now - args.since)
         scopes: dict[str, list[str]] = {}
         for kind, ident, metric in rows:
             scopes.setdefault(f"{kind}:{ident}", []).append(metric)
@@ -70,7 +70,7 @@ def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     scope = _scope(store, args.scope)
     if args.metric is not None:
         return _series(store, scope, args, now, out)
-    latest = store.latest_samples(scope.kind.value, scope.id)
+    latest = store.perf.latest_samples(scope.kind.value, scope.id)
     durations = _durations(store, scope)
     if args.json:
         print(
@@ -106,10 +106,10 @@ def cmd_perf(store: SqlStore, args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _durations(store: SqlStore, scope: Scope) -> dict[str, Any] | None:
+def _durations(store: Store, scope: Scope) -> dict[str, Any] | None:
     if scope.kind is not ScopeKind.WORKFLOW:
         return None
-    h = store.history(scope.id, 100)
+    h = store.stats.history(scope.id, 100)
     if not h.run_durations:
         return None
     return {
@@ -119,9 +119,9 @@ def _durations(store: SqlStore, scope: Scope) -> dict[str, Any] | None:
     }
 
 
-def _series(store: SqlStore, scope: Scope, args: argparse.Namespace, now: float, out: Console) -> int:
+def _series(store: Store, scope: Scope, args: argparse.Namespace, now: float, out: Console) -> int:
     try:
-        points = store.query_samples(
+        points = store.perf.query_samples(
             scope.kind.value,
             scope.id,
             args.metric,

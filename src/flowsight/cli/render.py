@@ -19,7 +19,8 @@ from flowsight.model.durations import format_duration
 from flowsight.model.state import WorkflowState
 from flowsight.model.stall import BASIS_MEANS
 from flowsight.query import RunDetail, RunView
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 STATE_STYLE = {
     WorkflowState.PENDING: "dim",
@@ -306,7 +307,7 @@ def detail_panel(d: RunDetail) -> Group:
     return Group(*parts)
 
 
-def require_run_id(store: SqlStore, given: str) -> str:
+def require_run_id(store: Store, given: str) -> str:
     """The id of the run ``given`` names (itself or a unique prefix).
 
     Raises:
@@ -322,22 +323,22 @@ def require_run_id(store: SqlStore, given: str) -> str:
     return found
 
 
-def find_run_id(store: SqlStore, given: str) -> str | None:
+def find_run_id(store: Store, given: str) -> str | None:
     """The id of the run ``given`` names: itself, or the one run whose id it
     begins (a short id typed at the command line); None when no run has it.
 
     Raises:
         FlowsightError: the prefix fits several runs (they are listed).
     """
-    if store.get_run(given) is not None:
+    if store.runs.get_run(given) is not None:
         return given
     for mark in (ELLIPSIS, ".."):  # a shortened id: its head and its tail
         if mark in given:
             head, _, tail = given.partition(mark)
-            found = store.find_runs(head, limit=5, suffix=tail)
+            found = store.runs.find_runs(head, limit=5, suffix=tail)
             break
     else:
-        found = store.find_runs(given, limit=5)
+        found = store.runs.find_runs(given, limit=5)
     if len(found) > 1:
         ids = ", ".join(r.workflow_id for r in found)
         raise FlowsightError(f"run {given!r} is ambiguous: it could be any of {ids}; type more of it")

@@ -40,7 +40,7 @@ from flowsight.logs.analyzer import LogAnalyzer
 from flowsight.logs.entries import LogEntry
 from flowsight.model.routing import Route
 from flowsight.monitors.log import LogMonitor
-from flowsight.store.base import open_store
+from flowsight.store.opener import open_store
 
 __all__ = ["RunRules", "rules_config"]
 
@@ -161,7 +161,7 @@ class RunRules:
         if notes:
             self.dispatcher.enqueue(notes)  # in the outbox before the alerts' state says they were told
         if notes or raised:
-            self._store.save_alerts(self.manager.snapshot(), now, replace=False)
+            self._store.alerts.save_alerts(self.manager.snapshot(), now, replace=False)
         await self.dispatcher.run_once()  # now: what was just enqueued is due
 
     async def close(self) -> None:

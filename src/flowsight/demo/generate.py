@@ -10,7 +10,7 @@ and log lines. Faults that hurt runs, alerts and the resource samples of the
 last hours come with them.
 
 Everything goes through the store's own write paths
-(:meth:`~flowsight.store.sql.SqlStore.write_events` in big batches,
+(:meth:`~flowsight.store.runs.Runs.write_events` in big batches,
 ``write_logs``, ``open_fault``, ``save_alerts``, ``save_samples``), so the
 derived tables (runs, transitions, ...) are filled as in production. Events
 are written in time order across runs, as they arrive from concurrent runs,
@@ -44,7 +44,7 @@ from flowsight.logs.analyzer import LogAnalyzer
 from flowsight.logs.records import LogRecord
 from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.monitors.log import ANALYZER_STATE
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 #: the kept-state name under which a finished data set records its parameters
 DATASET_STATE = "demo.dataset"
@@ -504,7 +504,7 @@ def _in_time_order(plans: list[_Plan], now: float) -> Iterator[tuple[_Plan, _Ite
 
 
 def generate(
-    store: SqlStore, params: Params, *, batch: int = 20_000, progress: Callable[[int, int], None] | None = None
+    store: Store, params: Params, *, batch: int = 20_000, progress: Callable[[int, int], None] | None = None
 ) -> Summary:
     """Write the data set ``params`` describes into ``store`` (which should be
     empty) and record it under :data:`DATASET_STATE`; ``progress`` is called
@@ -527,14 +527,14 @@ def generate(
     analyze = analyzer.analyze
 
     def flush_events() -> None:
-        store.write_events(events)
+        store.runs.write_events(events)
         summary.events += len(events)
         events.clear()
         if progress is not None:
             progress(summary.events, params.events)
 
     def flush_logs() -> None:
-        store.write_logs(logs)
+        store.logs.write_logs(logs)
         summary.logs += len(logs)
         logs.clear()
 
@@ -557,21 +557,21 @@ def generate(
         flush_events()
     if logs:
         flush_logs()
-    store.save_state(ANALYZER_STATE, analyzer.state())
+    store.kept.save_state(ANALYZER_STATE, analyzer.state())
     summary.faults = _faults(store, plans, now, rng)
     summary.alerts = _alerts(store, plans, now, rng)
     summary.samples = _samples(store, plans, now, params.sample_hours, rng)
-    for stats in store.workflow_stats():
+    for stats in store.stats.workflow_stats():
         for state, n in stats["by_state"].items():
             summary.by_state[state] = summary.by_state.get(state, 0) + n
     summary.seconds = time.perf_counter() - t0
-    store.save_state(
+    store.kept.save_state(
         DATASET_STATE, {**params.key(), "now": now, "events_written": summary.events, "logs_written": summary.logs}
     )
     return summary
 
 
-def _faults(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random) -> int:
+def _faults(store: Store, plans: list[_Plan], now: float, rng: random.Random) -> int:
     """About four faults a day, each hurting the runs that were running then; the last few still open."""
     first = plans[0].start
     n = max(1, int((now - first) / 86400 * 4))
@@ -599,13 +599,13 @@ def _faults(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random)
             runs=tuple(p.run_id for p in hurt),
         )
         severity = (Severity.WARNING, Severity.ERROR, Severity.CRITICAL)[rng.randrange(3)]
-        record, _ = store.open_fault(fault, severity, at)
+        record, _ = store.faults.open_fault(fault, severity, at)
         if i < n - 3:
-            store.resolve_fault(record, min(now, at + rng.uniform(60, 7200)))
+            store.faults.resolve_fault(record, min(now, at + rng.uniform(60, 7200)))
     return n
 
 
-def _alerts(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random) -> int:
+def _alerts(store: Store, plans: list[_Plan], now: float, rng: random.Random) -> int:
     """RunFailed alerts of the last day's failed runs (firing or resolved) and a few stalls."""
     states = []
     for p in plans:
@@ -625,11 +625,11 @@ def _alerts(store: SqlStore, plans: list[_Plan], now: float, rng: random.Random)
                 AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
             )
             states.append(AlertState(alert, ("log",) if resolved else ()))
-    store.save_alerts(states, now)
+    store.alerts.save_alerts(states, now)
     return len(states)
 
 
-def _samples(store: SqlStore, plans: list[_Plan], now: float, hours: float, rng: random.Random) -> int:
+def _samples(store: Store, plans: list[_Plan], now: float, hours: float, rng: random.Random) -> int:
     """A sample every 15 s of each run of the last ``hours`` (CPU, memory, disk I/O), as the server takes them."""
     since = now - hours * 3600
     rows: list[tuple[float, str, str, str, float]] = []
@@ -647,22 +647,22 @@ def _samples(store: SqlStore, plans: list[_Plan], now: float, hours: float, rng:
             rows.append((t, "run", p.run_id, "disk_write_bytes_per_s", rng.uniform(0, 5e7)))
             t += 15.0
         if len(rows) >= 20_000:
-            store.save_samples(rows)
+            store.perf.save_samples(rows)
             total += len(rows)
             rows = []
     if rows:
-        store.save_samples(rows)
+        store.perf.save_samples(rows)
         total += len(rows)
     return total
 
 
-def dataset_of(store: SqlStore) -> dict[str, Any] | None:
+def dataset_of(store: Store) -> dict[str, Any] | None:
     """The parameters of the data set the store holds (None: none finished)."""
-    kept = store.load_state(DATASET_STATE)
+    kept = store.kept.load_state(DATASET_STATE)
     return kept if isinstance(kept, dict) else None
 
 
-def holds(store: SqlStore, params: Params) -> bool:
+def holds(store: Store, params: Params) -> bool:
     """Whether ``store`` holds the finished data set of ``params`` (``now`` aside)."""
     kept = dataset_of(store)
     return kept is not None and all(kept.get(k) == v for k, v in params.key().items())
@@ -708,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {done:,}/{total:,} events ({rate:,.0f}/s)", file=sys.stderr, flush=True)
 
     with open_store(args.db, **options) as store:
-        if dataset_of(store) is not None or store.count_events():
+        if dataset_of(store) is not None or store.runs.count_events():
             ap.error(f"{args.db} is not empty; give a new database")
         s = generate(store, params, batch=args.batch, progress=report)
     states = ", ".join(f"{k} {v:,}" for k, v in sorted(s.by_state.items()))

@@ -376,7 +376,7 @@ class IntegrityDetector:
             )
         return {
             path: Expected(digest, size, mtime)
-            for path, (digest, size, mtime) in self.store.registered_outputs(self.paths).items()
+            for path, (digest, size, mtime) in self.store.faults.registered_outputs(self.paths).items()
         }
 
     def _read_manifest(self) -> dict[str, Expected]:

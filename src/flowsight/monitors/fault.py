@@ -34,7 +34,7 @@ from flowsight.model.durations import format_duration
 from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
 from flowsight.model.state import WorkflowState
 from flowsight.monitors.sink import Sink, send
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.faults")
 
@@ -101,7 +101,7 @@ class FaultMonitor:
         fault_detectors: Sequence[FaultDetector],
         alert_manager: Sink | None = None,
         *,
-        store: SqlStore | None = None,
+        store: Store | None = None,
         schedules: Mapping[str, Schedule] | None = None,
         dependencies: Mapping[str, Sequence[str]] | None = None,
         clock: Callable[[], float] = time.time,
@@ -251,10 +251,10 @@ class FaultMonitor:
         fault = await self._with_victims(fault)
         repeats = 1
         if self.store is not None:
-            repeats += await asyncio.to_thread(self.store.fault_openings, fault.key, now - REPEAT_WINDOW)
+            repeats += await asyncio.to_thread(self.store.faults.fault_openings, fault.key, now - REPEAT_WINDOW)
         severity = assess_severity(fault, lasted=0.0, dependents=len(fault.runs), repeats=repeats)
         if self.store is not None:
-            record, opened = await asyncio.to_thread(self.store.open_fault, fault, severity, now)
+            record, opened = await asyncio.to_thread(self.store.faults.open_fault, fault, severity, now)
         else:
             self._ids += 1
             record, opened = FaultRecord(fault, now, severity, id=self._ids), True
@@ -272,7 +272,7 @@ class FaultMonitor:
         fault = await self._with_victims(fault)
         repeats = 1
         if self.store is not None:
-            repeats = await asyncio.to_thread(self.store.fault_openings, fault.key, now - REPEAT_WINDOW)
+            repeats = await asyncio.to_thread(self.store.faults.fault_openings, fault.key, now - REPEAT_WINDOW)
         runs = tuple(dict.fromkeys((*record.fault.runs, *fault.runs)))
         severity = assess_severity(fault, lasted=now - record.timestamp, dependents=len(runs), repeats=repeats)
         changed = severity is not record.severity or fault.message != record.fault.message or runs != record.fault.runs
@@ -280,7 +280,7 @@ class FaultMonitor:
             return
         old = record
         if self.store is not None and record.id is not None:
-            state.record = await asyncio.to_thread(self.store.update_fault, record, fault, severity, now)
+            state.record = await asyncio.to_thread(self.store.faults.update_fault, record, fault, severity, now)
         else:
             merged = Fault(
                 fault.type,
@@ -310,7 +310,7 @@ class FaultMonitor:
         assert record is not None
         state.record = None
         if self.store is not None and record.id is not None:
-            done = await asyncio.to_thread(self.store.resolve_fault, record, now)
+            done = await asyncio.to_thread(self.store.faults.resolve_fault, record, now)
         else:
             done = None
         if done is None:
@@ -344,9 +344,9 @@ class FaultMonitor:
         def running() -> list[tuple[str, str]]:
             out: list[tuple[str, str]] = []
             for wf in workflows:
-                page = store.list_runs(workflow=wf, states=[WorkflowState.RUNNING], limit=200)
+                page = store.runs.list_runs(workflow=wf, states=[WorkflowState.RUNNING], limit=200)
                 out.extend((m.workflow, m.workflow_id) for m in page.runs)
-            for m in store.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
+            for m in store.runs.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
                 declared = m.attrs.get("depends_on")
                 if isinstance(declared, list) and names & {d for d in declared if isinstance(d, str)}:
                     out.append((m.workflow, m.workflow_id))

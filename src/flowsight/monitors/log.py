@@ -43,7 +43,7 @@ from flowsight.logs.records import LogRecord
 from flowsight.logs.alert_rules import LogAlertRule
 from flowsight.logs.ruleset import LogRuleSet
 from flowsight.logs.entries import LogEntry
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.logs")
 
@@ -138,17 +138,17 @@ class LogMonitor:
         self._deliver(alerts)
         return alerts
 
-    def analyze_stored(self, store: SqlStore, *, limit: int = 20_000, now: float | None = None) -> int:
+    def analyze_stored(self, store: Store, *, limit: int = 20_000, now: float | None = None) -> int:
         """Analyze the entries in ``store`` that have no template yet (oldest
         first, up to ``limit``), write their templates, send the alerts.
         Returns how many were analyzed. Needs an analyzer."""
         if self.log_analyzer is None:
             raise ValueError("analyze_stored needs a log_analyzer")
-        rows = store.unanalyzed_logs(limit)
+        rows = store.logs.unanalyzed_logs(limit)
         if not rows:
             return 0
         analyses, _ = self.analyze_logs([r.entry for r in rows], now)
-        store.set_log_templates([(r.seq, a.template_id) for r, a in zip(rows, analyses) if a is not None])
+        store.logs.set_log_templates([(r.seq, a.template_id) for r, a in zip(rows, analyses) if a is not None])
         return len(rows)
 
     def _deliver(self, alerts: list[Alert]) -> None:

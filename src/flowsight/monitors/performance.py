@@ -39,7 +39,7 @@ from flowsight.model.thresholds import (
 )
 from flowsight.model.throughput import RateWindow
 from flowsight.monitors.sink import Sink, send
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.performance")
 K = TypeVar("K")
@@ -74,7 +74,7 @@ class PerformanceMonitor:
         *,
         baselines: Sequence[Baseline] = (),
         alert_manager: Sink | None = None,
-        store: SqlStore | None = None,
+        store: Store | None = None,
         hostname: str = "localhost",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -154,7 +154,7 @@ class PerformanceMonitor:
         if past is None:
             past = self._history[key] = deque(maxlen=keep)
             if self.store is not None:
-                h = self.store.history(workflow, keep + 1)
+                h = self.store.stats.history(workflow, keep + 1)
                 seeded = list(reversed(h.step_durations.get(step, ()) if step else h.run_durations))
                 if current in seeded:  # the store gives newest first: reversed, the newest is last
                     seeded.reverse()
@@ -368,10 +368,12 @@ class PerformanceMonitor:
                 self.take(host, trees, workflows={r: wf for r, (_, wf) in runs.items()}, now=now)
                 if self.store is not None:
                     rows = self.sample_rows(now)
-                    await asyncio.to_thread(self.store.save_samples, rows)
+                    await asyncio.to_thread(self.store.perf.save_samples, rows)
                     if raw_retention is not None and rollup_retention is not None and now - purged >= 3600:
                         purged = now
-                        await asyncio.to_thread(self.store.purge_samples, now - raw_retention, now - rollup_retention)
+                        await asyncio.to_thread(
+                            self.store.perf.purge_samples, now - raw_retention, now - rollup_retention
+                        )
             except StoreFullError:
                 pass  # said once per full-disk episode by the store, not once per round
             except Exception:
@@ -413,7 +415,7 @@ class PerformanceMonitor:
 
         rows = await asyncio.to_thread(work)
         if rows and self.store is not None:
-            await asyncio.to_thread(self.store.save_samples, rows)
+            await asyncio.to_thread(self.store.perf.save_samples, rows)
 
     def sample_rows(self, now: float) -> list[tuple[float, str, str, str, float]]:
         """The latest samples as store rows ``(ts, scope kind, scope id,

@@ -6,13 +6,13 @@ fired so that each alert is sent firing once and resolved once.
 
 * :meth:`RuleEngine.observe` is called after the hub stored a batch. It keeps
   step failures and completions from the events themselves, and reads a run
-  (``store.get_run``, at most once per run per batch) only when one of its
+  (``store.runs.get_run``, at most once per run per batch) only when one of its
   events can change a verdict: ``failed`` (RunFailed), ``completed`` while its
   workflow has a failure firing ("green again"), and any of ``started``,
   ``step_failed``, ``step_completed``, ``failed``, ``completed``,
   ``cancelled``, ``resumed`` for a run that has an alert firing.
 * :meth:`RuleEngine.tick` is called every few seconds: it checks the Running
-  and Suspended runs for stalls and slowness (``store.list_runs``), with each
+  and Suspended runs for stalls and slowness (``store.runs.list_runs``), with each
   workflow's history cached for ``history_ttl`` seconds (``history_refresh``
   once one of its runs completes), and reads again the
   runs whose stall or slowness alert fires but that are no longer live.
@@ -67,7 +67,7 @@ from flowsight.model.builtin_rules import (
 )
 from flowsight.model.stall import DEFAULT_TIMEOUT
 from flowsight.model.state import WorkflowState
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 K, S = EventKind, WorkflowState
 _LOOKUP_KINDS = frozenset({K.STARTED, K.STEP_FAILED, K.STEP_COMPLETED, K.FAILED, K.COMPLETED, K.CANCELLED, K.RESUMED})
@@ -95,7 +95,7 @@ class RuleEngine:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         send: Callable[[Alert], None],
         settings: RuleSettings = RuleSettings(),
         workflows: Mapping[str, WorkflowSettings] = _NO_WORKFLOWS,
@@ -222,7 +222,7 @@ class RuleEngine:
         return bool(self._run_alerts(run_id))
 
     def _evaluate_run_id(self, run_id: str, now: float, ev: Event | None = None) -> None:
-        m = self.store.get_run(run_id)
+        m = self.store.runs.get_run(run_id)
         if m is None:  # pruned (or never stored): nothing of it can still fire
             self._emit(resolve(a, now, "the run is no longer in the store") for a in self._run_alerts(run_id))
             return
@@ -276,7 +276,7 @@ class RuleEngine:
         if hit is not None and hit[0] <= now < hit[1]:
             return hit[2]
         runs = max(20, self._rules(workflow).run_slow.min_runs)
-        h = self.store.history(workflow, runs)
+        h = self.store.stats.history(workflow, runs)
         self._history[workflow] = (now, now + self.history_ttl, h)
         return h
 
@@ -338,7 +338,7 @@ class RuleEngine:
         left = self.max_runs if limit is None else limit
         cursor: str | None = None
         while left > 0:
-            page = self.store.list_runs(
+            page = self.store.runs.list_runs(
                 workflow=workflow, states=states, since=since, limit=min(_PAGE, left), cursor=cursor
             )
             yield from page.runs
@@ -408,7 +408,7 @@ class RuleEngine:
                     continue
                 ends = [
                     s.ended_at
-                    for s in self.store.run_steps(m.run_id)
+                    for s in self.store.runs.run_steps(m.run_id)
                     if s.step == step
                     and s.status == "completed"
                     and s.ended_at is not None
@@ -438,7 +438,7 @@ class RuleEngine:
         completions: list[tuple[tuple[str, str], float]] = []
         for m in wanted:
             # the events, not the step records: their ids match what observe() may see again
-            for ev in self.store.run_events(m.run_id):
+            for ev in self.store.runs.run_events(m.run_id):
                 key = (ev.workflow, ev.step or "")
                 if key not in failing:
                     continue

@@ -18,7 +18,7 @@ from typing import Union
 
 from flowsight.errors import TransitionError
 from flowsight.model.state import StateTransition, WorkflowState, allowed_next, is_allowed
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.state")
 
@@ -38,7 +38,7 @@ class StateMonitor:
 
     def __init__(
         self,
-        store: SqlStore | None = None,
+        store: Store | None = None,
         *,
         handler_timeout: float = 10.0,
         handler_threads: int = 8,
@@ -64,7 +64,7 @@ class StateMonitor:
         """The run's state: the store's when there is one (other writers move
         runs too), else what this monitor has seen; Pending for an unknown run."""
         if self.store is not None:
-            run = self.store.get_run(workflow_id)
+            run = self.store.runs.get_run(workflow_id)
             return run.state if run is not None else WorkflowState.PENDING
         return self._states.get(workflow_id, WorkflowState.PENDING)
 
@@ -94,13 +94,13 @@ class StateMonitor:
         )
         if self.store is not None:
             if not tr.applied:
-                tr = await asyncio.to_thread(self.store.record_transition, tr)
+                tr = await asyncio.to_thread(self.store.runs.record_transition, tr)
             else:
-                tr = await asyncio.to_thread(self.store.record_transition, tr, workflow=workflow)
+                tr = await asyncio.to_thread(self.store.runs.record_transition, tr, workflow=workflow)
                 if not tr.applied and is_allowed(tr.old_state, new_state):
                     # the run moved under us, but the change is legal from where it is now
                     tr = await asyncio.to_thread(
-                        self.store.record_transition, replace(tr, applied=True), workflow=workflow
+                        self.store.runs.record_transition, replace(tr, applied=True), workflow=workflow
                     )
         self.observe(tr)
         if not tr.applied:

@@ -40,7 +40,8 @@ from flowsight.model.durations import parse_duration
 from flowsight.model.ids import new_id
 from flowsight.model.events import Event
 from flowsight.sdk.transport import BatchWriter, Raw, Sink, StoreSink, build_events, prune_events, write_events
-from flowsight.store.base import open_store, resolve_url
+from flowsight.store.base import resolve_url
+from flowsight.store.opener import open_store
 
 if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server; logging's parts on first use
     import httpx

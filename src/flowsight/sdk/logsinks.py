@@ -24,7 +24,7 @@ from flowsight.model.ids import new_ids
 from flowsight.logs.records import LogRecord
 from flowsight.logs.entries import FieldValue, LogEntry
 from flowsight.sdk.transport import StoreSink
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 if TYPE_CHECKING:
     import httpx
@@ -113,18 +113,18 @@ def _cleaned(item: _WireLog) -> _WireLog:
     )
 
 
-def _save_logs(store: SqlStore, records: list[LogRecord]) -> object:
-    return store.save_logs(records)
+def _save_logs(store: Store, records: list[LogRecord]) -> object:
+    return store.logs.save_logs(records)
 
 
-def _purge_logs(store: SqlStore, before: float) -> int:
-    return store.purge_logs(before)
+def _purge_logs(store: Store, before: float) -> int:
+    return store.logs.purge_logs(before)
 
 
 def store_log_sink(db_url: str, retention: float | None) -> StoreSink[LogRecord]:
     """Log entries into the store at ``db_url`` (its own connection, opened on
     the writer thread), older than ``retention`` seconds purged."""
-    from flowsight.store.base import open_store
+    from flowsight.store.opener import open_store
 
     return StoreSink(
         lambda: open_store(db_url), write=_save_logs, prune=_purge_logs, what="log entries", retention=retention

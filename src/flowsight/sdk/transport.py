@@ -27,7 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from flowsight.errors import ConfigError, FlowsightError
 from flowsight.model.events import Event, EventKind
 from flowsight.model.ids import new_ids
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.sdk")
 
@@ -58,12 +58,12 @@ def build_events(batch: list[Raw]) -> list[Event]:
     ]
 
 
-def write_events(store: SqlStore, events: list[Event]) -> object:
-    return store.write_events(events)
+def write_events(store: Store, events: list[Event]) -> object:
+    return store.runs.write_events(events)
 
 
-def prune_events(store: SqlStore, before: float) -> int:
-    return store.prune(before)
+def prune_events(store: Store, before: float) -> int:
+    return store.runs.prune(before)
 
 
 class Sink(Protocol[T]):
@@ -102,10 +102,10 @@ class StoreSink(Generic[T]):
 
     def __init__(
         self,
-        store_factory: Callable[[], SqlStore],
+        store_factory: Callable[[], Store],
         *,
-        write: Callable[[SqlStore, list[T]], object],
-        prune: Callable[[SqlStore, float], int] | None = None,
+        write: Callable[[Store, list[T]], object],
+        prune: Callable[[Store, float], int] | None = None,
         what: str = "events",
         max_backoff: float = 5.0,
         retention: float | None = None,
@@ -115,7 +115,7 @@ class StoreSink(Generic[T]):
         self._write_to = write
         self._prune = prune
         self.what = what
-        self._store: SqlStore | None = None
+        self._store: Store | None = None
         self._max_backoff = max_backoff
         self._retention = retention
         self._prune_every = prune_every
@@ -132,7 +132,7 @@ class StoreSink(Generic[T]):
         self._give_up_at = deadline
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         if self._store is None:
             self._store = self._factory()
         return self._store
@@ -258,7 +258,7 @@ class BatchWriter(Generic[Q, T]):
         return int(getattr(self.sink, "dropped", 0)) + self._lost
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         """The store this writer writes to (opened on first use).
 
         Raises:

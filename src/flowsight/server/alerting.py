@@ -47,7 +47,7 @@ from flowsight.model.events import Event, EventKind
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rule_engine import RuleEngine
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.alerts")
 R = TypeVar("R")
@@ -128,7 +128,7 @@ def uncovered(after: int, upto: int, covered: list[tuple[int, int]]) -> list[tup
 class AlertingService:
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
@@ -201,12 +201,12 @@ class AlertingService:
 
     def _load(self) -> None:
         # what happened before now the rules rebuild from the runs themselves
-        self._last_seq = self.store.last_seq()
+        self._last_seq = self.store.runs.last_seq()
         self._adopt_since = self.clock()
         with gc_paused():
-            states = self.store.load_alerts()
+            states = self.store.alerts.load_alerts()
             silences = self._changed_silences()
-            saved = self.store.load_state(ANALYZER_STATE)
+            saved = self.store.kept.load_state(ANALYZER_STATE)
             self.manager.restore(states)
             for s in silences:
                 self.manager.add_silence(s)
@@ -279,7 +279,7 @@ class AlertingService:
         commit are scanned. On PostgreSQL, seqs are taken at insert and
         commits may land out of order, so the window stops at the highest seq
         seen ``SETTLE`` seconds ago."""
-        self._marks.append((now, self.store.last_seq()))
+        self._marks.append((now, self.store.runs.last_seq()))
         if self.store.dialect == "sqlite":
             upto = self._marks[-1][1]
         else:
@@ -299,7 +299,7 @@ class AlertingService:
         for lo, hi in gaps:
             after = lo - 1
             while after < hi:
-                page = self.store.rule_events(
+                page = self.store.runs.rule_events(
                     after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows), limit=PAGE
                 )
                 found.extend(page)
@@ -310,12 +310,12 @@ class AlertingService:
 
     def add_silence(self, silence: Silence) -> None:
         """Keep ``silence`` in the store; the manager takes it at its next operation."""
-        self.store.add_silence(silence, self.clock())
+        self.store.alerts.add_silence(silence, self.clock())
         self._inbox.append(functools.partial(AlertManager.add_silence, silence=silence))
 
     def expire_silence(self, silence_id: str) -> bool:
         """End a silence in the store; the manager at its next operation."""
-        done = self.store.expire_silence(silence_id, self.clock())
+        done = self.store.alerts.expire_silence(silence_id, self.clock())
         if done:
             self._inbox.append(functools.partial(AlertManager.expire_silence, silence_id=silence_id))
         return done
@@ -323,7 +323,7 @@ class AlertingService:
     def _changed_silences(self) -> list[Silence]:
         """Silences changed in the store since the last look (another process's too)."""
         now = self.clock()
-        changed = self.store.silences_changed_since(self._silences_seen)
+        changed = self.store.alerts.silences_changed_since(self._silences_seen)
         # a silence written in the same second as the last look is read again: harmless
         self._silences_seen = max(self._silences_seen, now - 1.0)
         return changed
@@ -382,7 +382,7 @@ class AlertingService:
         run --rules`` beside this server, another server): one alert state
         per store, whoever raised the alert. They join the manager as a
         restart's alerts do (what receivers were told stays told)."""
-        found = self.store.alerts_stored_since(self._adopt_since - ADOPT_OVERLAP, besides=self._own_saves)
+        found = self.store.alerts.alerts_stored_since(self._adopt_since - ADOPT_OVERLAP, besides=self._own_saves)
         out = []
         for ts, state in found:
             fp = state.alert.fingerprint
@@ -400,7 +400,7 @@ class AlertingService:
         self._own_saves.append(now)
         states, gone = await self._manager(AlertManager.changes)
         try:
-            await asyncio.to_thread(self.store.update_alerts, states, gone, now)
+            await asyncio.to_thread(self.store.alerts.update_alerts, states, gone, now)
         except Exception:
             await self._manager(AlertManager.unsaved, [*gone, *(s.alert.fingerprint for s in states)])
             raise
@@ -454,7 +454,7 @@ class AlertingService:
     def _save_analyzer(self, now: float) -> None:
         analyzer = self.logs.log_analyzer
         if analyzer is not None:
-            self.store.save_state(ANALYZER_STATE, analyzer.state())
+            self.store.kept.save_state(ANALYZER_STATE, analyzer.state())
         self._analyzer_saved, self._analyzer_dirty = now, False
 
     def start(self) -> None:

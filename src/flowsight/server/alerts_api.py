@@ -197,7 +197,7 @@ async def get_silences(request: Request, st: ServerState) -> Response:
         raise FlowsightError(f"query parameter 'all': {raw!r} must be true or false")
     everything = raw == "true"
     # active and pending ones; expired ones too when asked for
-    silences = [s for s in st.store.list_silences() if everything or s.ends_at > now]
+    silences = [s for s in st.store.alerts.list_silences() if everything or s.ends_at > now]
     return _json({"silences": [silence_row(s, now) for s in sorted(silences, key=lambda s: s.starts_at)]})
 
 

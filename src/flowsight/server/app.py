@@ -58,7 +58,8 @@ from flowsight.server.params import text_param as _text
 from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogRetention
 from flowsight.server.stream import EventStreamResponse, Streams, event_stream
 from flowsight.server.timing import ServerTiming
-from flowsight.store.sql import SqlStore, decode_cursor
+from flowsight.store.runs import decode_cursor
+from flowsight.store.interface import Store
 
 _enc = msgspec.json.Encoder()
 #: the events at which a run's process tree is sampled at once (a step's start or end, the run's end)
@@ -84,7 +85,7 @@ def error(status: int, message: str) -> Response:
 
 @dataclass
 class ServerState:
-    store: SqlStore
+    store: Store
     hub: Hub
     committer: Committer
     auth: Authenticator
@@ -178,7 +179,7 @@ async def get_runs(request: Request, st: ServerState) -> Response:
             raise FlowsightError(f"query parameter 'cursor': {exc}") from None
 
     def work() -> dict[str, Any]:
-        page = st.store.list_runs(
+        page = st.store.runs.list_runs(
             workflow=workflow, states=states, since=since, until=until, text=text, limit=limit, cursor=cursor
         )
         views = Views(st.store, time.time(), stall_timeout=st.stall_timeout).views(page.runs)
@@ -193,7 +194,7 @@ async def get_run(request: Request, st: ServerState) -> Response:
         return error(404, f"no run {run_id!r}")
 
     def work() -> dict[str, Any] | None:
-        run = st.store.get_run(run_id)
+        run = st.store.runs.get_run(run_id)
         if run is None:
             return None
         return Views(st.store, time.time(), stall_timeout=st.stall_timeout).detail(run).to_dict()
@@ -210,9 +211,9 @@ async def get_run_events(request: Request, st: ServerState) -> Response:
     limit = _int(request, "limit", 1000, 1, 10_000)
 
     def work() -> dict[str, Any] | None:
-        if st.store.get_run(run_id) is None:
+        if st.store.runs.get_run(run_id) is None:
             return None
-        rows = st.store.events_after(after, run_id=run_id, limit=limit)
+        rows = st.store.runs.events_after(after, run_id=run_id, limit=limit)
         events = [{**msgspec.to_builtins(ev), "seq": seq} for seq, ev in rows]
         return {"events": events, "next_after": rows[-1][0] if len(rows) == limit else None}
 
@@ -221,7 +222,7 @@ async def get_run_events(request: Request, st: ServerState) -> Response:
 
 
 async def get_workflows(request: Request, st: ServerState) -> Response:
-    return json({"workflows": await asyncio.to_thread(st.store.workflow_stats)})
+    return json({"workflows": await asyncio.to_thread(st.store.stats.workflow_stats)})
 
 
 def _last_event_id(raw: str | None) -> int | None:
@@ -272,7 +273,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    store: SqlStore,
+    store: Store,
     *,
     limits: Limits | None = None,
     stall_timeout: float = 1800.0,
@@ -304,7 +305,7 @@ def create_app(
         store=store,
         hub=hub,
         committer=Committer(hub),
-        auth=Authenticator(store, may_be_open=may_be_open),
+        auth=Authenticator(store.tokens, may_be_open=may_be_open),
         limits=limits or Limits(),
         stall_timeout=stall_timeout,
         alerting=alerting,
@@ -330,7 +331,7 @@ def create_app(
     def live_runs() -> dict[str, tuple[int, str]]:
         """The running runs of this host (the SDK reports its pid and host): run id -> (pid, workflow)."""
         out = {}
-        for m in store.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
+        for m in store.runs.list_runs(states=[WorkflowState.RUNNING], limit=1000).runs:
             pid = m.attrs.get("pid")
             if m.attrs.get("host") == collector.host.id and isinstance(pid, int) and pid > 0:
                 out[m.workflow_id] = (pid, m.workflow)
@@ -338,7 +339,7 @@ def create_app(
 
     def run_process(run_id: str) -> tuple[int, str] | None:
         """A run's root pid and workflow, when its process is on this host."""
-        m = store.get_run(run_id)
+        m = store.runs.get_run(run_id)
         pid = m.attrs.get("pid") if m is not None else None
         if m is None or m.attrs.get("host") != collector.host.id or not isinstance(pid, int) or pid <= 0:
             return None

@@ -10,7 +10,7 @@ import time
 
 from starlette.requests import Request
 
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import TokenLookup
 from flowsight.store.tokens import TokenInfo
 
 
@@ -30,8 +30,8 @@ class Authenticator:
     start. Once a token has been seen it is closed for good: revoking the
     last token must not hand the API, admin routes included, to anyone."""
 
-    def __init__(self, store: SqlStore, *, ttl: float = 5.0, may_be_open: bool = True) -> None:
-        self.store = store
+    def __init__(self, tokens: TokenLookup, *, ttl: float = 5.0, may_be_open: bool = True) -> None:
+        self.tokens = tokens
         self.ttl = ttl
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
         self._open_until = float("inf") if not may_be_open else 0.0
@@ -40,7 +40,7 @@ class Authenticator:
     def _tokens_exist(self) -> bool:
         now = time.monotonic()
         if now >= self._open_until:
-            self._open = not self.store.has_tokens()
+            self._open = not self.tokens.has_tokens()
             # closed once is closed for good: the store is not asked again
             self._open_until = now + self.ttl if self._open else float("inf")
         return not self._open
@@ -50,7 +50,7 @@ class Authenticator:
         hit = self._cache.get(token)
         if hit is not None and hit[0] > now:
             return hit[1]
-        info = self.store.verify_token(token)
+        info = self.tokens.verify_token(token)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (now + self.ttl, info)

@@ -29,8 +29,8 @@ from flowsight.model.stall import stall_verdict
 from flowsight.model.state import WorkflowState
 from flowsight.server import schemas as S
 from flowsight.server.params import int_param, text_param, time_param
-from flowsight.store.dashboard import RunTimes, runs_created, step_spans
-from flowsight.store.sql import SqlStore
+from flowsight.store.dashboard import RunTimes
+from flowsight.store.interface import Store
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
@@ -119,16 +119,14 @@ class PerfPage(msgspec.Struct, kw_only=True):
 
 
 # ---- overview ------------------------------------------------------------------
-def overview(
-    store: SqlStore, alerts: dict[str, int], *, now: float, stall_timeout: float, trend: int
-) -> dict[str, Any]:
+def overview(store: Store, alerts: dict[str, int], *, now: float, stall_timeout: float, trend: int) -> dict[str, Any]:
     """The overview page's aggregates (see the module docstring)."""
-    stats = store.workflow_stats()
+    stats = store.stats.workflow_stats()
     by_state: dict[str, int] = {}
     for wf in stats:
         for state, n in wf["by_state"].items():
             by_state[state] = by_state.get(state, 0) + n
-    ended = store.latest_ended(_trended(stats), trend) if trend else {}
+    ended = store.stats.latest_ended(_trended(stats), trend) if trend else {}
     workflows = []
     for wf in stats:
         points = [
@@ -143,10 +141,10 @@ def overview(
         ]
         workflows.append({**wf, "trend": points})
     # the stall flags alone (as the runs list judges them), without the ETAs
-    running = store.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
-    histories = store.histories([m.workflow for m in running])
+    running = store.runs.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
+    histories = store.stats.histories([m.workflow for m in running])
     verdicts = [stall_verdict(m, histories[m.workflow], now, timeout=stall_timeout) for m in running]
-    faults_open = len(store.list_faults(status=FaultStatus.OPEN, limit=1000))
+    faults_open = len(store.faults.list_faults(status=FaultStatus.OPEN, limit=1000))
     return {
         "now": now,
         "runs": sum(by_state.values()),
@@ -164,15 +162,15 @@ RECOUNT_EVERY = 3600.0
 
 class OverviewWarmer:
     """Recounts the runs per workflow and state (then hourly: see
-    :meth:`flowsight.store.sql.SqlStore.recount_runs`), and makes what the
+    :meth:`flowsight.store.runs.Runs.recount_runs`), and makes what the
     overview reads once, in a thread, when the server starts: the histories of the workflows with live runs (the ETAs and the
     stall flags need them; each replays the step events of 20 runs, ~25 ms
     of reads at 100,000 runs), the workflows' figures and trends. Without
     it the first overview after a start made them all while its user waited.
     A request that needs a history being made waits for it instead of making
-    it again (see :meth:`flowsight.store.runstats.RunStatsMixin.history`)."""
+    it again (see :meth:`flowsight.store.runstats.RunStats.history`)."""
 
-    def __init__(self, store: SqlStore, *, trend: int = 30) -> None:
+    def __init__(self, store: Store, *, trend: int = 30) -> None:
         self.store = store
         self.trend = trend
         self._stop = threading.Event()
@@ -192,18 +190,18 @@ class OverviewWarmer:
 
     def _run(self) -> None:
         try:
-            self.store.recount_runs()  # first: the figures made next rest on the counts
+            self.store.runs.recount_runs()  # first: the figures made next rest on the counts
             self.warm()
         except Exception as exc:  # noqa: BLE001 - a store failing or closing: the requests will tell
             log.debug("overview warm-up stopped: %s", exc)
         while not self._stop.wait(RECOUNT_EVERY):
             try:
-                self.store.recount_runs()
+                self.store.runs.recount_runs()
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("recount of the runs per workflow and state failed: %s", exc)
 
     def warm(self) -> None:
-        counts = self.store.run_counts()
+        counts = self.store.stats.run_counts()
         live = [
             wf
             for wf, by in sorted(counts.items())
@@ -212,12 +210,12 @@ class OverviewWarmer:
         for wf in live:
             if self._stop.is_set():
                 return
-            self.store.histories([wf])
+            self.store.stats.histories([wf])
         if self._stop.is_set():
             return
-        stats = self.store.workflow_stats()
+        stats = self.store.stats.workflow_stats()
         if self.trend and not self._stop.is_set():
-            self.store.latest_ended(_trended(stats), self.trend)
+            self.store.stats.latest_ended(_trended(stats), self.trend)
 
 
 def _trended(stats: list[dict[str, Any]]) -> list[str]:
@@ -263,9 +261,9 @@ def _took(r: RunTimes) -> float:
     return max(0.0, (r.end_time or 0.0) - (r.start_time or 0.0))
 
 
-def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) -> dict[str, Any]:
+def workflow_perf(store: Store, workflow: str, since: float, until: float) -> dict[str, Any]:
     """One workflow's figures over ``since``..``until`` (runs by when they started)."""
-    runs = runs_created(store, workflow, since, until, RUN_SAMPLE + 1)
+    runs = store.stats.runs_created(workflow, since, until, RUN_SAMPLE + 1)
     sampled = len(runs) > RUN_SAMPLE
     runs = runs[:RUN_SAMPLE]
 
@@ -282,7 +280,7 @@ def workflow_perf(store: SqlStore, workflow: str, since: float, until: float) ->
     step_runs = runs[:STEP_SAMPLE]
     step_span = window(step_runs, sampled or len(runs) > STEP_SAMPLE)
     per_step: dict[str, dict[str, Any]] = {}
-    for st in step_spans(store, [r.run_id for r in step_runs]):
+    for st in store.stats.step_spans([r.run_id for r in step_runs]):
         entry = per_step.setdefault(st.step, {"attempts": 0, "failed": 0, "durations": []})
         entry["attempts"] += 1
         if st.status == "failed":
@@ -330,7 +328,7 @@ async def get_performance(request: Request, st: ServerState) -> Response:
         return json({"since": since, "until": until, "workflows": []})
 
     def work() -> dict[str, Any]:
-        names = [workflow] if workflow else st.store.workflows()[:TREND_WORKFLOWS]
+        names = [workflow] if workflow else st.store.runs.workflows()[:TREND_WORKFLOWS]
         rows = [workflow_perf(st.store, name, since, until) for name in names]
         return {"since": since, "until": until, "workflows": [r for r in rows if r["runs"] or workflow]}
 

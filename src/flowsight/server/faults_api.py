@@ -16,7 +16,7 @@ from flowsight.model.faults import FaultKind, FaultRecord, FaultStatus
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.monitors.sink import AlertSink
 from flowsight.server.params import int_param, text_param, time_param
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 if TYPE_CHECKING:
     from flowsight.server.app import ServerState
@@ -47,7 +47,7 @@ def fault_row(r: FaultRecord, now: float) -> dict[str, Any]:
     }
 
 
-def make_fault_monitor(config: Config, store: SqlStore, alerts: AlertSink) -> FaultMonitor | None:
+def make_fault_monitor(config: Config, store: Store, alerts: AlertSink) -> FaultMonitor | None:
     """The monitor of the configuration's detectors (None without any);
     its faults go to ``store`` and its alerts to ``alerts``."""
     if not config.detectors:
@@ -79,7 +79,7 @@ async def get_faults(request: Request, st: ServerState) -> Response:
     detector, run_id = text_param(request, "detector"), text_param(request, "run_id")
     limit = int_param(request, "limit", 100, 1, 1000)
     records = await asyncio.to_thread(
-        st.store.list_faults,
+        st.store.faults.list_faults,
         status=FaultStatus(status) if status else None,
         since=since,
         detector=detector,
@@ -114,7 +114,7 @@ async def get_fault(request: Request, st: ServerState) -> Response:
     raw = request.path_params["fault_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return error(404, f"no fault {raw!r}: a fault's id is a whole number (GET /api/v1/faults lists them)")
-    record = await asyncio.to_thread(st.store.get_fault, int(raw))
+    record = await asyncio.to_thread(st.store.faults.get_fault, int(raw))
     if record is None:
         return error(404, f"no fault {raw!r}")
     return json(fault_row(record, time.time()))

@@ -53,7 +53,7 @@ class StoreFollower:
         self._mine.update(seqs.values())
 
     async def start(self) -> None:
-        self._last = await asyncio.to_thread(self.hub.store.last_seq)
+        self._last = await asyncio.to_thread(self.hub.store.runs.last_seq)
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name="flowsight-store-follower")
 
@@ -68,12 +68,12 @@ class StoreFollower:
         stream and told to the hub's hooks (the alert rules, the performance
         monitor: :meth:`Hub.observe_followed`); how many."""
         store = self.hub.store
-        top = await asyncio.to_thread(store.last_seq)
+        top = await asyncio.to_thread(store.runs.last_seq)
         if top - self._last == sum(1 for s in self._mine if self._last < s <= top):
             self._last = max(self._last, top)  # all of it this server's own: nothing to read
             self._mine = {s for s in self._mine if s > self._last}
             return 0
-        page = await asyncio.to_thread(store.events_after, self._last, limit=PAGE)
+        page = await asyncio.to_thread(store.runs.events_after, self._last, limit=PAGE)
         theirs = [(seq, ev) for seq, ev in page if seq not in self._mine]
         if page:
             self._last = page[-1][0]

@@ -94,9 +94,9 @@ async def post_logs(request: Request, st: ServerState) -> Response:
     stored: list[StoredLog | None] = []
     if valid:
         if st.store.writes_inline or len(valid) <= INLINE_MAX:
-            stored = st.store.write_logs(valid)
+            stored = st.store.logs.write_logs(valid)
         else:
-            stored = await asyncio.to_thread(st.store.write_logs, valid)
+            stored = await asyncio.to_thread(st.store.logs.write_logs, valid)
     out = answer(items, stored)
     st.logs_rejected += out["rejected"]
     new = [s for s in stored if s is not None]
@@ -186,7 +186,7 @@ async def _logs(request: Request, st: ServerState, run_id: str | None) -> Respon
     args = _page(request, run_id)
     limit = args["limit"]
     args["limit"] = limit + 1
-    rows = await asyncio.to_thread(lambda: st.store.query_logs(**args))
+    rows = await asyncio.to_thread(lambda: st.store.logs.query_logs(**args))
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(args["newest_first"], rows[-1].seq) if more and rows else None

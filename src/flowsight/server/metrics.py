@@ -88,7 +88,7 @@ class FlowsightCollector(Collector):
         runs = GaugeMetricFamily(
             "flowsight_runs", "Runs in the store by workflow and state", labels=["workflow", "state"]
         )
-        for wf in st.store.workflow_stats():
+        for wf in st.store.stats.workflow_stats():
             for state, n in sorted(wf["by_state"].items()):
                 runs.add_metric([wf["workflow"], state], n)
         yield runs
@@ -149,9 +149,9 @@ class FlowsightCollector(Collector):
         pending = GaugeMetricFamily(
             "flowsight_notifications_pending", "Notifications in the outbox, not yet delivered", labels=["receiver"]
         )
-        broken = st.store.broken_receivers()
+        broken = st.store.alerts.broken_receivers()
         for receiver in sorted(st.alerting.notifiers):
-            pending.add_metric([receiver], st.store.pending_count(receiver))
+            pending.add_metric([receiver], st.store.alerts.pending_count(receiver))
         yield pending
         yield GaugeMetricFamily(
             "flowsight_receivers_broken", "Receivers whose last delivery failed for good", value=len(broken)

@@ -14,7 +14,7 @@ from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
 from flowsight.server.logs_api import LOG_CURSOR_PATTERN
 from flowsight.server.wire_rules import refine
-from flowsight.store.sql import CURSOR_PATTERN
+from flowsight.store.runs import CURSOR_PATTERN
 
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
 FAULT_KINDS = tuple(k.value for k in FaultKind)

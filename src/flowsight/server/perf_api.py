@@ -65,7 +65,7 @@ async def get_scopes(request: Request, st: ServerState) -> Response:
     now = time.time()
     since = _when(request, "since", now, now - 86400)
     assert since is not None
-    rows = await asyncio.to_thread(st.store.sample_scopes, since)
+    rows = await asyncio.to_thread(st.store.perf.sample_scopes, since)
     scopes: dict[tuple[str, str], list[str]] = {}
     for kind, ident, metric in rows:
         scopes.setdefault((kind, ident), []).append(metric)
@@ -76,7 +76,7 @@ async def get_summary(request: Request, st: ServerState) -> Response:
     from flowsight.server.app import json
 
     scope = _scope(request)
-    latest = await asyncio.to_thread(st.store.latest_samples, scope.kind.value, scope.id)
+    latest = await asyncio.to_thread(st.store.perf.latest_samples, scope.kind.value, scope.id)
     perf = st.performance
     metrics = perf.collect_metrics(scope) if perf is not None else PerformanceMetrics(scope, time.time())
     return json(summary_dict(metrics, latest))
@@ -101,7 +101,7 @@ async def get_series(request: Request, st: ServerState) -> Response:
     raw_since = now - st.performance_raw_retention
     try:
         points = await asyncio.to_thread(
-            st.store.query_samples, scope.kind.value, scope.id, metric, since, until, step, raw_since=raw_since
+            st.store.perf.query_samples, scope.kind.value, scope.id, metric, since, until, step, raw_since=raw_since
         )
     except ValueError as exc:
         raise FlowsightError(f"query parameter 'step': {exc}") from None

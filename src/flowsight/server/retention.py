@@ -2,7 +2,7 @@
 purged at start and every ``interval`` after (hourly by default).
 
 The purge runs in a worker thread, in chunks of a few thousand rows per
-transaction (:meth:`flowsight.store.logs.LogsMixin.purge_logs`), so neither
+transaction (:meth:`flowsight.store.logs.Logs.purge_logs`), so neither
 the event loop nor the writers wait on it for long; ``stop()`` ends it
 between two chunks. Several servers on one PostgreSQL may each purge: a
 delete of rows already deleted by another deletes nothing.
@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.logs")
 
@@ -29,7 +29,7 @@ class LogRetention:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         retention: float,
         *,
         interval: float = DEFAULT_INTERVAL,
@@ -48,7 +48,7 @@ class LogRetention:
 
     def purge(self) -> int:
         """One purge now (blocking; the loop runs it in a thread). Returns the entries deleted."""
-        n = self.store.purge_logs(self.clock() - self.retention, stop=self._stop)
+        n = self.store.logs.purge_logs(self.clock() - self.retention, stop=self._stop)
         self.purged += n
         self.rounds += 1
         if n:

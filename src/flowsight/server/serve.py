@@ -28,19 +28,20 @@ from flowsight.server.ingest import Limits
 from flowsight.server.logs_api import OnLogs
 from flowsight.server.retention import DEFAULT_RETENTION
 from flowsight.server.stream import Streams
-from flowsight.store.sql import SqlStore, safe_url
+from flowsight.store.database import safe_url
+from flowsight.store.interface import Store
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8640
 
 
-def check_bind(host: str, store: SqlStore) -> None:
+def check_bind(host: str, store: Store) -> None:
     """Refuse to serve beyond this machine with no token to guard the API.
 
     Raises:
         ConfigError: says how to make a token.
     """
-    if not is_loopback(host) and not store.has_tokens():
+    if not is_loopback(host) and not store.tokens.has_tokens():
         raise ConfigError(
             f"refusing to listen on {host!r} with no API token: anyone who can reach it could write and read "
             "your runs. Make one first: flowsight token create --scope admin --name me "
@@ -69,7 +70,7 @@ def _tune_gc() -> None:
 
 
 def serve(
-    store: SqlStore,
+    store: Store,
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -144,13 +145,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def say_start(store: SqlStore, config: Config | None, host: str, port: int, *, may_be_open: bool) -> None:
+def say_start(store: Store, config: Config | None, host: str, port: int, *, may_be_open: bool) -> None:
     """What a person starting the server wants to know, on stderr: the
     store, the configuration, the dashboard's address, whether tokens are needed."""
     shown = f"[{host}]" if ":" in host else host
     if host in ("0.0.0.0", "::", ""):
         shown = socket.gethostname()
-    tokens = len(store.list_tokens())
+    tokens = len(store.tokens.list_tokens())
     if tokens:
         guard = f"required ({tokens} token{'s' if tokens != 1 else ''} in the store)"
     elif may_be_open:

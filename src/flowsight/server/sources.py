@@ -21,12 +21,12 @@ from flowsight.collect.tail import FileTail
 from flowsight.config.logs import LogSource
 from flowsight.logs.records import LogRecord
 from flowsight.monitors.log import Feed, LogMonitor
-from flowsight.store.sql import SqlStore
+from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.server")
 
 
-def offsets_path(store: SqlStore, index: int) -> Path:
+def offsets_path(store: Store, index: int) -> Path:
     """Where the offsets of source ``index`` are kept for ``store``."""
     if store.dialect == "sqlite" and str(store.url) != ":memory:":
         base = Path(str(store.url))
@@ -38,7 +38,7 @@ def offsets_path(store: SqlStore, index: int) -> Path:
 class SourceFollower:
     """``start()`` on the running loop, ``await stop()``; nothing to do without sources."""
 
-    def __init__(self, store: SqlStore, sources: tuple[LogSource, ...]) -> None:
+    def __init__(self, store: Store, sources: tuple[LogSource, ...]) -> None:
         self.store = store
         self.sources = sources
         self.collected = 0
@@ -62,7 +62,7 @@ class SourceFollower:
         return feeds
 
     async def _save(self, records: list[LogRecord]) -> None:
-        await asyncio.to_thread(self.store.save_logs, records)
+        await asyncio.to_thread(self.store.logs.save_logs, records)
 
     def start(self) -> None:
         if not self.sources:

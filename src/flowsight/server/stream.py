@@ -159,7 +159,7 @@ async def _frames(
 ) -> AsyncGenerator[bytes, None]:
     # Where a new client starts is settled before it hears anything: an
     # event it posts once connected has a higher seq and is not skipped.
-    sent = last_seq if last_seq is not None else await asyncio.to_thread(hub.store.last_seq)
+    sent = last_seq if last_seq is not None else await asyncio.to_thread(hub.store.runs.last_seq)
     yield b"retry: 2000\n\n"
     while not streams.closing and sub.closed_for is None:
         # Taken before the backlog is read: an event dropped from the live
@@ -170,7 +170,7 @@ async def _frames(
         rows = FIRST_PAGE_ROWS
         while sub.closed_for is None:
             page = await asyncio.to_thread(
-                hub.store.events_after, sent, workflow=flt.workflow, run_id=flt.run_id, limit=rows
+                hub.store.runs.events_after, sent, workflow=flt.workflow, run_id=flt.run_id, limit=rows
             )
             frames = size = 0
             for seq, ev in page:

@@ -3,7 +3,7 @@
 * ``alerts``: the manager's snapshot, each alert with the receivers told
   "firing" that are still owed "resolved";
 * ``silences``: made by the CLI or the API; a running server picks up those
-  of other processes through ``updated_at`` (:meth:`AlertingMixin.silences_changed_since`);
+  of other processes through ``updated_at`` (:meth:`Alerts.silences_changed_since`);
 * ``outbox``: a notification is written here, and committed, before it is
   sent. Per receiver only the oldest pending row is ever due, so a receiver
   hears in order and a failing notification holds back the ones behind it;
@@ -31,11 +31,8 @@ for ever). Labels, annotations, matchers and bodies are JSON, kept exactly.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +40,7 @@ import msgspec
 
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
+from flowsight.store.database import Database
 
 _log = logging.getLogger("flowsight.store")
 _enc = msgspec.json.Encoder()
@@ -78,7 +76,7 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """An outbox row. ``attempts``: attempts started so far; on an item
-    returned by :meth:`AlertingMixin.claim_notification` it is the number of
+    returned by :meth:`Alerts.claim_notification` it is the number of
     the attempt being made (the fencing token of its outcome)."""
 
     id: int
@@ -149,8 +147,9 @@ def matcher_text(m: Matcher) -> str:
     return f"{m.name}{m.op}{value}"
 
 
-class AlertingMixin(ABC):
-    """Alerting methods of :class:`flowsight.store.sql.SqlStore`.
+class Alerts:
+    """What alerting keeps in a store (``store.alerts``): alerts, silences,
+    the outbox, the notification log and the broken receivers.
 
     Every ``now`` defaults to ``time.time()``; pass it to keep one clock.
 
@@ -158,28 +157,8 @@ class AlertingMixin(ABC):
         StoreError: the database failed; nothing of the call was written.
     """
 
-    _lock: threading.RLock
-    dialect: str
-
-    @abstractmethod
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _write(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-
-    @abstractmethod
-    def _write_txn(self) -> AbstractContextManager[Any]: ...
-
-    @abstractmethod
-    def _guard(self, what: str) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
-    def _sql(self, text: str) -> str: ...
-
-    @contextmanager
-    def _txn(self, what: str) -> Iterator[Any]:
-        with self._lock, self._guard(what), self._write_txn() as cur:
-            yield cur
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # ---- alerts ----------------------------------------------------------------
     def save_alerts(self, states: Sequence[AlertState], now: float | None = None, *, replace: bool = True) -> None:
@@ -188,15 +167,15 @@ class AlertingMixin(ABC):
         exactly ``states``: alerts the manager has forgotten are deleted."""
         now = time.time() if now is None else now
         rows = _alert_rows(states, now)
-        with self._txn("save of alerts") as cur:
+        with self._db.txn("save of alerts") as cur:
             if replace:
                 keep = {r[0] for r in rows}
                 cur.execute("SELECT fingerprint FROM alerts")
                 gone = [(fp,) for (fp,) in cur.fetchall() if fp not in keep]
                 if gone:
-                    cur.executemany(self._sql("DELETE FROM alerts WHERE fingerprint = ?"), gone)
+                    cur.executemany(self._db.sql("DELETE FROM alerts WHERE fingerprint = ?"), gone)
             if rows:
-                cur.executemany(self._sql(_ALERT_UPSERT), rows)
+                cur.executemany(self._db.sql(_ALERT_UPSERT), rows)
 
     def update_alerts(self, states: Sequence[AlertState], gone: Sequence[str], now: float | None = None) -> None:
         """Store what changed in the manager (``AlertManager.changes``): upsert
@@ -209,19 +188,19 @@ class AlertingMixin(ABC):
             self.delete_alerts(gone[i : i + _CHUNK])
         for i in range(0, len(states), _CHUNK):
             rows = _alert_rows(states[i : i + _CHUNK], now)
-            with self._txn("save of alerts") as cur:
-                cur.executemany(self._sql(_ALERT_UPSERT), rows)
+            with self._db.txn("save of alerts") as cur:
+                cur.executemany(self._db.sql(_ALERT_UPSERT), rows)
 
     def delete_alerts(self, fingerprints: Sequence[str]) -> int:
         """Forget these alerts; returns how many there were."""
         if not fingerprints:
             return 0
         deleted = 0
-        with self._txn("delete of alerts") as cur:
+        with self._db.txn("delete of alerts") as cur:
             for i in range(0, len(fingerprints), _CHUNK):
                 chunk = list(fingerprints[i : i + _CHUNK])
                 cur.execute(
-                    self._sql(f"DELETE FROM alerts WHERE fingerprint IN ({', '.join('?' * len(chunk))})"), chunk
+                    self._db.sql(f"DELETE FROM alerts WHERE fingerprint IN ({', '.join('?' * len(chunk))})"), chunk
                 )
                 deleted += int(cur.rowcount or 0)
         return deleted
@@ -238,7 +217,7 @@ class AlertingMixin(ABC):
         """
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
         if status is None:
-            return _states(self._read(sql + " ORDER BY starts_at, fingerprint"))
+            return _states(self._db.read(sql + " ORDER BY starts_at, fingerprint"))
         else:
             try:
                 wanted = AlertStatus(status).value
@@ -246,13 +225,13 @@ class AlertingMixin(ABC):
                 raise ConfigError(
                     f"alert status {status!r}: use one of {', '.join(s.value for s in AlertStatus)}"
                 ) from None
-            return _states(self._read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,)))
+            return _states(self._db.read(sql + " WHERE status = ? ORDER BY starts_at, fingerprint", (wanted,)))
 
     def alerts_stored_since(self, since: float, *, besides: Sequence[float] = ()) -> list[tuple[float, AlertState]]:
         """The alerts stored (by anyone) after ``since``, with when, oldest
         first; rows stored at one of the times ``besides`` are left out (a
         server's own saves: it knows those)."""
-        rows = self._read(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE updated_at > ? ORDER BY updated_at", (since,))
+        rows = self._db.read(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE updated_at > ? ORDER BY updated_at", (since,))
         mine = set(besides)
         rows = [r for r in rows if float(r[10]) not in mine]
         return list(zip((float(r[10]) for r in rows), _states(rows)))
@@ -263,7 +242,7 @@ class AlertingMixin(ABC):
         changed, for :meth:`silences_changed_since`."""
         now = time.time() if now is None else now
         matchers = _enc.encode([matcher_text(m) for m in silence.matchers]).decode()
-        self._write(
+        self._db.write(
             f"INSERT INTO silences ({_SILENCE_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, starts_at = excluded.starts_at, "
             "ends_at = excluded.ends_at, created_by = excluded.created_by, comment = excluded.comment, "
@@ -283,9 +262,9 @@ class AlertingMixin(ABC):
         """Every silence, expired ones included (or only those active at
         ``active_at``), by start."""
         if active_at is None:
-            rows = self._read(f"SELECT {_SILENCE_COLUMNS} FROM silences ORDER BY starts_at, id")
+            rows = self._db.read(f"SELECT {_SILENCE_COLUMNS} FROM silences ORDER BY starts_at, id")
         else:
-            rows = self._read(
+            rows = self._db.read(
                 f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE starts_at <= ? AND ends_at > ? ORDER BY starts_at, id",
                 (active_at, active_at),
             )
@@ -294,7 +273,7 @@ class AlertingMixin(ABC):
     def silences_changed_since(self, ts: float) -> list[Silence]:
         """Silences added, replaced or expired at ``ts`` or later (by the
         writer's ``now``), oldest change first."""
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE updated_at >= ? ORDER BY updated_at, id", (ts,)
         )
         return _silences(rows)
@@ -305,14 +284,14 @@ class AlertingMixin(ABC):
         as Alertmanager does: it never mutes anything and lists as expired.
         False when there is no such silence or it has ended already."""
         now = time.time() if now is None else now
-        with self._txn("expiry of a silence") as cur:
-            cur.execute(self._sql("SELECT starts_at FROM silences WHERE id = ? AND ends_at > ?"), (silence_id, now))
+        with self._db.txn("expiry of a silence") as cur:
+            cur.execute(self._db.sql("SELECT starts_at FROM silences WHERE id = ? AND ends_at > ?"), (silence_id, now))
             row = cur.fetchone()
             if row is None:
                 return False
             start = min(float(row[0]), now)
             cur.execute(
-                self._sql("UPDATE silences SET starts_at = ?, ends_at = ?, updated_at = ? WHERE id = ?"),
+                self._db.sql("UPDATE silences SET starts_at = ?, ends_at = ?, updated_at = ? WHERE id = ?"),
                 (start, now, now, silence_id),
             )
         return True
@@ -329,13 +308,12 @@ class AlertingMixin(ABC):
         now = time.time() if now is None else now
         keys = list(dict.fromkeys(it.idempotency_key for it in items))
         ids: dict[str, int] = {}
-        with self._txn("write to the outbox") as cur:
-            if self.dialect == "postgresql":
-                # ids come from a sequence: without turns, a later id could
-                # commit first and be sent before an earlier one of the same receiver
-                cur.execute(self._sql("SELECT pg_advisory_xact_lock(?)"), (_OUTBOX_LOCK,))
+        with self._db.txn("write to the outbox") as cur:
+            # ids come from a sequence (PostgreSQL): without turns, a later id could
+            # commit first and be sent before an earlier one of the same receiver
+            self._db.dialect.take_turn(cur, _OUTBOX_LOCK)
             cur.executemany(
-                self._sql(
+                self._db.sql(
                     "INSERT INTO outbox (receiver, idempotency_key, body, created_at, next_attempt_at) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"
                 ),
@@ -344,7 +322,7 @@ class AlertingMixin(ABC):
             for i in range(0, len(keys), _CHUNK):
                 chunk = keys[i : i + _CHUNK]
                 cur.execute(
-                    self._sql(
+                    self._db.sql(
                         f"SELECT idempotency_key, id FROM outbox WHERE idempotency_key IN "
                         f"({', '.join('?' * len(chunk))})"
                     ),
@@ -358,7 +336,7 @@ class AlertingMixin(ABC):
         notification, if that one is due at ``now``; oldest first."""
         only = "AND receiver = ? " if receiver is not None else ""
         params: list[Any] = [receiver] if receiver is not None else []
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT o.{_OUTBOX_COLUMNS.replace(', ', ', o.')} FROM outbox o JOIN ("
             f"SELECT MIN(id) AS head FROM outbox WHERE state = 'pending' {only}GROUP BY receiver"
             ") h ON o.id = h.head WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
@@ -371,7 +349,7 @@ class AlertingMixin(ABC):
         ``until`` (the lease, longer than any send may take). Returns the
         item with its attempt number, or None when it is no longer pending
         and due as read (someone else claimed or settled it)."""
-        changed = self._write(
+        changed = self._db.write(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
             "WHERE id = ? AND state = 'pending' AND attempts = ? AND next_attempt_at <= ?",
             (until, item.id, item.attempts, now),
@@ -381,21 +359,21 @@ class AlertingMixin(ABC):
     def mark_sent(self, item: OutboxItem, now: float, about: About) -> Settled:
         """The claimed attempt delivered ``item``: it is sent (whoever claimed
         it last), the attempt is logged ``ok``, and its receiver is not broken."""
-        with self._txn("update of the outbox") as cur:
+        with self._db.txn("update of the outbox") as cur:
             cur.execute(
-                self._sql("UPDATE outbox SET state = 'sent', last_error = NULL WHERE id = ? AND state = 'pending'"),
+                self._db.sql("UPDATE outbox SET state = 'sent', last_error = NULL WHERE id = ? AND state = 'pending'"),
                 (item.id,),
             )
             moved = cur.rowcount == 1
             self._log(cur, item, now, "ok", None, about)
-            cur.execute(self._sql("DELETE FROM receivers WHERE name = ?"), (item.receiver,))
+            cur.execute(self._db.sql("DELETE FROM receivers WHERE name = ?"), (item.receiver,))
             return Settled(moved, recovered=cur.rowcount == 1)
 
     def mark_retry(self, item: OutboxItem, now: float, next_at: float, error: str, about: About) -> Settled:
         """The claimed attempt failed for now: try again at ``next_at``; logged ``temporary``."""
-        with self._txn("update of the outbox") as cur:
+        with self._db.txn("update of the outbox") as cur:
             cur.execute(
-                self._sql(
+                self._db.sql(
                     "UPDATE outbox SET next_attempt_at = ?, last_error = ? "
                     "WHERE id = ? AND state = 'pending' AND attempts = ?"
                 ),
@@ -411,9 +389,9 @@ class AlertingMixin(ABC):
         """The claimed attempt failed for good: ``item`` will not be sent;
         logged ``permanent``. With ``break_receiver`` its receiver is marked
         broken (``Settled.broke`` when it was not already)."""
-        with self._txn("update of the outbox") as cur:
+        with self._db.txn("update of the outbox") as cur:
             cur.execute(
-                self._sql(
+                self._db.sql(
                     "UPDATE outbox SET state = 'failed', last_error = ? "
                     "WHERE id = ? AND state = 'pending' AND attempts = ?"
                 ),
@@ -426,7 +404,7 @@ class AlertingMixin(ABC):
 
     def _log(self, cur: Any, item: OutboxItem, now: float, result: str, error: str | None, about: About) -> None:
         cur.execute(
-            self._sql(
+            self._db.sql(
                 "INSERT INTO notification_log (outbox_id, receiver, group_key, fingerprints, at, attempt, result, "
                 "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ),
@@ -445,9 +423,9 @@ class AlertingMixin(ABC):
     def pending_count(self, receiver: str | None = None) -> int:
         """Notifications not yet delivered nor given up (in all, or for ``receiver``)."""
         if receiver is None:
-            rows = self._read("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+            rows = self._db.read("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
         else:
-            rows = self._read("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND receiver = ?", (receiver,))
+            rows = self._db.read("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND receiver = ?", (receiver,))
         return int(rows[0][0])
 
     def outbox_items(
@@ -462,15 +440,15 @@ class AlertingMixin(ABC):
             where.append("state = ?")
             params.append(state)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox {clause}ORDER BY id LIMIT ?", [*params, limit])
+        rows = self._db.read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox {clause}ORDER BY id LIMIT ?", [*params, limit])
         return [_item(r) for r in rows]
 
     def notification_log(self, *, receiver: str | None = None, limit: int = 100) -> list[LogRow]:
         """Delivery attempts, newest first."""
         if receiver is None:
-            rows = self._read(f"SELECT {_LOG_COLUMNS} FROM notification_log ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self._db.read(f"SELECT {_LOG_COLUMNS} FROM notification_log ORDER BY id DESC LIMIT ?", (limit,))
         else:
-            rows = self._read(
+            rows = self._db.read(
                 f"SELECT {_LOG_COLUMNS} FROM notification_log WHERE receiver = ? ORDER BY id DESC LIMIT ?",
                 (receiver, limit),
             )
@@ -483,10 +461,10 @@ class AlertingMixin(ABC):
         """Delete sent and failed outbox rows created before ``older_than``,
         and log rows of attempts before it; pending rows always stay.
         Returns the rows deleted."""
-        with self._txn("prune of the outbox") as cur:
-            cur.execute(self._sql("DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?"), (older_than,))
+        with self._db.txn("prune of the outbox") as cur:
+            cur.execute(self._db.sql("DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?"), (older_than,))
             n = int(cur.rowcount or 0)
-            cur.execute(self._sql("DELETE FROM notification_log WHERE at < ?"), (older_than,))
+            cur.execute(self._db.sql("DELETE FROM notification_log WHERE at < ?"), (older_than,))
             return n + int(cur.rowcount or 0)
 
     # ---- receivers -------------------------------------------------------------
@@ -494,12 +472,12 @@ class AlertingMixin(ABC):
         """Mark ``name`` broken; True when it was not already (then
         ``broken_since`` is ``now``; otherwise only the reason changes)."""
         now = time.time() if now is None else now
-        with self._txn("update of a receiver") as cur:
+        with self._db.txn("update of a receiver") as cur:
             return self._break(cur, name, reason, now)
 
     def _break(self, cur: Any, name: str, reason: str, now: float) -> bool:
         cur.execute(
-            self._sql(
+            self._db.sql(
                 "INSERT INTO receivers (name, broken_since, broken_reason) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO NOTHING"
             ),
@@ -507,18 +485,18 @@ class AlertingMixin(ABC):
         )
         if cur.rowcount == 1:
             return True
-        cur.execute(self._sql("UPDATE receivers SET broken_reason = ? WHERE name = ?"), (_text(reason), name))
+        cur.execute(self._db.sql("UPDATE receivers SET broken_reason = ? WHERE name = ?"), (_text(reason), name))
         return False
 
     def clear_receiver_broken(self, name: str) -> bool:
         """``name`` works again; True when it was broken."""
-        return self._write("DELETE FROM receivers WHERE name = ?", (name,)) == 1
+        return self._db.write("DELETE FROM receivers WHERE name = ?", (name,)) == 1
 
     def broken_receivers(self) -> dict[str, tuple[float, str]]:
         """Broken receivers: name -> (since, reason)."""
         return {
             r[0]: (float(r[1]), r[2])
-            for r in self._read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")
+            for r in self._db.read("SELECT name, broken_since, broken_reason FROM receivers ORDER BY name")
         }
 
 

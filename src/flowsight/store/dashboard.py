@@ -2,8 +2,8 @@
 the step attempts of many runs in few queries, and a workflow's runs created
 in a time range (their ids, states and times, without decoding whole run rows).
 
-Kept out of :mod:`flowsight.store.sql` (one module per concern); they use its
-connection handling (``_read``). Every query is bounded and uses an index.
+Functions of the :class:`~flowsight.store.database.Database` (``store.db``),
+beside the repositories. Every query is bounded and uses an index.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from flowsight.store.sql import SqlStore
+from flowsight.store.database import Database
 
 CHUNK = 500
 
@@ -23,7 +23,7 @@ class StepSpan(NamedTuple):
     duration: float | None
 
 
-def step_spans(store: SqlStore, run_ids: Sequence[str]) -> list[StepSpan]:
+def step_spans(db: Database, run_ids: Sequence[str]) -> list[StepSpan]:
     """Every step attempt of these runs with how it ended and how long it took,
     from the step events' kinds and times only (no attributes decoded), ``CHUNK``
     runs per query (index ``events_run``). An attempt is a ``step_started``
@@ -32,7 +32,7 @@ def step_spans(store: SqlStore, run_ids: Sequence[str]) -> list[StepSpan]:
     ids = list(dict.fromkeys(run_ids))
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i : i + CHUNK]
-        rows = store._read(
+        rows = db.read(
             f"SELECT run_id, step, kind, ts FROM events WHERE run_id IN ({', '.join('?' * len(chunk))}) "
             "AND kind IN ('step_started', 'step_completed', 'step_failed') ORDER BY seq",
             chunk,
@@ -61,10 +61,10 @@ class RunTimes(NamedTuple):
     end_time: float | None
 
 
-def runs_created(store: SqlStore, workflow: str, since: float, until: float, limit: int) -> list[RunTimes]:
+def runs_created(db: Database, workflow: str, since: float, until: float, limit: int) -> list[RunTimes]:
     """Up to ``limit`` runs of ``workflow`` created in ``since`` .. ``until``
     (its first event), newest first (index ``runs_workflow``)."""
-    rows = store._read(
+    rows = db.read(
         "SELECT run_id, state, start_time, end_time FROM runs WHERE workflow = ? AND created_at >= ? "
         "AND created_at < ? ORDER BY created_at DESC, run_id DESC LIMIT ?",
         (workflow, since, until, limit),

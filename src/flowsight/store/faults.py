@@ -1,5 +1,5 @@
 """The fault history (migration 6) and the registered outputs (migration 7):
-:class:`FaultsMixin`.
+:class:`Faults`.
 
 One row per fault from the moment it is declared until its detector passes
 again (``resolved_at`` set, then the row is history). At most one row per
@@ -16,9 +16,7 @@ Raises (every method):
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
@@ -26,6 +24,7 @@ import msgspec
 from flowsight.model.alerts import Severity
 from flowsight.model.events import Event
 from flowsight.model.faults import Fault, FaultRecord, FaultStatus, fault_type
+from flowsight.store.database import Database
 
 _enc = msgspec.json.Encoder()
 _COLUMNS = "id, detector, kind, target, message, evidence, workflows, runs, severity, opened_at, resolved_at"
@@ -51,25 +50,19 @@ def _row_to_record(r: Sequence[Any]) -> FaultRecord:
     )
 
 
-class FaultsMixin(ABC):
-    dialect: str
+class Faults:
+    """The fault history and the registered outputs of a store (``store.faults``)."""
 
-    @abstractmethod
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _txn(self, what: str) -> AbstractContextManager[Any]: ...
-
-    @abstractmethod
-    def _sql(self, text: str) -> str: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def open_fault(self, fault: Fault, severity: Severity, at: float) -> tuple[FaultRecord, bool]:
         """Declare ``fault`` at ``at``: its open record, and whether this call
         opened it (False: it was open already, and is returned as stored)."""
         ev = _enc.encode(dict(fault.evidence)).decode()
-        with self._txn("record of a fault") as cur:
+        with self._db.txn("record of a fault") as cur:
             cur.execute(
-                self._sql(
+                self._db.sql(
                     "INSERT INTO faults (fault_key, detector, kind, target, message, evidence, workflows, runs, "
                     "severity, opened_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     f"ON CONFLICT (fault_key) WHERE {_OPEN} DO NOTHING RETURNING id"
@@ -92,7 +85,7 @@ class FaultsMixin(ABC):
             if row is not None:
                 self._tie_runs(cur, int(row[0]), fault.runs)
                 return FaultRecord(fault, at, severity, id=int(row[0])), True
-            cur.execute(self._sql(f"SELECT {_COLUMNS} FROM faults WHERE fault_key = ? AND {_OPEN}"), (fault.key,))
+            cur.execute(self._db.sql(f"SELECT {_COLUMNS} FROM faults WHERE fault_key = ? AND {_OPEN}"), (fault.key,))
             return _row_to_record(cur.fetchone()), False
 
     def update_fault(self, record: FaultRecord, fault: Fault, severity: Severity, at: float) -> FaultRecord:
@@ -101,9 +94,9 @@ class FaultsMixin(ABC):
         assert record.id is not None
         runs = tuple(dict.fromkeys((*record.fault.runs, *fault.runs)))
         workflows = tuple(dict.fromkeys((*record.fault.workflows, *fault.workflows)))
-        with self._txn("update of a fault") as cur:
+        with self._db.txn("update of a fault") as cur:
             cur.execute(
-                self._sql(
+                self._db.sql(
                     "UPDATE faults SET message = ?, evidence = ?, workflows = ?, runs = ?, severity = ?, "
                     f"last_seen_at = ? WHERE id = ? AND {_OPEN}"
                 ),
@@ -124,8 +117,8 @@ class FaultsMixin(ABC):
     def resolve_fault(self, record: FaultRecord, at: float) -> FaultRecord | None:
         """Close an open fault at ``at``; None when it was closed already
         (by another monitor)."""
-        with self._txn("resolution of a fault") as cur:
-            cur.execute(self._sql(f"UPDATE faults SET resolved_at = ? WHERE id = ? AND {_OPEN}"), (at, record.id))
+        with self._db.txn("resolution of a fault") as cur:
+            cur.execute(self._db.sql(f"UPDATE faults SET resolved_at = ? WHERE id = ? AND {_OPEN}"), (at, record.id))
             if not cur.rowcount:
                 return None
         return FaultRecord(record.fault, record.timestamp, record.severity, FaultStatus.RESOLVED, at, record.id)
@@ -133,7 +126,8 @@ class FaultsMixin(ABC):
     def open_faults(self) -> list[FaultRecord]:
         """Every open fault, oldest first."""
         return [
-            _row_to_record(r) for r in self._read(f"SELECT {_COLUMNS} FROM faults WHERE {_OPEN} ORDER BY opened_at, id")
+            _row_to_record(r)
+            for r in self._db.read(f"SELECT {_COLUMNS} FROM faults WHERE {_OPEN} ORDER BY opened_at, id")
         ]
 
     def list_faults(
@@ -170,62 +164,65 @@ class FaultsMixin(ABC):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
-        return [_row_to_record(r) for r in self._read(sql, (*params, limit))]
+        return [_row_to_record(r) for r in self._db.read(sql, (*params, limit))]
 
     def get_fault(self, fault_id: int) -> FaultRecord | None:
         """The fault with this id, open or resolved; None when there is none."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM faults WHERE id = ?", (fault_id,))
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM faults WHERE id = ?", (fault_id,))
         return _row_to_record(rows[0]) if rows else None
 
     def fault_openings(self, key: str, since: float) -> int:
         """How many times the fault ``key`` was declared since ``since``."""
-        return int(self._read("SELECT COUNT(*) FROM faults WHERE fault_key = ? AND opened_at >= ?", (key, since))[0][0])
+        return int(
+            self._db.read("SELECT COUNT(*) FROM faults WHERE fault_key = ? AND opened_at >= ?", (key, since))[0][0]
+        )
 
     def _tie_runs(self, cur: Any, fault_id: int, runs: Sequence[str]) -> None:
         if runs:
             cur.executemany(
-                self._sql("INSERT INTO fault_runs (fault_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                self._db.sql("INSERT INTO fault_runs (fault_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
                 [(fault_id, r) for r in runs],
             )
 
     # ---- registered outputs ---------------------------------------------------------
-    def _save_outputs(self, cur: Any, events: Sequence[Event]) -> None:
-        """Inside the events' transaction: each ``output`` event's file, a
-        later registration of a path replacing an earlier one."""
-        rows = [
-            (
-                e.attrs["path"],
-                e.attrs["sha256"],
-                _whole(e.attrs.get("size")),
-                _num(e.attrs.get("mtime")),
-                e.workflow,
-                e.run_id,
-                e.step,
-                e.ts,
-                e.id,
-            )
-            for e in events
-        ]
-        cur.executemany(
-            self._sql(
-                "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
-                "size = excluded.size, mtime = excluded.mtime, workflow = excluded.workflow, "
-                "run_id = excluded.run_id, step = excluded.step, recorded_at = excluded.recorded_at, "
-                "event_id = excluded.event_id WHERE excluded.recorded_at >= outputs.recorded_at"
-            ),
-            rows,
-        )
-
     def registered_outputs(self, under: Sequence[str] | None = None) -> dict[str, tuple[str, int | None, float | None]]:
         """path -> (sha256, size, mtime) of the registered outputs (those
         under one of the folders or files ``under`` when given)."""
-        rows = self._read("SELECT path, sha256, size, mtime FROM outputs ORDER BY path")
+        rows = self._db.read("SELECT path, sha256, size, mtime FROM outputs ORDER BY path")
         out: dict[str, tuple[str, int | None, float | None]] = {}
         for path, digest, size, mtime in rows:
             if under is None or any(path == u or path.startswith(u.rstrip("/") + "/") for u in under):
                 out[path] = (digest, None if size is None else int(size), None if mtime is None else float(mtime))
         return out
+
+
+def save_outputs(db: Database, cur: Any, events: Sequence[Event]) -> None:
+    """Inside the events' transaction: each ``output`` event's file, a
+    later registration of a path replacing an earlier one."""
+    rows = [
+        (
+            e.attrs["path"],
+            e.attrs["sha256"],
+            _whole(e.attrs.get("size")),
+            _num(e.attrs.get("mtime")),
+            e.workflow,
+            e.run_id,
+            e.step,
+            e.ts,
+            e.id,
+        )
+        for e in events
+    ]
+    cur.executemany(
+        db.sql(
+            "INSERT INTO outputs (path, sha256, size, mtime, workflow, run_id, step, recorded_at, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
+            "size = excluded.size, mtime = excluded.mtime, workflow = excluded.workflow, "
+            "run_id = excluded.run_id, step = excluded.step, recorded_at = excluded.recorded_at, "
+            "event_id = excluded.event_id WHERE excluded.recorded_at >= outputs.recorded_at"
+        ),
+        rows,
+    )
 
 
 def _whole(value: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""Log entries, kept per run and step (migration 4): :class:`LogsMixin`.
+"""Log entries, kept per run and step (migration 4): :class:`Logs`.
 
 A write is one transaction, its rows inserted in one statement (SQLite:
 ``executemany``; PostgreSQL: ``unnest``) with the entry's id as the
@@ -9,7 +9,7 @@ identity), so a reader's cursor stays good across purges.
 
 On PostgreSQL, writers of logs take turns (a transaction-scoped advisory
 lock), so entries commit in ``seq`` order: a reader going forward by seq
-(:meth:`LogsMixin.logs_after`) never sees a gap that fills in later and never
+(:meth:`Logs.logs_after`) never sees a gap that fills in later and never
 skips an entry. (SQLite has one writer at a time anyway.)
 
 Text: NUL characters in the message, source and names are replaced by
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import re
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -39,25 +37,16 @@ import msgspec
 
 from flowsight.logs.records import LogRecord, StoredLog
 from flowsight.logs.entries import FieldValue, LogEntry, LogLevel
+from flowsight.store.database import Database
+from flowsight.store.dialect import like_escape
 
-__all__ = ["LogRecord", "LogsMixin", "StoredLog"]
+__all__ = ["LogRecord", "Logs", "StoredLog"]
 
-_COLUMNS = "seq, id, ts, level, message, source, workflow, run_id, step, template_id, fields"
+#: the columns of a log entry as written (``seq`` is the store's)
+LOG_COLUMNS = "id, ts, level, message, source, workflow, run_id, step, template_id, fields"
+_COLUMNS = "seq, " + LOG_COLUMNS
 _BY_RANK = list(LogLevel)
 _RANK = {level: level.rank for level in LogLevel}
-_SQLITE_INSERT = (
-    "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-_PG_INSERT = (
-    "INSERT INTO logs (id, ts, level, message, source, workflow, run_id, step, template_id, fields) "
-    "SELECT * FROM unnest(%s::text[], %s::float8[], %s::int2[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq"
-)
-_PG_TEMPLATES = (
-    "UPDATE logs SET template_id = u.t FROM unnest(%s::bigint[], %s::text[]) AS u(s, t) WHERE logs.seq = u.s"
-)
-_LOGS_LOCK = 0x6C6F6773  # "logs": PostgreSQL writers of logs take turns, so seqs commit in order
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NO_FIELDS: MappingProxyType[str, FieldValue] = MappingProxyType({})
 _fields_enc = msgspec.json.Encoder()
@@ -130,26 +119,14 @@ def row_to_stored(r: Sequence[Any]) -> StoredLog:
 
 
 def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return "%" + like_escape(text) + "%"
 
 
-class LogsMixin(ABC):
-    """Log methods of :class:`flowsight.store.sql.SqlStore`."""
+class Logs:
+    """The log entries of a store (``store.logs``)."""
 
-    _lock: threading.RLock
-    dialect: str
-
-    @abstractmethod
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _write_txn(self) -> AbstractContextManager[Any]: ...
-
-    @abstractmethod
-    def _guard(self, what: str) -> AbstractContextManager[None]: ...
-
-    @abstractmethod
-    def _sql(self, text: str) -> str: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # ---- writes ----------------------------------------------------------
     def write_logs(self, items: Sequence[LogRecord]) -> list[StoredLog | None]:
@@ -181,46 +158,25 @@ class LogsMixin(ABC):
 
     def _insert_logs(self, rows: list[tuple[Any, ...]]) -> dict[str, int]:
         """Insert, skipping ids stored before; the inserted ids with their seq."""
-        with self._lock, self._guard("write of logs"), self._write_txn() as cur:
-            if self.dialect == "postgresql":
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOGS_LOCK,))
-                cur.execute(_PG_INSERT, [list(col) for col in zip(*rows)])
-                return {r[0]: int(r[1]) for r in cur.fetchall()}
-            # Inside BEGIN IMMEDIATE new rows take the seqs after the highest
-            # ever given, in order: when every row went in, those are theirs;
-            # when some were duplicates, the new rows are those above it.
-            cur.execute(
-                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
-                "COALESCE((SELECT MAX(seq) FROM logs), 0))"
-            )
-            before = int(cur.fetchone()[0])
-            cur.executemany(_SQLITE_INSERT, rows)
-            if cur.rowcount == len(rows):
-                return {row[0]: before + 1 + i for i, row in enumerate(rows)}
-            cur.execute("SELECT id, seq FROM logs WHERE seq > ?", (before,))
-            return {r[0]: int(r[1]) for r in cur.fetchall()}
+        with self._db.txn("write of logs") as cur:
+            return self._db.dialect.insert_logs(cur, rows)
 
     def set_log_templates(self, pairs: Sequence[tuple[int, str]]) -> None:
         """Give the entries at these seqs these template ids (one transaction;
         a seq no longer stored is skipped)."""
         if not pairs:
             return
-        with self._lock, self._guard("write of log templates"), self._write_txn() as cur:
-            if self.dialect == "postgresql":
-                cur.execute(_PG_TEMPLATES, ([int(s) for s, _ in pairs], [_clean(t, True) for _, t in pairs]))
-            else:
-                cur.executemany(
-                    "UPDATE logs SET template_id = ? WHERE seq = ?", [(_clean(t, True), int(s)) for s, t in pairs]
-                )
+        with self._db.txn("write of log templates") as cur:
+            self._db.dialect.set_log_templates(cur, [(int(s), _clean(t, True)) for s, t in pairs])
 
     def purge_logs(self, before_ts: float, *, chunk: int = 5000, stop: threading.Event | None = None) -> int:
         """Delete the entries with ``ts`` before ``before_ts`` (retention);
         returns how many. Deletes ``chunk`` rows per transaction, so writers
         wait for one chunk at most; ``stop`` set ends it between chunks."""
         total = 0
-        sql = self._sql("DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE ts < ? ORDER BY ts LIMIT ?)")
+        sql = self._db.sql("DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE ts < ? ORDER BY ts LIMIT ?)")
         while stop is None or not stop.is_set():
-            with self._lock, self._guard("purge of logs"), self._write_txn() as cur:
+            with self._db.txn("purge of logs") as cur:
                 cur.execute(sql, (before_ts, chunk))
                 n = int(cur.rowcount or 0)
             total += n
@@ -264,7 +220,7 @@ class LogsMixin(ABC):
             where.append("level >= ?")
             params.append(_RANK[LogLevel(min_level)])
         if text:
-            op = "ILIKE" if self.dialect == "postgresql" else "LIKE"
+            op = self._db.dialect.ilike
             where.append(f"message {op} ? ESCAPE '\\'")
             params.append(_like(_clean(text, True)))
         if since is not None:
@@ -281,7 +237,7 @@ class LogsMixin(ABC):
             params.append(before_seq)
         descending = newest_first or (before_seq is not None and after_seq is None)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_COLUMNS} FROM logs {clause}ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?",
             [*params, max(0, limit)],
         )
@@ -303,7 +259,7 @@ class LogsMixin(ABC):
         found: list[str] = []
         low, op = prefix, ">="
         while len(found) < limit:
-            row = self._read(next_id.format(op), [low, high])
+            row = self._db.read(next_id.format(op), [low, high])
             run_id = row[0][0] if row else None
             if run_id is None:
                 break
@@ -321,14 +277,14 @@ class LogsMixin(ABC):
     def unanalyzed_logs(self, limit: int = 1000) -> list[StoredLog]:
         """The oldest ``limit`` entries that have no template yet (the
         server's analyzer gives every entry one, whoever wrote it)."""
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_COLUMNS} FROM logs WHERE template_id IS NULL ORDER BY seq LIMIT ?", [max(0, limit)]
         )
         return [row_to_stored(r) for r in rows]
 
     def count_logs(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM logs")[0][0])
+        return int(self._db.read("SELECT COUNT(*) FROM logs")[0][0])
 
     def last_log_seq(self) -> int:
         """The highest seq stored (0: none)."""
-        return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM logs")[0][0])
+        return int(self._db.read("SELECT COALESCE(MAX(seq), 0) FROM logs")[0][0])

@@ -1,4 +1,4 @@
-"""The performance time series (migration 8): :class:`PerfMixin`.
+"""The performance time series (migration 8): :class:`PerfSamples`.
 
 A sample is (ts, scope kind, scope id, metric, value): one metric of a host,
 a run or a workflow (:class:`flowsight.model.performance.Scope`) at ``ts``.
@@ -10,7 +10,7 @@ every sample, an older or longer one gets rollups in buckets of whole
 minutes.
 
 The store does not know how long raw samples are kept: the caller, which
-purges them (:meth:`PerfMixin.purge_samples`), says where they begin when it
+purges them (:meth:`PerfSamples.purge_samples`), says where they begin when it
 queries (``raw_since``).
 
 Timestamps are seconds since the epoch. A minute starts at a multiple of 60
@@ -23,38 +23,23 @@ Raises (every method):
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from enum import Enum
 from typing import Any
 
 from flowsight.model.performance import SamplePoint
+from flowsight.store.database import Database
 
 #: the most points one query returns
 MAX_POINTS = 10_000
 
 _SERIES = "scope_kind = ? AND scope_id = ? AND metric = ?"
-_FOLD = (
+FOLD = (
     "ON CONFLICT (scope_kind, scope_id, metric, minute) DO UPDATE SET count = perf_rollups.count + excluded.count, "
     "sum = perf_rollups.sum + excluded.sum, min = {lo}(perf_rollups.min, excluded.min), "
     "max = {hi}(perf_rollups.max, excluded.max)"
 )
-_ROLLUP_COLUMNS = "minute, scope_kind, scope_id, metric, count, sum, min, max"
-_SQLITE_SAMPLES = "INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) VALUES (?, ?, ?, ?, ?)"
-_SQLITE_ROLLUPS = f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) " + _FOLD.format(
-    lo="MIN", hi="MAX"
-)
-# one statement per table whatever the batch: arrays, one per column
-_PG_SAMPLES = (
-    "INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) "
-    "SELECT * FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[], %s::float8[])"
-)
-_PG_ROLLUPS = (
-    f"INSERT INTO perf_rollups ({_ROLLUP_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::text[], "
-    "%s::text[], %s::text[], %s::int8[], %s::float8[], %s::float8[], %s::float8[]) "
-    + _FOLD.format(lo="LEAST", hi="GREATEST")
-)
+ROLLUP_COLUMNS = "minute, scope_kind, scope_id, metric, count, sum, min, max"
 # A skip scan: per metric of the scope, one index probe finds the next
 # metric, one its newest ts, one that sample's value; the scope's samples
 # are not read through.
@@ -68,12 +53,6 @@ _LATEST = """WITH RECURSIVE m(metric) AS (
         FROM m WHERE metric IS NOT NULL)
     SELECT metric, ts, (SELECT value FROM perf_samples
         WHERE scope_kind = ? AND scope_id = ? AND metric = t.metric AND ts = t.ts LIMIT 1) FROM t"""
-# raw samples have no key: the row's physical id picks a batch
-_PURGE_SAMPLES = {
-    "sqlite": "DELETE FROM perf_samples WHERE rowid IN (SELECT rowid FROM perf_samples WHERE ts < ? LIMIT ?)",
-    "postgresql": "DELETE FROM perf_samples WHERE ctid = ANY(ARRAY("
-    "SELECT ctid FROM perf_samples WHERE ts < %s LIMIT %s))",
-}
 # by key: a rollup's ctid changes when a late sample folds into it
 _PURGE_ROLLUPS = (
     "DELETE FROM perf_rollups WHERE (scope_kind, scope_id, metric, minute) IN ("
@@ -95,17 +74,11 @@ def _check_step(step: float) -> int:
     return int(step)
 
 
-class PerfMixin(ABC):
-    dialect: str
+class PerfSamples:
+    """The performance time series of a store (``store.perf``)."""
 
-    @abstractmethod
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _txn(self, what: str) -> AbstractContextManager[Any]: ...
-
-    @abstractmethod
-    def _sql(self, text: str) -> str: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def save_samples(self, rows: Sequence[tuple[float, str, str, str, float]]) -> None:
         """Store ``rows`` of (ts, scope_kind, scope_id, metric, value) and
@@ -132,13 +105,8 @@ class PerfMixin(ABC):
             return
         # in key order, so two writers of the same rollups lock them in the same order
         rollups = [(k[3], k[0], k[1], k[2], int(a[0]), a[1], a[2], a[3]) for k, a in sorted(minutes.items())]
-        with self._txn("save of performance samples") as cur:
-            if self.dialect == "postgresql":
-                cur.execute(_PG_SAMPLES, [list(c) for c in zip(*raw)])
-                cur.execute(_PG_ROLLUPS, [list(c) for c in zip(*rollups)])
-            else:
-                cur.executemany(_SQLITE_SAMPLES, raw)
-                cur.executemany(_SQLITE_ROLLUPS, rollups)
+        with self._db.txn("save of performance samples") as cur:
+            self._db.dialect.insert_samples(cur, raw, rollups)
 
     def query_samples(
         self,
@@ -174,7 +142,7 @@ class PerfMixin(ABC):
             if until is not None:
                 sql += " AND ts < ?"
                 params.append(until)
-            rows = self._read(sql + " ORDER BY ts LIMIT ?", (*params, MAX_POINTS + 1))
+            rows = self._db.read(sql + " ORDER BY ts LIMIT ?", (*params, MAX_POINTS + 1))
             self._check_points(rows, series, since, until)
             return [SamplePoint(float(ts), float(v), float(v), float(v), 1) for ts, v in rows]
         step = 60 if step is None else _check_step(step)
@@ -186,7 +154,7 @@ class PerfMixin(ABC):
         if until is not None:
             sql += " AND minute < ?"
             params.append(until)
-        rows = self._read(sql + " GROUP BY bucket ORDER BY bucket LIMIT ?", (*params, MAX_POINTS + 1))
+        rows = self._db.read(sql + " GROUP BY bucket ORDER BY bucket LIMIT ?", (*params, MAX_POINTS + 1))
         self._check_points(rows, series, since, until)
         return [SamplePoint(float(b), float(s) / int(n), float(lo), float(hi), int(n)) for b, n, s, lo, hi in rows]
 
@@ -206,7 +174,7 @@ class PerfMixin(ABC):
     def sample_scopes(self, since: float) -> list[tuple[str, str, str]]:
         """(scope_kind, scope_id, metric) of every series with samples in
         the minute holding ``since`` or later, sorted."""
-        rows = self._read(
+        rows = self._db.read(
             "SELECT DISTINCT scope_kind, scope_id, metric FROM perf_rollups WHERE minute >= ?", (int(since // 60) * 60,)
         )
         return sorted((str(k), str(i), str(m)) for k, i, m in rows)  # by code point, whatever the collation
@@ -214,7 +182,7 @@ class PerfMixin(ABC):
     def latest_samples(self, scope_kind: str, scope_id: str) -> dict[str, tuple[float, float]]:
         """metric -> (ts, value) of the newest raw sample of each metric of
         the scope (none for a metric whose raw samples were all purged)."""
-        rows = self._read(_LATEST, (_text(scope_kind), scope_id) * 4)
+        rows = self._db.read(_LATEST, (_text(scope_kind), scope_id) * 4)
         return {str(m): (float(ts), float(v)) for m, ts, v in rows}
 
     def purge_samples(self, raw_before: float, rollups_before: float, batch: int = 10_000) -> int:
@@ -224,14 +192,14 @@ class PerfMixin(ABC):
         how many rows were deleted."""
         if batch < 1:
             raise ValueError(f"batch {batch!r}: must be at least 1")
-        return self._purge(_PURGE_SAMPLES[self.dialect], raw_before, batch) + self._purge(
-            self._sql(_PURGE_ROLLUPS), rollups_before, batch
+        return self._purge(self._db.sql(self._db.dialect.purge_samples), raw_before, batch) + self._purge(
+            self._db.sql(_PURGE_ROLLUPS), rollups_before, batch
         )
 
     def _purge(self, sql: str, before: float, batch: int) -> int:
         total = 0
         while True:
-            with self._txn("purge of performance samples") as cur:
+            with self._db.txn("purge of performance samples") as cur:
                 cur.execute(sql, (before, batch))
                 n = int(cur.rowcount or 0)
             total += n

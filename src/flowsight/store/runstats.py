@@ -1,6 +1,6 @@
 """What the overview and the ETAs read about many runs at once:
-:class:`RunStatsMixin` (``workflow_stats``, ``latest_ended``, ``history``,
-``histories``).
+:class:`RunStats`, ``store.stats`` (``run_counts``, ``workflow_stats``,
+``latest_ended``, ``history``, ``histories``).
 
 They are read on every overview and every page of runs with a live run on
 it, over stores of 100,000s of runs, so each is a bounded number of index
@@ -18,20 +18,21 @@ start_time, run_id), and what is made from many rows is kept:
 * a workflow's history replays the step events of its last completed runs;
   it is also kept by those runs' ids and row versions (a run's version grows
   with every write to it), which ``history`` checks (one query) when asked
-  for one workflow. ``prune`` forgets what is kept.
+  for one workflow. ``store.runs.prune`` forgets what is kept.
 """
 
 from __future__ import annotations
 
 import threading
-from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowsight.model.events import Event
 from flowsight.model.history import WorkflowHistory, quantile
-from flowsight.store.codec import replay_steps
+from flowsight.store.codec import replay_steps, row_event
+from flowsight.store.database import Database
+from flowsight.store.dashboard import RunTimes, StepSpan, runs_created, step_spans
 
 #: workflows whose history is kept (each a few dozen numbers)
 HISTORY_CACHE = 2_000
@@ -41,28 +42,29 @@ _COMPLETED = (
 )
 
 
-class RunStatsMixin(ABC):
-    """Overview figures and workflow histories of :class:`flowsight.store.sql.SqlStore`."""
+class RunStats:
+    """Overview figures and workflow histories, and what is kept of them."""
 
-    _histories: OrderedDict[tuple[str, int], tuple[tuple[tuple[str, int], ...], WorkflowHistory]]
-    _histories_lock: threading.Lock
-    _build_lock: threading.Lock
-    #: (what, workflow, n) -> (the run_counts changes it was made at, the value)
-    _kept: dict[tuple[str, str, int], tuple[Any, Any]]
-
-    @abstractmethod
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _step_events(self, run_ids: Sequence[str]) -> dict[str, list[Event]]: ...
-
-    def _init_run_stats(self) -> None:
-        self._histories = OrderedDict()
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._histories: OrderedDict[tuple[str, int], tuple[tuple[tuple[str, int], ...], WorkflowHistory]] = (
+            OrderedDict()
+        )
         self._histories_lock = threading.Lock()
         self._build_lock = threading.Lock()  # one history made at a time: never the same one twice at once
-        self._kept = {}
+        #: (what, workflow, n) -> (the run_counts changes it was made at, the value)
+        self._kept: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    def _forget_histories(self) -> None:
+    def step_spans(self, run_ids: Sequence[str]) -> list[StepSpan]:
+        """Every step attempt of these runs, how it ended and how long it took (the dashboard's)."""
+        return step_spans(self._db, run_ids)
+
+    def runs_created(self, workflow: str, since: float, until: float, limit: int) -> list[RunTimes]:
+        """Up to ``limit`` runs of ``workflow`` created in ``since`` .. ``until``, newest first."""
+        return runs_created(self._db, workflow, since, until, limit)
+
+    def forget(self) -> None:
+        """Drop what is kept (the runs it was made of may be gone)."""
         with self._histories_lock:
             self._histories.clear()
             self._kept.clear()
@@ -70,7 +72,7 @@ class RunStatsMixin(ABC):
     def run_counts(self) -> dict[str, dict[str, tuple[int, int]]]:
         """``run_counts``: workflow -> state -> (runs, changes), every row (runs 0 included)."""
         out: dict[str, dict[str, tuple[int, int]]] = {}
-        for wf, state, n, changes in self._read("SELECT workflow, state, runs, changes FROM run_counts"):
+        for wf, state, n, changes in self._db.read("SELECT workflow, state, runs, changes FROM run_counts"):
             out.setdefault(str(wf), {})[str(state)] = (int(n), int(changes))
         return out
 
@@ -137,7 +139,7 @@ class RunStatsMixin(ABC):
                 f"ORDER BY created_at DESC LIMIT 1) AS s{i}"
                 for i in range(len(chunk))
             )
-            for wf, created in self._read(sql, chunk):
+            for wf, created in self._db.read(sql, chunk):
                 out[str(wf)] = float(created)
         return {wf: out.get(wf) for wf in workflows}
 
@@ -151,7 +153,7 @@ class RunStatsMixin(ABC):
                 f"ORDER BY end_time DESC LIMIT ?) AS s{i}"
                 for i in range(len(chunk))
             )
-            for wf, d in self._read(sql, [x for wf in chunk for x in (wf, recent)]):
+            for wf, d in self._db.read(sql, [x for wf in chunk for x in (wf, recent)]):
                 got[str(wf)].append(d)
         return {
             wf: (round(quantile(ds, 0.5), 3), round(quantile(ds, 0.95), 3)) if ds else (None, None)
@@ -176,7 +178,7 @@ class RunStatsMixin(ABC):
                 for i in range(len(chunk))
             )
             sql = f"SELECT * FROM ({parts}) AS u ORDER BY part, created_at DESC, run_id DESC"
-            for _, wf, rid, state, start, end, _ in self._read(sql, [x for wf in chunk for x in (wf, limit)]):
+            for _, wf, rid, state, start, end, _ in self._db.read(sql, [x for wf in chunk for x in (wf, limit)]):
                 got[str(wf)].append((str(rid), str(state), start, end))
         return got
 
@@ -190,7 +192,7 @@ class RunStatsMixin(ABC):
 
     def history(self, workflow: str, runs: int = 20) -> WorkflowHistory:
         """Durations from the last ``runs`` completed runs of ``workflow``."""
-        done = self._read(_COMPLETED, (workflow, runs))
+        done = self._db.read(_COMPLETED, (workflow, runs))
         if not done:
             return WorkflowHistory(workflow)
         key = tuple((str(r[0]), int(r[3])) for r in done)
@@ -221,7 +223,7 @@ class RunStatsMixin(ABC):
         starts = {r[0]: r[1] for r in done}
         durations: dict[str, list[float]] = {}
         offsets: dict[str, list[float]] = {}
-        for rid, events in self._step_events(list(starts)).items():
+        for rid, events in step_events(self._db, list(starts)).items():
             for s in replay_steps(events):
                 if s.status == "completed" and s.duration is not None and s.started_at is not None:
                     durations.setdefault(s.step, []).append(s.duration)
@@ -238,3 +240,17 @@ class RunStatsMixin(ABC):
 
 def _chunks(items: list[str], size: int = 100) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def step_events(db: Database, run_ids: Sequence[str]) -> dict[str, list[Event]]:
+    """The step events (and ``started``) of these runs, by run, in store order."""
+    marks = ", ".join("?" * len(run_ids))
+    rows = db.read(
+        f"SELECT id, ts, kind, workflow, run_id, step, attrs FROM events WHERE run_id IN ({marks}) "
+        "AND kind IN ('started', 'step_started', 'step_completed', 'step_failed') ORDER BY seq",
+        list(run_ids),
+    )
+    out: dict[str, list[Event]] = {}
+    for r in rows:
+        out.setdefault(r[4], []).append(row_event(r))
+    return out

@@ -1,4 +1,4 @@
-"""SQLite store: the embedded default (WAL, one file, no server)."""
+"""SQLite: the embedded default store (WAL, one file, no server)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,27 @@ import functools
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flowsight.errors import MigrationError, NoStoreError, StoreError
+from flowsight.store.database import Database, no_store_message
+from flowsight.store.dialect import Dialect, Read, Rows
+from flowsight.store.logs import LOG_COLUMNS
 from flowsight.store.migrations import migrate, sqlite_has_trigram
-from flowsight.store.sql import SqlStore, no_store_message
+from flowsight.store.perf import FOLD, ROLLUP_COLUMNS
+from flowsight.store.sql import SqlStore
 
 #: a search with up to this many candidates reads them; with more it walks the runs newest first
 _DRIVE = 2000
 _INSERT_EVENT = "INSERT INTO events (id, ts, kind, workflow, run_id, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+_INSERT_LOGS = f"INSERT INTO logs ({LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+_INSERT_SAMPLES = "INSERT INTO perf_samples (ts, scope_kind, scope_id, metric, value) VALUES (?, ?, ?, ?, ?)"
+_INSERT_ROLLUPS = f"INSERT INTO perf_rollups ({ROLLUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) " + FOLD.format(
+    lo="MIN", hi="MAX"
+)
 
 
 def is_locked(exc: sqlite3.Error) -> bool:
@@ -62,16 +71,88 @@ def retry_locked(
         delay = min(delay * 2, 0.05)
 
 
-class SqliteStore(SqlStore):
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    param = "?"
+    ilike = "LIKE"
+    tells_other_writers = True
+    # SQLite's LIKE ignores ASCII case, as its LOWER() folds only ASCII: LOWER() would only cost time
+    text_match = (
+        "(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
+        "OR error LIKE ? ESCAPE '\\')"
+    )
+    # raw samples have no key: the row's physical id picks a batch
+    purge_samples = "DELETE FROM perf_samples WHERE rowid IN (SELECT rowid FROM perf_samples WHERE ts < ? LIMIT ?)"
+
+    def text_condition(self, text: str, read: Read) -> tuple[str, list[Any]]:
+        exact, params = super().text_condition(text, read)
+        if not self.text_index or len(text) < 3:  # a trigram index finds nothing shorter than 3 characters
+            return exact, params
+        # the runs whose text holds the phrase (FTS5 folds case beyond ASCII,
+        # so these are at least the exact matches), then the exact match
+        phrase = '"' + text.replace('"', '""') + '"'
+        found = read(
+            "SELECT COUNT(*) FROM (SELECT rowid FROM runs_text WHERE runs_text MATCH ? LIMIT ?)", (phrase, _DRIVE + 1)
+        )[0][0]
+        # few: the query reads those runs and sorts them; many (a common
+        # text): it walks the runs newest first and keeps those in the set
+        # ('+' keeps the set from driving), stopping when the page is full
+        column = "rowid" if found <= _DRIVE else "+rowid"
+        return (f"({column} IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?) AND {exact})", [phrase, *params])
+
+    # one writer at a time: BEGIN IMMEDIATE takes the database's write lock
+    def take_turn(self, cur: Any, key: int) -> None:
+        pass
+
+    def lock_table(self, cur: Any, table: str) -> None:
+        pass
+
+    def lock_runs(self, cur: Any, run_ids: list[str]) -> None:
+        pass
+
+    def insert_events(self, cur: sqlite3.Cursor, rows: Rows) -> dict[str, int]:
+        # Inside BEGIN IMMEDIATE, with no AUTOINCREMENT, new rows take seq
+        # max+1, max+2, ... in order: when every row went in, that is their
+        # seq; when some were duplicates, the new ones are those above max.
+        before = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        cur.executemany(_INSERT_EVENT, rows)
+        if cur.rowcount == len(rows):
+            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
+        return dict(cur.execute("SELECT id, seq FROM events WHERE seq > ?", (before,)).fetchall())
+
+    def insert_logs(self, cur: sqlite3.Cursor, rows: Rows) -> dict[str, int]:
+        # Inside BEGIN IMMEDIATE new rows take the seqs after the highest
+        # ever given, in order: when every row went in, those are theirs;
+        # when some were duplicates, the new rows are those above it.
+        cur.execute(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
+            "COALESCE((SELECT MAX(seq) FROM logs), 0))"
+        )
+        before = int(cur.fetchone()[0])
+        cur.executemany(_INSERT_LOGS, rows)
+        if cur.rowcount == len(rows):
+            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
+        cur.execute("SELECT id, seq FROM logs WHERE seq > ?", (before,))
+        return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+    def set_log_templates(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, str]]) -> None:
+        cur.executemany("UPDATE logs SET template_id = ? WHERE seq = ?", [(t, int(s)) for s, t in pairs])
+
+    def insert_samples(self, cur: sqlite3.Cursor, raw: Rows, rollups: Rows) -> None:
+        cur.executemany(_INSERT_SAMPLES, raw)
+        cur.executemany(_INSERT_ROLLUPS, rollups)
+
+
+class SqliteDatabase(Database):
     """A SQLite file in WAL mode; several processes may write to it at once
     (each write waits up to ``busy_timeout`` seconds for the others)."""
 
-    dialect = "sqlite"
     writes_inline = True
 
     def __init__(
         self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL", create: bool = True
     ) -> None:
+        self.dialect = SqliteDialect()
         super().__init__()
         if not create and str(path) != ":memory:" and not Path(path).is_file():
             raise NoStoreError(no_store_message(str(path)))
@@ -95,7 +176,7 @@ class SqliteStore(SqlStore):
             self._migrate()
         else:
             try:
-                self._require_current(
+                self.require_current(
                     bool(
                         conn.execute(
                             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
@@ -108,10 +189,10 @@ class SqliteStore(SqlStore):
                     raise
                 raise StoreError(f"sqlite store: cannot read {path}: {exc}") from exc
         # migration 12 makes it where SQLite has FTS5's trigram tokenizer
-        self._text_index = bool(
+        self.dialect.text_index = bool(
             conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs_text'").fetchall()
         )
-        if self._text_index and not sqlite_has_trigram(conn.cursor()):
+        if self.dialect.text_index and not sqlite_has_trigram(conn.cursor()):
             # its triggers would fail every write of a run: say so now, plainly
             conn.close()
             raise StoreError(
@@ -141,25 +222,6 @@ class SqliteStore(SqlStore):
             raise
         return conn
 
-    def _connection(self) -> sqlite3.Connection:
-        return self._conn
-
-    def _text_condition(self, text: str) -> tuple[str, list[Any]]:
-        exact, params = super()._text_condition(text)
-        if not self._text_index or len(text) < 3:  # a trigram index finds nothing shorter than 3 characters
-            return exact, params
-        # the runs whose text holds the phrase (FTS5 folds case beyond ASCII,
-        # so these are at least the exact matches), then the exact match
-        phrase = '"' + text.replace('"', '""') + '"'
-        found = self._read(
-            "SELECT COUNT(*) FROM (SELECT rowid FROM runs_text WHERE runs_text MATCH ? LIMIT ?)", (phrase, _DRIVE + 1)
-        )[0][0]
-        # few: the query reads those runs and sorts them; many (a common
-        # text): it walks the runs newest first and keeps those in the set
-        # ('+' keeps the set from driving), stopping when the page is full
-        column = "rowid" if found <= _DRIVE else "+rowid"
-        return (f"({column} IN (SELECT rowid FROM runs_text WHERE runs_text MATCH ?) AND {exact})", [phrase, *params])
-
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
 
@@ -167,7 +229,7 @@ class SqliteStore(SqlStore):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
     @contextmanager
-    def _write_txn(self) -> Iterator[sqlite3.Cursor]:
+    def write_txn(self) -> Iterator[sqlite3.Cursor]:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -180,34 +242,32 @@ class SqliteStore(SqlStore):
         finally:
             cur.close()
 
-    def _others_wrote(self, cur: sqlite3.Cursor) -> bool:
+    def others_wrote(self, cur: sqlite3.Cursor) -> bool:
         # data_version changes when another connection (another process, the
         # CLI) commits, never for this connection's own commits
         version = int(cur.execute("PRAGMA data_version").fetchone()[0])
         changed = version != self._data_version
         self._data_version = version
-        if changed:  # the signal is used up now: no cached run may be trusted on a later write either
-            self._runs.clear()
         return changed
-
-    def _insert_events(self, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
-        # Inside BEGIN IMMEDIATE, with no AUTOINCREMENT, new rows take seq
-        # max+1, max+2, ... in order: when every row went in, that is their
-        # seq; when some were duplicates, the new ones are those above max.
-        before = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        cur.executemany(_INSERT_EVENT, rows)
-        if cur.rowcount == len(rows):
-            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
-        return dict(cur.execute("SELECT id, seq FROM events WHERE seq > ?", (before,)).fetchall())
 
     def _migrate(self) -> None:
         try:
-            with self._write_txn() as cur:
+            with self.write_txn() as cur:
                 migrate(cur, "sqlite", "?")
         except sqlite3.Error as exc:
             raise MigrationError(f"sqlite store {self.path}: migration failed: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             self._close_readers()
             self._conn.close()
+
+
+class SqliteStore(SqlStore):
+    """A store on a SQLite file (:class:`SqliteDatabase`)."""
+
+    def __init__(
+        self, path: Path | str, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL", create: bool = True
+    ) -> None:
+        super().__init__(SqliteDatabase(path, busy_timeout=busy_timeout, synchronous=synchronous, create=create))
+        self.path = path

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
 
 from flowsight.errors import ConfigError
+from flowsight.store.database import Database
 
 SCOPES = ("ingest", "read", "admin")
 PREFIX = "fst_"
@@ -35,14 +34,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenMixin(ABC):
-    """Token methods of :class:`flowsight.store.sql.SqlStore`."""
+class Tokens:
+    """The API tokens of a store (``store.tokens``)."""
 
-    @abstractmethod
-    def _read(self, sql: str, params: Any = ()) -> list[Any]: ...
-
-    @abstractmethod
-    def _write(self, sql: str, params: Any = ()) -> int: ...
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def create_token(self, name: str, scope: str) -> tuple[str, TokenInfo]:
         """Make a token; returns the token text (shown once) and its record.
@@ -54,29 +50,30 @@ class TokenMixin(ABC):
             raise ConfigError(f"token scope {scope!r}: use one of {', '.join(SCOPES)}")
         if not name or len(name) > 100:
             raise ConfigError("token name: 1 to 100 characters")
-        if self._read("SELECT 1 FROM tokens WHERE name = ?", (name,)):
+        if self._db.read("SELECT 1 FROM tokens WHERE name = ?", (name,)):
             raise ConfigError(f"a token named {name!r} exists; revoke it first or pick another name")
         token = PREFIX + secrets.token_urlsafe(32)
         info = TokenInfo(name, scope, time.time())
-        self._write(
+        self._db.write(
             "INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
             (name, scope, hash_token(token), info.created_at),
         )
         return token, info
 
     def verify_token(self, token: str) -> TokenInfo | None:
-        rows = self._read(
+        rows = self._db.read(
             "SELECT name, scope, created_at, last_used_at FROM tokens WHERE hash = ?", (hash_token(token),)
         )
         return TokenInfo(*rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenInfo]:
         return [
-            TokenInfo(*r) for r in self._read("SELECT name, scope, created_at, last_used_at FROM tokens ORDER BY name")
+            TokenInfo(*r)
+            for r in self._db.read("SELECT name, scope, created_at, last_used_at FROM tokens ORDER BY name")
         ]
 
     def revoke_token(self, name: str) -> bool:
-        return self._write("DELETE FROM tokens WHERE name = ?", (name,)) == 1
+        return self._db.write("DELETE FROM tokens WHERE name = ?", (name,)) == 1
 
     def has_tokens(self) -> bool:
-        return bool(self._read("SELECT 1 FROM tokens LIMIT 1"))
+        return bool(self._db.read("SELECT 1 FROM tokens LIMIT 1"))
