@@ -252,7 +252,7 @@ def test_a_backlog_longer_than_a_page_arrives_whole_while_events_keep_coming(api
 
 # ---- the stream generator itself, driven step by step over a real store ----
 class StoreThatWritesBehindTheLastPage:
-    """The store, except that right after the backlog's last page is read,
+    """The store's runs, except that right after the backlog's last page is read,
     ``n`` more events are committed and published: the moment between the
     read and the stream resuming, while its live queue is already full."""
 
@@ -281,7 +281,7 @@ def test_events_dropped_while_the_backlog_is_read_are_read_back_from_the_store(s
         early = [make_event("heartbeat", "etl", "early", event_id=f"early-{i}", ts=1.0) for i in range(3)]
         await hub.publish(early)
         proxy = StoreThatWritesBehindTheLastPage(store, hub, asyncio.get_running_loop(), n=5)
-        view = SimpleNamespace(store=proxy, stream=hub.stream)
+        view = SimpleNamespace(store=SimpleNamespace(runs=proxy), stream=hub.stream)
         frames_of = event_stream(view, EventFilter(), 0, queue_size=2)  # type: ignore[arg-type]
         gen = cast(AsyncGenerator[bytes, None], frames_of)
         frames: list[bytes] = []
