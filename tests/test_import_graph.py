@@ -55,15 +55,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: two modules that import each other, (a, b) with a < b -> what removes the cycle
 KNOWN: dict[tuple[str, str], str] = {
-    # server handlers restructure: ServerState (and the json/error answer helpers) move out of app.py into a
-    # module the handlers and app.py both import
-    ("flowsight.server.alerts_api", "flowsight.server.app"): "server handlers: ServerState out of app.py",
-    ("flowsight.server.app", "flowsight.server.dashboard_api"): "server handlers: ServerState, json out of app.py",
-    ("flowsight.server.app", "flowsight.server.faults_api"): "server handlers: ServerState, json, error out of app.py",
-    ("flowsight.server.app", "flowsight.server.logs_api"): "server handlers: ServerState out of app.py",
-    ("flowsight.server.app", "flowsight.server.metrics"): "server handlers: ServerState out of app.py",
-    ("flowsight.server.app", "flowsight.server.pages"): "server handlers: error out of app.py",
-    ("flowsight.server.app", "flowsight.server.perf_api"): "server handlers: ServerState, json out of app.py",
+    # none left
 }
 
 #: two parts of flowsight that import each other -> what removes the cycle
@@ -76,14 +68,7 @@ APP = "flowsight.server.app"
 APP_ENTRY = {APP, "flowsight.server.serve"}
 #: server modules that still import flowsight.server.app -> what removes the import
 KNOWN_APP_IMPORTERS: dict[str, str] = {
-    # server handlers restructure: ServerState (TYPE_CHECKING) and the json/error helpers (lazy) leave app.py
-    "flowsight.server.alerts_api": "server handlers",
-    "flowsight.server.dashboard_api": "server handlers",
-    "flowsight.server.faults_api": "server handlers",
-    "flowsight.server.logs_api": "server handlers",
-    "flowsight.server.metrics": "server handlers",
-    "flowsight.server.pages": "server handlers",
-    "flowsight.server.perf_api": "server handlers",
+    # none left: the handlers import flowsight.server.http and flowsight.server.state
 }
 
 IMPORT_TIME, TYPING, LAZY = "import time", "TYPE_CHECKING", "lazy"

@@ -15,8 +15,10 @@ boundary, so callers only ever catch these::
      │    ├── MigrationError      the schema could not be brought up to date
      │    ├── NoStoreError        a command that only reads found no store there
      │    └── StoreFullError      no room left to write (a full disk)
-     └── DeliveryError            a notification could not be delivered
-                                  (permanent=True: retrying will not help)
+     ├── DeliveryError            a notification could not be delivered
+     │                            (permanent=True: retrying will not help)
+     └── HttpError                a request refused with an HTTP status (a body too
+                                  big or not JSON, no token or the wrong scope)
 """
 
 from __future__ import annotations
@@ -109,3 +111,13 @@ class DeliveryError(FlowsightError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class HttpError(FlowsightError):
+    """A request refused as a whole, with the HTTP ``status`` to answer and
+    the ``message`` to say (``{"error": message}``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

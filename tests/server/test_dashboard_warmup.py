@@ -60,6 +60,10 @@ def test_the_server_warms_at_start_and_stops_the_warmer_with_it(store: SqlStore)
 def test_a_warmer_stopped_at_once_stops_without_error(store: SqlStore) -> None:
     seed(store)
     warmer = OverviewWarmer(store)
-    warmer.start()
-    warmer.stop()
-    warmer.stop()  # twice: nothing more
+
+    async def start_stop_stop() -> None:
+        await warmer.start()
+        await warmer.stop()
+        await warmer.stop()  # twice: nothing more
+
+    asyncio.run(start_stop_stop())

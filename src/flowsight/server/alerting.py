@@ -457,7 +457,11 @@ class AlertingService:
             self.store.kept.save_state(ANALYZER_STATE, analyzer.state())
         self._analyzer_saved, self._analyzer_dirty = now, False
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Begin the rounds; what the store kept is taken back first
+        (:meth:`load` without waiting, unless it was called before)."""
+        if self._loaded is None:
+            self.load(wait=False)
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(self._stop), name="flowsight-alerting")
 

@@ -19,17 +19,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flowsight.errors import AlertError, EventError, FlowsightError
+from flowsight.errors import AlertError, EventError, FlowsightError, HttpError
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence, new_silence
 from flowsight.model.durations import parse_duration
 from flowsight.model.events import explain
 from flowsight.server import schemas as S
-from flowsight.server.ingest import BodyError, decode_any, decode_items, decode_off_loop, read_json_body, write_answer
+from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.openapi import ALERT_STATUSES
+from flowsight.server.http import route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.server.app import ServerState
+    from flowsight.server.state import ServerState
 
 _fast = msgspec.json.Decoder(list[S.AlertIn] | S.AlertIn)
 _ALLOWED = "labels, annotations, severity, source, starts_at, ends_at, link"
@@ -222,7 +224,7 @@ async def post_silence(request: Request, st: ServerState) -> Response:
             comment=body.comment,
         )
     except FlowsightError as exc:
-        raise BodyError(422, str(exc)) from None
+        raise HttpError(422, str(exc)) from None
     st.alerting.add_silence(silence)
     return _json(silence_row(silence, now), 201)
 
@@ -233,3 +235,11 @@ async def delete_silence(request: Request, st: ServerState) -> Response:
     if "\x00" in sid or not st.alerting.expire_silence(sid):
         return _json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
     return _json({"expired": sid})
+
+
+def routes() -> list[Route]:
+    return [
+        route("/api/v1/alerts", GET=("read", get_alerts), POST=("ingest", post_alerts)),
+        route("/api/v1/silences", GET=("read", get_silences), POST=("admin", post_silence)),
+        route("/api/v1/silences/{silence_id}", DELETE=("admin", delete_silence)),
+    ]

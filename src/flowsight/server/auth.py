@@ -10,15 +10,9 @@ import time
 
 from starlette.requests import Request
 
+from flowsight.errors import HttpError
 from flowsight.store.interface import TokenLookup
 from flowsight.store.tokens import TokenInfo
-
-
-class AuthError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Authenticator:
@@ -60,7 +54,7 @@ class Authenticator:
         """The caller's token, if it has ``scope``.
 
         Raises:
-            AuthError: 401 without a valid token, 403 with one lacking the scope.
+            HttpError: 401 without a valid token, 403 with one lacking the scope.
         """
         if time.monotonic() >= self._open_until:  # ask the store at most every ttl seconds
             await asyncio.to_thread(self._tokens_exist)
@@ -70,7 +64,7 @@ class Authenticator:
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             # the hint names the scope this endpoint needs: a read token for a dashboard, not an ingest one
-            raise AuthError(
+            raise HttpError(
                 401,
                 "missing token: send 'Authorization: Bearer <token>' "
                 f"(make one with: flowsight token create --scope {scope} --name NAME)",
@@ -82,7 +76,7 @@ class Authenticator:
         else:
             info = await asyncio.to_thread(self._lookup, token)
         if info is None:
-            raise AuthError(401, "unknown or revoked token")
+            raise HttpError(401, "unknown or revoked token")
         if not info.allows(scope):
-            raise AuthError(403, f"token {info.name!r} has scope {info.scope!r}; this needs {scope!r} (or admin)")
+            raise HttpError(403, f"token {info.name!r} has scope {info.scope!r}; this needs {scope!r} (or admin)")
         return info

@@ -31,10 +31,12 @@ from flowsight.server import schemas as S
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.dashboard import RunTimes
 from flowsight.store.interface import Store
+from flowsight.server.http import json, route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.server.app import ServerState
+    from flowsight.server.state import ServerState
 
 log = logging.getLogger("flowsight.server")
 
@@ -176,16 +178,16 @@ class OverviewWarmer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="flowsight-overview-warmer", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Stops after the workflow at hand (one history at most)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            await asyncio.to_thread(self._thread.join)
             self._thread = None
 
     def _run(self) -> None:
@@ -239,7 +241,6 @@ def _alerts_by_status(am: AlertManager) -> dict[str, int]:
 
 
 async def get_overview(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     trend = int_param(request, "trend", 30, 0, 200)
     alerts = await st.alerting.read(_alerts_by_status)
@@ -316,7 +317,6 @@ def workflow_perf(store: Store, workflow: str, since: float, until: float) -> di
 
 
 async def get_performance(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     now = time.time()
     since = time_param(request, "since", now)
@@ -333,3 +333,10 @@ async def get_performance(request: Request, st: ServerState) -> Response:
         return {"since": since, "until": until, "workflows": [r for r in rows if r["runs"] or workflow]}
 
     return json(await asyncio.to_thread(work))
+
+
+def routes() -> list[Route]:
+    return [
+        route("/api/v1/overview", GET=("read", get_overview)),
+        route("/api/v1/performance", GET=("read", get_performance)),
+    ]

@@ -17,9 +17,11 @@ from flowsight.monitors.fault import FaultMonitor
 from flowsight.monitors.sink import AlertSink
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.interface import Store
+from flowsight.server.http import error, json, route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.app import ServerState
+    from flowsight.server.state import ServerState
 
 FAULT_STATUSES = tuple(s.value for s in FaultStatus)
 FAULT_KINDS = tuple(k.value for k in FaultKind)
@@ -65,7 +67,6 @@ def make_fault_monitor(config: Config, store: Store, alerts: AlertSink) -> Fault
 
 
 async def get_faults(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     status = text_param(request, "status")
     if status is not None and status not in FAULT_STATUSES:
@@ -109,7 +110,6 @@ async def get_faults(request: Request, st: ServerState) -> Response:
 
 async def get_fault(request: Request, st: ServerState) -> Response:
     """One fault by its id (the link of its alert: ``/faults/ID``)."""
-    from flowsight.server.app import error, json
 
     raw = request.path_params["fault_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
@@ -118,3 +118,10 @@ async def get_fault(request: Request, st: ServerState) -> Response:
     if record is None:
         return error(404, f"no fault {raw!r}")
     return json(fault_row(record, time.time()))
+
+
+def routes() -> list[Route]:
+    return [
+        route("/api/v1/faults", GET=("read", get_faults)),
+        route("/api/v1/faults/{fault_id}", GET=("read", get_fault)),
+    ]

@@ -28,19 +28,10 @@ from typing import Any, TypeVar
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 
-from flowsight.errors import EventError
+from flowsight.errors import EventError, HttpError
 from flowsight.hub import Hub
 from flowsight.model.events import MAX_DEPTH, Event, finish_wire, WireEvent, parse_events
 from flowsight.store.base import WriteResult
-
-
-class BodyError(Exception):
-    """A request body refused as a whole: HTTP status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +46,9 @@ def gunzip(body: bytes, limit: int) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise BodyError(400, f"body is not valid gzip: {exc}") from None
+        raise HttpError(400, f"body is not valid gzip: {exc}") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyError(413, f"body inflates past the limit of {limit} bytes; send smaller batches")
+        raise HttpError(413, f"body inflates past the limit of {limit} bytes; send smaller batches")
     return out
 
 
@@ -67,7 +58,7 @@ async def read_body(request: Request, limit: int, declared: bytes | None = None)
     if declared is None:
         declared = request.headers.get("content-length", "").encode()
     if declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, f"body of {declared.decode()} bytes is over the limit of {limit}; send smaller batches")
+        raise HttpError(413, f"body of {declared.decode()} bytes is over the limit of {limit}; send smaller batches")
     # straight from the ASGI messages (Starlette's stream() adds an async
     # generator per request on the ingest path)
     receive = request.receive
@@ -80,7 +71,7 @@ async def read_body(request: Request, limit: int, declared: bytes | None = None)
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise BodyError(413, f"body is over the limit of {limit} bytes; send smaller batches")
+                    raise HttpError(413, f"body is over the limit of {limit} bytes; send smaller batches")
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -93,7 +84,7 @@ async def read_json_body(request: Request, limits: Limits) -> bytes:
     """The body of an ingest POST, inflated.
 
     Raises:
-        BodyError: 415 (not ``application/json``, or an encoding other than
+        HttpError: 415 (not ``application/json``, or an encoding other than
             gzip), 413 (over ``limits.max_body_bytes``, before or after
             inflating), 400 (not valid gzip).
     """
@@ -108,14 +99,14 @@ async def read_json_body(request: Request, limits: Limits) -> bytes:
     if ctype != b"application/json":
         ctype_text = ctype.decode("latin-1").split(";")[0].strip().lower()
         if ctype_text != "application/json":
-            raise BodyError(415, f"content type {ctype_text or '(none)'!r} is not accepted: send application/json")
+            raise HttpError(415, f"content type {ctype_text or '(none)'!r} is not accepted: send application/json")
     body = await read_body(request, limits.max_body_bytes, length)
     if encoding:
         enc = encoding.decode("latin-1").strip().lower()
         if enc == "gzip":
             body = gunzip(body, limits.max_body_bytes)
         elif enc not in ("identity", ""):
-            raise BodyError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
+            raise HttpError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
     return body
 
 
@@ -142,7 +133,7 @@ def decode_batch(body: bytes, limits: Limits) -> list[Event | EventError]:
     """Events (or the error of each bad one) in the order they were sent.
 
     Raises:
-        BodyError: not JSON (400, with the position), not an object or an
+        HttpError: not JSON (400, with the position), not an object or an
             array of them (400), or too many events (413).
     """
     return decode_items(body, limits, fast=_fast, finish=finish_wire, parse=parse_events, noun="event", plural="events")
@@ -165,7 +156,7 @@ def decode_items(
     slow path, item by item, for a batch with a bad item in it.
 
     Raises:
-        BodyError: not JSON (400, with the position), not an object or an
+        HttpError: not JSON (400, with the position), not an object or an
             array of them (400), or too many items (413).
     """
     try:
@@ -192,7 +183,7 @@ def decode_items(
         data = [data]
     if not isinstance(data, list):
         article = "an" if noun[0] in "aeiou" else "a"
-        raise BodyError(400, f"body must be {article} {noun} object or an array of them, got {type(data).__name__}")
+        raise HttpError(400, f"body must be {article} {noun} object or an array of them, got {type(data).__name__}")
     _check_count(len(data), limits, plural)
     return list(parse(data))
 
@@ -207,7 +198,7 @@ def decode_any(body: bytes) -> Any:
     kept.
 
     Raises:
-        BodyError: 400: malformed, or nested so deep that no item can be told
+        HttpError: 400: malformed, or nested so deep that no item can be told
             apart (the byte where it passed :data:`MAX_DEPTH` levels).
     """
     try:
@@ -241,7 +232,7 @@ _ESCAPED_SURROGATE = re.compile(rb"\\[uU][dD][89abcdefABCDEF]")
 _NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
-def _too_deep(body: bytes) -> BodyError:
+def _too_deep(body: bytes) -> HttpError:
     """The 400 for a body nested too deep for the decoder, naming the byte
     where its nesting passed :data:`MAX_DEPTH` levels."""
     depth = 0
@@ -250,26 +241,26 @@ def _too_deep(body: bytes) -> BodyError:
         if c == 0x5B or c == 0x7B:  # [ {
             depth += 1
             if depth > MAX_DEPTH:
-                return BodyError(
+                return HttpError(
                     400,
                     f"JSON nested deeper than {MAX_DEPTH} levels (at byte {m.start()}); "
                     f"values nest {MAX_DEPTH} levels at most",
                 )
         elif c == 0x5D or c == 0x7D:  # ] }
             depth -= 1
-    return BodyError(400, f"JSON nested too deep to read; values nest {MAX_DEPTH} levels at most")
+    return HttpError(400, f"JSON nested too deep to read; values nest {MAX_DEPTH} levels at most")
 
 
-def _malformed(exc: msgspec.DecodeError, body: bytes) -> BodyError:
+def _malformed(exc: msgspec.DecodeError, body: bytes) -> HttpError:
     text = str(exc)
     if "truncated" in text:  # msgspec names no position for this one: it is the end
         text = f"{text} (at byte {len(body)}, the end of the body)"
-    return BodyError(400, f"malformed JSON: {text}")
+    return HttpError(400, f"malformed JSON: {text}")
 
 
 def _check_count(n: int, limits: Limits, plural: str = "events") -> None:
     if n > limits.max_events:
-        raise BodyError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: send smaller batches")
+        raise HttpError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: send smaller batches")
 
 
 def is_single(body: bytes) -> bool:
@@ -335,7 +326,7 @@ class Committer:
         self._task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[WriteResult, float], None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="flowsight-committer")
 
     async def stop(self) -> None:

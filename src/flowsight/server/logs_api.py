@@ -22,7 +22,7 @@ import inspect
 import re
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -34,14 +34,14 @@ from flowsight.logs.records import LogRecord, StoredLog, WireLog, finish_wire_lo
 from flowsight.logs.entries import LogLevel, level_from_word
 from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.params import int_param, text_param, time_param
+from flowsight.server.http import route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.app import ServerState
+    from flowsight.server.state import ServerState
 
 log = logging.getLogger("flowsight.logs")
 
-#: called with the entries each request stored (see the module docstring)
-OnLogs = Callable[[Sequence[StoredLog]], "None | Awaitable[None]"]
 
 _fast = msgspec.json.Decoder(list[WireLog] | WireLog)
 _enc = msgspec.json.Encoder()
@@ -224,3 +224,12 @@ async def get_log_templates(request: Request, st: ServerState) -> Response:
             "templates": [{"template_id": t.template_id, "template": t.template, "count": t.count} for t in top],
         }
     )
+
+
+def routes() -> list[Route]:
+    return [
+        route("/api/v1/logs", GET=("read", get_logs), POST=("ingest", post_logs)),
+        route("/api/v1/logs/templates", GET=("read", get_log_templates)),
+        # before /api/v1/runs/{run_id:path}, which would take it (see flowsight.server.runs_api)
+        route("/api/v1/runs/{run_id:path}/logs", GET=("read", get_run_logs)),
+    ]

@@ -7,74 +7,24 @@ prometheus-client's exposition code renders it.
 
 from __future__ import annotations
 
-import bisect
-import threading
+import asyncio
+
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from flowsight.server.http import route
 from flowsight.server.stream import STREAM_END_REASONS
-from flowsight.store.base import WriteResult
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.server.app import ServerState
-
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
-WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-
-
-class Histogram:
-    """Cumulative-bucket histogram (the exposition's own shape)."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, total = [], 0
-        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts):
-            total += n
-            out.append((bound, float(total)))
-        return out
-
-
-class Stats:
-    """What this server has seen since it started; fed by every commit."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.accepted = 0
-        self.duplicates = 0
-        self.steps: dict[tuple[str, str], Histogram] = {}
-        self.runs: dict[tuple[str, str], Histogram] = {}
-        self.writes = Histogram(WRITE_BUCKETS)
-
-    def on_commit(self, result: WriteResult, seconds: float) -> None:
-        with self.lock:
-            self.accepted += len(result.accepted)
-            self.duplicates += len(result.duplicates)
-            self.writes.observe(seconds)
-            for wf, step, d in result.step_durations:
-                h = self.steps.get((wf, step))
-                if h is None:
-                    h = self.steps[(wf, step)] = Histogram(DURATION_BUCKETS)
-                h.observe(d)
-            for wf, state, d in result.run_durations:
-                h = self.runs.get((wf, state))
-                if h is None:
-                    h = self.runs[(wf, state)] = Histogram(DURATION_BUCKETS)
-                h.observe(d)
+    from flowsight.server.state import ServerState
 
 
 class FlowsightCollector(Collector):
@@ -174,3 +124,13 @@ def render_metrics(
     registry.register(FlowsightCollector(st, alerts))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+async def get_metrics(request: Request, st: ServerState) -> Response:
+    counts = await st.alerting.read(alert_counts)
+    body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"), counts)
+    return Response(body, media_type=ctype)
+
+
+def routes() -> list[Route]:
+    return [route("/metrics", GET=("read", get_metrics))]

@@ -20,6 +20,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from flowsight.server.http import error
 
 ROOT = Path(__file__).with_name("dashboard")
 TYPES = {
@@ -77,8 +78,6 @@ class Assets:
     def respond(self, request: Request, name: str) -> Response:
         f = self.read(name)
         if f is None:
-            from flowsight.server.app import error
-
             return error(404, f"no such file {request.url.path!r}")
         headers = {"ETag": f.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         if name.endswith(".html"):

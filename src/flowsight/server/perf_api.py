@@ -20,9 +20,11 @@ from flowsight.errors import FlowsightError
 from flowsight.model.events import MAX_TS
 from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, parse_scope
 from flowsight.server.params import float_param, text_param, time_param
+from flowsight.server.http import json, route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.app import ServerState
+    from flowsight.server.state import ServerState
 
 
 def _scope(request: Request) -> Scope:
@@ -60,7 +62,6 @@ def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) 
 
 
 async def get_scopes(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     now = time.time()
     since = _when(request, "since", now, now - 86400)
@@ -73,7 +74,6 @@ async def get_scopes(request: Request, st: ServerState) -> Response:
 
 
 async def get_summary(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     scope = _scope(request)
     latest = await asyncio.to_thread(st.store.perf.latest_samples, scope.kind.value, scope.id)
@@ -83,7 +83,6 @@ async def get_summary(request: Request, st: ServerState) -> Response:
 
 
 async def get_series(request: Request, st: ServerState) -> Response:
-    from flowsight.server.app import json
 
     now = time.time()
     scope = _scope(request)
@@ -114,3 +113,11 @@ async def get_series(request: Request, st: ServerState) -> Response:
             "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points],
         }
     )
+
+
+def routes() -> list[Route]:
+    return [
+        route("/api/v1/metrics", GET=("read", get_scopes)),
+        route("/api/v1/metrics/summary", GET=("read", get_summary)),
+        route("/api/v1/metrics/series", GET=("read", get_series)),
+    ]

@@ -55,7 +55,7 @@ class LogRetention:
             log.info("log retention: purged %d entries older than %gs", n, self.retention)
         return n
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._stop.clear()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="flowsight-log-retention")

@@ -22,10 +22,10 @@ import uvicorn
 from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
+from flowsight.server.state import OnLogs
 from flowsight.server.hosts import allowed_hosts as hosts_for
 from flowsight.server.hosts import is_loopback
 from flowsight.server.ingest import Limits
-from flowsight.server.logs_api import OnLogs
 from flowsight.server.retention import DEFAULT_RETENTION
 from flowsight.server.stream import Streams
 from flowsight.store.database import safe_url

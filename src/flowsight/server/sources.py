@@ -64,7 +64,7 @@ class SourceFollower:
     async def _save(self, records: list[LogRecord]) -> None:
         await asyncio.to_thread(self.store.logs.save_logs, records)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if not self.sources:
             return
         self._monitor = LogMonitor(self._feeds())
