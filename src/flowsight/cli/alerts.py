@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from flowsight.errors import FlowsightError
 from flowsight.model.alerts import new_silence
-from flowsight.server.alerts_api import alert_rows, silence_row
-from flowsight.server.openapi import ALERT_STATUSES
+from flowsight.server.views import ALERT_STATUSES, alert_views, silence_view
 from flowsight.store.database import safe_url
 from flowsight.store.interface import Store
 
@@ -78,9 +78,9 @@ def cmd_alerts(store: Store, args: argparse.Namespace, out: Console) -> int:
     am.restore(store.alerts.load_alerts())
     for s in store.alerts.list_silences():
         am.add_silence(s)
-    rows = alert_rows(am, args.status)
+    rows = alert_views(am, args.status)
     if args.json:
-        print(json.dumps({"alerts": rows}, indent=2))
+        print(json.dumps({"alerts": msgspec.to_builtins(rows)}, indent=2))
         return 0
     if not rows:
         status = f" in status {args.status}" if args.status else ""
@@ -99,21 +99,21 @@ def cmd_alerts(store: Store, args: argparse.Namespace, out: Console) -> int:
         table.add_column(col)
     colors = {"firing": "red", "resolved": "green", "silenced": "dim", "inhibited": "dim", "flapping": "yellow"}
     for r in shown:
-        labels = r["labels"]
+        labels = r.labels
         where = " / ".join(labels[k] for k in ("workflow", "run_id", "step", "service", "receiver") if k in labels)
-        status = f"[{colors.get(r['status'], 'white')}]{r['status']}[/]"
-        if r["muted_by"]:
-            status += f"\n[dim]{r['muted_by']}[/dim]"
-        when = _ago(r["starts_at"])
-        if r["status"] == "resolved" and r["ends_at"] is not None:
-            when += f"\n[dim]resolved {_ago(r['ends_at'])}[/dim]"
+        status = f"[{colors.get(r.status, 'white')}]{r.status}[/]"
+        if r.muted_by:
+            status += f"\n[dim]{r.muted_by}[/dim]"
+        when = _ago(r.starts_at)
+        if r.status == "resolved" and r.ends_at is not None:
+            when += f"\n[dim]resolved {_ago(r.ends_at)}[/dim]"
         table.add_row(
             status,
-            r["severity"],
-            labels.get("alertname", r["fingerprint"]),
+            r.severity,
+            labels.get("alertname", r.fingerprint),
             where,
             when,
-            r["annotations"].get("summary", ""),
+            r.annotations.get("summary", ""),
         )
     out.print(table)
     if len(shown) < len(rows):
@@ -137,13 +137,13 @@ def cmd_silence(store: Store, args: argparse.Namespace, out: Console) -> int:
         )
         store.alerts.add_silence(s, now)
         out.print(
-            f"silence {s.id} until {_date(s.ends_at)}: {' '.join(silence_row(s, now)['matchers'])}", highlight=False
+            f"silence {s.id} until {_date(s.ends_at)}: {' '.join(silence_view(s, now).matchers)}", highlight=False
         )
         return 0
     if args.silence_command == "ls":
-        rows = [silence_row(s, now) for s in store.alerts.list_silences() if args.all or s.ends_at > now]
+        rows = [silence_view(s, now) for s in store.alerts.list_silences() if args.all or s.ends_at > now]
         if args.json:
-            print(json.dumps({"silences": rows}, indent=2))
+            print(json.dumps({"silences": msgspec.to_builtins(rows)}, indent=2))
             return 0
         if not rows:
             out.print("no silences" if args.all else "no active or pending silences (--all shows expired ones)")
@@ -152,9 +152,7 @@ def cmd_silence(store: Store, args: argparse.Namespace, out: Console) -> int:
         for col in ("id", "state", "matchers", "ends", "by", "comment"):
             table.add_column(col)
         for r in rows:
-            table.add_row(
-                r["id"], r["state"], " ".join(r["matchers"]), _date(r["ends_at"]), r["created_by"], r["comment"]
-            )
+            table.add_row(r.id, r.state, " ".join(r.matchers), _date(r.ends_at), r.created_by, r.comment)
         out.print(table)
         return 0
     if not store.alerts.expire_silence(args.id, now):

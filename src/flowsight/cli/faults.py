@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,7 +20,7 @@ from flowsight.cli.render import require_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import FaultStatus
-from flowsight.server.faults_api import fault_row
+from flowsight.server.views import fault_view
 from flowsight.store.database import safe_url
 from flowsight.store.interface import Store
 
@@ -54,9 +55,9 @@ def cmd_faults(store: Store, args: argparse.Namespace, out: Console) -> int:
         run_id=run_id,
         limit=args.limit,
     )
-    rows = [fault_row(r, now) for r in records]
+    rows = [fault_view(r, now) for r in records]
     if args.json:
-        print(json.dumps({"faults": rows}, indent=2))
+        print(json.dumps({"faults": msgspec.to_builtins(rows)}, indent=2))
         return 0
     if not rows:
         out.print(
@@ -72,24 +73,24 @@ def cmd_faults(store: Store, args: argparse.Namespace, out: Console) -> int:
         table.add_column(col)
     colors = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
     for r in rows:
-        status = "[red]open[/red]" if r["status"] == "open" else "[green]resolved[/green]"
-        if r["runs"]:
-            status += f"\n[dim]{len(r['runs'])} run{'s' if len(r['runs']) != 1 else ''} hurt[/dim]"
-        lasted = format_duration(r["duration_s"])
+        status = "[red]open[/red]" if r.status == "open" else "[green]resolved[/green]"
+        if r.runs:
+            status += f"\n[dim]{len(r.runs)} run{'s' if len(r.runs) != 1 else ''} hurt[/dim]"
+        lasted = format_duration(r.duration_s)
         when = (
-            f"for {lasted}\n[dim]since {_clock(r['opened_at'])}[/dim]"
-            if r["status"] == "open"
-            else f"resolved {_ago(r['resolved_at'], now)}\n[dim]lasted {lasted}[/dim]"
+            f"for {lasted}\n[dim]since {_clock(r.opened_at)}[/dim]"
+            if r.status == "open"
+            else f"resolved {_ago(r.resolved_at if r.resolved_at is not None else now, now)}\n[dim]lasted {lasted}[/dim]"
         )
-        sev = r["severity"]
+        sev = r.severity
         table.add_row(
             status,
             f"[{colors.get(sev, 'white')}]{sev}[/]",
-            r["alertname"],
-            escape(r["target"]),
-            escape(r["detector"]),
+            r.alertname,
+            escape(r.target),
+            escape(r.detector),
             when,
-            escape(r["message"].splitlines()[0] if r["message"] else ""),
+            escape(r.message.splitlines()[0] if r.message else ""),
         )
     out.print(table)
     return 0

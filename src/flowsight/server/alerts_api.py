@@ -20,65 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flowsight.errors import AlertError, EventError, FlowsightError, HttpError
-from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence, new_silence
+from flowsight.model.alerts import Alert, AlertStatus, Severity, new_silence
 from flowsight.model.durations import parse_duration
 from flowsight.model.events import explain
 from flowsight.server import schemas as S
 from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body, write_answer
-from flowsight.server.openapi import ALERT_STATUSES
-from flowsight.server.http import route
+from flowsight.server.http import json, route
+from flowsight.server.views import ALERT_STATUSES, alert_views, silence_view
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.alerting.manager import AlertManager
     from flowsight.server.state import ServerState
 
 _fast = msgspec.json.Decoder(list[S.AlertIn] | S.AlertIn)
 _ALLOWED = "labels, annotations, severity, source, starts_at, ends_at, link"
-
-
-def alert_rows(am: AlertManager, status: str | None = None) -> list[dict[str, Any]]:
-    """Every alert the manager holds, newest first, with its status for people."""
-    now = am.clock()
-    told: dict[str, list[str]] = {}
-    for receiver, fp in am.told_firing:
-        told.setdefault(fp, []).append(receiver)
-    rows: list[dict[str, Any]] = []
-    for fp, entry in am.alerts.items():
-        a = entry.alert
-        shown = am.status_of(fp)
-        if status is not None and shown != status:
-            continue
-        rows.append(
-            {
-                "fingerprint": fp,
-                "labels": dict(a.labels),
-                "annotations": dict(a.annotations),
-                "severity": a.severity.value,
-                "source": a.source,
-                "status": shown,
-                "muted_by": am.mute_reason(a, now) if a.status is AlertStatus.FIRING else None,
-                "starts_at": a.starts_at,
-                "ends_at": a.ends_at,
-                "link": a.link,
-                "receivers_told": sorted(told.get(fp, [])),
-            }
-        )
-    rows.sort(key=lambda r: r["starts_at"], reverse=True)
-    return rows
-
-
-def silence_row(s: Silence, now: float) -> dict[str, Any]:
-    state = "active" if s.active(now) else "pending" if s.starts_at > now else "expired"
-    return {
-        "id": s.id,
-        "matchers": [f"{m.name}{m.op}{m.value}" for m in s.matchers],
-        "starts_at": s.starts_at,
-        "ends_at": s.ends_at,
-        "created_by": s.created_by,
-        "comment": s.comment,
-        "state": state,
-    }
 
 
 def finish_alert(wire: S.AlertIn, now: float, resolve_timeout: float) -> Alert:
@@ -160,16 +115,12 @@ def answer_alerts(items: list[Alert | EventError]) -> dict[str, Any]:
     }
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
-
-
 async def get_alerts(request: Request, st: ServerState) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in ALERT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(ALERT_STATUSES)}")
     # encoded there too: 100,000 rows are tenths of a second of work
-    body = await st.alerting.read(lambda am: msgspec.json.encode({"alerts": alert_rows(am, status)}))
+    body = await st.alerting.read(lambda am: msgspec.json.encode(S.AlertList(alerts=alert_views(am, status))))
     return Response(body, media_type="application/json")
 
 
@@ -189,7 +140,7 @@ async def post_alerts(request: Request, st: ServerState) -> Response:
 
     items = await decode_off_loop(body, decode)
     await st.alerting.send_alerts([alert for alert in items if isinstance(alert, Alert)])
-    return _json(*write_answer(body, items, answer_alerts(items)))
+    return json(*write_answer(body, items, answer_alerts(items)))
 
 
 async def get_silences(request: Request, st: ServerState) -> Response:
@@ -200,7 +151,7 @@ async def get_silences(request: Request, st: ServerState) -> Response:
     everything = raw == "true"
     # active and pending ones; expired ones too when asked for
     silences = [s for s in st.store.alerts.list_silences() if everything or s.ends_at > now]
-    return _json({"silences": [silence_row(s, now) for s in sorted(silences, key=lambda s: s.starts_at)]})
+    return json(S.SilenceList(silences=[silence_view(s, now) for s in sorted(silences, key=lambda s: s.starts_at)]))
 
 
 async def post_silence(request: Request, st: ServerState) -> Response:
@@ -226,15 +177,15 @@ async def post_silence(request: Request, st: ServerState) -> Response:
     except FlowsightError as exc:
         raise HttpError(422, str(exc)) from None
     st.alerting.add_silence(silence)
-    return _json(silence_row(silence, now), 201)
+    return json(silence_view(silence, now), 201)
 
 
 async def delete_silence(request: Request, st: ServerState) -> Response:
     sid = request.path_params["silence_id"]
     # no silence has a NUL in its id (they are made here), and PostgreSQL cannot look one up
     if "\x00" in sid or not st.alerting.expire_silence(sid):
-        return _json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
-    return _json({"expired": sid})
+        return json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
+    return json({"expired": sid})
 
 
 def routes() -> list[Route]:

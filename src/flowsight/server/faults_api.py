@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from flowsight.config import Config
 from flowsight.errors import FlowsightError
-from flowsight.model.faults import FaultKind, FaultRecord, FaultStatus
+from flowsight.model.faults import FaultKind, FaultStatus
 from flowsight.monitors.fault import FaultMonitor
 from flowsight.monitors.sink import AlertSink
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.interface import Store
 from flowsight.server.http import error, json, route
+from flowsight.server import schemas as S
+from flowsight.server.views import detector_view, fault_view
 from starlette.routing import Route
 
 if TYPE_CHECKING:
@@ -26,27 +28,6 @@ if TYPE_CHECKING:
 FAULT_STATUSES = tuple(s.value for s in FaultStatus)
 FAULT_KINDS = tuple(k.value for k in FaultKind)
 _BY_ALERTNAME = {k.alertname: k.value for k in FaultKind}
-
-
-def fault_row(r: FaultRecord, now: float) -> dict[str, Any]:
-    """A fault record as JSON for people and programs (the API's and the CLI's)."""
-    f = r.fault
-    return {
-        "id": r.id,
-        "status": r.status.value,
-        "severity": r.severity.value,
-        "kind": f.kind.value,
-        "alertname": f.kind.alertname,
-        "target": f.target,
-        "detector": f.detector,
-        "message": f.message,
-        "evidence": dict(f.evidence),
-        "workflows": list(f.workflows),
-        "runs": list(f.runs),
-        "opened_at": r.timestamp,
-        "resolved_at": r.resolved_at,
-        "duration_s": r.duration(now),
-    }
 
 
 def make_fault_monitor(config: Config, store: Store, alerts: AlertSink) -> FaultMonitor | None:
@@ -67,7 +48,6 @@ def make_fault_monitor(config: Config, store: Store, alerts: AlertSink) -> Fault
 
 
 async def get_faults(request: Request, st: ServerState) -> Response:
-
     status = text_param(request, "status")
     if status is not None and status not in FAULT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(FAULT_STATUSES)}")
@@ -89,35 +69,19 @@ async def get_faults(request: Request, st: ServerState) -> Response:
         limit=limit,
     )
     monitor = st.fault_monitor
-    detectors = (
-        []
-        if monitor is None
-        else [
-            {
-                "name": s.name,
-                "status": s.status,
-                "checks": s.checks,
-                "last_check": s.last_check,
-                "last_duration_s": s.last_duration,
-                "last_error": s.last_error,
-                "interval_s": s.schedule.interval,
-            }
-            for s in monitor.states.values()
-        ]
-    )
-    return json({"faults": [fault_row(r, now) for r in records], "detectors": detectors})
+    detectors = [] if monitor is None else [detector_view(s) for s in monitor.states.values()]
+    return json(S.FaultList(faults=[fault_view(r, now) for r in records], detectors=detectors))
 
 
 async def get_fault(request: Request, st: ServerState) -> Response:
     """One fault by its id (the link of its alert: ``/faults/ID``)."""
-
     raw = request.path_params["fault_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return error(404, f"no fault {raw!r}: a fault's id is a whole number (GET /api/v1/faults lists them)")
     record = await asyncio.to_thread(st.store.faults.get_fault, int(raw))
     if record is None:
         return error(404, f"no fault {raw!r}")
-    return json(fault_row(record, time.time()))
+    return json(fault_view(record, time.time()))
 
 
 def routes() -> list[Route]:

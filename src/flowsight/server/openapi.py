@@ -13,10 +13,10 @@ from flowsight.model.performance import RESOURCE_METRICS
 from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
 from flowsight.server.logs_api import LOG_CURSOR_PATTERN
+from flowsight.server.views import ALERT_STATUSES
 from flowsight.server.wire_rules import refine
 from flowsight.store.runs import CURSOR_PATTERN
 
-ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
 FAULT_KINDS = tuple(k.value for k in FaultKind)
 
 

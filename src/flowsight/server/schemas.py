@@ -202,6 +202,9 @@ Severity = Literal["info", "warning", "error", "critical"]
 Source = Literal["execution", "performance", "state", "fault", "log"]
 
 
+AlertStatusName = Literal["firing", "pending", "resolved", "silenced", "inhibited", "flapping"]
+
+
 class AlertOut(msgspec.Struct, kw_only=True):
     fingerprint: str
     labels: dict[str, str]
@@ -210,7 +213,7 @@ class AlertOut(msgspec.Struct, kw_only=True):
     source: Source
     #: firing | pending | resolved, or why a firing one is quiet: silenced |
     #: inhibited | flapping
-    status: Literal["firing", "pending", "resolved", "silenced", "inhibited", "flapping"]
+    status: AlertStatusName
     muted_by: str | None
     starts_at: float
     ends_at: float | None
@@ -305,6 +308,9 @@ class SilenceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ends_at: Timestamp | None = None
 
 
+SilenceState = Literal["active", "pending", "expired"]
+
+
 class SilenceOut(msgspec.Struct, kw_only=True):
     id: str
     matchers: list[str]
@@ -312,7 +318,7 @@ class SilenceOut(msgspec.Struct, kw_only=True):
     ends_at: float
     created_by: str
     comment: str
-    state: Literal["active", "pending", "expired"]
+    state: SilenceState
 
 
 class SilenceList(msgspec.Struct, kw_only=True):
@@ -329,9 +335,12 @@ FaultKindName = Literal[
 ]
 
 
+FaultStatusName = Literal["open", "resolved"]
+
+
 class FaultOut(msgspec.Struct, kw_only=True):
     id: int | None
-    status: Literal["open", "resolved"]
+    status: FaultStatusName
     severity: Severity
     kind: FaultKindName
     #: the specification's name of the kind (the alert's name): ServiceUnavailable, ...
@@ -349,10 +358,13 @@ class FaultOut(msgspec.Struct, kw_only=True):
     duration_s: float
 
 
+DetectorStatus = Literal["pending", "ok", "failing", "fault", "broken"]
+
+
 class DetectorOut(msgspec.Struct, kw_only=True):
     name: str
     #: pending | ok | failing (failed, within its retries) | fault | broken (cannot check)
-    status: Literal["pending", "ok", "failing", "fault", "broken"]
+    status: DetectorStatus
     checks: int
     last_check: float | None
     last_duration_s: float | None
