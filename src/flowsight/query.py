@@ -1,7 +1,7 @@
 """Read models: a run as people and scripts see it (state, progress, ETA, stall).
 
 Composes the store's reads with the pure decisions (ETA, stall); the CLI and
-the API render what these return. History is fetched once per workflow.
+the API render what these return (as :func:`flowsight.server.views.run_out`). History is fetched once per workflow.
 """
 
 from __future__ import annotations
@@ -30,36 +30,6 @@ class RunView:
     def stalled(self) -> bool:
         return bool(self.stall and self.stall.stalled)
 
-    def to_dict(self) -> dict[str, Any]:
-        m = self.run
-        return {
-            "run_id": m.workflow_id,
-            "workflow": m.workflow,
-            "state": m.state.value,
-            "stalled": self.stalled,
-            "idle_seconds": round(self.stall.idle_for, 3) if self.stall else None,
-            "stall_bound_seconds": round(self.stall.bound, 3) if self.stall else None,
-            "current_step": m.current_step,
-            "completed_steps": m.completed_steps,
-            "failed_steps": m.failed_steps,
-            "total_steps": m.total_steps,
-            "retries": m.retries,
-            "percent_done": None if m.percent_done is None else round(m.percent_done, 1),
-            "start_time": m.start_time,
-            "end_time": m.end_time,
-            "duration_seconds": _round(m.duration(self.now)),
-            "usual_duration_seconds": _round(self.usual_duration),
-            "eta": None
-            if self.eta is None
-            else {
-                "seconds": round(self.eta.seconds, 3),
-                "finish_at": self.eta.finish_at,
-                "confidence": self.eta.confidence,
-                "basis": self.eta.basis,
-            },
-            "error": m.error,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RunDetail:
@@ -69,54 +39,6 @@ class RunDetail:
     attrs: dict[str, Any] = field(default_factory=dict)
     #: faults that hurt this run (it was running when they were declared), newest first
     faults: list[FaultRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = self.view.to_dict()
-        out["attrs"] = self.attrs
-        out["steps"] = [
-            {
-                "step": s.step,
-                "attempt": s.attempt,
-                "status": s.status,
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "duration_seconds": _round(s.duration),
-                "error": s.error,
-                "traceback": s.traceback,
-            }
-            for s in self.steps
-        ]
-        out["faults"] = [
-            {
-                "id": f.id,
-                "status": f.status.value,
-                "severity": f.severity.value,
-                "kind": f.fault.kind.value,
-                "alertname": f.fault.kind.alertname,
-                "target": f.fault.target,
-                "detector": f.fault.detector,
-                "message": f.fault.message,
-                "opened_at": f.timestamp,
-                "resolved_at": f.resolved_at,
-            }
-            for f in self.faults
-        ]
-        out["transitions"] = [
-            {
-                "timestamp": t.timestamp,
-                "old_state": t.old_state.value,
-                "new_state": t.new_state.value,
-                "reason": t.reason,
-                "source": t.source,
-                "applied": t.applied,
-            }
-            for t in self.transitions
-        ]
-        return out
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
 
 
 class Views:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 
 from flowsight import __version__
@@ -29,6 +30,8 @@ from flowsight.cli.logs import add_parser as add_logs_parser
 from flowsight.cli.logs import cmd_logs, run_subcommand, subcommand
 from flowsight.cli.render import print_error, stderr_console
 from flowsight.cli.run import cmd_run, early_dispatch
+from flowsight.server import schemas as S
+from flowsight.server.views import run_detail_out, run_out
 from flowsight.cli.spool import add_parser as add_spool_parser
 from flowsight.cli.spool import cmd_spool
 from flowsight.errors import FlowsightError, NoSuchRun
@@ -203,7 +206,9 @@ def cmd_runs(store: Store, args: argparse.Namespace, out: Console) -> int:
     page = _page(store, args, args.cursor)
     views = Views(store, time.time()).views(page.runs)
     if args.json:
-        print(json.dumps({"runs": [v.to_dict() for v in views], "cursor": page.cursor}, indent=2))
+        print(
+            json.dumps(msgspec.to_builtins(S.RunPage(runs=[run_out(v) for v in views], cursor=page.cursor)), indent=2)
+        )
         return 0
     filtered = bool(args.workflow or args.state or args.since is not None or args.cursor)
     where = f"in {store.dialect} store {safe_url(store.url)}"
@@ -242,7 +247,7 @@ def cmd_show(store: Store, args: argparse.Namespace, out: Console) -> int:
         raise NoSuchRun(f"no run {args.run!r} in the {store.dialect} store {safe_url(store.url)}")
     detail = Views(store, time.time()).detail(run)
     if args.json:
-        print(json.dumps(detail.to_dict(), indent=2))
+        print(json.dumps(msgspec.to_builtins(run_detail_out(detail)), indent=2))
         return 0
     out.print(detail_panel(detail))
     return 0

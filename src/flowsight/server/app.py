@@ -24,6 +24,7 @@ from flowsight.hub import Hub
 from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, metrics, perf_api, runs_api
+from flowsight.server import schemas as S
 from flowsight.server.alerting import AlertingService
 from flowsight.server.auth import Authenticator
 from flowsight.server.follow import StoreFollower
@@ -42,7 +43,7 @@ from flowsight.store.interface import Store
 
 
 async def get_health(request: Request, st: ServerState) -> Response:
-    return json({"status": "ok", "store": st.store.dialect, "version": __version__})
+    return json(S.Health(status="ok", store=st.store.dialect, version=__version__))
 
 
 async def get_openapi(request: Request) -> Response:

@@ -17,12 +17,14 @@ from flowsight.errors import FlowsightError, StoreError
 from flowsight.model.state import WorkflowState
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
+from flowsight.server import schemas as S
 from flowsight.server.http import error, json, route
 from flowsight.server.ingest import answer, decode_batch, decode_off_loop, read_json_body, write_answer
 from flowsight.server.params import float_param as _float
 from flowsight.server.params import int_param as _int
 from flowsight.server.params import text_param as _text
 from flowsight.server.stream import EventStreamResponse, event_stream
+from flowsight.server.views import run_detail_out, run_out
 from flowsight.store.runs import decode_cursor
 
 if TYPE_CHECKING:
@@ -62,12 +64,12 @@ async def get_runs(request: Request, st: ServerState) -> Response:
         except StoreError as exc:  # the caller's mistake, not a store failure: 400, not 503
             raise FlowsightError(f"query parameter 'cursor': {exc}") from None
 
-    def work() -> dict[str, Any]:
+    def work() -> S.RunPage:
         page = st.store.runs.list_runs(
             workflow=workflow, states=states, since=since, until=until, text=text, limit=limit, cursor=cursor
         )
         views = Views(st.store, time.time(), stall_timeout=st.stall_timeout).views(page.runs)
-        return {"runs": [v.to_dict() for v in views], "cursor": page.cursor}
+        return S.RunPage(runs=[run_out(v) for v in views], cursor=page.cursor)
 
     return json(await asyncio.to_thread(work))
 
@@ -77,11 +79,11 @@ async def get_run(request: Request, st: ServerState) -> Response:
     if "\x00" in run_id:  # no run has one (ingest refuses it), and PostgreSQL cannot look it up
         return error(404, f"no run {run_id!r}")
 
-    def work() -> dict[str, Any] | None:
+    def work() -> S.RunDetailOut | None:
         run = st.store.runs.get_run(run_id)
         if run is None:
             return None
-        return Views(st.store, time.time(), stall_timeout=st.stall_timeout).detail(run).to_dict()
+        return run_detail_out(Views(st.store, time.time(), stall_timeout=st.stall_timeout).detail(run))
 
     detail = await asyncio.to_thread(work)
     return json(detail) if detail is not None else error(404, f"no run {run_id!r}")

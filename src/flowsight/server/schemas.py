@@ -88,10 +88,13 @@ class RunPage(msgspec.Struct, kw_only=True):
     cursor: str | None
 
 
+StepStatus = Literal["running", "completed", "failed"]
+
+
 class StepOut(msgspec.Struct, kw_only=True):
     step: str
     attempt: int
-    status: Literal["running", "completed", "failed"]
+    status: StepStatus
     started_at: float | None
     ended_at: float | None
     duration_seconds: float | None

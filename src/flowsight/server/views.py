@@ -5,10 +5,11 @@ imported, so the CLI formats its rows from these without loading one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flowsight.model.alerts import AlertStatus, Silence
 from flowsight.model.faults import FaultRecord
+from flowsight.query import RunDetail, RunView
 from flowsight.server import schemas as S
 
 if TYPE_CHECKING:
@@ -95,3 +96,85 @@ def detector_view(s: DetectorState) -> S.DetectorOut:
         last_error=s.last_error,
         interval_s=s.schedule.interval,
     )
+
+
+def run_out(view: RunView) -> S.RunOut:
+    """A run as the API and ``flowsight runs --json`` show it."""
+    return S.RunOut(**_run_fields(view))
+
+
+def run_detail_out(detail: RunDetail) -> S.RunDetailOut:
+    """One run with its steps, transitions and the faults that hurt it."""
+    return S.RunDetailOut(
+        **_run_fields(detail.view),
+        attrs=detail.attrs,
+        steps=[
+            S.StepOut(
+                step=s.step,
+                attempt=s.attempt,
+                status=cast(S.StepStatus, s.status),
+                started_at=s.started_at,
+                ended_at=s.ended_at,
+                duration_seconds=_round(s.duration),
+                error=s.error,
+                traceback=s.traceback,
+            )
+            for s in detail.steps
+        ],
+        transitions=[
+            S.TransitionOut(
+                timestamp=t.timestamp,
+                old_state=t.old_state.value,
+                new_state=t.new_state.value,
+                reason=t.reason,
+                source=t.source,
+                applied=t.applied,
+            )
+            for t in detail.transitions
+        ],
+        faults=[
+            S.RunFaultOut(
+                id=f.id,
+                status=f.status.value,
+                severity=f.severity.value,
+                kind=f.fault.kind.value,
+                alertname=f.fault.kind.alertname,
+                target=f.fault.target,
+                detector=f.fault.detector,
+                message=f.fault.message,
+                opened_at=f.timestamp,
+                resolved_at=f.resolved_at,
+            )
+            for f in detail.faults
+        ],
+    )
+
+
+def _run_fields(view: RunView) -> dict[str, Any]:
+    m, stall, eta = view.run, view.stall, view.eta
+    return {
+        "run_id": m.workflow_id,
+        "workflow": m.workflow,
+        "state": m.state.value,
+        "stalled": view.stalled,
+        "idle_seconds": round(stall.idle_for, 3) if stall else None,
+        "stall_bound_seconds": round(stall.bound, 3) if stall else None,
+        "current_step": m.current_step,
+        "completed_steps": m.completed_steps,
+        "failed_steps": m.failed_steps,
+        "total_steps": m.total_steps,
+        "retries": m.retries,
+        "percent_done": None if m.percent_done is None else round(m.percent_done, 1),
+        "start_time": m.start_time,
+        "end_time": m.end_time,
+        "duration_seconds": _round(m.duration(view.now)),
+        "usual_duration_seconds": _round(view.usual_duration),
+        "eta": None
+        if eta is None
+        else S.Eta(seconds=round(eta.seconds, 3), finish_at=eta.finish_at, confidence=eta.confidence, basis=eta.basis),
+        "error": m.error,
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
