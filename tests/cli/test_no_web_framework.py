@@ -22,7 +22,20 @@ def test_alerts_silences_and_faults_print_without_starlette(tmp_path: Path) -> N
     db = str(tmp_path / "s.db")
     subprocess.run([sys.executable, "-m", "flowsight", "--db", db, "init"], check=True, capture_output=True)
     silence = subprocess.run(
-        [sys.executable, "-m", "flowsight", "--db", db, "silence", "add", "workflow=etl", "--for", "1h", "-c", "deploy"],
+        [
+            sys.executable,
+            "-m",
+            "flowsight",
+            "--db",
+            db,
+            "silence",
+            "add",
+            "workflow=etl",
+            "--for",
+            "1h",
+            "-c",
+            "deploy",
+        ],
         capture_output=True,
         text=True,
     )

@@ -25,9 +25,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import fields, replace
 
 from flowsight.detectors.base import FaultDetector, Schedule
+from flowsight.monitors.fault_decide import (
+    Broken,
+    CheckResult,
+    Declare,
+    DetectorState,
+    Mended,
+    Reassess,
+    Resolve,
+    decide,
+)
 from flowsight.errors import StoreFullError
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.durations import format_duration
@@ -43,46 +53,6 @@ REPEAT_WINDOW = 24 * 3600.0
 #: an unchanged open fault is written back to the store at most this often
 TOUCH_EVERY = 60.0
 DETECTOR_BROKEN = "DetectorBroken"
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """One check: the fault found (None: all well), or ``error`` when the
-    detector could not look (it raised, or outlived its watchdog)."""
-
-    detector: str
-    fault: Fault | None = None
-    error: str | None = None
-    started_at: float = 0.0
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.fault is None and self.error is None
-
-
-@dataclass
-class DetectorState:
-    """What the monitor knows of one detector. ``status``: pending (not
-    checked yet), ok, failing (failed, within its retries), fault (a fault
-    is open), broken (it cannot look)."""
-
-    name: str
-    schedule: Schedule
-    status: str = "pending"
-    failures: int = 0
-    errors: int = 0
-    checks: int = 0
-    last_check: float | None = None
-    last_duration: float | None = None
-    last_error: str | None = None
-    last_fault: Fault | None = None
-    record: FaultRecord | None = None
-    broken_alert: Alert | None = None
-    touched_at: float = 0.0
-    #: the worst delay of a check's start past its scheduled time, in seconds
-    max_lateness: float = 0.0
-    lateness: list[float] = field(default_factory=list)
 
 
 class FaultMonitor:
@@ -203,45 +173,35 @@ class FaultMonitor:
     # ---- deciding -------------------------------------------------------------------
     async def observe(self, result: CheckResult) -> None:
         """Take one check's result: count it against the retries; declare,
-        update or resolve the detector's fault; mark it broken or mended."""
-        state = self.states[result.detector]
+        update or resolve the detector's fault; mark it broken or mended
+        (:func:`~flowsight.monitors.fault_decide.decide`, then its actions)."""
         now = self.clock()
-        state.checks += 1
-        state.last_check, state.last_duration = result.started_at or now, result.duration
-        retries = state.schedule.retries
-        if result.error is not None:
-            state.errors += 1
-            state.last_error = result.error
-            if state.errors > retries and state.status != "broken":
-                state.status = "broken"
-                log.warning("detector %r is broken: %s", state.name, result.error)
-                state.broken_alert = self._broken_alert(state, now)
-                self._send(state.broken_alert)
-            return
-        if state.status == "broken" or state.errors:
-            if state.broken_alert is not None:
-                log.warning("detector %r works again", state.name)
-                self._send(_resolved(state.broken_alert, now))
-                state.broken_alert = None
-            state.errors, state.last_error = 0, None
-            state.status = "fault" if state.record is not None else "ok"
-        if result.fault is None:
-            state.failures, state.last_fault = 0, None
-            if state.record is not None:
-                await self._resolve(state, now)
-            state.status = "ok"
-            return
-        state.failures += 1
-        state.last_fault = result.fault
-        if state.record is None:
-            if state.failures > retries:
-                state.record = await self.handle_fault(result.fault)
-                state.touched_at = now
-                state.status = "fault"
-            else:
-                state.status = "failing"
-            return
-        await self._again(state, result.fault, now)
+        state = self.states[result.detector]
+        new, actions = decide(state, result, now)
+        for f in fields(DetectorState):  # in place: the state a caller holds stays the monitor's
+            setattr(state, f.name, getattr(new, f.name))
+        for action in actions:
+            match action:
+                case Broken(error):
+                    log.warning("detector %r is broken: %s", state.name, error)
+                    state.broken_alert = self._broken_alert(state, now)
+                    self._send(state.broken_alert)
+                case Mended():
+                    log.warning("detector %r works again", state.name)
+                    assert state.broken_alert is not None
+                    self._send(_resolved(state.broken_alert, now))
+                    state.broken_alert = None
+                case Resolve():
+                    await self._resolve(state, now)
+                case Declare(fault):
+                    try:
+                        state.record = await self.handle_fault(fault)
+                    except BaseException:
+                        state.status = "failing"  # failed, and not declared yet: the next check declares it
+                        raise
+                    state.touched_at = now
+                case Reassess(fault):
+                    await self._again(state, fault, now)
 
     async def handle_fault(self, fault: Fault) -> FaultRecord:
         """Declare ``fault``: add the running runs it hurts, assess its

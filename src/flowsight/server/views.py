@@ -14,7 +14,7 @@ from flowsight.server import schemas as S
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.monitors.fault import DetectorState
+    from flowsight.monitors.fault_decide import DetectorState
 
 #: an alert's status as people see it: firing, pending or resolved, or why a firing one is quiet
 ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
