@@ -68,7 +68,7 @@ APP = "flowsight.server.app"
 APP_ENTRY = {APP, "flowsight.server.serve"}
 #: server modules that still import flowsight.server.app -> what removes the import
 KNOWN_APP_IMPORTERS: dict[str, str] = {
-    # none left: the handlers import flowsight.server.http and flowsight.server.state
+    # none left: the handlers import flowsight.server.http and flowsight.server.context
 }
 
 IMPORT_TIME, TYPING, LAZY = "import time", "TYPE_CHECKING", "lazy"

@@ -11,10 +11,10 @@ from starlette.routing import Route
 
 from flowsight.server.http import mount, route
 from flowsight.server.services import start_all, stop_all
-from flowsight.server.state import ServerState
+from flowsight.server.context import ServerContext
 
 
-async def _handler(request: Request, st: ServerState) -> Response:
+async def _handler(request: Request, st: ServerContext) -> Response:
     return Response("")
 
 

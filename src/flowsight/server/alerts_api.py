@@ -30,7 +30,7 @@ from flowsight.server.views import ALERT_STATUSES, alert_views, silence_view
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 _fast = msgspec.json.Decoder(list[S.AlertIn] | S.AlertIn)
 _ALLOWED = "labels, annotations, severity, source, starts_at, ends_at, link"
@@ -115,7 +115,7 @@ def answer_alerts(items: list[Alert | EventError]) -> dict[str, Any]:
     }
 
 
-async def get_alerts(request: Request, st: ServerState) -> Response:
+async def get_alerts(request: Request, st: ServerContext) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in ALERT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(ALERT_STATUSES)}")
@@ -124,7 +124,7 @@ async def get_alerts(request: Request, st: ServerState) -> Response:
     return Response(body, media_type="application/json")
 
 
-async def post_alerts(request: Request, st: ServerState) -> Response:
+async def post_alerts(request: Request, st: ServerContext) -> Response:
     body = await read_json_body(request, st.limits)
     now = time.time()
     timeout = st.alerting.config.resolve_timeout
@@ -143,7 +143,7 @@ async def post_alerts(request: Request, st: ServerState) -> Response:
     return json(*write_answer(body, items, answer_alerts(items)))
 
 
-async def get_silences(request: Request, st: ServerState) -> Response:
+async def get_silences(request: Request, st: ServerContext) -> Response:
     now = time.time()
     raw = request.query_params.get("all", "false")
     if raw not in ("true", "false"):
@@ -154,7 +154,7 @@ async def get_silences(request: Request, st: ServerState) -> Response:
     return json(S.SilenceList(silences=[silence_view(s, now) for s in sorted(silences, key=lambda s: s.starts_at)]))
 
 
-async def post_silence(request: Request, st: ServerState) -> Response:
+async def post_silence(request: Request, st: ServerContext) -> Response:
     data = await decode_off_loop(await read_json_body(request, st.limits), decode_any)
     try:
         body = msgspec.convert(data, S.SilenceIn)
@@ -180,7 +180,7 @@ async def post_silence(request: Request, st: ServerState) -> Response:
     return json(silence_view(silence, now), 201)
 
 
-async def delete_silence(request: Request, st: ServerState) -> Response:
+async def delete_silence(request: Request, st: ServerContext) -> Response:
     sid = request.path_params["silence_id"]
     # no silence has a NUL in its id (they are made here), and PostgreSQL cannot look one up
     if "\x00" in sid or not st.alerting.expire_silence(sid):

@@ -37,12 +37,12 @@ from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogR
 from flowsight.server.sampling import RunSampling
 from flowsight.server.services import Loop, Service, start_all, stop_all
 from flowsight.server.sources import SourceFollower
-from flowsight.server.state import OnLogs, ServerState
+from flowsight.server.context import OnLogs, ServerContext
 from flowsight.server.timing import ServerTiming
 from flowsight.store.interface import Store
 
 
-async def get_health(request: Request, st: ServerState) -> Response:
+async def get_health(request: Request, st: ServerContext) -> Response:
     return json(S.Health(status="ok", store=st.store.dialect, version=__version__))
 
 
@@ -80,7 +80,7 @@ def create_app(
     cfg = config or Config.default()
     alerting = alerting or AlertingService(store, cfg)
     hub.hooks.append(alerting.observe)
-    st = ServerState(
+    st = ServerContext(
         store=store,
         hub=hub,
         committer=Committer(hub),

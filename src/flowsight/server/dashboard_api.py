@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 log = logging.getLogger("flowsight.server")
 
@@ -240,7 +240,7 @@ def _alerts_by_status(am: AlertManager) -> dict[str, int]:
     return counts
 
 
-async def get_overview(request: Request, st: ServerState) -> Response:
+async def get_overview(request: Request, st: ServerContext) -> Response:
 
     trend = int_param(request, "trend", 30, 0, 200)
     alerts = await st.alerting.read(_alerts_by_status)
@@ -316,7 +316,7 @@ def workflow_perf(store: Store, workflow: str, since: float, until: float) -> di
     }
 
 
-async def get_performance(request: Request, st: ServerState) -> Response:
+async def get_performance(request: Request, st: ServerContext) -> Response:
 
     now = time.time()
     since = time_param(request, "since", now)

@@ -23,7 +23,7 @@ from flowsight.server.views import detector_view, fault_view
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 FAULT_STATUSES = tuple(s.value for s in FaultStatus)
 FAULT_KINDS = tuple(k.value for k in FaultKind)
@@ -47,7 +47,7 @@ def make_fault_monitor(config: Config, store: Store, alerts: AlertSink) -> Fault
     )
 
 
-async def get_faults(request: Request, st: ServerState) -> Response:
+async def get_faults(request: Request, st: ServerContext) -> Response:
     status = text_param(request, "status")
     if status is not None and status not in FAULT_STATUSES:
         raise FlowsightError(f"query parameter 'status': {status!r} is not one of {', '.join(FAULT_STATUSES)}")
@@ -73,7 +73,7 @@ async def get_faults(request: Request, st: ServerState) -> Response:
     return json(S.FaultList(faults=[fault_view(r, now) for r in records], detectors=detectors))
 
 
-async def get_fault(request: Request, st: ServerState) -> Response:
+async def get_fault(request: Request, st: ServerContext) -> Response:
     """One fault by its id (the link of its alert: ``/faults/ID``)."""
     raw = request.path_params["fault_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:

@@ -4,7 +4,7 @@ caller can cause into a JSON answer, and :func:`mount`, which puts the
 modules' routes in one table and refuses one a ``:path`` route would hide.
 
 A handler is ``async def handler(request, st) -> Response`` over the app's
-:class:`~flowsight.server.state.ServerState`; each ``*_api`` module exports
+:class:`~flowsight.server.context.ServerContext`; each ``*_api`` module exports
 its routes (``routes()``), which :func:`flowsight.server.app.create_app` mounts.
 """
 
@@ -23,9 +23,9 @@ from starlette.routing import BaseRoute, Route
 from flowsight.errors import FlowsightError, HttpError, StoreError
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
-Handler = Callable[[Request, "ServerState"], Awaitable[Response]]
+Handler = Callable[[Request, "ServerContext"], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _enc = msgspec.json.Encoder()
@@ -47,7 +47,7 @@ def endpoint(scope: str | None, handler: Handler) -> Endpoint:
     with its status, a store failure a 503, never a bare 500)."""
 
     async def run(request: Request) -> Response:
-        st: ServerState = request.app.state.flowsight
+        st: ServerContext = request.app.state.flowsight
         try:
             if scope is not None:
                 await st.auth.require(request, scope)

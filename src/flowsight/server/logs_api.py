@@ -38,7 +38,7 @@ from flowsight.server.http import route
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 log = logging.getLogger("flowsight.logs")
 
@@ -76,7 +76,7 @@ def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog |
     }
 
 
-async def post_logs(request: Request, st: ServerState) -> Response:
+async def post_logs(request: Request, st: ServerContext) -> Response:
     body = await read_json_body(request, st.limits)
     now = time.time()
 
@@ -182,7 +182,7 @@ def _page(request: Request, run_id: str | None) -> dict[str, Any]:
     }
 
 
-async def _logs(request: Request, st: ServerState, run_id: str | None) -> Response:
+async def _logs(request: Request, st: ServerContext, run_id: str | None) -> Response:
     args = _page(request, run_id)
     limit = args["limit"]
     args["limit"] = limit + 1
@@ -193,11 +193,11 @@ async def _logs(request: Request, st: ServerState, run_id: str | None) -> Respon
     return _json({"logs": [r.to_dict() for r in rows], "cursor": nxt})
 
 
-async def get_logs(request: Request, st: ServerState) -> Response:
+async def get_logs(request: Request, st: ServerContext) -> Response:
     return await _logs(request, st, None)
 
 
-async def get_run_logs(request: Request, st: ServerState) -> Response:
+async def get_run_logs(request: Request, st: ServerContext) -> Response:
     """A run's logs; an empty page (not a 404) for a run the store has no
     events of: its logs may come before its events, or without them."""
     run_id = request.path_params["run_id"]
@@ -206,7 +206,7 @@ async def get_run_logs(request: Request, st: ServerState) -> Response:
     return await _logs(request, st, run_id)
 
 
-async def get_log_templates(request: Request, st: ServerState) -> Response:
+async def get_log_templates(request: Request, st: ServerContext) -> Response:
     """The templates with the most lines in a time range (default: the last
     hour), optionally of one workflow, with their counts."""
     now = time.time()

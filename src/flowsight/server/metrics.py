@@ -24,11 +24,11 @@ from flowsight.server.stream import STREAM_END_REASONS
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 
 class FlowsightCollector(Collector):
-    def __init__(self, st: ServerState, alerts: dict[tuple[str, str], int] | None = None) -> None:
+    def __init__(self, st: ServerContext, alerts: dict[tuple[str, str], int] | None = None) -> None:
         self.st = st
         # (status, severity) -> count, taken on the event loop (the manager lives there)
         self.alerts = alerts or {}
@@ -118,7 +118,7 @@ def alert_counts(am: AlertManager) -> dict[tuple[str, str], int]:
 
 
 def render_metrics(
-    st: ServerState, accept: str | None, alerts: dict[tuple[str, str], int] | None = None
+    st: ServerContext, accept: str | None, alerts: dict[tuple[str, str], int] | None = None
 ) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FlowsightCollector(st, alerts))
@@ -126,7 +126,7 @@ def render_metrics(
     return encoder(registry), content_type
 
 
-async def get_metrics(request: Request, st: ServerState) -> Response:
+async def get_metrics(request: Request, st: ServerContext) -> Response:
     counts = await st.alerting.read(alert_counts)
     body, ctype = await asyncio.to_thread(render_metrics, st, request.headers.get("accept"), counts)
     return Response(body, media_type=ctype)

@@ -14,7 +14,7 @@ from flowsight.server import dashboard_api as D
 from flowsight.server import schemas as S
 from flowsight.server.logs_api import LOG_CURSOR_PATTERN
 from flowsight.server.views import ALERT_STATUSES
-from flowsight.server.wire_rules import refine
+from flowsight.server.wire_checks import refine
 from flowsight.store.runs import CURSOR_PATTERN
 
 FAULT_KINDS = tuple(k.value for k in FaultKind)

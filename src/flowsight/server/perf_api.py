@@ -24,7 +24,7 @@ from flowsight.server.http import json, route
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 
 def _scope(request: Request) -> Scope:
@@ -61,7 +61,7 @@ def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) 
     }
 
 
-async def get_scopes(request: Request, st: ServerState) -> Response:
+async def get_scopes(request: Request, st: ServerContext) -> Response:
 
     now = time.time()
     since = _when(request, "since", now, now - 86400)
@@ -73,7 +73,7 @@ async def get_scopes(request: Request, st: ServerState) -> Response:
     return json({"scopes": [{"scope": f"{k}:{i}", "metrics": m} for (k, i), m in sorted(scopes.items())]})
 
 
-async def get_summary(request: Request, st: ServerState) -> Response:
+async def get_summary(request: Request, st: ServerContext) -> Response:
 
     scope = _scope(request)
     latest = await asyncio.to_thread(st.store.perf.latest_samples, scope.kind.value, scope.id)
@@ -82,7 +82,7 @@ async def get_summary(request: Request, st: ServerState) -> Response:
     return json(summary_dict(metrics, latest))
 
 
-async def get_series(request: Request, st: ServerState) -> Response:
+async def get_series(request: Request, st: ServerContext) -> Response:
 
     now = time.time()
     scope = _scope(request)

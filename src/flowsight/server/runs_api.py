@@ -28,11 +28,11 @@ from flowsight.server.views import run_detail_out, run_out
 from flowsight.store.runs import decode_cursor
 
 if TYPE_CHECKING:
-    from flowsight.server.state import ServerState
+    from flowsight.server.context import ServerContext
 
 
 # ---- ingest ---------------------------------------------------------------
-async def post_events(request: Request, st: ServerState) -> Response:
+async def post_events(request: Request, st: ServerContext) -> Response:
     body = await read_json_body(request, st.limits)
     items = await decode_off_loop(body, lambda raw: decode_batch(raw, st.limits))
     valid = [it for it in items if not isinstance(it, Exception)]
@@ -52,7 +52,7 @@ def _states(request: Request) -> list[WorkflowState] | None:
         raise FlowsightError(f"query parameter 'state': {raw!r} has an unknown state; use {allowed}") from None
 
 
-async def get_runs(request: Request, st: ServerState) -> Response:
+async def get_runs(request: Request, st: ServerContext) -> Response:
     q = request.query_params
     states = _states(request)
     since, until = _float(request, "since"), _float(request, "until")
@@ -74,7 +74,7 @@ async def get_runs(request: Request, st: ServerState) -> Response:
     return json(await asyncio.to_thread(work))
 
 
-async def get_run(request: Request, st: ServerState) -> Response:
+async def get_run(request: Request, st: ServerContext) -> Response:
     run_id = request.path_params["run_id"]
     if "\x00" in run_id:  # no run has one (ingest refuses it), and PostgreSQL cannot look it up
         return error(404, f"no run {run_id!r}")
@@ -89,7 +89,7 @@ async def get_run(request: Request, st: ServerState) -> Response:
     return json(detail) if detail is not None else error(404, f"no run {run_id!r}")
 
 
-async def get_run_events(request: Request, st: ServerState) -> Response:
+async def get_run_events(request: Request, st: ServerContext) -> Response:
     run_id = request.path_params["run_id"]
     if "\x00" in run_id:
         return error(404, f"no run {run_id!r}")
@@ -107,7 +107,7 @@ async def get_run_events(request: Request, st: ServerState) -> Response:
     return json(page) if page is not None else error(404, f"no run {run_id!r}")
 
 
-async def get_workflows(request: Request, st: ServerState) -> Response:
+async def get_workflows(request: Request, st: ServerContext) -> Response:
     return json({"workflows": await asyncio.to_thread(st.store.stats.workflow_stats)})
 
 
@@ -123,7 +123,7 @@ def _last_event_id(raw: str | None) -> int | None:
     return value if value < 2**63 else None
 
 
-async def get_stream(request: Request, st: ServerState) -> Response:
+async def get_stream(request: Request, st: ServerContext) -> Response:
     last_seq = _last_event_id(request.headers.get("last-event-id"))
     flt = EventFilter(workflow=_text(request, "workflow"), run_id=_text(request, "run_id"))
     return EventStreamResponse(

@@ -22,7 +22,7 @@ import uvicorn
 from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
-from flowsight.server.state import OnLogs
+from flowsight.server.context import OnLogs
 from flowsight.server.hosts import allowed_hosts as hosts_for
 from flowsight.server.hosts import is_loopback
 from flowsight.server.ingest import Limits

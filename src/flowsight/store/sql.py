@@ -19,7 +19,7 @@ from flowsight.store.logs import Logs
 from flowsight.store.perf import PerfSamples
 from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
-from flowsight.store.state import KeptState
+from flowsight.store.kept import KeptState
 from flowsight.store.tokens import Tokens
 
 

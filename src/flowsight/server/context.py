@@ -1,4 +1,4 @@
-"""What every handler of the server reads: :class:`ServerState`, one per app
+"""What every handler of the server reads: :class:`ServerContext`, one per app
 (``request.app.state.flowsight``), assembled by :func:`flowsight.server.app.create_app`."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ OnLogs = Callable[[Sequence["StoredLog"]], "None | Awaitable[None]"]
 
 
 @dataclass
-class ServerState:
+class ServerContext:
     store: Store
     hub: Hub
     committer: Committer
