@@ -68,7 +68,7 @@ def test_the_same_parameters_give_the_same_data(tmp_path: Path) -> None:
 def test_a_finished_data_set_is_recorded_and_recognised(sqlite_store: SqlStore) -> None:
     assert dataset_of(sqlite_store) is None and not holds(sqlite_store, SMALL)
     generate(sqlite_store, SMALL)
-    kept = sqlite_store.kept.load_state(DATASET_STATE)
+    kept = sqlite_store.kept.load(DATASET_STATE)
     assert kept["runs"] == 300 and kept["now"] == NOW
     assert holds(sqlite_store, SMALL)
     assert holds(sqlite_store, Params(**{**SMALL.__dict__, "now": NOW + 3600}))  # a reused set ages

@@ -557,7 +557,7 @@ def generate(
         flush_events()
     if logs:
         flush_logs()
-    store.kept.save_state(ANALYZER_STATE, analyzer.state())
+    store.kept.save(ANALYZER_STATE, analyzer.state())
     summary.faults = _faults(store, plans, now, rng)
     summary.alerts = _alerts(store, plans, now, rng)
     summary.samples = _samples(store, plans, now, params.sample_hours, rng)
@@ -565,7 +565,7 @@ def generate(
         for state, n in stats["by_state"].items():
             summary.by_state[state] = summary.by_state.get(state, 0) + n
     summary.seconds = time.perf_counter() - t0
-    store.kept.save_state(
+    store.kept.save(
         DATASET_STATE, {**params.key(), "now": now, "events_written": summary.events, "logs_written": summary.logs}
     )
     return summary
@@ -658,7 +658,7 @@ def _samples(store: Store, plans: list[_Plan], now: float, hours: float, rng: ra
 
 def dataset_of(store: Store) -> dict[str, Any] | None:
     """The parameters of the data set the store holds (None: none finished)."""
-    kept = store.kept.load_state(DATASET_STATE)
+    kept = store.kept.load(DATASET_STATE)
     return kept if isinstance(kept, dict) else None
 
 

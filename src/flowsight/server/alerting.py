@@ -206,7 +206,7 @@ class AlertingService:
         with gc_paused():
             states = self.store.alerts.load_alerts()
             silences = self._changed_silences()
-            saved = self.store.kept.load_state(ANALYZER_STATE)
+            saved = self.store.kept.load(ANALYZER_STATE)
             self.manager.restore(states)
             for s in silences:
                 self.manager.add_silence(s)
@@ -280,7 +280,7 @@ class AlertingService:
         commits may land out of order, so the window stops at the highest seq
         seen ``SETTLE`` seconds ago."""
         self._marks.append((now, self.store.runs.last_seq()))
-        if self.store.dialect == "sqlite":
+        if self.store.commits_in_seq_order:
             upto = self._marks[-1][1]
         else:
             while len(self._marks) > 1 and self._marks[1][0] <= now - SETTLE:
@@ -454,7 +454,7 @@ class AlertingService:
     def _save_analyzer(self, now: float) -> None:
         analyzer = self.logs.log_analyzer
         if analyzer is not None:
-            self.store.kept.save_state(ANALYZER_STATE, analyzer.state())
+            self.store.kept.save(ANALYZER_STATE, analyzer.state())
         self._analyzer_saved, self._analyzer_dirty = now, False
 
     async def start(self) -> None:

@@ -91,7 +91,7 @@ def create_app(
         on_logs=on_logs,
         performance_raw_retention=cfg.performance_raw_retention,
     )
-    st.committer.on_commit = st.stats.on_commit
+    st.committer.on_commit = st.counters.on_commit
     if log_retention is not None:
         st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
     st.fault_monitor = faults_api.make_fault_monitor(cfg, store, alerting)
@@ -107,9 +107,12 @@ def create_app(
     sampling = RunSampling(store, perf, collector.host.id, cfg)
     hub.result_hooks.append(lambda r: perf.observe(r.step_durations, r.run_durations))
     hub.hooks.append(sampling.boundaries)
-    # Started in this order, stopped in the reverse: the committer stops after
-    # everything that feeds it, so everything acknowledged is committed; then
-    # alerting, whose rules see the last events and whose outbox is saved.
+    # Started in this order, stopped in the reverse. The stop order is what
+    # matters: the committer stops after everything that feeds it, so
+    # everything acknowledged is committed; then alerting, whose rules see the
+    # last events and whose outbox is saved; log retention last. (Started so,
+    # the detectors and the sampler begin before the follower and the warmer:
+    # none of them waits for another.)
     services: list[Service] = [
         *([st.log_retention] if st.log_retention is not None else []),
         alerting,  # loads what the store kept without waiting: the port is bound meanwhile

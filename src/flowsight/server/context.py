@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from flowsight.server.stats import Stats
+from flowsight.server.counters import Counters
 from flowsight.server.stream import Streams
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class ServerContext:
     limits: Limits
     stall_timeout: float
     alerting: AlertingService
-    stats: Stats = field(default_factory=Stats)
+    counters: Counters = field(default_factory=Counters)
     streams: Streams = field(default_factory=Streams)
     events_rejected: int = 0
     logs_rejected: int = 0

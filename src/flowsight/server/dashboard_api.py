@@ -241,7 +241,6 @@ def _alerts_by_status(am: AlertManager) -> dict[str, int]:
 
 
 async def get_overview(request: Request, st: ServerContext) -> Response:
-
     trend = int_param(request, "trend", 30, 0, 200)
     alerts = await st.alerting.read(_alerts_by_status)
     out = await asyncio.to_thread(
@@ -317,7 +316,6 @@ def workflow_perf(store: Store, workflow: str, since: float, until: float) -> di
 
 
 async def get_performance(request: Request, st: ServerContext) -> Response:
-
     now = time.time()
     since = time_param(request, "since", now)
     until = time_param(request, "until", now)

@@ -34,7 +34,7 @@ from flowsight.logs.records import LogRecord, StoredLog, WireLog, finish_wire_lo
 from flowsight.logs.entries import LogLevel, level_from_word
 from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.params import int_param, text_param, time_param
-from flowsight.server.http import route
+from flowsight.server.http import json, route
 from starlette.routing import Route
 
 if TYPE_CHECKING:
@@ -42,16 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowsight.logs")
 
-
 _fast = msgspec.json.Decoder(list[WireLog] | WireLog)
-_enc = msgspec.json.Encoder()
 INLINE_MAX = 64  # as the hub: a store that waits on the network gets a thread for bigger batches
 LEVEL_NAMES = [level.value for level in LogLevel]
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(_enc.encode(data), status_code=status, media_type="application/json")
 
 
 def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog | None]) -> dict[str, Any]:
@@ -107,7 +101,7 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
                 await pending
         except Exception:  # the entries are committed: the client is told so whatever the hook did
             log.exception("the on_logs hook failed on %d stored entries", len(new))
-    return _json(*write_answer(body, items, out))
+    return json(*write_answer(body, items, out))
 
 
 # ---- queries --------------------------------------------------------------
@@ -190,7 +184,7 @@ async def _logs(request: Request, st: ServerContext, run_id: str | None) -> Resp
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(args["newest_first"], rows[-1].seq) if more and rows else None
-    return _json({"logs": [r.to_dict() for r in rows], "cursor": nxt})
+    return json({"logs": [r.to_dict() for r in rows], "cursor": nxt})
 
 
 async def get_logs(request: Request, st: ServerContext) -> Response:
@@ -216,7 +210,7 @@ async def get_log_templates(request: Request, st: ServerContext) -> Response:
     workflow = text_param(request, "workflow")
     limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
     top = await asyncio.to_thread(st.alerting.template_counts, limit, since=since, until=until, workflow=workflow)
-    return _json(
+    return json(
         {
             "since": since,
             "until": until,

@@ -42,7 +42,7 @@ class FlowsightCollector(Collector):
             for state, n in sorted(wf["by_state"].items()):
                 runs.add_metric([wf["workflow"], state], n)
         yield runs
-        stats = st.stats
+        stats = st.counters
         with stats.lock:
             events = CounterMetricFamily(
                 "flowsight_events", "Events received by this server, by outcome", labels=["outcome"]

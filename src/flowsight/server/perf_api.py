@@ -62,7 +62,6 @@ def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) 
 
 
 async def get_scopes(request: Request, st: ServerContext) -> Response:
-
     now = time.time()
     since = _when(request, "since", now, now - 86400)
     assert since is not None
@@ -74,7 +73,6 @@ async def get_scopes(request: Request, st: ServerContext) -> Response:
 
 
 async def get_summary(request: Request, st: ServerContext) -> Response:
-
     scope = _scope(request)
     latest = await asyncio.to_thread(st.store.perf.latest_samples, scope.kind.value, scope.id)
     perf = st.performance
@@ -83,7 +81,6 @@ async def get_summary(request: Request, st: ServerContext) -> Response:
 
 
 async def get_series(request: Request, st: ServerContext) -> Response:
-
     now = time.time()
     scope = _scope(request)
     metric = text_param(request, "metric")

@@ -127,9 +127,9 @@ class RunFaultOut(msgspec.Struct, kw_only=True):
 class RunDetailOut(RunOut, kw_only=True):
     attrs: dict[str, Any]
     steps: list[StepOut]
-    transitions: list[TransitionOut]
     #: faults that hurt this run (declared while it ran and depended on their target), newest first
     faults: list[RunFaultOut]
+    transitions: list[TransitionOut]
 
 
 class EventPage(msgspec.Struct, kw_only=True):

@@ -28,8 +28,8 @@ log = logging.getLogger("flowsight.server")
 
 def offsets_path(store: Store, index: int) -> Path:
     """Where the offsets of source ``index`` are kept for ``store``."""
-    if store.dialect == "sqlite" and str(store.url) != ":memory:":
-        base = Path(str(store.url))
+    if store.file is not None:
+        base = store.file
         return base.with_name(f"{base.name}.serve-offsets.source{index}.json")
     digest = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
     return Path.home() / ".cache" / "flowsight" / f"serve-offsets-{digest}.source{index}.json"

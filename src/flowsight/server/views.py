@@ -1,11 +1,11 @@
-"""What the API answers and the CLI prints about alerts, silences and
-faults: the structs of :mod:`flowsight.server.schemas`, made once here and
+"""What the API answers and the CLI prints about runs, alerts, silences,
+faults and detectors: the structs of :mod:`flowsight.server.schemas`, made once here and
 encoded as they are (no second dict of the same shape). No web framework is
 imported, so the CLI formats its rows from these without loading one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from flowsight.model.alerts import AlertStatus, Silence
 from flowsight.model.faults import FaultRecord
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flowsight.monitors.fault_decide import DetectorState
 
 #: an alert's status as people see it: firing, pending or resolved, or why a firing one is quiet
-ALERT_STATUSES = ("firing", "pending", "resolved", "silenced", "inhibited", "flapping")
+ALERT_STATUSES: tuple[str, ...] = get_args(S.AlertStatusName)
 
 
 def alert_views(am: AlertManager, status: str | None = None) -> list[S.AlertOut]:

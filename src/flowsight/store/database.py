@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 import threading
+from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ class Database(ABC):
 
     dialect: Dialect
     url: str = ""  # what open_store() takes to open this store again
+    file: Path | None = None  # the database's file, when it is one (SQLite)
     writes_inline: bool = False  # True: a write is CPU work (no network wait); see Hub
 
     def __init__(self) -> None:

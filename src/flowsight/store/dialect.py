@@ -37,6 +37,9 @@ class Dialect(ABC):
     #: whether :meth:`Database.others_wrote` can tell that nobody else wrote
     #: (SQLite's ``data_version``): then a cache is trusted until it says so
     tells_other_writers: bool
+    #: whether rows commit in the order of their seqs (SQLite: one writer at a
+    #: time), so a reader at seq N has seen every row below it
+    commits_in_seq_order: bool
     #: ``list_runs``' ``text``: a case-insensitive substring of the run id,
     #: the workflow, the current step or the error
     text_match: str

@@ -7,6 +7,7 @@ or PostgreSQL; a test may hand a consumer anything of the same shape.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from flowsight.store.alerting import Alerts
@@ -36,6 +37,15 @@ class Store(Protocol):
     @property
     def url(self) -> str:
         """What :func:`~flowsight.store.opener.open_store` takes to open this store again."""
+
+    @property
+    def file(self) -> Path | None:
+        """The database's file, when it is one (SQLite); None for a server's database."""
+
+    @property
+    def commits_in_seq_order(self) -> bool:
+        """Whether rows commit in the order of their seqs (SQLite); else a
+        reader waits a moment before taking a stretch of seqs as complete."""
 
     @property
     def writes_inline(self) -> bool:

@@ -28,13 +28,13 @@ class KeptState:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def save_state(self, name: str, value: Any) -> None:
+    def save(self, name: str, value: Any) -> None:
         """Keep ``value`` (JSON-ready data) under ``name``, replacing what was there."""
         text = msgspec.json.encode(value).decode()
         with self._db.txn(f"save of {name}") as cur:
             cur.execute(self._db.sql(_UPSERT), (name, text, time.time()))
 
-    def load_state(self, name: str) -> Any | None:
-        """What :meth:`save_state` kept under ``name``; None when nothing is."""
+    def load(self, name: str) -> Any | None:
+        """What :meth:`save` kept under ``name``; None when nothing is."""
         rows = self._db.read("SELECT value FROM kept_state WHERE name = ?", (name,))
         return msgspec.json.decode(rows[0][0]) if rows else None

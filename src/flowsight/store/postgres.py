@@ -56,6 +56,7 @@ class PostgresDialect(Dialect):
     param = "%s"
     ilike = "ILIKE"
     tells_other_writers = False
+    commits_in_seq_order = False  # seqs are taken at insert; commits may land out of order
     text_match = (
         "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
         "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')"

@@ -292,7 +292,7 @@ class Runs:
         lost race); the server runs it at start and hourly. Writers of counts
         wait for it (PostgreSQL: the table is locked first, so a writer's move
         lands on the recounted figure, never under it)."""
-        with self._db.lock, self._db.guard("recount of runs"), self._db.write_txn() as cur:
+        with self._db.txn("recount of runs") as cur:
             self._db.dialect.lock_table(cur, "run_counts")
             cur.execute("SELECT workflow, state, COUNT(*) FROM runs GROUP BY workflow, state")
             actual = {(wf, state): int(n) for wf, state, n in cur.fetchall()}

@@ -12,6 +12,8 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flowsight.store.alerting import Alerts
 from flowsight.store.database import Database
 from flowsight.store.faults import Faults
@@ -44,8 +46,18 @@ class SqlStore:
 
     @property
     def url(self) -> str:
-        """What :func:`~flowsight.store.base.open_store` takes to open this store again."""
+        """What :func:`~flowsight.store.opener.open_store` takes to open this store again."""
         return self.db.url
+
+    @property
+    def file(self) -> Path | None:
+        """The database's file, when it is one (SQLite); None for a server's database."""
+        return self.db.file
+
+    @property
+    def commits_in_seq_order(self) -> bool:
+        """Whether rows commit in the order of their seqs (see the dialect)."""
+        return self.db.dialect.commits_in_seq_order
 
     @property
     def writes_inline(self) -> bool:

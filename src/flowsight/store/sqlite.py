@@ -76,6 +76,7 @@ class SqliteDialect(Dialect):
     param = "?"
     ilike = "LIKE"
     tells_other_writers = True
+    commits_in_seq_order = True
     # SQLite's LIKE ignores ASCII case, as its LOWER() folds only ASCII: LOWER() would only cost time
     text_match = (
         "(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
@@ -158,6 +159,7 @@ class SqliteDatabase(Database):
             raise NoStoreError(no_store_message(str(path)))
         self.path = path
         self.url = str(path)
+        self.file = None if str(path) == ":memory:" else Path(path)
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._data_version: int | None = None

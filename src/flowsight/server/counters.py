@@ -34,7 +34,7 @@ class Histogram:
         return out
 
 
-class Stats:
+class Counters:
     """What this server has seen since it started; fed by every commit."""
 
     def __init__(self) -> None:
