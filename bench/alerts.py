@@ -41,8 +41,8 @@ import httpx
 
 from flowsight.alerting.manager import AlertManager
 from flowsight.model.alerts import Alert, Matcher, Silence
-from flowsight.model.flapping import FlapPolicy
-from flowsight.model.routing import Route
+from flowsight.model.alerts.flapping import FlapPolicy
+from flowsight.model.alerts.routing import Route
 
 
 class Clock:

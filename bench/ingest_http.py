@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from flowsight.model.ids import new_id
+from flowsight.model.runs.ids import new_id
 from flowsight.store import open_store
 
 BATCH = 500
@@ -87,7 +87,7 @@ def single_loader(
 
     def worker(k: int) -> None:
         # each event gets its id when it is sent, as the SDK gives one when
-        # the event happens (time-sortable: see flowsight.model.ids)
+        # the event happens (time-sortable: see flowsight.model.runs.ids)
         tails = [
             json.dumps({**e, "id": ""})[len('{"id": ""') :].encode()
             for e in events_json(proc * 100 + k + 1000, 0, 5_000)
@@ -157,7 +157,7 @@ def main() -> None:
         tmp = Path(d)
         # ceiling: the same rows straight into the store
         store = open_store(str(tmp / "direct.db"))
-        from flowsight.model.events import parse_events
+        from flowsight.model.runs.events import parse_events
 
         batches = [parse_events(events_json(p, i, BATCH)) for p in range(args.procs) for i in range(0, per, BATCH)]
         t = time.perf_counter()

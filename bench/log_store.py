@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowsight.model.ids import new_ids
+from flowsight.model.runs.ids import new_ids
 from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.store import open_store
 from flowsight.store.logs import LogRecord, _row

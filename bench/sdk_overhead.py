@@ -24,8 +24,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from flowsight.model.events import EventKind
-from flowsight.model.ids import new_ids
+from flowsight.model.runs.events import EventKind
+from flowsight.model.runs.ids import new_ids
 from flowsight.sdk.client import Client, Run
 from flowsight.store import open_store
 from flowsight.store.migrations import MIGRATIONS

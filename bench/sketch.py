@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from ddsketch import LogCollapsingLowestDenseDDSketch
 
-from flowsight.model.sketch import QuantileSketch
+from flowsight.model.performance.sketch import QuantileSketch
 
 N = 1_000_000
 ALPHA = 0.005

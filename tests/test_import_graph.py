@@ -17,7 +17,7 @@ flowsight are kept, and each carries its kind and line:
 
 Lazy imports count. The issue asks for no two modules importing each other
 "at import time or under TYPE_CHECKING", but the cycles it names are closed
-by lazy imports (``errors.py`` imported ``flowsight.model.state`` inside a
+by lazy imports (``errors.py`` imported ``flowsight.model.runs.state`` inside a
 function; ``sdk/client.py`` imported ``sdk/logs.py`` inside functions): an
 import moved into a function defers a cycle, it does not remove it, so it
 must not be the way to get past this test. The failure message reports the
@@ -25,7 +25,7 @@ cycles closed only by a lazy import separately from the others, and marks
 every lazy edge, since those are the ones to look at first.
 
 Not counted: the import of parent packages Python does before a submodule
-(``import flowsight.model.state`` runs ``flowsight/model/__init__.py``: that
+(``import flowsight.model.runs.state`` runs ``flowsight/model/__init__.py``: that
 would make every package and its modules a cycle), names looked up by
 ``importlib.import_module`` (the PEP 562 facade of ``flowsight/__init__.py``),
 and modules outside flowsight.

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from flowsight.detectors.base import FaultDetector
     from flowsight.errors import FlowsightError
     from flowsight.model.alerts import Alert, Severity
-    from flowsight.model.events import Event, EventKind, ExecutionEvent
-    from flowsight.model.execution import ExecutionMetrics
+    from flowsight.model.runs.events import Event, EventKind, ExecutionEvent
+    from flowsight.model.runs.execution import ExecutionMetrics
     from flowsight.model.faults import (
         ConfigurationError,
         DataCorruption,
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from flowsight.logs.alert_rules import LogAlertRule
     from flowsight.logs.entries import LogEntry, LogLevel
     from flowsight.model.performance import PerformanceMetrics
-    from flowsight.model.state import StateTransition, WorkflowState
-    from flowsight.model.thresholds import Threshold
+    from flowsight.model.runs.state import StateTransition, WorkflowState
+    from flowsight.model.performance.thresholds import Threshold
     from flowsight.monitors.execution import ExecutionMonitor
     from flowsight.monitors.fault import FaultMonitor
     from flowsight.monitors.log import LogMonitor
@@ -62,11 +62,11 @@ _WHERE = {
         ("flowsight.monitors.log", ("LogMonitor",)),
         ("flowsight.alerting.manager", ("AlertManager",)),
         # the specification's types
-        ("flowsight.model.events", ("Event", "EventKind", "ExecutionEvent")),
-        ("flowsight.model.execution", ("ExecutionMetrics",)),
+        ("flowsight.model.runs.events", ("Event", "EventKind", "ExecutionEvent")),
+        ("flowsight.model.runs.execution", ("ExecutionMetrics",)),
         ("flowsight.model.performance", ("PerformanceMetrics",)),
-        ("flowsight.model.thresholds", ("Threshold",)),
-        ("flowsight.model.state", ("StateTransition", "WorkflowState")),
+        ("flowsight.model.performance.thresholds", ("Threshold",)),
+        ("flowsight.model.runs.state", ("StateTransition", "WorkflowState")),
         (
             "flowsight.model.faults",
             (

@@ -71,7 +71,7 @@ class NoSuchRun(FlowsightError):
 class TransitionError(FlowsightError):
     """A state change that the table of allowed transitions forbids.
     ``allowed``: the states the table allows from ``old`` (given by whoever
-    checked the table, :mod:`flowsight.model.state`, which this module does
+    checked the table, :mod:`flowsight.model.runs.state`, which this module does
     not import)."""
 
     def __init__(self, run_id: str, old: str, new: str, *, allowed: Iterable[str]) -> None:

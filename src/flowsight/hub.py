@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
-from flowsight.model.events import Event, EventKind
+from flowsight.model.runs.events import Event, EventKind
 from flowsight.monitors.channel import EventChannel
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.monitors.state import StateMonitor

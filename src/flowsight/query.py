@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowsight.model.eta import Eta, estimate_eta
-from flowsight.model.execution import ExecutionMetrics, StepRecord
+from flowsight.model.runs.eta import Eta, estimate_eta
+from flowsight.model.runs.execution import ExecutionMetrics, StepRecord
 from flowsight.model.faults import FaultRecord
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.stall import DEFAULT_TIMEOUT, StallVerdict, stall_verdict
-from flowsight.model.state import StateTransition
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.stall import DEFAULT_TIMEOUT, StallVerdict, stall_verdict
+from flowsight.model.runs.state import StateTransition
 from flowsight.store.interface import Store
 
 

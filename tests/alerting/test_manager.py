@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from flowsight.alerting.manager import AlertManager, Notification
 from flowsight.model.alerts import Alert, AlertStatus, InhibitRule, Severity, Silence, parse_matcher
-from flowsight.model.flapping import FlapPolicy
-from flowsight.model.routing import Route
+from flowsight.model.alerts.flapping import FlapPolicy
+from flowsight.model.alerts.routing import Route
 
 
 class Clock:

@@ -17,7 +17,7 @@ from flowsight.alerting.notifiers.log import LogNotifier
 from flowsight.alerting.notifiers.webhook import WebhookNotifier
 from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert
-from flowsight.model.routing import Route
+from flowsight.model.alerts.routing import Route
 from tests.helpers import Recorder
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.store import open_store
 
 FLOWSIGHT = [sys.executable, "-m", "flowsight.cli.main"]
@@ -315,7 +315,7 @@ def at_width(columns: int, *args: str, db: str) -> subprocess.CompletedProcess[s
 
 def seed_ulid_runs(db: str, now: float) -> list[str]:
     """Four runs with real (time-sortable, so alike at the start) ids, one failed with a long message."""
-    from flowsight.model.ids import new_id
+    from flowsight.model.runs.ids import new_id
 
     ids = []
     with open_store(db) as store:

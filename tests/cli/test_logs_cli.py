@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.store import open_store
 from flowsight.store.logs import LogRecord

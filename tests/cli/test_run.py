@@ -15,9 +15,9 @@ from typing import IO
 import pytest
 
 from flowsight.cli.run import StepTracker, early_dispatch, group_level, outcome, stored_level
-from flowsight.model.events import EventKind
+from flowsight.model.runs.events import EventKind
 from flowsight.logs.entries import LogLevel
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.store import open_store
 
 #: ``python -m flowsight``: not ``-m flowsight.cli.main``, whose runpy warning on stderr would spoil the byte comparisons

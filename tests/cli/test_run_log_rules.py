@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.store import open_store
 from tests.helpers import recording
 from tests.server.conftest import start_server

@@ -15,7 +15,7 @@ import pytest
 from flowsight.config import ConfigFileError, parse_config
 from flowsight.model.alerts import Severity
 from flowsight.model.performance import ScopeKind
-from flowsight.model.thresholds import Baseline, Direction, Threshold
+from flowsight.model.performance.thresholds import Baseline, Direction, Threshold
 
 GOOD = """
 [[thresholds]]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowsight.demo.generate import DATASET_STATE, Params, dataset_of, generate, holds, main
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.store import SqlStore, open_store
 
 NOW = 1_750_000_000.0

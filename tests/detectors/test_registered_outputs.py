@@ -18,7 +18,7 @@ import pytest
 
 from flowsight.detectors.integrity import IntegrityDetector
 from flowsight.errors import EventError
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.model.faults import DataCorruption
 from flowsight.sdk.client import Client, workflow
 from flowsight.store import SqlStore

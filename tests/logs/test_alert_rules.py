@@ -646,7 +646,7 @@ def test_a_rule_on_an_entrys_own_fields_matches_it(values: dict[str, FieldValue]
 # ---- through the alert manager --------------------------------------------------------------------------
 def test_the_alert_manager_resolves_line_alerts_after_resolve_after_and_absence_when_the_line_comes() -> None:
     from flowsight.alerting.manager import AlertManager
-    from flowsight.model.routing import Route
+    from flowsight.model.alerts.routing import Route
 
     now = [T0]
     am = AlertManager(Route("team", group_wait=0, group_interval=1, repeat_interval=3600), clock=lambda: now[0])

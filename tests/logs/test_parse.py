@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowsight.logs.parse import carries_level_or_time, parse_line
-from flowsight.model.timestamps import parse_timestamp
+from flowsight.model.runs.timestamps import parse_timestamp
 from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_word
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, InhibitRule, Matcher, Severity, Silence, fingerprint, parse_matcher
-from flowsight.model.flapping import FlapPolicy, FlapState, on_change, on_tick
-from flowsight.model.routing import GroupTimer, Route, due, group_key, match_routes, next_send
+from flowsight.model.alerts.flapping import FlapPolicy, FlapState, on_change, on_tick
+from flowsight.model.alerts.routing import GroupTimer, Route, due, group_key, match_routes, next_send
 
 label_dicts = st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), max_size=5)
 
@@ -194,6 +194,6 @@ def test_changes_spread_beyond_the_window_are_not_flapping() -> None:
     )
 )
 def test_the_compiled_router_routes_exactly_as_the_reference_descent(labels: dict[str, str]) -> None:
-    from flowsight.model.routing import Router
+    from flowsight.model.alerts.routing import Router
 
     assert [r.name for r in Router(TREE).match(labels)] == [r.name for r in match_routes(TREE, labels)]

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity
-from flowsight.model.events import Event, EventKind, make_event
-from flowsight.model.execution import ExecutionMetrics, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.builtin_rules import (
+from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.runs.execution import ExecutionMetrics, apply_event, new_metrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.alerts.builtin_rules import (
     RuleSettings,
     RunFailed,
     RunSlow,
@@ -31,7 +31,7 @@ from flowsight.model.builtin_rules import (
     rules_for,
     step_failure,
 )
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 
 K, S = EventKind, WorkflowState
 T0 = 1_700_000_000.0

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from flowsight.model.eta import estimate_eta
-from flowsight.model.events import Event, EventKind, make_event
-from flowsight.model.execution import ExecutionMetrics, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory
+from flowsight.model.runs.eta import estimate_eta
+from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.runs.execution import ExecutionMetrics, apply_event, new_metrics
+from flowsight.model.runs.history import WorkflowHistory
 from flowsight.store import SqlStore
 
 K = EventKind

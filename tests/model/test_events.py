@@ -13,8 +13,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flowsight.errors import EventError, FlowsightError
-from flowsight.model.events import Event, EventKind, check_attrs, make_event, parse_event, parse_events
-from flowsight.model.ids import id_time_ms
+from flowsight.model.runs.events import Event, EventKind, check_attrs, make_event, parse_event, parse_events
+from flowsight.model.runs.ids import id_time_ms
 
 _CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 BASE: dict[str, Any] = {"kind": "started", "workflow": "etl", "run_id": "run-1"}

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowsight.model import ids
-from flowsight.model.ids import id_time_ms, new_id, new_ids
+from flowsight.model.runs import ids
+from flowsight.model.runs.ids import id_time_ms, new_id, new_ids
 
 _CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _MAX_MS = 2**48 - 1

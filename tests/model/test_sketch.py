@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowsight.model.sketch import DEFAULT_QUANTILES, QuantileSketch
+from flowsight.model.performance.sketch import DEFAULT_QUANTILES, QuantileSketch
 
 ALPHA = 0.005
 # Bucket boundaries are computed through log(): a value on a boundary may land

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from flowsight.model.events import Event, EventKind, make_event
-from flowsight.model.execution import ExecutionMetrics, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.stall import DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
+from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.runs.execution import ExecutionMetrics, apply_event, new_metrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.stall import DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
 from flowsight.store import SqlStore
 
 K = EventKind

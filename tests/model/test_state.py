@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from flowsight.errors import TransitionError
-from flowsight.model.events import STEP_KINDS, Event, EventKind, make_event
-from flowsight.model.execution import ExecutionMetrics, apply_event, new_metrics
-from flowsight.model.state import (
+from flowsight.model.runs.events import STEP_KINDS, Event, EventKind, make_event
+from flowsight.model.runs.execution import ExecutionMetrics, apply_event, new_metrics
+from flowsight.model.runs.state import (
     EVENT_STATE,
     TERMINAL,
     TRANSITIONS,

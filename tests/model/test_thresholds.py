@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowsight.model.performance import ScopeKind
-from flowsight.model.thresholds import (
+from flowsight.model.performance.thresholds import (
     QUIET,
     Baseline,
     Direction,

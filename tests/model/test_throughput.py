@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowsight.model.throughput import RateWindow
+from flowsight.model.performance.throughput import RateWindow
 
 
 def test_rates_over_each_window() -> None:

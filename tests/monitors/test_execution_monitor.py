@@ -11,9 +11,9 @@ import pytest
 
 from flowsight.errors import EventError
 from flowsight.hub import Hub
-from flowsight.model.events import Event, EventKind, make_event
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.state import StateTransition, WorkflowState
+from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.state import StateTransition, WorkflowState
 from flowsight.monitors.channel import EventFilter, Subscription
 from flowsight.monitors.execution import ExecutionMonitor
 from flowsight.store import SqlStore
@@ -330,7 +330,7 @@ def test_a_handler_failing_on_a_published_transition_does_not_stop_publishing(st
 
 def test_a_runs_own_source_attribute_is_not_who_changed_its_state() -> None:
     """``workflow("etl", source="warehouse")`` showed "from warehouse" in the state history."""
-    from flowsight.model.execution import apply_event, new_metrics
+    from flowsight.model.runs.execution import apply_event, new_metrics
 
     started = make_event(EventKind.STARTED, "etl", "r-1", attrs={"source": "warehouse"})
     m = new_metrics(started)

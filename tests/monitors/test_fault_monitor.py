@@ -13,7 +13,7 @@ import pytest
 
 from flowsight.detectors.base import Schedule
 from flowsight.model.alerts import Alert, AlertStatus, Severity
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.model.faults import DataCorruption, Fault, FaultStatus, ServiceUnavailable
 from flowsight.monitors.fault import CheckResult, FaultMonitor
 from flowsight.store.sql import SqlStore

@@ -10,9 +10,9 @@ import random
 import pytest
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.model.performance import ResourceUsage, Scope, ScopeKind
-from flowsight.model.thresholds import Baseline, Direction, Threshold
+from flowsight.model.performance.thresholds import Baseline, Direction, Threshold
 from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.store.sql import SqlStore
 

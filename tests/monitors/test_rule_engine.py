@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity
-from flowsight.model.events import Event, EventKind, make_event
+from flowsight.model.runs.events import Event, EventKind, make_event
 from flowsight.hub import Hub
-from flowsight.model.builtin_rules import RuleSettings, RunFailed, RunSlow, StepFailed, WorkflowSettings, alert_key
+from flowsight.model.alerts.builtin_rules import RuleSettings, RunFailed, RunSlow, StepFailed, WorkflowSettings, alert_key
 from flowsight.monitors.rule_engine import RuleEngine
 from flowsight.store import SqlStore
 

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from flowsight.errors import TransitionError
-from flowsight.model.events import EventKind, make_event
-from flowsight.model.state import StateTransition, WorkflowState, replay
+from flowsight.model.runs.events import EventKind, make_event
+from flowsight.model.runs.state import StateTransition, WorkflowState, replay
 from flowsight.monitors.state import StateMonitor
 from flowsight.store import SqlStore
 from tests.helpers import run

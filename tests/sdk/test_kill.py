@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from flowsight.model import WorkflowState, make_event
-from flowsight.model.stall import DEFAULT_TIMEOUT, stall_verdict
+from flowsight.model.runs.stall import DEFAULT_TIMEOUT, stall_verdict
 from flowsight.store import SqlStore
 
 CHILD = r"""

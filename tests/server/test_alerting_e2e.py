@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.store import open_store
 from tests.helpers import Recorder, recording
 from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows

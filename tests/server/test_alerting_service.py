@@ -9,7 +9,7 @@ from flowsight.server.alerting import AlertingService
 from flowsight.config import parse_config
 from flowsight.errors import DeliveryError
 from flowsight.model.alerts import Alert
-from flowsight.model.events import make_event
+from flowsight.model.runs.events import make_event
 from flowsight.store.sql import SqlStore
 from tests.helpers import run
 

@@ -130,7 +130,7 @@ def test_one_entry_without_an_id_gets_a_time_sortable_one(server: Server) -> Non
     out = post_logs(c, {"message": "alone", "ts": 1700000000.0})
     (res,) = out["results"]
     assert res["status"] == "accepted" and len(res["id"]) == 26
-    from flowsight.model.ids import id_time_ms
+    from flowsight.model.runs.ids import id_time_ms
 
     assert id_time_ms(res["id"]) == 1700000000000
 

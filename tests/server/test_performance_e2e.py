@@ -279,7 +279,7 @@ def test_runs_written_straight_to_the_store_feed_throughput_and_latency(serve: S
     """The SDK's default, flowsight run --db and the demo write to the store:
     the server follows those events into its performance monitor too."""
     server = serve()
-    from flowsight.model.events import make_event
+    from flowsight.model.runs.events import make_event
     from flowsight.store import open_store
 
     with open_store(store_url) as store:  # another process's writes, as far as the server knows

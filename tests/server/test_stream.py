@@ -22,7 +22,7 @@ import pytest
 from starlette.types import Message
 
 from flowsight.hub import Hub
-from flowsight.model.events import Event, make_event
+from flowsight.model.runs.events import Event, make_event
 from flowsight.monitors.channel import EventFilter
 from flowsight.server.stream import EventStreamResponse, Streams, event_stream
 from flowsight.store import SqlStore

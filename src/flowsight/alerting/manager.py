@@ -42,8 +42,8 @@ from typing import Any, Generic, TypeVar
 
 from flowsight.alerting.muting import Muting
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, InhibitRule, Silence
-from flowsight.model.flapping import FlapPolicy, FlapState, on_change, on_tick
-from flowsight.model.routing import GroupTimer, Route, Router, due, group_key, next_send
+from flowsight.model.alerts.flapping import FlapPolicy, FlapState, on_change, on_tick
+from flowsight.model.alerts.routing import GroupTimer, Route, Router, due, group_key, next_send
 
 FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
 #: alerts in one notification at most: a bigger group is told in several, so no one send (its

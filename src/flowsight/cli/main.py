@@ -36,7 +36,7 @@ from flowsight.cli.spool import add_parser as add_spool_parser
 from flowsight.cli.spool import cmd_spool
 from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import parse_duration
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.query import RunView, Views
 from flowsight.store.base import ENV_URL
 from flowsight.store.opener import open_store

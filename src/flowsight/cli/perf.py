@@ -17,7 +17,7 @@ from flowsight.cli.render import require_run_id
 from flowsight.errors import FlowsightError
 from flowsight.model.durations import format_duration
 from flowsight.model.performance import RESOURCE_METRICS, Scope, ScopeKind, format_metric, parse_scope
-from flowsight.model.thresholds import quantile_of
+from flowsight.model.performance.thresholds import quantile_of
 from flowsight.store.interface import Store
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"

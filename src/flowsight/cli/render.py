@@ -16,8 +16,8 @@ from rich.text import Text
 
 from flowsight.errors import FlowsightError, NoSuchRun
 from flowsight.model.durations import format_duration
-from flowsight.model.state import WorkflowState
-from flowsight.model.stall import BASIS_MEANS
+from flowsight.model.runs.state import WorkflowState
+from flowsight.model.runs.stall import BASIS_MEANS
 from flowsight.query import RunDetail, RunView
 from flowsight.store.database import safe_url
 from flowsight.store.interface import Store

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Literal
 from flowsight.collect import ProcessOutput
 from flowsight.collect.process import FORWARDED_SIGNALS
 from flowsight.errors import FlowsightError
-from flowsight.model.events import EventKind
+from flowsight.model.runs.events import EventKind
 from flowsight.logs.parse import parse_line
 from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.sdk.client import ENV_SERVER_URL, Client, Run

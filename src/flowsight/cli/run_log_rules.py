@@ -38,7 +38,7 @@ from flowsight.config import Config, build_notifier, config_or_default, load_con
 from flowsight.model.alerts import Alert
 from flowsight.logs.analyzer import LogAnalyzer
 from flowsight.logs.entries import LogEntry
-from flowsight.model.routing import Route
+from flowsight.model.alerts.routing import Route
 from flowsight.monitors.log import LogMonitor
 from flowsight.store.opener import open_store
 

@@ -42,12 +42,12 @@ from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, re
 from flowsight.config.receivers import ReceiverConfig, build_notifier, field_of, read_receivers
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
-from flowsight.model.flapping import FlapPolicy
+from flowsight.model.alerts.flapping import FlapPolicy
 from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
 from flowsight.logs.alert_rules import LogAlertRule
-from flowsight.model.routing import Route
-from flowsight.model.thresholds import Baseline, Threshold
-from flowsight.model.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
+from flowsight.model.alerts.routing import Route
+from flowsight.model.performance.thresholds import Baseline, Threshold
+from flowsight.model.alerts.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
 
 
 class ConfigFileError(ConfigError):

@@ -27,7 +27,7 @@ from flowsight.options.fields import (
 )
 from flowsight.model.alerts import Severity
 from flowsight.model.performance import ScopeKind
-from flowsight.model.thresholds import BASELINE_METRICS, THRESHOLD_METRICS, Baseline, Direction, Threshold
+from flowsight.model.performance.thresholds import BASELINE_METRICS, THRESHOLD_METRICS, Baseline, Direction, Threshold
 
 COMMON = ("name", "kind", "severity", "workflow")
 THRESHOLD_FIELDS = (*COMMON, "metric", "scope", "above", "below", "resolve", "for")

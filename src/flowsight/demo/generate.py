@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity
-from flowsight.model.events import Event, EventKind
+from flowsight.model.runs.events import Event, EventKind
 from flowsight.model.faults import Fault, FaultKind, fault_type
 from flowsight.logs.analyzer import LogAnalyzer
 from flowsight.logs.records import LogRecord
@@ -53,7 +53,7 @@ GENERATOR_VERSION = 1
 #: the fewest events a run can have (started, step started, step ended, the end)
 MIN_EVENTS_PER_RUN = 4
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as flowsight.model.ids
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as flowsight.model.runs.ids
 _DOMAINS = (
     "billing",
     "orders",

@@ -55,7 +55,7 @@ from typing import Any
 import msgspec
 
 from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_syslog, level_from_word
-from flowsight.model.timestamps import ISO, epoch, time_value
+from flowsight.model.runs.timestamps import ISO, epoch, time_value
 
 _INFO = LogLevel.INFO
 _MONTHS = {

@@ -17,10 +17,10 @@ the line says. Level words are read case-insensitively
 (:func:`flowsight.logs.entries.level_from_word`: ``warning``, ``ERR``, ``E``...).
 
 Text that no store keeps exactly (a NUL character, a lone UTF-16 surrogate:
-:func:`flowsight.model.events.text_problem`) is refused, in any field
+:func:`flowsight.model.runs.events.text_problem`) is refused, in any field
 (``fields`` keys and values too, as an event's ``attrs``): the entry is
 rejected naming the field, the rest of its batch kept. ``fields`` nest
-:data:`~flowsight.model.events.MAX_DEPTH` levels at most. ``ts`` is refused
+:data:`~flowsight.model.runs.events.MAX_DEPTH` levels at most. ``ts`` is refused
 before 1970 or more than :data:`~flowsight.logs.parse.MAX_AHEAD` ahead of
 the server's clock (an entry dated 9999 would outlive every retention); a
 raw line's own time out of that range is not taken (the line keeps ``ts``).
@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import LogEntryError
-from flowsight.model.events import (
+from flowsight.model.runs.events import (
     ID_LIMIT,
     MAX_TS,
     NAME_LIMIT,
@@ -46,7 +46,7 @@ from flowsight.model.events import (
     explain,
     text_problem,
 )
-from flowsight.model.ids import new_id
+from flowsight.model.runs.ids import new_id
 from flowsight.logs.parse import MAX_AHEAD, parse_line
 from flowsight.logs.entries import FieldValue, LogEntry, LogLevel, level_from_word
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flowsight.model.eta import Eta, estimate_eta
-from flowsight.model.events import Event, EventKind, ExecutionEvent, make_event, parse_event, parse_events
-from flowsight.model.execution import ExecutionMetrics, Outcome, StepRecord, apply_event
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.ids import new_id
-from flowsight.model.stall import StallVerdict, stall_verdict
-from flowsight.model.state import TRANSITIONS, StateTransition, WorkflowState
+from flowsight.model.runs.eta import Eta, estimate_eta
+from flowsight.model.runs.events import Event, EventKind, ExecutionEvent, make_event, parse_event, parse_events
+from flowsight.model.runs.execution import ExecutionMetrics, Outcome, StepRecord, apply_event
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.ids import new_id
+from flowsight.model.runs.stall import StallVerdict, stall_verdict
+from flowsight.model.runs.state import TRANSITIONS, StateTransition, WorkflowState
 
 __all__ = [
     "TRANSITIONS",

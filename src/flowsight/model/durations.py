@@ -85,7 +85,7 @@ def parse_time(text: str, *, now: float, what: str | None = None) -> float:
     if s[:4].isdigit() and s[4:5] == "-":
         # the reader of the times in log lines, so RFC 3339 is read one way; imported here, as the
         # SDK imports this module and needs no time reader
-        from flowsight.model.timestamps import parse_timestamp
+        from flowsight.model.runs.timestamps import parse_timestamp
 
         ts = parse_timestamp(s)
         if ts is None:

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from flowsight.model.events import Event, EventKind
+from flowsight.model.runs.events import Event, EventKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flowsight.errors import EventError
-from flowsight.model.eta import Eta, estimate_eta
-from flowsight.model.events import Event
-from flowsight.model.execution import ExecutionMetrics, Outcome, apply_event, new_metrics
-from flowsight.model.history import WorkflowHistory
+from flowsight.model.runs.eta import Eta, estimate_eta
+from flowsight.model.runs.events import Event
+from flowsight.model.runs.execution import ExecutionMetrics, Outcome, apply_event, new_metrics
+from flowsight.model.runs.history import WorkflowHistory
 from flowsight.monitors.channel import EventChannel, Subscription
 
 

@@ -42,7 +42,7 @@ from flowsight.errors import StoreFullError
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.durations import format_duration
 from flowsight.model.faults import Fault, FaultKind, FaultRecord, FaultStatus, assess_severity
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.monitors.sink import Sink, send
 from flowsight.store.interface import Store
 

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from flowsight.collect.tail import FileTail, RawLine
 from flowsight.model.alerts import Alert
-from flowsight.model.ids import new_id
+from flowsight.model.runs.ids import new_id
 from flowsight.logs.analyzer import Analysis, LogAnalyzer
 from flowsight.logs.parse import parse_line
 from flowsight.logs.records import LogRecord

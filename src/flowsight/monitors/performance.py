@@ -3,12 +3,12 @@ latency per workflow and step, thresholds and baselines turned into alerts.
 
 :meth:`PerformanceMonitor.observe` takes what the store made of a batch of
 events (completed steps and runs with their durations): throughput windows
-(:class:`~flowsight.model.throughput.RateWindow`) and latency sketches
-(:class:`~flowsight.model.sketch.QuantileSketch`, bounded memory) per
+(:class:`~flowsight.model.performance.throughput.RateWindow`) and latency sketches
+(:class:`~flowsight.model.performance.sketch.QuantileSketch`, bounded memory) per
 workflow and step, and each duration checked against the baselines.
 :meth:`PerformanceMonitor.sample` takes one resource sample of the host and
 of each live run's process tree (the metrics collector's) and checks the
-thresholds (:func:`~flowsight.model.thresholds.evaluate_threshold`).
+thresholds (:func:`~flowsight.model.performance.thresholds.evaluate_threshold`).
 :meth:`PerformanceMonitor.collect_metrics` is the specification's summary of
 a scope. Alerts go to the alert manager.
 """
@@ -27,8 +27,8 @@ from flowsight.errors import StoreFullError
 from flowsight.model.alerts import Alert, AlertStatus
 from flowsight.model.durations import format_duration
 from flowsight.model.performance import PerformanceMetrics, format_metric, Quantiles, ResourceUsage, Scope, ScopeKind
-from flowsight.model.sketch import QuantileSketch
-from flowsight.model.thresholds import (
+from flowsight.model.performance.sketch import QuantileSketch
+from flowsight.model.performance.thresholds import (
     QUIET,
     Baseline,
     Direction,
@@ -37,7 +37,7 @@ from flowsight.model.thresholds import (
     evaluate_baseline,
     evaluate_threshold,
 )
-from flowsight.model.throughput import RateWindow
+from flowsight.model.performance.throughput import RateWindow
 from flowsight.monitors.sink import Sink, send
 from flowsight.store.interface import Store
 

@@ -1,6 +1,6 @@
 """The built-in alert rules, run against the store: :class:`RuleEngine`.
 
-The decisions are :mod:`flowsight.model.builtin_rules`' pure functions; this class
+The decisions are :mod:`flowsight.model.alerts.builtin_rules`' pure functions; this class
 only feeds them runs, histories and step failures, and remembers what it has
 fired so that each alert is sent firing once and resolved once.
 
@@ -41,10 +41,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 
 from flowsight.model.alerts import Alert, AlertStatus
-from flowsight.model.events import Event, EventKind
-from flowsight.model.execution import ExecutionMetrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.builtin_rules import (
+from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.execution import ExecutionMetrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.alerts.builtin_rules import (
     ALERT_NAMES,
     RUN_FAILED,
     RUN_SLOW,
@@ -65,8 +65,8 @@ from flowsight.model.builtin_rules import (
     rules_for,
     step_failure,
 )
-from flowsight.model.stall import DEFAULT_TIMEOUT
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.stall import DEFAULT_TIMEOUT
+from flowsight.model.runs.state import WorkflowState
 from flowsight.store.interface import Store
 
 K, S = EventKind, WorkflowState

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Union
 
 from flowsight.errors import TransitionError
-from flowsight.model.state import StateTransition, WorkflowState, allowed_next, is_allowed
+from flowsight.model.runs.state import StateTransition, WorkflowState, allowed_next, is_allowed
 from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.state")

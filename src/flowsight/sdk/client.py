@@ -35,10 +35,10 @@ from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowsight.model.events import EventKind, check_attrs
+from flowsight.model.runs.events import EventKind, check_attrs
 from flowsight.model.durations import parse_duration
-from flowsight.model.ids import new_id
-from flowsight.model.events import Event
+from flowsight.model.runs.ids import new_id
+from flowsight.model.runs.events import Event
 from flowsight.sdk.transport import BatchWriter, Raw, Sink, StoreSink, build_events, prune_events, write_events
 from flowsight.store.base import resolve_url
 from flowsight.store.opener import open_store

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from flowsight.model.events import MAX_TS
-from flowsight.model.ids import new_ids
+from flowsight.model.runs.events import MAX_TS
+from flowsight.model.runs.ids import new_ids
 from flowsight.logs.records import LogRecord
 from flowsight.logs.entries import FieldValue, LogEntry
 from flowsight.sdk.transport import StoreSink

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from flowsight.errors import ConfigError, FlowsightError
-from flowsight.model.events import Event, EventKind
-from flowsight.model.ids import new_ids
+from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.ids import new_ids
 from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.sdk")

@@ -43,7 +43,7 @@ from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
 from flowsight.errors import StoreError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Silence
-from flowsight.model.events import Event, EventKind
+from flowsight.model.runs.events import Event, EventKind
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rule_engine import RuleEngine

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from flowsight.errors import AlertError, EventError, FlowsightError, HttpError
 from flowsight.model.alerts import Alert, AlertStatus, Severity, new_silence
 from flowsight.model.durations import parse_duration
-from flowsight.model.events import explain
+from flowsight.model.runs.events import explain
 from flowsight.server import schemas as S
 from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body, write_answer
 from flowsight.server.http import json, route

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flowsight.model.faults import FaultStatus
-from flowsight.model.history import quantile
-from flowsight.model.stall import stall_verdict
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.history import quantile
+from flowsight.model.runs.stall import stall_verdict
+from flowsight.model.runs.state import WorkflowState
 from flowsight.server import schemas as S
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.dashboard import RunTimes

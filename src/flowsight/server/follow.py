@@ -28,7 +28,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from flowsight.hub import Hub
-from flowsight.model.events import Event
+from flowsight.model.runs.events import Event
 
 log = logging.getLogger("flowsight.server")
 

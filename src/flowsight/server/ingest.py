@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from flowsight.errors import EventError, HttpError
 from flowsight.hub import Hub
-from flowsight.model.events import MAX_DEPTH, Event, finish_wire, WireEvent, parse_events
+from flowsight.model.runs.events import MAX_DEPTH, Event, finish_wire, WireEvent, parse_events
 from flowsight.store.base import WriteResult
 
 

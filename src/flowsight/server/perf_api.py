@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flowsight.errors import FlowsightError
-from flowsight.model.events import MAX_TS
+from flowsight.model.runs.events import MAX_TS
 from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, parse_scope
 from flowsight.server.params import float_param, text_param, time_param
 from flowsight.server.http import json, route

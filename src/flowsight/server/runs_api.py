@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowsight.errors import FlowsightError, StoreError
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.state import WorkflowState
 from flowsight.monitors.channel import EventFilter
 from flowsight.query import Views
 from flowsight.server import schemas as S

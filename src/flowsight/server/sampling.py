@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from flowsight.config import Config
-from flowsight.model.events import Event, EventKind
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.state import WorkflowState
 from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.server.services import Loop
 from flowsight.store.interface import Store

@@ -1,5 +1,5 @@
 """Wire schemas of the HTTP API (msgspec); the OpenAPI document is generated
-from these. Events themselves use :class:`flowsight.model.events.Event`'s
+from these. Events themselves use :class:`flowsight.model.runs.events.Event`'s
 wire form."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from flowsight.model.events import MAX_TS, Event, WireEvent
+from flowsight.model.runs.events import MAX_TS, Event, WireEvent
 from flowsight.logs.records import WireLog
 
 

@@ -32,7 +32,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Send
 
 from flowsight.hub import Hub
-from flowsight.model.events import Event
+from flowsight.model.runs.events import Event
 from flowsight.monitors.channel import SLOW, EventFilter, Subscription
 
 _enc = msgspec.json.Encoder()

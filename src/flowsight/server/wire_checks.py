@@ -3,7 +3,7 @@ said in JSON Schema for the OpenAPI document (:mod:`flowsight.server.openapi`
 merges these into the schemas msgspec generates from the structs).
 
 The checks themselves stay where they run, on the ingest's hot path without
-a schema validator: :func:`flowsight.model.events.finish_wire`,
+a schema validator: :func:`flowsight.model.runs.events.finish_wire`,
 :func:`flowsight.logs.records.finish_wire_log` and the silence route. The
 Schemathesis test (``tests/server/test_openapi.py``) holds the two together:
 an item the document allows is accepted, an item it forbids is refused. What
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowsight.model.events import ID_LIMIT, MAX_DEPTH, MAX_SIZE, MAX_TS, NAME_LIMIT, STEP_KINDS, EventKind
+from flowsight.model.runs.events import ID_LIMIT, MAX_DEPTH, MAX_SIZE, MAX_TS, NAME_LIMIT, STEP_KINDS, EventKind
 from flowsight.logs.parse import MAX_AHEAD
 from flowsight.logs.entries import LEVEL_WORDS
 from flowsight.server.schemas import KEPT_CHAR

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from flowsight.model.state import StateTransition
+from flowsight.model.runs.state import StateTransition
 
 DEFAULT_PATH = "flowsight.db"
 ENV_URL = "FLOWSIGHT_DATABASE_URL"

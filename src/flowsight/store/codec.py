@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from flowsight.model.events import Event, EventKind, decode_attrs, encode_attrs
-from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.events import Event, EventKind, decode_attrs, encode_attrs
+from flowsight.model.runs.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
+from flowsight.model.runs.state import WorkflowState
 
 RUN_COLUMNS = (
     "run_id, workflow, state, created_at, start_time, end_time, current_step, total_steps, "

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from flowsight.model.alerts import Severity
-from flowsight.model.events import Event
+from flowsight.model.runs.events import Event
 from flowsight.model.faults import Fault, FaultRecord, FaultStatus, fault_type
 from flowsight.store.database import Database
 

@@ -2,7 +2,7 @@
 
 A batch write is one transaction: events are inserted with their ids as the
 idempotency key (an id seen before is a duplicate and changes nothing), then
-every new event is applied to its run with :func:`flowsight.model.execution.apply_event`
+every new event is applied to its run with :func:`flowsight.model.runs.execution.apply_event`
 and the resulting runs, steps and transitions are written beside it. A run's
 row carries a version, so a cached copy is used only while nobody else has
 written that run.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flowsight.errors import StoreError
-from flowsight.model.events import Event, EventKind, encode_attrs
-from flowsight.model.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
-from flowsight.model.state import StateTransition, WorkflowState
+from flowsight.model.runs.events import Event, EventKind, encode_attrs
+from flowsight.model.runs.execution import ExecutionMetrics, StepRecord, apply_event, new_metrics
+from flowsight.model.runs.state import StateTransition, WorkflowState
 from flowsight.store.base import WriteResult
 from flowsight.store.codec import RUN_COLUMNS, metrics_to_row, replay_steps, row_event, row_to_metrics
 from flowsight.store.database import Database

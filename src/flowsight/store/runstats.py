@@ -28,8 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flowsight.model.events import Event
-from flowsight.model.history import WorkflowHistory, quantile
+from flowsight.model.runs.events import Event
+from flowsight.model.runs.history import WorkflowHistory, quantile
 from flowsight.store.codec import replay_steps, row_event
 from flowsight.store.database import Database
 from flowsight.store.dashboard import RunTimes, StepSpan, runs_created, step_spans

@@ -258,11 +258,11 @@ def new_silence(
 
     Raises:
         ConfigError: a bad matcher, no end, an end not after the start, an
-            end that has passed or one past the last time kept (:data:`~flowsight.model.events.MAX_TS`,
+            end that has passed or one past the last time kept (:data:`~flowsight.model.runs.events.MAX_TS`,
             as for an alert's end), no comment.
     """
-    from flowsight.model.events import MAX_TS
-    from flowsight.model.ids import new_id
+    from flowsight.model.runs.events import MAX_TS
+    from flowsight.model.runs.ids import new_id
 
     parsed = tuple(parse_matcher(m) for m in matchers)
     start = now if starts_at is None else starts_at

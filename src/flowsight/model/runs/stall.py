@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowsight.model.execution import ExecutionMetrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.execution import ExecutionMetrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.state import WorkflowState
 
 DEFAULT_TIMEOUT = 1800.0
 MIN_BOUND = 5.0

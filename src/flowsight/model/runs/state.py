@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from flowsight.model.events import EventKind
+from flowsight.model.runs.events import EventKind
 
 
 class WorkflowState(str, Enum):

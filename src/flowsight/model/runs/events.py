@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from flowsight.errors import EventError
-from flowsight.model.ids import new_id
+from flowsight.model.runs.ids import new_id
 
 
 class EventKind(str, Enum):
@@ -54,7 +54,7 @@ STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventK
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One thing that happened to one run of a workflow.
 
-    ``id``: client-made, unique, time-sortable (see :mod:`flowsight.model.ids`);
+    ``id``: client-made, unique, time-sortable (see :mod:`flowsight.model.runs.ids`);
     a second event with an id already stored is a retry and is ignored.
     ``ts``: seconds since the epoch (the wire also accepts RFC 3339 text).
     ``step``: required for the step kinds. ``attrs``: JSON values only.

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from flowsight.model.events import Event, EventKind
-from flowsight.model.state import EVENT_STATE, StateTransition, WorkflowState, is_allowed
+from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.state import EVENT_STATE, StateTransition, WorkflowState, is_allowed
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ The rules and when they fire and resolve:
     nor forgets one).
 
 ``RunStalled`` (source ``execution``)
-    Fires when :func:`flowsight.model.stall.stall_verdict` says the run is
+    Fires when :func:`flowsight.model.runs.stall.stall_verdict` says the run is
     stalled. Resolves as soon as it is not: activity again, suspended, ended.
 
 ``StepFailedRepeatedly`` (source ``execution``)
@@ -69,11 +69,11 @@ from dataclasses import dataclass, field, replace
 
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.durations import format_duration
-from flowsight.model.events import Event, EventKind
-from flowsight.model.execution import ExecutionMetrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.stall import BASIS_MEANS, DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.execution import ExecutionMetrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.stall import BASIS_MEANS, DEFAULT_TIMEOUT, MIN_BOUND, stall_verdict
+from flowsight.model.runs.state import WorkflowState
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class RunFailed:
 
 @dataclass(frozen=True)
 class RunStalled:
-    """A run is stalled (see :mod:`flowsight.model.stall`)."""
+    """A run is stalled (see :mod:`flowsight.model.runs.stall`)."""
 
     enabled: bool = True
     severity: Severity = Severity.WARNING
@@ -286,7 +286,7 @@ def run_stalled_alert(
     external_url: str = "",
 ) -> Alert | None:
     """The RunStalled alert ``m`` calls for: firing when the rule is on and
-    :func:`~flowsight.model.stall.stall_verdict` says stalled, else None."""
+    :func:`~flowsight.model.runs.stall.stall_verdict` says stalled, else None."""
     if not rule.enabled:
         return None
     v = stall_verdict(m, history, now, timeout=timeout)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from flowsight.model.execution import ExecutionMetrics
-from flowsight.model.history import WorkflowHistory
-from flowsight.model.state import WorkflowState
+from flowsight.model.runs.execution import ExecutionMetrics
+from flowsight.model.runs.history import WorkflowHistory
+from flowsight.model.runs.state import WorkflowState
 
 
 @dataclass(frozen=True, slots=True)
