@@ -27,7 +27,14 @@ from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Matcher, Severity
 from flowsight.model.alerts.flapping import FlapPolicy
 from flowsight.model.alerts.routing import Route
-from flowsight.model.alerts.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
+from flowsight.model.alerts.builtin_rules import (
+    RuleSettings,
+    RunFailed,
+    RunSlow,
+    RunStalled,
+    StepFailed,
+    WorkflowSettings,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "flowsight.example.toml"
 

@@ -14,7 +14,14 @@ import pytest
 from flowsight.model.alerts import Alert, AlertStatus, Severity
 from flowsight.model.runs.events import Event, EventKind, make_event
 from flowsight.hub import Hub
-from flowsight.model.alerts.builtin_rules import RuleSettings, RunFailed, RunSlow, StepFailed, WorkflowSettings, alert_key
+from flowsight.model.alerts.builtin_rules import (
+    RuleSettings,
+    RunFailed,
+    RunSlow,
+    StepFailed,
+    WorkflowSettings,
+    alert_key,
+)
 from flowsight.monitors.rule_engine import RuleEngine
 from flowsight.store import SqlStore
 

@@ -47,7 +47,14 @@ from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
 from flowsight.logs.alert_rules import LogAlertRule
 from flowsight.model.alerts.routing import Route
 from flowsight.model.performance.thresholds import Baseline, Threshold
-from flowsight.model.alerts.builtin_rules import RuleSettings, RunFailed, RunSlow, RunStalled, StepFailed, WorkflowSettings
+from flowsight.model.alerts.builtin_rules import (
+    RuleSettings,
+    RunFailed,
+    RunSlow,
+    RunStalled,
+    StepFailed,
+    WorkflowSettings,
+)
 
 
 class ConfigFileError(ConfigError):
