@@ -117,7 +117,7 @@ def test_a_broken_receiver_raises_an_alert_of_its_own(sqlite_store: SqlStore) ->
 
 
 def test_seq_bookkeeping_scans_only_what_this_server_did_not_commit() -> None:
-    from flowsight.server.alerting import merge_ranges, seq_ranges, uncovered
+    from flowsight.server.rule_events import merge_ranges, seq_ranges, uncovered
 
     assert seq_ranges([9, 3, 4, 5]) == [(3, 5), (9, 9)]
     assert merge_ranges([(10, 12), (3, 5), (6, 9), (20, 20)]) == [(3, 12), (20, 20)]
@@ -134,9 +134,9 @@ def test_events_committed_through_the_hub_are_not_read_back_but_others_are(sqlit
     svc = service(sqlite_store, clock, inbox)
     mine = [make_event("started", "etl", "h1", ts=clock.now), make_event("failed", "etl", "h1", ts=clock.now + 1)]
     result = sqlite_store.runs.write_events(mine)
-    svc.observe(mine, result.seqs)  # as the hub does after its commit
+    svc.rule_events.observe(mine, result.seqs)  # as the hub does after its commit
     fail_run(sqlite_store, svc, "d1", clock.now, workflow="direct")  # written by someone else
-    events = svc._read_events(clock.now)
+    events = svc.rule_events.read(clock.now)
     assert [(e.run_id, e.kind.value) for e in events] == [
         ("h1", "started"),
         ("h1", "failed"),
@@ -144,4 +144,4 @@ def test_events_committed_through_the_hub_are_not_read_back_but_others_are(sqlit
         ("d1", "step_failed"),
         ("d1", "failed"),
     ]
-    assert svc._read_events(clock.now + 1) == []  # each once
+    assert svc.rule_events.read(clock.now + 1) == []  # each once

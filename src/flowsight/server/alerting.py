@@ -21,6 +21,13 @@ delivery hooks) wait in an inbox that the manager's thread empties before
 each of its operations. Only what changed since the last save is written,
 in chunks, so a flood of alerts neither rewrites every stored alert each
 second nor holds the store's writers for long.
+
+Each round's runners are objects of their own: the events the rules read
+(:class:`~flowsight.server.rule_events.RuleEvents`), the log monitor's round
+(:class:`~flowsight.server.log_round.LogRound`), the alerts other processes
+stored (:class:`~flowsight.server.adoption.StoredByOthers`) and the outbox's
+delivery (:class:`~flowsight.alerting.delivery.Dispatcher`); this service
+holds the manager and runs the round.
 """
 
 from __future__ import annotations
@@ -30,10 +37,9 @@ import contextlib
 import functools
 import gc
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -42,29 +48,18 @@ from flowsight.alerting.manager import AlertManager, Notification
 from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
 from flowsight.errors import StoreError
-from flowsight.model.alerts import Alert, AlertState, AlertStatus, Severity, Silence
-from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rule_engine import RuleEngine
+from flowsight.server.adoption import StoredByOthers
+from flowsight.server.log_round import LogRound
+from flowsight.server.rule_events import RuleEvents
 from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.alerts")
 R = TypeVar("R")
 
-SETTLE = 2.0  # seconds a PostgreSQL insert may take to commit, for the rules' reading window
-#: what the rules react to (step_completed only for workflows with failing steps)
-RULE_KINDS = ("started", "step_failed", "failed", "completed", "cancelled", "resumed")
-RULE_KIND_SET = frozenset(EventKind(k) for k in RULE_KINDS)
-STEP_COMPLETED = EventKind.STEP_COMPLETED
-MAX_GAPS = 50
-PAGE = 10_000
-LOG_PAGE = 20_000  # log entries analyzed per store read
-LOG_ROUND = 5  # reads per round at most, so a backlog does not hold up the alerts
-SAVE_ANALYZER = 30.0
-#: seconds before the last stored time already taken in that alerts of other processes are read again
-#: from (their clocks may lag this one's a little; what was taken in is not taken again)
-ADOPT_OVERLAP = 5.0  # seconds between saves of the log analyzer's templates
 #: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
 SEND_CHUNK = 1_000
 
@@ -86,43 +81,6 @@ def gc_paused() -> Iterator[None]:
 
 def _nothing(am: AlertManager) -> None:
     """An operation on the manager that only takes what waits in its inbox."""
-
-
-def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted, inclusive runs of consecutive seqs: 3, 4, 5, 9 -> (3, 5), (9, 9)."""
-    out: list[tuple[int, int]] = []
-    for s in sorted(seqs):
-        if out and s == out[-1][1] + 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def uncovered(after: int, upto: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The inclusive stretches of ``after < seq <= upto`` outside the merged ``covered``."""
-    gaps, nxt = [], after + 1
-    for lo, hi in covered:
-        if hi < nxt:
-            continue
-        if lo > upto:
-            break
-        if lo > nxt:
-            gaps.append((nxt, lo - 1))
-        nxt = max(nxt, hi + 1)
-    if nxt <= upto:
-        gaps.append((nxt, upto))
-    return gaps
 
 
 class AlertingService:
@@ -155,30 +113,24 @@ class AlertingService:
         # the manager's own thread (see the module docstring), and what waits for it
         self._manager_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-alerts")
         self._inbox: deque[Callable[[AlertManager], object]] = deque()
+        # the runners of each round: the built-in rules over the events, the
+        # log monitor over the stored entries, the alerts other processes stored
         self.rules = RuleEngine(
             store, self.send_alert, config.rules, config.workflows, clock=clock, external_url=config.external_url
         )
-        self.logs = LogMonitor(
-            log_analyzer=LogAnalyzer(),
-            alert_rules=config.make_log_rules(),
-            send_alert=self.send_alert,
-            clock=clock,
-            external_url=config.external_url,
+        self.rule_events = RuleEvents(store, self.rules)
+        self.logs = LogRound(
+            store,
+            LogMonitor(
+                log_analyzer=LogAnalyzer(),
+                alert_rules=config.make_log_rules(),
+                send_alert=self.send_alert,
+                clock=clock,
+                external_url=config.external_url,
+            ),
         )
-        self._analyzer_saved = 0.0
-        self._analyzer_dirty = False
-        self._logs_lock = threading.Lock()  # the analyzer works in a thread; the API reads its counts
+        self.others = StoredByOthers(store)
         self._silences_seen = 0.0
-        self._last_seq = 0  # events up to here have been read by the rules
-        # alerts other processes store (flowsight run --rules, a second server): taken in each round
-        self._adopt_since = 0.0  # stored after this (a little overlap: clocks of other processes)
-        self._own_saves: deque[float] = deque(maxlen=256)  # the times of this service's own saves
-        self._adopted: dict[str, float] = {}  # fingerprint -> the stored time taken in last
-        self._marks: deque[tuple[float, int]] = deque()
-        self._seen_lock = threading.Lock()
-        self._seen: list[tuple[int, Event]] = []  # committed here, not yet read by the rules
-        self._covered: list[tuple[int, int]] = []  # seq ranges committed here (no need to scan them)
-        self._step_workflows: set[str] = set()
         self.failed_rounds = 0
         self._loaded: Future[None] | None = None  # load() at work on the manager's thread
         self._task: asyncio.Task[None] | None = None
@@ -201,8 +153,8 @@ class AlertingService:
 
     def _load(self) -> None:
         # what happened before now the rules rebuild from the runs themselves
-        self._last_seq = self.store.runs.last_seq()
-        self._adopt_since = self.clock()
+        self.rule_events.last_seq = self.store.runs.last_seq()
+        self.others.since = self.clock()
         with gc_paused():
             states = self.store.alerts.load_alerts()
             silences = self._changed_silences()
@@ -212,10 +164,7 @@ class AlertingService:
                 self.manager.add_silence(s)
             self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
         if saved is not None:
-            try:
-                self.logs.log_analyzer = LogAnalyzer.from_state(saved)
-            except (ValueError, KeyError, TypeError) as exc:  # a state from an incompatible version: start afresh
-                log.warning("the saved log templates cannot be read (%s); templates are learnt again", exc)
+            self.logs.restore(saved)
 
     def send_alert(self, alert: Alert) -> None:
         """``AlertManager.send_alert`` at the manager's next operation (at the
@@ -255,58 +204,6 @@ class AlertingService:
             except Exception:  # one bad alert must not stop the others nor the operation waiting
                 log.exception("alerting: an alert could not be taken")
         return fn(am, *args)
-
-    def observe(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
-        """A batch this server just committed (the hub's hook, on the ingest
-        path: it only keeps what the rules react to). Those seqs need not be
-        read back from the store."""
-        wanted, steps = RULE_KIND_SET, self._step_workflows
-        got = [
-            (seq, ev)
-            for ev in events
-            if (ev.kind in wanted or (ev.kind is STEP_COMPLETED and ev.workflow in steps))
-            and (seq := seqs.get(ev.id)) is not None
-        ]
-        with self._seen_lock:
-            self._seen.extend(got)
-            self._covered.extend(seq_ranges(seqs.values()))
-
-    def _read_events(self, now: float) -> list[Event]:
-        """The events stored since the last round that the rules react to,
-        whoever wrote them: this server's own from :meth:`observe`, the rest
-        (the SDK writing to the store directly, another replica) read back
-        from the store, where only the stretches of seqs this server did not
-        commit are scanned. On PostgreSQL, seqs are taken at insert and
-        commits may land out of order, so the window stops at the highest seq
-        seen ``SETTLE`` seconds ago."""
-        self._marks.append((now, self.store.runs.last_seq()))
-        if self.store.commits_in_seq_order:
-            upto = self._marks[-1][1]
-        else:
-            while len(self._marks) > 1 and self._marks[1][0] <= now - SETTLE:
-                self._marks.popleft()
-            upto = self._marks[0][1] if self._marks[0][0] <= now - SETTLE else self._last_seq
-        with self._seen_lock:
-            seen = [p for p in self._seen if self._last_seq < p[0] <= upto]
-            self._seen = [p for p in self._seen if p[0] > upto]
-            covered = merge_ranges(self._covered)
-            self._covered = [(max(lo, upto + 1), hi) for lo, hi in covered if hi > upto]
-        gaps = uncovered(self._last_seq, upto, covered)
-        if len(gaps) > MAX_GAPS:  # many writers interleaved: one scan is cheaper than many
-            gaps, seen = [(self._last_seq + 1, upto)], []
-        self._step_workflows = self.rules.step_workflows()
-        found = list(seen)
-        for lo, hi in gaps:
-            after = lo - 1
-            while after < hi:
-                page = self.store.runs.rule_events(
-                    after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows), limit=PAGE
-                )
-                found.extend(page)
-                after = page[-1][0] if len(page) == PAGE else hi
-        self._last_seq = max(self._last_seq, upto)
-        found.sort(key=lambda p: p[0])
-        return [ev for _, ev in found]
 
     def add_silence(self, silence: Silence) -> None:
         """Keep ``silence`` in the store; the manager takes it at its next operation."""
@@ -359,7 +256,7 @@ class AlertingService:
         now = self.clock() if now is None else now
         silences = await asyncio.to_thread(self._changed_silences)
         await asyncio.to_thread(self._rules_round, now)
-        foreign = await asyncio.to_thread(self._stored_by_others)
+        foreign = await asyncio.to_thread(self.others.take)
         if foreign:
             await self._manager(AlertManager.restore, foreign)
         notes = await self._manager(self._tick, silences, now)
@@ -377,27 +274,10 @@ class AlertingService:
             am.add_silence(s)
         return am.tick(now)
 
-    def _stored_by_others(self) -> list[AlertState]:
-        """The alerts other processes stored since the last round (``flowsight
-        run --rules`` beside this server, another server): one alert state
-        per store, whoever raised the alert. They join the manager as a
-        restart's alerts do (what receivers were told stays told)."""
-        found = self.store.alerts.alerts_stored_since(self._adopt_since - ADOPT_OVERLAP, besides=self._own_saves)
-        out = []
-        for ts, state in found:
-            fp = state.alert.fingerprint
-            if self._adopted.get(fp) != ts:
-                self._adopted[fp] = ts
-                out.append(state)
-            self._adopt_since = max(self._adopt_since, ts)
-        if len(self._adopted) > 100_000:
-            self._adopted = {fp: ts for fp, ts in self._adopted.items() if ts > self._adopt_since - ADOPT_OVERLAP}
-        return out
-
     async def _save(self, now: float) -> None:
         """Store what changed in the manager since the last save; given back
         to it when the store fails, for the next save."""
-        self._own_saves.append(now)
+        self.others.saved(now)
         states, gone = await self._manager(AlertManager.changes)
         try:
             await asyncio.to_thread(self.store.alerts.update_alerts, states, gone, now)
@@ -406,24 +286,11 @@ class AlertingService:
             raise
 
     def _rules_round(self, now: float) -> None:
-        events = self._read_events(now)
+        events = self.rule_events.read(now)
         if events:
             self.rules.observe(events)
         self.rules.tick(now)
-        self._logs_round(now)
-
-    def _logs_round(self, now: float) -> None:
-        """Templates and log rules for the stored log entries without a
-        template yet (whoever wrote them), then the rules' timers."""
-        with self._logs_lock:
-            for _ in range(LOG_ROUND):
-                n = self.logs.analyze_stored(self.store, limit=LOG_PAGE, now=now)
-                self._analyzer_dirty |= n > 0
-                if n < LOG_PAGE:
-                    break
-            self.logs.tick(now)
-            if self._analyzer_dirty and now - self._analyzer_saved >= SAVE_ANALYZER:
-                self._save_analyzer(now)
+        self.logs.run(now)
 
     def template_counts(
         self, n: int, *, since: float | None = None, until: float | None = None, workflow: str | None = None
@@ -445,17 +312,7 @@ class AlertingService:
                 raise StoreError("the templates kept in the store are still being read back; try again") from None
             except Exception:  # noqa: BLE001 - said by the rounds, which read the store again
                 pass
-        analyzer = self.logs.log_analyzer
-        if analyzer is None:
-            return []
-        with self._logs_lock:
-            return analyzer.top(n, since=since, until=until, workflow=workflow)
-
-    def _save_analyzer(self, now: float) -> None:
-        analyzer = self.logs.log_analyzer
-        if analyzer is not None:
-            self.store.kept.save(ANALYZER_STATE, analyzer.state())
-        self._analyzer_saved, self._analyzer_dirty = now, False
+        return self.logs.top(n, since=since, until=until, workflow=workflow)
 
     async def start(self) -> None:
         """Begin the rounds; what the store kept is taken back first
@@ -473,9 +330,7 @@ class AlertingService:
         await self._task
         self._task = None
         await self._save(self.clock())
-        if self._analyzer_dirty:
-            with self._logs_lock:
-                self._save_analyzer(self.clock())
+        self.logs.save_if_changed(self.clock())
         self.dispatcher.close()
         self._manager_thread.shutdown(wait=True)
 

@@ -79,7 +79,7 @@ def create_app(
     hub = hub or Hub(store, track=False)
     cfg = config or Config.default()
     alerting = alerting or AlertingService(store, cfg)
-    hub.hooks.append(alerting.observe)
+    hub.hooks.append(alerting.rule_events.observe)
     st = ServerContext(
         store=store,
         hub=hub,
