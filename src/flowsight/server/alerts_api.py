@@ -97,22 +97,19 @@ _PATTERN_MEANS = {
 }
 
 
-def answer_alerts(items: list[Alert | EventError]) -> dict[str, Any]:
-    """The per-alert answer (:class:`flowsight.server.schemas.AlertsAccepted`)."""
-    results: list[dict[str, Any]] = []
+def answer_alerts(items: list[Alert | EventError]) -> S.AlertsAccepted:
+    """The per-alert answer."""
+    results: list[S.AlertResult] = []
     fingerprints: list[str] = []
     for i, item in enumerate(items):
         if isinstance(item, EventError):
-            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
+            results.append(S.AlertResult(index=i, status="rejected", error=str(item), field=item.field))
         else:
             fingerprints.append(item.fingerprint)
-            results.append({"index": i, "status": "accepted", "fingerprint": item.fingerprint})
-    return {
-        "accepted": len(fingerprints),
-        "rejected": len(items) - len(fingerprints),
-        "fingerprints": fingerprints,
-        "results": results,
-    }
+            results.append(S.AlertResult(index=i, status="accepted", fingerprint=item.fingerprint))
+    return S.AlertsAccepted(
+        accepted=len(fingerprints), rejected=len(items) - len(fingerprints), fingerprints=fingerprints, results=results
+    )
 
 
 async def get_alerts(request: Request, st: ServerContext) -> Response:

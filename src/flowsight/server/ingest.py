@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+from msgspec import UNSET
 from starlette.requests import ClientDisconnect, Request
 
 from flowsight.errors import EventError, HttpError
 from flowsight.hub import Hub
 from flowsight.model.runs.events import MAX_DEPTH, Event, finish_wire, WireEvent, parse_events
+from flowsight.server import schemas as S
 from flowsight.store.base import WriteResult
 
 
@@ -268,7 +270,16 @@ def is_single(body: bytes) -> bool:
     return body.lstrip(b" \t\r\n")[:1] == b"{"
 
 
-def write_answer(body: bytes, items: Sequence[object], answer: dict[str, Any]) -> tuple[dict[str, Any], int]:
+Answer = S.IngestResponse | S.AlertsAccepted
+_REFUSED: dict[type[Answer], type[S.IngestRefused] | type[S.AlertRefused]] = {
+    S.IngestResponse: S.IngestRefused,
+    S.AlertsAccepted: S.AlertRefused,
+}
+
+
+def write_answer(
+    body: bytes, items: Sequence[object], answer: Answer
+) -> tuple[Answer | S.IngestRefused | S.AlertRefused, int]:
     """The body and status of a write's answer: 200 with each item's fate
     when the body was an array (a bad item costs only itself), but a body
     that was one object and was refused is a refused request: 400 when it is
@@ -277,41 +288,48 @@ def write_answer(body: bytes, items: Sequence[object], answer: dict[str, Any]) -
     as ``error`` (and ``field``), beside the same per-item answer."""
     refused = items[0] if len(items) == 1 else None
     if isinstance(refused, EventError) and is_single(body):
-        return {"error": str(refused), "field": refused.field, **answer}, 422 if refused.rule else 400
+        fates = msgspec.structs.asdict(answer)
+        return _REFUSED[type(answer)](error=str(refused), field=refused.field, **fates), 422 if refused.rule else 400
     return answer, 200
 
 
-def answer(items: list[Event | EventError], result: WriteResult) -> dict[str, Any]:
-    """The per-event answer (see :class:`flowsight.server.schemas.IngestResponse`)."""
+def rejected(index: int, err: EventError) -> S.ItemResult:
+    """An item's result when it was refused: the reason and the field."""
+    return S.ItemResult(index=index, status="rejected", error=str(err), field=err.field)
+
+
+def tally(results: list[S.ItemResult]) -> S.IngestResponse:
+    """The answer to a write of events or log entries: each item's result, and how many of each fate."""
+    accepted = duplicates = 0
+    for r in results:
+        accepted += r.status == "accepted"
+        duplicates += r.status == "duplicate"
+    return S.IngestResponse(
+        accepted=accepted, duplicates=duplicates, rejected=len(results) - accepted - duplicates, results=results
+    )
+
+
+def answer(items: list[Event | EventError], result: WriteResult) -> S.IngestResponse:
+    """The per-event answer."""
     refused = {t.event_id: t for t in result.transitions if not t.applied}
     accepted = set(result.seqs)
-    results: list[dict[str, Any]] = []
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    results: list[S.ItemResult] = []
     for i, item in enumerate(items):
         if isinstance(item, EventError):
-            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
-            counts["rejected"] += 1
-            continue
-        if item.id in accepted:
+            results.append(rejected(i, item))
+        elif item.id in accepted:
             accepted.discard(item.id)
-            status = "accepted"
-        else:
-            status = "duplicate"
-        entry: dict[str, Any] = {"index": i, "status": status, "id": item.id}
-        tr = refused.get(item.id) if status == "accepted" else None
-        if tr is not None:
-            entry["warning"] = (
+            tr = refused.get(item.id)
+            warning = (
                 f"stored, but the transition {tr.old_state.value} -> {tr.new_state.value} "
                 "is not allowed and was not applied"
+                if tr is not None
+                else UNSET
             )
-        results.append(entry)
-        counts[status] += 1
-    return {
-        "accepted": counts["accepted"],
-        "duplicates": counts["duplicate"],
-        "rejected": counts["rejected"],
-        "results": results,
-    }
+            results.append(S.ItemResult(index=i, status="accepted", id=item.id, warning=warning))
+        else:
+            results.append(S.ItemResult(index=i, status="duplicate", id=item.id))
+    return tally(results)
 
 
 class Committer:

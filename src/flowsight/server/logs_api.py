@@ -32,8 +32,9 @@ from starlette.responses import Response
 from flowsight.errors import EventError, FlowsightError, LogEntryError
 from flowsight.logs.records import LogRecord, StoredLog, WireLog, finish_wire_log, parse_log_items
 from flowsight.logs.entries import LogLevel, level_from_word
-from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, write_answer
+from flowsight.server.ingest import decode_items, decode_off_loop, read_json_body, rejected, tally, write_answer
 from flowsight.server.params import int_param, text_param, time_param
+from flowsight.server import schemas as S
 from flowsight.server.http import json, route
 from starlette.routing import Route
 
@@ -48,26 +49,17 @@ LEVEL_NAMES = [level.value for level in LogLevel]
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
-def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog | None]) -> dict[str, Any]:
-    """The per-entry answer (:class:`flowsight.server.schemas.IngestResponse`);
-    ``stored`` holds one value per valid item, in order."""
-    results: list[dict[str, Any]] = []
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+def answer(items: Sequence[LogRecord | EventError], stored: Sequence[StoredLog | None]) -> S.IngestResponse:
+    """The per-entry answer; ``stored`` holds one value per valid item, in order."""
+    results: list[S.ItemResult] = []
     fates = iter(stored)
     for i, item in enumerate(items):
         if isinstance(item, EventError):
-            results.append({"index": i, "status": "rejected", "error": str(item), "field": item.field})
-            counts["rejected"] += 1
-            continue
-        status = "accepted" if next(fates) is not None else "duplicate"
-        results.append({"index": i, "status": status, "id": item.id})
-        counts[status] += 1
-    return {
-        "accepted": counts["accepted"],
-        "duplicates": counts["duplicate"],
-        "rejected": counts["rejected"],
-        "results": results,
-    }
+            results.append(rejected(i, item))
+        else:
+            status: S.ItemStatus = "accepted" if next(fates) is not None else "duplicate"
+            results.append(S.ItemResult(index=i, status=status, id=item.id))
+    return tally(results)
 
 
 async def post_logs(request: Request, st: ServerContext) -> Response:
@@ -92,7 +84,7 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
         else:
             stored = await asyncio.to_thread(st.store.logs.write_logs, valid)
     out = answer(items, stored)
-    st.logs_rejected += out["rejected"]
+    st.logs_rejected += out.rejected
     new = [s for s in stored if s is not None]
     if new and st.on_logs is not None:
         try:

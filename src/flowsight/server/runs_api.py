@@ -38,7 +38,7 @@ async def post_events(request: Request, st: ServerContext) -> Response:
     valid = [it for it in items if not isinstance(it, Exception)]
     result = await st.committer.submit(valid)
     out = answer(items, result)
-    st.events_rejected += out["rejected"]
+    st.events_rejected += out.rejected
     return json(*write_answer(body, items, out))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from flowsight.model.runs.events import MAX_TS, Event, WireEvent
 from flowsight.logs.records import WireLog
@@ -23,13 +24,18 @@ class EventOut(Event, kw_only=True, frozen=True):
     seq: int | None = None
 
 
+# An answer's field that is UNSET is left out of it (not null): an item's
+# result has the keys of its fate only.
+ItemStatus = Literal["accepted", "duplicate", "rejected"]
+
+
 class ItemResult(msgspec.Struct, kw_only=True):
     index: int
-    status: Literal["accepted", "duplicate", "rejected"]
-    id: str | None = None
-    error: str | None = None
-    field: str | None = None
-    warning: str | None = None
+    status: ItemStatus
+    id: str | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+    field: str | None | UnsetType = UNSET
+    warning: str | UnsetType = UNSET
 
 
 class IngestResponse(msgspec.Struct, kw_only=True):
@@ -41,18 +47,18 @@ class IngestResponse(msgspec.Struct, kw_only=True):
 
 class Error(msgspec.Struct, kw_only=True):
     error: str
-    detail: str | None = None
+    detail: str | UnsetType = UNSET
 
 
 class IngestRefused(Error, kw_only=True):
     """A body refused as a whole; or one object sent alone and refused, with
     the field and the same per-item answer as a 200's."""
 
-    field: str | None = None
-    accepted: int | None = None
-    duplicates: int | None = None
-    rejected: int | None = None
-    results: list[ItemResult] | None = None
+    field: str | None | UnsetType = UNSET
+    accepted: int | UnsetType = UNSET
+    duplicates: int | UnsetType = UNSET
+    rejected: int | UnsetType = UNSET
+    results: list[ItemResult] | UnsetType = UNSET
 
 
 class Eta(msgspec.Struct, kw_only=True):
@@ -264,20 +270,20 @@ class AlertIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class AlertResult(msgspec.Struct, kw_only=True):
     index: int
     status: Literal["accepted", "rejected"]
-    fingerprint: str | None = None
-    error: str | None = None
-    field: str | None = None
+    fingerprint: str | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+    field: str | None | UnsetType = UNSET
 
 
 class AlertRefused(Error, kw_only=True):
     """A body refused as a whole; or one alert sent alone and refused, with
     the field and the same per-alert answer as a 200's."""
 
-    field: str | None = None
-    accepted: int | None = None
-    rejected: int | None = None
-    fingerprints: list[str] | None = None
-    results: list[AlertResult] | None = None
+    field: str | None | UnsetType = UNSET
+    accepted: int | UnsetType = UNSET
+    rejected: int | UnsetType = UNSET
+    fingerprints: list[str] | UnsetType = UNSET
+    results: list[AlertResult] | UnsetType = UNSET
 
 
 class AlertsAccepted(msgspec.Struct, kw_only=True):
