@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.text import Text
 
@@ -24,6 +25,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.durations import parse_time
 from flowsight.logs.records import StoredLog
 from flowsight.logs.entries import LogLevel, level_from_word
+from flowsight.server.views import log_out
 from flowsight.store.database import safe_url
 from flowsight.store.interface import Store
 
@@ -189,7 +191,7 @@ def cmd_logs(store: Store, args: argparse.Namespace, out: Console) -> int:
     def show(rows: list[StoredLog]) -> None:
         for s in rows:
             if args.json:
-                print(json.dumps(s.to_dict(), ensure_ascii=False), flush=True)
+                print(json.dumps(msgspec.to_builtins(log_out(s)), ensure_ascii=False), flush=True)
             else:
                 out.print(entry_text(s, today), soft_wrap=True)
 

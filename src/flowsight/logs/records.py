@@ -89,23 +89,6 @@ class StoredLog:
     def template_id(self) -> str | None:
         return self.record.template_id
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``GET /api/v1/logs``, ``flowsight logs --json``)."""
-        e = self.record.entry
-        return {
-            "seq": self.seq,
-            "id": self.record.id,
-            "ts": e.timestamp,
-            "level": e.level.value,
-            "message": e.message,
-            "source": e.source,
-            "workflow": e.workflow,
-            "run_id": e.run_id,
-            "step": e.step,
-            "template_id": self.record.template_id,
-            "fields": dict(e.fields),
-        }
-
 
 class WireLog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One log entry as sent: either ``message`` (with ``level``, default info;

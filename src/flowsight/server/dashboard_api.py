@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 from starlette.requests import Request
@@ -121,7 +121,7 @@ class PerfPage(msgspec.Struct, kw_only=True):
 
 
 # ---- overview ------------------------------------------------------------------
-def overview(store: Store, alerts: dict[str, int], *, now: float, stall_timeout: float, trend: int) -> dict[str, Any]:
+def overview(store: Store, alerts: dict[str, int], *, now: float, stall_timeout: float, trend: int) -> Overview:
     """The overview page's aggregates (see the module docstring)."""
     stats = store.stats.workflow_stats()
     by_state: dict[str, int] = {}
@@ -132,30 +132,30 @@ def overview(store: Store, alerts: dict[str, int], *, now: float, stall_timeout:
     workflows = []
     for wf in stats:
         points = [
-            {
-                "run_id": rid,
-                "state": state,
-                "start_time": start,
-                "end_time": end,
-                "duration_seconds": None if start is None or end is None else round(max(0.0, end - start), 3),
-            }
+            TrendPoint(
+                run_id=rid,
+                state=state,
+                start_time=start,
+                end_time=end,
+                duration_seconds=None if start is None or end is None else round(max(0.0, end - start), 3),
+            )
             for rid, state, start, end in reversed(ended.get(wf["workflow"], []))
         ]
-        workflows.append({**wf, "trend": points})
+        workflows.append(WorkflowOverview(**wf, trend=points))
     # the stall flags alone (as the runs list judges them), without the ETAs
     running = store.runs.list_runs(states=[WorkflowState.RUNNING], limit=STALL_SCAN).runs
     histories = store.stats.histories([m.workflow for m in running])
     verdicts = [stall_verdict(m, histories[m.workflow], now, timeout=stall_timeout) for m in running]
     faults_open = len(store.faults.list_faults(status=FaultStatus.OPEN, limit=1000))
-    return {
-        "now": now,
-        "runs": sum(by_state.values()),
-        "by_state": by_state,
-        "stalled": sum(1 for v in verdicts if v is not None and v.stalled),
-        "alerts": alerts,
-        "faults_open": faults_open,
-        "workflows": workflows,
-    }
+    return Overview(
+        now=now,
+        runs=sum(by_state.values()),
+        by_state=by_state,
+        stalled=sum(1 for v in verdicts if v is not None and v.stalled),
+        alerts=alerts,
+        faults_open=faults_open,
+        workflows=workflows,
+    )
 
 
 #: how often the server recounts runs per workflow and state (healing counts no writer kept)
@@ -250,10 +250,11 @@ async def get_overview(request: Request, st: ServerContext) -> Response:
 
 
 # ---- performance ---------------------------------------------------------------
-def _quantiles(values: list[float]) -> dict[str, Any]:
+def _quantiles(values: list[float]) -> S.QuantilesOut:
     if not values:
-        return {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None}
-    return {"count": len(values), **{f"p{int(q * 100)}": round(quantile(values, q), 3) for q in (0.5, 0.9, 0.95, 0.99)}}
+        return S.QuantilesOut(count=0, p50=None, p90=None, p95=None, p99=None)
+    p50, p90, p95, p99 = (round(quantile(values, q), 3) for q in (0.5, 0.9, 0.95, 0.99))
+    return S.QuantilesOut(count=len(values), p50=p50, p90=p90, p95=p95, p99=p99)
 
 
 def _took(r: RunTimes) -> float:
@@ -261,7 +262,7 @@ def _took(r: RunTimes) -> float:
     return max(0.0, (r.end_time or 0.0) - (r.start_time or 0.0))
 
 
-def workflow_perf(store: Store, workflow: str, since: float, until: float) -> dict[str, Any]:
+def workflow_perf(store: Store, workflow: str, since: float, until: float) -> WorkflowPerf:
     """One workflow's figures over ``since``..``until`` (runs by when they started)."""
     runs = store.stats.runs_created(workflow, since, until, RUN_SAMPLE + 1)
     sampled = len(runs) > RUN_SAMPLE
@@ -290,29 +291,34 @@ def workflow_perf(store: Store, workflow: str, since: float, until: float) -> di
     shown = ended[::-1]
     if len(shown) > POINTS:  # evenly thinned: the chart's shape, not every dot
         shown = [shown[i * len(shown) // POINTS] for i in range(POINTS)]
-    return {
-        "workflow": workflow,
-        "runs": len(runs),
-        "by_state": by_state,
-        "per_hour": round(len(ended) * 3600 / span, 3),
-        "window_seconds": round(span, 3),
-        "sampled": sampled,
-        "duration": _quantiles(done),
-        "steps": [
-            {
-                "step": name,
-                "attempts": e["attempts"],
-                "failed": e["failed"],
-                "per_hour": round(len(e["durations"]) * 3600 / step_span, 3),
-                "duration": _quantiles(e["durations"]),
-            }
+    return WorkflowPerf(
+        workflow=workflow,
+        runs=len(runs),
+        by_state=by_state,
+        per_hour=round(len(ended) * 3600 / span, 3),
+        window_seconds=round(span, 3),
+        sampled=sampled,
+        duration=_quantiles(done),
+        steps=[
+            StepPerf(
+                step=name,
+                attempts=e["attempts"],
+                failed=e["failed"],
+                per_hour=round(len(e["durations"]) * 3600 / step_span, 3),
+                duration=_quantiles(e["durations"]),
+            )
             for name, e in per_step.items()
         ],
-        "points": [
-            {"run_id": r.run_id, "start_time": r.start_time, "state": r.state, "duration_seconds": round(_took(r), 3)}
+        points=[
+            DurationPoint(
+                run_id=r.run_id,
+                start_time=r.start_time or 0.0,
+                state=cast(State, r.state),
+                duration_seconds=round(_took(r), 3),
+            )
             for r in shown
         ],
-    }
+    )
 
 
 async def get_performance(request: Request, st: ServerContext) -> Response:
@@ -323,12 +329,12 @@ async def get_performance(request: Request, st: ServerContext) -> Response:
     until = now if until is None else until
     workflow = text_param(request, "workflow")
     if until <= since:  # an empty range: nothing started in it
-        return json({"since": since, "until": until, "workflows": []})
+        return json(PerfPage(since=since, until=until, workflows=[]))
 
-    def work() -> dict[str, Any]:
+    def work() -> PerfPage:
         names = [workflow] if workflow else st.store.runs.workflows()[:TREND_WORKFLOWS]
         rows = [workflow_perf(st.store, name, since, until) for name in names]
-        return {"since": since, "until": until, "workflows": [r for r in rows if r["runs"] or workflow]}
+        return PerfPage(since=since, until=until, workflows=[r for r in rows if r.runs or workflow])
 
     return json(await asyncio.to_thread(work))
 

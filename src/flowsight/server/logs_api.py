@@ -36,6 +36,7 @@ from flowsight.server.ingest import decode_items, decode_off_loop, read_json_bod
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.server import schemas as S
 from flowsight.server.http import json, route
+from flowsight.server.views import log_out
 from starlette.routing import Route
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ async def _logs(request: Request, st: ServerContext, run_id: str | None) -> Resp
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(args["newest_first"], rows[-1].seq) if more and rows else None
-    return json({"logs": [r.to_dict() for r in rows], "cursor": nxt})
+    return json(S.LogPage(logs=[log_out(r) for r in rows], cursor=nxt))
 
 
 async def get_logs(request: Request, st: ServerContext) -> Response:
@@ -202,14 +203,8 @@ async def get_log_templates(request: Request, st: ServerContext) -> Response:
     workflow = text_param(request, "workflow")
     limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
     top = await asyncio.to_thread(st.alerting.template_counts, limit, since=since, until=until, workflow=workflow)
-    return json(
-        {
-            "since": since,
-            "until": until,
-            "workflow": workflow,
-            "templates": [{"template_id": t.template_id, "template": t.template, "count": t.count} for t in top],
-        }
-    )
+    templates = [S.TemplateCountOut(template_id=t.template_id, template=t.template, count=t.count) for t in top]
+    return json(S.TemplatePage(since=since, until=until, workflow=workflow, templates=templates))
 
 
 def routes() -> list[Route]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +19,7 @@ from flowsight.errors import FlowsightError
 from flowsight.model.runs.events import MAX_TS
 from flowsight.model.performance import RESOURCE_METRICS, PerformanceMetrics, Scope, parse_scope
 from flowsight.server.params import float_param, text_param, time_param
+from flowsight.server import schemas as S
 from flowsight.server.http import json, route
 from starlette.routing import Route
 
@@ -45,20 +45,22 @@ def _when(request: Request, name: str, now: float, default: float | None) -> flo
     return min(max(value, 0.0), MAX_TS - 1.0)
 
 
-def summary_dict(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    return {
-        "scope": str(m.scope),
-        "ts": m.ts,
-        "throughput": m.throughput,
-        "latency": {k: asdict(q) for k, q in m.latency.items()},
-        "cpu_usage": m.cpu_usage,
-        "memory_usage": m.memory_usage,
-        "disk_io": None if m.disk_io is None else {"read_bytes_per_s": m.disk_io[0], "write_bytes_per_s": m.disk_io[1]},
-        "network_io": None
+def summary_out(m: PerformanceMetrics, latest: dict[str, tuple[float, float]]) -> S.PerfSummary:
+    return S.PerfSummary(
+        scope=str(m.scope),
+        ts=m.ts,
+        throughput=m.throughput,
+        latency={
+            k: S.QuantilesOut(count=q.count, p50=q.p50, p90=q.p90, p95=q.p95, p99=q.p99) for k, q in m.latency.items()
+        },
+        cpu_usage=m.cpu_usage,
+        memory_usage=m.memory_usage,
+        disk_io=None if m.disk_io is None else {"read_bytes_per_s": m.disk_io[0], "write_bytes_per_s": m.disk_io[1]},
+        network_io=None
         if m.network_io is None
         else {"sent_bytes_per_s": m.network_io[0], "recv_bytes_per_s": m.network_io[1]},
-        "latest": {k: {"ts": ts, "value": v} for k, (ts, v) in sorted(latest.items())},
-    }
+        latest={k: S.LatestOut(ts=ts, value=v) for k, (ts, v) in sorted(latest.items())},
+    )
 
 
 async def get_scopes(request: Request, st: ServerContext) -> Response:
@@ -69,7 +71,9 @@ async def get_scopes(request: Request, st: ServerContext) -> Response:
     scopes: dict[tuple[str, str], list[str]] = {}
     for kind, ident, metric in rows:
         scopes.setdefault((kind, ident), []).append(metric)
-    return json({"scopes": [{"scope": f"{k}:{i}", "metrics": m} for (k, i), m in sorted(scopes.items())]})
+    return json(
+        S.MetricScopes(scopes=[S.MetricScopeOut(scope=f"{k}:{i}", metrics=m) for (k, i), m in sorted(scopes.items())])
+    )
 
 
 async def get_summary(request: Request, st: ServerContext) -> Response:
@@ -77,7 +81,7 @@ async def get_summary(request: Request, st: ServerContext) -> Response:
     latest = await asyncio.to_thread(st.store.perf.latest_samples, scope.kind.value, scope.id)
     perf = st.performance
     metrics = perf.collect_metrics(scope) if perf is not None else PerformanceMetrics(scope, time.time())
-    return json(summary_dict(metrics, latest))
+    return json(summary_out(metrics, latest))
 
 
 async def get_series(request: Request, st: ServerContext) -> Response:
@@ -103,12 +107,12 @@ async def get_series(request: Request, st: ServerContext) -> Response:
         raise FlowsightError(f"query parameter 'step': {exc}") from None
     raw = step is None and since >= raw_since
     return json(
-        {
-            "scope": str(scope),
-            "metric": metric,
-            "resolution": "raw" if raw else f"{int(step or 60)}s",
-            "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points],
-        }
+        S.Series(
+            scope=str(scope),
+            metric=metric,
+            resolution="raw" if raw else f"{int(step or 60)}s",
+            points=[S.PointOut(ts=p.ts, avg=p.avg, min=p.min, max=p.max, count=p.count) for p in points],
+        )
     )
 
 

@@ -108,7 +108,8 @@ async def get_run_events(request: Request, st: ServerContext) -> Response:
 
 
 async def get_workflows(request: Request, st: ServerContext) -> Response:
-    return json({"workflows": await asyncio.to_thread(st.store.stats.workflow_stats)})
+    stats = await asyncio.to_thread(st.store.stats.workflow_stats)
+    return json(S.WorkflowList(workflows=[S.WorkflowOut(**w) for w in stats]))
 
 
 def _last_event_id(raw: str | None) -> int | None:

@@ -1,5 +1,5 @@
-"""What the API answers and the CLI prints about runs, alerts, silences,
-faults and detectors: the structs of :mod:`flowsight.server.schemas`, made once here and
+"""What the API answers and the CLI prints about runs, log entries, alerts,
+silences, faults and detectors: the structs of :mod:`flowsight.server.schemas`, made once here and
 encoded as they are (no second dict of the same shape). No web framework is
 imported, so the CLI formats its rows from these without loading one."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from flowsight.model.alerts import AlertStatus, Silence
+from flowsight.logs.records import StoredLog
 from flowsight.model.faults import FaultRecord
 from flowsight.query import RunDetail, RunView
 from flowsight.server import schemas as S
@@ -61,6 +62,24 @@ def silence_view(s: Silence, now: float) -> S.SilenceOut:
         created_by=s.created_by,
         comment=s.comment,
         state=cast(S.SilenceState, state),
+    )
+
+
+def log_out(stored: StoredLog) -> S.LogOut:
+    """A stored log entry (``GET /api/v1/logs``, ``flowsight logs --json``)."""
+    e = stored.record.entry
+    return S.LogOut(
+        seq=stored.seq,
+        id=stored.record.id,
+        ts=e.timestamp,
+        level=e.level.value,
+        message=e.message,
+        source=e.source,
+        workflow=e.workflow,
+        run_id=e.run_id,
+        step=e.step,
+        template_id=stored.record.template_id,
+        fields=dict(e.fields),
     )
 
 
