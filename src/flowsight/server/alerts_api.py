@@ -182,7 +182,7 @@ async def delete_silence(request: Request, st: ServerContext) -> Response:
     # no silence has a NUL in its id (they are made here), and PostgreSQL cannot look one up
     if "\x00" in sid or not st.alerting.expire_silence(sid):
         return json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
-    return json({"expired": sid})
+    return json(S.Expired(expired=sid))
 
 
 def routes() -> list[Route]:

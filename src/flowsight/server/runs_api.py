@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from starlette.requests import Request
@@ -96,12 +96,12 @@ async def get_run_events(request: Request, st: ServerContext) -> Response:
     after = _int(request, "after", 0, 0, 2**62)
     limit = _int(request, "limit", 1000, 1, 10_000)
 
-    def work() -> dict[str, Any] | None:
+    def work() -> S.EventPage | None:
         if st.store.runs.get_run(run_id) is None:
             return None
         rows = st.store.runs.events_after(after, run_id=run_id, limit=limit)
-        events = [{**msgspec.to_builtins(ev), "seq": seq} for seq, ev in rows]
-        return {"events": events, "next_after": rows[-1][0] if len(rows) == limit else None}
+        events = [S.EventOut(**msgspec.structs.asdict(ev), seq=seq) for seq, ev in rows]
+        return S.EventPage(events=events, next_after=rows[-1][0] if len(rows) == limit else None)
 
     page = await asyncio.to_thread(work)
     return json(page) if page is not None else error(404, f"no run {run_id!r}")
