@@ -61,7 +61,10 @@ def test_a_disk_below_its_free_percentage_is_exhausted_and_resolves_with_a_sane_
     assert 0 < ev["free_bytes"] <= ev["total_bytes"] and 0 < ev["free_percent"] < 100
     assert ev["threshold"] == 100 and ev["threshold_option"] == "min_free_percent"
     st = os.statvfs(tmp_path)
-    assert ev["free_bytes"] == st.f_bavail * st.f_frsize
+    # what is free for unprivileged writers (f_bavail), of this file system; other processes may
+    # have written or deleted meanwhile (a busy machine: a test suite beside this one)
+    assert abs(ev["free_bytes"] - st.f_bavail * st.f_frsize) <= 256 * 2**20
+    assert ev["total_bytes"] == st.f_blocks * st.f_frsize
     assert fault.message == (
         f"disk {mount}: {format_bytes(ev['free_bytes'])} free ({ev['free_percent']:.1f}%), below 100%"
     )
