@@ -156,6 +156,9 @@ class AlertingService:
         self.rule_events.last_seq = self.store.runs.last_seq()
         self.others.since = self.clock()
         with gc_paused():
+            # what is stored now is what this load takes: the rounds take in only what is stored after
+            # (another process's alert), not the previous server's last save again over a newer change
+            self.others.take()
             states = self.store.alerts.load_alerts()
             silences = self._changed_silences()
             saved = self.store.kept.load(ANALYZER_STATE)
