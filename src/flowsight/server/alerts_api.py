@@ -25,7 +25,7 @@ from flowsight.model.durations import parse_duration
 from flowsight.model.runs.events import explain
 from flowsight.server import schemas as S
 from flowsight.server.ingest import decode_any, decode_items, decode_off_loop, read_json_body, write_answer
-from flowsight.server.http import json, route
+from flowsight.server.http import error, json, route
 from flowsight.server.views import ALERT_STATUSES, alert_views, silence_view
 from starlette.routing import Route
 
@@ -181,7 +181,7 @@ async def delete_silence(request: Request, st: ServerContext) -> Response:
     sid = request.path_params["silence_id"]
     # no silence has a NUL in its id (they are made here), and PostgreSQL cannot look one up
     if "\x00" in sid or not st.alerting.expire_silence(sid):
-        return json({"error": f"no silence {sid!r} that is still active or pending"}, 404)
+        return error(404, f"no silence {sid!r} that is still active or pending")
     return json(S.Expired(expired=sid))
 
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from flowsight.errors import FlowsightError, HttpError, StoreError
+from flowsight.server import schemas as S
 
 if TYPE_CHECKING:
     from flowsight.server.context import ServerContext
@@ -38,7 +39,7 @@ def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def error(status: int, message: str) -> Response:
-    return json({"error": message}, status)
+    return json(S.Error(error=message), status)
 
 
 def endpoint(scope: str | None, handler: Handler) -> Endpoint:
@@ -92,7 +93,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         if exc.status_code == 404
         else f"method {request.method} is not allowed on {request.url.path!r}"
     )
-    return json({"error": message}, exc.status_code, headers=dict(exc.headers or {}))
+    return json(S.Error(error=message), exc.status_code, headers=dict(exc.headers or {}))
 
 
 def mount(*groups: Iterable[BaseRoute]) -> list[BaseRoute]:
