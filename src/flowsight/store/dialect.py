@@ -27,6 +27,11 @@ def like_escape(text: str) -> str:
     return text.translate(_LIKE_ESCAPES)
 
 
+def like_containing(text: str) -> str:
+    """A LIKE pattern (``ESCAPE '\\'``) that matches any text holding ``text``."""
+    return "%" + like_escape(text) + "%"
+
+
 class Dialect(ABC):
     #: "sqlite" or "postgresql": what ``Store.dialect`` says
     name: str
@@ -58,7 +63,7 @@ class Dialect(ABC):
         """The condition of list_runs' (lower-cased) ``text``, with its
         parameters: the exact match, which a dialect with a trigram index
         puts behind a condition the index serves (``read`` asks the database)."""
-        return self.text_match, ["%" + like_escape(text) + "%"] * 4
+        return self.text_match, [like_containing(text)] * 4
 
     @abstractmethod
     def take_turn(self, cur: Any, key: int) -> None:

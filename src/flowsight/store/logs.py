@@ -38,7 +38,7 @@ import msgspec
 from flowsight.logs.records import LogRecord, StoredLog
 from flowsight.logs.entries import FieldValue, LogEntry, LogLevel
 from flowsight.store.database import Database
-from flowsight.store.dialect import like_escape
+from flowsight.store.dialect import like_containing
 
 __all__ = ["LogRecord", "Logs", "StoredLog"]
 
@@ -116,10 +116,6 @@ def row_to_stored(r: Sequence[Any]) -> StoredLog:
     fields = _NO_FIELDS if r[10] == "{}" else _fields_dec.decode(r[10])
     entry = LogEntry(float(r[2]), _BY_RANK[r[3]], r[4], r[5], r[6], r[7], r[8], fields)
     return StoredLog(int(r[0]), LogRecord(r[1], entry, r[9]))
-
-
-def _like(text: str) -> str:
-    return "%" + like_escape(text) + "%"
 
 
 class Logs:
@@ -222,7 +218,7 @@ class Logs:
         if text:
             op = self._db.dialect.ilike
             where.append(f"message {op} ? ESCAPE '\\'")
-            params.append(_like(_clean(text, True)))
+            params.append(like_containing(_clean(text, True)))
         if since is not None:
             where.append("ts >= ?")
             params.append(since)

@@ -71,6 +71,19 @@ def retry_locked(
         delay = min(delay * 2, 0.05)
 
 
+def _insert_with_seqs(cur: sqlite3.Cursor, table: str, highest: str, insert: str, rows: Rows) -> dict[str, int]:
+    """Insert ``rows`` (ids first), skipping ids stored before; the inserted
+    ids with their seq. Inside BEGIN IMMEDIATE new rows take the seqs after
+    the highest given (``highest`` reads it), in order: when every row went
+    in, those are theirs; when some were duplicates, the new rows are those
+    above it."""
+    before = int(cur.execute(highest).fetchone()[0])
+    cur.executemany(insert, rows)
+    if cur.rowcount == len(rows):
+        return {row[0]: before + 1 + i for i, row in enumerate(rows)}
+    return {r[0]: int(r[1]) for r in cur.execute(f"SELECT id, seq FROM {table} WHERE seq > ?", (before,))}
+
+
 class SqliteDialect(Dialect):
     name = "sqlite"
     param = "?"
@@ -112,29 +125,16 @@ class SqliteDialect(Dialect):
         pass
 
     def insert_events(self, cur: sqlite3.Cursor, rows: Rows) -> dict[str, int]:
-        # Inside BEGIN IMMEDIATE, with no AUTOINCREMENT, new rows take seq
-        # max+1, max+2, ... in order: when every row went in, that is their
-        # seq; when some were duplicates, the new ones are those above max.
-        before = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        cur.executemany(_INSERT_EVENT, rows)
-        if cur.rowcount == len(rows):
-            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
-        return dict(cur.execute("SELECT id, seq FROM events WHERE seq > ?", (before,)).fetchall())
+        # no AUTOINCREMENT: the highest seq stored is the highest given
+        return _insert_with_seqs(cur, "events", "SELECT COALESCE(MAX(seq), 0) FROM events", _INSERT_EVENT, rows)
 
     def insert_logs(self, cur: sqlite3.Cursor, rows: Rows) -> dict[str, int]:
-        # Inside BEGIN IMMEDIATE new rows take the seqs after the highest
-        # ever given, in order: when every row went in, those are theirs;
-        # when some were duplicates, the new rows are those above it.
-        cur.execute(
+        # AUTOINCREMENT: the highest seq ever given may be gone (purged); sqlite_sequence keeps it
+        highest = (
             "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'logs'), 0), "
             "COALESCE((SELECT MAX(seq) FROM logs), 0))"
         )
-        before = int(cur.fetchone()[0])
-        cur.executemany(_INSERT_LOGS, rows)
-        if cur.rowcount == len(rows):
-            return {row[0]: before + 1 + i for i, row in enumerate(rows)}
-        cur.execute("SELECT id, seq FROM logs WHERE seq > ?", (before,))
-        return {r[0]: int(r[1]) for r in cur.fetchall()}
+        return _insert_with_seqs(cur, "logs", highest, _INSERT_LOGS, rows)
 
     def set_log_templates(self, cur: sqlite3.Cursor, pairs: Sequence[tuple[int, str]]) -> None:
         cur.executemany("UPDATE logs SET template_id = ? WHERE seq = ?", [(t, int(s)) for s, t in pairs])
