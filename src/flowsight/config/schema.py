@@ -39,10 +39,12 @@ from flowsight.options.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
+from flowsight.config.schedules import FIELDS as SCHEDULE_FIELDS, read_expectations, read_schedules
 from flowsight.config.receivers import ReceiverConfig, build_notifier, field_of, read_receivers
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import InhibitRule, Severity
 from flowsight.model.alerts.flapping import FlapPolicy
+from flowsight.model.schedules import Expectations
 from flowsight.model.hosts import PATTERN_HINT, allowed_pattern
 from flowsight.logs.alert_rules import LogAlertRule
 from flowsight.model.alerts.routing import Route
@@ -81,6 +83,11 @@ class Config:
     receivers: tuple[ReceiverConfig, ...] = field(default_factory=lambda: (ReceiverConfig("log", "log"),))
     rules: RuleSettings = field(default_factory=RuleSettings)
     workflows: dict[str, WorkflowSettings] = field(default_factory=dict)
+    #: what each workflow is expected to do and when ([workflows.NAME] schedule, every, ...)
+    expectations: dict[str, Expectations] = field(default_factory=dict)
+    #: [schedules]: the server's heartbeat (three missed make a gap nobody watched), and how long slots are kept
+    schedule_heartbeat: float = 10.0
+    schedule_keep: float = 35 * 86400.0
     logs: LogSettings = field(default_factory=LogSettings)
     log_rules: tuple[LogRuleConfig, ...] = ()
     detectors: tuple[DetectorConfig, ...] = ()
@@ -120,7 +127,18 @@ class Config:
 
 
 # ---- the schema -----------------------------------------------------------------
-TOP = ("server", "alerting", "rules", "workflows", "logs", "log_rules", "detectors", "thresholds", "performance")
+TOP = (
+    "server",
+    "alerting",
+    "rules",
+    "workflows",
+    "schedules",
+    "logs",
+    "log_rules",
+    "detectors",
+    "thresholds",
+    "performance",
+)
 LOGS = ("retention", "sources")
 SERVER = ("external_url", "allowed_hosts")
 ALERTING = ("resolve_timeout", "flapping", "route", "inhibit_rules", "receivers")
@@ -141,7 +159,7 @@ ROUTE = (
     "routes",
 )
 INHIBIT = ("source_matchers", "target_matchers", "equal")
-WORKFLOW = ("depends_on", "rules")
+WORKFLOW = ("depends_on", "rules", *SCHEDULE_FIELDS)
 
 
 def severity(value: Any) -> Severity:
@@ -259,7 +277,16 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
         cfg = replace(cfg, rules=_rules(rules, cfg.rules))
 
     if "workflows" in top:
-        cfg = replace(cfg, workflows=_workflows(reader, top, cfg.rules))
+        workflows, expectations = _workflows(reader, top, cfg.rules)
+        cfg = replace(cfg, workflows=workflows, expectations=expectations)
+
+    sched = read_schedules(top)
+    if sched:
+        cfg = replace(
+            cfg,
+            schedule_heartbeat=sched.get("heartbeat", cfg.schedule_heartbeat),
+            schedule_keep=sched.get("keep", cfg.schedule_keep),
+        )
 
     logs = top.sub("logs", LOGS)
     if logs is not None:
@@ -379,12 +406,15 @@ def _rules(t: Table, base: RuleSettings) -> RuleSettings:
     return replace(base, **changed)
 
 
-def _workflows(reader: Reader, top: Table, rules: RuleSettings) -> dict[str, WorkflowSettings]:
+def _workflows(
+    reader: Reader, top: Table, rules: RuleSettings
+) -> tuple[dict[str, WorkflowSettings], dict[str, Expectations]]:
     raw = top.data["workflows"]
     if not isinstance(raw, dict):
         reader.error(top.at("workflows"), f"expected a table of workflows ([workflows.NAME]), got {found(raw)}")
-        return {}
+        return {}, {}
     out: dict[str, WorkflowSettings] = {}
+    expectations: dict[str, Expectations] = {}
     for name, value in raw.items():
         wt = reader.table(("workflows", name), value, WORKFLOW)
         if wt is None:
@@ -392,7 +422,10 @@ def _workflows(reader: Reader, top: Table, rules: RuleSettings) -> dict[str, Wor
         depends = wt.get("depends_on", array(nonempty_string)) or []
         own = wt.sub("rules", RULES)
         out[name] = WorkflowSettings(name, tuple(depends), _rules(own, rules) if own is not None else None)
-    return out
+        exp = read_expectations(reader, name, wt)
+        if exp is not None:
+            expectations[name] = exp
+    return out, expectations
 
 
 def _build_receivers(reader: Reader, cfg: Config) -> None:

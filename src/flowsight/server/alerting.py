@@ -52,6 +52,7 @@ from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
 from flowsight.monitors.rule_engine import RuleEngine
+from flowsight.monitors.schedules import ScheduleMonitor
 from flowsight.server.adoption import StoredByOthers
 from flowsight.server.log_round import LogRound
 from flowsight.server.rule_events import RuleEvents
@@ -118,7 +119,16 @@ class AlertingService:
         self.rules = RuleEngine(
             store, self.send_alert, config.rules, config.workflows, clock=clock, external_url=config.external_url
         )
-        self.rule_events = RuleEvents(store, self.rules)
+        self.schedules = ScheduleMonitor(
+            store,
+            self.send_alert,
+            config.expectations,
+            clock=clock,
+            external_url=config.external_url,
+            heartbeat=config.schedule_heartbeat,
+            keep=config.schedule_keep,
+        )
+        self.rule_events = RuleEvents(store, self.rules, self.schedules)
         self.logs = LogRound(
             store,
             LogMonitor(
@@ -166,6 +176,10 @@ class AlertingService:
             for s in silences:
                 self.manager.add_silence(s)
             self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
+            self.schedules.restore([s.alert for s in states])
+            self.store.schedules.sync_config(
+                {wf: e.to_doc() for wf, e in self.config.expectations.items()}, self.clock()
+            )
         if saved is not None:
             self.logs.restore(saved)
 
@@ -292,7 +306,9 @@ class AlertingService:
         events = self.rule_events.read(now)
         if events:
             self.rules.observe(events)
+            self.schedules.observe(events)
         self.rules.tick(now)
+        self.schedules.tick(now)
         self.logs.run(now)
 
     def template_counts(

@@ -23,7 +23,7 @@ from flowsight.config import Config
 from flowsight.hub import Hub
 from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.performance import PerformanceMonitor
-from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, metrics, perf_api, runs_api
+from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, metrics, perf_api, runs_api, schedules_api
 from flowsight.server import schemas as S
 from flowsight.server.alerting import AlertingService
 from flowsight.server.auth import Authenticator
@@ -137,6 +137,7 @@ def create_app(
         runs_api.routes(),
         alerts_api.routes(),
         faults_api.routes(),
+        schedules_api.routes(),
         perf_api.routes(),
         dashboard_api.routes(),
         metrics.routes(),

@@ -77,15 +77,20 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
         return decode_items(raw, st.limits, fast=_fast, finish=finish, parse=parse, noun="log", plural="log entries")
 
     items = await decode_off_loop(body, decode)
-    valid = [it for it in items if isinstance(it, LogRecord)]
-    stored: list[StoredLog | None] = []
-    if valid:
-        if st.store.writes_inline or len(valid) <= INLINE_MAX:
-            stored = st.store.logs.write_logs(valid)
-        else:
-            stored = await asyncio.to_thread(st.store.logs.write_logs, valid)
+    stored = await store_logs(st, [it for it in items if isinstance(it, LogRecord)])
     out = answer(items, stored)
     st.logs_rejected += out.rejected
+    return json(*write_answer(body, items, out))
+
+
+async def store_logs(st: ServerContext, records: list[LogRecord]) -> list[StoredLog | None]:
+    """Store ``records`` (None for each already stored) and tell the ``on_logs`` hook of the new ones."""
+    stored: list[StoredLog | None] = []
+    if records:
+        if st.store.writes_inline or len(records) <= INLINE_MAX:
+            stored = st.store.logs.write_logs(records)
+        else:
+            stored = await asyncio.to_thread(st.store.logs.write_logs, records)
     new = [s for s in stored if s is not None]
     if new and st.on_logs is not None:
         try:
@@ -94,7 +99,7 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
                 await pending
         except Exception:  # the entries are committed: the client is told so whatever the hook did
             log.exception("the on_logs hook failed on %d stored entries", len(new))
-    return json(*write_answer(body, items, out))
+    return stored
 
 
 # ---- queries --------------------------------------------------------------

@@ -59,6 +59,15 @@ TIME = {
 SCOPE = {"type": "string", "pattern": "^(host|run|workflow):.+"}
 STATE = {"type": "string", "enum": ["pending", "running", "completed", "failed", "suspended", "cancelled"]}
 
+#: a workflow's name in a path: no slash, no NUL, 1 to 512 characters
+WORKFLOW = {"type": "string", "pattern": "^[^/\\x00]{1,512}$"}
+PING_PARAMS = [
+    Param("workflow", "path", WORKFLOW, required=True),
+    Param(
+        "run_id", "query", {"type": "string", "pattern": "^[^\\x00]{1,512}$"}, "the run (a retry with it counts once)"
+    ),
+    Param("manual", "query", {"type": "string", "enum": ["1", "0", "true", "false"]}, "a run started by hand"),
+]
 RUN_FILTERS = [
     Param("workflow", "query", TEXT, "only runs of this workflow"),
     Param("state", "query", {"type": "array", "items": STATE}, "only runs in these states (repeat the parameter)"),
@@ -398,6 +407,78 @@ OPS = [
             Param("workflow", "query", TEXT, "only this workflow"),
         ],
         scope="read",
+    ),
+    Op(
+        "get",
+        "/api/v1/schedules",
+        "Each workflow with expectations: its last slots judged (ok, late, missed, ...), next expected start, streak",
+        {200: ("the schedules, and how many workflows stand at each status", S.ScheduleList), **ERRORS},
+        params=[Param("slots", "query", {"type": "integer", "minimum": 0, "maximum": 50}, "slots per workflow (20)")],
+        scope="read",
+        links={
+            "FirstSchedule": ("get_/api/v1/schedules/{workflow}", {"workflow": "$response.body#/schedules/0/workflow"})
+        },
+    ),
+    Op(
+        "get",
+        "/api/v1/schedules/{workflow}",
+        "One workflow's schedule",
+        {200: ("the schedule", S.ScheduleOut), 404: ("the workflow has no expectations", S.Error), **ERRORS},
+        params=[
+            Param("workflow", "path", WORKFLOW, required=True),
+            Param("slots", "query", {"type": "integer", "minimum": 0, "maximum": 50}, "slots (50)"),
+        ],
+        scope="read",
+    ),
+    Op(
+        "put",
+        "/api/v1/schedules/{workflow}",
+        "Set a workflow's expectations (those in flowsight.toml are changed there: 409)",
+        {
+            200: ("set", S.ExpectationsOut),
+            409: ("the workflow's expectations are in flowsight.toml", S.Error),
+            **BODY_ERRORS,
+            422: (
+                "as this document describes it, but refused by a rule its description states in words: an "
+                "invalid cron expression, an unknown time zone, a grace not shorter than the interval, ...",
+                S.Error,
+            ),
+        },
+        params=[Param("workflow", "path", WORKFLOW, required=True)],
+        body=S.ExpectationsIn,
+        scope="ingest",
+    ),
+    Op(
+        "delete",
+        "/api/v1/schedules/{workflow}",
+        "Remove the expectations set through the API",
+        {
+            200: ("removed", S.ExpectationsOut),
+            404: ("none set through the API", S.Error),
+            409: ("the workflow's expectations are in flowsight.toml", S.Error),
+            **ERRORS,
+        },
+        params=[Param("workflow", "path", WORKFLOW, required=True)],
+        scope="ingest",
+    ),
+    Op(
+        "post",
+        "/api/v1/ping/{workflow}",
+        "A run of the workflow succeeded (as /success); the body, any text, is kept as the run's log",
+        {200: ("the events the ping made", S.PingOut), **ERRORS},
+        params=PING_PARAMS,
+        scope="ingest",
+    ),
+    Op(
+        "post",
+        "/api/v1/ping/{workflow}/{action}",
+        "A run started (start), succeeded (success, 0) or failed (fail, an exit code 1-255)",
+        {200: ("the events the ping made", S.PingOut), 404: ("not a ping this path knows", S.Error), **ERRORS},
+        params=[
+            *PING_PARAMS,
+            Param("action", "path", {"type": "string", "pattern": "^(start|success|fail|[0-9]{1,3})$"}, required=True),
+        ],
+        scope="ingest",
     ),
     Op(
         "get",

@@ -15,37 +15,45 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from flowsight.model.runs.events import Event, EventKind
 from flowsight.monitors.rule_engine import RuleEngine
+from flowsight.monitors.schedules import ScheduleMonitor
 from flowsight.store.interface import Store
 
 SETTLE = 2.0  # seconds a PostgreSQL insert may take to commit, for the rules' reading window
 #: what the rules react to (step_completed only for workflows with failing steps)
-RULE_KINDS = ("started", "step_failed", "failed", "completed", "cancelled", "resumed")
+RULE_KINDS = ("started", "step_failed", "failed", "completed", "cancelled", "suspended", "resumed")
 RULE_KIND_SET = frozenset(EventKind(k) for k in RULE_KINDS)
 STEP_COMPLETED = EventKind.STEP_COMPLETED
+STEP_KINDS = frozenset({EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED})
 MAX_GAPS = 50
 PAGE = 10_000
 
 
 class RuleEvents:
-    def __init__(self, store: Store, rules: RuleEngine) -> None:
+    def __init__(self, store: Store, rules: RuleEngine, schedules: ScheduleMonitor | None = None) -> None:
         self._store = store
         self._rules = rules
+        self._schedules = schedules
         self.last_seq = 0  # events up to here have been read
         self._marks: deque[tuple[float, int]] = deque()
         self._seen_lock = threading.Lock()
         self._seen: list[tuple[int, Event]] = []  # committed here, not yet read
         self._covered: list[tuple[int, int]] = []  # seq ranges committed here (no need to scan them)
         self._step_workflows: set[str] = set()
+        self._all_steps: set[str] = set()  # workflows with step limits: every step event
 
     def observe(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
         """A batch this server just committed (the hub's hook, on the ingest
         path: it only keeps what the rules react to). Those seqs need not be
         read back from the store."""
-        wanted, steps = RULE_KIND_SET, self._step_workflows
+        wanted, steps, all_steps = RULE_KIND_SET, self._step_workflows, self._all_steps
         got = [
             (seq, ev)
             for ev in events
-            if (ev.kind in wanted or (ev.kind is STEP_COMPLETED and ev.workflow in steps))
+            if (
+                ev.kind in wanted
+                or (ev.kind is STEP_COMPLETED and ev.workflow in steps)
+                or (ev.kind in STEP_KINDS and ev.workflow in all_steps)
+            )
             and (seq := seqs.get(ev.id)) is not None
         ]
         with self._seen_lock:
@@ -76,12 +84,18 @@ class RuleEvents:
         if len(gaps) > MAX_GAPS:  # many writers interleaved: one scan is cheaper than many
             gaps, seen = [(self.last_seq + 1, upto)], []
         self._step_workflows = self._rules.step_workflows()
+        self._all_steps = self._schedules.step_workflows() if self._schedules is not None else set()
         found = list(seen)
         for lo, hi in gaps:
             after = lo - 1
             while after < hi:
                 page = self._store.runs.rule_events(
-                    after, hi, RULE_KINDS, step_completed_of=sorted(self._step_workflows), limit=PAGE
+                    after,
+                    hi,
+                    RULE_KINDS,
+                    step_completed_of=sorted(self._step_workflows),
+                    steps_of=sorted(self._all_steps),
+                    limit=PAGE,
                 )
                 found.extend(page)
                 after = page[-1][0] if len(page) == PAGE else hi

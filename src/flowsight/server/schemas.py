@@ -440,3 +440,91 @@ class Series(msgspec.Struct, kw_only=True):
     #: raw (every sample) or the bucket width of the rollups ("60s", "300s", ...)
     resolution: str
     points: list[PointOut]
+
+
+# ---- schedules -------------------------------------------------------------------
+SlotStatus = Literal["pending", "ok", "late", "missed", "overran", "too_short", "deadline_missed", "unknown"]
+
+
+class SlotOut(msgspec.Struct, kw_only=True):
+    #: when a run was expected (epoch seconds), and as the workflow's zone reads it
+    at: float
+    at_local: str
+    next_at: float
+    status: SlotStatus
+    run_id: str | None
+    started_at: float | None
+    ended_at: float | None
+    run_state: str | None
+    #: the deadline of this slot's run, and whether it was met ("met", "missed", "unknown"; null until it comes)
+    deadline_at: float | None
+    deadline: str | None
+    #: every finding, the status being the worst (late, overran, too_short, deadline_missed)
+    findings: list[str]
+
+
+class ScheduleOut(msgspec.Struct, kw_only=True):
+    workflow: str
+    #: "0 2 * * * (Europe/Copenhagen)", "every 15m", or "not scheduled"
+    schedule: str
+    #: the fields as flowsight.toml writes them
+    expectations: dict[str, Any]
+    #: "config" (flowsight.toml) or "api" (the API or the SDK)
+    source: str
+    #: the last slot judged (not pending): ok, late, missed, ... ("none" before any)
+    status: str
+    #: how many slots in a row, up to the last one judged, have that status
+    streak: int
+    next_at: float | None
+    next_local: str | None
+    #: the alerts of this workflow's schedule firing now (RunLate, RunMissed, ...)
+    firing: list[str]
+    #: the last slots, oldest first
+    slots: list[SlotOut]
+
+
+class ScheduleList(msgspec.Struct, kw_only=True):
+    schedules: list[ScheduleOut]
+    #: workflows per status of their last slot judged (late, missed, ...)
+    counts: dict[str, int]
+
+
+class PingOut(msgspec.Struct, kw_only=True):
+    workflow: str
+    run_id: str
+    #: the events the ping made (started, completed, failed)
+    events: list[str]
+    #: of those, how many were already stored (a retried ping)
+    duplicates: int
+    #: lines of the body kept as the run's log
+    log_lines: int
+
+
+class ExpectationsOut(msgspec.Struct, kw_only=True):
+    workflow: str
+    schedule: str
+    #: the fields as flowsight.toml writes them ({} once removed)
+    expectations: dict[str, Any]
+
+
+class StepLimitIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_runtime: str | float
+
+
+class ExpectationsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A workflow's expectations (the fields of flowsight.toml's [workflows.NAME]); null is absent.
+    Durations are text ("15m", "1h30m") or seconds."""
+
+    #: a 5-field cron expression, or @daily, @hourly, ...
+    schedule: str | None = None
+    #: instead of schedule: a run every this long after the previous one started
+    every: str | float | None = None
+    #: the IANA zone the schedule and the deadline are read in (UTC)
+    timezone: str | None = None
+    start_grace: str | float | None = None
+    max_runtime: str | float | None = None
+    min_runtime: str | float | None = None
+    #: a time of day ("06:00") by which the slot's run must have completed
+    deadline: str | None = None
+    failures_before_alert: int | None = None
+    steps: dict[str, StepLimitIn] | None = None

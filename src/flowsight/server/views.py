@@ -11,11 +11,16 @@ from flowsight.model.alerts import AlertStatus, Silence
 from flowsight.logs.records import StoredLog
 from flowsight.model.faults import FaultRecord
 from flowsight.query import RunDetail, RunView
+from flowsight.model.schedules.judge import PENDING, SlotJudgement
+from flowsight.model.schedules.slots import NEVER, local_text
 from flowsight.server import schemas as S
 
 if TYPE_CHECKING:
     from flowsight.alerting.manager import AlertManager
+    from zoneinfo import ZoneInfo
+
     from flowsight.monitors.fault_decide import DetectorState
+    from flowsight.monitors.schedules import ScheduleState
 
 #: an alert's status as people see it: firing, pending or resolved, or why a firing one is quiet
 ALERT_STATUSES: tuple[str, ...] = get_args(S.AlertStatusName)
@@ -197,3 +202,53 @@ def _run_fields(view: RunView) -> dict[str, Any]:
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
+
+
+# ---- schedules --------------------------------------------------------------------
+def schedule_out(s: ScheduleState, slots: int = 20) -> S.ScheduleOut:
+    """One workflow's schedule: its last ``slots`` slots, the last judged one's status and streak."""
+    zone = s.exp.zone
+    judged = [j for j in s.slots if j.status != PENDING]
+    status = judged[-1].status if judged else "none"
+    streak = 0
+    for j in reversed(judged):
+        if j.status != status:
+            break
+        streak += 1
+    nxt = s.next_at if s.next_at < NEVER else None
+    return S.ScheduleOut(
+        workflow=s.exp.workflow,
+        schedule=s.exp.describe(),
+        expectations=s.exp.to_doc(),
+        source=s.source,
+        status=status,
+        streak=streak,
+        next_at=nxt,
+        next_local=local_text(nxt, zone) if nxt is not None else None,
+        firing=list(s.firing),
+        slots=[slot_out(j, zone) for j in s.slots[-slots:]] if slots > 0 else [],
+    )
+
+
+def slot_out(j: SlotJudgement, zone: ZoneInfo) -> S.SlotOut:
+    return S.SlotOut(
+        at=j.at,
+        at_local=local_text(j.at, zone),
+        next_at=j.next_at,
+        status=cast(S.SlotStatus, j.status),
+        run_id=j.run_id,
+        started_at=j.started_at,
+        ended_at=j.ended_at,
+        run_state=j.run_state,
+        deadline_at=j.deadline_at,
+        deadline=j.deadline,
+        findings=list(j.findings),
+    )
+
+
+def schedule_list(states: list[ScheduleState], slots: int = 20) -> S.ScheduleList:
+    views = [schedule_out(s, slots) for s in states]
+    counts: dict[str, int] = {}
+    for v in views:
+        counts[v.status] = counts.get(v.status, 0) + 1
+    return S.ScheduleList(schedules=views, counts=counts)

@@ -17,6 +17,7 @@ from flowsight.store.perf import PerfSamples
 from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
+from flowsight.store.schedules import Schedules
 from flowsight.store.tokens import TokenInfo, Tokens
 
 
@@ -29,6 +30,7 @@ class Store(Protocol):
     perf: PerfSamples
     tokens: Tokens
     kept: KeptState
+    schedules: Schedules
 
     @property
     def dialect(self) -> str:

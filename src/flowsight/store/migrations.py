@@ -419,6 +419,32 @@ Statement: TypeAlias = str | Callable[[Any], None]
 #: (version, name, {dialect: statements}); a statement is SQL, or a function
 #: of the cursor for what depends on the database's features
 _V13_ALERTS_UPDATED = ["CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at)"]
+_V14_SCHEDULES = [
+    # a workflow's expectations set through the API, the SDK or flowsight.toml (source)
+    """CREATE TABLE IF NOT EXISTS schedules (
+        workflow TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        source TEXT NOT NULL,
+        since DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    # each expected slot's judgement (ok, late, missed, ...), as last judged
+    """CREATE TABLE IF NOT EXISTS schedule_slots (
+        workflow TEXT NOT NULL,
+        slot_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        judged_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (workflow, slot_at)
+    )""",
+    # when a server was watching (its heartbeat): a slot nobody watched is unknown, not missed
+    """CREATE TABLE IF NOT EXISTS watch_spans (
+        process TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS watch_spans_until ON watch_spans (until)",
+]
 
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
@@ -458,6 +484,11 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
         13,
         "alerts by when they were stored (a server takes in what other processes stored)",
         {"sqlite": _V13_ALERTS_UPDATED, "postgresql": _V13_ALERTS_UPDATED},
+    ),
+    (
+        14,
+        "schedules: expectations, slot judgements, watch spans",
+        {"sqlite": _V14_SCHEDULES, "postgresql": _V14_SCHEDULES},
     ),
 ]
 

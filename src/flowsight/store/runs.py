@@ -489,17 +489,32 @@ class Runs:
         return [(int(r[7]), row_event(r)) for r in rows]
 
     def rule_events(
-        self, after: int, upto: int, kinds: Sequence[str], *, step_completed_of: Sequence[str] = (), limit: int = 10_000
+        self,
+        after: int,
+        upto: int,
+        kinds: Sequence[str],
+        *,
+        step_completed_of: Sequence[str] = (),
+        steps_of: Sequence[str] = (),
+        limit: int = 10_000,
     ) -> list[tuple[int, Event]]:
         """Events with ``after < seq <= upto`` of ``kinds``, plus the
-        ``step_completed`` ones of the workflows named (what the alert rules
-        read; the filter runs in the database, so the rest costs little)."""
+        ``step_completed`` ones of the workflows of ``step_completed_of`` and
+        every step event of those of ``steps_of`` (what the alert rules and the
+        schedules read; the filter runs in the database, so the rest costs little)."""
         marks = ", ".join("?" * len(kinds))
         cond = f"kind IN ({marks})"
         params: list[Any] = [after, upto, *kinds]
         if step_completed_of:
-            cond = f"({cond} OR (kind = 'step_completed' AND workflow IN ({', '.join('?' * len(step_completed_of))})))"
+            cond = f"{cond} OR (kind = 'step_completed' AND workflow IN ({', '.join('?' * len(step_completed_of))}))"
             params.extend(step_completed_of)
+        if steps_of:
+            cond = (
+                f"{cond} OR (kind IN ('step_started', 'step_completed', 'step_failed') "
+                f"AND workflow IN ({', '.join('?' * len(steps_of))}))"
+            )
+            params.extend(steps_of)
+        cond = f"({cond})"
         rows = self._db.read(
             f"SELECT id, ts, kind, workflow, run_id, step, attrs, seq FROM events WHERE seq > ? AND seq <= ? "
             f"AND {cond} ORDER BY seq LIMIT ?",

@@ -22,6 +22,7 @@ from flowsight.store.perf import PerfSamples
 from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
+from flowsight.store.schedules import Schedules
 from flowsight.store.tokens import Tokens
 
 
@@ -38,6 +39,7 @@ class SqlStore:
         self.perf = PerfSamples(db)
         self.tokens = Tokens(db)
         self.kept = KeptState(db)
+        self.schedules = Schedules(db)
 
     @property
     def dialect(self) -> str:
