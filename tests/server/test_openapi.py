@@ -124,12 +124,12 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server:
     assert out.returncode == 0, f"{' '.join(cmd)}\n{report[-6000:]}\n--- server log ---\n{server.output()[-3000:]}"
     generated = re.search(r"(\d+) generated", report)
     assert generated is not None and int(generated.group(1)) >= 200, report[-2000:]
-    assert "Operations:       22 selected" in report
+    assert "Operations:       28 selected" in report
     for phase in ("Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}\b", report), report[-3000:]
     # the stateful phase ran over the document's links (how many it follows depends on what the
     # generated filters of a list leave in it)
-    assert re.search(r"API Links:\s+\d+ covered / 13 selected", report), report[-3000:]
+    assert re.search(r"API Links:\s+\d+ covered / 22 selected", report), report[-3000:]
     assert "Exception in ASGI application" not in server.output(), server.output()[-3000:]
 
 
@@ -157,6 +157,12 @@ def test_the_document_describes_every_route(server: Server) -> None:
         ("GET", "/api/v1/logs/templates"),
         ("GET", "/api/v1/faults"),
         ("GET", "/api/v1/faults/{fault_id}"),
+        ("GET", "/api/v1/schedules"),
+        ("GET", "/api/v1/schedules/{workflow}"),
+        ("PUT", "/api/v1/schedules/{workflow}"),
+        ("DELETE", "/api/v1/schedules/{workflow}"),
+        ("POST", "/api/v1/ping/{workflow}"),
+        ("POST", "/api/v1/ping/{workflow}/{action}"),
         ("GET", "/api/v1/metrics"),
         ("GET", "/api/v1/metrics/summary"),
         ("GET", "/api/v1/metrics/series"),

@@ -308,7 +308,7 @@ class AlertingService:
             self.rules.observe(events)
             self.schedules.observe(events)
         self.rules.tick(now)
-        self.schedules.tick(now)
+        self.schedules.tick(self.rule_events.known_until(now))  # a slot is judged on the events up to then
         self.logs.run(now)
 
     def template_counts(

@@ -64,7 +64,10 @@ WORKFLOW = {"type": "string", "pattern": "^[^/\\x00]{1,512}$"}
 PING_PARAMS = [
     Param("workflow", "path", WORKFLOW, required=True),
     Param(
-        "run_id", "query", {"type": "string", "pattern": "^[^\\x00]{1,512}$"}, "the run (a retry with it counts once)"
+        "run_id",
+        "query",
+        {"type": "string", "pattern": "^[^\\x00]{0,512}$"},
+        "the run (a retry with it counts once; empty: none)",
     ),
     Param("manual", "query", {"type": "string", "enum": ["1", "0", "true", "false"]}, "a run started by hand"),
 ]

@@ -60,6 +60,12 @@ class RuleEvents:
             self._seen.extend(got)
             self._covered.extend(seq_ranges(seqs.values()))
 
+    def known_until(self, now: float) -> float:
+        """Up to when the events :meth:`read` returns are complete: on
+        PostgreSQL a commit may land up to ``SETTLE`` seconds after its seq was
+        taken, so what is judged from them (the schedules) is judged that much behind."""
+        return now if self._store.commits_in_seq_order else now - SETTLE
+
     def read(self, now: float) -> list[Event]:
         """The events stored since the last round that the rules react to,
         whoever wrote them: this server's own from :meth:`observe`, the rest

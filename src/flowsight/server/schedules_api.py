@@ -129,7 +129,10 @@ async def ping(request: Request, st: ServerContext) -> Response:
     run_id = q.get("run_id") or None
     if run_id is not None:
         _name("query parameter 'run_id'", run_id)
-    by_hand = q.get("manual", "").lower() in ("1", "true", "yes")
+    flag = q.get("manual", "0")
+    if flag not in ("1", "0", "true", "false"):
+        raise FlowsightError(f"query parameter 'manual': expected 1, 0, true or false, got {flag!r}")
+    by_hand = flag in ("1", "true")
     body = await _body(request)
     now = time.time()
     events: list[Event] = []
@@ -152,10 +155,10 @@ async def ping(request: Request, st: ServerContext) -> Response:
                     keyed=run_id is not None,
                 )
             )
-        if kind is EventKind.FAILED and body and "error" not in attrs:
-            first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
-            if first:
-                attrs["error"] = first[:500]
+        if kind is EventKind.FAILED:  # the error: the exit status, and the body's first line
+            first = next((ln.strip()[:500] for ln in body.splitlines() if ln.strip()), "")
+            said = attrs.get("error")
+            attrs["error"] = f"{said}: {first}" if said and first else said or first or "failed (ping)"
         events.append(_event(kind, workflow, rid, now, attrs, keyed=run_id is not None))
     result = await st.committer.submit(events)
     lines = await store_logs(st, _log(workflow, rid, events[-1].id, body, now))
@@ -173,7 +176,7 @@ async def ping(request: Request, st: ServerContext) -> Response:
 def _action(action: str) -> tuple[EventKind, dict[str, Any]]:
     kind = _ACTIONS.get(action)
     if kind is not None:
-        return kind, ({"error": "failed (ping)"} if kind is EventKind.FAILED else {})
+        return kind, {}
     if action.isascii() and action.isdigit() and len(action) <= 3 and int(action) <= 255:
         code = int(action)
         if code == 0:

@@ -17,9 +17,10 @@ monitor keeps what fired and sends the difference.
 ``RunTooShort`` (one per run)
     A run completed in less than ``min_runtime``. Resolves when a later run
     completes in a usual time.
-``DeadlineMissed`` (one per workflow)
+``DeadlineMissed`` (one per deadline missed, with the slot's run)
     At the last deadline that came, the slot's run had not completed.
-    Resolves when it completes, or a later deadline is met.
+    Resolves when it completes, or when the next deadline comes (met, or
+    missed: that one's own alert then fires).
 ``WorkflowFailing`` (one per workflow)
     The last ``failures_before_alert`` runs that ended all failed. Resolves
     when a run completes.
@@ -304,6 +305,9 @@ def cleared(
         run = next((r for r in runs if r.run_id == alert.labels.get("run_id")), None)
         if run is not None and run.state is _COMPLETED and run.ended_at is not None:
             return f"run {run.run_id} completed at {_when(run.ended_at, e)}, {format_duration(run.ended_at - alert.starts_at)} after the deadline"
+        decided = [j for j in slots if j.deadline is not None and j.deadline_at is not None]
+        if decided and decided[-1].deadline == MISSED and decided[-1].deadline_at is not None:
+            return f"the next deadline came ({_when(decided[-1].deadline_at, e)}), missed as well: see its own alert"
         return "a later deadline was met"
     if name == WORKFLOW_FAILING:
         done = [r for r in runs if r.state is _COMPLETED and r.ended_at is not None]

@@ -1,0 +1,263 @@
+"""The schedule monitor with the time passed in, over a real store: what it
+sends to the alert manager as days pass (a nightly job in Copenhagen across
+both daylight-saving nights), as runs report, and across a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from flowsight.model.alerts import Alert, AlertStatus
+from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.schedules import Expectations, make_expectations
+from flowsight.monitors.schedules import ScheduleMonitor
+from flowsight.store import open_store
+from flowsight.store.sql import SqlStore
+
+CPH = ZoneInfo("Europe/Copenhagen")
+MIN = 60.0
+
+
+def at(*args: int) -> float:
+    return datetime(*args, tzinfo=CPH).timestamp()  # type: ignore[misc]
+
+
+def local(t: float) -> str:
+    return datetime.fromtimestamp(t, CPH).strftime("%Y-%m-%d %H:%M %Z")
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SqlStore]:
+    store = open_store(str(tmp_path / "flowsight.db"))
+    yield store
+    store.close()
+
+
+def monitor(store: SqlStore, exps: list[Expectations], clock: Clock, sent: list[Alert], **kw: object) -> ScheduleMonitor:
+    return ScheduleMonitor(store, sent.append, {e.workflow: e for e in exps}, clock=clock, process="test", **kw)  # type: ignore[arg-type]
+
+
+def store_events(store: SqlStore, mon: ScheduleMonitor, *events: Event) -> None:
+    store.runs.write_events(list(events))
+    mon.observe(list(events))
+
+
+def ev(kind: str, wf: str, run: str, ts: float, step: str | None = None, **attrs: object) -> Event:
+    return make_event(EventKind(kind), wf, run, step=step, ts=ts, attrs=dict(attrs))
+
+
+def run_until(mon: ScheduleMonitor, clock: Clock, until: float, step: float = MIN) -> None:
+    while clock.t < until:
+        clock.t = min(until, clock.t + step)
+        mon.tick()
+
+
+def firing(sent: list[Alert]) -> list[tuple[str, str]]:
+    return [(a.name, local(a.starts_at)) for a in sent if a.status is AlertStatus.FIRING]
+
+
+NIGHTLY = make_expectations("nightly", {"schedule": "0 2 * * *", "timezone": "Europe/Copenhagen", "start_grace": "5m"})
+
+
+def test_no_start_gives_exactly_one_alert_at_the_right_instant(db: SqlStore) -> None:
+    clock, sent = Clock(at(2026, 1, 14, 12)), []
+    mon = monitor(db, [NIGHTLY], clock, sent)
+    mon.tick()
+    run_until(mon, clock, at(2026, 1, 15, 2, 4))
+    assert sent == []
+    run_until(mon, clock, at(2026, 1, 15, 12))
+    assert firing(sent) == [("RunLate", "2026-01-15 02:05 CET")]
+    assert len(sent) == 1  # and sent once, however many ticks saw it late
+    # the late run starts at 02:40 the next night: RunLate gave way to RunMissed at 02:00, both end with the start
+    run_until(mon, clock, at(2026, 1, 16, 2, 40))
+    assert firing(sent) == [("RunLate", "2026-01-15 02:05 CET"), ("RunMissed", "2026-01-16 02:00 CET")]
+    store_events(db, mon, ev("started", "nightly", "r1", at(2026, 1, 16, 2, 40)))
+    mon.tick()
+    resolved = {a.name: a.annotations["resolution"] for a in sent if a.status is AlertStatus.RESOLVED}
+    assert resolved["RunLate"] == "the slot was missed: RunMissed takes over"
+    assert resolved["RunMissed"].startswith("run r1 started at 2026-01-16 02:40")
+    assert "40m 00s after its slot" in resolved["RunMissed"]
+
+
+@pytest.mark.parametrize(
+    ("night", "expected"),
+    [
+        # 2026-03-29: the clock jumps from 02:00 to 03:00; a 02:30 job runs at 03:00 that night
+        ((2026, 3, 28, 12), ["2026-03-29 03:00 CEST", "2026-03-30 02:30 CEST"]),
+        # 2026-10-25: 02:30 happens twice; the job runs at the first
+        ((2026, 10, 24, 12), ["2026-10-25 02:30 CEST", "2026-10-26 02:30 CET"]),
+    ],
+)
+def test_daylight_saving_nights_lose_no_slot_and_double_none(
+    db: SqlStore, night: tuple[int, int, int, int], expected: list[str]
+) -> None:
+    e = make_expectations("n", {"schedule": "30 2 * * *", "timezone": "Europe/Copenhagen", "start_grace": "5m"})
+    clock, sent = Clock(at(*night)), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()
+    run_until(mon, clock, clock.t + 2 * 86400, step=5 * MIN)
+    slots = db.schedules.recent_slots(["n"])["n"]
+    assert [local(j.at) for j in slots] == expected
+    assert [j.status for j in slots] == ["missed", "late"]
+    assert firing(sent) == [("RunLate", local(slots[0].at + 300)), ("RunMissed", local(slots[1].at))]
+
+
+def test_every_fifteen_minutes_with_runs_that_keep_coming(db: SqlStore) -> None:
+    e = make_expectations("q", {"every": "15m", "start_grace": "2m"})
+    clock, sent = Clock(at(2026, 2, 1, 9)), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()  # known from 09:00: the first run is expected at 09:15
+    for k in range(1, 8):
+        run_until(mon, clock, at(2026, 2, 1, 9) + k * 15 * MIN + 30)
+        store_events(db, mon, ev("started", "q", f"r{k}", clock.t), ev("completed", "q", f"r{k}", clock.t + 60))
+    run_until(mon, clock, at(2026, 2, 1, 11))
+    assert sent == []
+    # the loop stops: one RunLate 2 minutes after the next slot
+    run_until(mon, clock, at(2026, 2, 1, 12))
+    last = at(2026, 2, 1, 9) + 7 * 15 * MIN + 30
+    assert firing(sent) == [("RunLate", local(last + 17 * MIN)), ("RunMissed", local(last + 30 * MIN))]
+
+
+def test_overlapping_runs_a_manual_run_and_max_runtime(db: SqlStore) -> None:
+    e = make_expectations("o", {"every": "10m", "start_grace": "1m", "max_runtime": "12m"})
+    t0 = at(2026, 2, 1, 9)
+    clock, sent = Clock(t0), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()
+    run_until(mon, clock, t0 + 10 * MIN)
+    store_events(db, mon, ev("started", "o", "a", clock.t))  # slot 1; runs 15 minutes
+    run_until(mon, clock, t0 + 20 * MIN)
+    store_events(db, mon, ev("started", "o", "b", clock.t))  # slot 2, while a runs
+    store_events(db, mon, ev("started", "o", "hand", clock.t + 30, trigger="manual"))
+    run_until(mon, clock, t0 + 23 * MIN)
+    assert firing(sent) == [("RunOverran", local(t0 + 22 * MIN))]
+    assert sent[0].labels["run_id"] == "a"
+    store_events(db, mon, ev("completed", "o", "a", t0 + 25 * MIN), ev("completed", "o", "b", t0 + 25 * MIN))
+    store_events(db, mon, ev("completed", "o", "hand", t0 + 25 * MIN))
+    run_until(mon, clock, t0 + 26 * MIN)
+    assert sent[-1].status is AlertStatus.RESOLVED and sent[-1].annotations["resolution"] == "run completed after 15m 00s"
+    slots = db.schedules.recent_slots(["o"])["o"]
+    assert [(j.run_id, j.status) for j in slots] == [("a", "overran"), ("b", "ok")]
+
+
+def test_min_runtime_deadline_and_failures_in_a_row(db: SqlStore) -> None:
+    e = make_expectations(
+        "etl",
+        {
+            "schedule": "0 2 * * *",
+            "timezone": "Europe/Copenhagen",
+            "start_grace": "10m",
+            "min_runtime": "5m",
+            "deadline": "06:00",
+            "failures_before_alert": 2,
+        },
+    )
+    clock, sent = Clock(at(2026, 1, 14, 12)), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()
+    # night 1: "succeeds" in 2 seconds
+    run_until(mon, clock, at(2026, 1, 15, 2, 1))
+    store_events(db, mon, ev("started", "etl", "n1", clock.t), ev("completed", "etl", "n1", clock.t + 2))
+    run_until(mon, clock, at(2026, 1, 15, 12))
+    assert firing(sent) == [("RunTooShort", "2026-01-15 02:01 CET")]
+    # night 2: fails; night 3: still running at 06:00, then fails
+    run_until(mon, clock, at(2026, 1, 16, 2, 1))
+    store_events(db, mon, ev("started", "etl", "n2", clock.t), ev("failed", "etl", "n2", clock.t + 600, error="disk full"))
+    run_until(mon, clock, at(2026, 1, 17, 2, 1))
+    store_events(db, mon, ev("started", "etl", "n3", clock.t))
+    run_until(mon, clock, at(2026, 1, 17, 6, 30))
+    store_events(db, mon, ev("failed", "etl", "n3", clock.t, error="disk full"))
+    run_until(mon, clock, at(2026, 1, 17, 7))
+    assert firing(sent)[1:] == [
+        ("DeadlineMissed", "2026-01-16 06:00 CET"),  # night 2 had failed by its deadline
+        ("DeadlineMissed", "2026-01-17 06:00 CET"),  # night 3 was still running
+        ("WorkflowFailing", "2026-01-17 06:30 CET"),
+    ]
+    first = next(a for a in sent if a.name == "DeadlineMissed" and a.status is AlertStatus.RESOLVED)
+    assert first.labels["run_id"] == "n2" and "missed as well" in first.annotations["resolution"]
+    failing = next(a for a in sent if a.name == "WorkflowFailing")
+    assert "the last: run n3; the last error: disk full" in failing.annotations["description"]
+    # night 4 completes in a usual time before 06:00: everything resolves
+    run_until(mon, clock, at(2026, 1, 18, 2, 1))
+    store_events(db, mon, ev("started", "etl", "n4", clock.t), ev("completed", "etl", "n4", clock.t + 1800))
+    run_until(mon, clock, at(2026, 1, 18, 7))
+    still = {a.name for a in sent if a.status is AlertStatus.FIRING} - {
+        a.name for a in sent if a.status is AlertStatus.RESOLVED
+    }
+    assert still == set()
+
+
+def test_a_restart_judges_the_slots_it_missed_once_and_unknown(tmp_path: Path) -> None:
+    e = make_expectations("h", {"schedule": "0 * * * *", "timezone": "Europe/Copenhagen", "start_grace": "5m"})
+    path = str(tmp_path / "flowsight.db")
+    store = open_store(path)
+    clock, sent = Clock(at(2026, 1, 15, 8, 30)), []
+    mon = monitor(store, [e], clock, sent)
+    mon.tick()
+    for h in (9, 10):
+        run_until(mon, clock, at(2026, 1, 15, h, 1))
+        store_events(store, mon, ev("started", "h", f"r{h}", clock.t), ev("completed", "h", f"r{h}", clock.t + 60))
+    run_until(mon, clock, at(2026, 1, 15, 10, 30))
+    # down from 10:30 to 14:20: nothing was watching the 11:00, 12:00, 13:00 and 14:00 slots
+    clock.t = at(2026, 1, 15, 14, 20)
+    again = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-2")
+    again.tick()
+    slots = store.schedules.recent_slots(["h"])["h"]
+    assert [(local(j.at)[11:16], j.status) for j in slots] == [
+        ("09:00", "ok"),
+        ("10:00", "ok"),
+        ("11:00", "unknown"),
+        ("12:00", "unknown"),
+        ("13:00", "unknown"),
+        ("14:00", "unknown"),
+    ]
+    assert sent == []  # no storm of RunMissed
+    # watched again: the 15:00 slot is judged as usual, and a third start judges nothing again
+    run_until(again, clock, at(2026, 1, 15, 15, 10))
+    assert firing(sent) == [("RunLate", "2026-01-15 15:05 CET")]
+    third = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-3")
+    third.restore(sent)
+    third.tick()
+    assert len(sent) == 1
+    assert [j.status for j in store.schedules.recent_slots(["h"])["h"]][2:6] == ["unknown"] * 4
+    store.close()
+
+
+def test_a_late_start_from_a_spool_judges_its_slot_again(db: SqlStore) -> None:
+    clock, sent = Clock(at(2026, 1, 14, 12)), []
+    mon = monitor(db, [NIGHTLY], clock, sent)
+    mon.tick()
+    run_until(mon, clock, at(2026, 1, 15, 3))
+    assert firing(sent) == [("RunLate", "2026-01-15 02:05 CET")]
+    # the run did start at 02:01; its host could not reach the server until 03:00
+    store_events(db, mon, ev("started", "nightly", "r", at(2026, 1, 15, 2, 1)))
+    mon.tick()
+    assert sent[-1].status is AlertStatus.RESOLVED
+    assert [j.status for j in db.schedules.recent_slots(["nightly"])["nightly"]] == ["ok"]
+
+
+def test_a_store_that_cannot_be_written_makes_slots_unknown(db: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, sent = Clock(at(2026, 1, 14, 12)), []
+    mon = monitor(db, [NIGHTLY], clock, sent, heartbeat=10.0)
+    mon.tick()
+    run_until(mon, clock, at(2026, 1, 15, 1, 50))
+
+    def refuse(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(db.schedules, "watching", refuse)
+    run_until(mon, clock, at(2026, 1, 15, 2, 30))
+    assert sent == []  # its heartbeat could not be kept: it cannot say nobody pinged
+    assert mon.snapshot()[0].slots[-1].status == "unknown"
