@@ -45,7 +45,9 @@ def db(tmp_path: Path) -> Iterator[SqlStore]:
     store.close()
 
 
-def monitor(store: SqlStore, exps: list[Expectations], clock: Clock, sent: list[Alert], **kw: object) -> ScheduleMonitor:
+def monitor(
+    store: SqlStore, exps: list[Expectations], clock: Clock, sent: list[Alert], **kw: object
+) -> ScheduleMonitor:
     return ScheduleMonitor(store, sent.append, {e.workflow: e for e in exps}, clock=clock, process="test", **kw)  # type: ignore[arg-type]
 
 
@@ -147,7 +149,9 @@ def test_overlapping_runs_a_manual_run_and_max_runtime(db: SqlStore) -> None:
     store_events(db, mon, ev("completed", "o", "a", t0 + 25 * MIN), ev("completed", "o", "b", t0 + 25 * MIN))
     store_events(db, mon, ev("completed", "o", "hand", t0 + 25 * MIN))
     run_until(mon, clock, t0 + 26 * MIN)
-    assert sent[-1].status is AlertStatus.RESOLVED and sent[-1].annotations["resolution"] == "run completed after 15m 00s"
+    assert (
+        sent[-1].status is AlertStatus.RESOLVED and sent[-1].annotations["resolution"] == "run completed after 15m 00s"
+    )
     slots = db.schedules.recent_slots(["o"])["o"]
     assert [(j.run_id, j.status) for j in slots] == [("a", "overran"), ("b", "ok")]
 
@@ -174,7 +178,9 @@ def test_min_runtime_deadline_and_failures_in_a_row(db: SqlStore) -> None:
     assert firing(sent) == [("RunTooShort", "2026-01-15 02:01 CET")]
     # night 2: fails; night 3: still running at 06:00, then fails
     run_until(mon, clock, at(2026, 1, 16, 2, 1))
-    store_events(db, mon, ev("started", "etl", "n2", clock.t), ev("failed", "etl", "n2", clock.t + 600, error="disk full"))
+    store_events(
+        db, mon, ev("started", "etl", "n2", clock.t), ev("failed", "etl", "n2", clock.t + 600, error="disk full")
+    )
     run_until(mon, clock, at(2026, 1, 17, 2, 1))
     store_events(db, mon, ev("started", "etl", "n3", clock.t))
     run_until(mon, clock, at(2026, 1, 17, 6, 30))

@@ -32,7 +32,9 @@ start_grace = "1s"
 def curl(url: str, *args: str) -> dict[str, Any]:
     import json
 
-    out = subprocess.run(["curl", "-fsS", "-m", "10", "-X", "POST", *args, url], capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        ["curl", "-fsS", "-m", "10", "-X", "POST", *args, url], capture_output=True, text=True, timeout=20
+    )
     assert out.returncode == 0, out.stderr
     parsed: dict[str, Any] = json.loads(out.stdout)
     return parsed
@@ -66,6 +68,7 @@ def test_a_run_that_does_not_come_pages_a_ping_clears_it_and_downtime_is_unknown
     done = curl(f"{base}/0?run_id=b-1", "--data-binary", "copied 12 files\nWARN 1 file skipped\n")
     assert done["events"] == ["completed"] and done["log_lines"] == 2
     assert curl(f"{base}/0?run_id=b-1")["duplicates"] == 1  # curl --retry sent it again: counted once
+
     # what fired is resolved by the start: RunLate, or RunMissed when the slot passed before the ping came
     def cleared() -> list[str]:
         fired = {a["labels"]["alertname"] for b in receiver.bodies for a in b["alerts"] if a["status"] == "firing"}
@@ -106,10 +109,24 @@ def test_pings_need_an_ingest_token_once_tokens_exist(store_url: str, tmp_path: 
     server = start_server(store_url, log_dir=tmp_path)
     try:
         url = f"{server.url}/api/v1/ping/nightly/start"
-        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url], capture_output=True, text=True)
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url], capture_output=True, text=True
+        )
         assert out.stdout == "401"
         out = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", f"Authorization: Bearer {reader}", url],
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                f"Authorization: Bearer {reader}",
+                url,
+            ],
             capture_output=True,
             text=True,
         )
@@ -157,10 +174,15 @@ def test_unknown_pings_and_bad_expectations_are_refused(serve: Serve, tmp_path: 
     assert "timezone: unknown time zone 'Mars/Olympus'" in r.json()["error"]
     r = c.put("/api/v1/schedules/job", json={"schedule": "@hourly", "start_grace": "2h"})
     assert r.status_code == 422 and "start_grace: 2h 00m is not shorter" in r.json()["error"]
-    r = c.put("/api/v1/schedules/job", json={"schedule": "0 2 * * *", "timezone": "Europe/Copenhagen", "deadline": "06:00"})
+    r = c.put(
+        "/api/v1/schedules/job", json={"schedule": "0 2 * * *", "timezone": "Europe/Copenhagen", "deadline": "06:00"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["schedule"] == "0 2 * * * (Europe/Copenhagen)"
-    view = wait_for("the schedule", lambda: c.get("/api/v1/schedules/job").status_code == 200 and c.get("/api/v1/schedules/job").json())
+    view = wait_for(
+        "the schedule",
+        lambda: c.get("/api/v1/schedules/job").status_code == 200 and c.get("/api/v1/schedules/job").json(),
+    )
     assert view["source"] == "api" and view["next_local"].endswith(("02:00 CET", "02:00 CEST"))
     assert c.delete("/api/v1/schedules/job").status_code == 200
     wait_for("the schedule removed", lambda: c.get("/api/v1/schedules/job").status_code == 404)
@@ -176,5 +198,3 @@ def test_expectations_in_the_file_are_not_changed_through_the_api(serve: Serve, 
     assert c.delete("/api/v1/schedules/nightly").status_code == 409
     got = wait_for("the configured schedule", lambda: c.get("/api/v1/schedules").json()["schedules"])
     assert got[0]["workflow"] == "nightly" and got[0]["source"] == "config"
-
-
