@@ -428,7 +428,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{path}: OK ({count(len(cfg.receivers), 'receiver')}, {count(cfg.route_count(), 'route')}, "
         f"{count(len(cfg.inhibit_rules), 'inhibit rule')}, {count(len(cfg.log_rules), 'log rule')}, "
         f"{count(len(cfg.logs.sources), 'log source')}, {count(len(cfg.detectors), 'detector')}, "
-        f"{count(len(cfg.thresholds) + len(cfg.baselines), 'threshold')})"
+        f"{count(len(cfg.thresholds) + len(cfg.baselines), 'threshold')}, "
+        f"{count(len(cfg.expectations), 'workflow')} with expectations)"
     )
     return 0
 
