@@ -46,6 +46,7 @@ def test_the_public_api_is_sorted_and_pinned() -> None:
         "WorkflowState",
         "configure",
         "current_run",
+        "expect",
         "flush",
         "step",
         "workflow",

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from flowsight.monitors.log import LogMonitor
     from flowsight.monitors.performance import PerformanceMonitor
     from flowsight.monitors.state import StateMonitor
-    from flowsight.sdk.client import Client, Run, Step, configure, current_run, flush, step, workflow
+    from flowsight.sdk.client import Client, Run, Step, configure, current_run, expect, flush, step, workflow
     from flowsight.sdk.logs import LogHandler
 
 __version__ = "0.1.0"
@@ -51,7 +51,10 @@ _WHERE = {
     name: module
     for module, names in (
         # the SDK
-        ("flowsight.sdk.client", ("Client", "Run", "Step", "configure", "current_run", "flush", "step", "workflow")),
+        (
+            "flowsight.sdk.client",
+            ("Client", "Run", "Step", "configure", "current_run", "expect", "flush", "step", "workflow"),
+        ),
         ("flowsight.sdk.logs", ("LogHandler",)),
         ("flowsight.errors", ("FlowsightError",)),
         # the monitors and the alert manager
@@ -125,6 +128,7 @@ __all__ = [
     "WorkflowState",
     "configure",
     "current_run",
+    "expect",
     "flush",
     "step",
     "workflow",

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from flowsight.errors import ConfigError
+from flowsight.sdk.client import Client
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, create_token, start_server
 from tests.server.test_alerting_e2e import bodies, config, wait_for
@@ -198,3 +200,13 @@ def test_expectations_in_the_file_are_not_changed_through_the_api(serve: Serve, 
     assert c.delete("/api/v1/schedules/nightly").status_code == 409
     got = wait_for("the configured schedule", lambda: c.get("/api/v1/schedules").json()["schedules"])
     assert got[0]["workflow"] == "nightly" and got[0]["source"] == "config"
+    # the SDK sets them through the API, and says what the server refused
+    client = Client(url=server.url, spool_dir=tmp_path / "spool")
+    try:
+        client.expect("hourly-report", schedule="@hourly", max_runtime="20m")
+        with pytest.raises(ConfigError, match="409.*change them there"):
+            client.expect("nightly", every="1h")
+    finally:
+        client.close()
+    view = wait_for("the SDK's schedule", lambda: c.get("/api/v1/schedules/hourly-report").json().get("source"))
+    assert view == "api"

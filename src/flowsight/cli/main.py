@@ -23,6 +23,8 @@ from flowsight import __version__
 from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
 from flowsight.cli.faults import add_parsers as add_fault_parsers
+from flowsight.cli.schedules import add_parsers as add_schedule_parsers
+from flowsight.cli.schedules import cmd_schedules
 from flowsight.cli.faults import cmd_detectors, cmd_faults
 from flowsight.cli.perf import add_parser as add_perf_parser
 from flowsight.cli.perf import cmd_perf
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_alert_parsers(sub, _duration, _positive)
     add_fault_parsers(sub, _duration)
+    add_schedule_parsers(sub)
     add_perf_parser(sub, _duration)
 
     add_spool_parser(sub)
@@ -459,6 +462,7 @@ COMMANDS = {
     "silence": cmd_silence,
     "logs": cmd_logs,
     "faults": cmd_faults,
+    "schedules": cmd_schedules,
     "perf": cmd_perf,
 }
 

@@ -380,14 +380,21 @@ class ScheduleMonitor:
         if exp.scheduled:
             if w.open_from is None:
                 w.open_from = self._first_slot(w, now)
-            v = judge(exp, runs, now, first=w.open_from, coverage=coverage, grid=w.grid)
-            before = {j.at: j for j in w.slots}
-            kept = [j for j in w.slots if j.at < w.open_from]
-            for j in v.slots:
-                if before.get(j.at) != j and j.status != PENDING:
-                    self._unsaved.append((exp.workflow, j))
-            w.slots = (kept + v.slots)[-KEEP:]
-            w.open_from = next((j.at for j in v.slots if not settled(j, now, w.runs)), v.next_at)
+            first, still_open = w.open_from, None
+            while True:  # a judgement covers MAX_SLOTS at most: a long downtime of a frequent schedule takes a few
+                v = judge(exp, runs, now, first=first, coverage=coverage, grid=w.grid)
+                before = {j.at: j for j in w.slots}
+                kept = [j for j in w.slots if j.at < first]
+                for j in v.slots:
+                    if before.get(j.at) != j and j.status != PENDING:
+                        self._unsaved.append((exp.workflow, j))
+                w.slots = (kept + v.slots)[-KEEP:]
+                if still_open is None:
+                    still_open = next((j.at for j in v.slots if not settled(j, now, w.runs)), None)
+                if v.next_at > now or not v.slots:
+                    break
+                first = v.next_at
+            w.open_from = still_open if still_open is not None else v.next_at
             w.next_at = v.next_at
             recheck = v.recheck_at
         for r in runs:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from flowsight.sdk.client import Client, Run, Step, configure, current_run, flush, get_client, step, workflow
+from flowsight.sdk.client import Client, Run, Step, configure, current_run, expect, flush, get_client, step, workflow
 from flowsight.sdk.logs import LogHandler
 
-__all__ = ["Client", "LogHandler", "Run", "Step", "configure", "current_run", "flush", "get_client", "step", "workflow"]
+__all__ = [
+    "Client",
+    "LogHandler",
+    "Run",
+    "Step",
+    "configure",
+    "current_run",
+    "expect",
+    "flush",
+    "get_client",
+    "step",
+    "workflow",
+]

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowsight.model.runs.events import EventKind, check_attrs
 from flowsight.model.durations import parse_duration
+from flowsight.errors import ConfigError
 from flowsight.model.runs.ids import new_id
 from flowsight.model.runs.events import Event
 from flowsight.sdk.transport import BatchWriter, Raw, Sink, StoreSink, build_events, prune_events, write_events
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # httpx is imported only by a client that sends to a server; 
 
     from flowsight.logs.records import LogRecord
     from flowsight.logs.entries import LogEntry
+    from flowsight.model.schedules import Expectations
     from flowsight.sdk.http import HttpOptions
 
 #: the server to send to (flowsight.sdk.http.ENV_URL; repeated to keep httpx out of every import)
@@ -99,6 +101,7 @@ class Client:
             url = os.environ.get(ENV_SERVER_URL) or None
         self.url: str | None = None
         self.db: str | None = None
+        self._token: str | None = None
         sink: Sink[Event]
         make_log_sink: Callable[[], Sink[LogRecord]]
         if url is not None:
@@ -112,6 +115,7 @@ class Client:
                 url, token, options=opts, spool_root=spool_dir, transport=http_transport
             )
             self.url = server = http_sink.url
+            self._token = token
             sink = http_sink
             # a request per batch: fewer, bigger ones (the server takes 10,000 events a request by default)
             batch_size, linger = batch_size or 2000, 0.25 if linger is None else linger
@@ -181,6 +185,43 @@ class Client:
                     name="flowsight-log-writer",
                 )
             return self._logs
+
+    def expect(self, workflow: str, **fields: Any) -> Expectations:
+        """Set what ``workflow`` is expected to do and when, where this client
+        sends its events (a server: ``PUT /api/v1/schedules/NAME``; a store:
+        kept in it). ``fields``: ``schedule`` (cron) or ``every``, ``timezone``,
+        ``start_grace``, ``max_runtime``, ``min_runtime``, ``deadline``,
+        ``failures_before_alert``, ``steps`` (docs/schedules.md). Checked here first.
+
+        Raises:
+            ExpectationError: a field is wrong (each one said, with its field).
+            ConfigError: the server refused them (the workflow's are in its flowsight.toml, a bad token).
+            StoreError: the store could not be written.
+        """
+        from flowsight.model.schedules import make_expectations
+
+        exp = make_expectations(workflow, fields)
+        if self.url is not None:
+            from urllib.parse import quote
+
+            import httpx
+
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            try:
+                r = httpx.put(
+                    f"{self.url}/api/v1/schedules/{quote(workflow, safe='')}",
+                    json=exp.to_doc(),
+                    headers=headers,
+                    timeout=10.0,
+                )
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"{self.url}: the expectations of {workflow!r} could not be sent: {exc}") from None
+            if r.status_code != 200:
+                raise ConfigError(f"{self.url} refused the expectations of {workflow!r} ({r.status_code}): {_said(r)}")
+            return exp
+        with open_store(self.db) as store:
+            store.schedules.set_expectation(workflow, exp.to_doc(), "api", time.time())
+        return exp
 
     def emit_log(self, entry: LogEntry) -> None:
         """Queue one log entry (it gets its id on the writer thread, from its
@@ -284,6 +325,20 @@ def get_client() -> Client:
             if _default is None:
                 _default = Client()
     return _default
+
+
+def expect(workflow: str, **fields: Any) -> Expectations:
+    """:meth:`Client.expect` on the default client: ``flowsight.expect("nightly",
+    schedule="0 2 * * *", timezone="Europe/Copenhagen", max_runtime="2h")``."""
+    return get_client().expect(workflow, **fields)
+
+
+def _said(r: httpx.Response) -> str:
+    """What a server's error answer says."""
+    try:
+        return str(r.json().get("error", r.text))
+    except ValueError:
+        return r.text[:200]
 
 
 def flush(timeout: float | None = 30.0) -> bool:
