@@ -380,7 +380,7 @@ class ScheduleMonitor:
         if exp.scheduled:
             if w.open_from is None:
                 w.open_from = self._first_slot(w, now)
-            first, still_open = w.open_from, None
+            first, still_open = self._catch_up_from(w, w.open_from, now), None
             while True:  # a judgement covers MAX_SLOTS at most: a long downtime of a frequent schedule takes a few
                 v = judge(exp, runs, now, first=first, coverage=coverage, grid=w.grid)
                 before = {j.at: j for j in w.slots}
@@ -412,6 +412,22 @@ class ScheduleMonitor:
         w.due = recheck
         if recheck < NEVER:
             heapq.heappush(self._heap, (recheck, exp.workflow))
+
+    def _catch_up_from(self, w: Watch, first: float, now: float) -> float:
+        """Where to judge from: ``first``, unless more than :data:`KEEP` slots
+        passed since (a long downtime): then the last KEEP of them. Older ones are
+        not judged, and not kept: a frequent schedule down for a month would
+        otherwise judge thousands of slots nobody watched, one by one."""
+        exp = w.exp
+        if exp.every is not None:
+            behind = int((now - first) // exp.every) - KEEP
+            if behind > 0 and not any(r.started_at >= first for r in w.runs.values()):
+                return first + behind * exp.every
+            return first
+        if w.grid is None or now - first < 3600:
+            return first
+        back = w.grid.before(now, KEEP)
+        return back if back is not None and back > first else first
 
     def _prune_runs(self, w: Watch) -> None:
         if len(w.runs) <= MAX_RUNS:

@@ -42,7 +42,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -103,7 +103,7 @@ class Expectations:
     def zone(self) -> ZoneInfo:
         return zone(self.timezone)
 
-    @property
+    @cached_property
     def grace(self) -> float:
         """``start_grace``, or its default."""
         if self.start_grace is not None:
@@ -117,6 +117,10 @@ class Expectations:
 
     def describe(self) -> str:
         """``0 2 * * * (Europe/Copenhagen)``, ``every 15m``, or ``not scheduled``."""
+        return self._described
+
+    @cached_property
+    def _described(self) -> str:
         if self.schedule is not None:
             return f"{self.schedule} ({self.timezone})"
         if self.every is not None:

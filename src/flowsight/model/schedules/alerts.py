@@ -33,7 +33,7 @@ Every alert has the labels ``alertname``, ``workflow``, ``severity`` (and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+import time
 
 from flowsight.model.alerts import Alert, Severity
 from flowsight.model.durations import format_duration
@@ -105,12 +105,16 @@ def _alert(
         starts_at=starts_at,
         link=link,
     )
-    return alert_key(a), a
+    return (name, e.workflow, f"{run_id or ''}/{step}" if step else run_id or ""), a
 
 
 def _when(t: float, e: Expectations) -> str:
+    """``2026-01-15 02:05 CET (01:05 UTC)``: an instant as the workflow's zone reads it (and UTC's)."""
     text = local_text(t, e.zone)
-    return text if e.timezone == "UTC" else f"{text} ({datetime.fromtimestamp(t, timezone.utc):%H:%M} UTC)"
+    if e.timezone == "UTC":
+        return text
+    utc = time.gmtime(t)
+    return f"{text} ({utc.tm_hour:02d}:{utc.tm_min:02d} UTC)"
 
 
 def wanted(
@@ -140,9 +144,9 @@ def wanted(
                     RUN_MISSED,
                     e,
                     first.next_at,
-                    f"the run expected at {_when(first.at, e)} never started",
-                    f"no run started between {_when(first.at, e)} and the next slot at "
-                    f"{_when(first.next_at, e)}; missed: {many}{_when(first.at, e)} ({e.describe()})",
+                    f"the run expected at {(at := _when(first.at, e))} never started",
+                    f"no run started between {at} and the next slot at "
+                    f"{_when(first.next_at, e)}; missed: {many}{at} ({e.describe()})",
                     external_url=url,
                 )
             ]
@@ -155,15 +159,15 @@ def wanted(
                     RUN_LATE,
                     e,
                     cur.at + grace,
-                    f"the run expected at {_when(cur.at, e)} has not started",
-                    f"no start within the grace of {format_duration(grace)} after {_when(cur.at, e)}; "
+                    f"the run expected at {(at := _when(cur.at, e))} has not started",
+                    f"no start within the grace of {format_duration(grace)} after {at}; "
                     f"it is missed if none comes before {_when(cur.next_at, e)} ({e.describe()})",
                     external_url=url,
                 )
             ]
         )
     # ---- DeadlineMissed: the last deadline that came
-    decided = [j for j in slots if j.deadline is not None and j.deadline_at is not None]
+    decided = [j for j in slots if j.deadline is not None and j.deadline_at is not None] if e.deadline else []
     if decided:
         j = decided[-1]
         if j.deadline == MISSED and not (j.run_state == _COMPLETED.value):
@@ -175,8 +179,8 @@ def wanted(
                         DEADLINE_MISSED_ALERT,
                         e,
                         j.deadline_at,
-                        f"not completed by the deadline {_when(j.deadline_at, e)}",
-                        f"the run of the slot {_when(j.at, e)} had to complete by {_when(j.deadline_at, e)}; {what}",
+                        f"not completed by the deadline {(by := _when(j.deadline_at, e))}",
+                        f"the run of the slot {_when(j.at, e)} had to complete by {by}; {what}",
                         run_id=j.run_id,
                         external_url=url,
                     )
@@ -184,7 +188,8 @@ def wanted(
             )
     # ---- per run: overran, too short
     normal_after: float | None = None  # the latest end of a completed run of usual length
-    for r in sorted(runs, key=lambda r: r.ended_at if r.ended_at is not None else now, reverse=True):
+    judged = e.max_runtime is not None or e.min_runtime is not None or e.steps
+    for r in sorted(runs, key=lambda r: r.ended_at if r.ended_at is not None else now, reverse=True) if judged else ():
         found, _ = run_findings(e, r, now)
         if r.live and OVERRAN in found:
             if e.max_runtime is not None and now - r.started_at > e.max_runtime:

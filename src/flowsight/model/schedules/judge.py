@@ -46,9 +46,11 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from flowsight.model.runs.state import WorkflowState
 from flowsight.model.schedules import Expectations
-from flowsight.model.schedules.slots import NEVER, CronGrid, deadline_after, early
+from flowsight.model.schedules.slots import EARLY, NEVER, CronGrid, deadline_after
 
 PENDING, OK, LATE, MISSED = "pending", "ok", "late", "missed"
 OVERRAN, TOO_SHORT, DEADLINE_MISSED, UNKNOWN = "overran", "too_short", "deadline_missed", "unknown"
@@ -110,8 +112,9 @@ class Coverage:
         return i >= 0 and b <= self.ends[i]
 
 
-@dataclass(frozen=True, slots=True)
-class SlotJudgement:
+class SlotJudgement(msgspec.Struct, frozen=True):
+    """One slot judged (a msgspec struct: made by the thousand in a pass, and stored as it is)."""
+
     at: float
     next_at: float
     status: str
@@ -130,8 +133,7 @@ class SlotJudgement:
         return self.run_id is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):
     slots: list[SlotJudgement]
     #: the first slot after now (:data:`~flowsight.model.schedules.slots.NEVER` if none)
     next_at: float
@@ -214,14 +216,15 @@ def judge(
     s = first
     prev_gap: float | None = None
     while s <= now and len(out) < MAX_SLOTS:
+        # the slot's window: from a little before it to a little before the next one (slots.early)
         if every is not None:
             gap = every
-            lo, hi = s - early(prev_gap or every), s + every - early(every)
+            lo, hi = s - min(EARLY, (prev_gap or every) / 10), s + every - min(EARLY, every / 10)
         else:
             assert grid is not None
             n = grid.after(s)
             gap = n - s
-            lo, hi = s - early(prev_gap or gap), n - early(gap)
+            lo, hi = s - min(EARLY, (prev_gap or gap) / 10), n - min(EARLY, gap / 10)
         while i < nruns and runs[i].started_at < lo:
             i += 1
         run = None

@@ -29,17 +29,20 @@ class CronGrid:
     iterator is kept, so walking forward (as time passes) costs one of its
     steps per new slot; the last few slots are kept for looking back."""
 
-    __slots__ = ("expr", "zone", "_it", "_known")
+    __slots__ = ("expr", "zone", "_it", "_known", "_from")
 
     def __init__(self, expr: str, timezone: str = "UTC") -> None:
         self.expr = expr
         self.zone: ZoneInfo = zone(timezone)
         self._it: CronSim | None = None
-        self._known: list[float] = []
+        self._known: list[float] = []  # consecutive slots
+        self._from = NEVER  # no slot lies between this and the first known one
 
     def after(self, t: float) -> float:
         """The first slot strictly after ``t`` (:data:`NEVER` if none within 50 years)."""
         known = self._known
+        if known and self._from <= t < known[0]:
+            return known[0]
         if known and known[0] <= t:
             if t < known[-1]:
                 return known[bisect_right(known, t)]
@@ -55,6 +58,7 @@ class CronGrid:
                 known.append(nxt)
                 if nxt > t:
                     if len(known) > _KEEP * 2:
+                        self._from = known[-_KEEP - 1]
                         del known[:-_KEEP]
                     return nxt
         self._it = it = CronSim(self.expr, datetime.fromtimestamp(t, self.zone))
@@ -65,15 +69,20 @@ class CronGrid:
             self._known = []
             return NEVER
         self._known = [first]
+        self._from = t
         return first
 
-    def before(self, t: float) -> float | None:
-        """The last slot at or before ``t`` (None if there is none in the last 50 years)."""
+    def before(self, t: float, n: int = 1) -> float | None:
+        """The ``n``-th slot counting back from ``t`` (the last one at or
+        before it is the first); None if there are not that many in the last 50 years."""
         it = CronSim(self.expr, datetime.fromtimestamp(t + 1, self.zone), reverse=True)
+        found = None
         try:
-            return next(it).timestamp()
+            for _ in range(n):
+                found = next(it).timestamp()
         except StopIteration:
             return None
+        return found
 
 
 def early(interval: float) -> float:
@@ -96,4 +105,5 @@ def deadline_after(at: float, deadline: time, tz: ZoneInfo) -> float:
 def local_text(t: float, tz: ZoneInfo) -> str:
     """``2026-03-29 03:00 CEST``: an instant as a clock in ``tz`` reads it."""
     d = datetime.fromtimestamp(t, tz)
-    return d.strftime("%Y-%m-%d %H:%M") + (f":{d.second:02d}" if d.second else "") + f" {d.tzname()}"
+    sec = f":{d.second:02d}" if d.second else ""
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d}{sec} {d.tzname()}"
