@@ -497,6 +497,60 @@ def test_an_alert_link_is_an_href_only_when_it_is_http_or_https(browser: Browser
     assert t.errors == [], "\n".join(t.errors)
 
 
+# ---- schedules ---------------------------------------------------------------------------------
+def test_the_overview_shows_each_schedules_strip_next_start_and_late_and_missed_counts(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """A workflow whose runs come (pinged), one whose runs never come, one
+    not due yet: a strip of slots each, the next start in the workflow's
+    zone, and the overview counting the late and missed ones; on a phone too."""
+    from playwright.sync_api import expect
+
+    config = tmp_path / "flowsight.toml"
+    config.write_text(
+        '[schedules]\nheartbeat = "1s"\n\n'
+        '[workflows.pinged]\nevery = "3s"\nstart_grace = "2s"\n\n'
+        '[workflows.forgotten]\nevery = "2s"\nstart_grace = "1s"\n\n'
+        '[workflows.nightly]\nschedule = "0 2 * * *"\ntimezone = "Europe/Copenhagen"\n'
+    )
+    server = start_server(str(tmp_path / "flowsight.db"), "--config", str(config), log_dir=tmp_path)
+    c = server.client()
+    for k in range(4):  # the job runs every 2 seconds, within its 3
+        c.post(f"/api/v1/ping/pinged/start?run_id=p{k}")
+        c.post(f"/api/v1/ping/pinged/0?run_id=p{k}")
+        time.sleep(2.0)
+    wait_until("a missed slot", lambda: c.get("/api/v1/overview").json()["schedules"].get("missed"))
+    t, ctx = open_tab(browser, server.url)
+    try:
+        t.goto("/")
+        page = t.page
+        expect(page.get_by_test_id("schedule")).to_have_count(3)
+        pinged = page.locator('[data-testid="schedule"][data-workflow="pinged"]')
+        expect(pinged.locator('[data-testid="slot"][data-status="ok"]').first).to_be_visible()
+        expect(pinged.locator('a[data-testid="slot"]').first).to_have_attribute("href", re.compile(r"^/runs/p\d$"))
+        forgotten = page.locator('[data-testid="schedule"][data-workflow="forgotten"]')
+        expect(forgotten.locator('[data-testid="slot"][data-status="missed"]').first).to_be_visible()
+        expect(forgotten.get_by_test_id("schedule-status")).to_have_text(re.compile("^(Missed|Late)$"))
+        nightly = page.locator('[data-testid="schedule"][data-workflow="nightly"]')
+        expect(nightly.get_by_test_id("schedule-next")).to_have_text(re.compile(r" 02:00 CES?T$"))
+        expect(page.get_by_test_id("count-missed")).to_have_text(re.compile(r"^[1-9]\d* missed$"))
+        expect(page.get_by_test_id("count-late")).to_have_text(re.compile(r"^\d+ late$"))
+        t.shot(tmp_path, "schedules")
+    finally:
+        ctx.close()
+    phone, pctx = open_tab(browser, server.url, viewport=PHONE)
+    try:
+        phone.goto("/")
+        expect(phone.page.get_by_test_id("schedule").first).to_be_visible()
+        width = phone.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1], f"{width[0]}px of content in a {width[1]}px wide window"
+    finally:
+        pctx.close()
+        rc = server.stop()
+    assert rc == 0, server.output()
+    assert t.errors == [] and phone.errors == [], "\n".join(t.errors + phone.errors)
+
+
 # ---- the other pages ------------------------------------------------------------------------
 def test_the_faults_page_shows_the_open_fault_with_its_evidence(tab: Tab, workload: Workload) -> None:
     from playwright.sync_api import expect

@@ -28,6 +28,7 @@ from flowsight.model.runs.history import quantile
 from flowsight.model.runs.stall import stall_verdict
 from flowsight.model.runs.state import WorkflowState
 from flowsight.server import schemas as S
+from flowsight.server.views import schedule_list
 from flowsight.server.params import int_param, text_param, time_param
 from flowsight.store.dashboard import RunTimes
 from flowsight.store.interface import Store
@@ -76,6 +77,8 @@ class Overview(msgspec.Struct, kw_only=True):
     alerts: dict[str, int]
     faults_open: int
     workflows: list[WorkflowOverview]
+    #: scheduled workflows per status of their last slot judged (late, missed, ok, ...)
+    schedules: dict[str, int] = {}
 
 
 class StepPerf(msgspec.Struct, kw_only=True):
@@ -246,6 +249,7 @@ async def get_overview(request: Request, st: ServerContext) -> Response:
     out = await asyncio.to_thread(
         overview, st.store, alerts, now=time.time(), stall_timeout=st.stall_timeout, trend=trend
     )
+    out.schedules = schedule_list(await asyncio.to_thread(st.alerting.schedules.snapshot), 0).counts
     return json(out)
 
 

@@ -4,6 +4,7 @@
 
 import {api, openStream} from './api.js';
 import {sparkline} from './charts.js';
+import {scheduleSection} from './schedules.js';
 import {STATES, TERMINAL, ago, badge, debounce, dur, eta, failure, h, pct, progress, replace, runDuration,
   runHref, setServerNow, stallFlag, throttle, time, title} from './dom.js';
 
@@ -23,6 +24,7 @@ export function mount(root, _params, query) {
   const counts = h('ul', {class: 'counts', 'aria-label': 'Runs per state'});
   const extra = h('p', {class: 'muted small', 'aria-live': 'polite'});
   const cards = h('div', {class: 'cards', 'aria-label': 'Workflows'});
+  const schedules = scheduleSection();
 
   const wfSelect = h('select', {id: 'f-workflow', name: 'workflow'}, h('option', {value: ''}, 'All workflows'));
   const stateSelect = h('select', {id: 'f-state', name: 'state'}, h('option', {value: ''}, 'Any state'),
@@ -59,6 +61,7 @@ export function mount(root, _params, query) {
     h('h1', {class: 'sr-only'}, 'Overview'),
     h('section', {'aria-labelledby': 'h-states'}, h('h2', {id: 'h-states', class: 'sr-only'}, 'Runs per state'),
       counts, extra),
+    schedules.section,
     h('section', {'aria-labelledby': 'h-workflows'}, h('h2', {id: 'h-workflows'}, 'Workflows'), cards),
     h('section', {'aria-labelledby': 'h-runs'}, h('h2', {id: 'h-runs'}, 'Runs'), form,
       h('div', {class: 'table-wrap'}, table), empty, more, status));
@@ -91,7 +94,8 @@ export function mount(root, _params, query) {
     replace(extra, `${o.runs} runs · `,
       h('span', {class: o.stalled ? 'warn-text' : '', 'data-testid': 'count-stalled'}, `${o.stalled} stalled`), ' · ',
       h('a', {href: '/alerts'}, `${firing} ${firing === 1 ? 'alert' : 'alerts'} firing`), ' · ',
-      h('a', {href: '/faults'}, `${o.faults_open} open ${o.faults_open === 1 ? 'fault' : 'faults'}`));
+      h('a', {href: '/faults'}, `${o.faults_open} open ${o.faults_open === 1 ? 'fault' : 'faults'}`),
+      ...scheduleCounts(o.schedules || {}));
     const current = wfSelect.value || filters.workflow;
     replace(wfSelect, h('option', {value: ''}, 'All workflows'),
       o.workflows.map((w) => h('option', {value: w.workflow}, w.workflow)));
@@ -99,6 +103,16 @@ export function mount(root, _params, query) {
     wfSelect.value = current;
     replace(cards, o.workflows.length ? o.workflows.map(card) : h('p', {class: 'muted'},
       'No runs yet. Send events (see the README) or run ', h('code', {}, 'flowsight demo'), '.'));
+  }
+
+  // late and missed workflows, when there are scheduled ones
+  function scheduleCounts(by) {
+    if (!Object.keys(by).length) return [];
+    const late = (by.late || 0) + (by.deadline_missed || 0);
+    const missed = by.missed || 0;
+    return [' · ', h('a', {href: '#schedules', class: late ? 'warn-text' : '', 'data-testid': 'count-late'},
+      `${late} late`), ' · ', h('a', {href: '#schedules', class: missed ? 'error-text' : '', 'data-testid': 'count-missed'},
+      `${missed} missed`)];
   }
 
   function card(w) {
@@ -191,7 +205,7 @@ export function mount(root, _params, query) {
   }
 
   // ---- live ----------------------------------------------------------------------------
-  const refresh = throttle(() => { loadRuns(); loadOverview(); }, 800);
+  const refresh = throttle(() => { loadRuns(); loadOverview(); schedules.load(); }, 800);
   const close = openStream({}, (ev) => {
     if (ev.kind === 'overflow') { refresh(); return; }
     const tr = rows.get(ev.run_id);
@@ -206,10 +220,12 @@ export function mount(root, _params, query) {
     refresh();
   });
   const ticker = setInterval(() => { for (const tr of rows.values()) if (!TERMINAL.has(tr.run.state)) tick(tr); }, 1000);
-  const slow = setInterval(() => { loadOverview(); loadRuns(); }, 30000); // ETAs and stall flags age without events
+  // ETAs, stall flags and slots age without events
+  const slow = setInterval(() => { loadOverview(); loadRuns(); schedules.load(); }, 30000);
 
   loadOverview();
   loadRuns();
+  schedules.load();
   void lastRuns;
   return () => { alive = false; close(); clearInterval(ticker); clearInterval(slow); refresh.cancel(); typed.cancel(); };
 }
