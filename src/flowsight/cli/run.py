@@ -261,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workflow", "-w", help="the workflow (default: the command's file name)")
     p.add_argument("--run-id", help="the run's id (default: a new one)")
+    p.add_argument(
+        "--manual",
+        action="store_true",
+        help="a run started by hand: not counted against the workflow's schedule (trigger = manual)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--db",
@@ -347,7 +352,11 @@ def cmd_run(argv: list[str]) -> int:
         return 2
     workflow = args.workflow or os.path.basename(command[0]) or command[0]
     run = Run(
-        workflow, run_id=args.run_id, total_steps=args.steps, attrs={"command": shlex.join(command)}, client=client
+        workflow,
+        run_id=args.run_id,
+        total_steps=args.steps,
+        attrs={"command": shlex.join(command), **({"trigger": "manual"} if args.manual else {})},
+        client=client,
     )
     try:
         logs = client.log_writer

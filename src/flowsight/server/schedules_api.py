@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowsight.errors import FlowsightError, HttpError
+from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.logs.parse import parse_line
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import NAME_LIMIT, Event, EventKind, text_problem
@@ -135,6 +136,7 @@ async def ping(request: Request, st: ServerContext) -> Response:
     by_hand = flag in ("1", "true")
     body = await _body(request)
     now = time.time()
+    entries = _entries(workflow, body, now)
     events: list[Event] = []
     start_attrs: dict[str, Any] = {"via": "ping"}
     if by_hand:
@@ -155,13 +157,14 @@ async def ping(request: Request, st: ServerContext) -> Response:
                     keyed=run_id is not None,
                 )
             )
-        if kind is EventKind.FAILED:  # the error: the exit status, and the body's first line
-            first = next((ln.strip()[:500] for ln in body.splitlines() if ln.strip()), "")
-            said = attrs.get("error")
-            attrs["error"] = f"{said}: {first}" if said and first else said or first or "failed (ping)"
+        if kind is EventKind.FAILED:  # the error: the exit status, and what the body says went wrong
+            said, line = attrs.get("error"), _error_line(entries)
+            attrs["error"] = f"{said}: {line}" if said and line else said or line or "failed (ping)"
         events.append(_event(kind, workflow, rid, now, attrs, keyed=run_id is not None))
     result = await st.committer.submit(events)
-    lines = await store_logs(st, _log(workflow, rid, events[-1].id, body, now))
+    # the body's lines as the run's log: ids made of the ping's event id (a retry counts once)
+    eid = events[-1].id
+    lines = await store_logs(st, [LogRecord(f"{eid}-{k:05d}", replace(e, run_id=rid)) for k, e in enumerate(entries)])
     return json(
         S.PingOut(
             workflow=workflow,
@@ -216,16 +219,20 @@ def _run_to_end(st: ServerContext, workflow: str, run_id: str | None) -> tuple[s
     return new_id(), False
 
 
-def _log(workflow: str, run_id: str, event_id: str, body: str, now: float) -> list[LogRecord]:
-    """The body's lines as the run's log entries (ids made of the ping's event id: a retry counts once)."""
-    lines = [ln for ln in body.splitlines() if ln.strip()]
+def _entries(workflow: str, body: str, now: float) -> list[LogEntry]:
+    """The body's lines, each an entry of the workflow (its level read from its text)."""
     return [
-        LogRecord(
-            f"{event_id}-{k:05d}",
-            replace(parse_line(ln, source="ping", now=now), workflow=workflow, run_id=run_id),
-        )
-        for k, ln in enumerate(lines)
+        replace(parse_line(ln, source="ping", now=now), workflow=workflow) for ln in body.splitlines() if ln.strip()
     ]
+
+
+def _error_line(entries: list[LogEntry]) -> str:
+    """The body's line that says what went wrong: its first at error level or
+    above, else its last (where a traceback says the exception)."""
+    if not entries:
+        return ""
+    worst = next((e for e in entries if e.level >= LogLevel.ERROR), entries[-1])
+    return worst.message.strip()[:500]
 
 
 def routes() -> list[Route]:
