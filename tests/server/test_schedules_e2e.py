@@ -153,7 +153,9 @@ def test_an_end_without_a_start_is_a_run_whose_start_is_not_known(
     c = server.client()
     if path == "fail":  # a start by ping, then a failure with the body's first line as the error
         rid = curl(f"{server.url}/api/v1/ping/job/start")["run_id"]
-        got = curl(f"{server.url}/api/v1/ping/job/fail", "--data-binary", "\nsyncing\nERROR rsync: connection refused\nmore\n")
+        got = curl(
+            f"{server.url}/api/v1/ping/job/fail", "--data-binary", "\nsyncing\nERROR rsync: connection refused\nmore\n"
+        )
         assert got["run_id"] == rid and got["events"] == ["failed"]
         run = c.get(f"/api/v1/runs/{rid}").json()
         assert run["state"] == "failed" and run["error"] == "rsync: connection refused"
