@@ -267,3 +267,19 @@ def test_a_store_that_cannot_be_written_makes_slots_unknown(db: SqlStore, monkey
     run_until(mon, clock, at(2026, 1, 15, 2, 30))
     assert sent == []  # its heartbeat could not be kept: it cannot say nobody pinged
     assert mon.snapshot()[0].slots[-1].status == "unknown"
+
+
+def test_a_changed_schedule_judges_on_its_own_slots_after_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "flowsight.db")
+    store = open_store(path)
+    old = make_expectations("h", {"schedule": "0 * * * *", "timezone": "Europe/Copenhagen"})
+    clock, sent = Clock(at(2026, 1, 15, 8, 30)), []
+    mon = monitor(store, [old], clock, sent)
+    mon.tick()
+    run_until(mon, clock, at(2026, 1, 15, 10, 10))
+    new = make_expectations("h", {"schedule": "30 * * * *", "timezone": "Europe/Copenhagen"})
+    again = ScheduleMonitor(store, sent.append, {"h": new}, clock=clock, process="test-2", heartbeat=60.0)
+    run_until(again, clock, at(2026, 1, 15, 12, 50))
+    minutes = [local(j.at)[11:16] for j in store.schedules.recent_slots(["h"])["h"]]
+    assert minutes == ["09:00", "10:00", "10:30", "11:30", "12:30"]
+    store.close()

@@ -174,6 +174,8 @@ class ScheduleMonitor:
     def _load_expectations(self, now: float) -> None:
         """The configuration's expectations and those kept in the store (set
         through the API or the SDK); the configuration's win."""
+        if not self.read_only and self._version is None:  # the configuration's are kept with the others
+            self.store.schedules.sync_config({wf: e.to_doc() for wf, e in self._config.items()}, now)
         version = self.store.schedules.version()
         self._version_read = now
         if version == self._version:
@@ -201,9 +203,10 @@ class ScheduleMonitor:
                 self._dirty.add(wf)
             elif w.exp != exp:
                 grid = w.grid if (w.exp.schedule, w.exp.timezone) == (exp.schedule, exp.timezone) else _grid(exp)
-                if grid is not w.grid or w.exp.every != exp.every:
+                if grid is not w.grid or w.exp.every != exp.every:  # slots from now on, on the new grid
                     w.slots = [j for j in w.slots if settled(j, now, w.runs)]
                     w.open_from = None
+                    w.since = max(since, now) if source == "config" else since
                 w.exp, w.grid, w.source = exp, grid, source
                 self._dirty.add(wf)
 
@@ -364,9 +367,11 @@ class ScheduleMonitor:
         """Where judging starts for a workflow: after its last settled slot kept, else after ``since``."""
         settled_ = [j for j in w.slots if settled(j, now, w.runs)]
         w.slots = settled_
-        if settled_:
-            return settled_[-1].next_at
         exp = w.exp
+        if settled_:
+            last = settled_[-1]
+            # on the grid of the schedule as it is now (the slots kept may have been judged on an earlier one)
+            return w.grid.after(max(last.at, w.since)) if w.grid is not None else max(last.next_at, w.since)
         if exp.every is not None:
             starts = [r.started_at for r in w.runs.values() if not r.manual and r.started_at >= w.since]
             return (max(starts) if starts else w.since) + exp.every

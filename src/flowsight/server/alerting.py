@@ -177,9 +177,6 @@ class AlertingService:
                 self.manager.add_silence(s)
             self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
             self.schedules.restore([s.alert for s in states])
-            self.store.schedules.sync_config(
-                {wf: e.to_doc() for wf, e in self.config.expectations.items()}, self.clock()
-            )
         if saved is not None:
             self.logs.restore(saved)
 

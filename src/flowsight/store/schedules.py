@@ -25,9 +25,11 @@ import msgspec
 from flowsight.model.schedules.judge import SlotJudgement
 from flowsight.store.database import Database
 
+#: a changed spec starts afresh (since: now); the same one set again keeps its since
 _SET = (
     "INSERT INTO schedules (workflow, spec, source, since, updated_at) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (workflow) DO UPDATE SET spec = excluded.spec, source = excluded.source, "
+    "ON CONFLICT (workflow) DO UPDATE SET since = CASE WHEN schedules.spec = excluded.spec "
+    "THEN schedules.since ELSE excluded.since END, spec = excluded.spec, source = excluded.source, "
     "updated_at = excluded.updated_at"
 )
 _SLOT = (
@@ -69,7 +71,8 @@ class Schedules:
         return int(row[0]), float(row[1])
 
     def set_expectation(self, workflow: str, spec: Mapping[str, Any], source: str, now: float) -> float:
-        """Keep ``spec`` for ``workflow`` (its ``since`` stays when it had one); returns ``since``."""
+        """Keep ``spec`` for ``workflow`` (its ``since`` stays when the spec is the same; a changed
+        one is judged from ``now``); returns ``since``."""
         with self._db.txn("schedule set") as cur:
             cur.execute(self._db.sql(_SET), (workflow, _encode(spec).decode(), source, now, now))
             cur.execute(self._db.sql("SELECT since FROM schedules WHERE workflow = ?"), (workflow,))
