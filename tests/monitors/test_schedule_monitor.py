@@ -283,3 +283,44 @@ def test_a_changed_schedule_judges_on_its_own_slots_after_a_restart(tmp_path: Pa
     minutes = [local(j.at)[11:16] for j in store.schedules.recent_slots(["h"])["h"]]
     assert minutes == ["09:00", "10:00", "10:30", "11:30", "12:30"]
     store.close()
+
+
+def test_a_step_past_its_limit_and_a_dependencys_outage_muting_the_schedules_alerts(db: SqlStore) -> None:
+    """RunOverran for a step from its events; RunLate of a workflow whose
+    service is down is inhibited by the outage, as its other alerts are."""
+    from flowsight.alerting.manager import AlertManager
+    from flowsight.model.alerts import Severity
+    from flowsight.model.alerts.routing import Route
+
+    e = make_expectations(
+        "etl", {"schedule": "0 * * * *", "timezone": "Europe/Copenhagen", "start_grace": "5m", "steps": {"load": "10m"}}
+    )
+    clock, sent = Clock(at(2026, 1, 15, 8, 30)), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()
+    assert mon.step_workflows() == {"etl"}
+    run_until(mon, clock, at(2026, 1, 15, 9, 1))
+    store_events(
+        db, mon, ev("started", "etl", "r9", clock.t), ev("step_started", "etl", "r9", clock.t + 5, step="load")
+    )
+    run_until(mon, clock, at(2026, 1, 15, 9, 12))
+    [step] = [a for a in sent if a.name == "RunOverran"]
+    assert (step.labels["run_id"], step.labels["step"]) == ("r9", "load")
+    assert local(step.starts_at) == "2026-01-15 09:11 CET"
+    store_events(
+        db, mon, ev("step_completed", "etl", "r9", clock.t, step="load"), ev("completed", "etl", "r9", clock.t)
+    )
+    mon.tick()
+    assert sent[-1].status is AlertStatus.RESOLVED and sent[-1].annotations["resolution"].startswith("run completed")
+    run_until(mon, clock, at(2026, 1, 15, 10, 6))  # no 10:00 run: RunLate
+    late = sent[-1]
+    assert late.name == "RunLate"
+    am = AlertManager(
+        Route("team", group_by=("...",), group_wait=0.0), clock=clock, dependencies={"etl": ["warehouse"]}
+    )
+    am.send_alert(
+        Alert({"alertname": "ServiceUnavailable", "service": "warehouse"}, source="fault", severity=Severity.CRITICAL)
+    )
+    am.send_alert(late)
+    told = {a.name for n in am.tick(clock.t) for a in n.alerts}
+    assert told == {"ServiceUnavailable"} and am.status_of(late.fingerprint) == "inhibited"
