@@ -72,3 +72,11 @@ def test_parse_time_answers_a_number_or_a_config_error(text: str) -> None:
         assert isinstance(parse_time(text, now=NOW), float)
     except ConfigError:
         pass
+
+
+def test_duration_text_is_the_shortest_text_read_back() -> None:
+    from flowsight.model.durations import duration_text
+
+    cases = {20: "20s", 900: "15m", 3600: "1h", 5400: "1h30m", 90061: "1d1h1m1s", 1.5: "1.5s", 0: "0s"}
+    for seconds, text in cases.items():
+        assert duration_text(seconds) == text and parse_duration(text) == seconds

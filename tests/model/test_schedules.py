@@ -256,6 +256,15 @@ def test_a_slot_nobody_watched_is_unknown_not_missed() -> None:
     # a start that was recorded (a spooled SDK sent it later) judges the slot whatever the coverage
     ran = RunFacts("r", SLOT + 10, S.COMPLETED, SLOT + 100)
     assert verdict(NIGHTLY, [ran], SLOT + 86400 + 60, coverage=down).slots[0].status == "ok"
+    # seen late (the grace watched), then down before the next slot: late it stays, not missed nor unknown
+    died = Coverage([(SLOT - 86400, SLOT + 3600)])
+    j = verdict(NIGHTLY, [], SLOT + 86400 + 60, coverage=died).slots[0]
+    assert (j.status, j.findings) == ("late", ("unwatched",))
+    fired = wanted(NIGHTLY, verdict(NIGHTLY, [], SLOT + 600, coverage=died).slots, [], SLOT + 600)
+    [late] = fired.values()
+    after = verdict(NIGHTLY, [], SLOT + 86400 + 60, coverage=died)
+    assert wanted(NIGHTLY, after.slots, [], SLOT + 86400 + 60) == {}
+    assert "whether its run came is unknown" in cleared(late, NIGHTLY, after.slots, [], SLOT + 86400 + 60)
     # gaps shorter than the tolerance are no gaps
     flicker = Coverage([(SLOT - 100, SLOT + 100), (SLOT + 110, SLOT + 2 * 86400)], tolerance=30)
     assert verdict(NIGHTLY, [], SLOT + 86400 + 60, coverage=flicker).slots[0].status == "missed"

@@ -66,7 +66,14 @@ def test_a_run_that_does_not_come_pages_a_ping_clears_it_and_downtime_is_unknown
     # the job, a shell script with curl: start, then success with its output as the log
     base = f"{server.url}/api/v1/ping/backup"
     started = curl(f"{base}/start?run_id=b-1")
-    assert started == {"workflow": "backup", "run_id": "b-1", "events": ["started"], "duplicates": 0, "log_lines": 0}
+    assert started == {
+        "workflow": "backup",
+        "run_id": "b-1",
+        "events": ["started"],
+        "duplicates": 0,
+        "log_lines": 0,
+        "refused": [],
+    }
     done = curl(f"{base}/0?run_id=b-1", "--data-binary", "copied 12 files\nWARN 1 file skipped\n")
     assert done["events"] == ["completed"] and done["log_lines"] == 2
     assert curl(f"{base}/0?run_id=b-1")["duplicates"] == 1  # curl --retry sent it again: counted once
@@ -166,6 +173,20 @@ def test_an_end_without_a_start_is_a_run_whose_start_is_not_known(
     assert run["state"] == state and run["error"] == error
 
 
+def test_a_run_id_of_another_workflow_is_refused_and_a_refused_end_is_said(serve: Serve) -> None:
+    server = serve()
+    c = server.client()
+    assert c.post("/api/v1/ping/wfa/start?run_id=1796642091").status_code == 200
+    r = c.post("/api/v1/ping/wfb/start?run_id=1796642091")
+    assert r.status_code == 409 and "is a run of workflow 'wfa', not 'wfb'" in r.json()["error"]
+    assert c.post("/api/v1/ping/wfb/0?run_id=1796642091").status_code == 409
+    assert c.post("/api/v1/ping/wfa/0?run_id=1796642091").json()["refused"] == []
+    # a failure after the completion: the run stays completed, and the answer says the change was refused
+    got = c.post("/api/v1/ping/wfa/fail?run_id=1796642091").json()
+    assert got["events"] == ["failed"] and got["refused"] and got["refused"][0].startswith("completed -> failed")
+    assert c.get("/api/v1/runs/1796642091").json()["state"] == "completed"
+
+
 def test_unknown_pings_and_bad_expectations_are_refused(serve: Serve, tmp_path: Path) -> None:
     server = serve()
     c = server.client()
@@ -183,13 +204,14 @@ def test_unknown_pings_and_bad_expectations_are_refused(serve: Serve, tmp_path: 
     )
     assert r.status_code == 200, r.text
     assert r.json()["schedule"] == "0 2 * * * (Europe/Copenhagen)"
-    view = wait_for(
-        "the schedule",
-        lambda: c.get("/api/v1/schedules/job").status_code == 200 and c.get("/api/v1/schedules/job").json(),
-    )
+    wait_for("the first look", lambda: c.get("/api/v1/schedules").status_code == 200)
+    time.sleep(1.5)  # the monitor has made its first look: what is set from now on reads back at once
+    r = c.put("/api/v1/schedules/job2", json={"every": "1h"})
+    assert r.status_code == 200 and c.get("/api/v1/schedules/job2").json()["schedule"] == "every 1h"
+    view = c.get("/api/v1/schedules/job").json()
     assert view["source"] == "api" and view["next_local"].endswith(("02:00 CET", "02:00 CEST"))
     assert c.delete("/api/v1/schedules/job").status_code == 200
-    wait_for("the schedule removed", lambda: c.get("/api/v1/schedules/job").status_code == 404)
+    assert c.get("/api/v1/schedules/job").status_code == 404
 
 
 def test_expectations_in_the_file_are_not_changed_through_the_api(serve: Serve, tmp_path: Path) -> None:

@@ -95,3 +95,15 @@ def parse_time(text: str, *, now: float, what: str | None = None) -> float:
         return now - parse_duration(s)
     except ConfigError:
         raise ConfigError(f"{where}{text!r} is not a time; write {TIME_FORMS}") from None
+
+
+def duration_text(seconds: float) -> str:
+    """``1h30m``, ``15m``, ``20s``, ``1.5s``: the shortest text :func:`parse_duration` reads back as ``seconds``."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    left, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            n, left = divmod(left, size)
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"

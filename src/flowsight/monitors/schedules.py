@@ -197,18 +197,24 @@ class ScheduleMonitor:
             if wf not in found:
                 self._drop(wf, now)
         for wf, (exp, since, source) in found.items():
-            w = self.watches.get(wf)
-            if w is None:
-                self.watches[wf] = Watch(exp, since, source, _grid(exp))
-                self._dirty.add(wf)
-            elif w.exp != exp:
-                grid = w.grid if (w.exp.schedule, w.exp.timezone) == (exp.schedule, exp.timezone) else _grid(exp)
-                if grid is not w.grid or w.exp.every != exp.every:  # slots from now on, on the new grid
-                    w.slots = [j for j in w.slots if settled(j, now, w.runs)]
-                    w.open_from = None
-                    w.since = max(since, now) if source == "config" else since
-                w.exp, w.grid, w.source = exp, grid, source
-                self._dirty.add(wf)
+            self._apply(exp, since, source, now)
+
+    def _apply(self, exp: Expectations, since: float, source: str, now: float) -> Watch:
+        """Watch ``exp``'s workflow, or take its changed expectations."""
+        wf = exp.workflow
+        w = self.watches.get(wf)
+        if w is None:
+            w = self.watches[wf] = Watch(exp, since, source, _grid(exp))
+            self._dirty.add(wf)
+        elif w.exp != exp:
+            grid = w.grid if (w.exp.schedule, w.exp.timezone) == (exp.schedule, exp.timezone) else _grid(exp)
+            if grid is not w.grid or w.exp.every != exp.every:  # slots from now on, on the new grid
+                w.slots = [j for j in w.slots if settled(j, now, w.runs)]
+                w.open_from = None
+                w.since = max(since, now) if source == "config" else since
+            w.exp, w.grid, w.source = exp, grid, source
+            self._dirty.add(wf)
+        return w
 
     def _drop(self, workflow: str, now: float) -> None:
         self.watches.pop(workflow, None)
@@ -216,10 +222,22 @@ class ScheduleMonitor:
             a = self.firing.pop(key)
             self.send(resolve(a, now, cleared(a, None, [], [], now)))
 
-    def set_expectations(self, workflow: str, exp: Expectations | None) -> None:
-        """Take a change made through the API now (the store is read for it anyway, every few seconds)."""
+    def set_expectations(self, workflow: str, exp: Expectations | None, since: float | None = None) -> None:
+        """Take a change made through the API (kept in the store, with ``since``)
+        now, so that it is read back at once: judged right away when the
+        monitor has made its first look (else at it)."""
         with self._lock:
-            self._version_read = -NEVER
+            self._version_read = -NEVER  # the next tick reads every expectation again, this one included
+            if not self.ready:
+                return
+            now = self.clock()
+            if exp is None:
+                self._drop(workflow, now)
+                return
+            w = self._apply(exp, now if since is None else since, "api", now)
+            self._dirty.discard(workflow)
+            self._look(w, now, self._coverage(now))
+            self._save(now)
 
     # ---- input ---------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:

@@ -468,7 +468,7 @@ OPS = [
         "post",
         "/api/v1/ping/{workflow}",
         "A run of the workflow succeeded (as /success); the body, any text, is kept as the run's log",
-        {200: ("the events the ping made", S.PingOut), **ERRORS},
+        {200: ("the events the ping made", S.PingOut), 409: ("the run is another workflow's", S.Error), **ERRORS},
         params=PING_PARAMS,
         scope="ingest",
     ),
@@ -476,7 +476,12 @@ OPS = [
         "post",
         "/api/v1/ping/{workflow}/{action}",
         "A run started (start), succeeded (success, 0) or failed (fail, an exit code 1-255)",
-        {200: ("the events the ping made", S.PingOut), 404: ("not a ping this path knows", S.Error), **ERRORS},
+        {
+            200: ("the events the ping made", S.PingOut),
+            404: ("not a ping this path knows", S.Error),
+            409: ("the run is another workflow's", S.Error),
+            **ERRORS,
+        },
         params=[
             *PING_PARAMS,
             Param("action", "path", {"type": "string", "pattern": "^(start|success|fail|[0-9]{1,3})$"}, required=True),

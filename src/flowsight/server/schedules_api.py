@@ -84,8 +84,8 @@ async def put_schedule(request: Request, st: ServerContext) -> Response:
         exp = make_expectations(workflow, doc)
     except ExpectationError as exc:
         raise HttpError(422, str(exc)) from None
-    await asyncio.to_thread(st.store.schedules.set_expectation, workflow, exp.to_doc(), "api", time.time())
-    st.alerting.schedules.set_expectations(workflow, exp)
+    since = await asyncio.to_thread(st.store.schedules.set_expectation, workflow, exp.to_doc(), "api", time.time())
+    await asyncio.to_thread(st.alerting.schedules.set_expectations, workflow, exp, since)
     return json(S.ExpectationsOut(workflow=workflow, expectations=exp.to_doc(), schedule=exp.describe()))
 
 
@@ -94,7 +94,7 @@ async def delete_schedule(request: Request, st: ServerContext) -> Response:
     _not_configured(st, workflow)
     if not await asyncio.to_thread(st.store.schedules.remove_expectation, workflow):
         raise HttpError(404, f"workflow {workflow!r} has no expectations set through the API")
-    st.alerting.schedules.set_expectations(workflow, None)
+    await asyncio.to_thread(st.alerting.schedules.set_expectations, workflow, None)
     return json(S.ExpectationsOut(workflow=workflow, expectations={}, schedule="not scheduled"))
 
 
@@ -143,6 +143,8 @@ async def ping(request: Request, st: ServerContext) -> Response:
         start_attrs["trigger"] = "manual"
     if kind is EventKind.STARTED:
         rid = run_id or new_id()
+        if run_id is not None:
+            await asyncio.to_thread(_run_of, st, workflow, run_id)  # another workflow's: refused
         events.append(_event(kind, workflow, rid, now, start_attrs, keyed=run_id is not None))
     else:
         rid, known = await asyncio.to_thread(_run_to_end, st, workflow, run_id)
@@ -172,6 +174,10 @@ async def ping(request: Request, st: ServerContext) -> Response:
             events=[e.kind.value for e in events],
             duplicates=len(result.duplicates),
             log_lines=len(lines),
+            refused=[
+                f"{t.old_state.value} -> {t.new_state.value}: {t.reason or 'not allowed'}"
+                for t in result.refused_transitions
+            ],
         )
     )
 
@@ -211,12 +217,29 @@ def _run_to_end(st: ServerContext, workflow: str, run_id: str | None) -> tuple[s
     """The run an end ping ends, and whether it is stored: ``run_id``, or
     the workflow's latest live run started by a ping; else a new one."""
     if run_id is not None:
-        return run_id, st.store.runs.get_run(run_id) is not None
+        return run_id, _run_of(st, workflow, run_id)
     page = st.store.runs.list_runs(workflow=workflow, states=(WorkflowState.RUNNING,), limit=20)
     for m in page.runs:
         if m.attrs.get("via") == "ping":
             return m.run_id, True
     return new_id(), False
+
+
+def _run_of(st: ServerContext, workflow: str, run_id: str) -> bool:
+    """Whether ``run_id`` is stored, as a run of ``workflow``.
+
+    Raises:
+        HttpError: 409, it is a run of another workflow (run ids are one namespace: a
+            ``run_id`` made of the time alone clashes between jobs started in the same second).
+    """
+    m = st.store.runs.get_run(run_id)
+    if m is not None and m.workflow != workflow:
+        raise HttpError(
+            409,
+            f"run {run_id!r} is a run of workflow {m.workflow!r}, not {workflow!r}: give each run an id "
+            f"of its own (e.g. {workflow}-$(date +%s))",
+        )
+    return m is not None
 
 
 def _entries(workflow: str, body: str, now: float) -> list[LogEntry]:

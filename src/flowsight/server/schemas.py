@@ -498,6 +498,8 @@ class PingOut(msgspec.Struct, kw_only=True):
     duplicates: int
     #: lines of the body kept as the run's log
     log_lines: int
+    #: state changes the events asked for that the run's state refused (e.g. "completed -> failed: ...")
+    refused: list[str] = []
 
 
 class ExpectationsOut(msgspec.Struct, kw_only=True):

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from flowsight.errors import ConfigError
-from flowsight.model.durations import format_duration, parse_duration
+from flowsight.model.durations import duration_text, format_duration, parse_duration
 
 #: the names cron knows for common schedules (Debian cron's table); @reboot has no slots
 NAMED = {
@@ -124,7 +124,7 @@ class Expectations:
         if self.schedule is not None:
             return f"{self.schedule} ({self.timezone})"
         if self.every is not None:
-            return f"every {format_duration(self.every)}"
+            return f"every {duration_text(self.every)}"
         return "not scheduled"
 
     def to_doc(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from flowsight.model.schedules.judge import (
     MISSED,
     DEADLINE_MISSED,
     UNKNOWN,
+    UNWATCHED,
     RunFacts,
     SlotJudgement,
     overran_steps,
@@ -291,8 +292,12 @@ def cleared(
             late = j.started_at - j.at
             how = f", {format_duration(late)} after its slot" if late > e.grace else ""
             return f"run {j.run_id} started at {_when(j.started_at, e)}{how}"
-        if slots and slots[-1].status == UNKNOWN:
-            return "flowsight was not watching over the slot (server down or store unwritable): unknown"
+        seen = [k for k in slots if not k.started and k.at + e.grace <= alert.starts_at < k.next_at]
+        if seen and (seen[-1].status == UNKNOWN or UNWATCHED in seen[-1].findings):
+            return (
+                "the slot ended while flowsight was not watching (server down or store unwritable): "
+                "whether its run came is unknown"
+            )
         return "no longer late" if name == RUN_LATE else "no longer missed"
     if name == RUN_OVERRAN:
         run = next((r for r in runs if r.run_id == alert.labels.get("run_id")), None)

@@ -9,7 +9,9 @@ Each slot (an instant a run was expected at) is judged:
     its run started within ``start_grace`` and nothing below applies.
 ``late``
     no start within ``start_grace`` (the run may still come), or a run that
-    started after it (``findings`` holds ``late``).
+    started after it (``findings`` holds ``late``). A slot seen late whose
+    end flowsight did not watch stays ``late`` (``findings`` holds
+    ``unwatched``): what was seen is kept, and whether it was missed is unknown.
 ``missed``
     no start before the next slot.
 ``overran``
@@ -54,6 +56,8 @@ from flowsight.model.schedules.slots import EARLY, NEVER, CronGrid, deadline_aft
 
 PENDING, OK, LATE, MISSED = "pending", "ok", "late", "missed"
 OVERRAN, TOO_SHORT, DEADLINE_MISSED, UNKNOWN = "overran", "too_short", "deadline_missed", "unknown"
+#: a finding of a slot seen late whose end flowsight did not watch (whether a run came after is unknown)
+UNWATCHED = "unwatched"
 STATUSES = (PENDING, OK, LATE, MISSED, OVERRAN, TOO_SHORT, DEADLINE_MISSED, UNKNOWN)
 _WORST = (MISSED, UNKNOWN, OVERRAN, DEADLINE_MISSED, TOO_SHORT, LATE)
 _COMPLETED = WorkflowState.COMPLETED
@@ -267,12 +271,17 @@ def _slot(
     grace_end = s + grace
     deadline: str | None = None
     if run is None:
+        found: tuple[str, ...] = ()
         if now < grace_end:
             status, recheck = PENDING, grace_end
         elif now < n:
             status, recheck = (LATE if coverage.covers(s, grace_end) else UNKNOWN), n
+        elif coverage.covers(s, n):
+            status, recheck = MISSED, NEVER
+        elif coverage.covers(s, grace_end):  # seen late; its end unwatched: late it stays, missed is unknown
+            status, recheck, found = LATE, NEVER, (UNWATCHED,)
         else:
-            status, recheck = (MISSED if coverage.covers(s, n) else UNKNOWN), NEVER
+            status, recheck = UNKNOWN, NEVER
         if dl_at is not None:
             if now < dl_at:
                 recheck = min(recheck, dl_at)
@@ -282,20 +291,20 @@ def _slot(
                 deadline = MISSED
                 if status in (LATE, PENDING):
                     status = DEADLINE_MISSED
-        return SlotJudgement(s, n, status, deadline_at=dl_at, deadline=deadline), recheck
-    found, recheck = run_findings(e, run, now)
+        return SlotJudgement(s, n, status, deadline_at=dl_at, deadline=deadline, findings=found), recheck
+    findings, recheck = run_findings(e, run, now)
     if run.started_at > grace_end:
-        found.append(LATE)
+        findings.append(LATE)
     if dl_at is not None:
         end = run.ended_at
         if run.state is _COMPLETED and end is not None and end <= dl_at:
             deadline = "met"
         elif now >= dl_at:
             deadline = MISSED
-            found.append(DEADLINE_MISSED)
+            findings.append(DEADLINE_MISSED)
         else:
             recheck = min(recheck, dl_at)
-    status = next((w for w in _WORST if w in found), OK)
+    status = next((w for w in _WORST if w in findings), OK)
     return (
         SlotJudgement(
             s,
@@ -307,7 +316,7 @@ def _slot(
             run.state.value,
             dl_at,
             deadline,
-            tuple(found),
+            tuple(findings),
         ),
         recheck,
     )
