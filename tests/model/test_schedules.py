@@ -327,3 +327,38 @@ def test_deadline_alert_resolves_when_the_run_completes() -> None:
     fired = wanted(e, verdict(e, [run], six).slots, [run], six)
     alert = next(iter(fired.values()))
     assert "40m 00s after the deadline" in cleared(alert, e, v.slots, [done], six + 2500)
+
+
+def test_a_job_that_runs_more_often_than_every_is_never_late() -> None:
+    e = make_expectations("q", {"every": "15m", "start_grace": "2m"})
+    t0 = at(2026, 1, 15, 9)
+    runs = [RunFacts(f"r{k}", t0 + k * 13 * 60, S.COMPLETED, t0 + k * 13 * 60 + 60) for k in range(10)]
+    v = verdict(e, runs, t0 + 9 * 13 * 60 + 120, first=t0)
+    assert {j.status for j in v.slots} == {"ok"} and v.next_at == runs[-1].started_at + 900
+
+
+def test_durations_are_capped_and_far_times_still_print() -> None:
+    with pytest.raises(ExpectationError, match="at most 366 days"):
+        make_expectations("x", {"every": "100000000d"})
+    from flowsight.model.schedules.slots import local_text
+
+    assert local_text(1e13, CPH) == "@10000000000000"
+
+
+def test_a_grid_asked_in_the_repeated_hour_gives_a_later_slot() -> None:
+    # 2026-10-25 02:10 CET, the second pass of 02:10 (00:10 UTC was the first): the next 02:30 is 01:30 UTC
+    t = datetime(2026, 10, 25, 1, 10, tzinfo=ZoneInfo("UTC")).timestamp()
+    nxt = CronGrid("30 2 * * *", "Europe/Copenhagen").after(t)
+    assert nxt > t and local(nxt) == "2026-10-26 02:30 CET"
+
+
+def test_a_deadline_missed_without_a_run_is_an_alert_per_deadline() -> None:
+    e = make_expectations(
+        "d", {"schedule": "0 2 * * *", "timezone": "Europe/Copenhagen", "deadline": "06:00", "start_grace": "10m"}
+    )
+    keys = []
+    for day in (15, 16):
+        now = at(2026, 1, day, 6, 1)
+        v = verdict(e, [], now)
+        keys += [k for k in wanted(e, v.slots, [], now) if k[0] == DEADLINE_MISSED_ALERT]
+    assert len(keys) == 2 and keys[0] != keys[1]

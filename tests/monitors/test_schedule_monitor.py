@@ -48,6 +48,8 @@ def db(tmp_path: Path) -> Iterator[SqlStore]:
 def monitor(
     store: SqlStore, exps: list[Expectations], clock: Clock, sent: list[Alert], **kw: object
 ) -> ScheduleMonitor:
+    # ticks a minute or more apart (a server ticks every second): a heartbeat that spans them
+    kw.setdefault("heartbeat", 600.0)
     return ScheduleMonitor(store, sent.append, {e.workflow: e for e in exps}, clock=clock, process="test", **kw)  # type: ignore[arg-type]
 
 
@@ -218,7 +220,7 @@ def test_a_restart_judges_the_slots_it_missed_once_and_unknown(tmp_path: Path) -
     run_until(mon, clock, at(2026, 1, 15, 10, 30))
     # down from 10:30 to 14:20: nothing was watching the 11:00, 12:00, 13:00 and 14:00 slots
     clock.t = at(2026, 1, 15, 14, 20)
-    again = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-2")
+    again = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-2", heartbeat=600.0)
     again.tick()
     slots = store.schedules.recent_slots(["h"])["h"]
     assert [(local(j.at)[11:16], j.status) for j in slots] == [
@@ -233,7 +235,7 @@ def test_a_restart_judges_the_slots_it_missed_once_and_unknown(tmp_path: Path) -
     # watched again: the 15:00 slot is judged as usual, and a third start judges nothing again
     run_until(again, clock, at(2026, 1, 15, 15, 10))
     assert firing(sent) == [("RunLate", "2026-01-15 15:05 CET")]
-    third = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-3")
+    third = ScheduleMonitor(store, sent.append, {"h": e}, clock=clock, process="test-3", heartbeat=600.0)
     third.restore(sent)
     third.tick()
     assert len(sent) == 1
@@ -256,17 +258,69 @@ def test_a_late_start_from_a_spool_judges_its_slot_again(db: SqlStore) -> None:
 
 def test_a_store_that_cannot_be_written_makes_slots_unknown(db: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     clock, sent = Clock(at(2026, 1, 14, 12)), []
-    mon = monitor(db, [NIGHTLY], clock, sent, heartbeat=10.0)
+    mon = monitor(db, [NIGHTLY], clock, sent, heartbeat=30.0)  # ticks a minute apart: beats within 90 s
     mon.tick()
     run_until(mon, clock, at(2026, 1, 15, 1, 50))
 
     def refuse(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(db.schedules, "watching", refuse)
-    run_until(mon, clock, at(2026, 1, 15, 2, 30))
-    assert sent == []  # its heartbeat could not be kept: it cannot say nobody pinged
-    assert mon.snapshot()[0].slots[-1].status == "unknown"
+    with monkeypatch.context() as m:
+        m.setattr(db.schedules, "watching", refuse)
+        run_until(mon, clock, at(2026, 1, 15, 2, 30))
+        assert sent == []  # its heartbeat could not be kept: it cannot say nobody pinged
+        assert mon.snapshot()[0].slots[-1].status == "unknown"
+    # written again: a new span starts; the outage stays a gap, and the slot in it unknown for good
+    run_until(mon, clock, at(2026, 1, 16, 3, 0))
+    assert [j.status for j in db.schedules.recent_slots(["nightly"])["nightly"]] == ["unknown", "late"]
+    assert firing(sent) == [("RunLate", "2026-01-16 02:05 CET")]
+    spans = db.schedules.watch_spans(0)
+    assert len(spans) == 2 and spans[0][1] < at(2026, 1, 15, 2) and spans[1][0] >= at(2026, 1, 15, 2, 30)
+
+
+def test_a_hung_run_keeps_a_frequent_schedules_looks_small(db: SqlStore) -> None:
+    """An every-5-minutes job whose first run hangs for a day while the others
+    run on time: each look judges the new slots only, and none is missed."""
+    e = make_expectations("poll", {"every": "5m", "start_grace": "1m"})
+    t0 = at(2026, 3, 2, 0)
+    clock, sent = Clock(t0), []
+    mon = monitor(db, [e], clock, sent)
+    mon.tick()
+    for k in range(1, 24 * 12):
+        run_until(mon, clock, t0 + k * 300 + 20, step=300)
+        store_events(db, mon, ev("started", "poll", f"r{k}", clock.t))
+        if k > 1:
+            store_events(db, mon, ev("completed", "poll", f"r{k}", clock.t + 30))
+    before = len(mon._unsaved), mon.watches["poll"].open_from
+    clock.t += 30
+    mon.tick()
+    assert len(mon._unsaved) <= 2 and before[0] == 0
+    statuses = [j.status for j in db.schedules.recent_slots(["poll"], per=1000)["poll"]]
+    assert "missed" not in statuses and statuses.count("ok") >= len(statuses) - 2
+    assert len(mon._heap) <= 3
+
+
+def test_a_restart_remembers_a_weekly_jobs_failures_older_than_its_look_back(tmp_path: Path) -> None:
+    e = make_expectations(
+        "weekly", {"schedule": "0 3 * * 1", "timezone": "Europe/Copenhagen", "failures_before_alert": 2}
+    )
+    store = open_store(str(tmp_path / "flowsight.db"))
+    clock, sent = Clock(at(2026, 1, 4, 12)), []
+    mon = monitor(store, [e], clock, sent)
+    mon.tick()
+    for day in (5, 12):  # two Mondays, two failures
+        run_until(mon, clock, at(2026, 1, day, 3, 1), step=3600)
+        store_events(
+            store, mon, ev("started", "weekly", f"w{day}", clock.t), ev("failed", "weekly", f"w{day}", clock.t + 600)
+        )
+    run_until(mon, clock, at(2026, 1, 13, 12), step=3600)
+    assert firing(sent) == [("WorkflowFailing", "2026-01-12 03:11 CET")]
+    clock.t = at(2026, 1, 17, 12)  # restarted 5 days later: the first failure is 12 days old
+    again = ScheduleMonitor(store, sent.append, {"weekly": e}, clock=clock, process="t2", heartbeat=600.0)
+    again.restore(sent)
+    again.tick()
+    assert [a.status for a in sent] == [AlertStatus.FIRING]
+    store.close()
 
 
 def test_a_changed_schedule_judges_on_its_own_slots_after_a_restart(tmp_path: Path) -> None:
@@ -278,7 +332,7 @@ def test_a_changed_schedule_judges_on_its_own_slots_after_a_restart(tmp_path: Pa
     mon.tick()
     run_until(mon, clock, at(2026, 1, 15, 10, 10))
     new = make_expectations("h", {"schedule": "30 * * * *", "timezone": "Europe/Copenhagen"})
-    again = ScheduleMonitor(store, sent.append, {"h": new}, clock=clock, process="test-2", heartbeat=60.0)
+    again = ScheduleMonitor(store, sent.append, {"h": new}, clock=clock, process="test-2", heartbeat=600.0)
     run_until(again, clock, at(2026, 1, 15, 12, 50))
     minutes = [local(j.at)[11:16] for j in store.schedules.recent_slots(["h"])["h"]]
     assert minutes == ["09:00", "10:00", "10:30", "11:30", "12:30"]

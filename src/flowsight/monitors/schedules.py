@@ -43,13 +43,12 @@ from flowsight.model.runs.state import WorkflowState
 from flowsight.model.schedules import Expectations, ExpectationError, make_expectations
 from flowsight.model.schedules.alerts import ALERT_NAMES, AlertKey, alert_key, cleared, wanted
 from flowsight.model.schedules.judge import (
-    MISSED,
     PENDING,
-    UNKNOWN,
     Coverage,
     RunFacts,
     SlotJudgement,
     judge,
+    judge_slot,
     run_findings,
 )
 from flowsight.model.schedules.slots import NEVER, CronGrid, early
@@ -107,16 +106,14 @@ class Watch:
         return sorted(self.runs.values(), key=lambda r: r.started_at)
 
 
-def settled(j: SlotJudgement, now: float, runs: Mapping[str, RunFacts]) -> bool:
-    """Whether time alone can no longer change ``j``."""
+def settled(j: SlotJudgement, now: float) -> bool:
+    """Whether judging from before ``j`` again can no longer change which
+    run is its: the next slot has come (and its deadline, if it has one).
+    A live run's own findings (overran) still change: :meth:`ScheduleMonitor._look`
+    judges those slots again one by one."""
     if j.next_at > now or j.status == PENDING:
         return False
-    if j.deadline_at is not None and j.deadline is None:
-        return False
-    if j.run_id is None:
-        return j.status in (MISSED, UNKNOWN)
-    run = runs.get(j.run_id)
-    return run is None or not run.live
+    return j.deadline_at is None or j.deadline is not None
 
 
 class ScheduleMonitor:
@@ -157,6 +154,8 @@ class ScheduleMonitor:
         self._heap: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
         self._started_at: float | None = None
+        self._span = (self.process, 0.0)  # the span the heartbeat extends: (key, from)
+        self._spans_made = 0
         self._last_beat = -NEVER  # when the last heartbeat was written
         self._spans: list[tuple[float, float]] = []
         self._spans_read = -NEVER
@@ -209,7 +208,7 @@ class ScheduleMonitor:
         elif w.exp != exp:
             grid = w.grid if (w.exp.schedule, w.exp.timezone) == (exp.schedule, exp.timezone) else _grid(exp)
             if grid is not w.grid or w.exp.every != exp.every:  # slots from now on, on the new grid
-                w.slots = [j for j in w.slots if settled(j, now, w.runs)]
+                w.slots = [j for j in w.slots if settled(j, now)]
                 w.open_from = None
                 w.since = max(since, now) if source == "config" else since
             w.exp, w.grid, w.source = exp, grid, source
@@ -237,7 +236,10 @@ class ScheduleMonitor:
             w = self._apply(exp, now if since is None else since, "api", now)
             self._dirty.discard(workflow)
             self._look(w, now, self._coverage(now))
-            self._save(now)
+            try:
+                self._save(now)
+            except Exception:  # noqa: BLE001 - the expectations are kept; the judgements wait for the next tick
+                log.warning("schedules: judgements could not be kept (retried at the next tick)", exc_info=True)
 
     # ---- input ---------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:
@@ -311,6 +313,7 @@ class ScheduleMonitor:
             first = not self.ready
             if self._started_at is None:
                 self._started_at = now
+                self._span = (self.process, now)
             self._beat(now)
             if now - self._version_read >= 5.0:
                 self._load_expectations(now)
@@ -321,7 +324,11 @@ class ScheduleMonitor:
             self._dirty.clear()
             heap = self._heap
             while heap and heap[0][0] <= now:
-                due.add(heapq.heappop(heap)[1])
+                at, wf = heapq.heappop(heap)
+                w = self.watches.get(wf)
+                if w is not None and w.due == at:  # else a due time since replaced
+                    w.due = NEVER  # taken: the look sets the next
+                    due.add(wf)
             for wf in sorted(due):
                 w = self.watches.get(wf)
                 if w is not None:
@@ -333,15 +340,20 @@ class ScheduleMonitor:
             self._save(now)
 
     def _beat(self, now: float) -> None:
+        """Write the heartbeat. After a gap (beats that could not be written, or
+        a machine too busy to beat) a new span starts: the gap stays one."""
         if self.read_only or now - self._last_beat < self.heartbeat:
             return
-        assert self._started_at is not None
+        key, start = self._span
+        if self._last_beat > -NEVER and now - self._last_beat > self.tolerance:
+            self._spans_made += 1
+            key, start = f"{self.process}#{self._spans_made}", now
         try:
-            self.store.schedules.watching(self.process, self._started_at, now)
+            self.store.schedules.watching(key, start, now)
         except Exception:  # noqa: BLE001 - the store is away: this process's span ends at its last beat
             log.warning("schedules: the heartbeat could not be written; slots are unknown until it can", exc_info=True)
             return
-        self._last_beat = now
+        self._span, self._last_beat = (key, start), now
 
     def _coverage(self, now: float) -> Coverage:
         if self.read_only and not self.store.schedules.ever_watched():
@@ -356,7 +368,7 @@ class ScheduleMonitor:
         live = now - self.tolerance
         spans = [(a, now if b >= live else b) for a, b in self._spans]
         if self._last_beat > -NEVER:
-            spans.append((self._started_at or now, now if self._last_beat >= live else self._last_beat))
+            spans.append((self._span[1], now if self._last_beat >= live else self._last_beat))
         return Coverage(spans, self.tolerance)
 
     def _first_call(self, now: float) -> None:
@@ -367,23 +379,42 @@ class ScheduleMonitor:
             w = self.watches.get(wf)
             if w is not None:
                 w.slots = slots
-        horizon = now - LOOKBACK
+        self._read_runs(since=now - LOOKBACK)  # the last days' runs
+        self._read_runs(states=(S.RUNNING, S.SUSPENDED, S.PENDING))  # live ones, whatever their age
+        for wf, w in self.watches.items():  # a weekly job failing: its last runs, older than the days read
+            n = w.exp.failures_before_alert
+            if n is not None and sum(1 for r in w.runs.values() if not r.live) < n:
+                self._read_runs(workflow=wf, limit=n + 1)
+        self._dirty.update(self.watches)
+        self.ready = True
+
+    def _read_runs(
+        self,
+        *,
+        since: float | None = None,
+        states: Sequence[WorkflowState] | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """Runs of the watched workflows from the store, newest first, page by page."""
         cursor: str | None = None
-        while True:
-            page = self.store.runs.list_runs(since=horizon, limit=1000, cursor=cursor)
+        left = limit
+        while left is None or left > 0:
+            page = self.store.runs.list_runs(
+                workflow=workflow, states=states, since=since, limit=min(1000, left or 1000), cursor=cursor
+            )
             for m in page.runs:
                 w = self.watches.get(m.workflow)
                 if w is not None and len(w.runs) < MAX_RUNS:
                     w.runs.setdefault(m.run_id, facts_of(m))
+            left = None if left is None else left - len(page.runs)
             cursor = page.cursor
             if cursor is None:
                 break
-        self._dirty.update(self.watches)
-        self.ready = True
 
     def _first_slot(self, w: Watch, now: float) -> float:
         """Where judging starts for a workflow: after its last settled slot kept, else after ``since``."""
-        settled_ = [j for j in w.slots if settled(j, now, w.runs)]
+        settled_ = [j for j in w.slots if settled(j, now)]
         w.slots = settled_
         exp = w.exp
         if settled_:
@@ -413,13 +444,14 @@ class ScheduleMonitor:
                         self._unsaved.append((exp.workflow, j))
                 w.slots = (kept + v.slots)[-KEEP:]
                 if still_open is None:
-                    still_open = next((j.at for j in v.slots if not settled(j, now, w.runs)), None)
+                    still_open = next((j.at for j in v.slots if not settled(j, now)), None)
                 if v.next_at > now or not v.slots:
                     break
                 first = v.next_at
             w.open_from = still_open if still_open is not None else v.next_at
             w.next_at = v.next_at
             recheck = v.recheck_at
+            self._rejudge_live(w, now, coverage)
         for r in runs:
             if r.live:
                 recheck = min(recheck, run_findings(exp, r, now)[1])
@@ -432,9 +464,24 @@ class ScheduleMonitor:
             a = self.firing.pop(key)
             self.send(resolve(a, now, cleared(a, exp, w.slots, runs, now)))
         self._prune_runs(w)
-        w.due = recheck
-        if recheck < NEVER:
+        if recheck != w.due and recheck < NEVER:  # one entry per due time: the heap does not grow by the look
             heapq.heappush(self._heap, (recheck, exp.workflow))
+        w.due = recheck
+
+    def _rejudge_live(self, w: Watch, now: float, coverage: Coverage) -> None:
+        """The settled slots whose run is still live, judged again by
+        themselves (their run may have overrun since)."""
+        assert w.open_from is not None
+        for k, j in enumerate(w.slots):
+            if j.at >= w.open_from or j.run_id is None:
+                continue
+            run = w.runs.get(j.run_id)
+            if run is None or (not run.live and j.run_state == run.state.value and j.ended_at == run.ended_at):
+                continue
+            again, _ = judge_slot(w.exp, j.at, j.next_at, run, now, coverage, j.deadline_at)
+            if again != j:
+                w.slots[k] = again
+                self._unsaved.append((w.exp.workflow, again))
 
     def _catch_up_from(self, w: Watch, first: float, now: float) -> float:
         """Where to judge from: ``first``, unless more than :data:`KEEP` slots

@@ -55,7 +55,7 @@ from flowsight.monitors.rule_engine import RuleEngine
 from flowsight.monitors.schedules import ScheduleMonitor
 from flowsight.server.adoption import StoredByOthers
 from flowsight.server.log_round import LogRound
-from flowsight.server.rule_events import RuleEvents
+from flowsight.server.rule_events import SETTLE, RuleEvents
 from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.alerts")
@@ -119,11 +119,13 @@ class AlertingService:
         self.rules = RuleEngine(
             store, self.send_alert, config.rules, config.workflows, clock=clock, external_url=config.external_url
         )
+        # judged on the events known up to then: on PostgreSQL a commit may land SETTLE seconds late
+        lag = 0.0 if store.commits_in_seq_order else SETTLE
         self.schedules = ScheduleMonitor(
             store,
             self.send_alert,
             config.expectations,
-            clock=clock,
+            clock=lambda: clock() - lag,
             external_url=config.external_url,
             heartbeat=config.schedule_heartbeat,
             keep=config.schedule_keep,
@@ -305,7 +307,7 @@ class AlertingService:
             self.rules.observe(events)
             self.schedules.observe(events)
         self.rules.tick(now)
-        self.schedules.tick(self.rule_events.known_until(now))  # a slot is judged on the events up to then
+        self.schedules.tick(self.rule_events.known_until(now))  # as its clock: on the events known up to then
         self.logs.run(now)
 
     def template_counts(

@@ -42,6 +42,7 @@ _WATCH = (
     "ON CONFLICT (process) DO UPDATE SET until = excluded.until"
 )
 _encode = msgspec.json.Encoder().encode
+_CHUNK = 1000  # workflows a read names at once
 _slot_decoder = msgspec.json.Decoder(SlotJudgement)
 
 
@@ -107,22 +108,22 @@ class Schedules:
 
     def recent_slots(self, workflows: Iterable[str] | None = None, *, per: int = 50) -> dict[str, list[SlotJudgement]]:
         """Each workflow's last ``per`` judged slots, oldest first."""
-        cond, params = "", []
-        names = sorted(set(workflows)) if workflows is not None else None
-        if names is not None:
-            if not names:
-                return {}
-            cond = f"WHERE workflow IN ({', '.join('?' * len(names))})"
-            params = list(names)
-        rows = self._db.read(
-            "SELECT workflow, doc FROM (SELECT workflow, slot_at, doc, ROW_NUMBER() OVER "
-            f"(PARTITION BY workflow ORDER BY slot_at DESC) AS k FROM schedule_slots {cond}) AS recent "
-            "WHERE k <= ? ORDER BY workflow, slot_at",
-            [*params, per],
-        )
         out: dict[str, list[SlotJudgement]] = {}
-        for wf, doc in rows:
-            out.setdefault(wf, []).append(_slot_decoder.decode(doc))
+        if workflows is None:
+            chunks: list[list[str] | None] = [None]
+        else:
+            names = sorted(set(workflows))
+            chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]  # SQLite: 32,766 parameters
+        for chunk in chunks:
+            cond = f"WHERE workflow IN ({', '.join('?' * len(chunk))})" if chunk is not None else ""
+            rows = self._db.read(
+                "SELECT workflow, doc FROM (SELECT workflow, slot_at, doc, ROW_NUMBER() OVER "
+                f"(PARTITION BY workflow ORDER BY slot_at DESC) AS k FROM schedule_slots {cond}) AS recent "
+                "WHERE k <= ? ORDER BY workflow, slot_at",
+                [*(chunk or []), per],
+            )
+            for wf, doc in rows:
+                out.setdefault(wf, []).append(_slot_decoder.decode(doc))
         return out
 
     # ---- who was watching ------------------------------------------------------------

@@ -64,6 +64,8 @@ NAMED = {
 DEFAULT_GRACE = 300.0
 #: the shortest interval a schedule may have (every = "1s" would judge a slot a second)
 MIN_INTERVAL = 1.0
+#: the longest duration an expectation takes (a year and a day: a yearly job's)
+LONGEST = 366 * 86400.0
 FIELDS = (
     "schedule",
     "every",
@@ -222,6 +224,8 @@ def seconds(value: Any, *, positive: bool = True) -> float:
         raise ConfigError(f'expected a duration such as "30s", "5m", "2h", got {_found(value)}') from None
     if not math.isfinite(s) or (positive and s <= 0):
         raise ConfigError(f"expected a duration greater than zero, got {_found(value)}")
+    if s > LONGEST:
+        raise ConfigError(f"expected a duration of at most 366 days, got {_found(value)}")
     return s
 
 

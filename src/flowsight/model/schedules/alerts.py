@@ -32,7 +32,7 @@ Every alert has the labels ``alertname``, ``workflow``, ``severity`` (and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import time
 
 from flowsight.model.alerts import Alert, Severity
@@ -72,10 +72,17 @@ _COMPLETED, _FAILED = WorkflowState.COMPLETED, WorkflowState.FAILED
 
 def alert_key(alert: Alert) -> AlertKey:
     labels = alert.labels
+    return labels.get("alertname", ""), labels.get("workflow", ""), _which(labels)
+
+
+def _which(labels: Mapping[str, str]) -> str:
+    """What of the workflow an alert is about: its run (and step), or its deadline."""
     which = labels.get("run_id", "")
     if labels.get("step"):
         which = f"{which}/{labels['step']}"
-    return labels.get("alertname", ""), labels.get("workflow", ""), which
+    if labels.get("deadline"):
+        which = f"{which}@{labels['deadline']}"
+    return which
 
 
 def _alert(
@@ -87,6 +94,7 @@ def _alert(
     *,
     run_id: str | None = None,
     step: str | None = None,
+    deadline: float | None = None,
     external_url: str = "",
 ) -> tuple[AlertKey, Alert]:
     severity = SEVERITY[name]
@@ -95,6 +103,8 @@ def _alert(
         labels["run_id"] = run_id
     if step:
         labels["step"] = step
+    if deadline is not None:  # one alert per deadline missed, with a run or without
+        labels["deadline"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(deadline))
     labels["severity"] = severity.value
     base = external_url.rstrip("/")
     link = (f"{base}/runs/{run_id}" if run_id else f"{base}/schedules") if base else None
@@ -106,7 +116,7 @@ def _alert(
         starts_at=starts_at,
         link=link,
     )
-    return (name, e.workflow, f"{run_id or ''}/{step}" if step else run_id or ""), a
+    return (name, e.workflow, _which(labels)), a
 
 
 def _when(t: float, e: Expectations) -> str:
@@ -183,6 +193,7 @@ def wanted(
                         f"not completed by the deadline {(by := _when(j.deadline_at, e))}",
                         f"the run of the slot {_when(j.at, e)} had to complete by {by}; {what}",
                         run_id=j.run_id,
+                        deadline=j.deadline_at,
                         external_url=url,
                     )
                 ]

@@ -241,12 +241,17 @@ def judge(
             j += 1
         if every is not None:
             n = (run.started_at if run is not None else s) + every
+            if run is not None:  # every start resets the wait (a job that runs more often is never late)
+                while i < nruns and runs[i].started_at < n - min(EARLY, every / 10):
+                    if not runs[i].manual:
+                        n = runs[i].started_at + every
+                    i += 1
         dl_at = None
         if tz is not None and e.deadline is not None:
             dl_at = deadline_after(s, e.deadline, tz)
             if n <= dl_at:
                 dl_at = None
-        j_, r = _slot(e, s, n, run, now, grace, dl_at, coverage)
+        j_, r = judge_slot(e, s, n, run, now, coverage, dl_at)
         out.append(j_)
         recheck = min(recheck, r)
         prev_gap = n - s
@@ -258,17 +263,19 @@ def judge(
     return Verdict(out, s, recheck)
 
 
-def _slot(
+def judge_slot(
     e: Expectations,
     s: float,
     n: float,
     run: RunFacts | None,
     now: float,
-    grace: float,
-    dl_at: float | None,
     coverage: Coverage,
+    dl_at: float | None = None,
 ) -> tuple[SlotJudgement, float]:
-    grace_end = s + grace
+    """One slot ``s`` (the next one at ``n``) with its run (None: none
+    started in its window) and deadline, judged at ``now``; and when that may
+    change with time alone."""
+    grace_end = s + e.grace
     deadline: str | None = None
     if run is None:
         found: tuple[str, ...] = ()

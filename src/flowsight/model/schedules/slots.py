@@ -64,6 +64,8 @@ class CronGrid:
         self._it = it = CronSim(self.expr, datetime.fromtimestamp(t, self.zone))
         try:
             first = next(it).timestamp()
+            while first <= t:  # t in a repeated hour (fold=1): cronsim reads the clock, and may give the first pass
+                first = next(it).timestamp()
         except StopIteration:
             self._it = None
             self._known = []
@@ -104,6 +106,9 @@ def deadline_after(at: float, deadline: time, tz: ZoneInfo) -> float:
 
 def local_text(t: float, tz: ZoneInfo) -> str:
     """``2026-03-29 03:00 CEST``: an instant as a clock in ``tz`` reads it."""
-    d = datetime.fromtimestamp(t, tz)
+    try:
+        d = datetime.fromtimestamp(t, tz)
+    except (ValueError, OverflowError, OSError):  # past year 9999 (an expectation's durations are capped)
+        return f"@{t:.0f}"
     sec = f":{d.second:02d}" if d.second else ""
     return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d}{sec} {d.tzname()}"
