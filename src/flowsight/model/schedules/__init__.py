@@ -117,6 +117,11 @@ class Expectations:
         )
         return DEFAULT_GRACE if gap is None else min(DEFAULT_GRACE, gap / 2)
 
+    @cached_property
+    def grace_text(self) -> str:
+        """The grace as alerts say it (``5m 00s``)."""
+        return format_duration(self.grace)
+
     def describe(self) -> str:
         """``0 2 * * * (Europe/Copenhagen)``, ``every 15m``, or ``not scheduled``."""
         return self._described

@@ -124,8 +124,8 @@ def _when(t: float, e: Expectations) -> str:
     text = local_text(t, e.zone)
     if e.timezone == "UTC":
         return text
-    utc = time.gmtime(t)
-    return f"{text} ({utc.tm_hour:02d}:{utc.tm_min:02d} UTC)"
+    minutes = int(t // 60) % 1440  # of the UTC day (an epoch second count has no leap seconds)
+    return f"{text} ({minutes // 60:02d}:{minutes % 60:02d} UTC)"
 
 
 def wanted(
@@ -171,7 +171,7 @@ def wanted(
                     e,
                     cur.at + grace,
                     f"the run expected at {(at := _when(cur.at, e))} has not started",
-                    f"no start within the grace of {format_duration(grace)} after {at}; "
+                    f"no start within the grace of {e.grace_text} after {at}; "
                     f"it is missed if none comes before {_when(cur.next_at, e)} ({e.describe()})",
                     external_url=url,
                 )
