@@ -335,17 +335,9 @@ class RuleEngine:
         limit: int | None = None,
     ) -> Iterator[ExecutionMetrics]:
         """Runs newest first, page by page, up to ``limit`` (default ``max_runs``)."""
-        left = self.max_runs if limit is None else limit
-        cursor: str | None = None
-        while left > 0:
-            page = self.store.runs.list_runs(
-                workflow=workflow, states=states, since=since, limit=min(_PAGE, left), cursor=cursor
-            )
-            yield from page.runs
-            left -= len(page.runs)
-            cursor = page.cursor
-            if cursor is None:
-                break
+        return self.store.runs.each_run(
+            workflow=workflow, states=states, since=since, limit=self.max_runs if limit is None else limit, page=_PAGE
+        )
 
     # ---- after a restart ---------------------------------------------------------------
     def _rebuild(self, now: float) -> None:

@@ -396,21 +396,11 @@ class ScheduleMonitor:
         workflow: str | None = None,
         limit: int | None = None,
     ) -> None:
-        """Runs of the watched workflows from the store, newest first, page by page."""
-        cursor: str | None = None
-        left = limit
-        while left is None or left > 0:
-            page = self.store.runs.list_runs(
-                workflow=workflow, states=states, since=since, limit=min(1000, left or 1000), cursor=cursor
-            )
-            for m in page.runs:
-                w = self.watches.get(m.workflow)
-                if w is not None and len(w.runs) < MAX_RUNS:
-                    w.runs.setdefault(m.run_id, facts_of(m))
-            left = None if left is None else left - len(page.runs)
-            cursor = page.cursor
-            if cursor is None:
-                break
+        """Runs of the watched workflows from the store, newest first."""
+        for m in self.store.runs.each_run(workflow=workflow, states=states, since=since, limit=limit, page=1000):
+            w = self.watches.get(m.workflow)
+            if w is not None and len(w.runs) < MAX_RUNS:
+                w.runs.setdefault(m.run_id, facts_of(m))
 
     def _first_slot(self, w: Watch, now: float) -> float:
         """Where judging starts for a workflow: after its last settled slot kept, else after ``since``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -379,6 +379,29 @@ class Runs:
             (like, limit),
         )
         return [row_to_metrics(r) for r in rows]
+
+    def each_run(
+        self,
+        *,
+        workflow: str | None = None,
+        states: Sequence[WorkflowState | str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        page: int = 500,
+    ) -> Iterator[ExecutionMetrics]:
+        """:meth:`list_runs`' runs, newest first, read ``page`` at a time, up to ``limit`` (None: all)."""
+        left = limit
+        cursor: str | None = None
+        while left is None or left > 0:
+            got = self.list_runs(
+                workflow=workflow, states=states, since=since, limit=min(page, left or page), cursor=cursor
+            )
+            yield from got.runs
+            if left is not None:
+                left -= len(got.runs)
+            cursor = got.cursor
+            if cursor is None:
+                break
 
     def list_runs(
         self,
