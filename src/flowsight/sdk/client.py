@@ -230,6 +230,11 @@ class Client:
         logs = self._logs
         (logs if logs is not None else self.log_writer).put(entry)
 
+    def send(self, event: Event) -> None:
+        """Queue an event made whole, with its own id (an engine integration's:
+        the same fact delivered twice has the same id, and counts once)."""
+        self._put(event)
+
     def emit(
         self, kind: EventKind, workflow: str, run_id: str, step: str | None = None, attrs: dict[str, Any] | None = None
     ) -> None:

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from flowsight.errors import ConfigError, FlowsightError
 from flowsight.model.runs.events import Event, EventKind
@@ -31,8 +31,9 @@ from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.sdk")
 
-# (ts_ns, kind, workflow, run_id, step, attrs)
-Raw = tuple[int, EventKind, str, str, "str | None", "dict[str, Any] | None"]
+# (ts_ns, kind, workflow, run_id, step, attrs); or an Event made whole (Client.send)
+RawTuple = tuple[int, EventKind, str, str, "str | None", "dict[str, Any] | None"]
+Raw = RawTuple | Event
 
 Q = TypeVar("Q")  # what the caller queues
 T = TypeVar("T")  # what a sink takes
@@ -50,11 +51,17 @@ def in_sdk_thread() -> bool:
 
 
 def build_events(batch: list[Raw]) -> list[Event]:
-    """The events of queued tuples, each with its id (made from its time)."""
-    ids = new_ids([raw[0] for raw in batch])
+    """The events of queued tuples, each with its id (made from its time);
+    an :class:`Event` queued whole (an engine integration's, whose id says
+    which fact it is) is taken as it is."""
+    if any(raw.__class__ is Event for raw in batch):
+        built = iter(build_events([raw for raw in batch if not isinstance(raw, Event)]))
+        return [raw if isinstance(raw, Event) else next(built) for raw in batch]
+    tuples = cast(list[RawTuple], batch)
+    ids = new_ids([raw[0] for raw in tuples])
     return [
         Event(id=eid, ts=ts / 1e9, kind=kind, workflow=wf, run_id=run, step=step, attrs=attrs or _EMPTY)
-        for eid, (ts, kind, wf, run, step, attrs) in zip(ids, batch)
+        for eid, (ts, kind, wf, run, step, attrs) in zip(ids, tuples)
     ]
 
 

@@ -1,0 +1,112 @@
+"""The one piece every engine integration goes through: an engine's facts
+as flowsight events, with ids made of the facts.
+
+An integration knows its engine's words (a Celery task, an Airflow task
+instance, a Prefect task run); :class:`EngineAdapter` knows flowsight's (a
+run and its steps, attempts, states). Each method says one fact, and the
+event it makes has an id derived from the fact itself (engine, run, what
+happened, step, attempt), so a fact delivered twice (a signal and the
+broker's event stream, a message redelivered after a worker died, a retried
+send) is a duplicate, never a second run or a second failure.
+
+To add an engine: map its run to ``run_started`` / ``run_ended``, its units
+of work to ``step_started`` / ``step_ended`` (``attempt`` counting from 1, a
+retry being the next attempt of the same step), and hand the adapter a
+``send`` (by default the SDK's client, whose transport spools to disk when
+a server is away and never blocks the engine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flowsight.model.runs.events import Event, EventKind
+
+K = EventKind
+#: how a run or a step ended, in flowsight's words
+ENDS = {"completed": K.COMPLETED, "failed": K.FAILED, "cancelled": K.CANCELLED}
+STEP_ENDS = {"completed": K.STEP_COMPLETED, "failed": K.STEP_FAILED}
+
+
+class EngineAdapter:
+    """Facts of ``engine`` as events, handed to ``send`` (default: the
+    SDK's default client, :func:`flowsight.sdk.client.get_client`)."""
+
+    def __init__(self, engine: str, send: Callable[[Event], None] | None = None) -> None:
+        self.engine = engine
+        self._send = send
+
+    def send(self, event: Event) -> None:
+        if self._send is None:
+            from flowsight.sdk.client import get_client
+
+            client = get_client()
+            client.start()
+            self._send = client.send
+        self._send(event)
+
+    def fact_id(self, *parts: object) -> str:
+        """The id of one fact: the same fact, the same id (a retry of its
+        delivery is a duplicate)."""
+        text = "\x00".join([self.engine, *(str(p) for p in parts)])
+        return f"{self.engine}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+    def _event(
+        self,
+        kind: EventKind,
+        workflow: str,
+        run_id: str,
+        step: str | None,
+        ts: float | None,
+        key: tuple[object, ...],
+        attrs: Mapping[str, Any] | None,
+    ) -> Event:
+        return Event(
+            id=self.fact_id(run_id, kind.value, step or "", *key),
+            ts=time.time() if ts is None else ts,
+            kind=kind,
+            workflow=workflow,
+            run_id=run_id,
+            step=step,
+            attrs=dict(attrs or {}),
+        )
+
+    # ---- runs ---------------------------------------------------------------------------
+    def run_started(self, workflow: str, run_id: str, *, ts: float | None = None, **attrs: Any) -> None:
+        """The engine's run began (a DAG run, a flow run, a chain's first task)."""
+        self.send(self._event(K.STARTED, workflow, run_id, None, ts, (), {"engine": self.engine, **attrs}))
+
+    def run_ended(
+        self, workflow: str, run_id: str, how: str, *, ts: float | None = None, error: str | None = None, **attrs: Any
+    ) -> None:
+        """The run ended: ``how`` is ``completed``, ``failed`` or ``cancelled``."""
+        extra = {**attrs, **({"error": error} if error else {})}
+        self.send(self._event(ENDS[how], workflow, run_id, None, ts, (), extra))
+
+    # ---- steps ----------------------------------------------------------------------------
+    def step_started(
+        self, workflow: str, run_id: str, step: str, *, attempt: int = 1, ts: float | None = None, **attrs: Any
+    ) -> None:
+        """A unit of the run began: its ``attempt``-th try (a retry is the next attempt)."""
+        self.send(self._event(K.STEP_STARTED, workflow, run_id, step, ts, (attempt,), attrs))
+
+    def step_ended(
+        self,
+        workflow: str,
+        run_id: str,
+        step: str,
+        how: str,
+        *,
+        attempt: int = 1,
+        ts: float | None = None,
+        error: str | None = None,
+        retrying: bool = False,
+        **attrs: Any,
+    ) -> None:
+        """The attempt ended: ``completed`` or ``failed`` (``retrying``: the
+        engine tries it again, so the run goes on)."""
+        extra = {**attrs, **({"error": error} if error else {}), **({"retrying": True} if retrying else {})}
+        self.send(self._event(STEP_ENDS[how], workflow, run_id, step, ts, (attempt,), extra))

@@ -1,0 +1,137 @@
+"""Celery tasks as flowsight runs, from the worker's signals.
+
+Set-up: ``pip install 'flowsight[celery]'``, then in the module that makes the
+Celery app (loaded by the workers, and by the code that sends tasks)::
+
+    import flowsight.integrations.celery   # or: app.conf.imports = ["flowsight.integrations.celery"]
+
+and point the SDK where to report (``FLOWSIGHT_URL`` for a server, with its
+spool; else ``FLOWSIGHT_DATABASE_URL``, default ``./flowsight.db``).
+
+What maps to what:
+
+* a task sent alone is a run of its own, named after the task;
+* a chain is one run (its id is the chain's root id), named after its first
+  task; each task is a step named after the task;
+* a retry (``self.retry``, ``autoretry_for``) is the step's next attempt, the
+  failure before it a failed attempt that does not fail the run;
+* a failure with no retry fails the step and the run (a chain stops there);
+* a revoked task cancels its run;
+* the run completes when a task ends with no task left in its chain.
+
+The workflow's name travels with the chain in a message header
+(``flowsight_workflow``, set when a task is sent), so a worker running the
+chain's third task names the run as the one running its first did. A worker
+killed mid-task (``kill -9``) sends nothing more: the run stays running and
+is flagged stalled once quiet for longer than its bound
+(``FLOWSIGHT_CELERY_STALL_TIMEOUT`` seconds, default 30 min; a workflow's
+history gives a tighter one), never "fine". Groups and chords are not mapped
+as one run yet: each of their tasks is a run of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Task, current_task, signals  # type: ignore[import-untyped]  # celery ships no type information
+
+from flowsight.integrations.adapter import EngineAdapter
+
+ENGINE = "celery"
+HEADER = "flowsight_workflow"
+adapter = EngineAdapter(ENGINE)
+_stall = os.environ.get("FLOWSIGHT_CELERY_STALL_TIMEOUT")
+STALL_TIMEOUT = float(_stall) if _stall else None
+
+
+def _ids(task: Task) -> tuple[str, str, str, int]:
+    """(workflow, run id, step, attempt) of the task being run."""
+    r = task.request
+    run_id = r.root_id or r.id
+    workflow = getattr(r, HEADER, None) or task.name
+    return str(workflow), str(run_id), str(task.name), int(r.retries or 0) + 1
+
+
+def _is_root(task: Task) -> bool:
+    r = task.request
+    return not r.root_id or r.root_id == r.id
+
+
+def _last(task: Task) -> bool:
+    """Whether no task of the run comes after this one."""
+    r = task.request
+    return not r.chain and not r.callbacks
+
+
+def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A task being sent carries its run's workflow: the sending task's, or its own name for a new run."""
+    if headers is None or headers.get(HEADER):
+        return
+    running = current_task._get_current_object() if current_task else None
+    if running is not None and running.request is not None and running.request.id:
+        headers[HEADER] = getattr(running.request, HEADER, None) or running.name
+    elif sender:
+        headers[HEADER] = sender
+
+
+def _started(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
+    if task is None:
+        return
+    workflow, run_id, step, attempt = _ids(task)
+    now = time.time()
+    if _is_root(task) and attempt == 1:
+        extra = {"stall_timeout": STALL_TIMEOUT} if STALL_TIMEOUT else {}
+        adapter.run_started(workflow, run_id, ts=now, celery_root_id=run_id, **extra)
+    adapter.step_started(workflow, run_id, step, attempt=attempt, ts=now, celery_task_id=str(task_id))
+
+
+def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
+    task = current_task._get_current_object() if current_task else None
+    if task is None or request is None:
+        return
+    workflow, run_id, step, attempt = _ids(task)
+    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=str(reason), retrying=True)
+
+
+def _failed(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
+    if sender is None:
+        return
+    workflow, run_id, step, attempt = _ids(sender)
+    error = f"{type(exception).__name__}: {exception}" if exception is not None else "failed"
+    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=error)
+    adapter.run_ended(workflow, run_id, "failed", error=f"task {step} failed: {error}")
+
+
+def _ended(task: Task | None = None, state: str | None = None, **_: Any) -> None:
+    if task is None or state != "SUCCESS":
+        return  # RETRY and FAILURE were said by their own signals
+    workflow, run_id, step, attempt = _ids(task)
+    adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt)
+    if _last(task):
+        adapter.run_ended(workflow, run_id, "completed")
+
+
+def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, **_: Any) -> None:
+    if request is None:
+        return
+    run_id = str(getattr(request, "root_id", None) or request.id)
+    name = str(getattr(request, "task_name", None) or getattr(request, "name", None) or "task")
+    workflow = str(getattr(request, HEADER, None) or name)
+    how = f"terminated by signal {signum}" if terminated else "revoked"
+    adapter.run_ended(workflow, run_id, "cancelled", reason=f"task {name} {how}")
+
+
+def connect() -> None:
+    """Listen to the worker's and the sender's signals (done when this module
+    is imported; connecting twice connects once)."""
+    signals.before_task_publish.connect(_publishing, weak=False, dispatch_uid="flowsight-publish")
+    signals.task_prerun.connect(_started, weak=False, dispatch_uid="flowsight-prerun")
+    signals.task_retry.connect(_retrying, weak=False, dispatch_uid="flowsight-retry")
+    signals.task_failure.connect(_failed, weak=False, dispatch_uid="flowsight-failure")
+    signals.task_postrun.connect(_ended, weak=False, dispatch_uid="flowsight-postrun")
+    signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="flowsight-revoked")
+
+
+connect()

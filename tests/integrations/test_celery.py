@@ -1,0 +1,205 @@
+"""Celery runs in flowsight from the worker's signals, on this machine's real
+brokers (Redis and RabbitMQ) with a real worker started by the test: a chain
+of three tasks is one run with three steps, a retry an attempt; a worker
+killed mid-task leaves its run flagged stalled, not "fine"; the same facts
+delivered twice count once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowsight.store import open_store
+
+BROKERS = {"redis": ("redis://127.0.0.1:6379/14", 6379), "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672)}
+
+APP = """
+import time
+from celery import Celery
+import flowsight.integrations.celery  # the one line of set-up
+
+app = Celery("jobs", broker="{broker}")
+app.conf.task_default_queue = "{queue}"
+app.conf.broker_connection_retry_on_startup = True
+
+
+@app.task
+def extract(n):
+    return list(range(n))
+
+
+@app.task(bind=True, max_retries=3, default_retry_delay=0.1)
+def transform(self, rows):
+    if self.request.retries == 0:
+        raise self.retry(exc=RuntimeError("warehouse busy"))
+    return [r * 2 for r in rows]
+
+
+@app.task
+def load(rows):
+    return len(rows)
+
+
+@app.task
+def slow(seconds):
+    time.sleep(seconds)
+"""
+
+
+def reachable(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    url, port = BROKERS[request.param]
+    if not reachable(port):
+        why = f"{request.param} is not listening on 127.0.0.1:{port}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {why}", pytrace=False)
+        pytest.skip(why)
+    return url
+
+
+class Worker:
+    def __init__(self, tmp: Path, broker: str) -> None:
+        self.dir = tmp
+        self.db = str(tmp / "flowsight.db")
+        queue = f"fs-{uuid.uuid4().hex[:10]}"
+        (tmp / "jobs.py").write_text(APP.format(broker=broker, queue=queue))
+        self.env = {
+            **os.environ,
+            "FLOWSIGHT_DATABASE_URL": self.db,
+            "FLOWSIGHT_CELERY_STALL_TIMEOUT": "2",
+            "PYTHONPATH": os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.log = tmp / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "jobs", "worker", "-P", "solo", "-l", "info",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                cwd=self.dir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while b"ready." not in self.log.read_bytes():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"worker not ready in 60 s:\n{self.log.read_text()}"
+            time.sleep(0.2)
+
+    def send(self, code: str) -> str:
+        """Run ``code`` (with the app's tasks imported) in a sending process; what it prints."""
+        script = "from jobs import *\nfrom celery import chain\n" + textwrap.dedent(code)
+        out = subprocess.run(
+            [sys.executable, "-c", script], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def worker(tmp_path: Path, broker: str) -> Iterator[Worker]:
+    w = Worker(tmp_path, broker)
+    w.start()
+    yield w
+    w.stop()
+
+
+def runs(db: str, *args: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "flowsight", "--db", db, "runs", "--json", *args], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    got: list[dict[str, Any]] = json.loads(out.stdout)["runs"]
+    return got
+
+
+def wait(what: str, check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    pytest.fail(f"waited {timeout}s for {what}")
+
+
+def test_a_chain_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(worker: Worker) -> None:
+    sent = time.time()
+    root = worker.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
+    [run] = wait("the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert run["run_id"] == root and run["workflow"] == "jobs.extract"
+    with open_store(worker.db) as store:
+        steps = store.runs.run_steps(root)
+        events = store.runs.run_events(root)
+    assert [(s.step, s.attempt, s.status) for s in steps] == [
+        ("jobs.extract", 1, "completed"),
+        ("jobs.transform", 1, "failed"),
+        ("jobs.transform", 2, "completed"),
+        ("jobs.load", 1, "completed"),
+    ]
+    assert "warehouse busy" in (steps[1].error or "")
+    assert all(sent - 1 <= e.ts <= time.time() + 1 for e in events)  # the worker's own clock, within a second
+    assert len([e for e in events if e.kind.value == "started"]) == 1
+
+
+def test_a_task_alone_is_a_run_of_its_name(worker: Worker) -> None:
+    task_id = worker.send("print(load.delay([1, 2, 3]).id)")
+    [run] = wait("the task's run", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert (run["run_id"], run["workflow"]) == (task_id, "jobs.load")
+
+
+def test_a_worker_killed_mid_task_leaves_its_run_stalled(worker: Worker) -> None:
+    task_id = worker.send("print(slow.delay(60).id)")
+    wait("the task started", lambda: [r for r in runs(worker.db) if r["current_step"] == "jobs.slow"])
+    assert worker.proc is not None
+    worker.stop(signal.SIGKILL)
+    [run] = wait("the run flagged stalled", lambda: [r for r in runs(worker.db) if r["stalled"]], timeout=30)
+    assert (run["run_id"], run["state"], run["current_step"]) == (task_id, "running", "jobs.slow")
+
+
+def test_the_same_facts_delivered_twice_count_once(tmp_path: Path) -> None:
+    from flowsight.integrations.adapter import EngineAdapter
+    from flowsight.model.runs.events import Event
+
+    sent: list[Event] = []
+    a = EngineAdapter("celery", sent.append)
+    for _ in range(2):  # a signal and the broker's event stream, or a redelivered message
+        a.run_started("etl", "root-1", ts=100.0)
+        a.step_started("etl", "root-1", "extract", attempt=1, ts=100.5)
+        a.step_ended("etl", "root-1", "extract", "failed", attempt=1, ts=101.0, error="boom", retrying=True)
+        a.step_started("etl", "root-1", "extract", attempt=2, ts=101.5)
+        a.step_ended("etl", "root-1", "extract", "completed", attempt=2, ts=102.0)
+        a.run_ended("etl", "root-1", "completed", ts=102.0)
+    assert len({e.id for e in sent}) == 6
+    with open_store(str(tmp_path / "f.db")) as store:
+        first = store.runs.write_events(sent[:6])
+        again = store.runs.write_events(sent[6:])
+        assert len(first.accepted) == 6 and len(again.duplicates) == 6
+        [m] = store.runs.list_runs().runs
+        assert m.state.value == "completed" and m.retries == 1
