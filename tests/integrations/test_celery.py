@@ -28,7 +28,7 @@ BROKERS = {"redis": ("redis://127.0.0.1:6379/14", 6379), "rabbitmq": ("amqp://gu
 APP = """
 import time
 from celery import Celery
-import flowsight.integrations.celery  # the one line of set-up
+{setup}
 
 app = Celery("jobs", broker="{broker}")
 app.conf.task_default_queue = "{queue}"
@@ -75,12 +75,17 @@ def broker(request: pytest.FixtureRequest) -> str:
     return url
 
 
+SETUP = "import flowsight.integrations.celery  # the one line of set-up"
+
+
 class Worker:
-    def __init__(self, tmp: Path, broker: str) -> None:
+    def __init__(self, tmp: Path, broker: str, *, integrated: bool = True, events: bool = False) -> None:
         self.dir = tmp
         self.db = str(tmp / "flowsight.db")
+        self.broker = broker
+        self.events = events
         queue = f"fs-{uuid.uuid4().hex[:10]}"
-        (tmp / "jobs.py").write_text(APP.format(broker=broker, queue=queue))
+        (tmp / "jobs.py").write_text(APP.format(broker=broker, queue=queue, setup=SETUP if integrated else ""))
         self.env = {
             **os.environ,
             "FLOWSIGHT_DATABASE_URL": self.db,
@@ -94,7 +99,7 @@ class Worker:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "jobs", "worker", "-P", "solo", "-l", "info",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                 "--without-gossip", "--without-mingle", "--without-heartbeat", *(["-E"] if self.events else [])],
                 cwd=self.dir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -203,3 +208,65 @@ def test_the_same_facts_delivered_twice_count_once(tmp_path: Path) -> None:
         assert len(first.accepted) == 6 and len(again.duplicates) == 6
         [m] = store.runs.list_runs().runs
         assert m.state.value == "completed" and m.retries == 1
+
+
+@pytest.fixture
+def watcher(tmp_path: Path, broker: str) -> Iterator[tuple[Worker, subprocess.Popen[bytes]]]:
+    """A worker without the integration, started with -E, and ``flowsight celery watch`` on its broker."""
+    w = Worker(tmp_path, broker, integrated=False, events=True)
+    log = (tmp_path / "watch.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowsight", "--db", w.db, "celery", "watch", "--broker", broker, "--settle", "1s"],
+        cwd=tmp_path, env=w.env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    w.start()
+    time.sleep(1.0)  # the watcher's consumer bound to the event exchange
+    yield w, proc
+    w.stop()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(30) == 0, (tmp_path / "watch.log").read_text()
+    finally:
+        log.close()
+
+
+def test_celery_watch_maps_a_chain_from_the_brokers_events_without_touching_the_worker(
+    watcher: tuple[Worker, subprocess.Popen[bytes]],
+) -> None:
+    worker, _proc = watcher
+    root = worker.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
+    [run] = wait("the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert run["run_id"] == root and run["workflow"] == "jobs.extract"
+    with open_store(worker.db) as store:
+        steps = [(s.step, s.attempt, s.status) for s in store.runs.run_steps(root)]
+    assert steps == [
+        ("jobs.extract", 1, "completed"),
+        ("jobs.transform", 1, "failed"),
+        ("jobs.transform", 2, "completed"),
+        ("jobs.load", 1, "completed"),
+    ]
+
+
+def test_a_worker_with_the_integration_and_a_watcher_report_each_fact_once(tmp_path: Path, broker: str) -> None:
+    w = Worker(tmp_path, broker, integrated=True, events=True)
+    with (tmp_path / "watch.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowsight", "--db", w.db, "celery", "watch", "--broker", broker, "--settle", "1s"],
+            cwd=tmp_path, env=w.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        w.start()
+        try:
+            time.sleep(1.0)
+            root = w.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
+            wait("the run completed", lambda: [r for r in runs(w.db) if r["state"] == "completed"])
+            time.sleep(2.0)  # the watcher's facts, all come
+        finally:
+            w.stop()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    with open_store(w.db) as store:
+        kinds = sorted(e.kind.value for e in store.runs.run_events(root))
+    assert kinds == sorted(
+        ["started", "completed", "step_completed", "step_completed", "step_completed", "step_failed"]
+        + ["step_started"] * 4
+    )
