@@ -311,3 +311,35 @@ def test_a_server_restarted_while_the_worker_runs_loses_nothing_and_doubles_noth
     finally:
         w.stop()
         server.stop()
+
+
+def test_the_watcher_waits_for_a_retry_that_comes_after_its_settle() -> None:
+    from flowsight.integrations.adapter import EngineAdapter
+    from flowsight.integrations.celery_events import EventMapper
+    from flowsight.model.runs.events import Event
+
+    now = [1000.0]
+    sent: list[Event] = []
+    m = EventMapper(EngineAdapter("celery", sent.append), settle=5.0, clock=lambda: now[0])
+
+    def ev(kind: str, uuid: str, **more: Any) -> None:
+        m.on_event({"type": f"task-{kind}", "uuid": uuid, "timestamp": now[0], "root_id": "r", **more})
+
+    ev("received", "r", name="jobs.extract")
+    ev("started", "r")
+    ev("succeeded", "r")
+    ev("received", "t", name="jobs.transform", parent_id="r")
+    ev("started", "t")
+    ev("retried", "t", exception="RuntimeError('busy')")
+    now[0] += 60  # a retry delay of a minute, much longer than settle
+    m.tick()
+    assert [e.kind.value for e in sent][-1] == "step_failed" and sent[-1].attrs["retrying"] is True
+    ev("received", "t", name="jobs.transform", retries=1)
+    ev("started", "t")
+    ev("succeeded", "t")
+    now[0] += 6
+    m.tick()
+    kinds = [(e.kind.value, e.step) for e in sent]
+    assert kinds[-2:] == [("step_completed", "jobs.transform"), ("completed", None)]
+    assert [e.attrs.get("error") for e in sent if e.kind.value == "step_failed"] == ["RuntimeError('busy')"]
+    assert m.runs == {} and m.tasks == {}  # forgotten once ended

@@ -29,6 +29,8 @@ from typing import Any
 from flowsight.integrations.adapter import EngineAdapter
 
 log = logging.getLogger("flowsight.celery")
+#: a run with a task started and no news for this long is forgotten by the watcher (its worker was lost)
+FORGET = 86400.0
 
 
 @dataclass
@@ -42,8 +44,9 @@ class _Task:
 @dataclass
 class _Run:
     workflow: str
-    pending: set[str] = field(default_factory=set)
-    quiet_since: float = 0.0
+    pending: set[str] = field(default_factory=set)  # tasks started (or to be retried) and not ended
+    quiet_since: float = 0.0  # when its last task ended
+    seen: float = 0.0  # its last event
     ended: bool = False
 
 
@@ -81,6 +84,7 @@ class EventMapper:
             task = self._received(uuid, ev)
         run = self.runs.setdefault(task.run_id, _Run(task.workflow))
         a = self.adapter
+        run.seen = self.clock()
         if kind == "task-started":
             if task.run_id == uuid and task.attempt == 1:
                 extra = {"stall_timeout": self.stall_timeout} if self.stall_timeout else {}
@@ -95,8 +99,7 @@ class EventMapper:
             a.step_ended(
                 task.workflow, task.run_id, task.name, "failed", attempt=task.attempt, ts=ts, error=error, retrying=True
             )
-            task.attempt += 1
-            self._done(run, uuid)
+            task.attempt += 1  # still pending: its retry may come after a delay longer than settle
         elif kind == "task-failed":
             error = str(ev.get("exception") or "failed")
             a.step_ended(task.workflow, task.run_id, task.name, "failed", attempt=task.attempt, ts=ts, error=error)
@@ -116,7 +119,8 @@ class EventMapper:
         attempt = int(ev.get("retries") or 0) + 1
         task = self.tasks[uuid] = _Task(name, root, workflow, max(attempt, known.attempt if known else 1))
         if run is None:
-            self.runs[root] = _Run(workflow)
+            run = self.runs[root] = _Run(workflow)
+        run.seen = self.clock()
         return task
 
     def _done(self, run: _Run, uuid: str) -> None:
@@ -130,7 +134,7 @@ class EventMapper:
             if not run.ended and not run.pending and run.quiet_since and now - run.quiet_since >= self.settle:
                 self.adapter.run_ended(run.workflow, run_id, "completed", ts=run.quiet_since)
                 run.ended = True
-            if run.ended:
+            if run.ended or now - run.seen > FORGET:  # a lost worker's run: stalled in the store; forgotten here
                 del self.runs[run_id]
                 for uuid in [u for u, t in self.tasks.items() if t.run_id == run_id]:
                     del self.tasks[uuid]
