@@ -185,12 +185,14 @@ def test_a_chain_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(wo
     assert len([e for e in events if e.kind.value == "started"]) == 1
 
 
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)  # the chain's test covers RabbitMQ
 def test_a_task_alone_is_a_run_of_its_name(worker: Worker) -> None:
     task_id = worker.send("print(load.delay([1, 2, 3]).id)")
     [run] = wait("the task's run", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
     assert (run["run_id"], run["workflow"]) == (task_id, "jobs.load")
 
 
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_a_worker_killed_mid_task_leaves_its_run_stalled(worker: Worker) -> None:
     task_id = worker.send("print(slow.delay(60).id)")
     wait("the task started", lambda: [r for r in runs(worker.db) if r["current_step"] == "jobs.slow"])
