@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from flowsight.store import open_store
+from tests.server.test_alerting_e2e import wait_for
 
 BROKERS = {"redis": ("redis://127.0.0.1:6379/14", 6379), "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672)}
 
@@ -156,20 +157,12 @@ def runs(db: str, *args: str) -> list[dict[str, Any]]:
     return got
 
 
-def wait(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    pytest.fail(f"waited {timeout}s for {what}")
-
-
 def test_a_chain_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(worker: Worker) -> None:
     sent = time.time()
     root = worker.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
-    [run] = wait("the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    [run] = wait_for(
+        "the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"], timeout=60
+    )
     assert run["run_id"] == root and run["workflow"] == "jobs.extract"
     with open_store(worker.db) as store:
         steps = store.runs.run_steps(root)
@@ -188,17 +181,17 @@ def test_a_chain_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(wo
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)  # the chain's test covers RabbitMQ
 def test_a_task_alone_is_a_run_of_its_name(worker: Worker) -> None:
     task_id = worker.send("print(load.delay([1, 2, 3]).id)")
-    [run] = wait("the task's run", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    [run] = wait_for("the task's run", lambda: [r for r in runs(worker.db) if r["state"] == "completed"], timeout=60)
     assert (run["run_id"], run["workflow"]) == (task_id, "jobs.load")
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_a_worker_killed_mid_task_leaves_its_run_stalled(worker: Worker) -> None:
     task_id = worker.send("print(slow.delay(60).id)")
-    wait("the task started", lambda: [r for r in runs(worker.db) if r["current_step"] == "jobs.slow"])
+    wait_for("the task started", lambda: [r for r in runs(worker.db) if r["current_step"] == "jobs.slow"], timeout=60)
     assert worker.proc is not None
     worker.stop(signal.SIGKILL)
-    [run] = wait("the run flagged stalled", lambda: [r for r in runs(worker.db) if r["stalled"]], timeout=30)
+    [run] = wait_for("the run flagged stalled", lambda: [r for r in runs(worker.db) if r["stalled"]], timeout=30)
     assert (run["run_id"], run["state"], run["current_step"]) == (task_id, "running", "jobs.slow")
 
 
@@ -249,7 +242,9 @@ def test_celery_watch_maps_a_chain_from_the_brokers_events_without_touching_the_
 ) -> None:
     worker, _proc = watcher
     root = worker.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
-    [run] = wait("the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    [run] = wait_for(
+        "the chain's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"], timeout=60
+    )
     assert run["run_id"] == root and run["workflow"] == "jobs.extract"
     with open_store(worker.db) as store:
         steps = [(s.step, s.attempt, s.status) for s in store.runs.run_steps(root)]
@@ -272,7 +267,7 @@ def test_a_worker_with_the_integration_and_a_watcher_report_each_fact_once(tmp_p
         try:
             time.sleep(1.0)
             root = w.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
-            wait("the run completed", lambda: [r for r in runs(w.db) if r["state"] == "completed"])
+            wait_for("the run completed", lambda: [r for r in runs(w.db) if r["state"] == "completed"], timeout=60)
             time.sleep(2.0)  # the watcher's facts, all come
         finally:
             w.stop()
@@ -307,7 +302,7 @@ def test_a_server_restarted_while_the_worker_runs_loses_nothing_and_doubles_noth
             rows = server.rows("SELECT run_id, state FROM runs")
             return {r for r, st in rows if st == "completed"} >= done
 
-        wait("every chain's run completed", completed, timeout=60)
+        wait_for("every chain's run completed", completed, timeout=60)
         per_run = server.rows("SELECT run_id, COUNT(*) FROM events GROUP BY run_id")
         assert {r: n for r, n in per_run} == {r: 10 for r in done}  # each fact once
     finally:

@@ -18,12 +18,12 @@ a server is away and never blocks the engine).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowsight.model.runs.events import Event, EventKind
+from flowsight.model.runs.ids import fact_id
 
 K = EventKind
 #: how a run or a step ended, in flowsight's words
@@ -51,8 +51,7 @@ class EngineAdapter:
     def fact_id(self, *parts: object) -> str:
         """The id of one fact: the same fact, the same id (a retry of its
         delivery is a duplicate)."""
-        text = "\x00".join([self.engine, *(str(p) for p in parts)])
-        return f"{self.engine}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+        return fact_id(self.engine, *parts)
 
     def _event(
         self,

@@ -333,10 +333,9 @@ class ScheduleMonitor:
                 w = self.watches.get(wf)
                 if w is not None:
                     self._look(w, now, coverage)
-            if first:  # alerts handed over that no workflow's look wanted: their workflow has none now
-                for key in [k for k in self.firing if k[1] not in self.watches]:
-                    a = self.firing.pop(key)
-                    self.send(resolve(a, now, cleared(a, None, [], [], now)))
+            if first:  # alerts handed over for workflows with no expectations now
+                for wf in {k[1] for k in self.firing} - set(self.watches):
+                    self._drop(wf, now)
             self._save(now)
 
     def _beat(self, now: float) -> None:
@@ -511,11 +510,11 @@ class ScheduleMonitor:
             raise
 
     # ---- reading ------------------------------------------------------------------------
-    def snapshot(self) -> list[ScheduleState]:
-        """Every watched workflow as it stands, by name."""
+    def snapshot(self, workflow: str | None = None) -> list[ScheduleState]:
+        """Every watched workflow as it stands, by name (only ``workflow``, when given)."""
         with self._lock:
             out = []
-            for wf in sorted(self.watches):
+            for wf in sorted(self.watches) if workflow is None else [workflow] if workflow in self.watches else []:
                 w = self.watches[wf]
                 names = sorted(k[0] for k in self.firing if k[1] == wf)
                 out.append(ScheduleState(w.exp, w.source, list(w.slots), w.next_at, names))

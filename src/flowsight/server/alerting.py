@@ -55,7 +55,7 @@ from flowsight.monitors.rule_engine import RuleEngine
 from flowsight.monitors.schedules import ScheduleMonitor
 from flowsight.server.adoption import StoredByOthers
 from flowsight.server.log_round import LogRound
-from flowsight.server.rule_events import SETTLE, RuleEvents
+from flowsight.server.rule_events import RuleEvents
 from flowsight.store.interface import Store
 
 log = logging.getLogger("flowsight.alerts")
@@ -119,13 +119,12 @@ class AlertingService:
         self.rules = RuleEngine(
             store, self.send_alert, config.rules, config.workflows, clock=clock, external_url=config.external_url
         )
-        # judged on the events known up to then: on PostgreSQL a commit may land SETTLE seconds late
-        lag = 0.0 if store.commits_in_seq_order else SETTLE
         self.schedules = ScheduleMonitor(
             store,
             self.send_alert,
             config.expectations,
-            clock=lambda: clock() - lag,
+            # judged on the events known up to then (on PostgreSQL a commit may land late: RuleEvents.known_until)
+            clock=lambda: self.rule_events.known_until(clock()),
             external_url=config.external_url,
             heartbeat=config.schedule_heartbeat,
             keep=config.schedule_keep,
@@ -307,7 +306,7 @@ class AlertingService:
             self.rules.observe(events)
             self.schedules.observe(events)
         self.rules.tick(now)
-        self.schedules.tick(self.rule_events.known_until(now))  # as its clock: on the events known up to then
+        self.schedules.tick(self.rule_events.known_until(now))  # as its clock does
         self.logs.run(now)
 
     def template_counts(

@@ -20,7 +20,6 @@ last slots, next expected start, streak), ``GET``/``PUT``/``DELETE
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from flowsight.logs.entries import LogEntry, LogLevel
 from flowsight.logs.parse import parse_line
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import NAME_LIMIT, Event, EventKind, text_problem
-from flowsight.model.runs.ids import new_id
+from flowsight.model.runs.ids import fact_id, new_id
 from flowsight.model.runs.state import WorkflowState
 from flowsight.model.schedules import ExpectationError, make_expectations
 from flowsight.server import schemas as S
@@ -62,8 +61,7 @@ async def get_schedules(request: Request, st: ServerContext) -> Response:
 async def get_schedule(request: Request, st: ServerContext) -> Response:
     workflow = request.path_params["workflow"]
     slots = int_param(request, "slots", 50, 0, 50)
-    states = await asyncio.to_thread(st.alerting.schedules.snapshot)
-    found = next((s for s in states if s.exp.workflow == workflow), None)
+    found = next(iter(await asyncio.to_thread(st.alerting.schedules.snapshot, workflow)), None)
     if found is None:
         raise HttpError(404, f"workflow {workflow!r} has no expectations (GET /api/v1/schedules lists those that do)")
     return json(schedule_out(found, slots))
@@ -203,13 +201,9 @@ async def _body(request: Request) -> str:
     return text + ("\n[flowsight: the rest of the body was cut at 100 KiB]" if len(raw) > PING_BODY_LIMIT else "")
 
 
-def _key(*parts: str) -> str:
-    return "ping-" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
-
-
 def _event(kind: EventKind, workflow: str, run_id: str, now: float, attrs: dict[str, Any], *, keyed: bool) -> Event:
     """With a run id given, the event's id is made of it: the same ping again is a duplicate."""
-    eid = _key(workflow, run_id, kind.value) if keyed else new_id()
+    eid = fact_id("ping", workflow, run_id, kind.value) if keyed else new_id()
     return Event(id=eid, ts=now, kind=kind, workflow=workflow, run_id=run_id, attrs=attrs)
 
 

@@ -8,6 +8,7 @@ a process (the counter), and sortable by time as plain strings.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
@@ -75,6 +76,14 @@ def new_id(ts_ns: int | None = None) -> str:
 def new_ids(ts_ns: list[int]) -> list[str]:
     """Ids for a batch of events that happened at ``ts_ns``."""
     return _factory.many(ts_ns)
+
+
+def fact_id(source: str, *parts: object) -> str:
+    """The id of one fact that ``source`` reports (a ping, an engine's task):
+    made of the fact itself, so the same fact sent again has the same id, and
+    the store counts it once."""
+    text = "\x00".join([source, *(str(p) for p in parts)])
+    return f"{source}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def id_time_ms(event_id: str) -> int:
