@@ -24,8 +24,8 @@ from flowsight.cli.alerts import add_parsers as add_alert_parsers
 from flowsight.cli.alerts import cmd_alerts, cmd_silence
 from flowsight.cli.faults import add_parsers as add_fault_parsers
 from flowsight.cli.schedules import add_parsers as add_schedule_parsers
-from flowsight.cli.celery import add_parsers as add_celery_parsers
-from flowsight.cli.celery import cmd_celery
+from flowsight.cli.engines import add_parsers as add_engine_parsers
+from flowsight.cli.engines import cmd_watch as cmd_engine_watch
 from flowsight.cli.schedules import cmd_schedules
 from flowsight.cli.faults import cmd_detectors, cmd_faults
 from flowsight.cli.perf import add_parser as add_perf_parser
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_parsers(sub, _duration, _positive)
     add_fault_parsers(sub, _duration)
     add_schedule_parsers(sub)
-    add_celery_parsers(sub, _duration)
+    add_engine_parsers(sub, _duration)
     add_perf_parser(sub, _duration)
 
     add_spool_parser(sub)
@@ -489,8 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args)
     if args.command == "detectors":
         return cmd_detectors(args)
-    if args.command == "celery":
-        return cmd_celery(args)
+    if args.command in ("celery", "prefect"):
+        return cmd_engine_watch(args)
     if args.command == "spool":
         try:
             return cmd_spool(args)

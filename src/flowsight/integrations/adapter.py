@@ -18,6 +18,7 @@ a server is away and never blocks the engine).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,15 +39,27 @@ class EngineAdapter:
     def __init__(self, engine: str, send: Callable[[Event], None] | None = None) -> None:
         self.engine = engine
         self._send = send
+        self._default = send is None
+        self._pid = 0
 
     def send(self, event: Event) -> None:
-        if self._send is None:
+        if self._default and self._pid != os.getpid():  # first use, or a forked child: the SDK's client of this process
             from flowsight.sdk.client import get_client
 
             client = get_client()
             client.start()
-            self._send = client.send
+            self._send, self._pid = client.send, os.getpid()
+        assert self._send is not None
         self._send(event)
+
+    def flush(self, timeout: float) -> None:
+        """Wait at most ``timeout`` for what was said to be stored, or safe in
+        the spool of a server (sent by the next process): for a process about
+        to end without running its exit handlers (a forked task process)."""
+        if self._default and self._pid == os.getpid():
+            from flowsight.sdk.client import get_client
+
+            get_client().flush(timeout, spooled=True)
 
     def fact_id(self, *parts: object) -> str:
         """The id of one fact: the same fact, the same id (a retry of its
@@ -84,6 +97,20 @@ class EngineAdapter:
         """The run ended: ``how`` is ``completed``, ``failed`` or ``cancelled``."""
         extra = {**attrs, **({"error": error} if error else {})}
         self.send(self._event(ENDS[how], workflow, run_id, None, ts, (), extra))
+
+    def run_waiting(self, workflow: str, run_id: str, reason: str, *, ts: float | None = None, **attrs: Any) -> None:
+        """The engine has the run but has not started it (Prefect's Pending,
+        Late): the run shows as pending, ``reason`` saying why."""
+        self.send(self._event(K.HEARTBEAT, workflow, run_id, None, ts, (reason,), {"reason": reason, **attrs}))
+
+    def run_suspended(self, workflow: str, run_id: str, reason: str, *, ts: float, **attrs: Any) -> None:
+        """The run was paused (it may be paused more than once: ``ts`` tells
+        the pauses apart)."""
+        self.send(self._event(K.SUSPENDED, workflow, run_id, None, ts, (ts,), {"reason": reason, **attrs}))
+
+    def run_resumed(self, workflow: str, run_id: str, *, ts: float, **attrs: Any) -> None:
+        """The paused run goes on."""
+        self.send(self._event(K.RESUMED, workflow, run_id, None, ts, (ts,), attrs))
 
     # ---- steps ----------------------------------------------------------------------------
     def step_started(

@@ -241,18 +241,20 @@ class Client:
         """Queue one event: a clock read and a queue put."""
         self._put((_time_ns(), kind, workflow, run_id, step, attrs))
 
-    def flush(self, timeout: float | None = 30.0) -> bool:
+    def flush(self, timeout: float | None = 30.0, *, spooled: bool = False) -> bool:
         """Block until everything emitted so far (events, then log entries) is
         stored — with a server: acknowledged by it (accepted, duplicate or
-        rejected there). False when ``timeout`` ran out first; for a server,
-        what was not acknowledged is safe in the spool by then (unless the
-        writer was still behind) and is sent when the server answers."""
+        rejected there), or with ``spooled`` only safe in the disk spool (a
+        process about to end: the spool is sent by the next one). False when
+        ``timeout`` ran out first; for a server, what was not acknowledged is
+        safe in the spool by then (unless the writer was still behind) and is
+        sent when the server answers."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        done = self.writer.flush(timeout)
+        done = self.writer.flush(timeout, handed=spooled)
         logs = self._logs
         if logs is not None:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            done = logs.flush(left) and done
+            done = logs.flush(left, handed=spooled) and done
         return done
 
     def close(self) -> None:
@@ -321,6 +323,20 @@ def configure(db: str | None = None, *, url: str | None = None, token: str | Non
         if _default.url is not None:
             _default.start()
         return _default
+
+
+def _forget_after_fork() -> None:
+    """In a forked child (a Celery or Airflow worker's task process) the
+    default client's threads are gone: the child makes its own, and does not
+    close its parent's at exit."""
+    global _default, _default_lock
+    old, _default = _default, None
+    _default_lock = threading.Lock()
+    if old is not None and old._started:
+        atexit.unregister(old.close)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def get_client() -> Client:

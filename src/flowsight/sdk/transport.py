@@ -285,10 +285,11 @@ class BatchWriter(Generic[Q, T]):
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
 
-    def flush(self, timeout: float | None = 30.0) -> bool:
+    def flush(self, timeout: float | None = 30.0, *, handed: bool = False) -> bool:
         """Wait until every event queued before this call has reached the
-        sink's destination (the store; the server, for an HTTP sink); False
-        when ``timeout`` ran out first."""
+        sink's destination (the store; the server, for an HTTP sink), or with
+        ``handed`` only the sink (an HTTP sink's disk spool); False when
+        ``timeout`` ran out first."""
         if self._thread is None:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -297,7 +298,7 @@ class BatchWriter(Generic[Q, T]):
         self._hurry.set()
         if not marker.done.wait(timeout):
             return False
-        return self.sink.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return handed or self.sink.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Hand everything queued to the sink, end the thread, close the sink."""

@@ -1,0 +1,192 @@
+"""Airflow DAG runs as flowsight runs, their task instances as steps: a
+listener plugin, registered through Airflow's ``airflow.plugins`` entry
+point, so no DAG is edited.
+
+Set-up: ``pip install 'flowsight[airflow]'`` where Airflow runs (scheduler
+and workers), and ``FLOWSIGHT_URL`` (a server; the SDK's disk spool keeps
+what it cannot send) or ``FLOWSIGHT_DATABASE_URL`` (a store) in their
+environment. With neither set the plugin says nothing (it is installed
+wherever flowsight is, and reports only where asked to).
+
+What maps to what:
+
+* a DAG run is a run of the workflow named after the DAG (run id
+  ``DAG_ID:RUN_ID``: Airflow's run ids are unique per DAG only);
+* a task instance is a step named after the task (a mapped one
+  ``task[index]``); its try number is the step's attempt;
+* a try that fails with a retry left (``up_for_retry``) is a failed attempt
+  that does not fail the run; the next try is the next attempt;
+* the DAG run's success or failure ends the run.
+
+Airflow 2 lets an exception from a listener crash the scheduler, and runs
+listeners on its own threads, so every hook here catches everything and does
+no more than queue an event (a task process, which ends without its exit
+handlers, waits at most :data:`FLUSH_TIMEOUT` for its events to be sent or
+spooled).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pluggy
+from airflow.plugins_manager import AirflowPlugin
+
+from flowsight.integrations.adapter import EngineAdapter
+
+ENGINE = "airflow"
+#: the longest a task process waits, as it ends, for its events to be sent or spooled
+FLUSH_TIMEOUT = 5.0
+# Airflow's marker (airflow.listeners.hookimpl), made here: the same on Airflow 2 and 3's task SDK
+hookimpl = pluggy.HookimplMarker("airflow")
+adapter = EngineAdapter(ENGINE)
+log = logging.getLogger("flowsight.airflow")
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def enabled() -> bool:
+    return bool(os.environ.get("FLOWSIGHT_URL") or os.environ.get("FLOWSIGHT_DATABASE_URL"))
+
+
+def _quiet(fn: F) -> F:
+    """Never let flowsight break Airflow: a hook that fails logs and returns."""
+
+    @functools.wraps(fn)
+    def hook(*args: Any, **kwargs: Any) -> None:
+        if not enabled():
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the hook is Airflow's code path: nothing may escape it
+            log.exception("flowsight: %s failed (Airflow goes on)", fn.__name__)
+
+    return hook  # type: ignore[return-value]
+
+
+def _ts(value: Any) -> float | None:
+    return value.timestamp() if value is not None and hasattr(value, "timestamp") else None
+
+
+def run_id(dag_id: str, airflow_run_id: str) -> str:
+    return f"{dag_id}:{airflow_run_id}"
+
+
+def step_name(ti: Any) -> str:
+    index = getattr(ti, "map_index", -1)
+    return f"{ti.task_id}[{index}]" if index is not None and index >= 0 else str(ti.task_id)
+
+
+def _dag_run_attrs(dag_run: Any) -> dict[str, Any]:
+    logical = getattr(dag_run, "logical_date", None) or getattr(dag_run, "execution_date", None)
+    attrs: dict[str, Any] = {"airflow_dag_id": dag_run.dag_id, "airflow_run_id": dag_run.run_id}
+    if getattr(dag_run, "run_type", None) is not None:
+        attrs["airflow_run_type"] = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    if logical is not None:
+        attrs["airflow_logical_date"] = logical.isoformat()
+    return attrs
+
+
+def _start_run(dag_run: Any) -> None:
+    wf = str(dag_run.dag_id)
+    adapter.run_started(wf, run_id(wf, dag_run.run_id), ts=_ts(dag_run.start_date), **_dag_run_attrs(dag_run))
+
+
+# ---- DAG runs (the scheduler's process: queue, never wait) ----------------------------------
+@hookimpl
+@_quiet
+def on_dag_run_running(dag_run: Any, msg: str) -> None:
+    _start_run(dag_run)
+
+
+@hookimpl
+@_quiet
+def on_dag_run_success(dag_run: Any, msg: str) -> None:
+    wf = str(dag_run.dag_id)
+    adapter.run_ended(wf, run_id(wf, dag_run.run_id), "completed", ts=_ts(dag_run.end_date))
+
+
+@hookimpl
+@_quiet
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    wf = str(dag_run.dag_id)
+    why = f"DAG run failed: {msg}" if msg else "DAG run failed"
+    adapter.run_ended(wf, run_id(wf, dag_run.run_id), "failed", ts=_ts(dag_run.end_date), error=why)
+
+
+# ---- task instances (the task's process) ------------------------------------------------------
+def _ids(ti: Any) -> tuple[str, str, str, int]:
+    wf = str(ti.dag_id)
+    return wf, run_id(wf, ti.run_id), step_name(ti), int(ti.try_number or 1)
+
+
+def _dag_run_of(ti: Any) -> Any:
+    """The task's DAG run where it is at hand (Airflow 2's TaskInstance), else None."""
+    try:
+        dag_run = getattr(ti, "dag_run", None)
+        return dag_run if getattr(dag_run, "start_date", None) is not None else None
+    except Exception:  # noqa: BLE001 - a detached ORM object: the DAG run's own hook says it
+        return None
+
+
+@hookimpl
+@_quiet
+def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
+    ti = task_instance
+    dag_run = _dag_run_of(ti)
+    if dag_run is not None:  # `airflow dags test` never says the DAG run started: the same fact, stored once
+        _start_run(dag_run)
+    wf, rid, step, attempt = _ids(ti)
+    ts = _ts(getattr(ti, "start_date", None)) or time.time()
+    adapter.step_started(wf, rid, step, attempt=attempt, ts=ts, airflow_task_id=str(ti.task_id))
+
+
+@hookimpl
+@_quiet
+def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
+    wf, rid, step, attempt = _ids(task_instance)
+    adapter.step_ended(wf, rid, step, "completed", attempt=attempt, ts=_ts(getattr(task_instance, "end_date", None)))
+    adapter.flush(FLUSH_TIMEOUT)
+
+
+def _failed(ti: Any, error: Any) -> None:
+    wf, rid, step, attempt = _ids(ti)
+    retrying = str(getattr(ti.state, "value", ti.state)) == "up_for_retry"
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "task failed")
+    ts = _ts(getattr(ti, "end_date", None))
+    adapter.step_ended(wf, rid, step, "failed", attempt=attempt, ts=ts, error=text, retrying=retrying)
+    adapter.flush(FLUSH_TIMEOUT)
+
+
+def _spec_has_error() -> bool:
+    """Whether this Airflow's failed hook hands over the error (2.10 and later)."""
+    try:
+        from airflow.listeners.spec import taskinstance
+    except ImportError:
+        return True
+    return "error" in inspect.signature(taskinstance.on_task_instance_failed).parameters
+
+
+def _with_error(previous_state: Any, task_instance: Any, error: Any) -> None:
+    _failed(task_instance, error)
+
+
+def _without_error(previous_state: Any, task_instance: Any) -> None:  # Airflow 2.9's hook has no error
+    _failed(task_instance, None)
+
+
+# pluggy hands a hook the arguments its parameters name, and refuses a name the spec lacks
+on_task_instance_failed: Callable[..., None] = hookimpl(_quiet(_with_error if _spec_has_error() else _without_error))
+
+
+class FlowsightPlugin(AirflowPlugin):  # type: ignore[misc]  # Airflow's class: Any to mypy
+    """The plugin Airflow finds through the ``airflow.plugins`` entry point."""
+
+    name = "flowsight"
+    listeners = [sys.modules[__name__]]

@@ -1,0 +1,186 @@
+"""Prefect flow runs in flowsight, with the real Prefect 3 in its own venv: a
+flow of two tasks, one failing (after a retry), run against Prefect's own
+ephemeral server with the state hooks, and against a Prefect server that
+``flowsight prefect watch`` follows with no flow edited (started after the
+flow ended: what it missed is replayed, and replayed again counts once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from flowsight.store import open_store
+from tests.integrations.engines import engine_python
+from tests.sdk.serving import free_port
+from tests.server.test_alerting_e2e import wait_for
+
+FLOW = """
+from prefect import flow, task
+{setup}
+
+
+@task({task_hooks})
+def extract():
+    return [1, 2, 3]
+
+
+@task(retries=1, retry_delay_seconds=0{more_task_hooks})
+def transform(rows):
+    raise ValueError(f"bad row {{rows[-1]}}")
+
+
+@flow(name="nightly"{flow_hooks})
+def nightly():
+    transform(extract())
+
+
+if __name__ == "__main__":
+    try:
+        nightly()
+    except ValueError:
+        pass  # the flow failed, as it should
+"""
+HOOKED = {
+    "setup": "from flowsight.integrations.prefect import flow_hooks, task_hooks",
+    "task_hooks": "**task_hooks()",
+    "more_task_hooks": ", **task_hooks()",
+    "flow_hooks": ", **flow_hooks()",
+}
+PLAIN = dict.fromkeys(HOOKED, "")
+# a quiet, quick Prefect: no telemetry, no UI, events written to its database within half a second
+QUIET = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+STEPS = [("extract", 1, "completed"), ("transform", 1, "failed"), ("transform", 2, "failed")]
+
+
+class Prefect:
+    def __init__(self, tmp: Path) -> None:
+        self.python = engine_python("prefect")
+        self.dir = tmp
+        self.db = str(tmp / "flowsight.db")
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("FLOWSIGHT_", "PREFECT_"))},
+            **QUIET,
+            "PREFECT_HOME": str(tmp / "prefect"),
+            "FLOWSIGHT_DATABASE_URL": self.db,
+        }
+
+    def run_flow(self, parts: dict[str, str], **env: str) -> None:
+        (self.dir / "etl.py").write_text(textwrap.dedent(FLOW.format(**parts)))
+        out = subprocess.run(
+            [self.python, "etl.py"], cwd=self.dir, env={**self.env, **env}, capture_output=True, text=True, timeout=180
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    def steps(self) -> tuple[str, str, str | None, list[tuple[str, int, str]]]:
+        """The one run's workflow, state, error, and its steps (task runs named without their suffix)."""
+        with open_store(self.db) as store:
+            [run] = store.runs.list_runs().runs
+            steps = store.runs.run_steps(run.workflow_id)
+        named = [(s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in steps]
+        return run.workflow, run.state.value, run.error, named
+
+
+def test_a_flow_with_the_state_hooks_on_the_ephemeral_server_is_a_run_with_its_tasks_as_steps(
+    tmp_path: Path, server: Server
+) -> None:
+    p = Prefect(tmp_path)
+    (tmp_path / "prefect").mkdir()
+    with sqlite3.connect(server.db) as src, sqlite3.connect(tmp_path / "prefect" / "prefect.db") as dst:
+        src.backup(dst)  # a database Prefect made already: the ephemeral server starts sooner
+    p.run_flow(HOOKED)  # no PREFECT_API_URL: Prefect starts its own ephemeral server
+    workflow, state, error, steps = p.steps()
+    assert (workflow, state) == ("nightly", "failed")
+    assert "bad row 3" in (error or "")
+    assert steps == STEPS
+
+
+class Server(NamedTuple):
+    url: str  # its API's
+    db: Path  # its database (made at its start, before any flow ran)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``prefect server start`` on a free port, for the module."""
+    python = engine_python("prefect")
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}, **QUIET, "PREFECT_HOME": str(home)}
+    with (home / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for("the Prefect server", lambda: _healthy(url) or proc.poll() is not None, timeout=90)
+        assert proc.poll() is None, (home / "server.log").read_text()
+        yield Server(url, home / "prefect.db")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def watch_once(p: Prefect, api: str, runs: int) -> None:
+    """``flowsight prefect watch`` until ``runs`` runs have failed, then stopped as a service is (SIGTERM)."""
+    with (p.dir / "watch.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [p.python, "-m", "flowsight", "--db", p.db, "prefect", "watch", "--api", api],
+            env=p.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(f"{runs} failed runs", lambda: _failed(p.db) == runs, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, (p.dir / "watch.log").read_text()
+
+
+def _failed(db: str) -> int:
+    if not Path(db).exists():
+        return 0
+    with open_store(db) as store:
+        return len([r for r in store.runs.list_runs().runs if r.state.value == "failed"])
+
+
+def test_prefect_watch_follows_a_servers_events_replaying_what_it_missed_once(tmp_path: Path, server: Server) -> None:
+    p, api = Prefect(tmp_path), server.url
+    p.run_flow(PLAIN, PREFECT_API_URL=api)  # no flow edited, and no watcher yet
+    watch_once(p, api, runs=1)  # replayed from the server
+    workflow, state, error, steps = p.steps()
+    assert (workflow, state) == ("nightly", "failed") and "bad row 3" in (error or "")
+    assert steps == STEPS
+    with open_store(p.db) as store:
+        [first] = store.runs.list_runs().runs
+        before = store.runs.run_events(first.workflow_id)
+    p.run_flow(PLAIN, PREFECT_API_URL=api)  # a second run while no watcher runs
+    watch_once(p, api, runs=2)  # the restarted watcher replays both runs' events, in order
+    with open_store(p.db) as store:
+        assert store.runs.run_events(first.workflow_id) == before  # the first run's, replayed again: once each
+        [second] = [r for r in store.runs.list_runs().runs if r.workflow_id != first.workflow_id]
+        assert [(s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(second.workflow_id)] == STEPS
