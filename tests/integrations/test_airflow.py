@@ -1,8 +1,9 @@
 """Airflow DAG runs in flowsight through the listener plugin (found by
 Airflow through flowsight's ``airflow.plugins`` entry point, no DAG edited),
 with the real Airflow in its own venv: ``airflow dags test`` on a SQLite
-metadata DB. A DAG of three tasks, one failing once and retried, is one run
-with three steps, the retry an attempt, at Airflow's own times."""
+metadata DB. A DAG of three tasks, one failing once and retried, the last
+mapped over two inputs, is one run with its task instances as steps
+(``load[0]``, ``load[1]``), the retry an attempt, at Airflow's own times."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from airflow.operators.python import PythonOperator
 MARKS = {marks!r}
 
 
-def ok():
-    print("ok")
+def ok(*part):
+    print("ok", *part)
 
 
 def flaky(**ctx):
@@ -49,7 +50,7 @@ def make(dag_id, middle):
     with DAG(dag_id, start_date=datetime(2024, 1, 1), schedule=None, catchup=False, default_args=args) as dag:
         t1 = PythonOperator(task_id="extract", python_callable=ok)
         t2 = PythonOperator(task_id="transform", python_callable=middle)
-        t3 = PythonOperator(task_id="load", python_callable=ok)
+        t3 = PythonOperator.partial(task_id="load", python_callable=ok).expand(op_args=[["a"], ["b"]])  # mapped
         t1 >> t2 >> t3
     return dag
 
@@ -95,8 +96,9 @@ class Airflow:
         task's last try ended (``airflow dags test`` records no task start, nor its earlier tries)."""
         with sqlite3.connect(self.home / "airflow.db") as db:
             [(start, end)] = db.execute("SELECT start_date, end_date FROM dag_run WHERE dag_id = ?", (dag_id,))
-            ends = db.execute("SELECT task_id, end_date FROM task_instance WHERE dag_id = ?", (dag_id,))
-            return (_utc(start), _utc(end)), {task: _utc(at) for task, at in ends}
+            ends = db.execute("SELECT task_id, map_index, end_date FROM task_instance WHERE dag_id = ?", (dag_id,))
+            named = {(f"{task}[{i}]" if i >= 0 else task): at for task, i, at in ends}
+            return (_utc(start), _utc(end)), {step: _utc(at) for step, at in named.items()}
 
 
 def _utc(text: str) -> float:
@@ -127,7 +129,8 @@ def test_a_dag_run_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(
         ("extract", 1, "completed"),
         ("transform", 1, "failed"),
         ("transform", 2, "completed"),
-        ("load", 1, "completed"),
+        ("load[0]", 1, "completed"),
+        ("load[1]", 1, "completed"),
     ]
     assert "warehouse busy" in (steps[1].error or "")
     (start, end), task_ends = airflow.recorded("nightly")
@@ -165,6 +168,22 @@ def test_a_server_away_while_airflow_runs_loses_nothing_and_doubles_nothing(airf
         rows = server.rows("SELECT run_id, state FROM runs")
         assert len(rows) == 2 and {st for _, st in rows} == {"completed"}
         per_run = server.rows("SELECT run_id, COUNT(*) FROM events GROUP BY run_id")
-        assert sorted(n for _, n in per_run) == [10, 10]  # each fact once
+        assert sorted(n for _, n in per_run) == [12, 12]  # each fact once
     finally:
         server.stop()
+
+
+def test_the_listener_never_raises_into_airflow(airflow: Airflow) -> None:
+    """Airflow 2 lets a listener's exception crash its scheduler: a hook handed what it cannot read
+    logs the failure and returns."""
+    code = (
+        "from flowsight.integrations import airflow as a\n"
+        "a.on_dag_run_running(object(), '')\n"
+        "a.on_task_instance_running(None, object())\n"
+        "a.on_task_instance_failed(None, object(), None)\n"
+        "print('still here')\n"
+    )
+    out = subprocess.run([airflow.python, "-c", code], env=airflow.env, capture_output=True, text=True, timeout=120)
+    said = out.stdout + out.stderr  # Airflow's logging writes to stdout
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "still here", said
+    assert "flowsight: on_task_instance_running failed (Airflow goes on)" in said

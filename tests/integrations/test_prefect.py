@@ -183,4 +183,6 @@ def test_prefect_watch_follows_a_servers_events_replaying_what_it_missed_once(tm
     with open_store(p.db) as store:
         assert store.runs.run_events(first.workflow_id) == before  # the first run's, replayed again: once each
         [second] = [r for r in store.runs.list_runs().runs if r.workflow_id != first.workflow_id]
-        assert [(s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(second.workflow_id)] == STEPS
+        assert [
+            (s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(second.workflow_id)
+        ] == STEPS

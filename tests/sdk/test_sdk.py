@@ -22,7 +22,7 @@ from flowsight.errors import EventError
 from flowsight.model import EventKind, WorkflowState
 from flowsight.sdk import client as sdk_client
 from flowsight.sdk.client import Client, Run, workflow
-from flowsight.store import SqlStore
+from flowsight.store import SqlStore, open_store
 
 S = WorkflowState
 
@@ -561,3 +561,30 @@ def test_nothing_is_lost_when_the_interpreter_exits_on_an_uncaught_exception(
     m = store.runs.get_run("crash-1")
     assert m is not None
     assert (m.state, m.error) == (S.FAILED, "RuntimeError: disk on fire")
+
+
+def test_a_forked_child_reports_to_the_same_place_through_a_client_of_its_own(tmp_path: Path) -> None:
+    """A worker's task process (Celery's prefork, Airflow's task runner) is a fork: the parent's
+    writer thread is not in it, so the child gets the same client anew, and its events arrive."""
+    db = tmp_path / "f.db"
+    code = f"""
+import os
+from flowsight.model.runs.events import EventKind
+from flowsight.sdk.client import configure, get_client
+parent = configure({str(db)!r})
+parent.start()
+parent.emit(EventKind.STARTED, "parent", "p-1")
+parent.flush(10)
+pid = os.fork()
+if pid == 0:
+    child = get_client()
+    assert child is not parent and child.db == parent.db
+    child.start()
+    child.emit(EventKind.STARTED, "child", "c-1")
+    os._exit(0 if child.flush(10, spooled=True) else 1)  # a task process ends with no exit handlers
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    with open_store(str(db)) as store:
+        assert sorted(r.workflow_id for r in store.runs.list_runs().runs) == ["c-1", "p-1"]

@@ -97,6 +97,11 @@ class Client:
         http: HttpOptions | None = None,
         http_transport: httpx.BaseTransport | None = None,
     ) -> None:
+        #: the same client anew (for a forked child, where this one's threads are gone)
+        self.remake: Callable[[], Client] = functools.partial(
+            Client, db, url=url, token=token, batch_size=batch_size, linger=linger, retention=retention,
+            spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, http=http, http_transport=http_transport,
+        )  # fmt: skip
         if url is None and db is None:
             url = os.environ.get(ENV_SERVER_URL) or None
         self.url: str | None = None
@@ -301,6 +306,8 @@ def retention_seconds(value: str | float | None) -> float | None:
 
 
 _default: Client | None = None
+#: how get_client makes the default client: Client(), or the parent's anew in a forked child
+_remake: Callable[[], Client] = lambda: Client()
 _default_lock = threading.Lock()
 
 
@@ -325,18 +332,20 @@ def configure(db: str | None = None, *, url: str | None = None, token: str | Non
         return _default
 
 
-def _forget_after_fork() -> None:
+def _remake_after_fork() -> None:
     """In a forked child (a Celery or Airflow worker's task process) the
-    default client's threads are gone: the child makes its own, and does not
-    close its parent's at exit."""
-    global _default, _default_lock
-    old, _default = _default, None
+    default client's threads are gone: the child gets the same client anew
+    (started when first used), and does not close its parent's at exit."""
+    global _default, _default_lock, _remake
     _default_lock = threading.Lock()
-    if old is not None and old._started:
-        atexit.unregister(old.close)
+    old, _default = _default, None
+    if old is not None:
+        if old._started:
+            atexit.unregister(old.close)
+        _remake = old.remake  # made when first asked for: nothing heavy between fork and exec
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+os.register_at_fork(after_in_child=_remake_after_fork)
 
 
 def get_client() -> Client:
@@ -344,7 +353,7 @@ def get_client() -> Client:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Client()
+                _default = _remake()
     return _default
 
 
