@@ -24,6 +24,8 @@ import pytest
 from flowsight.store import open_store
 from tests.server.test_alerting_e2e import wait_for
 
+#: a chord's body waits on its header's results: Redis keeps them
+BACKEND = "redis://127.0.0.1:6379/15"
 BROKERS = {"redis": ("redis://127.0.0.1:6379/14", 6379), "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672)}
 
 APP = """
@@ -31,7 +33,7 @@ import time
 from celery import Celery
 {setup}
 
-app = Celery("jobs", broker="{broker}")
+app = Celery("jobs", broker="{broker}", backend="{backend}")
 app.conf.task_default_queue = "{queue}"
 app.conf.broker_connection_retry_on_startup = True
 
@@ -51,6 +53,16 @@ def transform(self, rows):
 @app.task
 def load(rows):
     return len(rows)
+
+
+@app.task
+def count(rows):
+    return len(rows)
+
+
+@app.task
+def total(counts):
+    return sum(counts)
 
 
 @app.task
@@ -93,7 +105,8 @@ class Worker:
         self.broker = broker
         self.events = events
         queue = f"fs-{uuid.uuid4().hex[:10]}"
-        (tmp / "jobs.py").write_text(APP.format(broker=broker, queue=queue, setup=SETUP if integrated else ""))
+        setup = SETUP if integrated else ""
+        (tmp / "jobs.py").write_text(APP.format(broker=broker, backend=BACKEND, queue=queue, setup=setup))
         self.env = {
             **os.environ,
             "FLOWSIGHT_DATABASE_URL": self.db,
@@ -176,6 +189,27 @@ def test_a_chain_is_one_run_with_its_tasks_as_steps_and_a_retry_as_an_attempt(wo
     assert "warehouse busy" in (steps[1].error or "")
     assert all(sent - 1 <= e.ts <= time.time() + 1 for e in events)  # the worker's own clock, within a second
     assert len([e for e in events if e.kind.value == "started"]) == 1
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_chain_with_a_group_in_it_is_one_run_that_ends_after_the_groups_join(worker: Worker) -> None:
+    """chain(extract, group(count, count), total): Celery makes it a chord; the group's tasks are
+    steps of the chain's run, which does not end before the chord's body has run."""
+    root = worker.send(
+        "from celery import group\n"
+        "print(chain(extract.s(4), group(count.s(), count.s()), total.s()).apply_async().parent.parent.id)"
+    )
+    [run] = wait_for("the run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"], timeout=60)
+    assert run["run_id"] == root
+    with open_store(worker.db) as store:
+        steps = [(s.step, s.status) for s in store.runs.run_steps(root)]
+        [ended] = [e for e in store.runs.run_events(root) if e.kind.value == "completed"]
+        [last] = [e for e in store.runs.run_events(root) if e.kind.value == "step_completed" and e.step == "jobs.total"]
+    assert sorted(steps) == [(f"jobs.count[{i}]", "completed") for i in (0, 1)] + [
+        ("jobs.extract", "completed"),
+        ("jobs.total", "completed"),
+    ]
+    assert ended.ts >= last.ts
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)  # the chain's test covers RabbitMQ

@@ -75,9 +75,10 @@ class EngineAdapter:
         ts: float | None,
         key: tuple[object, ...],
         attrs: Mapping[str, Any] | None,
+        instance: str | None = None,
     ) -> Event:
         return Event(
-            id=self.fact_id(run_id, kind.value, step or "", *key),
+            id=self.fact_id(run_id, kind.value, instance or step or "", *key),
             ts=time.time() if ts is None else ts,
             kind=kind,
             workflow=workflow,
@@ -114,10 +115,20 @@ class EngineAdapter:
 
     # ---- steps ----------------------------------------------------------------------------
     def step_started(
-        self, workflow: str, run_id: str, step: str, *, attempt: int = 1, ts: float | None = None, **attrs: Any
+        self,
+        workflow: str,
+        run_id: str,
+        step: str,
+        *,
+        attempt: int = 1,
+        ts: float | None = None,
+        instance: str | None = None,
+        **attrs: Any,
     ) -> None:
-        """A unit of the run began: its ``attempt``-th try (a retry is the next attempt)."""
-        self.send(self._event(K.STEP_STARTED, workflow, run_id, step, ts, (attempt,), attrs))
+        """A unit of the run began: its ``attempt``-th try (a retry is the next attempt).
+        ``instance``: the engine's own id of the unit (a Celery task id), where two units
+        of a run may have the same name: the fact is told by it, not by the name."""
+        self.send(self._event(K.STEP_STARTED, workflow, run_id, step, ts, (attempt,), attrs, instance))
 
     def step_ended(
         self,
@@ -130,9 +141,10 @@ class EngineAdapter:
         ts: float | None = None,
         error: str | None = None,
         retrying: bool = False,
+        instance: str | None = None,
         **attrs: Any,
     ) -> None:
         """The attempt ended: ``completed`` or ``failed`` (``retrying``: the
         engine tries it again, so the run goes on)."""
         extra = {**attrs, **({"error": error} if error else {}), **({"retrying": True} if retrying else {})}
-        self.send(self._event(STEP_ENDS[how], workflow, run_id, step, ts, (attempt,), extra))
+        self.send(self._event(STEP_ENDS[how], workflow, run_id, step, ts, (attempt,), extra, instance))

@@ -47,11 +47,14 @@ STALL_TIMEOUT = float(_stall) if _stall else None
 
 
 def _ids(task: Task) -> tuple[str, str, str, int]:
-    """(workflow, run id, step, attempt) of the task being run."""
+    """(workflow, run id, step, attempt) of the task being run: a group's
+    task is named with its place in the group (``count[1]``)."""
     r = task.request
     run_id = r.root_id or r.id
     workflow = getattr(r, HEADER, None) or task.name
-    return str(workflow), str(run_id), str(task.name), int(r.retries or 0) + 1
+    index = getattr(r, "group_index", None)
+    step = f"{task.name}[{index}]" if index is not None else str(task.name)
+    return str(workflow), str(run_id), step, int(r.retries or 0) + 1
 
 
 def _is_root(task: Task) -> bool:
@@ -60,9 +63,10 @@ def _is_root(task: Task) -> bool:
 
 
 def _last(task: Task) -> bool:
-    """Whether no task of the run comes after this one."""
+    """Whether no task of the run comes after this one (a chord's header
+    task has its body to come)."""
     r = task.request
-    return not r.chain and not r.callbacks
+    return not r.chain and not r.callbacks and not getattr(r, "chord", None)
 
 
 def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -84,7 +88,9 @@ def _started(task_id: str | None = None, task: Task | None = None, **_: Any) -> 
     if _is_root(task) and attempt == 1:
         extra = {"stall_timeout": STALL_TIMEOUT} if STALL_TIMEOUT else {}
         adapter.run_started(workflow, run_id, ts=now, celery_root_id=run_id, **extra)
-    adapter.step_started(workflow, run_id, step, attempt=attempt, ts=now, celery_task_id=str(task_id))
+    adapter.step_started(
+        workflow, run_id, step, attempt=attempt, ts=now, instance=str(task_id), celery_task_id=str(task_id)
+    )
 
 
 def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
@@ -92,7 +98,9 @@ def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
     if task is None or request is None:
         return
     workflow, run_id, step, attempt = _ids(task)
-    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=str(reason), retrying=True)
+    adapter.step_ended(
+        workflow, run_id, step, "failed", attempt=attempt, error=str(reason), retrying=True, instance=request.id
+    )
 
 
 def _failed(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
@@ -100,7 +108,7 @@ def _failed(sender: Task | None = None, exception: BaseException | None = None, 
         return
     workflow, run_id, step, attempt = _ids(sender)
     error = f"{type(exception).__name__}: {exception}" if exception is not None else "failed"
-    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=error)
+    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=error, instance=sender.request.id)
     adapter.run_ended(workflow, run_id, "failed", error=f"task {step} failed: {error}")
 
 
@@ -108,7 +116,7 @@ def _ended(task: Task | None = None, state: str | None = None, **_: Any) -> None
     if task is None or state != "SUCCESS":
         return  # RETRY and FAILURE were said by their own signals
     workflow, run_id, step, attempt = _ids(task)
-    adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt)
+    adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt, instance=task.request.id)
     if _last(task):
         adapter.run_ended(workflow, run_id, "completed")
 

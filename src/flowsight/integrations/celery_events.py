@@ -89,20 +89,32 @@ class EventMapper:
             if task.run_id == uuid and task.attempt == 1:
                 extra = {"stall_timeout": self.stall_timeout} if self.stall_timeout else {}
                 a.run_started(task.workflow, task.run_id, ts=ts, celery_root_id=task.run_id, **extra)
-            a.step_started(task.workflow, task.run_id, task.name, attempt=task.attempt, ts=ts, celery_task_id=uuid)
+            a.step_started(
+                task.workflow, task.run_id, task.name, attempt=task.attempt, ts=ts, instance=uuid, celery_task_id=uuid
+            )
             run.pending.add(uuid)
         elif kind == "task-succeeded":
-            a.step_ended(task.workflow, task.run_id, task.name, "completed", attempt=task.attempt, ts=ts)
+            a.step_ended(task.workflow, task.run_id, task.name, "completed", attempt=task.attempt, ts=ts, instance=uuid)
             self._done(run, uuid)
         elif kind == "task-retried":
             error = str(ev.get("exception") or "retried")
             a.step_ended(
-                task.workflow, task.run_id, task.name, "failed", attempt=task.attempt, ts=ts, error=error, retrying=True
+                task.workflow,
+                task.run_id,
+                task.name,
+                "failed",
+                attempt=task.attempt,
+                ts=ts,
+                error=error,
+                retrying=True,
+                instance=uuid,
             )
             task.attempt += 1  # still pending: its retry may come after a delay longer than settle
         elif kind == "task-failed":
             error = str(ev.get("exception") or "failed")
-            a.step_ended(task.workflow, task.run_id, task.name, "failed", attempt=task.attempt, ts=ts, error=error)
+            a.step_ended(
+                task.workflow, task.run_id, task.name, "failed", attempt=task.attempt, ts=ts, error=error, instance=uuid
+            )
             a.run_ended(task.workflow, task.run_id, "failed", ts=ts, error=f"task {task.name} failed: {error}")
             run.ended = True
         elif kind == "task-revoked":

@@ -307,7 +307,7 @@ def retention_seconds(value: str | float | None) -> float | None:
 
 _default: Client | None = None
 #: how get_client makes the default client: Client(), or the parent's anew in a forked child
-_remake: Callable[[], Client] = lambda: Client()
+_remake: Callable[[], Client] = Client
 _default_lock = threading.Lock()
 
 
