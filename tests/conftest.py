@@ -111,3 +111,18 @@ def any_loop(request: pytest.FixtureRequest) -> Iterator[str]:
         yield str(request.param)
     finally:
         asyncio.set_event_loop_policy(None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """What a test captured may hold lone surrogates (the log tests' undecodable bytes, kept by
+    ``surrogateescape``): escaped here, so pytest-xdist can send the report to its controller."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(key, _sendable(text)) for key, text in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _sendable(report.longrepr)
+
+
+def _sendable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

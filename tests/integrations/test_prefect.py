@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +38,7 @@ def transform(rows):
     raise ValueError(f"bad row {{rows[-1]}}")
 
 
-@flow(name="nightly"{flow_hooks})
+@flow(name="{name}"{flow_hooks})
 def nightly():
     transform(extract())
 
@@ -77,8 +78,8 @@ class Prefect:
             "FLOWSIGHT_DATABASE_URL": self.db,
         }
 
-    def run_flow(self, parts: dict[str, str], **env: str) -> None:
-        (self.dir / "etl.py").write_text(textwrap.dedent(FLOW.format(**parts)))
+    def run_flow(self, parts: dict[str, str], name: str = "nightly", **env: str) -> None:
+        (self.dir / "etl.py").write_text(textwrap.dedent(FLOW.format(name=name, **parts)))
         out = subprocess.run(
             [self.python, "etl.py"], cwd=self.dir, env={**self.env, **env}, capture_output=True, text=True, timeout=180
         )
@@ -186,3 +187,42 @@ def test_prefect_watch_follows_a_servers_events_replaying_what_it_missed_once(tm
         assert [
             (s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(second.workflow_id)
         ] == STEPS
+
+
+def test_a_flowsight_server_restarted_while_the_watcher_follows_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, server: Server
+) -> None:
+    from tests.sdk.serving import ServerProcess
+
+    flow_name = "nightly-beside-a-restart"
+    p, api = Prefect(tmp_path), server.url
+    fs = ServerProcess(tmp_path / "fs.db", log_dir=tmp_path).start()
+    env = {**p.env, "FLOWSIGHT_SPOOL_DIR": str(tmp_path / "spool")}
+    argv = [p.python, "-m", "flowsight", "prefect", "watch", "--api", api, "--url", fs.url]
+    with (tmp_path / "watch.log").open("wb") as log:
+        watcher = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+
+        def failed_runs() -> dict[str, int]:
+            """Each failed run's number of events, as the flowsight server stored them (the runs of
+            this test's flow: the watcher replays the module's earlier ones too)."""
+            done = {r for (r,) in fs.rows("SELECT run_id FROM runs WHERE state = 'failed' AND workflow = ?", flow_name)}
+            return {r: n for r, n in fs.rows("SELECT run_id, COUNT(*) FROM events GROUP BY run_id") if r in done}
+
+        def both_runs() -> dict[str, int] | None:
+            got = failed_runs()
+            return got if len(got) == 2 else None
+
+        p.run_flow(PLAIN, flow_name, PREFECT_API_URL=api)
+        wait_for("the first run", failed_runs, timeout=60)
+        fs.stop()  # down while Prefect runs on: the watcher's events wait in its spool
+        p.run_flow(PLAIN, flow_name, PREFECT_API_URL=api)
+        fs.start()
+        # each run: pending, started, three step starts, one completed and two failed, failed
+        wait_for("both runs whole", lambda: list((both_runs() or {}).values()) == [9, 9], timeout=60)
+        time.sleep(1.0)  # anything doubled would come now
+        assert list(failed_runs().values()) == [9, 9]
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(30) == 0, (tmp_path / "watch.log").read_text()
+        fs.stop()

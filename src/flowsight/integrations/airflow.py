@@ -127,9 +127,17 @@ def _ids(ti: Any) -> tuple[str, str, str, int]:
 
 
 def _dag_run_of(ti: Any) -> Any:
-    """The task's DAG run where it is at hand (Airflow 2's TaskInstance), else None."""
+    """The task's DAG run where it is at hand, else None: Airflow 2's
+    TaskInstance has it as ``ti.dag_run``; Airflow 3's task SDK
+    RuntimeTaskInstance has none, but its (cached) template context holds the
+    DAG run the API server sent."""
     try:
-        dag_run = getattr(ti, "dag_run", None)
+        if hasattr(ti, "dag_run"):
+            dag_run = ti.dag_run
+        elif hasattr(ti, "get_template_context"):
+            dag_run = ti.get_template_context().get("dag_run")
+        else:
+            dag_run = None
         return dag_run if getattr(dag_run, "start_date", None) is not None else None
     except Exception:  # noqa: BLE001 - a detached ORM object: the DAG run's own hook says it
         return None
@@ -165,7 +173,8 @@ def _failed(ti: Any, error: Any) -> None:
 
 
 def _spec_has_error() -> bool:
-    """Whether this Airflow's failed hook hands over the error (2.10 and later)."""
+    """Whether this Airflow's failed hook hands over the error (2.10 and later;
+    Airflow 3, whose specification lives elsewhere, always does)."""
     try:
         from airflow.listeners.spec import taskinstance
     except ImportError:

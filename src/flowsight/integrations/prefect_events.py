@@ -35,6 +35,11 @@ FLOW_RUN, TASK_RUN = "prefect.flow-run.", "prefect.task-run."
 ENDED = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 #: the most a Prefect server replays on a (re)connect
 MAX_REPLAY = 900.0
+#: a connection is made again this long after each (re)connect, replaying the last minute: the
+#: events the server received just before the first had not reached its database (written every 5 s
+#: by default) and were in neither that replay nor the live stream
+CATCH_UP = 10.0
+ENDED_KEPT = 10_000
 
 
 def _ts(value: Any) -> float:
@@ -89,6 +94,9 @@ class PrefectMapper:
         self.adapter = adapter
         self.stall_timeout = stall_timeout
         self.open: dict[str, str] = {}  # flow run id -> its flow's name
+        self.ended: dict[
+            str, None
+        ] = {}  # flow runs seen ending, the latest ENDED_KEPT (a late task state does not reopen them)
         self.last_seen: float | None = None  # the latest event's time
 
     def on_event(self, ev: Mapping[str, Any]) -> None:
@@ -100,11 +108,13 @@ class PrefectMapper:
 
     def on_fact(self, f: StateFact) -> None:
         report(self.adapter, f, self.stall_timeout)
-        if f.task is None:
-            if f.type in ENDED:
-                self.open.pop(f.run_id, None)
-            else:
-                self.open[f.run_id] = f.workflow
+        if f.task is None and f.type in ENDED:
+            self.open.pop(f.run_id, None)
+            self.ended[f.run_id] = None
+            if len(self.ended) > ENDED_KEPT:
+                del self.ended[next(iter(self.ended))]
+        elif f.run_id not in self.ended:  # a task's state opens its run too (the run's own may be unseen)
+            self.open[f.run_id] = f.workflow
 
     async def reconcile(self, http: httpx.AsyncClient) -> None:
         """Say the current state of each open flow run and of its task runs,
@@ -125,6 +135,12 @@ class PrefectMapper:
                 if t.get("state"):
                     self.on_fact(_rest_fact(run_id, workflow, t["name"], t))
             flow_run = r.json()
+            if flow_run.get("start_time"):  # it started: said again (once), in case its Running was unseen
+                started = {
+                    **flow_run,
+                    "state": {"type": "RUNNING", "name": "Running", "timestamp": flow_run["start_time"]},
+                }
+                self.on_fact(_rest_fact(run_id, workflow, None, started))
             if flow_run.get("state"):
                 self.on_fact(_rest_fact(run_id, workflow, None, flow_run))
 
@@ -160,6 +176,7 @@ async def follow(
     base = api_url.rstrip("/") + "/"
     start_from = time.time() - min(since, MAX_REPLAY)
     said = False
+    catch_up = True  # the next connection is the short one that follows a (re)connect
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
         while not stop():
             flt = EventFilter(event=EventNameFilter(prefix=[FLOW_RUN, TASK_RUN]))
@@ -175,8 +192,10 @@ async def follow(
                         log.warning("prefect watch: %s answers again", api_url)
                     said = False
                     await mapper.reconcile(http)
-                    await _consume(sub, mapper, http, reconcile_every, stop)
+                    await _consume(sub, mapper, http, reconcile_every, stop, CATCH_UP if catch_up else None)
+                catch_up = not catch_up
             except Exception as exc:  # noqa: BLE001 - the server away (websockets', OS errors): try again
+                catch_up = True
                 if not said:
                     log.warning("prefect watch: the server %s is not answering (%s); retrying", api_url, exc)
                     said = True
@@ -184,13 +203,22 @@ async def follow(
 
 
 async def _consume(
-    sub: Any, mapper: PrefectMapper, http: httpx.AsyncClient, reconcile_every: float, stop: Callable[[], bool]
+    sub: Any,
+    mapper: PrefectMapper,
+    http: httpx.AsyncClient,
+    reconcile_every: float,
+    stop: Callable[[], bool],
+    for_seconds: float | None,
 ) -> None:
-    next_check = time.monotonic() + reconcile_every
+    """Hand ``sub``'s events to ``mapper`` until ``stop()`` (or for ``for_seconds``), reconciling
+    every ``reconcile_every`` seconds."""
+    now = time.monotonic()
+    next_check = now + reconcile_every
+    until = None if for_seconds is None else now + for_seconds
     it = sub.__aiter__()
     pending: asyncio.Task[Any] | None = None
     try:
-        while not stop():
+        while not stop() and (until is None or time.monotonic() < until):
             if pending is None:
                 pending = asyncio.ensure_future(it.__anext__())
             done, _ = await asyncio.wait({pending}, timeout=1.0)
