@@ -22,6 +22,9 @@ from flowsight.store import open_store
 from tests.integrations.engines import engine_python
 from tests.sdk.serving import ServerProcess
 
+# one migrated metadata DB per Airflow for the module (scripts/test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("airflow")
+
 DAG = """
 import os
 from datetime import datetime, timedelta

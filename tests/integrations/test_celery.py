@@ -24,6 +24,9 @@ import pytest
 from flowsight.store import open_store
 from tests.server.test_alerting_e2e import wait_for
 
+# the workers' task events share one exchange per broker: one watcher at a time (scripts/test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("celery")
+
 #: a chord's body waits on its header's results: Redis keeps them
 BACKEND = "redis://127.0.0.1:6379/15"
 BROKERS = {"redis": ("redis://127.0.0.1:6379/14", 6379), "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672)}
@@ -90,6 +93,7 @@ def need(port: int, what: str) -> None:
 def broker(request: pytest.FixtureRequest) -> str:
     url, port = BROKERS[request.param]
     need(port, request.param)
+    need(6379, "redis (the result backend)")
     return url
 
 

@@ -23,6 +23,9 @@ from tests.integrations.engines import engine_python
 from tests.sdk.serving import free_port
 from tests.server.test_alerting_e2e import wait_for
 
+# one Prefect server for the module (scripts/test runs --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("prefect")
+
 FLOW = """
 from prefect import flow, task
 {setup}
@@ -148,42 +151,44 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def watch_once(p: Prefect, api: str, runs: int) -> None:
-    """``flowsight prefect watch`` until ``runs`` runs have failed, then stopped as a service is (SIGTERM)."""
+def watch_once(p: Prefect, api: str, runs: int, workflow: str) -> None:
+    """``flowsight prefect watch`` until ``runs`` runs of ``workflow`` have failed, then stopped as a
+    service is (SIGTERM). (It replays the module's other runs of the last 15 minutes too.)"""
     with (p.dir / "watch.log").open("ab") as log:
         proc = subprocess.Popen(
             [p.python, "-m", "flowsight", "--db", p.db, "prefect", "watch", "--api", api],
             env=p.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            wait_for(f"{runs} failed runs", lambda: _failed(p.db) == runs, timeout=60)
+            wait_for(f"{runs} failed runs", lambda: _failed(p.db, workflow) == runs, timeout=60)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0, (p.dir / "watch.log").read_text()
 
 
-def _failed(db: str) -> int:
+def _failed(db: str, workflow: str) -> int:
     if not Path(db).exists():
         return 0
     with open_store(db) as store:
-        return len([r for r in store.runs.list_runs().runs if r.state.value == "failed"])
+        return len([r for r in store.runs.list_runs().runs if r.state.value == "failed" and r.workflow == workflow])
 
 
 def test_prefect_watch_follows_a_servers_events_replaying_what_it_missed_once(tmp_path: Path, server: Server) -> None:
-    p, api = Prefect(tmp_path), server.url
-    p.run_flow(PLAIN, PREFECT_API_URL=api)  # no flow edited, and no watcher yet
-    watch_once(p, api, runs=1)  # replayed from the server
-    workflow, state, error, steps = p.steps()
-    assert (workflow, state) == ("nightly", "failed") and "bad row 3" in (error or "")
-    assert steps == STEPS
+    p, api, name = Prefect(tmp_path), server.url, "nightly-replayed"
+    p.run_flow(PLAIN, name, PREFECT_API_URL=api)  # no flow edited, and no watcher yet
+    watch_once(p, api, 1, name)  # replayed from the server
     with open_store(p.db) as store:
-        [first] = store.runs.list_runs().runs
+        [first] = [r for r in store.runs.list_runs().runs if r.workflow == name]
         before = store.runs.run_events(first.workflow_id)
-    p.run_flow(PLAIN, PREFECT_API_URL=api)  # a second run while no watcher runs
-    watch_once(p, api, runs=2)  # the restarted watcher replays both runs' events, in order
+        steps = [(s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(first.workflow_id)]
+    assert first.state.value == "failed" and "bad row 3" in (first.error or "")
+    assert steps == STEPS
+    p.run_flow(PLAIN, name, PREFECT_API_URL=api)  # a second run while no watcher runs
+    watch_once(p, api, 2, name)  # the restarted watcher replays both runs' events, in order
     with open_store(p.db) as store:
         assert store.runs.run_events(first.workflow_id) == before  # the first run's, replayed again: once each
-        [second] = [r for r in store.runs.list_runs().runs if r.workflow_id != first.workflow_id]
+        ours = [r for r in store.runs.list_runs().runs if r.workflow == name]
+        [second] = [r for r in ours if r.workflow_id != first.workflow_id]
         assert [
             (s.step.rsplit("-", 1)[0], s.attempt, s.status) for s in store.runs.run_steps(second.workflow_id)
         ] == STEPS

@@ -23,10 +23,10 @@ PARENT = {"prefect.resource.id": f"prefect.flow-run.{FLOW_RUN}", "prefect.resour
 
 
 def event(n: int, state: str, type_: str, *, task: str | None = None, run_count: int = 1, message: str = "",
-          previous: str | None = None) -> dict[str, Any]:  # fmt: skip
+          previous: str | None = None, task_run_id: str = "01a250d0-3f93-7ee9-90f4-0d568709ad2c") -> dict[str, Any]:  # fmt: skip
     kind = "task-run" if task else "flow-run"
     resource = {
-        "prefect.resource.id": f"prefect.{kind}.{'01a2' if task else FLOW_RUN}",
+        "prefect.resource.id": f"prefect.{kind}.{task_run_id if task else FLOW_RUN}",
         "prefect.resource.name": task or "supportive-orangutan",
         "prefect.run-count": str(run_count),
         "prefect.state-message": message,
@@ -103,9 +103,50 @@ def test_a_tasks_retry_is_a_failed_attempt_then_the_next_one(tmp_path: Path) -> 
     )
     assert run.state.value == "completed" and run.retries == 1
     assert [(s.step, s.attempt, s.status) for s in steps] == [
-        ("load-d1a", 1, "failed"),
-        ("load-d1a", 2, "completed"),
+        ("load-d1a#8709ad2c", 1, "failed"),
+        ("load-d1a#8709ad2c", 2, "completed"),
     ]
+
+
+def test_two_task_runs_of_one_name_are_two_steps(tmp_path: Path) -> None:
+    """Prefect's task run names end in three hex digits: two runs of a task can share one."""
+    _run, _history, steps, _mapper = replay(
+        tmp_path,
+        [
+            event(1, "Running", "RUNNING"),
+            *(event(2, "Running", "RUNNING", task="load-d1a", task_run_id=i) for i in ("a-1", "b-2")),
+            *(event(3, "Completed", "COMPLETED", task="load-d1a", task_run_id=i) for i in ("a-1", "b-2")),
+        ],
+    )
+    assert sorted((s.step, s.attempt, s.status) for s in steps) == [
+        ("load-d1a#a1", 1, "completed"),
+        ("load-d1a#b2", 1, "completed"),
+    ]
+
+
+def test_a_suspended_run_resumes_through_scheduled_and_pending(tmp_path: Path) -> None:
+    run, history, _steps, _mapper = replay(
+        tmp_path,
+        [
+            event(1, "Running", "RUNNING"),
+            event(2, "Suspended", "PAUSED", previous="RUNNING"),
+            event(3, "Resuming", "SCHEDULED", previous="PAUSED"),
+            event(4, "Pending", "PENDING", previous="SCHEDULED"),
+            event(5, "Running", "RUNNING", previous="PENDING"),
+        ],
+    )
+    assert run.state.value == "running"
+    assert [(t.old_state.value, t.new_state.value) for t in history][-2:] == [
+        ("running", "suspended"),
+        ("suspended", "running"),
+    ]
+
+
+def test_an_event_that_cannot_be_read_is_passed_over(tmp_path: Path) -> None:
+    bad = event(2, "Completed", "COMPLETED")
+    bad["occurred"] = "not a time"
+    run, _history, _steps, _mapper = replay(tmp_path, [event(1, "Running", "RUNNING"), bad])
+    assert run.state.value == "running"
 
 
 def test_events_that_are_no_run_state_are_passed_over() -> None:

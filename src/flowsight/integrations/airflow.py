@@ -28,7 +28,6 @@ spooled).
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import sys
@@ -160,7 +159,7 @@ def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
 def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
     wf, rid, step, attempt = _ids(task_instance)
     adapter.step_ended(wf, rid, step, "completed", attempt=attempt, ts=_ts(getattr(task_instance, "end_date", None)))
-    adapter.flush(FLUSH_TIMEOUT)
+    _flush_if_task_process(task_instance)
 
 
 def _failed(ti: Any, error: Any) -> None:
@@ -169,29 +168,22 @@ def _failed(ti: Any, error: Any) -> None:
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "task failed")
     ts = _ts(getattr(ti, "end_date", None))
     adapter.step_ended(wf, rid, step, "failed", attempt=attempt, ts=ts, error=text, retrying=retrying)
-    adapter.flush(FLUSH_TIMEOUT)
+    _flush_if_task_process(ti)
 
 
-def _spec_has_error() -> bool:
-    """Whether this Airflow's failed hook hands over the error (2.10 and later;
-    Airflow 3, whose specification lives elsewhere, always does)."""
-    try:
-        from airflow.listeners.spec import taskinstance
-    except ImportError:
-        return True
-    return "error" in inspect.signature(taskinstance.on_task_instance_failed).parameters
+def _flush_if_task_process(ti: Any) -> None:
+    """In the task's own process, which Airflow ends without its exit handlers, wait (at most
+    FLUSH_TIMEOUT) for the events to reach the store or the spool; elsewhere (the scheduler failing
+    a task it lost, Airflow 3's API server marking one) never wait."""
+    pid = getattr(ti, "pid", None)
+    if pid is None or pid == os.getpid():
+        adapter.flush(FLUSH_TIMEOUT)
 
 
-def _with_error(previous_state: Any, task_instance: Any, error: Any) -> None:
+@hookimpl
+@_quiet
+def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
     _failed(task_instance, error)
-
-
-def _without_error(previous_state: Any, task_instance: Any) -> None:  # Airflow 2.9's hook has no error
-    _failed(task_instance, None)
-
-
-# pluggy hands a hook the arguments its parameters name, and refuses a name the spec lacks
-on_task_instance_failed: Callable[..., None] = hookimpl(_quiet(_with_error if _spec_has_error() else _without_error))
 
 
 class FlowsightPlugin(AirflowPlugin):  # type: ignore[misc]  # Airflow's class: Any to mypy

@@ -25,8 +25,10 @@ chain's third task names the run as the one running its first did. A worker
 killed mid-task (``kill -9``) sends nothing more: the run stays running and
 is flagged stalled once quiet for longer than its bound
 (``FLOWSIGHT_CELERY_STALL_TIMEOUT`` seconds, default 30 min; a workflow's
-history gives a tighter one), never "fine". Groups and chords are not mapped
-as one run yet: each of their tasks is a run of its own.
+history gives a tighter one), never "fine". A chain with a group in it (a
+chord) is one run, the group's tasks steps named with their place
+(``count[0]``); a group or chord sent on its own is not one run yet: each of
+its tasks is a run of its own.
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ def _is_root(task: Task) -> bool:
 
 
 def _last(task: Task) -> bool:
-    """Whether no task of the run comes after this one (a chord's header
-    task has its body to come)."""
+    """Whether no task of the run comes after this one (the header task of a
+    chord inside a chain has the chord's body to come; a chord sent on its
+    own makes each header task a run of its own)."""
     r = task.request
-    return not r.chain and not r.callbacks and not getattr(r, "chord", None)
+    in_chain = bool(r.root_id) and r.root_id != r.id
+    return not r.chain and not r.callbacks and not (in_chain and getattr(r, "chord", None))
 
 
 def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -131,6 +135,11 @@ def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, 
     adapter.run_ended(workflow, run_id, "cancelled", reason=f"task {name} {how}")
 
 
+def _process_ending(**_: Any) -> None:
+    """A prefork pool's child ends with ``os._exit``: what it said goes to the store or the spool first."""
+    adapter.flush(5.0)
+
+
 def connect() -> None:
     """Listen to the worker's and the sender's signals (done when this module
     is imported; connecting twice connects once)."""
@@ -140,6 +149,7 @@ def connect() -> None:
     signals.task_failure.connect(_failed, weak=False, dispatch_uid="flowsight-failure")
     signals.task_postrun.connect(_ended, weak=False, dispatch_uid="flowsight-postrun")
     signals.task_revoked.connect(_revoked, weak=False, dispatch_uid="flowsight-revoked")
+    signals.worker_process_shutdown.connect(_process_ending, weak=False, dispatch_uid="flowsight-process-end")
 
 
 connect()

@@ -32,6 +32,7 @@ What maps to what (the Prefect state's name is kept as the reason):
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,13 +51,14 @@ class StateFact:
 
     run_id: str  # the flow run's id
     workflow: str  # the flow's name
-    task: str | None  # the task run's name
+    task: str | None  # the task run's step name (step_name: its name, told apart by its id)
     type: str  # Prefect's state type: RUNNING, COMPLETED, FAILED, ...
     name: str  # the state's name: Running, Late, Crashed, AwaitingRetry, ...
     message: str
     run_count: int
     ts: float
     previous: str | None = None  # the state type it left, where known
+    task_run_id: str | None = None  # the task run's id: what tells its facts apart
 
     @property
     def reason(self) -> str:
@@ -91,32 +93,46 @@ def _flow_state(a: EngineAdapter, f: StateFact, stall_timeout: float | None) -> 
         a.run_suspended(wf, rid, f.reason, ts=f.ts, **kept)
 
 
+def step_name(task_run_name: str, task_run_id: str) -> str:
+    """A task run's step: Prefect's name (``extract-3f2``, whose suffix has only 4,096 values)
+    and the tail of its id, so the task runs of a flow run never share a step."""
+    return f"{task_run_name}#{task_run_id.replace('-', '')[-8:]}"
+
+
 def _task_state(a: EngineAdapter, f: StateFact) -> None:
-    wf, rid, step, t = f.workflow, f.run_id, str(f.task), f.type
+    wf, rid, step, t, inst = f.workflow, f.run_id, str(f.task), f.type, f.task_run_id
     attempt = max(f.run_count, 1)
     if t == "RUNNING":
         if f.run_count > 1:  # the attempt before failed and was retried (its AwaitingRetry may be unseen)
-            a.step_ended(wf, rid, step, "failed", attempt=f.run_count - 1, ts=f.ts, error="failed", retrying=True)
-        a.step_started(wf, rid, step, attempt=attempt, ts=f.ts, prefect_state=f.name)
+            previous = f.run_count - 1
+            a.step_ended(
+                wf, rid, step, "failed", attempt=previous, ts=f.ts, error="failed", retrying=True, instance=inst
+            )
+        a.step_started(wf, rid, step, attempt=attempt, ts=f.ts, instance=inst, prefect_state=f.name)
     elif t == "SCHEDULED" and f.run_count >= 1:  # AwaitingRetry: this attempt failed, another comes
         error = f.message or "failed"
-        a.step_ended(wf, rid, step, "failed", attempt=attempt, ts=f.ts, error=error, retrying=True)
+        a.step_ended(wf, rid, step, "failed", attempt=attempt, ts=f.ts, error=error, retrying=True, instance=inst)
     elif t == "COMPLETED":
-        a.step_ended(wf, rid, step, "completed", attempt=attempt, ts=f.ts)
+        a.step_ended(wf, rid, step, "completed", attempt=attempt, ts=f.ts, instance=inst)
     elif t in FAILED_TYPES or t == "CANCELLED":
-        a.step_ended(wf, rid, step, "failed", attempt=attempt, ts=f.ts, error=f.reason, prefect_state=f.name)
+        error = f.reason
+        a.step_ended(
+            wf, rid, step, "failed", attempt=attempt, ts=f.ts, error=error, instance=inst, prefect_state=f.name
+        )
 
 
 # ---- state hooks: where no server is followed -----------------------------------------------
 _adapter = EngineAdapter(ENGINE)
 
 
-def _hook_fact(run_id: object, workflow: str, task: str | None, run_count: Any, state: Any) -> StateFact:
+def _hook_fact(run_id: object, workflow: str, task_run: Any, run_count: Any, state: Any) -> StateFact:
     ts = state.timestamp.timestamp() if getattr(state, "timestamp", None) is not None else None
+    task_run_id = None if task_run is None else str(task_run.id)
     return StateFact(
         run_id=str(run_id),
         workflow=workflow,
-        task=task,
+        task=None if task_run is None else step_name(str(task_run.name), str(task_run.id)),
+        task_run_id=task_run_id,
         type=str(getattr(state.type, "value", state.type)),
         name=str(state.name),
         message=str(state.message or ""),
@@ -136,7 +152,7 @@ def _on_task_state(task: Any, task_run: Any, state: Any) -> None:
     if ctx is None or ctx.flow_run is None or ctx.flow is None:
         return  # a task run outside any flow: not a step of a run
     run_count = task_run.run_count or 1  # the hook sees the attempt that ran
-    report(_adapter, _hook_fact(ctx.flow_run.id, ctx.flow.name, task_run.name, run_count, state))
+    report(_adapter, _hook_fact(ctx.flow_run.id, ctx.flow.name, task_run, run_count, state))
 
 
 Hook = Callable[[Any, Any, Any], None]
@@ -150,5 +166,10 @@ def flow_hooks() -> dict[str, list[Hook]]:
 
 
 def task_hooks() -> dict[str, list[Hook]]:
-    """A task's state hooks reporting its runs as steps: ``@task(**task_hooks())``."""
-    return {name: [_on_task_state] for name in ("on_running", "on_completion", "on_failure")}
+    """A task's state hooks reporting its runs as steps: ``@task(**task_hooks())``
+    (``on_running`` where this Prefect's tasks have it: 3.6 on)."""
+    from prefect import Task
+
+    takes = inspect.signature(Task.__init__).parameters
+    names = [n for n in ("on_running", "on_completion", "on_failure") if n in takes]
+    return {name: [_on_task_state] for name in names}

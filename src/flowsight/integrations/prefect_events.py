@@ -19,6 +19,7 @@ connect and every ``reconcile`` seconds: an end it missed is still said.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from typing import Any
 import httpx
 
 from flowsight.integrations.adapter import EngineAdapter
-from flowsight.integrations.prefect import StateFact, report
+from flowsight.integrations.prefect import StateFact, report, step_name
 
 log = logging.getLogger("flowsight.prefect")
 FLOW_RUN, TASK_RUN = "prefect.flow-run.", "prefect.task-run."
@@ -63,13 +64,15 @@ def fact_of(ev: Mapping[str, Any]) -> StateFact | None:
     if not type_:
         return None
     flow = _related(ev, "flow")
+    task_run_id = None
     if rid.startswith(FLOW_RUN):
         run_id, task = rid[len(FLOW_RUN) :], None
     elif rid.startswith(TASK_RUN):
         parent = _related(ev, "flow-run")
         if parent is None:
             return None  # a task run outside any flow
-        run_id, task = str(parent["prefect.resource.id"])[len(FLOW_RUN) :], str(res.get("prefect.resource.name"))
+        run_id, task_run_id = str(parent["prefect.resource.id"])[len(FLOW_RUN) :], rid[len(TASK_RUN) :]
+        task = step_name(str(res.get("prefect.resource.name")), task_run_id)
     else:
         return None
     initial = (ev.get("payload") or {}).get("initial_state") or {}
@@ -83,6 +86,7 @@ def fact_of(ev: Mapping[str, Any]) -> StateFact | None:
         run_count=int(res.get("prefect.run-count") or 0),
         ts=_ts(ev.get("occurred")),
         previous=initial.get("type"),
+        task_run_id=task_run_id,
     )
 
 
@@ -94,19 +98,32 @@ class PrefectMapper:
         self.adapter = adapter
         self.stall_timeout = stall_timeout
         self.open: dict[str, str] = {}  # flow run id -> its flow's name
-        self.ended: dict[
-            str, None
-        ] = {}  # flow runs seen ending, the latest ENDED_KEPT (a late task state does not reopen them)
+        self.suspended: set[str] = set()  # flow runs paused or suspended now
+        # flow runs seen ending, the latest ENDED_KEPT (a late task state does not reopen them)
+        self.ended: dict[str, None] = {}
         self.last_seen: float | None = None  # the latest event's time
 
     def on_event(self, ev: Mapping[str, Any]) -> None:
-        f = fact_of(ev)
+        """One event; one this watcher cannot read is logged and passed over (never a reason to
+        reconnect and replay it again)."""
+        try:
+            f = fact_of(ev)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("prefect watch: passing over event %s, which cannot be read: %r", ev.get("id"), exc)
+            return
         if f is None:
             return
         self.on_fact(f)
         self.last_seen = f.ts if self.last_seen is None else max(self.last_seen, f.ts)
 
     def on_fact(self, f: StateFact) -> None:
+        if f.task is None and f.type == "RUNNING" and f.run_id in self.suspended:
+            # a Suspended run resumes through Scheduled and Pending: its Running left no PAUSED
+            f = dataclasses.replace(f, previous="PAUSED")
+        if f.task is None and f.type == "PAUSED":
+            self.suspended.add(f.run_id)
+        elif f.task is None and (f.type == "RUNNING" or f.type in ENDED):
+            self.suspended.discard(f.run_id)
         report(self.adapter, f, self.stall_timeout)
         if f.task is None and f.type in ENDED:
             self.open.pop(f.run_id, None)
@@ -131,26 +148,31 @@ class PrefectMapper:
             except httpx.HTTPError as exc:
                 log.warning("prefect watch: could not read flow run %s (%s)", run_id, exc)
                 return
-            for t in tasks.json():
-                if t.get("state"):
-                    self.on_fact(_rest_fact(run_id, workflow, t["name"], t))
-            flow_run = r.json()
-            if flow_run.get("start_time"):  # it started: said again (once), in case its Running was unseen
-                started = {
-                    **flow_run,
-                    "state": {"type": "RUNNING", "name": "Running", "timestamp": flow_run["start_time"]},
-                }
-                self.on_fact(_rest_fact(run_id, workflow, None, started))
-            if flow_run.get("state"):
-                self.on_fact(_rest_fact(run_id, workflow, None, flow_run))
+            try:
+                self._say_now(run_id, workflow, r.json(), tasks.json())
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("prefect watch: passing over flow run %s, whose state cannot be read: %r", run_id, exc)
+
+    def _say_now(self, run_id: str, workflow: str, flow_run: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
+        """The current states of a flow run and of its task runs, as facts."""
+        for t in tasks:
+            if t.get("state"):
+                self.on_fact(_rest_fact(run_id, workflow, t, t))
+        if flow_run.get("start_time"):  # it started (the same fact again, in case its Running was unseen)
+            started = {**flow_run, "state": {"type": "RUNNING", "name": "Running", "timestamp": flow_run["start_time"]}}
+            report(self.adapter, _rest_fact(run_id, workflow, None, started), self.stall_timeout)
+        if flow_run.get("state"):
+            self.on_fact(_rest_fact(run_id, workflow, None, flow_run))
 
 
-def _rest_fact(run_id: str, workflow: str, task: str | None, obj: Mapping[str, Any]) -> StateFact:
+def _rest_fact(run_id: str, workflow: str, task_run: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> StateFact:
+    """The state fact of a flow run (``task_run`` None) or task run, as the REST API has it."""
     st = obj["state"]
     return StateFact(
         run_id=run_id,
         workflow=workflow,
-        task=task,
+        task=None if task_run is None else step_name(str(task_run["name"]), str(task_run["id"])),
+        task_run_id=None if task_run is None else str(task_run["id"]),
         type=str(st["type"]),
         name=str(st.get("name") or st["type"]),
         message=str(st.get("message") or ""),

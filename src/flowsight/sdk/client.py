@@ -97,11 +97,6 @@ class Client:
         http: HttpOptions | None = None,
         http_transport: httpx.BaseTransport | None = None,
     ) -> None:
-        #: the same client anew (for a forked child, where this one's threads are gone)
-        self.remake: Callable[[], Client] = functools.partial(
-            Client, db, url=url, token=token, batch_size=batch_size, linger=linger, retention=retention,
-            spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, http=http, http_transport=http_transport,
-        )  # fmt: skip
         if url is None and db is None:
             url = os.environ.get(ENV_SERVER_URL) or None
         self.url: str | None = None
@@ -154,6 +149,12 @@ class Client:
         self._logs: BatchWriter[LogEntry, LogRecord] | None = None
         self._logs_lock = threading.Lock()
         self._started = False
+        #: the same client anew, to the same place (for a forked child, where this one's threads,
+        #: and its connections, are not its own)
+        self.remake: Callable[[], Client] = functools.partial(
+            Client, self.db, url=self.url, token=self._token, batch_size=batch_size, linger=linger,
+            retention=retention, spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, http=http,
+        )  # fmt: skip
 
     def start(self) -> None:
         """Start the background writer (done by the first run, or by
