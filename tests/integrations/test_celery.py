@@ -127,14 +127,21 @@ class Worker:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "jobs", "worker", "-P", "solo", "-l", "info",
+                 # a node name of its own: a worker killed by the test before holds its remote-control
+                 # queue (exclusive, named after the node) on RabbitMQ until the broker notices
+                 "-n", f"fs-{uuid.uuid4().hex[:8]}@%h",
                  "--without-gossip", "--without-mingle", "--without-heartbeat", *(["-E"] if self.events else [])],
                 cwd=self.dir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 60
-        while b"ready." not in self.log.read_bytes():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"worker not ready in 60 s:\n{self.log.read_text()}"
-            time.sleep(0.2)
+        try:
+            while b"ready." not in self.log.read_bytes():
+                assert self.proc.poll() is None, self.log.read_text()
+                assert time.monotonic() < deadline, f"worker not ready in 60 s:\n{self.log.read_text()}"
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()  # never left running past its test
+            raise
 
     def send(self, code: str) -> str:
         """Run ``code`` (with the app's tasks imported) in a sending process; what it prints."""
@@ -160,9 +167,11 @@ class Worker:
 @pytest.fixture
 def worker(tmp_path: Path, broker: str) -> Iterator[Worker]:
     w = Worker(tmp_path, broker)
-    w.start()
-    yield w
-    w.stop()
+    try:
+        w.start()
+        yield w
+    finally:
+        w.stop()
 
 
 def runs(db: str, *args: str) -> list[dict[str, Any]]:
@@ -264,15 +273,17 @@ def watcher(tmp_path: Path, broker: str) -> Iterator[tuple[Worker, subprocess.Po
         [sys.executable, "-m", "flowsight", "--db", w.db, "celery", "watch", "--broker", broker, "--settle", "1s"],
         cwd=tmp_path, env=w.env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    w.start()
-    time.sleep(1.0)  # the watcher's consumer bound to the event exchange
-    yield w, proc
-    w.stop()
-    proc.send_signal(signal.SIGTERM)
     try:
-        assert proc.wait(30) == 0, (tmp_path / "watch.log").read_text()
+        w.start()
+        time.sleep(1.0)  # the watcher's consumer bound to the event exchange
+        yield w, proc
     finally:
-        log.close()
+        w.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(30) == 0, (tmp_path / "watch.log").read_text()
+        finally:
+            log.close()
 
 
 def test_celery_watch_maps_a_chain_from_the_brokers_events_without_touching_the_worker(
@@ -301,8 +312,8 @@ def test_a_worker_with_the_integration_and_a_watcher_report_each_fact_once(tmp_p
             [sys.executable, "-m", "flowsight", "--db", w.db, "celery", "watch", "--broker", broker, "--settle", "1s"],
             cwd=tmp_path, env=w.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        w.start()
         try:
+            w.start()
             time.sleep(1.0)
             root = w.send("print(chain(extract.s(5), transform.s(), load.s()).apply_async().parent.parent.id)")
             wait_for("the run completed", lambda: [r for r in runs(w.db) if r["state"] == "completed"], timeout=60)
@@ -326,8 +337,8 @@ def test_a_server_restarted_while_the_worker_runs_loses_nothing_and_doubles_noth
     need(port, "redis")
     server = ServerProcess(tmp_path / "server.db", log_dir=tmp_path).start()
     w = Worker(tmp_path, url, server=server.url)
-    w.start()
     try:
+        w.start()
         chains = "[chain(extract.s(3), transform.s(), load.s()).apply_async().parent.parent.id for _ in range({n})]"
         first = json.loads(w.send(f"import json; print(json.dumps({chains.format(n=3)}))"))
         server.stop()  # down while the worker goes on
