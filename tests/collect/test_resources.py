@@ -108,6 +108,11 @@ def cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
+#: what a busy-looping run must read, in percent of a core: over half on a quiet machine; on a
+#: loaded one (the suite's two workers and two CPU burners on two cores) it gets about 40%
+BUSY_READS = 25.0
+
+
 def until_busy(
     collector: MetricsCollector,
     runs: dict[str, int],
@@ -119,11 +124,14 @@ def until_busy(
     samples on a quiet machine; a few more when other work takes the cores)."""
     collector.sample(runs)
     deadline = time.monotonic() + DEADLINE
+    samples = 0
     while True:
         used = cpu_seconds(busy_pid)
         wait_until(lambda: cpu_seconds(busy_pid) >= used + 0.5, "the busy process uses 0.5 s of CPU")
         _, trees = collector.sample(runs)
-        if trees[run].cpu_percent > 50 or time.monotonic() > deadline:
+        samples += 1
+        reads = trees[run].cpu_percent
+        if reads > 50 or (samples >= 3 and reads > BUSY_READS) or time.monotonic() > deadline:
             return trees
 
 
@@ -132,7 +140,7 @@ def test_a_busy_run_reads_above_half_a_core_and_an_idle_one_stays_low(spawn: Cal
     busy.expect(), idle.expect()
     collector = MetricsCollector()
     trees = until_busy(collector, {"run-busy": busy.pid, "run-idle": idle.pid}, "run-busy", busy.pid)
-    assert trees["run-busy"].cpu_percent > 50
+    assert trees["run-busy"].cpu_percent > BUSY_READS
     assert trees["run-idle"].cpu_percent < 10
     assert trees["run-busy"].processes == trees["run-idle"].processes == 1
     assert trees["run-busy"].net_sent_bytes_per_s is None  # per process, the kernel does not say
@@ -240,7 +248,7 @@ def test_a_grandchild_counts_for_the_root_of_its_run(spawn: Callable[..., Child]
     trees = until_busy(collector, runs, "run-family", grandchild)
     family = trees["run-family"]
     assert family.processes == 2 and trees["run-idle"].processes == 1
-    assert family.cpu_percent > 50 and trees["run-idle"].cpu_percent < 10
+    assert family.cpu_percent > BUSY_READS and trees["run-idle"].cpu_percent < 10
     assert family.memory_bytes > 100 * 1024 * 1024 > trees["run-idle"].memory_bytes
 
 
@@ -268,7 +276,7 @@ def test_a_run_no_longer_asked_for_starts_over(spawn: Callable[..., Child]) -> N
     busy.expect()
     collector = MetricsCollector()
     trees = until_busy(collector, {"run-busy": busy.pid}, "run-busy", busy.pid)
-    assert trees["run-busy"].cpu_percent > 50
+    assert trees["run-busy"].cpu_percent > BUSY_READS
     collector.sample({})
     _, trees = collector.sample({"run-busy": busy.pid})
     assert trees["run-busy"].cpu_percent == 0.0  # a first sample again: nothing to compare with
