@@ -40,23 +40,26 @@ class EngineAdapter:
         self.engine = engine
         self._send = send
         self._default = send is None
-        self._pid = 0
+        if self._default:  # a forked child (a worker's task process) takes the SDK's client of its own
+            os.register_at_fork(after_in_child=self._forget_sender)
+
+    def _forget_sender(self) -> None:
+        self._send = None
 
     def send(self, event: Event) -> None:
-        if self._default and self._pid != os.getpid():  # first use, or a forked child: the SDK's client of this process
+        if self._send is None:  # first use in this process: the SDK's default client
             from flowsight.sdk.client import get_client
 
             client = get_client()
             client.start()
-            self._send, self._pid = client.send, os.getpid()
-        assert self._send is not None
+            self._send = client.send
         self._send(event)
 
     def flush(self, timeout: float) -> None:
         """Wait at most ``timeout`` for what was said to be stored, or safe in
         the spool of a server (sent by the next process): for a process about
         to end without running its exit handlers (a forked task process)."""
-        if self._default and self._pid == os.getpid():
+        if self._default and self._send is not None:
             from flowsight.sdk.client import get_client
 
             get_client().flush(timeout, spooled=True)
