@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from flowsight.store import SqlStore, open_store
-from tests.helpers import Recorder, recording
+from tests.helpers import Recorder, recording, unavailable
 
 # The command line's tables are as wide as COLUMNS says when printed to a pipe
 # (160 without it): the tests' subprocesses get a fixed width, whatever the
@@ -45,9 +45,7 @@ def _pg_available() -> str | None:
 def require_postgres() -> None:
     why = _pg_available()
     if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {why}", pytrace=False)
-        pytest.skip(why)
+        unavailable(why)
 
 
 @pytest.fixture

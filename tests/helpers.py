@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+import pytest
 
 R = TypeVar("R")
 
@@ -81,3 +84,10 @@ def recording(port: int = 0) -> Iterator[Recorder]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def unavailable(why: str) -> NoReturn:
+    """A service or engine a test needs is missing: a skip with ``why``, or a failure under CI=true."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(why)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from flowsight.store import open_store
+from tests.helpers import unavailable
 from tests.server.test_alerting_e2e import wait_for
 
 # the workers' task events share one exchange per broker: one watcher at a time (scripts/test runs --dist loadgroup)
@@ -83,10 +84,7 @@ def reachable(port: int) -> bool:
 def need(port: int, what: str) -> None:
     """The broker listening: else a skip with the reason, or a failure under CI=true."""
     if not reachable(port):
-        why = f"{what} is not listening on 127.0.0.1:{port}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {why}", pytrace=False)
-        pytest.skip(why)
+        unavailable(f"{what} is not listening on 127.0.0.1:{port}")
 
 
 @pytest.fixture(params=sorted(BROKERS))
