@@ -223,6 +223,64 @@ def test_a_chain_with_a_group_in_it_is_one_run_that_ends_after_the_groups_join(w
     assert ended.ts >= last.ts
 
 
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_group_sent_alone_is_one_run_that_completes_with_its_last_task(worker: Worker) -> None:
+    group_id = worker.send(
+        "from celery import group\nprint(group(count.s([1]), slow.s(1), count.s([3])).apply_async().id)"
+    )
+    [run] = wait_for("the group's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert (run["run_id"], run["workflow"]) == (group_id, "jobs.count")
+    with open_store(worker.db) as store:
+        steps = store.runs.run_steps(group_id)
+        [done] = [t for t in store.runs.run_transitions(group_id) if t.new_state.value == "completed"]
+    assert sorted((s.step, s.status) for s in steps) == [
+        ("jobs.count[0]", "completed"),
+        ("jobs.count[2]", "completed"),
+        ("jobs.slow[1]", "completed"),
+    ]
+    assert done.timestamp == max(s.ended_at or 0 for s in steps)  # with its last task, the slow one
+    assert len(runs(worker.db)) == 1
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_group_of_a_chain_and_a_chord_is_one_run_of_all_their_tasks(worker: Worker) -> None:
+    group_id = worker.send(
+        "from celery import chord, group\n"
+        "print(group(chain(extract.s(3), load.s()), chord([count.s([1]), count.s([2])], total.s())).apply_async().id)"
+    )
+    [run] = wait_for("the run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert (run["run_id"], run["workflow"]) == (group_id, "jobs.extract")
+    with open_store(worker.db) as store:
+        steps = store.runs.run_steps(group_id)
+        [done] = [t for t in store.runs.run_transitions(group_id) if t.new_state.value == "completed"]
+    assert len(steps) == 5 and {s.status for s in steps} == {"completed"}
+    assert {s.step.split("[")[0] for s in steps} == {"jobs.extract", "jobs.load", "jobs.count", "jobs.total"}
+    assert done.timestamp == max(s.ended_at or 0 for s in steps)
+    assert len(runs(worker.db)) == 1
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_chord_sent_alone_is_one_run_that_completes_after_its_body(worker: Worker) -> None:
+    group_id = worker.send(
+        "from celery import chord\nprint(chord([count.s([1]), count.s([1, 2])], total.s()).apply_async().parent.id)"
+    )
+    [run] = wait_for("the chord's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert run["run_id"] == group_id
+    with open_store(worker.db) as store:
+        steps = [(s.step, s.status) for s in store.runs.run_steps(group_id)]
+        [ended] = [e for e in store.runs.run_events(group_id) if e.kind.value == "completed"]
+        [body] = [
+            e for e in store.runs.run_events(group_id) if e.kind.value == "step_completed" and e.step == "jobs.total"
+        ]
+    assert sorted(steps) == [
+        ("jobs.count[0]", "completed"),
+        ("jobs.count[1]", "completed"),
+        ("jobs.total", "completed"),
+    ]
+    assert ended.ts >= body.ts
+    assert len(runs(worker.db)) == 1
+
+
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)  # the chain's test covers RabbitMQ
 def test_a_task_alone_is_a_run_of_its_name(worker: Worker) -> None:
     task_id = worker.send("print(load.delay([1, 2, 3]).id)")

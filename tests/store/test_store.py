@@ -132,6 +132,33 @@ def test_an_empty_batch_writes_nothing(store: SqlStore) -> None:
 # ---- runs, steps, transitions ---------------------------------------------
 
 
+def test_steps_run_apart_complete_their_run_with_the_last_of_them_in_any_order(store: SqlStore) -> None:
+    """A Celery group's tasks: each completion says the run has three; the
+    run completes with the third, whichever batch or order it comes in."""
+    store.runs.write_events([ev("started", "g", 100.0), ev("step_started", "g", 101.0, "count[2]")])
+    store.runs.write_events(
+        [ev("step_started", "g", 101.0, "count[0]"), ev("step_completed", "g", 102.0, "count[0]", ends_run_after=3)]
+    )
+    store.runs.write_events(
+        [ev("step_started", "g", 102.0, "count[1]"), ev("step_completed", "g", 104.0, "count[1]", ends_run_after=3)]
+    )
+    run = store.runs.get_run("g")
+    assert run is not None and run.state is S.RUNNING  # two of three, one still open
+
+    result = store.runs.write_events([ev("step_completed", "g", 105.0, "count[2]", ends_run_after=3)])
+
+    run = store.runs.get_run("g")
+    assert run is not None
+    assert (run.state, run.end_time, run.completed_steps) == (S.COMPLETED, 105.0, 3)
+    [tr] = result.transitions
+    assert (tr.old_state, tr.new_state, tr.reason, tr.applied) == (
+        S.RUNNING,
+        S.COMPLETED,
+        "all 3 steps completed",
+        True,
+    )
+
+
 def test_run_steps_lists_every_attempt_and_the_step_still_running(store: SqlStore) -> None:
     store.runs.write_events(
         [

@@ -27,13 +27,21 @@ is flagged stalled once quiet for longer than its bound
 (``FLOWSIGHT_CELERY_STALL_TIMEOUT`` seconds, default 30 min; a workflow's
 history gives a tighter one), never "fine". A chain with a group in it (a
 chord) is one run, the group's tasks steps named with their place
-(``count[0]``); a group or chord sent on its own is not one run yet: each of
-its tasks is a run of its own.
+(``count[0]``). A group or a chord sent on its own is one run too, its id
+the group's id: the sender (with this module imported) gives each of the
+group's tasks the run (header ``flowsight_run``) and, for a group, how many
+tasks it runs (``flowsight_group_tasks``): each task's completion says so
+(``ends_run_after``), and the store completes the run when that many have
+completed (no task of a group knows it is the last); a chord's run
+completes when its body has run. A task sent by a task of a run is a step
+of that run. A group ending a chain completes the chain's run with its
+first task to end (nothing says how many steps the run has in all).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -43,6 +51,8 @@ from flowsight.integrations.adapter import EngineAdapter
 
 ENGINE = "celery"
 HEADER = "flowsight_workflow"
+RUN = "flowsight_run"
+TASKS = "flowsight_group_tasks"
 adapter = EngineAdapter(ENGINE)
 _stall = os.environ.get("FLOWSIGHT_CELERY_STALL_TIMEOUT")
 STALL_TIMEOUT = float(_stall) if _stall else None
@@ -52,7 +62,7 @@ def _ids(task: Task) -> tuple[str, str, str, int]:
     """(workflow, run id, step, attempt) of the task being run: a group's
     task is named with its place in the group (``count[1]``)."""
     r = task.request
-    run_id = r.root_id or r.id
+    run_id = getattr(r, RUN, None) or r.root_id or r.id
     workflow = getattr(r, HEADER, None) or task.name
     index = getattr(r, "group_index", None)
     step = f"{task.name}[{index}]" if index is not None else str(task.name)
@@ -70,18 +80,97 @@ def _last(task: Task) -> bool:
     own makes each header task a run of its own)."""
     r = task.request
     in_chain = bool(r.root_id) and r.root_id != r.id
-    return not r.chain and not r.callbacks and not (in_chain and getattr(r, "chord", None))
+    in_run = in_chain or bool(getattr(r, RUN, None))
+    return not r.chain and not r.callbacks and not (in_run and getattr(r, "chord", None))
 
 
-def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """A task being sent carries its run's workflow: the sending task's, or its own name for a new run."""
+def _group_tasks(r: Any) -> int | None:
+    """How many tasks the group this task was sent in has, when it is the
+    whole run (a group sent on its own)."""
+    n = getattr(r, TASKS, None)
+    return n if isinstance(n, int) and not r.chain and not r.callbacks and not getattr(r, "chord", None) else None
+
+
+def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
+    """A task being sent carries its run's workflow (the sending task's, or
+    its own name for a new run) and, where the run is not its root task's,
+    the run: the sending task's, or the group it is sent in."""
     if headers is None or headers.get(HEADER):
         return
     running = current_task._get_current_object() if current_task else None
     if running is not None and running.request is not None and running.request.id:
-        headers[HEADER] = getattr(running.request, HEADER, None) or running.name
+        r = running.request
+        headers[HEADER] = getattr(r, HEADER, None) or running.name
+        for key in (RUN, TASKS):
+            if getattr(r, key, None) is not None:
+                headers[key] = getattr(r, key)
     elif sender:
         headers[HEADER] = sender
+        sending, group_id = _group_sending()
+        if sending is None or group_id is None:
+            return
+        headers[RUN] = group_id
+        headers[HEADER] = _first_task(sending) or sender  # one name for the run, whichever task says it
+        embed = body[2] if isinstance(body, (tuple, list)) and len(body) > 2 else None
+        size = _tasks_in(sending)
+        if size is not None and not (
+            headers.get("group") == group_id and isinstance(embed, dict) and embed.get("chord")
+        ):
+            headers[TASKS] = size  # a chord sent alone: its body ends the run
+
+
+def _group_sending() -> tuple[Any, str | None]:
+    """The outermost group sending the task being sent, and its id. Celery's
+    headers do not say how many tasks a group has (it sends them one by one,
+    its size known to itself only), nor, in a group of groups or chords, the
+    outer one: both are read from the ``group.apply_async`` calls a few
+    frames up."""
+    from celery.canvas import group  # type: ignore[import-untyped]  # celery ships no type information
+
+    found: tuple[Any, str | None] = (None, None)
+    frame = sys._getframe(1).f_back
+    for _ in range(48):
+        if frame is None:
+            break
+        me = frame.f_locals.get("self")
+        if isinstance(me, group) and frame.f_code.co_name == "apply_async":
+            gid = frame.f_locals.get("group_id")
+            found = (me, str(gid) if gid else None)
+        frame = frame.f_back
+    return found
+
+
+def _first_task(sig: Any) -> str | None:
+    """The name of the first task of a canvas (a group's, a chain's, a chord's header's)."""
+    from celery.canvas import _chain, _chord, group
+
+    while isinstance(sig, (group, _chain, _chord)):
+        tasks = sig.tasks
+        if isinstance(tasks, group):  # a chord's header
+            tasks = tasks.tasks
+        if not isinstance(tasks, (list, tuple)) or not tasks:
+            return None
+        sig = tasks[0]
+    name = getattr(sig, "task", None)
+    return str(name) if name else None
+
+
+def _tasks_in(sig: Any) -> int | None:
+    """How many tasks ``sig`` runs (a chain's or a group's all, a chord's header and body)."""
+    from celery.canvas import _chain, _chord, group
+
+    if isinstance(sig, _chord):
+        parts: Any = [sig.tasks, sig.body]
+    elif isinstance(sig, (group, _chain)):
+        parts = sig.tasks
+    elif isinstance(sig, (list, tuple)):  # a chord's header given as a list
+        parts = sig
+    else:
+        return 1
+    if not isinstance(parts, (list, tuple)):
+        return None  # a generator: counting it would use it up
+    counts = [_tasks_in(p) for p in parts]
+    return None if None in counts else sum(c for c in counts if c is not None)
 
 
 def _started(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
@@ -120,6 +209,12 @@ def _ended(task: Task | None = None, state: str | None = None, **_: Any) -> None
     if task is None or state != "SUCCESS":
         return  # RETRY and FAILURE were said by their own signals
     workflow, run_id, step, attempt = _ids(task)
+    tasks = _group_tasks(task.request)
+    if tasks is not None:  # the store completes the run with the group's last completion
+        adapter.step_ended(
+            workflow, run_id, step, "completed", attempt=attempt, instance=task.request.id, ends_run_after=tasks
+        )
+        return
     adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt, instance=task.request.id)
     if _last(task):
         adapter.run_ended(workflow, run_id, "completed")
@@ -128,7 +223,7 @@ def _ended(task: Task | None = None, state: str | None = None, **_: Any) -> None
 def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, **_: Any) -> None:
     if request is None:
         return
-    run_id = str(getattr(request, "root_id", None) or request.id)
+    run_id = str(getattr(request, RUN, None) or getattr(request, "root_id", None) or request.id)
     name = str(getattr(request, "task_name", None) or getattr(request, "name", None) or "task")
     workflow = str(getattr(request, HEADER, None) or name)
     how = f"terminated by signal {signum}" if terminated else "revoked"

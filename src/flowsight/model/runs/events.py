@@ -59,7 +59,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     ``ts``: seconds since the epoch (the wire also accepts RFC 3339 text).
     ``step``: required for the step kinds. ``attrs``: JSON values only.
     Conventional attrs: ``total_steps`` (started), ``error``/``error_type``/
-    ``traceback`` (failures), ``done``/``total`` (progress), ``reason``.
+    ``traceback`` (failures), ``done``/``total`` (progress), ``reason``;
+    ``ends_run_after`` (a completed step: the run completes once that many
+    step completions are counted and no step is open).
     """
 
     id: str

@@ -170,6 +170,10 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
         step = _open_step(m, ev, steps)
     elif kind is _STEP_COMPLETED or kind is _STEP_FAILED:
         step = _close_step(m, ev, steps)
+        if implicit is None and kind is _STEP_COMPLETED and "ends_run_after" in ev.attrs:
+            done = _steps_done(m, ev)
+            if done is not None:
+                return Outcome(done, step)
     elif kind is EventKind.PROGRESS:
         done, total = ev.attrs.get("done"), ev.attrs.get("total")
         if isinstance(done, (int, float)):
@@ -182,6 +186,20 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
 
 
 _STEP_STARTED, _STEP_COMPLETED, _STEP_FAILED = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED
+
+
+def _steps_done(m: ExecutionMetrics, ev: Event) -> StateTransition | None:
+    """A completed step that says ``ends_run_after=N`` (one of N units run
+    apart, as a Celery group's tasks: no one of them knows it is the last)
+    completes its running run once N step completions are counted and no
+    step is open."""
+    n = ev.attrs["ends_run_after"]
+    if not isinstance(n, int) or m.state is not WorkflowState.RUNNING or m.open_steps or m.completed_steps < n:
+        return None
+    tr = _transition(m, WorkflowState.COMPLETED, ev, f"all {n} steps completed")
+    m.end_time = ev.ts
+    m.current_step = None
+    return tr
 
 
 def _open_step(m: ExecutionMetrics, ev: Event, record: bool) -> StepRecord | None:
