@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from flowsight.model.runs.events import Event, EventKind
@@ -77,17 +77,18 @@ class EngineAdapter:
         step: str | None,
         ts: float | None,
         key: tuple[object, ...],
-        attrs: Mapping[str, Any] | None,
+        attrs: dict[str, Any],
         instance: str | None = None,
     ) -> Event:
+        """``attrs``: a dict of the caller's own making (kept as it is, not copied)."""
         return Event(
-            id=self.fact_id(run_id, kind.value, instance or step or "", *key),
+            id=fact_id(self.engine, run_id, kind._value_, instance or step or "", *key),  # _value_: no enum descriptor
             ts=time.time() if ts is None else ts,
             kind=kind,
             workflow=workflow,
             run_id=run_id,
             step=step,
-            attrs=dict(attrs or {}),
+            attrs=attrs,
         )
 
     # ---- runs ---------------------------------------------------------------------------
@@ -99,8 +100,9 @@ class EngineAdapter:
         self, workflow: str, run_id: str, how: str, *, ts: float | None = None, error: str | None = None, **attrs: Any
     ) -> None:
         """The run ended: ``how`` is ``completed``, ``failed`` or ``cancelled``."""
-        extra = {**attrs, **({"error": error} if error else {})}
-        self.send(self._event(ENDS[how], workflow, run_id, None, ts, (), extra))
+        if error:
+            attrs["error"] = error
+        self.send(self._event(ENDS[how], workflow, run_id, None, ts, (), attrs))
 
     def run_waiting(self, workflow: str, run_id: str, reason: str, *, ts: float | None = None, **attrs: Any) -> None:
         """The engine has the run but has not started it (Prefect's Pending,
@@ -149,5 +151,8 @@ class EngineAdapter:
     ) -> None:
         """The attempt ended: ``completed`` or ``failed`` (``retrying``: the
         engine tries it again, so the run goes on)."""
-        extra = {**attrs, **({"error": error} if error else {}), **({"retrying": True} if retrying else {})}
-        self.send(self._event(STEP_ENDS[how], workflow, run_id, step, ts, (attempt,), extra, instance))
+        if error:
+            attrs["error"] = error
+        if retrying:
+            attrs["retrying"] = True
+        self.send(self._event(STEP_ENDS[how], workflow, run_id, step, ts, (attempt,), attrs, instance))

@@ -58,27 +58,26 @@ _stall = os.environ.get("FLOWSIGHT_CELERY_STALL_TIMEOUT")
 STALL_TIMEOUT = float(_stall) if _stall else None
 
 
-def _ids(task: Task) -> tuple[str, str, str, int]:
-    """(workflow, run id, step, attempt) of the task being run: a group's
-    task is named with its place in the group (``count[1]``)."""
-    r = task.request
+def _ids(name: str, r: Any) -> tuple[str, str, str, int]:
+    """(workflow, run id, step, attempt) of the task ``name`` being run
+    (``r``: its request; read once, each read of ``task.request`` is a
+    lookup in a thread-local stack): a group's task is named with its place
+    in the group (``count[1]``)."""
     run_id = getattr(r, RUN, None) or r.root_id or r.id
-    workflow = getattr(r, HEADER, None) or task.name
+    workflow = getattr(r, HEADER, None) or name
     index = getattr(r, "group_index", None)
-    step = f"{task.name}[{index}]" if index is not None else str(task.name)
+    step = f"{name}[{index}]" if index is not None else name
     return str(workflow), str(run_id), step, int(r.retries or 0) + 1
 
 
-def _is_root(task: Task) -> bool:
-    r = task.request
+def _is_root(r: Any) -> bool:
     return not r.root_id or r.root_id == r.id
 
 
-def _last(task: Task) -> bool:
+def _last(r: Any) -> bool:
     """Whether no task of the run comes after this one (the header task of a
     chord inside a chain has the chord's body to come; a chord sent on its
     own makes each header task a run of its own)."""
-    r = task.request
     in_chain = bool(r.root_id) and r.root_id != r.id
     in_run = in_chain or bool(getattr(r, RUN, None))
     return not r.chain and not r.callbacks and not (in_run and getattr(r, "chord", None))
@@ -176,9 +175,10 @@ def _tasks_in(sig: Any) -> int | None:
 def _started(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
     if task is None:
         return
-    workflow, run_id, step, attempt = _ids(task)
+    r = task.request
+    workflow, run_id, step, attempt = _ids(str(task.name), r)
     now = time.time()
-    if _is_root(task) and attempt == 1:
+    if attempt == 1 and _is_root(r):
         extra = {"stall_timeout": STALL_TIMEOUT} if STALL_TIMEOUT else {}
         adapter.run_started(workflow, run_id, ts=now, celery_root_id=run_id, **extra)
     adapter.step_started(
@@ -190,7 +190,7 @@ def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
     task = current_task._get_current_object() if current_task else None
     if task is None or request is None:
         return
-    workflow, run_id, step, attempt = _ids(task)
+    workflow, run_id, step, attempt = _ids(str(task.name), task.request)
     adapter.step_ended(
         workflow, run_id, step, "failed", attempt=attempt, error=str(reason), retrying=True, instance=request.id
     )
@@ -199,24 +199,24 @@ def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
 def _failed(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
     if sender is None:
         return
-    workflow, run_id, step, attempt = _ids(sender)
+    r = sender.request
+    workflow, run_id, step, attempt = _ids(str(sender.name), r)
     error = f"{type(exception).__name__}: {exception}" if exception is not None else "failed"
-    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=error, instance=sender.request.id)
+    adapter.step_ended(workflow, run_id, step, "failed", attempt=attempt, error=error, instance=r.id)
     adapter.run_ended(workflow, run_id, "failed", error=f"task {step} failed: {error}")
 
 
 def _ended(task: Task | None = None, state: str | None = None, **_: Any) -> None:
     if task is None or state != "SUCCESS":
         return  # RETRY and FAILURE were said by their own signals
-    workflow, run_id, step, attempt = _ids(task)
-    tasks = _group_tasks(task.request)
+    r = task.request
+    workflow, run_id, step, attempt = _ids(str(task.name), r)
+    tasks = _group_tasks(r)
     if tasks is not None:  # the store completes the run with the group's last completion
-        adapter.step_ended(
-            workflow, run_id, step, "completed", attempt=attempt, instance=task.request.id, ends_run_after=tasks
-        )
+        adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt, instance=r.id, ends_run_after=tasks)
         return
-    adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt, instance=task.request.id)
-    if _last(task):
+    adapter.step_ended(workflow, run_id, step, "completed", attempt=attempt, instance=r.id)
+    if _last(r):
         adapter.run_ended(workflow, run_id, "completed")
 
 

@@ -82,7 +82,7 @@ def fact_id(source: str, *parts: object) -> str:
     """The id of one fact that ``source`` reports (a ping, an engine's task):
     made of the fact itself, so the same fact sent again has the same id, and
     the store counts it once."""
-    text = "\x00".join([source, *(str(p) for p in parts)])
+    text = "\x00".join([source, *map(str, parts)])
     return f"{source}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
