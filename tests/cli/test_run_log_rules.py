@@ -13,7 +13,8 @@ from flowsight.model.runs.state import WorkflowState
 from flowsight.store import open_store
 from tests.helpers import recording
 from tests.server.conftest import start_server
-from tests.server.test_alerting_e2e import config, wait_for
+from tests.server.test_alerting_e2e import config
+from tests.helpers import wait_for
 
 FLOWSIGHT = [sys.executable, "-m", "flowsight"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from flowsight.store import open_store
+from tests.helpers import wait_for
 from tests.integrations.engines import engine_python
 from tests.sdk.serving import ServerProcess
 
@@ -49,6 +50,12 @@ def broken():
     raise ValueError("bad row 17")
 
 
+def skip():
+    from airflow.exceptions import AirflowSkipException
+
+    raise AirflowSkipException("nothing new today")
+
+
 def make(dag_id, middle):
     args = {{"retries": 1, "retry_delay": timedelta(seconds=0)}}
     with DAG(dag_id, start_date=datetime(2024, 1, 1), schedule=None, catchup=False, default_args=args) as dag:
@@ -61,6 +68,12 @@ def make(dag_id, middle):
 
 nightly = make("nightly", flaky)
 broken_dag = make("broken", broken)
+
+with DAG("skippy", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as skippy:
+    # skip_me skips itself; after never runs (the scheduler skips it)
+    PythonOperator(task_id="start", python_callable=ok) >> PythonOperator(task_id="skip_me", python_callable=skip) >> (
+        PythonOperator(task_id="after", python_callable=ok)
+    )
 """
 
 
@@ -94,6 +107,11 @@ class Airflow:
         if ok:
             assert out.returncode == 0, f"airflow {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
         return out
+
+    def dag_run_state(self, run_id: str) -> str | None:
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            row = db.execute("SELECT state FROM dag_run WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def recorded(self, dag_id: str) -> tuple[tuple[float, float], dict[str, float]]:
         """What Airflow's metadata DB holds of the times: the DAG run's start and end, and when each
@@ -176,6 +194,20 @@ def test_a_task_failing_for_good_fails_the_run_with_its_error(airflow: Airflow) 
     assert "ValueError: bad row 17" in (steps[-1].error or "")
 
 
+@BOTH
+def test_a_task_that_skips_itself_ends_its_step_and_one_never_run_is_no_step(airflow: Airflow) -> None:
+    airflow.airflow("dags", "test", "skippy")
+    with open_store(str(airflow.db)) as store:
+        [run] = store.runs.list_runs().runs
+        steps = store.runs.run_steps(run.workflow_id)
+        [said] = [
+            e for e in store.runs.run_events(run.workflow_id) if e.step == "skip_me" and e.kind.value != "step_started"
+        ]
+    assert run.state.value == "completed"
+    assert [(s.step, s.status) for s in steps] == [("start", "completed"), ("skip_me", "completed")]
+    assert (said.kind.value, said.attrs.get("skipped"), said.attrs.get("reason")) == ("step_completed", True, "skipped")
+
+
 def test_a_server_away_while_airflow_runs_loses_nothing_and_doubles_nothing(airflow: Airflow, tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "server.db", log_dir=tmp_path)
     airflow.env.pop("FLOWSIGHT_DATABASE_URL")
@@ -191,6 +223,77 @@ def test_a_server_away_while_airflow_runs_loses_nothing_and_doubles_nothing(airf
         assert sorted(n for _, n in per_run) == [12, 12]  # each fact once
     finally:
         server.stop()
+
+
+MEND = """
+import os
+from datetime import datetime
+from airflow import DAG
+from airflow.exceptions import AirflowSkipException
+from airflow.operators.python import PythonOperator
+
+
+def ok():
+    print("ok")
+
+
+def transform():
+    if not os.path.exists({fixed!r}):
+        raise RuntimeError("upstream schema changed")
+
+
+def skip():
+    raise AirflowSkipException("nothing to publish")
+
+
+with DAG("mend", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    names = ["extract", "transform", "load", "publish"]
+    calls = [ok, transform, ok, skip]
+    tasks = [PythonOperator(task_id=n, python_callable=c) for n, c in zip(names, calls)]
+    tasks[0] >> tasks[1] >> tasks[2] >> tasks[3]
+"""
+
+
+def test_a_dag_run_cleared_and_run_again_by_the_scheduler_is_a_new_run_the_first_keeping_its_outcome(
+    airflow: Airflow, tmp_path: Path
+) -> None:
+    """The real scheduler (SequentialExecutor, SQLite): a DAG run fails; its failed task is fixed and
+    cleared with what follows; the scheduler runs them again. Airflow keeps one DAG run (its clear
+    number 1); flowsight keeps the failed run as it ended and a new run ``~1`` of what ran again,
+    the task that skipped itself closed by the DAG run's end (Airflow 2 tells no listener of a skip)."""
+    fixed = tmp_path / "fixed"
+    (airflow.home / "dags" / "mend.py").write_text(MEND.format(fixed=str(fixed)))
+    airflow.env["PATH"] = os.pathsep.join([str(Path(airflow.python).parent), airflow.env.get("PATH", "")])
+    airflow.env["AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC"] = "1"
+    airflow.airflow("dags", "reserialize")
+    airflow.airflow("dags", "unpause", "mend")
+    airflow.airflow("dags", "trigger", "mend", "--run-id", "night1")
+    with (tmp_path / "scheduler.log").open("wb") as out:
+        scheduler = subprocess.Popen(
+            [airflow.python, "-m", "airflow", "scheduler"], env=airflow.env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for("the first run failed", lambda: airflow.dag_run_state("night1") == "failed", timeout=180)
+        fixed.touch()
+        airflow.airflow("tasks", "clear", "mend", "--task-regex", "^transform$", "--downstream", "--yes")
+        wait_for("the run again succeeded", lambda: airflow.dag_run_state("night1") == "success", timeout=180)
+    finally:
+        scheduler.terminate()
+        try:
+            scheduler.wait(60)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+            scheduler.wait()
+    with open_store(str(airflow.db)) as store:
+        first, again = store.runs.get_run("mend:night1"), store.runs.get_run("mend:night1~1")
+        first_steps = [(s.step, s.attempt, s.status) for s in store.runs.run_steps("mend:night1")]
+        again_steps = [(s.step, s.attempt, s.status) for s in store.runs.run_steps("mend:night1~1")]
+        skipped = [e for e in store.runs.run_events("mend:night1~1") if e.step == "publish" and e.attrs.get("skipped")]
+    assert first is not None and again is not None
+    assert (first.state.value, again.state.value) == ("failed", "completed")
+    assert first_steps == [("extract", 1, "completed"), ("transform", 1, "failed")]
+    assert again_steps == [("transform", 1, "completed"), ("load", 1, "completed"), ("publish", 1, "completed")]
+    assert [e.attrs.get("skipped") for e in skipped] == [True]
 
 
 def test_the_listener_never_raises_into_airflow(airflow: Airflow) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from flowsight.store import open_store
 from tests.helpers import unavailable
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 
 # the workers' task events share one exchange per broker: one watcher at a time (scripts/test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("celery")

@@ -21,7 +21,7 @@ import pytest
 from flowsight.store import open_store
 from tests.integrations.engines import engine_python
 from tests.sdk.serving import free_port
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 
 # one Prefect server for the module (scripts/test runs --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("prefect")

@@ -5,16 +5,13 @@ from the API and the CLI; an outbox that survives ``kill -9``."""
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from flowsight.model.runs.events import make_event
 from flowsight.store import open_store
-from tests.helpers import Recorder, recording
+from tests.helpers import Recorder, recording, wait_for
 from tests.server.conftest import Serve, event, flowsight, free_port, post, sql_rows
 
 
@@ -39,16 +36,6 @@ timeout = "2s"
         + more
     )
     return path
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail(f"waited {timeout}s for {what}")
 
 
 def failed_run(run_id: str, workflow: str = "etl") -> list[dict[str, Any]]:

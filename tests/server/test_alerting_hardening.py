@@ -16,7 +16,8 @@ from flowsight.model.alerts import Alert, AlertState
 from flowsight.store import open_store
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, flowsight, sql_rows
-from tests.server.test_alerting_e2e import config, wait_for
+from tests.server.test_alerting_e2e import config
+from tests.helpers import wait_for
 
 CRAFTED = "a" * 32 + "!"  # (a+)+ backtracks 2^32 ways on it before failing
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.server.conftest import Serve, sql_rows
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 from tests.server.test_faults_e2e import faults
 
 WAIT = 60.0  # seconds for an outcome on a busy machine

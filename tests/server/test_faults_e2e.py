@@ -15,7 +15,8 @@ from typing import Any
 
 from tests.helpers import Recorder
 from tests.server.conftest import FLOWSIGHT, Serve, event, flowsight, free_port, post
-from tests.server.test_alerting_e2e import bodies, wait_for
+from tests.server.test_alerting_e2e import bodies
+from tests.helpers import wait_for
 from tests.server.test_alerting_e2e import config as alerting_config
 
 

@@ -16,7 +16,7 @@ from flowsight.logs.templates import MAX_TEMPLATES
 from flowsight.monitors.log import ANALYZER_STATE
 from tests.logs.test_templates import flood
 from tests.server.conftest import Serve, sql_rows
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 
 HEARTBEAT_EVERY = 20
 

@@ -29,7 +29,7 @@ import pytest
 
 from tests.server.conftest import Serve, Server, event, free_port, post
 from tests.server.test_faults_e2e import faults
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 
 CONFIG = """
 [checks]

@@ -14,7 +14,8 @@ from typing import Any
 
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, event, flowsight, post
-from tests.server.test_alerting_e2e import bodies, wait_for
+from tests.server.test_alerting_e2e import bodies
+from tests.helpers import wait_for
 from tests.server.test_alerting_e2e import config as alerting_config
 
 

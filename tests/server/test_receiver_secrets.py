@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, sql_rows
-from tests.server.test_alerting_e2e import wait_for
+from tests.helpers import wait_for
 
 SECRETS = ("hookuser", "hunter2", "s3cr3t-token", "amuser", "am-pa55", "am-k3y")
 

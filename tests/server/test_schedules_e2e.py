@@ -18,7 +18,8 @@ from flowsight.errors import ConfigError
 from flowsight.sdk.client import Client
 from tests.helpers import Recorder
 from tests.server.conftest import Serve, create_token, start_server
-from tests.server.test_alerting_e2e import bodies, config, wait_for
+from tests.server.test_alerting_e2e import bodies, config
+from tests.helpers import wait_for
 
 EVERY = 4.0
 SCHEDULED = """

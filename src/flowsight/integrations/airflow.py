@@ -16,7 +16,14 @@ What maps to what:
   ``task[index]``); its try number is the step's attempt;
 * a try that fails with a retry left (``up_for_retry``) is a failed attempt
   that does not fail the run; the next try is the next attempt;
-* the DAG run's success or failure ends the run.
+* a task instance that skips itself (``AirflowSkipException``) ends its
+  step as completed, with ``skipped`` (Airflow 3 says so as it happens;
+  Airflow 2 says nothing, so the DAG run's end closes its skipped steps);
+  a task the scheduler skipped (a branch not taken) never ran: no step;
+* the DAG run's success or failure ends the run;
+* a DAG run cleared and run again is a new run (run id
+  ``DAG_ID:RUN_ID~N``, ``N`` Airflow's clear number): its first run's
+  outcome stays as it was.
 
 Airflow 2 lets an exception from a listener crash the scheduler, and runs
 listeners on its own threads, so every hook here catches everything and does
@@ -36,11 +43,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pluggy
+from airflow import __version__ as airflow_version
 from airflow.plugins_manager import AirflowPlugin
 
 from flowsight.integrations.adapter import EngineAdapter
 
 ENGINE = "airflow"
+AIRFLOW_3 = int(airflow_version.split(".")[0]) >= 3
 #: the longest a task process waits, as it ends, for its events to be sent or spooled
 FLUSH_TIMEOUT = 5.0
 # Airflow's marker (airflow.listeners.hookimpl), made here: the same on Airflow 2 and 3's task SDK
@@ -73,8 +82,14 @@ def _ts(value: Any) -> float | None:
     return value.timestamp() if value is not None and hasattr(value, "timestamp") else None
 
 
-def run_id(dag_id: str, airflow_run_id: str) -> str:
-    return f"{dag_id}:{airflow_run_id}"
+def run_id(dag_id: str, airflow_run_id: str, clear_number: int = 0) -> str:
+    """The flowsight run of a DAG run's ``clear_number``-th run (0: its first)."""
+    base = f"{dag_id}:{airflow_run_id}"
+    return f"{base}~{clear_number}" if clear_number else base
+
+
+def _rid(dag_run: Any) -> str:
+    return run_id(str(dag_run.dag_id), str(dag_run.run_id), int(getattr(dag_run, "clear_number", 0) or 0))
 
 
 def step_name(ti: Any) -> str:
@@ -93,8 +108,7 @@ def _dag_run_attrs(dag_run: Any) -> dict[str, Any]:
 
 
 def _start_run(dag_run: Any) -> None:
-    wf = str(dag_run.dag_id)
-    adapter.run_started(wf, run_id(wf, dag_run.run_id), ts=_ts(dag_run.start_date), **_dag_run_attrs(dag_run))
+    adapter.run_started(str(dag_run.dag_id), _rid(dag_run), ts=_ts(dag_run.start_date), **_dag_run_attrs(dag_run))
 
 
 # ---- DAG runs (the scheduler's process: queue, never wait) ----------------------------------
@@ -107,22 +121,42 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
 @hookimpl
 @_quiet
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    wf = str(dag_run.dag_id)
-    adapter.run_ended(wf, run_id(wf, dag_run.run_id), "completed", ts=_ts(dag_run.end_date))
+    _close_skipped(dag_run)
+    adapter.run_ended(str(dag_run.dag_id), _rid(dag_run), "completed", ts=_ts(dag_run.end_date))
 
 
 @hookimpl
 @_quiet
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
-    wf = str(dag_run.dag_id)
+    _close_skipped(dag_run)
     why = f"DAG run failed: {msg}" if msg else "DAG run failed"
-    adapter.run_ended(wf, run_id(wf, dag_run.run_id), "failed", ts=_ts(dag_run.end_date), error=why)
+    adapter.run_ended(str(dag_run.dag_id), _rid(dag_run), "failed", ts=_ts(dag_run.end_date), error=why)
+
+
+def _close_skipped(dag_run: Any) -> None:
+    """The steps of the task instances that ran and skipped themselves, on
+    Airflow 2, which tells no listener of them (3 does, as it happens). Read
+    in the DAG run's own session where it has one (the scheduler's: no second
+    connection to the metadata DB). A task the scheduler skipped never ran
+    (try 0): no step."""
+    if AIRFLOW_3 or not hasattr(dag_run, "get_task_instances"):
+        return
+    from sqlalchemy.orm import object_session
+
+    session = object_session(dag_run)
+    found = dag_run.get_task_instances(state=["skipped"], **({"session": session} if session is not None else {}))
+    for ti in found:
+        if int(ti.try_number or 0) >= 1:
+            _skipped(ti, dag_run)
 
 
 # ---- task instances (the task's process) ------------------------------------------------------
-def _ids(ti: Any) -> tuple[str, str, str, int]:
+def _ids(ti: Any, dag_run: Any = None) -> tuple[str, str, str, int]:
+    """(workflow, run id, step, attempt) of a task instance; ``dag_run``: its DAG run, if at hand."""
     wf = str(ti.dag_id)
-    return wf, run_id(wf, ti.run_id), step_name(ti), int(ti.try_number or 1)
+    dag_run = dag_run if dag_run is not None else _dag_run_of(ti)
+    clear = int(getattr(dag_run, "clear_number", 0) or 0) if dag_run is not None else 0
+    return wf, run_id(wf, ti.run_id, clear), step_name(ti), int(ti.try_number or 1)
 
 
 def _dag_run_of(ti: Any) -> Any:
@@ -132,14 +166,12 @@ def _dag_run_of(ti: Any) -> Any:
     DAG run the API server sent."""
     try:
         if hasattr(ti, "dag_run"):
-            dag_run = ti.dag_run
-        elif hasattr(ti, "get_template_context"):
-            dag_run = ti.get_template_context().get("dag_run")
-        else:
-            dag_run = None
-        return dag_run if getattr(dag_run, "start_date", None) is not None else None
+            return ti.dag_run
+        if hasattr(ti, "get_template_context"):
+            return ti.get_template_context().get("dag_run")
     except Exception:  # noqa: BLE001 - a detached ORM object: the DAG run's own hook says it
-        return None
+        pass
+    return None
 
 
 @hookimpl
@@ -147,9 +179,9 @@ def _dag_run_of(ti: Any) -> Any:
 def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
     ti = task_instance
     dag_run = _dag_run_of(ti)
-    if dag_run is not None:  # `airflow dags test` never says the DAG run started: the same fact, stored once
-        _start_run(dag_run)
-    wf, rid, step, attempt = _ids(ti)
+    if getattr(dag_run, "start_date", None) is not None:  # `dags test` never says the DAG run started
+        _start_run(dag_run)  # the same fact as the DAG run's hook: stored once
+    wf, rid, step, attempt = _ids(ti, dag_run)
     ts = _ts(getattr(ti, "start_date", None)) or time.time()
     adapter.step_started(wf, rid, step, attempt=attempt, ts=ts, airflow_task_id=str(ti.task_id))
 
@@ -184,6 +216,20 @@ def _flush_if_task_process(ti: Any) -> None:
 @_quiet
 def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
     _failed(task_instance, error)
+
+
+def _skipped(ti: Any, dag_run: Any = None) -> None:
+    wf, rid, step, attempt = _ids(ti, dag_run)
+    ts = _ts(getattr(ti, "end_date", None))
+    adapter.step_ended(wf, rid, step, "completed", attempt=attempt, ts=ts, skipped=True, reason="skipped")
+
+
+@hookimpl
+@_quiet
+def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
+    """Airflow 3: the task skipped itself (``AirflowSkipException``)."""
+    _skipped(task_instance)
+    _flush_if_task_process(task_instance)
 
 
 class FlowsightPlugin(AirflowPlugin):  # type: ignore[misc]  # Airflow's class: Any to mypy
