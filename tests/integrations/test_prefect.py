@@ -231,3 +231,65 @@ def test_a_flowsight_server_restarted_while_the_watcher_follows_loses_nothing_an
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(30) == 0, (tmp_path / "watch.log").read_text()
         fs.stop()
+
+
+def test_reconcile_reads_every_task_run_of_a_flow_run_page_after_page(server: Server) -> None:
+    """A flow run with more task runs than Prefect's API answers at once (200), made through the real
+    server's REST API: the watcher's reconcile says the state of each one."""
+    import asyncio
+    import uuid
+
+    import httpx
+
+    from flowsight.integrations.adapter import EngineAdapter
+    from flowsight.integrations.prefect_events import PAGE, PrefectMapper
+    from flowsight.model import Event
+
+    n = PAGE + 5
+    sent: list[Event] = []
+    mapper = PrefectMapper(EngineAdapter("prefect", send=sent.append))
+    with httpx.Client(base_url=server.url + "/", timeout=30) as http:
+
+        def post(path: str, body: dict[str, object]) -> dict[str, str]:
+            """POST, again while the server answers 503 (busy: SQLite), as Prefect's own client does."""
+            for _ in range(20):
+                r = http.post(path, json=body)
+                if r.status_code != 503:
+                    break
+                time.sleep(0.5)
+            assert r.status_code in (200, 201), r.text
+            made: dict[str, str] = r.json()
+            return made
+
+        flow = post("flows/", {"name": f"wide-{uuid.uuid4().hex[:6]}"})
+        run_id = post("flow_runs/", {"flow_id": flow["id"], "name": "wide", "state": {"type": "RUNNING"}})["id"]
+        done = {"type": "COMPLETED", "name": "Completed"}
+        for i in range(n):
+            post("task_runs/", {"flow_run_id": run_id, "task_key": "part", "dynamic_key": str(i), "state": done})
+    mapper.open[run_id] = "wide"
+
+    async def check() -> None:
+        async with httpx.AsyncClient(base_url=server.url + "/", timeout=30) as http:
+            await mapper.reconcile(http)
+
+    asyncio.run(check())
+    completed = {e.step for e in sent if e.kind.value == "step_completed"}
+    assert len(completed) == n
+
+
+@pytest.mark.parametrize(
+    ("setting", "header"),
+    [
+        ({"PREFECT_API_KEY": "pnu_abc"}, "Bearer pnu_abc"),
+        ({"PREFECT_API_AUTH_STRING": "admin:s3cret"}, "Basic YWRtaW46czNjcmV0"),
+        ({}, None),
+    ],
+)
+def test_the_watcher_reads_prefects_api_with_prefects_own_credentials(
+    tmp_path: Path, setting: dict[str, str], header: str | None
+) -> None:
+    p = Prefect(tmp_path)
+    code = "from flowsight.integrations.prefect_events import auth_headers; print(auth_headers().get('Authorization'))"
+    out = subprocess.run([p.python, "-c", code], env={**p.env, **setting}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(header)

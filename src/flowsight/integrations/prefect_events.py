@@ -19,6 +19,7 @@ connect and every ``reconcile`` seconds: an end it missed is still said.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import logging
 import time
@@ -143,13 +144,12 @@ class PrefectMapper:
                     self.open.pop(run_id, None)
                     continue
                 r.raise_for_status()
-                tasks = await http.post("task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
-                tasks.raise_for_status()
+                tasks = await _task_runs(http, run_id)
             except httpx.HTTPError as exc:
                 log.warning("prefect watch: could not read flow run %s (%s)", run_id, exc)
                 return
             try:
-                self._say_now(run_id, workflow, r.json(), tasks.json())
+                self._say_now(run_id, workflow, r.json(), tasks)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("prefect watch: passing over flow run %s, whose state cannot be read: %r", run_id, exc)
 
@@ -163,6 +163,37 @@ class PrefectMapper:
             report(self.adapter, _rest_fact(run_id, workflow, None, started), self.stall_timeout)
         if flow_run.get("state"):
             self.on_fact(_rest_fact(run_id, workflow, None, flow_run))
+
+
+#: task runs read a page at a time (Prefect's filter endpoints answer at most its default limit, 200)
+PAGE = 200
+
+
+async def _task_runs(http: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
+    """Every task run of a flow run, page after page."""
+    found: list[dict[str, Any]] = []
+    while True:
+        body = {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "ID_DESC", "limit": PAGE}
+        r = await http.post("task_runs/filter", json={**body, "offset": len(found)})
+        r.raise_for_status()
+        page = r.json()
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+def auth_headers() -> dict[str, str]:
+    """What Prefect's own clients send to its API: ``PREFECT_API_KEY`` as a
+    bearer token (Prefect Cloud), ``PREFECT_API_AUTH_STRING`` (``user:pass``)
+    as basic auth (a server behind ``server.api.auth_string``)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+    key, auth = PREFECT_API_KEY.value(), PREFECT_API_AUTH_STRING.value()
+    if key:
+        return {"Authorization": f"Bearer {key}"}
+    if auth:
+        return {"Authorization": "Basic " + base64.b64encode(str(auth).encode()).decode()}
+    return {}
 
 
 def _rest_fact(run_id: str, workflow: str, task_run: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> StateFact:
@@ -199,7 +230,7 @@ async def follow(
     start_from = time.time() - min(since, MAX_REPLAY)
     said = False
     catch_up = True  # the next connection is the short one that follows a (re)connect
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, headers=auth_headers()) as http:
         while not stop():
             flt = EventFilter(event=EventNameFilter(prefix=[FLOW_RUN, TASK_RUN]))
             sub = PrefectEventSubscriber(api_url=api_url, filter=flt, reconnection_attempts=0)
