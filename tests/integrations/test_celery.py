@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from flowsight.model import StateTransition
+from flowsight.model.runs.execution import StepRecord
 from flowsight.store import open_store
 from tests.helpers import unavailable
 from tests.helpers import wait_for
@@ -223,23 +225,28 @@ def test_a_chain_with_a_group_in_it_is_one_run_that_ends_after_the_groups_join(w
     assert ended.ts >= last.ts
 
 
+def one_completed_run(worker: Worker, run_id: str, workflow: str) -> tuple[list[StepRecord], StateTransition]:
+    """Once ``run_id`` completed, the only run there is: its steps, and the transition that completed it."""
+    [run] = wait_for("the run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
+    assert (run["run_id"], run["workflow"]) == (run_id, workflow)
+    assert len(runs(worker.db)) == 1
+    with open_store(worker.db) as store:
+        [done] = [t for t in store.runs.run_transitions(run_id) if t.new_state.value == "completed"]
+        return store.runs.run_steps(run_id), done
+
+
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_a_group_sent_alone_is_one_run_that_completes_with_its_last_task(worker: Worker) -> None:
     group_id = worker.send(
         "from celery import group\nprint(group(count.s([1]), slow.s(1), count.s([3])).apply_async().id)"
     )
-    [run] = wait_for("the group's run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
-    assert (run["run_id"], run["workflow"]) == (group_id, "jobs.count")
-    with open_store(worker.db) as store:
-        steps = store.runs.run_steps(group_id)
-        [done] = [t for t in store.runs.run_transitions(group_id) if t.new_state.value == "completed"]
+    steps, done = one_completed_run(worker, group_id, "jobs.count")
     assert sorted((s.step, s.status) for s in steps) == [
         ("jobs.count[0]", "completed"),
         ("jobs.count[2]", "completed"),
         ("jobs.slow[1]", "completed"),
     ]
     assert done.timestamp == max(s.ended_at or 0 for s in steps)  # with its last task, the slow one
-    assert len(runs(worker.db)) == 1
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
@@ -248,15 +255,10 @@ def test_a_group_of_a_chain_and_a_chord_is_one_run_of_all_their_tasks(worker: Wo
         "from celery import chord, group\n"
         "print(group(chain(extract.s(3), load.s()), chord([count.s([1]), count.s([2])], total.s())).apply_async().id)"
     )
-    [run] = wait_for("the run completed", lambda: [r for r in runs(worker.db) if r["state"] == "completed"])
-    assert (run["run_id"], run["workflow"]) == (group_id, "jobs.extract")
-    with open_store(worker.db) as store:
-        steps = store.runs.run_steps(group_id)
-        [done] = [t for t in store.runs.run_transitions(group_id) if t.new_state.value == "completed"]
+    steps, done = one_completed_run(worker, group_id, "jobs.extract")
     assert len(steps) == 5 and {s.status for s in steps} == {"completed"}
     assert {s.step.split("[")[0] for s in steps} == {"jobs.extract", "jobs.load", "jobs.count", "jobs.total"}
     assert done.timestamp == max(s.ended_at or 0 for s in steps)
-    assert len(runs(worker.db)) == 1
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
