@@ -23,7 +23,17 @@ from flowsight.config import Config
 from flowsight.hub import Hub
 from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.performance import PerformanceMonitor
-from flowsight.server import alerts_api, dashboard_api, faults_api, logs_api, metrics, perf_api, runs_api, schedules_api
+from flowsight.server import (
+    alerts_api,
+    dashboard_api,
+    faults_api,
+    logs_api,
+    metrics,
+    otlp_api,
+    perf_api,
+    runs_api,
+    schedules_api,
+)
 from flowsight.server import schemas as S
 from flowsight.server.alerting import AlertingService
 from flowsight.server.auth import Authenticator
@@ -141,6 +151,7 @@ def create_app(
         perf_api.routes(),
         dashboard_api.routes(),
         metrics.routes(),
+        otlp_api.routes(),
         [
             route("/healthz", GET=(None, get_health)),
             Route("/openapi.json", get_openapi, methods=["GET"]),

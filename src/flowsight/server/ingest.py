@@ -343,6 +343,8 @@ class Committer:
         self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[WriteResult]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[WriteResult, float], None] | None = None
+        #: events submitted and not yet committed (a route may refuse more past a bound: back-pressure)
+        self.pending = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="flowsight-committer")
@@ -364,8 +366,12 @@ class Committer:
                 self.on_commit(result, time.perf_counter() - started)
             return result
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((events, fut))
-        return await fut
+        self.pending += len(events)
+        try:
+            await self._queue.put((events, fut))
+            return await fut
+        finally:
+            self.pending -= len(events)
 
     async def _run(self) -> None:
         stop = False
