@@ -39,6 +39,7 @@ from flowsight.options.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
+from flowsight.config.otlp import read_otlp
 from flowsight.config.schedules import FIELDS as SCHEDULE_FIELDS, read_expectations, read_schedules
 from flowsight.config.receivers import ReceiverConfig, build_notifier, field_of, read_receivers
 from flowsight.errors import ConfigError
@@ -99,6 +100,8 @@ class Config:
     #: how long every sample is kept, and the 1-minute rollups (seconds)
     performance_raw_retention: float = 6 * 3600.0
     performance_rollup_retention: float = 14 * 86400.0
+    #: [otlp.services.NAME] mapping: a service's spans held to one rule (flowsight.integrations.otlp)
+    otlp_services: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> Config:
@@ -138,6 +141,7 @@ TOP = (
     "detectors",
     "thresholds",
     "performance",
+    "otlp",
 )
 LOGS = ("retention", "sources")
 SERVER = ("external_url", "allowed_hosts")
@@ -306,6 +310,10 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
             performance_raw_retention=perf.get("raw_retention", cfg.performance_raw_retention),
             performance_rollup_retention=perf.get("rollup_retention", cfg.performance_rollup_retention),
         )
+
+    otlp = read_otlp(top)
+    if otlp:
+        cfg = replace(cfg, otlp_services=otlp)
 
     if not reader.problems:
         _build_receivers(reader, cfg)

@@ -13,9 +13,27 @@ Which spans are runs and which are steps, first rule that applies:
    ``cicd.pipeline.run.id`` or ``cicd.pipeline.name`` and no task is the run.
    The workflow is ``cicd.pipeline.name``; the outcome
    ``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result`` where set.
-2. **Any other trace**: its root span (no parent) is the run, every other
+2. **Airflow's own spans**: Airflow 3's ``dag_run.DAG`` span is the run
+   ``DAG:RUN_ID`` (the listener plugin's run id), its ``task_run.TASK`` spans
+   steps (``task[index]`` when mapped; ``airflow.task_instance.state`` the
+   outcome, ``up_for_retry`` a failed attempt that does not fail the run);
+   its other spans (``worker.*``, ``trigger.*``, detail spans) are passed
+   over. Airflow 2's DAG-run span (scope ``dagrun``) is the run, its
+   task-instance spans (scope ``taskinstance``) steps, the run id the trace
+   id (Airflow 2 puts no run id on a task's span); its ``state`` attribute
+   the outcome.
+3. **Prefect's own spans** (``prefect.run.type``): a flow run's span is the
+   run (a subflow's, a step), a task run's a step; the outcome is the last
+   state the span's events name (``prefect.state.type``: a flow that
+   returns a failed state leaves its span's status OK).
+4. **Any other trace**: its root span (no parent) is the run, every other
    span of the trace a step named after the span; the run id is the trace id
    (hex), the workflow the service's name (``service.name``).
+
+Per service (``[otlp.services.NAME] mapping`` in ``flowsight.toml``) one
+rule can be chosen over this order: ``cicd``, ``airflow``, ``prefect`` or
+``generic`` (a span that rule does not map is passed over: Airflow 2's
+scheduler-loop and executor spans, say), or ``ignore``.
 
 In both, the span status ``ERROR`` fails the run or step, and a span event
 named ``exception`` gives the error (``exception.type: exception.message``)
@@ -34,6 +52,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from flowsight.config.otlp import MAPPINGS
 from flowsight.errors import EventError
 from flowsight.model.runs.events import Event, EventKind, make_event
 from flowsight.model.runs.ids import fact_id
@@ -42,10 +61,6 @@ K = EventKind
 SOURCE = "otlp"
 #: the workflow of a trace whose resource names no service
 UNKNOWN_SERVICE = "unknown_service"
-# cicd.pipeline.result / cicd.pipeline.task.run.result values (semantic conventions)
-FAILED_RESULTS = frozenset({"failure", "error", "timeout"})
-CANCELLED_RESULTS = frozenset({"cancellation"})
-SKIPPED_RESULTS = frozenset({"skip"})
 _NANO = 1e-9
 
 
@@ -91,17 +106,20 @@ class Mapped:
     spans: int = 0
 
 
-def map_request(req: ExportTraceServiceRequest) -> Mapped:
-    """Each span of ``req`` as events (or refused, with the reason)."""
+def map_request(req: ExportTraceServiceRequest, services: Mapping[str, str] | None = None) -> Mapped:
+    """Each span of ``req`` as events (or refused, with the reason);
+    ``services``: a service's rule (one of :data:`MAPPINGS`) where it is not ``auto``."""
     out = Mapped()
     for ri, rs in enumerate(req.resource_spans):
         resource = attrs_of(rs.resource.attributes)
+        mapping = (services or {}).get(str(resource.get("service.name") or UNKNOWN_SERVICE), "auto")
         for si, ss in enumerate(rs.scope_spans):
+            scope = ss.scope.name
             for pi, span in enumerate(ss.spans):
                 out.spans += 1
                 where = f"resource_spans[{ri}].scope_spans[{si}].spans[{pi}]"
                 try:
-                    out.events.extend(span_events(span, resource))
+                    out.events.extend(span_events(span, resource, scope, mapping))
                 except EventError as exc:
                     out.refused.append(SpanError(where, str(exc)))
     return out
@@ -122,6 +140,28 @@ def _check(span: Span) -> None:
         raise EventError("name is empty")
 
 
+# outcomes a rule can read from a span's attributes (None: the span's status says)
+COMPLETED, FAILED, CANCELLED, SKIPPED, RETRYING = "completed", "failed", "cancelled", "skipped", "retrying"
+_CICD_OUTCOME = {
+    "success": COMPLETED,
+    "failure": FAILED,
+    "error": FAILED,
+    "timeout": FAILED,
+    "cancellation": CANCELLED,
+    "skip": SKIPPED,
+}
+_AIRFLOW_OUTCOME = {
+    "success": COMPLETED,
+    "failed": FAILED,
+    "upstream_failed": FAILED,
+    "up_for_retry": RETRYING,
+    "up_for_reschedule": RETRYING,
+    "skipped": SKIPPED,
+    "removed": CANCELLED,
+}
+_PREFECT_OUTCOME = {"COMPLETED": COMPLETED, "FAILED": FAILED, "CRASHED": FAILED, "CANCELLED": CANCELLED}
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """What a span is to flowsight: the run (``step`` None) or a step of it."""
@@ -129,30 +169,105 @@ class Role:
     workflow: str
     run_id: str
     step: str | None
-    result: str | None  # the CI/CD result attribute's value, where set
+    outcome: str | None = None  # read from the span's attributes or events; None: its status decides
+    attempt: int = 0  # told apart in the events' ids where an engine reuses a span id for each try
 
 
-def role_of(span: Span, attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> Role:
-    """Which run the span belongs to, and whether it is that run or a step of it."""
+class Spans:
+    """What the rules read of one span: its attributes (the span's, then its resource's), its scope."""
 
-    def get(key: str) -> Any:
-        return attrs.get(key, resource.get(key))
+    def __init__(self, span: Span, attrs: Mapping[str, Any], resource: Mapping[str, Any], scope: str) -> None:
+        self.span = span
+        self.attrs = attrs
+        self.resource = resource
+        self.scope = scope
+        self.trace = span.trace_id.hex()
+        self.service = str(self.get("service.name") or UNKNOWN_SERVICE)
 
-    trace = span.trace_id.hex()
-    service = str(get("service.name") or UNKNOWN_SERVICE)
-    task = get("cicd.pipeline.task.name")
-    run = get("cicd.pipeline.run.id")
-    pipeline = get("cicd.pipeline.name")
-    if task is not None or get("cicd.pipeline.task.run.id") is not None:
-        result = get("cicd.pipeline.task.run.result")
-        return Role(str(pipeline or service), str(run or trace), str(task or span.name), _text(result))
-    if run is not None or pipeline is not None:
-        return Role(str(pipeline or service), str(run or trace), None, _text(get("cicd.pipeline.result")))
-    return Role(service, trace, None if not span.parent_span_id else span.name, None)
+    def get(self, key: str) -> Any:
+        return self.attrs.get(key, self.resource.get(key))
 
 
-def _text(v: Any) -> str | None:
-    return None if v is None else str(v).lower()
+#: a span its rule recognises as neither a run nor a step (passed over)
+PASS = Role("", "", None)
+
+
+def _cicd(s: Spans) -> Role | None:
+    task, run, pipeline = s.get("cicd.pipeline.task.name"), s.get("cicd.pipeline.run.id"), s.get("cicd.pipeline.name")
+    if task is not None or s.get("cicd.pipeline.task.run.id") is not None:
+        outcome = _CICD_OUTCOME.get(str(s.get("cicd.pipeline.task.run.result")).lower())
+        return Role(str(pipeline or s.service), str(run or s.trace), str(task or s.span.name), outcome)
+    if run is None and pipeline is None:
+        return None
+    own = s.attrs.keys() & {"cicd.pipeline.result", "cicd.pipeline.run.id", "cicd.pipeline.name"}
+    if s.span.parent_span_id and not own:
+        return PASS  # a span below the pipeline's that is no task of it (an HTTP call, say)
+    outcome = _CICD_OUTCOME.get(str(s.get("cicd.pipeline.result")).lower())
+    return Role(str(pipeline or s.service), str(run or s.trace), None, outcome)
+
+
+def _airflow(s: Spans) -> Role | None:
+    a, name = s.attrs, s.span.name
+    dag = a.get("airflow.dag_id")
+    if dag is not None:  # Airflow 3
+        run_id = f"{dag}:{a.get('airflow.dag_run.run_id')}"
+        task = a.get("airflow.task_id")
+        if task is None and name.startswith("dag_run."):
+            return Role(str(dag), run_id, None)
+        if task is not None and name.startswith("task_run."):
+            index = a.get("airflow.task_instance.map_index", -1)
+            step = f"{task}[{index}]" if isinstance(index, int) and index >= 0 else str(task)
+            outcome = _AIRFLOW_OUTCOME.get(str(a.get("airflow.task_instance.state")))
+            return Role(str(dag), run_id, step, outcome, _int(a.get("airflow.task_instance.try_number")))
+        return PASS
+    if s.scope == "dagrun" and "dag_id" in a and "run_id" in a:  # Airflow 2
+        return Role(str(a["dag_id"]), s.trace, None, _AIRFLOW_OUTCOME.get(str(a.get("state"))))
+    if s.scope == "taskinstance" and "dag_id" in a and "task_id" in a:
+        outcome = _AIRFLOW_OUTCOME.get(str(a.get("state")))
+        if outcome is None and str(a.get("error")).lower() == "true":
+            outcome = FAILED
+        return Role(str(a["dag_id"]), s.trace, str(a["task_id"]), outcome, _int(a.get("try_number")))
+    return None
+
+
+def _prefect(s: Spans) -> Role | None:
+    kind = s.attrs.get("prefect.run.type")
+    if kind not in ("flow", "task"):
+        return None
+    outcome = None
+    for ev in s.span.events:  # each state the run entered; the last one says how it ended
+        state = attrs_of(ev.attributes).get("prefect.state.type")
+        if state is not None:
+            outcome = _PREFECT_OUTCOME.get(str(state), outcome if state != "RUNNING" else None)
+    step = None if kind == "flow" and not s.span.parent_span_id else s.span.name
+    return Role(s.service, s.trace, step, outcome)
+
+
+def _generic(s: Spans) -> Role:
+    return Role(s.service, s.trace, s.span.name if s.span.parent_span_id else None)
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+assert set(MAPPINGS) == {"auto", "ignore", "cicd", "airflow", "prefect", "generic"}
+_RULES = {"cicd": _cicd, "airflow": _airflow, "prefect": _prefect, "generic": _generic}
+
+
+def role_of(s: Spans, mapping: str = "auto") -> Role | None:
+    """Which run the span belongs to, and whether it is that run or a step of
+    it; None: the span is passed over (the service's rule does not map it)."""
+    if mapping == "auto":
+        for rule in (_cicd, _airflow, _prefect):
+            role = rule(s)
+            if role is not None:
+                return None if role is PASS else role
+        return _generic(s)
+    if mapping == "ignore":
+        return None
+    role = _RULES[mapping](s)
+    return None if role is PASS else role
 
 
 def _error(span: Span) -> tuple[str | None, str | None]:
@@ -167,20 +282,26 @@ def _error(span: Span) -> tuple[str | None, str | None]:
     return (span.status.message or None), None
 
 
-def span_events(span: Span, resource: Mapping[str, Any]) -> Iterator[Event]:
-    """The events of one span: its start and, where it has ended, its end.
+def span_events(span: Span, resource: Mapping[str, Any], scope: str = "", mapping: str = "auto") -> Iterator[Event]:
+    """The events of one span: its start and, where it has ended, its end
+    (none for a span its service's rule passes over).
 
     Raises:
         EventError: the span is malformed, or makes an event that is.
     """
     _check(span)
-    attrs = attrs_of(span.attributes)
-    role = role_of(span, attrs, resource)
+    role = role_of(Spans(span, attrs_of(span.attributes), resource, scope), mapping)
+    if role is None:
+        return
     trace, sid = span.trace_id.hex(), span.span_id.hex()
     start, end = span.start_time_unix_nano * _NANO, span.end_time_unix_nano * _NANO
-    failed = span.status.code == Status.STATUS_CODE_ERROR or role.result in FAILED_RESULTS
-    error, tb = _error(span) if failed else (None, None)
+    outcome = role.outcome
+    if outcome is None:
+        outcome = FAILED if span.status.code == Status.STATUS_CODE_ERROR else COMPLETED
+    failed = outcome in (FAILED, RETRYING)
+    error, tb = _error(span) if failed or outcome == CANCELLED else (None, None)
     kept = {"otel.trace_id": trace, "otel.span_id": sid}
+    key = (trace, sid, role.attempt) if role.attempt else (trace, sid)
 
     def event(kind: EventKind, ts: float, extra: dict[str, Any]) -> Event:
         return make_event(
@@ -190,14 +311,14 @@ def span_events(span: Span, resource: Mapping[str, Any]) -> Iterator[Event]:
             role.step,
             {**kept, **extra},
             ts=ts,
-            event_id=fact_id(SOURCE, trace, sid, kind.value),
+            event_id=fact_id(SOURCE, *key, kind.value),
         )
 
     if role.step is None:
         yield event(K.STARTED, start, {"otel.span": span.name})
         if end:
-            if role.result in CANCELLED_RESULTS:
-                yield event(K.CANCELLED, end, {"reason": "cancelled"})
+            if outcome == CANCELLED:
+                yield event(K.CANCELLED, end, {"reason": error or "cancelled"})
             elif failed:
                 yield event(K.FAILED, end, {"error": error or "failed"})
             else:
@@ -205,11 +326,12 @@ def span_events(span: Span, resource: Mapping[str, Any]) -> Iterator[Event]:
         return
     yield event(K.STEP_STARTED, start, {})
     if end:
-        if failed or role.result in CANCELLED_RESULTS:
-            extra: dict[str, Any] = {"error": error or role.result or "failed"}
+        if failed or outcome == CANCELLED:
+            extra: dict[str, Any] = {"error": error or outcome}
             if tb:
                 extra["traceback"] = tb
+            if outcome == RETRYING:
+                extra["retrying"] = True
             yield event(K.STEP_FAILED, end, extra)
         else:
-            skipped = {"skipped": True, "reason": "skipped"} if role.result in SKIPPED_RESULTS else {}
-            yield event(K.STEP_COMPLETED, end, skipped)
+            yield event(K.STEP_COMPLETED, end, {"skipped": True, "reason": "skipped"} if outcome == SKIPPED else {})

@@ -100,6 +100,7 @@ def create_app(
         alerting=alerting,
         on_logs=on_logs,
         performance_raw_retention=cfg.performance_raw_retention,
+        otlp_services=cfg.otlp_services,
     )
     st.committer.on_commit = st.counters.on_commit
     if log_retention is not None:

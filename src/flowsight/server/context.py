@@ -48,3 +48,5 @@ class ServerContext:
     #: how long every resource sample is kept (older ranges are read from the 1-minute rollups)
     performance_raw_retention: float = 6 * 3600.0
     started_at: float = field(default_factory=time.time)
+    #: [otlp.services.NAME] mapping: the rule each service's spans are held to (POST /v1/traces)
+    otlp_services: dict[str, str] = field(default_factory=dict)

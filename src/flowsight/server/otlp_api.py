@@ -148,7 +148,7 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
             # protobuf labelled JSON (Airflow 2's exporter does so): a request's first protobuf
             # field starts with byte 0x0a, which no JSON text can
             encoding = PROTOBUF
-        mapped = map_request(decode_traces(body, encoding))
+        mapped = map_request(decode_traces(body, encoding), st.otlp_services)
         # a run's span ends (and is sent) after its steps': in time order, its start comes first
         mapped.events.sort(key=lambda ev: ev.ts)
         await st.committer.submit(mapped.events)
