@@ -54,7 +54,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from flowsight.config.otlp import MAPPINGS
 from flowsight.errors import EventError
-from flowsight.model.runs.events import Event, EventKind, make_event
+from flowsight.model.runs.events import Event, EventKind, WireEvent, finish_wire
 from flowsight.model.runs.ids import fact_id
 
 K = EventKind
@@ -300,19 +300,14 @@ def span_events(span: Span, resource: Mapping[str, Any], scope: str = "", mappin
         outcome = FAILED if span.status.code == Status.STATUS_CODE_ERROR else COMPLETED
     failed = outcome in (FAILED, RETRYING)
     error, tb = _error(span) if failed or outcome == CANCELLED else (None, None)
-    kept = {"otel.trace_id": trace, "otel.span_id": sid}
-    key = (trace, sid, role.attempt) if role.attempt else (trace, sid)
+    base = fact_id(SOURCE, trace, sid, role.attempt) if role.attempt else fact_id(SOURCE, trace, sid)
 
     def event(kind: EventKind, ts: float, extra: dict[str, Any]) -> Event:
-        return make_event(
-            kind,
-            role.workflow,
-            role.run_id,
-            role.step,
-            {**kept, **extra},
-            ts=ts,
-            event_id=fact_id(SOURCE, *key, kind.value),
-        )
+        attrs = {"otel.trace_id": trace, "otel.span_id": sid, **extra}
+        # checked by finish_wire, as an event sent to /api/v1/events is
+        wire = WireEvent(id=f"{base}-{kind._value_}", ts=ts, kind=kind, workflow=role.workflow, run_id=role.run_id)
+        wire.step, wire.attrs = role.step, attrs
+        return finish_wire(wire)
 
     if role.step is None:
         yield event(K.STARTED, start, {"otel.span": span.name})
