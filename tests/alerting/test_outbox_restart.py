@@ -56,8 +56,8 @@ def line(proc: subprocess.Popen[str], word: str) -> list[str]:
     got = proc.stdout.readline().split()
     if not got or got[0] != word:
         proc.kill()
-        assert proc.stderr is not None
-        pytest.fail(f"the server said {got!r}, not {word!r}: {proc.stderr.read()}")
+        _, err = proc.communicate()  # reaped, its pipes closed
+        pytest.fail(f"the server said {got!r}, not {word!r}: {err}")
     return got[1:]
 
 

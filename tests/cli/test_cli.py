@@ -135,7 +135,12 @@ def test_watch_redraws_and_shows_a_run_that_appears_while_it_watches(tmp_path: P
         time.sleep(0.02)
     with open_store(db) as store:
         store.runs.write_events([make_event("started", "arrives-later", "late-run", ts=time.time())])
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # timed out: not left running past the test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert "arrives-later" in out
 

@@ -38,6 +38,7 @@ has exited (a background process it left holding the pipes keeps it going).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -311,8 +312,10 @@ class ProcessOutput:
             self._problem(f"process:{self.name}: still running {self._kill_after:g}s after SIGTERM; killed (SIGKILL)")
             _signal_group(proc.pid, signal.SIGKILL)
             await proc.wait()
-        except BaseException:  # cancelled again while waiting: no more waiting, but no orphan either
+        except BaseException:  # cancelled again while waiting: no orphan either, and the process reaped
             _signal_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(proc.wait())
             raise
 
     def _forward_signals(self, proc: asyncio.subprocess.Process) -> list[Callable[[], None]]:

@@ -211,8 +211,8 @@ def parse_env(text: str) -> dict[str, str]:
     while i < len(lines):
         line = lines[i]
         i += 1
-        body = line.strip()
-        if not body or body.startswith("#"):
+        body = line.lstrip()  # the right end kept: inside quotes, trailing white space is the value's
+        if not body.rstrip() or body.startswith("#"):
             continue
         if re.match(r"export\s", body):
             body = body[len("export") :].lstrip()
@@ -220,7 +220,7 @@ def parse_env(text: str) -> dict[str, str]:
         key = key.strip()
         if not eq or not _ENV_KEY.fullmatch(key):
             raise SyntaxProblem("expected NAME=value", i, len(line) - len(line.lstrip()) + 1)
-        value = value.strip()
+        value = value.lstrip()
         quote = value[:1]
         if quote not in ("'", '"'):
             out[key] = re.split(r"\s#", value, maxsplit=1)[0].rstrip()  # " # ..." ends a bare value

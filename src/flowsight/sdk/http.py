@@ -335,22 +335,30 @@ class HttpSink(Generic[T]):
                 self.spool.dir,
                 self.last_error or "the server is slow to answer",
             )
-        if self._http is not None and not hung:
-            self._http.close()
-            self._http = None
+        if not hung:
+            http, self._http = self._http, None
+            if http is not None:
+                http.close()
 
     # ---- the sender thread ------------------------------------------------
     def _run(self) -> None:
         sdk_thread.active = True
         attempt = 0
-        while not self._stop.is_set():
-            try:
-                attempt = self._round(attempt)
-            except Exception:  # a bug or a broken spool must not end delivery for the life of the process
-                log.exception(
-                    "flowsight: the SDK's sender failed; it tries again in %.0fs", self.options.retry_max_delay
-                )
-                self._stop.wait(self.options.retry_max_delay)
+        try:
+            while not self._stop.is_set():
+                try:
+                    attempt = self._round(attempt)
+                except Exception:  # a bug or a broken spool must not end delivery for the life of the process
+                    log.exception(
+                        "flowsight: the SDK's sender failed; it tries again in %.0fs", self.options.retry_max_delay
+                    )
+                    self._stop.wait(self.options.retry_max_delay)
+        finally:
+            # a thread that outlived close()'s wait (a request the server was slow to answer) closes
+            # its own connections as it ends: no socket left to the garbage collector
+            http, self._http = self._http, None
+            if http is not None and self._stop.is_set():
+                http.close()
 
     def _round(self, attempt: int) -> int:
         """Send the spooled segments, oldest first, until one must wait; then

@@ -27,6 +27,7 @@ from flowsight.server import (
     alerts_api,
     dashboard_api,
     faults_api,
+    lineage_api,
     logs_api,
     metrics,
     otlp_api,
@@ -153,6 +154,7 @@ def create_app(
         dashboard_api.routes(),
         metrics.routes(),
         otlp_api.routes(),
+        lineage_api.routes(),
         [
             route("/healthz", GET=(None, get_health)),
             Route("/openapi.json", get_openapi, methods=["GET"]),

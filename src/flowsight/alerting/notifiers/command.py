@@ -21,6 +21,7 @@ nothing half-written behind, and its exit status is what counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from typing import ClassVar
@@ -75,9 +76,12 @@ class CommandNotifier:
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise DeliveryError(f"command {self.argv[0]!r} did not finish within {self.timeout:g} s") from None
+        finally:
+            if proc.returncode is None:  # timed out, or the send was cancelled (the dispatcher's own timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())  # reaped even when cancelled: no orphan, no transport left open
         code = proc.returncode
         assert code is not None
         if code == 0:
