@@ -35,7 +35,7 @@ from openlineage.client.generated.parent_run import Run as ParentRun
 
 from flowsight.errors import EventError
 from flowsight.model.runs.events import Event, EventKind, WireEvent, finish_wire
-from flowsight.model.runs.ids import fact_id
+from flowsight.model.runs.ids import fact_id_at
 
 K = EventKind
 SOURCE = "openlineage"
@@ -177,8 +177,7 @@ def lineage_event(ev: RunEvent) -> Event | None:
         attrs["reason"] = "aborted"
     when = datetime.fromisoformat(ev.eventTime.replace("Z", "+00:00"))
     ts = (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
-    wire = WireEvent(
-        id=fact_id(SOURCE, ev.run.runId, namespace, job, kind.value), ts=ts, kind=kind, workflow=workflow, run_id=run_id
-    )
+    event_id = fact_id_at(int(ts * 1e9), SOURCE, ev.run.runId, namespace, job, kind.value)
+    wire = WireEvent(id=event_id, ts=ts, kind=kind, workflow=workflow, run_id=run_id)
     wire.step, wire.attrs = step, attrs
     return finish_wire(wire)

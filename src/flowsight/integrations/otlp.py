@@ -44,9 +44,9 @@ the span id and what happened, so a batch sent again is stored once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -54,8 +54,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from flowsight.config.otlp import MAPPINGS
 from flowsight.errors import EventError
-from flowsight.model.runs.events import Event, EventKind, WireEvent, finish_wire
-from flowsight.model.runs.ids import fact_id
+from flowsight.model.runs.events import MAX_TS, Event, EventKind, WireEvent, check_attrs, finish_wire
+from flowsight.model.runs.ids import fact_id_at
 
 K = EventKind
 SOURCE = "otlp"
@@ -78,12 +78,8 @@ def value_of(v: AnyValue) -> Any:
     return getattr(v, kind)
 
 
-def attrs_of(kvs: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in kvs:
-        assert isinstance(kv, KeyValue)
-        out[kv.key] = value_of(kv.value)
-    return out
+def attrs_of(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: value_of(kv.value) for kv in kvs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +106,7 @@ def map_request(req: ExportTraceServiceRequest, services: Mapping[str, str] | No
     """Each span of ``req`` as events (or refused, with the reason);
     ``services``: a service's rule (one of :data:`MAPPINGS`) where it is not ``auto``."""
     out = Mapped()
+    events = out.events
     for ri, rs in enumerate(req.resource_spans):
         resource = attrs_of(rs.resource.attributes)
         mapping = (services or {}).get(str(resource.get("service.name") or UNKNOWN_SERVICE), "auto")
@@ -117,11 +114,10 @@ def map_request(req: ExportTraceServiceRequest, services: Mapping[str, str] | No
             scope = ss.scope.name
             for pi, span in enumerate(ss.spans):
                 out.spans += 1
-                where = f"resource_spans[{ri}].scope_spans[{si}].spans[{pi}]"
                 try:
-                    out.events.extend(span_events(span, resource, scope, mapping))
+                    span_events(span, resource, scope, mapping, events)
                 except EventError as exc:
-                    out.refused.append(SpanError(where, str(exc)))
+                    out.refused.append(SpanError(f"resource_spans[{ri}].scope_spans[{si}].spans[{pi}]", str(exc)))
     return out
 
 
@@ -136,6 +132,8 @@ def _check(span: Span) -> None:
         raise EventError("start_time_unix_nano is missing")
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
         raise EventError("end_time_unix_nano is before start_time_unix_nano")
+    if span.end_time_unix_nano * _NANO >= MAX_TS:
+        raise EventError(f"end_time_unix_nano is past the year 10000 ({span.end_time_unix_nano})")
     if not span.name:
         raise EventError("name is empty")
 
@@ -162,8 +160,7 @@ _AIRFLOW_OUTCOME = {
 _PREFECT_OUTCOME = {"COMPLETED": COMPLETED, "FAILED": FAILED, "CRASHED": FAILED, "CANCELLED": CANCELLED}
 
 
-@dataclass(frozen=True, slots=True)
-class Role:
+class Role(NamedTuple):
     """What a span is to flowsight: the run (``step`` None) or a step of it."""
 
     workflow: str
@@ -176,13 +173,18 @@ class Role:
 class Spans:
     """What the rules read of one span: its attributes (the span's, then its resource's), its scope."""
 
-    def __init__(self, span: Span, attrs: Mapping[str, Any], resource: Mapping[str, Any], scope: str) -> None:
+    __slots__ = ("span", "attrs", "resource", "scope", "trace", "service")
+
+    def __init__(
+        self, span: Span, attrs: Mapping[str, Any], resource: Mapping[str, Any], scope: str, trace: str
+    ) -> None:
         self.span = span
         self.attrs = attrs
         self.resource = resource
         self.scope = scope
-        self.trace = span.trace_id.hex()
-        self.service = str(self.get("service.name") or UNKNOWN_SERVICE)
+        self.trace = trace
+        service = attrs.get("service.name", resource.get("service.name"))
+        self.service = str(service) if service else UNKNOWN_SERVICE
 
     def get(self, key: str) -> Any:
         return self.attrs.get(key, self.resource.get(key))
@@ -282,51 +284,58 @@ def _error(span: Span) -> tuple[str | None, str | None]:
     return (span.status.message or None), None
 
 
-def span_events(span: Span, resource: Mapping[str, Any], scope: str = "", mapping: str = "auto") -> Iterator[Event]:
-    """The events of one span: its start and, where it has ended, its end
-    (none for a span its service's rule passes over).
+def span_events(span: Span, resource: Mapping[str, Any], scope: str, mapping: str, into: list[Event]) -> None:
+    """The events of one span, added to ``into``: its start and, where it has
+    ended, its end (none for a span its service's rule passes over).
 
     Raises:
-        EventError: the span is malformed, or makes an event that is.
+        EventError: the span is malformed, or makes an event that is (nothing added).
     """
     _check(span)
-    role = role_of(Spans(span, attrs_of(span.attributes), resource, scope), mapping)
+    trace = span.trace_id.hex()
+    role = role_of(Spans(span, attrs_of(span.attributes), resource, scope, trace), mapping)
     if role is None:
         return
-    trace, sid = span.trace_id.hex(), span.span_id.hex()
+    sid = span.span_id.hex()
     start, end = span.start_time_unix_nano * _NANO, span.end_time_unix_nano * _NANO
     outcome = role.outcome
     if outcome is None:
         outcome = FAILED if span.status.code == Status.STATUS_CODE_ERROR else COMPLETED
-    failed = outcome in (FAILED, RETRYING)
+    failed = outcome == FAILED or outcome == RETRYING
     error, tb = _error(span) if failed or outcome == CANCELLED else (None, None)
-    base = fact_id(SOURCE, trace, sid, role.attempt) if role.attempt else fact_id(SOURCE, trace, sid)
-
-    def event(kind: EventKind, ts: float, extra: dict[str, Any]) -> Event:
-        attrs = {"otel.trace_id": trace, "otel.span_id": sid, **extra}
-        # checked by finish_wire, as an event sent to /api/v1/events is
-        wire = WireEvent(id=f"{base}-{kind._value_}", ts=ts, kind=kind, workflow=role.workflow, run_id=role.run_id)
-        wire.step, wire.attrs = role.step, attrs
-        return finish_wire(wire)
-
-    if role.step is None:
-        yield event(K.STARTED, start, {"otel.span": span.name})
-        if end:
-            if outcome == CANCELLED:
-                yield event(K.CANCELLED, end, {"reason": error or "cancelled"})
-            elif failed:
-                yield event(K.FAILED, end, {"error": error or "failed"})
-            else:
-                yield event(K.COMPLETED, end, {})
+    key = (trace, sid, role.attempt) if role.attempt else (trace, sid)
+    base = fact_id_at(span.start_time_unix_nano, SOURCE, *key)
+    workflow, run_id, step = role.workflow, role.run_id, role.step
+    ids = {"otel.trace_id": trace, "otel.span_id": sid}
+    if step is None:
+        first, first_attrs = K.STARTED, {**ids, "otel.span": span.name}
+    else:
+        first, first_attrs = K.STEP_STARTED, ids
+    # the first event checked whole by finish_wire, as an event sent to /api/v1/events is
+    wire = WireEvent(id=f"{base}-{first._value_}", ts=start, kind=first, workflow=workflow, run_id=run_id)
+    wire.step, wire.attrs = step, first_attrs
+    opened = finish_wire(wire)
+    if not end:
+        into.append(opened)
         return
-    yield event(K.STEP_STARTED, start, {})
-    if end:
-        if failed or outcome == CANCELLED:
-            extra: dict[str, Any] = {"error": error or outcome}
-            if tb:
-                extra["traceback"] = tb
-            if outcome == RETRYING:
-                extra["retrying"] = True
-            yield event(K.STEP_FAILED, end, extra)
+    extra: dict[str, Any]
+    if step is None:
+        if outcome == CANCELLED:
+            kind, extra = K.CANCELLED, {"reason": error or "cancelled"}
+        elif failed:
+            kind, extra = K.FAILED, {"error": error or "failed"}
         else:
-            yield event(K.STEP_COMPLETED, end, {"skipped": True, "reason": "skipped"} if outcome == SKIPPED else {})
+            kind, extra = K.COMPLETED, {}
+    elif failed or outcome == CANCELLED:
+        kind, extra = K.STEP_FAILED, {"error": error or outcome}
+        if tb:
+            extra["traceback"] = tb
+        if outcome == RETRYING:
+            extra["retrying"] = True
+    else:
+        kind, extra = K.STEP_COMPLETED, {"skipped": True, "reason": "skipped"} if outcome == SKIPPED else {}
+    if extra:  # its names were checked with the first; its own texts (an error, a traceback) here
+        check_attrs(extra)
+    into.append(opened)
+    into.append(Event(id=f"{base}-{kind._value_}", ts=end, kind=kind, workflow=workflow, run_id=run_id, step=step,
+                      attrs={**ids, **extra}))  # fmt: skip
