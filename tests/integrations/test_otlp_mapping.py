@@ -155,3 +155,38 @@ def test_a_service_held_to_the_cicd_rule_passes_over_its_other_spans(spans: Any,
     [got] = mapped(store, {"ci": "cicd"})
     assert (got.workflow_id, got.workflow, got.state.value) == ("77", "deploy", "cancelled")
     assert steps(store, "77") == [("tests", 1, "completed")]
+
+
+def test_a_pipeline_span_whose_parent_is_in_another_process_is_the_run(spans: Any, store: SqlStore) -> None:
+    """A CI job started with a TRACEPARENT: its pipeline span has a remote parent and the pipeline's
+    attributes only on its resource."""
+    from opentelemetry import trace as api
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    tracer, mapped = spans
+    t = tracer("ci", **{"cicd.pipeline.name": "release", "cicd.pipeline.run.id": "9"})
+    remote = SpanContext(0x5B8EFFF798038103D269B633813FC60C, 0xEEE19B7EC3C1B174, True, TraceFlags(1))
+    with t.start_as_current_span("RUN release", context=api.set_span_in_context(NonRecordingSpan(remote))):
+        task(t, "build", {"cicd.pipeline.task.name": "build"})
+    [got] = mapped(store)
+    assert (got.workflow_id, got.workflow, got.state.value) == ("9", "release", "completed")
+
+
+def test_airflow_3_attributes_given_as_text_are_read_as_numbers(spans: Any, store: SqlStore) -> None:
+    tracer, mapped = spans
+    t = tracer("airflow")
+    run = {"airflow.dag_id": "d", "airflow.dag_run.run_id": "r"}
+    ti = {**run, "airflow.task_id": "load", "airflow.task_instance.state": "success"}
+    with t.start_as_current_span("dag_run.d", attributes=run):
+        task(
+            t,
+            "task_run.load[0]",
+            {**ti, "airflow.task_instance.map_index": "0", "airflow.task_instance.try_number": "1"},
+        )
+        task(
+            t,
+            "task_run.load[1]",
+            {**ti, "airflow.task_instance.map_index": "1", "airflow.task_instance.try_number": "1"},
+        )
+    mapped(store)
+    assert steps(store, "d:r") == [("load[0]", 1, "completed"), ("load[1]", 1, "completed")]

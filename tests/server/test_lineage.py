@@ -111,6 +111,7 @@ def test_bad_events_are_refused_with_the_field_and_the_good_ones_beside_them_kep
         "job": {"namespace": "n", "name": "ok"},
         "producer": "p",
     }
+    parent = {"run": {"runId": rid}, "job": {"namespace": "n"}}
     batch = [
         good,
         {**good, "run": {"runId": "not-a-uuid"}},
@@ -118,15 +119,20 @@ def test_bad_events_are_refused_with_the_field_and_the_good_ones_beside_them_kep
         {**good, "job": {"namespace": "n"}},
         {**good, "eventType": "EXPLODED"},
         "START",
+        {**good, "run": {"runId": str(uuid.uuid4()), "facets": {"parent": parent}}},
+        {**good, "inputs": [{"namespace": "s3://b"}]},
+        {**good, "run": {"runId": str(uuid.uuid4())}, "eventTime": "2026-12-07t02:00:01z"},  # RFC 3339 allows it
     ]
     r = server.client().post("/api/v1/lineage", json=batch)
     assert r.status_code == 200
     results = r.json()["results"]
-    assert [x["status"] for x in results] == ["accepted"] + ["rejected"] * 5
-    assert "badly formed hexadecimal UUID string" in results[1]["error"]
-    assert "has to contain time" in results[2]["error"]
+    assert [x["status"] for x in results] == ["accepted"] + ["rejected"] * 7 + ["accepted"]
+    assert "badly formed hexadecimal UUID string" in results[1]["error"] and results[1]["field"] == "run.runId"
+    assert "has to contain time" in results[2]["error"] and results[2]["field"] == "eventTime"
     assert results[3]["error"] == "event 3: field 'job.name': missing" and results[3]["field"] == "job.name"
     assert "'EXPLODED' is not one of START" in results[4]["error"]
+    assert results[6]["field"] == "run.facets.parent.job.name"
+    assert results[7]["error"] == "event 7: field 'inputs[0].name': missing"
     assert run_of(server, rid)["state"] == "running"
     alone = server.client().post("/api/v1/lineage", json=batch[3])
     assert alone.status_code == 400 and alone.json()["error"] == "event 0: field 'job.name': missing"

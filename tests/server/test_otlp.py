@@ -234,3 +234,13 @@ def test_protobuf_labelled_json_is_read_as_protobuf(server: Server) -> None:
     assert r.status_code == 200, r.text
     run = run_of(server, TRACE.hex())
     assert run is not None and run["workflow"] == "Airflow"
+
+
+def test_otlp_json_may_begin_with_white_space(server: Server) -> None:
+    """A newline before the object is JSON still, not protobuf labelled JSON."""
+    trace = "6b8efff798038103d269b633813fc60c"
+    span = {"traceId": trace, "spanId": "eee19b7ec3c1b174", "name": "root", "startTimeUnixNano": "1700000000000000000"}
+    body = b"\n " + json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+    r = server.client().post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.headers["content-type"]) == (200, "application/json"), r.text
+    assert run_of(server, trace) is not None

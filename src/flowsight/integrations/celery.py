@@ -100,9 +100,10 @@ def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None
     if running is not None and running.request is not None and running.request.id:
         r = running.request
         headers[HEADER] = getattr(r, HEADER, None) or running.name
-        for key in (RUN, TASKS):
-            if getattr(r, key, None) is not None:
-                headers[key] = getattr(r, key)
+        if _continues(r, headers.get("id")):  # the next task of its chain, its chord's body, a callback
+            for key in (RUN, TASKS):
+                if getattr(r, key, None) is not None:
+                    headers[key] = getattr(r, key)
     elif sender:
         headers[HEADER] = sender
         sending, group_id = _group_sending()
@@ -116,6 +117,21 @@ def _publishing(sender: str | None = None, headers: dict[str, Any] | None = None
             headers.get("group") == group_id and isinstance(embed, dict) and embed.get("chord")
         ):
             headers[TASKS] = size  # a chord sent alone: its body ends the run
+
+
+def _continues(r: Any, task_id: Any) -> bool:
+    """Whether the task ``task_id`` being sent by the running task (request
+    ``r``) carries on its canvas: the next task of its chain, the body of its
+    chord, a callback. (A task it sends of its own, a subtask, is a step of
+    the run of its root id, as Celery has it: a task of a group is its own
+    root, so a subtask of one is not counted among the group's tasks.)"""
+    following = [*(r.chain[-1:] if r.chain else []), *([r.chord] if getattr(r, "chord", None) else [])]
+    following += list(r.callbacks or [])
+    for sig in following:
+        options = sig.get("options") if isinstance(sig, dict) else None
+        if isinstance(options, dict) and options.get("task_id") == task_id:
+            return True
+    return False
 
 
 def _group_sending() -> tuple[Any, str | None]:

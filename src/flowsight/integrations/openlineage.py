@@ -24,9 +24,10 @@ type, so an event sent again is stored once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
+from dateutil.parser import isoparse  # type: ignore[import-untyped]  # openlineage-python's; no stubs here
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.generated.error_message_run import ErrorMessageRunFacet
 from openlineage.client.generated.parent_run import Job as ParentJob
@@ -53,23 +54,31 @@ _STEP_KINDS = {
 }
 
 
-def _at(data: Any, *path: str) -> Any:
+def _name(path: tuple[str | int, ...]) -> str:
+    """A field's name: ``run.facets.parent.job.name``, ``inputs[0].name``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _at(data: Any, *path: str | int) -> Any:
     """``data[path[0]][path[1]]...``, or an error naming the field."""
     here = data
     for i, key in enumerate(path):
+        if isinstance(key, int):  # an array's item (the caller has checked the array)
+            here = here[key]
+            continue
         if not isinstance(here, Mapping):
-            where = ".".join(path[:i]) or "the event"
-            raise EventError(f"field '{where}': expected an object, got {type(here).__name__}", field=where)
+            where = _name(path[:i]) or "the event"
+            raise EventError(f"field '{where}': expected an object, got {type(here).__name__}", field=_name(path[:i]))
         if key not in here:
-            raise EventError(f"field '{'.'.join(path[: i + 1])}': missing", field=".".join(path[: i + 1]))
+            raise EventError(f"field '{_name(path[: i + 1])}': missing", field=_name(path[: i + 1]))
         here = here[key]
     return here
 
 
-def _text(data: Any, *path: str) -> str:
+def _text(data: Any, *path: str | int) -> str:
     value = _at(data, *path)
     if not isinstance(value, str) or not value:
-        field = ".".join(path)
+        field = _name(path)
         raise EventError(f"field '{field}': expected a non-empty string, got {value!r}", field=field)
     return value
 
@@ -78,7 +87,49 @@ def _datasets(data: Mapping[str, Any], key: str, cls: type[InputDataset] | type[
     items = data.get(key) or []
     if not isinstance(items, list):
         raise EventError(f"field '{key}': expected an array, got {type(items).__name__}", field=key)
-    return [cls(namespace=_text(d, "namespace"), name=_text(d, "name")) for d in items]
+    return [
+        cls(namespace=_text(data, key, i, "namespace"), name=_text(data, key, i, "name")) for i in range(len(items))
+    ]
+
+
+def _run_and_job(data: Any, *at: str) -> tuple[str, str, str]:
+    """The run id, the job's namespace and name of a parent or root facet at ``at``."""
+    return _text(data, *at, "run", "runId"), _text(data, *at, "job", "namespace"), _text(data, *at, "job", "name")
+
+
+def _facets(data: Any) -> dict[str, Any]:
+    """The run facets flowsight reads, typed (the rest passed over)."""
+    facets = _at(data, "run").get("facets") or {}
+    if not isinstance(facets, Mapping):
+        raise EventError(f"field 'run.facets': expected an object, got {type(facets).__name__}", field="run.facets")
+    out: dict[str, Any] = {}
+    if facets.get("parent") is not None:
+        at = ("run", "facets", "parent")
+        run_id, namespace, name = _run_and_job(data, *at)
+        root = None
+        if isinstance(facets["parent"], Mapping) and facets["parent"].get("root") is not None:
+            root_id, root_namespace, root_name = _run_and_job(data, *at, "root")
+            root_run = _validated(_name((*at, "root", "run", "runId")), RootRun, runId=root_id)
+            root = Root(run=root_run, job=RootJob(namespace=root_namespace, name=root_name))
+        parent_run = _validated(_name((*at, "run", "runId")), ParentRun, runId=run_id)
+        out["parent"] = ParentRunFacet(run=parent_run, job=ParentJob(namespace=namespace, name=name), root=root)
+    error = facets.get("errorMessage")
+    if isinstance(error, Mapping) and isinstance(error.get("message"), str) and error["message"]:
+        trace = error.get("stackTrace")  # a facet flowsight cannot read is passed over, the event kept
+        out["errorMessage"] = ErrorMessageRunFacet(
+            message=error["message"],
+            programmingLanguage=str(error.get("programmingLanguage") or ""),
+            stackTrace=trace if isinstance(trace, str) else None,
+        )
+    return out
+
+
+def _validated(field: str, make: Any, *args: Any, **kwargs: Any) -> Any:
+    """``make(*args, **kwargs)``: a model whose validator refuses a value, refused naming ``field``."""
+    try:
+        return make(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise EventError(f"field '{field}': {exc}", field=field) from None
 
 
 def read_run_event(data: Any) -> RunEvent:
@@ -88,52 +139,27 @@ def read_run_event(data: Any) -> RunEvent:
     Raises:
         EventError: naming the field that is missing or wrong.
     """
-    run = _at(data, "run")
-    if not isinstance(run, Mapping):
-        raise EventError(f"field 'run': expected an object, got {type(run).__name__}", field="run")
-    facets = run.get("facets") or {}
-    run_facets: dict[str, Any] = {}
+    if not isinstance(_at(data, "run"), Mapping):
+        raise EventError(f"field 'run': expected an object, got {type(data['run']).__name__}", field="run")
+    kind = _text(data, "eventType")
     try:
-        parent = facets.get("parent") if isinstance(facets, Mapping) else None
-        if parent is not None:
-            root = parent.get("root") if isinstance(parent, Mapping) else None
-            run_facets["parent"] = ParentRunFacet(
-                run=ParentRun(runId=_text(parent, "run", "runId")),
-                job=ParentJob(namespace=_text(parent, "job", "namespace"), name=_text(parent, "job", "name")),
-                root=None
-                if root is None
-                else Root(
-                    run=RootRun(runId=_text(root, "run", "runId")),
-                    job=RootJob(namespace=_text(root, "job", "namespace"), name=_text(root, "job", "name")),
-                ),
-            )
-        error = facets.get("errorMessage") if isinstance(facets, Mapping) else None
-        if error is not None:
-            trace = error.get("stackTrace") if isinstance(error, Mapping) else None
-            run_facets["errorMessage"] = ErrorMessageRunFacet(
-                message=_text(error, "message"),
-                programmingLanguage=str(error.get("programmingLanguage") or ""),
-                stackTrace=trace if isinstance(trace, str) else None,
-            )
-        kind = _text(data, "eventType")
-        try:
-            state = RunState(kind)
-        except ValueError:
-            allowed = ", ".join(s.value for s in RunState)
-            raise EventError(f"field 'eventType': {kind!r} is not one of {allowed}", field="eventType") from None
-        return RunEvent(
-            eventType=state,
-            eventTime=_text(data, "eventTime"),
-            run=Run(runId=_text(data, "run", "runId"), facets=run_facets),
-            job=Job(namespace=_text(data, "job", "namespace"), name=_text(data, "job", "name")),
-            producer=str(data.get("producer") or ""),
-            inputs=_datasets(data, "inputs", InputDataset),
-            outputs=_datasets(data, "outputs", OutputDataset),
-        )
-    except EventError:
-        raise
-    except (ValueError, TypeError, AttributeError) as exc:  # the models' validators: a run id, a time
-        raise EventError(f"not an OpenLineage RunEvent: {exc}") from None
+        state = RunState(kind)
+    except ValueError:
+        allowed = ", ".join(s.value for s in RunState)
+        raise EventError(f"field 'eventType': {kind!r} is not one of {allowed}", field="eventType") from None
+    run = _validated("run.runId", Run, runId=_text(data, "run", "runId"), facets=_facets(data))
+    event: RunEvent = _validated(
+        "eventTime",
+        RunEvent,
+        eventType=state,
+        eventTime=_text(data, "eventTime"),
+        run=run,
+        job=Job(namespace=_text(data, "job", "namespace"), name=_text(data, "job", "name")),
+        producer=str(data.get("producer") or ""),
+        inputs=_datasets(data, "inputs", InputDataset),
+        outputs=_datasets(data, "outputs", OutputDataset),
+    )
+    return event
 
 
 def _names(datasets: list[Any] | None) -> list[str]:
@@ -175,7 +201,7 @@ def lineage_event(ev: RunEvent) -> Event | None:
             attrs["error"] = "aborted" if state is RunState.ABORT else "failed"
     elif kind is K.CANCELLED:
         attrs["reason"] = "aborted"
-    when = datetime.fromisoformat(ev.eventTime.replace("Z", "+00:00"))
+    when = isoparse(ev.eventTime)  # the parser the model's validator read it with
     ts = (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
     event_id = fact_id_at(int(ts * 1e9), SOURCE, ev.run.runId, namespace, job, kind.value)
     wire = WireEvent(id=event_id, ts=ts, kind=kind, workflow=workflow, run_id=run_id)

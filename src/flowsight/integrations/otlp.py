@@ -35,8 +35,9 @@ rule can be chosen over this order: ``cicd``, ``airflow``, ``prefect`` or
 ``generic`` (a span that rule does not map is passed over: Airflow 2's
 scheduler-loop and executor spans, say), or ``ignore``.
 
-In both, the span status ``ERROR`` fails the run or step, and a span event
-named ``exception`` gives the error (``exception.type: exception.message``)
+Under every rule, where the span's attributes say no outcome, the span
+status ``ERROR`` fails the run or step; a span event named ``exception``
+gives the error (``exception.type: exception.message``)
 and its traceback (``exception.stacktrace``). Attributes are looked up on
 the span, then on its resource. Each event's id is made of the trace id,
 the span id and what happened, so a batch sent again is stored once.
@@ -54,7 +55,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from flowsight.config.otlp import MAPPINGS
 from flowsight.errors import EventError
-from flowsight.model.runs.events import MAX_TS, Event, EventKind, WireEvent, check_attrs, finish_wire
+from flowsight.model.runs.events import Event, EventKind, WireEvent, check_attrs, finish_wire
 from flowsight.model.runs.ids import fact_id_at
 
 K = EventKind
@@ -132,8 +133,6 @@ def _check(span: Span) -> None:
         raise EventError("start_time_unix_nano is missing")
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
         raise EventError("end_time_unix_nano is before start_time_unix_nano")
-    if span.end_time_unix_nano * _NANO >= MAX_TS:
-        raise EventError(f"end_time_unix_nano is past the year 10000 ({span.end_time_unix_nano})")
     if not span.name:
         raise EventError("name is empty")
 
@@ -183,7 +182,7 @@ class Spans:
         self.resource = resource
         self.scope = scope
         self.trace = trace
-        service = attrs.get("service.name", resource.get("service.name"))
+        service = resource.get("service.name")  # a resource's: what [otlp.services.NAME] is looked up by too
         self.service = str(service) if service else UNKNOWN_SERVICE
 
     def get(self, key: str) -> Any:
@@ -202,7 +201,7 @@ def _cicd(s: Spans) -> Role | None:
     if run is None and pipeline is None:
         return None
     own = s.attrs.keys() & {"cicd.pipeline.result", "cicd.pipeline.run.id", "cicd.pipeline.name"}
-    if s.span.parent_span_id and not own:
+    if s.span.parent_span_id and not own and not _remote_parent(s.span):
         return PASS  # a span below the pipeline's that is no task of it (an HTTP call, say)
     outcome = _CICD_OUTCOME.get(str(s.get("cicd.pipeline.result")).lower())
     return Role(str(pipeline or s.service), str(run or s.trace), None, outcome)
@@ -212,13 +211,14 @@ def _airflow(s: Spans) -> Role | None:
     a, name = s.attrs, s.span.name
     dag = a.get("airflow.dag_id")
     if dag is not None:  # Airflow 3
-        run_id = f"{dag}:{a.get('airflow.dag_run.run_id')}"
+        airflow_run = a.get("airflow.dag_run.run_id")
+        run_id = f"{dag}:{airflow_run}" if airflow_run else s.trace
         task = a.get("airflow.task_id")
         if task is None and name.startswith("dag_run."):
-            return Role(str(dag), run_id, None)
+            return Role(str(dag), run_id, None, _AIRFLOW_OUTCOME.get(str(a.get("airflow.dag_run.state"))))
         if task is not None and name.startswith("task_run."):
-            index = a.get("airflow.task_instance.map_index", -1)
-            step = f"{task}[{index}]" if isinstance(index, int) and index >= 0 else str(task)
+            index = _int(a.get("airflow.task_instance.map_index"), -1)
+            step = f"{task}[{index}]" if index >= 0 else str(task)
             outcome = _AIRFLOW_OUTCOME.get(str(a.get("airflow.task_instance.state")))
             return Role(str(dag), run_id, step, outcome, _int(a.get("airflow.task_instance.try_number")))
         return PASS
@@ -249,8 +249,23 @@ def _generic(s: Spans) -> Role:
     return Role(s.service, s.trace, s.span.name if s.span.parent_span_id else None)
 
 
-def _int(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+def _int(v: Any, default: int = 0) -> int:
+    """A whole number as OpenTelemetry attributes carry one (an int, or its digits as text); else ``default``."""
+    if isinstance(v, bool):
+        return default
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return default
+
+
+_REMOTE = 0x100 | 0x200  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE | SPAN_FLAGS_CONTEXT_IS_REMOTE
+
+
+def _remote_parent(span: Span) -> bool:
+    """Whether the span's parent is in another process (a context propagated to it: TRACEPARENT)."""
+    return span.flags & _REMOTE == _REMOTE
 
 
 assert set(MAPPINGS) == {"auto", "ignore", "cicd", "airflow", "prefect", "generic"}

@@ -144,9 +144,9 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
             body = gunzip(body, st.limits.max_body_bytes)
         elif enc not in ("", "identity"):
             raise HttpError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
-        if encoding == JSON and body[:1] == b"\x0a":
+        if encoding == JSON and body[:1] == b"\x0a" and body.lstrip()[:1] not in (b"{", b""):
             # protobuf labelled JSON (Airflow 2's exporter does so): a request's first protobuf
-            # field starts with byte 0x0a, which no JSON text can
+            # field starts with byte 0x0a; JSON may too (a newline), but then an object follows
             encoding = PROTOBUF
         mapped = map_request(decode_traces(body, encoding), st.otlp_services)
         # a run's span ends (and is sent) after its steps': in time order, its start comes first

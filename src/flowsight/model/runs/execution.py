@@ -194,7 +194,13 @@ def _steps_done(m: ExecutionMetrics, ev: Event) -> StateTransition | None:
     completes its running run once N step completions are counted and no
     step is open."""
     n = ev.attrs["ends_run_after"]
-    if not isinstance(n, int) or m.state is not WorkflowState.RUNNING or m.open_steps or m.completed_steps < n:
+    if (
+        not isinstance(n, int)
+        or isinstance(n, bool)
+        or m.state is not WorkflowState.RUNNING
+        or m.open_steps
+        or m.completed_steps < n
+    ):
         return None
     tr = _transition(m, WorkflowState.COMPLETED, ev, f"all {n} steps completed")
     m.end_time = ev.ts
