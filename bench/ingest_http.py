@@ -61,16 +61,21 @@ def events_json(proc: int, start: int, n: int) -> list[dict[str, object]]:
     return out
 
 
-def batch_loader(port: int, proc: int, n: int, go: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    bodies = [json.dumps(events_json(proc, i, BATCH)).encode() for i in range(0, n, BATCH)]
+def post_all(port: int, path: str, bodies: list[bytes], ctype: str, go: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """POST each body on one keep-alive connection once ``go`` is set; put the time it ended on ``out``."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
     go.wait()
     for body in bodies:
-        conn.request("POST", "/api/v1/events", body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body, {"Content-Type": ctype})
         resp = conn.getresponse()
         data = resp.read()
         assert resp.status == 200, data[:300]
     out.put(time.perf_counter())
+
+
+def batch_loader(port: int, proc: int, n: int, go: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    bodies = [json.dumps(events_json(proc, i, BATCH)).encode() for i in range(0, n, BATCH)]
+    post_all(port, "/api/v1/events", bodies, "application/json", go, out)
 
 
 def single_loader(

@@ -16,7 +16,6 @@ Run: ``.venv/bin/python bench/otlp_ingest.py`` (``--spans``, ``--procs``).
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing as mp
 import os
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from ingest_http import free_port, run_loaders, start_server, stop  # noqa: E402 - the sibling benchmark's helpers
+from ingest_http import free_port, post_all, run_loaders, start_server, stop  # noqa: E402 - the sibling benchmark's helpers
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
 
@@ -60,15 +59,7 @@ def body(proc: int, index: int) -> bytes:
 
 
 def loader(port: int, proc: int, n: int, go: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    bodies = [body(proc, i) for i in range(n // BATCH)]
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    go.wait()
-    for b in bodies:
-        conn.request("POST", "/v1/traces", b, {"Content-Type": "application/x-protobuf"})
-        resp = conn.getresponse()
-        data = resp.read()
-        assert resp.status == 200 and data == b"", (resp.status, data[:300])
-    out.put(time.perf_counter())
+    post_all(port, "/v1/traces", [body(proc, i) for i in range(n // BATCH)], "application/x-protobuf", go, out)
 
 
 def main() -> None:
