@@ -103,6 +103,11 @@ def test_a_plain_trace_is_a_run_of_its_service_its_root_span_the_run(
             pass
     run = wait_for("the run completed", lambda: (r := run_of(server, trace_id)) and r["state"] == "completed" and r)
     assert run["workflow"] == "billing-batch"
+    # the root span came last (each span is sent as it ends): its start is the run's, no refused transition
+    assert (
+        run["start_time"] == pytest.approx(root.start_time / 1e9, abs=1e-6) and run["attrs"]["otel.span"] == "monthly"
+    )
+    assert [t["applied"] for t in run["transitions"]] == [True, True]
     assert [s["step"] for s in run["steps"]] == ["invoice", "email"]
     assert run["steps"][0]["duration_seconds"] >= 0.01
 

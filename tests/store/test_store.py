@@ -159,6 +159,27 @@ def test_steps_run_apart_complete_their_run_with_the_last_of_them_in_any_order(s
     )
 
 
+def test_a_runs_own_start_after_its_first_steps_takes_its_time_and_attributes_refusing_nothing(
+    store: SqlStore,
+) -> None:
+    """An OpenTelemetry exporter sends a run's span after its steps' (each span as it ends): the step
+    starts the run, and the run's own Started, come later, is its start, not a refused transition."""
+    store.runs.write_events([ev("step_started", "r", 101.0, "extract"), ev("step_completed", "r", 102.0, "extract")])
+    result = store.runs.write_events([ev("started", "r", 100.0, source="otel", total_steps=1)])
+    assert result.refused_transitions == []
+    run = store.runs.get_run("r")
+    assert run is not None
+    assert (run.state, run.start_time, run.total_steps, run.attrs) == (
+        S.RUNNING,
+        100.0,
+        1,
+        {"source": "otel", "total_steps": 1},
+    )
+    assert [t.reason for t in store.runs.run_transitions("r")] == ["implicit: first step event"]
+    again = store.runs.write_events([ev("started", "r", 100.5)])  # a second Started: refused, as ever
+    assert [(t.old_state, t.new_state) for t in again.refused_transitions] == [(S.RUNNING, S.RUNNING)]
+
+
 def test_run_steps_lists_every_attempt_and_the_step_still_running(store: SqlStore) -> None:
     store.runs.write_events(
         [

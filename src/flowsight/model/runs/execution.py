@@ -144,6 +144,9 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
         m.last_activity = ev.ts
     target = EVENT_STATE.get(kind)
     if target is not None:
+        if kind is EventKind.STARTED and m.state is WorkflowState.RUNNING and m.attrs.get(IMPLICIT) is True:
+            _late_start(m, ev)  # no transition: the run is running already
+            return _NOTHING
         reason = ev.attrs.get("reason")
         tr = _transition(m, target, ev, str(reason) if reason is not None else _error_text(ev))
         if not tr.applied:
@@ -165,6 +168,8 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     if ev.step is not None and m.state is WorkflowState.PENDING:
         implicit = _transition(m, WorkflowState.RUNNING, ev, "implicit: first step event")
         m.start_time = ev.ts
+        if implicit.applied:
+            m.attrs = {**m.attrs, IMPLICIT: True}
     step = None
     if kind is _STEP_STARTED:
         step = _open_step(m, ev, steps)
@@ -186,6 +191,20 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
 
 
 _STEP_STARTED, _STEP_COMPLETED, _STEP_FAILED = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED
+#: a run's attribute while its first step's event, not its own Started, has started it
+IMPLICIT = "implicit_start"
+
+
+def _late_start(m: ExecutionMetrics, ev: Event) -> None:
+    """The run's own Started, come after a step's event had started it (an
+    OpenTelemetry exporter sends a run's span after its steps', as each span
+    ends): its time, if earlier, and its attributes; the run stays running."""
+    if m.start_time is None or ev.ts < m.start_time:
+        m.start_time = ev.ts
+    total = ev.attrs.get("total_steps")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        m.total_steps = total
+    m.attrs = dict(ev.attrs)
 
 
 def _steps_done(m: ExecutionMetrics, ev: Event) -> StateTransition | None:
