@@ -103,12 +103,20 @@ async def read_json_body(request: Request, limits: Limits) -> bytes:
         if ctype_text != "application/json":
             raise HttpError(415, f"content type {ctype_text or '(none)'!r} is not accepted: send application/json")
     body = await read_body(request, limits.max_body_bytes, length)
-    if encoding:
-        enc = encoding.decode("latin-1").strip().lower()
-        if enc == "gzip":
-            body = gunzip(body, limits.max_body_bytes)
-        elif enc not in ("identity", ""):
-            raise HttpError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
+    return inflated(body, encoding.decode("latin-1"), limits.max_body_bytes) if encoding else body
+
+
+def inflated(body: bytes, encoding: str, limit: int) -> bytes:
+    """A body as sent with ``Content-Encoding: encoding``, inflated (gzip) or as it is (none, identity).
+
+    Raises:
+        HttpError: 415 for another encoding, 413 past ``limit`` inflated, 400 for gzip that is not.
+    """
+    enc = encoding.strip().lower()
+    if enc == "gzip":
+        return gunzip(body, limit)
+    if enc not in ("identity", ""):
+        raise HttpError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
     return body
 
 

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from flowsight.errors import HttpError, StoreError
 from flowsight.integrations.otlp import Mapped, map_request
 from flowsight.server.http import route
-from flowsight.server.ingest import gunzip, read_body
+from flowsight.server.ingest import inflated, read_body
 
 if TYPE_CHECKING:
     from flowsight.server.context import ServerContext
@@ -139,11 +139,7 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
         if st.committer.pending > MAX_PENDING:
             return _status(_RESOURCE_EXHAUSTED, "too many events wait for the store: retry", encoding, 429, 1)
         body = await read_body(request, st.limits.max_body_bytes)
-        enc = request.headers.get("content-encoding", "").strip().lower()
-        if enc == "gzip":
-            body = gunzip(body, st.limits.max_body_bytes)
-        elif enc not in ("", "identity"):
-            raise HttpError(415, f"content encoding {enc!r} is not accepted: send gzip or none")
+        body = inflated(body, request.headers.get("content-encoding", ""), st.limits.max_body_bytes)
         if encoding == JSON and body[:1] == b"\x0a" and body.lstrip()[:1] not in (b"{", b""):
             # protobuf labelled JSON (Airflow 2's exporter does so): a request's first protobuf
             # field starts with byte 0x0a; JSON may too (a newline), but then an object follows
