@@ -1,15 +1,17 @@
-"""OTLP/HTTP ingest: ``POST /v1/traces`` (the path OpenTelemetry's SDKs and
-collectors send to by default), per the OTLP specification.
+"""OTLP/HTTP ingest: ``POST /v1/traces`` and ``POST /v1/logs`` (the paths
+OpenTelemetry's SDKs and collectors send to by default), per the OTLP
+specification.
 
-A body is an ``ExportTraceServiceRequest``, binary protobuf
+A body is an ``ExportTraceServiceRequest`` (``ExportLogsServiceRequest``), binary protobuf
 (``application/x-protobuf``) or OTLP/JSON (``application/json``: protobuf's
 JSON mapping, but trace and span ids in hex), optionally gzip-compressed. The
 answer is in the request's encoding:
 
-* ``200`` with an ``ExportTraceServiceResponse``; a span that cannot be
-  mapped (:mod:`flowsight.integrations.otlp`) is counted in its
-  ``partial_success`` (``rejected_spans``, with where and why in
-  ``error_message``), and the rest of the batch is kept;
+* ``200`` with an ``ExportTraceServiceResponse`` (``ExportLogsServiceResponse``);
+  a span or log record that cannot be mapped (:mod:`flowsight.integrations.otlp`,
+  :mod:`flowsight.integrations.otlp_logs`) is counted in its
+  ``partial_success`` (``rejected_spans``, ``rejected_log_records``, with
+  where and why in ``error_message``), and the rest of the batch is kept;
 * ``400`` (a body that does not decode), ``413`` (too big) and ``415`` (a
   content type or encoding other than these) with a ``google.rpc.Status``;
 * ``429`` while too many events wait for the store, ``503`` while the store
@@ -18,17 +20,29 @@ answer is in the request's encoding:
 
 The ingest token is the one ``POST /api/v1/events`` takes
 (``Authorization: Bearer``).
+
+Each span mapped is linked to its run and step, and each log record put on
+its span's (:mod:`flowsight.store.spans`: whichever of the two comes first).
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json as stdjson
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]  # googleapis-common-protos ships no stubs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -39,13 +53,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowsight.errors import HttpError, StoreError
-from flowsight.integrations.otlp import Mapped, map_request
+from flowsight.integrations.otlp import SpanError, map_request
+from flowsight.integrations.otlp_logs import OtelLog, map_logs
+from flowsight.logs.records import LogRecord
+from flowsight.model.runs.events import Event, EventKind
 from flowsight.server.http import route
 from flowsight.server.ingest import inflated, read_body
+from flowsight.server.logs_api import store_logs
+from flowsight.store.spans import Link, Place
 
 if TYPE_CHECKING:
     from flowsight.server.context import ServerContext
 
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 #: events waiting for the store past which a request is answered 429 (the exporter retries later)
@@ -96,43 +117,45 @@ def _hex_ids_to_base64(obj: Any) -> Any:
     return obj
 
 
-def decode_traces(body: bytes, encoding: str) -> ExportTraceServiceRequest:
-    """The request in ``body``.
+def decode(body: bytes, encoding: str, request: type[M]) -> M:
+    """The ``request`` message in ``body``.
 
     Raises:
         HttpError: 400, naming what does not decode.
     """
-    req = ExportTraceServiceRequest()
+    req = request()
+    name = request.DESCRIPTOR.name
     if encoding == PROTOBUF:
         try:
             req.ParseFromString(body)
         except DecodeError as exc:
-            raise HttpError(400, f"body is not an OTLP ExportTraceServiceRequest in protobuf: {exc}") from None
+            raise HttpError(400, f"body is not an OTLP {name} in protobuf: {exc}") from None
         return req
     try:
         data = stdjson.loads(body)
     except (ValueError, RecursionError) as exc:
         raise HttpError(400, f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise HttpError(400, f"body must be an OTLP/JSON ExportTraceServiceRequest object, got {type(data).__name__}")
+        raise HttpError(400, f"body must be an OTLP/JSON {name} object, got {type(data).__name__}")
     try:
         json_format.ParseDict(_hex_ids_to_base64(data), req, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as exc:
-        raise HttpError(400, f"body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+        raise HttpError(400, f"body is not an OTLP/JSON {name}: {exc}") from None
     return req
 
 
-def _partial(mapped: Mapped) -> ExportTraceServiceResponse:
-    if not mapped.refused:
-        return ExportTraceServiceResponse()
-    named = "; ".join(str(r) for r in mapped.refused[:NAMED])
-    more = f"; and {len(mapped.refused) - NAMED} more" if len(mapped.refused) > NAMED else ""
-    message = f"{len(mapped.refused)} of {mapped.spans} spans refused: {named}{more}"
-    partial = ExportTracePartialSuccess(rejected_spans=len(mapped.refused), error_message=message)
-    return ExportTraceServiceResponse(partial_success=partial)
+def decode_traces(body: bytes, encoding: str) -> ExportTraceServiceRequest:
+    return decode(body, encoding, ExportTraceServiceRequest)
 
 
-async def post_traces(request: Request, st: ServerContext) -> Response:
+def _refusal(refused: list[SpanError], total: int, noun: str) -> str:
+    named = "; ".join(str(r) for r in refused[:NAMED])
+    more = f"; and {len(refused) - NAMED} more" if len(refused) > NAMED else ""
+    return f"{len(refused)} of {total} {noun} refused: {named}{more}"
+
+
+async def _post(request: Request, st: ServerContext, take: Callable[[bytes, str], Awaitable[Message]]) -> Response:
+    """What both signals' routes do around ``take`` (the decoded body's work; its answer)."""
     encoding = JSON
     try:
         encoding = _encoding(request)
@@ -144,16 +167,87 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
             # protobuf labelled JSON (Airflow 2's exporter does so): a request's first protobuf
             # field starts with byte 0x0a; JSON may too (a newline), but then an object follows
             encoding = PROTOBUF
-        mapped = map_request(decode_traces(body, encoding), st.otlp_services)
-        # a run's span ends (and is sent) after its steps': in time order, its start comes first
-        mapped.events.sort(key=lambda ev: ev.ts)
-        await st.committer.submit(mapped.events)
+        answer = await take(body, encoding)
     except HttpError as exc:
         return _status(_INVALID_ARGUMENT, exc.message, encoding, exc.status)
     except StoreError as exc:
         return _status(_UNAVAILABLE, f"store unavailable: {exc}", encoding, 503, 5)
-    return _answer(_partial(mapped), encoding)
+    return _answer(answer, encoding)
+
+
+async def _in_store(st: ServerContext, work: Callable[[], T]) -> T:
+    """``work`` (store calls) inline where writes are CPU work, else in a thread."""
+    return work() if st.store.writes_inline else await asyncio.to_thread(work)
+
+
+async def post_traces(request: Request, st: ServerContext) -> Response:
+    async def take(body: bytes, encoding: str) -> Message:
+        mapped = map_request(decode_traces(body, encoding), st.otlp_services)
+        # a run's span ends (and is sent) after its steps': in time order, its start comes first
+        mapped.events.sort(key=lambda ev: ev.ts)
+        await st.committer.submit(mapped.events)
+        links = span_links(mapped.events)
+        if links:
+            await _in_store(st, lambda: st.store.spans.link_spans(links))
+        if not mapped.refused:
+            return ExportTraceServiceResponse()
+        message = _refusal(mapped.refused, mapped.spans, "spans")
+        partial = ExportTracePartialSuccess(rejected_spans=len(mapped.refused), error_message=message)
+        return ExportTraceServiceResponse(partial_success=partial)
+
+    return await _post(request, st, take)
+
+
+_OPENED = (EventKind.STARTED, EventKind.STEP_STARTED)
+
+
+def span_links(events: list[Event]) -> list[Link]:
+    """Each mapped span's run and step, from the first event it made."""
+    return [
+        Link(ev.attrs["otel.trace_id"], ev.attrs["otel.span_id"], ev.workflow, ev.run_id, ev.step, ev.ts)
+        for ev in events
+        if ev.kind in _OPENED and "otel.span_id" in ev.attrs
+    ]
+
+
+def _placed(log: OtelLog, place: Place | None) -> LogRecord:
+    if place is None:
+        return log.record
+    e = log.record.entry
+    entry = replace(e, workflow=place.workflow, run_id=place.run_id, step=place.step)
+    return replace(log.record, entry=entry)
+
+
+async def post_logs(request: Request, st: ServerContext) -> Response:
+    async def take(body: bytes, encoding: str) -> Message:
+        mapped = map_logs(decode(body, encoding, ExportLogsServiceRequest), time.time())
+        traced = [(log.trace_id, log.span_id) for log in mapped.logs if log.trace_id]
+        places = iter(await _in_store(st, lambda: st.store.spans.resolve(traced)) if traced else ())
+        records, parked = [], []
+        for log in mapped.logs:
+            place = next(places) if log.trace_id else None
+            records.append(_placed(log, place))
+            if log.trace_id and (place is None or not place.exact and log.span_id):
+                parked.append((log.record.id, log.trace_id, log.span_id, log.record.entry.timestamp))
+        stored = await store_logs(st, records)
+        if parked:
+            new = {s.id for s in stored if s is not None}
+            parked = [p for p in parked if p[0] in new]
+
+            def settle() -> None:  # after the park committed: a span linked meanwhile is found
+                st.store.spans.park(parked)
+                st.store.spans.settle(sorted({p[1] for p in parked}))
+
+            if parked:
+                await _in_store(st, settle)
+        if not mapped.refused:
+            return ExportLogsServiceResponse()
+        message = _refusal(mapped.refused, mapped.records, "log records")
+        partial = ExportLogsPartialSuccess(rejected_log_records=len(mapped.refused), error_message=message)
+        return ExportLogsServiceResponse(partial_success=partial)
+
+    return await _post(request, st, take)
 
 
 def routes() -> list[Route]:
-    return [route("/v1/traces", POST=("ingest", post_traces))]
+    return [route("/v1/traces", POST=("ingest", post_traces)), route("/v1/logs", POST=("ingest", post_logs))]

@@ -48,7 +48,9 @@ class LogRetention:
 
     def purge(self) -> int:
         """One purge now (blocking; the loop runs it in a thread). Returns the entries deleted."""
-        n = self.store.logs.purge_logs(self.clock() - self.retention, stop=self._stop)
+        cutoff = self.clock() - self.retention
+        n = self.store.logs.purge_logs(cutoff, stop=self._stop)
+        self.store.spans.purge(cutoff)  # spans' runs kept as long as the log records that may name them
         self.purged += n
         self.rounds += 1
         if n:

@@ -18,6 +18,7 @@ from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
 from flowsight.store.schedules import Schedules
+from flowsight.store.spans import SpanLinks
 from flowsight.store.tokens import TokenInfo, Tokens
 
 
@@ -31,6 +32,7 @@ class Store(Protocol):
     tokens: Tokens
     kept: KeptState
     schedules: Schedules
+    spans: SpanLinks
 
     @property
     def dialect(self) -> str:

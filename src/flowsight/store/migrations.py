@@ -446,6 +446,27 @@ _V14_SCHEDULES = [
     "CREATE INDEX IF NOT EXISTS watch_spans_until ON watch_spans (until)",
 ]
 
+_V15_SPAN_LINKS = [
+    # each mapped OpenTelemetry span's run and step (step NULL: the run's own span)
+    """CREATE TABLE IF NOT EXISTS otel_spans (
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        step TEXT,
+        ts DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+    )""",
+    # OTLP log records whose span was not linked yet when they came
+    """CREATE TABLE IF NOT EXISTS otel_pending (
+        log_id TEXT PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        span_id TEXT,
+        ts DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS otel_pending_trace ON otel_pending (trace_id)",
+]
+
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
@@ -489,6 +510,11 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
         14,
         "schedules: expectations, slot judgements, watch spans",
         {"sqlite": _V14_SCHEDULES, "postgresql": _V14_SCHEDULES},
+    ),
+    (
+        15,
+        "OpenTelemetry spans' runs and steps, log records waiting for theirs",
+        {"sqlite": _V15_SPAN_LINKS, "postgresql": _V15_SPAN_LINKS},
     ),
 ]
 

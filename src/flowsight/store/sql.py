@@ -23,6 +23,7 @@ from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
 from flowsight.store.schedules import Schedules
+from flowsight.store.spans import SpanLinks
 from flowsight.store.tokens import Tokens
 
 
@@ -40,6 +41,7 @@ class SqlStore:
         self.tokens = Tokens(db)
         self.kept = KeptState(db)
         self.schedules = Schedules(db)
+        self.spans = SpanLinks(db)
 
     @property
     def dialect(self) -> str:

@@ -1,0 +1,170 @@
+"""Which run and step each OpenTelemetry span was mapped to, so that OTLP
+log records (which carry only their trace and span ids) land on them
+(``store.spans``).
+
+A span is exported when it ends, after the log records written inside it
+(a run's span, after everything), so either may come first:
+
+* ``/v1/traces`` links each span it maps (:meth:`SpanLinks.link_spans`),
+  then settles the log records parked on those traces;
+* ``/v1/logs`` looks up the spans of its records (:meth:`SpanLinks.resolve`)
+  before it stores them, parks (:meth:`SpanLinks.park`) each record whose
+  own span is not linked yet, then settles those traces itself.
+
+Both settle after their own writes committed, so whichever commits second
+finds the other's rows: no record is left parked while its span is linked.
+A parked record whose span is not linked but whose trace has a run gets the
+run (no step) until its span comes; it leaves the parking when its span
+does, or with the retention purge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from flowsight.store.database import Database
+
+#: how many ids one ``IN (...)`` holds (SQLite's variables are limited)
+_CHUNK = 500
+
+
+class Link(NamedTuple):
+    """A span and the run (and step: None for the run's own span) it was mapped to."""
+
+    trace_id: str
+    span_id: str
+    workflow: str
+    run_id: str
+    step: str | None
+    ts: float
+
+
+class Place(NamedTuple):
+    """Where a log record belongs: its run, and its step where its span is one."""
+
+    workflow: str
+    run_id: str
+    step: str | None
+    exact: bool = True  # False: the span is not linked, the place its trace's run
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class SpanLinks:
+    """The spans' runs and steps, and the log records waiting for theirs."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def link_spans(self, links: Sequence[Link]) -> int:
+        """Keep ``links`` (a span linked before keeps its first link), then
+        settle the records parked on their traces; returns how many records
+        were given a place."""
+        if not links:
+            return 0
+        sql = self._db.sql(
+            "INSERT INTO otel_spans (trace_id, span_id, workflow, run_id, step, ts) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (trace_id, span_id) DO NOTHING"
+        )
+        with self._db.txn("write of span links") as cur:
+            cur.executemany(sql, links)
+        return self.settle(sorted({link.trace_id for link in links}))
+
+    def resolve(self, spans: Sequence[tuple[str, str | None]]) -> list[Place | None]:
+        """Per (trace id, span id or None): the place of that span, else of
+        its trace's run (no step), else None."""
+        if not spans:
+            return []
+        by_trace = self._links(sorted({t for t, _ in spans}))
+        return [_place(by_trace.get(t, {}), s) for t, s in spans]
+
+    def park(self, records: Sequence[tuple[str, str, str | None, float]]) -> None:
+        """Keep (log id, trace id, span id, ts) of records whose span is not linked yet."""
+        if not records:
+            return
+        sql = self._db.sql(
+            "INSERT INTO otel_pending (log_id, trace_id, span_id, ts) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (log_id) DO NOTHING"
+        )
+        with self._db.txn("write of parked log records") as cur:
+            cur.executemany(sql, records)
+
+    def settle(self, traces: Sequence[str]) -> int:
+        """Give the records parked on ``traces`` their place where it is
+        known now; returns how many were given one."""
+        parked: list[Any] = []
+        for chunk in _chunks(traces):
+            parked += self._db.read(
+                f"SELECT log_id, trace_id, span_id FROM otel_pending WHERE trace_id IN ({_marks(len(chunk))})", chunk
+            )
+        if not parked:
+            return 0
+        by_trace = self._links(sorted({row[1] for row in parked}))
+        exact: list[tuple[str, str, str | None, str]] = []
+        run_only: list[tuple[str, str, str]] = []
+        for log_id, trace, span in parked:
+            links = by_trace.get(trace)
+            if not links:
+                continue
+            place = _place(links, span)
+            if place is None:
+                continue
+            if place.exact or not span:  # a record in no span: its trace's run is all there is to know
+                exact.append((place.workflow, place.run_id, place.step, log_id))
+            else:
+                run_only.append((place.workflow, place.run_id, log_id))
+        if not exact and not run_only:
+            return 0
+        with self._db.txn("write of log records' runs") as cur:
+            if exact:
+                cur.executemany(self._db.sql("UPDATE logs SET workflow = ?, run_id = ?, step = ? WHERE id = ?"), exact)
+                cur.executemany(self._db.sql("DELETE FROM otel_pending WHERE log_id = ?"), [(e[3],) for e in exact])
+            if run_only:
+                cur.executemany(
+                    self._db.sql("UPDATE logs SET workflow = ?, run_id = ? WHERE id = ? AND run_id IS NULL"), run_only
+                )
+        return len(exact) + len(run_only)
+
+    def _links(self, traces: Sequence[str]) -> dict[str, dict[str, Place]]:
+        out: dict[str, dict[str, Place]] = {}
+        for chunk in _chunks(traces):
+            rows = self._db.read(
+                "SELECT trace_id, span_id, workflow, run_id, step FROM otel_spans "
+                f"WHERE trace_id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            for trace, span, workflow, run_id, step in rows:
+                out.setdefault(trace, {})[span] = Place(workflow, run_id, step)
+        return out
+
+    def purge(self, before_ts: float) -> int:
+        """Forget links and parked records older than ``before_ts`` (retention); how many."""
+        with self._db.txn("purge of span links") as cur:
+            cur.execute(self._db.sql("DELETE FROM otel_spans WHERE ts < ?"), (before_ts,))
+            n = int(cur.rowcount or 0)
+            cur.execute(self._db.sql("DELETE FROM otel_pending WHERE ts < ?"), (before_ts,))
+            return n + int(cur.rowcount or 0)
+
+    def count_parked(self) -> int:
+        return int(self._db.read("SELECT COUNT(*) FROM otel_pending")[0][0])
+
+
+def _place(links: dict[str, Place], span: str | None) -> Place | None:
+    """The span's place among its trace's ``links``; else the trace's run
+    (its run span's, else any span's run), with no step."""
+    if span is not None:
+        place = links.get(span)
+        if place is not None:
+            return place
+    if not links:
+        return None
+    top = next((p for p in links.values() if p.step is None), None) or next(iter(links.values()))
+    return Place(top.workflow, top.run_id, None, exact=False)

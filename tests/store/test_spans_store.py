@@ -1,0 +1,65 @@
+"""OpenTelemetry spans' runs and steps, and the log records waiting for
+theirs (``store.spans``), on both backends: a span linked first places a
+record at once; a record parked first is settled when its span comes, its
+trace's run given meanwhile; a record in no span takes its trace's run and
+leaves the parking; a second link of a span keeps the first; retention
+forgets both."""
+
+from __future__ import annotations
+
+from flowsight.logs.entries import LogEntry, LogLevel
+from flowsight.store import SqlStore
+from flowsight.store.logs import LogRecord
+from flowsight.store.spans import Link, Place
+
+T1, T2 = "a" * 32, "b" * 32
+
+
+def _log(store: SqlStore, log_id: str) -> tuple[str | None, str | None, str | None]:
+    rows = [s for s in store.logs.query_logs(limit=100) if s.id == log_id]
+    e = rows[0].entry
+    return e.workflow, e.run_id, e.step
+
+
+def _record(log_id: str, ts: float = 100.0) -> LogRecord:
+    return LogRecord(log_id, LogEntry(ts, LogLevel.INFO, "m", "otlp", None, None, None, {}))
+
+
+def test_a_linked_span_places_its_records_and_its_trace_gives_the_run_to_others(store: SqlStore) -> None:
+    assert store.spans.resolve([]) == []
+    store.spans.link_spans(
+        [Link(T1, "s-run", "etl", "r1", None, 100.0), Link(T1, "s-load", "etl", "r1", "load", 101.0)]
+    )
+    # a second link of the same span (a batch sent again, another rule) keeps the first
+    store.spans.link_spans([Link(T1, "s-load", "other", "r9", "x", 102.0)])
+    assert store.spans.resolve([(T1, "s-load"), (T1, "s-run"), (T1, "s-http"), (T1, None), (T2, "s")]) == [
+        Place("etl", "r1", "load"),
+        Place("etl", "r1", None),
+        Place("etl", "r1", None, exact=False),
+        Place("etl", "r1", None, exact=False),
+        None,
+    ]
+
+
+def test_parked_records_are_settled_when_their_spans_come(store: SqlStore) -> None:
+    store.logs.write_logs([_record("l-step"), _record("l-later"), _record("l-nospan"), _record("l-other")])
+    store.spans.park([("l-step", T1, "s-load", 100.0), ("l-later", T1, "s-late", 100.0), ("l-nospan", T1, None, 100.0)])
+    store.spans.park([("l-other", T2, "s", 100.0)])
+    assert store.spans.settle([T1]) == 0  # nothing linked yet
+    assert (
+        store.spans.link_spans(
+            [Link(T1, "s-run", "etl", "r1", None, 100.0), Link(T1, "s-load", "etl", "r1", "load", 101.0)]
+        )
+        == 3
+    )
+    assert _log(store, "l-step") == ("etl", "r1", "load")
+    assert _log(store, "l-nospan") == ("etl", "r1", None)
+    assert _log(store, "l-later") == ("etl", "r1", None)  # its trace's run until its span comes
+    assert _log(store, "l-other") == (None, None, None)
+    assert store.spans.count_parked() == 2  # l-later (its span may come yet), l-other
+    store.spans.link_spans([Link(T1, "s-late", "etl", "r1", "publish", 103.0)])
+    assert _log(store, "l-later") == ("etl", "r1", "publish")
+    assert store.spans.count_parked() == 1
+    assert store.spans.purge(before_ts=100.5) == 2  # the run's link and l-other's parking
+    assert store.spans.count_parked() == 0
+    assert store.spans.resolve([(T1, "s-load")]) == [Place("etl", "r1", "load")]
