@@ -420,6 +420,33 @@ def test_clicking_a_run_opens_its_timeline_with_the_failed_step_in_red(tab: Tab,
     expect(page.locator(f'[data-testid="run-row"][data-run-id="{FAILED_RUN}"]')).to_be_visible()
 
 
+def test_a_run_page_shows_the_datasets_its_run_read_and_wrote(browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    run_id = "0f4a2c1e-7d35-4b8e-9a51-3c6d2e8f9b10"
+    job = {"namespace": "warehouse", "name": "daily_orders"}
+    base = {"run": {"runId": run_id}, "job": job, "producer": "https://example.org/producer"}
+    events = [
+        {**base, "eventType": "START", "eventTime": "2026-12-07T02:00:00Z",
+         "inputs": [{"namespace": "postgres://db:5432", "name": "raw.orders"}]},
+        {**base, "eventType": "COMPLETE", "eventTime": "2026-12-07T02:01:00Z",
+         "outputs": [{"namespace": "s3://lake", "name": "mart/orders"}]},
+    ]  # fmt: skip
+    server = start_server(str(tmp_path / "flowsight.db"), log_dir=tmp_path)
+    t, ctx = open_tab(browser, server.url)
+    try:
+        r = server.client().post("/api/v1/lineage", json=events)
+        assert [x["status"] for x in r.json()["results"]] == ["accepted", "accepted"]
+        t.goto(f"/runs/{run_id}")
+        expect(t.page.get_by_test_id("run-inputs")).to_have_text("postgres://db:5432/raw.orders")
+        expect(t.page.get_by_test_id("run-outputs")).to_have_text("s3://lake/mart/orders")
+    finally:
+        ctx.close()
+        rc = server.stop()
+    assert rc == 0, server.output()
+    assert t.errors == [], "\n".join(t.errors)
+
+
 def test_silencing_an_alert_from_the_page_takes_it_out_of_firing(tab: Tab, workload: Workload) -> None:
     from playwright.sync_api import expect
 

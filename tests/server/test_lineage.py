@@ -66,6 +66,23 @@ def test_start_and_complete_make_a_completed_run_with_its_datasets(server: Serve
     assert [e["kind"] for e in events] == ["started", "completed"]
     assert events[0]["attrs"]["lineage_inputs"] == ["pg/raw.orders"]
     assert events[1]["attrs"]["lineage_outputs"] == ["pg/mart.orders"]
+    # the run keeps every event's datasets (what the run page shows)
+    assert (run["attrs"]["lineage_inputs"], run["attrs"]["lineage_outputs"]) == (["pg/raw.orders"], ["pg/mart.orders"])
+
+
+def test_a_run_keeps_the_datasets_of_its_steps_too(server: Server) -> None:
+    dag_run, task_run = str(uuid.uuid4()), str(uuid.uuid4())
+    ol = client(server)
+    ol.emit(event(RunState.START, dag_run, "nightly", 0, inputs=[InputDataset(namespace="pg", name="raw.a")]))
+    parent = ParentRunFacet(run=ParentRun(runId=dag_run), job=ParentJob(namespace="warehouse", name="nightly"))
+    step_io = {"inputs": [InputDataset(namespace="pg", name="raw.b"), InputDataset(namespace="pg", name="raw.a")]}
+    ol.emit(event(RunState.START, task_run, "nightly.load", 1, facets={"parent": parent}, **step_io))
+    out = [OutputDataset(namespace="s3://lake", name="mart/orders")]
+    ol.emit(event(RunState.COMPLETE, task_run, "nightly.load", 4, facets={"parent": parent}, outputs=out))
+    ol.emit(event(RunState.COMPLETE, dag_run, "nightly", 5))
+    attrs = run_of(server, dag_run)["attrs"]
+    assert attrs["lineage_inputs"] == ["pg/raw.a", "pg/raw.b"]
+    assert attrs["lineage_outputs"] == ["s3://lake/mart/orders"]
 
 
 def test_start_and_fail_with_an_error_facet_make_a_failed_run_with_the_message(server: Server) -> None:

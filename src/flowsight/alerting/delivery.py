@@ -32,6 +32,11 @@ What happens after an attempt:
   own day, counted from when it was written;
 * **no such receiver** (the configuration changed): the row is ``failed``
   with an error saying so; no receiver is marked broken.
+
+The same outbox carries the items of the exporters (``[export.otlp]``:
+:class:`Exporter`), each under its own name as its receiver: they are sent,
+retried and logged as notifications are, but never given up for their age
+(an exporter's endpoint down for a weekend gets the weekend's runs after it).
 """
 
 from __future__ import annotations
@@ -42,14 +47,14 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flowsight.alerting.codec import decode_notification, encode_notification
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.notifiers import Notifier
+from flowsight.alerting.notifiers import EXPORT_PREFIX, Notifier
 from flowsight.errors import ConfigError, DeliveryError
 from flowsight.redact import redact
 from flowsight.store.alerting import About, OutboxItem, Outgoing, Settled
@@ -59,6 +64,15 @@ log = logging.getLogger("flowsight.alerts")
 R = TypeVar("R")
 
 GIVE_UP_AFTER = 86_400.0
+
+
+class Exporter(Protocol):
+    async def send_body(self, body: bytes) -> None:
+        """Send one outbox item's body.
+
+        Raises:
+            DeliveryError: with ``permanent=True`` when retrying cannot help.
+        """
 
 
 @dataclass(frozen=True)
@@ -113,9 +127,16 @@ class Dispatcher:
         send_timeout: float = 30.0,
         lease: float | None = None,
         batch: int = 100,
+        exporters: Mapping[str, Exporter] | None = None,
     ) -> None:
         self.store = store
         self.notifiers = notifiers
+        self.exporters = dict(exporters or {})
+        # a dispatcher sends the alerts' notifications, or one exporter's items: a slow
+        # collector never holds an alert back
+        if len(self.exporters) > 1 or (self.exporters and notifiers):
+            raise ConfigError("a dispatcher sends the alerts' notifications or one exporter's items, not both")
+        self._only = next(iter(self.exporters), None)
         self.clock = clock
         self.backoff = backoff
         self.on_broken = on_broken
@@ -169,7 +190,13 @@ class Dispatcher:
             StoreError: the store failed (after every send in flight finished).
         """
         now = self.clock() if now is None else now
-        heads = await self._db(self.store.alerts.due_notifications, now, self.batch)
+        heads = await self._db(
+            self.store.alerts.due_notifications,
+            now,
+            self.batch,
+            receiver=self._only,
+            skip_prefix=None if self._only else EXPORT_PREFIX,
+        )
         results = await asyncio.gather(*(self._drain(h, now, stop) for h in heads), return_exceptions=True)
         delivered = 0
         for r in results:
@@ -197,6 +224,9 @@ class Dispatcher:
         item = await self._db(self.store.alerts.claim_notification, due, now, now + self.lease)
         if item is None:
             return None
+        exporter = self.exporters.get(item.receiver)
+        if exporter is not None:
+            return await self._send(item, now, exporter.send_body(item.body), About(item.receiver))
         try:
             # off the event loop: its work grows with the alerts in it
             note, about = await self._db(_open, item.body)
@@ -215,8 +245,12 @@ class Dispatcher:
                 broken=False,
             )
             return "permanent"
+        return await self._send(item, now, notifier.send(note), about)
+
+    async def _send(self, item: OutboxItem, now: float, sending: Awaitable[None], about: About) -> str:
+        """Await ``sending`` (the item's send), and record what came of it."""
         try:
-            await asyncio.wait_for(notifier.send(note), self.send_timeout)
+            await asyncio.wait_for(sending, self.send_timeout)
         except DeliveryError as exc:
             return await self._failed(item, now, str(exc), exc.permanent, about)
         except TimeoutError:
@@ -244,7 +278,7 @@ class Dispatcher:
         if permanent:
             await self._settle_failed(item, now, error, about, broken=True)
             return "permanent"
-        if age >= self.give_up_after:
+        if age >= self.give_up_after and item.receiver not in self.exporters:
             await self._settle_failed(
                 item,
                 now,

@@ -122,6 +122,12 @@ def _read_one(reader: Reader, path: Path, raw: Any, base_dir: FsPath, names: dic
     t = Table(reader, path, raw, known)
 
     name = t.unique_name(names, "receiver")
+    from flowsight.alerting.notifiers import EXPORT_PREFIX  # lazily, as notifier_class (see the docstring)
+
+    if name is not None and name.startswith(EXPORT_PREFIX):
+        reader.error(
+            t.at("name"), f"a receiver's name may not begin with {EXPORT_PREFIX!r}: the exporters' ([export]) names do"
+        )
     if kind is None:
         return None
 

@@ -39,7 +39,7 @@ from flowsight.options.locate import Path, format_path, locate
 from flowsight.config.detectors import DetectorConfig, read_detectors
 from flowsight.config.thresholds import read_performance, read_thresholds
 from flowsight.config.logs import LogRuleConfig, LogSettings, read_log_rules, read_logs
-from flowsight.config.otlp import read_otlp
+from flowsight.config.otlp import OtlpExport, read_export, read_otlp
 from flowsight.config.schedules import FIELDS as SCHEDULE_FIELDS, read_expectations, read_schedules
 from flowsight.config.receivers import ReceiverConfig, build_notifier, field_of, read_receivers
 from flowsight.errors import ConfigError
@@ -102,6 +102,8 @@ class Config:
     performance_rollup_retention: float = 14 * 86400.0
     #: [otlp.services.NAME] mapping: a service's spans held to one rule (flowsight.integrations.otlp)
     otlp_services: dict[str, str] = field(default_factory=dict)
+    #: [export.otlp]: ended runs sent as traces to an OTLP/HTTP endpoint (None: no export)
+    otlp_export: OtlpExport | None = None
 
     @classmethod
     def default(cls) -> Config:
@@ -142,6 +144,7 @@ TOP = (
     "thresholds",
     "performance",
     "otlp",
+    "export",
 )
 LOGS = ("retention", "sources")
 SERVER = ("external_url", "allowed_hosts")
@@ -314,6 +317,9 @@ def _read(reader: Reader, data: dict[str, Any], base_dir: FsPath) -> Config:
     otlp = read_otlp(top)
     if otlp:
         cfg = replace(cfg, otlp_services=otlp)
+    export = read_export(top)
+    if export is not None:
+        cfg = replace(cfg, otlp_export=export)
 
     if not reader.problems:
         _build_receivers(reader, cfg)

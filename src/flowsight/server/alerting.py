@@ -109,7 +109,7 @@ class AlertingService:
             notifiers = {rc.name: build_notifier(rc, config.external_url) for rc in config.receivers}
         self.notifiers = dict(notifiers)
         self.dispatcher = Dispatcher(
-            store, self.notifiers, clock=clock, on_broken=self._broken, on_recovered=self._recovered
+            store, self.notifiers, clock=clock, on_broken=self.receiver_broken, on_recovered=self.receiver_recovered
         )
         # the manager's own thread (see the module docstring), and what waits for it
         self._manager_thread = ThreadPoolExecutor(1, thread_name_prefix="flowsight-alerts")
@@ -241,7 +241,7 @@ class AlertingService:
         return changed
 
     # ---- receivers -----------------------------------------------------------
-    def _broken(self, receiver: str, reason: str) -> None:
+    def receiver_broken(self, receiver: str, reason: str) -> None:
         log.error("receiver %r is broken: %s", receiver, reason)
         self.send_alert(
             Alert(
@@ -253,7 +253,7 @@ class AlertingService:
             )
         )
 
-    def _recovered(self, receiver: str) -> None:
+    def receiver_recovered(self, receiver: str) -> None:
         log.warning("receiver %r delivers again", receiver)
         self.send_alert(
             Alert(

@@ -38,6 +38,7 @@ from flowsight.server import (
 from flowsight.server import schemas as S
 from flowsight.server.alerting import AlertingService
 from flowsight.server.auth import Authenticator
+from flowsight.server.export import ExportService
 from flowsight.server.follow import StoreFollower
 from flowsight.server.hosts import HostCheck
 from flowsight.server.http import http_error, json, mount, route
@@ -135,6 +136,12 @@ def create_app(
         StoreFollower(hub),
         SourceFollower(store, cfg.logs.sources),
     ]
+    if cfg.otlp_export is not None:
+        services.append(
+            ExportService(
+                store, cfg.otlp_export, on_broken=alerting.receiver_broken, on_recovered=alerting.receiver_recovered
+            )
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

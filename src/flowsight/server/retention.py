@@ -51,6 +51,7 @@ class LogRetention:
         cutoff = self.clock() - self.retention
         n = self.store.logs.purge_logs(cutoff, stop=self._stop)
         self.store.spans.purge(cutoff)  # spans' runs kept as long as the log records that may name them
+        self.store.exports.purge(cutoff)
         self.purged += n
         self.rounds += 1
         if n:

@@ -41,6 +41,7 @@ import msgspec
 from flowsight.errors import ConfigError
 from flowsight.model.alerts import Alert, AlertState, AlertStatus, Matcher, Severity, Silence, parse_matcher
 from flowsight.store.database import Database
+from flowsight.store.dialect import like_escape
 
 _log = logging.getLogger("flowsight.store")
 _enc = msgspec.json.Encoder()
@@ -331,11 +332,17 @@ class Alerts:
                 ids.update((k, int(v)) for k, v in cur.fetchall())
         return [ids[it.idempotency_key] for it in items]
 
-    def due_notifications(self, now: float, limit: int = 100, *, receiver: str | None = None) -> list[OutboxItem]:
-        """Per receiver (or for ``receiver`` only) its oldest pending
-        notification, if that one is due at ``now``; oldest first."""
+    def due_notifications(
+        self, now: float, limit: int = 100, *, receiver: str | None = None, skip_prefix: str | None = None
+    ) -> list[OutboxItem]:
+        """Per receiver (or for ``receiver`` only; those not named
+        ``skip_prefix``...) its oldest pending notification, if that one is
+        due at ``now``; oldest first."""
         only = "AND receiver = ? " if receiver is not None else ""
         params: list[Any] = [receiver] if receiver is not None else []
+        if skip_prefix is not None:
+            only += "AND receiver NOT LIKE ? ESCAPE '\\' "
+            params.append(like_escape(skip_prefix) + "%")
         rows = self._db.read(
             f"SELECT o.{_OUTBOX_COLUMNS.replace(', ', ', o.')} FROM outbox o JOIN ("
             f"SELECT MIN(id) AS head FROM outbox WHERE state = 'pending' {only}GROUP BY receiver"

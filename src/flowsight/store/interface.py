@@ -19,6 +19,7 @@ from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
 from flowsight.store.schedules import Schedules
 from flowsight.store.spans import SpanLinks
+from flowsight.store.exports import Exports
 from flowsight.store.tokens import TokenInfo, Tokens
 
 
@@ -33,6 +34,7 @@ class Store(Protocol):
     kept: KeptState
     schedules: Schedules
     spans: SpanLinks
+    exports: Exports
 
     @property
     def dialect(self) -> str:

@@ -467,6 +467,17 @@ _V15_SPAN_LINKS = [
     "CREATE INDEX IF NOT EXISTS otel_pending_trace ON otel_pending (trace_id)",
 ]
 
+_V16_EXPORTED_RUNS = [
+    # the ended runs each exporter ([export.otlp]) was handed, through the outbox
+    """CREATE TABLE IF NOT EXISTS exported_runs (
+        exporter TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (exporter, run_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS exported_runs_at ON exported_runs (at)",
+]
+
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
@@ -516,6 +527,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
         "OpenTelemetry spans' runs and steps, log records waiting for theirs",
         {"sqlite": _V15_SPAN_LINKS, "postgresql": _V15_SPAN_LINKS},
     ),
+    (16, "ended runs handed to exporters", {"sqlite": _V16_EXPORTED_RUNS, "postgresql": _V16_EXPORTED_RUNS}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -24,6 +24,7 @@ from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
 from flowsight.store.schedules import Schedules
 from flowsight.store.spans import SpanLinks
+from flowsight.store.exports import Exports
 from flowsight.store.tokens import Tokens
 
 
@@ -42,6 +43,7 @@ class SqlStore:
         self.kept = KeptState(db)
         self.schedules = Schedules(db)
         self.spans = SpanLinks(db)
+        self.exports = Exports(db)
 
     @property
     def dialect(self) -> str:

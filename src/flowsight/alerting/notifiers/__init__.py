@@ -32,6 +32,9 @@ class Notifier(Protocol):
         """
 
 
+#: what the exporters' names in the outbox begin with (``export.otlp``); no receiver's may
+EXPORT_PREFIX = "export."
+
 #: kind (as written in flowsight.toml) -> (module in this package, its class)
 KINDS: dict[str, tuple[str, str]] = {
     "alertmanager": ("alertmanager", "AlertmanagerNotifier"),

@@ -130,6 +130,11 @@ def _error_text(ev: Event) -> str | None:
     return f"{kind}: {err}" if kind and kind != err else str(err)
 
 
+#: attributes of any event of a run (its own, its steps') that the run keeps, merged: the
+#: datasets it read and wrote (OpenLineage's inputs and outputs, ``namespace/name``)
+DATASETS = ("lineage_inputs", "lineage_outputs")
+
+
 def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     """Apply ``ev`` to ``m`` (in place) and say what followed.
 
@@ -137,8 +142,24 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     returned as a refused transition. A step event on a Pending run starts it
     implicitly (its Started event was lost or never sent). ``steps=False``
     skips building step records (the store's write path needs only the
-    metrics and the transitions).
+    metrics and the transitions). The :data:`DATASETS` of every event are
+    kept on the run, each list merged in the order first seen.
     """
+    attrs = ev.attrs
+    if "lineage_inputs" not in attrs and "lineage_outputs" not in attrs:
+        return _apply(m, ev, steps)
+    before = {k: m.attrs.get(k) for k in DATASETS}
+    out = _apply(m, ev, steps)
+    merged = dict(m.attrs)
+    for k in DATASETS:
+        names = [*(before[k] or ()), *(m.attrs.get(k) or ()), *(attrs.get(k) or ())]
+        if names:
+            merged[k] = list(dict.fromkeys(str(n) for n in names))
+    m.attrs = merged
+    return out
+
+
+def _apply(m: ExecutionMetrics, ev: Event, steps: bool) -> Outcome:
     kind = ev.kind
     if ev.ts > m.last_activity:
         m.last_activity = ev.ts

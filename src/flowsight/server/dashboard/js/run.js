@@ -98,7 +98,19 @@ export function mount(root, [runId]) {
           usualText(r, usual || r.usual_duration_seconds))),
         r.stalled ? h('div', {}, h('dt', {}, 'Quiet for'), h('dd', {}, `${dur(r.idle_seconds)} (bound ${dur(r.stall_bound_seconds)})`)) : null,
         attrs.slice(0, 8).map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {class: 'mono'}, String(v))))),
-      r.error ? h('p', {class: 'error', role: 'note'}, h('strong', {}, 'Error: '), r.error) : null);
+      r.error ? h('p', {class: 'error', role: 'note'}, h('strong', {}, 'Error: '), r.error) : null,
+      datasets(r.attrs || {}));
+  }
+
+  // the datasets the run read and wrote (OpenLineage's inputs and outputs)
+  function datasets(attrs) {
+    const list = (k) => (Array.isArray(attrs[k]) ? attrs[k] : []);
+    const ins = list('lineage_inputs'), outs = list('lineage_outputs');
+    if (!ins.length && !outs.length) return null;
+    const row = (label, names, id) => h('div', {}, h('dt', {}, label),
+      h('dd', {'data-testid': id}, names.length ? h('ul', {class: 'plain'}, names.map((n) => h('li', {class: 'mono'}, n))) : '—'));
+    return h('section', {'aria-label': 'Datasets'}, h('h2', {}, 'Datasets'),
+      h('dl', {class: 'facts'}, row('Read', ins, 'run-inputs'), row('Written', outs, 'run-outputs')));
   }
 
   function drawTimeline() {

@@ -1,0 +1,261 @@
+"""Ended runs as OpenTelemetry traces and their log entries as OTLP log
+records, sent to an OTLP/HTTP endpoint (``[export.otlp]``) with
+OpenTelemetry's own exporters (``opentelemetry-exporter-otlp-proto-http``).
+
+A run is one trace: the run's span (named after the workflow) with a child
+span per step attempt, both with the CI/CD semantic conventions' attributes
+(``cicd.pipeline.name``, ``cicd.pipeline.run.id``, ``cicd.pipeline.result``;
+``cicd.pipeline.task.name``, ``cicd.pipeline.task.run.id``,
+``cicd.pipeline.task.run.result``); a failed run or step has the status
+``ERROR`` and an ``exception`` event with its error and traceback. The
+resource's ``service.name`` is the workflow. Trace and span ids are made of
+the run id (and the step and attempt), so a run sent again is the same
+trace. Its log entries (the first :data:`MAX_LOGS`) are log records in that
+trace, each on the span of its step's attempt.
+
+:class:`OtlpExporter` is what the outbox's delivery calls for the items
+:meth:`flowsight.store.exports.Exports.hand_over` wrote: an endpoint that is
+down or refuses for now leaves the item to be tried again, with backoff;
+nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry._logs import LogRecord as ApiLogRecord
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event as SpanEvent
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from flowsight.alerting.notifiers import EXPORT_PREFIX
+from flowsight.errors import DeliveryError
+from flowsight.logs.entries import LogLevel
+from flowsight.model.runs.execution import ExecutionMetrics, StepRecord
+from flowsight.model.runs.state import WorkflowState
+from flowsight.store.exports import decode_runs
+from flowsight.store.interface import Store
+from flowsight.store.logs import StoredLog
+
+#: the exporter's name in the outbox (its receiver)
+EXPORTER = f"{EXPORT_PREFIX}otlp"
+#: log entries sent with a run at most (the first ones)
+MAX_LOGS = 10_000
+_SCOPE = InstrumentationScope("flowsight")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_RESULT = {
+    WorkflowState.COMPLETED: "success",
+    WorkflowState.FAILED: "failure",
+    WorkflowState.CANCELLED: "cancellation",
+}
+_STEP_RESULT = {"completed": "success", "failed": "failure"}
+_SEVERITY = {
+    LogLevel.TRACE: SeverityNumber.TRACE,
+    LogLevel.DEBUG: SeverityNumber.DEBUG,
+    LogLevel.INFO: SeverityNumber.INFO,
+    LogLevel.WARN: SeverityNumber.WARN,
+    LogLevel.ERROR: SeverityNumber.ERROR,
+    LogLevel.FATAL: SeverityNumber.FATAL,
+}
+
+
+def _id(size: int, *parts: str) -> int:
+    digest = hashlib.sha256("\x00".join(("flowsight", *parts)).encode()).digest()
+    return int.from_bytes(digest[:size], "big") or 1
+
+
+def trace_id_of(run_id: str) -> int:
+    """The trace id a run is exported with."""
+    return _id(16, run_id)
+
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def _error_event(error: str | None, traceback: str | None, at: float) -> list[SpanEvent]:
+    if not error:
+        return []
+    attrs: dict[str, str] = {"exception.message": error}
+    if traceback:
+        attrs["exception.stacktrace"] = traceback
+    return [SpanEvent("exception", attrs, _ns(at))]
+
+
+@dataclass
+class RunTelemetry:
+    """One run as spans and log records."""
+
+    spans: list[ReadableSpan] = field(default_factory=list)
+    logs: list[ReadableLogRecord] = field(default_factory=list)
+
+
+def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequence[StoredLog]) -> RunTelemetry:
+    """The trace of an ended run ``m``, with its steps' spans and its log entries as records."""
+    trace = trace_id_of(m.workflow_id)
+    resource = Resource.create({"service.name": m.workflow})
+    end = m.end_time if m.end_time is not None else m.last_activity
+    start = m.start_time if m.start_time is not None else min([end, *(s.started_at or end for s in steps)])
+    run_ctx = SpanContext(trace, _id(8, m.workflow_id, ""), False, _SAMPLED)
+    failed = m.state is WorkflowState.FAILED
+    run_attrs: dict[str, Any] = {
+        "cicd.pipeline.name": m.workflow,
+        "cicd.pipeline.run.id": m.workflow_id,
+        "cicd.pipeline.result": _RESULT.get(m.state, m.state.value),
+        "flowsight.state": m.state.value,
+        "flowsight.retries": m.retries,
+    }
+    out = RunTelemetry()
+    out.spans.append(
+        ReadableSpan(
+            m.workflow,
+            context=run_ctx,
+            resource=resource,
+            attributes=run_attrs,
+            events=_error_event(m.error, None, end) if failed else [],
+            status=Status(StatusCode.ERROR, m.error or "failed") if failed else Status(StatusCode.OK),
+            start_time=_ns(start),
+            end_time=_ns(max(start, end)),
+            instrumentation_scope=_SCOPE,
+        )
+    )
+    step_ctx: dict[tuple[str, int], SpanContext] = {}
+    for s in steps:
+        ctx = SpanContext(trace, _id(8, m.workflow_id, s.step, str(s.attempt)), False, _SAMPLED)
+        step_ctx[(s.step, s.attempt)] = ctx
+        s_start = s.started_at if s.started_at is not None else (s.ended_at or start)
+        s_end = s.ended_at if s.ended_at is not None else end
+        step_failed = s.status == "failed"
+        step_attrs: dict[str, Any] = {
+            "cicd.pipeline.name": m.workflow,
+            "cicd.pipeline.run.id": m.workflow_id,
+            "cicd.pipeline.task.name": s.step,
+            "cicd.pipeline.task.run.id": f"{m.workflow_id}/{s.step}#{s.attempt}",
+            "cicd.pipeline.task.run.result": _STEP_RESULT.get(s.status, s.status),
+            "flowsight.attempt": s.attempt,
+        }
+        out.spans.append(
+            ReadableSpan(
+                s.step,
+                context=ctx,
+                parent=run_ctx,
+                resource=resource,
+                attributes=step_attrs,
+                events=_error_event(s.error, s.traceback, s_end) if step_failed else [],
+                status=Status(StatusCode.ERROR, s.error or "failed") if step_failed else Status(StatusCode.OK),
+                start_time=_ns(s_start),
+                end_time=_ns(max(s_start, s_end)),
+                instrumentation_scope=_SCOPE,
+            )
+        )
+    for log in logs:
+        e = log.entry
+        ctx = _span_at(steps, step_ctx, e.step, e.timestamp) or run_ctx
+        fields: dict[str, Any] = {k: v for k, v in e.fields.items() if v is not None}
+        fields["flowsight.source"] = e.source
+        record = ApiLogRecord(
+            timestamp=_ns(e.timestamp),
+            observed_timestamp=_ns(e.timestamp),
+            trace_id=trace,
+            span_id=ctx.span_id,
+            trace_flags=_SAMPLED,
+            severity_text=e.level.value.upper(),
+            severity_number=_SEVERITY[e.level],
+            body=e.message,
+            attributes=fields,
+        )
+        out.logs.append(ReadableLogRecord(record, resource=resource, instrumentation_scope=_SCOPE))
+    return out
+
+
+def _span_at(
+    steps: Sequence[StepRecord], ctx: Mapping[tuple[str, int], SpanContext], step: str | None, ts: float
+) -> SpanContext | None:
+    """The span of ``step``'s attempt that was running at ``ts`` (else its last)."""
+    if step is None:
+        return None
+    found = None
+    for s in steps:
+        if s.step == step:
+            found = ctx[(s.step, s.attempt)]
+            if s.started_at is not None and s.started_at <= ts and (s.ended_at is None or ts <= s.ended_at):
+                return found
+    return found
+
+
+class OtlpExporter:
+    """Sends the outbox's export items: each run's trace, then its log records."""
+
+    def __init__(
+        self,
+        store: Store,
+        endpoint: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        logs: bool = True,
+    ) -> None:
+        self.store = store
+        base = endpoint.rstrip("/")
+        self.traces = OTLPSpanExporter(
+            endpoint=f"{base}/v1/traces", headers=dict(headers or {}), timeout=timeout, compression=Compression.Gzip
+        )
+        self.logs = (
+            OTLPLogExporter(
+                endpoint=f"{base}/v1/logs", headers=dict(headers or {}), timeout=timeout, compression=Compression.Gzip
+            )
+            if logs
+            else None
+        )
+
+    def telemetry(self, runs: Sequence[str]) -> RunTelemetry:
+        """What the item's runs send (a run no longer stored is left out)."""
+        out = RunTelemetry()
+        for run_id in runs:
+            m = self.store.runs.get_run(run_id)
+            if m is None:
+                continue
+            steps = self.store.runs.run_steps(run_id)
+            logs = self.store.logs.query_logs(run_id=run_id, limit=MAX_LOGS) if self.logs is not None else []
+            one = run_telemetry(m, steps, logs)
+            out.spans += one.spans
+            out.logs += one.logs
+        return out
+
+    def _send(self, body: bytes) -> None:
+        try:
+            runs = decode_runs(body)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
+        t = self.telemetry(runs)
+        if t.spans and self.traces.export(t.spans) is not SpanExportResult.SUCCESS:
+            raise DeliveryError(f"the OTLP endpoint did not take {len(t.spans)} spans (see the log)")
+        if self.logs is not None and t.logs and self.logs.export(t.logs) is not LogRecordExportResult.SUCCESS:
+            raise DeliveryError(f"the OTLP endpoint did not take {len(t.logs)} log records (see the log)")
+
+    async def send_body(self, body: bytes) -> None:
+        """Send one outbox item (blocking work in a thread).
+
+        Raises:
+            DeliveryError: not sent (temporary: tried again later).
+        """
+        await asyncio.to_thread(self._send, body)
+
+    def close(self) -> None:
+        self.traces.shutdown()  # type: ignore[no-untyped-call]  # the exporter's own code has no annotations here
+        if self.logs is not None:
+            self.logs.shutdown()  # type: ignore[no-untyped-call]

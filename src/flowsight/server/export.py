@@ -1,0 +1,149 @@
+"""``[export.otlp]`` in a server: each run that ends is handed to the OTLP
+exporter through the outbox, then sent by a dispatcher of its own.
+
+Every ``interval`` seconds the feeder reads the transitions committed since
+the last it read (by any process: the SDK writing to the store, another
+replica), and hands the runs that ended to the exporter
+(:meth:`flowsight.store.exports.Exports.hand_over`: one outbox item per
+round, due ``delay`` seconds later, so the run's last log lines are in; a
+run handed over once is never handed again). Where it had read up to is
+kept in the store, so a restart resumes there. On PostgreSQL a transition
+may commit after a later one was read: the feeder reads again from the last
+id it read ``settle`` seconds ago (a run found twice is handed over once).
+
+The items are sent by their own :class:`~flowsight.alerting.delivery.Dispatcher`
+(retried with backoff while the endpoint is down, never given up), so a
+slow collector holds back no alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from flowsight.alerting.delivery import DeliveryWorker, Dispatcher
+from flowsight.config.otlp import OtlpExport
+from flowsight.integrations.otlp_export import EXPORTER, OtlpExporter
+from flowsight.store.interface import Store
+
+log = logging.getLogger("flowsight.server")
+
+#: where the feeder had read up to (store.kept)
+CURSOR = "export.otlp.cursor"
+#: how long a transition read may still be joined by one with a lower id (PostgreSQL)
+SETTLE = 10.0
+
+
+class ExportService:
+    """The feeder and the exporter's dispatcher (``start()`` on the running loop, ``await stop()``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: OtlpExport,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        on_broken: Callable[[str, str], None] | None = None,
+        on_recovered: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.interval = interval
+        self.clock = clock
+        self.exporter = OtlpExporter(
+            store, config.endpoint, headers=config.headers, timeout=config.timeout, logs=config.logs
+        )
+        # a send is the exporter's own retries within its timeout, twice (traces, then logs)
+        self.dispatcher = Dispatcher(
+            store,
+            {},
+            exporters={EXPORTER: self.exporter},
+            clock=clock,
+            on_broken=on_broken,
+            on_recovered=on_recovered,
+            send_timeout=2 * config.timeout + 5.0,
+        )
+        self.worker = DeliveryWorker(self.dispatcher, interval)
+        self.handed = 0  # runs handed over since start
+        self._read = -1  # the last transition id read (-1: not yet known)
+        self._safe = 0  # the last id every transition up to which was read
+        self._reads: deque[tuple[float, int]] = deque()  # (when, last id read) of recent rounds
+        self._swept_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="flowsight-export")
+        self.worker.start()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+        await self.worker.stop()
+        self.dispatcher.close()
+        self.exporter.close()
+
+    def _begin(self) -> None:
+        kept = self.store.kept.load(CURSOR)
+        # first turned on: the runs that end from now on
+        self._safe = self._read = int(kept) if isinstance(kept, int) else self.store.exports.last_transition()
+        if kept is None:
+            self.store.kept.save(CURSOR, self._safe)
+
+    def feed(self) -> int:
+        """One round (blocking; the loop runs it in a thread): hand the runs
+        that ended since the last round over; how many were."""
+        if self._read < 0:
+            self._begin()
+        now = self.clock()
+        handed = 0
+        while True:
+            runs, last = self.store.exports.ended_after(self._read)
+            handed += len(self.store.exports.hand_over(EXPORTER, runs, now, now + self.config.delay))
+            if last == self._read:
+                break
+            self._read = last
+        if self.store.commits_in_seq_order:
+            safe = self._read
+        else:
+            self._reads.append((now, self._read))
+            safe = self._safe
+            while self._reads and self._reads[0][0] <= now - SETTLE:
+                safe = self._reads.popleft()[1]
+            if now - self._swept_at >= SETTLE:  # what committed late below what was read
+                self._swept_at = now
+                at = self._safe
+                while at < self._read:
+                    runs, last = self.store.exports.ended_after(at, upto=self._read)
+                    handed += len(self.store.exports.hand_over(EXPORTER, runs, now, now + self.config.delay))
+                    if last == at:
+                        break
+                    at = last
+        if safe != self._safe:
+            self.store.kept.save(CURSOR, safe)
+            self._safe = safe
+        self.handed += handed
+        return handed
+
+    async def _run(self) -> None:
+        last_said = ""
+        while not self._stop.is_set():
+            try:
+                if await asyncio.to_thread(self.feed):
+                    self.worker.wake()
+                last_said = ""
+            except Exception as exc:  # the store away: said once, tried again next round
+                if str(exc) != last_said:
+                    log.warning("OTLP export: ended runs not read (%s); trying again", exc)
+                    last_said = str(exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+            except TimeoutError:
+                pass
