@@ -88,7 +88,16 @@ class Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def recording(port: int = 0) -> Iterator[Recorder]:
     """A :class:`Recorder` serving on 127.0.0.1 (``port`` 0: a free one) until the block ends."""
-    srv = Recorder(port)
+    with serving(Recorder(port)) as srv:
+        yield srv
+
+
+S = TypeVar("S", bound=ThreadingHTTPServer)
+
+
+@contextlib.contextmanager
+def serving(srv: S) -> Iterator[S]:
+    """``srv`` serving in a thread until the block ends."""
     thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:

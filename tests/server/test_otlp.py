@@ -214,7 +214,13 @@ def test_the_ingest_token_is_required_where_the_server_asks_for_one(serve: Serve
     server = serve()  # a token in the store: the API is closed
     span = _span(TRACE, bytes.fromhex("b7ad6b7169203331"), "root")
     body = _request(span).SerializeToString()
-    assert server.client().post("/v1/traces", content=body, headers=PROTOBUF).status_code == 401
+    for path in ("/v1/traces", "/v1/logs"):  # refused with a Status, as every OTLP error
+        r = server.client().post(path, content=body, headers=PROTOBUF)
+        assert r.status_code == 401 and "missing token" in Status.FromString(r.content).message
+        r = server.client("not-a-token").post(path, json={}, headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.json()["message"] == "unknown or revoked token"
+        r = server.client(reader).post(path, content=b"", headers=PROTOBUF)
+        assert r.status_code == 403 and "needs 'ingest'" in Status.FromString(r.content).message
     exporter = exporters(server.url, {"Authorization": f"Bearer {token}"})["protobuf"]
     provider = TracerProvider(resource=Resource.create({"service.name": "secured"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -222,6 +228,17 @@ def test_the_ingest_token_is_required_where_the_server_asks_for_one(serve: Serve
         trace_id = format(root.get_span_context().trace_id, "032x")
     provider.shutdown()
     assert wait_for("the run", lambda: run_of(server, trace_id, reader))["workflow"] == "secured"
+
+
+def test_a_method_other_than_post_is_a_405_with_a_status(server: Server) -> None:
+    for path in ("/v1/traces", "/v1/logs"):
+        r = server.client().get(path)
+        assert (r.status_code, r.headers["allow"]) == (405, "POST")
+        assert r.json()["message"] == f"method GET is not allowed on {path!r}: OTLP/HTTP is POST"
+        r = server.client().put(path, content=b"", headers=PROTOBUF)
+        assert r.status_code == 405 and "OTLP/HTTP is POST" in Status.FromString(r.content).message
+    r = server.client().delete("/api/v1/events")  # the API's own 405 stays its JSON error
+    assert r.status_code == 405 and r.json()["error"] == "method DELETE is not allowed on '/api/v1/events'"
 
 
 def test_json_answers_are_otlp_json(server: Server) -> None:

@@ -9,10 +9,8 @@ span."""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from flowsight.integrations.otlp import attrs_of
-from tests.helpers import wait_for
+from tests.helpers import serving, wait_for
 from tests.server.conftest import Serve, event, free_port, post
 
 
@@ -68,18 +66,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def collecting(port: int) -> Iterator[Collector]:
-    srv = Collector(port)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
 def _run(client: httpx.Client, run_id: str, outcome: str) -> None:
     events = [event("started", "nightly", run_id), event("step_started", "nightly", run_id, "extract")]
     events.append(event("step_completed", "nightly", run_id, "extract"))
@@ -120,7 +106,7 @@ def test_ended_runs_reach_an_otlp_receiver_that_was_down_and_came_back(serve: Se
         lambda: "receiver 'export.otlp': notification" in (out := server.output()) and "not delivered" in out,
         timeout=60,
     )
-    with collecting(port) as collector:
+    with serving(Collector(port)) as collector:
         _run(client, "n-3", "completed")  # and one more while it is up
         runs = wait_for(
             "every run's spans",

@@ -87,13 +87,36 @@ def _ns(seconds: float) -> int:
     return int(round(seconds * 1e9))
 
 
-def _error_event(error: str | None, traceback: str | None, at: float) -> list[SpanEvent]:
-    if not error:
-        return []
-    attrs: dict[str, str] = {"exception.message": error}
-    if traceback:
-        attrs["exception.stacktrace"] = traceback
-    return [SpanEvent("exception", attrs, _ns(at))]
+def _span(
+    name: str,
+    ctx: SpanContext,
+    parent: SpanContext | None,
+    resource: Resource,
+    attrs: dict[str, Any],
+    times: tuple[float, float],
+    failure: tuple[str | None, str | None] | None,
+) -> ReadableSpan:
+    """One ended span; ``failure``: (error, traceback) of a failed one, None for one that succeeded."""
+    start, end = times
+    events, status = [], Status(StatusCode.OK)
+    if failure is not None:
+        error, traceback = failure
+        status = Status(StatusCode.ERROR, error or "failed")
+        if error:
+            exc = {"exception.message": error, **({"exception.stacktrace": traceback} if traceback else {})}
+            events.append(SpanEvent("exception", exc, _ns(end)))
+    return ReadableSpan(
+        name,
+        context=ctx,
+        parent=parent,
+        resource=resource,
+        attributes=attrs,
+        events=events,
+        status=status,
+        start_time=_ns(start),
+        end_time=_ns(max(start, end)),
+        instrumentation_scope=_SCOPE,
+    )
 
 
 @dataclass
@@ -121,17 +144,7 @@ def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequen
     }
     out = RunTelemetry()
     out.spans.append(
-        ReadableSpan(
-            m.workflow,
-            context=run_ctx,
-            resource=resource,
-            attributes=run_attrs,
-            events=_error_event(m.error, None, end) if failed else [],
-            status=Status(StatusCode.ERROR, m.error or "failed") if failed else Status(StatusCode.OK),
-            start_time=_ns(start),
-            end_time=_ns(max(start, end)),
-            instrumentation_scope=_SCOPE,
-        )
+        _span(m.workflow, run_ctx, None, resource, run_attrs, (start, end), (m.error, None) if failed else None)
     )
     step_ctx: dict[tuple[str, int], SpanContext] = {}
     for s in steps:
@@ -139,7 +152,6 @@ def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequen
         step_ctx[(s.step, s.attempt)] = ctx
         s_start = s.started_at if s.started_at is not None else (s.ended_at or start)
         s_end = s.ended_at if s.ended_at is not None else end
-        step_failed = s.status == "failed"
         step_attrs: dict[str, Any] = {
             "cicd.pipeline.name": m.workflow,
             "cicd.pipeline.run.id": m.workflow_id,
@@ -148,20 +160,8 @@ def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequen
             "cicd.pipeline.task.run.result": _STEP_RESULT.get(s.status, s.status),
             "flowsight.attempt": s.attempt,
         }
-        out.spans.append(
-            ReadableSpan(
-                s.step,
-                context=ctx,
-                parent=run_ctx,
-                resource=resource,
-                attributes=step_attrs,
-                events=_error_event(s.error, s.traceback, s_end) if step_failed else [],
-                status=Status(StatusCode.ERROR, s.error or "failed") if step_failed else Status(StatusCode.OK),
-                start_time=_ns(s_start),
-                end_time=_ns(max(s_start, s_end)),
-                instrumentation_scope=_SCOPE,
-            )
-        )
+        failure = (s.error, s.traceback) if s.status == "failed" else None
+        out.spans.append(_span(s.step, ctx, run_ctx, resource, step_attrs, (s_start, s_end), failure))
     for log in logs:
         e = log.entry
         ctx = _span_at(steps, step_ctx, e.step, e.timestamp) or run_ctx

@@ -62,6 +62,13 @@ async def get_openapi(request: Request) -> Response:
     return json(request.app.state.openapi)
 
 
+async def _method_error(request: Request, exc: Exception) -> Response:
+    """The router's 405: an OTLP path's as a ``google.rpc.Status``, as its other errors; else JSON."""
+    if request.url.path in otlp_api.PATHS:
+        return otlp_api.method_not_allowed(request)
+    return await http_error(request, exc)
+
+
 def create_app(
     store: Store,
     *,
@@ -172,7 +179,10 @@ def create_app(
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(HostCheck, allowed=allowed_hosts))  # before anything else sees the request
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error}, middleware=middleware
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: http_error, 405: _method_error},
+        middleware=middleware,
     )
     app.state.flowsight = st
     app.state.openapi = build_openapi(__version__)

@@ -58,7 +58,7 @@ from flowsight.integrations.otlp_logs import OtelLog, map_logs
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import Event, EventKind
 from flowsight.server.http import route
-from flowsight.server.ingest import inflated, read_body
+from flowsight.server.ingest import decode_off_loop, inflated, read_body
 from flowsight.server.logs_api import store_logs
 from flowsight.store.spans import Link, Place
 
@@ -148,10 +148,14 @@ def decode_traces(body: bytes, encoding: str) -> ExportTraceServiceRequest:
     return decode(body, encoding, ExportTraceServiceRequest)
 
 
-def _refusal(refused: list[SpanError], total: int, noun: str) -> str:
+def _partial(refused: list[SpanError], total: int, noun: str) -> dict[str, Any]:
+    """A partial success's fields (none when nothing was refused): how many, and the first :data:`NAMED`."""
+    if not refused:
+        return {}
     named = "; ".join(str(r) for r in refused[:NAMED])
     more = f"; and {len(refused) - NAMED} more" if len(refused) > NAMED else ""
-    return f"{len(refused)} of {total} {noun} refused: {named}{more}"
+    count = "rejected_spans" if noun == "spans" else "rejected_log_records"
+    return {count: len(refused), "error_message": f"{len(refused)} of {total} {noun} refused: {named}{more}"}
 
 
 async def _post(request: Request, st: ServerContext, take: Callable[[bytes, str], Awaitable[Message]]) -> Response:
@@ -159,6 +163,7 @@ async def _post(request: Request, st: ServerContext, take: Callable[[bytes, str]
     encoding = JSON
     try:
         encoding = _encoding(request)
+        await st.auth.require(request, "ingest")  # here, not by the route: its refusal is a Status too
         if st.committer.pending > MAX_PENDING:
             return _status(_RESOURCE_EXHAUSTED, "too many events wait for the store: retry", encoding, 429, 1)
         body = await read_body(request, st.limits.max_body_bytes)
@@ -182,18 +187,15 @@ async def _in_store(st: ServerContext, work: Callable[[], T]) -> T:
 
 async def post_traces(request: Request, st: ServerContext) -> Response:
     async def take(body: bytes, encoding: str) -> Message:
-        mapped = map_request(decode_traces(body, encoding), st.otlp_services)
+        mapped = await decode_off_loop(body, lambda b: map_request(decode_traces(b, encoding), st.otlp_services))
         # a run's span ends (and is sent) after its steps': in time order, its start comes first
         mapped.events.sort(key=lambda ev: ev.ts)
         await st.committer.submit(mapped.events)
         links = span_links(mapped.events)
         if links:
             await _in_store(st, lambda: st.store.spans.link_spans(links))
-        if not mapped.refused:
-            return ExportTraceServiceResponse()
-        message = _refusal(mapped.refused, mapped.spans, "spans")
-        partial = ExportTracePartialSuccess(rejected_spans=len(mapped.refused), error_message=message)
-        return ExportTraceServiceResponse(partial_success=partial)
+        partial = _partial(mapped.refused, mapped.spans, "spans")
+        return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(**partial) if partial else None)
 
     return await _post(request, st, take)
 
@@ -220,7 +222,8 @@ def _placed(log: OtelLog, place: Place | None) -> LogRecord:
 
 async def post_logs(request: Request, st: ServerContext) -> Response:
     async def take(body: bytes, encoding: str) -> Message:
-        mapped = map_logs(decode(body, encoding, ExportLogsServiceRequest), time.time())
+        now = time.time()
+        mapped = await decode_off_loop(body, lambda b: map_logs(decode(b, encoding, ExportLogsServiceRequest), now))
         traced = [(log.trace_id, log.span_id) for log in mapped.logs if log.trace_id]
         places = iter(await _in_store(st, lambda: st.store.spans.resolve(traced)) if traced else ())
         records, parked = [], []
@@ -240,14 +243,26 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
 
             if parked:
                 await _in_store(st, settle)
-        if not mapped.refused:
-            return ExportLogsServiceResponse()
-        message = _refusal(mapped.refused, mapped.records, "log records")
-        partial = ExportLogsPartialSuccess(rejected_log_records=len(mapped.refused), error_message=message)
-        return ExportLogsServiceResponse(partial_success=partial)
+        partial = _partial(mapped.refused, mapped.records, "log records")
+        return ExportLogsServiceResponse(partial_success=ExportLogsPartialSuccess(**partial) if partial else None)
 
     return await _post(request, st, take)
 
 
 def routes() -> list[Route]:
-    return [route("/v1/traces", POST=("ingest", post_traces)), route("/v1/logs", POST=("ingest", post_logs))]
+    # the token is checked by the handlers (None here), so that a 401 or 403 is a Status as well
+    return [route("/v1/traces", POST=(None, post_traces)), route("/v1/logs", POST=(None, post_logs))]
+
+
+#: the OTLP paths: the router's 405 on them is a Status, as their other errors
+PATHS = ("/v1/traces", "/v1/logs")
+
+
+def method_not_allowed(request: Request) -> Response:
+    """The 405 of an OTLP path, as a ``google.rpc.Status`` (JSON unless protobuf was sent)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    encoding = PROTOBUF if ctype in (PROTOBUF, "application/protobuf") else JSON
+    message = f"method {request.method} is not allowed on {request.url.path!r}: OTLP/HTTP is POST"
+    response = _status(_INVALID_ARGUMENT, message, encoding, 405)
+    response.headers["Allow"] = "POST"
+    return response
