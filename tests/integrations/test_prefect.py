@@ -293,3 +293,47 @@ def test_the_watcher_reads_prefects_api_with_prefects_own_credentials(
     out = subprocess.run([p.python, "-c", code], env={**p.env, **setting}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(header)
+
+
+OTEL = {
+    **PLAIN,
+    "setup": textwrap.dedent("""
+        import os
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        # what `opentelemetry-instrument` would set up from OTEL_* variables: Prefect makes the spans
+        _provider = TracerProvider(resource=Resource.create({"service.name": "nightly-flows"}))
+        _provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=os.environ["TRACES_URL"])))
+        trace.set_tracer_provider(_provider)
+    """),
+}
+
+
+def test_prefects_own_opentelemetry_spans_sent_to_flowsight_are_its_flow_run_and_task_runs(
+    tmp_path: Path, server: Server
+) -> None:
+    """Prefect 3 makes a span per flow run and task run; exported with OpenTelemetry's SDK to
+    ``/v1/traces`` of a real flowsight server, the flow run is a run of the service, failed by
+    its last state, its task runs the steps."""
+    from tests.sdk.serving import ServerProcess
+
+    p = Prefect(tmp_path)
+    fs = ServerProcess(tmp_path / "fs.db", log_dir=tmp_path).start()
+    try:
+        p.run_flow(OTEL, "nightly-traced", PREFECT_API_URL=server.url, TRACES_URL=f"{fs.url}/v1/traces")
+
+        def ended() -> list[tuple[str, str, str | None]] | None:
+            rows = fs.rows("SELECT run_id, state, error FROM runs WHERE workflow = 'nightly-flows'")
+            return rows if rows and rows[0][1] != "running" else None
+
+        [(run_id, state, error)] = wait_for("the flow run's trace", ended, timeout=60)
+        with open_store(str(tmp_path / "fs.db")) as store:
+            steps = sorted((s.step.rsplit("-", 1)[0], s.status) for s in store.runs.run_steps(run_id))
+        assert state == "failed"
+        assert steps == [("extract", "completed"), ("transform", "failed")]
+    finally:
+        fs.stop()

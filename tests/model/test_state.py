@@ -426,3 +426,23 @@ def test_the_stored_transitions_of_any_sequence_replay_to_the_stored_state(
     run = sqlite_store.runs.get_run(run_id)
     assert run is not None
     assert replay(S.PENDING, sqlite_store.runs.run_transitions(run_id)) is run.state
+
+
+def test_a_run_keeps_the_datasets_of_its_events_and_steps_and_odd_values_are_passed_over() -> None:
+    def ev(kind: EventKind, step: str | None = None, **attrs: Any) -> Event:
+        return Event(id=uuid.uuid4().hex, ts=1.0, kind=kind, workflow="w", run_id="r", step=step, attrs=attrs)
+
+    first = ev(EventKind.STARTED, lineage_inputs=["pg/a"])
+    m = new_metrics(first)
+    for e in (
+        first,
+        ev(EventKind.STEP_STARTED, "load", lineage_inputs=["pg/b", "pg/a"], lineage_outputs="s3/x"),
+        ev(EventKind.STEP_COMPLETED, "load", lineage_inputs=5, lineage_outputs=["s3/y", 7]),
+        ev(EventKind.COMPLETED, lineage_outputs=["s3/z"]),
+    ):
+        apply_event(m, e)
+    assert (m.state, m.attrs["lineage_inputs"], m.attrs["lineage_outputs"]) == (
+        S.COMPLETED,
+        ["pg/a", "pg/b"],
+        ["s3/y", "s3/z"],
+    )

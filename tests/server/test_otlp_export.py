@@ -33,6 +33,7 @@ class Collector(ThreadingHTTPServer):
         self.spans: list[tuple[dict[str, Any], Any]] = []  # (resource attributes, span)
         self.logs: list[tuple[dict[str, Any], Any]] = []
         self.lock = threading.Lock()
+        self.refuse = "poison"  # a request with a run whose id starts so is refused for good (400)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,6 +47,13 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             if self.path == "/v1/traces":
                 req = ExportTraceServiceRequest.FromString(body)
+                ids = [str(a.value.string_value) for rs in req.resource_spans for ss in rs.scope_spans
+                       for span in ss.spans for a in span.attributes if a.key == "cicd.pipeline.run.id"]  # fmt: skip
+                if any(i.startswith(self.server.refuse) for i in ids):
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b"span too big")
+                    return
                 for rs in req.resource_spans:
                     resource = attrs_of(rs.resource.attributes)
                     self.server.spans += [(resource, span) for ss in rs.scope_spans for span in ss.spans]
@@ -139,3 +147,30 @@ def test_ended_runs_reach_an_otlp_receiver_that_was_down_and_came_back(serve: Se
     placed = {rec.body.string_value: (rec.trace_id, rec.span_id, rec.severity_text) for _, rec in got_logs}
     assert placed["read 120 rows"] == (root.trace_id, one["extract"][1].span_id, "INFO")
     assert placed["row 17 has no id"] == (root.trace_id, one["load"][1].span_id, "WARN")
+
+
+def test_a_batch_the_receiver_refuses_for_good_fails_alone_and_the_next_runs_are_sent(
+    serve: Serve, tmp_path: Path
+) -> None:
+    port = free_port()
+    cfg = tmp_path / "flowsight.toml"
+    cfg.write_text(f'[export.otlp]\nendpoint = "http://127.0.0.1:{port}"\ntimeout = "2s"\ndelay = "0s"\n')
+    server = serve("--config", str(cfg))
+    client = server.client()
+    with serving(Collector(port)) as collector:
+        _run(client, "poison-1", "completed")
+        wait_for(
+            "the refusal",
+            lambda: "export.otlp" in (out := server.output()) and "HTTP 400: span too big" in out,
+            timeout=30,
+        )
+        _run(client, "n-after", "completed")
+        wait_for("the next run", lambda: "n-after" in _by_run(list(collector.spans)), timeout=30)
+        assert "poison-1" not in _by_run(list(collector.spans))
+    alerts = wait_for(
+        "ReceiverBroken",
+        lambda: [
+            a for a in client.get("/api/v1/alerts").json()["alerts"] if a["labels"].get("receiver") == "export.otlp"
+        ],
+    )
+    assert alerts[0]["labels"]["alertname"] == "ReceiverBroken"

@@ -10,7 +10,9 @@ keeps the rest and says which in ``partial_success``; a body of garbage is a
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +26,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
@@ -36,7 +41,7 @@ from opentelemetry.trace import StatusCode
 
 from flowsight.store.opener import open_store
 from tests.helpers import wait_for
-from tests.server.conftest import Server
+from tests.server.conftest import Server, start_server
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -181,3 +186,38 @@ def test_a_body_that_does_not_decode_is_a_400_with_a_status(server: Server) -> N
     assert "ExportLogsServiceRequest" in r.text
     r = httpx.post(f"{server.url}/v1/logs", content=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "ExportLogsServiceRequest" in r.json()["message"]
+
+
+def test_more_records_than_the_server_takes_at_once_is_a_413(server: Server) -> None:
+    req = _request(*(_record(f"line {i}") for i in range(10_001)))
+    r = httpx.post(f"{server.url}/v1/logs", content=req.SerializeToString(), headers=PROTOBUF, timeout=30)
+    assert r.status_code == 413
+    assert "10001 log records in one request; the limit is 10000" in Status.FromString(r.content).message
+
+
+def test_a_record_sent_again_after_its_parking_failed_still_gets_its_span(tmp_path: Path) -> None:
+    """The records were stored, their parking was not (a 503): the exporter's retry finds them
+    stored already, and parks them all the same, so the span that comes later places them."""
+    db = tmp_path / "flowsight.db"
+    server = start_server(str(db), log_dir=tmp_path)
+    try:
+        trace, span = bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("b7ad6b7169203331")
+        body = _request(_record("in the step", trace=trace, span=span)).SerializeToString()
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "CREATE TRIGGER no_parking BEFORE INSERT ON otel_pending BEGIN SELECT RAISE(ABORT, 'full'); END"
+            )
+        r = httpx.post(f"{server.url}/v1/logs", content=body, headers=PROTOBUF)
+        assert r.status_code == 503
+        with sqlite3.connect(db) as conn:
+            conn.execute("DROP TRIGGER no_parking")
+        assert httpx.post(f"{server.url}/v1/logs", content=body, headers=PROTOBUF).status_code == 200
+        spans = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[
+            Span(trace_id=trace, span_id=span, name="load", start_time_unix_nano=1_700_000_000 * 10**9,
+                 end_time_unix_nano=1_700_000_001 * 10**9, parent_span_id=bytes.fromhex("00f067aa0ba902b7")),
+        ])])])  # fmt: skip
+        assert httpx.post(f"{server.url}/v1/traces", content=spans.SerializeToString(), headers=PROTOBUF).is_success
+        [row] = server.client().get("/api/v1/logs", params={"q": "in the step"}).json()["logs"]
+        assert (row["run_id"], row["step"]) == (trace.hex(), "load")
+    finally:
+        assert server.stop() == 0, server.output()

@@ -42,24 +42,24 @@ def test_a_linked_span_places_its_records_and_its_trace_gives_the_run_to_others(
 
 
 def test_parked_records_are_settled_when_their_spans_come(store: SqlStore) -> None:
-    store.logs.write_logs([_record("l-step"), _record("l-later"), _record("l-nospan"), _record("l-other")])
+    store.logs.write_logs([_record(i) for i in ("l-step", "l-later", "l-nospan", "l-http", "l-other")])
     store.spans.park([("l-step", T1, "s-load", 100.0), ("l-later", T1, "s-late", 100.0), ("l-nospan", T1, None, 100.0)])
-    store.spans.park([("l-other", T2, "s", 100.0)])
+    store.spans.park([("l-http", T1, "s-http", 100.0), ("l-other", T2, "s", 100.0)])
     assert store.spans.settle([T1]) == 0  # nothing linked yet
-    assert (
-        store.spans.link_spans(
-            [Link(T1, "s-run", "etl", "r1", None, 100.0), Link(T1, "s-load", "etl", "r1", "load", 101.0)]
-        )
-        == 3
-    )
+    # a step's span first (it ends before its run's)
+    assert store.spans.link_spans([Link(T1, "s-load", "etl", "r1", "load", 101.0)]) == 4
     assert _log(store, "l-step") == ("etl", "r1", "load")
     assert _log(store, "l-nospan") == ("etl", "r1", None)
     assert _log(store, "l-later") == ("etl", "r1", None)  # its trace's run until its span comes
     assert _log(store, "l-other") == (None, None, None)
-    assert store.spans.count_parked() == 2  # l-later (its span may come yet), l-other
+    assert store.spans.count_parked() == 3  # l-later and l-http (their spans may come yet), l-other
     store.spans.link_spans([Link(T1, "s-late", "etl", "r1", "publish", 103.0)])
     assert _log(store, "l-later") == ("etl", "r1", "publish")
-    assert store.spans.count_parked() == 1
-    assert store.spans.purge(before_ts=100.5) == 2  # the run's link and l-other's parking
+    assert store.spans.count_parked() == 2
+    # the run's own span comes last: a span not linked by then was passed over (an HTTP call)
+    store.spans.link_spans([Link(T1, "s-run", "etl", "r1", None, 99.0)])
+    assert _log(store, "l-http") == ("etl", "r1", None)
+    assert store.spans.count_parked() == 1  # l-other, of a trace nobody maps
+    assert store.spans.purge(before_ts=99.5, parked_before=100.5) == 2  # the run's link, l-other's parking
     assert store.spans.count_parked() == 0
     assert store.spans.resolve([(T1, "s-load")]) == [Place("etl", "r1", "load")]

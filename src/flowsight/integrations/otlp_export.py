@@ -1,6 +1,11 @@
 """Ended runs as OpenTelemetry traces and their log entries as OTLP log
-records, sent to an OTLP/HTTP endpoint (``[export.otlp]``) with
-OpenTelemetry's own exporters (``opentelemetry-exporter-otlp-proto-http``).
+records, sent to an OTLP/HTTP endpoint (``[export.otlp]``): made into the
+SDK's own spans and log records, encoded by OpenTelemetry's own encoder
+(``opentelemetry-exporter-otlp-proto-common``, what its HTTP exporter
+encodes with), and posted by flowsight's HTTP receivers' one POST
+(:func:`flowsight.alerting.notifiers.http.post_body`), which tells a refusal
+for good (a 4xx) from one for now (the endpoint down, a 429 or 5xx): the
+HTTP exporter says only that it failed.
 
 A run is one trace: the run's span (named after the workflow) with a child
 span per step attempt, both with the CI/CD semantic conventions' attributes
@@ -16,33 +21,37 @@ trace, each on the span of its step's attempt.
 :class:`OtlpExporter` is what the outbox's delivery calls for the items
 :meth:`flowsight.store.exports.Exports.hand_over` wrote: an endpoint that is
 down or refuses for now leaves the item to be tried again, with backoff;
-nothing is lost.
+nothing is lost. One refused for good (a 4xx: a body too big, say) fails
+its item alone; the next ones are sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry._logs import LogRecord as ApiLogRecord
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from google.protobuf.message import DecodeError
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 from flowsight.alerting.notifiers import EXPORT_PREFIX
+from flowsight.alerting.notifiers.http import post_body
 from flowsight.errors import DeliveryError
 from flowsight.logs.entries import LogLevel
 from flowsight.model.runs.execution import ExecutionMetrics, StepRecord
@@ -55,6 +64,9 @@ from flowsight.store.logs import StoredLog
 EXPORTER = f"{EXPORT_PREFIX}otlp"
 #: log entries sent with a run at most (the first ones)
 MAX_LOGS = 10_000
+#: spans or log records in one request at most
+CHUNK = 2_000
+log = logging.getLogger("flowsight.server")
 _SCOPE = InstrumentationScope("flowsight")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _RESULT = {
@@ -95,10 +107,12 @@ def _span(
     attrs: dict[str, Any],
     times: tuple[float, float],
     failure: tuple[str | None, str | None] | None,
+    ok: bool,
 ) -> ReadableSpan:
-    """One ended span; ``failure``: (error, traceback) of a failed one, None for one that succeeded."""
+    """One ended span; ``failure``: (error, traceback) of a failed one; ``ok``: its status
+    is OK (it succeeded), else UNSET (cancelled, or open when its run ended)."""
     start, end = times
-    events, status = [], Status(StatusCode.OK)
+    events, status = [], Status(StatusCode.OK if ok else StatusCode.UNSET)
     if failure is not None:
         error, traceback = failure
         status = Status(StatusCode.ERROR, error or "failed")
@@ -144,7 +158,16 @@ def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequen
     }
     out = RunTelemetry()
     out.spans.append(
-        _span(m.workflow, run_ctx, None, resource, run_attrs, (start, end), (m.error, None) if failed else None)
+        _span(
+            m.workflow,
+            run_ctx,
+            None,
+            resource,
+            run_attrs,
+            (start, end),
+            (m.error, None) if failed else None,
+            m.state is WorkflowState.COMPLETED,
+        )
     )
     step_ctx: dict[tuple[str, int], SpanContext] = {}
     for s in steps:
@@ -157,11 +180,12 @@ def run_telemetry(m: ExecutionMetrics, steps: Sequence[StepRecord], logs: Sequen
             "cicd.pipeline.run.id": m.workflow_id,
             "cicd.pipeline.task.name": s.step,
             "cicd.pipeline.task.run.id": f"{m.workflow_id}/{s.step}#{s.attempt}",
-            "cicd.pipeline.task.run.result": _STEP_RESULT.get(s.status, s.status),
+            **({"cicd.pipeline.task.run.result": _STEP_RESULT[s.status]} if s.status in _STEP_RESULT else {}),
             "flowsight.attempt": s.attempt,
         }
         failure = (s.error, s.traceback) if s.status == "failed" else None
-        out.spans.append(_span(s.step, ctx, run_ctx, resource, step_attrs, (s_start, s_end), failure))
+        ok = s.status == "completed"
+        out.spans.append(_span(s.step, ctx, run_ctx, resource, step_attrs, (s_start, s_end), failure, ok))
     for log in logs:
         e = log.entry
         ctx = _span_at(steps, step_ctx, e.step, e.timestamp) or run_ctx
@@ -198,7 +222,9 @@ def _span_at(
 
 
 class OtlpExporter:
-    """Sends the outbox's export items: each run's trace, then its log records."""
+    """Sends the outbox's export items: each batch of runs' spans, then their
+    log records, in requests of :data:`CHUNK` at most, each to be taken whole
+    before the next is sent."""
 
     def __init__(
         self,
@@ -210,17 +236,10 @@ class OtlpExporter:
         logs: bool = True,
     ) -> None:
         self.store = store
-        base = endpoint.rstrip("/")
-        self.traces = OTLPSpanExporter(
-            endpoint=f"{base}/v1/traces", headers=dict(headers or {}), timeout=timeout, compression=Compression.Gzip
-        )
-        self.logs = (
-            OTLPLogExporter(
-                endpoint=f"{base}/v1/logs", headers=dict(headers or {}), timeout=timeout, compression=Compression.Gzip
-            )
-            if logs
-            else None
-        )
+        self.base = endpoint.rstrip("/")
+        self.headers = {"Content-Encoding": "gzip", **(headers or {})}
+        self.timeout = timeout
+        self.logs = logs
 
     def telemetry(self, runs: Sequence[str]) -> RunTelemetry:
         """What the item's runs send (a run no longer stored is left out)."""
@@ -230,32 +249,59 @@ class OtlpExporter:
             if m is None:
                 continue
             steps = self.store.runs.run_steps(run_id)
-            logs = self.store.logs.query_logs(run_id=run_id, limit=MAX_LOGS) if self.logs is not None else []
+            logs = self.store.logs.query_logs(run_id=run_id, limit=MAX_LOGS) if self.logs else []
             one = run_telemetry(m, steps, logs)
             out.spans += one.spans
             out.logs += one.logs
         return out
 
-    def _send(self, body: bytes) -> None:
+    def requests(self, runs: Sequence[str]) -> list[tuple[str, bytes]]:
+        """The item's requests: (path, gzip-compressed protobuf body), spans first."""
+        t = self.telemetry(runs)
+        out = [
+            ("/v1/traces", encode_spans(t.spans[i : i + CHUNK]).SerializeToString())
+            for i in range(0, len(t.spans), CHUNK)
+        ]
+        out += [
+            ("/v1/logs", encode_logs(t.logs[i : i + CHUNK]).SerializeToString()) for i in range(0, len(t.logs), CHUNK)
+        ]
+        return [(path, gzip.compress(body, compresslevel=6)) for path, body in out]
+
+    async def send_body(self, body: bytes) -> None:
+        """Send one outbox item.
+
+        Raises:
+            DeliveryError: not all sent: temporary (the endpoint down, a 429
+                or 5xx: the item is sent again later, whole) or permanent (a
+                4xx, a body that is no export item).
+        """
         try:
             runs = decode_runs(body)
         except ValueError as exc:
             raise DeliveryError(str(exc), permanent=True) from None
-        t = self.telemetry(runs)
-        if t.spans and self.traces.export(t.spans) is not SpanExportResult.SUCCESS:
-            raise DeliveryError(f"the OTLP endpoint did not take {len(t.spans)} spans (see the log)")
-        if self.logs is not None and t.logs and self.logs.export(t.logs) is not LogRecordExportResult.SUCCESS:
-            raise DeliveryError(f"the OTLP endpoint did not take {len(t.logs)} log records (see the log)")
+        key = hashlib.sha256(body).hexdigest()[:32]
+        for i, (path, data) in enumerate(await asyncio.to_thread(self.requests, runs)):
+            resp = await post_body(
+                f"{self.base}{path}",
+                data,
+                idempotency_key=f"{key}-{i}",
+                kind="OTLP endpoint",
+                timeout=self.timeout,
+                headers=self.headers,
+                content_type="application/x-protobuf",
+            )
+            _partial_success(resp.content, path)
 
-    async def send_body(self, body: bytes) -> None:
-        """Send one outbox item (blocking work in a thread).
 
-        Raises:
-            DeliveryError: not sent (temporary: tried again later).
-        """
-        await asyncio.to_thread(self._send, body)
-
-    def close(self) -> None:
-        self.traces.shutdown()  # type: ignore[no-untyped-call]  # the exporter's own code has no annotations here
-        if self.logs is not None:
-            self.logs.shutdown()  # type: ignore[no-untyped-call]
+def _partial_success(answer: bytes, path: str) -> None:
+    """Say what the endpoint refused of a request it took (sending it again would not help)."""
+    cls = ExportTraceServiceResponse if path == "/v1/traces" else ExportLogsServiceResponse
+    try:
+        partial = cls.FromString(answer).partial_success
+    except DecodeError:
+        return  # an endpoint that answers no message: nothing was said refused
+    rejected = getattr(partial, "rejected_spans", 0) or getattr(partial, "rejected_log_records", 0)
+    if rejected or partial.error_message:
+        log.warning(
+            "OTLP export: the endpoint refused %d of a request to %s: %s", rejected, path, partial.error_message
+        )

@@ -8,8 +8,9 @@ replica), and hands the runs that ended to the exporter
 round, due ``delay`` seconds later, so the run's last log lines are in; a
 run handed over once is never handed again). Where it had read up to is
 kept in the store, so a restart resumes there. On PostgreSQL a transition
-may commit after a later one was read: the feeder reads again from the last
-id it read ``settle`` seconds ago (a run found twice is handed over once).
+may commit after a later one was read: the feeder reads again, each round,
+from the last id it read :data:`SETTLE` seconds ago (a run found twice is
+handed over once).
 
 The items are sent by their own :class:`~flowsight.alerting.delivery.Dispatcher`
 (retried with backoff while the endpoint is down, never given up), so a
@@ -37,6 +38,10 @@ CURSOR = "export.otlp.cursor"
 SETTLE = 10.0
 
 
+#: ended runs in one outbox item at most (one item: one request of spans, one of log records, or a few)
+RUNS_PER_ITEM = 50
+
+
 class ExportService:
     """The feeder and the exporter's dispatcher (``start()`` on the running loop, ``await stop()``)."""
 
@@ -57,7 +62,7 @@ class ExportService:
         self.exporter = OtlpExporter(
             store, config.endpoint, headers=config.headers, timeout=config.timeout, logs=config.logs
         )
-        # a send is the exporter's own retries within its timeout, twice (traces, then logs)
+        # an item is a few requests, each bounded by the configured timeout
         self.dispatcher = Dispatcher(
             store,
             {},
@@ -65,14 +70,14 @@ class ExportService:
             clock=clock,
             on_broken=on_broken,
             on_recovered=on_recovered,
-            send_timeout=2 * config.timeout + 5.0,
+            send_timeout=max(60.0, 6 * config.timeout),
         )
         self.worker = DeliveryWorker(self.dispatcher, interval)
         self.handed = 0  # runs handed over since start
         self._read = -1  # the last transition id read (-1: not yet known)
-        self._safe = 0  # the last id every transition up to which was read
+        self._safe = 0  # the id up to which every transition was read (kept in the store)
         self._reads: deque[tuple[float, int]] = deque()  # (when, last id read) of recent rounds
-        self._swept_at = 0.0
+        self._recent: dict[str, float] = {}  # runs handed over lately (read again on PostgreSQL)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -88,7 +93,6 @@ class ExportService:
             self._task = None
         await self.worker.stop()
         self.dispatcher.close()
-        self.exporter.close()
 
     def _begin(self) -> None:
         kept = self.store.kept.load(CURSOR)
@@ -99,33 +103,41 @@ class ExportService:
 
     def feed(self) -> int:
         """One round (blocking; the loop runs it in a thread): hand the runs
-        that ended since the last round over; how many were."""
+        that ended since the last round over; how many were.
+
+        On SQLite transitions commit in the order of their ids: each round
+        reads on from the last id read. On PostgreSQL one may commit after a
+        higher one was read: each round reads again from the last id every
+        transition up to which has been read for :data:`SETTLE` seconds (a
+        run read twice is handed over once)."""
         if self._read < 0:
             self._begin()
         now = self.clock()
-        handed = 0
+        in_order = self.store.commits_in_seq_order
+        at = self._read if in_order else self._safe
+        ended: list[str] = []
         while True:
-            runs, last = self.store.exports.ended_after(self._read)
-            handed += len(self.store.exports.hand_over(EXPORTER, runs, now, now + self.config.delay))
-            if last == self._read:
+            runs, last = self.store.exports.ended_after(at)
+            ended += runs
+            if last == at:
                 break
-            self._read = last
-        if self.store.commits_in_seq_order:
+            at = last
+        self._read = max(self._read, at)
+        if in_order:
             safe = self._read
         else:
             self._reads.append((now, self._read))
             safe = self._safe
             while self._reads and self._reads[0][0] <= now - SETTLE:
                 safe = self._reads.popleft()[1]
-            if now - self._swept_at >= SETTLE:  # what committed late below what was read
-                self._swept_at = now
-                at = self._safe
-                while at < self._read:
-                    runs, last = self.store.exports.ended_after(at, upto=self._read)
-                    handed += len(self.store.exports.hand_over(EXPORTER, runs, now, now + self.config.delay))
-                    if last == at:
-                        break
-                    at = last
+            self._recent = {r: t for r, t in self._recent.items() if t > now - 3 * SETTLE}
+        fresh = [r for r in dict.fromkeys(ended) if r not in self._recent]
+        handed = 0
+        for i in range(0, len(fresh), RUNS_PER_ITEM):
+            chunk = fresh[i : i + RUNS_PER_ITEM]
+            handed += len(self.store.exports.hand_over(EXPORTER, chunk, now, now + self.config.delay))
+            if not in_order:
+                self._recent.update(dict.fromkeys(chunk, now))
         if safe != self._safe:
             self.store.kept.save(CURSOR, safe)
             self._safe = safe

@@ -53,8 +53,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowsight.errors import HttpError, StoreError
-from flowsight.integrations.otlp import SpanError, map_request
-from flowsight.integrations.otlp_logs import OtelLog, map_logs
+from flowsight.integrations.otlp import Mapped, SpanError, map_request
+from flowsight.integrations.otlp_logs import MappedLogs, OtelLog, map_logs
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import Event, EventKind
 from flowsight.server.http import route
@@ -180,6 +180,16 @@ async def _post(request: Request, st: ServerContext, take: Callable[[bytes, str]
     return _answer(answer, encoding)
 
 
+def _bounded(n: int, noun: str, st: ServerContext) -> None:
+    """Refuse a request of more than the server takes at once (as ``/api/v1/events`` does).
+
+    Raises:
+        HttpError: 413.
+    """
+    if n > st.limits.max_events:
+        raise HttpError(413, f"{n} {noun} in one request; the limit is {st.limits.max_events}: send smaller batches")
+
+
 async def _in_store(st: ServerContext, work: Callable[[], T]) -> T:
     """``work`` (store calls) inline where writes are CPU work, else in a thread."""
     return work() if st.store.writes_inline else await asyncio.to_thread(work)
@@ -187,7 +197,12 @@ async def _in_store(st: ServerContext, work: Callable[[], T]) -> T:
 
 async def post_traces(request: Request, st: ServerContext) -> Response:
     async def take(body: bytes, encoding: str) -> Message:
-        mapped = await decode_off_loop(body, lambda b: map_request(decode_traces(b, encoding), st.otlp_services))
+        def read(b: bytes) -> Mapped:
+            req = decode_traces(b, encoding)
+            _bounded(sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans), "spans", st)
+            return map_request(req, st.otlp_services)
+
+        mapped = await decode_off_loop(body, read)
         # a run's span ends (and is sent) after its steps': in time order, its start comes first
         mapped.events.sort(key=lambda ev: ev.ts)
         await st.committer.submit(mapped.events)
@@ -223,7 +238,13 @@ def _placed(log: OtelLog, place: Place | None) -> LogRecord:
 async def post_logs(request: Request, st: ServerContext) -> Response:
     async def take(body: bytes, encoding: str) -> Message:
         now = time.time()
-        mapped = await decode_off_loop(body, lambda b: map_logs(decode(b, encoding, ExportLogsServiceRequest), now))
+
+        def read(b: bytes) -> MappedLogs:
+            req = decode(b, encoding, ExportLogsServiceRequest)
+            _bounded(sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs), "log records", st)
+            return map_logs(req, now)
+
+        mapped = await decode_off_loop(body, read)
         traced = [(log.trace_id, log.span_id) for log in mapped.logs if log.trace_id]
         places = iter(await _in_store(st, lambda: st.store.spans.resolve(traced)) if traced else ())
         records, parked = [], []
@@ -232,17 +253,14 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
             records.append(_placed(log, place))
             if log.trace_id and (place is None or not place.exact and log.span_id):
                 parked.append((log.record.id, log.trace_id, log.span_id, log.record.entry.timestamp))
-        stored = await store_logs(st, records)
-        if parked:
-            new = {s.id for s in stored if s is not None}
-            parked = [p for p in parked if p[0] in new]
+        await store_logs(st, records)
+        if parked:  # a record sent again too: its first sending may have been stored and not parked
 
             def settle() -> None:  # after the park committed: a span linked meanwhile is found
                 st.store.spans.park(parked)
                 st.store.spans.settle(sorted({p[1] for p in parked}))
 
-            if parked:
-                await _in_store(st, settle)
+            await _in_store(st, settle)
         partial = _partial(mapped.refused, mapped.records, "log records")
         return ExportLogsServiceResponse(partial_success=ExportLogsPartialSuccess(**partial) if partial else None)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from flowsight.store.interface import Store
+from flowsight.store.spans import PARKED_FOR
 
 log = logging.getLogger("flowsight.logs")
 
@@ -50,7 +51,8 @@ class LogRetention:
         """One purge now (blocking; the loop runs it in a thread). Returns the entries deleted."""
         cutoff = self.clock() - self.retention
         n = self.store.logs.purge_logs(cutoff, stop=self._stop)
-        self.store.spans.purge(cutoff)  # spans' runs kept as long as the log records that may name them
+        # spans' runs kept as long as the log records that may name them; a record a day without its span
+        self.store.spans.purge(cutoff, parked_before=self.clock() - PARKED_FOR)
         self.store.exports.purge(cutoff)
         self.purged += n
         self.rounds += 1

@@ -15,7 +15,9 @@ Both settle after their own writes committed, so whichever commits second
 finds the other's rows: no record is left parked while its span is linked.
 A parked record whose span is not linked but whose trace has a run gets the
 run (no step) until its span comes; it leaves the parking when its span
-does, or with the retention purge.
+does, when its run's own span does (which ends last: a span that has not
+come by then is one its rule passed over, an HTTP call inside a step), or
+after :data:`PARKED_FOR` (a trace nobody maps).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from flowsight.store.database import Database
 
 #: how many ids one ``IN (...)`` holds (SQLite's variables are limited)
 _CHUNK = 500
+#: how long a record waits for its span at most (the retention purge forgets it then)
+PARKED_FOR = 86_400.0
 
 
 class Link(NamedTuple):
@@ -117,7 +121,9 @@ class SpanLinks:
             place = _place(links, span)
             if place is None:
                 continue
-            if place.exact or not span:  # a record in no span: its trace's run is all there is to know
+            # a record in no span: its trace's run is all there is to know; in a span not linked
+            # once the run's own span is (it ends, and comes, last): one its rule passed over
+            if place.exact or not span or any(p.step is None for p in links.values()):
                 exact.append((place.workflow, place.run_id, place.step, log_id))
             else:
                 run_only.append((place.workflow, place.run_id, log_id))
@@ -145,12 +151,18 @@ class SpanLinks:
                 out.setdefault(trace, {})[span] = Place(workflow, run_id, step)
         return out
 
-    def purge(self, before_ts: float) -> int:
-        """Forget links and parked records older than ``before_ts`` (retention); how many."""
+    def purge(self, before_ts: float, parked_before: float | None = None) -> int:
+        """Forget links older than ``before_ts`` (retention) and parked
+        records older than ``parked_before`` (default the same: a record
+        whose span has not come in a day, say, is one from a trace nobody
+        maps); how many."""
         with self._db.txn("purge of span links") as cur:
             cur.execute(self._db.sql("DELETE FROM otel_spans WHERE ts < ?"), (before_ts,))
             n = int(cur.rowcount or 0)
-            cur.execute(self._db.sql("DELETE FROM otel_pending WHERE ts < ?"), (before_ts,))
+            cur.execute(
+                self._db.sql("DELETE FROM otel_pending WHERE ts < ?"),
+                (before_ts if parked_before is None else parked_before,),
+            )
             return n + int(cur.rowcount or 0)
 
     def count_parked(self) -> int:

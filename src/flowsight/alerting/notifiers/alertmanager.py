@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.notifiers.http import URL, post_json
+from flowsight.alerting.notifiers.http import URL, post_body
 from flowsight.alerting.payload import alert_json, rfc3339
 from flowsight.options.fields import Options, Opt, duration
 from flowsight.model.alerts import Alert, AlertStatus
@@ -87,7 +87,7 @@ class AlertmanagerNotifier:
                 e.g. an invalid label name; a wrong path).
         """
         body = msgspec.json.encode(self.alerts(note))
-        await post_json(
+        await post_body(
             self.endpoint,
             body,
             idempotency_key=note.idempotency_key,

@@ -1,6 +1,7 @@
-"""One JSON POST for the HTTP receivers (webhook, Slack, Alertmanager), with
-the one rule for what a failure means: network errors, 3xx, 429 and 5xx are
-temporary (retried); any other 4xx is permanent (the receiver is broken)."""
+"""One POST for the HTTP receivers (webhook, Slack, Alertmanager: JSON) and
+the OTLP export (protobuf), with the one rule for what a failure means:
+network errors, 3xx, 429 and 5xx are temporary (retried); any other 4xx is
+permanent (the receiver is broken)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-async def post_json(
+async def post_body(
     url: str,
     body: bytes,
     *,
@@ -36,8 +37,9 @@ async def post_json(
     transport: httpx.AsyncBaseTransport | None = None,
     headers: dict[str, str] | None = None,
     secret_path: bool = False,
-) -> None:
-    """POST ``body``. Errors name the receiver by ``kind`` and its URL without
+    content_type: str = "application/json",
+) -> httpx.Response:
+    """POST ``body`` (``content_type``); the answer, a 2xx. Errors name the receiver by ``kind`` and its URL without
     credentials (:func:`flowsight.redact.redact_url`; ``secret_path``: the
     path is one too), and every URL or query in their text is redacted.
 
@@ -45,7 +47,7 @@ async def post_json(
         DeliveryError: permanent for a 4xx other than 429, else temporary.
     """
     label = f"{kind} {redact_url(url, secret_path=secret_path)}"
-    sent = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key, **(headers or {})}
+    sent = {"Content-Type": content_type, "Idempotency-Key": idempotency_key, **(headers or {})}
     try:
         async with httpx.AsyncClient(timeout=timeout, transport=transport, verify=_tls()) as client:
             resp = await client.post(url, content=body, headers=sent)
@@ -57,3 +59,4 @@ async def post_json(
         raise DeliveryError(
             f"{label}: HTTP {resp.status_code}: {redact(resp.text[:10_000])[:200]}", permanent=permanent
         )
+    return resp

@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from flowsight.alerting.manager import Notification
-from flowsight.alerting.notifiers.http import URL, post_json
+from flowsight.alerting.notifiers.http import URL, post_body
 from flowsight.alerting.templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
 from flowsight.options.fields import Options, Opt, duration, nonempty_string, string
 
@@ -98,7 +98,7 @@ class SlackNotifier:
         """
         body = msgspec.json.encode(self.message(note))
         # a Slack webhook's path is its credential
-        await post_json(
+        await post_body(
             self.url,
             body,
             idempotency_key=note.idempotency_key,

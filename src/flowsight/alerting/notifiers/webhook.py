@@ -9,7 +9,7 @@ import msgspec
 
 from flowsight.alerting.manager import Notification
 from flowsight.alerting.payload import webhook_payload
-from flowsight.alerting.notifiers.http import URL, post_json
+from flowsight.alerting.notifiers.http import URL, post_body
 from flowsight.options.fields import Options, Opt, duration, string_table
 
 
@@ -39,7 +39,7 @@ class WebhookNotifier:
 
     async def send(self, note: Notification) -> None:
         body = msgspec.json.encode(webhook_payload(note, self.external_url))
-        await post_json(
+        await post_body(
             self.url,
             body,
             idempotency_key=note.idempotency_key,

@@ -152,11 +152,18 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     out = _apply(m, ev, steps)
     merged = dict(m.attrs)
     for k in DATASETS:
-        names = [*(before[k] or ()), *(m.attrs.get(k) or ()), *(attrs.get(k) or ())]
+        names = [*_names(before[k]), *_names(m.attrs.get(k)), *_names(attrs.get(k))]
         if names:
-            merged[k] = list(dict.fromkeys(str(n) for n in names))
+            merged[k] = list(dict.fromkeys(names))
+        else:
+            merged.pop(k, None)
     m.attrs = merged
     return out
+
+
+def _names(value: Any) -> list[str]:
+    """The dataset names in an attribute: a list's texts (anything else is no list of datasets)."""
+    return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
 
 
 def _apply(m: ExecutionMetrics, ev: Event, steps: bool) -> Outcome:
