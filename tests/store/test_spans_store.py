@@ -63,3 +63,25 @@ def test_parked_records_are_settled_when_their_spans_come(store: SqlStore) -> No
     assert store.spans.purge(before_ts=99.5, parked_before=100.5) == 2  # the run's link, l-other's parking
     assert store.spans.count_parked() == 0
     assert store.spans.resolve([(T1, "s-load")]) == [Place("etl", "r1", "load")]
+
+
+def test_spans_are_linked_once_log_records_came_the_stored_ones_then_too(store: SqlStore) -> None:
+    from flowsight.model.runs.events import Event, EventKind
+
+    ids = {"otel.trace_id": T1, "otel.span_id": "s-run"}
+    store.runs.write_events(
+        [
+            Event(id="e1", ts=1.0, kind=EventKind.STARTED, workflow="etl", run_id="r1", attrs=ids),
+            Event(id="e2", ts=2.0, kind=EventKind.STEP_STARTED, workflow="etl", run_id="r1", step="load",
+                  attrs={**ids, "otel.span_id": "s-load"}),
+            Event(id="e3", ts=3.0, kind=EventKind.STEP_STARTED, workflow="etl", run_id="r2", step="x"),
+        ]
+    )  # fmt: skip
+    assert not store.spans.logs_seen()  # traces only so far: nothing linked
+    assert store.spans.resolve([(T1, "s-load")]) == [None]
+    store.spans.saw_logs()
+    assert store.spans.logs_seen()
+    assert store.spans.resolve([(T1, "s-load"), (T1, "s-run")]) == [
+        Place("etl", "r1", "load"),
+        Place("etl", "r1", None),
+    ]

@@ -207,7 +207,8 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
         mapped.events.sort(key=lambda ev: ev.ts)
         await st.committer.submit(mapped.events)
         links = span_links(mapped.events)
-        if links:
+        linking: bool = bool(links) and await _in_store(st, st.store.spans.logs_seen)  # no log records yet: none
+        if linking:
             await _in_store(st, lambda: st.store.spans.link_spans(links))
         partial = _partial(mapped.refused, mapped.spans, "spans")
         return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(**partial) if partial else None)
@@ -246,6 +247,8 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
 
         mapped = await decode_off_loop(body, read)
         traced = [(log.trace_id, log.span_id) for log in mapped.logs if log.trace_id]
+        if traced:
+            await _in_store(st, st.store.spans.saw_logs)  # spans are linked from now on
         places = iter(await _in_store(st, lambda: st.store.spans.resolve(traced)) if traced else ())
         records, parked = [], []
         for log in mapped.logs:

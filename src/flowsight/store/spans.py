@@ -11,6 +11,10 @@ A span is exported when it ends, after the log records written inside it
   before it stores them, parks (:meth:`SpanLinks.park`) each record whose
   own span is not linked yet, then settles those traces itself.
 
+Spans are linked once OTLP log records have come at all (:meth:`SpanLinks.logs_seen`):
+a server that takes traces only writes nothing for them; when the first
+records come, the spans among the newest events are linked then.
+
 Both settle after their own writes committed, so whichever commits second
 finds the other's rows: no record is left parked while its span is linked.
 A parked record whose span is not linked but whose trace has a run gets the
@@ -22,15 +26,21 @@ after :data:`PARKED_FOR` (a trace nobody maps).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from flowsight.model.runs.events import EventKind, decode_attrs
 from flowsight.store.database import Database
 
 #: how many ids one ``IN (...)`` holds (SQLite's variables are limited)
 _CHUNK = 500
 #: how long a record waits for its span at most (the retention purge forgets it then)
 PARKED_FOR = 86_400.0
+#: the kept document that says OTLP log records came, and how often a server looks for it
+SEEN, LOOK_EVERY = "otlp.logs_seen", 10.0
+#: the events read back for spans when the first log records come
+BACKFILL = 200_000
 
 
 class Link(NamedTuple):
@@ -67,6 +77,56 @@ class SpanLinks:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._seen = False
+        self._look_at = 0.0  # (monotonic) when to ask the store again whether log records came
+
+    def logs_seen(self) -> bool:
+        """Whether OTLP log records ever came (to this server or another over
+        the store): until then spans are not linked, a server that takes
+        traces only writes nothing for them. Asks the store at most every
+        :data:`LOOK_EVERY` seconds while the answer is no."""
+        if not self._seen and time.monotonic() >= self._look_at:
+            self._look_at = time.monotonic() + LOOK_EVERY
+            self._seen = bool(self._db.read("SELECT 1 FROM kept_state WHERE name = ?", (SEEN,)))
+        return self._seen
+
+    def saw_logs(self) -> None:
+        """Say that OTLP log records came (kept in the store: every server
+        links spans from now on), and link the spans of the last
+        :data:`BACKFILL` events (the traces whose spans came before their
+        first records)."""
+        if self.logs_seen():
+            return
+        with self._db.txn("save of otlp.logs_seen") as cur:
+            cur.execute(
+                self._db.sql(
+                    "INSERT INTO kept_state (name, value, updated_at) VALUES (?, 'true', ?) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
+                (SEEN, time.time()),
+            )
+        self._seen = True
+        self.link_spans(self._spans_stored())
+
+    def _spans_stored(self) -> list[Link]:
+        """The links of the spans among the last :data:`BACKFILL` events (each span's first event)."""
+        last = int(self._db.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+        has_span = (
+            "jsonb_exists(attrs, 'otel.span_id')"  # PostgreSQL keeps attrs as JSONB
+            if self._db.dialect.name == "postgresql"
+            else "json_extract(attrs, '$.\"otel.span_id\"') IS NOT NULL"
+        )
+        rows = self._db.read(
+            f"SELECT ts, workflow, run_id, step, attrs FROM events WHERE seq > ? AND kind IN (?, ?) AND {has_span}",
+            (last - BACKFILL, EventKind.STARTED.value, EventKind.STEP_STARTED.value),
+        )
+        out: list[Link] = []
+        for ts, workflow, run_id, step, text in rows:
+            attrs = decode_attrs(text)
+            trace, span = attrs.get("otel.trace_id"), attrs.get("otel.span_id")
+            if isinstance(trace, str) and isinstance(span, str):
+                out.append(Link(trace, span, workflow, run_id, step, float(ts)))
+        return out
 
     def link_spans(self, links: Sequence[Link]) -> int:
         """Keep ``links`` (a span linked before keeps its first link), then
