@@ -145,7 +145,7 @@ def test_a_batch_with_a_malformed_span_keeps_the_rest_and_says_which_in_partial_
     assert answer.partial_success.rejected_spans == 1
     assert answer.partial_success.error_message == (
         "1 of 3 spans refused: resource_spans[0].scope_spans[0].spans[1]: "
-        "span_id must be 8 bytes, not all zero (got 2 bytes)"
+        "span_id must be 8 bytes, not all zero (16 hex digits in OTLP/JSON), got 2 bytes"
     )
     run = run_of(server, TRACE.hex())
     assert run is not None and run["state"] == "completed" and [s["step"] for s in run["steps"]] == ["child"]
@@ -178,7 +178,8 @@ def test_otlp_json_with_hex_ids_and_a_bad_id_keeps_the_good_spans(server: Server
     r = server.client().post("/v1/traces", json=body)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     partial = r.json()["partialSuccess"]
-    assert partial["rejectedSpans"] == "1" and "spans[1]: span_id must be 8 bytes" in partial["errorMessage"]
+    assert partial["rejectedSpans"] == "1"
+    assert "spans[1]: span_id is not hex (OTLP/JSON writes ids as hex digits, not base64)" in partial["errorMessage"]
     run = run_of(server, trace)
     assert run is not None and (run["workflow"], run["state"]) == ("js-app", "completed")
 

@@ -100,6 +100,7 @@ def test_ended_runs_reach_an_otlp_receiver_that_was_down_and_came_back(serve: Se
     cfg = tmp_path / "flowsight.toml"
     cfg.write_text(f'[export.otlp]\nendpoint = "http://127.0.0.1:{port}"\ntimeout = "1s"\ndelay = "0s"\n')
     server = serve("--config", str(cfg))
+    assert f"export:    each ended run as a trace to http://127.0.0.1:{port}" in server.output()
     client = server.client()
     # the receiver is down: these runs end and wait in the outbox
     _run(client, "n-1", "completed")

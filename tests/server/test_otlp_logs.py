@@ -172,7 +172,7 @@ def test_a_batch_with_a_malformed_record_keeps_the_rest_and_a_retry_is_stored_on
         assert answer.partial_success.rejected_log_records == 1
         assert answer.partial_success.error_message == (
             "1 of 4 log records refused: resource_logs[0].scope_logs[0].log_records[1]: "
-            "trace_id must be 16 bytes or empty (got 2 bytes)"
+            "trace_id must be 16 bytes or empty (32 hex digits in OTLP/JSON), got 2 bytes"
         )
     rows = server.client().get("/api/v1/logs", params={"limit": 100}).json()["logs"]
     kept = {r["message"]: r for r in rows if r["fields"].get("service.name") == "raw"}
@@ -221,3 +221,23 @@ def test_a_record_sent_again_after_its_parking_failed_still_gets_its_span(tmp_pa
         assert (row["run_id"], row["step"]) == (trace.hex(), "load")
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_otlp_json_ids_that_are_not_hex_are_refused_saying_so(server: Server) -> None:
+    """A base64 id (protobuf's JSON mapping, not OTLP/JSON's) is a common mistake: refused by name."""
+    good = {"timeUnixNano": "1700000000000000000", "body": {"stringValue": "kept"}}
+    records = [
+        good,
+        {**good, "body": {"stringValue": "zzz"}, "traceId": "zz" * 16},
+        {**good, "body": {"stringValue": "b64"}, "traceId": "AQIDBAUGBwgJCgsMDQ4PEA=="},
+        {**good, "body": {"stringValue": "span"}, "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "xyz"},
+    ]
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}
+    r = server.client().post("/v1/logs", json=body)
+    assert r.status_code == 200, r.text
+    partial = r.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "3"
+    for i, name in ((1, "trace_id"), (2, "trace_id"), (3, "span_id")):
+        assert f"log_records[{i}]: {name} is not hex" in partial["errorMessage"]
+    kept = server.client().get("/api/v1/logs", params={"q": "kept"}).json()["logs"]
+    assert [r["message"] for r in kept] == ["kept"]

@@ -122,13 +122,31 @@ def map_request(req: ExportTraceServiceRequest, services: Mapping[str, str] | No
     return out
 
 
+#: what an OTLP/JSON id that is not hex is read as (a length no id has): refused by name, not taken as empty
+NOT_HEX = b"\x00not hex\x00"
+
+
+def id_problem(name: str, value: bytes, size: int, *, empty: bool) -> str | None:
+    """What is wrong with the id ``name`` (``size`` bytes; ``empty``: it may be absent), or None."""
+    if value == NOT_HEX:
+        return f"{name} is not hex (OTLP/JSON writes ids as hex digits, not base64)"
+    if (empty and not value) or (len(value) == size and any(value)):
+        return None
+    hint = f" ({2 * size} hex digits in OTLP/JSON)"
+    if empty:
+        return f"{name} must be {size} bytes or empty{hint}, got {len(value)} bytes"
+    return f"{name} must be {size} bytes, not all zero{hint}, got {len(value)} bytes"
+
+
 def _check(span: Span) -> None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
-        raise EventError(f"trace_id must be 16 bytes, not all zero (got {len(span.trace_id)} bytes)")
-    if len(span.span_id) != 8 or not any(span.span_id):
-        raise EventError(f"span_id must be 8 bytes, not all zero (got {len(span.span_id)} bytes)")
-    if span.parent_span_id and len(span.parent_span_id) != 8:
-        raise EventError(f"parent_span_id must be 8 bytes or empty (got {len(span.parent_span_id)} bytes)")
+    for name, value, size, empty in (
+        ("trace_id", span.trace_id, 16, False),
+        ("span_id", span.span_id, 8, False),
+        ("parent_span_id", span.parent_span_id, 8, True),
+    ):
+        problem = id_problem(name, value, size, empty=empty)
+        if problem is not None:
+            raise EventError(problem)
     if not span.start_time_unix_nano:
         raise EventError("start_time_unix_nano is missing")
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:

@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as OtelLogRecord
 
 from flowsight.errors import LogEntryError
-from flowsight.integrations.otlp import SpanError, UNKNOWN_SERVICE, attrs_of, value_of
+from flowsight.integrations.otlp import NOT_HEX, SpanError, UNKNOWN_SERVICE, attrs_of, id_problem, value_of
 from flowsight.logs.records import LogRecord, WireLog, finish_wire_log
 from flowsight.model.runs.ids import fact_id_at
 
@@ -78,10 +78,9 @@ def _message(rec: OtelLogRecord) -> str:
 
 def _ids(rec: OtelLogRecord) -> tuple[str | None, str | None]:
     trace, span = rec.trace_id, rec.span_id
-    if trace and len(trace) != 16:
-        raise LogEntryError(f"trace_id must be 16 bytes or empty (got {len(trace)} bytes)")
-    if span and len(span) != 8:
-        raise LogEntryError(f"span_id must be 8 bytes or empty (got {len(span)} bytes)")
+    for name, value, size in (("trace_id", trace, 16), ("span_id", span, 8)):
+        if value and (value == NOT_HEX or len(value) != size):  # all zero: no trace (as the SDK sends none)
+            raise LogEntryError(str(id_problem(name, value, size, empty=True)))
     if span and not trace:
         raise LogEntryError("span_id is set without a trace_id")
     trace_hex = trace.hex() if trace and any(trace) else None

@@ -254,7 +254,6 @@ class AlertingService:
         )
 
     def receiver_recovered(self, receiver: str) -> None:
-        log.warning("receiver %r delivers again", receiver)
         self.send_alert(
             Alert(
                 {"alertname": "ReceiverBroken", "receiver": receiver},

@@ -53,7 +53,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowsight.errors import HttpError, StoreError
-from flowsight.integrations.otlp import Mapped, SpanError, map_request
+from flowsight.integrations.otlp import NOT_HEX, Mapped, SpanError, map_request
 from flowsight.integrations.otlp_logs import MappedLogs, OtelLog, map_logs
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import Event, EventKind
@@ -101,14 +101,16 @@ def _status(code: int, message: str, encoding: str, http: int, retry_after: int 
 
 def _hex_ids_to_base64(obj: Any) -> Any:
     """OTLP/JSON's hex ids as protobuf's JSON mapping reads bytes (base64), in place. An id
-    that is not hex becomes empty: its span is refused on its own, the batch kept."""
+    that is not hex becomes :data:`~flowsight.integrations.otlp.NOT_HEX`: its span or record
+    is refused on its own, saying so, the batch kept."""
     if isinstance(obj, dict):
         for key, value in obj.items():
             if key in _ID_FIELDS and isinstance(value, str):
                 try:
-                    obj[key] = binascii.b2a_base64(bytes.fromhex(value), newline=False).decode()
+                    raw = bytes.fromhex(value)
                 except ValueError:
-                    obj[key] = ""
+                    raw = NOT_HEX
+                obj[key] = binascii.b2a_base64(raw, newline=False).decode()
             else:
                 _hex_ids_to_base64(value)
     elif isinstance(obj, list):

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from flowsight.redact import redact_url
 from flowsight.config import Config
 from flowsight.errors import ConfigError
 from flowsight.server.app import create_app
@@ -161,7 +162,12 @@ def say_start(store: Store, config: Config | None, host: str, port: int, *, may_
     where = config.file if config is not None and config.file else "none (built-in rules, alerts to the log)"
     print(
         f"flowsight serve\n  store:     {store.dialect} {safe_url(str(store.url))}\n  config:    {where}\n"
-        f"  dashboard: http://{shown}:{port}/\n  tokens:    {guard}",
+        f"  dashboard: http://{shown}:{port}/\n  tokens:    {guard}"
+        + (
+            f"\n  export:    each ended run as a trace to {redact_url(config.otlp_export.endpoint)}"
+            if config is not None and config.otlp_export is not None
+            else ""
+        ),
         file=sys.stderr,
         flush=True,
     )
