@@ -32,6 +32,10 @@ def test_export_otlp_is_read_with_its_defaults() -> None:
             '[[alerting.receivers]]\nname = "export.me"\nkind = "log"\n',
             "a receiver's name may not begin with 'export.'",
         ),
+        (
+            '[[alerting.receivers]]\nname = "Export.Ops"\nkind = "log"\n',
+            "a receiver's name may not begin with 'export.'",
+        ),
     ],
 )
 def test_a_wrong_export_is_refused_naming_where(text: str, said: str) -> None:

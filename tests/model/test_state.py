@@ -446,3 +446,17 @@ def test_a_run_keeps_the_datasets_of_its_events_and_steps_and_odd_values_are_pas
         ["pg/a", "pg/b"],
         ["s3/y", "s3/z"],
     )
+    # a refused event adds none of its own
+    apply_event(m, ev(EventKind.STARTED, lineage_inputs=["pg/refused"]))
+    assert m.attrs["lineage_inputs"] == ["pg/a", "pg/b"]
+
+
+def test_a_late_started_keeps_the_datasets_its_steps_gave_the_run() -> None:
+    def ev(kind: EventKind, step: str | None = None, **attrs: Any) -> Event:
+        return Event(id=uuid.uuid4().hex, ts=2.0, kind=kind, workflow="w", run_id="r", step=step, attrs=attrs)
+
+    step = ev(EventKind.STEP_STARTED, "load", lineage_inputs=["pg/b"])
+    m = new_metrics(step)
+    apply_event(m, step)  # the run started by its step (its own Started comes later: OTLP)
+    apply_event(m, ev(EventKind.STARTED, k=1))
+    assert (m.attrs["k"], m.attrs["lineage_inputs"]) == (1, ["pg/b"])

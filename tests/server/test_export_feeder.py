@@ -71,3 +71,27 @@ def test_on_postgresql_a_transition_committed_late_below_one_read_is_found(pg_ur
         clock.now += SETTLE / 2
         assert feeder.feed() == 1  # late, below the id read
         assert sorted(_handed(store)) == ["early", "late"]
+
+
+def test_a_round_whose_hand_over_failed_is_read_again(store_url: str) -> None:
+    from flowsight.errors import StoreError
+
+    clock = Clock()
+    with open_store(store_url) as store:
+        feeder = ExportService(store, OtlpExport("http://127.0.0.1:9", delay=0.0), clock=clock)
+        feeder.feed()
+        store.runs.write_events(_ended("a"))
+        real = store.exports.hand_over
+
+        def failing(*args: object, **kw: object) -> list[str]:
+            raise StoreError("database is locked")
+
+        store.exports.hand_over = failing  # type: ignore[method-assign]
+        try:
+            feeder.feed()
+        except StoreError:
+            pass
+        store.exports.hand_over = real  # type: ignore[method-assign]
+        clock.now += 1.0
+        assert feeder.feed() == 1
+        assert _handed(store) == ["a"]

@@ -85,3 +85,37 @@ def test_spans_are_linked_once_log_records_came_the_stored_ones_then_too(store: 
         Place("etl", "r1", "load"),
         Place("etl", "r1", None),
     ]
+
+
+def test_a_fresh_record_in_a_span_not_come_waits_and_a_trace_of_two_runs_gives_none(store: SqlStore) -> None:
+    import time
+
+    now = time.time()
+    store.logs.write_logs([_record("l-fresh", now), _record("l-two", now)])
+    store.spans.link_spans([Link(T1, "s-run", "etl", "r1", None, now)])
+    store.spans.park([("l-fresh", T1, "s-late", now)])
+    store.spans.settle([T1])
+    # placed on its run meanwhile, still parked: its span (another process's, say) may come yet
+    assert _log(store, "l-fresh") == ("etl", "r1", None) and store.spans.count_parked() == 1
+    store.spans.link_spans([Link(T1, "s-late", "etl", "r1", "publish", now)])
+    assert _log(store, "l-fresh") == ("etl", "r1", "publish") and store.spans.count_parked() == 0
+    # a pipeline triggered by another's, in the other's trace: a record of an unknown span is on neither
+    store.spans.link_spans([Link(T2, "p-run", "ci", "parent", None, now), Link(T2, "c-run", "ci", "child", None, now)])
+    store.spans.park([("l-two", T2, "s-x", now)])
+    store.spans.settle([T2])
+    assert _log(store, "l-two") == (None, None, None) and store.spans.resolve([(T2, "s-x")]) == [None]
+
+
+def test_a_second_server_that_finds_log_records_came_links_the_spans_it_stored_meanwhile(store_url: str) -> None:
+    from flowsight.model.runs.events import Event, EventKind
+    from flowsight.store import open_store
+
+    with open_store(store_url) as a, open_store(store_url) as b:
+        assert not b.spans.logs_seen()  # b looked: no records yet, it will not look again for a while
+        a.spans.saw_logs()
+        ids = {"otel.trace_id": T1, "otel.span_id": "s-b"}
+        b.runs.write_events([Event(id="eb", ts=1.0, kind=EventKind.STARTED, workflow="etl", run_id="rb", attrs=ids)])
+        assert not b.spans.logs_seen()  # not linked by b yet
+        b.spans._look_at = 0.0  # the while has passed
+        assert b.spans.logs_seen()
+        assert a.spans.resolve([(T1, "s-b")]) == [Place("etl", "rb", None)]

@@ -124,7 +124,7 @@ def _read_one(reader: Reader, path: Path, raw: Any, base_dir: FsPath, names: dic
     name = t.unique_name(names, "receiver")
     from flowsight.alerting.notifiers import EXPORT_PREFIX  # lazily, as notifier_class (see the docstring)
 
-    if name is not None and name.startswith(EXPORT_PREFIX):
+    if name is not None and name.lower().startswith(EXPORT_PREFIX):  # in any case: SQLite's LIKE ignores it
         reader.error(
             t.at("name"), f"a receiver's name may not begin with {EXPORT_PREFIX!r}: the exporters' ([export]) names do"
         )

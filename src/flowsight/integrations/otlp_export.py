@@ -222,9 +222,10 @@ def _span_at(
 
 
 class OtlpExporter:
-    """Sends the outbox's export items: each batch of runs' spans, then their
-    log records, in requests of :data:`CHUNK` at most, each to be taken whole
-    before the next is sent."""
+    """Sends the outbox's export items: run after run, its spans, then its
+    log records, in requests of :data:`CHUNK` at most, each to be taken
+    before the next is sent (a failure sends the item again from its first
+    run: at least once, with the same ids)."""
 
     def __init__(
         self,
@@ -255,20 +256,10 @@ class OtlpExporter:
             out.logs += one.logs
         return out
 
-    def requests(self, runs: Sequence[str]) -> list[tuple[str, bytes]]:
-        """The item's requests: (path, gzip-compressed protobuf body), spans first."""
-        t = self.telemetry(runs)
-        out = [
-            ("/v1/traces", encode_spans(t.spans[i : i + CHUNK]).SerializeToString())
-            for i in range(0, len(t.spans), CHUNK)
-        ]
-        out += [
-            ("/v1/logs", encode_logs(t.logs[i : i + CHUNK]).SerializeToString()) for i in range(0, len(t.logs), CHUNK)
-        ]
-        return [(path, gzip.compress(body, compresslevel=6)) for path, body in out]
-
     async def send_body(self, body: bytes) -> None:
-        """Send one outbox item.
+        """Send one outbox item: its runs read a run at a time, their spans
+        and log records sent in requests of :data:`CHUNK` (at most a chunk
+        and one run's are held in memory).
 
         Raises:
             DeliveryError: not all sent: temporary (the endpoint down, a 429
@@ -280,17 +271,37 @@ class OtlpExporter:
         except ValueError as exc:
             raise DeliveryError(str(exc), permanent=True) from None
         key = hashlib.sha256(body).hexdigest()[:32]
-        for i, (path, data) in enumerate(await asyncio.to_thread(self.requests, runs)):
-            resp = await post_body(
-                f"{self.base}{path}",
-                data,
-                idempotency_key=f"{key}-{i}",
-                kind="OTLP endpoint",
-                timeout=self.timeout,
-                headers=self.headers,
-                content_type="application/x-protobuf",
-            )
-            _partial_success(resp.content, path)
+        held: dict[str, list[Any]] = {"/v1/traces": [], "/v1/logs": []}
+        sent = 0
+        for i, run_id in enumerate(runs):
+            t = await asyncio.to_thread(self.telemetry, [run_id])
+            held["/v1/traces"] += t.spans
+            held["/v1/logs"] += t.logs
+            last = i == len(runs) - 1
+            for path, items in held.items():
+                while len(items) >= CHUNK or (last and items):
+                    chunk, items[:] = items[:CHUNK], items[CHUNK:]
+                    await self._post(path, chunk, f"{key}-{sent}")
+                    sent += 1
+
+    async def _post(self, path: str, items: list[Any], idempotency_key: str) -> None:
+        data = await asyncio.to_thread(_encoded, path, items)
+        resp = await post_body(
+            f"{self.base}{path}",
+            data,
+            idempotency_key=idempotency_key,
+            kind="OTLP endpoint",
+            timeout=self.timeout,
+            headers=self.headers,
+            content_type="application/x-protobuf",
+        )
+        _partial_success(resp.content, path)
+
+
+def _encoded(path: str, items: list[Any]) -> bytes:
+    """A request's body: the spans or log records, OTLP protobuf by OpenTelemetry's encoder, gzip."""
+    message = encode_spans(items) if path == "/v1/traces" else encode_logs(items)
+    return gzip.compress(message.SerializeToString(), compresslevel=6)
 
 
 def _partial_success(answer: bytes, path: str) -> None:

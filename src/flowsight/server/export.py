@@ -38,8 +38,10 @@ CURSOR = "export.otlp.cursor"
 SETTLE = 10.0
 
 
-#: ended runs in one outbox item at most (one item: one request of spans, one of log records, or a few)
+#: ended runs in one outbox item at most (sent a run at a time: its spans, then its log records)
 RUNS_PER_ITEM = 50
+#: how long one item may take in all (each of its requests has the configured timeout)
+ITEM_TIMEOUT = 3600.0
 
 
 class ExportService:
@@ -62,7 +64,8 @@ class ExportService:
         self.exporter = OtlpExporter(
             store, config.endpoint, headers=config.headers, timeout=config.timeout, logs=config.logs
         )
-        # an item is a few requests, each bounded by the configured timeout
+        # an item is many requests, each bounded by the configured timeout; the item's bound only
+        # catches what no request's timeout does
         self.dispatcher = Dispatcher(
             store,
             {},
@@ -70,7 +73,7 @@ class ExportService:
             clock=clock,
             on_broken=on_broken,
             on_recovered=on_recovered,
-            send_timeout=max(60.0, 6 * config.timeout),
+            send_timeout=ITEM_TIMEOUT,
         )
         self.worker = DeliveryWorker(self.dispatcher, interval)
         self.handed = 0  # runs handed over since start
@@ -122,14 +125,7 @@ class ExportService:
             if last == at:
                 break
             at = last
-        self._read = max(self._read, at)
-        if in_order:
-            safe = self._read
-        else:
-            self._reads.append((now, self._read))
-            safe = self._safe
-            while self._reads and self._reads[0][0] <= now - SETTLE:
-                safe = self._reads.popleft()[1]
+        if not in_order:
             self._recent = {r: t for r, t in self._recent.items() if t > now - 3 * SETTLE}
         fresh = [r for r in dict.fromkeys(ended) if r not in self._recent]
         handed = 0
@@ -138,6 +134,15 @@ class ExportService:
             handed += len(self.store.exports.hand_over(EXPORTER, chunk, now, now + self.config.delay))
             if not in_order:
                 self._recent.update(dict.fromkeys(chunk, now))
+        # only now, every run read handed over: a failed round is read again whole
+        self._read = max(self._read, at)
+        if in_order:
+            safe = self._read
+        else:
+            self._reads.append((now, self._read))
+            safe = self._safe
+            while self._reads and self._reads[0][0] <= now - SETTLE:
+                safe = self._reads.popleft()[1]
         if safe != self._safe:
             self.store.kept.save(CURSOR, safe)
             self._safe = safe

@@ -209,7 +209,8 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
         mapped.events.sort(key=lambda ev: ev.ts)
         await st.committer.submit(mapped.events)
         links = span_links(mapped.events)
-        linking: bool = bool(links) and await _in_store(st, st.store.spans.logs_seen)  # no log records yet: none
+        spans = st.store.spans  # no log records yet: no links (asked of the store now and then)
+        linking: bool = bool(links) and (spans.logs_seen() if spans.known else await _in_store(st, spans.logs_seen))
         if linking:
             await _in_store(st, lambda: st.store.spans.link_spans(links))
         partial = _partial(mapped.refused, mapped.spans, "spans")
@@ -249,8 +250,8 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
 
         mapped = await decode_off_loop(body, read)
         traced = [(log.trace_id, log.span_id) for log in mapped.logs if log.trace_id]
-        if traced:
-            await _in_store(st, st.store.spans.saw_logs)  # spans are linked from now on
+        if traced and not st.store.spans.linking:  # spans are linked from now on (the first: a back-fill, in a thread)
+            await asyncio.to_thread(st.store.spans.saw_logs)
         places = iter(await _in_store(st, lambda: st.store.spans.resolve(traced)) if traced else ())
         records, parked = [], []
         for log in mapped.logs:

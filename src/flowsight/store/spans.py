@@ -19,13 +19,17 @@ Both settle after their own writes committed, so whichever commits second
 finds the other's rows: no record is left parked while its span is linked.
 A parked record whose span is not linked but whose trace has a run gets the
 run (no step) until its span comes; it leaves the parking when its span
-does, when its run's own span does (which ends last: a span that has not
-come by then is one its rule passed over, an HTTP call inside a step), or
-after :data:`PARKED_FOR` (a trace nobody maps).
+does, when its run's own span has come and the record is
+:data:`GIVE_UP_SPAN` old (the run's span ends last: a span not come by then
+is one its rule passed over, an HTTP call inside a step), or after
+:data:`PARKED_FOR` (a trace nobody maps). A trace of more than one run (a
+CI/CD pipeline triggered from another's) gives no run to a record whose own
+span is not linked.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -41,6 +45,8 @@ PARKED_FOR = 86_400.0
 SEEN, LOOK_EVERY = "otlp.logs_seen", 10.0
 #: the events read back for spans when the first log records come
 BACKFILL = 200_000
+#: a record whose span has not come this long after it was written, its run's span come, is left on the run
+GIVE_UP_SPAN = 300.0
 
 
 class Link(NamedTuple):
@@ -79,15 +85,31 @@ class SpanLinks:
         self._db = db
         self._seen = False
         self._look_at = 0.0  # (monotonic) when to ask the store again whether log records came
+        self._turning = threading.Lock()  # one back-fill a process
+
+    @property
+    def linking(self) -> bool:
+        """Whether spans are linked (log records came, as far as this process knows)."""
+        return self._seen
+
+    @property
+    def known(self) -> bool:
+        """Whether :meth:`logs_seen` answers without asking the store (it said
+        yes, or it need not look again yet)."""
+        return self._seen or time.monotonic() < self._look_at
 
     def logs_seen(self) -> bool:
         """Whether OTLP log records ever came (to this server or another over
         the store): until then spans are not linked, a server that takes
         traces only writes nothing for them. Asks the store at most every
-        :data:`LOOK_EVERY` seconds while the answer is no."""
+        :data:`LOOK_EVERY` seconds while the answer is no; the server that
+        finds it turned (another one took the first records) links the
+        spans among the newest events first, its own of the while it did not
+        know included."""
         if not self._seen and time.monotonic() >= self._look_at:
             self._look_at = time.monotonic() + LOOK_EVERY
-            self._seen = bool(self._db.read("SELECT 1 FROM kept_state WHERE name = ?", (SEEN,)))
+            if self._db.read("SELECT 1 FROM kept_state WHERE name = ?", (SEEN,)):
+                self._turn()
         return self._seen
 
     def saw_logs(self) -> None:
@@ -95,7 +117,7 @@ class SpanLinks:
         links spans from now on), and link the spans of the last
         :data:`BACKFILL` events (the traces whose spans came before their
         first records)."""
-        if self.logs_seen():
+        if self._seen:
             return
         with self._db.txn("save of otlp.logs_seen") as cur:
             cur.execute(
@@ -105,8 +127,14 @@ class SpanLinks:
                 ),
                 (SEEN, time.time()),
             )
-        self._seen = True
-        self.link_spans(self._spans_stored())
+        self._turn()
+
+    def _turn(self) -> None:
+        """Link the stored spans, then say seen (a back-fill that fails is done again next time)."""
+        with self._turning:
+            if not self._seen:
+                self.link_spans(self._spans_stored())
+                self._seen = True
 
     def _spans_stored(self) -> list[Link]:
         """The links of the spans among the last :data:`BACKFILL` events (each span's first event)."""
@@ -167,24 +195,30 @@ class SpanLinks:
         parked: list[Any] = []
         for chunk in _chunks(traces):
             parked += self._db.read(
-                f"SELECT log_id, trace_id, span_id FROM otel_pending WHERE trace_id IN ({_marks(len(chunk))})", chunk
+                f"SELECT log_id, trace_id, span_id, ts FROM otel_pending WHERE trace_id IN ({_marks(len(chunk))})",
+                chunk,
             )
+        waited = time.time() - GIVE_UP_SPAN
         if not parked:
             return 0
         by_trace = self._links(sorted({row[1] for row in parked}))
         exact: list[tuple[str, str, str | None, str]] = []
         run_only: list[tuple[str, str, str]] = []
-        for log_id, trace, span in parked:
+        for log_id, trace, span, ts in parked:
             links = by_trace.get(trace)
             if not links:
                 continue
             place = _place(links, span)
             if place is None:
                 continue
-            # a record in no span: its trace's run is all there is to know; in a span not linked
-            # once the run's own span is (it ends, and comes, last): one its rule passed over
-            if place.exact or not span or any(p.step is None for p in links.values()):
+            if place.exact:
                 exact.append((place.workflow, place.run_id, place.step, log_id))
+                continue
+            # a record in no span: its trace's run is all there is to know; in a span not linked
+            # while the run's own span is, and it waited GIVE_UP_SPAN: one its rule passed over
+            ran = any(p.step is None for p in links.values())
+            if not span or (ran and float(ts) < waited):
+                exact.append((place.workflow, place.run_id, None, log_id))
             else:
                 run_only.append((place.workflow, place.run_id, log_id))
         if not exact and not run_only:
@@ -230,13 +264,13 @@ class SpanLinks:
 
 
 def _place(links: dict[str, Place], span: str | None) -> Place | None:
-    """The span's place among its trace's ``links``; else the trace's run
-    (its run span's, else any span's run), with no step."""
+    """The span's place among its trace's ``links``; else the trace's run,
+    with no step, where the trace has one run."""
     if span is not None:
         place = links.get(span)
         if place is not None:
             return place
-    if not links:
-        return None
-    top = next((p for p in links.values() if p.step is None), None) or next(iter(links.values()))
+    if not links or len({p.run_id for p in links.values()}) > 1:
+        return None  # no run, or several (a pipeline triggered by another's): only the span can say
+    top = next(iter(links.values()))
     return Place(top.workflow, top.run_id, None, exact=False)

@@ -145,14 +145,20 @@ def apply_event(m: ExecutionMetrics, ev: Event, steps: bool = True) -> Outcome:
     metrics and the transitions). The :data:`DATASETS` of every event are
     kept on the run, each list merged in the order first seen.
     """
-    attrs = ev.attrs
-    if "lineage_inputs" not in attrs and "lineage_outputs" not in attrs:
+    attrs, kept = ev.attrs, m.attrs
+    if (
+        "lineage_inputs" not in attrs
+        and "lineage_outputs" not in attrs
+        and "lineage_inputs" not in kept
+        and "lineage_outputs" not in kept
+    ):
         return _apply(m, ev, steps)
-    before = {k: m.attrs.get(k) for k in DATASETS}
+    before = {k: kept.get(k) for k in DATASETS}
     out = _apply(m, ev, steps)
-    merged = dict(m.attrs)
+    refused = out.transition is not None and not out.transition.applied
+    merged = dict(m.attrs)  # a Started may have replaced them: what the run had is kept
     for k in DATASETS:
-        names = [*_names(before[k]), *_names(m.attrs.get(k)), *_names(attrs.get(k))]
+        names = [*_names(before[k]), *_names(m.attrs.get(k)), *([] if refused else _names(attrs.get(k)))]
         if names:
             merged[k] = list(dict.fromkeys(names))
         else:
