@@ -217,12 +217,14 @@ def test_grandchildren_of_a_wrapped_command_burning_cpu_are_the_runs_cpu(
 BUSY_THEN_SLEEP = (
     f"echo '::step busy::'; {sys.executable} -c 'import time\nend = time.time() + 3\n"
     'while time.time() < end: pass\nprint("cpu-seconds", time.process_time())\'; '
-    "echo '::step sleep::'; sleep 3"
+    # the sleeping step outlasts a sampler kept waiting by a loaded machine: its start and end
+    # boundaries are then sampled apart (a sampler later than a step's length samples both at once)
+    "echo '::step sleep::'; sleep 8"
 )
 
 
 def test_each_steps_cpu_comes_from_its_own_interval_at_the_default_sampling(serve: Serve, tmp_path: Path) -> None:
-    """At the default 5 s sampling a 3 s busy step and a 3 s sleeping one
+    """At the default 5 s sampling a 3 s busy step and a sleeping one
     would share one sample; the server samples the run at each step's start
     and end (and the run's), stamped there, so each has its own."""
     server = serve()
