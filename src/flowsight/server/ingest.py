@@ -178,7 +178,7 @@ def decode_items(
             raise _malformed(exc, body) from None
     else:
         items = wire if isinstance(wire, list) else [wire]
-        _check_count(len(items), limits, plural)
+        check_count(len(items), limits, plural)
         out: list[T | EventError] = []
         for i, w in enumerate(items):
             try:
@@ -194,7 +194,7 @@ def decode_items(
     if not isinstance(data, list):
         article = "an" if noun[0] in "aeiou" else "a"
         raise HttpError(400, f"body must be {article} {noun} object or an array of them, got {type(data).__name__}")
-    _check_count(len(data), limits, plural)
+    check_count(len(data), limits, plural)
     return list(parse(data))
 
 
@@ -268,7 +268,8 @@ def _malformed(exc: msgspec.DecodeError, body: bytes) -> HttpError:
     return HttpError(400, f"malformed JSON: {text}")
 
 
-def _check_count(n: int, limits: Limits, plural: str = "events") -> None:
+def check_count(n: int, limits: Limits, plural: str = "events") -> None:
+    """Refuse a request of more items than the server takes at once (413)."""
     if n > limits.max_events:
         raise HttpError(413, f"{n} {plural} in one request; the limit is {limits.max_events}: send smaller batches")
 

@@ -58,7 +58,7 @@ from flowsight.integrations.otlp_logs import MappedLogs, OtelLog, map_logs
 from flowsight.logs.records import LogRecord
 from flowsight.model.runs.events import Event, EventKind
 from flowsight.server.http import route
-from flowsight.server.ingest import decode_off_loop, inflated, read_body
+from flowsight.server.ingest import check_count, decode_off_loop, inflated, read_body
 from flowsight.server.logs_api import store_logs
 from flowsight.store.spans import Link, Place
 
@@ -182,16 +182,6 @@ async def _post(request: Request, st: ServerContext, take: Callable[[bytes, str]
     return _answer(answer, encoding)
 
 
-def _bounded(n: int, noun: str, st: ServerContext) -> None:
-    """Refuse a request of more than the server takes at once (as ``/api/v1/events`` does).
-
-    Raises:
-        HttpError: 413.
-    """
-    if n > st.limits.max_events:
-        raise HttpError(413, f"{n} {noun} in one request; the limit is {st.limits.max_events}: send smaller batches")
-
-
 async def _in_store(st: ServerContext, work: Callable[[], T]) -> T:
     """``work`` (store calls) inline where writes are CPU work, else in a thread."""
     return work() if st.store.writes_inline else await asyncio.to_thread(work)
@@ -201,7 +191,7 @@ async def post_traces(request: Request, st: ServerContext) -> Response:
     async def take(body: bytes, encoding: str) -> Message:
         def read(b: bytes) -> Mapped:
             req = decode_traces(b, encoding)
-            _bounded(sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans), "spans", st)
+            check_count(sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans), st.limits, "spans")
             return map_request(req, st.otlp_services)
 
         mapped = await decode_off_loop(body, read)
@@ -245,7 +235,9 @@ async def post_logs(request: Request, st: ServerContext) -> Response:
 
         def read(b: bytes) -> MappedLogs:
             req = decode(b, encoding, ExportLogsServiceRequest)
-            _bounded(sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs), "log records", st)
+            check_count(
+                sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs), st.limits, "log records"
+            )
             return map_logs(req, now)
 
         mapped = await decode_off_loop(body, read)
