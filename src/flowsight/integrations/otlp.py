@@ -49,6 +49,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from msgspec.structs import replace
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -139,10 +141,22 @@ def id_problem(name: str, value: bytes, size: int, *, empty: bool) -> str | None
 
 
 def _check(span: Span) -> None:
+    trace, sid, parent = span.trace_id, span.span_id, span.parent_span_id
+    ids_fine = (
+        len(trace) == 16
+        and len(sid) == 8
+        and any(trace)
+        and any(sid)
+        and (not parent or len(parent) == 8 and any(parent))
+    )
     for name, value, size, empty in (
-        ("trace_id", span.trace_id, 16, False),
-        ("span_id", span.span_id, 8, False),
-        ("parent_span_id", span.parent_span_id, 8, True),
+        (
+            ("trace_id", span.trace_id, 16, False),
+            ("span_id", span.span_id, 8, False),
+            ("parent_span_id", span.parent_span_id, 8, True),
+        )
+        if not ids_fine
+        else ()
     ):
         problem = id_problem(name, value, size, empty=empty)
         if problem is not None:
@@ -340,14 +354,18 @@ def span_events(span: Span, resource: Mapping[str, Any], scope: str, mapping: st
     base = fact_id_at(span.start_time_unix_nano, SOURCE, *key)
     workflow, run_id, step = role.workflow, role.run_id, role.step
     ids = {"otel.trace_id": trace, "otel.span_id": sid}
-    if step is None:
-        first, first_attrs = K.STARTED, {**ids, "otel.span": span.name}
-    else:
-        first, first_attrs = K.STEP_STARTED, ids
-    # the first event checked whole by finish_wire, as an event sent to /api/v1/events is
+    # the first event checked by finish_wire, as an event sent to /api/v1/events is; its attributes
+    # are the span's ids (hex made here) and, on a run's, the span's name: that one checked here
+    first = K.STARTED if step is None else K.STEP_STARTED
     wire = WireEvent(id=f"{base}-{first._value_}", ts=start, kind=first, workflow=workflow, run_id=run_id)
-    wire.step, wire.attrs = step, first_attrs
+    wire.step = step
     opened = finish_wire(wire)
+    if step is None:
+        first_attrs = {**ids, "otel.span": span.name}
+        check_attrs(first_attrs)
+    else:
+        first_attrs = ids
+    opened = replace(opened, attrs=first_attrs)
     if not end:
         into.append(opened)
         return

@@ -164,6 +164,8 @@ class PerformanceMonitor:
         return past
 
     def _check_baselines(self, metric: str, workflow: str, step: str, seconds: float, now: float) -> None:
+        if not self.baselines:
+            return
         rules = [
             b
             for b in self.baselines
