@@ -103,6 +103,18 @@ class StoreFullError(StoreError):
     (SQLite's "database or disk is full", PostgreSQL's ``DiskFull``)."""
 
 
+class FencedError(StoreError):
+    """A write of a singleton duty (alerting, detectors, retention, export)
+    refused because this server no longer holds the duty's lease: another
+    replica took it over (a newer epoch), so what this one would write is
+    stale. Nothing of the transaction was written."""
+
+
+class SingleNodeError(StoreError):
+    """A second server on a SQLite file: SQLite is single-node (several
+    replicas need PostgreSQL)."""
+
+
 class DeliveryError(FlowsightError):
     """A receiver did not take a notification. ``permanent`` errors (a 4xx
     other than 429, a command that is not there) mark the receiver broken;

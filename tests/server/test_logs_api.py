@@ -336,8 +336,10 @@ def entries(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def limited(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    # a server of its own beside `seeded`'s: on SQLite a store of its own too (one server a file)
+    sqlite = not module_store_url.startswith("postgresql://")
     s = start_server(
-        module_store_url,
+        str(tmp_path_factory.mktemp("limited") / "flowsight.db") if sqlite else module_store_url,
         "--max-events",
         str(MAX_ITEMS),
         "--max-body",

@@ -124,7 +124,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server:
     assert out.returncode == 0, f"{' '.join(cmd)}\n{report[-6000:]}\n--- server log ---\n{server.output()[-3000:]}"
     generated = re.search(r"(\d+) generated", report)
     assert generated is not None and int(generated.group(1)) >= 200, report[-2000:]
-    assert "Operations:       28 selected" in report
+    assert "Operations:       29 selected" in report
     for phase in ("Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}\b", report), report[-3000:]
     # the stateful phase ran over the document's links (how many it follows depends on what the
@@ -168,6 +168,7 @@ def test_the_document_describes_every_route(server: Server) -> None:
         ("GET", "/api/v1/metrics/series"),
         ("GET", "/api/v1/overview"),
         ("GET", "/api/v1/performance"),
+        ("GET", "/api/v1/cluster"),
     }
     text = httpx.get(f"{server.url}/openapi.json").text
     for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):

@@ -42,6 +42,7 @@ retried and logged as notifications are, but never given up for their age
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import random
@@ -176,7 +177,11 @@ class Dispatcher:
         self._db_thread.shutdown(wait=True)
 
     async def _db(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args, **kw))
+        # in the caller's context: a replica's leading round fences these writes too (flowsight.store.leases)
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db_thread, functools.partial(ctx.run, fn, *args, **kw)
+        )
 
     async def run_once(self, now: float | None = None, *, stop: asyncio.Event | None = None) -> int:
         """Send everything due at ``now``; returns how many were delivered.

@@ -149,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="quiet time before a run without history counts as stalled (default 30m)",
     )
     serve.add_argument(
+        "--replica-id",
+        default=None,
+        metavar="NAME",
+        help="this server's name among the replicas on one PostgreSQL store (default: hostname:pid)",
+    )
+    serve.add_argument(
+        "--lease",
+        type=_duration,
+        default=10.0,
+        help="how long a replica's lease on a singleton duty lasts unless renewed (default 10s; "
+        "a leader killed outright is replaced within it and a third more)",
+    )
+    serve.add_argument(
         "--log-retention",
         type=_retention,
         default=argparse.SUPPRESS,
@@ -348,6 +361,8 @@ def cmd_serve(store: Store, args: argparse.Namespace, out: Console) -> int:
         config=config,
         log_retention=retention,
         allowed_hosts=[*config.allowed_hosts, *args.allowed_host],
+        replica_id=args.replica_id,
+        lease=args.lease,
     )
     return 0
 

@@ -41,13 +41,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowsight.alerting.delivery import Dispatcher
 from flowsight.alerting.manager import AlertManager, Notification
 from flowsight.alerting.notifiers import Notifier
 from flowsight.config import Config, build_notifier
-from flowsight.errors import StoreError
+from flowsight.errors import FencedError, StoreError
 from flowsight.model.alerts import Alert, AlertStatus, Severity, Silence
 from flowsight.logs.analyzer import LogAnalyzer, TemplateCount
 from flowsight.monitors.log import ANALYZER_STATE, LogMonitor
@@ -57,12 +57,17 @@ from flowsight.server.adoption import StoredByOthers
 from flowsight.server.log_round import LogRound
 from flowsight.server.rule_events import RuleEvents
 from flowsight.store.interface import Store
+from flowsight.store.leases import FENCE
+
+if TYPE_CHECKING:
+    from flowsight.server.leadership import Duty
 
 log = logging.getLogger("flowsight.alerts")
 R = TypeVar("R")
 
 #: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
 SEND_CHUNK = 1_000
+RULES_SEQ = "alerting.rules_seq"  # kept: the last event seq the leading replica's rules have read
 
 
 @contextlib.contextmanager
@@ -93,8 +98,13 @@ class AlertingService:
         clock: Callable[[], float] = time.time,
         notifiers: Mapping[str, Notifier] | None = None,
         interval: float = 1.0,
+        duty: Duty | None = None,
     ) -> None:
         self.store = store
+        # the "alerting" duty where several replicas share the store (None: this server leads, unfenced)
+        self.duty = duty
+        self._term = 0  # the duty's term (Duty.changes) this server's rules were set up for
+        self._rules_seq = -1  # the last RULES_SEQ kept
         self.config = config
         self.clock = clock
         self.interval = interval
@@ -178,6 +188,20 @@ class AlertingService:
                 self.manager.add_silence(s)
             self.rules.restore([s.alert for s in states])  # so it can resolve what it raised before
             self.schedules.restore([s.alert for s in states])
+        if saved is not None:
+            self.logs.restore(saved)
+        self._term = self.duty.changes if self.duty is not None else 0
+
+    def _promote(self, am: AlertManager) -> None:
+        """This replica has just taken the lead (on the manager's thread): the
+        rules take over the alerts the last leader raised, so they can resolve
+        them, and read the events from where its rules stopped."""
+        alerts = [st.alert for st in am.snapshot()]
+        self.rules.restore(alerts)
+        self.schedules.restore(alerts)
+        kept = self.store.kept.load(RULES_SEQ)
+        self.rule_events.start_at(int(kept) if isinstance(kept, int) else self.store.runs.last_seq())
+        saved = self.store.kept.load(ANALYZER_STATE)
         if saved is not None:
             self.logs.restore(saved)
 
@@ -266,8 +290,41 @@ class AlertingService:
 
     # ---- the loop --------------------------------------------------------------
     async def step(self, now: float | None = None) -> int:
-        """One round; returns the notifications delivered."""
+        """One round; returns the notifications delivered (none where
+        another replica leads the alerting: this one only follows)."""
         now = self.clock() if now is None else now
+        duty = self.duty
+        if duty is None:
+            return await self._lead(now)
+        if duty.fence is None:
+            await self._follow(now)
+            return 0
+        fenced = FENCE.set(duty.fence)  # this task's writes, and those of the threads it hands work to
+        try:
+            if duty.changes != self._term:
+                await self._manager(self._promote)
+                self._term = duty.changes
+            return await self._lead(now)
+        finally:
+            FENCE.reset(fenced)
+
+    async def _follow(self, now: float) -> None:
+        """A round where another replica leads: take in the alerts it keeps
+        (and the silences), and keep the alerts raised here for it to send."""
+        silences = await asyncio.to_thread(self._changed_silences)
+        foreign = await asyncio.to_thread(self.others.take)
+        if foreign:
+            await self._manager(AlertManager.restore, foreign)
+        await self._manager(self._add_silences, silences)
+        await self._save(now)
+        self.rule_events.start_at(0)  # the leader reads the events: nothing kept here for it
+
+    @staticmethod
+    def _add_silences(am: AlertManager, silences: list[Silence]) -> None:
+        for s in silences:
+            am.add_silence(s)
+
+    async def _lead(self, now: float) -> int:
         silences = await asyncio.to_thread(self._changed_silences)
         await asyncio.to_thread(self._rules_round, now)
         foreign = await asyncio.to_thread(self.others.take)
@@ -282,10 +339,9 @@ class AlertingService:
         await self._manager(_nothing)  # what delivery raised (ReceiverBroken) is in the manager from now on
         return delivered
 
-    @staticmethod
-    def _tick(am: AlertManager, silences: list[Silence], now: float) -> list[Notification]:
-        for s in silences:
-            am.add_silence(s)
+    @classmethod
+    def _tick(cls, am: AlertManager, silences: list[Silence], now: float) -> list[Notification]:
+        cls._add_silences(am, silences)
         return am.tick(now)
 
     async def _save(self, now: float) -> None:
@@ -307,6 +363,14 @@ class AlertingService:
         self.rules.tick(now)
         self.schedules.tick(self.rule_events.known_until(now))  # as its clock does
         self.logs.run(now)
+        if self.duty is not None and self.rule_events.last_seq != self._rules_seq:
+            try:
+                self.store.kept.save(RULES_SEQ, self.rule_events.last_seq)  # where the next leader's rules start
+            except FencedError:
+                raise  # another replica leads: this round goes no further
+            except StoreError:  # the store is away or full (said by the store): saved again next round
+                return
+            self._rules_seq = self.rule_events.last_seq
 
     def template_counts(
         self, n: int, *, since: float | None = None, until: float | None = None, workflow: str | None = None
@@ -345,10 +409,15 @@ class AlertingService:
         self._stop.set()
         await self._task
         self._task = None
-        await self._save(self.clock())
-        self.logs.save_if_changed(self.clock())
-        self.dispatcher.close()
-        self._manager_thread.shutdown(wait=True)
+        # the last saves too are fenced: refused if another replica leads by now
+        fenced = FENCE.set(self.duty.fence if self.duty is not None else None)
+        try:
+            await self._save(self.clock())
+            self.logs.save_if_changed(self.clock())
+        finally:
+            FENCE.reset(fenced)
+            self.dispatcher.close()
+            self._manager_thread.shutdown(wait=True)
 
     async def _loading(self, stop: asyncio.Event) -> None:
         """Wait for :meth:`load`; read the store again while it fails."""
@@ -369,6 +438,8 @@ class AlertingService:
         while not stop.is_set():
             try:
                 await self.step()
+            except FencedError as exc:  # another replica took the lead mid-round: this one follows from now on
+                log.warning("alerting round stopped: %s", exc)
             except Exception as exc:  # a bad round must not end alerting; the next one tries again
                 # said once, then once a minute while it lasts (a store that is down fails every round)
                 said, when = last_said

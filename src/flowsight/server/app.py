@@ -25,6 +25,7 @@ from flowsight.model.hosts import AllowedHosts
 from flowsight.monitors.performance import PerformanceMonitor
 from flowsight.server import (
     alerts_api,
+    cluster_api,
     dashboard_api,
     faults_api,
     lineage_api,
@@ -43,6 +44,7 @@ from flowsight.server.follow import StoreFollower
 from flowsight.server.hosts import HostCheck
 from flowsight.server.http import http_error, json, mount, route
 from flowsight.server.ingest import Committer, Limits
+from flowsight.server.leadership import Alone, Leadership
 from flowsight.server.openapi import build_openapi
 from flowsight.server.pages import dashboard_routes
 from flowsight.server.retention import DEFAULT_INTERVAL, DEFAULT_RETENTION, LogRetention
@@ -82,6 +84,7 @@ def create_app(
     log_purge_interval: float = DEFAULT_INTERVAL,
     may_be_open: bool = True,
     allowed_hosts: AllowedHosts | None = None,
+    leadership: Leadership | None = None,
 ) -> Starlette:
     """The app over ``store``; the caller keeps ownership of the store.
     Alerting follows ``config`` (default: built-in rules, alerts to the log).
@@ -94,10 +97,13 @@ def create_app(
     holds no token and none has been seen (see :class:`Authenticator`); a
     server listening beyond loopback passes False. ``allowed_hosts``: a
     request with any other ``Host`` is refused (see :mod:`flowsight.server.hosts`;
-    None: no check, for an app served in-process)."""
+    None: no check, for an app served in-process). ``leadership``: this
+    server's part in a group of replicas on one store (see
+    :mod:`flowsight.server.leadership`; None: it does every duty itself)."""
     hub = hub or Hub(store, track=False)
     cfg = config or Config.default()
-    alerting = alerting or AlertingService(store, cfg)
+    cluster: Leadership | Alone = leadership or Alone()
+    alerting = alerting or AlertingService(store, cfg, duty=cluster.duty("alerting"))
     hub.hooks.append(alerting.rule_events.observe)
     st = ServerContext(
         store=store,
@@ -110,6 +116,7 @@ def create_app(
         on_logs=on_logs,
         performance_raw_retention=cfg.performance_raw_retention,
         otlp_services=cfg.otlp_services,
+        cluster=cluster,
     )
     st.committer.on_commit = st.counters.on_commit
     if log_retention is not None:
@@ -133,22 +140,35 @@ def create_app(
     # last events and whose outbox is saved; log retention last. (Started so,
     # the detectors and the sampler begin before the follower and the warmer:
     # none of them waits for another.)
+    # The singleton duties (see flowsight.server.leadership): started here when
+    # this server is alone, by the leadership while it leads them otherwise.
+    retention = cluster.wrap("retention", [st.log_retention] if st.log_retention is not None else [])
+    detectors = cluster.wrap(
+        "detectors",
+        [Loop("flowsight-faults", st.fault_monitor.monitor_faults)] if st.fault_monitor is not None else [],
+    )
+    export = cluster.wrap(
+        "export",
+        [
+            ExportService(
+                store, cfg.otlp_export, on_broken=alerting.receiver_broken, on_recovered=alerting.receiver_recovered
+            )
+        ]
+        if cfg.otlp_export is not None
+        else [],
+    )
     services: list[Service] = [
-        *([st.log_retention] if st.log_retention is not None else []),
+        *retention,
         alerting,  # loads what the store kept without waiting: the port is bound meanwhile
         st.committer,
-        *([Loop("flowsight-faults", st.fault_monitor.monitor_faults)] if st.fault_monitor is not None else []),
+        *([leadership] if leadership is not None else []),  # stopped before the committer and alerting
+        *detectors,
         sampling,
         dashboard_api.OverviewWarmer(store),
         StoreFollower(hub),
         SourceFollower(store, cfg.logs.sources),
+        *export,
     ]
-    if cfg.otlp_export is not None:
-        services.append(
-            ExportService(
-                store, cfg.otlp_export, on_broken=alerting.receiver_broken, on_recovered=alerting.receiver_recovered
-            )
-        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,6 +189,7 @@ def create_app(
         metrics.routes(),
         otlp_api.routes(),
         lineage_api.routes(),
+        cluster_api.routes(),
         [
             route("/healthz", GET=(None, get_health)),
             Route("/openapi.json", get_openapi, methods=["GET"]),

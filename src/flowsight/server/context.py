@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from flowsight.server.alerting import AlertingService
     from flowsight.server.auth import Authenticator
     from flowsight.server.ingest import Committer, Limits
+    from flowsight.server.leadership import Alone, Leadership
     from flowsight.server.retention import LogRetention
     from flowsight.store.interface import Store
 
@@ -50,3 +51,5 @@ class ServerContext:
     started_at: float = field(default_factory=time.time)
     #: [otlp.services.NAME] mapping: the rule each service's spans are held to (POST /v1/traces)
     otlp_services: dict[str, str] = field(default_factory=dict)
+    #: this server's part in a group of replicas (Alone: it does every duty itself)
+    cluster: Leadership | Alone | None = None

@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flowsight.server.cluster_api import cluster_view
 from flowsight.server.http import route
+from flowsight.server.schemas import Cluster
 from flowsight.server.stream import STREAM_END_REASONS
 
 if TYPE_CHECKING:
@@ -106,6 +108,33 @@ class FlowsightCollector(Collector):
         yield GaugeMetricFamily(
             "flowsight_receivers_broken", "Receivers whose last delivery failed for good", value=len(broken)
         )
+        yield from _cluster_metrics(cluster_view(st))
+
+
+def _cluster_metrics(view: Cluster) -> Iterator[Metric]:
+    mine = next((r.leads for r in view.replicas if r.this), [])
+    leader = GaugeMetricFamily("flowsight_leader", "1 where this replica leads the duty, else 0", labels=["duty"])
+    epoch = GaugeMetricFamily(
+        "flowsight_lease_epoch", "The duty's lease epoch (the fencing token: one more at every change of leader)",
+        labels=["duty"],
+    )  # fmt: skip
+    expires = GaugeMetricFamily(
+        "flowsight_lease_expires_timestamp_seconds", "When the duty's lease ends unless its leader renews it",
+        labels=["duty"],
+    )  # fmt: skip
+    for d in view.duties:
+        leader.add_metric([d.duty], 1.0 if d.duty in mine else 0.0)
+        epoch.add_metric([d.duty], d.epoch)
+        if d.expires_at is not None:
+            expires.add_metric([d.duty], d.expires_at)
+    yield leader
+    yield epoch
+    yield expires
+    yield GaugeMetricFamily(
+        "flowsight_replicas",
+        "Replicas on this store heard from within two leases",
+        value=sum(r.alive for r in view.replicas),
+    )
 
 
 def alert_counts(am: AlertManager) -> dict[tuple[str, str], int]:

@@ -496,6 +496,13 @@ OPS = [
         scope="read",
         content_type="text/plain",
     ),
+    Op(
+        "get",
+        "/api/v1/cluster",
+        "The replicas on this store and who leads each singleton duty (alerting, detectors, retention, export)",
+        {200: ("the cluster", S.Cluster), **ERRORS},
+        scope="read",
+    ),
     Op("get", "/healthz", "Liveness", {200: ("ok", S.Health)}),
 ]
 

@@ -60,6 +60,14 @@ class RuleEvents:
             self._seen.extend(got)
             self._covered.extend(seq_ranges(seqs.values()))
 
+    def start_at(self, seq: int) -> None:
+        """Read from after ``seq`` on (a replica that takes the lead starts
+        where the last leader stopped); what this server kept is dropped."""
+        with self._seen_lock:
+            self.last_seq = seq
+            self._marks.clear()
+            self._seen, self._covered = [], []
+
     def known_until(self, now: float) -> float:
         """Up to when the events :meth:`read` returns are complete: on
         PostgreSQL a commit may land up to ``SETTLE`` seconds after its seq was

@@ -163,6 +163,41 @@ class Health(msgspec.Struct, kw_only=True):
     version: str
 
 
+# ---- cluster -------------------------------------------------------------------
+class ClusterReplica(msgspec.Struct, kw_only=True):
+    """A server on the store, as its heartbeat last said."""
+
+    replica_id: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    seen_at: float
+    alive: bool  # heard from within two leases (and not stopped)
+    stopped: bool  # it said it stopped
+    this: bool  # the replica that answered
+    leads: list[str]  # the duties it holds now
+
+
+class ClusterDuty(msgspec.Struct, kw_only=True):
+    """A singleton duty and who leads it."""
+
+    duty: str
+    leader: str | None  # the replica id holding the lease (None: nobody does now)
+    epoch: int  # the fencing token: one more at every change of holder
+    since: float | None  # when the leader took it
+    expires_at: float | None  # when its lease ends unless renewed
+
+
+class Cluster(msgspec.Struct, kw_only=True):
+    replica_id: str  # the replica that answered
+    store: str
+    lease_seconds: float | None  # None: a server alone, leading every duty without a lease
+    now: float  # the store's clock, as the times here are
+    replicas: list[ClusterReplica]
+    duties: list[ClusterDuty]
+
+
 # ---- logs ----------------------------------------------------------------------
 #: A log entry as sent: structured (``message``, with ``level``, ``ts``,
 #: ``fields``) or a raw ``line`` read like a log file's (see

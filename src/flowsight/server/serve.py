@@ -27,6 +27,7 @@ from flowsight.server.context import OnLogs
 from flowsight.server.hosts import allowed_hosts as hosts_for
 from flowsight.server.hosts import is_loopback
 from flowsight.server.ingest import Limits
+from flowsight.server.leadership import LEASE, Leadership
 from flowsight.server.retention import DEFAULT_RETENTION
 from flowsight.server.stream import Streams
 from flowsight.store.database import safe_url
@@ -82,16 +83,27 @@ def serve(
     on_logs: OnLogs | None = None,
     log_retention: float | None = DEFAULT_RETENTION,
     allowed_hosts: Sequence[str] = (),
+    replica_id: str | None = None,
+    lease: float = LEASE,
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``on_logs`` and ``log_retention``: see
     :func:`flowsight.server.app.create_app`; ``allowed_hosts``: the names the
-    server answers to besides its own (see :mod:`flowsight.server.hosts`).
+    server answers to besides its own (see :mod:`flowsight.server.hosts`);
+    ``replica_id`` and ``lease``: this server among the replicas on one
+    store (see :mod:`flowsight.server.leadership`).
 
     Raises:
         ConfigError: no token beyond loopback; an allowed host that is not one.
+        SingleNodeError: another server serves the same SQLite file.
     """
     check_bind(host, store)
     sock = bind(host, port)
+    leadership = Leadership(store, replica_id, lease=lease)
+    try:
+        leadership.claim()
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(
         store,
         limits=limits,
@@ -101,6 +113,7 @@ def serve(
         log_retention=log_retention,
         may_be_open=is_loopback(host),
         allowed_hosts=hosts_for(host, allowed_hosts),
+        leadership=leadership,
     )
     _tune_gc()
     uv_config = uvicorn.Config(
@@ -113,7 +126,7 @@ def serve(
         access_log=False,
         log_config=_log_config(log_level),
     )
-    say_start(store, config, host, sock.getsockname()[1], may_be_open=is_loopback(host))
+    say_start(store, config, host, sock.getsockname()[1], may_be_open=is_loopback(host), leadership=leadership)
     with _stop_signals_end_cleanly():
         _Server(uv_config, app.state.flowsight.streams).run(sockets=[sock])
 
@@ -146,7 +159,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def say_start(store: Store, config: Config | None, host: str, port: int, *, may_be_open: bool) -> None:
+def say_start(
+    store: Store,
+    config: Config | None,
+    host: str,
+    port: int,
+    *,
+    may_be_open: bool,
+    leadership: Leadership | None = None,
+) -> None:
     """What a person starting the server wants to know, on stderr: the
     store, the configuration, the dashboard's address, whether tokens are needed."""
     shown = f"[{host}]" if ":" in host else host
@@ -167,9 +188,21 @@ def say_start(store: Store, config: Config | None, host: str, port: int, *, may_
             f"\n  export:    each ended run as a trace to {redact_url(config.otlp_export.endpoint)}"
             if config is not None and config.otlp_export is not None
             else ""
+        )
+        + (
+            f"\n  replica:   {_replica_line(leadership)}"
+            if leadership is not None and store.dialect != "sqlite"
+            else ""
         ),
         file=sys.stderr,
         flush=True,
+    )
+
+
+def _replica_line(leadership: Leadership) -> str:
+    leads = [d.name for d in leadership.duties.values() if d.leading]
+    return f"{leadership.replica_id}, " + (
+        f"leading {', '.join(leads)}" if leads else "following (another replica leads every duty)"
     )
 
 

@@ -35,6 +35,7 @@ def like_containing(text: str) -> str:
 class Dialect(ABC):
     #: "sqlite" or "postgresql": what ``Store.dialect`` says
     name: str
+    lock_row: str  # appended to a SELECT of one row that must not change until the transaction ends
     #: the driver's placeholder
     param: str
     #: the operator of a case-insensitive LIKE (SQLite's LIKE already ignores ASCII case)

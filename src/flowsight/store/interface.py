@@ -17,6 +17,7 @@ from flowsight.store.perf import PerfSamples
 from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
+from flowsight.store.leases import Leases
 from flowsight.store.schedules import Schedules
 from flowsight.store.spans import SpanLinks
 from flowsight.store.exports import Exports
@@ -32,6 +33,7 @@ class Store(Protocol):
     perf: PerfSamples
     tokens: Tokens
     kept: KeptState
+    leases: Leases
     schedules: Schedules
     spans: SpanLinks
     exports: Exports

@@ -478,6 +478,30 @@ _V16_EXPORTED_RUNS = [
     "CREATE INDEX IF NOT EXISTS exported_runs_at ON exported_runs (at)",
 ]
 
+_V17_LEASES = [
+    # who leads each singleton duty of a group of servers on one database, and since which epoch
+    # (the fencing token: one more at every change of holder); times are the database's clock
+    """CREATE TABLE IF NOT EXISTS leases (
+        duty TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        since DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    # the servers on the database (a row per process: token), as their heartbeats last said
+    """CREATE TABLE IF NOT EXISTS replicas (
+        token TEXT PRIMARY KEY,
+        replica_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL,
+        stopped_at DOUBLE PRECISION
+    )""",
+]
+
 MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
     (1, "events, runs, transitions", {"sqlite": _SQLITE_V1, "postgresql": _PG_V1}),
     (2, "API tokens", {"sqlite": _V2_TOKENS, "postgresql": _V2_TOKENS}),
@@ -528,6 +552,7 @@ MIGRATIONS: Final[list[tuple[int, str, dict[str, Sequence[Statement]]]]] = [
         {"sqlite": _V15_SPAN_LINKS, "postgresql": _V15_SPAN_LINKS},
     ),
     (16, "ended runs handed to exporters", {"sqlite": _V16_EXPORTED_RUNS, "postgresql": _V16_EXPORTED_RUNS}),
+    (17, "leases of the singleton duties, the replicas", {"sqlite": _V17_LEASES, "postgresql": _V17_LEASES}),
 ]
 
 LATEST: Final = MIGRATIONS[-1][0]

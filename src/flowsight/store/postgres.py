@@ -12,6 +12,7 @@ import psycopg
 from flowsight.errors import ConfigError, MigrationError, StoreError
 from flowsight.store.database import Database, safe_url
 from flowsight.store.dialect import Dialect, Read, Rows
+from flowsight.store.leases import check_fence
 from flowsight.store.logs import LOG_COLUMNS
 from flowsight.store.migrations import PG_TEXT, migrate
 from flowsight.store.perf import FOLD, ROLLUP_COLUMNS
@@ -57,6 +58,7 @@ class PostgresDialect(Dialect):
     ilike = "ILIKE"
     tells_other_writers = False
     commits_in_seq_order = False  # seqs are taken at insert; commits may land out of order
+    lock_row = " FOR SHARE"  # a row read so is not changed by another transaction until this one ends
     text_match = (
         "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
         "OR LOWER(current_step) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\')"
@@ -157,6 +159,7 @@ class PostgresDatabase(Database):
     @contextmanager
     def write_txn(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._conn.transaction(), self._conn.cursor() as cur:
+            check_fence(self, cur)
             yield cur
 
     def _migrate(self) -> None:

@@ -22,6 +22,7 @@ from flowsight.store.perf import PerfSamples
 from flowsight.store.runs import Runs
 from flowsight.store.runstats import RunStats
 from flowsight.store.kept import KeptState
+from flowsight.store.leases import Leases
 from flowsight.store.schedules import Schedules
 from flowsight.store.spans import SpanLinks
 from flowsight.store.exports import Exports
@@ -44,6 +45,7 @@ class SqlStore:
         self.schedules = Schedules(db)
         self.spans = SpanLinks(db)
         self.exports = Exports(db)
+        self.leases = Leases(db)
 
     @property
     def dialect(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from flowsight.errors import MigrationError, NoStoreError, StoreError
 from flowsight.store.database import Database, no_store_message
 from flowsight.store.dialect import Dialect, Read, Rows
+from flowsight.store.leases import check_fence
 from flowsight.store.logs import LOG_COLUMNS
 from flowsight.store.migrations import migrate, sqlite_has_trigram
 from flowsight.store.perf import FOLD, ROLLUP_COLUMNS
@@ -90,6 +91,7 @@ class SqliteDialect(Dialect):
     ilike = "LIKE"
     tells_other_writers = True
     commits_in_seq_order = True
+    lock_row = ""  # BEGIN IMMEDIATE already keeps every other writer out
     # SQLite's LIKE ignores ASCII case, as its LOWER() folds only ASCII: LOWER() would only cost time
     text_match = (
         "(run_id LIKE ? ESCAPE '\\' OR workflow LIKE ? ESCAPE '\\' OR current_step LIKE ? ESCAPE '\\' "
@@ -235,6 +237,7 @@ class SqliteDatabase(Database):
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            check_fence(self, cur)
             yield cur
         except BaseException:
             cur.execute("ROLLBACK")

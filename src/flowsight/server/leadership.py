@@ -1,0 +1,284 @@
+"""One brain for several servers on one database: the singleton duties led
+by one replica at a time, through the leases of :mod:`flowsight.store.leases`.
+
+Every server ingests, answers reads and serves the dashboard. The work that
+must happen once for the whole group is split into duties, each led by the
+replica that holds its lease:
+
+* ``alerting``: the alert rounds (built-in rules, schedule judgements, log
+  rules) and the notifications they send. A replica that does not lead it
+  still follows the alerts the leader keeps (its API and dashboard show
+  them) and hands the alerts it raises itself (a threshold of a process on
+  its host) to the leader through the store;
+* ``detectors``: the fault detectors' checks;
+* ``retention``: the purges of old log entries;
+* ``export``: the exporters' feeder (``[export.otlp]``).
+
+:class:`Leadership` is a service of the app: every ``renew`` seconds (a third
+of the lease) it says this replica is alive and takes or renews each duty's
+lease. A duty won starts its services in a context whose writes are fenced
+(:data:`~flowsight.store.leases.FENCE`); a duty lost (another replica holds
+the lease, or the database could not be reached for a whole lease) stops
+them. A leader killed outright is replaced within a lease and a renewal
+(10 s + 3.3 s by default); one stopped cleanly gives its leases back, and the
+next replica takes them at its next renewal.
+
+SQLite is single-node: a second server on the same file is refused at start
+(:meth:`Leadership.claim`), naming the server that holds it. A holder that
+was killed (its process is gone from this host) does not hold a restart up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flowsight import __version__
+from flowsight.errors import SingleNodeError, StoreError
+from flowsight.server.services import Service, start_all, stop_all
+from flowsight.store.interface import Store
+from flowsight.store.leases import FENCE, Fence, Lease, Replica
+
+log = logging.getLogger(__name__)
+
+DUTIES = ("alerting", "detectors", "retention", "export")
+LEASE = 10.0  # seconds a lease lasts unless renewed
+FORGET_REPLICAS = 86_400.0  # a replica not heard from for a day leaves the list
+
+
+def default_replica_id() -> str:
+    """``hostname:pid``: what a replica is called unless ``--replica-id`` says."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Duty:
+    """One duty as this server sees it: whether it leads it, and under which lease."""
+
+    name: str
+    services: list[Service] = field(default_factory=list)  # started while led, stopped when lost
+    lease: Lease | None = None  # held by this server (None: it does not lead)
+    renewed: float = 0.0  # time.monotonic() of the round that last renewed it
+    running: list[Service] = field(default_factory=list)
+    changes: int = 0  # times this server took the lease
+
+    @property
+    def leading(self) -> bool:
+        return self.lease is not None
+
+    @property
+    def fence(self) -> Fence | None:
+        return self.lease.fence if self.lease is not None else None
+
+
+class Alone:
+    """What a server alone with its store leads: every duty, no lease (an app
+    made in-process, a test); the interface :class:`Leadership` offers."""
+
+    replica_id = "local"
+
+    def __init__(self) -> None:
+        self.duties = {name: Duty(name) for name in DUTIES}
+
+    def duty(self, name: str) -> Duty | None:
+        """``name``'s duty while it is led through a lease; None: led here for ever, unfenced."""
+        return None
+
+    def wrap(self, name: str, services: Sequence[Service]) -> list[Service]:
+        """``services`` of duty ``name`` as the app starts them: as they are."""
+        return list(services)
+
+
+class Leadership:
+    """This replica's part in the group: its heartbeat and the duties' leases (a service)."""
+
+    def __init__(
+        self,
+        store: Store,
+        replica_id: str | None = None,
+        *,
+        lease: float = LEASE,
+        renew: float | None = None,
+    ) -> None:
+        self.store = store
+        self.replica_id = replica_id or default_replica_id()
+        self.token = uuid.uuid4().hex
+        self.ttl = lease
+        self.renew = renew if renew is not None else lease / 3
+        self.me = Replica(
+            self.token, self.replica_id, socket.gethostname(), os.getpid(), __version__, time.time(), 0.0, None
+        )
+        self.duties = {name: Duty(name) for name in DUTIES}
+        self.failed_rounds = 0
+        self._said = ("", 0.0)  # the last failure said, and when
+        self._claimed = False
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    # ---- what the app asks ----------------------------------------------------
+    def duty(self, name: str) -> Duty:
+        return self.duties[name]
+
+    def wrap(self, name: str, services: Sequence[Service]) -> list[Service]:
+        """``services`` of duty ``name``: started while this replica leads it (none at the app's start)."""
+        self.duties[name].services.extend(services)
+        return []
+
+    # ---- the leases -----------------------------------------------------------
+    def claim(self) -> None:
+        """The first round, before the server binds its port: on SQLite, a
+        second live server on the same file is refused here.
+
+        Raises:
+            SingleNodeError: SQLite, and another server holds the file.
+            StoreError: the store could not be reached.
+        """
+        self._round()
+        self._claimed = True
+        if self.store.dialect != "sqlite":
+            return
+        for duty in self.duties.values():
+            if duty.lease is None:
+                other = next((ls for ls in self.store.leases.leases() if ls.duty == duty.name), None)
+                who = f"{other.holder!r}" if other is not None else "another server"
+                self.store.leases.remove(self.token)
+                raise SingleNodeError(
+                    f"another flowsight serve ({who}) is serving the SQLite store {self.store.url}: SQLite is "
+                    "single-node. Stop it first, or run several replicas on PostgreSQL "
+                    "(--db postgresql://...; see docs/replicas.md)"
+                )
+
+    def _round(self) -> None:
+        """Heartbeat, then take or renew each duty's lease (on a thread: database work)."""
+        started = time.monotonic()
+        leases = self.store.leases
+        leases.beat(self.me)
+        for duty in self.duties.values():
+            got = leases.hold(duty.name, self.replica_id, self.token, self.ttl)
+            if got is None:
+                dead = self._dead_holder(duty.name)
+                if dead is not None:
+                    got = leases.hold(duty.name, self.replica_id, self.token, self.ttl, take_from=dead)
+            if got is not None:
+                duty.renewed = started
+                if duty.lease is None or duty.lease.epoch != got.epoch:
+                    duty.changes += 1
+            duty.lease = got
+
+    def _dead_holder(self, duty: str) -> str | None:
+        """The token holding ``duty`` when it is a process of this host that
+        is gone (a server killed and started again); else None. Only where
+        every process of the store is on one host (SQLite): a host name is
+        not unique enough to judge a PostgreSQL replica's process by."""
+        if self.store.dialect != "sqlite":
+            return None
+        lease = next((ls for ls in self.store.leases.leases() if ls.duty == duty), None)
+        if lease is None or not lease.token:
+            return None
+        for r in self.store.leases.replicas(0.0):
+            if r.token == lease.token:
+                return r.token if r.host == self.me.host and not _alive(r.pid) else None
+        return None
+
+    async def _apply(self) -> None:
+        """Start the services of the duties just won, stop those of the duties lost."""
+        for duty in self.duties.values():
+            if duty.leading and not duty.running and duty.services:
+                log.info("replica %s leads %s (epoch %d)", self.replica_id, duty.name, duty.lease.epoch)  # type: ignore[union-attr]
+                ctx = contextvars.copy_context()
+                ctx.run(FENCE.set, duty.fence)
+                # the services' tasks (and the threads they hand work to) are made in this context: fenced
+                duty.running = await asyncio.create_task(start_all(duty.services), context=ctx)
+            elif not duty.leading and duty.running:
+                if self._stop.is_set():
+                    log.info("replica %s stops leading %s", self.replica_id, duty.name)
+                else:
+                    log.warning("replica %s no longer leads %s: its work stops", self.replica_id, duty.name)
+                running, duty.running = duty.running, []
+                try:
+                    await stop_all(running)
+                except StoreError as exc:  # what it would have written last is refused: another leads now
+                    log.warning("%s stopped without its last write: %s", duty.name, exc)
+
+    def _lapse(self) -> None:
+        """The database could not be reached: a lease not renewed for a whole term is another's by now."""
+        now = time.monotonic()
+        for duty in self.duties.values():
+            if duty.lease is not None and now - duty.renewed >= self.ttl:
+                duty.lease = None
+
+    async def start(self) -> None:
+        if not self._claimed:
+            try:
+                await asyncio.to_thread(self._round)
+            except StoreError as exc:
+                self._say(exc)
+        await self._apply()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(self._stop), name="flowsight-leadership")
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.renew)
+                break
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self._round)
+                self._said = ("", 0.0)
+            except StoreError as exc:
+                self.failed_rounds += 1
+                self._say(exc)
+                self._lapse()
+            await self._apply()
+
+    def _say(self, exc: StoreError) -> None:
+        """A failed round, said once, then once a minute while it lasts (a store that is down fails each one)."""
+        said, when = self._said
+        now = time.monotonic()
+        if str(exc) != said or now - when >= 60:
+            log.error("leases: %s (trying again every %gs)", exc, self.renew)
+            self._said = (str(exc), now)
+
+    async def stop(self) -> None:
+        """Stop the duties' work, give their leases back, say this replica stopped."""
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+        for duty in self.duties.values():
+            duty.lease = None
+        await self._apply()
+        try:
+            await asyncio.to_thread(self._release)
+        except StoreError as exc:
+            log.warning("leases not given back (they lapse in %gs): %s", self.ttl, exc)
+
+    def _release(self) -> None:
+        for name in DUTIES:
+            self.store.leases.release(name, self.token)
+        self.store.leases.stopped(self.token)
+        self.store.leases.forget(time.time() - FORGET_REPLICAS)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): it answered the signal

@@ -1,0 +1,242 @@
+"""Several servers on one store: the duties' leases, their epochs as fencing
+tokens, one leader at a time among real ``flowsight serve`` processes on the
+real PostgreSQL, a leader killed or paused and replaced, SQLite refusing a
+second server (flowsight.server.leadership, flowsight.store.leases)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowsight.errors import FencedError
+from flowsight.store import SqlStore, open_store
+from flowsight.store.leases import FENCE, Fence
+from tests.helpers import Recorder, wait_for
+from tests.server.conftest import FLOWSIGHT, Server, post, start_server
+from tests.server.test_alerting_e2e import bodies, config, failed_run
+
+LEASE = "2s"  # short leases: a takeover within seconds
+
+
+# ---- the leases in the store ------------------------------------------------------
+def test_a_lease_is_renewed_by_its_holder_and_taken_over_only_once_expired_with_the_next_epoch(
+    store: SqlStore,
+) -> None:
+    leases = store.leases
+    first = leases.hold("alerting", "a", "token-a", 30.0)
+    assert first is not None and first.holder == "a" and first.epoch == 1
+    assert leases.hold("alerting", "b", "token-b", 30.0) is None  # held, not expired
+    again = leases.hold("alerting", "a", "token-a", 30.0)
+    assert again is not None and again.epoch == 1 and again.since == first.since
+    assert again.expires_at >= first.expires_at
+
+    leases.expire("alerting")
+    taken = leases.hold("alerting", "b", "token-b", 30.0)
+    assert taken is not None and (taken.holder, taken.token, taken.epoch) == ("b", "token-b", 2)
+    assert leases.hold("alerting", "a", "token-a", 30.0) is None  # the old holder cannot renew it back
+    # the other duties are leased apart
+    other = leases.hold("detectors", "a", "token-a", 30.0)
+    assert other is not None and other.epoch == 1
+    assert {ls.duty: ls.holder for ls in leases.leases()} == {"alerting": "b", "detectors": "a"}
+
+
+def test_a_released_lease_is_taken_at_once_and_a_dead_holders_token_lets_it_go(store: SqlStore) -> None:
+    leases = store.leases
+    assert leases.hold("retention", "a", "token-a", 30.0) is not None
+    assert leases.release("retention", "token-a")
+    assert not leases.release("retention", "token-a-other")  # only its holder gives it back
+    took = leases.hold("retention", "b", "token-b", 30.0)
+    assert took is not None and took.epoch == 2
+    # a holder known to be gone (its process is not on this host any more) is taken from at once
+    took = leases.hold("retention", "c", "token-c", 30.0, take_from="token-b")
+    assert took is not None and took.holder == "c" and took.epoch == 3
+
+
+def test_a_duty_s_write_under_a_lease_taken_over_is_refused_and_writes_nothing(store: SqlStore) -> None:
+    leases = store.leases
+    old = leases.hold("alerting", "a", "token-a", 30.0)
+    assert old is not None
+    fenced = FENCE.set(old.fence)
+    try:
+        store.kept.save("doc", {"by": "a", "n": 1})  # while it holds the lease: written
+        leases.expire("alerting")
+        assert leases.hold("alerting", "b", "token-b", 30.0) is not None
+        with pytest.raises(FencedError, match=r"duty 'alerting'.*epoch 1.*taken over by b \(epoch 2\)"):
+            store.kept.save("doc", {"by": "a", "n": 2})
+        with pytest.raises(FencedError):  # every write path of the store, not only that one
+            store.logs.purge_logs(time.time())
+    finally:
+        FENCE.reset(fenced)
+    assert store.kept.load("doc") == {"by": "a", "n": 1}
+    # a write that is no duty's (ingest, the API) is never fenced
+    store.kept.save("doc", {"by": "api"})
+    assert store.kept.load("doc") == {"by": "api"}
+    # the new holder's writes go through
+    new = FENCE.set(Fence("alerting", "token-b", 2))
+    try:
+        store.kept.save("doc", {"by": "b"})
+    finally:
+        FENCE.reset(new)
+    assert store.kept.load("doc") == {"by": "b"}
+
+
+_PAUSED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from flowsight.errors import FencedError
+    from flowsight.store import open_store
+    from flowsight.store.leases import FENCE
+
+    store = open_store(sys.argv[1])
+    lease = store.leases.hold("alerting", "old", "token-old", 1.0)
+    FENCE.set(lease.fence)
+    n = 0
+    while True:
+        n += 1
+        try:
+            store.kept.save("written", {"by": "old", "n": n})
+        except FencedError as exc:
+            print("fenced:", exc, flush=True)
+            break
+        print("wrote", n, flush=True)
+        time.sleep(0.05)
+    """
+)
+
+
+def test_a_writer_paused_past_its_lease_writes_nothing_once_resumed(store_url: str, tmp_path: Path) -> None:
+    """A real process holds the lease and writes under it; SIGSTOP past the
+    lease, another takes the lease, SIGCONT: its next write is refused."""
+    script = tmp_path / "writer.py"
+    script.write_text(_PAUSED_WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), store_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("wrote 1")
+        proc.send_signal(signal.SIGSTOP)
+        with open_store(store_url) as store:
+            # the lease (1 s) lapses while the writer is stopped; another holder takes it
+            taken = wait_for("the lapsed lease", lambda: store.leases.hold("alerting", "new", "token-new", 30.0))
+            assert taken.epoch == 2
+            before = store.kept.load("written")
+            proc.send_signal(signal.SIGCONT)
+            out, _ = proc.communicate(timeout=30)
+            assert "fenced: duty 'alerting'" in out and "taken over by new (epoch 2)" in out, out
+            assert store.kept.load("written") == before  # nothing written after the takeover
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---- SQLite: one server ---------------------------------------------------------
+def test_a_second_server_on_a_sqlite_file_is_refused_and_a_killed_one_is_not_in_the_way(tmp_path: Path) -> None:
+    db = str(tmp_path / "flowsight.db")
+    first = start_server(db, log_dir=tmp_path)
+    try:
+        second = subprocess.run([*FLOWSIGHT, "--db", db, "serve", "--port", "0"], capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert "is serving the SQLite store" in second.stderr and "SQLite is single-node" in second.stderr
+        assert "PostgreSQL" in second.stderr
+        cluster = first.client().get("/api/v1/cluster").json()
+        assert [r["this"] for r in cluster["replicas"]] == [True]  # the refused one left no trace
+        assert {d["duty"]: d["leader"] for d in cluster["duties"]} == dict.fromkeys(
+            ["alerting", "detectors", "retention", "export"], cluster["replica_id"]
+        )
+        metrics = first.client().get("/metrics").text
+        assert 'flowsight_leader{duty="alerting"} 1.0' in metrics and "flowsight_replicas 1.0" in metrics
+    finally:
+        first.stop(signal.SIGKILL)
+    # killed outright: its leases are still running, but its process is gone from this host
+    again = start_server(db, log_dir=tmp_path)
+    try:
+        cluster = again.client().get("/api/v1/cluster").json()
+        assert {d["epoch"] for d in cluster["duties"]} == {2}
+        assert {d["leader"] for d in cluster["duties"]} == {cluster["replica_id"]}
+    finally:
+        assert again.stop() == 0, again.output()
+
+
+# ---- PostgreSQL: several replicas ------------------------------------------------
+def _leaders(server: Server) -> dict[str, Any]:
+    return {d["duty"]: (d["leader"], d["epoch"]) for d in server.client().get("/api/v1/cluster").json()["duties"]}
+
+
+def _replica(pg_url: str, tmp_path: Path, name: str, cfg: Path) -> Server:
+    return start_server(pg_url, "--replica-id", name, "--lease", LEASE, "--config", str(cfg), log_dir=tmp_path)
+
+
+def test_replicas_on_postgresql_page_once_and_a_killed_leader_is_replaced(
+    pg_url: str, tmp_path: Path, receiver: Recorder
+) -> None:
+    cfg = config(tmp_path, receiver.server_address[1])
+    a = _replica(pg_url, tmp_path, "a", cfg)
+    b = _replica(pg_url, tmp_path, "b", cfg)
+    try:
+        assert _leaders(b) == dict.fromkeys(["alerting", "detectors", "retention", "export"], ("a", 1))
+        cluster = b.client().get("/api/v1/cluster").json()
+        assert [(r["replica_id"], r["this"], r["alive"]) for r in cluster["replicas"]] == [
+            ("a", False, True),
+            ("b", True, True),
+        ]
+        assert cluster["lease_seconds"] == 2.0 and "replica:   b, following" in b.output()
+        metrics = b.client().get("/metrics").text
+        assert 'flowsight_leader{duty="alerting"} 0.0' in metrics and "flowsight_replicas 2.0" in metrics
+
+        # a failure posted to the follower is paged once, by the leader; both show it told
+        post(b.client(), failed_run("r1"))
+        wait_for("the RunFailed page", lambda: bodies(receiver, "RunFailed", "firing"))
+        for s in (a, b):
+            wait_for(
+                f"{s.url} to show the alert told",
+                lambda s=s: [  # type: ignore[misc]
+                    x for x in s.client().get("/api/v1/alerts").json()["alerts"]
+                    if x["labels"].get("run_id") == "r1" and x["receivers_told"] == ["team"]
+                ],
+            )  # fmt: skip
+
+        a.stop(signal.SIGKILL)
+        # within the lease (2 s) and a renewal: b leads every duty, under the next epoch
+        wait_for("b to lead", lambda: _leaders(b) == dict.fromkeys(_leaders(b), ("b", 2)), timeout=15)
+        post(b.client(), failed_run("r2", "other"))
+        wait_for(
+            "the second page, from the new leader",
+            lambda: [
+                x for x in bodies(receiver, "RunFailed", "firing") if x["commonLabels"].get("workflow") == "other"
+            ],
+        )
+        # no page twice: r1 was told by a, and b took its alerts over as told
+        r1 = [x for x in bodies(receiver, "RunFailed", "firing") if x["commonLabels"].get("run_id") == "r1"]
+        assert len(r1) == 1, json.dumps(r1)[:2000]
+        assert 'flowsight_leader{duty="alerting"} 1.0' in b.client().get("/metrics").text
+    finally:
+        a.stop(signal.SIGKILL)
+        assert b.stop() == 0, b.output()
+
+
+def test_a_leader_paused_past_its_lease_steps_down_when_resumed(pg_url: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("")
+    a = _replica(pg_url, tmp_path, "a", cfg)
+    b = _replica(pg_url, tmp_path, "b", cfg)
+    try:
+        assert set(_leaders(b).values()) == {("a", 1)}
+        a.proc.send_signal(signal.SIGSTOP)
+        wait_for("b to take over from the paused a", lambda: set(_leaders(b).values()) == {("b", 2)}, timeout=15)
+        a.proc.send_signal(signal.SIGCONT)
+        wait_for("a to notice it lost its leases", lambda: "no longer leads retention" in a.output())
+        assert set(_leaders(a).values()) == {("b", 2)}  # it did not take them back
+        assert "Traceback" not in a.output(), a.output()
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+        assert a.stop() == 0, a.output()
+        assert b.stop() == 0, b.output()
