@@ -166,7 +166,28 @@ def test_the_idempotency_key_is_stable_for_the_same_notification() -> None:
     am.send_alert(failed("1"))
     note = am.tick(30)[0]
     assert note.idempotency_key == replace(note).idempotency_key
-    assert note.idempotency_key != replace(note, at=31).idempotency_key
+    # made of what it says, not when it was made: another replica making it again makes the same key
+    assert note.idempotency_key == replace(note, at=31).idempotency_key
+    assert note.idempotency_key != replace(note, sequence=7).idempotency_key  # a repeat is another notification
+    again = replace(note.alerts[0], starts_at=note.alerts[0].starts_at + 60)
+    assert note.idempotency_key != replace(note, alerts=(again,)).idempotency_key  # firing anew
+
+
+def test_a_repeat_has_a_key_of_its_own_and_two_managers_make_the_same_notification_with_the_same_key() -> None:
+    """Two replicas' managers holding the same alerts tell the same thing under
+    the same key (the outbox keeps one row a key); a repeat after
+    ``repeat_interval`` is another key."""
+    first, clock1 = manager()
+    second, clock2 = manager()
+    for am, clock in ((first, clock1), (second, clock2)):
+        clock.now = 10
+        am.send_alert(failed("1"))
+    a, b = first.tick(40)[0], second.tick(45)[0]
+    assert a.idempotency_key == b.idempotency_key and a.sequence == 0
+    later = a.at + first.groups[a.group_key].route.repeat_interval + 1
+    clock1.now = later
+    repeat = first.tick(later)
+    assert len(repeat) == 1 and repeat[0].sequence > 0 and repeat[0].idempotency_key != a.idempotency_key
 
 
 def test_alert_with_ends_at_in_the_past_is_a_resolution() -> None:

@@ -37,6 +37,7 @@ class _NoteWire(msgspec.Struct, kw_only=True):
     route: str
     at: float
     group_labels: list[tuple[str, str]] = []
+    sequence: int = 0
 
 
 _enc = msgspec.json.Encoder()
@@ -67,6 +68,7 @@ def encode_notification(note: Notification) -> bytes:
             route=note.route,
             at=note.at,
             group_labels=list(note.group_labels),
+            sequence=note.sequence,
         )
     )
 
@@ -97,5 +99,6 @@ def decode_notification(body: bytes) -> Notification:
     except (msgspec.DecodeError, ValueError) as exc:
         raise ValueError(f"not an encoded notification: {exc}") from exc
     return Notification(
-        w.receiver, w.group_key, w.status, alerts, w.reason, w.route, w.at, tuple((k, v) for k, v in w.group_labels)
-    )
+        w.receiver, w.group_key, w.status, alerts, w.reason, w.route, w.at, tuple((k, v) for k, v in w.group_labels),
+        w.sequence,
+    )  # fmt: skip

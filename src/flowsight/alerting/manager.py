@@ -63,14 +63,22 @@ class Notification:
     route: str
     at: float
     group_labels: tuple[tuple[str, str], ...] = ()
+    #: 0: the first notification of this content; a repeat (nothing changed for
+    #: ``repeat_interval``): the number of repeat intervals since the epoch at ``at``
+    sequence: int = 0
 
     @cached_property
     def idempotency_key(self) -> str:
-        """Stable for the same content: a retried delivery can be recognised."""
+        """Made of what the notification says, not of when or by whom it was
+        made: the receiver, the group, the reason, each alert's fingerprint,
+        status and start, and the repeat's sequence. A retried delivery has
+        the same key; so has the same notification made again by another
+        replica that took over the alerts (the outbox keeps one row a key:
+        it is sent once)."""
         h = hashlib.blake2b(digest_size=12)
-        h.update(f"{self.receiver}|{self.group_key}|{self.reason}|{self.at!r}".encode())
+        h.update(f"{self.receiver}|{self.group_key}|{self.reason}|{self.sequence}".encode())
         for a in self.alerts:
-            h.update(f"|{a.fingerprint}:{a.status.value}".encode())
+            h.update(f"|{a.fingerprint}:{a.status.value}:{a.starts_at!r}".encode())
         return h.hexdigest()
 
 
@@ -451,10 +459,20 @@ class AlertManager:
             return []
         status = "firing" if any(a.status is FIRING for a in alerts) else "resolved"  # the group's, in each part
         labels = _group_labels(g.route, alerts[0])
+        repeat = g.timer.last_sent_at is not None and not g.timer.changed_since_sent
+        sequence = int(now // g.route.repeat_interval) if repeat and g.route.repeat_interval > 0 else 0
         return [
             Notification(
-                receiver, g.key, status, tuple(alerts[i : i + self.max_alerts]), "group", g.route.name, now, labels
-            )
+                receiver,
+                g.key,
+                status,
+                tuple(alerts[i : i + self.max_alerts]),
+                "group",
+                g.route.name,
+                now,
+                labels,
+                sequence,
+            )  # fmt: skip
             for i in range(0, len(alerts), self.max_alerts)
         ]
 

@@ -327,6 +327,7 @@ class AlertingService:
     async def _lead(self, now: float) -> int:
         silences = await asyncio.to_thread(self._changed_silences)
         await asyncio.to_thread(self._rules_round, now)
+        judged = self.rule_events.last_seq  # the alerts of the events up to here are stored by _save below
         foreign = await asyncio.to_thread(self.others.take)
         if foreign:
             await self._manager(AlertManager.restore, foreign)
@@ -334,10 +335,24 @@ class AlertingService:
         if notes:
             await asyncio.to_thread(self.dispatcher.enqueue, notes)  # before the state that says they were told
         await self._save(now)
+        if self.duty is not None and judged != self._rules_seq:
+            await asyncio.to_thread(self._keep_rules_seq, judged)
         # on stop, only the sends in flight are finished, not a whole backlog
         delivered = await self.dispatcher.run_once(now, stop=self._stop)
         await self._manager(_nothing)  # what delivery raised (ReceiverBroken) is in the manager from now on
         return delivered
+
+    def _keep_rules_seq(self, seq: int) -> None:
+        """Where the next leader's rules start reading: kept once the alerts
+        the events up to ``seq`` raised are stored (a leader killed before
+        leaves its successor to judge them again, rather than none to)."""
+        try:
+            self.store.kept.save(RULES_SEQ, seq)
+        except FencedError:
+            raise  # another replica leads: this round goes no further
+        except StoreError:  # the store is away or full (said by the store): kept at a next round
+            return
+        self._rules_seq = seq
 
     @classmethod
     def _tick(cls, am: AlertManager, silences: list[Silence], now: float) -> list[Notification]:
@@ -363,14 +378,6 @@ class AlertingService:
         self.rules.tick(now)
         self.schedules.tick(self.rule_events.known_until(now))  # as its clock does
         self.logs.run(now)
-        if self.duty is not None and self.rule_events.last_seq != self._rules_seq:
-            try:
-                self.store.kept.save(RULES_SEQ, self.rule_events.last_seq)  # where the next leader's rules start
-            except FencedError:
-                raise  # another replica leads: this round goes no further
-            except StoreError:  # the store is away or full (said by the store): saved again next round
-                return
-            self._rules_seq = self.rule_events.last_seq
 
     def template_counts(
         self, n: int, *, since: float | None = None, until: float | None = None, workflow: str | None = None

@@ -144,6 +144,10 @@ class PostgresDatabase(Database):
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, connect_timeout=self._connect_timeout, autocommit=True)
+        # No server-side prepared statements (psycopg prepares a query run 5 times): behind a pooler in
+        # transaction mode (PgBouncer before 1.21, the default since) the next transaction may be on
+        # another server connection, where the statement was never prepared. No measurable cost here.
+        conn.prepare_threshold = None
         if self.schema:
             if self._create:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
