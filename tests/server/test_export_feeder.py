@@ -1,10 +1,12 @@
 """The export feeder (``[export.otlp]``) over a real store: each run that
 ends is handed over once, from the cursor kept in the store (a restarted
-feeder resumes there); on PostgreSQL a transition that commits after a
-higher one was read is still found (read again for a while), not skipped."""
+feeder resumes there); on PostgreSQL the writers of transitions take turns,
+so none commits below an id already read."""
 
 from __future__ import annotations
 
+
+import threading
 
 import psycopg
 
@@ -12,6 +14,7 @@ from flowsight.config.otlp import OtlpExport
 from flowsight.model.runs.events import Event, EventKind
 from flowsight.server.export import SETTLE, ExportService
 from flowsight.store import SqlStore, open_store
+from flowsight.store.dialect import SEQ_TURN
 from flowsight.store.exports import decode_runs
 
 K = EventKind
@@ -56,20 +59,32 @@ def test_each_ended_run_is_handed_over_once_and_a_restart_resumes_at_the_kept_cu
         assert sorted(_handed(store)) == ["a", "b", "c"]
 
 
-def test_on_postgresql_a_transition_committed_late_below_one_read_is_found(pg_url: str) -> None:
+def test_on_postgresql_a_writer_waits_for_the_one_before_so_no_transition_commits_below_one_read(
+    pg_url: str,
+) -> None:
+    """Writers of transitions take turns (``Dialect.seq_turn``): one that drew
+    the lower id and commits late holds the next writer back, so a reader
+    going forward by id never passes one over."""
     clock = Clock()
-    with open_store(pg_url) as store:
+    with open_store(pg_url) as store, open_store(pg_url) as other:
         feeder = ExportService(store, OtlpExport("http://127.0.0.1:9", delay=0.0), clock=clock)
         feeder.feed()
-        insert = "INSERT INTO transitions (run_id, ts, old_state, new_state, applied) VALUES (%s, 1, 'running', 'completed', true)"
-        with psycopg.connect(pg_url) as slow, psycopg.connect(pg_url, autocommit=True) as quick:
-            slow.execute(insert, ("late",))  # takes the lower id, commits later
-            quick.execute(insert, ("early",))
+        with psycopg.connect(pg_url) as slow:
+            slow.execute("SELECT pg_advisory_xact_lock(%s)", (SEQ_TURN,))  # as flowsight's writers take it
+            slow.execute(
+                "INSERT INTO transitions (run_id, ts, old_state, new_state, applied) "
+                "VALUES ('late', 1, 'running', 'completed', true)"
+            )
+            quick = threading.Thread(target=other.runs.write_events, args=(_ended("early"),))
+            quick.start()
+            quick.join(1.0)
+            assert quick.is_alive()  # it waits for the turn
             clock.now += 1.0
-            assert feeder.feed() == 1  # early; late's row is not visible yet
+            assert feeder.feed() == 0  # nothing committed yet
             slow.commit()
-        clock.now += SETTLE / 2
-        assert feeder.feed() == 1  # late, below the id read
+        quick.join(30)
+        clock.now += 1.0
+        assert feeder.feed() == 2
         assert sorted(_handed(store)) == ["early", "late"]
 
 

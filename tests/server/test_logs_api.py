@@ -335,11 +335,17 @@ def entries(n: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def limited(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    # a server of its own beside `seeded`'s: on SQLite a store of its own too (one server a file)
-    sqlite = not module_store_url.startswith("postgresql://")
+def limited_url(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The store of `limited`'s server: a server of its own beside `seeded`'s, so on SQLite a file of its own (one server a file)."""
+    if module_store_url.startswith("postgresql://"):
+        return module_store_url
+    return str(tmp_path_factory.mktemp("limited") / "flowsight.db")
+
+
+@pytest.fixture(scope="module")
+def limited(limited_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     s = start_server(
-        str(tmp_path_factory.mktemp("limited") / "flowsight.db") if sqlite else module_store_url,
+        limited_url,
         "--max-events",
         str(MAX_ITEMS),
         "--max-body",
@@ -399,7 +405,7 @@ NUL, HALF = "NUL character", "lone UTF-16 surrogate"
     ],
 )
 def test_an_entry_with_a_nul_or_a_lone_surrogate_is_rejected_alone(
-    limited: httpx.Client, module_store_url: str, bad: dict[str, Any], field: str, says: str
+    limited: httpx.Client, limited_url: str, bad: dict[str, Any], field: str, says: str
 ) -> None:
     """One rule for events and log entries: text no store keeps exactly is
     refused, naming the field (in logs it was silently replaced by U+FFFD)."""
@@ -407,7 +413,7 @@ def test_an_entry_with_a_nul_or_a_lone_surrogate_is_rejected_alone(
     out = post_logs(limited, [{"id": good, "message": "pair \U0001f600"}, bad])
     assert [r["status"] for r in out["results"]] == ["accepted", "rejected"], out
     assert out["results"][1]["field"] == field and says in out["results"][1]["error"], out
-    assert sql_rows(module_store_url, f"SELECT message FROM logs WHERE id = '{good}'") == [("pair \U0001f600",)]
+    assert sql_rows(limited_url, f"SELECT message FROM logs WHERE id = '{good}'") == [("pair \U0001f600",)]
 
 
 def test_a_time_no_clock_reads_is_refused_or_not_taken_from_the_line(limited: httpx.Client) -> None:

@@ -10,18 +10,22 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowsight.errors import FencedError
+from flowsight.model.runs.events import make_event
 from flowsight.store import SqlStore, open_store
 from flowsight.store.leases import FENCE, Fence
 from tests.helpers import Recorder, wait_for
-from tests.server.conftest import FLOWSIGHT, Server, post, start_server
+from tests.server.conftest import FLOWSIGHT, Server, event, post, start_server
 from tests.server.test_alerting_e2e import bodies, config, failed_run
+from tests.server.test_stream import stream
 
 LEASE = "2s"  # short leases: a takeover within seconds
 
@@ -240,3 +244,67 @@ def test_a_leader_paused_past_its_lease_steps_down_when_resumed(pg_url: str, tmp
         a.proc.send_signal(signal.SIGCONT)
         assert a.stop() == 0, a.output()
         assert b.stop() == 0, b.output()
+
+
+def test_a_stream_on_one_replica_gets_every_event_posted_to_the_others_once_and_in_order(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two senders post to replicas b and c at once; a client of replica a's
+    live stream gets every event, each once, in the store's order (seqs commit
+    in their order; a's follower is woken by PostgreSQL's NOTIFY)."""
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("")
+    a, b, c = (_replica(pg_url, tmp_path, name, cfg) for name in ("a", "b", "c"))
+    sent: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    try:
+        with stream(a) as reader:
+
+            def send(server: Server, tag: str) -> None:
+                with server.client() as client:
+                    for i in range(40):
+                        batch = [event("started", "wf", f"{tag}-{i}-{j}", id=f"{tag}-{i}-{j}") for j in range(5)]
+                        post(client, batch)
+                        now = time.monotonic()
+                        sent.update((e["id"], now) for e in batch)
+
+            senders = [threading.Thread(target=send, args=(s, s_tag)) for s, s_tag in ((b, "b"), (c, "c"))]
+            for t in senders:
+                t.start()
+            got = []
+            for ev in reader.events(400):
+                got.append(ev)
+                arrived[ev.data["id"]] = time.monotonic()
+            for t in senders:
+                t.join(30)
+        ids = [ev.data["id"] for ev in got]
+        assert sorted(ids) == sorted(sent) and len(set(ids)) == len(ids) == 400  # every one, each once
+        seqs = [ev.id for ev in got]
+        assert seqs == sorted(seqs)  # in the store's order
+        lag = max(arrived[i] - sent[i] for i in ids)
+        print(f"400 events posted to b and c, on a's stream at most {lag:.2f}s after their POST was answered")
+    finally:
+        for s in (a, b, c):
+            assert s.stop() == 0, s.output()
+
+
+def test_a_commit_of_events_on_postgresql_wakes_the_listeners_and_sqlite_has_none(
+    pg_url: str, sqlite_store: SqlStore
+) -> None:
+    woken = threading.Event()
+    with open_store(pg_url) as listener, open_store(pg_url) as writer:
+        stop = listener.listen_commits(woken.set)
+        assert stop is not None
+        try:
+            # the LISTEN is set up on a thread of its own: commit until one wakes it
+            wait_for(
+                "a NOTIFY at a commit",
+                lambda: (
+                    woken.is_set()
+                    or writer.runs.write_events([make_event("started", "wf", uuid.uuid4().hex)])
+                    and False
+                ),
+            )
+        finally:
+            stop()
+    assert sqlite_store.listen_commits(woken.set) is None  # one server a file: nobody to tell

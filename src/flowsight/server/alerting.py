@@ -133,7 +133,7 @@ class AlertingService:
             store,
             self.send_alert,
             config.expectations,
-            # judged on the events known up to then (on PostgreSQL a commit may land late: RuleEvents.known_until)
+            # judged on the events known up to then (RuleEvents.known_until)
             clock=lambda: self.rule_events.known_until(clock()),
             external_url=config.external_url,
             heartbeat=config.schedule_heartbeat,

@@ -16,16 +16,18 @@ this server committed, nothing is read.
 
 They come a moment after this server's own events, so a live stream gets
 them out of seq order (:mod:`flowsight.server.stream` sends each seq once,
-whatever the order). Limit: on PostgreSQL, seqs are taken at insert and a
-commit that lands after a higher seq was read is not followed (a page shows
-it at its next refresh; a reconnecting client reads it from the store).
+whatever the order); what others committed comes in seq order, each once
+(their seqs commit in their order on both stores: ``Dialect.seq_turn``). On
+PostgreSQL a commit of events also sends a ``NOTIFY``, which wakes the next
+round at once; it is only a wake-up (a lost one, behind a pooler in
+transaction mode say, costs a round's wait: ``interval``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from flowsight.hub import Hub
 from flowsight.model.runs.events import Event
@@ -47,6 +49,8 @@ class StoreFollower:
         self._mine: set[int] = set()  # seqs this server committed, above _last
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._unlisten: Callable[[], None] | None = None
         hub.hooks.append(self._committed)
 
     def _committed(self, events: Sequence[Event], seqs: Mapping[str, int]) -> None:
@@ -55,13 +59,25 @@ class StoreFollower:
     async def start(self) -> None:
         self._last = await asyncio.to_thread(self.hub.store.runs.last_seq)
         self._stop.clear()
+        self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        # PostgreSQL's NOTIFY wakes the next round at once (another replica committed); polling stays
+        def woken() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self._unlisten = self.hub.store.listen_commits(woken)
         self._task = asyncio.create_task(self._run(), name="flowsight-store-follower")
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
+        if self._unlisten is not None:
+            await asyncio.to_thread(self._unlisten)
+            self._unlisten = None
 
     async def step(self) -> int:
         """One round: what others committed since the last, published to the
@@ -90,6 +106,7 @@ class StoreFollower:
             except Exception as exc:  # noqa: BLE001 - a store hiccup: the next round reads again
                 log.debug("following the store: %s", exc)
             try:
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), self.interval)
             except TimeoutError:
                 pass
+            self._wake.clear()

@@ -16,7 +16,7 @@ import shlex
 import threading
 from pathlib import Path
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,6 +80,16 @@ class Database(ABC):
         """Inside a write transaction: whether another connection may have
         written since this one last did (see ``Dialect.tells_other_writers``)."""
         return True
+
+    def notify_commit(self, cur: Any, seq: int) -> None:
+        """Inside a write transaction that stored events up to ``seq``: tell
+        the listeners of other processes once it commits (PostgreSQL)."""
+
+    def listen_commits(self, on_commit: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``on_commit`` (from a thread of its own) when another process
+        commits events; returns what stops listening, or None where the
+        database tells nobody (SQLite: followers poll)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

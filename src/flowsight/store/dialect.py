@@ -32,6 +32,9 @@ def like_containing(text: str) -> str:
     return "%" + like_escape(text) + "%"
 
 
+SEQ_TURN = 0x6576656E  # "even": the writers of events and transitions take turns under this key
+
+
 class Dialect(ABC):
     #: "sqlite" or "postgresql": what ``Store.dialect`` says
     name: str
@@ -65,6 +68,12 @@ class Dialect(ABC):
         parameters: the exact match, which a dialect with a trigram index
         puts behind a condition the index serves (``read`` asks the database)."""
         return self.text_match, [like_containing(text)] * 4
+
+    def seq_turn(self, cur: Any) -> None:
+        """Inside a write transaction, before it draws an event's seq or a
+        transition's id: writers take turns, so those commit in their order
+        (:attr:`commits_in_seq_order`)."""
+        self.take_turn(cur, SEQ_TURN)
 
     @abstractmethod
     def take_turn(self, cur: Any, key: int) -> None:

@@ -7,6 +7,7 @@ or PostgreSQL; a test may hand a consumer anything of the same shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +59,10 @@ class Store(Protocol):
     @property
     def writes_inline(self) -> bool:
         """Whether a write is CPU work, with no network wait."""
+
+    def listen_commits(self, on_commit: Callable[[], None]) -> Callable[[], None] | None:
+        """``on_commit`` called (from a thread) when another process commits
+        events; what stops it, or None where nobody is told (SQLite)."""
 
     def schema_version(self) -> int: ...
 

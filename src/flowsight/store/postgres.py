@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +19,8 @@ from flowsight.store.logs import LOG_COLUMNS
 from flowsight.store.migrations import PG_TEXT, migrate
 from flowsight.store.perf import FOLD, ROLLUP_COLUMNS
 from flowsight.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x666C6F77  # "flow": one migrator at a time across replicas
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -57,7 +61,9 @@ class PostgresDialect(Dialect):
     param = "%s"
     ilike = "ILIKE"
     tells_other_writers = False
-    commits_in_seq_order = False  # seqs are taken at insert; commits may land out of order
+    # writers of events and transitions take turns (seq_turn), so seqs commit in seq order as on SQLite:
+    # a reader going forward by seq (the live stream, the rules, the exporters) never skips a commit
+    commits_in_seq_order = True
     lock_row = " FOR SHARE"  # a row read so is not changed by another transaction until this one ends
     text_match = (
         "(LOWER(run_id) LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\' "
@@ -90,6 +96,9 @@ class PostgresDialect(Dialect):
         )
 
     def insert_events(self, cur: Any, rows: Rows) -> dict[str, int]:
+        # seqs are drawn at insert: without turns, a later seq could commit first (another replica's,
+        # the SDK's) and a reader going forward by seq would skip the earlier one for good
+        self.seq_turn(cur)
         cur.execute(_INSERT_EVENTS, _columns(rows))
         return {r[0]: int(r[1]) for r in cur.fetchall()}
 
@@ -173,6 +182,38 @@ class PostgresDatabase(Database):
                 migrate(cur, "postgresql", "%s")
         except psycopg.Error as exc:
             raise MigrationError(f"postgresql store: migration failed: {exc}") from exc
+
+    def notify_commit(self, cur: Any, seq: int) -> None:
+        # a wake-up, not a carrier: listeners read the events table (a payload is capped at 8000
+        # bytes, and one lost, behind a pooler in transaction mode say, costs a poll's delay only)
+        cur.execute("SELECT pg_notify(%s, %s)", (self._channel(), str(seq)))
+
+    def _channel(self) -> str:
+        return f"flowsight_events_{self.schema}" if self.schema else "flowsight_events"
+
+    def listen_commits(self, on_commit: Callable[[], None]) -> Callable[[], None] | None:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._listen, args=(on_commit, stop), name="flowsight-listen", daemon=True)
+        thread.start()
+
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+
+        return close
+
+    def _listen(self, on_commit: Callable[[], None], stop: threading.Event) -> None:
+        """LISTEN on a connection of its own, reconnecting after a failure; on_commit for each NOTIFY."""
+        while not stop.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(f"LISTEN {self._channel()}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            on_commit()
+            except psycopg.Error as exc:
+                log.debug("listening for commits: %s (polling meanwhile)", exc)
+                stop.wait(5.0)
 
     def close(self) -> None:
         with self.lock:

@@ -127,6 +127,8 @@ class Runs:
                         result.duplicates.extend(e.id for e in unique.values() if e.id not in inserted)
                     result.accepted = [e.id for e in new]
                     result.seqs = inserted
+                    if inserted:
+                        self._db.notify_commit(cur, max(inserted.values()))
                     self._project(cur, new, result)
                     outputs = [e for e in new if e.kind is _OUTPUT]
                     if outputs:
@@ -322,6 +324,7 @@ class Runs:
         with self._db.lock, self._db.guard("write of a transition"):
             try:
                 with self._db.write_txn() as cur:
+                    self._db.dialect.seq_turn(cur)  # before the run's lock, as write_events takes them
                     self._db.dialect.lock_runs(cur, [rid])
                     cur.execute(self._db.sql("SELECT state, workflow FROM runs WHERE run_id = ?"), (rid,))
                     row = cur.fetchone()

@@ -12,6 +12,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flowsight.store.alerting import Alerts
@@ -71,6 +72,10 @@ class SqlStore:
     def writes_inline(self) -> bool:
         """Whether a write is CPU work, with no network wait (see Hub)."""
         return self.db.writes_inline
+
+    def listen_commits(self, on_commit: Callable[[], None]) -> Callable[[], None] | None:
+        """``on_commit`` called when events are committed (see ``Database.listen_commits``)."""
+        return self.db.listen_commits(on_commit)
 
     def schema_version(self) -> int:
         """The newest migration applied to the database."""
