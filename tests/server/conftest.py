@@ -99,10 +99,11 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(db: str, *flags: str, log_dir: Path, host: str = "127.0.0.1") -> Server:
-    """Start ``flowsight serve`` and wait until ``/healthz`` answers on 127.0.0.1."""
+def start_server(db: str, *flags: str, log_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> Server:
+    """Start ``flowsight serve`` and wait until ``/healthz`` answers on 127.0.0.1
+    (on ``port``: a server started again where a balancer expects it; default a free one)."""
     for _ in range(3):  # the free port may be taken between finding it and binding it
-        port = free_port()
+        port = port or free_port()
         log = log_dir / f"serve-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
