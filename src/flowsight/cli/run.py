@@ -272,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="store: a file path, sqlite:///file.db or postgresql://... "
         "(default: $FLOWSIGHT_DATABASE_URL or ./flowsight.db)",
     )
-    where.add_argument("--url", help=f"send to this flowsight server instead (default: ${ENV_SERVER_URL})")
+    where.add_argument(
+        "--url",
+        help=f"send to this flowsight server instead, or to several replicas: URL,URL (default: ${ENV_SERVER_URL})",
+    )
     p.add_argument("--token", default=os.environ.get(ENV_TOKEN), help=f"API token (default: ${ENV_TOKEN})")
     p.add_argument("--steps", type=int, metavar="N", help="how many steps the run has (for its progress and ETA)")
     p.add_argument(

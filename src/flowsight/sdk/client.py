@@ -114,7 +114,7 @@ class Client:
             http_sink: HttpSink[Event] = HttpSink(
                 url, token, options=opts, spool_root=spool_dir, transport=http_transport
             )
-            self.url = server = http_sink.url
+            self.url = server = http_sink.servers  # one server, or several replicas: URL,URL,...
             self._token = token
             sink = http_sink
             # a request per batch: fewer, bigger ones (the server takes 10,000 events a request by default)

@@ -67,6 +67,24 @@ def normalize_url(url: str) -> str:
     return text
 
 
+def normalize_urls(text: str) -> list[str]:
+    """Several servers, replicas of one service, written ``URL,URL,...``:
+    each normalized (:func:`normalize_url`), in order, once.
+
+    Raises:
+        ConfigError: no URL, or one that is not an http(s) URL with a host.
+    """
+    urls: list[str] = []
+    for part in text.split(","):
+        if part.strip() and (url := normalize_url(part)) not in urls:
+            urls.append(url)
+    if not urls:
+        raise ConfigError(
+            f"server URL {text!r}: write it as http://host:port, or several as http://a:8640,http://b:8640"
+        )
+    return urls
+
+
 # ---- decisions --------------------------------------------------------------
 class Verdict(str, Enum):
     DELIVERED = "delivered"  # the server took the batch (each event accepted, duplicate or rejected)
@@ -202,14 +220,17 @@ class HttpSink(Generic[T]):
         what: str = "events",
         thread_name: str = "flowsight-sender",
     ) -> None:
-        self.url = normalize_url(url)
+        #: the servers, tried in turn: a request that cannot reach one or that it answers with a
+        #: retry (5xx, 429) goes to the next at once; the spool waits only once all of them failed
+        self.urls = normalize_urls(url)
+        self._at = 0  # the server requests go to now
         self.options = opts = options or HttpOptions()
         self.path = path
         self.what = what
         self._encode: Callable[[list[T]], bytes] = encode or _enc.encode
         self._thread_name = thread_name
         self.spool = spool or Spool(
-            spool_dir_for(self.url, spool_root), max_bytes=opts.spool_max_bytes, label=self.url, what=what
+            spool_dir_for(self.servers, spool_root), max_bytes=opts.spool_max_bytes, label=self.servers, what=what
         )
         headers = {
             "Content-Type": "application/json",
@@ -221,7 +242,7 @@ class HttpSink(Generic[T]):
         self._headers = headers
         self._transport = transport
         self._rand = rand
-        self._http: httpx.Client | None = None
+        self._http: dict[str, httpx.Client] = {}
         self.stats = DeliveryStats()
         #: what went wrong last (None once a batch got through again)
         self.last_error: str | None = None
@@ -236,6 +257,16 @@ class HttpSink(Generic[T]):
         self._refused_token = False  # the last answer was a 401 or 403
         self._retry_after: float | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The server requests go to now."""
+        return self.urls[self._at]
+
+    @property
+    def servers(self) -> str:
+        """Every server, as given (``URL,URL,...``): what the spool is kept for."""
+        return ",".join(self.urls)
 
     @property
     def dropped(self) -> int:
@@ -331,14 +362,12 @@ class HttpSink(Generic[T]):
                 "that reports to this URL sends them",
                 self.left_in_spool,
                 self.what,
-                self.url,
+                self.servers,
                 self.spool.dir,
                 self.last_error or "the server is slow to answer",
             )
         if not hung:
-            http, self._http = self._http, None
-            if http is not None:
-                http.close()
+            self._close_clients()
 
     # ---- the sender thread ------------------------------------------------
     def _run(self) -> None:
@@ -356,9 +385,13 @@ class HttpSink(Generic[T]):
         finally:
             # a thread that outlived close()'s wait (a request the server was slow to answer) closes
             # its own connections as it ends: no socket left to the garbage collector
-            http, self._http = self._http, None
-            if http is not None and self._stop.is_set():
-                http.close()
+            if self._stop.is_set():
+                self._close_clients()
+
+    def _close_clients(self) -> None:
+        clients, self._http = self._http, {}
+        for client in clients.values():
+            client.close()
 
     def _round(self, attempt: int) -> int:
         """Send the spooled segments, oldest first, until one must wait; then
@@ -398,15 +431,34 @@ class HttpSink(Generic[T]):
         return attempt
 
     def _client(self) -> httpx.Client:
-        if self._http is None:
+        client = self._http.get(self.url)
+        if client is None:
             o = self.options
-            self._http = httpx.Client(
+            client = self._http[self.url] = httpx.Client(
                 base_url=self.url,
                 headers=self._headers,
                 transport=self._transport,
                 timeout=httpx.Timeout(o.timeout, connect=o.connect_timeout),
             )
-        return self._http
+        return client
+
+    def _post(self, seg: Segment) -> httpx.Response | None:
+        """POST the segment to the servers in turn, from the current one, until
+        one answers other than "try again"; None when none could be reached."""
+        response: httpx.Response | None = None
+        for turn in range(len(self.urls)):
+            if turn:
+                self._at = (self._at + 1) % len(self.urls)
+                log.info("flowsight: trying the next server, %s", self.url)
+            try:
+                response = self._client().post(self.path, content=seg.body)
+            except httpx.TransportError as exc:
+                self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
+                response = None
+                continue
+            if verdict(response.status_code, seg.count) is not Verdict.RETRY:
+                break
+        return response
 
     def _deliver(self, seg: Segment) -> str:
         """Send one claimed segment: _NEXT, _RESCAN (it was split) or _RETRY
@@ -414,10 +466,8 @@ class HttpSink(Generic[T]):
         it is to be retried."""
         self.stats.requests += 1
         self._retry_after = None
-        try:
-            response = self._client().post(self.path, content=seg.body)
-        except httpx.TransportError as exc:
-            self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
+        response = self._post(seg)
+        if response is None:
             return _RETRY
         v = verdict(response.status_code, seg.count)
         if v is Verdict.UNAUTHORIZED:
