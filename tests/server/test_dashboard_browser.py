@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -814,3 +815,32 @@ def test_the_screenshots_are_small_enough_for_the_readme() -> None:
         path = REPO / "docs" / "screenshots" / f"{name}.png"
         if path.exists():
             assert path.stat().st_size < 300_000, f"{path}: {path.stat().st_size} bytes"
+
+
+def test_the_footer_shows_the_replicas_and_who_leads_each_duty_since_when(
+    browser: Browser, pg_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    a = start_server(pg_url, "--replica-id", "a", "--lease", "2s", log_dir=tmp_path)
+    b = start_server(pg_url, "--replica-id", "b", "--lease", "2s", log_dir=tmp_path)
+    t, ctx = open_tab(browser, b.url)
+    try:
+        t.goto("/")
+        footer = t.page.get_by_test_id("cluster")
+        expect(footer).to_contain_text("postgresql store · replica b of 2: a, b")
+        expect(footer).to_contain_text(
+            re.compile(r"alerting, detectors, retention, export led by a since \S+ \S+, epoch 1")
+        )
+        a.stop(signal.SIGKILL)
+        wait_until(
+            "b to lead", lambda: {d["leader"] for d in b.client().get("/api/v1/cluster").json()["duties"]} == {"b"}
+        )
+        t.page.reload()
+        expect(footer).to_contain_text(re.compile(r"led by b since \S+ \S+, epoch 2"))
+    finally:
+        ctx.close()
+        a.stop(signal.SIGKILL)
+        rc = b.stop()
+    assert rc == 0, b.output()
+    assert t.errors == [], "\n".join(t.errors)

@@ -3,7 +3,7 @@
 // indicator and the nav badges.
 
 import {api, getToken, onStreamStatus, onUnauthorized, setToken} from './api.js';
-import {h, replace} from './dom.js';
+import {h, replace, time} from './dom.js';
 import {toggleTheme, themeLabel} from './theme.js';
 import * as overview from './overview.js';
 import * as run from './run.js';
@@ -152,5 +152,41 @@ function setBadge(id, n, label) {
 setInterval(refreshBadges, 15000);
 window.addEventListener('flowsight:alerts-changed', () => { refreshBadges(); });
 
+// ---- the replicas (the footer) ----------------------------------------------------
+const footer = document.getElementById('cluster');
+
+/** Who serves this store and who leads each singleton duty (GET /api/v1/cluster). */
+export function clusterLine(c) {
+  if (c.lease_seconds === null) return [`${c.store} store · this server does every duty`];
+  const alive = c.replicas.filter((r) => r.alive);
+  const parts = [`${c.store} store · replica ${c.replica_id} of ${alive.length}: `,
+    ...alive.map((r, i) => h('span', {class: r.this ? 'this' : ''}, `${i ? ', ' : ''}${r.replica_id}`))];
+  const byLeader = new Map();
+  for (const d of c.duties) {
+    const key = d.leader === null ? '' : `${d.leader}|${d.epoch}`;  // taken together: one line
+    if (!byLeader.has(key)) byLeader.set(key, {duty: d, names: []});
+    const group = byLeader.get(key);
+    group.names.push(d.duty);
+    if (d.since !== null && d.since < group.duty.since) group.duty = d;
+  }
+  for (const {duty, names} of byLeader.values()) {
+    parts.push(' · ', h('span', {'data-duties': names.join(' ')},
+      duty.leader === null ? `${names.join(', ')}: no leader (the lease lapsed)`
+        : `${names.join(', ')} led by ${duty.leader} since ${time(duty.since)}, epoch ${duty.epoch}`));
+  }
+  return parts;
+}
+
+async function refreshCluster() {
+  try {
+    replace(footer, ...clusterLine(await api('/api/v1/cluster')));
+    footer.hidden = false;
+  } catch {
+    footer.hidden = true;  // an older server, or no token yet
+  }
+}
+setInterval(refreshCluster, 15000);
+
 updateSignOut();
 render();
+refreshCluster();
