@@ -14,7 +14,7 @@ import pytest
 import flowsight
 
 from flowsight.errors import ConfigError
-from flowsight.sdk.http import normalize_urls
+from flowsight.sdk.http import normalize_urls, spool_key
 from flowsight.sdk.spool import Spool, spool_dir_for
 from tests.sdk.conftest import MakeClient
 from tests.sdk.serving import ServerProcess, free_port
@@ -70,7 +70,7 @@ def test_flowsight_run_with_a_dead_server_first_reports_to_the_next(pg_url: str,
         assert out.returncode == 0, out.stderr
         assert ("completed", 1) in _events(pg_url)
         # one spool for the servers together, emptied
-        spool = spool_dir_for(f"{dead},{live.url}", tmp_path / "spool")
+        spool = spool_dir_for(spool_key(f"{live.url},{dead}"), tmp_path / "spool")  # the order does not matter
         assert [p.name for p in (tmp_path / "spool").iterdir()] == [spool.name]
         assert Spool(spool).segments() == []
     finally:

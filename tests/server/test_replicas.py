@@ -5,6 +5,7 @@ second server (flowsight.server.leadership, flowsight.store.leases)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from flowsight.errors import FencedError
 from flowsight.model.runs.events import make_event
 from flowsight.store import SqlStore, open_store
 from flowsight.store.leases import FENCE, Fence
-from tests.helpers import Recorder, wait_for
+from tests.helpers import Recorder, run, wait_for
 from tests.server.conftest import FLOWSIGHT, Server, event, post, start_server
 from tests.server.test_alerting_e2e import bodies, config, failed_run
 from tests.server.test_stream import stream
@@ -308,3 +309,117 @@ def test_a_commit_of_events_on_postgresql_wakes_the_listeners_and_sqlite_has_non
         finally:
             stop()
     assert sqlite_store.listen_commits(woken.set) is None  # one server a file: nobody to tell
+
+
+# ---- the alerting duty: a leader and a follower over one store ------------------
+def _services(store_url: str) -> tuple[Any, Any, Any, Any, Any]:
+    from flowsight.config import parse_config
+    from flowsight.server.alerting import AlertingService
+    from flowsight.server.leadership import Duty
+    from tests.server.test_alerting_service import CONFIG, Clock, Inbox
+
+    clock, inbox = Clock(), Inbox()
+    leader_store, follower_store = open_store(store_url), open_store(store_url)
+    lease = leader_store.leases.hold("alerting", "L", "token-L", 3600.0)
+    lead, follow = Duty("alerting", lease=lease, changes=1), Duty("alerting")
+    cfg = parse_config(CONFIG.replace('group_wait = "0s"', 'group_wait = "30s"'))
+    leader = AlertingService(leader_store, cfg, clock=clock, notifiers={"team": inbox}, duty=lead)
+    follower = AlertingService(follower_store, cfg, clock=clock, notifiers={"team": inbox}, duty=follow)
+    leader.load()
+    follower.load()
+    return leader, follower, clock, inbox, (leader_store, follower_store)
+
+
+def test_a_follower_never_writes_back_what_it_took_from_the_leader_and_forgets_what_the_leader_forgot(
+    store_url: str,
+) -> None:
+    from flowsight.model.alerts import Alert, AlertStatus
+
+    leader, follower, clock, inbox, stores = _services(store_url)
+    try:
+        firing = Alert({"alertname": "Disk", "workflow": "etl"}, starts_at=clock.now)
+        leader.send_alert(firing)
+        run(lambda: leader.step(clock.now))
+        clock.now += 1
+        run(lambda: follower.step(clock.now))  # takes it in, firing
+        # it resolves within group_wait: nobody was ever told
+        leader.send_alert(
+            Alert(firing.labels, starts_at=firing.starts_at, status=AlertStatus.RESOLVED, ends_at=clock.now)
+        )
+        run(lambda: leader.step(clock.now))
+        for _ in range(3):
+            clock.now += 1
+            run(lambda: follower.step(clock.now))
+        stored = {st.alert.fingerprint: st.alert.status for st in stores[0].alerts.load_alerts()}
+        assert stored.get(firing.fingerprint) in (None, AlertStatus.RESOLVED)  # never firing again
+        for _ in range(40):  # the leader's rounds: nothing to tell, ever
+            clock.now += 1
+            run(lambda: leader.step(clock.now))
+        assert inbox.notes == []
+        clock.now += 11  # a follower reads the whole view again every RELOAD seconds
+        run(lambda: follower.step(clock.now))
+        assert (
+            run(
+                lambda: follower.read(
+                    lambda am: (
+                        firing.fingerprint in am.alerts
+                        and am.alerts[firing.fingerprint].alert.status is AlertStatus.FIRING
+                    )
+                )
+            )
+            is False
+        )
+    finally:
+        for svc in (leader, follower):
+            run(svc.stop)
+        for s in stores:
+            s.close()
+
+
+class _Recorded:
+    """A duty's service that records the fence its work runs under, and that it was stopped."""
+
+    def __init__(self, log: list[tuple[str, int]]) -> None:
+        self.log = log
+
+    async def start(self) -> None:
+        fence = FENCE.get()
+        self.log.append(("start", fence.epoch if fence is not None else 0))
+
+    async def stop(self) -> None:
+        self.log.append(("stop", 0))
+
+
+def test_a_duty_won_back_under_a_newer_epoch_starts_afresh_under_it(store: SqlStore) -> None:
+    from flowsight.server.leadership import Leadership
+
+    log: list[tuple[str, int]] = []
+    made: list[_Recorded] = []
+
+    def make() -> list[_Recorded]:
+        made.append(_Recorded(log))
+        return made[-1:]
+
+    async def scenario() -> None:
+        me = Leadership(store, "a", lease=30.0, renew=0.05)
+        assert me.wrap("detectors", make) == []
+        await me.start()
+        try:
+            assert log == [("start", 1)]
+            # another replica took it (a pause past the lease), then gave it back
+            store.leases.expire("detectors")
+            assert store.leases.hold("detectors", "b", "token-b", 30.0) is not None
+            store.leases.release("detectors", "token-b")
+            for _ in range(200):
+                if ("start", 3) in log:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await me.stop()
+            await me.release.stop()
+
+    run(scenario)
+    assert log[0] == ("start", 1) and ("start", 3) in log  # epoch 2 was b's
+    assert log.index(("stop", 0)) < log.index(("start", 3))  # the old term's work ended first
+    assert len(made) >= 2 and log[-1] == ("stop", 0)  # made afresh for the new term; stopped at the end
+    assert {ls.duty: ls.expires_at for ls in store.leases.leases()}["detectors"] == 0  # given back

@@ -42,7 +42,6 @@ retried and logged as notifications are, but never given up for their age
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import random
@@ -177,11 +176,9 @@ class Dispatcher:
         self._db_thread.shutdown(wait=True)
 
     async def _db(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
-        # in the caller's context: a replica's leading round fences these writes too (flowsight.store.leases)
-        ctx = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._db_thread, functools.partial(ctx.run, fn, *args, **kw)
-        )
+        # not fenced (flowsight.store.leases): a claim settles who sends a row, and a send that was made must be
+        # recorded even by a replica that lost the lead meanwhile, or the next leader sends it again
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args, **kw))
 
     async def run_once(self, now: float | None = None, *, stop: asyncio.Event | None = None) -> int:
         """Send everything due at ``now``; returns how many were delivered.

@@ -125,9 +125,10 @@ class Client:
 
                 return server_log_sink(server, token, options=opts, spool_root=spool_dir, transport=http_transport)
 
+            from flowsight.sdk.http import spool_key
             from flowsight.sdk.spool import log_spool_dir
 
-            self._log_spool: Path | None = log_spool_dir(server, spool_dir)
+            self._log_spool: Path | None = log_spool_dir(spool_key(server), spool_dir)
         else:
             self.db = db_url = resolve_url(db)
             keep = retention_seconds(retention)
@@ -212,19 +213,25 @@ class Client:
 
             import httpx
 
+            from flowsight.sdk.http import normalize_urls
+
             headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-            try:
-                r = httpx.put(
-                    f"{self.url}/api/v1/schedules/{quote(workflow, safe='')}",
-                    json=exp.to_doc(),
-                    headers=headers,
-                    timeout=10.0,
-                )
-            except httpx.HTTPError as exc:
-                raise ConfigError(f"{self.url}: the expectations of {workflow!r} could not be sent: {exc}") from None
-            if r.status_code != 200:
-                raise ConfigError(f"{self.url} refused the expectations of {workflow!r} ({r.status_code}): {_said(r)}")
-            return exp
+            failed: list[str] = []
+            for url in normalize_urls(self.url):  # several replicas: the next when one cannot be reached
+                try:
+                    r = httpx.put(
+                        f"{url}/api/v1/schedules/{quote(workflow, safe='')}",
+                        json=exp.to_doc(),
+                        headers=headers,
+                        timeout=10.0,
+                    )
+                except httpx.HTTPError as exc:
+                    failed.append(f"{url}: {exc}")
+                    continue
+                if r.status_code != 200:
+                    raise ConfigError(f"{url} refused the expectations of {workflow!r} ({r.status_code}): {_said(r)}")
+                return exp
+            raise ConfigError(f"the expectations of {workflow!r} could not be sent: {'; '.join(failed)}")
         with open_store(self.db) as store:
             store.schedules.set_expectation(workflow, exp.to_doc(), "api", time.time())
         return exp

@@ -85,6 +85,12 @@ def normalize_urls(text: str) -> list[str]:
     return urls
 
 
+def spool_key(text: str) -> str:
+    """What a spool is kept for: the servers in any order (the same replicas
+    listed again in another order find what an earlier process left)."""
+    return ",".join(sorted(normalize_urls(text)))
+
+
 # ---- decisions --------------------------------------------------------------
 class Verdict(str, Enum):
     DELIVERED = "delivered"  # the server took the batch (each event accepted, duplicate or rejected)
@@ -230,7 +236,10 @@ class HttpSink(Generic[T]):
         self._encode: Callable[[list[T]], bytes] = encode or _enc.encode
         self._thread_name = thread_name
         self.spool = spool or Spool(
-            spool_dir_for(self.servers, spool_root), max_bytes=opts.spool_max_bytes, label=self.servers, what=what
+            spool_dir_for(spool_key(self.servers), spool_root),
+            max_bytes=opts.spool_max_bytes,
+            label=self.servers,
+            what=what,
         )
         headers = {
             "Content-Type": "application/json",
@@ -265,7 +274,7 @@ class HttpSink(Generic[T]):
 
     @property
     def servers(self) -> str:
-        """Every server, as given (``URL,URL,...``): what the spool is kept for."""
+        """Every server, as given (``URL,URL,...``)."""
         return ",".join(self.urls)
 
     @property

@@ -141,14 +141,13 @@ def server_log_sink(
 ) -> HttpSink[LogRecord]:
     """Log entries to ``POST /api/v1/logs`` of the server at ``url``, through
     the spool directory ``<spool of url>/logs``."""
-    from flowsight.sdk.http import LOGS_PATH, HttpSink, normalize_urls
+    from flowsight.sdk.http import LOGS_PATH, HttpSink, spool_key
     from flowsight.sdk.spool import Spool, log_spool_dir
 
-    servers = ",".join(normalize_urls(url))  # the events' spool is kept for the same text
     spool = Spool(
-        log_spool_dir(servers, spool_root),
+        log_spool_dir(spool_key(url), spool_root),  # below the events' spool, kept for the same servers
         max_bytes=options.spool_max_bytes,
-        label=f"{servers} (log entries)",
+        label=f"{url} (log entries)",
         what="log entries",
     )
     return HttpSink(

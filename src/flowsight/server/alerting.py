@@ -67,6 +67,7 @@ R = TypeVar("R")
 
 #: alerts taken per turn on the manager's thread: a big batch lets the round and the readers in between
 SEND_CHUNK = 1_000
+RELOAD = 10.0  # seconds between a follower's full reads of the alerts the store keeps
 RULES_SEQ = "alerting.rules_seq"  # kept: the last event seq the leading replica's rules have read
 
 
@@ -108,13 +109,9 @@ class AlertingService:
         self.config = config
         self.clock = clock
         self.interval = interval
-        self.manager = AlertManager(
-            config.route,
-            inhibit_rules=config.inhibit_rules,
-            flap_policy=config.flap_policy,
-            clock=clock,
-            dependencies=config.dependencies(),
-        )
+        self.manager = self._new_manager()
+        self._local: set[str] = set()  # fingerprints of the alerts raised here (a follower hands only those on)
+        self._reloaded = 0.0  # when a follower last read every alert the store keeps
         if notifiers is None:
             notifiers = {rc.name: build_notifier(rc, config.external_url) for rc in config.receivers}
         self.notifiers = dict(notifiers)
@@ -157,6 +154,31 @@ class AlertingService:
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in start(), on the running loop
 
+    def _new_manager(self) -> AlertManager:
+        cfg = self.config
+        return AlertManager(
+            cfg.route,
+            inhibit_rules=cfg.inhibit_rules,
+            flap_policy=cfg.flap_policy,
+            clock=self.clock,
+            dependencies=cfg.dependencies(),
+        )
+
+    def _reload(self, am: AlertManager) -> AlertManager:
+        """The manager made again from what the store keeps now (every alert,
+        the active silences), keeping the alerts raised here not yet stored
+        (on the manager's thread)."""
+        fresh = self._new_manager()
+        fresh.restore(self.store.alerts.load_alerts())
+        for silence in self.store.alerts.list_silences(active_at=self.clock()):
+            fresh.add_silence(silence)
+        mine, _ = am.changes()
+        for st in mine:
+            if st.alert.fingerprint in self._local:
+                fresh.send_alert(st.alert)
+        self.manager = fresh
+        return fresh
+
     # ---- input ---------------------------------------------------------------
     def load(self, *, wait: bool = True) -> None:
         """Take back what the store kept: alerts (with who was told),
@@ -190,12 +212,14 @@ class AlertingService:
             self.schedules.restore([s.alert for s in states])
         if saved is not None:
             self.logs.restore(saved)
-        self._term = self.duty.changes if self.duty is not None else 0
 
     def _promote(self, am: AlertManager) -> None:
-        """This replica has just taken the lead (on the manager's thread): the
-        rules take over the alerts the last leader raised, so they can resolve
-        them, and read the events from where its rules stopped."""
+        """This replica has just taken the lead (on the manager's thread, a
+        server's start included): the manager is made again from the alerts
+        the store keeps (the last leader's, with who was told), the rules take
+        them over, so they can resolve them, and read the events from where
+        the last leader's rules stopped (where a leader kept that)."""
+        am = self._reload(am)
         alerts = [st.alert for st in am.snapshot()]
         self.rules.restore(alerts)
         self.schedules.restore(alerts)
@@ -208,6 +232,7 @@ class AlertingService:
     def send_alert(self, alert: Alert) -> None:
         """``AlertManager.send_alert`` at the manager's next operation (at the
         latest the next round); from any thread, never waits."""
+        self._local.add(alert.fingerprint)
         self._inbox.append(functools.partial(AlertManager.send_alert, alert=alert))
 
     async def send_alerts(self, alerts: Sequence[Alert]) -> None:
@@ -310,13 +335,19 @@ class AlertingService:
 
     async def _follow(self, now: float) -> None:
         """A round where another replica leads: take in the alerts it keeps
-        (and the silences), and keep the alerts raised here for it to send."""
+        (and the silences), and store the alerts raised here for it to send.
+        Every ``RELOAD`` seconds the whole view is read again (an alert the
+        leader forgot is gone from the store, which no round's reading says)."""
         silences = await asyncio.to_thread(self._changed_silences)
-        foreign = await asyncio.to_thread(self.others.take)
-        if foreign:
-            await self._manager(AlertManager.restore, foreign)
+        if now - self._reloaded >= RELOAD:
+            await self._manager(self._reload)
+            self._reloaded = now
+        else:
+            foreign = await asyncio.to_thread(self.others.take)
+            if foreign:
+                await self._manager(AlertManager.restore, foreign)
         await self._manager(self._add_silences, silences)
-        await self._save(now)
+        await self._save(now, only_local=True)
         self.rule_events.start_at(0)  # the leader reads the events: nothing kept here for it
 
     @staticmethod
@@ -359,11 +390,18 @@ class AlertingService:
         cls._add_silences(am, silences)
         return am.tick(now)
 
-    async def _save(self, now: float) -> None:
+    async def _save(self, now: float, *, only_local: bool = False) -> None:
         """Store what changed in the manager since the last save; given back
-        to it when the store fails, for the next save."""
+        to it when the store fails, for the next save. ``only_local``: a
+        follower's, which stores only the alerts raised here (what it took in
+        from the leader is the leader's to store)."""
         self.others.saved(now)
         states, gone = await self._manager(AlertManager.changes)
+        if only_local:
+            states = [st for st in states if st.alert.fingerprint in self._local]
+            gone = []
+        elif self.duty is not None:
+            self._local.clear()  # the leader stores every alert: none left to hand on
         try:
             await asyncio.to_thread(self.store.alerts.update_alerts, states, gone, now)
         except Exception:

@@ -119,8 +119,6 @@ def create_app(
         cluster=cluster,
     )
     st.committer.on_commit = st.counters.on_commit
-    if log_retention is not None:
-        st.log_retention = LogRetention(store, log_retention, interval=log_purge_interval)
     st.fault_monitor = faults_api.make_fault_monitor(cfg, store, alerting)
     collector = MetricsCollector()
     perf = st.performance = PerformanceMonitor(
@@ -142,32 +140,37 @@ def create_app(
     # none of them waits for another.)
     # The singleton duties (see flowsight.server.leadership): started here when
     # this server is alone, by the leadership while it leads them otherwise.
-    retention = cluster.wrap("retention", [st.log_retention] if st.log_retention is not None else [])
-    detectors = cluster.wrap(
-        "detectors",
-        [Loop("flowsight-faults", st.fault_monitor.monitor_faults)] if st.fault_monitor is not None else [],
-    )
-    export = cluster.wrap(
-        "export",
-        [
-            ExportService(
-                store, cfg.otlp_export, on_broken=alerting.receiver_broken, on_recovered=alerting.receiver_recovered
-            )
-        ]
-        if cfg.otlp_export is not None
-        else [],
-    )
+    # Each is made afresh for each term a replica leads its duty (a stopped service does not start again).
+    retention_every = log_purge_interval
+
+    def retention() -> list[Service]:
+        if log_retention is None:
+            return []
+        st.log_retention = LogRetention(store, log_retention, interval=retention_every)
+        return [st.log_retention]
+
+    def detectors() -> list[Service]:
+        monitor = st.fault_monitor
+        return [Loop("flowsight-faults", monitor.monitor_faults)] if monitor is not None else []
+
+    def export() -> list[Service]:
+        if cfg.otlp_export is None:
+            return []
+        on_broken, on_recovered = alerting.receiver_broken, alerting.receiver_recovered
+        return [ExportService(store, cfg.otlp_export, on_broken=on_broken, on_recovered=on_recovered)]
+
     services: list[Service] = [
-        *retention,
+        *([leadership.release] if leadership is not None else []),  # stopped last: the leases given back
+        *cluster.wrap("retention", retention),
         alerting,  # loads what the store kept without waiting: the port is bound meanwhile
         st.committer,
         *([leadership] if leadership is not None else []),  # stopped before the committer and alerting
-        *detectors,
+        *cluster.wrap("detectors", detectors),
         sampling,
         dashboard_api.OverviewWarmer(store),
         StoreFollower(hub),
         SourceFollower(store, cfg.logs.sources),
-        *export,
+        *cluster.wrap("export", export),
     ]
 
     @contextlib.asynccontextmanager

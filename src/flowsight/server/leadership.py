@@ -37,7 +37,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flowsight import __version__
@@ -58,24 +58,31 @@ def default_replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: what makes a duty's services afresh for each term of leading it (a stopped service is not started again)
+Services = Callable[[], Sequence[Service]]
+
+
 @dataclass
 class Duty:
     """One duty as this server sees it: whether it leads it, and under which lease."""
 
     name: str
-    services: list[Service] = field(default_factory=list)  # started while led, stopped when lost
+    make: list[Services] = field(default_factory=list)  # the services of a term: started while led, stopped when lost
     lease: Lease | None = None  # held by this server (None: it does not lead)
     renewed: float = 0.0  # time.monotonic() of the round that last renewed it
     running: list[Service] = field(default_factory=list)
+    running_epoch: int = 0  # the epoch the running services are fenced with
     changes: int = 0  # times this server took the lease
 
     @property
     def leading(self) -> bool:
         return self.lease is not None
 
+    ttl: float = LEASE
+
     @property
     def fence(self) -> Fence | None:
-        return self.lease.fence if self.lease is not None else None
+        return self.lease.fenced(self.ttl) if self.lease is not None else None
 
 
 class Alone:
@@ -91,9 +98,9 @@ class Alone:
         """``name``'s duty while it is led through a lease; None: led here for ever, unfenced."""
         return None
 
-    def wrap(self, name: str, services: Sequence[Service]) -> list[Service]:
-        """``services`` of duty ``name`` as the app starts them: as they are."""
-        return list(services)
+    def wrap(self, name: str, make: Services) -> list[Service]:
+        """The services of duty ``name`` as the app starts them: made once, run for ever."""
+        return list(make())
 
 
 class Leadership:
@@ -115,7 +122,7 @@ class Leadership:
         self.me = Replica(
             self.token, self.replica_id, socket.gethostname(), os.getpid(), __version__, time.time(), 0.0, None
         )
-        self.duties = {name: Duty(name) for name in DUTIES}
+        self.duties = {name: Duty(name, ttl=lease) for name in DUTIES}
         self.failed_rounds = 0
         self._said = ("", 0.0)  # the last failure said, and when
         self._claimed = False
@@ -126,9 +133,10 @@ class Leadership:
     def duty(self, name: str) -> Duty:
         return self.duties[name]
 
-    def wrap(self, name: str, services: Sequence[Service]) -> list[Service]:
-        """``services`` of duty ``name``: started while this replica leads it (none at the app's start)."""
-        self.duties[name].services.extend(services)
+    def wrap(self, name: str, make: Services) -> list[Service]:
+        """The services of duty ``name``: made and started at each term this
+        replica leads it, stopped when the term ends (none at the app's start)."""
+        self.duties[name].make.append(make)
         return []
 
     # ---- the leases -----------------------------------------------------------
@@ -184,28 +192,35 @@ class Leadership:
             return None
         for r in self.store.leases.replicas(0.0):
             if r.token == lease.token:
-                return r.token if r.host == self.me.host and not _alive(r.pid) else None
+                # a process of this host that is gone (or a container's PID 1 again: this process's pid)
+                gone = r.pid == os.getpid() or not _alive(r.pid)
+                return r.token if r.host == self.me.host and gone else None
         return None
 
     async def _apply(self) -> None:
-        """Start the services of the duties just won, stop those of the duties lost."""
+        """Start the services of the duties just won, stop those of the duties
+        lost; a duty won back under a newer epoch starts afresh under it."""
         for duty in self.duties.values():
-            if duty.leading and not duty.running and duty.services:
-                log.info("replica %s leads %s (epoch %d)", self.replica_id, duty.name, duty.lease.epoch)  # type: ignore[union-attr]
-                ctx = contextvars.copy_context()
-                ctx.run(FENCE.set, duty.fence)
-                # the services' tasks (and the threads they hand work to) are made in this context: fenced
-                duty.running = await asyncio.create_task(start_all(duty.services), context=ctx)
-            elif not duty.leading and duty.running:
+            epoch = duty.lease.epoch if duty.lease is not None else 0
+            if duty.running and duty.running_epoch != epoch:
                 if self._stop.is_set():
                     log.info("replica %s stops leading %s", self.replica_id, duty.name)
                 else:
-                    log.warning("replica %s no longer leads %s: its work stops", self.replica_id, duty.name)
+                    log.warning("replica %s no longer leads %s (epoch %d): its work stops",
+                                self.replica_id, duty.name, duty.running_epoch)  # fmt: skip
                 running, duty.running = duty.running, []
                 try:
                     await stop_all(running)
                 except StoreError as exc:  # what it would have written last is refused: another leads now
                     log.warning("%s stopped without its last write: %s", duty.name, exc)
+            if duty.lease is not None and not duty.running and duty.make and not self._stop.is_set():
+                log.info("replica %s leads %s (epoch %d)", self.replica_id, duty.name, epoch)
+                ctx = contextvars.copy_context()
+                ctx.run(FENCE.set, duty.fence)
+                services = [svc for make in duty.make for svc in make()]
+                # the services' tasks (and the threads they hand work to) are made in this context: fenced
+                duty.running = await asyncio.create_task(start_all(services), context=ctx)
+                duty.running_epoch = epoch
 
     def _lapse(self) -> None:
         """The database could not be reached: a lease not renewed for a whole term is another's by now."""
@@ -238,7 +253,10 @@ class Leadership:
                 self.failed_rounds += 1
                 self._say(exc)
                 self._lapse()
-            await self._apply()
+            try:
+                await self._apply()
+            except Exception:  # a duty that cannot start must not end the heartbeats and the other duties
+                log.exception("leases: starting or stopping a duty's work failed (trying again every %gs)", self.renew)
 
     def _say(self, exc: StoreError) -> None:
         """A failed round, said once, then once a minute while it lasts (a store that is down fails each one)."""
@@ -249,14 +267,26 @@ class Leadership:
             self._said = (str(exc), now)
 
     async def stop(self) -> None:
-        """Stop the duties' work, give their leases back, say this replica stopped."""
+        """Stop renewing and stop the duties' work. The leases are still held
+        (alerting, stopped after this, makes its last saves under its own):
+        :meth:`release`, stopped last, gives them back."""
+        self._stop.set()
         if self._task is not None:
-            self._stop.set()
             await self._task
             self._task = None
         for duty in self.duties.values():
-            duty.lease = None
+            duty.running_epoch = -1  # every running term ends
         await self._apply()
+
+    @property
+    def release(self) -> Service:
+        """A service whose stop gives the leases back and says this replica
+        stopped: the app stops it last, after alerting's last save."""
+        return _Release(self)
+
+    async def _give_back(self) -> None:
+        for duty in self.duties.values():
+            duty.lease = None
         try:
             await asyncio.to_thread(self._release)
         except StoreError as exc:
@@ -282,3 +312,16 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True  # no /proc (not Linux): it answered the signal
+
+
+class _Release:
+    """:attr:`Leadership.release` as a service: nothing at start; the leases given back at stop."""
+
+    def __init__(self, leadership: Leadership) -> None:
+        self._leadership = leadership
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        await self._leadership._give_back()

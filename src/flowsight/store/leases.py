@@ -38,11 +38,15 @@ from flowsight.store.database import Database
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """The lease a duty's writes are made under."""
+    """The lease a duty's writes are made under. ``stall``: seconds a write
+    transaction of the duty may sit idle before PostgreSQL ends it (a leader
+    paused inside one would otherwise hold the lease row, and every other
+    replica's takeover, for as long as it is paused)."""
 
     duty: str
     token: str
     epoch: int
+    stall: float = 10.0
 
 
 #: the lease the running duty's writes are made under (None: not a duty's write, no check)
@@ -63,6 +67,10 @@ class Lease:
     @property
     def fence(self) -> Fence:
         return Fence(self.duty, self.token, self.epoch)
+
+    def fenced(self, stall: float) -> Fence:
+        """The fence of this lease, its transactions ended after ``stall`` idle seconds."""
+        return Fence(self.duty, self.token, self.epoch, stall)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,8 @@ def check_fence(db: Database, cur: Any) -> None:
     fence = FENCE.get()
     if fence is None:
         return
+    if db.dialect.name == "postgresql":
+        cur.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, int(fence.stall * 1000))}")
     cur.execute(db.sql(f"SELECT holder, token, epoch FROM leases WHERE duty = ?{db.dialect.lock_row}"), (fence.duty,))
     row = cur.fetchone()
     if row is None or row[1] != fence.token or int(row[2]) != fence.epoch:
@@ -124,6 +134,9 @@ class Leases:
         process of this host that is gone), whose lease is taken at once."""
         sql = self._db.sql
         with self._db.txn(f"lease of {duty}") as cur:
+            if self._db.dialect.name == "postgresql":
+                # a lease row held by a stalled transaction (a paused leader's) fails this round, not hangs it
+                cur.execute(f"SET LOCAL lock_timeout = {max(1, int(min(2.0, ttl / 3) * 1000))}")
             now = self._now(cur)
             cur.execute(
                 sql(f"INSERT INTO leases ({_LEASE_COLUMNS}) VALUES (?, '', '', 0, ?, 0) ON CONFLICT (duty) DO NOTHING"),
@@ -158,9 +171,10 @@ class Leases:
         return [_lease(r) for r in self._db.read(f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY duty")]
 
     def now(self) -> float:
-        """The database's clock, as the leases are kept in."""
-        with self._db.txn("clock") as cur:
-            return self._now(cur)
+        """The database's clock, as the leases are kept in (a read: no write transaction)."""
+        if self._db.dialect.name == "postgresql":
+            return float(self._db.read("SELECT EXTRACT(EPOCH FROM clock_timestamp())")[0][0])
+        return time.time()
 
     def beat(self, me: Replica) -> float:
         """Say ``me`` is alive (its row made or its ``seen_at`` moved to

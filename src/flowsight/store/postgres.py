@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -189,7 +190,10 @@ class PostgresDatabase(Database):
         cur.execute("SELECT pg_notify(%s, %s)", (self._channel(), str(seq)))
 
     def _channel(self) -> str:
-        return f"flowsight_events_{self.schema}" if self.schema else "flowsight_events"
+        # a channel's name is an identifier (63 bytes at most): a schema's name hashed into it
+        if not self.schema:
+            return "flowsight_events"
+        return f"flowsight_events_{hashlib.sha256(self.schema.encode()).hexdigest()[:16]}"
 
     def listen_commits(self, on_commit: Callable[[], None]) -> Callable[[], None] | None:
         stop = threading.Event()
