@@ -27,6 +27,9 @@ def test_several_urls_are_each_normalised_in_order_once() -> None:
         normalize_urls(" , ")
     with pytest.raises(ConfigError, match=r"'b:2': write it as http://host:port"):
         normalize_urls("http://a:1,b:2")
+    for bad in ("http://a:1 http://b:2", "http://a:notaport"):  # a space for a comma, a port that is no number
+        with pytest.raises(ConfigError, match=r"several replicas as http://a:8640,http://b:8640"):
+            normalize_urls(bad)
 
 
 def _events(pg_url: str) -> list[tuple[str, int]]:
@@ -68,6 +71,7 @@ def test_flowsight_run_with_a_dead_server_first_reports_to_the_next(pg_url: str,
             env={"PATH": "/usr/bin:/bin", "FLOWSIGHT_SPOOL_DIR": str(tmp_path / "spool")},
         )
         assert out.returncode == 0, out.stderr
+        assert "spool" not in out.stderr, out.stderr  # the next server took it: nothing kept, no warning
         assert ("completed", 1) in _events(pg_url)
         # one spool for the servers together, emptied
         spool = spool_dir_for(spool_key(f"{live.url},{dead}"), tmp_path / "spool")  # the order does not matter

@@ -142,6 +142,20 @@ def test_a_writer_paused_past_its_lease_writes_nothing_once_resumed(store_url: s
             proc.wait()
 
 
+def test_a_lease_under_a_second_and_a_replica_name_with_a_space_are_refused_saying_why(tmp_path: Path) -> None:
+    db = str(tmp_path / "flowsight.db")
+    for flags, says in (
+        (["--lease", "0"], "argument --lease: '0': a lease lasts 1s at least"),
+        (["--lease", "500ms"], "a lease lasts 1s at least"),
+        (["--replica-id", "web 1"], "argument --replica-id: 'web 1': a replica's name has no spaces"),
+        (["--replica-id", ""], "a replica's name must not be empty"),
+        (["--replica-id", "x" * 101], "100 characters at most"),
+    ):
+        out = subprocess.run([*FLOWSIGHT, "--db", db, "serve", "--port", "0", *flags], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 2 and says in out.stderr, (flags, out.stderr)
+
+
 # ---- SQLite: one server ---------------------------------------------------------
 def test_a_second_server_on_a_sqlite_file_is_refused_and_a_killed_one_is_not_in_the_way(tmp_path: Path) -> None:
     db = str(tmp_path / "flowsight.db")

@@ -58,6 +58,22 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _lease(text: str) -> float:
+    seconds = _duration(text)
+    if seconds < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a lease lasts 1s at least (default 10s)")
+    return seconds
+
+
+def _replica_id(text: str) -> str:
+    from flowsight.server.leadership import replica_id_problem
+
+    problem = replica_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
 def _retention(text: str) -> float | None:
     return None if text.strip().lower() == "off" else _duration(text)
 
@@ -150,13 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--replica-id",
+        type=_replica_id,
         default=None,
         metavar="NAME",
         help="this server's name among the replicas on one PostgreSQL store (default: hostname:pid)",
     )
     serve.add_argument(
         "--lease",
-        type=_duration,
+        type=_lease,
         default=10.0,
         help="how long a replica's lease on a singleton duty lasts unless renewed (default 10s; "
         "a leader killed outright is replaced within it and a third more)",

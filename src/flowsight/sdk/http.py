@@ -59,10 +59,16 @@ def normalize_url(url: str) -> str:
     if text.endswith(EVENTS_PATH):
         text = text[: -len(EVENTS_PATH)]
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts.port  # noqa: B018 - read for its check: a port that is not a number raises here
+        well_formed = not any(c.isspace() for c in text)
+    except ValueError:
+        well_formed = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not well_formed:
         raise ConfigError(
             f"server URL {url!r}: write it as http://host:port (or https://...), "
-            f"e.g. http://127.0.0.1:8640 for a local `flowsight serve`"
+            f"e.g. http://127.0.0.1:8640 for a local `flowsight serve`; several replicas as "
+            f"http://a:8640,http://b:8640"
         )
     return text
 
@@ -456,17 +462,21 @@ class HttpSink(Generic[T]):
         one answers other than "try again"; None when none could be reached."""
         response: httpx.Response | None = None
         for turn in range(len(self.urls)):
-            if turn:
-                self._at = (self._at + 1) % len(self.urls)
-                log.info("flowsight: trying the next server, %s", self.url)
+            last = turn == len(self.urls) - 1
             try:
                 response = self._client().post(self.path, content=seg.body)
             except httpx.TransportError as exc:
-                self._trouble(f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})")
-                response = None
-                continue
-            if verdict(response.status_code, seg.count) is not Verdict.RETRY:
+                why, response = f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})", None
+            else:
+                if verdict(response.status_code, seg.count) is not Verdict.RETRY:
+                    break
+                why = f"{self.url} answered {response.status_code}"
+            if last:  # every one failed: said once per outage, the segment kept for the backoff
+                if response is None:
+                    self._trouble(why)
                 break
+            self._at = (self._at + 1) % len(self.urls)
+            log.info("flowsight: %s; trying the next server, %s", why, self.url)
         return response
 
     def _deliver(self, seg: Segment) -> str:

@@ -54,6 +54,7 @@ def cluster_view(st: ServerContext) -> S.Cluster:
             leads=sorted(leads.get(r.token, [])),
         )  # fmt: skip
         for r in leases.replicas(now - 10 * cluster.ttl)
+        if r.stopped_at is None or r.seen_at >= now - cluster.ttl  # one that stopped: listed a lease long
     ]
     every = {ls.duty: ls for ls in leases.leases()}
     duties = []

@@ -53,6 +53,20 @@ LEASE = 10.0  # seconds a lease lasts unless renewed
 FORGET_REPLICAS = 86_400.0  # a replica not heard from for a day leaves the list
 
 
+REPLICA_ID_LIMIT = 100
+
+
+def replica_id_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a replica (in logs, metrics, the cluster view), or None."""
+    if not name:
+        return "a replica's name must not be empty"
+    if len(name) > REPLICA_ID_LIMIT:
+        return f"a replica's name is {REPLICA_ID_LIMIT} characters at most, got {len(name)}"
+    if not name.isprintable() or any(c.isspace() for c in name):
+        return "a replica's name has no spaces or control characters (e.g. web-1)"
+    return None
+
+
 def default_replica_id() -> str:
     """``hostname:pid``: what a replica is called unless ``--replica-id`` says."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -151,6 +165,16 @@ class Leadership:
         self._round()
         self._claimed = True
         if self.store.dialect != "sqlite":
+            now = self.store.leases.now()
+            twins = [
+                r for r in self.store.leases.replicas(now - 2 * self.ttl)
+                if r.replica_id == self.replica_id and r.token != self.token and r.stopped_at is None
+            ]  # fmt: skip
+            if twins:
+                log.warning(
+                    "another replica is called %r too (pid %d on %s): give each its own --replica-id",
+                    self.replica_id, twins[0].pid, twins[0].host,
+                )  # fmt: skip
             return
         for duty in self.duties.values():
             if duty.lease is None:
@@ -174,10 +198,14 @@ class Leadership:
                 dead = self._dead_holder(duty.name)
                 if dead is not None:
                     got = leases.hold(duty.name, self.replica_id, self.token, self.ttl, take_from=dead)
+                    leases.stopped(dead)  # gone: not listed as alive any more
             if got is not None:
                 duty.renewed = started
                 if duty.lease is None or duty.lease.epoch != got.epoch:
                     duty.changes += 1
+                    log.info("replica %s leads %s (epoch %d)", self.replica_id, duty.name, got.epoch)
+            elif duty.lease is not None:
+                log.warning("replica %s no longer leads %s (epoch %d)", self.replica_id, duty.name, duty.lease.epoch)
             duty.lease = got
 
     def _dead_holder(self, duty: str) -> str | None:
@@ -203,18 +231,13 @@ class Leadership:
         for duty in self.duties.values():
             epoch = duty.lease.epoch if duty.lease is not None else 0
             if duty.running and duty.running_epoch != epoch:
-                if self._stop.is_set():
-                    log.info("replica %s stops leading %s", self.replica_id, duty.name)
-                else:
-                    log.warning("replica %s no longer leads %s (epoch %d): its work stops",
-                                self.replica_id, duty.name, duty.running_epoch)  # fmt: skip
+                log.info("replica %s: the work of %s (epoch %d) stops", self.replica_id, duty.name, duty.running_epoch)
                 running, duty.running = duty.running, []
                 try:
                     await stop_all(running)
                 except StoreError as exc:  # what it would have written last is refused: another leads now
                     log.warning("%s stopped without its last write: %s", duty.name, exc)
             if duty.lease is not None and not duty.running and duty.make and not self._stop.is_set():
-                log.info("replica %s leads %s (epoch %d)", self.replica_id, duty.name, epoch)
                 ctx = contextvars.copy_context()
                 ctx.run(FENCE.set, duty.fence)
                 services = [svc for make in duty.make for svc in make()]
