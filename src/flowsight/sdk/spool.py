@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowsight.errors import ConfigError
+from flowsight.pids import alive
 
 log = logging.getLogger("flowsight.sdk")
 
@@ -91,16 +92,6 @@ def count_of(name: str) -> int:
         return int(name[: -len(SUFFIX)].rsplit("_", 1)[1])
     except (IndexError, ValueError):
         return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Spool:
@@ -272,6 +263,6 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             for p in self.dir.glob(f"{_TMP_PREFIX}*"):
                 pid = p.name[len(_TMP_PREFIX) :].split("-", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isdigit() and not alive(int(pid)):
                     with contextlib.suppress(OSError):
                         p.unlink()

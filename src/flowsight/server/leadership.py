@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from flowsight import __version__
 from flowsight.errors import SingleNodeError, StoreError
+from flowsight.pids import alive
 from flowsight.server.services import Service, start_all, stop_all
 from flowsight.store.interface import Store
 from flowsight.store.leases import FENCE, Fence, Lease, Replica
@@ -221,7 +222,7 @@ class Leadership:
         for r in self.store.leases.replicas(0.0):
             if r.token == lease.token:
                 # a process of this host that is gone (or a container's PID 1 again: this process's pid)
-                gone = r.pid == os.getpid() or not _alive(r.pid)
+                gone = r.pid == os.getpid() or not alive(r.pid)
                 return r.token if r.host == self.me.host and gone else None
         return None
 
@@ -320,21 +321,6 @@ class Leadership:
             self.store.leases.release(name, self.token)
         self.store.leases.stopped(self.token)
         self.store.leases.forget(time.time() - FORGET_REPLICAS)
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux): it answered the signal
 
 
 class _Release:
