@@ -350,42 +350,59 @@ def test_a_follower_never_writes_back_what_it_took_from_the_leader_and_forgets_w
     from flowsight.model.alerts import Alert, AlertStatus
 
     leader, follower, clock, inbox, stores = _services(store_url)
-    try:
-        firing = Alert({"alertname": "Disk", "workflow": "etl"}, starts_at=clock.now)
+    firing = Alert({"alertname": "Disk", "workflow": "etl"}, starts_at=clock.now)
+
+    async def scenario() -> bool:  # one loop: its threads (and their store connections) serve every round
         leader.send_alert(firing)
-        run(lambda: leader.step(clock.now))
+        await leader.step(clock.now)
         clock.now += 1
-        run(lambda: follower.step(clock.now))  # takes it in, firing
+        await follower.step(clock.now)  # takes it in, firing
         # it resolves within group_wait: nobody was ever told
-        leader.send_alert(
-            Alert(firing.labels, starts_at=firing.starts_at, status=AlertStatus.RESOLVED, ends_at=clock.now)
-        )
-        run(lambda: leader.step(clock.now))
+        resolved = Alert(firing.labels, starts_at=firing.starts_at, status=AlertStatus.RESOLVED, ends_at=clock.now)
+        leader.send_alert(resolved)
+        await leader.step(clock.now)
         for _ in range(3):
             clock.now += 1
-            run(lambda: follower.step(clock.now))
+            await follower.step(clock.now)
         stored = {st.alert.fingerprint: st.alert.status for st in stores[0].alerts.load_alerts()}
         assert stored.get(firing.fingerprint) in (None, AlertStatus.RESOLVED)  # never firing again
         for _ in range(40):  # the leader's rounds: nothing to tell, ever
             clock.now += 1
-            run(lambda: leader.step(clock.now))
-        assert inbox.notes == []
+            await leader.step(clock.now)
         clock.now += 11  # a follower reads the whole view again every RELOAD seconds
-        run(lambda: follower.step(clock.now))
-        assert (
-            run(
-                lambda: follower.read(
-                    lambda am: (
-                        firing.fingerprint in am.alerts
-                        and am.alerts[firing.fingerprint].alert.status is AlertStatus.FIRING
-                    )
-                )
-            )
-            is False
-        )
+        await follower.step(clock.now)
+        held = await follower.read(lambda am: am.alerts.get(firing.fingerprint))
+        await leader.stop()
+        await follower.stop()
+        return held is None or held.alert.status is not AlertStatus.FIRING
+
+    try:
+        assert run(scenario)
+        assert inbox.notes == []
     finally:
-        for svc in (leader, follower):
-            run(svc.stop)
+        for s in stores:
+            s.close()
+
+
+def test_an_alert_posted_to_a_follower_is_stored_for_the_leader_to_send(store_url: str) -> None:
+    from flowsight.model.alerts import Alert
+
+    leader, follower, clock, inbox, stores = _services(store_url)
+
+    async def scenario() -> None:
+        posted = Alert({"alertname": "Posted", "workflow": "etl"}, starts_at=clock.now)
+        await follower.send_alerts([posted])
+        await follower.step(clock.now)
+        for _ in range(90):  # the leader's rounds, past group_wait and group_interval
+            clock.now += 1
+            await leader.step(clock.now)
+        await leader.stop()
+        await follower.stop()
+
+    try:
+        run(scenario)
+        assert [a.labels["alertname"] for n in inbox.notes for a in n.alerts] == ["Posted"]
+    finally:
         for s in stores:
             s.close()
 
@@ -437,3 +454,36 @@ def test_a_duty_won_back_under_a_newer_epoch_starts_afresh_under_it(store: SqlSt
     assert log.index(("stop", 0)) < log.index(("start", 3))  # the old term's work ended first
     assert len(made) >= 2 and log[-1] == ("stop", 0)  # made afresh for the new term; stopped at the end
     assert {ls.duty: ls.expires_at for ls in store.leases.leases()}["detectors"] == 0  # given back
+
+
+def test_a_leader_s_first_round_keeps_a_silence_that_starts_later_and_an_alert_posted_before_it(
+    store_url: str,
+) -> None:
+    """A server's start (one alone on SQLite too): its first leading round
+    neither drops a silence scheduled for later nor an alert posted while
+    the store was being read; a follower hands a posted alert on."""
+    from flowsight.config import parse_config
+    from flowsight.model.alerts import Alert, new_silence
+    from flowsight.server.alerting import AlertingService
+    from flowsight.server.leadership import Duty
+    from tests.server.test_alerting_service import CONFIG, Clock, Inbox
+
+    clock, inbox = Clock(), Inbox()
+    with open_store(store_url) as store:
+        later = new_silence(["workflow=etl"], duration=3600.0, comment="tonight", now=clock.now + 600)
+        store.alerts.add_silence(later, clock.now)
+        lease = store.leases.hold("alerting", "L", "token-L", 3600.0)
+        svc = AlertingService(
+            store,
+            parse_config(CONFIG),
+            clock=clock,
+            notifiers={"team": inbox},
+            duty=Duty("alerting", lease=lease, changes=1),
+        )
+        svc.load()
+        posted = Alert({"alertname": "Posted", "workflow": "other"}, starts_at=clock.now)
+        run(lambda: svc.send_alerts([posted]))
+        run(lambda: svc.step(clock.now))
+        assert run(lambda: svc.read(lambda am: later.id in am.silences))
+        assert [st.alert.labels["alertname"] for st in store.alerts.load_alerts()] == ["Posted"]
+        run(svc.stop)

@@ -111,6 +111,7 @@ class AlertingService:
         self.interval = interval
         self.manager = self._new_manager()
         self._local: set[str] = set()  # fingerprints of the alerts raised here (a follower hands only those on)
+        self._fresh = False  # the manager holds what the store keeps, read by load() and not followed since
         self._reloaded = 0.0  # when a follower last read every alert the store keeps
         if notifiers is None:
             notifiers = {rc.name: build_notifier(rc, config.external_url) for rc in config.receivers}
@@ -166,12 +167,15 @@ class AlertingService:
 
     def _reload(self, am: AlertManager) -> AlertManager:
         """The manager made again from what the store keeps now (every alert,
-        the active silences), keeping the alerts raised here not yet stored
-        (on the manager's thread)."""
+        every silence not ended: one that starts later too), keeping the
+        alerts raised here not yet stored (on the manager's thread)."""
         fresh = self._new_manager()
-        fresh.restore(self.store.alerts.load_alerts())
-        for silence in self.store.alerts.list_silences(active_at=self.clock()):
-            fresh.add_silence(silence)
+        with gc_paused():
+            fresh.restore(self.store.alerts.load_alerts())
+        now = self.clock()
+        for silence in self.store.alerts.list_silences():
+            if silence.ends_at > now:
+                fresh.add_silence(silence)
         mine, _ = am.changes()
         for st in mine:
             if st.alert.fingerprint in self._local:
@@ -212,14 +216,18 @@ class AlertingService:
             self.schedules.restore([s.alert for s in states])
         if saved is not None:
             self.logs.restore(saved)
+        self._fresh = True
 
     def _promote(self, am: AlertManager) -> None:
         """This replica has just taken the lead (on the manager's thread, a
         server's start included): the manager is made again from the alerts
-        the store keeps (the last leader's, with who was told), the rules take
-        them over, so they can resolve them, and read the events from where
-        the last leader's rules stopped (where a leader kept that)."""
-        am = self._reload(am)
+        the store keeps (the last leader's, with who was told) unless it was
+        just loaded from there, the rules take them over, so they can resolve
+        them, and read the events from where the last leader's rules stopped
+        (where a leader kept that)."""
+        if not self._fresh:
+            am = self._reload(am)
+        self._fresh = False
         alerts = [st.alert for st in am.snapshot()]
         self.rules.restore(alerts)
         self.schedules.restore(alerts)
@@ -242,9 +250,9 @@ class AlertingService:
         for i in range(0, len(alerts), SEND_CHUNK):
             await self._manager(self._send_all, alerts[i : i + SEND_CHUNK])
 
-    @staticmethod
-    def _send_all(am: AlertManager, alerts: Sequence[Alert]) -> None:
+    def _send_all(self, am: AlertManager, alerts: Sequence[Alert]) -> None:
         for alert in alerts:
+            self._local.add(alert.fingerprint)  # raised here (POST /api/v1/alerts): a follower hands it on
             am.send_alert(alert)
 
     async def read(self, fn: Callable[[AlertManager], R]) -> R:
@@ -338,6 +346,7 @@ class AlertingService:
         (and the silences), and store the alerts raised here for it to send.
         Every ``RELOAD`` seconds the whole view is read again (an alert the
         leader forgot is gone from the store, which no round's reading says)."""
+        self._fresh = False  # what the leader forgets from now on, no round's reading says
         silences = await asyncio.to_thread(self._changed_silences)
         if now - self._reloaded >= RELOAD:
             await self._manager(self._reload)
@@ -400,8 +409,8 @@ class AlertingService:
         if only_local:
             states = [st for st in states if st.alert.fingerprint in self._local]
             gone = []
-        elif self.duty is not None:
-            self._local.clear()  # the leader stores every alert: none left to hand on
+        elif self.duty is not None:  # the leader stores every alert: those are not left to hand on
+            self._local.difference_update(st.alert.fingerprint for st in states)
         try:
             await asyncio.to_thread(self.store.alerts.update_alerts, states, gone, now)
         except Exception:
