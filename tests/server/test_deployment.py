@@ -282,12 +282,15 @@ def _fire_and_resolve(dsn: str, tmp_path: Path, receiver: Recorder, workflows: i
         team.stop()
 
 
+# 1,000 notifications and two takeovers: about 30 s on a quiet machine, over the suite's 120 s per test on a loaded one
+@pytest.mark.timeout(900)
 def test_three_replicas_behind_haproxy_page_each_firing_and_resolution_once_while_leaders_are_killed(
     pg_url: str, tmp_path: Path, receiver: Recorder
 ) -> None:
     print(_fire_and_resolve(pg_url, tmp_path, receiver, workflows=500, lease=2.0))
 
 
+@pytest.mark.timeout(900)
 def test_the_same_through_pgbouncer_in_transaction_mode(pgbouncer: str, tmp_path: Path, receiver: Recorder) -> None:
     # the default lease (10 s): a killed leader's duties are taken within 15 s
     print(_fire_and_resolve(pgbouncer, tmp_path, receiver, workflows=60, lease=LEASE))
