@@ -36,7 +36,8 @@ def cluster_view(st: ServerContext) -> S.Cluster:
         )
     leases = st.store.leases
     now = leases.now()
-    held = {ls.duty: ls for ls in leases.leases() if ls.token and ls.expires_at > now}
+    every = {ls.duty: ls for ls in leases.leases()}
+    held = {d: ls for d, ls in every.items() if ls.token and ls.expires_at > now}
     leads: dict[str, list[str]] = {}
     for ls in held.values():
         leads.setdefault(ls.token, []).append(ls.duty)
@@ -56,7 +57,6 @@ def cluster_view(st: ServerContext) -> S.Cluster:
         for r in leases.replicas(now - 10 * cluster.ttl)
         if r.stopped_at is None or r.seen_at >= now - cluster.ttl  # one that stopped: listed a lease long
     ]
-    every = {ls.duty: ls for ls in leases.leases()}
     duties = []
     for d in DUTIES:
         lease = every.get(d)
